@@ -1,0 +1,50 @@
+# eddy's recipes. `just --list` shows them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# build the eddy binary into bin/
+build:
+    go build -o bin/eddy ./cmd/eddy
+
+# the unit tests (servers' tests skip unless services are up; see `itest`)
+test:
+    go test ./...
+
+# the netflow pipeline on 200k generated flows, top 20 on stdout
+demo: build
+    rm -rf /tmp/eddy-demo && ./bin/eddy gen netflow --count 200000 --files 8 --seed 7 --out /tmp/eddy-demo/flows
+    ./bin/eddy run scripts/netflow_webservers.lua --source dir:/tmp/eddy-demo/flows --state /tmp/eddy-demo/state --until-idle --emit final
+
+# throughput and latency of the netflow pipeline beside a plain-Go baseline
+bench:
+    go test ./actors -run '^$' -bench BenchmarkNetflow -benchtime 1x -timeout 30m -v
+
+# ---- real servers (docs/services.md) ----
+
+# start Kafka, Cassandra and MariaDB
+services-up: kafka-up cassandra-up mysql-up
+
+# stop what services-up started
+services-down: kafka-down cassandra-down mysql-down
+
+kafka-up:
+    bash services/kafka.sh up
+
+kafka-down:
+    bash services/kafka.sh down
+
+cassandra-up:
+    bash services/cassandra.sh up
+
+cassandra-down:
+    bash services/cassandra.sh down
+
+mysql-up:
+    bash services/mysql.sh up
+
+mysql-down:
+    bash services/mysql.sh down
+
+# the tests with every server up and nothing skipped
+itest:
+    source services/env.sh && go test -count=1 ./...

@@ -1,0 +1,129 @@
+package connectors
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrEndOfInput is returned by Partition.Read when the partition has ended
+// for good (stdin closed, a generator reached its count). A partition that is
+// merely caught up returns a Batch with CaughtUp set instead.
+var ErrEndOfInput = errors.New("end of input")
+
+// Position is where a partition stands, encoded by the partition itself
+// (a Kafka offset, a file's byte offset, the set of files done). The engine
+// stores it opaquely in every checkpoint, atomically with the state it covers.
+type Position []byte
+
+// Record is one raw record read from a partition.
+type Record struct {
+	Key   []byte
+	Value []byte
+	// Time is the record's source timestamp (Kafka's record time, a file's
+	// modification time), zero when the source has none.
+	Time time.Time
+	// Seq locates the record in its batch's unit: a line number for files,
+	// an offset for Kafka. Used in error messages and dead letters.
+	Seq int64
+}
+
+// Batch is a run of records from one partition. A batch never spans two
+// files, so Where names the place of every record in it.
+type Batch struct {
+	Records []Record
+	// Where names the records' container, "part-00003.json" or "flows/3";
+	// Unit is what Record.Seq counts there, "line" or "offset".
+	Where, Unit string
+	// End is the position just after the last record of the batch: where a
+	// restart resumes once the batch is covered by a checkpoint.
+	End Position
+	// CaughtUp says the partition has nothing more to read right now.
+	CaughtUp bool
+	// Boundary asks for a trigger after this batch before more is read
+	// (maxFilesPerTrigger): the engine pauses this partition until the next
+	// trigger has passed through it.
+	Boundary bool
+}
+
+// Locate formats where record i of the batch came from, as
+// "part-00003.json line 812".
+func (b *Batch) Locate(i int) string {
+	if i < 0 || i >= len(b.Records) {
+		return b.Where
+	}
+	return b.Where + " " + b.Unit + " " + itoa(b.Records[i].Seq)
+}
+
+// Partition is one independently ordered, independently positioned part of a
+// source: a Kafka partition, a directory, a followed file, a generator.
+type Partition interface {
+	// ID is stable across runs; checkpoints are keyed by it.
+	ID() string
+	// Seek moves the partition to a position an earlier Batch.End returned.
+	// It is called at most once, before the first Read.
+	Seek(pos Position) error
+	// Read blocks until records are available, the partition is caught up
+	// (an empty Batch with CaughtUp set), or ctx is done. It returns
+	// ErrEndOfInput once the partition has ended for good.
+	Read(ctx context.Context) (Batch, error)
+	// Describe renders a Position for people (`eddy checkpoints list`).
+	Describe(pos Position) string
+	Close() error
+}
+
+// Listener is told which partitions this node reads. File-like sources
+// assign all their partitions once; Kafka assigns and revokes as the
+// consumer group rebalances.
+type Listener interface {
+	// Assign hands a partition to the engine, which seeks it to its
+	// checkpointed position and starts reading it.
+	Assign(p Partition)
+	// Revoke checkpoints and stops a partition; it returns when that is done.
+	Revoke(id string)
+}
+
+// Source is a set of partitions.
+type Source interface {
+	// Start announces partitions to l. It may return before every partition
+	// is assigned (Kafka assigns later), but not before it has assigned the
+	// ones it knows now.
+	Start(ctx context.Context, l Listener) error
+	Close() error
+}
+
+// Field is one named value of a Row.
+type Field struct {
+	Name  string
+	Value any
+}
+
+// Row is one output record. Values are nil, bool, int64, float64, string,
+// []any or map[string]any. Fields keep their order, which sinks preserve
+// (JSON key order, CSV columns).
+type Row struct {
+	// Key is the grouping key the row belongs to, empty when it has none.
+	// Keyed sinks (Kafka, upserts) use it.
+	Key    string
+	Fields []Field
+}
+
+// Get returns the value of the named field and whether it is present.
+func (r Row) Get(name string) (any, bool) {
+	for _, f := range r.Fields {
+		if f.Name == name {
+			return f.Value, true
+		}
+	}
+	return nil, false
+}
+
+// Sink receives rows. Calls come from one goroutine at a time.
+type Sink interface {
+	// Write hands rows to the sink, which may buffer them.
+	Write(ctx context.Context, rows []Row) error
+	// Flush makes every row written so far durable; the engine calls it at
+	// each checkpoint before the checkpoint is marked complete.
+	Flush(ctx context.Context) error
+	Close() error
+}

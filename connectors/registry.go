@@ -1,0 +1,164 @@
+package connectors
+
+import (
+	"fmt"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Params are a connector's settings: the URI's query parameters, overlaid
+// with what the command line sets (for example max-files-per-trigger).
+type Params = url.Values
+
+// Target is a parsed connector URI. "dir:data/flows" has Scheme "dir" and
+// Path "data/flows"; "kafka://h:9092/t?group=g" has Host "h:9092" and Path
+// "t"; a bare word such as "stdout" is a Scheme alone.
+type Target struct {
+	URI    string
+	Scheme string
+	Host   string
+	Path   string
+	Params Params
+}
+
+// SourceFactory opens a source for a target.
+type SourceFactory func(t Target) (Source, error)
+
+// SinkFactory opens a sink for a target.
+type SinkFactory func(t Target) (Sink, error)
+
+var (
+	mu      sync.RWMutex
+	sources = map[string]SourceFactory{}
+	sinks   = map[string]SinkFactory{}
+)
+
+// RegisterSource makes scheme open sources with f. It panics on a duplicate
+// scheme: that is a programming error, found at init.
+func RegisterSource(scheme string, f SourceFactory) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := sources[scheme]; dup {
+		panic("connectors: source scheme registered twice: " + scheme)
+	}
+	sources[scheme] = f
+}
+
+// RegisterSink makes scheme open sinks with f.
+func RegisterSink(scheme string, f SinkFactory) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := sinks[scheme]; dup {
+		panic("connectors: sink scheme registered twice: " + scheme)
+	}
+	sinks[scheme] = f
+}
+
+// Parse splits a connector URI into a Target.
+func Parse(uri string) (Target, error) {
+	uri = strings.TrimSpace(uri)
+	if uri == "" {
+		return Target{}, fmt.Errorf("empty connector URI")
+	}
+	t := Target{URI: uri, Params: Params{}}
+	scheme, rest, found := strings.Cut(uri, ":")
+	if !found {
+		rest = ""
+	}
+	if !found || strings.ContainsAny(scheme, "/.?") {
+		if strings.ContainsAny(uri, "/.") {
+			return Target{}, fmt.Errorf("connector URI %q has no scheme: write dir:PATH for a directory or file:PATH for a file", uri)
+		}
+		scheme, rest = uri, ""
+	}
+	t.Scheme = strings.ToLower(scheme)
+	if q := strings.IndexByte(rest, '?'); q >= 0 {
+		p, err := url.ParseQuery(rest[q+1:])
+		if err != nil {
+			return Target{}, fmt.Errorf("connector URI %q: bad parameters: %w", uri, err)
+		}
+		t.Params, rest = p, rest[:q]
+	}
+	if strings.HasPrefix(rest, "//") {
+		rest = rest[2:]
+		host, path, _ := strings.Cut(rest, "/")
+		t.Host, t.Path = host, path
+	} else {
+		t.Path = rest
+	}
+	return t, nil
+}
+
+// OpenSource opens the source a URI names, with extra parameters overlaid.
+func OpenSource(uri string, extra Params) (Source, error) {
+	t, err := Parse(uri)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range extra {
+		t.Params[k] = v
+	}
+	mu.RLock()
+	f, ok := sources[t.Scheme]
+	mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("source %q: unknown scheme %q (known: %s)", uri, t.Scheme, known(sources))
+	}
+	s, err := f(t)
+	if err != nil {
+		return nil, fmt.Errorf("source %q: %w", uri, err)
+	}
+	return s, nil
+}
+
+// OpenSink opens the sink a URI names.
+func OpenSink(uri string) (Sink, error) {
+	t, err := Parse(uri)
+	if err != nil {
+		return nil, err
+	}
+	mu.RLock()
+	f, ok := sinks[t.Scheme]
+	mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("sink %q: unknown scheme %q (known: %s)", uri, t.Scheme, known(sinks))
+	}
+	s, err := f(t)
+	if err != nil {
+		return nil, fmt.Errorf("sink %q: %w", uri, err)
+	}
+	return s, nil
+}
+
+func known[F any](m map[string]F) string {
+	mu.RLock()
+	defer mu.RUnlock()
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// IntParam reads an integer parameter, def when absent, with an error that
+// names the parameter when it is not a whole number or is below min.
+func (t Target) IntParam(name string, def, min int64) (int64, error) {
+	s := t.Params.Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parameter %s=%q is not a whole number", name, s)
+	}
+	if n < min {
+		return 0, fmt.Errorf("parameter %s=%d is below %d", name, n, min)
+	}
+	return n, nil
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
