@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Params are a connector's settings: the URI's query parameters, overlaid
@@ -162,3 +163,52 @@ func (t Target) IntParam(name string, def, min int64) (int64, error) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// FloatParam reads a number parameter, def when absent, with an error that
+// names the parameter when it is not a number or lies outside [min, max].
+func (t Target) FloatParam(name string, def, min, max float64) (float64, error) {
+	s := t.Params.Get(name)
+	if s == "" {
+		return def, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f != f {
+		return 0, fmt.Errorf("parameter %s=%q is not a number", name, s)
+	}
+	if f < min || f > max {
+		return 0, fmt.Errorf("parameter %s=%s is outside [%g, %g]", name, s, min, max)
+	}
+	return f, nil
+}
+
+// DurationParam reads a duration parameter such as "200ms" or "2s", def when
+// absent, with an error that names the parameter when it does not parse or
+// is not positive.
+func (t Target) DurationParam(name string, def time.Duration) (time.Duration, error) {
+	s := t.Params.Get(name)
+	if s == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("parameter %s=%q is not a duration such as 200ms or 2s", name, s)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("parameter %s=%s must be positive", name, s)
+	}
+	return d, nil
+}
+
+// Choice reads a parameter that must be one of allowed, def when absent.
+func (t Target) Choice(name, def string, allowed ...string) (string, error) {
+	s := t.Params.Get(name)
+	if s == "" {
+		return def, nil
+	}
+	for _, a := range allowed {
+		if s == a {
+			return s, nil
+		}
+	}
+	return "", fmt.Errorf("parameter %s=%q is not one of %s", name, s, strings.Join(allowed, ", "))
+}
