@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# services/kafka.sh up|down|status: one Apache Kafka node in KRaft mode
+# (broker and controller in one JVM) on 127.0.0.1:9092, for eddy's tests.
+# Jars, data and log live under .cache/kafka; see docs/services.md.
+set -euo pipefail
+SERVICE=kafka
+# shellcheck source=services/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+HOST=127.0.0.1
+PORT=9092
+DIR="$CACHE/kafka"
+LIBS="$DIR/libs"
+PIDFILE="$DIR/kafka.pid"
+CONF="$DIR/server.properties"
+LOG="$DIR/kafka.log"
+OUT="$DIR/kafka.out"
+MARKER="kafka.Kafka $CONF"
+START_TIMEOUT=${EDDY_KAFKA_START_TIMEOUT:-180}
+
+up() {
+  mkdir -p "$DIR"
+  build_check
+  local pid
+  if pid=$(recorded_pid "$PIDFILE" "$MARKER"); then
+    if ! wait_ready "$START_TIMEOUT" "$pid" "$CHECK" kafka "$HOST:$PORT"; then
+      show_logs "$LOG" "$OUT"
+      die "pid $pid is running but does not answer on $HOST:$PORT: $LAST_CHECK"
+    fi
+    say "already running (pid $pid) on $HOST:$PORT; log: $LOG"
+    return 0
+  fi
+  if port_open "$HOST" "$PORT"; then
+    die "something else listens on $HOST:$PORT (not the pid in $PIDFILE): stop it, or point EDDY_KAFKA_BROKERS at it instead (docs/services.md)"
+  fi
+
+  local java
+  java=$(java_bin)
+  (($(java_major "$java") >= 17)) || die "$java is older than 17; Kafka 4 needs Java 17 or newer (set JAVA_HOME)"
+  fetch_jars "$ROOT/services/kafka/pom.xml" "$LIBS"
+
+  sed "s#@DIR@#$DIR#g" "$ROOT/services/kafka/server.properties" >"$CONF"
+  cp "$ROOT/services/kafka/log4j2.yaml" "$DIR/log4j2.yaml"
+  local jvm=(-Dkafka.logs.dir="$DIR" -Dlog4j2.configurationFile="$DIR/log4j2.yaml")
+
+  if [[ ! -f $DIR/data/meta.properties ]]; then
+    say "formatting storage in $DIR/data"
+    local id
+    id=$("$java" "${jvm[@]}" -cp "$LIBS/*" kafka.tools.StorageTool random-uuid 2>>"$OUT") ||
+      { show_logs "$OUT"; die "kafka-storage random-uuid failed"; }
+    "$java" "${jvm[@]}" -cp "$LIBS/*" kafka.tools.StorageTool format --standalone \
+      --cluster-id "$id" --config "$CONF" >>"$OUT" 2>&1 ||
+      { show_logs "$OUT" "$LOG"; die "kafka-storage format failed"; }
+  fi
+
+  say "starting Kafka on $HOST:$PORT; log: $LOG"
+  nohup "$java" -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true "${jvm[@]}" \
+    -cp "$LIBS/*" kafka.Kafka "$CONF" >>"$OUT" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$PIDFILE"
+
+  local rc=0
+  wait_ready "$START_TIMEOUT" "$pid" "$CHECK" kafka "$HOST:$PORT" || rc=$?
+  if ((rc != 0)); then
+    show_logs "$LOG" "$OUT"
+    if ((rc == 2)); then
+      rm -f "$PIDFILE"
+      die "Kafka (pid $pid) exited while starting; last check: $LAST_CHECK"
+    fi
+    stop_pid "$pid" 30
+    rm -f "$PIDFILE"
+    die "Kafka did not answer a produce/consume on $HOST:$PORT within ${START_TIMEOUT}s (stopped pid $pid); last check: $LAST_CHECK"
+  fi
+  say "up (pid $pid) on $HOST:$PORT, produce/consume checked; log: $LOG"
+}
+
+status() {
+  local pid
+  if pid=$(recorded_pid "$PIDFILE" "$MARKER"); then
+    say "running (pid $pid) on $HOST:$PORT; log: $LOG"
+  else
+    say "not running"
+    return 1
+  fi
+}
+
+case ${1:-} in
+up) up ;;
+down) down "$PIDFILE" "$MARKER" 60 ;;
+status) status ;;
+*)
+  echo "usage: $0 up|down|status" >&2
+  exit 2
+  ;;
+esac

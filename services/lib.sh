@@ -1,0 +1,139 @@
+# shellcheck shell=bash
+# Shared by services/kafka.sh, cassandra.sh and mysql.sh: where things live,
+# the pid each `up` records, waiting for a server to really answer, and
+# failing with the last lines of its log. Sourced, not run.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE="$ROOT/.cache"
+
+say() { printf '%s: %s\n' "$SERVICE" "$*"; }
+die() { printf '%s: %s\n' "$SERVICE" "$*" >&2; exit 1; }
+
+# alive PID: the process exists and is not a zombie.
+alive() {
+  local pid=$1 state
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z && $state != X ]]
+}
+
+# recorded_pid PIDFILE MARKER: prints the pid recorded in PIDFILE when that
+# process is alive and its command line contains MARKER (so a reused pid is
+# never taken for ours).
+recorded_pid() {
+  local pidfile=$1 marker=$2 pid
+  [[ -f $pidfile ]] || return 1
+  pid=$(<"$pidfile")
+  alive "$pid" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$marker" || return 1
+  printf '%s\n' "$pid"
+}
+
+# port_open HOST PORT: something accepts TCP connections there.
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# show_logs FILE...: the last 40 lines of each log that exists, on stderr.
+show_logs() {
+  local f
+  for f in "$@"; do
+    [[ -s $f ]] || continue
+    printf -- '----- last lines of %s -----\n' "$f" >&2
+    tail -n 40 "$f" >&2
+  done
+}
+
+# wait_ready SECONDS PID CMD...: runs CMD once a second until it succeeds.
+# Returns 1 when time runs out and 2 when PID exits first; the output of the
+# last failed CMD is left in LAST_CHECK.
+LAST_CHECK=
+wait_ready() {
+  local timeout=$1 pid=$2
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  while :; do
+    if LAST_CHECK=$("$@" 2>&1); then
+      return 0
+    fi
+    alive "$pid" || return 2
+    ((SECONDS < deadline)) || return 1
+    sleep 1
+  done
+}
+
+# stop_pid PID SECONDS: SIGTERM, wait up to SECONDS for the exit, then SIGKILL.
+stop_pid() {
+  local pid=$1 timeout=$2
+  local deadline=$((SECONDS + timeout))
+  kill -TERM "$pid" 2>/dev/null || return 0
+  while alive "$pid"; do
+    if ((SECONDS >= deadline)); then
+      say "pid $pid still running after ${timeout}s, sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      deadline=$((SECONDS + 10))
+      while alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
+      alive "$pid" && die "pid $pid did not exit after SIGKILL"
+      return 0
+    fi
+    sleep 0.2
+  done
+}
+
+# down PIDFILE MARKER SECONDS: stops only the process that `up` recorded.
+down() {
+  local pidfile=$1 marker=$2 timeout=$3 pid
+  if ! pid=$(recorded_pid "$pidfile" "$marker"); then
+    say "not running (no live pid recorded in $pidfile)"
+    rm -f "$pidfile"
+    return 0
+  fi
+  say "stopping pid $pid"
+  stop_pid "$pid" "$timeout"
+  rm -f "$pidfile"
+  say "stopped"
+}
+
+# java_bin: the java to run, JAVA_HOME's when set.
+java_bin() {
+  if [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]]; then
+    printf '%s\n' "$JAVA_HOME/bin/java"
+  else
+    command -v java || die "java not found: install a JDK 17 (Debian: apt-get install openjdk-17-jdk-headless)"
+  fi
+}
+
+# java_major JAVA: the feature release of that java, e.g. 17.
+java_major() {
+  "$1" -XshowSettings:properties -version 2>&1 |
+    awk -F' = ' '/java.specification.version/ {print $2}' | cut -d. -f1
+}
+
+# fetch_jars POM DIR: copies POM's runtime dependencies into DIR with Maven,
+# once: DIR keeps the POM's checksum and is reused while the POM is unchanged.
+fetch_jars() {
+  local pom=$1 dir=$2 sum
+  sum=$(sha256sum "$pom" | cut -d' ' -f1)
+  if [[ -f $dir/.pom.sha256 && $(<"$dir/.pom.sha256") == "$sum" ]]; then
+    return 0
+  fi
+  command -v mvn >/dev/null || die "mvn not found: install Maven (Debian: apt-get install maven) to fetch the jars"
+  say "fetching jars from Maven Central into $dir (once; later runs reuse them)"
+  rm -rf "$dir.tmp"
+  if ! mvn -q -B -f "$pom" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$dir.tmp" >"$dir.mvn.log" 2>&1; then
+    show_logs "$dir.mvn.log"
+    die "mvn could not fetch the jars of $pom"
+  fi
+  printf '%s\n' "$sum" >"$dir.tmp/.pom.sha256"
+  rm -rf "$dir"
+  mv "$dir.tmp" "$dir"
+}
+
+# build_check: the Go program in services/check that asks a server for real
+# work; built into the cache (the Go build cache makes rebuilds quick).
+build_check() {
+  command -v go >/dev/null || die "go not found: the readiness check is a Go program (services/check)"
+  mkdir -p "$CACHE/bin"
+  (cd "$ROOT" && go build -o "$CACHE/bin/servicecheck" ./services/check) ||
+    die "could not build services/check"
+  CHECK="$CACHE/bin/servicecheck"
+}
