@@ -1,0 +1,135 @@
+package actors
+
+import (
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/scripting"
+)
+
+// Messages of the engine. They are immutable once sent.
+
+// assign: the source hands the node a partition.
+type assign struct{ p connectors.Partition }
+
+// revoke: the source takes a partition back; done closes when it has been
+// checkpointed and stopped.
+type revoke struct {
+	id   string
+	done chan struct{}
+}
+
+// tick: the trigger timer fired.
+type tick struct{}
+
+// shutdown: stop reading, checkpoint, stop (SIGINT/SIGTERM).
+type shutdown struct{}
+
+// sourceBatch: a supervisor's reader read a batch (or failed).
+type sourceBatch struct {
+	gen   uint64
+	batch connectors.Batch
+	err   error
+}
+
+// barrier: a trigger, and a checkpoint when epoch > 0. final marks the
+// barrier after the end of the input.
+type barrier struct {
+	seq   uint64
+	epoch uint64
+	final bool
+}
+
+// keyedBatch: processed records for one shard.
+type keyedBatch struct {
+	rows []scripting.Keyed
+	// src and idx locate each row's raw record for dead letters.
+	src *connectors.Batch
+	idx []int
+}
+
+// shardProcessed: a shard finished a keyedBatch (flow control).
+type shardProcessed struct{ shard int }
+
+// shardBarrierAck: a shard passed a barrier.
+type shardBarrierAck struct {
+	seq           uint64
+	shard         int
+	keys, changed int64
+	err           error
+}
+
+// partitionAck: a partition passed a barrier; pos is where it stood.
+type partitionAck struct {
+	seq           uint64
+	id            string
+	pos           connectors.Position
+	keys, changed int64
+	err           error
+}
+
+// partitionStatus: what a partition's reader is doing.
+type partitionStatus struct {
+	id       string
+	caughtUp bool // nothing more to read right now
+	boundary bool // paused at a trigger boundary
+	ended    bool // the partition has ended for good
+	records  int64
+}
+
+// partitionFailed: reading a partition failed for good.
+type partitionFailed struct {
+	id  string
+	err error
+}
+
+// partitionRestarted: a supervisor restarted from the last checkpoint.
+type partitionRestarted struct{ id string }
+
+// failed: a record failed; the node counts them against --max-errors.
+type failed struct {
+	n    int64
+	last string
+}
+
+// checkpointDone / checkpointAborted settle a checkpoint's pending writes.
+type checkpointDone struct{ epoch uint64 }
+type checkpointAborted struct{ epoch uint64 }
+
+// resultRows: a shard's changed (or, with reset, all) keys for the emitter.
+type resultRows struct {
+	partition string
+	shard     int
+	reset     bool
+	rows      []partial
+}
+
+// partial is one key's accumulators from one partition.
+type partial struct {
+	key     string
+	keyVals []any
+	accs    []any
+}
+
+// emitTrigger: every partition passed barrier seq; emit what it calls for.
+type emitTrigger struct {
+	seq   uint64
+	final bool
+}
+
+// rowsOut: rows for a sink.
+type rowsOut struct{ rows []connectors.Row }
+
+// flush: make what a sink has durable and acknowledge seq to the node.
+type flush struct{ seq uint64 }
+
+// sinkFlushed: a sink flushed up to seq (err when it could not).
+type sinkFlushed struct {
+	seq  uint64
+	name string
+	err  error
+}
+
+// sinkFailed: a sink's write failed.
+type sinkFailed struct {
+	name string
+	err  error
+}

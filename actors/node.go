@@ -1,0 +1,332 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/state"
+)
+
+// node is the root of a run's tree: it turns source assignments into
+// PartitionSupervisors and coordinates triggers and checkpoints.
+type node struct {
+	e    *engine
+	done chan<- result
+
+	parts map[string]*partState
+	// the barrier in flight, if any
+	inflight *inflight
+	seq      uint64
+	// lastCheckpoint is when the last checkpoint began.
+	lastCheckpoint time.Time
+	// pending revokes waiting for the next barrier.
+	revokes []*revoke
+
+	failedTotal int64
+	stopping    bool // shutdown asked: stop at the next barrier
+	finished    bool
+	summary     Summary
+}
+
+type partState struct {
+	pid    *actor.PID
+	part   connectors.Partition
+	status partitionStatus
+	// records processed since the last barrier began
+	since int64
+}
+
+type inflight struct {
+	b       barrier
+	waiting map[string]bool // partitions that have not acknowledged
+	sinks   map[string]bool // sinks that have not flushed
+	acks    map[string]*partitionAck
+	started time.Time
+}
+
+func newNode(e *engine, done chan<- result) *node {
+	return &node{e: e, done: done, parts: map[string]*partState{}, lastCheckpoint: time.Now()}
+}
+
+// Receive implements actor.Actor.
+func (n *node) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		n.start(ctx)
+	case *assign:
+		n.assign(ctx, m.p)
+	case *revoke:
+		n.revokes = append(n.revokes, m)
+		n.maybeTrigger(ctx, true)
+	case *partitionStatus:
+		if p := n.parts[m.id]; p != nil {
+			p.since += m.records
+			p.status = *m
+			n.maybeTrigger(ctx, false)
+		}
+	case *tick:
+		n.maybeTrigger(ctx, true)
+	case *shutdown:
+		n.stopping = true
+		n.maybeTrigger(ctx, true)
+	case *failed:
+		n.failedTotal += m.n
+		if max := n.e.cfg.MaxErrors; max >= 0 && n.failedTotal > max {
+			n.finish(fmt.Errorf("%w: %d records failed, more than --max-errors %d allows; the last: %s", ErrTooManyErrors, n.failedTotal, max, m.last))
+		}
+	case *partitionAck:
+		n.partitionAck(ctx, m)
+	case *sinkFlushed:
+		n.sinkFlushed(ctx, m)
+	case *sinkFailed:
+		n.finish(fmt.Errorf("sink %s: %w", m.name, m.err))
+	case *partitionFailed:
+		n.finish(fmt.Errorf("reading %s: %w", m.id, m.err))
+	case *partitionRestarted:
+		if n.inflight != nil {
+			n.abort(ctx, fmt.Sprintf("partition %s restarted", m.id))
+		}
+	}
+}
+
+func (n *node) start(ctx actor.Context) {
+	self := ctx.Self()
+	root := n.e.system.Root
+	go func() {
+		if err := n.e.cfg.Source.Start(n.e.ctx, listener{root: root, node: self}); err != nil {
+			root.Send(self, &partitionFailed{id: "source", err: err})
+		}
+	}()
+}
+
+// listener forwards the source's assignments to the node's mailbox.
+type listener struct {
+	root interface {
+		Send(*actor.PID, interface{})
+	}
+	node *actor.PID
+}
+
+func (l listener) Assign(p connectors.Partition) { l.root.Send(l.node, &assign{p: p}) }
+
+func (l listener) Revoke(id string) {
+	done := make(chan struct{})
+	l.root.Send(l.node, &revoke{id: id, done: done})
+	<-done
+}
+
+func (n *node) assign(ctx actor.Context, p connectors.Partition) {
+	id := p.ID()
+	if _, dup := n.parts[id]; dup {
+		n.finish(fmt.Errorf("source assigned partition %s twice", id))
+		return
+	}
+	incarnations := 0
+	props := actor.PropsFromProducer(func() actor.Actor {
+		incarnations++
+		return newSupervisor(n.e, p, incarnations > 1)
+	},
+		actor.WithSupervisor(actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.EscalateDirective })))
+	n.parts[id] = &partState{pid: ctx.Spawn(props), part: p, status: partitionStatus{id: id}}
+	n.e.cfg.Stats.Partitions.Add(1)
+}
+
+// maybeTrigger starts a barrier when one is due: on the timer when anything
+// happened or a checkpoint is due, at once when every partition waits at a
+// trigger boundary or the input is over.
+func (n *node) maybeTrigger(ctx actor.Context, timer bool) {
+	if n.inflight != nil || n.finished {
+		return
+	}
+	var since int64
+	allQuiet, allDone, allEnded := true, true, true
+	for _, p := range n.parts {
+		since += p.since
+		s := p.status
+		if !s.caughtUp && !s.boundary && !s.ended {
+			allQuiet = false
+		}
+		if !(s.caughtUp || s.ended) || s.boundary {
+			allDone = false
+		}
+		if !s.ended {
+			allEnded = false
+		}
+	}
+	if len(n.parts) == 0 {
+		allQuiet, allDone, allEnded = false, false, false
+	}
+	checkpointDue := time.Since(n.lastCheckpoint) >= n.e.cfg.CheckpointInterval
+	switch {
+	case n.stopping || len(n.revokes) > 0:
+		n.trigger(ctx, true, false)
+	case allEnded || (n.e.cfg.UntilIdle && allDone):
+		n.trigger(ctx, true, true)
+	case allQuiet && since > 0:
+		n.trigger(ctx, checkpointDue, false)
+	case timer && (since > 0 || checkpointDue):
+		n.trigger(ctx, checkpointDue, false)
+	}
+}
+
+func (n *node) trigger(ctx actor.Context, persist, final bool) {
+	n.seq++
+	b := barrier{seq: n.seq, final: final}
+	if persist {
+		// A small synchronous write: it must be durable before any shard
+		// writes at this version.
+		epoch, err := n.e.cfg.Store.Begin()
+		if err != nil {
+			n.finish(fmt.Errorf("checkpoint: %w", err))
+			return
+		}
+		b.epoch = epoch
+		n.lastCheckpoint = time.Now()
+	}
+	in := &inflight{b: b, waiting: map[string]bool{}, sinks: map[string]bool{}, acks: map[string]*partitionAck{}, started: time.Now()}
+	for id, p := range n.parts {
+		in.waiting[id] = true
+		p.since = 0
+		ctx.Send(p.pid, &b)
+	}
+	n.inflight = in
+	if len(in.waiting) == 0 {
+		n.allAcked(ctx)
+	}
+}
+
+func (n *node) partitionAck(ctx actor.Context, m *partitionAck) {
+	in := n.inflight
+	if in == nil || m.seq != in.b.seq {
+		return
+	}
+	if m.err != nil {
+		n.finish(fmt.Errorf("checkpoint of %s: %w", m.id, m.err))
+		return
+	}
+	delete(in.waiting, m.id)
+	in.acks[m.id] = m
+	if len(in.waiting) == 0 {
+		n.allAcked(ctx)
+	}
+}
+
+// allAcked: every partition passed the barrier. Emit, then flush sinks.
+func (n *node) allAcked(ctx actor.Context) {
+	in := n.inflight
+	e := n.e
+	if e.emitter != nil {
+		in.sinks["results"] = true
+		ctx.Send(e.emitter, &emitTrigger{seq: in.b.seq, final: in.b.final})
+	}
+	for name, pid := range map[string]*actor.PID{"records": e.records, "dead_letter": e.deadLetters} {
+		if pid != nil {
+			in.sinks[name] = true
+			ctx.Send(pid, &flush{seq: in.b.seq})
+		}
+	}
+	if len(in.sinks) == 0 {
+		n.settle(ctx)
+	}
+}
+
+func (n *node) sinkFlushed(ctx actor.Context, m *sinkFlushed) {
+	in := n.inflight
+	if in == nil || m.seq != in.b.seq {
+		return
+	}
+	if m.err != nil {
+		n.finish(fmt.Errorf("sink %s: flush: %w", m.name, m.err))
+		return
+	}
+	delete(in.sinks, m.name)
+	if len(in.sinks) == 0 {
+		n.settle(ctx)
+	}
+}
+
+// settle completes the barrier: writes the checkpoint when it is one, and
+// ends the run after a final barrier or a shutdown.
+func (n *node) settle(ctx actor.Context) {
+	in := n.inflight
+	n.inflight = nil
+	if in.b.epoch > 0 {
+		cp := state.Checkpoint{ID: in.b.epoch, Time: time.Now().UTC(), Positions: map[string][]byte{}}
+		for id, a := range in.acks {
+			if a.pos != nil {
+				cp.Positions[id] = a.pos
+			}
+			cp.Keys += a.keys
+			cp.Changed += a.changed
+		}
+		if err := n.e.cfg.Store.Complete(cp); err != nil {
+			n.finish(fmt.Errorf("checkpoint %d: %w", cp.ID, err))
+			return
+		}
+		n.e.cfg.Stats.Checkpoints.Add(1)
+		n.e.cfg.Stats.LastCheckpoint.Store(cp.ID)
+		n.e.cfg.Logger.Debug("checkpoint complete", "id", cp.ID, "keys", cp.Keys, "changed", cp.Changed, "took", time.Since(in.started))
+		for _, p := range n.parts {
+			ctx.Send(p.pid, &checkpointDone{epoch: in.b.epoch})
+		}
+	}
+	n.settleRevokes(ctx)
+	if in.b.final || n.stopping {
+		n.summary.Interrupted = !in.b.final
+		n.finish(nil)
+		return
+	}
+	n.maybeTrigger(ctx, false)
+}
+
+func (n *node) settleRevokes(ctx actor.Context) {
+	for _, r := range n.revokes {
+		if p := n.parts[r.id]; p != nil {
+			ctx.Stop(p.pid)
+			delete(n.parts, r.id)
+			n.e.cfg.Stats.Partitions.Add(-1)
+		}
+		close(r.done)
+	}
+	n.revokes = nil
+}
+
+// abort drops the barrier in flight: its writes stay invisible (it is never
+// completed) and shards keep its keys dirty for the next checkpoint.
+func (n *node) abort(ctx actor.Context, why string) {
+	in := n.inflight
+	n.inflight = nil
+	n.e.cfg.Logger.Warn("checkpoint aborted", "seq", in.b.seq, "epoch", in.b.epoch, "why", why)
+	if in.b.epoch > 0 {
+		for _, p := range n.parts {
+			ctx.Send(p.pid, &checkpointAborted{epoch: in.b.epoch})
+		}
+	}
+}
+
+func (n *node) finish(err error) {
+	if n.finished {
+		return
+	}
+	n.finished = true
+	st := n.e.cfg.Stats
+	n.summary.Read, n.summary.Kept, n.summary.Failed = st.Read.Load(), st.Kept.Load(), st.Failed.Load()
+	n.summary.Checkpoints, n.summary.LastCheckpoint = st.Checkpoints.Load(), st.LastCheckpoint.Load()
+	n.done <- result{summary: n.summary, err: err}
+}
+
+// partitionIDs lists the assigned partitions, sorted.
+func (n *node) partitionIDs() []string {
+	ids := make([]string, 0, len(n.parts))
+	for id := range n.parts {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+var errStopped = errors.New("stopped")

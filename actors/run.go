@@ -1,0 +1,184 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/scripting"
+	"github.com/eddy-stream/eddy/state"
+)
+
+// Config is what Run needs. Pipeline, Source and Store are required; so is
+// Results when the pipeline aggregates and Records when it doesn't.
+type Config struct {
+	Pipeline *scripting.Pipeline
+	Source   connectors.Source
+	Store    *state.Store
+	// Results receives result rows; Records each kept record; DeadLetters
+	// the records that failed. Nil sinks are not written.
+	Results, Records, DeadLetters connectors.Sink
+
+	// TriggerInterval is how often results are emitted (default 1s).
+	TriggerInterval time.Duration
+	// CheckpointInterval is how often state is checkpointed (default 5s).
+	CheckpointInterval time.Duration
+	// UntilIdle ends the run, with a final emit and checkpoint, once every
+	// partition is caught up.
+	UntilIdle bool
+	// MaxErrors stops the run when more records than this fail; < 0 means
+	// no limit.
+	MaxErrors int64
+	// Shards is the number of keyed-aggregation actors per partition
+	// (default: the number of CPUs).
+	Shards int
+	Logger *slog.Logger
+	// Stats, when set, is kept up to date for progress displays.
+	Stats *Stats
+}
+
+// Stats are the run's counters, safe to read while it runs.
+type Stats struct {
+	Read, Kept, Failed atomic.Int64
+	Checkpoints        atomic.Int64
+	LastCheckpoint     atomic.Uint64
+	Partitions         atomic.Int64
+	Ended              atomic.Int64
+}
+
+// Summary says how a run ended.
+type Summary struct {
+	Read, Kept, Failed int64
+	Checkpoints        int64
+	LastCheckpoint     uint64
+	// Interrupted is set when the run stopped before its input ended.
+	Interrupted bool
+}
+
+// ErrTooManyErrors is returned (wrapped) when more records failed than
+// Config.MaxErrors allows.
+var ErrTooManyErrors = errors.New("too many failed records")
+
+func (c *Config) validate() error {
+	if c.Pipeline == nil || c.Source == nil || c.Store == nil {
+		return fmt.Errorf("actors: Config needs Pipeline, Source and Store")
+	}
+	if c.Pipeline.HasAggregate() && c.Results == nil {
+		return fmt.Errorf("pipeline %s aggregates but has no results sink", c.Pipeline.Name)
+	}
+	if c.TriggerInterval <= 0 {
+		c.TriggerInterval = time.Second
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = 5 * time.Second
+	}
+	if c.CheckpointInterval < c.TriggerInterval {
+		c.CheckpointInterval = c.TriggerInterval
+	}
+	if c.Shards <= 0 {
+		c.Shards = runtime.NumCPU()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Stats == nil {
+		c.Stats = &Stats{}
+	}
+	return nil
+}
+
+// engine is what every actor of one run shares. Read-only after Run starts.
+type engine struct {
+	cfg    Config
+	system *actor.ActorSystem
+	ctx    context.Context
+	node   *actor.PID
+	// emitter and the sinks' writers; nil when unused.
+	emitter                        *actor.PID
+	results, records, deadLetters *actor.PID
+}
+
+// Run runs a pipeline until its input ends (or, with UntilIdle, is caught
+// up), ctx is cancelled (a clean stop with a checkpoint), or it fails.
+func Run(ctx context.Context, cfg Config) (Summary, error) {
+	if err := cfg.validate(); err != nil {
+		return Summary{}, err
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	defer system.Shutdown()
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := &engine{cfg: cfg, system: system, ctx: runCtx}
+	done := make(chan result, 1)
+
+	root := system.Root
+	if cfg.Results != nil {
+		e.results = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newSinkWriter(e, "results", cfg.Results) }))
+	}
+	if cfg.Records != nil {
+		e.records = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newSinkWriter(e, "records", cfg.Records) }))
+	}
+	if cfg.DeadLetters != nil {
+		e.deadLetters = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newSinkWriter(e, "dead_letter", cfg.DeadLetters) }))
+	}
+	if cfg.Pipeline.HasAggregate() {
+		em, err := newEmitter(e)
+		if err != nil {
+			return Summary{}, err
+		}
+		e.emitter = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return em }))
+	}
+	n := newNode(e, done)
+	e.node = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return n },
+		actor.WithSupervisor(actor.NewOneForOneStrategy(3, time.Minute, func(reason any) actor.Directive {
+			cfg.Logger.Error("partition failed; restarting it from the last checkpoint", "reason", fmt.Sprint(reason))
+			return actor.RestartDirective
+		}))))
+
+	ticker := time.NewTicker(cfg.TriggerInterval)
+	defer ticker.Stop()
+	stopping := false
+	for {
+		select {
+		case r := <-done:
+			cancel()
+			closeErr := closeSinks(cfg)
+			if r.err == nil {
+				r.err = closeErr
+			}
+			return r.summary, r.err
+		case <-ticker.C:
+			root.Send(e.node, &tick{})
+		case <-ctx.Done():
+			if !stopping {
+				stopping = true
+				root.Send(e.node, &shutdown{})
+			}
+		}
+	}
+}
+
+type result struct {
+	summary Summary
+	err     error
+}
+
+func closeSinks(cfg Config) error {
+	var errs []error
+	for _, s := range []connectors.Sink{cfg.Results, cfg.Records, cfg.DeadLetters} {
+		if s != nil {
+			if err := s.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,40 @@
+package actors
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/eddy-stream/eddy/connectors"
+)
+
+// SinkWriter feeds one output's connectors.Sink. It is where the engine's
+// output I/O happens, one actor per sink, so a slow sink holds back only
+// its own mailbox.
+type SinkWriter struct {
+	e    *engine
+	name string
+	sink connectors.Sink
+	err  error
+}
+
+func newSinkWriter(e *engine, name string, s connectors.Sink) *SinkWriter {
+	return &SinkWriter{e: e, name: name, sink: s}
+}
+
+// Receive implements actor.Actor.
+func (w *SinkWriter) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *rowsOut:
+		if w.err != nil {
+			return
+		}
+		if err := w.sink.Write(w.e.ctx, m.rows); err != nil {
+			w.err = err
+			ctx.Send(w.e.node, &sinkFailed{name: w.name, err: err})
+		}
+	case *flush:
+		err := w.err
+		if err == nil {
+			err = w.sink.Flush(w.e.ctx)
+		}
+		ctx.Send(w.e.node, &sinkFlushed{seq: m.seq, name: w.name, err: err})
+	}
+}

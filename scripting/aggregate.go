@@ -1,0 +1,550 @@
+package scripting
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/valyala/fastjson"
+	lua "github.com/yuin/gopher-lua"
+)
+
+// Accumulators: a key's aggregate state is one value per aggregate column.
+// Built-ins are Go values; a Lua aggregate's accumulator is a lua.LValue
+// while it lives in the runtime that made it and a plain Go value (Portable)
+// when it travels to another actor or into a checkpoint.
+
+type countAcc struct{ n int64 }
+
+type sumAcc struct {
+	i     int64
+	f     float64
+	float bool // a non-integral value was added: the sum is f
+}
+
+type extremeAcc struct {
+	v   any
+	set bool
+}
+
+type avgAcc struct {
+	sum float64
+	n   int64
+}
+
+type distinctAcc struct{ seen map[string]struct{} }
+
+type topEntry struct{ v, by any }
+
+type topAcc struct{ items []topEntry }
+
+// luaAcc is a Lua aggregate's accumulator inside its runtime.
+type luaAcc struct{ v lua.LValue }
+
+// goAcc is a Lua aggregate's accumulator as a plain Go value.
+type goAcc struct{ v any }
+
+// NewAccs returns fresh accumulators for one key.
+func (rt *Runtime) NewAccs() ([]any, error) {
+	accs := make([]any, len(rt.p.Aggregates))
+	for i, a := range rt.p.Aggregates {
+		switch a.Func {
+		case "count":
+			accs[i] = &countAcc{}
+		case "sum":
+			accs[i] = &sumAcc{}
+		case "min", "max":
+			accs[i] = &extremeAcc{}
+		case "avg":
+			accs[i] = &avgAcc{}
+		case "count_distinct":
+			accs[i] = &distinctAcc{seen: map[string]struct{}{}}
+		case "top":
+			accs[i] = &topAcc{}
+		case "lua":
+			if err := rt.sb.call(rt.aggs[i].init, 1); err != nil {
+				return nil, fmt.Errorf("aggregate %s: init: %w", a.Name, err)
+			}
+			accs[i] = &luaAcc{v: rt.sb.L.Get(-1)}
+			rt.sb.L.Pop(1)
+		}
+	}
+	return accs, nil
+}
+
+// Add folds one record's aggregate arguments (Keyed.Vals after the key
+// columns) into accs. A value of the wrong type is an error naming the
+// aggregate; accs are unchanged by a failed Add of a built-in.
+func (rt *Runtime) Add(accs []any, args []any) error {
+	for i, a := range rt.p.Aggregates {
+		v := args[i]
+		switch acc := accs[i].(type) {
+		case *countAcc:
+			acc.n++
+		case *sumAcc:
+			if v == nil {
+				continue
+			}
+			if err := acc.add(v); err != nil {
+				return fmt.Errorf("aggregate %s: field %q %w", a.Name, a.Field, err)
+			}
+		case *extremeAcc:
+			if v == nil {
+				continue
+			}
+			if err := acc.add(v, a.Func == "max"); err != nil {
+				return fmt.Errorf("aggregate %s: field %q %w", a.Name, a.Field, err)
+			}
+		case *avgAcc:
+			if v == nil {
+				continue
+			}
+			f, ok := toFloat(v)
+			if !ok {
+				return fmt.Errorf("aggregate %s: field %q is a %s, want a number", a.Name, a.Field, goType(v))
+			}
+			acc.sum += f
+			acc.n++
+		case *distinctAcc:
+			if v == nil {
+				continue
+			}
+			acc.seen[string(appendJSON(nil, v))] = struct{}{}
+		case *topAcc:
+			e := topEntry{v: v, by: v}
+			if a.By != "" {
+				pair := v.([]any)
+				e = topEntry{v: pair[0], by: pair[1]}
+			}
+			if e.by == nil {
+				continue
+			}
+			if _, ok := toFloat(e.by); !ok {
+				if _, ok := e.by.(string); !ok {
+					return fmt.Errorf("aggregate %s: ranking value is a %s, want a number or string", a.Name, goType(e.by))
+				}
+			}
+			acc.push(e, a.N)
+		case *luaAcc:
+			if err := rt.sb.call(rt.aggs[i].add, 1, acc.v, toLua(rt.sb.L, v)); err != nil {
+				return fmt.Errorf("aggregate %s: add: %w", a.Name, err)
+			}
+			acc.v = rt.sb.L.Get(-1)
+			rt.sb.L.Pop(1)
+		default:
+			return fmt.Errorf("aggregate %s: accumulator of type %T in add", a.Name, accs[i])
+		}
+	}
+	return nil
+}
+
+func (s *sumAcc) add(v any) error {
+	switch x := v.(type) {
+	case int64:
+		if !s.float {
+			s.i += x
+			return nil
+		}
+		s.f += float64(x)
+	case float64:
+		if !s.float {
+			s.float, s.f = true, float64(s.i)
+		}
+		s.f += x
+	default:
+		return fmt.Errorf("is a %s, want a number", goType(v))
+	}
+	return nil
+}
+
+func (e *extremeAcc) add(v any, max bool) error {
+	if _, num := toFloat(v); !num {
+		if _, str := v.(string); !str {
+			return fmt.Errorf("is a %s, want a number or string", goType(v))
+		}
+	}
+	if !e.set {
+		e.v, e.set = v, true
+		return nil
+	}
+	c, ok := compare(v, e.v)
+	if !ok {
+		return fmt.Errorf("is a %s, earlier values were a %s", goType(v), goType(e.v))
+	}
+	if (max && c > 0) || (!max && c < 0) {
+		e.v = v
+	}
+	return nil
+}
+
+func (t *topAcc) push(e topEntry, n int) {
+	t.items = append(t.items, e)
+	sort.SliceStable(t.items, func(i, j int) bool { return topLess(t.items[i], t.items[j]) })
+	if len(t.items) > n {
+		t.items = t.items[:n]
+	}
+}
+
+// topLess orders by the ranking value descending, then the value ascending,
+// so ties resolve the same way on every run.
+func topLess(a, b topEntry) bool {
+	if c, _ := compare(a.by, b.by); c != 0 {
+		return c > 0
+	}
+	c, _ := compare(a.v, b.v)
+	return c < 0
+}
+
+// Merge folds src's accumulators into dst's (partial results of one key
+// from different partitions). src is left unchanged.
+func (rt *Runtime) Merge(dst, src []any) error {
+	for i, a := range rt.p.Aggregates {
+		switch d := dst[i].(type) {
+		case *countAcc:
+			d.n += src[i].(*countAcc).n
+		case *sumAcc:
+			s := src[i].(*sumAcc)
+			if s.float {
+				_ = d.add(s.f)
+			} else {
+				_ = d.add(s.i)
+			}
+		case *extremeAcc:
+			if s := src[i].(*extremeAcc); s.set {
+				if err := d.add(s.v, a.Func == "max"); err != nil {
+					return fmt.Errorf("aggregate %s: merge: %w", a.Name, err)
+				}
+			}
+		case *avgAcc:
+			s := src[i].(*avgAcc)
+			d.sum += s.sum
+			d.n += s.n
+		case *distinctAcc:
+			for k := range src[i].(*distinctAcc).seen {
+				d.seen[k] = struct{}{}
+			}
+		case *topAcc:
+			for _, e := range src[i].(*topAcc).items {
+				d.push(e, a.N)
+			}
+		default:
+			x, y := rt.luaValue(dst[i]), rt.luaValue(src[i])
+			if err := rt.sb.call(rt.aggs[i].merge, 1, x, y); err != nil {
+				return fmt.Errorf("aggregate %s: merge: %w", a.Name, err)
+			}
+			dst[i] = &luaAcc{v: rt.sb.L.Get(-1)}
+			rt.sb.L.Pop(1)
+		}
+	}
+	return nil
+}
+
+func (rt *Runtime) luaValue(acc any) lua.LValue {
+	switch a := acc.(type) {
+	case *luaAcc:
+		return a.v
+	case *goAcc:
+		return toLua(rt.sb.L, a.v)
+	}
+	return lua.LNil
+}
+
+// Results computes the aggregate columns' values.
+func (rt *Runtime) Results(accs []any) ([]any, error) {
+	out := make([]any, len(accs))
+	for i, a := range rt.p.Aggregates {
+		switch acc := accs[i].(type) {
+		case *countAcc:
+			out[i] = acc.n
+		case *sumAcc:
+			if acc.float {
+				out[i] = acc.f
+			} else {
+				out[i] = acc.i
+			}
+		case *extremeAcc:
+			out[i] = acc.v
+		case *avgAcc:
+			if acc.n > 0 {
+				out[i] = acc.sum / float64(acc.n)
+			}
+		case *distinctAcc:
+			out[i] = int64(len(acc.seen))
+		case *topAcc:
+			list := make([]any, len(acc.items))
+			for j, e := range acc.items {
+				if a.By != "" {
+					list[j] = map[string]any{a.Field: e.v, a.By: e.by}
+				} else {
+					list[j] = e.v
+				}
+			}
+			out[i] = list
+		default:
+			if err := rt.sb.call(rt.aggs[i].result, 1, rt.luaValue(acc)); err != nil {
+				return nil, fmt.Errorf("aggregate %s: result: %w", a.Name, err)
+			}
+			v, err := toGo(rt.sb.L.Get(-1))
+			rt.sb.L.Pop(1)
+			if err != nil {
+				return nil, fmt.Errorf("aggregate %s: result: %w", a.Name, err)
+			}
+			out[i] = v
+		}
+	}
+	return out, nil
+}
+
+// Portable copies accs so another actor (with its own runtime) can use
+// them: built-ins are deep-copied, Lua accumulators become Go values.
+func (rt *Runtime) Portable(accs []any) ([]any, error) {
+	out := make([]any, len(accs))
+	for i, acc := range accs {
+		switch a := acc.(type) {
+		case *countAcc:
+			c := *a
+			out[i] = &c
+		case *sumAcc:
+			c := *a
+			out[i] = &c
+		case *extremeAcc:
+			c := *a
+			out[i] = &c
+		case *avgAcc:
+			c := *a
+			out[i] = &c
+		case *distinctAcc:
+			c := &distinctAcc{seen: make(map[string]struct{}, len(a.seen))}
+			for k := range a.seen {
+				c.seen[k] = struct{}{}
+			}
+			out[i] = c
+		case *topAcc:
+			out[i] = &topAcc{items: append([]topEntry(nil), a.items...)}
+		case *luaAcc:
+			v, err := toGo(a.v)
+			if err != nil {
+				return nil, fmt.Errorf("aggregate %s: accumulator: %w", rt.p.Aggregates[i].Name, err)
+			}
+			out[i] = &goAcc{v: v}
+		case *goAcc:
+			out[i] = a
+		}
+	}
+	return out, nil
+}
+
+// EncodeAccs appends accs as a JSON array: the checkpoint format.
+func (rt *Runtime) EncodeAccs(dst []byte, accs []any) ([]byte, error) {
+	dst = append(dst, '[')
+	for i, acc := range accs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		switch a := acc.(type) {
+		case *countAcc:
+			dst = appendJSON(dst, a.n)
+		case *sumAcc:
+			if a.float {
+				dst = appendJSON(dst, []any{a.f})
+			} else {
+				dst = appendJSON(dst, a.i)
+			}
+		case *extremeAcc:
+			if a.set {
+				dst = appendJSON(dst, []any{a.v})
+			} else {
+				dst = append(dst, "[]"...)
+			}
+		case *avgAcc:
+			dst = appendJSON(dst, []any{a.sum, a.n})
+		case *distinctAcc:
+			keys := make([]string, 0, len(a.seen))
+			for k := range a.seen {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			dst = append(dst, '[')
+			dst = append(dst, strings.Join(keys, ",")...)
+			dst = append(dst, ']')
+		case *topAcc:
+			list := make([]any, len(a.items))
+			for j, e := range a.items {
+				list[j] = []any{e.v, e.by}
+			}
+			dst = appendJSON(dst, list)
+		default:
+			p, err := rt.Portable([]any{acc})
+			if err != nil {
+				return nil, err
+			}
+			dst = appendJSON(dst, p[0].(*goAcc).v)
+		}
+	}
+	return append(dst, ']'), nil
+}
+
+// EncodeEntry appends a key's checkpoint record: its key columns' values
+// and its accumulators.
+func (rt *Runtime) EncodeEntry(dst []byte, keyVals, accs []any) ([]byte, error) {
+	dst = append(dst, '[')
+	dst = appendJSON(dst, keyVals)
+	dst = append(dst, ',')
+	dst, err := rt.EncodeAccs(dst, accs)
+	return append(dst, ']'), err
+}
+
+// DecodeEntry reads what EncodeEntry wrote.
+func (rt *Runtime) DecodeEntry(b []byte) (keyVals, accs []any, err error) {
+	v, err := fastjson.ParseBytes(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("checkpointed entry: %w", err)
+	}
+	parts := v.GetArray()
+	if len(parts) != 2 || parts[0].Type() != fastjson.TypeArray {
+		return nil, nil, fmt.Errorf("checkpointed entry: want [keys, accumulators], got %.100s", b)
+	}
+	for _, kv := range parts[0].GetArray() {
+		keyVals = append(keyVals, jsonToGo(kv))
+	}
+	accs, err = rt.decodeAccs(parts[1])
+	return keyVals, accs, err
+}
+
+// DecodeAccs reads what EncodeAccs wrote.
+func (rt *Runtime) DecodeAccs(b []byte) ([]any, error) {
+	v, err := fastjson.ParseBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("checkpointed accumulators: %w", err)
+	}
+	return rt.decodeAccs(v)
+}
+
+func (rt *Runtime) decodeAccs(v *fastjson.Value) ([]any, error) {
+	arr, err := v.Array()
+	if err != nil || len(arr) != len(rt.p.Aggregates) {
+		return nil, fmt.Errorf("checkpointed accumulators: want %d values, got %.100s (was the pipeline's aggregate changed since the checkpoint?)", len(rt.p.Aggregates), v)
+	}
+	accs := make([]any, len(arr))
+	for i, a := range rt.p.Aggregates {
+		x := arr[i]
+		switch a.Func {
+		case "count":
+			accs[i] = &countAcc{n: x.GetInt64()}
+		case "sum":
+			if x.Type() == fastjson.TypeArray {
+				accs[i] = &sumAcc{float: true, f: x.GetFloat64("0")}
+			} else {
+				accs[i] = &sumAcc{i: x.GetInt64()}
+			}
+		case "min", "max":
+			e := &extremeAcc{}
+			if vs := x.GetArray(); len(vs) == 1 {
+				e.v, e.set = jsonToGo(vs[0]), true
+			}
+			accs[i] = e
+		case "avg":
+			accs[i] = &avgAcc{sum: x.GetFloat64("0"), n: x.GetInt64("1")}
+		case "count_distinct":
+			d := &distinctAcc{seen: map[string]struct{}{}}
+			for _, k := range x.GetArray() {
+				d.seen[string(appendJSON(nil, jsonToGo(k)))] = struct{}{}
+			}
+			accs[i] = d
+		case "top":
+			t := &topAcc{}
+			for _, e := range x.GetArray() {
+				pair := e.GetArray()
+				if len(pair) == 2 {
+					t.items = append(t.items, topEntry{v: jsonToGo(pair[0]), by: jsonToGo(pair[1])})
+				}
+			}
+			accs[i] = t
+		default:
+			accs[i] = &goAcc{v: jsonToGo(x)}
+		}
+	}
+	return accs, nil
+}
+
+// Compare orders two row values: nil first, then numbers, then strings,
+// then booleans. ok is false for values of different kinds.
+func Compare(a, b any) int { c, _ := compare(a, b); return c }
+
+func compare(a, b any) (int, bool) {
+	if a == nil || b == nil {
+		switch {
+		case a == nil && b == nil:
+			return 0, true
+		case a == nil:
+			return -1, false
+		default:
+			return 1, false
+		}
+	}
+	if x, ok := toFloat(a); ok {
+		if y, ok := toFloat(b); ok {
+			if ai, ok := a.(int64); ok {
+				if bi, ok := b.(int64); ok {
+					return cmp3(ai < bi, ai > bi), true
+				}
+			}
+			return cmp3(x < y, x > y), true
+		}
+		return -1, false
+	}
+	if x, ok := a.(string); ok {
+		if y, ok := b.(string); ok {
+			return strings.Compare(x, y), true
+		}
+		if _, num := toFloat(b); num {
+			return 1, false
+		}
+		return -1, false
+	}
+	if x, ok := a.(bool); ok {
+		if y, ok := b.(bool); ok {
+			return cmp3(!x && y, x && !y), true
+		}
+	}
+	return strings.Compare(goType(a), goType(b)), false
+}
+
+func cmp3(less, more bool) int {
+	switch {
+	case less:
+		return -1
+	case more:
+		return 1
+	}
+	return 0
+}
+
+func toFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case int64:
+		return float64(x), true
+	case float64:
+		return x, !math.IsNaN(x)
+	case int:
+		return float64(x), true
+	}
+	return 0, false
+}
+
+func goType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "nil"
+	case bool:
+		return "boolean"
+	case int64, float64, int:
+		return "number"
+	case string:
+		return "string"
+	case []any, map[string]any:
+		return "table"
+	}
+	return fmt.Sprintf("%T", v)
+}

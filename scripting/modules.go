@@ -1,0 +1,133 @@
+package scripting
+
+import (
+	"math"
+	"strings"
+	"time"
+
+	"github.com/valyala/fastjson"
+	lua "github.com/yuin/gopher-lua"
+)
+
+// specKind is the field that marks tables made by the eddy.* constructors.
+const specKind = "__eddy"
+
+func installJSON(L *lua.LState) {
+	mod := L.NewTable()
+	var p fastjson.Parser
+	L.SetField(mod, "decode", L.NewFunction(func(L *lua.LState) int {
+		s := L.CheckString(1)
+		v, err := p.Parse(s)
+		if err != nil {
+			L.RaiseError("json.decode: %s", shortJSONError(err))
+		}
+		L.Push(jsonToLua(L, v))
+		return 1
+	}))
+	L.SetField(mod, "encode", L.NewFunction(func(L *lua.LState) int {
+		v, err := toGo(L.CheckAny(1))
+		if err != nil {
+			L.RaiseError("json.encode: %v", err)
+		}
+		L.Push(lua.LString(appendJSON(nil, v)))
+		return 1
+	}))
+	L.SetGlobal("json", mod)
+}
+
+// shortJSONError keeps fastjson's message but drops the echo of the whole
+// input it appends, which for a long line buries the reason.
+func shortJSONError(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "; unparsed tail"); i > 0 {
+		return msg[:i]
+	}
+	if len(msg) > 200 {
+		return msg[:200] + "…"
+	}
+	return msg
+}
+
+var layouts = map[string]string{
+	"rfc3339":     time.RFC3339,
+	"rfc3339nano": time.RFC3339Nano,
+	"datetime":    time.DateTime,
+	"date":        time.DateOnly,
+	"rfc1123":     time.RFC1123,
+}
+
+func layoutArg(L *lua.LState, n int) string {
+	l := L.OptString(n, "rfc3339")
+	if named, ok := layouts[strings.ToLower(l)]; ok {
+		return named
+	}
+	return l
+}
+
+func installTime(L *lua.LState) {
+	mod := L.NewTable()
+	// time.parse(s [, layout]) returns Unix seconds (with fraction). Layouts
+	// are Go layouts or the names rfc3339 (default), rfc3339nano, datetime,
+	// date, rfc1123.
+	L.SetField(mod, "parse", L.NewFunction(func(L *lua.LState) int {
+		s := L.CheckString(1)
+		t, err := time.Parse(layoutArg(L, 2), s)
+		if err != nil {
+			L.RaiseError("time.parse: %v", err)
+		}
+		L.Push(lua.LNumber(float64(t.UnixNano()) / 1e9))
+		return 1
+	}))
+	// time.format(seconds [, layout]) formats Unix seconds in UTC.
+	L.SetField(mod, "format", L.NewFunction(func(L *lua.LState) int {
+		secs := float64(L.CheckNumber(1))
+		if math.IsNaN(secs) || math.IsInf(secs, 0) {
+			L.ArgError(1, "not a finite number")
+		}
+		whole, frac := math.Modf(secs)
+		t := time.Unix(int64(whole), int64(frac*1e9)).UTC()
+		L.Push(lua.LString(t.Format(layoutArg(L, 2))))
+		return 1
+	}))
+	L.SetField(mod, "now", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LNumber(float64(time.Now().UnixNano()) / 1e9))
+		return 1
+	}))
+	L.SetGlobal("time", mod)
+}
+
+// installEddy adds the constructors a pipeline table uses: parse formats
+// (eddy.json, eddy.csv, eddy.lines) and built-in aggregates.
+func installEddy(L *lua.LState) {
+	mod := L.NewTable()
+	spec := func(kind string, set func(L *lua.LState, t *lua.LTable)) *lua.LFunction {
+		return L.NewFunction(func(L *lua.LState) int {
+			t := L.NewTable()
+			t.RawSetString(specKind, lua.LString(kind))
+			set(L, t)
+			L.Push(t)
+			return 1
+		})
+	}
+	L.SetField(mod, "json", spec("json", func(L *lua.LState, t *lua.LTable) {
+		t.RawSetString("fields", L.OptTable(1, L.NewTable()))
+	}))
+	L.SetField(mod, "csv", spec("csv", func(L *lua.LState, t *lua.LTable) {
+		t.RawSetString("options", L.CheckTable(1))
+	}))
+	L.SetField(mod, "lines", spec("lines", func(L *lua.LState, t *lua.LTable) {}))
+	L.SetField(mod, "count", spec("count", func(L *lua.LState, t *lua.LTable) {}))
+	for _, fn := range []string{"sum", "min", "max", "avg", "count_distinct"} {
+		L.SetField(mod, fn, spec(fn, func(L *lua.LState, t *lua.LTable) {
+			t.RawSetString("field", lua.LString(L.CheckString(1)))
+		}))
+	}
+	L.SetField(mod, "top", spec("top", func(L *lua.LState, t *lua.LTable) {
+		t.RawSetString("n", lua.LNumber(L.CheckInt(1)))
+		t.RawSetString("field", lua.LString(L.CheckString(2)))
+		if L.GetTop() >= 3 {
+			t.RawSetString("by", lua.LString(L.CheckString(3)))
+		}
+	}))
+	L.SetGlobal("eddy", mod)
+}

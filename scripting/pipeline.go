@@ -1,0 +1,597 @@
+package scripting
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/parse"
+)
+
+// Emit modes, as Spark's output modes.
+const (
+	EmitUpdate   = "update"   // rows whose value changed, at every trigger
+	EmitComplete = "complete" // the whole result table, at every trigger
+	EmitFinal    = "final"    // the whole result table once, when the input ends
+)
+
+// DefaultCallTimeout is how long one call into the script may run.
+const DefaultCallTimeout = 2 * time.Second
+
+// Pipeline is what a pipeline file asks for, validated. It is immutable and
+// safe to share; each actor makes its own Runtime from it.
+type Pipeline struct {
+	// Name is the pipeline's name (the table's name field, or the file's).
+	Name string
+	// File is the path the pipeline was loaded from; Script its base name,
+	// which errors use ("netflow.lua:14: …").
+	File, Script string
+	// Source is the URI of the source, "" when the script names none.
+	Source string
+	// Sinks maps outputs ("results", "records", "dead_letter") to URIs.
+	Sinks map[string]string
+	// Format is the parse format: "json", "csv", "lines" or "lua".
+	Format string
+	// Fields are the JSON or CSV fields the script projects.
+	Fields []FieldSpec
+	// KeyColumns name the result's key columns: the key fields, or "key"
+	// when a function computes the key. Empty for a global aggregate.
+	KeyColumns []string
+	// Aggregates are the result's aggregate columns, in output order.
+	Aggregates []AggSpec
+	// OrderBy and Limit shape the result table (complete and final emits).
+	OrderBy []Order
+	Limit   int
+	// Emit is the emit mode, one of the Emit constants.
+	Emit string
+	// CallTimeout bounds each call into the script.
+	CallTimeout time.Duration
+	// Tests are the inline tests.
+	Tests []Test
+
+	hasFilter, keyFunc bool
+	csvHeader          bool
+	csvSep             rune
+	proto              *lua.FunctionProto
+	logger             *slog.Logger
+}
+
+// FieldSpec is one projected field and the types it may have.
+type FieldSpec struct {
+	Name     string
+	Types    []string // "string", "number", "integer", "boolean", "table", "any"
+	Optional bool     // missing or null is allowed
+}
+
+// AggSpec is one aggregate column.
+type AggSpec struct {
+	Name  string
+	Func  string // count, sum, min, max, avg, count_distinct, top, lua
+	Field string
+	By    string
+	N     int
+}
+
+// Order is one sort key of the result table.
+type Order struct {
+	Column string
+	Desc   bool
+}
+
+// Test is one inline test of a pipeline.
+type Test struct {
+	Name  string
+	Input []string
+	// Want are the result rows a final emit gives, in order; WantRecords
+	// the records output. Nil means not checked.
+	Want, WantRecords []map[string]any
+	// DeadLetters is the number of records expected to fail, -1 unchecked.
+	DeadLetters int
+}
+
+// HasAggregate says whether the pipeline keeps a result table.
+func (p *Pipeline) HasAggregate() bool { return len(p.Aggregates) > 0 }
+
+// Columns lists the result table's columns: key columns, then aggregates.
+func (p *Pipeline) Columns() []string {
+	cols := append([]string(nil), p.KeyColumns...)
+	for _, a := range p.Aggregates {
+		cols = append(cols, a.Name)
+	}
+	return cols
+}
+
+// LoadOption adjusts how a pipeline loads.
+type LoadOption func(*Pipeline)
+
+// WithLogger sends the script's log calls and print to l.
+func WithLogger(l *slog.Logger) LoadOption { return func(p *Pipeline) { p.logger = l } }
+
+// Load reads, compiles and validates a pipeline file.
+func Load(path string, opts ...LoadOption) (*Pipeline, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	return LoadSource(path, src, opts...)
+}
+
+// LoadSource is Load for a script already in memory; path names it.
+func LoadSource(path string, src []byte, opts ...LoadOption) (*Pipeline, error) {
+	script := filepath.Base(path)
+	p := &Pipeline{File: path, Script: script, CallTimeout: DefaultCallTimeout, logger: slog.Default()}
+	for _, o := range opts {
+		o(p)
+	}
+	chunk, err := parse.Parse(bytes.NewReader(src), script)
+	if err != nil {
+		return nil, fmt.Errorf("%s: syntax error: %s", script, strings.TrimSpace(err.Error()))
+	}
+	p.proto, err = lua.Compile(chunk, script)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", script, err)
+	}
+	sb, tbl, err := p.instantiate()
+	if err != nil {
+		return nil, err
+	}
+	defer sb.close()
+	if err := p.read(tbl); err != nil {
+		return nil, fmt.Errorf("%s: pipeline table: %w", script, err)
+	}
+	return p, nil
+}
+
+// instantiate runs the compiled chunk in a new sandbox and returns the
+// pipeline table it returns.
+func (p *Pipeline) instantiate() (*sandbox, *lua.LTable, error) {
+	sb := newSandbox(p.Script, p.CallTimeout, p.logger)
+	if err := sb.call(sb.L.NewFunctionFromProto(p.proto), 1); err != nil {
+		sb.close()
+		return nil, nil, err
+	}
+	ret := sb.L.Get(-1)
+	sb.L.Pop(1)
+	tbl, ok := ret.(*lua.LTable)
+	if !ok {
+		sb.close()
+		return nil, nil, fmt.Errorf("%s: the script must return a pipeline table, it returned %s", p.Script, ret.Type())
+	}
+	return sb, tbl, nil
+}
+
+var knownFields = map[string]bool{
+	"name": true, "source": true, "sinks": true, "sink": true, "parse": true, "filter": true, "key": true,
+	"aggregate": true, "columns": true, "order_by": true, "limit": true, "emit": true, "tests": true,
+	"call_timeout": true,
+}
+
+func (p *Pipeline) read(t *lua.LTable) error {
+	var errs []string
+	t.ForEach(func(k, _ lua.LValue) {
+		if ks, ok := k.(lua.LString); !ok || !knownFields[string(ks)] {
+			errs = append(errs, fmt.Sprintf("unknown field %s (known: %s)", k, strings.Join(sortedKeys(knownFields), ", ")))
+		}
+	})
+	if len(errs) > 0 {
+		sort.Strings(errs)
+		return fmt.Errorf("%s", errs[0])
+	}
+	p.Name = strings.TrimSuffix(p.Script, filepath.Ext(p.Script))
+	if v := t.RawGetString("name"); v != lua.LNil {
+		s, ok := v.(lua.LString)
+		if !ok || s == "" {
+			return fmt.Errorf("name: want a non-empty string, got %s", v.Type())
+		}
+		p.Name = string(s)
+	}
+	if v := t.RawGetString("source"); v != lua.LNil {
+		s, ok := v.(lua.LString)
+		if !ok {
+			return fmt.Errorf("source: want a URI string, got %s", v.Type())
+		}
+		p.Source = string(s)
+	}
+	if err := p.readSinks(t); err != nil {
+		return err
+	}
+	if v := t.RawGetString("call_timeout"); v != lua.LNil {
+		d, err := time.ParseDuration(lua.LVAsString(v))
+		if err != nil || d <= 0 {
+			return fmt.Errorf("call_timeout: want a duration such as \"500ms\", got %s", v)
+		}
+		p.CallTimeout = d
+	}
+	if err := p.readParse(t.RawGetString("parse")); err != nil {
+		return fmt.Errorf("parse: %w", err)
+	}
+	switch v := t.RawGetString("filter"); v.(type) {
+	case *lua.LNilType:
+	case *lua.LFunction:
+		p.hasFilter = true
+	default:
+		return fmt.Errorf("filter: want a function(record) returning true to keep it, got %s", v.Type())
+	}
+	if err := p.readKey(t.RawGetString("key")); err != nil {
+		return fmt.Errorf("key: %w", err)
+	}
+	if err := p.readAggregates(t.RawGetString("aggregate"), t.RawGetString("columns")); err != nil {
+		return err
+	}
+	if err := p.readResultShape(t); err != nil {
+		return err
+	}
+	return p.readTests(t.RawGetString("tests"))
+}
+
+func (p *Pipeline) readSinks(t *lua.LTable) error {
+	p.Sinks = map[string]string{}
+	if v := t.RawGetString("sink"); v != lua.LNil {
+		s, ok := v.(lua.LString)
+		if !ok {
+			return fmt.Errorf("sink: want a URI string, got %s", v.Type())
+		}
+		p.Sinks["main"] = string(s)
+	}
+	v := t.RawGetString("sinks")
+	if v == lua.LNil {
+		return nil
+	}
+	st, ok := v.(*lua.LTable)
+	if !ok {
+		return fmt.Errorf("sinks: want a table such as { results = \"stdout\" }, got %s", v.Type())
+	}
+	var err error
+	st.ForEach(func(k, u lua.LValue) {
+		name, _ := k.(lua.LString)
+		switch name {
+		case "results", "records", "dead_letter":
+		default:
+			err = fmt.Errorf("sinks: unknown output %s (known: results, records, dead_letter)", k)
+			return
+		}
+		s, ok := u.(lua.LString)
+		if !ok {
+			err = fmt.Errorf("sinks.%s: want a URI string, got %s", name, u.Type())
+			return
+		}
+		p.Sinks[string(name)] = string(s)
+	})
+	return err
+}
+
+var typeNames = map[string]bool{"string": true, "number": true, "integer": true, "boolean": true, "table": true, "any": true}
+
+func (p *Pipeline) readParse(v lua.LValue) error {
+	switch v := v.(type) {
+	case *lua.LNilType:
+		p.Format = "lines"
+		return nil
+	case *lua.LFunction:
+		p.Format = "lua"
+		return nil
+	case *lua.LTable:
+		kind, _ := v.RawGetString(specKind).(lua.LString)
+		switch kind {
+		case "lines":
+			p.Format = "lines"
+			return nil
+		case "json":
+			p.Format = "json"
+			fields, err := readFieldSpecs(v.RawGetString("fields").(*lua.LTable))
+			p.Fields = fields
+			return err
+		case "csv":
+			p.Format = "csv"
+			return p.readCSV(v.RawGetString("options").(*lua.LTable))
+		}
+	}
+	return fmt.Errorf("want eddy.json{...}, eddy.csv{...}, eddy.lines() or a function(line), got %s", v.Type())
+}
+
+// readFieldSpecs accepts { "a", "b" } (any type) or { a = "string", b =
+// "string|number?" }.
+func readFieldSpecs(t *lua.LTable) ([]FieldSpec, error) {
+	var out []FieldSpec
+	var err error
+	t.ForEach(func(k, v lua.LValue) {
+		if err != nil {
+			return
+		}
+		switch k := k.(type) {
+		case lua.LNumber:
+			name, ok := v.(lua.LString)
+			if !ok {
+				err = fmt.Errorf("field list entry %v: want a field name, got %s", k, v.Type())
+				return
+			}
+			out = append(out, FieldSpec{Name: string(name), Types: []string{"any"}, Optional: true})
+		case lua.LString:
+			ts, ok := v.(lua.LString)
+			if !ok {
+				err = fmt.Errorf("field %q: want a type such as \"string\" or \"string|number?\", got %s", string(k), v.Type())
+				return
+			}
+			f := FieldSpec{Name: string(k)}
+			spec := string(ts)
+			if strings.HasSuffix(spec, "?") {
+				f.Optional, spec = true, strings.TrimSuffix(spec, "?")
+			}
+			for _, tn := range strings.Split(spec, "|") {
+				if !typeNames[tn] {
+					err = fmt.Errorf("field %q: unknown type %q (known: %s)", string(k), tn, strings.Join(sortedKeys(typeNames), ", "))
+					return
+				}
+				f.Types = append(f.Types, tn)
+			}
+			out = append(out, f)
+		}
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if err == nil && len(out) == 0 {
+		err = fmt.Errorf("eddy.json needs the fields to project, such as eddy.json{ dstdevice = \"string\" }")
+	}
+	return out, err
+}
+
+func (p *Pipeline) readCSV(o *lua.LTable) error {
+	p.csvSep = ','
+	if s, ok := o.RawGetString("sep").(lua.LString); ok {
+		if len([]rune(string(s))) != 1 {
+			return fmt.Errorf("eddy.csv: sep must be one character, got %q", string(s))
+		}
+		p.csvSep = []rune(string(s))[0]
+	}
+	p.csvHeader = lua.LVAsBool(o.RawGetString("header"))
+	ft, ok := o.RawGetString("fields").(*lua.LTable)
+	if !ok {
+		return fmt.Errorf("eddy.csv: want fields = { \"name\", … } in column order")
+	}
+	for i := 1; i <= ft.Len(); i++ {
+		name, ok := ft.RawGetInt(i).(lua.LString)
+		if !ok {
+			return fmt.Errorf("eddy.csv: fields[%d] is not a name", i)
+		}
+		p.Fields = append(p.Fields, FieldSpec{Name: string(name), Types: []string{"string"}, Optional: true})
+	}
+	if len(p.Fields) == 0 {
+		return fmt.Errorf("eddy.csv: fields is empty")
+	}
+	return nil
+}
+
+func (p *Pipeline) readKey(v lua.LValue) error {
+	switch v := v.(type) {
+	case *lua.LNilType:
+	case lua.LString:
+		p.KeyColumns = []string{string(v)}
+	case *lua.LFunction:
+		p.keyFunc = true
+		p.KeyColumns = []string{"key"}
+	case *lua.LTable:
+		for i := 1; i <= v.Len(); i++ {
+			s, ok := v.RawGetInt(i).(lua.LString)
+			if !ok {
+				return fmt.Errorf("key[%d]: want a field name", i)
+			}
+			p.KeyColumns = append(p.KeyColumns, string(s))
+		}
+		if len(p.KeyColumns) == 0 {
+			return fmt.Errorf("want a field name, a list of them, or a function(record)")
+		}
+	default:
+		return fmt.Errorf("want a field name, a list of them, or a function(record), got %s", v.Type())
+	}
+	return nil
+}
+
+func (p *Pipeline) readAggregates(v, cols lua.LValue) error {
+	if v == lua.LNil {
+		return nil
+	}
+	t, ok := v.(*lua.LTable)
+	if !ok {
+		return fmt.Errorf("aggregate: want a table such as { count = eddy.count() }, got %s", v.Type())
+	}
+	var err error
+	t.ForEach(func(k, a lua.LValue) {
+		if err != nil {
+			return
+		}
+		name, ok := k.(lua.LString)
+		if !ok {
+			err = fmt.Errorf("aggregate: keys are column names, got %s", k.Type())
+			return
+		}
+		var spec AggSpec
+		spec, err = readAgg(string(name), a)
+		p.Aggregates = append(p.Aggregates, spec)
+	})
+	if err != nil {
+		return fmt.Errorf("aggregate.%w", err)
+	}
+	sort.Slice(p.Aggregates, func(i, j int) bool { return p.Aggregates[i].Name < p.Aggregates[j].Name })
+	if cols == lua.LNil {
+		return nil
+	}
+	ct, ok := cols.(*lua.LTable)
+	if !ok || ct.Len() != len(p.Aggregates) {
+		return fmt.Errorf("columns: want the %d aggregate names in output order", len(p.Aggregates))
+	}
+	ordered := make([]AggSpec, 0, len(p.Aggregates))
+	for i := 1; i <= ct.Len(); i++ {
+		name := lua.LVAsString(ct.RawGetInt(i))
+		found := false
+		for _, a := range p.Aggregates {
+			if a.Name == name {
+				ordered, found = append(ordered, a), true
+			}
+		}
+		if !found {
+			return fmt.Errorf("columns[%d]: %q is not an aggregate", i, name)
+		}
+	}
+	p.Aggregates = ordered
+	return nil
+}
+
+func readAgg(name string, v lua.LValue) (AggSpec, error) {
+	spec := AggSpec{Name: name}
+	t, ok := v.(*lua.LTable)
+	if !ok {
+		return spec, fmt.Errorf("%s: want eddy.count(), eddy.sum(\"field\"), … or a table with init/add/merge/result functions, got %s", name, v.Type())
+	}
+	if kind, ok := t.RawGetString(specKind).(lua.LString); ok {
+		spec.Func = string(kind)
+		spec.Field = lua.LVAsString(t.RawGetString("field"))
+		spec.By = lua.LVAsString(t.RawGetString("by"))
+		if n, ok := t.RawGetString("n").(lua.LNumber); ok {
+			spec.N = int(n)
+			if spec.N < 1 {
+				return spec, fmt.Errorf("%s: eddy.top needs n >= 1, got %d", name, spec.N)
+			}
+		}
+		switch spec.Func {
+		case "count", "sum", "min", "max", "avg", "count_distinct", "top":
+			return spec, nil
+		}
+		return spec, fmt.Errorf("%s: eddy.%s is not an aggregate", name, spec.Func)
+	}
+	for _, fn := range []string{"init", "add", "merge", "result"} {
+		if _, ok := t.RawGetString(fn).(*lua.LFunction); !ok {
+			return spec, fmt.Errorf("%s: a Lua aggregate needs an %s function", name, fn)
+		}
+	}
+	spec.Func = "lua"
+	return spec, nil
+}
+
+func (p *Pipeline) readResultShape(t *lua.LTable) error {
+	p.Emit = EmitUpdate
+	if v := t.RawGetString("emit"); v != lua.LNil {
+		if err := p.SetEmit(lua.LVAsString(v)); err != nil {
+			return err
+		}
+	}
+	if v := t.RawGetString("limit"); v != lua.LNil {
+		n, ok := v.(lua.LNumber)
+		if !ok || n < 1 || float64(n) != float64(int(n)) {
+			return fmt.Errorf("limit: want a whole number >= 1, got %s", v)
+		}
+		p.Limit = int(n)
+	}
+	if v := t.RawGetString("order_by"); v != lua.LNil {
+		ot, ok := v.(*lua.LTable)
+		if !ok {
+			return fmt.Errorf("order_by: want a list such as { \"count desc\", \"dstdevice\" }, got %s", v.Type())
+		}
+		cols := map[string]bool{}
+		for _, c := range p.Columns() {
+			cols[c] = true
+		}
+		for i := 1; i <= ot.Len(); i++ {
+			words := strings.Fields(lua.LVAsString(ot.RawGetInt(i)))
+			if len(words) == 0 || len(words) > 2 || (len(words) == 2 && words[1] != "asc" && words[1] != "desc") {
+				return fmt.Errorf("order_by[%d]: want \"column\", \"column asc\" or \"column desc\"", i)
+			}
+			if !cols[words[0]] {
+				return fmt.Errorf("order_by[%d]: %q is not a result column (columns: %s)", i, words[0], strings.Join(p.Columns(), ", "))
+			}
+			p.OrderBy = append(p.OrderBy, Order{Column: words[0], Desc: len(words) == 2 && words[1] == "desc"})
+		}
+	}
+	if !p.HasAggregate() && (p.Limit > 0 || len(p.OrderBy) > 0) {
+		return fmt.Errorf("order_by and limit shape a result table: add an aggregate")
+	}
+	return nil
+}
+
+// SetEmit overrides the emit mode (the --emit flag).
+func (p *Pipeline) SetEmit(mode string) error {
+	switch mode {
+	case EmitUpdate, EmitComplete, EmitFinal:
+		p.Emit = mode
+		return nil
+	}
+	return fmt.Errorf("emit: want update, complete or final, got %q", mode)
+}
+
+func (p *Pipeline) readTests(v lua.LValue) error {
+	if v == lua.LNil {
+		return nil
+	}
+	tt, ok := v.(*lua.LTable)
+	if !ok {
+		return fmt.Errorf("tests: want a list of tests, got %s", v.Type())
+	}
+	for i := 1; i <= tt.Len(); i++ {
+		t, ok := tt.RawGetInt(i).(*lua.LTable)
+		if !ok {
+			return fmt.Errorf("tests[%d]: want a table with name, input and want", i)
+		}
+		tc := Test{Name: lua.LVAsString(t.RawGetString("name")), DeadLetters: -1}
+		if tc.Name == "" {
+			tc.Name = fmt.Sprintf("test %d", i)
+		}
+		in, ok := t.RawGetString("input").(*lua.LTable)
+		if !ok {
+			return fmt.Errorf("tests[%d] (%s): input: want a list of lines", i, tc.Name)
+		}
+		for j := 1; j <= in.Len(); j++ {
+			tc.Input = append(tc.Input, lua.LVAsString(in.RawGetInt(j)))
+		}
+		var err error
+		if tc.Want, err = readRows(t.RawGetString("want")); err != nil {
+			return fmt.Errorf("tests[%d] (%s): want: %w", i, tc.Name, err)
+		}
+		if tc.WantRecords, err = readRows(t.RawGetString("want_records")); err != nil {
+			return fmt.Errorf("tests[%d] (%s): want_records: %w", i, tc.Name, err)
+		}
+		if n, ok := t.RawGetString("dead_letters").(lua.LNumber); ok {
+			tc.DeadLetters = int(n)
+		}
+		p.Tests = append(p.Tests, tc)
+	}
+	return nil
+}
+
+func readRows(v lua.LValue) ([]map[string]any, error) {
+	if v == lua.LNil {
+		return nil, nil
+	}
+	g, err := toGo(v)
+	if err != nil {
+		return nil, err
+	}
+	if m, ok := g.(map[string]any); ok && len(m) == 0 {
+		return []map[string]any{}, nil
+	}
+	list, ok := g.([]any)
+	if !ok {
+		return nil, fmt.Errorf("want a list of rows")
+	}
+	rows := make([]map[string]any, len(list))
+	for i, r := range list {
+		m, ok := r.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("row %d is not a table of fields", i+1)
+		}
+		rows[i] = m
+	}
+	return rows, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,340 @@
+package scripting
+
+import (
+	"encoding/csv"
+	"fmt"
+	"strings"
+
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/valyala/fastjson"
+	lua "github.com/yuin/gopher-lua"
+)
+
+// Runtime runs one pipeline's functions in one sandboxed LState. It
+// belongs to one actor and must not be used from two goroutines.
+type Runtime struct {
+	p      *Pipeline
+	sb     *sandbox
+	parse  lua.LValue
+	filter lua.LValue
+	key    lua.LValue
+	aggs   []luaAgg
+	jp     fastjson.Parser
+	// records says whether Process must return the record as a Row.
+	records bool
+}
+
+// luaAgg holds a Lua aggregate's functions; nil entries for built-ins.
+type luaAgg struct{ init, add, merge, result *lua.LFunction }
+
+// NewRuntime runs the pipeline script in a fresh sandbox. With records set,
+// Process also returns each kept record as a Row.
+func (p *Pipeline) NewRuntime(records bool) (*Runtime, error) {
+	sb, tbl, err := p.instantiate()
+	if err != nil {
+		return nil, err
+	}
+	rt := &Runtime{p: p, sb: sb, records: records,
+		parse: tbl.RawGetString("parse"), filter: tbl.RawGetString("filter"), key: tbl.RawGetString("key")}
+	rt.aggs = make([]luaAgg, len(p.Aggregates))
+	if at, ok := tbl.RawGetString("aggregate").(*lua.LTable); ok {
+		for i, a := range p.Aggregates {
+			if a.Func != "lua" {
+				continue
+			}
+			t := at.RawGetString(a.Name).(*lua.LTable)
+			rt.aggs[i] = luaAgg{
+				init:   t.RawGetString("init").(*lua.LFunction),
+				add:    t.RawGetString("add").(*lua.LFunction),
+				merge:  t.RawGetString("merge").(*lua.LFunction),
+				result: t.RawGetString("result").(*lua.LFunction),
+			}
+		}
+	}
+	return rt, nil
+}
+
+// Pipeline returns the pipeline the runtime runs.
+func (rt *Runtime) Pipeline() *Pipeline { return rt.p }
+
+// Close releases the LState.
+func (rt *Runtime) Close() { rt.sb.close() }
+
+// Keyed is one processed record on its way to aggregation: its key and the
+// values the aggregates need.
+type Keyed struct {
+	// Key is the canonical key: the key field's value, the key fields'
+	// values joined by \x1f, or what the key function returned.
+	Key string
+	// Vals holds the key columns' values then one argument per aggregate.
+	Vals []any
+}
+
+// Shard maps a key to one of n shards. The hash (FNV-1a) is fixed, so every
+// process and every run agrees on it.
+func Shard(key string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(key); i++ {
+		h ^= uint64(key[i])
+		h *= 1099511628211
+	}
+	return int(h % uint64(n))
+}
+
+// Process parses, filters and keys one raw record. kept is false when the
+// filter dropped it (or a parse function returned nil). rec is filled when
+// the runtime was made with records set. An error means the record is bad:
+// it goes to the dead-letter output; the runtime stays usable.
+func (rt *Runtime) Process(raw []byte) (k Keyed, rec connectors.Row, kept bool, err error) {
+	L := rt.sb.L
+	r, err := rt.parseRecord(raw)
+	if err != nil || r == nil {
+		return k, rec, false, err
+	}
+	if rt.p.hasFilter {
+		if err := rt.sb.call(rt.filter, 1, r); err != nil {
+			return k, rec, false, fmt.Errorf("filter: %w", err)
+		}
+		keep := lua.LVAsBool(L.Get(-1))
+		L.Pop(1)
+		if !keep {
+			return k, rec, false, nil
+		}
+	}
+	if rt.p.HasAggregate() || len(rt.p.KeyColumns) > 0 {
+		if k, err = rt.keyed(r); err != nil {
+			return k, rec, false, err
+		}
+	}
+	if rt.records {
+		if rec, err = rowOf(r, k.Key); err != nil {
+			return k, rec, false, fmt.Errorf("record: %w", err)
+		}
+	}
+	return k, rec, true, nil
+}
+
+func (rt *Runtime) parseRecord(raw []byte) (*lua.LTable, error) {
+	L := rt.sb.L
+	switch rt.p.Format {
+	case "json":
+		return rt.parseJSON(raw)
+	case "csv":
+		return rt.parseCSV(raw)
+	case "lua":
+		if err := rt.sb.call(rt.parse, 1, lua.LString(raw)); err != nil {
+			return nil, fmt.Errorf("parse: %w", err)
+		}
+		v := L.Get(-1)
+		L.Pop(1)
+		switch v := v.(type) {
+		case *lua.LNilType:
+			return nil, nil
+		case *lua.LTable:
+			return v, nil
+		default:
+			return nil, fmt.Errorf("parse: %s: the parse function returned a %s, want a table (or nil to skip the line)", rt.p.Script, v.Type())
+		}
+	default:
+		t := L.CreateTable(0, 1)
+		t.RawSetString("line", lua.LString(raw))
+		return t, nil
+	}
+}
+
+func (rt *Runtime) parseJSON(raw []byte) (*lua.LTable, error) {
+	L := rt.sb.L
+	v, err := rt.jp.ParseBytes(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parse: not JSON: %s", shortJSONError(err))
+	}
+	if v.Type() != fastjson.TypeObject {
+		return nil, fmt.Errorf("parse: a JSON %s, want an object", typeName(v))
+	}
+	t := L.CreateTable(0, len(rt.p.Fields))
+	for i := range rt.p.Fields {
+		f := &rt.p.Fields[i]
+		fv := v.Get(f.Name)
+		if fv == nil || fv.Type() == fastjson.TypeNull {
+			if !f.Optional {
+				what := "missing"
+				if fv != nil {
+					what = "null"
+				}
+				return nil, fmt.Errorf("parse: field %q is %s", f.Name, what)
+			}
+			continue
+		}
+		if !typeOK(fv, f.Types) {
+			return nil, fmt.Errorf("parse: field %q is a %s, want %s", f.Name, typeName(fv), strings.Join(f.Types, " or "))
+		}
+		t.RawSetString(f.Name, jsonToLua(L, fv))
+	}
+	return t, nil
+}
+
+func typeOK(v *fastjson.Value, types []string) bool {
+	for _, t := range types {
+		switch t {
+		case "any":
+			return true
+		case "string":
+			if v.Type() == fastjson.TypeString {
+				return true
+			}
+		case "number":
+			if v.Type() == fastjson.TypeNumber {
+				return true
+			}
+		case "integer":
+			if v.Type() == fastjson.TypeNumber {
+				if f := v.GetFloat64(); f == float64(int64(f)) {
+					return true
+				}
+			}
+		case "boolean":
+			if v.Type() == fastjson.TypeTrue || v.Type() == fastjson.TypeFalse {
+				return true
+			}
+		case "table":
+			if v.Type() == fastjson.TypeObject || v.Type() == fastjson.TypeArray {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (rt *Runtime) parseCSV(raw []byte) (*lua.LTable, error) {
+	r := csv.NewReader(strings.NewReader(string(raw)))
+	r.Comma = rt.p.csvSep
+	r.FieldsPerRecord = -1
+	cells, err := r.Read()
+	if err != nil {
+		return nil, fmt.Errorf("parse: not CSV: %v", err)
+	}
+	if rt.p.csvHeader && len(cells) == len(rt.p.Fields) {
+		header := true
+		for i, f := range rt.p.Fields {
+			if cells[i] != f.Name {
+				header = false
+			}
+		}
+		if header {
+			return nil, nil
+		}
+	}
+	if len(cells) != len(rt.p.Fields) {
+		return nil, fmt.Errorf("parse: %d CSV columns, want %d (%s)", len(cells), len(rt.p.Fields), fieldNames(rt.p.Fields))
+	}
+	t := rt.sb.L.CreateTable(0, len(cells))
+	for i, c := range cells {
+		t.RawSetString(rt.p.Fields[i].Name, lua.LString(c))
+	}
+	return t, nil
+}
+
+func fieldNames(fs []FieldSpec) string {
+	names := make([]string, len(fs))
+	for i, f := range fs {
+		names[i] = f.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func (rt *Runtime) keyed(r *lua.LTable) (Keyed, error) {
+	p := rt.p
+	k := Keyed{Vals: make([]any, len(p.KeyColumns)+len(p.Aggregates))}
+	switch {
+	case p.keyFunc:
+		if err := rt.sb.call(rt.key, 1, r); err != nil {
+			return k, fmt.Errorf("key: %w", err)
+		}
+		v := rt.sb.L.Get(-1)
+		rt.sb.L.Pop(1)
+		switch v := v.(type) {
+		case lua.LString:
+			k.Key, k.Vals[0] = string(v), string(v)
+		case lua.LNumber:
+			k.Key, k.Vals[0] = lua.LVAsString(v), number(float64(v))
+		default:
+			return k, fmt.Errorf("key: %s: the key function returned a %s, want a string or number", p.Script, v.Type())
+		}
+	default:
+		var sb strings.Builder
+		for i, col := range p.KeyColumns {
+			v, err := scalar(r.RawGetString(col))
+			if err != nil {
+				return k, fmt.Errorf("key: field %q %w", col, err)
+			}
+			k.Vals[i] = v
+			if i > 0 {
+				sb.WriteByte(0x1f)
+			}
+			if s, ok := v.(string); ok {
+				sb.WriteString(s)
+			} else {
+				sb.Write(appendJSON(nil, v))
+			}
+		}
+		k.Key = sb.String()
+	}
+	base := len(p.KeyColumns)
+	for i, a := range p.Aggregates {
+		var err error
+		switch a.Func {
+		case "count":
+		case "lua":
+			k.Vals[base+i], err = toGo(r)
+		case "top":
+			var v, by any
+			if v, err = toGo(r.RawGetString(a.Field)); err == nil && a.By != "" {
+				by, err = toGo(r.RawGetString(a.By))
+				v = []any{v, by}
+			}
+			k.Vals[base+i] = v
+		default:
+			k.Vals[base+i], err = toGo(r.RawGetString(a.Field))
+		}
+		if err != nil {
+			return k, fmt.Errorf("aggregate %s: %w", a.Name, err)
+		}
+	}
+	return k, nil
+}
+
+// scalar converts a key field's value; tables and missing fields can't be
+// keys.
+func scalar(v lua.LValue) (any, error) {
+	switch v := v.(type) {
+	case lua.LString:
+		return string(v), nil
+	case lua.LNumber:
+		return number(float64(v)), nil
+	case lua.LBool:
+		return bool(v), nil
+	case *lua.LNilType:
+		return nil, fmt.Errorf("is missing")
+	}
+	return nil, fmt.Errorf("is a %s, want a string, number or boolean", v.Type())
+}
+
+// rowOf turns a record table into a Row with its fields in name order.
+func rowOf(r *lua.LTable, key string) (connectors.Row, error) {
+	g, err := toGo(r)
+	if err != nil {
+		return connectors.Row{}, err
+	}
+	m, ok := g.(map[string]any)
+	if !ok {
+		return connectors.Row{}, fmt.Errorf("a record must be a table of named fields")
+	}
+	row := connectors.Row{Key: key, Fields: make([]connectors.Field, 0, len(m))}
+	for _, name := range sortedKeys(m) {
+		row.Fields = append(row.Fields, connectors.Field{Name: name, Value: m[name]})
+	}
+	return row, nil
+}

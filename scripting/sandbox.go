@@ -1,0 +1,235 @@
+package scripting
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// maxStringBytes bounds what string.rep, table.concat and string.format may
+// build, so one runaway call can't take the node's memory.
+const maxStringBytes = 64 << 20
+
+// sandbox is one LState with eddy's libraries and the watchdog's hooks.
+type sandbox struct {
+	L      *lua.LState
+	script string
+	limit  time.Duration
+
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	started atomic.Int64 // unix nanos when the running call began, 0 when idle
+	tripped atomic.Bool
+}
+
+func newSandbox(script string, limit time.Duration, logger *slog.Logger) *sandbox {
+	L := lua.NewState(lua.Options{
+		SkipOpenLibs:        true,
+		CallStackSize:       200,
+		RegistrySize:        1024 * 4,
+		RegistryMaxSize:     1024 * 1024,
+		RegistryGrowStep:    64,
+		IncludeGoStackTrace: false,
+	})
+	for _, lib := range []struct {
+		name string
+		fn   lua.LGFunction
+	}{{lua.BaseLibName, lua.OpenBase}, {lua.TabLibName, lua.OpenTable}, {lua.StringLibName, lua.OpenString}, {lua.MathLibName, lua.OpenMath}} {
+		L.Push(L.NewFunction(lib.fn))
+		L.Push(lua.LString(lib.name))
+		L.Call(1, 0)
+	}
+	for _, name := range []string{"dofile", "loadfile", "require", "module", "_printregs", "collectgarbage", "newproxy"} {
+		L.SetGlobal(name, lua.LNil)
+	}
+	s := &sandbox{L: L, script: script, limit: limit}
+	guard(L)
+	installLog(L, script, logger)
+	installJSON(L)
+	installTime(L)
+	installEddy(L)
+	s.rearm()
+	watch(s)
+	return s
+}
+
+// guard replaces the string functions that can build huge strings in one
+// call with bounded versions.
+func guard(L *lua.LState) {
+	str := L.GetGlobal("string").(*lua.LTable)
+	L.SetField(str, "rep", L.NewFunction(func(L *lua.LState) int {
+		s := L.CheckString(1)
+		n := L.CheckInt(2)
+		sep := L.OptString(3, "")
+		if n <= 0 {
+			L.Push(lua.LString(""))
+			return 1
+		}
+		if int64(len(s)+len(sep))*int64(n) > maxStringBytes {
+			L.RaiseError("string.rep: result of %d × %d bytes is over the %d MiB limit", n, len(s)+len(sep), maxStringBytes>>20)
+		}
+		if sep == "" {
+			L.Push(lua.LString(strings.Repeat(s, n)))
+		} else {
+			L.Push(lua.LString(strings.Repeat(s+sep, n-1) + s))
+		}
+		return 1
+	}))
+	tab := L.GetGlobal("table").(*lua.LTable)
+	concat := L.GetField(tab, "concat").(*lua.LFunction)
+	L.SetField(tab, "concat", L.NewFunction(func(L *lua.LState) int {
+		t := L.CheckTable(1)
+		sep := L.OptString(2, "")
+		total := 0
+		t.ForEach(func(_, v lua.LValue) {
+			if s, ok := v.(lua.LString); ok {
+				total += len(s) + len(sep)
+			}
+		})
+		if total > maxStringBytes {
+			L.RaiseError("table.concat: result of %d bytes is over the %d MiB limit", total, maxStringBytes>>20)
+		}
+		top := L.GetTop()
+		L.Push(concat)
+		for i := 1; i <= top; i++ {
+			L.Push(L.Get(i))
+		}
+		L.Call(top, 1)
+		return 1
+	}))
+}
+
+func installLog(L *lua.LState, script string, logger *slog.Logger) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("script", script)
+	mod := L.NewTable()
+	for name, level := range map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError} {
+		level := level
+		L.SetField(mod, name, L.NewFunction(func(L *lua.LState) int {
+			parts := make([]string, L.GetTop())
+			for i := range parts {
+				parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
+			}
+			logger.Log(context.Background(), level, strings.Join(parts, " "), "at", where(L))
+			return 0
+		}))
+	}
+	L.SetGlobal("log", mod)
+	// print goes to the log: stdout carries results only.
+	L.SetGlobal("print", L.NewFunction(func(L *lua.LState) int {
+		parts := make([]string, L.GetTop())
+		for i := range parts {
+			parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
+		}
+		logger.Info(strings.Join(parts, "\t"), "at", where(L))
+		return 0
+	}))
+}
+
+// where names the script line calling a Go function, "netflow.lua:14".
+func where(L *lua.LState) string {
+	return strings.TrimSuffix(L.Where(1), ":")
+}
+
+// rearm gives the LState a fresh context after the watchdog cancelled one.
+func (s *sandbox) rearm() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.mu.Lock()
+	s.cancel = cancel
+	s.mu.Unlock()
+	s.L.SetContext(ctx)
+	s.tripped.Store(false)
+}
+
+// call runs fn with args in protected mode, returning nret results on the
+// stack (the caller pops them). A call over the time limit fails with an
+// error naming the script and line it was at.
+func (s *sandbox) call(fn lua.LValue, nret int, args ...lua.LValue) error {
+	L := s.L
+	L.Push(fn)
+	for _, a := range args {
+		L.Push(a)
+	}
+	s.started.Store(time.Now().UnixNano())
+	err := L.PCall(len(args), nret, nil)
+	s.started.Store(0)
+	if err == nil {
+		return nil
+	}
+	if s.tripped.Load() {
+		s.rearm()
+		msg := err.Error()
+		at := ""
+		if i := strings.Index(msg, ": context canceled"); i > 0 {
+			at = " at " + msg[:i]
+		}
+		return fmt.Errorf("%s: call stopped after the %v time limit%s (an endless loop?)", s.script, s.limit, at)
+	}
+	return scriptError(err)
+}
+
+// scriptError strips gopher-lua's stack trace: the message already names
+// script and line, and users never see Go stack traces.
+func scriptError(err error) error {
+	if ae, ok := err.(*lua.ApiError); ok {
+		return fmt.Errorf("%s", ae.Object.String())
+	}
+	return err
+}
+
+func (s *sandbox) close() {
+	unwatch(s)
+	s.mu.Lock()
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.mu.Unlock()
+	s.L.Close()
+}
+
+// The watchdog: one goroutine for every sandbox of the process, started on
+// first use, checking running calls a few times per limit.
+var dog struct {
+	once sync.Once
+	mu   sync.Mutex
+	all  map[*sandbox]struct{}
+}
+
+func watch(s *sandbox) {
+	dog.once.Do(func() {
+		dog.all = map[*sandbox]struct{}{}
+		go func() {
+			t := time.NewTicker(50 * time.Millisecond)
+			for now := range t.C {
+				dog.mu.Lock()
+				for sb := range dog.all {
+					st := sb.started.Load()
+					if st != 0 && now.UnixNano()-st > int64(sb.limit) && !sb.tripped.Load() {
+						sb.tripped.Store(true)
+						sb.mu.Lock()
+						sb.cancel()
+						sb.mu.Unlock()
+					}
+				}
+				dog.mu.Unlock()
+			}
+		}()
+	})
+	dog.mu.Lock()
+	dog.all[s] = struct{}{}
+	dog.mu.Unlock()
+}
+
+func unwatch(s *sandbox) {
+	dog.mu.Lock()
+	delete(dog.all, s)
+	dog.mu.Unlock()
+}
