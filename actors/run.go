@@ -101,7 +101,7 @@ type engine struct {
 	ctx    context.Context
 	node   *actor.PID
 	// emitter and the sinks' writers; nil when unused.
-	emitter                        *actor.PID
+	emitter                       *actor.PID
 	results, records, deadLetters *actor.PID
 }
 
