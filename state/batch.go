@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
@@ -57,12 +58,19 @@ func (b *Batch) check(key []byte) error {
 	return nil
 }
 
+// existed reports whether key was live at the previous checkpoint, for Keys.
 func (b *Batch) existed(key []byte) (bool, error) {
-	_, found, err := getAt(b.prev, key)
-	if err != nil {
-		return false, fmt.Errorf("state: batch at epoch %d: read %q: %w", b.epoch, key, err)
+	if b.prev == nil {
+		return false, nil
 	}
-	return found, nil
+	_, err := b.prev.Get(key)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("state: batch at epoch %d: read %q: %w", b.epoch, key, err)
 }
 
 // Set writes key = value at the batch's epoch. Both are copied. Keys starting with
