@@ -1,0 +1,390 @@
+package files
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/eddy-stream/eddy/connectors"
+)
+
+// DirConfig is what a dir: source was opened with.
+type DirConfig struct {
+	// Poll is how long a caught-up source waits for a new file; default
+	// DefaultPoll.
+	Poll time.Duration
+	// MaxFilesPerTrigger, when above 0, sets Boundary on the last batch of
+	// every Nth completed file, as Spark's maxFilesPerTrigger.
+	MaxFilesPerTrigger int
+}
+
+// OpenDir opens the dir: source t names, with the parameters poll and
+// max-files-per-trigger.
+func OpenDir(t connectors.Target) (*DirSource, error) {
+	path, err := pathOf(t)
+	if err != nil {
+		return nil, err
+	}
+	var c DirConfig
+	if c.Poll, err = t.DurationParam("poll", DefaultPoll); err != nil {
+		return nil, err
+	}
+	n, err := t.IntParam("max-files-per-trigger", 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	c.MaxFilesPerTrigger = int(n)
+	return NewDir(path, c)
+}
+
+// NewDir opens a source over the files of the directory path. The
+// directory must exist.
+func NewDir(path string, c DirConfig) (*DirSource, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("directory %s does not exist", abs)
+		}
+		return nil, err
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory: use file:%s to follow a file", abs, path)
+	}
+	if c.Poll <= 0 {
+		c.Poll = DefaultPoll
+	}
+	p := &dirPartition{
+		dir: abs, id: "dir:" + abs, maxFiles: c.MaxFilesPerTrigger,
+		idler: idler{poll: c.Poll, owed: true},
+		done:  map[string]bool{}, doneJSON: []byte("[]"),
+	}
+	return &DirSource{p: p}, nil
+}
+
+// DirSource is a dir: source: one partition that reads every file of a
+// directory in lexical order, picking up files that appear later.
+type DirSource struct {
+	p *dirPartition
+}
+
+var _ connectors.Source = (*DirSource)(nil)
+
+// Start assigns the one partition.
+func (s *DirSource) Start(ctx context.Context, l connectors.Listener) error {
+	l.Assign(s.p)
+	return nil
+}
+
+// Close closes the partition.
+func (s *DirSource) Close() error { return s.p.Close() }
+
+// dirPosition is a dir: partition's checkpoint: the files done, and how far
+// into the current one. Off is unused for .gz files, whose restart re-reads
+// and skips Line lines.
+type dirPosition struct {
+	Done []string `json:"done"`
+	File string   `json:"file,omitempty"`
+	Off  int64    `json:"off,omitempty"`
+	Line int64    `json:"line,omitempty"`
+}
+
+type dirPartition struct {
+	dir, id  string
+	maxFiles int
+	idler
+
+	done     map[string]bool
+	doneList []string // sorted
+	doneJSON []byte   // doneList encoded once per completed file, not per batch
+	pending  []string // listed, not done, in lexical order
+	cur      *dirFile
+}
+
+type dirFile struct {
+	name  string
+	f     *os.File
+	r     *bufio.Reader
+	gz    bool
+	off   int64
+	line  int64
+	mtime time.Time
+}
+
+var _ connectors.Partition = (*dirPartition)(nil)
+
+func (p *dirPartition) ID() string { return p.id }
+
+func (p *dirPartition) Seek(pos connectors.Position) error {
+	if len(pos) == 0 {
+		return nil
+	}
+	var q dirPosition
+	if err := json.Unmarshal(pos, &q); err != nil {
+		return fmt.Errorf("%s: bad position %q: %w", p.id, pos, err)
+	}
+	for _, name := range q.Done {
+		p.done[name] = true
+	}
+	p.setDone()
+	if q.File == "" {
+		return nil
+	}
+	if err := p.open(q.File, q.Off, q.Line); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			slog.Warn("file of the checkpoint is gone; going on with the next file", "source", p.id, "file", q.File, "line", q.Line)
+			return nil
+		}
+		return fmt.Errorf("%s: resume %s at line %d: %w", p.id, q.File, q.Line, err)
+	}
+	return nil
+}
+
+func (p *dirPartition) setDone() {
+	p.doneList = p.doneList[:0]
+	for name := range p.done {
+		p.doneList = append(p.doneList, name)
+	}
+	slices.Sort(p.doneList)
+	p.doneJSON, _ = json.Marshal(p.doneList)
+}
+
+// pos encodes the position after what has been read so far.
+func (p *dirPartition) pos() connectors.Position {
+	b := make([]byte, 0, len(p.doneJSON)+len(p.dir)+64)
+	b = append(b, `{"done":`...)
+	b = append(b, p.doneJSON...)
+	if c := p.cur; c != nil {
+		b = append(b, `,"file":`...)
+		b = connectors.AppendValue(b, c.name)
+		if !c.gz {
+			b = append(b, `,"off":`...)
+			b = connectors.AppendValue(b, c.off)
+		}
+		b = append(b, `,"line":`...)
+		b = connectors.AppendValue(b, c.line)
+	}
+	return append(b, '}')
+}
+
+// open opens file name of the directory at byte off (line for .gz).
+func (p *dirPartition) open(name string, off, line int64) error {
+	f, err := os.Open(filepath.Join(p.dir, name))
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	c := &dirFile{name: name, f: f, off: off, line: line, mtime: st.ModTime()}
+	if strings.HasSuffix(name, ".gz") {
+		c.gz = true
+		zr, err := gzip.NewReader(bufio.NewReader(f))
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		c.r = bufio.NewReaderSize(zr, 64<<10)
+		for range line {
+			if _, err := c.r.ReadSlice('\n'); err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				f.Close()
+				return fmt.Errorf("%s: skip to line %d: %w", name, line, err)
+			}
+		}
+	} else {
+		if off > st.Size() {
+			f.Close()
+			return fmt.Errorf("%s is %d bytes, shorter than the checkpoint's offset %d: was it rewritten?", name, st.Size(), off)
+		}
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			f.Close()
+			return err
+		}
+		c.r = bufio.NewReaderSize(f, 64<<10)
+	}
+	p.cur = c
+	return nil
+}
+
+// list refreshes the pending files: regular files not done, not hidden
+// ("." or "_" prefix, as Spark skips _SUCCESS) and not being written
+// (".tmp" suffix), in lexical order.
+func (p *dirPartition) list() error {
+	entries, err := os.ReadDir(p.dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("directory %s does not exist", p.dir)
+		}
+		return fmt.Errorf("%s: %w", p.id, err)
+	}
+	p.pending = p.pending[:0]
+	for _, e := range entries {
+		name := e.Name()
+		if p.done[name] || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || strings.HasSuffix(name, ".tmp") {
+			continue
+		}
+		if p.cur != nil && p.cur.name == name {
+			continue
+		}
+		if !e.Type().IsRegular() {
+			if e.Type()&os.ModeSymlink == 0 {
+				continue
+			}
+			if st, err := os.Stat(filepath.Join(p.dir, name)); err != nil || !st.Mode().IsRegular() {
+				continue
+			}
+		}
+		p.pending = append(p.pending, name) // ReadDir sorts by name
+	}
+	return nil
+}
+
+func (p *dirPartition) Read(ctx context.Context) (connectors.Batch, error) {
+	return p.idler.read(ctx, p.next, func() connectors.Batch {
+		return connectors.Batch{Where: p.id, Unit: "line", End: p.pos()}
+	})
+}
+
+// next reads the next batch of the current or next file; ok is false when
+// no file has anything left.
+func (p *dirPartition) next() (connectors.Batch, bool, error) {
+	listed := false
+	for {
+		if p.cur == nil {
+			if len(p.pending) == 0 {
+				if listed {
+					return connectors.Batch{}, false, nil
+				}
+				if err := p.list(); err != nil {
+					return connectors.Batch{}, false, err
+				}
+				listed = true
+				continue
+			}
+			name := p.pending[0]
+			p.pending = p.pending[1:]
+			if err := p.open(name, 0, 0); err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					continue // removed since the listing
+				}
+				return connectors.Batch{}, false, fmt.Errorf("%s: %w", p.id, err)
+			}
+		}
+		b, eof, err := p.readBatch()
+		if err != nil {
+			return connectors.Batch{}, false, err
+		}
+		if eof {
+			p.cur.f.Close()
+			p.done[p.cur.name] = true
+			p.setDone()
+			p.cur = nil
+			b.End = p.pos()
+			b.Boundary = p.maxFiles > 0 && len(p.done)%p.maxFiles == 0
+		}
+		if len(b.Records) > 0 || b.Boundary {
+			return b, true, nil
+		}
+	}
+}
+
+// readBatch reads up to maxBatchRecords lines or maxBatchBytes from the
+// current file; eof says the file has nothing after them.
+func (p *dirPartition) readBatch() (b connectors.Batch, eof bool, err error) {
+	c := p.cur
+	b = connectors.Batch{Where: c.name, Unit: "line"}
+	arena := make([]byte, 0, 64<<10)
+	var ends []int
+	var seqs []int64
+	for len(ends) < maxBatchRecords && len(arena) < maxBatchBytes {
+		raw, err := readLine(c.r)
+		if len(raw) > 0 {
+			c.off += int64(len(raw))
+			c.line++
+			if v := splitLine(raw); len(v) > 0 {
+				arena = append(arena, v...)
+				ends = append(ends, len(arena))
+				seqs = append(seqs, c.line)
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			eof = true
+			break
+		}
+		if err != nil {
+			return b, false, fmt.Errorf("%s: %s line %d: %w", p.id, c.name, c.line+1, err)
+		}
+	}
+	if !eof {
+		if _, err := c.r.Peek(1); errors.Is(err, io.EOF) {
+			eof = true
+		} else if err != nil {
+			return b, false, fmt.Errorf("%s: %s line %d: %w", p.id, c.name, c.line+1, err)
+		}
+	}
+	b.Records = make([]connectors.Record, len(ends))
+	start := 0
+	for i, end := range ends {
+		b.Records[i] = connectors.Record{Value: arena[start:end:end], Seq: seqs[i], Time: c.mtime}
+		start = end
+	}
+	b.End = p.pos()
+	return b, eof, nil
+}
+
+// readLine returns the next line with its line end, however long; at the
+// end of the input it returns the last bytes with io.EOF.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	line, err := r.ReadSlice('\n')
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		return line, err
+	}
+	long := append([]byte(nil), line...)
+	for errors.Is(err, bufio.ErrBufferFull) {
+		line, err = r.ReadSlice('\n')
+		long = append(long, line...)
+	}
+	return long, err
+}
+
+func (p *dirPartition) Describe(pos connectors.Position) string {
+	if len(pos) == 0 {
+		return p.id + " from the first file"
+	}
+	var q dirPosition
+	if err := json.Unmarshal(pos, &q); err != nil {
+		return fmt.Sprintf("%s bad position %q", p.id, pos)
+	}
+	s := fmt.Sprintf("%d files done", len(q.Done))
+	if q.File != "" {
+		s += fmt.Sprintf(", %s after line %d", q.File, q.Line)
+	}
+	return s
+}
+
+func (p *dirPartition) Close() error {
+	if p.cur != nil {
+		err := p.cur.f.Close()
+		p.cur = nil
+		return err
+	}
+	return nil
+}
