@@ -1,0 +1,20 @@
+// Package testenv tells tests where eddy's real servers are, and gives each
+// test a place of its own on them.
+//
+// eddy is tested against a real Apache Kafka, Apache Cassandra and MariaDB,
+// not mocks. `just services-up` starts all three on this machine (see
+// docs/services.md) and `source services/env.sh` exports where they listen:
+//
+//	EDDY_KAFKA_BROKERS   127.0.0.1:9092                     comma-separated host:port
+//	EDDY_CASSANDRA_HOSTS 127.0.0.1:9042                     comma-separated host:port
+//	EDDY_MYSQL_DSN       eddy:eddy@tcp(127.0.0.1:3306)/eddy go-sql-driver/mysql DSN
+//
+// [Kafka], [Cassandra] and [MySQL] read them and skip the test, naming the
+// recipe to run, when one is unset: `go test ./...` passes on a machine with
+// only Go. When a variable is set, a server that does not answer fails the
+// test instead: a skip must never hide a broken server.
+//
+// [NewTopic], [NewKeyspace] and [NewDatabase] create a uniquely named topic,
+// keyspace or database for one test and drop it when the test ends, so tests
+// can run in parallel and against a server that other tests share.
+package testenv

@@ -1,0 +1,74 @@
+package testenv
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestSanitize(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		max  int
+		want string
+	}{
+		{name: "plain", in: "TestKafka", max: 40, want: "testkafka"},
+		{name: "subtest", in: "TestSink/two partitions", max: 40, want: "testsink_two_partitions"},
+		{name: "runs collapse", in: "__A--b__", max: 40, want: "a_b"},
+		{name: "cut", in: "TestAVeryLongName", max: 5, want: "testa"},
+		{name: "no trailing underscore after cut", in: "ab/cd", max: 3, want: "ab"},
+		{name: "no room", in: "Test", max: -3, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := sanitize(tt.in, tt.max); got != tt.want {
+				t.Errorf("sanitize(%q, %d) = %q, want %q", tt.in, tt.max, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestUniqueNameFitsAndDiffers(t *testing.T) {
+	a, b := uniqueName(t, "t_", 48), uniqueName(t, "t_", 48)
+	if a == b {
+		t.Fatalf("two names are both %q", a)
+	}
+	for _, n := range []string{a, b} {
+		if len(n) > 48 || !strings.HasPrefix(n, "t_testuniquenamefitsanddiffers_") {
+			t.Errorf("name %q: want at most 48 characters, starting with the prefix and the test's name", n)
+		}
+	}
+}
+
+func TestSkipMessageNamesTheRecipe(t *testing.T) {
+	t.Setenv(KafkaEnv, "")
+	t.Setenv(CassandraEnv, " , ")
+	t.Setenv(MySQLEnv, "")
+	tests := []struct {
+		name string
+		call func(testing.TB)
+		want string
+	}{
+		{name: "kafka", call: func(tb testing.TB) { Kafka(tb) }, want: "EDDY_KAFKA_BROKERS is unset: run `just kafka-up && source services/env.sh`"},
+		{name: "cassandra", call: func(tb testing.TB) { Cassandra(tb) }, want: "EDDY_CASSANDRA_HOSTS is unset: run `just cassandra-up && source services/env.sh`"},
+		{name: "mysql", call: func(tb testing.TB) { MySQL(tb) }, want: "EDDY_MYSQL_DSN is unset: run `just mysql-up && source services/env.sh`"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := &skipRecorder{TB: t}
+			tt.call(tb)
+			if !strings.Contains(tb.msg, tt.want) {
+				t.Errorf("skip message %q, want it to contain %q", tb.msg, tt.want)
+			}
+		})
+	}
+}
+
+// skipRecorder keeps the message of a Skipf instead of skipping.
+type skipRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (r *skipRecorder) Skipf(format string, args ...any) { r.msg = fmt.Sprintf(format, args...) }
