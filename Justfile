@@ -21,7 +21,7 @@ bench:
 
 # ---- real servers (docs/services.md) ----
 
-# start Kafka, Cassandra and MariaDB
+# start Kafka, Cassandra and MariaDB (then `source services/env.sh` for the tests)
 services-up: kafka-up cassandra-up mysql-up
 
 # stop what services-up started
@@ -45,6 +45,6 @@ mysql-up:
 mysql-down:
     bash services/mysql.sh down
 
-# the tests with every server up and nothing skipped
-itest:
+# the tests with every server up and nothing skipped (starts them if needed)
+itest: services-up
     source services/env.sh && go test -count=1 ./...

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# services/mysql.sh up|down|status: a MariaDB server from Debian's packages,
+# services/mysql.sh up|down|status|install: a MariaDB server from Debian's packages,
 # run by hand (not the system service) with its own data directory under
 # .cache/mysql, on 127.0.0.1:3306, database `eddy`, user eddy/eddy.
 # See docs/services.md.
@@ -156,11 +156,16 @@ status() {
 }
 
 case ${1:-} in
+install)
+  mkdir -p "$DIR"
+  install
+  say "server: $(first_cmd mariadbd mysqld)"
+  ;;
 up) up ;;
 down) down "$PIDFILE" "$MARKER" 60 ;;
 status) status ;;
 *)
-  echo "usage: $0 up|down|status" >&2
+  echo "usage: $0 up|down|status|install" >&2
   exit 2
   ;;
 esac
