@@ -60,8 +60,12 @@ func (b *Batch) Locate(i int) string {
 type Partition interface {
 	// ID is stable across runs; checkpoints are keyed by it.
 	ID() string
-	// Seek moves the partition to a position an earlier Batch.End returned.
-	// It is called at most once, before the first Read.
+	// Seek moves the partition to a position an earlier Batch.End returned,
+	// forgetting everything read since: the engine calls it before the first
+	// Read to resume from a checkpoint, and again to rewind when it restarts
+	// a failed partition from its last checkpoint. Seek(nil) goes back to
+	// where the partition started. A partition that can't rewind (stdin)
+	// says so in its error.
 	Seek(pos Position) error
 	// Read blocks until records are available, the partition is caught up
 	// (an empty Batch with CaughtUp set), or ctx is done. It returns
