@@ -2,8 +2,8 @@ package state
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -16,14 +16,20 @@ type Batch struct {
 	err   error // sticky: the first error, returned by every later call
 	wb    *badger.WriteBatch
 	prev  *badger.Txn // read at the previous checkpoint, to count created/deleted keys
-	c     epochCounts
+	ops   []op        // what the batch did to each key, for Checkpoint.Keys
+}
+
+// op is one write of a batch; key shares Badger's copy.
+type op struct {
+	key []byte
+	del bool
 }
 
 // Batch returns a batch writing at version epoch, which must have been returned by
 // Begin and not completed yet; otherwise every call on the batch fails.
 //
-// Write each key at most once per epoch across all batches (actors own disjoint
-// keys); Checkpoint.Keys counts on it.
+// Write each key in at most one batch per epoch (actors own disjoint keys);
+// Checkpoint.Keys counts on it.
 func (s *Store) Batch(epoch uint64) *Batch {
 	b := &Batch{s: s, epoch: epoch}
 	s.mu.Lock()
@@ -58,29 +64,10 @@ func (b *Batch) check(key []byte) error {
 	return nil
 }
 
-// existed reports whether key was live at the previous checkpoint, for Keys.
-func (b *Batch) existed(key []byte) (bool, error) {
-	if b.prev == nil {
-		return false, nil
-	}
-	_, err := b.prev.Get(key)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, badger.ErrKeyNotFound):
-		return false, nil
-	}
-	return false, fmt.Errorf("state: batch at epoch %d: read %q: %w", b.epoch, key, err)
-}
-
 // Set writes key = value at the batch's epoch. Both are copied. Keys starting with
 // ReservedPrefix are rejected.
 func (b *Batch) Set(key, value []byte) error {
 	if err := b.check(key); err != nil {
-		return err
-	}
-	existed, err := b.existed(key)
-	if err != nil {
 		return err
 	}
 	// One allocation for both; Badger holds them until its transaction commits.
@@ -92,10 +79,7 @@ func (b *Batch) Set(key, value []byte) error {
 		b.err = fmt.Errorf("state: batch at epoch %d: set %q: %w", b.epoch, key, err)
 		return b.err
 	}
-	b.c.changed++
-	if !existed {
-		b.c.created++
-	}
+	b.ops = append(b.ops, op{key: k})
 	return nil
 }
 
@@ -105,18 +89,12 @@ func (b *Batch) Delete(key []byte) error {
 	if err := b.check(key); err != nil {
 		return err
 	}
-	existed, err := b.existed(key)
-	if err != nil {
-		return err
-	}
-	if err := b.wb.Delete(bytes.Clone(key)); err != nil {
+	k := bytes.Clone(key)
+	if err := b.wb.Delete(k); err != nil {
 		b.err = fmt.Errorf("state: batch at epoch %d: delete %q: %w", b.epoch, key, err)
 		return b.err
 	}
-	b.c.changed++
-	if existed {
-		b.c.deleted++
-	}
+	b.ops = append(b.ops, op{key: k, del: true})
 	return nil
 }
 
@@ -128,19 +106,38 @@ func (b *Batch) Commit() error {
 		return b.err
 	}
 	defer b.release()
-	if err := b.wb.Flush(); err != nil {
-		b.err = fmt.Errorf("state: commit batch at epoch %d: %w", b.epoch, err)
+	// Counting reads the previous checkpoint and the flush writes a newer version,
+	// so they run side by side.
+	type counted struct {
+		c   epochCounts
+		err error
+	}
+	done := make(chan counted, 1)
+	go func() {
+		c, err := b.count()
+		done <- counted{c, err}
+	}()
+	ferr := b.wb.Flush()
+	if ferr == nil {
+		if err := b.s.db.Sync(); err != nil {
+			ferr = fmt.Errorf("sync: %w", err)
+		}
+	}
+	cnt := <-done
+	if ferr != nil {
+		b.err = fmt.Errorf("state: commit batch at epoch %d: %w", b.epoch, ferr)
 		return b.err
 	}
-	if err := b.s.db.Sync(); err != nil {
-		b.err = fmt.Errorf("state: commit batch at epoch %d: sync: %w", b.epoch, err)
+	if cnt.err != nil {
+		b.err = fmt.Errorf("state: commit batch at epoch %d: count keys: %w", b.epoch, cnt.err)
 		return b.err
 	}
+	c := cnt.c
 	b.s.mu.Lock()
-	if c := b.s.counts[b.epoch]; c != nil {
-		c.changed += b.c.changed
-		c.created += b.c.created
-		c.deleted += b.c.deleted
+	if sum := b.s.counts[b.epoch]; sum != nil {
+		sum.changed += c.changed
+		sum.created += c.created
+		sum.deleted += c.deleted
 	}
 	b.s.mu.Unlock()
 	b.err = fmt.Errorf("state: batch at epoch %d: already committed", b.epoch)
@@ -158,6 +155,52 @@ func (b *Batch) Cancel() {
 	if b.err == nil {
 		b.err = fmt.Errorf("state: batch at epoch %d: cancelled", b.epoch)
 	}
+}
+
+// count works out how many keys the batch wrote, created and deleted relative to
+// the previous checkpoint. It walks the sorted writes and the previous
+// checkpoint's keys together, so a dense batch costs one pass over the blocks it
+// touches rather than a lookup per key. The last write of a key in the batch wins.
+func (b *Batch) count() (epochCounts, error) {
+	var c epochCounts
+	if !slices.IsSortedFunc(b.ops, cmpOp) {
+		slices.SortStableFunc(b.ops, cmpOp)
+	}
+	var it *badger.Iterator
+	if b.prev != nil {
+		it = b.prev.NewIterator(badger.IteratorOptions{})
+		defer it.Close()
+		it.Rewind()
+	}
+	for i, o := range b.ops {
+		if i+1 < len(b.ops) && bytes.Equal(o.key, b.ops[i+1].key) {
+			continue // a later write of the same key decides
+		}
+		c.changed++
+		existed := it != nil && seekTo(it, o.key)
+		switch {
+		case !o.del && !existed:
+			c.created++
+		case o.del && existed:
+			c.deleted++
+		}
+	}
+	return c, nil
+}
+
+func cmpOp(a, b op) int { return bytes.Compare(a.key, b.key) }
+
+// seekTo moves it forward to the first key >= key, stepping when the next keys
+// are close and seeking otherwise, and reports whether key itself is live.
+func seekTo(it *badger.Iterator, key []byte) bool {
+	for step := 0; it.Valid() && bytes.Compare(it.Item().Key(), key) < 0; step++ {
+		if step == 8 {
+			it.Seek(key)
+			break
+		}
+		it.Next()
+	}
+	return it.Valid() && bytes.Equal(it.Item().Key(), key)
 }
 
 func (b *Batch) release() {

@@ -9,7 +9,8 @@ import (
 
 // Get returns key's value as of checkpoint epoch, which must be a kept complete
 // checkpoint (else the error wraps ErrNoCheckpoint). found is false when the key
-// did not exist then. The value is the caller's.
+// did not exist then. The value is the caller's. A read at the oldest kept
+// checkpoint that races a Complete pruning it may see compacted data.
 func (s *Store) Get(epoch uint64, key []byte) (value []byte, found bool, err error) {
 	if bytes.HasPrefix(key, []byte(ReservedPrefix)) {
 		return nil, false, fmt.Errorf("state: get %q: key uses the reserved prefix %q", key, ReservedPrefix)
@@ -29,7 +30,8 @@ func (s *Store) Get(epoch uint64, key []byte) (value []byte, found bool, err err
 // Scan calls fn for every key with prefix that is live as of checkpoint epoch, in
 // key order. epoch must be a kept complete checkpoint (else the error wraps
 // ErrNoCheckpoint). key and value are only valid during fn; copy them to keep
-// them. An error from fn stops the scan and is returned as is.
+// them. An error from fn stops the scan and is returned as is. Like Get, a scan
+// at the oldest kept checkpoint must not race a Complete that prunes it.
 func (s *Store) Scan(epoch uint64, prefix []byte, fn func(key, value []byte) error) error {
 	reserved := []byte(ReservedPrefix)
 	if bytes.HasPrefix(prefix, reserved) {

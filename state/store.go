@@ -161,7 +161,8 @@ func (s *Store) load() error {
 	return nil
 }
 
-// Close closes the store. Batches must be committed or cancelled first.
+// Close closes the store. Batches must be committed or cancelled first and no
+// reads may be running.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
