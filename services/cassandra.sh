@@ -65,12 +65,12 @@ up() {
     line=${line//[[:space:]]/}
     [[ -n $line ]] && opts+=("$line")
   done <"$ROOT/services/cassandra/jvm17.options"
-  local jamm
-  jamm=$(compgen -G "$LIBS/jamm-*.jar" | head -n 1) || die "no jamm jar in $LIBS"
+  local jamm=("$LIBS"/jamm-*.jar)
+  [[ -f ${jamm[0]} ]] || die "no jamm jar in $LIBS"
 
   say "starting Cassandra on $HOST:$PORT; log: $LOG"
   nohup "$java" -Xms1G -Xmx1G "${opts[@]}" \
-    -javaagent:"$jamm" \
+    -javaagent:"${jamm[0]}" \
     -Dcassandra.config="file://$CONF" \
     -Dcassandra.storagedir="$DIR" \
     -Dcassandra.logdir="$DIR" \
