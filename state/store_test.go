@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -403,4 +405,24 @@ func TestScanPrefix(t *testing.T) {
 	if got := view(t, s, e); len(got) != 5 {
 		t.Fatalf("Scan all = %q", got)
 	}
+}
+
+func TestBadgerLogger(t *testing.T) {
+	var buf bytes.Buffer
+	l := badgerLogger{slog.New(slog.NewTextHandler(&buf, nil))}
+	l.Infof("dropped %d", 1)
+	l.Debugf("dropped %d", 2)
+	l.Warningf("table %d is odd\n", 3)
+	l.Errorf("gone %s", "bad")
+	got := buf.String()
+	for _, want := range []string{`level=WARN msg="table 3 is odd" component=badger`, `level=ERROR msg="gone bad"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log %q lacks %q", got, want)
+		}
+	}
+	if strings.Contains(got, "dropped") {
+		t.Errorf("info/debug reached the log: %q", got)
+	}
+	s := openT(t, t.TempDir(), WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+	checkpoint(t, s, change{"a": val("1")})
 }
