@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/eddy-stream/eddy/connectors"
@@ -59,6 +60,7 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 		}
 	case *keyedBatch:
 		a.add(ctx, m)
+		a.e.cfg.Stats.BatchLatency.Observe(time.Since(m.read))
 		ctx.Send(ctx.Parent(), &shardProcessed{shard: a.shard})
 	case *barrier:
 		ctx.Send(ctx.Parent(), a.onBarrier(ctx, m))

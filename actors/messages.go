@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"time"
+
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/scripting"
 )
@@ -28,6 +30,7 @@ type sourceBatch struct {
 	gen   uint64
 	batch connectors.Batch
 	err   error
+	at    time.Time // when Read returned it
 }
 
 // barrier: a trigger, and a checkpoint when epoch > 0. final marks the
@@ -44,6 +47,8 @@ type keyedBatch struct {
 	// src and idx locate each row's raw record for dead letters.
 	src *connectors.Batch
 	idx []int
+	// read is when the supervisor got the batch from its reader.
+	read time.Time
 }
 
 // shardProcessed: a shard finished a keyedBatch (flow control).

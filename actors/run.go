@@ -51,6 +51,10 @@ type Stats struct {
 	LastCheckpoint     atomic.Uint64
 	Partitions         atomic.Int64
 	Ended              atomic.Int64
+	// BatchLatency is the time from a batch leaving its source to its
+	// records being folded into state (or, without aggregation, handed to
+	// the records sink).
+	BatchLatency Latency
 }
 
 // Summary says how a run ended.

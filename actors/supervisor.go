@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/eddy-stream/eddy/connectors"
@@ -154,7 +155,7 @@ func (s *PartitionSupervisor) startReader(ctx actor.Context) {
 			if rctx.Err() != nil {
 				return
 			}
-			root.Send(self, &sourceBatch{gen: gen, batch: b, err: err})
+			root.Send(self, &sourceBatch{gen: gen, batch: b, err: err, at: time.Now()})
 			if err != nil {
 				return
 			}
@@ -204,7 +205,7 @@ func (s *PartitionSupervisor) onBatch(ctx actor.Context, m *sourceBatch) {
 		return
 	}
 	b := &m.batch
-	n := s.process(ctx, b)
+	n := s.process(ctx, b, m.at)
 	s.pos = b.End
 	s.status.caughtUp = b.CaughtUp
 	if b.Boundary {
@@ -223,7 +224,7 @@ func (s *PartitionSupervisor) report(ctx actor.Context, records int64) {
 }
 
 // process runs parse/filter/key over a batch and routes the results.
-func (s *PartitionSupervisor) process(ctx actor.Context, b *connectors.Batch) int64 {
+func (s *PartitionSupervisor) process(ctx actor.Context, b *connectors.Batch, read time.Time) int64 {
 	e := s.e
 	var (
 		perShard [][]scripting.Keyed
@@ -258,8 +259,11 @@ func (s *PartitionSupervisor) process(ctx actor.Context, b *connectors.Batch) in
 	for sh, rows := range perShard {
 		if len(rows) > 0 {
 			s.inFlight[sh]++
-			ctx.Send(s.shards[sh], &keyedBatch{rows: rows, src: b, idx: perIdx[sh]})
+			ctx.Send(s.shards[sh], &keyedBatch{rows: rows, src: b, idx: perIdx[sh], read: read})
 		}
+	}
+	if perShard == nil {
+		e.cfg.Stats.BatchLatency.Observe(time.Since(read))
 	}
 	if len(records) > 0 && e.records != nil {
 		ctx.Send(e.records, &rowsOut{rows: records})

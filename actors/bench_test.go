@@ -1,0 +1,217 @@
+package actors_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/eddy-stream/eddy/actors"
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/connectors/files"
+	"github.com/eddy-stream/eddy/connectors/gen"
+	"github.com/eddy-stream/eddy/internal/memio"
+	"github.com/eddy-stream/eddy/scripting"
+	"github.com/eddy-stream/eddy/state"
+)
+
+// BenchmarkNetflow runs the netflow pipeline (scripts/netflow_webservers.lua)
+// over generated files and, in the same process, a plain-Go baseline doing
+// the same computation: read the files line by line, decode the two fields
+// with the same JSON parser, filter, count per device, take the top 20. It
+// prints both rates, their ratio, batch latencies and peak heap, then peak
+// heap for 1M and 10M records from the generator, to show memory grows
+// with keys, not records. Run it with `just bench`.
+func BenchmarkNetflow(b *testing.B) {
+	records := int64(1_000_000)
+	if testing.Short() {
+		records = 200_000
+	}
+	dir := filepath.Join(b.TempDir(), "flows")
+	if err := gen.WriteDir(dir, "netflow", 7, records, 16, 0); err != nil {
+		b.Fatal(err)
+	}
+	warm(dir) // the page cache serves both runs alike
+
+	base := measure(func() (int, *actors.Latency) { return baseline(b, dir) })
+	eddy := measure(func() (int, *actors.Latency) { return runEddy(b, "dir:"+dir) })
+	if base.top != eddy.top {
+		b.Fatalf("eddy and the baseline disagree: %d vs %d top rows", eddy.top, base.top)
+	}
+	b.ReportMetric(float64(records)/eddy.took.Seconds(), "eddy-rec/s")
+	b.ReportMetric(float64(records)/base.took.Seconds(), "baseline-rec/s")
+	fmt.Printf("\nnetflow top 20 over %d records in 16 files (GOMAXPROCS=%d)\n", records, runtime.GOMAXPROCS(0))
+	fmt.Printf("  %-44s %12s %12s %12s %14s\n", "", "records/s", "batch p50", "batch p99", "peak heap")
+	for _, r := range []struct {
+		name string
+		m    measurement
+	}{{"baseline (plain Go: bufio + fastjson + map)", base}, {"eddy (Lua + actors + Badger checkpoints)", eddy}} {
+		fmt.Printf("  %-44s %12.0f %12v %12v %11.1f MiB\n", r.name, float64(records)/r.m.took.Seconds(),
+			r.m.lat.Quantile(0.5), r.m.lat.Quantile(0.99), float64(r.m.peakHeap)/(1<<20))
+	}
+	fmt.Printf("  ratio eddy/baseline: %.2f\n", base.took.Seconds()/eddy.took.Seconds())
+
+	if testing.Short() {
+		return
+	}
+	fmt.Printf("\nmemory against records (gen:netflow, same key space)\n")
+	for _, n := range []int64{1_000_000, 10_000_000} {
+		m := measure(func() (int, *actors.Latency) {
+			return runEddy(b, fmt.Sprintf("gen:netflow?count=%d&seed=7", n))
+		})
+		fmt.Printf("  %9d records: %10.0f records/s, peak heap %7.1f MiB\n", n, float64(n)/m.took.Seconds(), float64(m.peakHeap)/(1<<20))
+	}
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	fmt.Printf("  process peak RSS (all runs): %.1f MiB\n", float64(ru.Maxrss)/1024)
+}
+
+type measurement struct {
+	took     time.Duration
+	peakHeap uint64
+	lat      *actors.Latency
+	top      int
+}
+
+// measure runs fn after a GC, sampling the heap every 10ms.
+func measure(fn func() (int, *actors.Latency)) measurement {
+	runtime.GC()
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	var m measurement
+	start := time.Now()
+	m.top, m.lat = fn()
+	m.took = time.Since(start)
+	close(stop)
+	<-sampled
+	m.peakHeap = peak.Load()
+	return m
+}
+
+func warm(dir string) {
+	paths, _ := filepath.Glob(filepath.Join(dir, "*"))
+	buf := make([]byte, 1<<20)
+	for _, p := range paths {
+		f, _ := os.Open(p)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				break
+			}
+		}
+		f.Close()
+	}
+}
+
+// baseline is the same computation in plain Go.
+func baseline(b *testing.B, dir string) (int, *actors.Latency) {
+	lat := &actors.Latency{}
+	paths, _ := filepath.Glob(filepath.Join(dir, "part-*"))
+	sort.Strings(paths)
+	counts := map[string]int64{}
+	var p fastjson.Parser
+	for _, path := range paths {
+		f, err := os.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		n, t0 := 0, time.Now()
+		for sc.Scan() {
+			v, err := p.ParseBytes(sc.Bytes())
+			if err == nil {
+				dev := v.Get("dstdevice")
+				port := v.Get("dstport")
+				if dev != nil && dev.Type() == fastjson.TypeString && port != nil {
+					var ps string
+					switch port.Type() {
+					case fastjson.TypeString:
+						ps = string(port.GetStringBytes())
+					case fastjson.TypeNumber:
+						ps = port.String()
+					}
+					if ps == "80" || ps == "443" {
+						counts[string(dev.GetStringBytes())]++
+					}
+				}
+			}
+			if n++; n == 1024 {
+				lat.Observe(time.Since(t0))
+				n, t0 = 0, time.Now()
+			}
+		}
+		f.Close()
+	}
+	type kv struct {
+		k string
+		n int64
+	}
+	all := make([]kv, 0, len(counts))
+	for k, n := range counts {
+		all = append(all, kv{k, n})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].n != all[j].n {
+			return all[i].n > all[j].n
+		}
+		return all[i].k < all[j].k
+	})
+	return min(20, len(all)), lat
+}
+
+func runEddy(b *testing.B, source string) (int, *actors.Latency) {
+	p, err := scripting.Load("../scripts/netflow_webservers.lua")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var src connectors.Source
+	if t, _ := connectors.Parse(source); t.Scheme == "dir" {
+		src, err = files.NewDir(t.Path, files.DirConfig{})
+	} else {
+		src, err = gen.Open("netflow", t)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	store, err := state.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	results := &memio.Sink{}
+	stats := &actors.Stats{}
+	_, err = actors.Run(context.Background(), actors.Config{Pipeline: p, Source: src, Store: store, Results: results,
+		UntilIdle: true, MaxErrors: -1, Stats: stats})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return len(results.Rows()), &stats.BatchLatency
+}

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eddy-stream/eddy/connectors/gen"
+)
+
+// These tests run the eddy binary as a user would, in a subprocess.
+
+var eddyBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "eddy-bin-")
+	if err != nil {
+		panic(err)
+	}
+	eddyBin = filepath.Join(dir, "eddy")
+	out, err := exec.Command("go", "build", "-o", eddyBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building eddy: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const netflowScript = "../../scripts/netflow_webservers.lua"
+
+// eddy runs the binary and returns stdout and stderr.
+func eddy(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := exec.Command(eddyBin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+// expectedTop20 computes the netflow answer with plain Go, independently of
+// eddy: encoding/json, the rules of seed 003 (dstport 80 or 443, as a
+// string or a number), malformed lines skipped.
+func expectedTop20(t *testing.T, dir string) string {
+	t.Helper()
+	counts := map[string]int{}
+	files, _ := filepath.Glob(filepath.Join(dir, "part-*.json"))
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(fh)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var rec map[string]any
+			if json.Unmarshal(sc.Bytes(), &rec) != nil {
+				continue
+			}
+			dev, ok := rec["dstdevice"].(string)
+			if !ok {
+				continue
+			}
+			switch p := rec["dstport"].(type) {
+			case string:
+				if p == "80" || p == "443" {
+					counts[dev]++
+				}
+			case float64:
+				if p == 80 || p == 443 {
+					counts[dev]++
+				}
+			}
+		}
+		fh.Close()
+	}
+	devs := make([]string, 0, len(counts))
+	for d := range counts {
+		devs = append(devs, d)
+	}
+	sort.Slice(devs, func(i, j int) bool {
+		if counts[devs[i]] != counts[devs[j]] {
+			return counts[devs[i]] > counts[devs[j]]
+		}
+		return devs[i] < devs[j]
+	})
+	var sb strings.Builder
+	for _, d := range devs[:min(20, len(devs))] {
+		fmt.Fprintf(&sb, "{\"dstdevice\":%q,\"count\":%d}\n", d, counts[d])
+	}
+	return sb.String()
+}
+
+func genFlows(t *testing.T, count int64, files int, bad float64) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "flows")
+	if err := gen.WriteDir(dir, "netflow", 42, count, files, bad); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestNetflowBatch(t *testing.T) {
+	dir := genFlows(t, 200_000, 8, 0.01)
+	want := expectedTop20(t, dir)
+	if strings.Count(want, "\n") != 20 {
+		t.Fatalf("expected table has %d rows", strings.Count(want, "\n"))
+	}
+	out, stderr, err := eddy(t, "run", netflowScript, "--source", "dir:"+dir, "--until-idle", "--emit", "final", "-q", "--dead-letter", "file:"+filepath.Join(t.TempDir(), "dead.jsonl"))
+	if err != nil {
+		t.Fatalf("eddy run: %v\n%s", err, stderr)
+	}
+	if out != want {
+		t.Fatalf("stdout differs from the independent computation\ngot:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+// A streaming run, one file per trigger, ends with exactly the batch table.
+func TestNetflowStreamingEqualsBatch(t *testing.T) {
+	const files = 6
+	dir := genFlows(t, 60_000, files, 0.01)
+	want := expectedTop20(t, dir)
+	out, stderr, err := eddy(t, "run", netflowScript, "--source", "dir:"+dir, "--until-idle", "--emit", "complete",
+		"--max-files-per-trigger", "1", "--trigger-interval", "1h", "-q", "--dead-letter", "file:"+filepath.Join(t.TempDir(), "dead.jsonl"))
+	if err != nil {
+		t.Fatalf("eddy run: %v\n%s", err, stderr)
+	}
+	lines := strings.SplitAfter(out, "\n")
+	lines = lines[:len(lines)-1]
+	if len(lines)%20 != 0 {
+		t.Fatalf("complete mode printed %d lines, not whole tables of 20", len(lines))
+	}
+	tables := len(lines) / 20
+	if tables < files {
+		t.Fatalf("%d tables for %d files: want at least one trigger per file", tables, files)
+	}
+	if last := strings.Join(lines[len(lines)-20:], ""); last != want {
+		t.Fatalf("last table differs from the batch result\ngot:\n%s\nwant:\n%s", last, want)
+	}
+	if first := strings.Join(lines[:20], ""); first == want {
+		t.Fatalf("the first trigger's table already equals the final one: triggers did not follow files")
+	}
+}
+
+// kill -9 at random moments, restart with the same --state each time: the
+// final result equals the uninterrupted run's exactly.
+func TestNetflowKillAndRestart(t *testing.T) {
+	dir := genFlows(t, 400_000, 16, 0.005)
+	want := expectedTop20(t, dir)
+	stateDir := filepath.Join(t.TempDir(), "state")
+	args := []string{"run", netflowScript, "--source", "dir:" + dir, "--state", stateDir, "--until-idle", "--emit", "final",
+		"--checkpoint-interval", "100ms", "--trigger-interval", "50ms", "-q", "--dead-letter", "file:" + filepath.Join(t.TempDir(), "dead.jsonl")}
+	rng := rand.New(rand.NewPCG(1, 2))
+	kills := 0
+	for i := 0; i < 6; i++ {
+		cmd := exec.Command(eddyBin, args...)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &bytes.Buffer{}, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run %d failed before the kill: %v\n%s", i, err, stderr.String())
+			}
+		case <-time.After(time.Duration(150+rng.IntN(600)) * time.Millisecond):
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			kills++
+		}
+	}
+	if kills == 0 {
+		t.Fatal("no run was killed: the input is too small for this test")
+	}
+	t.Logf("%d of 6 runs killed", kills)
+	cps, stderr, err := eddy(t, "checkpoints", "list", "--state", stateDir)
+	if err != nil || !strings.Contains(cps, "dir:") {
+		t.Fatalf("checkpoints list after %d kills: %v\n%s%s", kills, err, cps, stderr)
+	}
+	out, stderr, err := eddy(t, args...)
+	if err != nil {
+		t.Fatalf("final run: %v\n%s", err, stderr)
+	}
+	if out != want {
+		t.Fatalf("after %d kills the result differs\ngot:\n%s\nwant:\n%s", kills, out, want)
+	}
+}
+
+func TestEddyTestCommand(t *testing.T) {
+	out, stderr, err := eddy(t, "test", netflowScript, "../../scripts/tshark_ips.lua")
+	if err != nil {
+		t.Fatalf("eddy test: %v\n%s%s", err, out, stderr)
+	}
+	if !strings.Contains(out, "5 passed, 0 failed") {
+		t.Fatalf("eddy test output:\n%s", out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.lua")
+	os.WriteFile(bad, []byte(`return { parse = eddy.json { k = "string" }, key = "k", aggregate = { n = eddy.count() },
+  tests = { { name = "off by one", input = { '{"k":"a"}' }, want = { { k = "a", n = 2 } } } } }`), 0o644)
+	out, _, err = eddy(t, "test", bad)
+	if err == nil || !strings.Contains(out, "FAIL  bad.lua: off by one") || !strings.Contains(out, `- {"k":"a","n":2}`) {
+		t.Fatalf("a failing test: err=%v\n%s", err, out)
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	tests := []struct {
+		name        string
+		args        []string
+		errContains string
+	}{
+		{"no such script", []string{"run", "nope.lua"}, "pipeline: open nope.lua: no such file or directory"},
+		{"unknown scheme", []string{"run", netflowScript, "--source", "ftp://x"}, `unknown scheme "ftp"`},
+		{"missing dir", []string{"run", netflowScript, "--source", "dir:/no/such/dir", "--until-idle"}, "/no/such/dir"},
+		{"bad emit", []string{"run", netflowScript, "--emit", "often"}, `emit: want update, complete or final, got "often"`},
+		{"max errors", []string{"run", netflowScript, "--source", "gen:netflow?count=5000&bad=0.2", "--max-errors", "3", "--until-idle"}, "more than --max-errors 3 allows"},
+		{"unknown generator", []string{"gen", "weather"}, "weather"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, err := eddy(t, tc.args...)
+			if err == nil {
+				t.Fatal("want a failing exit")
+			}
+			if !strings.Contains(stderr, tc.errContains) {
+				t.Fatalf("stderr lacks %q:\n%s", tc.errContains, stderr)
+			}
+			if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic:") {
+				t.Fatalf("a user error printed a stack trace:\n%s", stderr)
+			}
+		})
+	}
+}

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eddy-stream/eddy/actors"
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/scripting"
+	"github.com/eddy-stream/eddy/state"
+)
+
+type runFlags struct {
+	source, sink, records, deadLetter, stateDir, emit string
+	untilIdle                                          bool
+	trigger, checkpoint                                time.Duration
+	maxErrors                                          int64
+	maxFiles, shards, keep                             int
+	progress                                           bool
+}
+
+func runCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run PIPELINE.lua",
+		Short: "run a pipeline",
+		Long: `Run a pipeline until its input ends (or, with --until-idle, until every source is drained),
+or until interrupted (Ctrl-C checkpoints and stops cleanly).
+
+Results go to stdout unless the script or --sink names another sink; logs, progress and
+dead letters go to stderr. With --state DIR, state and source positions are checkpointed
+there and a restart resumes from the last complete checkpoint; without it, state lives in
+a temporary directory and is gone when the run ends.`,
+		Example: `  eddy gen netflow --count 100000 --files 4 --out flows
+  eddy run scripts/netflow_webservers.lua --source dir:flows --until-idle --emit final
+  eddy run scripts/tshark_ips.lua --source file:/tmp/en0.log --state /var/lib/eddy/tshark`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return run(cmd, args[0], f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.source, "source", "", "source URI, overriding the script's (dir:PATH, file:PATH, stdin, gen:NAME?count=N)")
+	fl.StringVar(&f.sink, "sink", "", "sink URI for the results (or the records, when the pipeline doesn't aggregate), overriding the script's (stdout, file:PATH.jsonl|.csv)")
+	fl.StringVar(&f.records, "records", "", "also write every kept record to this sink URI")
+	fl.StringVar(&f.deadLetter, "dead-letter", "", "sink URI for records that fail (default: the script's, else stderr)")
+	fl.StringVar(&f.stateDir, "state", "", "directory for checkpoints; a restart with the same directory resumes (default: a temporary directory)")
+	fl.StringVar(&f.emit, "emit", "", "emit mode: update (changed rows per trigger), complete (whole table per trigger), final (once, when the input ends)")
+	fl.BoolVar(&f.untilIdle, "until-idle", false, "stop once every source is drained, after emitting the final result")
+	fl.DurationVar(&f.trigger, "trigger-interval", time.Second, "how often results are emitted")
+	fl.DurationVar(&f.checkpoint, "checkpoint-interval", 5*time.Second, "how often state is checkpointed")
+	fl.Int64Var(&f.maxErrors, "max-errors", -1, "stop the run when more than N records fail (-1: no limit)")
+	fl.IntVar(&f.maxFiles, "max-files-per-trigger", 0, "dir: sources read at most N files between triggers (0: no limit)")
+	fl.IntVar(&f.shards, "shards", 0, "keyed-aggregation actors per partition (default: number of CPUs)")
+	fl.IntVar(&f.keep, "keep", 5, "complete checkpoints to keep")
+	fl.BoolVar(&f.progress, "progress", true, "show progress on stderr when it is a terminal")
+	return cmd
+}
+
+func run(cmd *cobra.Command, path string, f runFlags) error {
+	log := slog.Default()
+	p, err := scripting.Load(path, scripting.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	if f.emit != "" {
+		if err := p.SetEmit(f.emit); err != nil {
+			return err
+		}
+	}
+	srcURI := first(f.source, p.Source)
+	if srcURI == "" {
+		return fmt.Errorf("%s names no source: give one with --source (for example --source dir:DATA or --source gen:netflow?count=1000)", p.Script)
+	}
+	extra := connectors.Params{}
+	if f.maxFiles > 0 {
+		extra.Set("max-files-per-trigger", strconv.Itoa(f.maxFiles))
+	}
+	src, err := connectors.OpenSource(srcURI, extra)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+
+	cfg := actors.Config{
+		Pipeline: p, Source: src, UntilIdle: f.untilIdle, MaxErrors: f.maxErrors, Shards: f.shards,
+		TriggerInterval: f.trigger, CheckpointInterval: f.checkpoint, Logger: log, Stats: &actors.Stats{},
+	}
+	sinks := &sinkSet{}
+	defer sinks.closeUnused()
+	main := first(f.sink, p.Sinks["main"])
+	if p.HasAggregate() {
+		if cfg.Results, err = sinks.open(first(main, p.Sinks["results"], "stdout")); err != nil {
+			return err
+		}
+		if uri := first(f.records, p.Sinks["records"]); uri != "" {
+			if cfg.Records, err = sinks.open(uri); err != nil {
+				return err
+			}
+		}
+	} else if cfg.Records, err = sinks.open(first(main, f.records, p.Sinks["records"], "stdout")); err != nil {
+		return err
+	}
+	if cfg.DeadLetters, err = sinks.open(first(f.deadLetter, p.Sinks["dead_letter"], "stderr")); err != nil {
+		return err
+	}
+
+	dir := f.stateDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "eddy-state-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		log.Debug("no --state: state is kept only for this run", "dir", dir)
+	}
+	store, err := state.Open(dir, state.WithKeep(f.keep), state.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	cfg.Store = store
+	if cp, err := store.Last(); err == nil {
+		log.Info("resuming from checkpoint", "id", cp.ID, "time", cp.Time.Format(time.RFC3339), "keys", cp.Keys)
+	}
+
+	stopProgress := startProgress(cmd.ErrOrStderr(), f.progress, cfg.Stats)
+	sum, err := actors.Run(cmd.Context(), cfg)
+	stopProgress()
+	sinks.closed = true // Run closed them
+	if err != nil {
+		return err
+	}
+	if sum.Failed > 0 {
+		log.Warn("some records failed and went to the dead-letter output", "failed", sum.Failed, "read", sum.Read)
+	}
+	if sum.Interrupted {
+		log.Info("stopped", "checkpoint", sum.LastCheckpoint, "read", sum.Read)
+	}
+	log.Debug("done", "read", sum.Read, "kept", sum.Kept, "failed", sum.Failed, "checkpoints", sum.Checkpoints)
+	return nil
+}
+
+// sinkSet opens each sink URI once: a URI named for two outputs (results
+// and dead letters both on stdout) is one sink, shared under a lock.
+type sinkSet struct {
+	byURI  map[string]*sharedSink
+	closed bool
+}
+
+func (s *sinkSet) open(uri string) (connectors.Sink, error) {
+	if s.byURI == nil {
+		s.byURI = map[string]*sharedSink{}
+	}
+	if k, ok := s.byURI[uri]; ok {
+		return k, nil
+	}
+	k, err := connectors.OpenSink(uri)
+	if err != nil {
+		return nil, err
+	}
+	sh := &sharedSink{Sink: k}
+	s.byURI[uri] = sh
+	return sh, nil
+}
+
+// sharedSink serialises calls from several writers and closes once.
+type sharedSink struct {
+	mu sync.Mutex
+	connectors.Sink
+	once sync.Once
+}
+
+func (s *sharedSink) Write(ctx context.Context, rows []connectors.Row) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Sink.Write(ctx, rows)
+}
+
+func (s *sharedSink) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Sink.Flush(ctx)
+}
+
+func (s *sharedSink) Close() (err error) {
+	s.once.Do(func() { err = s.Sink.Close() })
+	return err
+}
+
+func (s *sinkSet) closeUnused() {
+	if s.closed {
+		return
+	}
+	for _, k := range s.byURI {
+		k.Close()
+	}
+}
+
+func first(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

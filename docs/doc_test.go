@@ -1,0 +1,48 @@
+// Package docs holds eddy's documentation; its test runs every example
+// pipeline in pipelines.md on the real engine.
+package docs
+
+import (
+	"context"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/eddy-stream/eddy/internal/pipetest"
+	"github.com/eddy-stream/eddy/scripting"
+)
+
+var example = regexp.MustCompile("(?s)```lua\n-- example: (\\w+)\n(.*?)```")
+
+func TestPipelineExamples(t *testing.T) {
+	md, err := os.ReadFile("pipelines.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := example.FindAllSubmatch(md, -1)
+	if len(found) < 3 {
+		t.Fatalf("found %d examples in pipelines.md, want at least 3", len(found))
+	}
+	for _, m := range found {
+		name, src := string(m[1]), m[2]
+		t.Run(name, func(t *testing.T) {
+			p, err := scripting.LoadSource(name+".lua", src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Tests) == 0 {
+				t.Fatal("example has no tests")
+			}
+			results, err := pipetest.Run(context.Background(), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range results {
+				if !r.Passed() {
+					t.Errorf("%s:\n%s", r.Name, strings.Join(r.Failures, "\n"))
+				}
+			}
+		})
+	}
+}
