@@ -19,11 +19,11 @@ import (
 
 type runFlags struct {
 	source, sink, records, deadLetter, stateDir, emit string
-	untilIdle                                          bool
-	trigger, checkpoint                                time.Duration
-	maxErrors                                          int64
-	maxFiles, shards, keep                             int
-	progress                                           bool
+	untilIdle                                         bool
+	trigger, checkpoint                               time.Duration
+	maxErrors                                         int64
+	maxFiles, shards, keep                            int
+	progress                                          bool
 }
 
 func runCmd() *cobra.Command {
