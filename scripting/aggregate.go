@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/eddy-stream/eddy/connectors"
+
 	"github.com/valyala/fastjson"
 	lua "github.com/yuin/gopher-lua"
 )
@@ -74,69 +76,107 @@ func (rt *Runtime) NewAccs() ([]any, error) {
 }
 
 // Add folds one record's aggregate arguments (Keyed.Vals after the key
-// columns) into accs. A value of the wrong type is an error naming the
-// aggregate; accs are unchanged by a failed Add of a built-in.
+// columns) into accs. It is all or nothing: when any aggregate rejects the
+// record (a value of the wrong type, a Lua error), accs are unchanged, so a
+// record that goes to the dead letters is counted nowhere.
 func (rt *Runtime) Add(accs []any, args []any) error {
+	var luaNew []lua.LValue
+	for i, a := range rt.p.Aggregates {
+		if err := check(a, accs[i], args[i]); err != nil {
+			return fmt.Errorf("aggregate %s: %w", a.Name, err)
+		}
+		if acc, ok := accs[i].(*luaAcc); ok {
+			if luaNew == nil {
+				luaNew = make([]lua.LValue, len(accs))
+			}
+			if err := rt.sb.call(rt.aggs[i].add, 1, acc.v, toLua(rt.sb.L, args[i])); err != nil {
+				return fmt.Errorf("aggregate %s: add: %w", a.Name, err)
+			}
+			luaNew[i] = rt.sb.L.Get(-1)
+			rt.sb.L.Pop(1)
+		}
+	}
 	for i, a := range rt.p.Aggregates {
 		v := args[i]
 		switch acc := accs[i].(type) {
 		case *countAcc:
 			acc.n++
 		case *sumAcc:
-			if v == nil {
-				continue
-			}
-			if err := acc.add(v); err != nil {
-				return fmt.Errorf("aggregate %s: field %q %w", a.Name, a.Field, err)
+			if v != nil {
+				_ = acc.add(v)
 			}
 		case *extremeAcc:
-			if v == nil {
-				continue
-			}
-			if err := acc.add(v, a.Func == "max"); err != nil {
-				return fmt.Errorf("aggregate %s: field %q %w", a.Name, a.Field, err)
+			if v != nil {
+				_ = acc.add(v, a.Func == "max")
 			}
 		case *avgAcc:
-			if v == nil {
-				continue
+			if f, ok := toFloat(v); ok {
+				acc.sum += f
+				acc.n++
 			}
-			f, ok := toFloat(v)
-			if !ok {
-				return fmt.Errorf("aggregate %s: field %q is a %s, want a number", a.Name, a.Field, goType(v))
-			}
-			acc.sum += f
-			acc.n++
 		case *distinctAcc:
-			if v == nil {
-				continue
+			if v != nil {
+				acc.seen[string(connectors.AppendValue(nil, v))] = struct{}{}
 			}
-			acc.seen[string(appendJSON(nil, v))] = struct{}{}
 		case *topAcc:
-			e := topEntry{v: v, by: v}
-			if a.By != "" {
-				pair := v.([]any)
-				e = topEntry{v: pair[0], by: pair[1]}
+			if e := topOf(a, v); e.by != nil {
+				acc.push(e, a.N)
 			}
-			if e.by == nil {
-				continue
-			}
-			if _, ok := toFloat(e.by); !ok {
-				if _, ok := e.by.(string); !ok {
-					return fmt.Errorf("aggregate %s: ranking value is a %s, want a number or string", a.Name, goType(e.by))
-				}
-			}
-			acc.push(e, a.N)
 		case *luaAcc:
-			if err := rt.sb.call(rt.aggs[i].add, 1, acc.v, toLua(rt.sb.L, v)); err != nil {
-				return fmt.Errorf("aggregate %s: add: %w", a.Name, err)
-			}
-			acc.v = rt.sb.L.Get(-1)
-			rt.sb.L.Pop(1)
-		default:
-			return fmt.Errorf("aggregate %s: accumulator of type %T in add", a.Name, accs[i])
+			acc.v = luaNew[i]
 		}
 	}
 	return nil
+}
+
+// check says whether v can be added to acc, without changing it.
+func check(a AggSpec, acc any, v any) error {
+	switch acc := acc.(type) {
+	case *sumAcc, *avgAcc:
+		if _, ok := toFloat(v); !ok && v != nil {
+			return fmt.Errorf("field %q is a %s, want a number", a.Field, goType(v))
+		}
+	case *extremeAcc:
+		if v == nil {
+			return nil
+		}
+		if _, num := toFloat(v); !num {
+			if _, str := v.(string); !str {
+				return fmt.Errorf("field %q is a %s, want a number or string", a.Field, goType(v))
+			}
+		}
+		if acc.set {
+			if _, ok := compare(v, acc.v); !ok {
+				return fmt.Errorf("field %q is a %s, earlier values were a %s", a.Field, goType(v), goType(acc.v))
+			}
+		}
+	case *topAcc:
+		by := topOf(a, v).by
+		if by == nil {
+			return nil
+		}
+		if _, num := toFloat(by); !num {
+			if _, str := by.(string); !str {
+				return fmt.Errorf("ranking value is a %s, want a number or string", goType(by))
+			}
+		}
+		for _, e := range acc.items {
+			if _, ok := compare(by, e.by); !ok {
+				return fmt.Errorf("ranking value is a %s, earlier ones were a %s", goType(by), goType(e.by))
+			}
+		}
+	}
+	return nil
+}
+
+// topOf splits a top aggregate's argument into its value and ranking value.
+func topOf(a AggSpec, v any) topEntry {
+	if a.By != "" {
+		if pair, ok := v.([]any); ok && len(pair) == 2 {
+			return topEntry{v: pair[0], by: pair[1]}
+		}
+	}
+	return topEntry{v: v, by: v}
 }
 
 func (s *sumAcc) add(v any) error {
@@ -159,11 +199,6 @@ func (s *sumAcc) add(v any) error {
 }
 
 func (e *extremeAcc) add(v any, max bool) error {
-	if _, num := toFloat(v); !num {
-		if _, str := v.(string); !str {
-			return fmt.Errorf("is a %s, want a number or string", goType(v))
-		}
-	}
 	if !e.set {
 		e.v, e.set = v, true
 		return nil
@@ -344,21 +379,21 @@ func (rt *Runtime) EncodeAccs(dst []byte, accs []any) ([]byte, error) {
 		}
 		switch a := acc.(type) {
 		case *countAcc:
-			dst = appendJSON(dst, a.n)
+			dst = connectors.AppendValue(dst, a.n)
 		case *sumAcc:
 			if a.float {
-				dst = appendJSON(dst, []any{a.f})
+				dst = connectors.AppendValue(dst, []any{a.f})
 			} else {
-				dst = appendJSON(dst, a.i)
+				dst = connectors.AppendValue(dst, a.i)
 			}
 		case *extremeAcc:
 			if a.set {
-				dst = appendJSON(dst, []any{a.v})
+				dst = connectors.AppendValue(dst, []any{a.v})
 			} else {
 				dst = append(dst, "[]"...)
 			}
 		case *avgAcc:
-			dst = appendJSON(dst, []any{a.sum, a.n})
+			dst = connectors.AppendValue(dst, []any{a.sum, a.n})
 		case *distinctAcc:
 			keys := make([]string, 0, len(a.seen))
 			for k := range a.seen {
@@ -373,13 +408,13 @@ func (rt *Runtime) EncodeAccs(dst []byte, accs []any) ([]byte, error) {
 			for j, e := range a.items {
 				list[j] = []any{e.v, e.by}
 			}
-			dst = appendJSON(dst, list)
+			dst = connectors.AppendValue(dst, list)
 		default:
 			p, err := rt.Portable([]any{acc})
 			if err != nil {
 				return nil, err
 			}
-			dst = appendJSON(dst, p[0].(*goAcc).v)
+			dst = connectors.AppendValue(dst, p[0].(*goAcc).v)
 		}
 	}
 	return append(dst, ']'), nil
@@ -389,7 +424,7 @@ func (rt *Runtime) EncodeAccs(dst []byte, accs []any) ([]byte, error) {
 // and its accumulators.
 func (rt *Runtime) EncodeEntry(dst []byte, keyVals, accs []any) ([]byte, error) {
 	dst = append(dst, '[')
-	dst = appendJSON(dst, keyVals)
+	dst = connectors.AppendValue(dst, keyVals)
 	dst = append(dst, ',')
 	dst, err := rt.EncodeAccs(dst, accs)
 	return append(dst, ']'), err
@@ -449,7 +484,7 @@ func (rt *Runtime) decodeAccs(v *fastjson.Value) ([]any, error) {
 		case "count_distinct":
 			d := &distinctAcc{seen: map[string]struct{}{}}
 			for _, k := range x.GetArray() {
-				d.seen[string(appendJSON(nil, jsonToGo(k)))] = struct{}{}
+				d.seen[string(connectors.AppendValue(nil, jsonToGo(k)))] = struct{}{}
 			}
 			accs[i] = d
 		case "top":

@@ -3,9 +3,6 @@ package scripting
 import (
 	"fmt"
 	"math"
-	"sort"
-	"strconv"
-	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 	lua "github.com/yuin/gopher-lua"
@@ -177,87 +174,6 @@ func jsonToGo(v *fastjson.Value) any {
 		return out
 	}
 	return nil
-}
-
-// appendJSON encodes a Go row value as JSON, map keys sorted.
-func appendJSON(dst []byte, v any) []byte {
-	switch v := v.(type) {
-	case nil:
-		return append(dst, "null"...)
-	case bool:
-		return strconv.AppendBool(dst, v)
-	case int64:
-		return strconv.AppendInt(dst, v, 10)
-	case int:
-		return strconv.AppendInt(dst, int64(v), 10)
-	case float64:
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return append(dst, "null"...)
-		}
-		return strconv.AppendFloat(dst, v, 'g', -1, 64)
-	case string:
-		return appendString(dst, v)
-	case []any:
-		dst = append(dst, '[')
-		for i, x := range v {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendJSON(dst, x)
-		}
-		return append(dst, ']')
-	case map[string]any:
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		dst = append(dst, '{')
-		for i, k := range keys {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendString(dst, k)
-			dst = append(dst, ':')
-			dst = appendJSON(dst, v[k])
-		}
-		return append(dst, '}')
-	}
-	return appendString(dst, fmt.Sprint(v))
-}
-
-func appendString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c < 0x20:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, `\ufffd`...)
-		} else {
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(dst, '"')
 }
 
 // typeName names a JSON value's type the way parse errors speak of it.

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eddy-stream/eddy/connectors"
+
 	"github.com/valyala/fastjson"
 	lua "github.com/yuin/gopher-lua"
 )
@@ -29,7 +31,7 @@ func installJSON(L *lua.LState) {
 		if err != nil {
 			L.RaiseError("json.encode: %v", err)
 		}
-		L.Push(lua.LString(appendJSON(nil, v)))
+		L.Push(lua.LString(connectors.AppendValue(nil, v)))
 		return 1
 	}))
 	L.SetGlobal("json", mod)

@@ -277,7 +277,7 @@ func (rt *Runtime) keyed(r *lua.LTable) (Keyed, error) {
 			if s, ok := v.(string); ok {
 				sb.WriteString(s)
 			} else {
-				sb.Write(appendJSON(nil, v))
+				sb.Write(connectors.AppendValue(nil, v))
 			}
 		}
 		k.Key = sb.String()
