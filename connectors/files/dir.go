@@ -112,7 +112,10 @@ type dirPartition struct {
 	doneJSON []byte   // doneList encoded once per completed file, not per batch
 	pending  []string // listed, not done, in lexical order
 	cur      *dirFile
+	arena    []byte // see keep
 }
+
+const arenaSize = 1 << 20
 
 type dirFile struct {
 	name  string
@@ -311,18 +314,16 @@ func (p *dirPartition) next() (connectors.Batch, bool, error) {
 func (p *dirPartition) readBatch() (b connectors.Batch, eof bool, err error) {
 	c := p.cur
 	b = connectors.Batch{Where: c.name, Unit: "line"}
-	arena := make([]byte, 0, 64<<10)
-	var ends []int
-	var seqs []int64
-	for len(ends) < maxBatchRecords && len(arena) < maxBatchBytes {
+	b.Records = make([]connectors.Record, 0, maxBatchRecords)
+	size := 0
+	for len(b.Records) < maxBatchRecords && size < maxBatchBytes {
 		raw, err := readLine(c.r)
 		if len(raw) > 0 {
 			c.off += int64(len(raw))
 			c.line++
 			if v := splitLine(raw); len(v) > 0 {
-				arena = append(arena, v...)
-				ends = append(ends, len(arena))
-				seqs = append(seqs, c.line)
+				size += len(v)
+				b.Records = append(b.Records, connectors.Record{Value: p.keep(v), Seq: c.line, Time: c.mtime})
 			}
 		}
 		if errors.Is(err, io.EOF) {
@@ -340,14 +341,21 @@ func (p *dirPartition) readBatch() (b connectors.Batch, eof bool, err error) {
 			return b, false, fmt.Errorf("%s: %s line %d: %w", p.id, c.name, c.line+1, err)
 		}
 	}
-	b.Records = make([]connectors.Record, len(ends))
-	start := 0
-	for i, end := range ends {
-		b.Records[i] = connectors.Record{Value: arena[start:end:end], Seq: seqs[i], Time: c.mtime}
-		start = end
-	}
 	b.End = p.pos()
 	return b, eof, nil
+}
+
+// keep copies v into the partition's arena and returns the copy. The
+// arena is only ever appended to, so records handed out earlier stay
+// valid, and one allocation serves many lines (a fresh buffer per batch
+// cost more in GC than the reading itself).
+func (p *dirPartition) keep(v []byte) []byte {
+	if len(p.arena)+len(v) > cap(p.arena) {
+		p.arena = make([]byte, 0, max(arenaSize, len(v)))
+	}
+	start := len(p.arena)
+	p.arena = append(p.arena, v...)
+	return p.arena[start:len(p.arena):len(p.arena)]
 }
 
 // readLine returns the next line with its line end, however long; at the
