@@ -213,6 +213,10 @@ func TestSource(t *testing.T, open func(t *testing.T) connectors.Source, opts So
 			picks[cuts[len(cuts)/2]] = true
 			picks[cuts[len(cuts)-1]] = true
 		}
+		// The End of a caught-up batch is checkpointed too.
+		if last := len(res.Batches) - 1; last >= 0 && len(res.Batches[last].End) > 0 {
+			picks[last] = true
+		}
 		for cut := range picks {
 			var pos connectors.Position
 			done := 0
@@ -223,7 +227,7 @@ func TestSource(t *testing.T, open func(t *testing.T) connectors.Source, opts So
 				}
 			}
 			want := all[done:]
-			t.Run(fmt.Sprintf("%s/restart-after-%d-records", id, done), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/restart-after-batch-%d-%d-records", id, cut, done), func(t *testing.T) {
 				if opts.Reopen != nil {
 					opts.Reopen(t)
 				}
