@@ -345,3 +345,40 @@ func BenchmarkNetflowSource(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
 }
+
+func TestStream(t *testing.T) {
+	var want, got bytes.Buffer
+	if err := gen.Write(&want, "tshark", 4, 0, 1500, 0.1); err != nil {
+		t.Fatal(err)
+	}
+	if err := gen.Stream(context.Background(), &got, "tshark", gen.Config{Seed: 4, Count: 1500, Bad: 0.1}); err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != want.String() {
+		t.Fatal("Stream differs from Write")
+	}
+	// Unbounded and paced: stops cleanly when ctx ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &cancelAfter{n: 3, cancel: cancel}
+	if err := gen.Stream(ctx, w, "netflow", gen.Config{Seed: 1, Rate: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gen.New("netflow", gen.Config{Bad: 2}); err == nil {
+		t.Fatal("bad=2 accepted")
+	}
+}
+
+// cancelAfter cancels its context after n writes.
+type cancelAfter struct {
+	n      int
+	cancel func()
+	buf    bytes.Buffer
+}
+
+func (c *cancelAfter) Write(p []byte) (int, error) {
+	c.n--
+	if c.n == 0 {
+		c.cancel()
+	}
+	return c.buf.Write(p)
+}

@@ -2,10 +2,14 @@ package gen
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/eddy-stream/eddy/connectors"
 )
 
 // Write writes lines [from, from+count) of generator name with seed to w,
@@ -84,4 +88,35 @@ func writeFile(path, name string, seed, from, count int64, bad float64) error {
 		return fmt.Errorf("gen %s: %w", name, err)
 	}
 	return nil
+}
+
+// Stream writes the lines the gen:NAME source with c yields to w, at c.Rate
+// lines per second when set, until c.Count lines are written (never, for
+// 0) or ctx is done, which is not an error. Each batch is written out at
+// once, so a reader of a pipe or a followed file sees lines as they come:
+// `eddy gen NAME --rate R --out app.log` feeds a file: source.
+func Stream(ctx context.Context, w io.Writer, name string, c Config) error {
+	s, err := New(name, c)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	p := s.p
+	bw := bufio.NewWriterSize(w, 256<<10)
+	for {
+		b, err := p.Read(ctx)
+		if errors.Is(err, connectors.ErrEndOfInput) || ctx.Err() != nil {
+			return bw.Flush()
+		}
+		if err != nil {
+			return err
+		}
+		for _, r := range b.Records {
+			bw.Write(r.Value)
+			bw.WriteByte('\n')
+		}
+		if err := bw.Flush(); err != nil {
+			return fmt.Errorf("gen %s: %w", name, err)
+		}
+	}
 }
