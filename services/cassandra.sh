@@ -68,6 +68,7 @@ up() {
   local jamm=("$LIBS"/jamm-*.jar)
   [[ -f ${jamm[0]} ]] || die "no jamm jar in $LIBS"
 
+  rotate_logs "$LOG" "$OUT"
   say "starting Cassandra on $HOST:$PORT; log: $LOG"
   nohup "$java" -Xms1G -Xmx1G "${opts[@]}" \
     -javaagent:"${jamm[0]}" \

@@ -43,6 +43,7 @@ up() {
   cp "$ROOT/services/kafka/log4j2.yaml" "$DIR/log4j2.yaml"
   local jvm=(-Dkafka.logs.dir="$DIR" -Dlog4j2.configurationFile="$DIR/log4j2.yaml")
 
+  rotate_logs "$LOG" "$OUT"
   if [[ ! -f $DIR/data/meta.properties ]]; then
     say "formatting storage in $DIR/data"
     local id

@@ -42,6 +42,16 @@ show_logs() {
   done
 }
 
+# rotate_logs FILE...: keeps the previous run's log as FILE.1, so that the
+# log a failed start prints is this run's own.
+rotate_logs() {
+  local f
+  for f in "$@"; do
+    [[ -e $f ]] && mv -f "$f" "$f.1"
+  done
+  return 0
+}
+
 # wait_ready SECONDS PID CMD...: runs CMD once a second until it succeeds.
 # Returns 1 when time runs out and 2 when PID exits first; the output of the
 # last failed CMD is left in LAST_CHECK.

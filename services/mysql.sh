@@ -96,6 +96,7 @@ up() {
     die "something else listens on $HOST:$PORT (not the pid in $PIDFILE; the system's mariadb service?): stop it, or point EDDY_MYSQL_DSN at it instead (docs/services.md)"
   fi
 
+  rotate_logs "$LOG" "$OUT"
   if [[ ! -d $DATA/mysql ]]; then
     local installdb
     installdb=$(first_cmd mariadb-install-db mysql_install_db) || die "no mariadb-install-db found"
