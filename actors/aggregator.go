@@ -22,17 +22,30 @@ type KeyedAggregator struct {
 
 	rt      *scripting.Runtime
 	entries map[string]*entry
-	// dirty: changed since the last checkpoint barrier; pending: written
-	// at a checkpoint that is not complete yet (back to dirty on abort).
-	dirty   map[string]struct{}
-	pending map[uint64]map[string]struct{}
-	// changed since the last trigger, for the emitter
-	changed map[string]struct{}
+	// dirty: keys changed since the last checkpoint barrier; pending: keys
+	// written at a checkpoint that is not complete yet (dirty again if it
+	// is aborted); changed: keys changed since the last trigger, for the
+	// emitter. Entries carry flags so each key is listed once.
+	dirty   []string
+	pending map[uint64][]string
+	changed []string
 }
 
 type entry struct {
-	keyVals []any
-	accs    []any
+	keyVals        []any
+	accs           []any
+	dirty, changed bool
+}
+
+func (a *KeyedAggregator) touch(key string, en *entry) {
+	if !en.dirty {
+		en.dirty = true
+		a.dirty = append(a.dirty, key)
+	}
+	if !en.changed {
+		en.changed = true
+		a.changed = append(a.changed, key)
+	}
 }
 
 func newAggregator(e *engine, partition string, shard, shards int, restore uint64) *KeyedAggregator {
@@ -71,8 +84,11 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 			}
 		}
 	case *checkpointAborted:
-		for k := range a.pending[m.epoch] {
-			a.dirty[k] = struct{}{}
+		for _, k := range a.pending[m.epoch] {
+			if en := a.entries[k]; en != nil && !en.dirty {
+				en.dirty = true
+				a.dirty = append(a.dirty, k)
+			}
 		}
 		delete(a.pending, m.epoch)
 	}
@@ -85,9 +101,7 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	}
 	a.rt = rt
 	a.entries = map[string]*entry{}
-	a.dirty = map[string]struct{}{}
-	a.pending = map[uint64]map[string]struct{}{}
-	a.changed = map[string]struct{}{}
+	a.pending = map[uint64][]string{}
 	if a.restore == 0 {
 		ctx.Send(a.e.emitter, &resultRows{partition: a.partition, shard: a.shard, reset: true})
 		return nil
@@ -116,7 +130,14 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	return nil
 }
 
+// testHookAdd, when set by a test, runs before each batch a shard adds:
+// a panic there is a crashed shard.
+var testHookAdd func(partition string, shard int)
+
 func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
+	if testHookAdd != nil {
+		testHookAdd(a.partition, a.shard)
+	}
 	nk := len(a.e.cfg.Pipeline.KeyColumns)
 	var dead []connectors.Row
 	for i, k := range m.rows {
@@ -137,8 +158,7 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 		if fresh {
 			a.entries[k.Key] = en
 		}
-		a.dirty[k.Key] = struct{}{}
-		a.changed[k.Key] = struct{}{}
+		a.touch(k.Key, en)
 	}
 	if len(dead) > 0 {
 		a.e.cfg.Stats.Failed.Add(int64(len(dead)))
@@ -153,7 +173,7 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 
 // partials copies the given keys' state (all when keys is nil) for the
 // emitter.
-func (a *KeyedAggregator) partials(entries map[string]*entry, keys map[string]struct{}) ([]partial, error) {
+func (a *KeyedAggregator) partials(entries map[string]*entry, keys []string) ([]partial, error) {
 	var out []partial
 	appendOne := func(key string, en *entry) error {
 		accs, err := a.rt.Portable(en.accs)
@@ -173,8 +193,10 @@ func (a *KeyedAggregator) partials(entries map[string]*entry, keys map[string]st
 		return out, nil
 	}
 	out = make([]partial, 0, len(keys))
-	for k := range keys {
-		if err := appendOne(k, entries[k]); err != nil {
+	for _, k := range keys {
+		en := entries[k]
+		en.changed = false
+		if err := appendOne(k, en); err != nil {
 			return nil, err
 		}
 	}
@@ -190,7 +212,7 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 			return ack
 		}
 		ctx.Send(a.e.emitter, &resultRows{partition: a.partition, shard: a.shard, rows: rows})
-		a.changed = map[string]struct{}{}
+		a.changed = a.changed[:0]
 	}
 	if b.epoch == 0 {
 		return ack
@@ -198,8 +220,11 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 	ack.changed = int64(len(a.dirty))
 	if len(a.dirty) > 0 {
 		ack.err = a.write(b.epoch)
+		for _, k := range a.dirty {
+			a.entries[k].dirty = false
+		}
 		a.pending[b.epoch] = a.dirty
-		a.dirty = map[string]struct{}{}
+		a.dirty = nil
 	}
 	return ack
 }
@@ -208,7 +233,7 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 func (a *KeyedAggregator) write(epoch uint64) error {
 	wb := a.e.cfg.Store.Batch(epoch)
 	var buf []byte
-	for k := range a.dirty {
+	for _, k := range a.dirty {
 		var err error
 		buf, err = a.rt.EncodeEntry(buf[:0], a.entries[k].keyVals, a.entries[k].accs)
 		if err != nil {

@@ -39,6 +39,9 @@ type Config struct {
 	// Shards is the number of keyed-aggregation actors per partition
 	// (default: the number of CPUs).
 	Shards int
+	// Workers is the number of parse workers per partition, each with its
+	// own LState (default: the number of CPUs).
+	Workers int
 	Logger *slog.Logger
 	// Stats, when set, is kept up to date for progress displays.
 	Stats *Stats
@@ -88,6 +91,9 @@ func (c *Config) validate() error {
 	}
 	if c.Shards <= 0 {
 		c.Shards = runtime.NumCPU()
+	}
+	if c.Workers <= 0 {
+		c.Workers = runtime.NumCPU()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -10,7 +10,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/eddy-stream/eddy/connectors"
-	"github.com/eddy-stream/eddy/scripting"
 	"github.com/eddy-stream/eddy/state"
 )
 
@@ -19,9 +18,9 @@ import (
 const maxInFlight = 4
 
 // PartitionSupervisor owns one source partition: a reader goroutine, the
-// parse/filter/key runtime, and the KeyedAggregator shards of the
-// partition's state. When it or a shard fails, it restarts from the last
-// complete checkpoint: state restored, partition rewound.
+// ParseWorkers that run parse/filter/key, and the KeyedAggregator shards
+// of the partition's state. When it or a child fails, it restarts from the
+// last complete checkpoint: state restored, partition rewound.
 type PartitionSupervisor struct {
 	e    *engine
 	part connectors.Partition
@@ -29,8 +28,8 @@ type PartitionSupervisor struct {
 	// restart is set on every incarnation after the first.
 	restart bool
 
-	rt     *scripting.Runtime
-	shards []*actor.PID
+	workers []*actor.PID
+	shards  []*actor.PID
 	// gen tells this incarnation's reader batches from a dead one's.
 	gen uint64
 
@@ -38,17 +37,30 @@ type PartitionSupervisor struct {
 	permits    chan struct{}
 	stopReader context.CancelFunc
 	readerDone sync.WaitGroup
+	requested  bool // a read permit is outstanding
 
-	pos       connectors.Position // after the last processed batch
-	inFlight  []int
-	paused    bool // at a trigger boundary
-	status    partitionStatus
-	requested bool // a read permit is outstanding
+	// Batches are numbered as they are read and delivered downstream in
+	// that order, whatever order the workers finish in.
+	nextSeq, delivered uint64
+	batches            map[uint64]*sourceBatch
+	done               map[uint64]*worked
+	// barriers wait here until every batch read before them is delivered.
+	waiting []pendingBarrier
+
+	pos      connectors.Position // after the last delivered batch
+	inFlight []int               // per shard
+	paused   bool                // at a trigger boundary
+	status   partitionStatus
 
 	// the barrier being passed through the shards
 	barrier *barrier
 	bpos    connectors.Position
 	acked   map[int]*shardBarrierAck
+}
+
+type pendingBarrier struct {
+	b     *barrier
+	after uint64 // batches read before it
 }
 
 // generations counts supervisor incarnations process-wide, so a restarted
@@ -67,16 +79,20 @@ func (s *PartitionSupervisor) Receive(ctx actor.Context) {
 			ctx.Send(s.e.node, &partitionFailed{id: s.id, err: err})
 		}
 	case *actor.Restarting, *actor.Stopping:
-		s.stop()
+		s.stopReading()
 	case *sourceBatch:
 		if m.gen == s.gen {
 			s.onBatch(ctx, m)
 		}
+	case *worked:
+		s.done[m.seq] = m
+		s.deliver(ctx)
 	case *shardProcessed:
 		s.inFlight[m.shard]--
 		s.request()
 	case *barrier:
-		s.onBarrier(ctx, m)
+		s.waiting = append(s.waiting, pendingBarrier{b: m, after: s.nextSeq})
+		s.passBarriers(ctx)
 	case *shardBarrierAck:
 		s.onShardAck(ctx, m)
 	case *checkpointDone, *checkpointAborted:
@@ -88,12 +104,8 @@ func (s *PartitionSupervisor) Receive(ctx actor.Context) {
 
 func (s *PartitionSupervisor) start(ctx actor.Context) error {
 	s.gen = generations.Add(1)
+	s.batches, s.done = map[uint64]*sourceBatch{}, map[uint64]*worked{}
 	cfg := s.e.cfg
-	rt, err := cfg.Pipeline.NewRuntime(cfg.Records != nil)
-	if err != nil {
-		return err
-	}
-	s.rt = rt
 	// Restore: the last complete checkpoint's position and state.
 	epoch := uint64(0)
 	cp, err := cfg.Store.Last()
@@ -116,15 +128,20 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 			return fmt.Errorf("restart: rewind: %w", err)
 		}
 	}
+	nshards := 0
 	if cfg.Pipeline.HasAggregate() {
-		s.shards = make([]*actor.PID, cfg.Shards)
-		s.inFlight = make([]int, cfg.Shards)
+		nshards = cfg.Shards
+		s.shards = make([]*actor.PID, nshards)
+		s.inFlight = make([]int, nshards)
 		for i := range s.shards {
-			i := i
 			s.shards[i] = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-				return newAggregator(s.e, s.id, i, len(s.shards), epoch)
+				return newAggregator(s.e, s.id, i, nshards, epoch)
 			}))
 		}
+	}
+	s.workers = make([]*actor.PID, cfg.Workers)
+	for i := range s.workers {
+		s.workers[i] = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return newParseWorker(s.e, s.id, nshards) }))
 	}
 	if s.restart { // the node drops the barrier in flight
 		ctx.Send(s.e.node, &partitionRestarted{id: s.id})
@@ -139,7 +156,7 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 func (s *PartitionSupervisor) startReader(ctx actor.Context) {
 	rctx, cancel := context.WithCancel(s.e.ctx)
 	s.stopReader = cancel
-	s.permits = make(chan struct{}, 2)
+	s.permits = make(chan struct{}, 1)
 	self, root, gen, part := ctx.Self(), s.e.system.Root, s.gen, s.part
 	permits := s.permits
 	s.readerDone.Add(1)
@@ -164,22 +181,21 @@ func (s *PartitionSupervisor) startReader(ctx actor.Context) {
 	s.request()
 }
 
-func (s *PartitionSupervisor) stop() {
+func (s *PartitionSupervisor) stopReading() {
 	if s.stopReader != nil {
 		s.stopReader()
 		s.readerDone.Wait()
 		s.stopReader = nil
 	}
-	if s.rt != nil {
-		s.rt.Close()
-		s.rt = nil
-	}
 }
 
-// request gives the reader a permit unless paused, ended, or the shards
-// are behind.
+// request gives the reader a permit unless paused, ended, or the workers
+// or shards are behind.
 func (s *PartitionSupervisor) request() {
 	if s.requested || s.paused || s.status.ended || s.stopReader == nil {
+		return
+	}
+	if s.nextSeq-s.delivered >= uint64(2*len(s.workers)) {
 		return
 	}
 	for _, n := range s.inFlight {
@@ -193,27 +209,72 @@ func (s *PartitionSupervisor) request() {
 
 func (s *PartitionSupervisor) onBatch(ctx actor.Context, m *sourceBatch) {
 	s.requested = false
-	stats := s.e.cfg.Stats
 	switch {
 	case errors.Is(m.err, connectors.ErrEndOfInput):
 		s.status.ended = true
-		stats.Ended.Add(1)
+		s.e.cfg.Stats.Ended.Add(1)
 		s.report(ctx, 0)
 		return
 	case m.err != nil:
 		ctx.Send(s.e.node, &partitionFailed{id: s.id, err: m.err})
 		return
 	}
-	b := &m.batch
-	n := s.process(ctx, b, m.at)
-	s.pos = b.End
-	s.status.caughtUp = b.CaughtUp
-	if b.Boundary {
-		s.paused = true
+	seq := s.nextSeq
+	s.nextSeq++
+	s.batches[seq] = m
+	if m.batch.Boundary {
+		s.paused = true // read no further until a trigger has passed
 	}
-	s.status.boundary = s.paused
-	stats.Read.Add(int64(len(b.Records)))
-	s.report(ctx, n)
+	if len(m.batch.Records) == 0 {
+		s.done[seq] = &worked{seq: seq}
+		s.deliver(ctx)
+	} else {
+		ctx.Send(s.workers[seq%uint64(len(s.workers))], &work{seq: seq, batch: &m.batch})
+	}
+	s.request()
+}
+
+// deliver moves processed batches downstream in source order.
+func (s *PartitionSupervisor) deliver(ctx actor.Context) {
+	e := s.e
+	for {
+		w, ok := s.done[s.delivered]
+		if !ok {
+			break
+		}
+		m := s.batches[s.delivered]
+		delete(s.done, s.delivered)
+		delete(s.batches, s.delivered)
+		s.delivered++
+		b := &m.batch
+		for sh, rows := range w.perShard {
+			if len(rows) > 0 {
+				s.inFlight[sh]++
+				ctx.Send(s.shards[sh], &keyedBatch{rows: rows, src: b, idx: w.perIdx[sh], read: m.at})
+			}
+		}
+		if w.perShard == nil && len(b.Records) > 0 {
+			e.cfg.Stats.BatchLatency.Observe(time.Since(m.at))
+		}
+		if len(w.records) > 0 && e.records != nil {
+			ctx.Send(e.records, &rowsOut{rows: w.records})
+		}
+		if len(w.dead) > 0 {
+			e.cfg.Stats.Failed.Add(int64(len(w.dead)))
+			if e.deadLetters != nil {
+				ctx.Send(e.deadLetters, &rowsOut{rows: w.dead})
+			}
+			last, _ := w.dead[len(w.dead)-1].Get("error")
+			ctx.Send(e.node, &failed{n: int64(len(w.dead)), last: fmt.Sprint(last)})
+		}
+		e.cfg.Stats.Kept.Add(w.kept)
+		e.cfg.Stats.Read.Add(int64(len(b.Records)))
+		s.pos = b.End
+		s.status.caughtUp = b.CaughtUp
+		s.status.boundary = b.Boundary || (s.status.boundary && s.paused)
+		s.report(ctx, int64(len(b.Records)))
+		s.passBarriers(ctx)
+	}
 	s.request()
 }
 
@@ -223,82 +284,22 @@ func (s *PartitionSupervisor) report(ctx actor.Context, records int64) {
 	ctx.Send(s.e.node, &st)
 }
 
-// process runs parse/filter/key over a batch and routes the results.
-func (s *PartitionSupervisor) process(ctx actor.Context, b *connectors.Batch, read time.Time) int64 {
-	e := s.e
-	var (
-		perShard [][]scripting.Keyed
-		perIdx   [][]int
-		records  []connectors.Row
-		dead     []connectors.Row
-		kept     int64
-	)
-	if len(s.shards) > 0 {
-		perShard = make([][]scripting.Keyed, len(s.shards))
-		perIdx = make([][]int, len(s.shards))
-	}
-	for i := range b.Records {
-		k, rec, ok, err := s.rt.Process(b.Records[i].Value)
-		if err != nil {
-			dead = append(dead, deadLetter(s.id, b, i, err))
-			continue
+// passBarriers forwards the waiting barriers whose preceding batches have
+// all been delivered, one at a time.
+func (s *PartitionSupervisor) passBarriers(ctx actor.Context) {
+	for len(s.waiting) > 0 && s.barrier == nil && s.waiting[0].after <= s.delivered {
+		b := s.waiting[0].b
+		s.waiting = s.waiting[1:]
+		// The trigger a boundary waited for: read on.
+		s.paused = false
+		s.status.boundary = false
+		s.barrier, s.bpos, s.acked = b, s.pos, map[int]*shardBarrierAck{}
+		for _, sh := range s.shards {
+			ctx.Send(sh, b)
 		}
-		if !ok {
-			continue
+		if len(s.shards) == 0 {
+			s.ackBarrier(ctx)
 		}
-		kept++
-		if rec.Fields != nil {
-			records = append(records, rec)
-		}
-		if perShard != nil {
-			sh := scripting.Shard(k.Key, len(s.shards))
-			perShard[sh] = append(perShard[sh], k)
-			perIdx[sh] = append(perIdx[sh], i)
-		}
-	}
-	for sh, rows := range perShard {
-		if len(rows) > 0 {
-			s.inFlight[sh]++
-			ctx.Send(s.shards[sh], &keyedBatch{rows: rows, src: b, idx: perIdx[sh], read: read})
-		}
-	}
-	if perShard == nil {
-		e.cfg.Stats.BatchLatency.Observe(time.Since(read))
-	}
-	if len(records) > 0 && e.records != nil {
-		ctx.Send(e.records, &rowsOut{rows: records})
-	}
-	if len(dead) > 0 {
-		s.e.cfg.Stats.Failed.Add(int64(len(dead)))
-		if e.deadLetters != nil {
-			ctx.Send(e.deadLetters, &rowsOut{rows: dead})
-		}
-		last, _ := dead[len(dead)-1].Get("error")
-		ctx.Send(e.node, &failed{n: int64(len(dead)), last: fmt.Sprint(last)})
-	}
-	e.cfg.Stats.Kept.Add(kept)
-	return int64(len(b.Records))
-}
-
-// deadLetter describes a failed record for the dead-letter output.
-func deadLetter(partition string, b *connectors.Batch, i int, err error) connectors.Row {
-	return connectors.Row{Fields: []connectors.Field{
-		{Name: "error", Value: err.Error() + " (" + b.Locate(i) + ")"},
-		{Name: "partition", Value: partition},
-		{Name: "source", Value: b.Locate(i)},
-		{Name: "record", Value: string(b.Records[i].Value)},
-	}}
-}
-
-func (s *PartitionSupervisor) onBarrier(ctx actor.Context, b *barrier) {
-	s.paused = false
-	s.status.boundary = false
-	s.barrier, s.bpos, s.acked = b, s.pos, map[int]*shardBarrierAck{}
-	if len(s.shards) == 0 {
-		s.ackBarrier(ctx)
-	}
-	for _, sh := range s.shards {
-		ctx.Send(sh, b)
 	}
 	s.request()
 }
@@ -310,6 +311,7 @@ func (s *PartitionSupervisor) onShardAck(ctx actor.Context, m *shardBarrierAck) 
 	s.acked[m.shard] = m
 	if len(s.acked) == len(s.shards) {
 		s.ackBarrier(ctx)
+		s.passBarriers(ctx)
 	}
 }
 

@@ -22,6 +22,10 @@ type Runtime struct {
 	jp     fastjson.Parser
 	// records says whether Process must return the record as a Row.
 	records bool
+	// rec is the record table reused for every JSON or CSV record: a new
+	// table per record costs gopher-lua three maps. A metatable stops the
+	// script from adding fields, which would leak into the next record.
+	rec *lua.LTable
 }
 
 // luaAgg holds a Lua aggregate's functions; nil entries for built-ins.
@@ -36,6 +40,16 @@ func (p *Pipeline) NewRuntime(records bool) (*Runtime, error) {
 	}
 	rt := &Runtime{p: p, sb: sb, records: records,
 		parse: tbl.RawGetString("parse"), filter: tbl.RawGetString("filter"), key: tbl.RawGetString("key")}
+	if p.Format == "json" || p.Format == "csv" {
+		L := sb.L
+		rt.rec = L.CreateTable(0, len(p.Fields))
+		meta := L.NewTable()
+		meta.RawSetString("__newindex", L.NewFunction(func(L *lua.LState) int {
+			L.RaiseError("can't add field %s to the record: parse decides its fields, filter and key only read them", L.ToStringMeta(L.Get(2)))
+			return 0
+		}))
+		L.SetMetatable(rt.rec, meta)
+	}
 	rt.aggs = make([]luaAgg, len(p.Aggregates))
 	if at, ok := tbl.RawGetString("aggregate").(*lua.LTable); ok {
 		for i, a := range p.Aggregates {
@@ -154,7 +168,7 @@ func (rt *Runtime) parseJSON(raw []byte) (*lua.LTable, error) {
 	if v.Type() != fastjson.TypeObject {
 		return nil, fmt.Errorf("parse: a JSON %s, want an object", typeName(v))
 	}
-	t := L.CreateTable(0, len(rt.p.Fields))
+	t := rt.rec
 	for i := range rt.p.Fields {
 		f := &rt.p.Fields[i]
 		fv := v.Get(f.Name)
@@ -166,6 +180,7 @@ func (rt *Runtime) parseJSON(raw []byte) (*lua.LTable, error) {
 				}
 				return nil, fmt.Errorf("parse: field %q is %s", f.Name, what)
 			}
+			t.RawSetString(f.Name, lua.LNil)
 			continue
 		}
 		if !typeOK(fv, f.Types) {
@@ -230,7 +245,7 @@ func (rt *Runtime) parseCSV(raw []byte) (*lua.LTable, error) {
 	if len(cells) != len(rt.p.Fields) {
 		return nil, fmt.Errorf("parse: %d CSV columns, want %d (%s)", len(cells), len(rt.p.Fields), fieldNames(rt.p.Fields))
 	}
-	t := rt.sb.L.CreateTable(0, len(cells))
+	t := rt.rec
 	for i, c := range cells {
 		t.RawSetString(rt.p.Fields[i].Name, lua.LString(c))
 	}
@@ -262,6 +277,17 @@ func (rt *Runtime) keyed(r *lua.LTable) (Keyed, error) {
 			k.Key, k.Vals[0] = lua.LVAsString(v), number(float64(v))
 		default:
 			return k, fmt.Errorf("key: %s: the key function returned a %s, want a string or number", p.Script, v.Type())
+		}
+	case len(p.KeyColumns) == 1:
+		v, err := scalar(r.RawGetString(p.KeyColumns[0]))
+		if err != nil {
+			return k, fmt.Errorf("key: field %q %w", p.KeyColumns[0], err)
+		}
+		k.Vals[0] = v
+		if s, ok := v.(string); ok {
+			k.Key = s
+		} else {
+			k.Key = string(connectors.AppendValue(nil, v))
 		}
 	default:
 		var sb strings.Builder

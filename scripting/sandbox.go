@@ -24,7 +24,7 @@ type sandbox struct {
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc
-	started atomic.Int64 // unix nanos when the running call began, 0 when idle
+	started atomic.Int64 // the watchdog's tick when the running call began, 0 when idle
 	tripped atomic.Bool
 }
 
@@ -158,7 +158,7 @@ func (s *sandbox) call(fn lua.LValue, nret int, args ...lua.LValue) error {
 	for _, a := range args {
 		L.Push(a)
 	}
-	s.started.Store(time.Now().UnixNano())
+	s.started.Store(dog.ticks.Load())
 	err := L.PCall(len(args), nret, nil)
 	s.started.Store(0)
 	if err == nil {
@@ -196,23 +196,30 @@ func (s *sandbox) close() {
 }
 
 // The watchdog: one goroutine for every sandbox of the process, started on
-// first use, checking running calls a few times per limit.
+// first use, checking running calls every tick. Calls note the tick they
+// start at (an atomic load, where time.Now would cost more than a short
+// filter function).
 var dog struct {
-	once sync.Once
-	mu   sync.Mutex
-	all  map[*sandbox]struct{}
+	once  sync.Once
+	mu    sync.Mutex
+	all   map[*sandbox]struct{}
+	ticks atomic.Int64
 }
+
+const tick = 25 * time.Millisecond
 
 func watch(s *sandbox) {
 	dog.once.Do(func() {
 		dog.all = map[*sandbox]struct{}{}
+		dog.ticks.Store(1)
 		go func() {
-			t := time.NewTicker(50 * time.Millisecond)
-			for now := range t.C {
+			t := time.NewTicker(tick)
+			for range t.C {
+				now := dog.ticks.Add(1)
 				dog.mu.Lock()
 				for sb := range dog.all {
 					st := sb.started.Load()
-					if st != 0 && now.UnixNano()-st > int64(sb.limit) && !sb.tripped.Load() {
+					if st != 0 && time.Duration(now-st-1)*tick >= sb.limit && !sb.tripped.Load() {
 						sb.tripped.Store(true)
 						sb.mu.Lock()
 						sb.cancel()

@@ -22,7 +22,7 @@ type runFlags struct {
 	untilIdle                                         bool
 	trigger, checkpoint                               time.Duration
 	maxErrors                                         int64
-	maxFiles, shards, keep                            int
+	maxFiles, shards, workers, keep                   int
 	progress                                          bool
 }
 
@@ -57,6 +57,7 @@ a temporary directory and is gone when the run ends.`,
 	fl.Int64Var(&f.maxErrors, "max-errors", -1, "stop the run when more than N records fail (-1: no limit)")
 	fl.IntVar(&f.maxFiles, "max-files-per-trigger", 0, "dir: sources read at most N files between triggers (0: no limit)")
 	fl.IntVar(&f.shards, "shards", 0, "keyed-aggregation actors per partition (default: number of CPUs)")
+	fl.IntVar(&f.workers, "workers", 0, "parse workers (Lua states) per partition (default: number of CPUs)")
 	fl.IntVar(&f.keep, "keep", 5, "complete checkpoints to keep")
 	fl.BoolVar(&f.progress, "progress", true, "show progress on stderr when it is a terminal")
 	return cmd
@@ -88,7 +89,7 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 	defer src.Close()
 
 	cfg := actors.Config{
-		Pipeline: p, Source: src, UntilIdle: f.untilIdle, MaxErrors: f.maxErrors, Shards: f.shards,
+		Pipeline: p, Source: src, UntilIdle: f.untilIdle, MaxErrors: f.maxErrors, Shards: f.shards, Workers: f.workers,
 		TriggerInterval: f.trigger, CheckpointInterval: f.checkpoint, Logger: log, Stats: &actors.Stats{},
 	}
 	sinks := &sinkSet{}

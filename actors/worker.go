@@ -1,0 +1,97 @@
+package actors
+
+import (
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/scripting"
+)
+
+// ParseWorker runs parse/filter/key over whole batches in its own LState,
+// so one partition's script work spreads over the cores. Its supervisor
+// hands batches out in turn and puts the results back in source order
+// before anything moves on, so workers change nothing but speed.
+type ParseWorker struct {
+	e         *engine
+	partition string
+	shards    int
+	rt        *scripting.Runtime
+}
+
+// work: a batch to process; worked: what came of it.
+type work struct {
+	seq   uint64
+	batch *connectors.Batch
+}
+
+type worked struct {
+	seq      uint64
+	perShard [][]scripting.Keyed
+	perIdx   [][]int
+	records  []connectors.Row
+	dead     []connectors.Row
+	kept     int64
+}
+
+func newParseWorker(e *engine, partition string, shards int) *ParseWorker {
+	return &ParseWorker{e: e, partition: partition, shards: shards}
+}
+
+// Receive implements actor.Actor.
+func (w *ParseWorker) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		rt, err := w.e.cfg.Pipeline.NewRuntime(w.e.cfg.Records != nil)
+		if err != nil {
+			panic(fmt.Errorf("parse worker of %s: %w", w.partition, err))
+		}
+		w.rt = rt
+	case *actor.Stopping, *actor.Restarting:
+		if w.rt != nil {
+			w.rt.Close()
+			w.rt = nil
+		}
+	case *work:
+		ctx.Send(ctx.Parent(), w.process(m))
+	}
+}
+
+func (w *ParseWorker) process(m *work) *worked {
+	b := m.batch
+	out := &worked{seq: m.seq}
+	if w.shards > 0 {
+		out.perShard = make([][]scripting.Keyed, w.shards)
+		out.perIdx = make([][]int, w.shards)
+	}
+	for i := range b.Records {
+		k, rec, ok, err := w.rt.Process(b.Records[i].Value)
+		if err != nil {
+			out.dead = append(out.dead, deadLetter(w.partition, b, i, err))
+			continue
+		}
+		if !ok {
+			continue
+		}
+		out.kept++
+		if rec.Fields != nil {
+			out.records = append(out.records, rec)
+		}
+		if out.perShard != nil {
+			sh := scripting.Shard(k.Key, w.shards)
+			out.perShard[sh] = append(out.perShard[sh], k)
+			out.perIdx[sh] = append(out.perIdx[sh], i)
+		}
+	}
+	return out
+}
+
+// deadLetter describes a failed record for the dead-letter output.
+func deadLetter(partition string, b *connectors.Batch, i int, err error) connectors.Row {
+	return connectors.Row{Fields: []connectors.Field{
+		{Name: "error", Value: err.Error() + " (" + b.Locate(i) + ")"},
+		{Name: "partition", Value: partition},
+		{Name: "source", Value: b.Locate(i)},
+		{Name: "record", Value: string(b.Records[i].Value)},
+	}}
+}
