@@ -42,7 +42,7 @@ type Config struct {
 	// Workers is the number of parse workers per partition, each with its
 	// own LState (default: the number of CPUs).
 	Workers int
-	Logger *slog.Logger
+	Logger  *slog.Logger
 	// Stats, when set, is kept up to date for progress displays.
 	Stats *Stats
 }
