@@ -149,3 +149,29 @@ func TestCrashedShardRestartsFromCheckpoint(t *testing.T) {
 		t.Fatalf("after a crashed shard:\ngot\n%swant\n%s", got, wantText)
 	}
 }
+
+// A state directory remembers its pipeline: another pipeline can't
+// restore from it by mistake.
+func TestStateBelongsToOnePipeline(t *testing.T) {
+	dir := t.TempDir()
+	run := func(src string) error {
+		store, err := state.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		_, err = Run(context.Background(), Config{Pipeline: load(t, src), Source: &memio.Source{Lines: []string{`{"dstdevice":"a","dstport":"80"}`}},
+			Store: store, Results: &memio.Sink{}, MaxErrors: -1})
+		return err
+	}
+	if err := run(countScript); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(countScript); err != nil {
+		t.Fatalf("the same pipeline again: %v", err)
+	}
+	other := strings.Replace(countScript, "return {", `return { name = "other",`, 1)
+	if err := run(other); err == nil || !strings.Contains(err.Error(), `holds checkpoints of pipeline "test", not "other"`) {
+		t.Fatalf("another pipeline on the same state: %v", err)
+	}
+}

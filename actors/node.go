@@ -26,10 +26,11 @@ type node struct {
 	// pending revokes waiting for the next barrier.
 	revokes []*revoke
 
-	failedTotal int64
-	stopping    bool // shutdown asked: stop at the next barrier
-	finished    bool
-	summary     Summary
+	failedTotal  int64
+	ownerWritten bool
+	stopping     bool // shutdown asked: stop at the next barrier
+	finished     bool
+	summary      Summary
 }
 
 type partState struct {
@@ -255,6 +256,15 @@ func (n *node) settle(ctx actor.Context) {
 	in := n.inflight
 	n.inflight = nil
 	if in.b.epoch > 0 {
+		if !n.ownerWritten {
+			wb := n.e.cfg.Store.Batch(in.b.epoch)
+			wb.Set(ownerKey, []byte(n.e.cfg.Pipeline.Name))
+			if err := wb.Commit(); err != nil {
+				n.finish(fmt.Errorf("checkpoint %d: %w", in.b.epoch, err))
+				return
+			}
+			n.ownerWritten = true
+		}
 		cp := state.Checkpoint{ID: in.b.epoch, Time: time.Now().UTC(), Positions: map[string][]byte{}}
 		for id, a := range in.acks {
 			if a.pos != nil {

@@ -121,6 +121,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err := cfg.validate(); err != nil {
 		return Summary{}, err
 	}
+	if err := checkOwner(cfg); err != nil {
+		return Summary{}, err
+	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
 	defer system.Shutdown()
@@ -191,4 +194,26 @@ func closeSinks(cfg Config) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ownerKey records which pipeline a state directory belongs to, so a run
+// can't restore another pipeline's state by a mistyped --state.
+var ownerKey = []byte("meta/pipeline")
+
+func checkOwner(cfg Config) error {
+	cp, err := cfg.Store.Last()
+	if errors.Is(err, state.ErrNoCheckpoint) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	owner, ok, err := cfg.Store.Get(cp.ID, ownerKey)
+	if err != nil || !ok {
+		return err
+	}
+	if string(owner) != cfg.Pipeline.Name {
+		return fmt.Errorf("the state directory holds checkpoints of pipeline %q, not %q: give this pipeline a --state of its own", owner, cfg.Pipeline.Name)
+	}
+	return nil
 }
