@@ -131,3 +131,28 @@ type Sink interface {
 	Flush(ctx context.Context) error
 	Close() error
 }
+
+// Checkpoint is what a transactional sink commits with: the checkpoint's id
+// and every partition's position in it.
+type Checkpoint struct {
+	ID        uint64
+	Positions map[string]Position
+}
+
+// Transactional is a Sink whose writes become visible only at a commit
+// made atomically with a checkpoint (Kafka transactions). The commit is
+// the point of no return: the engine commits every transactional sink,
+// then marks the checkpoint complete in its store; after a crash between
+// the two, it asks the sinks what they committed and completes that
+// checkpoint instead of replaying past it, so outputs are exactly once.
+type Transactional interface {
+	Sink
+	// Commit makes what was written since the last commit visible, with
+	// cp recorded beside it. Flush has been called first.
+	Commit(ctx context.Context, cp Checkpoint) error
+	// Committed returns the newest checkpoint this sink committed (ID 0
+	// when none), for the engine's recovery at start.
+	Committed(ctx context.Context) (Checkpoint, error)
+	// Abort drops what was written since the last commit.
+	Abort(ctx context.Context) error
+}

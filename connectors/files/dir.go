@@ -131,14 +131,19 @@ var _ connectors.Partition = (*dirPartition)(nil)
 
 func (p *dirPartition) ID() string { return p.id }
 
+// Seek forgets what was read and resumes at pos, or at the first file for
+// nil.
 func (p *dirPartition) Seek(pos connectors.Position) error {
-	if len(pos) == 0 {
-		return nil
-	}
 	var q dirPosition
-	if err := json.Unmarshal(pos, &q); err != nil {
-		return fmt.Errorf("%s: bad position %q: %w", p.id, pos, err)
+	if len(pos) > 0 {
+		if err := json.Unmarshal(pos, &q); err != nil {
+			return fmt.Errorf("%s: bad position %q: %w", p.id, pos, err)
+		}
 	}
+	p.Close()
+	p.pending = nil
+	p.owed = true
+	clear(p.done)
 	for _, name := range q.Done {
 		p.done[name] = true
 	}

@@ -103,6 +103,7 @@ type filePartition struct {
 	line     int64
 	opened   bool          // the path was opened once: later opens start at 0
 	resume   *filePosition // a Seek waiting for the first open
+	start    *filePosition // where the first open began, for Seek(nil)
 	buf      []byte
 }
 
@@ -110,15 +111,25 @@ var _ connectors.Partition = (*filePartition)(nil)
 
 func (p *filePartition) ID() string { return p.id }
 
+// Seek forgets what was read and resumes at pos when the path is opened
+// next; nil goes back to where this partition started (the start of the
+// file, or its end for from=end).
 func (p *filePartition) Seek(pos connectors.Position) error {
-	if len(pos) == 0 {
-		return nil
+	var q *filePosition
+	if len(pos) > 0 {
+		q = new(filePosition)
+		if err := json.Unmarshal(pos, q); err != nil {
+			return fmt.Errorf("%s: bad position %q: %w", p.id, pos, err)
+		}
+	} else if p.start != nil {
+		start := *p.start
+		q = &start
 	}
-	var q filePosition
-	if err := json.Unmarshal(pos, &q); err != nil {
-		return fmt.Errorf("%s: bad position %q: %w", p.id, pos, err)
-	}
-	p.resume = &q
+	p.Close()
+	p.resume = q
+	p.opened = false
+	p.owed = true
+	p.dev, p.ino, p.off, p.line = 0, 0, 0, 0
 	return nil
 }
 
@@ -138,6 +149,12 @@ func (p *filePartition) Read(ctx context.Context) (connectors.Batch, error) {
 func (p *filePartition) open() (bool, error) {
 	f, err := os.Open(p.path)
 	if errors.Is(err, os.ErrNotExist) {
+		if !p.opened && p.resume == nil {
+			// A file that appears later is new: read it whole, even for
+			// from=end, and rewind to its start.
+			p.opened = true
+			p.start = &filePosition{}
+		}
 		return false, nil
 	}
 	if err != nil {
@@ -157,6 +174,7 @@ func (p *filePartition) open() (bool, error) {
 	case first && q != nil:
 		p.resume = nil
 		switch {
+		case *q == filePosition{}:
 		case q.Dev != p.dev || q.Ino != p.ino:
 			slog.Warn("file was replaced since the checkpoint; reading the new one from its start",
 				"source", p.id, "checkpoint_line", q.Line)
@@ -173,6 +191,9 @@ func (p *filePartition) open() (bool, error) {
 		if p.off > 0 {
 			p.off = p.lastLineEnd(p.off)
 		}
+	}
+	if first && p.start == nil {
+		p.start = &filePosition{Off: p.off, Line: p.line, Dev: p.dev, Ino: p.ino}
 	}
 	return true, nil
 }

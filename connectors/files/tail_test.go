@@ -211,3 +211,42 @@ func TestFileLongLines(t *testing.T) {
 		}
 	}
 }
+
+func TestFileFromEndOfMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "later.log")
+	p := startFile(t, "file:"+path+"?poll=5ms&from=end")
+	if b, err := p.Read(context.Background()); err != nil || !b.CaughtUp {
+		t.Fatalf("missing file: %+v %v", b, err)
+	}
+	appendTo(t, path, "first\nsecond\n")
+	got, _ := readUntil(t, p, 2)
+	if strings.Join(got, "|") != "later.log line 1 first|later.log line 2 second" {
+		t.Fatalf("a file that appeared later was not read whole: %v", got)
+	}
+	// Rewinding to the start reads it whole again.
+	if err := p.Seek(nil); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = readUntil(t, p, 2)
+	if got[0] != "later.log line 1 first" {
+		t.Fatalf("after Seek(nil): %v", got)
+	}
+}
+
+func TestFileFromEndRewind(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.log")
+	appendTo(t, path, "old\n")
+	p := startFile(t, "file:"+path+"?poll=5ms&from=end")
+	p.Read(context.Background())
+	appendTo(t, path, "new\n")
+	readUntil(t, p, 1)
+	// Seek(nil) goes back to where the partition started: the end as it
+	// was then, not the file's start.
+	if err := p.Seek(nil); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := readUntil(t, p, 1)
+	if got[0] != "app.log line 1 new" {
+		t.Fatalf("after Seek(nil): %v", got)
+	}
+}

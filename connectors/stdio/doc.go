@@ -5,7 +5,9 @@
 // Stdin cannot be rewound, so it is at-least-once at best: its position is
 // a line count, and a restart from a checkpoint skips that many lines of
 // whatever the new stdin holds, which is right only when the same input is
-// piped in again. The sinks are at-least-once across a crash, like every
+// piped in again. Within one process the engine can still rewind a failed
+// partition: stdin keeps the last RewindBytes of lines it handed out and
+// replays them. The sinks are at-least-once across a crash, like every
 // non-transactional sink: rows written after the last checkpoint are
 // written again.
 package stdio

@@ -24,7 +24,7 @@ func init() {
 // the lines of r ("\n" or "\r\n" stripped, empty lines skipped but
 // counted). The partition returns connectors.ErrEndOfInput at the end of r.
 func NewStdin(r io.Reader) *Stdin {
-	return &Stdin{p: &stdinPartition{in: r, done: make(chan struct{})}}
+	return &Stdin{p: &stdinPartition{in: r, done: make(chan struct{}), limit: RewindBytes}}
 }
 
 // Stdin is the stdin source.
@@ -55,6 +55,10 @@ type chunk struct {
 	err  error // the read error after these lines; io.EOF at the end
 }
 
+// RewindBytes bounds the lines stdin keeps after handing them out, so the
+// engine can rewind a failed partition in process to a recent checkpoint.
+const RewindBytes = 64 << 20
+
 type stdinPartition struct {
 	in   io.Reader
 	skip int64
@@ -63,28 +67,58 @@ type stdinPartition struct {
 	done chan struct{}
 	stop sync.Once
 	err  error // sticky: the end or a read error
+
+	// history holds the batches handed out, oldest first, up to
+	// RewindBytes; cursor is the next one Read serves from it (at
+	// len(history) it reads new lines).
+	history   []served
+	histBytes int
+	cursor    int
+	base      int64 // the line count before history[0]
+	limit     int   // RewindBytes; smaller in tests
+}
+
+// served is a batch handed out, with the line count before and after it.
+type served struct {
+	b          connectors.Batch
+	from, line int64
+	bytes      int
 }
 
 var _ connectors.Partition = (*stdinPartition)(nil)
 
 func (p *stdinPartition) ID() string { return "stdin" }
 
-// Seek skips the lines a checkpoint counted: stdin cannot be rewound, so
-// this is right only when the same input is piped in again.
+// Seek before the first Read skips the lines a checkpoint counted: stdin
+// cannot be rewound, so this is right only when the same input is piped in
+// again. Later, Seek rewinds within the last RewindBytes of lines read, and
+// fails for anything older.
 func (p *stdinPartition) Seek(pos connectors.Position) error {
-	if len(pos) == 0 {
+	var q stdinPosition
+	if len(pos) > 0 {
+		if err := json.Unmarshal(pos, &q); err != nil {
+			return fmt.Errorf("stdin: bad position %q: %w", pos, err)
+		}
+	}
+	if p.ch == nil {
+		if q.Line > 0 {
+			slog.Warn("stdin cannot be rewound: skipping the lines the checkpoint counted, assuming the same input is piped in again",
+				"lines", q.Line)
+		}
+		p.skip, p.base = q.Line, q.Line
 		return nil
 	}
-	var q stdinPosition
-	if err := json.Unmarshal(pos, &q); err != nil {
-		return fmt.Errorf("stdin: bad position %q: %w", pos, err)
+	for k, h := range p.history {
+		if h.from == q.Line || (k == 0 && q.Line <= p.skip && h.from == p.skip) {
+			p.cursor = k
+			return nil
+		}
 	}
-	if q.Line > 0 {
-		slog.Warn("stdin cannot be rewound: skipping the lines the checkpoint counted, assuming the same input is piped in again",
-			"lines", q.Line)
+	if n := len(p.history); (n > 0 && p.history[n-1].line == q.Line) || (n == 0 && q.Line == p.base) {
+		p.cursor = n
+		return nil
 	}
-	p.skip = q.Line
-	return nil
+	return fmt.Errorf("stdin cannot be rewound to line %d: only lines after %d are kept", q.Line, p.base)
 }
 
 // run reads lines until the end of the input or Close. It hands over what
@@ -119,6 +153,13 @@ func (p *stdinPartition) run() {
 }
 
 func (p *stdinPartition) Read(ctx context.Context) (connectors.Batch, error) {
+	if err := ctx.Err(); err != nil {
+		return connectors.Batch{}, err
+	}
+	if p.cursor < len(p.history) {
+		p.cursor++
+		return p.history[p.cursor-1].b, nil
+	}
 	if p.err != nil {
 		return connectors.Batch{}, p.err
 	}
@@ -143,9 +184,37 @@ func (p *stdinPartition) Read(ctx context.Context) (connectors.Batch, error) {
 		if len(c.recs) == 0 && p.err != nil {
 			return connectors.Batch{}, p.err
 		}
-		end, _ := json.Marshal(stdinPosition{Line: max(c.line, p.skip)})
-		return connectors.Batch{Records: c.recs, Where: "stdin", Unit: "line", End: end}, nil
+		line := max(c.line, p.skip)
+		end, _ := json.Marshal(stdinPosition{Line: line})
+		b := connectors.Batch{Records: c.recs, Where: "stdin", Unit: "line", End: end}
+		p.remember(b, line)
+		return b, nil
 	}
+}
+
+// remember keeps b for rewinds, dropping the oldest batches beyond
+// RewindBytes.
+func (p *stdinPartition) remember(b connectors.Batch, line int64) {
+	from := p.base
+	if n := len(p.history); n > 0 {
+		from = p.history[n-1].line
+	}
+	size := 0
+	for _, r := range b.Records {
+		size += len(r.Value) + 64
+	}
+	p.history = append(p.history, served{b: b, from: from, line: line, bytes: size})
+	p.histBytes += size
+	drop := 0
+	for p.histBytes > p.limit && drop < len(p.history)-1 {
+		p.histBytes -= p.history[drop].bytes
+		drop++
+	}
+	if drop > 0 {
+		p.base = p.history[drop].from
+		p.history = append(p.history[:0:0], p.history[drop:]...)
+	}
+	p.cursor = len(p.history)
 }
 
 func (p *stdinPartition) Describe(pos connectors.Position) string {
