@@ -138,3 +138,12 @@ type sinkFailed struct {
 	name string
 	err  error
 }
+
+// commit: a transactional sink commits what it has with checkpoint cp.
+type commit struct {
+	seq uint64
+	cp  connectors.Checkpoint
+}
+
+// abortTx: a transactional sink drops what it wrote since its last commit.
+type abortTx struct{}

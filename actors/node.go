@@ -44,9 +44,11 @@ type partState struct {
 type inflight struct {
 	b       barrier
 	waiting map[string]bool // partitions that have not acknowledged
-	sinks   map[string]bool // sinks that have not flushed
+	sinks   map[string]bool // sinks that have not flushed (or committed)
 	acks    map[string]*partitionAck
 	started time.Time
+	// committing: transactional sinks are committing the checkpoint
+	committing bool
 }
 
 func newNode(e *engine, done chan<- result) *node {
@@ -245,9 +247,31 @@ func (n *node) sinkFlushed(ctx actor.Context, m *sinkFlushed) {
 		return
 	}
 	delete(in.sinks, m.name)
-	if len(in.sinks) == 0 {
-		n.settle(ctx)
+	if len(in.sinks) > 0 {
+		return
 	}
+	if in.b.epoch > 0 && !in.committing && len(n.e.transactional) > 0 {
+		// Every sink has flushed: commit the transactional ones with the
+		// checkpoint. Their commit is the point of no return.
+		in.committing = true
+		cp := connectors.Checkpoint{ID: in.b.epoch, Positions: in.positions()}
+		for name, pid := range n.e.transactional {
+			in.sinks[name] = true
+			ctx.Send(pid, &commit{seq: in.b.seq, cp: cp})
+		}
+		return
+	}
+	n.settle(ctx)
+}
+
+func (in *inflight) positions() map[string]connectors.Position {
+	pos := map[string]connectors.Position{}
+	for id, a := range in.acks {
+		if a.pos != nil {
+			pos[id] = a.pos
+		}
+	}
+	return pos
 }
 
 // settle completes the barrier: writes the checkpoint when it is one, and
@@ -266,12 +290,8 @@ func (n *node) settle(ctx actor.Context) {
 			n.ownerWritten = true
 		}
 		cp := state.Checkpoint{ID: in.b.epoch, Time: time.Now().UTC(), Positions: map[string][]byte{}}
-		for id, a := range in.acks {
-			if a.pos != nil {
-				cp.Positions[id] = a.pos
-			}
-			cp.Keys += a.keys
-			cp.Changed += a.changed
+		for id, pos := range in.positions() {
+			cp.Positions[id] = pos
 		}
 		if err := n.e.cfg.Store.Complete(cp); err != nil {
 			n.finish(fmt.Errorf("checkpoint %d: %w", cp.ID, err))
@@ -311,6 +331,11 @@ func (n *node) abort(ctx actor.Context, why string) {
 	in := n.inflight
 	n.inflight = nil
 	n.e.cfg.Logger.Warn("checkpoint aborted", "seq", in.b.seq, "epoch", in.b.epoch, "why", why)
+	for _, pid := range n.e.transactional {
+		// Every partition restarts from the last checkpoint (the node
+		// supervises them all-for-one then): drop the uncommitted output.
+		ctx.Send(pid, &abortTx{})
+	}
 	if in.b.epoch > 0 {
 		for _, p := range n.parts {
 			ctx.Send(p.pid, &checkpointAborted{epoch: in.b.epoch})

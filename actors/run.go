@@ -113,6 +113,8 @@ type engine struct {
 	// emitter and the sinks' writers; nil when unused.
 	emitter                       *actor.PID
 	results, records, deadLetters *actor.PID
+	// transactional: the writers of sinks that commit with checkpoints.
+	transactional map[string]*actor.PID
 }
 
 // Run runs a pipeline until its input ends (or, with UntilIdle, is caught
@@ -149,12 +151,29 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		}
 		e.emitter = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return em }))
 	}
+	e.transactional = map[string]*actor.PID{}
+	for name, w := range map[string]*actor.PID{"results": e.results, "records": e.records, "dead_letter": e.deadLetters} {
+		if w == nil {
+			continue
+		}
+		if _, ok := map[string]connectors.Sink{"results": cfg.Results, "records": cfg.Records, "dead_letter": cfg.DeadLetters}[name].(connectors.Transactional); ok {
+			e.transactional[name] = w
+		}
+	}
+	if err := recoverCommitted(ctx, cfg); err != nil {
+		return Summary{}, err
+	}
 	n := newNode(e, done)
-	e.node = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return n },
-		actor.WithSupervisor(actor.NewOneForOneStrategy(3, time.Minute, func(reason any) actor.Directive {
-			cfg.Logger.Error("partition failed; restarting it from the last checkpoint", "reason", fmt.Sprint(reason))
-			return actor.RestartDirective
-		}))))
+	decider := func(reason any) actor.Directive {
+		cfg.Logger.Error("partition failed; restarting from the last checkpoint", "reason", fmt.Sprint(reason))
+		return actor.RestartDirective
+	}
+	strategy := actor.NewOneForOneStrategy(3, time.Minute, decider)
+	if len(e.transactional) > 0 {
+		// A transaction spans every partition: when one rewinds, all must.
+		strategy = actor.NewAllForOneStrategy(3, time.Minute, decider)
+	}
+	e.node = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return n }, actor.WithSupervisor(strategy)))
 
 	ticker := time.NewTicker(cfg.TriggerInterval)
 	defer ticker.Stop()
@@ -216,4 +235,43 @@ func checkOwner(cfg Config) error {
 		return fmt.Errorf("the state directory holds checkpoints of pipeline %q, not %q: give this pipeline a --state of its own", owner, cfg.Pipeline.Name)
 	}
 	return nil
+}
+
+// recoverCommitted completes the checkpoint the transactional sinks
+// committed when the process died before the store marked it complete: its
+// outputs are out, so replaying from the checkpoint before would repeat
+// them. With several transactional sinks it takes the oldest commit, so
+// nothing is lost (the sinks ahead may repeat a checkpoint's output).
+func recoverCommitted(ctx context.Context, cfg Config) error {
+	var oldest *connectors.Checkpoint
+	for _, s := range []connectors.Sink{cfg.Results, cfg.Records, cfg.DeadLetters} {
+		t, ok := s.(connectors.Transactional)
+		if !ok {
+			continue
+		}
+		cp, err := t.Committed(ctx)
+		if err != nil {
+			return fmt.Errorf("recovering the last commit: %w", err)
+		}
+		if oldest == nil || cp.ID < oldest.ID {
+			oldest = &cp
+		}
+	}
+	if oldest == nil || oldest.ID == 0 {
+		return nil
+	}
+	last, err := cfg.Store.Last()
+	switch {
+	case errors.Is(err, state.ErrNoCheckpoint):
+	case err != nil:
+		return err
+	case last.ID >= oldest.ID:
+		return nil
+	}
+	pos := map[string][]byte{}
+	for id, p := range oldest.Positions {
+		pos[id] = p
+	}
+	cfg.Logger.Info("completing the checkpoint the sinks committed before the last stop", "id", oldest.ID)
+	return cfg.Store.Complete(state.Checkpoint{ID: oldest.ID, Time: time.Now().UTC(), Positions: pos})
 }

@@ -36,5 +36,15 @@ func (w *SinkWriter) Receive(ctx actor.Context) {
 			err = w.sink.Flush(w.e.ctx)
 		}
 		ctx.Send(w.e.node, &sinkFlushed{seq: m.seq, name: w.name, err: err})
+	case *commit:
+		err := w.err
+		if err == nil {
+			err = w.sink.(connectors.Transactional).Commit(w.e.ctx, m.cp)
+		}
+		ctx.Send(w.e.node, &sinkFlushed{seq: m.seq, name: w.name, err: err})
+	case *abortTx:
+		if err := w.sink.(connectors.Transactional).Abort(w.e.ctx); err != nil {
+			ctx.Send(w.e.node, &sinkFailed{name: w.name, err: err})
+		}
 	}
 }
