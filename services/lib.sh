@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # LAST_CHECK and CHECK are read by the scripts that source this
 # Shared by services/kafka.sh, cassandra.sh and mysql.sh: where things live,
 # the pid each `up` records, waiting for a server to really answer, and
 # failing with the last lines of its log. Sourced, not run.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -202,26 +203,10 @@ func TestSource(t *testing.T, open func(t *testing.T) connectors.Source, opts So
 	if opts.NoSeek {
 		return
 	}
-	for id, res := range first {
+	for _, p := range l.Partitions() {
+		id, res := p.ID(), first[p.ID()]
 		all := res.Records()
-		// Where to restart: before anything, after each of a few batches.
-		var cuts []int
-		for i, b := range res.Batches {
-			if len(b.Records) > 0 {
-				cuts = append(cuts, i)
-			}
-		}
-		picks := map[int]bool{-1: true}
-		if len(cuts) > 0 {
-			picks[cuts[0]] = true
-			picks[cuts[len(cuts)/2]] = true
-			picks[cuts[len(cuts)-1]] = true
-		}
-		// The End of a caught-up batch is checkpointed too.
-		if last := len(res.Batches) - 1; last >= 0 && len(res.Batches[last].End) > 0 {
-			picks[last] = true
-		}
-		for cut := range picks {
+		for _, cut := range cutsOf(res) {
 			var pos connectors.Position
 			done := 0
 			if cut >= 0 {
@@ -244,17 +229,16 @@ func TestSource(t *testing.T, open func(t *testing.T) connectors.Source, opts So
 				if opts.Reopen != nil {
 					opts.Reopen(t)
 				}
-				l2 := Start(t, open(t))
-				p := l2.Partition(id)
-				if p == nil {
+				p2 := Start(t, open(t)).Partition(id)
+				if p2 == nil {
 					t.Fatalf("reopened source has no partition %s", id)
 				}
 				if pos != nil {
-					if err := p.Seek(pos); err != nil {
+					if err := p2.Seek(pos); err != nil {
 						t.Fatalf("Seek(%s): %v", pos, err)
 					}
 				}
-				checkTail(t, p, pos, want, max, opts.Timeout)
+				checkTail(t, p2, pos, want, max, opts.Timeout)
 			})
 			if opts.NoRewind {
 				continue
@@ -262,7 +246,6 @@ func TestSource(t *testing.T, open func(t *testing.T) connectors.Source, opts So
 			// The engine restarts a failed partition in process by seeking
 			// the same partition object back, so Seek must forget what was
 			// read since.
-			p := l.Partition(id)
 			t.Run(fmt.Sprintf("%s/rewind-to-batch-%d-%d-records", id, cut, done), func(t *testing.T) {
 				if err := p.Seek(pos); err != nil {
 					t.Fatalf("rewind Seek(%s): %v", pos, err)
@@ -271,6 +254,27 @@ func TestSource(t *testing.T, open func(t *testing.T) connectors.Source, opts So
 			})
 		}
 	}
+}
+
+// cutsOf picks the batches whose End a restart resumes from: -1 for the
+// start (Seek(nil)), the first, a middle and the last batch with records,
+// and a trailing caught-up batch, whose End the engine checkpoints too.
+func cutsOf(res ReadResult) []int {
+	var withRecords []int
+	for i, b := range res.Batches {
+		if len(b.Records) > 0 {
+			withRecords = append(withRecords, i)
+		}
+	}
+	cuts := []int{-1}
+	if n := len(withRecords); n > 0 {
+		cuts = append(cuts, withRecords[0], withRecords[n/2], withRecords[n-1])
+	}
+	if last := len(res.Batches) - 1; last >= 0 && len(res.Batches[last].End) > 0 {
+		cuts = append(cuts, last)
+	}
+	slices.Sort(cuts)
+	return slices.Compact(cuts)
 }
 
 // checkTail reads p and compares what it yields with want.

@@ -71,22 +71,7 @@ func (tshark) Lines(r *rand.Rand) func([]byte, int64, bool) []byte {
 }
 
 func tsharkLine(b []byte, r *rand.Rand, pick *rand.Zipf, remote []string, i int64) []byte {
-	num := strconv.AppendInt(nil, i+1, 10)
-	for k := len(num); k < 5; k++ {
-		b = append(b, ' ')
-	}
-	b = append(b, num...)
-	b = append(b, ' ')
-	us := i*3500 + int64(r.IntN(3500))
-	b = strconv.AppendInt(b, us/1e6, 10)
-	b = append(b, '.')
-	frac := strconv.AppendInt(nil, us%1e6, 10)
-	for k := len(frac); k < 6; k++ {
-		b = append(b, '0')
-	}
-	b = append(b, frac...)
-	b = append(b, ' ')
-
+	b = tsharkPrefix(b, r, i)
 	local4 := tsharkLocal[r.IntN(len(tsharkLocal))]
 	local, far := local4, remote[pick.Uint64()]
 	if r.IntN(12) == 0 {
@@ -132,7 +117,31 @@ func tsharkLine(b []byte, r *rand.Rand, pick *rand.Zipf, remote []string, i int6
 		infos := []string{"Application Data", "Application Data", "Client Hello", "Server Hello, Change Cipher Spec, Encrypted Handshake Message"}
 		return fmt.Appendf(b, "%s → %s TLSv1.2 %d %s", src, dst, 100+r.IntN(1414), infos[r.IntN(len(infos))])
 	}
-	// TCP
+	return tsharkTCP(b, r, src, dst, out, ephemeral)
+}
+
+// tsharkPrefix appends the frame number, right-aligned as tshark does, and
+// the relative time, which grows with i.
+func tsharkPrefix(b []byte, r *rand.Rand, i int64) []byte {
+	num := strconv.AppendInt(nil, i+1, 10)
+	for k := len(num); k < 5; k++ {
+		b = append(b, ' ')
+	}
+	b = append(b, num...)
+	b = append(b, ' ')
+	us := i*3500 + int64(r.IntN(3500))
+	b = strconv.AppendInt(b, us/1e6, 10)
+	b = append(b, '.')
+	frac := strconv.AppendInt(nil, us%1e6, 10)
+	for k := len(frac); k < 6; k++ {
+		b = append(b, '0')
+	}
+	b = append(b, frac...)
+	return append(b, ' ')
+}
+
+// tsharkTCP appends a TCP packet's protocol, length and info.
+func tsharkTCP(b []byte, r *rand.Rand, src, dst string, out bool, ephemeral int) []byte {
 	flags := tsharkFlags[r.IntN(len(tsharkFlags))]
 	port := 443
 	if r.IntN(4) == 0 {
