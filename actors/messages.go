@@ -147,3 +147,7 @@ type commit struct {
 
 // abortTx: a transactional sink drops what it wrote since its last commit.
 type abortTx struct{}
+
+// settled: the barrier seq is done (or dropped); supervisors release the
+// sink rows they held back since passing it.
+type settled struct{ seq uint64 }

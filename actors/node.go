@@ -304,6 +304,9 @@ func (n *node) settle(ctx actor.Context) {
 			ctx.Send(p.pid, &checkpointDone{epoch: in.b.epoch})
 		}
 	}
+	for _, p := range n.parts {
+		ctx.Send(p.pid, &settled{seq: in.b.seq})
+	}
 	n.settleRevokes(ctx)
 	if in.b.final || n.stopping {
 		n.summary.Interrupted = !in.b.final
@@ -336,10 +339,11 @@ func (n *node) abort(ctx actor.Context, why string) {
 		// supervises them all-for-one then): drop the uncommitted output.
 		ctx.Send(pid, &abortTx{})
 	}
-	if in.b.epoch > 0 {
-		for _, p := range n.parts {
+	for _, p := range n.parts {
+		if in.b.epoch > 0 {
 			ctx.Send(p.pid, &checkpointAborted{epoch: in.b.epoch})
 		}
+		ctx.Send(p.pid, &settled{seq: in.b.seq})
 	}
 }
 

@@ -52,6 +52,14 @@ type PartitionSupervisor struct {
 	paused   bool                // at a trigger boundary
 	status   partitionStatus
 
+	// Rows for the records and dead-letter sinks produced after a barrier
+	// wait here until the node has settled it, so a sink's flush (or
+	// transaction) at that barrier holds exactly the rows before it.
+	holding     bool
+	heldRecords []connectors.Row
+	heldDead    []connectors.Row
+	heldBatches int
+
 	// the barrier being passed through the shards
 	barrier *barrier
 	bpos    connectors.Position
@@ -99,6 +107,8 @@ func (s *PartitionSupervisor) Receive(ctx actor.Context) {
 		for _, sh := range s.shards {
 			ctx.Send(sh, m)
 		}
+	case *settled:
+		s.release(ctx)
 	}
 }
 
@@ -195,7 +205,7 @@ func (s *PartitionSupervisor) request() {
 	if s.requested || s.paused || s.status.ended || s.stopReader == nil {
 		return
 	}
-	if s.nextSeq-s.delivered >= uint64(2*len(s.workers)) {
+	if s.nextSeq-s.delivered >= uint64(2*len(s.workers)) || s.heldBatches >= 4*len(s.workers) {
 		return
 	}
 	for _, n := range s.inFlight {
@@ -256,14 +266,9 @@ func (s *PartitionSupervisor) deliver(ctx actor.Context) {
 		if w.perShard == nil && len(b.Records) > 0 {
 			e.cfg.Stats.BatchLatency.Observe(time.Since(m.at))
 		}
-		if len(w.records) > 0 && e.records != nil {
-			ctx.Send(e.records, &rowsOut{rows: w.records})
-		}
+		s.output(ctx, w.records, w.dead)
 		if len(w.dead) > 0 {
 			e.cfg.Stats.Failed.Add(int64(len(w.dead)))
-			if e.deadLetters != nil {
-				ctx.Send(e.deadLetters, &rowsOut{rows: w.dead})
-			}
 			last, _ := w.dead[len(w.dead)-1].Get("error")
 			ctx.Send(e.node, &failed{n: int64(len(w.dead)), last: fmt.Sprint(last)})
 		}
@@ -275,6 +280,36 @@ func (s *PartitionSupervisor) deliver(ctx actor.Context) {
 		s.report(ctx, int64(len(b.Records)))
 		s.passBarriers(ctx)
 	}
+	s.request()
+}
+
+// output sends rows to the records and dead-letter sinks, or holds them
+// while a barrier this partition passed is not settled.
+func (s *PartitionSupervisor) output(ctx actor.Context, records, dead []connectors.Row) {
+	if s.holding {
+		if len(records)+len(dead) > 0 {
+			s.heldRecords = append(s.heldRecords, records...)
+			s.heldDead = append(s.heldDead, dead...)
+			s.heldBatches++
+		}
+		return
+	}
+	if len(records) > 0 && s.e.records != nil {
+		ctx.Send(s.e.records, &rowsOut{rows: records})
+	}
+	if len(dead) > 0 && s.e.deadLetters != nil {
+		ctx.Send(s.e.deadLetters, &rowsOut{rows: dead})
+	}
+}
+
+func (s *PartitionSupervisor) release(ctx actor.Context) {
+	if !s.holding {
+		return
+	}
+	s.holding = false
+	records, dead := s.heldRecords, s.heldDead
+	s.heldRecords, s.heldDead, s.heldBatches = nil, nil, 0
+	s.output(ctx, records, dead)
 	s.request()
 }
 
@@ -294,6 +329,7 @@ func (s *PartitionSupervisor) passBarriers(ctx actor.Context) {
 		s.paused = false
 		s.status.boundary = false
 		s.barrier, s.bpos, s.acked = b, s.pos, map[int]*shardBarrierAck{}
+		s.holding = s.e.records != nil || s.e.deadLetters != nil
 		for _, sh := range s.shards {
 			ctx.Send(sh, b)
 		}
