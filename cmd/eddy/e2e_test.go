@@ -162,6 +162,13 @@ func TestNetflowKillAndRestart(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "state")
 	args := []string{"run", netflowScript, "--source", "dir:" + dir, "--state", stateDir, "--until-idle", "--emit", "final",
 		"--checkpoint-interval", "100ms", "--trigger-interval", "50ms", "-q", "--dead-letter", "file:" + filepath.Join(t.TempDir(), "dead.jsonl")}
+	// Time one uninterrupted run, then kill runs at random points within
+	// that span.
+	start := time.Now()
+	if _, stderr, err := eddy(t, append(args[:len(args):len(args)], "--state", filepath.Join(t.TempDir(), "timing"))...); err != nil {
+		t.Fatalf("timing run: %v\n%s", err, stderr)
+	}
+	span := time.Since(start)
 	rng := rand.New(rand.NewPCG(1, 2))
 	kills := 0
 	for i := 0; i < 6; i++ {
@@ -178,7 +185,7 @@ func TestNetflowKillAndRestart(t *testing.T) {
 			if err != nil {
 				t.Fatalf("run %d failed before the kill: %v\n%s", i, err, stderr.String())
 			}
-		case <-time.After(time.Duration(150+rng.IntN(600)) * time.Millisecond):
+		case <-time.After(span/10 + time.Duration(rng.Int64N(int64(span*7/10)))):
 			cmd.Process.Signal(syscall.SIGKILL)
 			<-done
 			kills++
