@@ -13,9 +13,10 @@ import (
 type assign struct{ p connectors.Partition }
 
 // revoke: the source takes a partition back; done closes when it has been
-// checkpointed and stopped.
+// checkpointed and stopped. lost skips the checkpoint.
 type revoke struct {
 	id   string
+	lost bool
 	done chan struct{}
 }
 

@@ -63,6 +63,10 @@ func (n *node) Receive(ctx actor.Context) {
 	case *assign:
 		n.assign(ctx, m.p)
 	case *revoke:
+		if m.lost {
+			n.lose(ctx, m)
+			return
+		}
 		n.revokes = append(n.revokes, m)
 		n.maybeTrigger(ctx, true)
 	case *partitionStatus:
@@ -120,6 +124,27 @@ func (l listener) Revoke(id string) {
 	done := make(chan struct{})
 	l.root.Send(l.node, &revoke{id: id, done: done})
 	<-done
+}
+
+func (l listener) Lose(id string) {
+	done := make(chan struct{})
+	l.root.Send(l.node, &revoke{id: id, lost: true, done: done})
+	<-done
+}
+
+// lose stops a partition without a checkpoint. A barrier in flight can't
+// complete without it: it is dropped, and the next one checkpoints the
+// partitions that remain.
+func (n *node) lose(ctx actor.Context, r *revoke) {
+	if p := n.parts[r.id]; p != nil {
+		ctx.Stop(p.pid)
+		delete(n.parts, r.id)
+		n.e.cfg.Stats.Partitions.Add(-1)
+		if n.inflight != nil && n.inflight.waiting[r.id] {
+			n.abort(ctx, "partition "+r.id+" lost")
+		}
+	}
+	close(r.done)
 }
 
 func (n *node) assign(ctx actor.Context, p connectors.Partition) {
@@ -299,6 +324,14 @@ func (n *node) settle(ctx actor.Context) {
 		}
 		n.e.cfg.Stats.Checkpoints.Add(1)
 		n.e.cfg.Stats.LastCheckpoint.Store(cp.ID)
+		if obs, ok := n.e.cfg.Source.(connectors.CheckpointObserver); ok {
+			ccp := connectors.Checkpoint{ID: cp.ID, Positions: in.positions()}
+			go func() {
+				if err := obs.Checkpointed(n.e.ctx, ccp); err != nil {
+					n.e.cfg.Logger.Warn("source could not record the checkpoint", "id", ccp.ID, "err", err)
+				}
+			}()
+		}
 		n.e.cfg.Logger.Debug("checkpoint complete", "id", cp.ID, "keys", cp.Keys, "changed", cp.Changed, "took", time.Since(in.started))
 		for _, p := range n.parts {
 			ctx.Send(p.pid, &checkpointDone{epoch: in.b.epoch})

@@ -85,6 +85,19 @@ type Listener interface {
 	Assign(p Partition)
 	// Revoke checkpoints and stops a partition; it returns when that is done.
 	Revoke(id string)
+	// Lose stops a partition without checkpointing it (Kafka's lost
+	// partitions: another node may own it already). Its state goes back to
+	// the last complete checkpoint; it returns when the partition is stopped.
+	Lose(id string)
+}
+
+// CheckpointObserver is implemented by sources that want to hear of every
+// complete checkpoint, such as Kafka mirroring its positions to the
+// consumer group's committed offsets so Kafka's tools show the lag. It is
+// called on a goroutine of its own, after the checkpoint is durable; an
+// error is logged, never fatal.
+type CheckpointObserver interface {
+	Checkpointed(ctx context.Context, cp Checkpoint) error
 }
 
 // Source is a set of partitions.

@@ -91,6 +91,9 @@ func (l *Listener) Revoke(id string) {
 	delete(l.parts, id)
 }
 
+// Lose implements connectors.Listener; the suite treats it as Revoke.
+func (l *Listener) Lose(id string) { l.Revoke(id) }
+
 // Partitions returns the assigned partitions in assignment order.
 func (l *Listener) Partitions() []connectors.Partition {
 	l.mu.Lock()
