@@ -9,10 +9,12 @@
 //	EDDY_CASSANDRA_HOSTS 127.0.0.1:9042                     comma-separated host:port
 //	EDDY_MYSQL_DSN       eddy:eddy@tcp(127.0.0.1:3306)/eddy go-sql-driver/mysql DSN
 //
-// [Kafka], [Cassandra] and [MySQL] read them and skip the test, naming the
-// recipe to run, when one is unset: `go test ./...` passes on a machine with
-// only Go. When a variable is set, a server that does not answer fails the
-// test instead: a skip must never hide a broken server.
+// [Kafka], [Cassandra] and [MySQL] read them. When one is unset they use the
+// server that the recipe of this checkout runs (its pid, recorded under
+// .cache, is alive), so `just services-up && go test ./...` needs no sourcing;
+// when none runs they skip the test, naming the recipe to run: `go test ./...`
+// passes on a machine with only Go. When a variable is set, a server that does
+// not answer fails the test instead: a skip must never hide a broken server.
 //
 // [NewTopic], [NewKeyspace] and [NewDatabase] create a uniquely named topic,
 // keyspace or database for one test and drop it when the test ends, so tests

@@ -15,32 +15,43 @@ const (
 	MySQLEnv     = "EDDY_MYSQL_DSN"
 )
 
-// Kafka returns the seed brokers in EDDY_KAFKA_BROKERS, or skips the test
-// when it is unset.
+// Kafka returns the seed brokers in EDDY_KAFKA_BROKERS. When that is unset it
+// returns the address of the broker that `just kafka-up` of this checkout
+// runs, so `just services-up && go test ./...` needs no sourcing; when none
+// runs either, it skips the test with a message naming the recipe.
 func Kafka(t testing.TB) []string {
 	t.Helper()
-	return addrs(t, KafkaEnv, "kafka-up", "broker")
+	return addrs(t, KafkaEnv, "kafka-up", "broker", "kafka/kafka.pid", "kafka.Kafka", localKafka)
 }
 
-// Cassandra returns the contact points in EDDY_CASSANDRA_HOSTS, or skips the
-// test when it is unset.
+// Cassandra returns the contact points in EDDY_CASSANDRA_HOSTS, else the
+// node that `just cassandra-up` runs, else it skips the test (as [Kafka]).
 func Cassandra(t testing.TB) []string {
 	t.Helper()
-	return addrs(t, CassandraEnv, "cassandra-up", "Cassandra node")
+	return addrs(t, CassandraEnv, "cassandra-up", "Cassandra node",
+		"cassandra/cassandra.pid", "org.apache.cassandra.service.CassandraDaemon", localCassandra)
 }
 
-// MySQL returns the go-sql-driver/mysql DSN in EDDY_MYSQL_DSN, or skips the
-// test when it is unset.
+// MySQL returns the go-sql-driver/mysql DSN in EDDY_MYSQL_DSN, else the DSN of
+// the server that `just mysql-up` runs, else it skips the test (as [Kafka]).
 func MySQL(t testing.TB) string {
 	t.Helper()
 	dsn := strings.TrimSpace(os.Getenv(MySQLEnv))
-	if dsn == "" {
-		skipUnset(t, MySQLEnv, "mysql-up", "MariaDB server")
+	if dsn != "" {
+		return dsn
 	}
-	return dsn
+	if pid, ok := localServer("mysql/mysqld.pid", "--datadir="); ok {
+		t.Logf("%s is unset; using the MariaDB server that `just mysql-up` started (pid %d)", MySQLEnv, pid)
+		return localMySQL
+	}
+	skipUnset(t, MySQLEnv, "mysql-up", "MariaDB server")
+	return ""
 }
 
-func addrs(t testing.TB, env, recipe, what string) []string {
+// addrs returns the comma-separated addresses in env or, when it is unset,
+// local if the recipe's server runs (pidfile under .cache, marker in its
+// command line); otherwise it skips the test.
+func addrs(t testing.TB, env, recipe, what, pidfile, marker, local string) []string {
 	t.Helper()
 	var out []string
 	for _, a := range strings.Split(os.Getenv(env), ",") {
@@ -48,10 +59,15 @@ func addrs(t testing.TB, env, recipe, what string) []string {
 			out = append(out, a)
 		}
 	}
-	if len(out) == 0 {
-		skipUnset(t, env, recipe, what)
+	if len(out) > 0 {
+		return out
 	}
-	return out
+	if pid, ok := localServer(pidfile, marker); ok {
+		t.Logf("%s is unset; using the %s that `just %s` started (pid %d)", env, what, recipe, pid)
+		return []string{local}
+	}
+	skipUnset(t, env, recipe, what)
+	return nil
 }
 
 func skipUnset(t testing.TB, env, recipe, what string) {

@@ -2,6 +2,9 @@ package testenv
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -42,6 +45,7 @@ func TestUniqueNameFitsAndDiffers(t *testing.T) {
 }
 
 func TestSkipMessageNamesTheRecipe(t *testing.T) {
+	useCache(t, t.TempDir()) // no server of the recipes runs
 	t.Setenv(KafkaEnv, "")
 	t.Setenv(CassandraEnv, " , ")
 	t.Setenv(MySQLEnv, "")
@@ -72,3 +76,48 @@ type skipRecorder struct {
 }
 
 func (r *skipRecorder) Skipf(format string, args ...any) { r.msg = fmt.Sprintf(format, args...) }
+
+// useCache points localServer at dir for the duration of the test.
+func useCache(t *testing.T, dir string) {
+	old := localCache
+	localCache = dir
+	t.Cleanup(func() { localCache = old })
+}
+
+func TestFallbackToRecipeServer(t *testing.T) {
+	dir := t.TempDir()
+	useCache(t, dir)
+	t.Setenv(KafkaEnv, "")
+	if err := os.MkdirAll(filepath.Join(dir, "kafka"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pidfile := filepath.Join(dir, "kafka", "kafka.pid")
+	self, err := os.ReadFile("/proc/self/cmdline")
+	if err != nil {
+		t.Skipf("no /proc on this system: %v", err)
+	}
+	exe := strings.SplitN(string(self), "\x00", 2)[0]
+
+	tests := []struct {
+		name    string
+		pid     string
+		marker  string
+		wantHit bool
+	}{
+		{name: "live pid with marker", pid: strconv.Itoa(os.Getpid()), marker: exe, wantHit: true},
+		{name: "live pid of another program", pid: strconv.Itoa(os.Getpid()), marker: "kafka.Kafka"},
+		{name: "pid of a stopped machine", pid: "999999999", marker: exe},
+		{name: "garbage", pid: "x", marker: exe},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := os.WriteFile(pidfile, []byte(tt.pid+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, hit := localServer("kafka/kafka.pid", tt.marker)
+			if hit != tt.wantHit {
+				t.Errorf("localServer with pid %s, marker %q = %v, want %v", tt.pid, tt.marker, hit, tt.wantHit)
+			}
+		})
+	}
+}
