@@ -27,21 +27,27 @@ services-up: kafka-up cassandra-up mysql-up
 # stop what services-up started
 services-down: kafka-down cassandra-down mysql-down
 
+# start Kafka 4.4 (KRaft) on 127.0.0.1:9092; a second run finds it running
 kafka-up:
     bash services/kafka.sh up
 
+# stop the kafka server that kafka-up started
 kafka-down:
     bash services/kafka.sh down
 
+# start Cassandra 5.0 with CQL on 127.0.0.1:9042; a second run finds it running
 cassandra-up:
     bash services/cassandra.sh up
 
+# stop the cassandra server that cassandra-up started
 cassandra-down:
     bash services/cassandra.sh down
 
+# start MariaDB on 127.0.0.1:3306 (user eddy/eddy); a second run finds it running
 mysql-up:
     bash services/mysql.sh up
 
+# stop the mysql server that mysql-up started
 mysql-down:
     bash services/mysql.sh down
 
