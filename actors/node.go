@@ -251,10 +251,10 @@ func (n *node) allAcked(ctx actor.Context) {
 		in.sinks["results"] = true
 		ctx.Send(e.emitter, &emitTrigger{seq: in.b.seq, final: in.b.final})
 	}
-	for name, pid := range map[string]*actor.PID{"records": e.records, "dead_letter": e.deadLetters} {
-		if pid != nil {
+	for name := range e.cfg.sinks() {
+		if name != "results" {
 			in.sinks[name] = true
-			ctx.Send(pid, &flush{seq: in.b.seq})
+			ctx.Send(e.writer(name), &flush{seq: in.b.seq})
 		}
 	}
 	if len(in.sinks) == 0 {

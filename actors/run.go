@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"sort"
 	"sync/atomic"
 	"time"
 
@@ -22,9 +23,11 @@ type Config struct {
 	Pipeline *scripting.Pipeline
 	Source   connectors.Source
 	Store    *state.Store
-	// Results receives result rows; Records each kept record; DeadLetters
-	// the records that failed. Nil sinks are not written.
+	// Results receives result rows; Records each kept record (the default
+	// route); Outputs the named sinks a pipeline's route function picks;
+	// DeadLetters the records that failed. Nil sinks are not written.
 	Results, Records, DeadLetters connectors.Sink
+	Outputs                       map[string]connectors.Sink
 
 	// TriggerInterval is how often results are emitted (default 1s).
 	TriggerInterval time.Duration
@@ -111,8 +114,11 @@ type engine struct {
 	ctx    context.Context
 	node   *actor.PID
 	// emitter and the sinks' writers; nil when unused.
-	emitter                       *actor.PID
-	results, records, deadLetters *actor.PID
+	emitter              *actor.PID
+	results, deadLetters *actor.PID
+	// outputs: the record sinks' writers by name ("records" and the names
+	// a route function returns).
+	outputs map[string]*actor.PID
 	// transactional: the writers of sinks that commit with checkpoints.
 	transactional map[string]*actor.PID
 }
@@ -138,8 +144,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if cfg.Results != nil {
 		e.results = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newSinkWriter(e, "results", cfg.Results) }))
 	}
-	if cfg.Records != nil {
-		e.records = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newSinkWriter(e, "records", cfg.Records) }))
+	e.outputs = map[string]*actor.PID{}
+	for name, sink := range cfg.outputs() {
+		e.outputs[name] = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newSinkWriter(e, name, sink) }))
 	}
 	if cfg.DeadLetters != nil {
 		e.deadLetters = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newSinkWriter(e, "dead_letter", cfg.DeadLetters) }))
@@ -152,12 +159,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		e.emitter = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return em }))
 	}
 	e.transactional = map[string]*actor.PID{}
-	for name, w := range map[string]*actor.PID{"results": e.results, "records": e.records, "dead_letter": e.deadLetters} {
-		if w == nil {
-			continue
-		}
-		if _, ok := map[string]connectors.Sink{"results": cfg.Results, "records": cfg.Records, "dead_letter": cfg.DeadLetters}[name].(connectors.Transactional); ok {
-			e.transactional[name] = w
+	for name, sink := range cfg.sinks() {
+		if _, ok := sink.(connectors.Transactional); ok {
+			e.transactional[name] = e.writer(name)
 		}
 	}
 	if err := recoverCommitted(ctx, cfg); err != nil {
@@ -205,14 +209,49 @@ type result struct {
 
 func closeSinks(cfg Config) error {
 	var errs []error
-	for _, s := range []connectors.Sink{cfg.Results, cfg.Records, cfg.DeadLetters} {
-		if s != nil {
-			if err := s.Close(); err != nil {
-				errs = append(errs, err)
-			}
+	for _, s := range cfg.sinks() {
+		if err := s.Close(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// outputs merges Records into Outputs as "records".
+func (c *Config) outputs() map[string]connectors.Sink {
+	out := map[string]connectors.Sink{}
+	for name, s := range c.Outputs {
+		if s != nil {
+			out[name] = s
+		}
+	}
+	if c.Records != nil {
+		out["records"] = c.Records
+	}
+	return out
+}
+
+// sinks is every sink of the run by output name.
+func (c *Config) sinks() map[string]connectors.Sink {
+	all := c.outputs()
+	if c.Results != nil {
+		all["results"] = c.Results
+	}
+	if c.DeadLetters != nil {
+		all["dead_letter"] = c.DeadLetters
+	}
+	return all
+}
+
+// writer is the SinkWriter of an output name.
+func (e *engine) writer(name string) *actor.PID {
+	switch name {
+	case "results":
+		return e.results
+	case "dead_letter":
+		return e.deadLetters
+	}
+	return e.outputs[name]
 }
 
 // ownerKey records which pipeline a state directory belongs to, so a run
@@ -244,7 +283,7 @@ func checkOwner(cfg Config) error {
 // nothing is lost (the sinks ahead may repeat a checkpoint's output).
 func recoverCommitted(ctx context.Context, cfg Config) error {
 	var oldest *connectors.Checkpoint
-	for _, s := range []connectors.Sink{cfg.Results, cfg.Records, cfg.DeadLetters} {
+	for _, s := range cfg.sinks() {
 		t, ok := s.(connectors.Transactional)
 		if !ok {
 			continue
@@ -274,4 +313,14 @@ func recoverCommitted(ctx context.Context, cfg Config) error {
 	}
 	cfg.Logger.Info("completing the checkpoint the sinks committed before the last stop", "id", oldest.ID)
 	return cfg.Store.Complete(state.Checkpoint{ID: oldest.ID, Time: time.Now().UTC(), Positions: pos})
+}
+
+// outputNames lists the record outputs, sorted, for error messages.
+func (e *engine) outputNames() []string {
+	names := make([]string, 0, len(e.outputs))
+	for name := range e.outputs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
 }

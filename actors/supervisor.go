@@ -56,7 +56,7 @@ type PartitionSupervisor struct {
 	// wait here until the node has settled it, so a sink's flush (or
 	// transaction) at that barrier holds exactly the rows before it.
 	holding     bool
-	heldRecords []connectors.Row
+	heldOut     map[string][]connectors.Row
 	heldDead    []connectors.Row
 	heldBatches int
 
@@ -266,7 +266,7 @@ func (s *PartitionSupervisor) deliver(ctx actor.Context) {
 		if w.perShard == nil && len(b.Records) > 0 {
 			e.cfg.Stats.BatchLatency.Observe(time.Since(m.at))
 		}
-		s.output(ctx, w.records, w.dead)
+		s.output(ctx, w.outputs, w.dead)
 		if len(w.dead) > 0 {
 			e.cfg.Stats.Failed.Add(int64(len(w.dead)))
 			last, _ := w.dead[len(w.dead)-1].Get("error")
@@ -285,17 +285,22 @@ func (s *PartitionSupervisor) deliver(ctx actor.Context) {
 
 // output sends rows to the records and dead-letter sinks, or holds them
 // while a barrier this partition passed is not settled.
-func (s *PartitionSupervisor) output(ctx actor.Context, records, dead []connectors.Row) {
+func (s *PartitionSupervisor) output(ctx actor.Context, outputs map[string][]connectors.Row, dead []connectors.Row) {
 	if s.holding {
-		if len(records)+len(dead) > 0 {
-			s.heldRecords = append(s.heldRecords, records...)
+		if len(outputs)+len(dead) > 0 {
+			if s.heldOut == nil {
+				s.heldOut = map[string][]connectors.Row{}
+			}
+			for name, rows := range outputs {
+				s.heldOut[name] = append(s.heldOut[name], rows...)
+			}
 			s.heldDead = append(s.heldDead, dead...)
 			s.heldBatches++
 		}
 		return
 	}
-	if len(records) > 0 && s.e.records != nil {
-		ctx.Send(s.e.records, &rowsOut{rows: records})
+	for name, rows := range outputs {
+		ctx.Send(s.e.outputs[name], &rowsOut{rows: rows})
 	}
 	if len(dead) > 0 && s.e.deadLetters != nil {
 		ctx.Send(s.e.deadLetters, &rowsOut{rows: dead})
@@ -307,9 +312,9 @@ func (s *PartitionSupervisor) release(ctx actor.Context) {
 		return
 	}
 	s.holding = false
-	records, dead := s.heldRecords, s.heldDead
-	s.heldRecords, s.heldDead, s.heldBatches = nil, nil, 0
-	s.output(ctx, records, dead)
+	outputs, dead := s.heldOut, s.heldDead
+	s.heldOut, s.heldDead, s.heldBatches = nil, nil, 0
+	s.output(ctx, outputs, dead)
 	s.request()
 }
 
@@ -329,7 +334,7 @@ func (s *PartitionSupervisor) passBarriers(ctx actor.Context) {
 		s.paused = false
 		s.status.boundary = false
 		s.barrier, s.bpos, s.acked = b, s.pos, map[int]*shardBarrierAck{}
-		s.holding = s.e.records != nil || s.e.deadLetters != nil
+		s.holding = len(s.e.outputs) > 0 || s.e.deadLetters != nil
 		for _, sh := range s.shards {
 			ctx.Send(sh, b)
 		}

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/eddy-stream/eddy/connectors"
@@ -29,7 +30,7 @@ type worked struct {
 	seq      uint64
 	perShard [][]scripting.Keyed
 	perIdx   [][]int
-	records  []connectors.Row
+	outputs  map[string][]connectors.Row // by sink name
 	dead     []connectors.Row
 	kept     int64
 }
@@ -42,7 +43,7 @@ func newParseWorker(e *engine, partition string, shards int) *ParseWorker {
 func (w *ParseWorker) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		rt, err := w.e.cfg.Pipeline.NewRuntime(w.e.cfg.Records != nil)
+		rt, err := w.e.cfg.Pipeline.NewRuntime(len(w.e.outputs) > 0)
 		if err != nil {
 			panic(fmt.Errorf("parse worker of %s: %w", w.partition, err))
 		}
@@ -73,10 +74,13 @@ func (w *ParseWorker) process(m *work) *worked {
 		if !ok {
 			continue
 		}
-		out.kept++
 		if rec.Fields != nil {
-			out.records = append(out.records, rec)
+			if err := w.route(out, rec); err != nil {
+				out.dead = append(out.dead, deadLetter(w.partition, b, i, err))
+				continue
+			}
 		}
+		out.kept++
 		if out.perShard != nil {
 			sh := scripting.Shard(k.Key, w.shards)
 			out.perShard[sh] = append(out.perShard[sh], k)
@@ -84,6 +88,29 @@ func (w *ParseWorker) process(m *work) *worked {
 		}
 	}
 	return out
+}
+
+// route files a record under the sinks the script's route function named
+// (the "records" output by default).
+func (w *ParseWorker) route(out *worked, rec connectors.Row) error {
+	routes := w.rt.Routes()
+	if routes == nil {
+		routes = []string{"records"}
+	}
+	for _, name := range routes {
+		if _, ok := w.e.outputs[name]; !ok && name != "records" {
+			return fmt.Errorf("route: no sink named %q (sinks: %s)", name, strings.Join(w.e.outputNames(), ", "))
+		}
+	}
+	if out.outputs == nil {
+		out.outputs = map[string][]connectors.Row{}
+	}
+	for _, name := range routes {
+		if _, ok := w.e.outputs[name]; ok {
+			out.outputs[name] = append(out.outputs[name], rec)
+		}
+	}
+	return nil
 }
 
 // deadLetter describes a failed record for the dead-letter output.

@@ -55,7 +55,7 @@ type Pipeline struct {
 	// Tests are the inline tests.
 	Tests []Test
 
-	hasFilter, keyFunc bool
+	hasFilter, keyFunc, hasRoute bool
 	csvHeader          bool
 	csvSep             rune
 	proto              *lua.FunctionProto
@@ -89,8 +89,10 @@ type Test struct {
 	Name  string
 	Input []string
 	// Want are the result rows a final emit gives, in order; WantRecords
-	// the records output. Nil means not checked.
+	// the records output; WantOutputs the rows of named sinks a route
+	// function picks. Nil means not checked.
 	Want, WantRecords []map[string]any
+	WantOutputs       map[string][]map[string]any
 	// DeadLetters is the number of records expected to fail, -1 unchecked.
 	DeadLetters int
 }
@@ -169,7 +171,7 @@ func (p *Pipeline) instantiate() (*sandbox, *lua.LTable, error) {
 var knownFields = map[string]bool{
 	"name": true, "source": true, "sinks": true, "sink": true, "parse": true, "filter": true, "key": true,
 	"aggregate": true, "columns": true, "order_by": true, "limit": true, "emit": true, "tests": true,
-	"call_timeout": true,
+	"call_timeout": true, "route": true,
 }
 
 func (p *Pipeline) read(t *lua.LTable) error {
@@ -218,6 +220,22 @@ func (p *Pipeline) read(t *lua.LTable) error {
 	default:
 		return fmt.Errorf("filter: want a function(record) returning true to keep it, got %s", v.Type())
 	}
+	switch v := t.RawGetString("route"); v.(type) {
+	case *lua.LNilType:
+	case *lua.LFunction:
+		p.hasRoute = true
+	default:
+		return fmt.Errorf("route: want a function(record) returning the name of a sink (or a list of names), got %s", v.Type())
+	}
+	if !p.hasRoute {
+		for _, name := range sortedKeys(p.Sinks) {
+			switch name {
+			case "results", "records", "dead_letter", "main":
+			default:
+				return fmt.Errorf("sinks.%s: no route function sends records there (the outputs are results, records and dead_letter; add route = function(record) … end for named sinks)", name)
+			}
+		}
+	}
 	if err := p.readKey(t.RawGetString("key")); err != nil {
 		return fmt.Errorf("key: %w", err)
 	}
@@ -250,10 +268,8 @@ func (p *Pipeline) readSinks(t *lua.LTable) error {
 	var err error
 	st.ForEach(func(k, u lua.LValue) {
 		name, _ := k.(lua.LString)
-		switch name {
-		case "results", "records", "dead_letter":
-		default:
-			err = fmt.Errorf("sinks: unknown output %s (known: results, records, dead_letter)", k)
+		if !validName(string(name)) || name == "main" {
+			err = fmt.Errorf("sinks: %s is not a sink name: use letters, digits and _ (results, records, dead_letter, or a name route returns)", k)
 			return
 		}
 		s, ok := u.(lua.LString)
@@ -512,6 +528,36 @@ func (p *Pipeline) readResultShape(t *lua.LTable) error {
 	return nil
 }
 
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// Outputs names the sinks kept records go to: the names in sinks other
+// than results and dead_letter, and "records" (the default route).
+func (p *Pipeline) Outputs() []string {
+	out := []string{}
+	seen := map[string]bool{}
+	for _, name := range append([]string{"records"}, sortedKeys(p.Sinks)...) {
+		if name == "results" || name == "dead_letter" || name == "main" || seen[name] {
+			continue
+		}
+		seen[name] = true
+		out = append(out, name)
+	}
+	return out
+}
+
+// HasRoute says whether a route function picks each record's sinks.
+func (p *Pipeline) HasRoute() bool { return p.hasRoute }
+
 // SetEmit overrides the emit mode (the --emit flag).
 func (p *Pipeline) SetEmit(mode string) error {
 	switch mode {
@@ -552,6 +598,21 @@ func (p *Pipeline) readTests(v lua.LValue) error {
 		}
 		if tc.WantRecords, err = readRows(t.RawGetString("want_records")); err != nil {
 			return fmt.Errorf("tests[%d] (%s): want_records: %w", i, tc.Name, err)
+		}
+		if wo, ok := t.RawGetString("want_outputs").(*lua.LTable); ok {
+			tc.WantOutputs = map[string][]map[string]any{}
+			wo.ForEach(func(k, v lua.LValue) {
+				if err != nil {
+					return
+				}
+				var rows []map[string]any
+				if rows, err = readRows(v); err == nil {
+					tc.WantOutputs[lua.LVAsString(k)] = rows
+				}
+			})
+			if err != nil {
+				return fmt.Errorf("tests[%d] (%s): want_outputs: %w", i, tc.Name, err)
+			}
 		}
 		if n, ok := t.RawGetString("dead_letters").(lua.LNumber); ok {
 			tc.DeadLetters = int(n)

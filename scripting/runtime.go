@@ -18,6 +18,8 @@ type Runtime struct {
 	parse  lua.LValue
 	filter lua.LValue
 	key    lua.LValue
+	route  lua.LValue
+	routes []string // of the last record Process kept
 	aggs   []luaAgg
 	jp     fastjson.Parser
 	// records says whether Process must return the record as a Row.
@@ -39,7 +41,8 @@ func (p *Pipeline) NewRuntime(records bool) (*Runtime, error) {
 		return nil, err
 	}
 	rt := &Runtime{p: p, sb: sb, records: records,
-		parse: tbl.RawGetString("parse"), filter: tbl.RawGetString("filter"), key: tbl.RawGetString("key")}
+		parse: tbl.RawGetString("parse"), filter: tbl.RawGetString("filter"), key: tbl.RawGetString("key"),
+		route: tbl.RawGetString("route")}
 	if p.Format == "json" || p.Format == "csv" {
 		L := sb.L
 		rt.rec = L.CreateTable(0, len(p.Fields))
@@ -124,11 +127,46 @@ func (rt *Runtime) Process(raw []byte) (k Keyed, rec connectors.Row, kept bool, 
 		}
 	}
 	if rt.records {
+		if rt.p.hasRoute {
+			if err := rt.routeOf(r); err != nil {
+				return k, rec, false, err
+			}
+		}
 		if rec, err = rowOf(r, k.Key); err != nil {
 			return k, rec, false, fmt.Errorf("record: %w", err)
 		}
 	}
 	return k, rec, true, nil
+}
+
+// Routes names the sinks the last record Process kept goes to; nil means
+// the default, "records". Valid until the next Process.
+func (rt *Runtime) Routes() []string { return rt.routes }
+
+func (rt *Runtime) routeOf(r *lua.LTable) error {
+	L := rt.sb.L
+	if err := rt.sb.call(rt.route, 1, r); err != nil {
+		return fmt.Errorf("route: %w", err)
+	}
+	v := L.Get(-1)
+	L.Pop(1)
+	rt.routes = rt.routes[:0]
+	switch v := v.(type) {
+	case lua.LString:
+		rt.routes = append(rt.routes, string(v))
+	case *lua.LTable:
+		for i := 1; i <= v.Len(); i++ {
+			s, ok := v.RawGetInt(i).(lua.LString)
+			if !ok {
+				return fmt.Errorf("route: %s: entry %d of the returned list is a %s, want a sink name", rt.p.Script, i, v.RawGetInt(i).Type())
+			}
+			rt.routes = append(rt.routes, string(s))
+		}
+	case *lua.LNilType:
+	default:
+		return fmt.Errorf("route: %s: the route function returned a %s, want a sink name or a list of them", rt.p.Script, v.Type())
+	}
+	return nil
 }
 
 func (rt *Runtime) parseRecord(raw []byte) (*lua.LTable, error) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ type runFlags struct {
 	maxErrors                                         int64
 	maxFiles, shards, workers, keep                   int
 	progress                                          bool
+	to                                                map[string]string
 }
 
 func runCmd() *cobra.Command {
@@ -48,6 +50,7 @@ a temporary directory and is gone when the run ends.`,
 	fl.StringVar(&f.source, "source", "", "source URI, overriding the script's (dir:PATH, file:PATH, stdin, gen:NAME?count=N)")
 	fl.StringVar(&f.sink, "sink", "", "sink URI for the results (or the records, when the pipeline doesn't aggregate), overriding the script's (stdout, file:PATH.jsonl|.csv)")
 	fl.StringVar(&f.records, "records", "", "also write every kept record to this sink URI")
+	fl.StringToStringVar(&f.to, "to", nil, "NAME=URI: the sink of a named output (results, records, dead_letter, or a name the script's route returns); repeatable")
 	fl.StringVar(&f.deadLetter, "dead-letter", "", "sink URI for records that fail (default: the script's, else stderr)")
 	fl.StringVar(&f.stateDir, "state", "", "directory for checkpoints; a restart with the same directory resumes (default: a temporary directory)")
 	fl.StringVar(&f.emit, "emit", "", "emit mode: update (changed rows per trigger), complete (whole table per trigger), final (once, when the input ends)")
@@ -96,18 +99,42 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 	defer sinks.closeUnused()
 	main := first(f.sink, p.Sinks["main"])
 	if p.HasAggregate() {
-		if cfg.Results, err = sinks.open(first(main, p.Sinks["results"], "stdout")); err != nil {
+		if cfg.Results, err = sinks.open(first(f.to["results"], main, p.Sinks["results"], "stdout")); err != nil {
 			return err
 		}
-		if uri := first(f.records, p.Sinks["records"]); uri != "" {
+		if uri := first(f.to["records"], f.records, p.Sinks["records"]); uri != "" {
 			if cfg.Records, err = sinks.open(uri); err != nil {
 				return err
 			}
 		}
-	} else if cfg.Records, err = sinks.open(first(main, f.records, p.Sinks["records"], "stdout")); err != nil {
+	} else if cfg.Records, err = sinks.open(first(f.to["records"], main, f.records, p.Sinks["records"], "stdout")); err != nil {
 		return err
 	}
-	if cfg.DeadLetters, err = sinks.open(first(f.deadLetter, p.Sinks["dead_letter"], "stderr")); err != nil {
+	if p.HasRoute() {
+		cfg.Outputs = map[string]connectors.Sink{}
+		for _, name := range p.Outputs() {
+			if name == "records" {
+				continue
+			}
+			uri := first(f.to[name], p.Sinks[name])
+			if uri == "" {
+				return fmt.Errorf("%s: sink %q has no URI: set it in sinks or with --to %s=URI", p.Script, name, name)
+			}
+			if cfg.Outputs[name], err = sinks.open(uri); err != nil {
+				return err
+			}
+		}
+	}
+	for name := range f.to {
+		switch name {
+		case "results", "records", "dead_letter":
+		default:
+			if _, ok := cfg.Outputs[name]; !ok {
+				return fmt.Errorf("--to %s: %s has no output of that name (outputs: %s)", name, p.Script, strings.Join(append([]string{"results", "dead_letter"}, p.Outputs()...), ", "))
+			}
+		}
+	}
+	if cfg.DeadLetters, err = sinks.open(first(f.to["dead_letter"], f.deadLetter, p.Sinks["dead_letter"], "stderr")); err != nil {
 		return err
 	}
 

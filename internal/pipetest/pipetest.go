@@ -7,6 +7,7 @@ package pipetest
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/eddy-stream/eddy/actors"
@@ -58,6 +59,17 @@ func runOne(ctx context.Context, p *scripting.Pipeline, tc scripting.Test) (Resu
 	if !p.HasAggregate() || tc.WantRecords != nil {
 		cfg.Records = records
 	}
+	outputs := map[string]*memio.Sink{}
+	if p.HasRoute() {
+		cfg.Outputs = map[string]connectors.Sink{}
+		for _, name := range p.Outputs() {
+			outputs[name] = &memio.Sink{}
+			cfg.Outputs[name] = outputs[name]
+		}
+		if cfg.Records != nil {
+			outputs["records"] = records // Records is the "records" output
+		}
+	}
 	if _, err := actors.Run(ctx, cfg); err != nil {
 		return Result{}, err
 	}
@@ -70,6 +82,16 @@ func runOne(ctx context.Context, p *scripting.Pipeline, tc scripting.Test) (Resu
 	if tc.WantRecords != nil {
 		if d := diff(tc.WantRecords, records.Rows()); d != "" {
 			res.Failures = append(res.Failures, "records differ (- want, + got):\n"+d)
+		}
+	}
+	for _, name := range sortedNames(tc.WantOutputs) {
+		sink := outputs[name]
+		if sink == nil {
+			res.Failures = append(res.Failures, fmt.Sprintf("want_outputs.%s: the pipeline has no sink of that name", name))
+			continue
+		}
+		if d := diff(tc.WantOutputs[name], sink.Rows()); d != "" {
+			res.Failures = append(res.Failures, "sink "+name+" differs (- want, + got):\n"+d)
 		}
 	}
 	if tc.DeadLetters >= 0 && len(dead.Rows()) != tc.DeadLetters {
@@ -141,4 +163,13 @@ func normalise(v any) any {
 		return out
 	}
 	return v
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
 }
