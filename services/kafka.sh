@@ -23,7 +23,7 @@ up() {
   build_check
   local pid
   if pid=$(recorded_pid "$PIDFILE" "$MARKER"); then
-    if ! wait_ready "$START_TIMEOUT" "$pid" "$CHECK" kafka "$HOST:$PORT"; then
+    if ! wait_ready "$START_TIMEOUT" "$pid" ready "$pid" "$PORT" "$CHECK" kafka "$HOST:$PORT"; then
       show_logs "$LOG" "$OUT"
       die "pid $pid is running but does not answer on $HOST:$PORT: $LAST_CHECK"
     fi
@@ -62,7 +62,7 @@ up() {
   echo "$pid" >"$PIDFILE"
 
   local rc=0
-  wait_ready "$START_TIMEOUT" "$pid" "$CHECK" kafka "$HOST:$PORT" || rc=$?
+  wait_ready "$START_TIMEOUT" "$pid" ready "$pid" "$PORT" "$CHECK" kafka "$HOST:$PORT" || rc=$?
   if ((rc != 0)); then
     show_logs "$LOG" "$OUT"
     if ((rc == 2)); then

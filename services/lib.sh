@@ -33,6 +33,32 @@ recorded_pid() {
 # port_open HOST PORT: something accepts TCP connections there.
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# owns_port PID PORT: PID holds the socket listening on TCP PORT. A readiness
+# check alone could be answered by another server that took the port first
+# (say, one started from another checkout) while ours failed to bind.
+owns_port() {
+  local pid=$1 hex inode
+  hex=$(printf '%04X' "$2")
+  # shellcheck disable=SC2013 # one inode number a line
+  for inode in $(awk -v p=":$hex\$" '$4 == "0A" && $2 ~ p {print $10}' /proc/net/tcp /proc/net/tcp6 2>/dev/null); do
+    if find "/proc/$pid/fd" -maxdepth 1 -lname "socket:\[$inode\]" 2>/dev/null | grep -q .; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# ready PID PORT CMD...: PID listens on PORT and CMD succeeds against it.
+ready() {
+  local pid=$1 port=$2
+  shift 2
+  if ! owns_port "$pid" "$port"; then
+    echo "pid $pid does not listen on port $port (yet)"
+    return 1
+  fi
+  "$@"
+}
+
 # show_logs FILE...: the last 40 lines of each log that exists, on stderr.
 show_logs() {
   local f

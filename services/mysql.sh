@@ -85,7 +85,7 @@ up() {
 
   local pid
   if pid=$(recorded_pid "$PIDFILE" "$MARKER"); then
-    if ! wait_ready "$START_TIMEOUT" "$pid" tcp_check; then
+    if ! wait_ready "$START_TIMEOUT" "$pid" ready "$pid" "$PORT" tcp_check; then
       show_logs "$LOG" "$OUT"
       die "pid $pid is running but user eddy gets no answer on $HOST:$PORT: $LAST_CHECK"
     fi
@@ -132,7 +132,7 @@ up() {
       GRANT ALL PRIVILEGES ON *.* TO 'eddy'@'127.0.0.1';
       GRANT ALL PRIVILEGES ON *.* TO 'eddy'@'::1';" >>"$OUT" 2>&1 || rc=3
   fi
-  ((rc == 0)) && { wait_ready 10 "$pid" tcp_check || rc=$?; }
+  ((rc == 0)) && { wait_ready 10 "$pid" ready "$pid" "$PORT" tcp_check || rc=$?; }
   if ((rc != 0)); then
     show_logs "$LOG" "$OUT"
     if ((rc == 2)); then
