@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# services/cassandra.sh up|down|status: one Apache Cassandra 5.0 node with CQL
+# services/cassandra.sh up|down|status|fetch: one Apache Cassandra 5.0 node with CQL
 # on 127.0.0.1:9042, for eddy's tests. Jars, data and log live under
 # .cache/cassandra; see docs/services.md.
 set -euo pipefail
@@ -107,11 +107,18 @@ status() {
 }
 
 case ${1:-} in
+fetch)
+  # the downloads alone, so CI can time them apart from the start
+  mkdir -p "$DIR"
+  fetch_jars "$ROOT/services/cassandra/pom.xml" "$LIBS"
+  build_check
+  say "jars in $LIBS"
+  ;;
 up) up ;;
 down) down "$PIDFILE" "$MARKER" 90 ;;
 status) status ;;
 *)
-  echo "usage: $0 up|down|status" >&2
+  echo "usage: $0 up|down|status|fetch" >&2
   exit 2
   ;;
 esac
