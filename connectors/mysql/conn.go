@@ -73,7 +73,9 @@ func password(t connectors.Target) (string, error) {
 // "unexpected EOF") to slog at debug: the sink logs retries itself.
 type quietLogger struct{}
 
-func (quietLogger) Print(v ...any) { slog.Debug("mysql driver: " + strings.TrimSpace(fmt.Sprint(v...))) }
+func (quietLogger) Print(v ...any) {
+	slog.Debug("mysql driver: " + strings.TrimSpace(fmt.Sprint(v...)))
+}
 
 // openDB opens a pool on l with the password from t; it does not connect.
 func openDB(l location, t connectors.Target, conns int) (*sql.DB, error) {
