@@ -1,0 +1,514 @@
+package cassandra
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/eddy-stream/eddy/connectors"
+)
+
+func init() {
+	connectors.RegisterSink("cassandra", func(t connectors.Target) (connectors.Sink, error) { return Open(t) })
+}
+
+// Defaults of the sink's parameters.
+const (
+	DefaultBatch       = 50 // rows of one partition per unlogged batch
+	DefaultConcurrency = 8  // requests in flight
+	DefaultConsistency = "LOCAL_QUORUM"
+)
+
+// Sink is the cassandra:// sink.
+type Sink struct {
+	where    string // cassandra://hosts/ks/table, for errors and logs
+	ks       string
+	table    string
+	sess     *gocql.Session
+	columns  map[string]column
+	pk       []string
+	mapping  map[string]string
+	ignore   bool
+	batch    int
+	cons     gocql.Consistency
+	retryFor time.Duration
+	log      *slog.Logger
+
+	stmtMu sync.Mutex
+	stmts  map[string]string // column list → INSERT
+
+	workers []*worker
+	pending sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	errMu   sync.Mutex
+	err     error
+	closed  bool
+}
+
+type worker struct {
+	rows []connectors.Row
+	ch   chan []connectors.Row
+}
+
+var _ connectors.Sink = (*Sink)(nil)
+
+// Open connects to the cluster t names and checks (or, with create=true,
+// creates) the table.
+func Open(t connectors.Target) (*Sink, error) {
+	hosts := splitList(t.Host)
+	ks, table, _ := strings.Cut(t.Path, "/")
+	if len(hosts) == 0 || ks == "" || table == "" || strings.Contains(table, "/") {
+		return nil, fmt.Errorf("cassandra: want cassandra://HOST:PORT[,HOST:PORT]/KEYSPACE/TABLE, got %q", t.URI)
+	}
+	s := &Sink{where: "cassandra://" + t.Host + "/" + ks + "/" + table, ks: ks, table: table, stmts: map[string]string{}}
+	s.log = slog.Default().With("sink", s.where)
+	batch, err := t.IntParam("batch", DefaultBatch, 1)
+	if err != nil {
+		return nil, err
+	}
+	conc, err := t.IntParam("concurrency", DefaultConcurrency, 1)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.IntParam("replication", 1, 1); err != nil {
+		return nil, err
+	}
+	timeout, err := t.DurationParam("timeout", 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	extra, err := t.Choice("extra", "error", "error", "ignore")
+	if err != nil {
+		return nil, err
+	}
+	create, err := t.Choice("create", "false", "true", "false")
+	if err != nil {
+		return nil, err
+	}
+	if s.cons, err = gocql.ParseConsistencyWrapper(strings.ToUpper(firstOf(t.Params.Get("consistency"), DefaultConsistency))); err != nil {
+		return nil, fmt.Errorf("parameter consistency: %w", err)
+	}
+	if t.Params.Get("retry-for") != "" {
+		if s.retryFor, err = t.DurationParam("retry-for", 0); err != nil {
+			return nil, err
+		}
+	}
+	s.batch, s.ignore = int(batch), extra == "ignore"
+	if s.mapping, err = parseMap(t.Params.Get("map")); err != nil {
+		return nil, err
+	}
+
+	cluster := gocql.NewCluster(hosts...)
+	cluster.Consistency = s.cons
+	cluster.Timeout = timeout
+	cluster.ConnectTimeout = 5 * time.Second
+	cluster.ReconnectInterval = time.Second
+	cluster.Logger = slogLogger{}
+	if s.sess, err = cluster.CreateSession(); err != nil {
+		return nil, s.explain(fmt.Errorf("connect to %s: %w", strings.Join(hosts, ","), err))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.loadTable(ctx, create == "true", t); err != nil {
+		s.sess.Close()
+		return nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for range conc {
+		w := &worker{ch: make(chan []connectors.Row, 1)}
+		s.workers = append(s.workers, w)
+		go s.run(w)
+	}
+	return s, nil
+}
+
+func firstOf(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// loadTable reads the table's columns, creating keyspace and table first
+// when asked to.
+func (s *Sink) loadTable(ctx context.Context, create bool, t connectors.Target) error {
+	cols, err := readColumns(ctx, s.sess, s.ks, s.table)
+	if err != nil {
+		return s.explain(fmt.Errorf("read the schema of %s.%s: %w", s.ks, s.table, err))
+	}
+	if len(cols) == 0 && create {
+		rf, _ := t.IntParam("replication", 1, 1)
+		stmts, err := createStatements(s.ks, s.table, t.Params.Get("schema"), t.Params.Get("key"), t.Params.Get("clustering"), rf)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.where, err)
+		}
+		for _, q := range stmts {
+			if err := s.sess.Query(q).WithContext(ctx).Exec(); err != nil {
+				return s.explain(fmt.Errorf("%s: %w", q, err))
+			}
+		}
+		if cols, err = readColumns(ctx, s.sess, s.ks, s.table); err != nil {
+			return s.explain(err)
+		}
+	}
+	if len(cols) == 0 {
+		ok, err := keyspaceExists(ctx, s.sess, s.ks)
+		if err != nil {
+			return s.explain(err)
+		}
+		if !ok {
+			return fmt.Errorf("%s: keyspace %s does not exist (create it, or open with ?create=true&schema=COLUMN:TYPE,…&key=COLUMN)", s.where, s.ks)
+		}
+		return fmt.Errorf("%s: table %s.%s does not exist (create it, or open with ?create=true&schema=COLUMN:TYPE,…&key=COLUMN)", s.where, s.ks, s.table)
+	}
+	s.columns, s.pk = cols, partitionKey(cols)
+	for f, c := range s.mapping {
+		if _, ok := cols[c]; !ok {
+			return fmt.Errorf("%s: map %s:%s: %q is not a column of %s.%s (columns: %s)", s.where, f, c, c, s.ks, s.table, s.columnList())
+		}
+	}
+	return nil
+}
+
+func (s *Sink) columnList() string {
+	names := make([]string, 0, len(s.columns))
+	for n := range s.columns {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}
+
+func parseMap(v string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, pair := range splitList(v) {
+		f, c, ok := strings.Cut(pair, ":")
+		if !ok || f == "" || c == "" {
+			return nil, fmt.Errorf("parameter map: %q is not field:column", pair)
+		}
+		m[f] = c
+	}
+	return m, nil
+}
+
+// column returns the column field goes to, "" when none.
+func (s *Sink) column(field string) string {
+	if c, ok := s.mapping[field]; ok {
+		return c
+	}
+	if _, ok := s.columns[field]; ok {
+		return field
+	}
+	if _, ok := s.columns[strings.ToLower(field)]; ok {
+		return strings.ToLower(field)
+	}
+	return ""
+}
+
+// Write checks rows against the table and hands them to the workers,
+// blocking while every worker is busy.
+func (s *Sink) Write(ctx context.Context, rows []connectors.Row) error {
+	if err := s.failed(); err != nil {
+		return err
+	}
+	if s.closed {
+		return fmt.Errorf("%s: write after close", s.where)
+	}
+	for _, r := range rows {
+		pk, err := s.partitionOf(r)
+		if err != nil {
+			return err
+		}
+		h := fnv.New32a()
+		h.Write([]byte(pk))
+		w := s.workers[int(h.Sum32()%uint32(len(s.workers)))]
+		w.rows = append(w.rows, r)
+		if len(w.rows) >= s.batch {
+			if err := s.send(ctx, w); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// partitionOf renders r's partition key, failing when r lacks part of it
+// or has a field with no column.
+func (s *Sink) partitionOf(r connectors.Row) (string, error) {
+	vals := make([]string, len(s.pk))
+	found := 0
+	for _, f := range r.Fields {
+		c := s.column(f.Name)
+		if c == "" {
+			if s.ignore {
+				continue
+			}
+			return "", fmt.Errorf("%s: field %q has no column in %s.%s (columns: %s; map it with ?map=%s:COLUMN or drop extra fields with ?extra=ignore)",
+				s.where, f.Name, s.ks, s.table, s.columnList(), f.Name)
+		}
+		if i := slices.Index(s.pk, c); i >= 0 {
+			if f.Value == nil {
+				return "", fmt.Errorf("%s: partition key column %q is null in row %s", s.where, c, connectors.AppendJSON(nil, r))
+			}
+			vals[i] = connectors.LookupKey(f.Value)
+			found++
+		}
+	}
+	if found < len(s.pk) {
+		return "", fmt.Errorf("%s: row %s lacks the partition key (%s)", s.where, connectors.AppendJSON(nil, r), strings.Join(s.pk, ", "))
+	}
+	return strings.Join(vals, "\x1f"), nil
+}
+
+func (s *Sink) send(ctx context.Context, w *worker) error {
+	if len(w.rows) == 0 {
+		return nil
+	}
+	s.pending.Add(1)
+	select {
+	case w.ch <- w.rows:
+		w.rows = nil
+		return nil
+	case <-ctx.Done():
+		s.pending.Done()
+		return ctx.Err()
+	}
+}
+
+// Flush sends what is buffered and returns once Cassandra acknowledged
+// every row written so far; while it can't, it keeps retrying.
+func (s *Sink) Flush(ctx context.Context) error {
+	if s.closed {
+		return fmt.Errorf("%s: flush after close", s.where)
+	}
+	for _, w := range s.workers {
+		if err := s.send(ctx, w); err != nil {
+			return err
+		}
+	}
+	done := make(chan struct{})
+	go func() { s.pending.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.failed()
+}
+
+// Close flushes and closes the session.
+func (s *Sink) Close() error {
+	if s.closed {
+		return nil
+	}
+	err := s.Flush(context.Background())
+	s.closed = true
+	for _, w := range s.workers {
+		close(w.ch)
+	}
+	s.cancel()
+	s.sess.Close()
+	return err
+}
+
+func (s *Sink) failed() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+func (s *Sink) fail(err error) {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	if s.err == nil {
+		s.err = err
+	}
+}
+
+func (s *Sink) run(w *worker) {
+	for rows := range w.ch {
+		if s.failed() == nil {
+			if err := s.write(rows); err != nil {
+				s.fail(err)
+			}
+		}
+		s.pending.Done()
+	}
+}
+
+// entry is one bound INSERT.
+type entry struct {
+	stmt string
+	args []any
+}
+
+// write groups rows by partition, in order, and sends each partition's
+// rows as unlogged batches of up to Batch rows (one row: a plain query).
+func (s *Sink) write(rows []connectors.Row) error {
+	groups := map[string][]entry{}
+	var order []string
+	for _, r := range rows {
+		pk, _ := s.partitionOf(r)
+		e, err := s.bind(r)
+		if err != nil {
+			return err
+		}
+		if _, ok := groups[pk]; !ok {
+			order = append(order, pk)
+		}
+		groups[pk] = append(groups[pk], e)
+	}
+	for _, pk := range order {
+		es := groups[pk]
+		for len(es) > 0 {
+			n := min(len(es), s.batch)
+			if err := s.exec(es[:n]); err != nil {
+				return err
+			}
+			es = es[n:]
+		}
+	}
+	return nil
+}
+
+// bind makes r's INSERT with its values converted to the columns' types.
+func (s *Sink) bind(r connectors.Row) (entry, error) {
+	cols := make([]string, 0, len(r.Fields))
+	args := make([]any, 0, len(r.Fields))
+	for _, f := range r.Fields {
+		c := s.column(f.Name)
+		if c == "" {
+			continue
+		}
+		v, err := toCQL(s.columns[c].typ, f.Value)
+		if err != nil {
+			return entry{}, fmt.Errorf("%s: field %q for column %s %s: %w", s.where, f.Name, c, s.columns[c].typ, err)
+		}
+		cols = append(cols, c)
+		args = append(args, v)
+	}
+	key := strings.Join(cols, ",")
+	s.stmtMu.Lock()
+	stmt, ok := s.stmts[key]
+	if !ok {
+		stmt = fmt.Sprintf("INSERT INTO %s.%s (%s) VALUES (%s)", ident(s.ks), ident(s.table), joinIdents(cols), strings.TrimSuffix(strings.Repeat("?,", len(cols)), ","))
+		s.stmts[key] = stmt
+	}
+	s.stmtMu.Unlock()
+	return entry{stmt: stmt, args: args}, nil
+}
+
+// exec sends entries of one partition, retrying transient failures.
+func (s *Sink) exec(es []entry) error {
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		var err error
+		if len(es) == 1 {
+			err = s.sess.Query(es[0].stmt, es[0].args...).Idempotent(true).Consistency(s.cons).WithContext(s.ctx).Exec()
+		} else {
+			b := s.sess.Batch(gocql.UnloggedBatch).Consistency(s.cons).WithContext(s.ctx)
+			for _, e := range es {
+				b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: e.stmt, Args: e.args, Idempotent: true})
+			}
+			err = b.Exec()
+		}
+		if err == nil {
+			if attempt > 1 {
+				s.log.Info("cassandra sink: write succeeded after retries", "rows", len(es), "attempts", attempt, "outage", time.Since(start).Round(time.Millisecond))
+			}
+			return nil
+		}
+		if s.ctx.Err() != nil {
+			return fmt.Errorf("%s: closed while writing: %w", s.where, err)
+		}
+		if !transient(err) {
+			return s.explain(err)
+		}
+		if s.retryFor > 0 && time.Since(start) > s.retryFor {
+			return fmt.Errorf("%s: gave up after %v of retries (retry-for=%v): %w", s.where, time.Since(start).Round(time.Second), s.retryFor, err)
+		}
+		wait := backoff(attempt)
+		s.log.Warn("cassandra sink: write failed, retrying; the checkpoint waits until it succeeds", "rows", len(es), "attempt", attempt, "retry_in", wait, "error", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%s: closed while retrying: %w", s.where, err)
+		}
+	}
+}
+
+func backoff(n int) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 1; i < n && d < 10*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 10*time.Second)
+}
+
+// transient says whether err may pass on its own: timeouts, unavailable or
+// overloaded replicas, a node that is down or restarting.
+func transient(err error) bool {
+	var re gocql.RequestError
+	if errors.As(err, &re) {
+		switch re.Code() {
+		case gocql.ErrCodeUnavailable, gocql.ErrCodeOverloaded, gocql.ErrCodeBootstrapping,
+			gocql.ErrCodeWriteTimeout, gocql.ErrCodeReadTimeout, gocql.ErrCodeTruncate:
+			return true
+		}
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, gocql.ErrNoConnections) || errors.Is(err, gocql.ErrTimeoutNoResponse) ||
+		errors.Is(err, gocql.ErrConnectionClosed) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &ne) || strings.Contains(err.Error(), "connection refused")
+}
+
+// explain prefixes err with the sink and says what a server error means.
+func (s *Sink) explain(err error) error {
+	var re gocql.RequestError
+	if errors.As(err, &re) {
+		switch re.Code() {
+		case gocql.ErrCodeCredentials, gocql.ErrCodeUnauthorized:
+			return fmt.Errorf("%s: the server refused the credentials or the permission: %w", s.where, err)
+		case gocql.ErrCodeInvalid:
+			return fmt.Errorf("%s: invalid request (a missing table or column?): %w", s.where, err)
+		}
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return fmt.Errorf("%s: unknown host %q: %w", s.where, dns.Name, err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "no such host") {
+		return fmt.Errorf("%s: unknown host: %w", s.where, err)
+	}
+	return fmt.Errorf("%s: %w", s.where, err)
+}
+
+// slogLogger sends the driver's messages to slog at debug: the sink logs
+// its retries itself, and a node that is down would otherwise fill stderr.
+type slogLogger struct{}
+
+func (slogLogger) log(msg string, fields []gocql.LogField) {
+	args := make([]any, 0, 2*len(fields))
+	for _, f := range fields {
+		args = append(args, f.Name, f.Value.String())
+	}
+	slog.Debug("gocql: "+msg, args...)
+}
+
+func (l slogLogger) Error(msg string, fields ...gocql.LogField)   { l.log(msg, fields) }
+func (l slogLogger) Warning(msg string, fields ...gocql.LogField) { l.log(msg, fields) }
+func (l slogLogger) Info(msg string, fields ...gocql.LogField)    { l.log(msg, fields) }
+func (l slogLogger) Debug(msg string, fields ...gocql.LogField)   { l.log(msg, fields) }
