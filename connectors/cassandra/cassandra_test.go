@@ -168,7 +168,7 @@ func TestCassandra(t *testing.T) {
 		}
 		var city, country string
 		var speed float64
-		if err := c.sess.Query("SELECT city, country, wind_speed FROM " + ks + ".weather").Scan(&city, &country, &speed); err != nil {
+		if err := c.sess.Query("SELECT city, country, wind_speed FROM "+ks+".weather").Scan(&city, &country, &speed); err != nil {
 			t.Fatal(err)
 		}
 		if city != "Chicago" || country != "US" || speed != 3.1 {
