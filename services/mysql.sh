@@ -13,6 +13,10 @@ PORT=3306
 DIR="$CACHE/mysql"
 DATA="$DIR/data"
 SOCK="$DIR/mysqld.sock"
+if ((${#SOCK} > 100)); then
+  # a unix socket path has room for 107 bytes: deep checkouts use /tmp
+  SOCK="${TMPDIR:-/tmp}/eddy-mysqld-$(printf '%s' "$DIR" | sha256sum | cut -c1-12).sock"
+fi
 PIDFILE="$DIR/mysqld.pid"
 LOG="$DIR/mysqld.log"
 OUT="$DIR/mysqld.out"
