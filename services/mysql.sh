@@ -113,13 +113,16 @@ up() {
       { show_logs "$OUT"; die "mariadb-install-db failed"; }
   fi
 
+  # --no-defaults drops Debian's my.cnf, whose utf8mb4 defaults we keep:
+  # MariaDB's own default is latin1.
   local asroot=()
   ((EUID == 0)) && asroot=(--user=root) # mariadbd refuses root without it
   say "starting MariaDB on $HOST:$PORT; log: $LOG"
   rm -f "$SOCK"
   nohup "$server" --no-defaults "$MARKER" --socket="$SOCK" --port="$PORT" \
     --bind-address="$HOST" --pid-file="$DIR/mariadbd.pid" --log-error="$LOG" \
-    --skip-name-resolve --innodb-buffer-pool-size=128M "${asroot[@]}" \
+    --skip-name-resolve --innodb-buffer-pool-size=128M \
+    --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci "${asroot[@]}" \
     >>"$OUT" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$PIDFILE"
