@@ -1,0 +1,4 @@
+package all
+
+// Kafka registers kafka:// as a source and a sink.
+import _ "github.com/eddy-stream/eddy/connectors/kafka"

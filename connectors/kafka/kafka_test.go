@@ -1,0 +1,247 @@
+package kafka_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/connectors/connectortest"
+	"github.com/eddy-stream/eddy/connectors/kafka"
+	"github.com/eddy-stream/eddy/internal/testenv"
+)
+
+func uri(brokers []string, topic, params string) string {
+	u := "kafka://" + strings.Join(brokers, ",") + "/" + topic
+	if params != "" {
+		u += "?" + params
+	}
+	return u
+}
+
+// produce writes n records "v0".."v{n-1}" with keys k0.. to topic, spread
+// over its partitions by key.
+func produce(t *testing.T, brokers []string, topic string, from, n int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	recs := make([]*kgo.Record, 0, n)
+	for i := from; i < from+n; i++ {
+		recs = append(recs, &kgo.Record{Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, "v%d", i)})
+	}
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// consumeAll reads topic with read_committed until it has n values or 20s
+// pass.
+func consumeAll(t *testing.T, brokers []string, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	}
+	return out
+}
+
+func TestSourceReadsSeeksAndCatchesUp(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 2)
+	produce(t, brokers, topic, 0, 500)
+	src, err := connectors.OpenSource(uri(brokers, topic, "group="+topic+"-g&batch=100"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := connectortest.Start(t, src)
+	waitParts(t, l, 2)
+	total := 0
+	var seen []string
+	for _, p := range l.Partitions() {
+		res := connectortest.ReadAll(t, p, 0, 20*time.Second)
+		for _, r := range res.Records() {
+			seen = append(seen, string(r.Value))
+			if r.Unit != "offset" || !strings.HasPrefix(r.Where, topic+"/") {
+				t.Fatalf("record located as %q %q", r.Where, r.Unit)
+			}
+		}
+		total += len(res.Records())
+		last := res.Batches[len(res.Batches)-1]
+		if !last.CaughtUp {
+			t.Fatalf("%s: the last batch is not caught up", p.ID())
+		}
+		// Seek back to the middle: the second half again.
+		recs := res.Records()
+		mid := recs[len(recs)/2]
+		if err := p.Seek([]byte(fmt.Sprintf(`{"offset":%d}`, mid.Seq))); err != nil {
+			t.Fatal(err)
+		}
+		again := connectortest.ReadAll(t, p, 0, 20*time.Second).Records()
+		if len(again) != len(recs)-len(recs)/2 || string(again[0].Value) != string(mid.Value) {
+			t.Fatalf("%s: after a seek to offset %d read %d records from %q, want %d from %q", p.ID(), mid.Seq, len(again), again[0].Value, len(recs)-len(recs)/2, mid.Value)
+		}
+		if p.Describe(last.End) == "" {
+			t.Fatal("no description")
+		}
+	}
+	if total != 500 {
+		t.Fatalf("read %d records, want 500", total)
+	}
+}
+
+func waitParts(t *testing.T, l *connectortest.Listener, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(l.Partitions()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d partitions assigned after 30s", len(l.Partitions()), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestSourceErrors(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	tests := []struct {
+		name, uri, errContains string
+	}{
+		{"unknown topic", uri(brokers, "eddy_no_such_topic", ""), `topic "eddy_no_such_topic" does not exist`},
+		{"no broker", "kafka://127.0.0.1:1/t", "no broker answered"},
+		{"bad start", uri(brokers, "t", "start=middle"), "start="},
+		{"bad topic", uri(brokers, "a b", ""), "topic name"},
+		{"sasl without user", uri(brokers, "t", "sasl=scram-sha-256"), "needs user="},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src, err := connectors.OpenSource(tc.uri, nil)
+			if err == nil {
+				ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+				err = src.Start(ctx, connectortest.NewListener())
+				cancel()
+				src.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.errContains) {
+				t.Fatalf("error %v, want one containing %q", err, tc.errContains)
+			}
+		})
+	}
+}
+
+func TestSinkWritesKeyedJSONAndDeadLetters(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 1)
+	s, err := connectors.OpenSink(uri(brokers, topic, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := []connectors.Row{
+		{Key: "a", Fields: []connectors.Field{{Name: "k", Value: "a"}, {Name: "n", Value: int64(1)}}},
+		{Fields: []connectors.Field{{Name: "error", Value: "parse: boom (in/0 offset 7)"}, {Name: "partition", Value: "kafka:in/0"},
+			{Name: "source", Value: "in/0 offset 7"}, {Name: "record", Value: "raw line"}}},
+	}
+	ctx := t.Context()
+	if err := s.Write(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := consumeAll(t, brokers, topic, 2)
+	if len(got) != 2 {
+		t.Fatalf("read %d records", len(got))
+	}
+	if string(got[0].Key) != "a" || string(got[0].Value) != `{"k":"a","n":1}` {
+		t.Fatalf("row as %q=%q", got[0].Key, got[0].Value)
+	}
+	h := map[string]string{}
+	for _, x := range got[1].Headers {
+		h[x.Key] = string(x.Value)
+	}
+	if string(got[1].Value) != "raw line" || h["kafka-topic"] != "in" || h["kafka-partition"] != "0" || h["kafka-offset"] != "7" || !strings.Contains(h["eddy-error"], "boom") {
+		t.Fatalf("dead letter %q with headers %v", got[1].Value, h)
+	}
+}
+
+// A transaction's rows are visible only after Commit; aborted ones never;
+// Committed reads back the last commit, also from a new sink that fenced
+// the first.
+func TestTxSinkCommitAbortCommitted(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 1)
+	u := uri(brokers, topic, "exactly-once=true&transactional-id="+topic)
+	open := func() connectors.Transactional {
+		s, err := connectors.OpenSink(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx, ok := s.(connectors.Transactional)
+		if !ok {
+			t.Fatalf("%T is not transactional", s)
+		}
+		return tx
+	}
+	row := func(v string) []connectors.Row {
+		return []connectors.Row{{Key: v, Fields: []connectors.Field{{Name: "v", Value: v}}}}
+	}
+	ctx := t.Context()
+	s := open()
+	if cp, err := s.Committed(ctx); err != nil || cp.ID != 0 {
+		t.Fatalf("a new id committed %v, %v", cp, err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.Write(ctx, row("one")))
+	must(s.Flush(ctx))
+	must(s.Commit(ctx, connectors.Checkpoint{ID: 3, Positions: map[string]connectors.Position{"kafka:in/0": []byte(`{"offset":10}`)}}))
+	must(s.Write(ctx, row("aborted")))
+	must(s.Abort(ctx))
+	must(s.Write(ctx, row("two")))
+	must(s.Commit(ctx, connectors.Checkpoint{ID: 4}))
+	must(s.Write(ctx, row("left open")))
+	must(s.Flush(ctx))
+	// A second sink with the same id fences the first and aborts what it left open.
+	s2 := open()
+	defer s2.Close()
+	cp, err := s2.Committed(ctx)
+	must(err)
+	if cp.ID != 4 {
+		t.Fatalf("committed %d, want 4", cp.ID)
+	}
+	if err := s.Commit(ctx, connectors.Checkpoint{ID: 5}); err == nil {
+		t.Fatal("the fenced sink committed")
+	}
+	s.Close()
+	must(s2.Write(ctx, row("three")))
+	must(s2.Commit(ctx, connectors.Checkpoint{ID: 6}))
+	var vals []string
+	for _, r := range consumeAll(t, brokers, topic, 3) {
+		vals = append(vals, string(r.Key))
+	}
+	if strings.Join(vals, ",") != "one,two,three" {
+		t.Fatalf("read_committed sees %v", vals)
+	}
+	if cp, err := s2.Committed(ctx); err != nil || cp.ID != 6 {
+		t.Fatalf("committed %v, %v; want 6", cp.ID, err)
+	}
+}
+
+var _ = kafka.ParseConn

@@ -1,0 +1,241 @@
+package kafka
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-stream/eddy/connectors"
+)
+
+// partition is one assigned topic-partition. The source's poll loop fills
+// its buffer; the engine's reader drains it with Read.
+type partition struct {
+	s     *Source
+	tp    tp
+	id    string
+	where string
+
+	// Guarded by s.mu.
+	buf        []*kgo.Record // data and control records, in offset order
+	bufRecords int           // data records in buf
+	next       int64         // the offset the next fetched record must have at least
+	pos        int64         // after the last record Read returned
+	end        int64         // the partition's end (LSO or high watermark), -1 unknown
+	seeked     bool          // fetching was pointed at pos
+	full       bool          // paused because buf is full
+	seekWait   []chan struct{}
+	gone       bool // revoked, lost or closed
+
+	notify chan struct{}
+	owed   bool      // records were returned since the last CaughtUp
+	endAt  time.Time // when end was last listed
+}
+
+var _ connectors.Partition = (*partition)(nil)
+
+func newPartition(s *Source, t tp) *partition {
+	return &partition{s: s, tp: t, id: t.id(), where: t.topic + "/" + strconv.Itoa(int(t.part)), end: -1, notify: make(chan struct{}, 1), owed: true}
+}
+
+func (p *partition) ID() string { return p.id }
+
+// Seek points the partition at pos (the next offset) and drops what was
+// buffered. Seek(nil) goes back to where the partition starts without a
+// checkpoint: the group's committed offset, else the start policy.
+func (p *partition) Seek(pos connectors.Position) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var off int64
+	var err error
+	if pos == nil {
+		off, err = p.s.startOffset(ctx, p.tp)
+	} else {
+		off, err = decodePos(pos)
+	}
+	if err != nil {
+		return err
+	}
+	return p.s.requestSeek(ctx, p, off)
+}
+
+// add routes a fetch to the buffer; s.mu is held.
+func (p *partition) add(fp kgo.FetchPartition) {
+	if !p.seeked || p.gone {
+		return
+	}
+	end := fp.HighWatermark
+	if !p.s.cfg.ReadUncommitted {
+		end = fp.LastStableOffset
+	}
+	if end >= 0 {
+		p.end, p.endAt = end, time.Now()
+	}
+	for _, r := range fp.Records {
+		if r.Offset < p.next {
+			continue // fetched before a seek
+		}
+		p.next = r.Offset + 1
+		p.buf = append(p.buf, r)
+		if !r.Attrs.IsControl() {
+			p.bufRecords++
+		}
+	}
+	if len(p.buf) >= p.s.cfg.Buffer && !p.full {
+		p.full = true
+		p.s.cl.PauseFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.part}})
+	}
+	p.signal()
+}
+
+func (p *partition) signal() {
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
+}
+
+// seekDone releases the Seek calls waiting; s.mu is not held.
+func (p *partition) seekDone() {
+	p.s.mu.Lock()
+	w := p.seekWait
+	p.seekWait = nil
+	p.s.mu.Unlock()
+	for _, c := range w {
+		close(c)
+	}
+}
+
+// Read returns the buffered records, up to the batch size, waiting for
+// some when there are none. A quiet partition at its end says CaughtUp.
+func (p *partition) Read(ctx context.Context) (connectors.Batch, error) {
+	p.s.mu.Lock()
+	seeked := p.seeked || len(p.seekWait) > 0
+	p.s.mu.Unlock()
+	if !seeked {
+		// The engine had no checkpointed position for this partition.
+		if err := p.Seek(nil); err != nil {
+			return connectors.Batch{}, err
+		}
+	}
+	timer := time.NewTimer(p.s.cfg.Poll)
+	defer timer.Stop()
+	for {
+		if err := ctx.Err(); err != nil {
+			return connectors.Batch{}, err
+		}
+		b, ok := p.take()
+		if ok {
+			p.owed = true
+			return b, nil
+		}
+		if p.owed && p.caughtUp(ctx, false) {
+			p.owed = false
+			return p.idle(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return connectors.Batch{}, ctx.Err()
+		case <-p.notify:
+		case <-timer.C:
+			if p.caughtUp(ctx, true) {
+				p.owed = false
+				return p.idle(), nil
+			}
+			timer.Reset(p.s.cfg.Poll)
+		}
+	}
+}
+
+func (p *partition) idle() connectors.Batch {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	return connectors.Batch{Where: p.where, Unit: "offset", End: encodePos(p.pos), CaughtUp: true}
+}
+
+// caughtUp says whether everything up to the partition's end was read;
+// refresh lists the end when the fetches have not told it lately.
+func (p *partition) caughtUp(ctx context.Context, refresh bool) bool {
+	p.s.mu.Lock()
+	pos, end, at, empty := p.pos, p.end, p.endAt, len(p.buf) == 0
+	p.s.mu.Unlock()
+	if !empty {
+		return false
+	}
+	if refresh && (end < 0 || pos < end || time.Since(at) > time.Second) {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		e, err := p.s.endOffset(lctx, p.tp)
+		cancel()
+		if err != nil {
+			return false
+		}
+		p.s.mu.Lock()
+		p.end, p.endAt, end = e, time.Now(), e
+		p.s.mu.Unlock()
+	}
+	return end >= 0 && pos >= end
+}
+
+// take moves up to a batch of records out of the buffer.
+func (p *partition) take() (connectors.Batch, bool) {
+	s := p.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(p.buf) == 0 {
+		return connectors.Batch{}, false
+	}
+	n := min(s.cfg.Batch, p.bufRecords)
+	recs := make([]connectors.Record, 0, n)
+	i := 0
+	for ; i < len(p.buf); i++ {
+		r := p.buf[i]
+		if r.Attrs.IsControl() {
+			p.pos = r.Offset + 1
+			continue
+		}
+		if len(recs) == n {
+			break
+		}
+		recs = append(recs, connectors.Record{Key: r.Key, Value: r.Value, Time: r.Timestamp, Seq: r.Offset})
+		p.pos = r.Offset + 1
+	}
+	clear(p.buf[:i])
+	p.buf = p.buf[i:]
+	p.bufRecords -= len(recs)
+	if len(p.buf) == 0 {
+		p.buf = nil
+	}
+	if p.full && len(p.buf) <= s.cfg.Buffer/2 {
+		p.full = false
+		s.cl.ResumeFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.part}})
+	}
+	b := connectors.Batch{Records: recs, Where: p.where, Unit: "offset", End: encodePos(p.pos)}
+	b.CaughtUp = len(p.buf) == 0 && p.end >= 0 && p.pos >= p.end
+	if len(recs) == 0 && !b.CaughtUp {
+		// Only control records: report the new position as caught-up news
+		// would, but keep reading.
+		return connectors.Batch{}, false
+	}
+	return b, true
+}
+
+// Describe renders a position: "offset 1234".
+func (p *partition) Describe(pos connectors.Position) string {
+	off, err := decodePos(pos)
+	if err != nil {
+		return string(pos)
+	}
+	return "offset " + strconv.FormatInt(off, 10)
+}
+
+// close marks the partition gone; s.mu is held.
+func (p *partition) close() {
+	p.gone = true
+	p.buf = nil
+	p.signal()
+}
+
+// Close is a no-op: the source owns the partition's fetching.
+func (p *partition) Close() error { return nil }

@@ -1,0 +1,417 @@
+package kafka
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-stream/eddy/connectors"
+)
+
+// SinkConfig is where a kafka:// sink writes and how.
+type SinkConfig struct {
+	Conn
+	// Topic is the one topic written.
+	Topic string
+	// ExactlyOnce writes in transactions committed with the engine's
+	// checkpoints (connectors.Transactional).
+	ExactlyOnce bool
+	// TransactionalID fences an older process writing for the same
+	// pipeline; default "eddy." + Pipeline + "." + Topic.
+	TransactionalID string
+	// Pipeline names the pipeline, for the default TransactionalID.
+	Pipeline string
+	// Format is "json" (each row as a JSON object, the row's key as the
+	// record key), "dead-letter" (the failed raw record as the value and
+	// where it came from and why in headers) or "auto" (default: a row
+	// shaped as a dead letter is written as one).
+	Format string
+	Logger *slog.Logger
+}
+
+// OpenSink opens the sink a kafka:// target names. Parameters:
+// exactly-once=true, transactional-id, pipeline, format=auto|json|
+// dead-letter, and the connection's (see ParseConn).
+func OpenSink(t connectors.Target) (connectors.Sink, error) {
+	conn, err := ParseConn(t)
+	if err != nil {
+		return nil, err
+	}
+	if len(conn.Topics) != 1 {
+		return nil, fmt.Errorf("a kafka sink writes one topic: write kafka://HOST:PORT/TOPIC")
+	}
+	c := SinkConfig{Conn: conn, Topic: conn.Topics[0], ExactlyOnce: t.Params.Get("exactly-once") == "true",
+		TransactionalID: t.Params.Get("transactional-id"), Pipeline: t.Params.Get("pipeline")}
+	if c.Format, err = t.Choice("format", "auto", "auto", "json", "dead-letter"); err != nil {
+		return nil, err
+	}
+	if c.ExactlyOnce {
+		return NewTxSink(c)
+	}
+	return NewSink(c)
+}
+
+// Sink writes rows to a topic with an idempotent producer: at-least-once
+// across a crash (rows after the last checkpoint are written again), never
+// duplicated by the producer's own retries.
+type Sink struct {
+	cfg SinkConfig
+	cl  *kgo.Client
+
+	mu  sync.Mutex
+	err error // the first failed produce since the last Flush
+}
+
+var _ connectors.Sink = (*Sink)(nil)
+
+// NewSink returns an idempotent, non-transactional sink.
+func NewSink(c SinkConfig) (*Sink, error) {
+	return newSink(c)
+}
+
+func newSink(c SinkConfig, opts ...kgo.Opt) (*Sink, error) {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Format == "" {
+		c.Format = "auto"
+	}
+	if err := validTopic(c.Topic); err != nil {
+		return nil, err
+	}
+	if err := checkTopic(c.Conn, c.Topic); err != nil {
+		return nil, err
+	}
+	cl, err := c.NewClient(append([]kgo.Opt{
+		kgo.DefaultProduceTopic(c.Topic),
+		kgo.ProducerLinger(5 * time.Millisecond),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+		kgo.RecordDeliveryTimeout(2 * time.Minute),
+	}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	return &Sink{cfg: c, cl: cl}, nil
+}
+
+// checkTopic fails with one clear error when the cluster is unreachable or
+// the topic is missing.
+func checkTopic(c Conn, topic string) error {
+	cl, err := c.NewClient()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c.Topics = []string{topic}
+	return checkTopics(ctx, kadm.NewClient(cl), c)
+}
+
+func (s *Sink) promise(_ *kgo.Record, err error) {
+	if err != nil {
+		s.mu.Lock()
+		if s.err == nil {
+			s.err = err
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (s *Sink) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Write hands the rows to the producer, which batches them.
+func (s *Sink) Write(ctx context.Context, rows []connectors.Row) error {
+	if err := s.failed(); err != nil {
+		return fmt.Errorf("kafka sink %s: %w", s.cfg.Topic, err)
+	}
+	for _, r := range rows {
+		s.cl.Produce(ctx, s.record(r), s.promise)
+	}
+	return nil
+}
+
+// record encodes a row: JSON with the row's key, or a dead letter.
+func (s *Sink) record(r connectors.Row) *kgo.Record {
+	if s.cfg.Format == "dead-letter" || (s.cfg.Format == "auto" && isDeadLetter(r)) {
+		return deadLetterRecord(r)
+	}
+	rec := &kgo.Record{Value: connectors.AppendJSON(nil, r)}
+	if r.Key != "" {
+		rec.Key = []byte(r.Key)
+	}
+	return rec
+}
+
+// isDeadLetter reports whether r has the engine's dead-letter fields:
+// error, partition, source, record.
+func isDeadLetter(r connectors.Row) bool {
+	names := [...]string{"error", "partition", "source", "record"}
+	if len(r.Fields) != len(names) {
+		return false
+	}
+	for i, f := range r.Fields {
+		if f.Name != names[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// deadLetterRecord carries the failed raw record as its value, and why
+// and where it failed in headers: eddy-error, eddy-partition,
+// eddy-source, and for a Kafka input kafka-topic, kafka-partition and
+// kafka-offset.
+func deadLetterRecord(r connectors.Row) *kgo.Record {
+	str := func(name string) string {
+		v, _ := r.Get(name)
+		s, _ := v.(string)
+		return s
+	}
+	rec := &kgo.Record{Value: []byte(str("record"))}
+	rec.Headers = append(rec.Headers,
+		kgo.RecordHeader{Key: "eddy-error", Value: []byte(str("error"))},
+		kgo.RecordHeader{Key: "eddy-partition", Value: []byte(str("partition"))},
+		kgo.RecordHeader{Key: "eddy-source", Value: []byte(str("source"))})
+	// A Kafka source locates a record as "TOPIC/3 offset 17".
+	if where, off, ok := strings.Cut(str("source"), " offset "); ok && strings.HasPrefix(str("partition"), "kafka:") {
+		if i := strings.LastIndexByte(where, '/'); i > 0 {
+			rec.Headers = append(rec.Headers,
+				kgo.RecordHeader{Key: "kafka-topic", Value: []byte(where[:i])},
+				kgo.RecordHeader{Key: "kafka-partition", Value: []byte(where[i+1:])},
+				kgo.RecordHeader{Key: "kafka-offset", Value: []byte(off)})
+		}
+	}
+	return rec
+}
+
+// Flush waits until every row written is acknowledged by the broker.
+func (s *Sink) Flush(ctx context.Context) error {
+	if err := s.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("kafka sink %s: flush: %w", s.cfg.Topic, err)
+	}
+	if err := s.failed(); err != nil {
+		return fmt.Errorf("kafka sink %s: %w", s.cfg.Topic, err)
+	}
+	return nil
+}
+
+// Close flushes and disconnects.
+func (s *Sink) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := s.Flush(ctx)
+	s.cl.Close()
+	return err
+}
+
+// TxSink is an exactly-once sink: what is written between two checkpoints
+// goes into one Kafka transaction, committed by Commit together with a
+// marker of the checkpoint in the compacted topic
+// __eddy_checkpoints.<transactional id>, which Committed reads back after
+// a crash with read_committed.
+type TxSink struct {
+	*Sink
+	txnID  string
+	marker string
+	inTxn  bool
+}
+
+var _ connectors.Transactional = (*TxSink)(nil)
+
+// NewTxSink returns a transactional sink. It fences any older process
+// with the same transactional ID and aborts what that one left open.
+func NewTxSink(c SinkConfig) (*TxSink, error) {
+	if c.TransactionalID == "" {
+		c.TransactionalID = "eddy." + c.Topic
+		if c.Pipeline != "" {
+			c.TransactionalID = "eddy." + c.Pipeline + "." + c.Topic
+		}
+	}
+	s, err := newSink(c, kgo.TransactionalID(c.TransactionalID), kgo.TransactionTimeout(time.Minute))
+	if err != nil {
+		return nil, err
+	}
+	t := &TxSink{Sink: s, txnID: c.TransactionalID, marker: markerTopic(c.TransactionalID)}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := ensureMarkerTopic(ctx, c.Conn, t.marker); err != nil {
+		s.cl.Close()
+		return nil, err
+	}
+	if _, _, err := s.cl.ProducerID(ctx); err != nil {
+		s.cl.Close()
+		return nil, fmt.Errorf("kafka sink %s: transactional id %s: %w", c.Topic, c.TransactionalID, err)
+	}
+	return t, nil
+}
+
+// markerTopic is the compacted topic that records a transactional id's
+// committed checkpoints.
+func markerTopic(txnID string) string {
+	b := []byte(txnID)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	return "__eddy_checkpoints." + string(b)
+}
+
+func ensureMarkerTopic(ctx context.Context, c Conn, topic string) error {
+	cl, err := c.NewClient()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	compact := "compact"
+	res, err := kadm.NewClient(cl).CreateTopic(ctx, 1, -1, map[string]*string{"cleanup.policy": &compact}, topic)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("kafka: create the checkpoint marker topic %s: %w", topic, err)
+	}
+	return nil
+}
+
+// marker is what Commit records beside a checkpoint's outputs.
+type marker struct {
+	ID        uint64            `json:"id"`
+	Positions map[string][]byte `json:"positions"`
+}
+
+func (t *TxSink) begin() error {
+	if t.inTxn {
+		return nil
+	}
+	if err := t.cl.BeginTransaction(); err != nil {
+		return fmt.Errorf("kafka sink %s: begin transaction: %w", t.cfg.Topic, err)
+	}
+	t.inTxn = true
+	return nil
+}
+
+// Write adds rows to the open transaction, beginning one if needed.
+func (t *TxSink) Write(ctx context.Context, rows []connectors.Row) error {
+	if err := t.begin(); err != nil {
+		return err
+	}
+	return t.Sink.Write(ctx, rows)
+}
+
+// Commit writes cp's marker into the transaction and commits it: the rows
+// and the marker become visible together, or not at all.
+func (t *TxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
+	if err := t.begin(); err != nil {
+		return err
+	}
+	m := marker{ID: cp.ID, Positions: map[string][]byte{}}
+	for id, p := range cp.Positions {
+		m.Positions[id] = p
+	}
+	v, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	t.cl.Produce(ctx, &kgo.Record{Topic: t.marker, Key: []byte(t.txnID), Value: v}, t.promise)
+	if err := t.Flush(ctx); err != nil {
+		return err
+	}
+	if err := t.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return fmt.Errorf("kafka sink %s: commit checkpoint %d: %w", t.cfg.Topic, cp.ID, err)
+	}
+	t.inTxn = false
+	return nil
+}
+
+// Abort drops what was written since the last commit.
+func (t *TxSink) Abort(ctx context.Context) error {
+	if !t.inTxn {
+		return nil
+	}
+	if err := t.cl.AbortBufferedRecords(ctx); err != nil {
+		return fmt.Errorf("kafka sink %s: abort: %w", t.cfg.Topic, err)
+	}
+	if err := t.cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		return fmt.Errorf("kafka sink %s: abort: %w", t.cfg.Topic, err)
+	}
+	t.inTxn = false
+	t.mu.Lock()
+	t.err = nil
+	t.mu.Unlock()
+	return nil
+}
+
+// Committed reads the newest checkpoint marker this transactional id
+// committed, with read_committed: what an aborted or fenced transaction
+// wrote is never seen.
+func (t *TxSink) Committed(ctx context.Context) (connectors.Checkpoint, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cl, err := t.cfg.NewClient(
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{t.marker: {0: kgo.NewOffset().AtStart()}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+	)
+	if err != nil {
+		return connectors.Checkpoint{}, err
+	}
+	defer cl.Close()
+	listed, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, t.marker)
+	if err != nil {
+		return connectors.Checkpoint{}, fmt.Errorf("kafka: read %s: %w", t.marker, err)
+	}
+	end, _ := listed.Lookup(t.marker, 0)
+	var last marker
+	next := int64(0)
+	for next < end.Offset {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return connectors.Checkpoint{}, fmt.Errorf("kafka: read %s: %w", t.marker, err)
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return connectors.Checkpoint{}, fmt.Errorf("kafka: read %s: %w", t.marker, ferr)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			next = r.Offset + 1
+			if r.Attrs.IsControl() || string(r.Key) != t.txnID || r.Offset >= end.Offset {
+				return
+			}
+			var m marker
+			if json.Unmarshal(r.Value, &m) == nil {
+				last = m // the newest commit, by offset
+			}
+		})
+	}
+	cp := connectors.Checkpoint{ID: last.ID, Positions: map[string]connectors.Position{}}
+	for id, p := range last.Positions {
+		cp.Positions[id] = p
+	}
+	return cp, nil
+}
+
+// Close aborts an open transaction (rows after the last checkpoint) and
+// disconnects.
+func (t *TxSink) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := t.Abort(ctx)
+	t.cl.Close()
+	return err
+}

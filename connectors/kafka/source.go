@@ -1,0 +1,621 @@
+package kafka
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/eddy-stream/eddy/connectors"
+)
+
+func init() {
+	connectors.RegisterSource("kafka", func(t connectors.Target) (connectors.Source, error) { return OpenSource(t) })
+	connectors.RegisterSink("kafka", func(t connectors.Target) (connectors.Sink, error) { return OpenSink(t) })
+}
+
+// SourceConfig is what a kafka:// source reads and how.
+type SourceConfig struct {
+	Conn
+	// Group is the consumer group the source joins; default "eddy." and
+	// the topics joined by "+".
+	Group string
+	// Start is where a partition with no checkpointed position and no
+	// committed offset begins: "earliest" (default), "latest" or an
+	// offset. StartTime, when set, wins: the first offset at or after it.
+	Start     string
+	StartTime time.Time
+	// IgnoreCommitted skips the group's committed offsets, so Start decides
+	// (replays from an offset or a time).
+	IgnoreCommitted bool
+	// ReadUncommitted also reads records of open and aborted transactions;
+	// the default reads only committed ones (read_committed).
+	ReadUncommitted bool
+	// Batch is the most records one Read returns (default 2000); Buffer
+	// the records held per partition before its fetching pauses (default
+	// 20000); Poll how long a quiet Read waits before it says caught up
+	// (default 200ms).
+	Batch, Buffer int
+	Poll          time.Duration
+	Logger        *slog.Logger
+}
+
+func (c *SourceConfig) defaults() error {
+	if len(c.Topics) == 0 {
+		return fmt.Errorf("no topic: write kafka://HOST:PORT/TOPIC")
+	}
+	if c.Group == "" {
+		c.Group = "eddy." + strings.Join(c.Topics, "+")
+	}
+	if c.Start == "" {
+		c.Start = "earliest"
+	}
+	if c.Start != "earliest" && c.Start != "latest" {
+		if n, err := strconv.ParseInt(c.Start, 10, 64); err != nil || n < 0 {
+			return fmt.Errorf("start=%q: want earliest, latest or an offset", c.Start)
+		}
+	}
+	if c.Batch <= 0 {
+		c.Batch = 2000
+	}
+	if c.Buffer <= 0 {
+		c.Buffer = 20000
+	}
+	if c.Poll <= 0 {
+		c.Poll = 200 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// OpenSource opens the source a kafka:// target names. Parameters: group,
+// start=earliest|latest|OFFSET, start-time=RFC3339, ignore-committed=true,
+// isolation=read_committed|read_uncommitted, batch, buffer, poll, and the
+// connection's (see ParseConn).
+func OpenSource(t connectors.Target) (*Source, error) {
+	conn, err := ParseConn(t)
+	if err != nil {
+		return nil, err
+	}
+	c := SourceConfig{Conn: conn, Group: t.Params.Get("group"), Start: t.Params.Get("start")}
+	if st := t.Params.Get("start-time"); st != "" {
+		if c.StartTime, err = time.Parse(time.RFC3339, st); err != nil {
+			return nil, fmt.Errorf("start-time=%q is not an RFC 3339 time such as 2026-01-02T15:04:05Z", st)
+		}
+	}
+	c.IgnoreCommitted = t.Params.Get("ignore-committed") == "true"
+	iso, err := t.Choice("isolation", "read_committed", "read_committed", "read_uncommitted")
+	if err != nil {
+		return nil, err
+	}
+	c.ReadUncommitted = iso == "read_uncommitted"
+	batch, err := t.IntParam("batch", 0, 1)
+	if err != nil {
+		return nil, err
+	}
+	buffer, err := t.IntParam("buffer", 0, 1)
+	if err != nil {
+		return nil, err
+	}
+	c.Batch, c.Buffer = int(batch), int(buffer)
+	if c.Poll, err = t.DurationParam("poll", 0); err != nil {
+		return nil, err
+	}
+	return NewSource(c)
+}
+
+// NewSource returns a source that joins c.Group when started.
+func NewSource(c SourceConfig) (*Source, error) {
+	if err := c.defaults(); err != nil {
+		return nil, err
+	}
+	adm, err := c.NewClient()
+	if err != nil {
+		return nil, err
+	}
+	return &Source{cfg: c, admCl: adm, adm: kadm.NewClient(adm), parts: map[tp]*partition{}, closed: make(chan struct{}), joined: make(chan struct{})}, nil
+}
+
+type tp struct {
+	topic string
+	part  int32
+}
+
+func (t tp) id() string { return "kafka:" + t.topic + "/" + strconv.Itoa(int(t.part)) }
+
+// Source is a kafka:// source: a member of a consumer group whose assigned
+// partitions become the engine's partitions. One poll loop fetches for
+// all of them and routes records to per-partition buffers; a partition
+// whose buffer is full is paused until its reader catches up.
+type Source struct {
+	cfg   SourceConfig
+	admCl *kgo.Client
+	adm   *kadm.Client
+	cl    *kgo.Client
+	l     connectors.Listener
+	ctx   context.Context
+
+	mu    sync.Mutex
+	parts map[tp]*partition
+	seeks map[*partition]int64 // for the poll loop to apply
+	wake  context.CancelFunc   // interrupts the current poll
+
+	obsMu    sync.Mutex
+	obsCond  *sync.Cond
+	observed int64                 // Checkpointed calls seen
+	latest   connectors.Checkpoint // the newest checkpoint seen
+
+	joined     chan struct{} // closed at the first assignment
+	joinedOnce sync.Once
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	stopLoop  context.CancelFunc
+	loopDone  chan struct{}
+}
+
+var (
+	_ connectors.Source             = (*Source)(nil)
+	_ connectors.CheckpointObserver = (*Source)(nil)
+)
+
+// Start checks that the topics exist, joins the group and returns; the
+// group's assignments reach l as they happen.
+func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
+	if err := checkTopics(ctx, s.adm, s.cfg.Conn); err != nil {
+		return err
+	}
+	s.l, s.ctx = l, ctx
+	s.obsCond = sync.NewCond(&s.obsMu)
+	iso := kgo.ReadCommitted()
+	if s.cfg.ReadUncommitted {
+		iso = kgo.ReadUncommitted()
+	}
+	cl, err := s.cfg.NewClient(
+		kgo.ConsumerGroup(s.cfg.Group),
+		kgo.ConsumeTopics(s.cfg.Topics...),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		kgo.FetchIsolationLevel(iso),
+		kgo.KeepControlRecords(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(500*time.Millisecond),
+		kgo.OnPartitionsAssigned(s.onAssigned),
+		kgo.OnPartitionsRevoked(s.onRevoked),
+		kgo.OnPartitionsLost(s.onLost),
+	)
+	if err != nil {
+		return err
+	}
+	s.cl = cl
+	lctx, stop := context.WithCancel(context.Background())
+	s.stopLoop, s.loopDone = stop, make(chan struct{})
+	go s.loop(lctx)
+	// Hand over the first assignment before returning, as Start promises
+	// for the partitions it knows; a member the group gives nothing to
+	// goes on after a while.
+	t := time.NewTimer(15 * time.Second)
+	defer t.Stop()
+	select {
+	case <-s.joined:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// checkTopics turns an unreachable cluster or a missing topic into one
+// clear error before anything joins a group.
+func checkTopics(ctx context.Context, adm *kadm.Client, c Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	md, err := adm.Metadata(ctx, c.Topics...)
+	if err != nil {
+		return fmt.Errorf("kafka %s: no broker answered: %w (is it running? `just kafka-up` starts the local one)", strings.Join(c.Brokers, ","), err)
+	}
+	for _, t := range c.Topics {
+		td, ok := md.Topics[t]
+		switch {
+		case !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition):
+			return fmt.Errorf("kafka %s: topic %q does not exist (create it with `eddy topics create %s --partitions N --brokers %s`)", strings.Join(c.Brokers, ","), t, t, strings.Join(c.Brokers, ","))
+		case td.Err != nil:
+			return fmt.Errorf("kafka %s: topic %q: %w", strings.Join(c.Brokers, ","), t, td.Err)
+		}
+	}
+	return nil
+}
+
+func (s *Source) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// onAssigned pauses the new partitions until the engine has seeked them
+// (to its checkpoint, or to the group's offset), then hands them over.
+func (s *Source) onAssigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	if s.isClosed() {
+		return
+	}
+	cl.PauseFetchPartitions(assigned)
+	var ps []*partition
+	s.mu.Lock()
+	for topic, parts := range assigned {
+		for _, n := range parts {
+			p := newPartition(s, tp{topic, n})
+			s.parts[p.tp] = p
+			ps = append(ps, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range ps {
+		s.cfg.Logger.Debug("kafka partition assigned", "partition", p.id)
+		s.l.Assign(p)
+	}
+	s.joinedOnce.Do(func() { close(s.joined) })
+}
+
+// onRevoked has the engine checkpoint and stop each revoked partition,
+// then commits the offsets of that checkpoint so the next owner starts
+// exactly where this one stopped.
+func (s *Source) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	s.handOver(revoked, false)
+}
+
+// onLost stops the lost partitions without a checkpoint or a commit.
+func (s *Source) onLost(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+	s.handOver(lost, true)
+}
+
+func (s *Source) handOver(m map[string][]int32, lost bool) {
+	if s.isClosed() || len(m) == 0 {
+		return
+	}
+	s.obsMu.Lock()
+	before := s.observed
+	s.obsMu.Unlock()
+	var ps []*partition
+	s.mu.Lock()
+	for topic, parts := range m {
+		for _, n := range parts {
+			if p := s.parts[tp{topic, n}]; p != nil {
+				ps = append(ps, p)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range ps {
+		done := make(chan struct{})
+		go func() {
+			if lost {
+				s.l.Lose(p.id)
+			} else {
+				s.l.Revoke(p.id)
+			}
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-s.ctx.Done(): // the run is over: nobody to hand over to
+			return
+		case <-s.closed:
+			return
+		}
+	}
+	if !lost {
+		// The engine checkpointed the partitions before Revoke returned and
+		// tells observers on a goroutine of its own: wait for that call.
+		s.waitObserved(before, 3*time.Second)
+		if err := s.commit(ps); err != nil {
+			s.cfg.Logger.Warn("kafka: could not commit the offsets of revoked partitions; the next owner may read some records again", "err", err)
+		}
+	}
+	s.mu.Lock()
+	for _, p := range ps {
+		delete(s.parts, p.tp)
+		p.close()
+	}
+	s.mu.Unlock()
+	s.cfg.Logger.Debug("kafka partitions handed over", "n", len(ps), "lost", lost)
+}
+
+// Checkpointed mirrors a complete checkpoint's positions to the group's
+// committed offsets, so lag tools see eddy's progress. Badger's positions
+// stay authoritative; a failed commit only makes the lag look larger.
+func (s *Source) Checkpointed(_ context.Context, cp connectors.Checkpoint) error {
+	s.obsMu.Lock()
+	if cp.ID > s.latest.ID {
+		s.latest = cp
+	}
+	s.observed++
+	s.obsCond.Broadcast()
+	s.obsMu.Unlock()
+	s.mu.Lock()
+	ps := make([]*partition, 0, len(s.parts))
+	for _, p := range s.parts {
+		ps = append(ps, p)
+	}
+	s.mu.Unlock()
+	return s.commit(ps)
+}
+
+// waitObserved waits until a Checkpointed call newer than before has
+// arrived, or for at most d.
+func (s *Source) waitObserved(before int64, d time.Duration) {
+	t := time.AfterFunc(d, func() {
+		s.obsMu.Lock()
+		s.obsCond.Broadcast()
+		s.obsMu.Unlock()
+	})
+	defer t.Stop()
+	deadline := time.Now().Add(d)
+	s.obsMu.Lock()
+	for s.observed <= before && time.Now().Before(deadline) {
+		s.obsCond.Wait()
+	}
+	s.obsMu.Unlock()
+}
+
+// commit commits the latest checkpoint's positions of ps.
+func (s *Source) commit(ps []*partition) error {
+	s.obsMu.Lock()
+	cp := s.latest
+	s.obsMu.Unlock()
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	for _, p := range ps {
+		raw, ok := cp.Positions[p.id]
+		if !ok {
+			continue
+		}
+		off, err := decodePos(raw)
+		if err != nil {
+			return err
+		}
+		if offsets[p.tp.topic] == nil {
+			offsets[p.tp.topic] = map[int32]kgo.EpochOffset{}
+		}
+		offsets[p.tp.topic][p.tp.part] = kgo.EpochOffset{Epoch: -1, Offset: off}
+	}
+	if len(offsets) == 0 || s.cl == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var cerr error
+	s.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			cerr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if e := kerr.ErrorForCode(p.ErrorCode); e != nil && cerr == nil {
+					cerr = fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, e)
+				}
+			}
+		}
+	})
+	return cerr
+}
+
+// loop is the one poll loop: it applies seeks between polls and routes
+// fetched records to their partitions' buffers.
+func (s *Source) loop(ctx context.Context) {
+	defer close(s.loopDone)
+	var lastErr time.Time
+	for {
+		s.mu.Lock()
+		seeks := s.seeks
+		s.seeks = nil
+		pctx, cancel := context.WithCancel(ctx)
+		s.wake = cancel
+		s.mu.Unlock()
+		if len(seeks) > 0 {
+			s.applySeeks(seeks)
+		}
+		fs := s.cl.PollRecords(pctx, 10000)
+		cancel()
+		if ctx.Err() != nil || fs.IsClientClosed() {
+			return
+		}
+		fs.EachError(func(topic string, part int32, err error) {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			if time.Since(lastErr) > 5*time.Second {
+				lastErr = time.Now()
+				s.cfg.Logger.Warn("kafka: fetch failed; retrying with backoff", "topic", topic, "partition", part, "err", err)
+			}
+		})
+		s.mu.Lock()
+		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if p := s.parts[tp{fp.Topic, fp.Partition}]; p != nil {
+				p.add(fp.FetchPartition)
+			}
+		})
+		s.mu.Unlock()
+	}
+}
+
+// applySeeks points the fetches of the partitions at their new offsets.
+// It runs between polls, and SetOffsets drops what was buffered for the
+// old ones, so nothing fetched before a seek reaches a partition after it.
+func (s *Source) applySeeks(seeks map[*partition]int64) {
+	set := map[string]map[int32]kgo.EpochOffset{}
+	resume := map[string][]int32{}
+	s.mu.Lock()
+	for p, off := range seeks {
+		p.buf, p.bufRecords = nil, 0
+		p.next, p.pos, p.seeked = off, off, true
+		p.full = false
+		if set[p.tp.topic] == nil {
+			set[p.tp.topic] = map[int32]kgo.EpochOffset{}
+		}
+		set[p.tp.topic][p.tp.part] = kgo.EpochOffset{Epoch: -1, Offset: off}
+		resume[p.tp.topic] = append(resume[p.tp.topic], p.tp.part)
+	}
+	s.mu.Unlock()
+	s.cl.SetOffsets(set)
+	s.cl.ResumeFetchPartitions(resume)
+	for p := range seeks {
+		p.signal()
+		p.seekDone()
+	}
+}
+
+// Close leaves the group. The positions of the last checkpoint are
+// committed first, so the group's offsets match Badger's.
+func (s *Source) Close() error {
+	s.closeOnce.Do(func() {
+		if s.cl != nil {
+			s.mu.Lock()
+			ps := make([]*partition, 0, len(s.parts))
+			for _, p := range s.parts {
+				ps = append(ps, p)
+			}
+			s.mu.Unlock()
+			if err := s.commit(ps); err != nil {
+				s.cfg.Logger.Warn("kafka: could not commit the last checkpoint's offsets", "err", err)
+			}
+		}
+		close(s.closed)
+		if s.stopLoop != nil {
+			s.stopLoop()
+			<-s.loopDone
+		}
+		s.mu.Lock()
+		for _, p := range s.parts {
+			p.close()
+		}
+		s.mu.Unlock()
+		if s.cl != nil {
+			s.cl.Close()
+		}
+		s.admCl.Close()
+	})
+	return nil
+}
+
+// requestSeek hands a seek to the poll loop and waits until it is applied.
+func (s *Source) requestSeek(ctx context.Context, p *partition, off int64) error {
+	done := make(chan struct{})
+	s.mu.Lock()
+	if s.seeks == nil {
+		s.seeks = map[*partition]int64{}
+	}
+	s.seeks[p] = off
+	p.seekWait = append(p.seekWait, done)
+	wake := s.wake
+	s.mu.Unlock()
+	if wake != nil {
+		wake()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.closed:
+		return fmt.Errorf("kafka: source closed")
+	}
+}
+
+// startOffset is where a partition begins without a checkpoint: the
+// group's committed offset, else the start policy.
+func (s *Source) startOffset(ctx context.Context, t tp) (int64, error) {
+	if !s.cfg.IgnoreCommitted {
+		offs, err := s.adm.FetchOffsetsForTopics(ctx, s.cfg.Group, t.topic)
+		if err != nil {
+			return 0, fmt.Errorf("kafka: committed offsets of group %s: %w", s.cfg.Group, err)
+		}
+		if o, ok := offs.Lookup(t.topic, t.part); ok && o.Err == nil && o.At >= 0 {
+			return o.At, nil
+		}
+	}
+	var (
+		listed kadm.ListedOffsets
+		err    error
+	)
+	switch {
+	case !s.cfg.StartTime.IsZero():
+		listed, err = s.adm.ListOffsetsAfterMilli(ctx, s.cfg.StartTime.UnixMilli(), t.topic)
+	case s.cfg.Start == "earliest":
+		listed, err = s.adm.ListStartOffsets(ctx, t.topic)
+	case s.cfg.Start == "latest":
+		listed, err = s.adm.ListEndOffsets(ctx, t.topic)
+	default:
+		n, _ := strconv.ParseInt(s.cfg.Start, 10, 64)
+		return n, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kafka: list offsets of %s: %w", t.topic, err)
+	}
+	o, ok := listed.Lookup(t.topic, t.part)
+	if !ok || o.Err != nil {
+		return 0, fmt.Errorf("kafka: list offsets of %s/%d: %v", t.topic, t.part, o.Err)
+	}
+	if o.Offset < 0 { // no record at or after the time: the end
+		end, err := s.adm.ListEndOffsets(ctx, t.topic)
+		if err != nil {
+			return 0, err
+		}
+		e, _ := end.Lookup(t.topic, t.part)
+		return e.Offset, nil
+	}
+	return o.Offset, nil
+}
+
+// endOffset is where the partition ends now: the last stable offset with
+// read_committed, the high watermark otherwise.
+func (s *Source) endOffset(ctx context.Context, t tp) (int64, error) {
+	var (
+		listed kadm.ListedOffsets
+		err    error
+	)
+	if s.cfg.ReadUncommitted {
+		listed, err = s.adm.ListEndOffsets(ctx, t.topic)
+	} else {
+		listed, err = s.adm.ListCommittedOffsets(ctx, t.topic)
+	}
+	if err != nil {
+		return 0, err
+	}
+	o, ok := listed.Lookup(t.topic, t.part)
+	if !ok || o.Err != nil {
+		return 0, fmt.Errorf("end offset of %s/%d: %v", t.topic, t.part, o.Err)
+	}
+	return o.Offset, nil
+}
+
+// position is a Kafka partition's place in a checkpoint: the next offset.
+type position struct {
+	Offset int64 `json:"offset"`
+}
+
+func encodePos(off int64) connectors.Position {
+	b, _ := json.Marshal(position{off})
+	return b
+}
+
+func decodePos(raw []byte) (int64, error) {
+	var p position
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return 0, fmt.Errorf("kafka: bad position %q: %w", raw, err)
+	}
+	return p.Offset, nil
+}
