@@ -25,6 +25,9 @@ type Generator interface {
 var generators = map[string]Generator{
 	"netflow": netflow{},
 	"tshark":  tshark{},
+	// seed 001's server logs and seed 004's weather API responses
+	"serverlogs": serverlogs{},
+	"weather":    weather{},
 }
 
 // Names lists the known generators, sorted.

@@ -52,7 +52,7 @@ func TestOpenErrors(t *testing.T) {
 		{"rate not a number", "gen:netflow?rate=fast", `rate="fast"`},
 		{"negative rate", "gen:netflow?rate=-5", "rate=-5"},
 		{"bad above 1", "gen:netflow?bad=1.5", "bad=1.5"},
-		{"unknown generator", "gen:nope", `unknown generator "nope" (known: netflow, tshark)`},
+		{"unknown generator", "gen:nope", `unknown generator "nope" (known: netflow, `},
 		{"no generator", "gen:", `unknown generator ""`},
 	}
 	for _, tt := range tests {
@@ -144,7 +144,7 @@ func TestWriteMatchesSource(t *testing.T) {
 
 func TestWriteErrors(t *testing.T) {
 	var b bytes.Buffer
-	if err := gen.Write(&b, "nope", 1, 0, 1, 0); err == nil || !strings.Contains(err.Error(), "known: netflow, tshark") {
+	if err := gen.Write(&b, "nope", 1, 0, 1, 0); err == nil || !strings.Contains(err.Error(), "known: netflow, ") {
 		t.Errorf("unknown name: %v", err)
 	}
 	if err := gen.Write(&b, "netflow", 1, -1, 1, 0); err == nil {
