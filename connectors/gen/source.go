@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
@@ -48,10 +49,14 @@ func Open(name string, t connectors.Target) (*Source, error) {
 	if c.Bad, err = t.FloatParam("bad", 0, 0, 1); err != nil {
 		return nil, err
 	}
+	if name, err = withParams(name, t.Params); err != nil {
+		return nil, err
+	}
 	return New(name, c)
 }
 
-// New opens the gen source for generator name.
+// New opens the gen source for generator name, which may carry the
+// generator's parameters ("sensors?sensors=10"; see Lookup).
 func New(name string, c Config) (*Source, error) {
 	g, err := Lookup(name)
 	if err != nil {
@@ -60,7 +65,8 @@ func New(name string, c Config) (*Source, error) {
 	if c.Count < 0 || c.Rate < 0 || c.Bad < 0 || c.Bad > 1 {
 		return nil, fmt.Errorf("gen:%s: count %d and rate %g must not be negative, bad %g must be in [0, 1]", name, c.Count, c.Rate, c.Bad)
 	}
-	return &Source{p: &partition{name: name, id: "gen:" + name, gen: g, cfg: c}}, nil
+	base, _, _ := strings.Cut(name, "?")
+	return &Source{p: &partition{name: name, id: "gen:" + base, gen: g, cfg: c}}, nil
 }
 
 // Source is a gen:NAME source: one partition of generated records.
