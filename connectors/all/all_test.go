@@ -27,7 +27,7 @@ func TestSchemes(t *testing.T) {
 		s.Close()
 	}
 	_, err := connectors.OpenSource("nope:x", nil)
-	if err == nil || !strings.Contains(err.Error(), "known: dir, file, gen, kafka, stdin") {
+	if err == nil || !strings.Contains(err.Error(), "known: dir, file, gen, http, https, kafka, stdin") {
 		t.Errorf("unknown scheme: %v", err)
 	}
 }
