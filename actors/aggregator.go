@@ -1,7 +1,11 @@
 package actors
 
 import (
+	"container/heap"
 	"fmt"
+	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -10,55 +14,94 @@ import (
 )
 
 // KeyedAggregator holds one shard of one partition's keyed state: the
-// accumulators of the keys that hash to it. It checkpoints the keys changed
-// since the last complete checkpoint at each checkpoint barrier and sends
-// the keys changed since the last trigger to the emitter.
+// accumulators of the keys (and, for windowed pipelines, the open windows)
+// that hash to it, the script's per-key state and timers. At each barrier
+// it fires the windows and timers the watermark has passed, sends the
+// emitter what changed, and at checkpoints writes what changed since the
+// last one.
 type KeyedAggregator struct {
 	e         *engine
+	p         *scripting.Pipeline
 	partition string
 	shard     int
 	shards    int
 	restore   uint64
 
 	rt      *scripting.Runtime
-	entries map[string]*entry
-	// dirty: keys changed since the last checkpoint barrier; pending: keys
-	// written at a checkpoint that is not complete yet (dirty again if it
-	// is aborted); changed: keys changed since the last trigger, for the
-	// emitter. Entries carry flags so each key is listed once.
-	dirty   []string
-	pending map[uint64][]string
+	entries map[string]*entry // by state key: the key, or key␞start for a window
+	// dirty and deleted: entries to write or delete at the next checkpoint;
+	// pending: what a checkpoint not yet complete wrote (to redo if it is
+	// aborted); changed: entries to send the emitter at the next trigger.
+	// Entries carry flags so each is listed once.
+	dirty, deleted []string
+	// dropped: window entries the emitter should forget
+	dropped []string
+	pending map[uint64]written
 	changed []string
+
+	states      map[string]*keyState // hook state by key
+	statesDirty []string
+	timers      timerHeap
+	sessions    map[string][]*entry // open session windows by key
+	// ends queues open windows by end, expiries fired ones; fired holds
+	// the windows fired since the last barrier, for the emitter.
+	ends, expiries timerQueue
+	fired          []firedWindow
+
+	// watermark is the last barrier's: records behind it are late.
+	watermark int64
+	out       heldOutput
+}
+
+type written struct{ entries, deleted, states []string }
+
+type firedWindow struct {
+	p   partial
+	end int64
 }
 
 type entry struct {
+	key            string // the grouping key
 	keyVals        []any
 	accs           []any
+	start, end     int64 // the window, Unix ms; zero without windows
+	fired          bool
 	dirty, changed bool
 }
 
-func (a *KeyedAggregator) touch(key string, en *entry) {
-	if !en.dirty {
-		en.dirty = true
-		a.dirty = append(a.dirty, key)
+type keyState struct {
+	ks    *scripting.KeyState
+	dirty bool
+}
+
+const windowSep = "\x1e"
+
+func windowKey(key string, start int64) string {
+	return key + windowSep + strconv.FormatInt(start, 10)
+}
+
+// groupKey is the grouping key of a state key.
+func groupKey(stateKey string) string {
+	if i := strings.LastIndex(stateKey, windowSep); i >= 0 {
+		return stateKey[:i]
 	}
-	if !en.changed {
-		en.changed = true
-		a.changed = append(a.changed, key)
-	}
+	return stateKey
 }
 
 func newAggregator(e *engine, partition string, shard, shards int, restore uint64) *KeyedAggregator {
-	return &KeyedAggregator{e: e, partition: partition, shard: shard, shards: shards, restore: restore}
+	return &KeyedAggregator{e: e, p: e.cfg.Pipeline, partition: partition, shard: shard, shards: shards, restore: restore}
 }
 
-// stateKey is where a key's entry lives in the store: one prefix per
-// partition, so a partition's state can be restored (or moved) alone.
-func stateKey(partition, key string) []byte {
-	return []byte("agg/" + partition + "\x00" + key)
-}
+// Store keys: one prefix per partition and kind, so a partition's state can
+// be restored (or moved) alone.
+func stateKey(partition, key string) []byte     { return []byte("agg/" + partition + "\x00" + key) }
+func statePrefix(partition string) []byte       { return []byte("agg/" + partition + "\x00") }
+func hookStateKey(partition, key string) []byte { return []byte("key/" + partition + "\x00" + key) }
+func hookStatePrefix(partition string) []byte   { return []byte("key/" + partition + "\x00") }
 
-func statePrefix(partition string) []byte { return []byte("agg/" + partition + "\x00") }
+// testHookAdd, when set by a test, runs before each batch a shard adds:
+// a panic there is a crashed shard.
+var testHookAdd func(partition string, shard int)
 
 // Receive implements actor.Actor.
 func (a *KeyedAggregator) Receive(ctx actor.Context) {
@@ -72,11 +115,25 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 			a.rt.Close()
 		}
 	case *keyedBatch:
+		if testHookAdd != nil {
+			testHookAdd(a.partition, a.shard)
+		}
 		a.add(ctx, m)
+		if m.watermark > a.watermark {
+			if err := a.advance(m.watermark, false); err != nil {
+				a.hookFailed(ctx, err)
+			}
+		}
+		a.out.flushTo(ctx, a.e)
 		a.e.cfg.Stats.BatchLatency.Observe(time.Since(m.read))
 		ctx.Send(ctx.Parent(), &shardProcessed{shard: a.shard})
 	case *barrier:
-		ctx.Send(ctx.Parent(), a.onBarrier(ctx, m))
+		ack := a.onBarrier(ctx, m)
+		ctx.Send(ctx.Parent(), ack)
+		// What this shard emits from now on belongs after the barrier.
+		a.out.hold(a.e)
+	case *settled:
+		a.out.release(ctx, a.e)
 	case *checkpointDone:
 		for ep := range a.pending {
 			if ep <= m.epoch {
@@ -84,166 +141,378 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 			}
 		}
 	case *checkpointAborted:
-		for _, k := range a.pending[m.epoch] {
-			if en := a.entries[k]; en != nil && !en.dirty {
-				en.dirty = true
-				a.dirty = append(a.dirty, k)
-			}
-		}
+		a.redo(a.pending[m.epoch])
 		delete(a.pending, m.epoch)
 	}
 }
 
 func (a *KeyedAggregator) start(ctx actor.Context) error {
-	rt, err := a.e.cfg.Pipeline.NewRuntime(false)
+	rt, err := a.p.NewRuntime(false)
 	if err != nil {
 		return err
 	}
 	a.rt = rt
 	a.entries = map[string]*entry{}
-	a.pending = map[uint64][]string{}
+	a.pending = map[uint64]written{}
+	a.states = map[string]*keyState{}
+	a.sessions = map[string][]*entry{}
+	a.watermark = math.MinInt64
 	if a.restore == 0 {
 		ctx.Send(a.e.emitter, &resultRows{partition: a.partition, shard: a.shard, reset: true})
 		return nil
 	}
-	prefix := statePrefix(a.partition)
-	err = a.e.cfg.Store.Scan(a.restore, prefix, func(k, v []byte) error {
-		key := string(k[len(prefix):])
-		if scripting.Shard(key, a.shards) != a.shard {
-			return nil
-		}
-		keyVals, accs, err := rt.DecodeEntry(v)
-		if err != nil {
-			return fmt.Errorf("checkpoint %d, key %q: %w", a.restore, key, err)
-		}
-		a.entries[key] = &entry{keyVals: keyVals, accs: accs}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+	if err := a.restoreState(); err != nil {
+		return fmt.Errorf("restore from checkpoint %d: %w", a.restore, err)
 	}
-	rows, err := a.partials(a.entries, nil)
-	if err != nil {
-		return err
+	var rows []partial
+	if !a.windowedFinal() {
+		// The emitter's table is derived from the shards': send it all.
+		for k, en := range a.entries {
+			p, err := a.partial(k, en)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, p)
+		}
 	}
 	ctx.Send(a.e.emitter, &resultRows{partition: a.partition, shard: a.shard, reset: true, rows: rows})
 	return nil
 }
 
-// testHookAdd, when set by a test, runs before each batch a shard adds:
-// a panic there is a crashed shard.
-var testHookAdd func(partition string, shard int)
-
-func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
-	if testHookAdd != nil {
-		testHookAdd(a.partition, a.shard)
+func (a *KeyedAggregator) restoreState() error {
+	store := a.e.cfg.Store
+	if wm, ok, err := store.Get(a.restore, watermarkKey); err != nil {
+		return err
+	} else if ok {
+		a.watermark, _ = strconv.ParseInt(string(wm), 10, 64)
 	}
-	nk := len(a.e.cfg.Pipeline.KeyColumns)
-	var dead []connectors.Row
-	for i, k := range m.rows {
-		en := a.entries[k.Key]
-		fresh := en == nil
-		if fresh {
-			accs, err := a.rt.NewAccs()
-			if err != nil {
-				dead = append(dead, deadLetter(a.partition, m.src, m.idx[i], err))
-				continue
+	prefix := statePrefix(a.partition)
+	err := store.Scan(a.restore, prefix, func(k, v []byte) error {
+		sk := string(k[len(prefix):])
+		if scripting.Shard(groupKey(sk), a.shards) != a.shard {
+			return nil
+		}
+		keyVals, accs, err := a.rt.DecodeEntry(v)
+		if err != nil {
+			return fmt.Errorf("key %q: %w", sk, err)
+		}
+		en := &entry{key: groupKey(sk), keyVals: keyVals, accs: accs}
+		if a.p.IsWindowed() {
+			// Windowed entries carry start, end and fired after the key.
+			n := len(keyVals) - 3
+			if n < 0 {
+				return fmt.Errorf("key %q: a window entry without its window", sk)
 			}
-			en = &entry{keyVals: k.Vals[:nk:nk], accs: accs}
+			en.start, _ = keyVals[n].(int64)
+			en.end, _ = keyVals[n+1].(int64)
+			en.fired, _ = keyVals[n+2].(bool)
+			en.keyVals = keyVals[:n:n]
+			if a.p.Window.Kind == "session" && !en.fired {
+				a.sessions[en.key] = append(a.sessions[en.key], en)
+			}
 		}
-		if err := a.rt.Add(en.accs, k.Vals[nk:]); err != nil {
-			dead = append(dead, deadLetter(a.partition, m.src, m.idx[i], err))
-			continue
+		a.entries[sk] = en
+		if a.p.IsWindowed() {
+			if en.fired {
+				heap.Push(&a.expiries, timerItem{at: en.end, key: sk})
+			} else {
+				a.opened(sk, en)
+			}
 		}
-		if fresh {
-			a.entries[k.Key] = en
-		}
-		a.touch(k.Key, en)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if len(dead) > 0 {
-		a.e.cfg.Stats.Failed.Add(int64(len(dead)))
-		a.e.cfg.Stats.Kept.Add(-int64(len(dead)))
-		if a.e.deadLetters != nil {
-			ctx.Send(a.e.deadLetters, &rowsOut{rows: dead})
+	hp := hookStatePrefix(a.partition)
+	return store.Scan(a.restore, hp, func(k, v []byte) error {
+		key := string(k[len(hp):])
+		if scripting.Shard(key, a.shards) != a.shard {
+			return nil
 		}
-		last, _ := dead[len(dead)-1].Get("error")
-		ctx.Send(a.e.node, &failed{n: int64(len(dead)), last: fmt.Sprint(last)})
+		ks, err := a.rt.DecodeKeyState(v)
+		if err != nil {
+			return fmt.Errorf("state of key %q: %w", key, err)
+		}
+		a.states[key] = &keyState{ks: ks}
+		a.timers.pushAll(key, ks)
+		return nil
+	})
+}
+
+func (a *KeyedAggregator) touch(sk string, en *entry) {
+	if !en.dirty {
+		en.dirty = true
+		a.dirty = append(a.dirty, sk)
+	}
+	if !en.changed {
+		en.changed = true
+		a.changed = append(a.changed, sk)
 	}
 }
 
-// partials copies the given keys' state (all when keys is nil) for the
-// emitter.
-func (a *KeyedAggregator) partials(entries map[string]*entry, keys []string) ([]partial, error) {
-	var out []partial
-	appendOne := func(key string, en *entry) error {
-		accs, err := a.rt.Portable(en.accs)
+func (a *KeyedAggregator) touchState(key string, st *keyState) {
+	if !st.dirty {
+		st.dirty = true
+		a.statesDirty = append(a.statesDirty, key)
+	}
+}
+
+func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
+	nk := len(a.p.KeyColumns)
+	for i := range m.rows {
+		k := &m.rows[i]
+		if k.Watermark > a.watermark {
+			if err := a.advance(k.Watermark, false); err != nil {
+				a.hookFailed(ctx, err)
+			}
+		}
+		var err error
+		if a.p.IsWindowed() {
+			err = a.addWindowed(k, nk, m, i)
+		} else {
+			err = a.addTo(k.Key, k, nk, 0, 0)
+		}
+		if err == nil && a.p.HasKeyHooks() {
+			err = a.onRecord(k)
+		}
+		if err != nil {
+			a.fail(ctx, m, i, err)
+		}
+	}
+}
+
+// addTo folds a record into the entry at state key sk, creating it.
+func (a *KeyedAggregator) addTo(sk string, k *scripting.Keyed, nk int, start, end int64) error {
+	en := a.entries[sk]
+	fresh := en == nil
+	if fresh {
+		accs, err := a.rt.NewAccs()
 		if err != nil {
 			return err
 		}
-		out = append(out, partial{key: key, keyVals: en.keyVals, accs: accs})
-		return nil
+		en = &entry{key: k.Key, keyVals: k.Vals[:nk:nk], accs: accs, start: start, end: end}
 	}
-	if keys == nil {
-		out = make([]partial, 0, len(entries))
-		for k, en := range entries {
-			if err := appendOne(k, en); err != nil {
-				return nil, err
+	if err := a.rt.Add(en.accs, k.Vals[nk:]); err != nil {
+		return err
+	}
+	if fresh {
+		a.entries[sk] = en
+		if a.p.IsWindowed() {
+			a.opened(sk, en)
+			if a.p.Window.Kind == "session" {
+				a.sessions[k.Key] = append(a.sessions[k.Key], en)
 			}
 		}
-		return out, nil
 	}
-	out = make([]partial, 0, len(keys))
-	for _, k := range keys {
-		en := entries[k]
-		en.changed = false
-		if err := appendOne(k, en); err != nil {
-			return nil, err
-		}
+	a.touch(sk, en)
+	return nil
+}
+
+func (a *KeyedAggregator) onRecord(k *scripting.Keyed) error {
+	st := a.state(k.Key)
+	res, err := a.rt.OnRecord(st.ks, k.Key, k.Rec, k.Time, a.watermark)
+	a.afterHook(k.Key, st, res)
+	return err
+}
+
+func (a *KeyedAggregator) state(key string) *keyState {
+	st := a.states[key]
+	if st == nil {
+		st = &keyState{ks: a.rt.NewKeyState()}
+		a.states[key] = st
 	}
-	return out, nil
+	return st
+}
+
+// afterHook records what a hook did: its key's state is dirty, its timers
+// may have moved, its rows go out.
+func (a *KeyedAggregator) afterHook(key string, st *keyState, res scripting.HookResult) {
+	a.touchState(key, st)
+	if res.TimersChanged {
+		a.timers.pushAll(key, st.ks)
+	}
+	for _, em := range res.Emits {
+		a.out.add(em.Sink, em.Row)
+	}
+}
+
+// fail sends a record that failed in this shard to the dead letters. The
+// record counted as kept upstream; it no longer does.
+func (a *KeyedAggregator) fail(ctx actor.Context, m *keyedBatch, i int, err error) {
+	row := deadLetter(a.partition, m.src, m.idx[i], err)
+	a.e.cfg.Stats.Failed.Add(1)
+	a.e.cfg.Stats.Kept.Add(-1)
+	a.out.add("dead_letter", row)
+	ctx.Send(a.e.node, &failed{n: 1, last: err.Error()})
+}
+
+// hookFailed reports an on_window or on_timer error: there is no record to
+// send to the dead letters, so the failure goes there on its own.
+func (a *KeyedAggregator) hookFailed(ctx actor.Context, err error) {
+	a.e.cfg.Stats.Failed.Add(1)
+	a.out.add("dead_letter", connectors.Row{Fields: []connectors.Field{
+		{Name: "error", Value: err.Error()}, {Name: "partition", Value: a.partition},
+	}})
+	ctx.Send(a.e.node, &failed{n: 1, last: err.Error()})
+}
+
+func (a *KeyedAggregator) partial(sk string, en *entry) (partial, error) {
+	accs, err := a.rt.Portable(en.accs)
+	if err != nil {
+		return partial{}, err
+	}
+	keyVals := en.keyVals
+	if a.p.IsWindowed() {
+		keyVals = append(append(make([]any, 0, len(keyVals)+2), keyVals...), scripting.FormatTime(en.start), scripting.FormatTime(en.end))
+	}
+	return partial{key: sk, keyVals: keyVals, accs: accs}, nil
+}
+
+// windowedFinal: windows emitted once, when they fire; the emitter keeps
+// nothing between triggers.
+func (a *KeyedAggregator) windowedFinal() bool {
+	return a.p.IsWindowed() && a.p.Emit == scripting.EmitFinal
 }
 
 func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrierAck {
 	ack := &shardBarrierAck{seq: b.seq, shard: a.shard, keys: int64(len(a.entries))}
-	if len(a.changed) > 0 {
-		rows, err := a.partials(a.entries, a.changed)
-		if err != nil {
-			ack.err = err
-			return ack
+	// The barrier's watermark is the pipeline's: past this partition's own
+	// when the partition is idle, so its windows still close.
+	if err := a.advance(b.watermark, b.final); err != nil {
+		a.hookFailed(ctx, err)
+	}
+	drops := a.dropped
+	a.dropped = nil
+	if a.windowedFinal() {
+		if len(a.fired) > 0 {
+			rows := make([]partial, len(a.fired))
+			ends := make([]int64, len(a.fired))
+			for i, f := range a.fired {
+				rows[i], ends[i] = f.p, f.end
+			}
+			ctx.Send(a.e.emitter, &resultRows{partition: a.partition, shard: a.shard, fired: true, rows: rows, ends: ends})
+			a.fired = nil
 		}
-		ctx.Send(a.e.emitter, &resultRows{partition: a.partition, shard: a.shard, rows: rows})
+		for _, sk := range a.changed {
+			if en := a.entries[sk]; en != nil {
+				en.changed = false
+			}
+		}
+		a.changed = a.changed[:0]
+	} else if len(a.changed) > 0 || len(drops) > 0 {
+		rows := make([]partial, 0, len(a.changed))
+		for _, sk := range a.changed {
+			en := a.entries[sk]
+			if en == nil {
+				continue
+			}
+			en.changed = false
+			p, err := a.partial(sk, en)
+			if err != nil {
+				ack.err = err
+				return ack
+			}
+			rows = append(rows, p)
+		}
+		ctx.Send(a.e.emitter, &resultRows{partition: a.partition, shard: a.shard, rows: rows, drop: drops})
 		a.changed = a.changed[:0]
 	}
+	a.out.flushTo(ctx, a.e)
 	if b.epoch == 0 {
 		return ack
 	}
-	ack.changed = int64(len(a.dirty))
-	if len(a.dirty) > 0 {
+	ack.changed = int64(len(a.dirty) + len(a.deleted) + len(a.statesDirty))
+	if ack.changed > 0 {
 		ack.err = a.write(b.epoch)
-		for _, k := range a.dirty {
-			a.entries[k].dirty = false
+		w := written{entries: a.dirty, deleted: a.deleted, states: a.statesDirty}
+		for _, sk := range a.dirty {
+			if en := a.entries[sk]; en != nil {
+				en.dirty = false
+			}
 		}
-		a.pending[b.epoch] = a.dirty
-		a.dirty = nil
+		for _, k := range a.statesDirty {
+			if st := a.states[k]; st != nil {
+				st.dirty = false
+			}
+		}
+		a.pending[b.epoch] = w
+		a.dirty, a.deleted, a.statesDirty = nil, nil, nil
 	}
 	return ack
 }
 
-// write puts the dirty keys into the store at version epoch.
+// redo marks what an aborted checkpoint wrote to be written again.
+func (a *KeyedAggregator) redo(w written) {
+	for _, sk := range w.entries {
+		if en := a.entries[sk]; en != nil && !en.dirty {
+			en.dirty = true
+			a.dirty = append(a.dirty, sk)
+		}
+	}
+	a.deleted = append(a.deleted, w.deleted...)
+	for _, k := range w.states {
+		if st := a.states[k]; st != nil {
+			a.touchState(k, st)
+		}
+	}
+}
+
+// write puts the dirty entries and key states into the store at version
+// epoch, and deletes what expired.
 func (a *KeyedAggregator) write(epoch uint64) error {
 	wb := a.e.cfg.Store.Batch(epoch)
+	err := a.writeTo(wb)
+	if err != nil {
+		wb.Cancel()
+		return err
+	}
+	return wb.Commit()
+}
+
+type batchWriter interface {
+	Set(key, value []byte) error
+	Delete(key []byte) error
+}
+
+func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 	var buf []byte
-	for _, k := range a.dirty {
-		var err error
-		buf, err = a.rt.EncodeEntry(buf[:0], a.entries[k].keyVals, a.entries[k].accs)
-		if err != nil {
-			wb.Cancel()
+	var err error
+	for _, sk := range a.dirty {
+		en := a.entries[sk]
+		if en == nil {
+			continue // expired since: in deleted
+		}
+		keyVals := en.keyVals
+		if a.p.IsWindowed() {
+			keyVals = append(append(make([]any, 0, len(keyVals)+3), keyVals...), en.start, en.end, en.fired)
+		}
+		if buf, err = a.rt.EncodeEntry(buf[:0], keyVals, en.accs); err != nil {
 			return err
 		}
-		if err := wb.Set(stateKey(a.partition, k), append([]byte(nil), buf...)); err != nil {
-			wb.Cancel()
+		if err := wb.Set(stateKey(a.partition, sk), buf); err != nil {
 			return err
 		}
 	}
-	return wb.Commit()
+	for _, sk := range a.deleted {
+		if a.entries[sk] != nil {
+			continue // recreated since
+		}
+		if err := wb.Delete(stateKey(a.partition, sk)); err != nil {
+			return err
+		}
+	}
+	for _, k := range a.statesDirty {
+		st := a.states[k]
+		if st == nil {
+			continue
+		}
+		if buf, err = a.rt.EncodeKeyState(buf[:0], st.ks); err != nil {
+			return fmt.Errorf("key %q: %w", k, err)
+		}
+		if err := wb.Set(hookStateKey(a.partition, k), buf); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -19,6 +19,10 @@ type Emitter struct {
 	table   map[string]*resultEntry
 	changed map[string]struct{}
 	shards  int
+	// fired: windows that fired in some partition, by end, for final mode:
+	// they are emitted once the pipeline's watermark passes their end, when
+	// every partition has fired them.
+	fired map[string]int64
 }
 
 type resultEntry struct {
@@ -31,7 +35,7 @@ func newEmitter(e *engine) (*Emitter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Emitter{e: e, rt: rt, table: map[string]*resultEntry{}, changed: map[string]struct{}{}, shards: e.cfg.Shards}, nil
+	return &Emitter{e: e, rt: rt, table: map[string]*resultEntry{}, changed: map[string]struct{}{}, fired: map[string]int64{}, shards: e.cfg.Shards}, nil
 }
 
 // Receive implements actor.Actor.
@@ -40,7 +44,7 @@ func (em *Emitter) Receive(ctx actor.Context) {
 	case *resultRows:
 		em.update(m)
 	case *emitTrigger:
-		rows, err := em.rows(m.final)
+		rows, err := em.rows(m.final, m.watermark)
 		if err != nil {
 			ctx.Send(em.e.node, &sinkFailed{name: "results", err: err})
 			return
@@ -58,7 +62,7 @@ func (em *Emitter) update(m *resultRows) {
 	if m.reset {
 		// A shard (re)started: forget what it sent before.
 		for key, en := range em.table {
-			if scripting.Shard(key, em.shards) == m.shard {
+			if scripting.Shard(groupKey(key), em.shards) == m.shard {
 				if _, ok := en.parts[m.partition]; ok {
 					delete(en.parts, m.partition)
 					if len(en.parts) == 0 {
@@ -69,7 +73,19 @@ func (em *Emitter) update(m *resultRows) {
 			}
 		}
 	}
-	for _, p := range m.rows {
+	for _, key := range m.drop {
+		if en := em.table[key]; en != nil {
+			delete(en.parts, m.partition)
+			if len(en.parts) == 0 {
+				delete(em.table, key)
+				delete(em.changed, key)
+			}
+		}
+	}
+	for i, p := range m.rows {
+		if m.fired {
+			em.fired[p.key] = m.ends[i]
+		}
 		en := em.table[p.key]
 		if en == nil {
 			en = &resultEntry{keyVals: p.keyVals, parts: make(map[string][]any, 1)}
@@ -81,10 +97,24 @@ func (em *Emitter) update(m *resultRows) {
 }
 
 // rows builds the rows a trigger emits.
-func (em *Emitter) rows(final bool) ([]connectors.Row, error) {
+func (em *Emitter) rows(final bool, watermark int64) ([]connectors.Row, error) {
 	p := em.e.cfg.Pipeline
 	var keys []string
 	switch {
+	case p.IsWindowed() && p.Emit == scripting.EmitFinal:
+		// Each window once, when it fires; nothing is kept after.
+		keys = make([]string, 0, len(em.fired))
+		for k, end := range em.fired {
+			if final || end <= watermark {
+				keys = append(keys, k)
+			}
+		}
+		defer func() {
+			for _, k := range keys {
+				delete(em.table, k)
+				delete(em.fired, k)
+			}
+		}()
 	case p.Emit == scripting.EmitUpdate:
 		keys = make([]string, 0, len(em.changed))
 		for k := range em.changed {
@@ -117,6 +147,9 @@ func (em *Emitter) rows(final bool) ([]connectors.Row, error) {
 	sortRows(rows, p.OrderBy)
 	if p.Limit > 0 && p.Emit != scripting.EmitUpdate && len(rows) > p.Limit {
 		rows = rows[:p.Limit]
+	}
+	for i := range rows {
+		rows[i].Key = groupKey(rows[i].Key) // a window's row is keyed by its key
 	}
 	return rows, nil
 }
@@ -151,8 +184,8 @@ func (em *Emitter) result(en *resultEntry) ([]any, error) {
 	return append(append([]any(nil), en.keyVals...), res...), nil
 }
 
-// sortRows orders rows by the pipeline's order_by, then by key so equal
-// rows come out the same way every run.
+// sortRows orders rows by the pipeline's order_by, then (for windows) by
+// window start, then by key, so equal rows come out the same way every run.
 func sortRows(rows []connectors.Row, order []scripting.Order) {
 	idx := map[string]int{}
 	if len(rows) > 0 {
@@ -160,11 +193,17 @@ func sortRows(rows []connectors.Row, order []scripting.Order) {
 			idx[f.Name] = i
 		}
 	}
+	ws, windowed := idx[scripting.WindowColumns[0]]
 	sort.SliceStable(rows, func(i, j int) bool {
 		for _, o := range order {
 			c := scripting.Compare(rows[i].Fields[idx[o.Column]].Value, rows[j].Fields[idx[o.Column]].Value)
 			if c != 0 {
 				return (c < 0) != o.Desc
+			}
+		}
+		if windowed {
+			if c := scripting.Compare(rows[i].Fields[ws].Value, rows[j].Fields[ws].Value); c != 0 {
+				return c < 0
 			}
 		}
 		return rows[i].Key < rows[j].Key

@@ -40,6 +40,9 @@ type barrier struct {
 	seq   uint64
 	epoch uint64
 	final bool
+	// watermark is the pipeline's event-time watermark (Unix ms) as of this
+	// barrier: windows and timers it has passed fire here.
+	watermark int64
 }
 
 // keyedBatch: processed records for one shard.
@@ -50,6 +53,9 @@ type keyedBatch struct {
 	idx []int
 	// read is when the supervisor got the batch from its reader.
 	read time.Time
+	// watermark is the partition's watermark after the batch; shards
+	// advance to it once they have added the batch's rows.
+	watermark int64
 }
 
 // shardProcessed: a shard finished a keyedBatch (flow control).
@@ -79,6 +85,10 @@ type partitionStatus struct {
 	boundary bool // paused at a trigger boundary
 	ended    bool // the partition has ended for good
 	records  int64
+	// maxTime is the latest event time the partition has delivered (Unix
+	// ms, 0 before any); active when it last delivered a record.
+	maxTime int64
+	active  time.Time
 }
 
 // partitionFailed: reading a partition failed for good.
@@ -106,6 +116,11 @@ type resultRows struct {
 	shard     int
 	reset     bool
 	rows      []partial
+	// fired: rows of windows that fired at this trigger (final mode);
+	// drop: state keys of windows to forget.
+	fired bool
+	ends  []int64 // with fired: each window's end
+	drop  []string
 }
 
 // partial is one key's accumulators from one partition.
@@ -117,8 +132,9 @@ type partial struct {
 
 // emitTrigger: every partition passed barrier seq; emit what it calls for.
 type emitTrigger struct {
-	seq   uint64
-	final bool
+	seq       uint64
+	final     bool
+	watermark int64
 }
 
 // rowsOut: rows for a sink.

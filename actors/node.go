@@ -3,7 +3,9 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -28,9 +30,14 @@ type node struct {
 
 	failedTotal  int64
 	ownerWritten bool
-	stopping     bool // shutdown asked: stop at the next barrier
-	finished     bool
-	summary      Summary
+	// watermark is the pipeline's event-time watermark (Unix ms): the
+	// minimum over active partitions of their latest event time less the
+	// allowed disorder; it never goes back. lastWatermark is the one the
+	// last barrier carried.
+	watermark, lastWatermark int64
+	stopping                 bool // shutdown asked: stop at the next barrier
+	finished                 bool
+	summary                  Summary
 }
 
 type partState struct {
@@ -52,7 +59,8 @@ type inflight struct {
 }
 
 func newNode(e *engine, done chan<- result) *node {
-	return &node{e: e, done: done, parts: map[string]*partState{}, lastCheckpoint: time.Now()}
+	return &node{e: e, done: done, parts: map[string]*partState{}, lastCheckpoint: time.Now(),
+		watermark: math.MinInt64, lastWatermark: math.MinInt64}
 }
 
 // Receive implements actor.Actor.
@@ -101,6 +109,12 @@ func (n *node) Receive(ctx actor.Context) {
 }
 
 func (n *node) start(ctx actor.Context) {
+	if cp, err := n.e.cfg.Store.Last(); err == nil {
+		if v, ok, _ := n.e.cfg.Store.Get(cp.ID, watermarkKey); ok {
+			n.watermark, _ = strconv.ParseInt(string(v), 10, 64)
+			n.lastWatermark = n.watermark
+		}
+	}
 	self := ctx.Self()
 	root := n.e.system.Root
 	go func() {
@@ -189,6 +203,8 @@ func (n *node) maybeTrigger(ctx actor.Context, timer bool) {
 		allQuiet, allDone, allEnded = false, false, false
 	}
 	checkpointDue := time.Since(n.lastCheckpoint) >= n.e.cfg.CheckpointInterval
+	n.advanceWatermark()
+	advanced := n.watermark > n.lastWatermark
 	switch {
 	case n.stopping || len(n.revokes) > 0:
 		n.trigger(ctx, true, false)
@@ -196,14 +212,47 @@ func (n *node) maybeTrigger(ctx actor.Context, timer bool) {
 		n.trigger(ctx, true, true)
 	case allQuiet && since > 0:
 		n.trigger(ctx, checkpointDue, false)
-	case timer && (since > 0 || checkpointDue):
+	case timer && (since > 0 || checkpointDue || advanced):
 		n.trigger(ctx, checkpointDue, false)
+	}
+}
+
+// advanceWatermark recomputes the watermark from the partitions' latest
+// event times. A partition that delivered nothing for the idle timeout, or
+// has ended, no longer holds it back; while every partition is idle it
+// stays where it is.
+func (n *node) advanceWatermark() {
+	p := n.e.cfg.Pipeline
+	if !p.HasEventTime() {
+		return
+	}
+	ooo, idle := p.Watermark.OutOfOrder.Milliseconds(), p.Watermark.IdleTimeout
+	wm, any := int64(math.MaxInt64), false
+	for _, ps := range n.parts {
+		s := ps.status
+		if s.ended || time.Since(s.active) > idle {
+			continue
+		}
+		any = true
+		if s.maxTime == 0 {
+			wm = math.MinInt64 // active, but no event time yet
+			continue
+		}
+		wm = min(wm, s.maxTime-ooo)
+	}
+	if any && wm > n.watermark {
+		n.watermark = wm
+		n.e.cfg.Stats.Watermark.Store(wm)
 	}
 }
 
 func (n *node) trigger(ctx actor.Context, persist, final bool) {
 	n.seq++
-	b := barrier{seq: n.seq, final: final}
+	b := barrier{seq: n.seq, final: final, watermark: n.watermark}
+	if final {
+		b.watermark = math.MaxInt64 // the input is over: every window fires
+	}
+	n.lastWatermark = b.watermark
 	if persist {
 		// A small synchronous write: it must be durable before any shard
 		// writes at this version.
@@ -249,7 +298,7 @@ func (n *node) allAcked(ctx actor.Context) {
 	e := n.e
 	if e.emitter != nil {
 		in.sinks["results"] = true
-		ctx.Send(e.emitter, &emitTrigger{seq: in.b.seq, final: in.b.final})
+		ctx.Send(e.emitter, &emitTrigger{seq: in.b.seq, final: in.b.final, watermark: in.b.watermark})
 	}
 	for name := range e.cfg.sinks() {
 		if name != "results" {
@@ -313,6 +362,14 @@ func (n *node) settle(ctx actor.Context) {
 				return
 			}
 			n.ownerWritten = true
+		}
+		if n.e.cfg.Pipeline.HasEventTime() {
+			wb := n.e.cfg.Store.Batch(in.b.epoch)
+			wb.Set(watermarkKey, []byte(strconv.FormatInt(in.b.watermark, 10)))
+			if err := wb.Commit(); err != nil {
+				n.finish(fmt.Errorf("checkpoint %d: %w", in.b.epoch, err))
+				return
+			}
 		}
 		cp := state.Checkpoint{ID: in.b.epoch, Time: time.Now().UTC(), Positions: map[string][]byte{}}
 		for id, pos := range in.positions() {

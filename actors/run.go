@@ -28,6 +28,9 @@ type Config struct {
 	// DeadLetters the records that failed. Nil sinks are not written.
 	Results, Records, DeadLetters connectors.Sink
 	Outputs                       map[string]connectors.Sink
+	// Late receives records that came after their window closed
+	// (watermark plus allowed lateness).
+	Late connectors.Sink
 
 	// TriggerInterval is how often results are emitted (default 1s).
 	TriggerInterval time.Duration
@@ -57,6 +60,9 @@ type Stats struct {
 	LastCheckpoint     atomic.Uint64
 	Partitions         atomic.Int64
 	Ended              atomic.Int64
+	Late               atomic.Int64
+	// Watermark is the pipeline's event-time watermark, Unix ms.
+	Watermark atomic.Int64
 	// BatchLatency is the time from a batch leaving its source to its
 	// records being folded into state (or, without aggregation, handed to
 	// the records sink).
@@ -114,8 +120,8 @@ type engine struct {
 	ctx    context.Context
 	node   *actor.PID
 	// emitter and the sinks' writers; nil when unused.
-	emitter              *actor.PID
-	results, deadLetters *actor.PID
+	emitter                    *actor.PID
+	results, deadLetters, late *actor.PID
 	// outputs: the record sinks' writers by name ("records" and the names
 	// a route function returns).
 	outputs map[string]*actor.PID
@@ -150,6 +156,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	if cfg.DeadLetters != nil {
 		e.deadLetters = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newSinkWriter(e, "dead_letter", cfg.DeadLetters) }))
+	}
+	if cfg.Late != nil {
+		e.late = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newSinkWriter(e, "late", cfg.Late) }))
 	}
 	if cfg.Pipeline.HasAggregate() {
 		em, err := newEmitter(e)
@@ -240,6 +249,9 @@ func (c *Config) sinks() map[string]connectors.Sink {
 	if c.DeadLetters != nil {
 		all["dead_letter"] = c.DeadLetters
 	}
+	if c.Late != nil {
+		all["late"] = c.Late
+	}
 	return all
 }
 
@@ -250,6 +262,8 @@ func (e *engine) writer(name string) *actor.PID {
 		return e.results
 	case "dead_letter":
 		return e.deadLetters
+	case "late":
+		return e.late
 	}
 	return e.outputs[name]
 }
@@ -257,6 +271,10 @@ func (e *engine) writer(name string) *actor.PID {
 // ownerKey records which pipeline a state directory belongs to, so a run
 // can't restore another pipeline's state by a mistyped --state.
 var ownerKey = []byte("meta/pipeline")
+
+// watermarkKey holds the event-time watermark of each checkpoint, so a
+// restart judges lateness exactly as the run before it did.
+var watermarkKey = []byte("meta/watermark")
 
 func checkOwner(cfg Config) error {
 	cp, err := cfg.Store.Last()

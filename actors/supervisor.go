@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,7 @@ type PartitionSupervisor struct {
 	waiting []pendingBarrier
 
 	pos      connectors.Position // after the last delivered batch
+	lastSent int64               // the last watermark sent to the shards
 	inFlight []int               // per shard
 	paused   bool                // at a trigger boundary
 	status   partitionStatus
@@ -109,6 +111,9 @@ func (s *PartitionSupervisor) Receive(ctx actor.Context) {
 		}
 	case *settled:
 		s.release(ctx)
+		for _, sh := range s.shards {
+			ctx.Send(sh, m)
+		}
 	}
 }
 
@@ -156,7 +161,8 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 	if s.restart { // the node drops the barrier in flight
 		ctx.Send(s.e.node, &partitionRestarted{id: s.id})
 	}
-	s.status = partitionStatus{id: s.id}
+	s.status = partitionStatus{id: s.id, active: time.Now()}
+	s.lastSent = math.MinInt64
 	s.startReader(ctx)
 	return nil
 }
@@ -257,12 +263,23 @@ func (s *PartitionSupervisor) deliver(ctx actor.Context) {
 		delete(s.batches, s.delivered)
 		s.delivered++
 		b := &m.batch
-		for sh, rows := range w.perShard {
-			if len(rows) > 0 {
-				s.inFlight[sh]++
-				ctx.Send(s.shards[sh], &keyedBatch{rows: rows, src: b, idx: w.perIdx[sh], read: m.at})
+		eventTime := e.cfg.Pipeline.HasEventTime()
+		after := int64(math.MinInt64)
+		if eventTime {
+			s.stampWatermarks(w, len(b.Records))
+			if mt := max(s.status.maxTime, w.maxTime); mt > 0 {
+				after = mt - e.cfg.Pipeline.Watermark.OutOfOrder.Milliseconds()
 			}
 		}
+		for sh, rows := range w.perShard {
+			// With event time every shard hears of the new watermark, rows
+			// or not, so its windows and timers fire in step.
+			if len(rows) > 0 || eventTime && after > s.lastSent {
+				s.inFlight[sh]++
+				ctx.Send(s.shards[sh], &keyedBatch{rows: rows, src: b, idx: w.perIdx[sh], read: m.at, watermark: after})
+			}
+		}
+		s.lastSent = max(s.lastSent, after)
 		if w.perShard == nil && len(b.Records) > 0 {
 			e.cfg.Stats.BatchLatency.Observe(time.Since(m.at))
 		}
@@ -273,6 +290,12 @@ func (s *PartitionSupervisor) deliver(ctx actor.Context) {
 			ctx.Send(e.node, &failed{n: int64(len(w.dead)), last: fmt.Sprint(last)})
 		}
 		e.cfg.Stats.Kept.Add(w.kept)
+		if w.maxTime > s.status.maxTime {
+			s.status.maxTime = w.maxTime
+		}
+		if w.kept > 0 {
+			s.status.active = time.Now()
+		}
 		e.cfg.Stats.Read.Add(int64(len(b.Records)))
 		s.pos = b.End
 		s.status.caughtUp = b.CaughtUp
@@ -316,6 +339,35 @@ func (s *PartitionSupervisor) release(ctx actor.Context) {
 	s.heldOut, s.heldDead, s.heldBatches = nil, nil, 0
 	s.output(ctx, outputs, dead)
 	s.request()
+}
+
+// stampWatermarks gives each keyed record the partition's watermark as it
+// stood just before that record in source order: the latest event time
+// before it, less the allowed disorder.
+func (s *PartitionSupervisor) stampWatermarks(w *worked, n int) {
+	times := make([]int64, n)
+	for sh, rows := range w.perShard {
+		for j := range rows {
+			times[w.perIdx[sh][j]] = rows[j].Time
+		}
+	}
+	ooo := s.e.cfg.Pipeline.Watermark.OutOfOrder.Milliseconds()
+	marks := make([]int64, n)
+	max := s.status.maxTime
+	for i, t := range times {
+		marks[i] = math.MinInt64
+		if max > 0 {
+			marks[i] = max - ooo
+		}
+		if t > max {
+			max = t
+		}
+	}
+	for sh, rows := range w.perShard {
+		for j := range rows {
+			rows[j].Watermark = marks[w.perIdx[sh][j]]
+		}
+	}
 }
 
 func (s *PartitionSupervisor) report(ctx actor.Context, records int64) {

@@ -33,6 +33,7 @@ type worked struct {
 	outputs  map[string][]connectors.Row // by sink name
 	dead     []connectors.Row
 	kept     int64
+	maxTime  int64 // the latest event time among the kept records
 }
 
 func newParseWorker(e *engine, partition string, shards int) *ParseWorker {
@@ -43,7 +44,7 @@ func newParseWorker(e *engine, partition string, shards int) *ParseWorker {
 func (w *ParseWorker) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		rt, err := w.e.cfg.Pipeline.NewRuntime(len(w.e.outputs) > 0)
+		rt, err := w.e.cfg.Pipeline.NewRuntime(w.e.outputs["records"] != nil || w.e.cfg.Pipeline.HasRoute())
 		if err != nil {
 			panic(fmt.Errorf("parse worker of %s: %w", w.partition, err))
 		}
@@ -66,7 +67,11 @@ func (w *ParseWorker) process(m *work) *worked {
 		out.perIdx = make([][]int, w.shards)
 	}
 	for i := range b.Records {
-		k, rec, ok, err := w.rt.Process(b.Records[i].Value)
+		var srcMs int64
+		if t := b.Records[i].Time; !t.IsZero() {
+			srcMs = t.UnixMilli()
+		}
+		k, rec, ok, err := w.rt.ProcessAt(b.Records[i].Value, srcMs)
 		if err != nil {
 			out.dead = append(out.dead, deadLetter(w.partition, b, i, err))
 			continue
@@ -81,6 +86,9 @@ func (w *ParseWorker) process(m *work) *worked {
 			}
 		}
 		out.kept++
+		if k.Time > out.maxTime {
+			out.maxTime = k.Time
+		}
 		if out.perShard != nil {
 			sh := scripting.Shard(k.Key, w.shards)
 			out.perShard[sh] = append(out.perShard[sh], k)

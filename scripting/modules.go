@@ -131,5 +131,16 @@ func installEddy(L *lua.LState) {
 			t.RawSetString("by", lua.LString(L.CheckString(3)))
 		}
 	}))
+	L.SetField(mod, "tumbling", spec("tumbling", func(L *lua.LState, t *lua.LTable) {
+		t.RawSetString("size", L.CheckAny(1))
+	}))
+	L.SetField(mod, "hopping", spec("hopping", func(L *lua.LState, t *lua.LTable) {
+		t.RawSetString("size", L.CheckAny(1))
+		t.RawSetString("slide", L.CheckAny(2))
+	}))
+	L.SetField(mod, "session", spec("session", func(L *lua.LState, t *lua.LTable) {
+		t.RawSetString("gap", L.CheckAny(1))
+	}))
+	L.SetField(mod, "source_time", spec("source_time", func(L *lua.LState, t *lua.LTable) {}))
 	L.SetGlobal("eddy", mod)
 }

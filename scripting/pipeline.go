@@ -54,12 +54,19 @@ type Pipeline struct {
 	CallTimeout time.Duration
 	// Tests are the inline tests.
 	Tests []Test
+	// EventTime, Watermark, Window and AllowedLateness configure event
+	// time (eventtime.go); nil EventTime and Window when unused.
+	EventTime       *EventTime
+	Watermark       Watermark
+	Window          *Window
+	AllowedLateness time.Duration
 
 	hasFilter, keyFunc, hasRoute bool
-	csvHeader          bool
-	csvSep             rune
-	proto              *lua.FunctionProto
-	logger             *slog.Logger
+	onRecord, onWindow, onTimer  bool
+	csvHeader                    bool
+	csvSep                       rune
+	proto                        *lua.FunctionProto
+	logger                       *slog.Logger
 }
 
 // FieldSpec is one projected field and the types it may have.
@@ -93,16 +100,21 @@ type Test struct {
 	// function picks. Nil means not checked.
 	Want, WantRecords []map[string]any
 	WantOutputs       map[string][]map[string]any
-	// DeadLetters is the number of records expected to fail, -1 unchecked.
-	DeadLetters int
+	// DeadLetters is the number of records expected to fail, Late the
+	// number expected after their window closed; -1 unchecked.
+	DeadLetters, Late int
 }
 
 // HasAggregate says whether the pipeline keeps a result table.
 func (p *Pipeline) HasAggregate() bool { return len(p.Aggregates) > 0 }
 
-// Columns lists the result table's columns: key columns, then aggregates.
+// Columns lists the result table's columns: key columns, the window's
+// start and end for windowed pipelines, then aggregates.
 func (p *Pipeline) Columns() []string {
 	cols := append([]string(nil), p.KeyColumns...)
+	if p.Window != nil {
+		cols = append(cols, WindowColumns...)
+	}
 	for _, a := range p.Aggregates {
 		cols = append(cols, a.Name)
 	}
@@ -171,7 +183,8 @@ func (p *Pipeline) instantiate() (*sandbox, *lua.LTable, error) {
 var knownFields = map[string]bool{
 	"name": true, "source": true, "sinks": true, "sink": true, "parse": true, "filter": true, "key": true,
 	"aggregate": true, "columns": true, "order_by": true, "limit": true, "emit": true, "tests": true,
-	"call_timeout": true, "route": true,
+	"call_timeout": true, "route": true, "event_time": true, "watermark": true, "window": true,
+	"allowed_lateness": true, "on_record": true, "on_window": true, "on_timer": true,
 }
 
 func (p *Pipeline) read(t *lua.LTable) error {
@@ -227,20 +240,23 @@ func (p *Pipeline) read(t *lua.LTable) error {
 	default:
 		return fmt.Errorf("route: want a function(record) returning the name of a sink (or a list of names), got %s", v.Type())
 	}
-	if !p.hasRoute {
-		for _, name := range sortedKeys(p.Sinks) {
-			switch name {
-			case "results", "records", "dead_letter", "main":
-			default:
-				return fmt.Errorf("sinks.%s: no route function sends records there (the outputs are results, records and dead_letter; add route = function(record) … end for named sinks)", name)
-			}
-		}
-	}
 	if err := p.readKey(t.RawGetString("key")); err != nil {
 		return fmt.Errorf("key: %w", err)
 	}
 	if err := p.readAggregates(t.RawGetString("aggregate"), t.RawGetString("columns")); err != nil {
 		return err
+	}
+	if err := p.readEventTime(t); err != nil {
+		return err
+	}
+	if !p.hasRoute && !p.HasKeyHooks() {
+		for _, name := range sortedKeys(p.Sinks) {
+			switch name {
+			case "results", "records", "dead_letter", "main", "late":
+			default:
+				return fmt.Errorf("sinks.%s: nothing sends records there (the outputs are results, records, late and dead_letter; a route function or ctx.emit in on_record, on_window or on_timer sends to named sinks)", name)
+			}
+		}
 	}
 	if err := p.readResultShape(t); err != nil {
 		return err
@@ -546,7 +562,7 @@ func (p *Pipeline) Outputs() []string {
 	out := []string{}
 	seen := map[string]bool{}
 	for _, name := range append([]string{"records"}, sortedKeys(p.Sinks)...) {
-		if name == "results" || name == "dead_letter" || name == "main" || seen[name] {
+		if name == "results" || name == "dead_letter" || name == "main" || name == "late" || seen[name] {
 			continue
 		}
 		seen[name] = true
@@ -581,7 +597,7 @@ func (p *Pipeline) readTests(v lua.LValue) error {
 		if !ok {
 			return fmt.Errorf("tests[%d]: want a table with name, input and want", i)
 		}
-		tc := Test{Name: lua.LVAsString(t.RawGetString("name")), DeadLetters: -1}
+		tc := Test{Name: lua.LVAsString(t.RawGetString("name")), DeadLetters: -1, Late: -1}
 		if tc.Name == "" {
 			tc.Name = fmt.Sprintf("test %d", i)
 		}
@@ -616,6 +632,9 @@ func (p *Pipeline) readTests(v lua.LValue) error {
 		}
 		if n, ok := t.RawGetString("dead_letters").(lua.LNumber); ok {
 			tc.DeadLetters = int(n)
+		}
+		if n, ok := t.RawGetString("late").(lua.LNumber); ok {
+			tc.Late = int(n)
 		}
 		p.Tests = append(p.Tests, tc)
 	}

@@ -26,7 +26,7 @@ func TestLoadErrors(t *testing.T) {
 		{"order by unknown column", `return { key = "k", aggregate = { n = eddy.count() }, order_by = { "count desc" } }`, `order_by[1]: "count" is not a result column (columns: k, n)`},
 		{"limit without aggregate", `return { limit = 3 }`, "order_by and limit shape a result table"},
 		{"bad limit", `return { key = "k", aggregate = { n = eddy.count() }, limit = 0 }`, "limit: want a whole number >= 1"},
-		{"unknown sink output", `return { sinks = { result = "stdout" } }`, "sinks.result: no route function sends records there"},
+		{"unknown sink output", `return { sinks = { result = "stdout" } }`, "sinks.result: nothing sends records there"},
 		{"bad route", `return { route = "good" }`, "route: want a function(record)"},
 		{"bad sink name", `return { sinks = { ["a-b"] = "stdout" } }`, "sinks: a-b is not a sink name"},
 		{"top with n 0", `return { aggregate = { t = eddy.top(0, "x") } }`, "aggregate.t: eddy.top needs n >= 1"},

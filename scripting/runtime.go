@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/valyala/fastjson"
@@ -20,8 +21,12 @@ type Runtime struct {
 	key    lua.LValue
 	route  lua.LValue
 	routes []string // of the last record Process kept
-	aggs   []luaAgg
-	jp     fastjson.Parser
+	// event time and per-key hooks (eventtime.go, hooks.go)
+	eventFn                     lua.LValue
+	onRecord, onWindow, onTimer lua.LValue
+	hooks                       *hookContext
+	aggs                        []luaAgg
+	jp                          fastjson.Parser
 	// records says whether Process must return the record as a Row.
 	records bool
 	// rec is the record table reused for every JSON or CSV record: a new
@@ -42,7 +47,11 @@ func (p *Pipeline) NewRuntime(records bool) (*Runtime, error) {
 	}
 	rt := &Runtime{p: p, sb: sb, records: records,
 		parse: tbl.RawGetString("parse"), filter: tbl.RawGetString("filter"), key: tbl.RawGetString("key"),
-		route: tbl.RawGetString("route")}
+		route: tbl.RawGetString("route"), eventFn: tbl.RawGetString("event_time"),
+		onRecord: tbl.RawGetString("on_record"), onWindow: tbl.RawGetString("on_window"), onTimer: tbl.RawGetString("on_timer")}
+	if p.HasKeyHooks() {
+		rt.hooks = newHookContext(rt)
+	}
 	if p.Format == "json" || p.Format == "csv" {
 		L := sb.L
 		rt.rec = L.CreateTable(0, len(p.Fields))
@@ -85,6 +94,14 @@ type Keyed struct {
 	Key string
 	// Vals holds the key columns' values then one argument per aggregate.
 	Vals []any
+	// Time is the record's event time in Unix milliseconds, 0 without
+	// event time. Watermark is its partition's watermark just before it,
+	// set by the engine in source order, so every record is judged (late
+	// or not) and every timer fires at the same point of the stream on
+	// every run, however records were batched.
+	Time, Watermark int64
+	// Rec is the whole record, for on_record; nil without it.
+	Rec map[string]any
 }
 
 // Shard maps a key to one of n shards. The hash (FNV-1a) is fixed, so every
@@ -106,6 +123,12 @@ func Shard(key string, n int) int {
 // the runtime was made with records set. An error means the record is bad:
 // it goes to the dead-letter output; the runtime stays usable.
 func (rt *Runtime) Process(raw []byte) (k Keyed, rec connectors.Row, kept bool, err error) {
+	return rt.ProcessAt(raw, 0)
+}
+
+// ProcessAt is Process for a record the source timestamped at sourceMs
+// (Unix milliseconds; 0 for none), which eddy.source_time() event times use.
+func (rt *Runtime) ProcessAt(raw []byte, sourceMs int64) (k Keyed, rec connectors.Row, kept bool, err error) {
 	L := rt.sb.L
 	r, err := rt.parseRecord(raw)
 	if err != nil || r == nil {
@@ -124,6 +147,19 @@ func (rt *Runtime) Process(raw []byte) (k Keyed, rec connectors.Row, kept bool, 
 	if rt.p.HasAggregate() || len(rt.p.KeyColumns) > 0 {
 		if k, err = rt.keyed(r); err != nil {
 			return k, rec, false, err
+		}
+	}
+	if rt.p.EventTime != nil {
+		if k.Time, err = rt.eventTime(r, sourceMs); err != nil {
+			return k, rec, false, err
+		}
+		if limit := time.Now().Add(rt.p.Watermark.MaxFuture).UnixMilli(); k.Time > limit {
+			return k, rec, false, fmt.Errorf("event time %s is more than watermark.max_future (%v) ahead of the clock", FormatTime(k.Time), rt.p.Watermark.MaxFuture)
+		}
+	}
+	if rt.p.onRecord {
+		if k.Rec, err = recordMap(r); err != nil {
+			return k, rec, false, fmt.Errorf("on_record: %w", err)
 		}
 	}
 	if rt.records {
@@ -384,6 +420,18 @@ func scalar(v lua.LValue) (any, error) {
 		return nil, fmt.Errorf("is missing")
 	}
 	return nil, fmt.Errorf("is a %s, want a string, number or boolean", v.Type())
+}
+
+func recordMap(r *lua.LTable) (map[string]any, error) {
+	g, err := toGo(r)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := g.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("a record must be a table of named fields")
+	}
+	return m, nil
 }
 
 // rowOf turns a record table into a Row with its fields in name order.

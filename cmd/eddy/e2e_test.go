@@ -236,7 +236,7 @@ func TestRunErrors(t *testing.T) {
 		{"missing dir", []string{"run", netflowScript, "--source", "dir:/no/such/dir", "--until-idle"}, "/no/such/dir"},
 		{"bad emit", []string{"run", netflowScript, "--emit", "often"}, `emit: want update, complete or final, got "often"`},
 		{"max errors", []string{"run", netflowScript, "--source", "gen:netflow?count=5000&bad=0.2", "--max-errors", "3", "--until-idle"}, "more than --max-errors 3 allows"},
-		{"unknown generator", []string{"gen", "weather"}, "weather"},
+		{"unknown generator", []string{"gen", "nosuch"}, `"nosuch"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

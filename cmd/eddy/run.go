@@ -110,7 +110,12 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 	} else if cfg.Records, err = sinks.open(first(f.to["records"], main, f.records, p.Sinks["records"], "stdout")); err != nil {
 		return err
 	}
-	if p.HasRoute() {
+	if p.IsWindowed() {
+		if cfg.Late, err = sinks.open(first(f.to["late"], p.Sinks["late"], "stderr")); err != nil {
+			return err
+		}
+	}
+	if p.HasRoute() || p.HasKeyHooks() {
 		cfg.Outputs = map[string]connectors.Sink{}
 		for _, name := range p.Outputs() {
 			if name == "records" {
@@ -127,7 +132,7 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 	}
 	for name := range f.to {
 		switch name {
-		case "results", "records", "dead_letter":
+		case "results", "records", "dead_letter", "late":
 		default:
 			if _, ok := cfg.Outputs[name]; !ok {
 				return fmt.Errorf("--to %s: %s has no output of that name (outputs: %s)", name, p.Script, strings.Join(append([]string{"results", "dead_letter"}, p.Outputs()...), ", "))

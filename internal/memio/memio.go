@@ -16,6 +16,10 @@ import (
 type Source struct {
 	Lines     []string
 	BatchSize int
+	// Boundary asks for a trigger after every batch: with BatchSize 1, a
+	// barrier (and the watermark it carries) passes after every record,
+	// so event-time tests don't depend on timing.
+	Boundary bool
 }
 
 // Start implements connectors.Source.
@@ -24,7 +28,7 @@ func (s *Source) Start(_ context.Context, l connectors.Listener) error {
 	if n <= 0 {
 		n = 1024
 	}
-	l.Assign(&partition{lines: s.Lines, batch: n})
+	l.Assign(&partition{lines: s.Lines, batch: n, boundary: s.Boundary})
 	return nil
 }
 
@@ -32,9 +36,10 @@ func (s *Source) Start(_ context.Context, l connectors.Listener) error {
 func (s *Source) Close() error { return nil }
 
 type partition struct {
-	lines []string
-	next  int
-	batch int
+	lines    []string
+	next     int
+	batch    int
+	boundary bool
 }
 
 func (p *partition) ID() string { return "mem" }
@@ -63,6 +68,7 @@ func (p *partition) Read(ctx context.Context) (connectors.Batch, error) {
 	}
 	p.next = end
 	b.End = connectors.Position(strconv.Itoa(end))
+	b.Boundary = p.boundary
 	return b, nil
 }
 

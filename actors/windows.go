@@ -1,0 +1,363 @@
+package actors
+
+import (
+	"container/heap"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/scripting"
+)
+
+// Event-time windows in a KeyedAggregator: adding records to the windows
+// they belong to, firing the windows and timers the watermark has passed,
+// and dropping windows once they can take no more late records.
+
+// addWindowed adds record i of m to its windows; a window the watermark has
+// closed sends the record to the late output instead.
+func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch, i int) error {
+	w := a.p.Window
+	lateness := a.p.AllowedLateness.Milliseconds()
+	if w.Kind == "session" {
+		return a.addSession(k, nk, m, i, lateness)
+	}
+	var late int
+	for _, win := range w.Windows(k.Time, nil) {
+		sk := windowKey(k.Key, win[0])
+		en := a.entries[sk]
+		closed := win[1]+lateness <= a.watermark
+		emitted := (en != nil && en.fired || en == nil && win[1] <= a.watermark) && a.p.Emit == scripting.EmitFinal
+		if closed || emitted {
+			late++
+			continue
+		}
+		if err := a.addTo(sk, k, nk, win[0], win[1]); err != nil {
+			return err
+		}
+		if en := a.entries[sk]; win[1] <= a.watermark && !en.fired {
+			en.fired = true // a late update of a window that fired empty
+			heap.Push(&a.expiries, timerItem{at: en.end, key: sk})
+		}
+	}
+	if late > 0 {
+		a.late(m, i, k.Time, late)
+	}
+	return nil
+}
+
+// addSession merges the record's session [t, t+gap) with the key's open
+// sessions it touches.
+func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, i int, lateness int64) error {
+	gap := a.p.Window.Gap.Milliseconds()
+	start, end := k.Time, k.Time+gap
+	if end+lateness <= a.watermark || end <= a.watermark && a.p.Emit == scripting.EmitFinal {
+		a.late(m, i, k.Time, 1)
+		return nil
+	}
+	var merged *entry
+	var keep []*entry
+	for _, s := range a.sessions[k.Key] {
+		if s.start > end || s.end < start {
+			keep = append(keep, s)
+			continue
+		}
+		if merged == nil {
+			merged = s
+			continue
+		}
+		if err := a.rt.Merge(merged.accs, s.accs); err != nil {
+			return err
+		}
+		merged.start, merged.end = min(merged.start, s.start), max(merged.end, s.end)
+		a.drop(windowKey(k.Key, s.start))
+	}
+	if merged == nil {
+		a.sessions[k.Key] = keep
+		return a.addTo(windowKey(k.Key, start), k, nk, start, end)
+	}
+	old := windowKey(k.Key, merged.start)
+	if a.entries[old] != merged {
+		// merged.start moved while absorbing another session: find its key.
+		for sk, en := range a.entries {
+			if en == merged {
+				old = sk
+			}
+		}
+	}
+	merged.start, merged.end = min(merged.start, start), max(merged.end, end)
+	if err := a.rt.Add(merged.accs, k.Vals[nk:]); err != nil {
+		return err
+	}
+	a.sessions[k.Key] = append(keep, merged)
+	sk := windowKey(k.Key, merged.start)
+	if sk != old {
+		delete(a.entries, old)
+		a.deleted = append(a.deleted, old)
+		a.dropped = append(a.dropped, old)
+		a.entries[sk] = merged
+		merged.dirty, merged.changed = false, false
+	}
+	a.touch(sk, merged)
+	a.opened(sk, merged)
+	return nil
+}
+
+// drop removes a window entry from state and from the emitter's table.
+func (a *KeyedAggregator) drop(sk string) {
+	if _, ok := a.entries[sk]; !ok {
+		return
+	}
+	delete(a.entries, sk)
+	a.deleted = append(a.deleted, sk)
+	a.dropped = append(a.dropped, sk)
+}
+
+// late sends record i of m to the late output.
+func (a *KeyedAggregator) late(m *keyedBatch, i int, t int64, windows int) {
+	wm := scripting.FormatTime(a.watermark)
+	row := connectors.Row{Key: m.rows[i].Key, Fields: []connectors.Field{
+		{Name: "reason", Value: fmt.Sprintf("late: event time %s is behind the watermark %s by more than allowed_lateness (%v) for %d window(s)",
+			scripting.FormatTime(t), wm, a.p.AllowedLateness, windows)},
+		{Name: "event_time", Value: scripting.FormatTime(t)},
+		{Name: "watermark", Value: wm},
+		{Name: "partition", Value: a.partition},
+		{Name: "source", Value: m.src.Locate(m.idx[i])},
+		{Name: "record", Value: string(m.src.Records[m.idx[i]].Value)},
+	}}
+	a.e.cfg.Stats.Late.Add(1)
+	a.out.add("late", row)
+}
+
+// advance moves the shard's watermark to wm (the end of time when final)
+// and fires what it passed: windows (in end order, running on_window), then
+// event-time timers; then it drops windows past their allowed lateness.
+func (a *KeyedAggregator) advance(wm int64, final bool) error {
+	if final {
+		wm = math.MaxInt64
+	}
+	if wm <= a.watermark && !final {
+		return nil
+	}
+	a.watermark = max(a.watermark, wm)
+	if a.p.IsWindowed() {
+		if err := a.fireWindows(); err != nil {
+			return err
+		}
+	}
+	if err := a.fireTimers(final); err != nil {
+		return err
+	}
+	if a.p.IsWindowed() {
+		a.expireWindows()
+	}
+	return nil
+}
+
+// fireWindows fires the open windows whose end the watermark has passed.
+func (a *KeyedAggregator) fireWindows() error {
+	for a.ends.Len() > 0 && a.ends[0].at <= a.watermark {
+		it := heap.Pop(&a.ends).(timerItem)
+		en := a.entries[it.key]
+		if en == nil || en.fired || en.end != it.at {
+			continue // gone, fired, or a session that grew since
+		}
+		en.fired = true
+		a.touch(it.key, en)
+		heap.Push(&a.expiries, timerItem{at: en.end, key: it.key})
+		if a.p.Window.Kind == "session" {
+			a.removeSession(en)
+		}
+		p, err := a.partial(it.key, en)
+		if err != nil {
+			return err
+		}
+		a.fired = append(a.fired, firedWindow{p: p, end: en.end})
+		if err := a.onWindow(en, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// opened queues a window's end for firing.
+func (a *KeyedAggregator) opened(sk string, en *entry) {
+	heap.Push(&a.ends, timerItem{at: en.end, key: sk})
+}
+
+func (a *KeyedAggregator) removeSession(en *entry) {
+	list := a.sessions[en.key]
+	for i, s := range list {
+		if s == en {
+			a.sessions[en.key] = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(a.sessions[en.key]) == 0 {
+		delete(a.sessions, en.key)
+	}
+}
+
+func (a *KeyedAggregator) onWindow(en *entry, p partial) error {
+	if !a.p.HasKeyHooks() {
+		return nil
+	}
+	res, err := a.rt.Results(en.accs)
+	if err != nil {
+		return err
+	}
+	cols := a.p.Columns()
+	row := connectors.Row{Key: en.key, Fields: make([]connectors.Field, len(cols))}
+	vals := append(append([]any(nil), p.keyVals...), res...)
+	for i, c := range cols {
+		row.Fields[i] = connectors.Field{Name: c, Value: vals[i]}
+	}
+	st := a.state(en.key)
+	hr, err := a.rt.OnWindow(st.ks, en.key, row, en.end, a.watermark)
+	a.afterHook(en.key, st, hr)
+	return err
+}
+
+// expireWindows drops fired windows that can take no more late records.
+func (a *KeyedAggregator) expireWindows() {
+	lateness := a.p.AllowedLateness.Milliseconds()
+	for a.expiries.Len() > 0 && (a.watermark == math.MaxInt64 || a.expiries[0].at+lateness <= a.watermark) {
+		it := heap.Pop(&a.expiries).(timerItem)
+		if en := a.entries[it.key]; en != nil && en.fired && en.end == it.at {
+			a.drop(it.key)
+		}
+	}
+}
+
+// fireTimers runs on_timer for the event-time timers the watermark has
+// passed and the processing-time timers the clock has, in time order.
+func (a *KeyedAggregator) fireTimers(final bool) error {
+	now := time.Now().UnixMilli()
+	for _, h := range []*timerQueue{&a.timers.event, &a.timers.processing} {
+		limit := a.watermark
+		if h == &a.timers.processing {
+			if final {
+				continue // wall-clock timers don't fire because the input ended
+			}
+			limit = now
+		}
+		for h.Len() > 0 && (*h)[0].at <= limit {
+			it := heap.Pop(h).(timerItem)
+			st := a.states[it.key]
+			if st == nil {
+				continue
+			}
+			t, ok := st.ks.Timers[it.name]
+			if !ok || t.At != it.at || t.Processing != (h == &a.timers.processing) {
+				continue // replaced or deleted since it was queued
+			}
+			res, err := a.rt.OnTimer(st.ks, it.key, it.name, a.watermark)
+			a.afterHook(it.key, st, res)
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// timerHeap queues every key's timers by time, event time and wall clock
+// apart; entries are checked against the key's timers when they come due,
+// so a replaced or deleted timer needs no removal.
+type timerHeap struct{ event, processing timerQueue }
+
+type timerItem struct {
+	at        int64
+	key, name string
+}
+
+type timerQueue []timerItem
+
+func (q timerQueue) Len() int { return len(q) }
+func (q timerQueue) Less(i, j int) bool {
+	if q[i].at != q[j].at {
+		return q[i].at < q[j].at
+	}
+	if q[i].key != q[j].key {
+		return q[i].key < q[j].key
+	}
+	return q[i].name < q[j].name
+}
+func (q timerQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *timerQueue) Push(x any)   { *q = append(*q, x.(timerItem)) }
+func (q *timerQueue) Pop() any {
+	old := *q
+	it := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return it
+}
+
+func (h *timerHeap) pushAll(key string, ks *scripting.KeyState) {
+	for name, t := range ks.Timers {
+		q := &h.event
+		if t.Processing {
+			q = &h.processing
+		}
+		heap.Push(q, timerItem{at: t.At, key: key, name: name})
+	}
+}
+
+// heldOutput collects the rows a shard emits (hook rows, late records,
+// dead letters) and sends them to their sinks, holding them back while a
+// barrier the shard passed is not settled.
+type heldOutput struct {
+	holding bool
+	pending map[string][]connectors.Row
+	held    map[string][]connectors.Row
+}
+
+func (o *heldOutput) add(sink string, row connectors.Row) {
+	if o.pending == nil {
+		o.pending = map[string][]connectors.Row{}
+	}
+	o.pending[sink] = append(o.pending[sink], row)
+}
+
+// flushTo sends (or, while holding, holds) what was added.
+func (o *heldOutput) flushTo(ctx actor.Context, e *engine) {
+	if len(o.pending) == 0 {
+		return
+	}
+	if o.holding {
+		if o.held == nil {
+			o.held = map[string][]connectors.Row{}
+		}
+		for sink, rows := range o.pending {
+			o.held[sink] = append(o.held[sink], rows...)
+		}
+	} else {
+		send(ctx, e, o.pending)
+	}
+	o.pending = nil
+}
+
+func (o *heldOutput) hold(e *engine) {
+	o.holding = len(e.outputs) > 0 || e.deadLetters != nil || e.late != nil
+}
+
+func (o *heldOutput) release(ctx actor.Context, e *engine) {
+	o.holding = false
+	if len(o.held) > 0 {
+		send(ctx, e, o.held)
+		o.held = nil
+	}
+}
+
+func send(ctx actor.Context, e *engine, rows map[string][]connectors.Row) {
+	for sink, rs := range rows {
+		if pid := e.writer(sink); pid != nil {
+			ctx.Send(pid, &rowsOut{rows: rs})
+			continue
+		}
+		if sink != "late" && sink != "dead_letter" {
+			e.cfg.Logger.Error("rows emitted to a sink the pipeline doesn't have", "sink", sink, "rows", len(rs), "sinks", e.outputNames())
+			e.cfg.Stats.Failed.Add(int64(len(rs)))
+		}
+	}
+}
