@@ -41,16 +41,70 @@ func checkpointsCmd() *cobra.Command {
 				return nil
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tTIME\tKEYS\tCHANGED\tPOSITIONS")
+			fmt.Fprintln(w, "ID\tSAVEPOINT\tTIME\tKEYS\tCHANGED\tPOSITIONS")
 			for _, cp := range cps {
-				fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%s\n", cp.ID, cp.Time.Local().Format(time.DateTime), cp.Keys, cp.Changed, positions(cp))
+				name := cp.Name
+				if name == "" {
+					name = "-"
+				}
+				fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%d\t%s\n", cp.ID, name, cp.Time.Local().Format(time.DateTime), cp.Keys, cp.Changed, positions(cp))
 			}
 			return w.Flush()
 		},
 	}
 	list.Flags().StringVar(&dir, "state", "", "the state directory of a pipeline's runs")
-	cmd.AddCommand(list)
+	cmd.AddCommand(append([]*cobra.Command{list}, savepointCmds(&dir)...)...)
 	return cmd
+}
+
+// savepointCmds are checkpoints save and checkpoints delete.
+func savepointCmds(dir *string) []*cobra.Command {
+	var id uint64
+	openStore := func() (*state.Store, error) {
+		if *dir == "" {
+			return nil, fmt.Errorf("give --state DIR, the directory a run was given")
+		}
+		if _, err := os.Stat(*dir); err != nil {
+			return nil, fmt.Errorf("state directory: %w", err)
+		}
+		return state.Open(*dir)
+	}
+	save := &cobra.Command{
+		Use:   "save NAME --state DIR",
+		Short: "keep the last checkpoint (or --checkpoint ID) as a named savepoint, until deleted",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := openStore()
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			cp, err := store.Save(id, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "checkpoint %d saved as %s; replay it with eddy replay PIPELINE.lua --state %s --from-savepoint %s\n", cp.ID, cp.Name, *dir, cp.Name)
+			return nil
+		},
+	}
+	save.Flags().Uint64Var(&id, "checkpoint", 0, "the checkpoint to save (default: the last)")
+	del := &cobra.Command{
+		Use:   "delete NAME --state DIR",
+		Short: "delete a savepoint, releasing the history it kept",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := openStore()
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			return store.DeleteSavepoint(args[0])
+		},
+	}
+	for _, c := range []*cobra.Command{save, del} {
+		c.Flags().StringVar(dir, "state", "", "the state directory of a pipeline's runs")
+	}
+	return []*cobra.Command{save, del}
 }
 
 func positions(cp state.Checkpoint) string {
