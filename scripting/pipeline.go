@@ -67,6 +67,7 @@ type Pipeline struct {
 	csvSep                       rune
 	proto                        *lua.FunctionProto
 	logger                       *slog.Logger
+	lookups                      map[string]*lookupTable // lookup.go
 }
 
 // FieldSpec is one projected field and the types it may have.
@@ -166,6 +167,7 @@ func LoadSource(path string, src []byte, opts ...LoadOption) (*Pipeline, error) 
 // pipeline table it returns.
 func (p *Pipeline) instantiate() (*sandbox, *lua.LTable, error) {
 	sb := newSandbox(p.Script, p.CallTimeout, p.logger)
+	installLookup(sb, p)
 	if err := sb.call(sb.L.NewFunctionFromProto(p.proto), 1); err != nil {
 		sb.close()
 		return nil, nil, err
@@ -185,6 +187,7 @@ var knownFields = map[string]bool{
 	"aggregate": true, "columns": true, "order_by": true, "limit": true, "emit": true, "tests": true,
 	"call_timeout": true, "route": true, "event_time": true, "watermark": true, "window": true,
 	"allowed_lateness": true, "on_record": true, "on_window": true, "on_timer": true,
+	"lookups": true,
 }
 
 func (p *Pipeline) read(t *lua.LTable) error {
@@ -214,6 +217,9 @@ func (p *Pipeline) read(t *lua.LTable) error {
 		p.Source = string(s)
 	}
 	if err := p.readSinks(t); err != nil {
+		return err
+	}
+	if err := p.readLookups(t.RawGetString("lookups")); err != nil {
 		return err
 	}
 	if v := t.RawGetString("call_timeout"); v != lua.LNil {

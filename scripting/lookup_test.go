@@ -1,0 +1,180 @@
+package scripting
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eddy-stream/eddy/connectors"
+)
+
+// fakeLookup is a table in memory that can be made unreachable.
+type fakeLookup struct {
+	mu    sync.Mutex
+	rows  map[string]map[string]any
+	down  int // the next Loads that fail
+	loads int
+}
+
+var errDown = errors.New("connection refused")
+
+func (f *fakeLookup) Load(ctx context.Context) (map[string]map[string]any, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.loads++
+	if f.down > 0 {
+		f.down--
+		return nil, errDown
+	}
+	out := map[string]map[string]any{}
+	for k, v := range f.rows {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (f *fakeLookup) Transient(err error) bool { return errors.Is(err, errDown) }
+func (f *fakeLookup) Close() error             { return nil }
+
+func (f *fakeLookup) set(key string, row map[string]any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rows[key] = row
+}
+
+var fakes sync.Map // table name → *fakeLookup
+
+func init() {
+	connectors.RegisterLookup("fakelookup", func(t connectors.Target, key string) (connectors.Lookup, error) {
+		f, ok := fakes.Load(t.Path)
+		if !ok {
+			return nil, errors.New("no such fake table " + t.Path)
+		}
+		return f.(*fakeLookup), nil
+	})
+}
+
+func newFake(t *testing.T, rows map[string]map[string]any) (string, *fakeLookup) {
+	f := &fakeLookup{rows: rows}
+	name := strings.ReplaceAll(t.Name(), "/", "_")
+	fakes.Store(name, f)
+	return name, f
+}
+
+// classify runs a pipeline whose parse calls lookup and returns what the
+// script made of each line, or the error.
+func classify(t *testing.T, table, opts string, lines ...string) []string {
+	t.Helper()
+	src := `return {
+  lookups = { users = { source = "fakelookup:` + table + `", key = "id"` + opts + ` } },
+  parse = function(line)
+    local u = lookup("users", tonumber(line) or line)
+    if u == nil then return { out = line .. ":none" } end
+    return { out = line .. ":" .. u.device }
+  end,
+}`
+	p, err := LoadSource("users.lua", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := p.NewRuntime(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	var out []string
+	for _, l := range lines {
+		_, rec, _, err := rt.Process([]byte(l))
+		if err != nil {
+			out = append(out, "error: "+err.Error())
+			continue
+		}
+		v, _ := rec.Get("out")
+		out = append(out, v.(string))
+	}
+	return out
+}
+
+func TestLookupAnswersAndSeesNewRows(t *testing.T) {
+	defer func(d time.Duration) { lookupMissEvery = d }(lookupMissEvery)
+	lookupMissEvery = 20 * time.Millisecond
+	name, f := newFake(t, map[string]map[string]any{"1": {"id": int64(1), "device": "mobile"}})
+	if got := strings.Join(classify(t, name, "", "1", "2"), " "); got != "1:mobile 2:none" {
+		t.Fatalf("got %s", got)
+	}
+	// A row added upstream is found by the next miss (rate-limited to one
+	// reload a second), without a restart.
+	f.set("2", map[string]any{"id": int64(2), "device": "tablet"})
+	time.Sleep(2 * lookupMissEvery) // the miss reload is rate-limited by wall time
+	if got := strings.Join(classify(t, name, "", "2"), " "); got != "2:tablet" {
+		t.Fatalf("got %s", got)
+	}
+	// A changed row is seen once the cache is older than refresh.
+	f.set("1", map[string]any{"id": int64(1), "device": "desktop"})
+	if got := classify(t, name, `, refresh = "1ms"`, "1"); got[0] != "1:desktop" {
+		t.Fatalf("got %s", got)
+	}
+}
+
+func TestLookupWaitsForAnUnreachableTable(t *testing.T) {
+	name, f := newFake(t, map[string]map[string]any{"1": {"id": int64(1), "device": "mobile"}})
+	f.down = 3
+	// call_timeout is 2s; the wait for the table does not count against it.
+	if got := classify(t, name, `, wait = "30s"`, "1"); got[0] != "1:mobile" {
+		t.Fatalf("got %s", got)
+	}
+	if f.loads != 4 {
+		t.Fatalf("%d loads, want 3 failures and a success", f.loads)
+	}
+	f.down = 1000
+	got := classify(t, name, `, wait = "300ms", refresh = "1ms"`, "1")
+	if !strings.Contains(got[0], "lookup users: the table was unreachable for") || !strings.Contains(got[0], "connection refused") {
+		t.Fatalf("got %s", got[0])
+	}
+}
+
+func TestLookupSpecErrors(t *testing.T) {
+	tests := []struct {
+		name        string
+		lookups     string
+		errContains string
+	}{
+		{"not a table", `"x"`, "lookups: want a table"},
+		{"entry not a table", `{ users = "mysql://x" }`, "lookups: want name = { source = URI"},
+		{"no key", `{ users = { source = "fakelookup:x" } }`, "lookups.users: want source = URI and key"},
+		{"bad refresh", `{ users = { source = "fakelookup:x", key = "id", refresh = "often" } }`, `lookups.users.refresh: want a duration`},
+		{"unknown field", `{ users = { source = "fakelookup:x", key = "id", tabel = "t" } }`, "lookups.users: unknown field tabel"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadSource("p.lua", []byte(`return { lookups = `+tt.lookups+` }`))
+			if err == nil || !strings.Contains(err.Error(), tt.errContains) {
+				t.Fatalf("got %v, want %q", err, tt.errContains)
+			}
+		})
+	}
+	for _, tt := range []struct{ name, lookups, call, errContains string }{
+		{"unknown name", `{ users = { source = "fakelookup:x", key = "id" } }`, `lookup("people", 1)`, `no lookup named "people"`},
+		{"unknown scheme", `{ users = { source = "nope:x", key = "id" } }`, `lookup("users", 1)`, `unknown scheme "nope"`},
+		{"nil key", `{ users = { source = "fakelookup:x", key = "id" } }`, `lookup("users", nil)`, "want a key"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := LoadSource("p.lua", []byte(`return { lookups = `+tt.lookups+`, parse = function(l) `+tt.call+` return {} end }`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt, err := p.NewRuntime(false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt.Close()
+			_, _, _, err = rt.Process([]byte("x"))
+			if err == nil || !strings.Contains(err.Error(), tt.errContains) {
+				t.Fatalf("got %v, want %q", err, tt.errContains)
+			}
+		})
+	}
+}
