@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eddy-stream/eddy/connectors/gen"
+)
+
+const sensorScript = "../../scripts/sensor_report.lua"
+
+// sensorExpect computes seed 002's report from the generated files with
+// plain Go, independently of eddy: windows per sensor and minute, anomaly
+// alerts between a sensor's consecutive windows, and missing-data alerts
+// by replaying the stream in order with the script's watermark rule
+// (latest event time so far less 10s; a sensor's silence timer, 300s after
+// its latest reading, fires once the watermark passes it).
+func sensorExpect(t *testing.T, dir string) (windows, alerts map[string]bool) {
+	t.Helper()
+	type win struct {
+		n             int
+		sum, min, max float64
+	}
+	wins := map[string]map[int64]*win{}
+	timers := map[string]int64{}
+	alerts = map[string]bool{}
+	var maxTime int64
+	const ooo, silence = 10_000, 300_000
+	files, _ := filepath.Glob(filepath.Join(dir, "part-*"))
+	sort.Strings(files)
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			var r struct {
+				Sensor *string
+				Ts     *string
+				Temp   *float64
+			}
+			if json.Unmarshal(sc.Bytes(), &r) != nil || r.Sensor == nil || r.Ts == nil || r.Temp == nil {
+				continue
+			}
+			if *r.Sensor == "s-heartbeat" {
+				continue
+			}
+			ts, err := time.Parse(time.RFC3339Nano, *r.Ts)
+			if err != nil || ts.After(time.Now().Add(24*time.Hour)) {
+				continue
+			}
+			ms := ts.UnixMilli()
+			if maxTime > 0 {
+				wm := maxTime - ooo
+				var due []string
+				for s, at := range timers {
+					if at <= wm {
+						due = append(due, s)
+					}
+				}
+				for _, s := range due {
+					alerts[fmt.Sprintf(`{"alert":"missing","last_reading":%q,"sensor":%q,"silent_for":300}`,
+						time.UnixMilli(timers[s]-silence).UTC().Format(time.RFC3339), s)] = true
+					delete(timers, s)
+				}
+				if (ms/60000+1)*60000 <= wm {
+					t.Fatalf("record %s is late: the generator's disorder exceeds the script's bound", sc.Text())
+				}
+			}
+			if timers[*r.Sensor] < ms+silence {
+				timers[*r.Sensor] = ms + silence
+			}
+			maxTime = max(maxTime, ms)
+			if wins[*r.Sensor] == nil {
+				wins[*r.Sensor] = map[int64]*win{}
+			}
+			start := ms / 60000 * 60000
+			w := wins[*r.Sensor][start]
+			if w == nil {
+				w = &win{min: *r.Temp, max: *r.Temp}
+				wins[*r.Sensor][start] = w
+			}
+			w.n++
+			w.sum += *r.Temp
+			w.min, w.max = math.Min(w.min, *r.Temp), math.Max(w.max, *r.Temp)
+		}
+		fh.Close()
+	}
+	windows = map[string]bool{}
+	format := func(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z") }
+	for s, byStart := range wins {
+		starts := make([]int64, 0, len(byStart))
+		for st := range byStart {
+			starts = append(starts, st)
+		}
+		sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
+		var prev *float64
+		for _, st := range starts {
+			w := byStart[st]
+			avg := w.sum / float64(w.n)
+			windows[canon(t, fmt.Sprintf(`{"sensor":%q,"window_start":%q,"window_end":%q,"readings":%d,"avg":%s,"min":%s,"max":%s}`,
+				s, format(st), format(st+60000), w.n, num(avg), num(w.min), num(w.max)))] = true
+			if prev != nil {
+				high, low := w.max-*prev, *prev-w.min
+				if high > 8 || low > 8 {
+					v := w.min
+					if high >= low {
+						v = w.max
+					}
+					alerts[canon(t, fmt.Sprintf(`{"alert":"anomaly","sensor":%q,"window_start":%q,"value":%s,"previous_avg":%s}`,
+						s, format(st), num(v), num(*prev)))] = true
+				}
+			}
+			prev = &avg
+		}
+	}
+	canonAlerts := map[string]bool{}
+	for a := range alerts {
+		canonAlerts[canon(t, a)] = true
+	}
+	return windows, canonAlerts
+}
+
+func num(f float64) string {
+	b, _ := json.Marshal(f)
+	return string(b)
+}
+
+// canon re-encodes a JSON object with sorted keys.
+func canon(t *testing.T, s string) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		t.Fatalf("not JSON: %s", s)
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+// reportSets splits eddy's report into windows and alerts.
+func reportSets(t *testing.T, out string) (windows, alerts map[string]bool) {
+	t.Helper()
+	windows, alerts = map[string]bool{}, map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		c := canon(t, line)
+		if strings.Contains(c, `"alert":`) {
+			alerts[c] = true
+		} else {
+			windows[c] = true
+		}
+	}
+	return windows, alerts
+}
+
+func sameSet(t *testing.T, what string, got, want map[string]bool) {
+	t.Helper()
+	var missing, extra []string
+	for k := range want {
+		if !got[k] {
+			missing = append(missing, k)
+		}
+	}
+	for k := range got {
+		if !want[k] {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(extra)
+	if len(missing)+len(extra) > 0 {
+		t.Fatalf("%s: %d missing, %d extra (of %d)\nmissing: %.3v\nextra: %.3v", what, len(missing), len(extra), len(want), missing, extra)
+	}
+}
+
+func genSensors(t *testing.T, delay string, minutes int64) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "readings")
+	name := "sensors?sensors=40&gap=0.004&delay=" + delay
+	if err := gen.WriteDir(dir, name, 11, 40*60*minutes, 5, 0.002); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// The sensor report over ordered and over shuffled readings, each against
+// the independent computation.
+func TestSensorReport(t *testing.T) {
+	for _, delay := range []string{"0s", "5s"} {
+		t.Run("delay="+delay, func(t *testing.T) {
+			dir := genSensors(t, delay, 40)
+			wantW, wantA := sensorExpect(t, dir)
+			var missing int
+			for a := range wantA {
+				if strings.Contains(a, `"missing"`) {
+					missing++
+				}
+			}
+			if missing == 0 || len(wantA) == missing {
+				t.Fatalf("the input has %d missing-data and %d anomaly alerts: want both kinds", missing, len(wantA)-missing)
+			}
+			out, stderr, err := eddy(t, "run", sensorScript, "--source", "dir:"+dir, "--until-idle", "-q",
+				"--dead-letter", "file:"+filepath.Join(t.TempDir(), "dead.jsonl"))
+			if err != nil {
+				t.Fatalf("eddy run: %v\n%s", err, stderr)
+			}
+			gotW, gotA := reportSets(t, out)
+			sameSet(t, "windows", gotW, wantW)
+			sameSet(t, "alerts", gotA, wantA)
+		})
+	}
+}
+
+// kill -9 mid-window, restart with the same state: together the runs
+// report exactly the windows and alerts of an uninterrupted run (stdout
+// is at-least-once, so rows repeated across a crash count once).
+func TestSensorReportKillAndRestart(t *testing.T) {
+	dir := genSensors(t, "5s", 150)
+	wantW, wantA := sensorExpect(t, dir)
+	stateDir := filepath.Join(t.TempDir(), "state")
+	args := []string{"run", sensorScript, "--source", "dir:" + dir, "--state", stateDir, "--until-idle", "-q",
+		"--checkpoint-interval", "50ms", "--trigger-interval", "20ms", "--dead-letter", "file:" + filepath.Join(t.TempDir(), "dead.jsonl")}
+	start := time.Now()
+	if _, stderr, err := eddy(t, append(args[:len(args):len(args)], "--state", filepath.Join(t.TempDir(), "timing"))...); err != nil {
+		t.Fatalf("timing run: %v\n%s", err, stderr)
+	}
+	span := time.Since(start)
+	var all strings.Builder
+	rng := rand.New(rand.NewPCG(3, 4))
+	kills := 0
+	for i := 0; i < 5; i++ {
+		cmd := exec.Command(eddyBin, args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run %d: %v\n%s", i, err, stderr.String())
+			}
+		case <-time.After(span/10 + time.Duration(rng.Int64N(int64(span*7/10)))):
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			kills++
+		}
+		all.WriteString(stdout.String())
+	}
+	out, stderr, err := eddy(t, args...)
+	if err != nil {
+		t.Fatalf("final run: %v\n%s", err, stderr)
+	}
+	all.WriteString(out)
+	t.Logf("%d of 5 runs killed", kills)
+	if kills == 0 {
+		t.Fatal("no run was killed")
+	}
+	gotW, gotA := reportSets(t, all.String())
+	sameSet(t, "windows", gotW, wantW)
+	sameSet(t, "alerts", gotA, wantA)
+}
