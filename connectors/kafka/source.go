@@ -47,7 +47,11 @@ type SourceConfig struct {
 	// (default 200ms).
 	Batch, Buffer int
 	Poll          time.Duration
-	Logger        *slog.Logger
+	// Instance makes the member static (group.instance.id): a process
+	// restarted with the same instance gets its partitions back at once,
+	// without waiting for the dead one's session to time out.
+	Instance string
+	Logger   *slog.Logger
 }
 
 func (c *SourceConfig) defaults() error {
@@ -82,14 +86,14 @@ func (c *SourceConfig) defaults() error {
 
 // OpenSource opens the source a kafka:// target names. Parameters: group,
 // start=earliest|latest|OFFSET, start-time=RFC3339, ignore-committed=true,
-// isolation=read_committed|read_uncommitted, batch, buffer, poll, and the
-// connection's (see ParseConn).
+// isolation=read_committed|read_uncommitted, instance (static membership),
+// batch, buffer, poll, and the connection's (see ParseConn).
 func OpenSource(t connectors.Target) (*Source, error) {
 	conn, err := ParseConn(t)
 	if err != nil {
 		return nil, err
 	}
-	c := SourceConfig{Conn: conn, Group: t.Params.Get("group"), Start: t.Params.Get("start")}
+	c := SourceConfig{Conn: conn, Group: t.Params.Get("group"), Start: t.Params.Get("start"), Instance: t.Params.Get("instance")}
 	if st := t.Params.Get("start-time"); st != "" {
 		if c.StartTime, err = time.Parse(time.RFC3339, st); err != nil {
 			return nil, fmt.Errorf("start-time=%q is not an RFC 3339 time such as 2026-01-02T15:04:05Z", st)
@@ -183,7 +187,7 @@ func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
 	if s.cfg.ReadUncommitted {
 		iso = kgo.ReadUncommitted()
 	}
-	cl, err := s.cfg.NewClient(
+	opts := []kgo.Opt{
 		kgo.ConsumerGroup(s.cfg.Group),
 		kgo.ConsumeTopics(s.cfg.Topics...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
@@ -191,11 +195,15 @@ func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
 		kgo.FetchIsolationLevel(iso),
 		kgo.KeepControlRecords(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(500*time.Millisecond),
+		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.OnPartitionsAssigned(s.onAssigned),
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
-	)
+	}
+	if s.cfg.Instance != "" {
+		opts = append(opts, kgo.InstanceID(s.cfg.Instance))
+	}
+	cl, err := s.cfg.NewClient(opts...)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,484 @@
+package kafka_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-stream/eddy/connectors/gen"
+	"github.com/eddy-stream/eddy/internal/testenv"
+)
+
+// These tests run the eddy binary against the real broker, as a user
+// would: several processes of one group, kill -9 mid-stream, replays.
+
+var (
+	buildOnce sync.Once
+	eddyBin   string
+	buildErr  error
+)
+
+// eddyPath builds cmd/eddy once per test binary.
+func eddyPath(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "eddy-kafka-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		eddyBin = filepath.Join(dir, "eddy")
+		out, err := exec.Command("go", "build", "-o", eddyBin, "../../cmd/eddy").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("building eddy: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return eddyBin
+}
+
+func eddy(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := exec.Command(eddyPath(t), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+// flowLines generates netflow lines (seed 003's input).
+func flowLines(t *testing.T, count int64) (dir string, lines [][]byte) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "flows")
+	if err := gen.WriteDir(dir, "netflow", 42, count, 4, 0.001); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	sort.Strings(files)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n")) {
+			lines = append(lines, l)
+		}
+	}
+	return dir, lines
+}
+
+// webCounts is the netflow count computed independently of eddy: flows to
+// port 80 or 443 per dstdevice.
+func webCounts(lines [][]byte) map[string]int64 {
+	counts := map[string]int64{}
+	for _, l := range lines {
+		var rec map[string]any
+		if json.Unmarshal(l, &rec) != nil {
+			continue
+		}
+		dev, ok := rec["dstdevice"].(string)
+		if !ok {
+			continue
+		}
+		switch p := rec["dstport"].(type) {
+		case string:
+			if p == "80" || p == "443" {
+				counts[dev]++
+			}
+		case float64:
+			if p == 80 || p == 443 {
+				counts[dev]++
+			}
+		}
+	}
+	return counts
+}
+
+// lastCounts reads update-mode rows {"dstdevice":…,"count":…} and keeps
+// the last count per device.
+func lastCounts(t *testing.T, out []byte, into map[string]int64) {
+	t.Helper()
+	for _, l := range bytes.Split(out, []byte("\n")) {
+		if len(l) == 0 {
+			continue
+		}
+		var row struct {
+			Dev   string `json:"dstdevice"`
+			Count int64  `json:"count"`
+		}
+		if err := json.Unmarshal(l, &row); err != nil {
+			t.Fatalf("bad result line %q: %v", l, err)
+		}
+		into[row.Dev] = row.Count
+	}
+}
+
+func sameCounts(t *testing.T, what string, want, got map[string]int64) {
+	t.Helper()
+	bad := 0
+	for k, w := range want {
+		if got[k] != w {
+			if bad < 5 {
+				t.Errorf("%s: %s counted %d, want %d", what, k, got[k], w)
+			}
+			bad++
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: %s counted %d, want none", what, k, g)
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%s: %d of %d keys differ", what, bad, len(want))
+	}
+}
+
+func produceLines(t *testing.T, brokers []string, topic string, lines [][]byte) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	recs := make([]*kgo.Record, len(lines))
+	for i, l := range lines {
+		recs[i] = &kgo.Record{Value: l}
+	}
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func brokerURI(brokers []string, topic, params string) string { return uri(brokers, topic, params) }
+
+// The netflow seed reading a topic gives the same top 20 as reading the
+// files the topic was filled from.
+func TestNetflowFromTopicEqualsFiles(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 4)
+	dir, _ := flowLines(t, 60_000)
+	if _, stderr, err := eddy(t, "produce", brokerURI(brokers, topic, ""), "--from", dir, "--key", "dstdevice"); err != nil {
+		t.Fatalf("eddy produce: %v\n%s", err, stderr)
+	}
+	script := "../../scripts/netflow_webservers.lua"
+	dead := "file:" + filepath.Join(t.TempDir(), "dead.jsonl")
+	fromFiles, stderr, err := eddy(t, "run", script, "--source", "dir:"+dir, "--until-idle", "-q", "--dead-letter", dead)
+	if err != nil {
+		t.Fatalf("run on files: %v\n%s", err, stderr)
+	}
+	fromTopic, stderr, err := eddy(t, "run", script, "--source", brokerURI(brokers, topic, "group="+topic), "--until-idle", "-q", "--dead-letter", dead)
+	if err != nil {
+		t.Fatalf("run on the topic: %v\n%s", err, stderr)
+	}
+	if strings.Count(fromFiles, "\n") != 20 || fromTopic != fromFiles {
+		t.Fatalf("top 20 from the topic differs from the files'\ntopic:\n%s\nfiles:\n%s", fromTopic, fromFiles)
+	}
+}
+
+// Two processes of one group split a 4-partition topic while records
+// arrive, one joining mid-stream (a cooperative rebalance hands two
+// partitions over); their counts add up exactly to the independent ones.
+func TestTwoProcessesSplitTheGroup(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 4)
+	_, lines := flowLines(t, 80_000)
+	want := webCounts(lines)
+	group := topic + "-g"
+	start := func(name string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+		cmd := exec.Command(eddyPath(t), "run", "testdata/flows_all.lua", "--source", brokerURI(brokers, topic, "group="+group),
+			"--state", filepath.Join(t.TempDir(), name), "--checkpoint-interval", "200ms", "--trigger-interval", "100ms",
+			"--dead-letter", "file:"+filepath.Join(t.TempDir(), name+".dead.jsonl"), "-v")
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd, &out, &errb
+	}
+	a, aOut, aErr := start("a")
+	// Half the records, in slices, before and while b joins.
+	half := len(lines) / 2
+	feed := func(part [][]byte) {
+		for i := 0; i < len(part); i += 4000 {
+			produceLines(t, brokers, topic, part[i:min(i+4000, len(part))])
+			time.Sleep(50 * time.Millisecond) // a steady input rate
+		}
+	}
+	feed(lines[:half/2])
+	b, bOut, bErr := start("b")
+	feed(lines[half/2 : half])
+	waitMembers(t, brokers, group, 2)
+	feed(lines[half:])
+	waitNoLag(t, brokers, group, topic)
+	for _, c := range []*exec.Cmd{a, b} {
+		c.Process.Signal(syscall.SIGTERM)
+	}
+	for _, c := range []*exec.Cmd{a, b} {
+		if err := c.Wait(); err != nil {
+			t.Fatalf("a stopped process failed: %v\na:\n%s\nb:\n%s", err, tail(aErr), tail(bErr))
+		}
+	}
+	got := map[string]int64{}
+	ca, cb := map[string]int64{}, map[string]int64{}
+	lastCounts(t, aOut.Bytes(), ca)
+	lastCounts(t, bOut.Bytes(), cb)
+	if len(cb) == 0 {
+		t.Fatalf("the second process counted nothing: no partitions were handed over\n%s", tail(bErr))
+	}
+	for k, v := range ca {
+		got[k] += v
+	}
+	for k, v := range cb {
+		got[k] += v
+	}
+	sameCounts(t, "a+b", want, got)
+	t.Logf("%d keys: %d counted by a, %d by b", len(want), len(ca), len(cb))
+}
+
+func tail(b *bytes.Buffer) string {
+	s := b.String()
+	if len(s) > 3000 {
+		s = s[len(s)-3000:]
+	}
+	return s
+}
+
+func admin(t *testing.T, brokers []string) *kadm.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
+}
+
+// waitMembers waits until the group has n members, each with partitions.
+func waitMembers(t *testing.T, brokers []string, group string, n int) {
+	t.Helper()
+	adm := admin(t, brokers)
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		gs, err := adm.DescribeGroups(t.Context(), group)
+		if err == nil {
+			g := gs[group]
+			withParts := 0
+			for _, m := range g.Members {
+				if a, ok := m.Assigned.AsConsumer(); ok && len(a.Topics) > 0 && g.State == "Stable" {
+					withParts++
+				}
+			}
+			if withParts == n {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("group %s did not reach %d members with partitions in 60s", group, n)
+}
+
+// waitNoLag waits until the group's committed offsets reach the topic's
+// end: eddy mirrors each checkpoint to them.
+func waitNoLag(t *testing.T, brokers []string, group, topic string) {
+	t.Helper()
+	adm := admin(t, brokers)
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		ends, err1 := adm.ListEndOffsets(t.Context(), topic)
+		offs, err2 := adm.FetchOffsetsForTopics(t.Context(), group, topic)
+		if err1 == nil && err2 == nil {
+			behind := false
+			ends.Each(func(o kadm.ListedOffset) {
+				c, ok := offs.Lookup(topic, o.Partition)
+				if !ok || c.At < o.Offset {
+					behind = true
+				}
+			})
+			if !behind {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("group %s still lags on %s after 90s", group, topic)
+}
+
+// kill -9 an exactly-once run again and again mid-stream: a read_committed
+// consumer of the output sees every input record exactly once.
+func TestExactlyOnceRecordsSurviveKill9(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	in := testenv.NewTopic(t, brokers, 3)
+	out := testenv.NewTopic(t, brokers, 2)
+	t.Cleanup(func() { deleteTopics(brokers, "__eddy_checkpoints.eddy.passthrough."+out) })
+	const n = 300_000
+	lines := make([][]byte, n)
+	for i := range lines {
+		lines[i] = fmt.Appendf(nil, `{"n":%d}`, i)
+	}
+	produceLines(t, brokers, in, lines)
+	state := filepath.Join(t.TempDir(), "state")
+	args := []string{"run", "testdata/passthrough.lua", "--source", brokerURI(brokers, in, "group="+in+"&instance=i1&batch=500"),
+		"--sink", brokerURI(brokers, out, ""), "--exactly-once", "--state", state, "--until-idle",
+		"--checkpoint-interval", "100ms", "--trigger-interval", "50ms", "-q"}
+	kills := killRepeatedly(t, args, 6)
+	if kills == 0 {
+		t.Fatal("no run was killed: the input is too small for this test")
+	}
+	if _, stderr, err := eddy(t, args...); err != nil {
+		t.Fatalf("the last run: %v\n%s", err, stderr)
+	}
+	seen := make([]int, n)
+	recs := consumeAllIdle(t, brokers, out)
+	for _, r := range recs {
+		var row struct{ N int }
+		if err := json.Unmarshal(r.Value, &row); err != nil || row.N < 0 || row.N >= n {
+			t.Fatalf("bad output %q", r.Value)
+		}
+		seen[row.N]++
+	}
+	missing, dup := 0, 0
+	for _, c := range seen {
+		switch {
+		case c == 0:
+			missing++
+		case c > 1:
+			dup++
+		}
+	}
+	if missing > 0 || dup > 0 || len(recs) != n {
+		t.Fatalf("after %d kills: %d output records, %d inputs missing, %d repeated", kills, len(recs), missing, dup)
+	}
+	t.Logf("%d kills, %d records exactly once", kills, n)
+}
+
+// kill -9 a netflow run in update mode with exactly-once output: the last
+// committed value of each key is its exact count.
+func TestExactlyOnceNetflowSurvivesKill9(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	in := testenv.NewTopic(t, brokers, 4)
+	out := testenv.NewTopic(t, brokers, 1)
+	t.Cleanup(func() { deleteTopics(brokers, "__eddy_checkpoints.eddy.flows_all."+out) })
+	_, lines := flowLines(t, 300_000)
+	want := webCounts(lines)
+	produceLines(t, brokers, in, lines)
+	args := []string{"run", "testdata/flows_all.lua", "--source", brokerURI(brokers, in, "group="+in+"&instance=i1&batch=500"),
+		"--sink", brokerURI(brokers, out, ""), "--exactly-once", "--state", filepath.Join(t.TempDir(), "state"), "--until-idle",
+		"--checkpoint-interval", "100ms", "--trigger-interval", "50ms", "-q", "--dead-letter", "file:" + filepath.Join(t.TempDir(), "dead.jsonl")}
+	kills := killRepeatedly(t, args, 5)
+	if kills == 0 {
+		t.Fatal("no run was killed: the input is too small for this test")
+	}
+	if _, stderr, err := eddy(t, args...); err != nil {
+		t.Fatalf("the last run: %v\n%s", err, stderr)
+	}
+	var buf bytes.Buffer
+	for _, r := range consumeAllIdle(t, brokers, out) {
+		buf.Write(r.Value)
+		buf.WriteByte('\n')
+	}
+	got := map[string]int64{}
+	lastCounts(t, buf.Bytes(), got)
+	sameCounts(t, fmt.Sprintf("after %d kills", kills), want, got)
+	t.Logf("%d kills, %d keys exact", kills, len(want))
+}
+
+// killRepeatedly starts args and kill -9s it, `times` times or until a
+// run ends by itself, each 50-500ms after its start (an
+// uninterrupted run of the tests' input takes a second or two).
+func killRepeatedly(t *testing.T, args []string, times int) int {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(7, 9))
+	kills := 0
+	for i := 0; i < times; i++ {
+		cmd := exec.Command(eddyPath(t), args...)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &bytes.Buffer{}, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run %d failed before the kill: %v\n%s", i, err, stderr.String())
+			}
+			return kills
+		case <-time.After(50*time.Millisecond + time.Duration(rng.Int64N(int64(450*time.Millisecond)))):
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			kills++
+		}
+	}
+	return kills
+}
+
+// consumeAllIdle reads a topic read_committed to its current end.
+func consumeAllIdle(t *testing.T, brokers []string, topic string) []*kgo.Record {
+	t.Helper()
+	adm := admin(t, brokers)
+	ends, err := adm.ListCommittedOffsets(t.Context(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.KeepControlRecords())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	next := map[int32]int64{}
+	done := func() bool {
+		ok := true
+		ends.Each(func(o kadm.ListedOffset) {
+			if next[o.Partition] < o.Offset {
+				ok = false
+			}
+		})
+		return ok
+	}
+	var out []*kgo.Record
+	for !done() && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			next[r.Partition] = r.Offset + 1
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
+			}
+		})
+	}
+	return out
+}
+
+func deleteTopics(brokers []string, topics ...string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	kadm.NewClient(cl).DeleteTopics(ctx, topics...)
+}
