@@ -34,10 +34,12 @@ type KeyedAggregator struct {
 	// aborted); changed: entries to send the emitter at the next trigger.
 	// Entries carry flags so each is listed once.
 	dirty, deleted []string
-	// dropped: window entries the emitter should forget
-	dropped []string
-	pending map[uint64]written
-	changed []string
+	// dropped: window entries the emitter should forget, after it has
+	// emitted lastChanges, their final changes
+	dropped     []string
+	lastChanges []partial
+	pending     map[uint64]written
+	changed     []string
 
 	states      map[string]*keyState // hook state by key
 	statesDirty []string
@@ -158,7 +160,7 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	a.sessions = map[string][]*entry{}
 	a.watermark = math.MinInt64
 	if a.restore == 0 {
-		ctx.Send(a.e.emitter, &resultRows{partition: a.partition, shard: a.shard, reset: true})
+		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, reset: true})
 		return nil
 	}
 	if err := a.restoreState(); err != nil {
@@ -175,7 +177,7 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 			rows = append(rows, p)
 		}
 	}
-	ctx.Send(a.e.emitter, &resultRows{partition: a.partition, shard: a.shard, reset: true, rows: rows})
+	a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, reset: true, rows: rows})
 	return nil
 }
 
@@ -347,6 +349,14 @@ func (a *KeyedAggregator) fail(ctx actor.Context, m *keyedBatch, i int, err erro
 	ctx.Send(a.e.node, &failed{n: 1, last: err.Error()})
 }
 
+// toEmitter sends the emitter rows, when the pipeline has one (a
+// pipeline with hooks and no aggregate has shards but no result table).
+func (a *KeyedAggregator) toEmitter(ctx actor.Context, m *resultRows) {
+	if a.e.emitter != nil {
+		ctx.Send(a.e.emitter, m)
+	}
+}
+
 // hookFailed reports an on_window or on_timer error: there is no record to
 // send to the dead letters, so the failure goes there on its own.
 func (a *KeyedAggregator) hookFailed(ctx actor.Context, err error) {
@@ -391,7 +401,7 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 			for i, f := range a.fired {
 				rows[i], ends[i] = f.p, f.end
 			}
-			ctx.Send(a.e.emitter, &resultRows{partition: a.partition, shard: a.shard, fired: true, rows: rows, ends: ends})
+			a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, fired: true, rows: rows, ends: ends})
 			a.fired = nil
 		}
 		for _, sk := range a.changed {
@@ -401,7 +411,8 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 		}
 		a.changed = a.changed[:0]
 	} else if len(a.changed) > 0 || len(drops) > 0 {
-		rows := make([]partial, 0, len(a.changed))
+		rows := append(make([]partial, 0, len(a.changed)+len(a.lastChanges)), a.lastChanges...)
+		a.lastChanges = nil
 		for _, sk := range a.changed {
 			en := a.entries[sk]
 			if en == nil {
@@ -415,7 +426,7 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 			}
 			rows = append(rows, p)
 		}
-		ctx.Send(a.e.emitter, &resultRows{partition: a.partition, shard: a.shard, rows: rows, drop: drops})
+		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, drop: drops})
 		a.changed = a.changed[:0]
 	}
 	a.out.flushTo(ctx, a.e)

@@ -19,10 +19,27 @@ type Emitter struct {
 	table   map[string]*resultEntry
 	changed map[string]struct{}
 	shards  int
+	// drops: windows to forget once this trigger's rows are out
+	drops []dropped
 	// fired: windows that fired in some partition, by end, for final mode:
 	// they are emitted once the pipeline's watermark passes their end, when
 	// every partition has fired them.
 	fired map[string]int64
+}
+
+type dropped struct{ key, partition string }
+
+// forget applies the drops of windows whose last rows are out.
+func (em *Emitter) forget() {
+	for _, d := range em.drops {
+		if en := em.table[d.key]; en != nil {
+			delete(en.parts, d.partition)
+			if len(en.parts) == 0 {
+				delete(em.table, d.key)
+			}
+		}
+	}
+	em.drops = nil
 }
 
 type resultEntry struct {
@@ -49,6 +66,7 @@ func (em *Emitter) Receive(ctx actor.Context) {
 			ctx.Send(em.e.node, &sinkFailed{name: "results", err: err})
 			return
 		}
+		em.forget()
 		if len(rows) > 0 {
 			ctx.Send(em.e.results, &rowsOut{rows: rows})
 		}
@@ -74,13 +92,7 @@ func (em *Emitter) update(m *resultRows) {
 		}
 	}
 	for _, key := range m.drop {
-		if en := em.table[key]; en != nil {
-			delete(en.parts, m.partition)
-			if len(en.parts) == 0 {
-				delete(em.table, key)
-				delete(em.changed, key)
-			}
-		}
+		em.drops = append(em.drops, dropped{key: key, partition: m.partition})
 	}
 	for i, p := range m.rows {
 		if m.fired {

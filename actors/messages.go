@@ -86,8 +86,9 @@ type partitionStatus struct {
 	ended    bool // the partition has ended for good
 	records  int64
 	// maxTime is the latest event time the partition has delivered (Unix
-	// ms, 0 before any); active when it last delivered a record.
+	// ms; timed once there is one); active when it last delivered a record.
 	maxTime int64
+	timed   bool
 	active  time.Time
 }
 

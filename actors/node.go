@@ -234,7 +234,7 @@ func (n *node) advanceWatermark() {
 			continue
 		}
 		any = true
-		if s.maxTime == 0 {
+		if !s.timed {
 			wm = math.MinInt64 // active, but no event time yet
 			continue
 		}

@@ -144,7 +144,7 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 		}
 	}
 	nshards := 0
-	if cfg.Pipeline.HasAggregate() {
+	if cfg.Pipeline.HasAggregate() || cfg.Pipeline.HasKeyHooks() {
 		nshards = cfg.Shards
 		s.shards = make([]*actor.PID, nshards)
 		s.inFlight = make([]int, nshards)
@@ -267,7 +267,11 @@ func (s *PartitionSupervisor) deliver(ctx actor.Context) {
 		after := int64(math.MinInt64)
 		if eventTime {
 			s.stampWatermarks(w, len(b.Records))
-			if mt := max(s.status.maxTime, w.maxTime); mt > 0 {
+			if s.status.timed || w.timed {
+				mt := w.maxTime
+				if s.status.timed && (!w.timed || s.status.maxTime > mt) {
+					mt = s.status.maxTime
+				}
 				after = mt - e.cfg.Pipeline.Watermark.OutOfOrder.Milliseconds()
 			}
 		}
@@ -290,8 +294,8 @@ func (s *PartitionSupervisor) deliver(ctx actor.Context) {
 			ctx.Send(e.node, &failed{n: int64(len(w.dead)), last: fmt.Sprint(last)})
 		}
 		e.cfg.Stats.Kept.Add(w.kept)
-		if w.maxTime > s.status.maxTime {
-			s.status.maxTime = w.maxTime
+		if w.timed && (!s.status.timed || w.maxTime > s.status.maxTime) {
+			s.status.maxTime, s.status.timed = w.maxTime, true
 		}
 		if w.kept > 0 {
 			s.status.active = time.Now()
@@ -346,21 +350,22 @@ func (s *PartitionSupervisor) release(ctx actor.Context) {
 // before it, less the allowed disorder.
 func (s *PartitionSupervisor) stampWatermarks(w *worked, n int) {
 	times := make([]int64, n)
+	has := make([]bool, n)
 	for sh, rows := range w.perShard {
 		for j := range rows {
-			times[w.perIdx[sh][j]] = rows[j].Time
+			times[w.perIdx[sh][j]], has[w.perIdx[sh][j]] = rows[j].Time, true
 		}
 	}
 	ooo := s.e.cfg.Pipeline.Watermark.OutOfOrder.Milliseconds()
 	marks := make([]int64, n)
-	max := s.status.maxTime
+	latest, timed := s.status.maxTime, s.status.timed
 	for i, t := range times {
 		marks[i] = math.MinInt64
-		if max > 0 {
-			marks[i] = max - ooo
+		if timed {
+			marks[i] = latest - ooo
 		}
-		if t > max {
-			max = t
+		if has[i] && (!timed || t > latest) {
+			latest, timed = t, true
 		}
 	}
 	for sh, rows := range w.perShard {

@@ -104,10 +104,17 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 	return nil
 }
 
-// drop removes a window entry from state and from the emitter's table.
+// drop removes a window entry from state and from the emitter's table; a
+// change not yet sent goes to the emitter with the next trigger first.
 func (a *KeyedAggregator) drop(sk string) {
-	if _, ok := a.entries[sk]; !ok {
+	en, ok := a.entries[sk]
+	if !ok {
 		return
+	}
+	if en.changed && !a.windowedFinal() {
+		if p, err := a.partial(sk, en); err == nil {
+			a.lastChanges = append(a.lastChanges, p)
+		}
 	}
 	delete(a.entries, sk)
 	a.deleted = append(a.deleted, sk)

@@ -34,6 +34,7 @@ type worked struct {
 	dead     []connectors.Row
 	kept     int64
 	maxTime  int64 // the latest event time among the kept records
+	timed    bool  // some kept record had an event time
 }
 
 func newParseWorker(e *engine, partition string, shards int) *ParseWorker {
@@ -86,8 +87,8 @@ func (w *ParseWorker) process(m *work) *worked {
 			}
 		}
 		out.kept++
-		if k.Time > out.maxTime {
-			out.maxTime = k.Time
+		if w.e.cfg.Pipeline.HasEventTime() && (!out.timed || k.Time > out.maxTime) {
+			out.maxTime, out.timed = k.Time, true
 		}
 		if out.perShard != nil {
 			sh := scripting.Shard(k.Key, w.shards)

@@ -16,13 +16,21 @@ import (
 var example = regexp.MustCompile("(?s)```lua\n-- example: (\\w+)\n(.*?)```")
 
 func TestPipelineExamples(t *testing.T) {
-	md, err := os.ReadFile("pipelines.md")
+	var md []byte
+	for _, name := range []string{"pipelines.md", "event-time.md"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		md = append(md, b...)
+	}
+	var err error
 	if err != nil {
 		t.Fatal(err)
 	}
 	found := example.FindAllSubmatch(md, -1)
-	if len(found) < 3 {
-		t.Fatalf("found %d examples in pipelines.md, want at least 3", len(found))
+	if len(found) < 8 {
+		t.Fatalf("found %d examples in the docs, want at least 8", len(found))
 	}
 	for _, m := range found {
 		name, src := string(m[1]), m[2]

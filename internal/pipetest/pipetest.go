@@ -48,8 +48,13 @@ func runOne(ctx context.Context, p *scripting.Pipeline, tc scripting.Test) (Resu
 	}
 	defer store.Close()
 	tp := *p
-	if err := tp.SetEmit(scripting.EmitFinal); err != nil {
-		return Result{}, err
+	// want is the result table at the end: a final emit gives it whole.
+	// Windowed pipelines keep their mode (it decides what is late), and
+	// want is each window's last row.
+	if !p.IsWindowed() {
+		if err := tp.SetEmit(scripting.EmitFinal); err != nil {
+			return Result{}, err
+		}
 	}
 	results, records, dead := &memio.Sink{}, &memio.Sink{}, &memio.Sink{}
 	cfg := actors.Config{Pipeline: &tp, Source: &memio.Source{Lines: tc.Input}, Store: store, DeadLetters: dead, MaxErrors: -1, Shards: 2}
@@ -79,7 +84,11 @@ func runOne(ctx context.Context, p *scripting.Pipeline, tc scripting.Test) (Resu
 	}
 	res := Result{Name: tc.Name}
 	if tc.Want != nil {
-		if d := diff(tc.Want, results.Rows()); d != "" {
+		got := results.Rows()
+		if p.IsWindowed() && p.Emit != scripting.EmitFinal {
+			got = lastPerWindow(got)
+		}
+		if d := diff(tc.Want, got); d != "" {
 			res.Failures = append(res.Failures, "results differ (- want, + got):\n"+d)
 		}
 	}
@@ -149,6 +158,26 @@ func diff(want []map[string]any, got []connectors.Row) string {
 		return ""
 	}
 	return sb.String()
+}
+
+// lastPerWindow keeps each window's last row, in window order.
+func lastPerWindow(rows []connectors.Row) []connectors.Row {
+	last := map[string]int{}
+	var order []string
+	for i, r := range rows {
+		ws, _ := r.Get("window_start")
+		id := fmt.Sprint(ws) + "\x1e" + r.Key
+		if _, ok := last[id]; !ok {
+			order = append(order, id)
+		}
+		last[id] = i
+	}
+	sort.Strings(order)
+	out := make([]connectors.Row, len(order))
+	for i, id := range order {
+		out[i] = rows[last[id]]
+	}
+	return out
 }
 
 // diffUnordered is diff over both sides sorted by their JSON.
