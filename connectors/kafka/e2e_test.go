@@ -482,3 +482,127 @@ func deleteTopics(brokers []string, topics ...string) {
 	defer cancel()
 	kadm.NewClient(cl).DeleteTopics(ctx, topics...)
 }
+
+// A replay from a savepoint (and from a checkpoint, and from the earliest
+// offset with empty state) to the end gives the original run's result.
+func TestReplayGivesTheOriginalResult(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 2)
+	_, lines := flowLines(t, 40_000)
+	script := "../../scripts/netflow_webservers.lua"
+	stateDir := filepath.Join(t.TempDir(), "state")
+	dead := "file:" + filepath.Join(t.TempDir(), "dead.jsonl")
+	run := func(args ...string) string {
+		t.Helper()
+		out, stderr, err := eddy(t, append(args, "--until-idle", "-q", "--dead-letter", dead)...)
+		if err != nil {
+			t.Fatalf("eddy %s: %v\n%s", strings.Join(args, " "), err, stderr)
+		}
+		return out
+	}
+	src := brokerURI(brokers, topic, "group="+topic)
+	produceLines(t, brokers, topic, lines[:len(lines)/2])
+	run("run", script, "--source", src, "--state", stateDir)
+	if out, stderr, err := eddy(t, "checkpoints", "save", "half", "--state", stateDir); err != nil {
+		t.Fatalf("checkpoints save: %v\n%s%s", err, out, stderr)
+	}
+	list, _, _ := eddy(t, "checkpoints", "list", "--state", stateDir)
+	var halfID string
+	for _, l := range strings.Split(list, "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[1] == "half" {
+			halfID = f[0]
+		}
+	}
+	if halfID == "" {
+		t.Fatalf("checkpoints list shows no savepoint half:\n%s", list)
+	}
+	produceLines(t, brokers, topic, lines[len(lines)/2:])
+	original := run("run", script, "--source", src, "--state", stateDir)
+	if strings.Count(original, "\n") != 20 {
+		t.Fatalf("the original run printed\n%s", original)
+	}
+	if got := run("replay", script, "--source", src, "--state", stateDir, "--from-savepoint", "half"); got != original {
+		t.Fatalf("replay from the savepoint:\n%s\nwant:\n%s", got, original)
+	}
+	if got := run("replay", script, "--source", src, "--state", stateDir, "--from-checkpoint", halfID); got != original {
+		t.Fatalf("replay from checkpoint %s:\n%s\nwant:\n%s", halfID, got, original)
+	}
+	if got := run("replay", script, "--source", src, "--from-offset", "earliest"); got != original {
+		t.Fatalf("replay from the earliest offset:\n%s\nwant:\n%s", got, original)
+	}
+	_, stderr, err := eddy(t, "replay", script, "--source", src, "--state", stateDir, "--from-offset", "earliest")
+	if err == nil || !strings.Contains(stderr, "holds checkpoints") {
+		t.Fatalf("a replay from an offset into a used state directory: %v\n%s", err, stderr)
+	}
+}
+
+// Seed 000 on Kafka: eddy produce --follow copies a growing tshark capture
+// into a topic, and tshark_ips.lua reads it and writes the parsed packets
+// to another topic: the same packets as reading the file directly.
+func TestSeed000OnKafka(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	lines := testenv.NewTopic(t, brokers, 1)
+	packets := testenv.NewTopic(t, brokers, 1)
+	dir := t.TempDir()
+	capture := filepath.Join(dir, "en0.log")
+	if _, stderr, err := eddy(t, "gen", "tshark", "--count", "3000", "--out", capture); err != nil {
+		t.Fatalf("eddy gen: %v\n%s", err, stderr)
+	}
+	follow := exec.Command(eddyPath(t), "produce", brokerURI(brokers, lines, ""), "--follow", capture, "--offsets", filepath.Join(dir, "offsets"))
+	var followErr bytes.Buffer
+	follow.Stderr = &followErr
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { follow.Process.Kill(); follow.Wait() })
+	script := "../../scripts/tshark_ips.lua"
+	pipeline := exec.Command(eddyPath(t), "run", script, "--source", brokerURI(brokers, lines, "group="+lines),
+		"--records", brokerURI(brokers, packets, ""), "--dead-letter", "file:"+filepath.Join(dir, "dead.jsonl"), "-q")
+	pipeline.Stdout = &bytes.Buffer{}
+	var pipeErr bytes.Buffer
+	pipeline.Stderr = &pipeErr
+	if err := pipeline.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pipeline.Process.Kill(); pipeline.Wait() })
+	// The capture grows while both run.
+	more, err := exec.Command(eddyPath(t), "gen", "tshark", "--count", "2000", "--seed", "5", "--out", filepath.Join(dir, "more.log")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("eddy gen: %v\n%s", err, more)
+	}
+	extra, _ := os.ReadFile(filepath.Join(dir, "more.log"))
+	f, err := os.OpenFile(capture, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(extra)
+	f.Close()
+	// The same script on the file, directly, is the expected answer.
+	wantFile := filepath.Join(dir, "want.jsonl")
+	if _, stderr, err := eddy(t, "run", script, "--source", "file:"+capture, "--records", "file:"+wantFile, "--until-idle", "-q",
+		"--dead-letter", "file:"+filepath.Join(dir, "dead2.jsonl")); err != nil {
+		t.Fatalf("run on the file: %v\n%s", err, stderr)
+	}
+	wantBytes, _ := os.ReadFile(wantFile)
+	want := strings.Split(strings.TrimSpace(string(wantBytes)), "\n")
+	if len(want) < 4000 {
+		t.Fatalf("only %d packets parsed from the capture", len(want))
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	var got []string
+	for time.Now().Before(deadline) {
+		got = got[:0]
+		for _, r := range consumeAllIdle(t, brokers, packets) {
+			got = append(got, string(r.Value))
+		}
+		if len(got) >= len(want) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("the packets topic has %d records, the file gives %d (or they differ)\nproduce: %s\npipeline: %s", len(got), len(want), tail(&followErr), tail(&pipeErr))
+	}
+}
