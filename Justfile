@@ -54,3 +54,7 @@ mysql-down:
 # the tests with every server up and nothing skipped (starts them if needed)
 itest: services-up
     source services/env.sh && go test -count=1 ./...
+
+# event-time windows: 10,000 sensors, 1-minute windows, beside a plain-Go baseline
+bench-windows:
+    go test ./actors -run '^$' -bench BenchmarkWindows -benchtime 1x -timeout 30m -v

@@ -50,8 +50,10 @@ type KeyedAggregator struct {
 	ends, expiries timerQueue
 	fired          []firedWindow
 
-	// watermark is the last barrier's: records behind it are late.
+	// watermark: records behind it are late; readAt: when the batch that
+	// last moved it was read (for FireLatency).
 	watermark int64
+	readAt    time.Time
 	out       heldOutput
 }
 
@@ -122,6 +124,7 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 		}
 		a.add(ctx, m)
 		if m.watermark > a.watermark {
+			a.readAt = m.read
 			if err := a.advance(m.watermark, false); err != nil {
 				a.hookFailed(ctx, err)
 			}
@@ -265,6 +268,7 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 	for i := range m.rows {
 		k := &m.rows[i]
 		if k.Watermark > a.watermark {
+			a.readAt = m.read
 			if err := a.advance(k.Watermark, false); err != nil {
 				a.hookFailed(ctx, err)
 			}
@@ -389,6 +393,9 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 	ack := &shardBarrierAck{seq: b.seq, shard: a.shard, keys: int64(len(a.entries))}
 	// The barrier's watermark is the pipeline's: past this partition's own
 	// when the partition is idle, so its windows still close.
+	if b.watermark > a.watermark || b.final {
+		a.readAt = time.Now()
+	}
 	if err := a.advance(b.watermark, b.final); err != nil {
 		a.hookFailed(ctx, err)
 	}

@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/eddy-stream/eddy/connectors"
@@ -45,6 +46,7 @@ func (em *Emitter) forget() {
 type resultEntry struct {
 	keyVals []any
 	parts   map[string][]any // partition → portable accumulators
+	firedBy time.Time        // the earliest read that fired it, for FireLatency
 }
 
 func newEmitter(e *engine) (*Emitter, error) {
@@ -105,6 +107,9 @@ func (em *Emitter) update(m *resultRows) {
 		}
 		en.parts[m.partition] = p.accs
 		em.changed[p.key] = struct{}{}
+		if !p.firedBy.IsZero() && (en.firedBy.IsZero() || p.firedBy.Before(en.firedBy)) {
+			en.firedBy = p.firedBy
+		}
 	}
 }
 
@@ -122,7 +127,11 @@ func (em *Emitter) rows(final bool, watermark int64) ([]connectors.Row, error) {
 			}
 		}
 		defer func() {
+			now := time.Now()
 			for _, k := range keys {
+				if en := em.table[k]; en != nil && !en.firedBy.IsZero() {
+					em.e.cfg.Stats.FireLatency.Observe(now.Sub(en.firedBy))
+				}
 				delete(em.table, k)
 				delete(em.fired, k)
 			}

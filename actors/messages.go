@@ -129,6 +129,8 @@ type partial struct {
 	key     string
 	keyVals []any
 	accs    []any
+	// firedBy: when the batch whose watermark fired the window was read
+	firedBy time.Time
 }
 
 // emitTrigger: every partition passed barrier seq; emit what it calls for.

@@ -380,6 +380,7 @@ func (n *node) settle(ctx actor.Context) {
 			return
 		}
 		n.e.cfg.Stats.Checkpoints.Add(1)
+		n.e.cfg.Stats.CheckpointLatency.Observe(time.Since(in.started))
 		n.e.cfg.Stats.LastCheckpoint.Store(cp.ID)
 		if obs, ok := n.e.cfg.Source.(connectors.CheckpointObserver); ok {
 			ccp := connectors.Checkpoint{ID: cp.ID, Positions: in.positions()}

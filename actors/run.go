@@ -67,6 +67,11 @@ type Stats struct {
 	// records being folded into state (or, without aggregation, handed to
 	// the records sink).
 	BatchLatency Latency
+	// FireLatency is the time from reading the record that moved the
+	// watermark past a window's end to the window's row leaving for the
+	// sink (final mode); CheckpointLatency from a checkpoint's barrier to
+	// the checkpoint being complete.
+	FireLatency, CheckpointLatency Latency
 }
 
 // Summary says how a run ended.

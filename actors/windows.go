@@ -180,6 +180,7 @@ func (a *KeyedAggregator) fireWindows() error {
 		if err != nil {
 			return err
 		}
+		p.firedBy = a.readAt
 		a.fired = append(a.fired, firedWindow{p: p, end: en.end})
 		if err := a.onWindow(en, p); err != nil {
 			return err
