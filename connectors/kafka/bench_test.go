@@ -1,0 +1,342 @@
+package kafka_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fastjson"
+
+	"github.com/eddy-stream/eddy/actors"
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/connectors/gen"
+	"github.com/eddy-stream/eddy/connectors/kafka"
+	"github.com/eddy-stream/eddy/internal/memio"
+	"github.com/eddy-stream/eddy/internal/testenv"
+	"github.com/eddy-stream/eddy/scripting"
+	"github.com/eddy-stream/eddy/state"
+)
+
+// BenchmarkKafkaNetflow fills a 4-partition topic with generated netflow
+// records, then reads it twice: with the netflow pipeline
+// (scripts/netflow_webservers.lua) on eddy's Kafka source, and with a
+// plain franz-go consumer loop doing the same count in Go. It prints both
+// rates and their ratio. Then it measures end-to-end latency, from produce
+// time to output time, at a fixed input rate: eddy's records pipeline
+// beside the same plain loop. Run it with `just bench-kafka`
+// (EDDY_BENCH_RECORDS overrides the million records).
+func BenchmarkKafkaNetflow(b *testing.B) {
+	brokers := testenv.Kafka(b)
+	records := int64(1_000_000)
+	if n, err := strconv.ParseInt(os.Getenv("EDDY_BENCH_RECORDS"), 10, 64); err == nil && n > 0 {
+		records = n
+	}
+	topic := testenv.NewTopic(b, brokers, 4)
+	t0 := time.Now()
+	fill(b, brokers, topic, records)
+	fmt.Printf("\nfilled %s with %d netflow records in %v\n", topic, records, time.Since(t0).Round(time.Millisecond))
+
+	start := time.Now()
+	baseTop := plainCount(b, brokers, topic)
+	base := time.Since(start)
+	start = time.Now()
+	eddyTop := eddyCount(b, brokers, topic)
+	took := time.Since(start)
+	if baseTop != eddyTop {
+		b.Fatalf("eddy and the plain loop disagree on the top 20:\neddy: %s\nplain: %s", eddyTop, baseTop)
+	}
+	fmt.Printf("netflow top 20 over a pre-filled topic, 4 partitions (GOMAXPROCS=%d)\n", runtime.GOMAXPROCS(0))
+	fmt.Printf("  %-50s %12.0f records/s (%v)\n", "plain franz-go loop (fastjson + map)", float64(records)/base.Seconds(), base.Round(time.Millisecond))
+	fmt.Printf("  %-50s %12.0f records/s (%v)\n", "eddy (kafka:// source, Lua, actors, Badger)", float64(records)/took.Seconds(), took.Round(time.Millisecond))
+	fmt.Printf("  ratio eddy/plain: %.2f\n", base.Seconds()/took.Seconds())
+	b.ReportMetric(float64(records)/took.Seconds(), "eddy-rec/s")
+	b.ReportMetric(float64(records)/base.Seconds(), "plain-rec/s")
+
+	const rate, secs = 20_000, 5
+	pl, el := latency(b, brokers, rate, secs)
+	fmt.Printf("end-to-end latency, produce to output, at %d records/s for %ds\n", rate, secs)
+	fmt.Printf("  %-50s p50 %8v  p99 %8v\n", "plain franz-go loop", pl.Quantile(0.5), pl.Quantile(0.99))
+	fmt.Printf("  %-50s p50 %8v  p99 %8v\n", "eddy records pipeline (kafka:// in, sink write)", el.Quantile(0.5), el.Quantile(0.99))
+}
+
+// fill produces count netflow lines, round robin over the partitions.
+func fill(b *testing.B, brokers []string, topic string, count int64) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(10*time.Millisecond),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(gen.Write(pw, "netflow", 7, 0, count, 0)) }()
+	sc := bufio.NewScanner(pr)
+	var mu sync.Mutex
+	var perr error
+	for sc.Scan() {
+		cl.Produce(context.Background(), &kgo.Record{Value: append([]byte(nil), sc.Bytes()...)}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				perr = err
+				mu.Unlock()
+			}
+		})
+	}
+	if err := cl.Flush(context.Background()); err != nil || perr != nil {
+		b.Fatal(err, perr)
+	}
+}
+
+// plainCount is the netflow count with franz-go and fastjson alone.
+func plainCount(b *testing.B, brokers []string, topic string) string {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	left := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
+	counts := map[string]int64{}
+	var p fastjson.Parser
+	for len(left) > 0 {
+		fs := cl.PollFetches(context.Background())
+		fs.EachRecord(func(r *kgo.Record) {
+			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
+			v, err := p.ParseBytes(r.Value)
+			if err != nil {
+				return
+			}
+			dev, port := v.Get("dstdevice"), v.Get("dstport")
+			if dev == nil || dev.Type() != fastjson.TypeString || port == nil {
+				return
+			}
+			var ps string
+			switch port.Type() {
+			case fastjson.TypeString:
+				ps = string(port.GetStringBytes())
+			case fastjson.TypeNumber:
+				ps = port.String()
+			}
+			if ps == "80" || ps == "443" {
+				counts[string(dev.GetStringBytes())]++
+			}
+		})
+	}
+	type kv struct {
+		k string
+		n int64
+	}
+	all := make([]kv, 0, len(counts))
+	for k, n := range counts {
+		all = append(all, kv{k, n})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].n != all[j].n {
+			return all[i].n > all[j].n
+		}
+		return all[i].k < all[j].k
+	})
+	s := ""
+	for _, e := range all[:min(20, len(all))] {
+		s += fmt.Sprintf("%s=%d ", e.k, e.n)
+	}
+	return s
+}
+
+func eddyCount(b *testing.B, brokers []string, topic string) string {
+	p, err := scripting.Load("../../scripts/netflow_webservers.lua")
+	if err != nil {
+		b.Fatal(err)
+	}
+	res := runPipeline(b, p, brokers, topic, &memio.Sink{}, nil)
+	s := ""
+	for _, r := range res.Rows() {
+		d, _ := r.Get("dstdevice")
+		c, _ := r.Get("count")
+		s += fmt.Sprintf("%v=%v ", d, c)
+	}
+	return s
+}
+
+func runPipeline(b *testing.B, p *scripting.Pipeline, brokers []string, topic string, out *memio.Sink, ctx context.Context) *memio.Sink {
+	conn := kafka.Conn{Brokers: brokers, Topics: []string{topic}}
+	src, err := kafka.NewSource(kafka.SourceConfig{Conn: conn, Group: topic + "-bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	store, err := state.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	cfg := actors.Config{Pipeline: p, Source: src, Store: store, UntilIdle: ctx == nil, MaxErrors: -1}
+	if p.HasAggregate() {
+		cfg.Results = out
+	} else {
+		cfg.Records = out
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if _, err := actors.Run(ctx, cfg); err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
+// latencySink records, for each row, now minus the row's "sent" field.
+type latencySink struct {
+	lat  *actors.Latency
+	seen *int64
+	mu   sync.Mutex
+}
+
+func (s *latencySink) Write(_ context.Context, rows []connectors.Row) error {
+	now := time.Now().UnixNano()
+	for _, r := range rows {
+		if v, ok := r.Get("sent"); ok {
+			if f, ok := v.(float64); ok {
+				s.lat.Observe(time.Duration(now - int64(f)))
+			} else if n, ok := v.(int64); ok {
+				s.lat.Observe(time.Duration(now - n))
+			}
+		}
+	}
+	s.mu.Lock()
+	*s.seen += int64(len(rows))
+	s.mu.Unlock()
+	return nil
+}
+func (s *latencySink) Flush(context.Context) error { return nil }
+func (s *latencySink) Close() error                { return nil }
+
+// latency produces rate records/s for secs seconds, each carrying its
+// produce time, while eddy (a records pipeline) and a plain loop consume
+// them; each notes now minus the produce time as records come out.
+func latency(b *testing.B, brokers []string, rate, secs int) (plain, eddy *actors.Latency) {
+	topic := testenv.NewTopic(b, brokers, 4)
+	script := `return { name = "latency", parse = eddy.json { dstdevice = "string", dstport = "string|number", sent = "integer" },
+  filter = function(f) return f.dstport == "80" or f.dstport == "443" or f.dstport == 80 or f.dstport == 443 end }`
+	path := b.TempDir() + "/latency.lua"
+	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	p, err := scripting.Load(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	plain, eddy = &actors.Latency{}, &actors.Latency{}
+	total := int64(rate * secs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var eddySeen int64
+	sink := &latencySink{lat: eddy, seen: &eddySeen}
+	eddyDone := make(chan struct{})
+	go func() {
+		defer close(eddyDone)
+		conn := kafka.Conn{Brokers: brokers, Topics: []string{topic}}
+		src, err := kafka.NewSource(kafka.SourceConfig{Conn: conn, Group: topic + "-lat", Start: "latest"})
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer src.Close()
+		store, err := state.Open(b.TempDir())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer store.Close()
+		if _, err := actors.Run(ctx, actors.Config{Pipeline: p, Source: src, Store: store, Records: sink, MaxErrors: -1}); err != nil {
+			b.Error(err)
+		}
+	}()
+	plainDone := make(chan int64)
+	go func() {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err != nil {
+			b.Error(err)
+			plainDone <- 0
+			return
+		}
+		defer cl.Close()
+		var fp fastjson.Parser
+		var n int64
+		for n < total && ctx.Err() == nil {
+			fs := cl.PollFetches(ctx)
+			now := time.Now().UnixNano()
+			fs.EachRecord(func(r *kgo.Record) {
+				n++
+				v, err := fp.ParseBytes(r.Value)
+				if err != nil {
+					return
+				}
+				port := string(v.GetStringBytes("dstport"))
+				if port == "" {
+					port = v.Get("dstport").String()
+				}
+				if port == "80" || port == "443" {
+					plain.Observe(time.Duration(now - v.GetInt64("sent")))
+				}
+			})
+		}
+		plainDone <- n
+	}()
+	time.Sleep(3 * time.Second) // both have joined and sit at the end
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(gen.Write(pw, "netflow", 11, 0, total, 0)) }()
+	sc := bufio.NewScanner(pr)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	per := rate / 100
+	var fp fastjson.Parser
+	for sent := int64(0); sent < total; {
+		<-tick.C
+		for i := 0; i < per && sc.Scan(); i++ {
+			v, err := fp.ParseBytes(sc.Bytes())
+			if err != nil {
+				continue
+			}
+			line := fmt.Appendf(nil, `{"dstdevice":%s,"dstport":%s,"sent":%d}`, v.Get("dstdevice"), v.Get("dstport"), time.Now().UnixNano())
+			cl.Produce(ctx, &kgo.Record{Value: line}, nil)
+			sent++
+		}
+	}
+	cl.Flush(ctx)
+	select {
+	case <-plainDone:
+	case <-time.After(30 * time.Second):
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && eddy.Count() < plain.Count() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-eddyDone
+	return plain, eddy
+}
