@@ -9,7 +9,7 @@
 --   eddy run scripts/netflow_webservers.lua --source dir:flows --max-files-per-trigger 1 --emit complete
 
 -- dstport is a string in the LANL files ("80"); some exports carry numbers.
-local web = { ["80"] = true, ["443"] = true }
+local web = { ["80"] = true, ["443"] = true, [80] = true, [443] = true }
 
 return {
   name = "netflow_webservers",
@@ -21,7 +21,7 @@ return {
   parse = eddy.json { dstdevice = "string", dstport = "string|number" },
 
   filter = function(flow)
-    return web[tostring(flow.dstport)] == true
+    return web[flow.dstport] == true
   end,
 
   key = "dstdevice",

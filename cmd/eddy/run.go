@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ type runFlags struct {
 	maxFiles, shards, workers, keep                   int
 	progress                                          bool
 	to                                                map[string]string
+	cpuProfile                                        string
 }
 
 func runCmd() *cobra.Command {
@@ -62,6 +64,7 @@ a temporary directory and is gone when the run ends.`,
 	fl.IntVar(&f.shards, "shards", 0, "keyed-aggregation actors per partition (default: number of CPUs)")
 	fl.IntVar(&f.workers, "workers", 0, "parse workers (Lua states) per partition (default: number of CPUs)")
 	fl.IntVar(&f.keep, "keep", 5, "complete checkpoints to keep")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file (for `go tool pprof`)")
 	fl.BoolVar(&f.progress, "progress", true, "show progress on stderr when it is a terminal")
 	return cmd
 }
@@ -161,6 +164,16 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 		log.Info("resuming from checkpoint", "id", cp.ID, "time", cp.Time.Format(time.RFC3339), "keys", cp.Keys)
 	}
 
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); pf.Close() }()
+	}
 	stopProgress := startProgress(cmd.ErrOrStderr(), f.progress, cfg.Stats)
 	sum, err := actors.Run(cmd.Context(), cfg)
 	stopProgress()
