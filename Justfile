@@ -62,3 +62,8 @@ bench-windows:
 # the netflow pipeline on a pre-filled 1M-record topic beside a plain franz-go loop, then latency at 20k records/s (starts Kafka if needed)
 bench-kafka: kafka-up
     source services/env.sh && go test ./connectors/kafka -run '^$' -bench BenchmarkKafkaNetflow -benchtime 1x -timeout 30m -v
+
+# rows/s into MariaDB (1M rows) and Cassandra (200k: ~6k rows/s on 2 cores) through eddy's sinks beside plain-Go loops with the same driver and batching; EDDY_BENCH_ROWS=N sets both
+bench-sinks: mysql-up cassandra-up
+    source services/env.sh && EDDY_BENCH_ROWS=${EDDY_BENCH_ROWS:-1000000} go test ./connectors/mysql -run '^$' -bench BenchmarkSink -benchtime 1x -timeout 60m
+    source services/env.sh && EDDY_BENCH_ROWS=${EDDY_BENCH_ROWS:-200000} go test ./connectors/cassandra -run '^$' -bench BenchmarkSink -benchtime 1x -timeout 60m

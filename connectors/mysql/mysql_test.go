@@ -26,7 +26,7 @@ type server struct {
 	name   string
 }
 
-func newServer(t *testing.T) server {
+func newServer(t testing.TB) server {
 	t.Helper()
 	dsn := testenv.NewDatabase(t, testenv.MySQL(t))
 	cfg, err := driver.ParseDSN(dsn)
@@ -37,7 +37,7 @@ func newServer(t *testing.T) server {
 	return server{db: testenv.OpenMySQL(t, dsn), prefix: "mysql://" + cfg.User + "@" + cfg.Addr + "/" + cfg.DBName, name: cfg.DBName}
 }
 
-func (s server) exec(t *testing.T, stmts ...string) {
+func (s server) exec(t testing.TB, stmts ...string) {
 	t.Helper()
 	for _, q := range stmts {
 		if _, err := s.db.ExecContext(t.Context(), q); err != nil {
