@@ -606,3 +606,56 @@ func TestSeed000OnKafka(t *testing.T) {
 		t.Fatalf("the packets topic has %d records, the file gives %d (or they differ)\nproduce: %s\npipeline: %s", len(got), len(want), tail(&followErr), tail(&pipeErr))
 	}
 }
+
+// The broker stops and starts again during an exactly-once run: eddy
+// waits, logs, resumes, and the output holds every record exactly once.
+// It stops the broker of services/kafka.sh, which other tests may be
+// using, so it runs only when EDDY_TEST_KAFKA_RESTART=1.
+func TestBrokerRestartDuringRun(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	if os.Getenv("EDDY_TEST_KAFKA_RESTART") != "1" {
+		t.Skip("stops and restarts the broker of services/kafka.sh: set EDDY_TEST_KAFKA_RESTART=1 to run it")
+	}
+	in := testenv.NewTopic(t, brokers, 3)
+	out := testenv.NewTopic(t, brokers, 2)
+	t.Cleanup(func() { deleteTopics(brokers, "__eddy_checkpoints.eddy.passthrough."+out) })
+	const n = 100_000
+	lines := make([][]byte, n)
+	for i := range lines {
+		lines[i] = fmt.Appendf(nil, `{"n":%d}`, i)
+	}
+	produceLines(t, brokers, in, lines[:n/2])
+	cmd := exec.Command(eddyPath(t), "run", "testdata/passthrough.lua", "--source", brokerURI(brokers, in, "group="+in),
+		"--sink", brokerURI(brokers, out, ""), "--exactly-once", "--state", filepath.Join(t.TempDir(), "state"),
+		"--checkpoint-interval", "200ms")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &bytes.Buffer{}, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitNoLag(t, brokers, in, in)
+	for _, step := range []string{"down", "up"} {
+		if out, err := exec.Command("bash", "../../services/kafka.sh", step).CombinedOutput(); err != nil {
+			t.Fatalf("services/kafka.sh %s: %v\n%s", step, err, out)
+		}
+	}
+	produceLines(t, brokers, in, lines[n/2:])
+	waitNoLag(t, brokers, in, in)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("eddy failed after the broker came back: %v\n%s", err, tail(&stderr))
+	}
+	seen := map[string]int{}
+	for _, r := range consumeAllIdle(t, brokers, out) {
+		seen[string(r.Value)]++
+	}
+	for i := 0; i < n; i++ {
+		if c := seen[fmt.Sprintf(`{"n":%d}`, i)]; c != 1 {
+			t.Fatalf("record %d is in the output %d times\n%s", i, c, tail(&stderr))
+		}
+	}
+	if !strings.Contains(stderr.String(), "retrying with backoff") {
+		t.Logf("no fetch error was logged while the broker was down:\n%s", tail(&stderr))
+	}
+}

@@ -121,7 +121,9 @@ func TestSourceErrors(t *testing.T) {
 		name, uri, errContains string
 	}{
 		{"unknown topic", uri(brokers, "eddy_no_such_topic", ""), `topic "eddy_no_such_topic" does not exist`},
-		{"no broker", "kafka://127.0.0.1:1/t", "no broker answered"},
+		{"no broker", "kafka://127.0.0.1:1/t", "connection refused (is it running? `just kafka-up`"},
+		{"tls to a plaintext broker", uri(brokers, "t", "tls=true"), "TLS"},
+		{"sasl to a broker without", uri(brokers, "t", "sasl=scram-sha-256&user=u&password=p"), "SASL"},
 		{"bad start", uri(brokers, "t", "start=middle"), "start="},
 		{"bad topic", uri(brokers, "a b", ""), "topic name"},
 		{"sasl without user", uri(brokers, "t", "sasl=scram-sha-256"), "needs user="},
@@ -184,6 +186,7 @@ func TestTxSinkCommitAbortCommitted(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	topic := testenv.NewTopic(t, brokers, 1)
 	u := uri(brokers, topic, "exactly-once=true&transactional-id="+topic)
+	t.Cleanup(func() { deleteTopics(brokers, "__eddy_checkpoints."+topic) })
 	open := func() connectors.Transactional {
 		s, err := connectors.OpenSink(u)
 		if err != nil {
