@@ -28,6 +28,8 @@ type partition struct {
 	full       bool          // paused because buf is full
 	seekWait   []chan struct{}
 	gone       bool // revoked, lost or closed
+	frozen     bool // being revoked: Read returns nothing more
+	returned   bool // Read returned a batch since the assignment
 
 	notify chan struct{}
 	owed   bool      // records were returned since the last CaughtUp
@@ -152,6 +154,7 @@ func (p *partition) Read(ctx context.Context) (connectors.Batch, error) {
 func (p *partition) idle() connectors.Batch {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
+	p.returned = true
 	return connectors.Batch{Where: p.where, Unit: "offset", End: encodePos(p.pos), CaughtUp: true}
 }
 
@@ -160,8 +163,9 @@ func (p *partition) idle() connectors.Batch {
 func (p *partition) caughtUp(ctx context.Context, refresh bool) bool {
 	p.s.mu.Lock()
 	pos, end, at, empty := p.pos, p.end, p.endAt, len(p.buf) == 0
+	frozen := p.frozen
 	p.s.mu.Unlock()
-	if !empty {
+	if !empty || frozen {
 		return false
 	}
 	if refresh && (end < 0 || pos < end || time.Since(at) > time.Second) {
@@ -183,7 +187,7 @@ func (p *partition) take() (connectors.Batch, bool) {
 	s := p.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(p.buf) == 0 {
+	if len(p.buf) == 0 || p.frozen {
 		return connectors.Batch{}, false
 	}
 	n := min(s.cfg.Batch, p.bufRecords)
@@ -218,6 +222,7 @@ func (p *partition) take() (connectors.Batch, bool) {
 		// would, but keep reading.
 		return connectors.Batch{}, false
 	}
+	p.returned = true
 	return b, true
 }
 

@@ -156,10 +156,9 @@ type Source struct {
 	seeks map[*partition]int64 // for the poll loop to apply
 	wake  context.CancelFunc   // interrupts the current poll
 
-	obsMu    sync.Mutex
-	obsCond  *sync.Cond
-	observed int64                 // Checkpointed calls seen
-	latest   connectors.Checkpoint // the newest checkpoint seen
+	obsMu   sync.Mutex
+	obsCond *sync.Cond
+	latest  connectors.Checkpoint // the newest checkpoint seen
 
 	joined     chan struct{} // closed at the first assignment
 	joinedOnce sync.Once
@@ -298,14 +297,15 @@ func (s *Source) handOver(m map[string][]int32, lost bool) {
 	if s.isClosed() || len(m) == 0 {
 		return
 	}
-	s.obsMu.Lock()
-	before := s.observed
-	s.obsMu.Unlock()
 	var ps []*partition
 	s.mu.Lock()
 	for topic, parts := range m {
 		for _, n := range parts {
 			if p := s.parts[tp{topic, n}]; p != nil {
+				// Read no further: the checkpoint that stops the partition
+				// then covers exactly what was read, p.pos.
+				p.frozen = true
+				p.signal()
 				ps = append(ps, p)
 			}
 		}
@@ -330,9 +330,9 @@ func (s *Source) handOver(m map[string][]int32, lost bool) {
 		}
 	}
 	if !lost {
-		// The engine checkpointed the partitions before Revoke returned and
-		// tells observers on a goroutine of its own: wait for that call.
-		s.waitObserved(before, 3*time.Second)
+		// The engine checkpointed the partitions before Revoke returned,
+		// and tells observers on a goroutine of its own: wait for that.
+		s.waitCheckpointed(ps, 3*time.Second)
 		if err := s.commit(ps); err != nil {
 			s.cfg.Logger.Warn("kafka: could not commit the offsets of revoked partitions; the next owner may read some records again", "err", err)
 		}
@@ -354,7 +354,6 @@ func (s *Source) Checkpointed(_ context.Context, cp connectors.Checkpoint) error
 	if cp.ID > s.latest.ID {
 		s.latest = cp
 	}
-	s.observed++
 	s.obsCond.Broadcast()
 	s.obsMu.Unlock()
 	s.mu.Lock()
@@ -366,9 +365,29 @@ func (s *Source) Checkpointed(_ context.Context, cp connectors.Checkpoint) error
 	return s.commit(ps)
 }
 
-// waitObserved waits until a Checkpointed call newer than before has
-// arrived, or for at most d.
-func (s *Source) waitObserved(before int64, d time.Duration) {
+// waitCheckpointed waits, for at most d, until the newest checkpoint
+// observed has every partition of ps at the position its reads reached.
+// It can stay short of that when a checkpoint begun before the reads
+// stopped was the last one to cover a partition; after d the newest
+// checkpoint observed is what counts.
+func (s *Source) waitCheckpointed(ps []*partition, d time.Duration) {
+	want := map[string]int64{}
+	s.mu.Lock()
+	for _, p := range ps {
+		if p.returned {
+			want[p.id] = p.pos
+		}
+	}
+	s.mu.Unlock()
+	covered := func() bool {
+		for id, pos := range want {
+			off, err := decodePos(s.latest.Positions[id])
+			if err != nil || off != pos {
+				return false
+			}
+		}
+		return true
+	}
 	t := time.AfterFunc(d, func() {
 		s.obsMu.Lock()
 		s.obsCond.Broadcast()
@@ -377,7 +396,7 @@ func (s *Source) waitObserved(before int64, d time.Duration) {
 	defer t.Stop()
 	deadline := time.Now().Add(d)
 	s.obsMu.Lock()
-	for s.observed <= before && time.Now().Before(deadline) {
+	for !covered() && time.Now().Before(deadline) {
 		s.obsCond.Wait()
 	}
 	s.obsMu.Unlock()
@@ -501,6 +520,9 @@ func (s *Source) Close() error {
 				ps = append(ps, p)
 			}
 			s.mu.Unlock()
+			// The engine's last checkpoint reaches observers on a goroutine
+			// of its own.
+			s.waitCheckpointed(ps, time.Second)
 			if err := s.commit(ps); err != nil {
 				s.cfg.Logger.Warn("kafka: could not commit the last checkpoint's offsets", "err", err)
 			}
