@@ -39,11 +39,12 @@ func keyspaceExists(ctx context.Context, sess *gocql.Session, ks string) (bool, 
 	return err == nil, err
 }
 
-// partitionKey lists the partition key columns in order.
-func partitionKey(cols map[string]column) []string {
+// keyColumns lists the columns of kind ("partition_key", "clustering") in
+// order.
+func keyColumns(cols map[string]column, kind string) []string {
 	var pk []column
 	for _, c := range cols {
-		if c.kind == "partition_key" {
+		if c.kind == kind {
 			pk = append(pk, c)
 		}
 	}

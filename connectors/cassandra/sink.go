@@ -35,7 +35,7 @@ type Sink struct {
 	table    string
 	sess     *gocql.Session
 	columns  map[string]column
-	pk       []string
+	pk, ck   []string // partition key and clustering columns, in order
 	mapping  map[string]string
 	ignore   bool
 	batch    int
@@ -171,7 +171,7 @@ func (s *Sink) loadTable(ctx context.Context, create bool, t connectors.Target) 
 		}
 		return fmt.Errorf("%s: table %s.%s does not exist (create it, or open with ?create=true&schema=COLUMN:TYPE,…&key=COLUMN)", s.where, s.ks, s.table)
 	}
-	s.columns, s.pk = cols, partitionKey(cols)
+	s.columns, s.pk, s.ck = cols, keyColumns(cols, "partition_key"), keyColumns(cols, "clustering")
 	for f, c := range s.mapping {
 		if _, ok := cols[c]; !ok {
 			return fmt.Errorf("%s: map %s:%s: %q is not a column of %s.%s (columns: %s)", s.where, f, c, c, s.ks, s.table, s.columnList())
@@ -354,22 +354,38 @@ type entry struct {
 
 // write groups rows by partition, in order, and sends each partition's
 // rows as unlogged batches of up to Batch rows (one row: a plain query).
+//
+// The statements of a batch share one write timestamp, and Cassandra
+// settles cells written at the same timestamp by the larger value, not the
+// later statement. So rows with the same primary key are merged first,
+// later fields over earlier ones, which is what the upserts one after the
+// other would leave.
 func (s *Sink) write(rows []connectors.Row) error {
-	groups := map[string][]entry{}
+	groups := map[string][]connectors.Row{}
+	at := map[string]int{} // full primary key → index in its group
 	var order []string
 	for _, r := range rows {
 		pk, _ := s.partitionOf(r)
-		e, err := s.bind(r)
-		if err != nil {
-			return err
+		key := pk + "\x1e" + s.clusteringOf(r)
+		if i, ok := at[key]; ok {
+			groups[pk][i] = merge(groups[pk][i], r)
+			continue
 		}
 		if _, ok := groups[pk]; !ok {
 			order = append(order, pk)
 		}
-		groups[pk] = append(groups[pk], e)
+		at[key] = len(groups[pk])
+		groups[pk] = append(groups[pk], r)
 	}
 	for _, pk := range order {
-		es := groups[pk]
+		es := make([]entry, 0, len(groups[pk]))
+		for _, r := range groups[pk] {
+			e, err := s.bind(r)
+			if err != nil {
+				return err
+			}
+			es = append(es, e)
+		}
 		for len(es) > 0 {
 			n := min(len(es), s.batch)
 			if err := s.exec(es[:n]); err != nil {
@@ -379,6 +395,34 @@ func (s *Sink) write(rows []connectors.Row) error {
 		}
 	}
 	return nil
+}
+
+// clusteringOf renders r's clustering key ("" for a table without one).
+func (s *Sink) clusteringOf(r connectors.Row) string {
+	if len(s.ck) == 0 {
+		return ""
+	}
+	vals := make([]string, len(s.ck))
+	for _, f := range r.Fields {
+		if i := slices.Index(s.ck, s.column(f.Name)); i >= 0 {
+			vals[i] = string(connectors.AppendValue(nil, f.Value))
+		}
+	}
+	return strings.Join(vals, "\x1f")
+}
+
+// merge returns a with b's fields written over it.
+func merge(a, b connectors.Row) connectors.Row {
+	out := connectors.Row{Key: b.Key, Fields: append([]connectors.Field(nil), a.Fields...)}
+	for _, f := range b.Fields {
+		i := slices.IndexFunc(out.Fields, func(g connectors.Field) bool { return g.Name == f.Name })
+		if i >= 0 {
+			out.Fields[i] = f
+		} else {
+			out.Fields = append(out.Fields, f)
+		}
+	}
+	return out
 }
 
 // bind makes r's INSERT with its values converted to the columns' types.
