@@ -1,7 +1,10 @@
 package scripts_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/csv"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -13,6 +16,9 @@ import (
 	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/connectors/connectortest"
+	"github.com/eddy-stream/eddy/connectors/gen"
+	"github.com/eddy-stream/eddy/internal/testenv"
+	"github.com/eddy-stream/eddy/scripting"
 	"github.com/eddy-stream/eddy/state"
 )
 
@@ -125,4 +131,131 @@ func TestServerLogsMariaDBOutage(t *testing.T) {
 		}
 	}
 	e.check(t, expectedLogs(t, seed, count, bad), mem, results)
+}
+
+// TestWeatherCassandraOutage stops Cassandra in the middle of a weather
+// run and starts it again: the checkpoint holds while Cassandra is down,
+// the sink logs its retries, and afterwards the table holds each city's
+// last observation and the CSV every observation, exactly once.
+func TestWeatherCassandraOutage(t *testing.T) {
+	if os.Getenv(OutageEnv) == "" {
+		t.Skipf("%s is unset: this test stops and restarts Cassandra with services/cassandra.sh; run `%s=1 go test ./scripts -run Outage` with `just cassandra-up`", OutageEnv, OutageEnv)
+	}
+	hosts := testenv.Cassandra(t)
+	ks := testenv.NewKeyspace(t, hosts)
+	const count = 6000
+	logs := &logBuffer{}
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	defer slog.SetDefault(prev)
+	src, err := os.ReadFile("weather.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := scripting.LoadSource("weather.lua", src, scripting.WithLogger(slog.Default()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	csvPath := filepath.Join(dir, "weather.csv")
+	outputs := map[string]connectors.Sink{"topic": &connectortest.MemSink{}}
+	for name, uri := range map[string]string{
+		"weather": strings.Replace(strings.Replace(p.Sinks["weather"], "127.0.0.1:9042", strings.Join(hosts, ","), 1), "/eddy_weather/", "/"+ks+"/", 1),
+		"backup":  "file:" + csvPath,
+	} {
+		if outputs[name], err = connectors.OpenSink(uri); err != nil {
+			t.Fatal(err)
+		}
+	}
+	source, err := connectors.OpenSource("gen:weather?count=6000&rate=400&seed=3", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := state.Open(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	stats := &actors.Stats{}
+	dead := &connectortest.MemSink{}
+	done := make(chan error, 1)
+	go func() {
+		_, err := actors.Run(context.Background(), actors.Config{Pipeline: p, Source: source, Store: store, Outputs: outputs,
+			DeadLetters: dead, MaxErrors: 0, Shards: 1, Workers: 2, Stats: stats,
+			TriggerInterval: 200 * time.Millisecond, CheckpointInterval: 400 * time.Millisecond})
+		done <- err
+	}()
+	waitFor(t, 60*time.Second, "1000 observations read", func() bool { return stats.Read.Load() >= 1000 })
+	service(t, "cassandra", "down")
+	time.Sleep(time.Second)
+	held := stats.LastCheckpoint.Load()
+	select {
+	case err := <-done:
+		t.Fatalf("the run ended during the outage: %v", err)
+	case <-time.After(5 * time.Second):
+	}
+	if cp := stats.LastCheckpoint.Load(); cp != held {
+		t.Fatalf("checkpoint moved from %d to %d while Cassandra was down", held, cp)
+	}
+	t.Logf("held checkpoint %d while Cassandra was down, %d observations read", held, stats.Read.Load())
+	service(t, "cassandra", "up")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Minute):
+		t.Fatal("the run did not finish after Cassandra came back")
+	}
+	if len(dead.Rows()) > 0 {
+		t.Fatalf("dead letters: %v", dead.Rows()[0])
+	}
+	for _, want := range []string{"cassandra sink: write failed, retrying; the checkpoint waits until it succeeds", "cassandra sink: write succeeded after retries"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log lacks %q", want)
+		}
+	}
+	var buf bytes.Buffer
+	if err := gen.Write(&buf, "weather", 3, 0, count, 0); err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	last := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n") {
+		r := weatherRow(t, []byte(line))
+		all = append(all, r)
+		last[strings.SplitN(r, "|", 2)[0]] = r
+	}
+	var lastRows []string
+	for _, r := range last {
+		lastRows = append(lastRows, r)
+	}
+	sess := testenv.CassandraSession(t, hosts, ks)
+	var got []string
+	iter := sess.Query("SELECT city, country, wind_speed, temperature, humidity, observed_at FROM weather").Iter()
+	var city, country string
+	var wind, temp float64
+	var hum int
+	var at time.Time
+	for iter.Scan(&city, &country, &wind, &temp, &hum, &at) {
+		got = append(got, fmt.Sprintf("%s|%s|%v|%v|%d|%s", city, country, wind, temp, hum, at.UTC().Format(time.RFC3339)))
+	}
+	if err := iter.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sameLines(t, "Cassandra after the outage", lastRows, got)
+	f, err := os.Open(csvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var csvRows []string
+	for _, r := range recs[1:] {
+		csvRows = append(csvRows, strings.Join([]string{r[0], r[1], r[5], r[4], r[2], r[3]}, "|"))
+	}
+	sameLines(t, "CSV after the outage", all, csvRows)
 }
