@@ -13,6 +13,7 @@ import (
 
 	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/connectors/kafka"
 	"github.com/eddy-stream/eddy/scripting"
 	"github.com/eddy-stream/eddy/state"
 )
@@ -149,10 +150,7 @@ func replaySource(c *cobra.Command, script, offset, at string) (string, error) {
 		return "", fmt.Errorf("--from-offset and --from-time replay Kafka sources; %s is %s: (replay it from a checkpoint instead)", src, t.Scheme)
 	}
 	q := t.Params
-	group := q.Get("group")
-	if group == "" {
-		group = "eddy." + strings.ReplaceAll(t.Path, ",", "+")
-	}
+	group, _ := kafka.GroupOf(src)
 	q.Set("group", group+".replay-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	q.Set("ignore-committed", "true")
 	q.Del("start")
@@ -277,11 +275,20 @@ func runExactlyOnce(c *cobra.Command, path string) error {
 		if t.Params.Get("pipeline") == "" {
 			t.Params.Set("pipeline", p.Name)
 		}
-		if id := t.Params.Get("transactional-id"); id != "" || txnSuffix != "" {
+		// Several processes of one group each need a transactional id of
+		// their own: a source's static instance names it.
+		suffix := txnSuffix
+		if group, ok := kafka.GroupOf(srcURI); ok {
+			t.Params.Set("source-group", group)
+			if st, err := connectors.Parse(srcURI); err == nil && st.Params.Get("instance") != "" {
+				suffix = "." + st.Params.Get("instance") + suffix
+			}
+		}
+		if id := t.Params.Get("transactional-id"); id != "" || suffix != "" {
 			if id == "" {
 				id = "eddy." + p.Name + "." + t.Path
 			}
-			t.Params.Set("transactional-id", id+txnSuffix)
+			t.Params.Set("transactional-id", id+suffix)
 		}
 		s, err := connectors.OpenSink("kafka://" + t.Host + "/" + t.Path + "?" + t.Params.Encode())
 		if err == nil {

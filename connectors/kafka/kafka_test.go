@@ -185,7 +185,8 @@ func TestSinkWritesKeyedJSONAndDeadLetters(t *testing.T) {
 func TestTxSinkCommitAbortCommitted(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	topic := testenv.NewTopic(t, brokers, 1)
-	u := uri(brokers, topic, "exactly-once=true&transactional-id="+topic)
+	group := topic + "-g"
+	u := uri(brokers, topic, "exactly-once=true&transactional-id="+topic+"&source-group="+group)
 	t.Cleanup(func() { deleteTopics(brokers, "__eddy_checkpoints."+topic) })
 	open := func() connectors.Transactional {
 		s, err := connectors.OpenSink(u)
@@ -214,9 +215,15 @@ func TestTxSinkCommitAbortCommitted(t *testing.T) {
 	}
 	must(s.Write(ctx, row("one")))
 	must(s.Flush(ctx))
-	must(s.Commit(ctx, connectors.Checkpoint{ID: 3, Positions: map[string]connectors.Position{"kafka:in/0": []byte(`{"offset":10}`)}}))
+	must(s.Commit(ctx, connectors.Checkpoint{ID: 3, Positions: map[string]connectors.Position{"kafka:" + topic + "/0": []byte(`{"offset":10}`)}}))
 	must(s.Write(ctx, row("aborted")))
 	must(s.Abort(ctx))
+	// The transaction committed the source group's offset with the rows.
+	offs, err := admin(t, brokers).FetchOffsets(ctx, group)
+	must(err)
+	if o, ok := offs.Lookup(topic, 0); !ok || o.At != 10 {
+		t.Fatalf("group %s has offset %+v after the commit, want 10", group, o)
+	}
 	must(s.Write(ctx, row("two")))
 	must(s.Commit(ctx, connectors.Checkpoint{ID: 4}))
 	must(s.Write(ctx, row("left open")))

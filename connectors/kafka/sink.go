@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/eddy-stream/eddy/connectors"
 )
@@ -30,6 +32,11 @@ type SinkConfig struct {
 	TransactionalID string
 	// Pipeline names the pipeline, for the default TransactionalID.
 	Pipeline string
+	// SourceGroup is the consumer group of a Kafka source: each
+	// transaction also commits the source offsets of its checkpoint to
+	// it, as Kafka Streams does, so the group's offsets never run ahead
+	// of or behind the committed output.
+	SourceGroup string
 	// Format is "json" (each row as a JSON object, the row's key as the
 	// record key), "dead-letter" (the failed raw record as the value and
 	// where it came from and why in headers) or "auto" (default: a row
@@ -40,7 +47,7 @@ type SinkConfig struct {
 
 // OpenSink opens the sink a kafka:// target names. Parameters:
 // exactly-once=true, transactional-id, pipeline, format=auto|json|
-// dead-letter, and the connection's (see ParseConn).
+// dead-letter, source-group, and the connection's (see ParseConn).
 func OpenSink(t connectors.Target) (connectors.Sink, error) {
 	conn, err := ParseConn(t)
 	if err != nil {
@@ -50,7 +57,7 @@ func OpenSink(t connectors.Target) (connectors.Sink, error) {
 		return nil, fmt.Errorf("a kafka sink writes one topic: write kafka://HOST:PORT/TOPIC")
 	}
 	c := SinkConfig{Conn: conn, Topic: conn.Topics[0], ExactlyOnce: t.Params.Get("exactly-once") == "true",
-		TransactionalID: t.Params.Get("transactional-id"), Pipeline: t.Params.Get("pipeline")}
+		TransactionalID: t.Params.Get("transactional-id"), Pipeline: t.Params.Get("pipeline"), SourceGroup: t.Params.Get("source-group")}
 	if c.Format, err = t.Choice("format", "auto", "auto", "json", "dead-letter"); err != nil {
 		return nil, err
 	}
@@ -225,9 +232,10 @@ func (s *Sink) Close() error {
 // a crash with read_committed.
 type TxSink struct {
 	*Sink
-	txnID  string
-	marker string
-	inTxn  bool
+	txnID    string
+	marker   string
+	inTxn    bool
+	topicIDs map[string][16]byte // source topics, for TxnOffsetCommit v6+
 }
 
 var _ connectors.Transactional = (*TxSink)(nil)
@@ -331,6 +339,9 @@ func (t *TxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
 	if err := t.Flush(ctx); err != nil {
 		return err
 	}
+	if err := t.commitSourceOffsets(ctx, cp); err != nil {
+		return fmt.Errorf("kafka sink %s: checkpoint %d: %w", t.cfg.Topic, cp.ID, err)
+	}
 	if err := t.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		return fmt.Errorf("kafka sink %s: commit checkpoint %d: %w", t.cfg.Topic, cp.ID, err)
 	}
@@ -414,4 +425,113 @@ func (t *TxSink) Close() error {
 	err := t.Abort(ctx)
 	t.cl.Close()
 	return err
+}
+
+// commitSourceOffsets adds the Kafka source positions of cp to the open
+// transaction as the source group's offsets (AddOffsetsToTxn and
+// TxnOffsetCommit, what Kafka Streams' sendOffsetsToTransaction does).
+// With the source in this process, the commit carries the group member
+// and generation, so a member that lost its partitions can't commit.
+func (t *TxSink) commitSourceOffsets(ctx context.Context, cp connectors.Checkpoint) error {
+	group := t.cfg.SourceGroup
+	if group == "" {
+		return nil
+	}
+	offsets := map[string]map[int32]int64{}
+	for id, pos := range cp.Positions {
+		rest, ok := strings.CutPrefix(id, "kafka:")
+		i := strings.LastIndexByte(rest, '/')
+		if !ok || i < 0 {
+			continue
+		}
+		n, err := strconv.ParseInt(rest[i+1:], 10, 32)
+		if err != nil {
+			continue
+		}
+		off, err := decodePos(pos)
+		if err != nil {
+			return err
+		}
+		if offsets[rest[:i]] == nil {
+			offsets[rest[:i]] = map[int32]int64{}
+		}
+		offsets[rest[:i]][int32(n)] = off
+	}
+	if len(offsets) == 0 {
+		return nil
+	}
+	pid, epoch, err := t.cl.ProducerID(ctx)
+	if err != nil {
+		return err
+	}
+	member, generation := "", int32(-1)
+	if src := sourceOf(group); src != nil {
+		member, generation = src.cl.GroupMetadata()
+	}
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = t.txnID, pid, epoch, group
+	addResp, err := add.RequestWith(ctx, t.cl)
+	if err != nil {
+		return fmt.Errorf("add the offsets of group %s to the transaction: %w", group, err)
+	}
+	if err := kerr.ErrorForCode(addResp.ErrorCode); err != nil {
+		return fmt.Errorf("add the offsets of group %s to the transaction: %w", group, err)
+	}
+	if err := t.loadTopicIDs(ctx, offsets); err != nil {
+		return err
+	}
+	req := kmsg.NewPtrTxnOffsetCommitRequest()
+	req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = t.txnID, group, pid, epoch
+	req.Generation, req.MemberID = generation, member
+	for topic, parts := range offsets {
+		rt := kmsg.NewTxnOffsetCommitRequestTopic()
+		rt.Topic, rt.TopicID = topic, t.topicIDs[topic]
+		for p, off := range parts {
+			rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+			rp.Partition, rp.Offset, rp.LeaderEpoch = p, off, -1
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := req.RequestWith(ctx, t.cl)
+	if err != nil {
+		return fmt.Errorf("commit the offsets of group %s in the transaction: %w", group, err)
+	}
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+				return fmt.Errorf("commit the offset of %s/%d for group %s in the transaction: %w", rt.Topic, rp.Partition, group, err)
+			}
+		}
+	}
+	return nil
+}
+
+// loadTopicIDs learns the IDs of the source topics once: newer versions
+// of TxnOffsetCommit name topics by ID.
+func (t *TxSink) loadTopicIDs(ctx context.Context, offsets map[string]map[int32]int64) error {
+	var missing []string
+	for topic := range offsets {
+		if _, ok := t.topicIDs[topic]; !ok {
+			missing = append(missing, topic)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	md, err := kadm.NewClient(t.cl).Metadata(ctx, missing...)
+	if err != nil {
+		return fmt.Errorf("the IDs of topics %v: %w", missing, err)
+	}
+	if t.topicIDs == nil {
+		t.topicIDs = map[string][16]byte{}
+	}
+	for _, topic := range missing {
+		td, ok := md.Topics[topic]
+		if !ok || td.Err != nil {
+			return fmt.Errorf("the ID of topic %s: %v", topic, td.Err)
+		}
+		t.topicIDs[topic] = td.ID
+	}
+	return nil
 }

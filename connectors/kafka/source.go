@@ -207,6 +207,7 @@ func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
 		return err
 	}
 	s.cl = cl
+	running.Store(s.cfg.Group, s)
 	lctx, stop := context.WithCancel(context.Background())
 	s.stopLoop, s.loopDone = stop, make(chan struct{})
 	go s.loop(lctx)
@@ -538,6 +539,7 @@ func (s *Source) Close() error {
 		}
 		s.mu.Unlock()
 		if s.cl != nil {
+			running.CompareAndDelete(s.cfg.Group, s)
 			s.cl.Close()
 		}
 		s.admCl.Close()
@@ -652,4 +654,28 @@ func decodePos(raw []byte) (int64, error) {
 		return 0, fmt.Errorf("kafka: bad position %q: %w", raw, err)
 	}
 	return p.Offset, nil
+}
+
+// running maps a group to the source of this process in it, so an
+// exactly-once sink can commit that group's offsets as its member.
+var running sync.Map
+
+func sourceOf(group string) *Source {
+	if v, ok := running.Load(group); ok {
+		return v.(*Source)
+	}
+	return nil
+}
+
+// GroupOf returns the consumer group a kafka:// source URI joins, and
+// false when uri is not a Kafka source.
+func GroupOf(uri string) (string, bool) {
+	t, err := connectors.Parse(uri)
+	if err != nil || t.Scheme != "kafka" {
+		return "", false
+	}
+	if g := t.Params.Get("group"); g != "" {
+		return g, true
+	}
+	return "eddy." + strings.ReplaceAll(strings.Trim(t.Path, "/"), ",", "+"), true
 }
