@@ -259,3 +259,79 @@ func TestWeatherCassandraOutage(t *testing.T) {
 	}
 	sameLines(t, "CSV after the outage", all, csvRows)
 }
+
+// TestServerLogsLookupOutage stops MariaDB while the pipeline needs the
+// users table (refresh every 300ms) but writes nowhere else: lookups must
+// wait for the table, not classify against a table they could not read,
+// and every log must end up with the status a plain-Go classification
+// gives it.
+func TestServerLogsLookupOutage(t *testing.T) {
+	if os.Getenv(OutageEnv) == "" {
+		t.Skipf("%s is unset: this test stops and restarts MariaDB with services/mysql.sh; run `%s=1 go test ./scripts -run Outage` with `just mysql-up`", OutageEnv, OutageEnv)
+	}
+	e := newServerLogsEnv(t)
+	const seed, count, bad = 8, 12000, 0.01
+	logs := &logBuffer{}
+	src, err := os.ReadFile("server_logs.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(src), "mysql://eddy@127.0.0.1:3306/dim_users/users", e.prefix+"/"+e.usersDB+"/users")
+	text = strings.Replace(text, `refresh = "30s"`, `refresh = "300ms"`, 1)
+	p, err := scripting.LoadSource("server_logs.lua", []byte(text), scripting.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := &connectortest.MemSink{}
+	outputs := map[string]connectors.Sink{"good": &connectortest.MemSink{}, "bad": &connectortest.MemSink{}, "suspicious": &connectortest.MemSink{}, "status": status}
+	source, err := connectors.OpenSource("gen:serverlogs?count=12000&seed=8&bad=0.01&rate=1500", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := state.Open("", state.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	results, dead := &connectortest.MemSink{}, &connectortest.MemSink{}
+	stats := &actors.Stats{}
+	done := make(chan error, 1)
+	go func() {
+		_, err := actors.Run(context.Background(), actors.Config{Pipeline: p, Source: source, Store: store, Results: results,
+			DeadLetters: dead, Outputs: outputs, MaxErrors: 0, Shards: 2, Workers: 2, Stats: stats})
+		done <- err
+	}()
+	waitFor(t, 60*time.Second, "2000 logs read", func() bool { return stats.Read.Load() >= 2000 })
+	service(t, "mysql", "down")
+	time.Sleep(time.Second)
+	kept := stats.Kept.Load()
+	select {
+	case err := <-done:
+		t.Fatalf("the run ended during the outage: %v", err)
+	case <-time.After(4 * time.Second):
+	}
+	if k := stats.Kept.Load(); k != kept {
+		t.Fatalf("%d logs were classified while the users table could not be read", k-kept)
+	}
+	service(t, "mysql", "up")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(dead.Rows()) > 0 {
+		e, _ := dead.Rows()[0].Get("error")
+		t.Fatalf("%d dead letters, first: %v", len(dead.Rows()), e)
+	}
+	for _, want := range []string{"lookup: the table can't be read; records wait for it", "lookup: the table is readable again"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log lacks %q", want)
+		}
+	}
+	var want, got []string
+	for _, c := range expectedLogs(t, seed, count, bad) {
+		want = append(want, c.topicJSON())
+	}
+	for _, r := range status.Rows() {
+		got = append(got, canonicalJSON(t, connectors.AppendJSON(nil, r)))
+	}
+	sameLines(t, "statuses", want, got)
+}
