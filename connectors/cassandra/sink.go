@@ -306,17 +306,28 @@ func (s *Sink) Flush(ctx context.Context) error {
 	return s.failed()
 }
 
-// Close flushes and closes the session.
+// CloseTimeout bounds how long Close waits for buffered rows to be
+// written. Rows still unwritten then were never covered by a checkpoint
+// (Flush did not return), so a restart writes them again.
+const CloseTimeout = 30 * time.Second
+
+// Close flushes (for at most CloseTimeout), stops the workers, and closes
+// the connections.
 func (s *Sink) Close() error {
 	if s.closed {
 		return nil
 	}
-	err := s.Flush(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), CloseTimeout)
+	err := s.Flush(ctx)
+	cancel()
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%s: close: rows still unwritten after %v; a restart from the last checkpoint writes them again", s.where, CloseTimeout)
+	}
 	s.closed = true
+	s.cancel() // ends the retries of workers still at it
 	for _, w := range s.workers {
 		close(w.ch)
 	}
-	s.cancel()
 	s.sess.Close()
 	return err
 }
