@@ -104,6 +104,26 @@ func TestSourceReadsSeeksAndCatchesUp(t *testing.T) {
 	}
 }
 
+// The shared source suite: reads, restarts in a new process (a new
+// member of the group) and rewinds, from the start and from batch ends.
+func TestSourceConformance(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 2)
+	produce(t, brokers, topic, 0, 3000)
+	opened := 0
+	connectortest.TestSource(t, func(t *testing.T) connectors.Source {
+		// A group of its own each time: the suite keeps the first source
+		// reading while it opens others, which in one group would take
+		// partitions from it.
+		opened++
+		src, err := connectors.OpenSource(uri(brokers, topic, fmt.Sprintf("group=%s-%d&batch=400", topic, opened)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return src
+	}, connectortest.SourceOptions{Timeout: 30 * time.Second})
+}
+
 func waitParts(t *testing.T, l *connectortest.Listener, n int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)

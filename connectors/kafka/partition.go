@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -128,6 +129,9 @@ func (p *partition) Read(ctx context.Context) (connectors.Batch, error) {
 		if err := ctx.Err(); err != nil {
 			return connectors.Batch{}, err
 		}
+		if p.isGone() {
+			return connectors.Batch{}, fmt.Errorf("kafka: partition %s was revoked from this member", p.where)
+		}
 		b, ok := p.take()
 		if ok {
 			p.owed = true
@@ -228,11 +232,20 @@ func (p *partition) take() (connectors.Batch, bool) {
 
 // Describe renders a position: "offset 1234".
 func (p *partition) Describe(pos connectors.Position) string {
+	if pos == nil {
+		return "the group's offset, else start=" + p.s.cfg.Start
+	}
 	off, err := decodePos(pos)
 	if err != nil {
 		return string(pos)
 	}
 	return "offset " + strconv.FormatInt(off, 10)
+}
+
+func (p *partition) isGone() bool {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	return p.gone
 }
 
 // close marks the partition gone; s.mu is held.
