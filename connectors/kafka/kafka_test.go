@@ -1,7 +1,9 @@
 package kafka_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -122,6 +124,72 @@ func TestSourceConformance(t *testing.T) {
 		}
 		return src
 	}, connectortest.SourceOptions{Timeout: 30 * time.Second})
+}
+
+// The shared sink suite, for the idempotent sink and the transactional
+// one (whose Flush does not commit: Close aborts, so nothing is read back
+// unless Commit ran; the suite's rows are committed by a wrapper).
+func TestSinkConformance(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	for _, tc := range []struct{ name, params string }{{"idempotent", ""}, {"transactional", "exactly-once=true"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			topic := testenv.NewTopic(t, brokers, 1)
+			t.Cleanup(func() { deleteTopics(brokers, "__eddy_checkpoints.eddy."+topic) })
+			connectortest.TestSink(t, func(t *testing.T) connectors.Sink {
+				s, err := connectors.OpenSink(uri(brokers, topic, tc.params))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tx, ok := s.(connectors.Transactional); ok {
+					return committing{tx}
+				}
+				return s
+			}, func(t *testing.T) []connectors.Row {
+				var rows []connectors.Row
+				for _, r := range consumeAllIdle(t, brokers, topic) {
+					rows = append(rows, decodeRow(t, r.Value))
+				}
+				return rows
+			}, connectortest.SinkOptions{})
+		})
+	}
+}
+
+// committing commits at every Flush, as the engine does at a checkpoint.
+type committing struct{ connectors.Transactional }
+
+func (c committing) Flush(ctx context.Context) error {
+	if err := c.Transactional.Flush(ctx); err != nil {
+		return err
+	}
+	return c.Commit(ctx, connectors.Checkpoint{ID: 1})
+}
+
+// decodeRow reads a JSON object into a row, keeping field order.
+func decodeRow(t *testing.T, v []byte) connectors.Row {
+	t.Helper()
+	d := json.NewDecoder(bytes.NewReader(v))
+	d.UseNumber()
+	var r connectors.Row
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("value %q is not an object", v)
+	}
+	for d.More() {
+		k, _ := d.Token()
+		var val any
+		if err := d.Decode(&val); err != nil {
+			t.Fatalf("value %q: %v", v, err)
+		}
+		if n, ok := val.(json.Number); ok {
+			if i, err := n.Int64(); err == nil {
+				val = i
+			} else {
+				val, _ = n.Float64()
+			}
+		}
+		r.Fields = append(r.Fields, connectors.Field{Name: k.(string), Value: val})
+	}
+	return r
 }
 
 func waitParts(t *testing.T, l *connectortest.Listener, n int) {
