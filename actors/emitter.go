@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -20,6 +21,8 @@ type Emitter struct {
 	table   map[string]*resultEntry
 	changed map[string]struct{}
 	shards  int
+	// saved: the held-window keys the last checkpoint wrote
+	saved map[string]bool
 	// drops: windows to forget once this trigger's rows are out
 	drops []dropped
 	// fired: windows that fired in some partition, by end, for final mode:
@@ -54,11 +57,97 @@ func newEmitter(e *engine) (*Emitter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Emitter{e: e, rt: rt, table: map[string]*resultEntry{}, changed: map[string]struct{}{}, fired: map[string]int64{}, shards: e.cfg.Shards}, nil
+	em := &Emitter{e: e, rt: rt, table: map[string]*resultEntry{}, changed: map[string]struct{}{}, fired: map[string]int64{},
+		shards: e.cfg.Shards, saved: map[string]bool{}}
+	if err := em.restore(); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	return em, nil
+}
+
+// Windows a partition fired but the pipeline's watermark has not passed yet
+// wait in the emitter; the shards' checkpointed state already counts them
+// as fired, so the emitter checkpoints them too, or a crash would lose them.
+
+func heldKey(partition, key string) []byte { return []byte("held/" + partition + "\x00" + key) }
+
+// restore reads the held windows of the last checkpoint.
+func (em *Emitter) restore() error {
+	if !em.e.cfg.Pipeline.IsWindowed() || em.e.cfg.Pipeline.Emit != scripting.EmitFinal {
+		return nil
+	}
+	cp, err := em.e.cfg.Store.Last()
+	if err != nil {
+		return nil // no checkpoint: nothing held
+	}
+	prefix := []byte("held/")
+	return em.e.cfg.Store.Scan(cp.ID, prefix, func(k, v []byte) error {
+		partition, key, _ := strings.Cut(string(k[len(prefix):]), "\x00")
+		vals, accs, err := em.rt.DecodeEntry(v)
+		if err != nil || len(vals) == 0 {
+			return fmt.Errorf("held window %q: %v", key, err)
+		}
+		end, _ := vals[len(vals)-1].(int64)
+		en := em.table[key]
+		if en == nil {
+			en = &resultEntry{keyVals: vals[: len(vals)-1 : len(vals)-1], parts: map[string][]any{}}
+			em.table[key] = en
+		}
+		en.parts[partition] = accs
+		em.fired[key] = end
+		em.saved[string(k)] = true
+		return nil
+	})
+}
+
+// save writes the held windows at checkpoint epoch, and deletes those of
+// the last checkpoint that are out.
+func (em *Emitter) save(epoch uint64) error {
+	wb := em.e.cfg.Store.Batch(epoch)
+	now := map[string]bool{}
+	var buf []byte
+	var err error
+	for key, end := range em.fired {
+		en := em.table[key]
+		if en == nil {
+			continue
+		}
+		for partition, accs := range en.parts {
+			k := heldKey(partition, key)
+			now[string(k)] = true
+			vals := append(append([]any(nil), en.keyVals...), end)
+			if buf, err = em.rt.EncodeEntry(buf[:0], vals, accs); err != nil {
+				wb.Cancel()
+				return err
+			}
+			if err := wb.Set(k, buf); err != nil {
+				wb.Cancel()
+				return err
+			}
+		}
+	}
+	for k := range em.saved {
+		if !now[k] {
+			if err := wb.Delete([]byte(k)); err != nil {
+				wb.Cancel()
+				return err
+			}
+		}
+	}
+	em.saved = now
+	return wb.Commit()
 }
 
 // Receive implements actor.Actor.
 func (em *Emitter) Receive(ctx actor.Context) {
+	// The emitter has no checkpoint to restart from: a panic here is a bug
+	// that must stop the run loudly, not stall it.
+	defer func() {
+		if r := recover(); r != nil {
+			ctx.Send(em.e.node, &sinkFailed{name: "results", err: fmt.Errorf("emitter failed (an engine bug: please report it): %v", r)})
+		}
+	}()
 	switch m := ctx.Message().(type) {
 	case *resultRows:
 		em.update(m)
@@ -69,6 +158,12 @@ func (em *Emitter) Receive(ctx actor.Context) {
 			return
 		}
 		em.forget()
+		if m.epoch > 0 && (len(em.fired) > 0 || len(em.saved) > 0) {
+			if err := em.save(m.epoch); err != nil {
+				ctx.Send(em.e.node, &sinkFailed{name: "results", err: fmt.Errorf("checkpoint %d: held windows: %w", m.epoch, err)})
+				return
+			}
+		}
 		if len(rows) > 0 {
 			ctx.Send(em.e.results, &rowsOut{rows: rows})
 		}
@@ -80,8 +175,13 @@ func (em *Emitter) Receive(ctx actor.Context) {
 
 func (em *Emitter) update(m *resultRows) {
 	if m.reset {
-		// A shard (re)started: forget what it sent before.
+		// A shard (re)started: forget what it sent before. Windows held for
+		// a final emit stay: the shard's state, restored from a checkpoint,
+		// counts them as fired, and the emitter checkpointed them.
 		for key, en := range em.table {
+			if _, held := em.fired[key]; held {
+				continue
+			}
 			if scripting.Shard(groupKey(key), em.shards) == m.shard {
 				if _, ok := en.parts[m.partition]; ok {
 					delete(en.parts, m.partition)
@@ -155,7 +255,11 @@ func (em *Emitter) rows(final bool, watermark int64) ([]connectors.Row, error) {
 	rows := make([]connectors.Row, 0, len(keys))
 	cols := p.Columns()
 	for _, k := range keys {
-		vals, err := em.result(em.table[k])
+		en := em.table[k]
+		if en == nil {
+			return nil, fmt.Errorf("key %q: a window to emit has no state (an engine bug: please report it)", k)
+		}
+		vals, err := em.result(en)
 		if err != nil {
 			return nil, fmt.Errorf("key %q: %w", k, err)
 		}

@@ -136,6 +136,7 @@ type partial struct {
 // emitTrigger: every partition passed barrier seq; emit what it calls for.
 type emitTrigger struct {
 	seq       uint64
+	epoch     uint64 // > 0 when the barrier is a checkpoint
 	final     bool
 	watermark int64
 }

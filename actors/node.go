@@ -109,6 +109,7 @@ func (n *node) Receive(ctx actor.Context) {
 }
 
 func (n *node) start(ctx actor.Context) {
+	n.e.node = ctx.Self()
 	if cp, err := n.e.cfg.Store.Last(); err == nil {
 		if v, ok, _ := n.e.cfg.Store.Get(cp.ID, watermarkKey); ok {
 			n.watermark, _ = strconv.ParseInt(string(v), 10, 64)
@@ -264,6 +265,7 @@ func (n *node) trigger(ctx actor.Context, persist, final bool) {
 		b.epoch = epoch
 		n.lastCheckpoint = time.Now()
 	}
+	n.e.cfg.Logger.Debug("barrier", "seq", b.seq, "epoch", b.epoch, "final", b.final, "watermark", b.watermark)
 	in := &inflight{b: b, waiting: map[string]bool{}, sinks: map[string]bool{}, acks: map[string]*partitionAck{}, started: time.Now()}
 	for id, p := range n.parts {
 		in.waiting[id] = true
@@ -287,6 +289,7 @@ func (n *node) partitionAck(ctx actor.Context, m *partitionAck) {
 	}
 	delete(in.waiting, m.id)
 	in.acks[m.id] = m
+	n.e.cfg.Logger.Debug("partition passed barrier", "seq", m.seq, "partition", m.id)
 	if len(in.waiting) == 0 {
 		n.allAcked(ctx)
 	}
@@ -298,7 +301,7 @@ func (n *node) allAcked(ctx actor.Context) {
 	e := n.e
 	if e.emitter != nil {
 		in.sinks["results"] = true
-		ctx.Send(e.emitter, &emitTrigger{seq: in.b.seq, final: in.b.final, watermark: in.b.watermark})
+		ctx.Send(e.emitter, &emitTrigger{seq: in.b.seq, epoch: in.b.epoch, final: in.b.final, watermark: in.b.watermark})
 	}
 	for name := range e.cfg.sinks() {
 		if name != "results" {
@@ -321,6 +324,7 @@ func (n *node) sinkFlushed(ctx actor.Context, m *sinkFlushed) {
 		return
 	}
 	delete(in.sinks, m.name)
+	n.e.cfg.Logger.Debug("sink flushed", "seq", m.seq, "sink", m.name)
 	if len(in.sinks) > 0 {
 		return
 	}

@@ -143,8 +143,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err := checkOwner(cfg); err != nil {
 		return Summary{}, err
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	// protoactor logs a lot at info; its errors (a panicking actor) matter.
+	actorLog := slog.New(minLevel{cfg.Logger.Handler(), slog.LevelError})
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLog }))
 	defer system.Shutdown()
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -191,7 +192,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		// A transaction spans every partition: when one rewinds, all must.
 		strategy = actor.NewAllForOneStrategy(3, time.Minute, decider)
 	}
-	e.node = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return n }, actor.WithSupervisor(strategy)))
+	// The node sets e.node itself when it starts, before it spawns anything
+	// that reads it.
+	nodePID := root.Spawn(actor.PropsFromProducer(func() actor.Actor { return n }, actor.WithSupervisor(strategy)))
 
 	ticker := time.NewTicker(cfg.TriggerInterval)
 	defer ticker.Stop()
@@ -206,11 +209,11 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			}
 			return r.summary, r.err
 		case <-ticker.C:
-			root.Send(e.node, &tick{})
+			root.Send(nodePID, &tick{})
 		case <-ctx.Done():
 			if !stopping {
 				stopping = true
-				root.Send(e.node, &shutdown{})
+				root.Send(nodePID, &shutdown{})
 			}
 		}
 	}
@@ -347,3 +350,18 @@ func (e *engine) outputNames() []string {
 	sort.Strings(names)
 	return names
 }
+
+// minLevel passes records at or above a level to the handler it wraps.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.Handler.Enabled(ctx, l)
+}
+
+func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{m.Handler.WithAttrs(a), m.min}
+}
+func (m minLevel) WithGroup(g string) slog.Handler { return minLevel{m.Handler.WithGroup(g), m.min} }

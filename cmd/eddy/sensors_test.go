@@ -184,7 +184,7 @@ func sameSet(t *testing.T, what string, got, want map[string]bool) {
 	sort.Strings(missing)
 	sort.Strings(extra)
 	if len(missing)+len(extra) > 0 {
-		t.Fatalf("%s: %d missing, %d extra (of %d)\nmissing: %.3v\nextra: %.3v", what, len(missing), len(extra), len(want), missing, extra)
+		t.Fatalf("%s: %d missing, %d extra (of %d)\nmissing: %v\nextra: %v", what, len(missing), len(extra), len(want), first3(missing), first3(extra))
 	}
 }
 
@@ -277,3 +277,5 @@ func TestSensorReportKillAndRestart(t *testing.T) {
 	sameSet(t, "windows", gotW, wantW)
 	sameSet(t, "alerts", gotA, wantA)
 }
+
+func first3(s []string) []string { return s[:min(3, len(s))] }
