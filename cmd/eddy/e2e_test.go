@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -41,12 +42,24 @@ func TestMain(m *testing.M) {
 const netflowScript = "../../scripts/netflow_webservers.lua"
 
 // eddy runs the binary and returns stdout and stderr.
+// A run that takes longer than this is hung: it gets a SIGQUIT, so its
+// goroutines show in stderr, and the test fails instead of waiting out the
+// test binary's timeout.
+const runLimit = 2 * time.Minute
+
 func eddy(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
-	cmd := exec.Command(eddyBin, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), runLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, eddyBin, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("eddy %s: still running after %v (hung?)\n%s", strings.Join(args, " "), runLimit, stderr.String())
+	}
 	return stdout.String(), stderr.String(), err
 }
 
