@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/connectors/gen"
+	"github.com/eddy-stream/eddy/internal/testenv"
 )
 
 const sensorScript = "../../scripts/sensor_report.lua"
@@ -279,3 +280,30 @@ func TestSensorReportKillAndRestart(t *testing.T) {
 }
 
 func first3(s []string) []string { return s[:min(3, len(s))] }
+
+// The sensor report from a real Kafka topic: the readings produced into a
+// one-partition topic (so the topic's order is the files' order), the
+// report read from another topic, both checked against the independent
+// computation. Needs EDDY_KAFKA_BROKERS (just kafka-up).
+func TestSensorReportOnKafka(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	in := testenv.NewTopic(t, brokers, 1)
+	out := testenv.NewTopic(t, brokers, 1)
+	dir := genSensors(t, "5s", 20)
+	wantW, wantA := sensorExpect(t, dir)
+	base := "kafka://" + brokers[0] + "/"
+	if _, stderr, err := eddy(t, "produce", base+in, "--from", dir); err != nil {
+		t.Fatalf("eddy produce: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := eddy(t, "run", sensorScript, "--source", base+in+"?group="+in+"-report", "--until-idle", "-q",
+		"--sink", base+out, "--to", "alerts="+base+out, "--dead-letter", "file:"+filepath.Join(t.TempDir(), "dead.jsonl")); err != nil {
+		t.Fatalf("eddy run: %v\n%s", err, stderr)
+	}
+	report, stderr, err := eddy(t, "consume", base+out, "--from-beginning", "--until-idle")
+	if err != nil {
+		t.Fatalf("eddy consume: %v\n%s", err, stderr)
+	}
+	gotW, gotA := reportSets(t, report)
+	sameSet(t, "windows", gotW, wantW)
+	sameSet(t, "alerts", gotA, wantA)
+}
