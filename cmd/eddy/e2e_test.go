@@ -175,39 +175,7 @@ func TestNetflowKillAndRestart(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "state")
 	args := []string{"run", netflowScript, "--source", "dir:" + dir, "--state", stateDir, "--until-idle", "--emit", "final",
 		"--checkpoint-interval", "100ms", "--trigger-interval", "50ms", "-q", "--dead-letter", "file:" + filepath.Join(t.TempDir(), "dead.jsonl")}
-	// Time one uninterrupted run, then kill runs at random points within
-	// that span.
-	start := time.Now()
-	if _, stderr, err := eddy(t, append(args[:len(args):len(args)], "--state", filepath.Join(t.TempDir(), "timing"))...); err != nil {
-		t.Fatalf("timing run: %v\n%s", err, stderr)
-	}
-	span := time.Since(start)
-	rng := rand.New(rand.NewPCG(1, 2))
-	kills := 0
-	for i := 0; i < 6; i++ {
-		cmd := exec.Command(eddyBin, args...)
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &bytes.Buffer{}, &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("run %d failed before the kill: %v\n%s", i, err, stderr.String())
-			}
-		case <-time.After(span/10 + time.Duration(rng.Int64N(int64(span*7/10)))):
-			cmd.Process.Signal(syscall.SIGKILL)
-			<-done
-			kills++
-		}
-	}
-	if kills == 0 {
-		t.Fatal("no run was killed: the input is too small for this test")
-	}
-	t.Logf("%d of 6 runs killed", kills)
+	_, kills := killRuns(t, args, 6, 1)
 	cps, stderr, err := eddy(t, "checkpoints", "list", "--state", stateDir)
 	if err != nil || !strings.Contains(cps, "dir:") {
 		t.Fatalf("checkpoints list after %d kills: %v\n%s%s", kills, err, cps, stderr)
@@ -265,4 +233,47 @@ func TestRunErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// killRuns times one uninterrupted run of args (with a state directory of
+// its own), then starts n runs of args in turn and kills each with SIGKILL
+// at a random point within that span, unless it ends first. It returns
+// what the runs printed on stdout and how many were killed, and fails the
+// test when a run fails on its own or none was killed.
+func killRuns(t *testing.T, args []string, n int, seed uint64) (string, int) {
+	t.Helper()
+	start := time.Now()
+	if _, stderr, err := eddy(t, append(args[:len(args):len(args)], "--state", filepath.Join(t.TempDir(), "timing"))...); err != nil {
+		t.Fatalf("timing run: %v\n%s", err, stderr)
+	}
+	span := time.Since(start)
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	var out strings.Builder
+	kills := 0
+	for i := 0; i < n; i++ {
+		cmd := exec.Command(eddyBin, args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run %d failed before the kill: %v\n%s", i, err, stderr.String())
+			}
+		case <-time.After(span/10 + time.Duration(rng.Int64N(int64(span*7/10)))):
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			kills++
+		}
+		out.WriteString(stdout.String())
+	}
+	t.Logf("%d of %d runs killed", kills, n)
+	if kills == 0 {
+		t.Fatal("no run was killed: the input is too small for this test")
+	}
+	return out.String(), kills
 }

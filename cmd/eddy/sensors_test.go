@@ -2,17 +2,13 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -236,44 +232,14 @@ func TestSensorReportKillAndRestart(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "state")
 	args := []string{"run", sensorScript, "--source", "dir:" + dir, "--state", stateDir, "--until-idle", "-q",
 		"--checkpoint-interval", "50ms", "--trigger-interval", "20ms", "--dead-letter", "file:" + filepath.Join(t.TempDir(), "dead.jsonl")}
-	start := time.Now()
-	if _, stderr, err := eddy(t, append(args[:len(args):len(args)], "--state", filepath.Join(t.TempDir(), "timing"))...); err != nil {
-		t.Fatalf("timing run: %v\n%s", err, stderr)
-	}
-	span := time.Since(start)
+	killed, _ := killRuns(t, args, 5, 3)
 	var all strings.Builder
-	rng := rand.New(rand.NewPCG(3, 4))
-	kills := 0
-	for i := 0; i < 5; i++ {
-		cmd := exec.Command(eddyBin, args...)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("run %d: %v\n%s", i, err, stderr.String())
-			}
-		case <-time.After(span/10 + time.Duration(rng.Int64N(int64(span*7/10)))):
-			cmd.Process.Signal(syscall.SIGKILL)
-			<-done
-			kills++
-		}
-		all.WriteString(stdout.String())
-	}
+	all.WriteString(killed)
 	out, stderr, err := eddy(t, args...)
 	if err != nil {
 		t.Fatalf("final run: %v\n%s", err, stderr)
 	}
 	all.WriteString(out)
-	t.Logf("%d of 5 runs killed", kills)
-	if kills == 0 {
-		t.Fatal("no run was killed")
-	}
 	gotW, gotA := reportSets(t, all.String())
 	sameSet(t, "windows", gotW, wantW)
 	sameSet(t, "alerts", gotA, wantA)
