@@ -399,6 +399,11 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 	if err := a.advance(b.watermark, b.final); err != nil {
 		a.hookFailed(ctx, err)
 	}
+	if !b.final {
+		if err := a.fireClock(); err != nil {
+			a.hookFailed(ctx, err)
+		}
+	}
 	drops := a.dropped
 	a.dropped = nil
 	if a.windowedFinal() {

@@ -213,7 +213,9 @@ func (n *node) maybeTrigger(ctx actor.Context, timer bool) {
 		n.trigger(ctx, true, true)
 	case allQuiet && since > 0:
 		n.trigger(ctx, checkpointDue, false)
-	case timer && (since > 0 || checkpointDue || advanced):
+	case timer && (since > 0 || checkpointDue || advanced || n.e.cfg.Pipeline.HasKeyHooks()):
+		// (Hooks may have processing-time timers, which shards check at
+		// barriers: a quiet pipeline with hooks still gets its triggers.)
 		n.trigger(ctx, checkpointDue, false)
 	}
 }

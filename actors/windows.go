@@ -239,32 +239,33 @@ func (a *KeyedAggregator) expireWindows() {
 }
 
 // fireTimers runs on_timer for the event-time timers the watermark has
-// passed and the processing-time timers the clock has, in time order.
+// passed, in time order. Processing-time timers are fireClock's.
 func (a *KeyedAggregator) fireTimers(final bool) error {
-	now := time.Now().UnixMilli()
-	for _, h := range []*timerQueue{&a.timers.event, &a.timers.processing} {
-		limit := a.watermark
-		if h == &a.timers.processing {
-			if final {
-				continue // wall-clock timers don't fire because the input ended
-			}
-			limit = now
+	return a.fireDue(&a.timers.event, a.watermark, false)
+}
+
+// fireClock runs on_timer for the processing-time timers the wall clock has
+// passed; the shard checks at every barrier (so at trigger resolution), and
+// not because the input ended.
+func (a *KeyedAggregator) fireClock() error {
+	return a.fireDue(&a.timers.processing, time.Now().UnixMilli(), true)
+}
+
+func (a *KeyedAggregator) fireDue(h *timerQueue, limit int64, processing bool) error {
+	for h.Len() > 0 && (*h)[0].at <= limit {
+		it := heap.Pop(h).(timerItem)
+		st := a.states[it.key]
+		if st == nil {
+			continue
 		}
-		for h.Len() > 0 && (*h)[0].at <= limit {
-			it := heap.Pop(h).(timerItem)
-			st := a.states[it.key]
-			if st == nil {
-				continue
-			}
-			t, ok := st.ks.Timers[it.name]
-			if !ok || t.At != it.at || t.Processing != (h == &a.timers.processing) {
-				continue // replaced or deleted since it was queued
-			}
-			res, err := a.rt.OnTimer(st.ks, it.key, it.name, a.watermark)
-			a.afterHook(it.key, st, res)
-			if err != nil {
-				return err
-			}
+		t, ok := st.ks.Timers[it.name]
+		if !ok || t.At != it.at || t.Processing != processing {
+			continue // replaced or deleted since it was queued
+		}
+		res, err := a.rt.OnTimer(st.ks, it.key, it.name, a.watermark)
+		a.afterHook(it.key, st, res)
+		if err != nil {
+			return err
 		}
 	}
 	return nil

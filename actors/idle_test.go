@@ -1,0 +1,115 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/internal/memio"
+	"github.com/eddy-stream/eddy/state"
+)
+
+// quietSource has two partitions: "busy" delivers its lines and then stays
+// caught up, "quiet" never delivers anything. Neither ends.
+type quietSource struct{ lines []string }
+
+func (s *quietSource) Start(_ context.Context, l connectors.Listener) error {
+	l.Assign(&quietPart{id: "busy", lines: s.lines})
+	l.Assign(&quietPart{id: "quiet"})
+	return nil
+}
+func (s *quietSource) Close() error { return nil }
+
+type quietPart struct {
+	id    string
+	lines []string
+	next  int
+}
+
+func (p *quietPart) ID() string { return p.id }
+func (p *quietPart) Seek(pos connectors.Position) error {
+	p.next = 0
+	if pos != nil {
+		p.next, _ = strconv.Atoi(string(pos))
+	}
+	return nil
+}
+func (p *quietPart) Read(ctx context.Context) (connectors.Batch, error) {
+	if p.next < len(p.lines) {
+		b := connectors.Batch{Where: p.id, Unit: "line", Records: []connectors.Record{{Value: []byte(p.lines[p.next]), Seq: int64(p.next)}}}
+		p.next++
+		b.End = connectors.Position(strconv.Itoa(p.next))
+		return b, nil
+	}
+	select {
+	case <-ctx.Done():
+		return connectors.Batch{}, ctx.Err()
+	case <-time.After(20 * time.Millisecond):
+	}
+	return connectors.Batch{CaughtUp: true, End: connectors.Position(strconv.Itoa(p.next))}, nil
+}
+func (p *quietPart) Describe(pos connectors.Position) string { return string(pos) }
+func (p *quietPart) Close() error                            { return nil }
+
+// A partition that delivers nothing stops holding the watermark back after
+// idle_timeout, so the busy partition's windows close while the run goes on;
+// and a processing-time timer fires on the wall clock.
+func TestIdlePartitionAndProcessingTimer(t *testing.T) {
+	script := `return {
+		parse = eddy.json { k = "string", t = "number" },
+		event_time = "t",
+		watermark = { out_of_order = "0s", idle_timeout = "100ms" },
+		key = "k",
+		window = eddy.tumbling("60s"),
+		aggregate = { n = eddy.count() },
+		emit = "final",
+		on_record = function(r, ctx)
+			if not ctx.timer("wall") then ctx.set_processing_timer("wall", 0.05) end
+		end,
+		on_timer = function(name, ctx) ctx.emit("pings", { key = ctx.key, timer = name }) end,
+		sinks = { pings = "stdout" },
+	}`
+	var lines []string
+	for ts := 0; ts < 200; ts += 10 {
+		lines = append(lines, fmt.Sprintf(`{"k":"a","t":%d}`, ts))
+	}
+	store, err := state.Open("", state.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	results, pings := &memio.Sink{}, &memio.Sink{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Config{Pipeline: load(t, script), Source: &quietSource{lines: lines}, Store: store,
+			Results: results, Outputs: map[string]connectors.Sink{"pings": pings}, MaxErrors: -1,
+			TriggerInterval: 20 * time.Millisecond})
+		done <- err
+	}()
+	deadline := time.After(10 * time.Second)
+	for len(results.Rows()) < 3 || len(pings.Rows()) < 1 {
+		select {
+		case <-deadline:
+			cancel()
+			t.Fatalf("after 10s: %d windows (want the 3 closed ones) and %d timer rows: the quiet partition still holds the watermark back",
+				len(results.Rows()), len(pings.Rows()))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := rowsText(results.Rows()[:3])
+	want := `{"k":"a","window_start":"1970-01-01T00:00:00.000Z","window_end":"1970-01-01T00:01:00.000Z","n":6}
+{"k":"a","window_start":"1970-01-01T00:01:00.000Z","window_end":"1970-01-01T00:02:00.000Z","n":6}
+{"k":"a","window_start":"1970-01-01T00:02:00.000Z","window_end":"1970-01-01T00:03:00.000Z","n":6}
+`
+	if got != want {
+		t.Fatalf("windows closed while running:\n%s\nwant\n%s", got, want)
+	}
+}
