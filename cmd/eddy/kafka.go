@@ -322,7 +322,7 @@ func consume(ctx context.Context, conn kafka.Conn, fromBeginning, readCommitted,
 
 func topicsCmd() *cobra.Command {
 	var brokers string
-	cmd := &cobra.Command{Use: "topics", Short: "list, create and describe Kafka topics"}
+	cmd := &cobra.Command{Use: "topics", Short: "list, create, describe and delete Kafka topics"}
 	cmd.PersistentFlags().StringVar(&brokers, "brokers", defaultBrokers(), "HOST:PORT[,HOST:PORT] (default $EDDY_KAFKA_BROKERS or 127.0.0.1:9092)")
 	admin := func(arg string) (*kadm.Client, kafka.Conn, func(), error) {
 		_, conn, err := kafkaTarget(arg, brokers)
@@ -436,6 +436,29 @@ func topicsCmd() *cobra.Command {
 			return w.Flush()
 		},
 	}
-	cmd.AddCommand(list, create, describe)
+	del := &cobra.Command{
+		Use:   "delete NAME...",
+		Short: "delete topics",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			adm, conn, done, err := admin(strings.Join(args, ","))
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := adm.DeleteTopics(cmd.Context(), conn.Topics...)
+			if err != nil {
+				return fmt.Errorf("kafka %s: %w", strings.Join(conn.Brokers, ","), err)
+			}
+			var errs []error
+			for _, r := range res.Sorted() {
+				if r.Err != nil {
+					errs = append(errs, fmt.Errorf("delete topic %s: %w", r.Topic, r.Err))
+				}
+			}
+			return errors.Join(errs...)
+		},
+	}
+	cmd.AddCommand(list, create, describe, del)
 	return cmd
 }

@@ -531,6 +531,12 @@ func TestReplayGivesTheOriginalResult(t *testing.T) {
 	if got := run("replay", script, "--source", src, "--from-offset", "earliest"); got != original {
 		t.Fatalf("replay from the earliest offset:\n%s\nwant:\n%s", got, original)
 	}
+	if got := run("replay", script, "--source", src, "--from-time", "2000-01-01T00:00:00Z"); got != original {
+		t.Fatalf("replay from a time before the first record:\n%s\nwant:\n%s", got, original)
+	}
+	if got := run("replay", script, "--source", src, "--from-time", time.Now().Add(time.Hour).UTC().Format(time.RFC3339)); got != "" {
+		t.Fatalf("replay from a time after the last record printed\n%s", got)
+	}
 	_, stderr, err := eddy(t, "replay", script, "--source", src, "--state", stateDir, "--from-offset", "earliest")
 	if err == nil || !strings.Contains(stderr, "holds checkpoints") {
 		t.Fatalf("a replay from an offset into a used state directory: %v\n%s", err, stderr)
