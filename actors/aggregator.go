@@ -26,6 +26,7 @@ type KeyedAggregator struct {
 	shard     int
 	shards    int
 	restore   uint64
+	gen       uint64 // the supervisor incarnation it belongs to
 
 	rt      *scripting.Runtime
 	entries map[string]*entry // by state key: the key, or key␞start for a window
@@ -92,8 +93,8 @@ func groupKey(stateKey string) string {
 	return stateKey
 }
 
-func newAggregator(e *engine, partition string, shard, shards int, restore uint64) *KeyedAggregator {
-	return &KeyedAggregator{e: e, p: e.cfg.Pipeline, partition: partition, shard: shard, shards: shards, restore: restore}
+func newAggregator(e *engine, partition string, shard, shards int, restore, gen uint64) *KeyedAggregator {
+	return &KeyedAggregator{e: e, p: e.cfg.Pipeline, partition: partition, shard: shard, shards: shards, restore: restore, gen: gen}
 }
 
 // Store keys: one prefix per partition and kind, so a partition's state can
@@ -131,7 +132,7 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 		}
 		a.out.flushTo(ctx, a.e)
 		a.e.cfg.Stats.BatchLatency.Observe(time.Since(m.read))
-		ctx.Send(ctx.Parent(), &shardProcessed{shard: a.shard})
+		ctx.Send(ctx.Parent(), &shardProcessed{gen: a.gen, shard: a.shard})
 	case *barrier:
 		ack := a.onBarrier(ctx, m)
 		ctx.Send(ctx.Parent(), ack)
@@ -390,7 +391,7 @@ func (a *KeyedAggregator) windowedFinal() bool {
 }
 
 func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrierAck {
-	ack := &shardBarrierAck{seq: b.seq, shard: a.shard, keys: int64(len(a.entries))}
+	ack := &shardBarrierAck{gen: a.gen, seq: b.seq, shard: a.shard, keys: int64(len(a.entries))}
 	// The barrier's watermark is the pipeline's: past this partition's own
 	// when the partition is idle, so its windows still close.
 	if b.watermark > a.watermark || b.final {

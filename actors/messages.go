@@ -59,10 +59,14 @@ type keyedBatch struct {
 }
 
 // shardProcessed: a shard finished a keyedBatch (flow control).
-type shardProcessed struct{ shard int }
+type shardProcessed struct {
+	gen   uint64 // the supervisor incarnation the shard belongs to
+	shard int
+}
 
 // shardBarrierAck: a shard passed a barrier.
 type shardBarrierAck struct {
+	gen           uint64
 	seq           uint64
 	shard         int
 	keys, changed int64

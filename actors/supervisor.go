@@ -95,16 +95,22 @@ func (s *PartitionSupervisor) Receive(ctx actor.Context) {
 			s.onBatch(ctx, m)
 		}
 	case *worked:
-		s.done[m.seq] = m
-		s.deliver(ctx)
+		if m.gen == s.gen {
+			s.done[m.seq] = m
+			s.deliver(ctx)
+		}
 	case *shardProcessed:
-		s.inFlight[m.shard]--
-		s.request()
+		if m.gen == s.gen {
+			s.inFlight[m.shard]--
+			s.request()
+		}
 	case *barrier:
 		s.waiting = append(s.waiting, pendingBarrier{b: m, after: s.nextSeq})
 		s.passBarriers(ctx)
 	case *shardBarrierAck:
-		s.onShardAck(ctx, m)
+		if m.gen == s.gen {
+			s.onShardAck(ctx, m)
+		}
 	case *checkpointDone, *checkpointAborted:
 		for _, sh := range s.shards {
 			ctx.Send(sh, m)
@@ -150,7 +156,7 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 		s.inFlight = make([]int, nshards)
 		for i := range s.shards {
 			s.shards[i] = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-				return newAggregator(s.e, s.id, i, nshards, epoch)
+				return newAggregator(s.e, s.id, i, nshards, epoch, s.gen)
 			}))
 		}
 	}
@@ -242,10 +248,10 @@ func (s *PartitionSupervisor) onBatch(ctx actor.Context, m *sourceBatch) {
 		s.paused = true // read no further until a trigger has passed
 	}
 	if len(m.batch.Records) == 0 {
-		s.done[seq] = &worked{seq: seq}
+		s.done[seq] = &worked{gen: s.gen, seq: seq}
 		s.deliver(ctx)
 	} else {
-		ctx.Send(s.workers[seq%uint64(len(s.workers))], &work{seq: seq, batch: &m.batch})
+		ctx.Send(s.workers[seq%uint64(len(s.workers))], &work{gen: s.gen, seq: seq, batch: &m.batch})
 	}
 	s.request()
 }

@@ -22,11 +22,15 @@ type ParseWorker struct {
 
 // work: a batch to process; worked: what came of it.
 type work struct {
+	gen   uint64
 	seq   uint64
 	batch *connectors.Batch
 }
 
+// worked carries its supervisor incarnation: a restarted supervisor keeps
+// its PID, and must not take a dead incarnation's results for its own.
 type worked struct {
+	gen      uint64
 	seq      uint64
 	perShard [][]scripting.Keyed
 	perIdx   [][]int
@@ -62,7 +66,7 @@ func (w *ParseWorker) Receive(ctx actor.Context) {
 
 func (w *ParseWorker) process(m *work) *worked {
 	b := m.batch
-	out := &worked{seq: m.seq}
+	out := &worked{gen: m.gen, seq: m.seq}
 	if w.shards > 0 {
 		out.perShard = make([][]scripting.Keyed, w.shards)
 		out.perIdx = make([][]int, w.shards)
