@@ -151,6 +151,8 @@ func (em *Emitter) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *resultRows:
 		em.update(m)
+	case *stateQuery:
+		em.query(ctx, m)
 	case *emitTrigger:
 		rows, err := em.rows(m.final, m.watermark)
 		if err != nil {

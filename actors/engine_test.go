@@ -175,3 +175,51 @@ func TestStateBelongsToOnePipeline(t *testing.T) {
 		t.Fatalf("another pipeline on the same state: %v", err)
 	}
 }
+
+// A running pipeline answers status and live-state queries.
+func TestHandleStatusAndState(t *testing.T) {
+	store, err := state.Open("", state.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	lines := []string{`{"dstdevice":"A","dstport":"80"}`, `{"dstdevice":"B","dstport":"443"}`, `{"dstdevice":"A","dstport":443}`}
+	src := strings.Replace(countScript, `emit = "final"`, `emit = "update"`, 1)
+	handles := make(chan *Handle, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Config{Pipeline: load(t, src), Source: &quietSource{lines: lines}, Store: store,
+			Results: &memio.Sink{}, MaxErrors: -1, TriggerInterval: 10 * time.Millisecond,
+			OnReady: func(h *Handle) { handles <- h }})
+		done <- err
+	}()
+	h := <-handles
+	deadline := time.Now().Add(10 * time.Second)
+	var rows []connectors.Row
+	for len(rows) < 2 && time.Now().Before(deadline) {
+		rows, err = h.State(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := rowsText(rows); got != "{\"dstdevice\":\"A\",\"count\":2}\n{\"dstdevice\":\"B\",\"count\":1}\n" {
+		t.Fatalf("state:\n%s", got)
+	}
+	one, err := h.State(ctx, "B")
+	if err != nil || rowsText(one) != "{\"dstdevice\":\"B\",\"count\":1}\n" {
+		t.Fatalf("state of B: %v %s", err, rowsText(one))
+	}
+	st, err := h.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pipeline != "test" || len(st.Partitions) != 2 || st.Read != 3 || st.Partitions[0].ID != "busy" || st.Partitions[0].Position != "3" {
+		t.Fatalf("status %+v", st)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

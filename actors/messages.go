@@ -94,6 +94,7 @@ type partitionStatus struct {
 	maxTime int64
 	timed   bool
 	active  time.Time
+	pos     connectors.Position // after the last delivered batch
 }
 
 // partitionFailed: reading a partition failed for good.

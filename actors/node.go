@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -20,6 +19,8 @@ type node struct {
 	done chan<- result
 
 	parts map[string]*partState
+	// positions: where each partition's reading stands (for status)
+	positions map[string]connectors.Position
 	// the barrier in flight, if any
 	inflight *inflight
 	seq      uint64
@@ -59,7 +60,7 @@ type inflight struct {
 }
 
 func newNode(e *engine, done chan<- result) *node {
-	return &node{e: e, done: done, parts: map[string]*partState{}, lastCheckpoint: time.Now(),
+	return &node{e: e, done: done, parts: map[string]*partState{}, positions: map[string]connectors.Position{}, lastCheckpoint: time.Now(),
 		watermark: math.MinInt64, lastWatermark: math.MinInt64}
 }
 
@@ -78,6 +79,9 @@ func (n *node) Receive(ctx actor.Context) {
 		n.revokes = append(n.revokes, m)
 		n.maybeTrigger(ctx, true)
 	case *partitionStatus:
+		if m.pos != nil {
+			n.positions[m.id] = m.pos
+		}
 		if p := n.parts[m.id]; p != nil {
 			p.since += m.records
 			p.status = *m
@@ -101,6 +105,8 @@ func (n *node) Receive(ctx actor.Context) {
 		n.finish(fmt.Errorf("sink %s: %w", m.name, m.err))
 	case *partitionFailed:
 		n.finish(fmt.Errorf("reading %s: %w", m.id, m.err))
+	case *statusQuery:
+		n.status(ctx)
 	case *partitionRestarted:
 		if n.inflight != nil {
 			n.abort(ctx, fmt.Sprintf("partition %s restarted", m.id))
@@ -110,6 +116,11 @@ func (n *node) Receive(ctx actor.Context) {
 
 func (n *node) start(ctx actor.Context) {
 	n.e.node = ctx.Self()
+	select {
+	case <-n.e.ready:
+	default:
+		close(n.e.ready)
+	}
 	if cp, err := n.e.cfg.Store.Last(); err == nil {
 		if v, ok, _ := n.e.cfg.Store.Get(cp.ID, watermarkKey); ok {
 			n.watermark, _ = strconv.ParseInt(string(v), 10, 64)
@@ -464,5 +475,3 @@ func (n *node) partitionIDs() []string {
 	sort.Strings(ids)
 	return ids
 }
-
-var errStopped = errors.New("stopped")

@@ -51,6 +51,9 @@ type Config struct {
 	Logger  *slog.Logger
 	// Stats, when set, is kept up to date for progress displays.
 	Stats *Stats
+	// OnReady, when set, is called with a Handle once the run has started,
+	// to serve status and live-state queries.
+	OnReady func(*Handle)
 }
 
 // Stats are the run's counters, safe to read while it runs.
@@ -132,6 +135,8 @@ type engine struct {
 	outputs map[string]*actor.PID
 	// transactional: the writers of sinks that commit with checkpoints.
 	transactional map[string]*actor.PID
+	// ready is closed once the node has set node.
+	ready chan struct{}
 }
 
 // Run runs a pipeline until its input ends (or, with UntilIdle, is caught
@@ -149,7 +154,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	defer system.Shutdown()
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	e := &engine{cfg: cfg, system: system, ctx: runCtx}
+	e := &engine{cfg: cfg, system: system, ctx: runCtx, ready: make(chan struct{})}
 	done := make(chan result, 1)
 
 	root := system.Root
@@ -196,6 +201,17 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	// that reads it.
 	nodePID := root.Spawn(actor.PropsFromProducer(func() actor.Actor { return n }, actor.WithSupervisor(strategy)))
 
+	if cfg.OnReady != nil {
+		// The node publishes its PID when it starts: hand out the handle
+		// once it has.
+		go func() {
+			select {
+			case <-e.ready:
+				cfg.OnReady(&Handle{e: e})
+			case <-runCtx.Done():
+			}
+		}()
+	}
 	ticker := time.NewTicker(cfg.TriggerInterval)
 	defer ticker.Stop()
 	stopping := false

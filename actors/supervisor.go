@@ -384,6 +384,7 @@ func (s *PartitionSupervisor) stampWatermarks(w *worked, n int) {
 func (s *PartitionSupervisor) report(ctx actor.Context, records int64) {
 	st := s.status
 	st.records = records
+	st.pos = s.pos
 	ctx.Send(s.e.node, &st)
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"runtime/pprof"
 	"strconv"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/internal/statusapi"
 	"github.com/eddy-stream/eddy/scripting"
 	"github.com/eddy-stream/eddy/state"
 )
@@ -28,6 +31,7 @@ type runFlags struct {
 	progress                                          bool
 	to                                                map[string]string
 	cpuProfile                                        string
+	httpAddr                                          string
 }
 
 func runCmd() *cobra.Command {
@@ -66,6 +70,7 @@ a temporary directory and is gone when the run ends.`,
 	fl.IntVar(&f.keep, "keep", 5, "complete checkpoints to keep")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file (for `go tool pprof`)")
 	fl.BoolVar(&f.progress, "progress", true, "show progress on stderr when it is a terminal")
+	fl.StringVar(&f.httpAddr, "http", "", "serve status and live state on this address (HOST:PORT): eddy status, eddy query, GET /status, /state, /state/KEY")
 	return cmd
 }
 
@@ -97,6 +102,19 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 	cfg := actors.Config{
 		Pipeline: p, Source: src, UntilIdle: f.untilIdle, MaxErrors: f.maxErrors, Shards: f.shards, Workers: f.workers,
 		TriggerInterval: f.trigger, CheckpointInterval: f.checkpoint, Logger: log, Stats: &actors.Stats{},
+	}
+	if f.httpAddr != "" {
+		ln, err := net.Listen("tcp", f.httpAddr)
+		if err != nil {
+			return fmt.Errorf("--http %s: %w", f.httpAddr, err)
+		}
+		srv := &http.Server{ReadHeaderTimeout: 5 * time.Second}
+		defer srv.Close()
+		cfg.OnReady = func(h *actors.Handle) {
+			srv.Handler = statusapi.Handler(h)
+			go srv.Serve(ln)
+			log.Info("serving status and state", "addr", ln.Addr().String())
+		}
 	}
 	sinks := &sinkSet{}
 	defer sinks.closeUnused()

@@ -1,0 +1,147 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/scripting"
+	"github.com/eddy-stream/eddy/state"
+)
+
+// Handle lets a running pipeline be asked about itself: its status and its
+// live result table. Config.OnReady hands one out when the run starts; the
+// CLI serves it over HTTP (eddy run --http).
+type Handle struct{ e *engine }
+
+// Status is what `eddy status` shows of one node.
+type Status struct {
+	Pipeline   string            `json:"pipeline"`
+	Partitions []PartitionStatus `json:"partitions"`
+	Read       int64             `json:"records_read"`
+	Kept       int64             `json:"records_kept"`
+	Failed     int64             `json:"records_failed"`
+	Late       int64             `json:"records_late"`
+	Watermark  string            `json:"watermark,omitempty"`
+	Checkpoint *CheckpointStatus `json:"last_checkpoint,omitempty"`
+	StateBytes int64             `json:"state_bytes"`
+}
+
+// PartitionStatus is one assigned partition.
+type PartitionStatus struct {
+	ID       string `json:"id"`
+	Position string `json:"position,omitempty"`
+	CaughtUp bool   `json:"caught_up"`
+	Ended    bool   `json:"ended"`
+}
+
+// CheckpointStatus is the last complete checkpoint.
+type CheckpointStatus struct {
+	ID   uint64    `json:"id"`
+	Time time.Time `json:"time"`
+	Keys int64     `json:"keys"`
+}
+
+type statusQuery struct{}
+type stateQuery struct{ key string }
+type stateAnswer struct {
+	rows []connectors.Row
+	err  error
+}
+
+const queryTimeout = 5 * time.Second
+
+// ErrNoResultTable is returned by State for pipelines without an aggregate.
+var ErrNoResultTable = errors.New("the pipeline keeps no result table (it has no aggregate)")
+
+// Status asks the node how it stands.
+func (h *Handle) Status(ctx context.Context) (Status, error) {
+	res, err := h.e.system.Root.RequestFuture(h.e.node, &statusQuery{}, queryTimeout).Result()
+	if err != nil {
+		return Status{}, fmt.Errorf("status: %w", err)
+	}
+	st := res.(Status)
+	cfg := h.e.cfg
+	st.Pipeline = cfg.Pipeline.Name
+	st.Read, st.Kept, st.Failed, st.Late = cfg.Stats.Read.Load(), cfg.Stats.Kept.Load(), cfg.Stats.Failed.Load(), cfg.Stats.Late.Load()
+	if cfg.Pipeline.HasEventTime() {
+		if wm := cfg.Stats.Watermark.Load(); wm != 0 {
+			st.Watermark = scripting.FormatTime(wm)
+		}
+	}
+	if cp, err := cfg.Store.Last(); err == nil {
+		st.Checkpoint = &CheckpointStatus{ID: cp.ID, Time: cp.Time, Keys: cp.Keys}
+	} else if !errors.Is(err, state.ErrNoCheckpoint) {
+		return st, err
+	}
+	lsm, vlog := cfg.Store.Size()
+	st.StateBytes = lsm + vlog
+	return st, nil
+}
+
+// State returns the current result rows of key (every window of it, for a
+// windowed pipeline), or with key "" the whole result table, shaped as a
+// complete emit would (order_by, limit). Rows are as of the last trigger.
+func (h *Handle) State(ctx context.Context, key string) ([]connectors.Row, error) {
+	if h.e.emitter == nil {
+		return nil, ErrNoResultTable
+	}
+	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &stateQuery{key: key}, queryTimeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	a := res.(*stateAnswer)
+	return a.rows, a.err
+}
+
+// status answers a statusQuery in the node.
+func (n *node) status(ctx actor.Context) {
+	st := Status{}
+	for _, id := range n.partitionIDs() {
+		p := n.parts[id]
+		ps := PartitionStatus{ID: id, CaughtUp: p.status.caughtUp, Ended: p.status.ended}
+		if pos := n.positions[id]; pos != nil {
+			ps.Position = p.part.Describe(pos)
+		}
+		st.Partitions = append(st.Partitions, ps)
+	}
+	ctx.Respond(st)
+}
+
+// query answers a stateQuery in the emitter.
+func (em *Emitter) query(ctx actor.Context, q *stateQuery) {
+	p := em.e.cfg.Pipeline
+	var keys []string
+	for k := range em.table {
+		if q.key == "" || groupKey(k) == q.key {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	rows := make([]connectors.Row, 0, len(keys))
+	cols := p.Columns()
+	for _, k := range keys {
+		vals, err := em.result(em.table[k])
+		if err != nil {
+			ctx.Respond(&stateAnswer{err: fmt.Errorf("key %q: %w", k, err)})
+			return
+		}
+		row := connectors.Row{Key: k, Fields: make([]connectors.Field, len(cols))}
+		for i, c := range cols {
+			row.Fields[i] = connectors.Field{Name: c, Value: vals[i]}
+		}
+		rows = append(rows, row)
+	}
+	sortRows(rows, p.OrderBy)
+	if q.key == "" && p.Limit > 0 && len(rows) > p.Limit {
+		rows = rows[:p.Limit]
+	}
+	for i := range rows {
+		rows[i].Key = groupKey(rows[i].Key)
+	}
+	ctx.Respond(&stateAnswer{rows: rows})
+}
