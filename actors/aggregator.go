@@ -391,7 +391,7 @@ func (a *KeyedAggregator) windowedFinal() bool {
 }
 
 func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrierAck {
-	ack := &shardBarrierAck{gen: a.gen, seq: b.seq, shard: a.shard, keys: int64(len(a.entries))}
+	ack := &shardBarrierAck{gen: a.gen, seq: b.seq, shard: a.shard}
 	// The barrier's watermark is the pipeline's: past this partition's own
 	// when the partition is idle, so its windows still close.
 	if b.watermark > a.watermark || b.final {
@@ -446,8 +446,7 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 	if b.epoch == 0 {
 		return ack
 	}
-	ack.changed = int64(len(a.dirty) + len(a.deleted) + len(a.statesDirty))
-	if ack.changed > 0 {
+	if len(a.dirty)+len(a.deleted)+len(a.statesDirty) > 0 {
 		ack.err = a.write(b.epoch)
 		w := written{entries: a.dirty, deleted: a.deleted, states: a.statesDirty}
 		for _, sk := range a.dirty {

@@ -66,20 +66,18 @@ type shardProcessed struct {
 
 // shardBarrierAck: a shard passed a barrier.
 type shardBarrierAck struct {
-	gen           uint64
-	seq           uint64
-	shard         int
-	keys, changed int64
-	err           error
+	gen   uint64
+	seq   uint64
+	shard int
+	err   error
 }
 
 // partitionAck: a partition passed a barrier; pos is where it stood.
 type partitionAck struct {
-	seq           uint64
-	id            string
-	pos           connectors.Position
-	keys, changed int64
-	err           error
+	seq uint64
+	id  string
+	pos connectors.Position
+	err error
 }
 
 // partitionStatus: what a partition's reader is doing.

@@ -424,8 +424,6 @@ func (s *PartitionSupervisor) ackBarrier(ctx actor.Context) {
 	a := &partitionAck{seq: s.barrier.seq, id: s.id, pos: s.bpos}
 	var errs []error
 	for _, sa := range s.acked {
-		a.keys += sa.keys
-		a.changed += sa.changed
 		if sa.err != nil {
 			errs = append(errs, sa.err)
 		}
