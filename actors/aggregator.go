@@ -46,6 +46,9 @@ type KeyedAggregator struct {
 	statesDirty []string
 	timers      timerHeap
 	sessions    map[string][]*entry // open session windows by key
+	// lastWindow remembers each key's latest window state key: most
+	// records fall in it, and building the key costs an allocation.
+	lastWindow map[string]windowName
 	// ends queues open windows by end, expiries fired ones; fired holds
 	// the windows fired since the last barrier, for the emitter.
 	ends, expiries timerQueue
@@ -59,6 +62,11 @@ type KeyedAggregator struct {
 }
 
 type written struct{ entries, deleted, states []string }
+
+type windowName struct {
+	start int64
+	sk    string
+}
 
 type firedWindow struct {
 	p   partial
@@ -162,6 +170,7 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	a.pending = map[uint64]written{}
 	a.states = map[string]*keyState{}
 	a.sessions = map[string][]*entry{}
+	a.lastWindow = map[string]windowName{}
 	a.watermark = math.MinInt64
 	if a.restore == 0 {
 		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, reset: true})
@@ -278,7 +287,7 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 		if a.p.IsWindowed() {
 			err = a.addWindowed(k, nk, m, i)
 		} else {
-			err = a.addTo(k.Key, k, nk, 0, 0)
+			err = a.addTo(k.Key, a.entries[k.Key], k, nk, 0, 0)
 		}
 		if err == nil && a.p.HasKeyHooks() {
 			err = a.onRecord(k)
@@ -289,9 +298,9 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 	}
 }
 
-// addTo folds a record into the entry at state key sk, creating it.
-func (a *KeyedAggregator) addTo(sk string, k *scripting.Keyed, nk int, start, end int64) error {
-	en := a.entries[sk]
+// addTo folds a record into en, the entry at state key sk, creating it
+// when en is nil.
+func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int, start, end int64) error {
 	fresh := en == nil
 	if fresh {
 		accs, err := a.rt.NewAccs()

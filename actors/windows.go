@@ -24,8 +24,14 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 		return a.addSession(k, nk, m, i, lateness)
 	}
 	var late int
-	for _, win := range w.Windows(k.Time, nil) {
-		sk := windowKey(k.Key, win[0])
+	var buf [4][2]int64
+	for _, win := range w.Windows(k.Time, buf[:0]) {
+		name := a.lastWindow[k.Key]
+		if name.sk == "" || name.start != win[0] {
+			name = windowName{start: win[0], sk: windowKey(k.Key, win[0])}
+			a.lastWindow[k.Key] = name
+		}
+		sk := name.sk
 		en := a.entries[sk]
 		closed := win[1]+lateness <= a.watermark
 		emitted := (en != nil && en.fired || en == nil && win[1] <= a.watermark) && a.p.Emit == scripting.EmitFinal
@@ -33,7 +39,7 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 			late++
 			continue
 		}
-		if err := a.addTo(sk, k, nk, win[0], win[1]); err != nil {
+		if err := a.addTo(sk, en, k, nk, win[0], win[1]); err != nil {
 			return err
 		}
 		if en := a.entries[sk]; win[1] <= a.watermark && !en.fired {
@@ -75,7 +81,8 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 	}
 	if merged == nil {
 		a.sessions[k.Key] = keep
-		return a.addTo(windowKey(k.Key, start), k, nk, start, end)
+		sk := windowKey(k.Key, start)
+		return a.addTo(sk, a.entries[sk], k, nk, start, end)
 	}
 	old := windowKey(k.Key, merged.start)
 	if a.entries[old] != merged {
