@@ -160,6 +160,9 @@ type Source struct {
 	obsCond *sync.Cond
 	latest  connectors.Checkpoint // the newest checkpoint seen
 
+	commitMu  sync.Mutex
+	committed map[tp]int64 // what this member committed last
+
 	joined     chan struct{} // closed at the first assignment
 	joinedOnce sync.Once
 
@@ -312,23 +315,27 @@ func (s *Source) handOver(m map[string][]int32, lost bool) {
 		}
 	}
 	s.mu.Unlock()
+	// All at once, so one checkpoint can cover them all.
+	var wg sync.WaitGroup
 	for _, p := range ps {
-		done := make(chan struct{})
+		wg.Add(1)
 		go func() {
+			defer wg.Done()
 			if lost {
 				s.l.Lose(p.id)
 			} else {
 				s.l.Revoke(p.id)
 			}
-			close(done)
 		}()
-		select {
-		case <-done:
-		case <-s.ctx.Done(): // the run is over: nobody to hand over to
-			return
-		case <-s.closed:
-			return
-		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-s.ctx.Done(): // the run is over: nobody to hand over to
+		return
+	case <-s.closed:
+		return
 	}
 	if !lost {
 		// The engine checkpointed the partitions before Revoke returned,
@@ -403,20 +410,28 @@ func (s *Source) waitCheckpointed(ps []*partition, d time.Duration) {
 	s.obsMu.Unlock()
 }
 
-// commit commits the latest checkpoint's positions of ps.
+// commit commits the latest checkpoint's positions of ps. Commits are
+// serialized and never move a partition backwards, and a partition handed
+// over is never committed again: an observer call that started before a
+// hand-over must not overwrite the offset the next owner starts from.
 func (s *Source) commit(ps []*partition) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
 	s.obsMu.Lock()
 	cp := s.latest
 	s.obsMu.Unlock()
 	offsets := map[string]map[int32]kgo.EpochOffset{}
 	for _, p := range ps {
 		raw, ok := cp.Positions[p.id]
-		if !ok {
+		if !ok || p.isGone() {
 			continue
 		}
 		off, err := decodePos(raw)
 		if err != nil {
 			return err
+		}
+		if prev, ok := s.committed[p.tp]; ok && off <= prev {
+			continue
 		}
 		if offsets[p.tp.topic] == nil {
 			offsets[p.tp.topic] = map[int32]kgo.EpochOffset{}
@@ -436,9 +451,16 @@ func (s *Source) commit(ps []*partition) error {
 		}
 		for _, t := range resp.Topics {
 			for _, p := range t.Partitions {
-				if e := kerr.ErrorForCode(p.ErrorCode); e != nil && cerr == nil {
-					cerr = fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, e)
+				if e := kerr.ErrorForCode(p.ErrorCode); e != nil {
+					if cerr == nil {
+						cerr = fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, e)
+					}
+					continue
 				}
+				if s.committed == nil {
+					s.committed = map[tp]int64{}
+				}
+				s.committed[tp{t.Topic, p.Partition}] = offsets[t.Topic][p.Partition].Offset
 			}
 		}
 	})
