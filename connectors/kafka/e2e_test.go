@@ -179,17 +179,40 @@ func TestNetflowFromTopicEqualsFiles(t *testing.T) {
 		t.Fatalf("eddy produce: %v\n%s", err, stderr)
 	}
 	script := "../../scripts/netflow_webservers.lua"
-	dead := "file:" + filepath.Join(t.TempDir(), "dead.jsonl")
-	fromFiles, stderr, err := eddy(t, "run", script, "--source", "dir:"+dir, "--until-idle", "-q", "--dead-letter", dead)
+	deadFile := filepath.Join(t.TempDir(), "dead.jsonl")
+	fromFiles, stderr, err := eddy(t, "run", script, "--source", "dir:"+dir, "--until-idle", "-q", "--dead-letter", "file:"+deadFile)
 	if err != nil {
 		t.Fatalf("run on files: %v\n%s", err, stderr)
 	}
-	fromTopic, stderr, err := eddy(t, "run", script, "--source", brokerURI(brokers, topic, "group="+topic), "--until-idle", "-q", "--dead-letter", dead)
+	deadTopic := testenv.NewTopic(t, brokers, 1)
+	fromTopic, stderr, err := eddy(t, "run", script, "--source", brokerURI(brokers, topic, "group="+topic), "--until-idle", "-q",
+		"--dead-letter", brokerURI(brokers, deadTopic, ""))
 	if err != nil {
 		t.Fatalf("run on the topic: %v\n%s", err, stderr)
 	}
 	if strings.Count(fromFiles, "\n") != 20 || fromTopic != fromFiles {
 		t.Fatalf("top 20 from the topic differs from the files'\ntopic:\n%s\nfiles:\n%s", fromTopic, fromFiles)
+	}
+	// The same records failed, and their dead letters say where from.
+	deadLines, _ := os.ReadFile(deadFile)
+	want := strings.Count(string(deadLines), "\n")
+	dead := consumeAllIdle(t, brokers, deadTopic)
+	if want == 0 || len(dead) != want {
+		t.Fatalf("%d dead letters in the topic, %d from the files", len(dead), want)
+	}
+	h := map[string]string{}
+	for _, x := range dead[0].Headers {
+		h[x.Key] = string(x.Value)
+	}
+	failed := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(string(deadLines)), "\n") {
+		var d struct{ Record string }
+		if json.Unmarshal([]byte(l), &d) == nil {
+			failed[d.Record] = true
+		}
+	}
+	if h["kafka-topic"] != topic || h["kafka-offset"] == "" || h["eddy-error"] == "" || !failed[string(dead[0].Value)] {
+		t.Fatalf("dead letter %q with headers %v", dead[0].Value, h)
 	}
 }
 
