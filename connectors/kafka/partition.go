@@ -28,9 +28,10 @@ type partition struct {
 	seeked     bool          // fetching was pointed at pos
 	full       bool          // paused because buf is full
 	seekWait   []chan struct{}
-	gone       bool // revoked, lost or closed
-	frozen     bool // being revoked: Read returns nothing more
-	returned   bool // Read returned a batch since the assignment
+	gone       bool  // revoked, lost or closed
+	frozen     bool  // being revoked: Read returns nothing more
+	returned   bool  // Read returned a batch since the assignment
+	read       int64 // records Read returned
 
 	notify chan struct{}
 	owed   bool      // records were returned since the last CaughtUp
@@ -212,6 +213,7 @@ func (p *partition) take() (connectors.Batch, bool) {
 	clear(p.buf[:i])
 	p.buf = p.buf[i:]
 	p.bufRecords -= len(recs)
+	p.read += int64(len(recs))
 	if len(p.buf) == 0 {
 		p.buf = nil
 	}

@@ -701,3 +701,31 @@ func GroupOf(uri string) (string, bool) {
 	}
 	return "eddy." + strings.ReplaceAll(strings.Trim(t.Path, "/"), ",", "+"), true
 }
+
+// Progress is how far a running source has read: records returned since
+// its partitions were assigned, and records left before every partition's
+// end as last listed.
+type Progress struct {
+	Read, Lag  int64
+	Partitions int
+}
+
+// GroupProgress reports the progress of this process's source in group,
+// for progress displays; false when none runs.
+func GroupProgress(group string) (Progress, bool) {
+	s := sourceOf(group)
+	if s == nil {
+		return Progress{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var pr Progress
+	for _, p := range s.parts {
+		pr.Partitions++
+		pr.Read += p.read
+		if p.end > p.pos {
+			pr.Lag += p.end - p.pos
+		}
+	}
+	return pr, true
+}
