@@ -278,8 +278,8 @@ func runExactlyOnce(c *cobra.Command, path string) error {
 	if err != nil {
 		return err
 	}
-	if p.HasRoute() {
-		return fmt.Errorf("%s routes records to named outputs; --exactly-once covers results, records and dead letters so far", p.Script)
+	if p.HasRoute() || p.HasKeyHooks() {
+		return fmt.Errorf("%s writes named outputs; --exactly-once covers results, records, late records and dead letters so far", p.Script)
 	}
 	if e := str("emit"); e != "" {
 		if err := p.SetEmit(e); err != nil {
@@ -368,6 +368,14 @@ func runExactlyOnce(c *cobra.Command, path string) error {
 	}
 	if cfg.DeadLetters, err = open(first(to["dead_letter"], str("dead-letter"), p.Sinks["dead_letter"], "stderr")); err != nil {
 		return err
+	}
+	if p.IsWindowed() {
+		if cfg.Late, err = open(first(to["late"], p.Sinks["late"], "stderr")); err != nil {
+			return err
+		}
+	}
+	if len(txURIs) == 0 {
+		log.Warn("--exactly-once: no kafka:// sink; stdout and files stay at-least-once across a crash")
 	}
 	dir := str("state")
 	if dir == "" {
