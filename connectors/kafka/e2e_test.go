@@ -689,3 +689,75 @@ func TestBrokerRestartDuringRun(t *testing.T) {
 		t.Logf("no fetch error was logged while the broker was down:\n%s", tail(&stderr))
 	}
 }
+
+// Two exactly-once processes of one group (each its own instance, so its
+// own transactional id), the second joining mid-stream: a read_committed
+// consumer of their shared output sees every input exactly once.
+func TestExactlyOnceTwoProcesses(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	in := testenv.NewTopic(t, brokers, 4)
+	out := testenv.NewTopic(t, brokers, 2)
+	t.Cleanup(func() {
+		deleteTopics(brokers, "__eddy_checkpoints.eddy.passthrough."+out+".a", "__eddy_checkpoints.eddy.passthrough."+out+".b")
+	})
+	const n = 80_000
+	lines := make([][]byte, n)
+	for i := range lines {
+		lines[i] = fmt.Appendf(nil, `{"n":%d}`, i)
+	}
+	start := func(instance string) (*exec.Cmd, *bytes.Buffer) {
+		cmd := exec.Command(eddyPath(t), "run", "testdata/passthrough.lua",
+			"--source", brokerURI(brokers, in, "group="+in+"&instance="+instance),
+			"--sink", brokerURI(brokers, out, ""), "--exactly-once", "--state", filepath.Join(t.TempDir(), instance),
+			"--checkpoint-interval", "200ms", "--trigger-interval", "100ms")
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &bytes.Buffer{}, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd, &stderr
+	}
+	feed := func(part [][]byte) {
+		for i := 0; i < len(part); i += 2000 {
+			produceLines(t, brokers, in, part[i:min(i+2000, len(part))])
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	a, aErr := start("a")
+	feed(lines[:n/4])
+	b, bErr := start("b")
+	feed(lines[n/4 : n/2])
+	waitMembers(t, brokers, in, 2)
+	feed(lines[n/2:])
+	waitNoLag(t, brokers, in, in)
+	for _, c := range []*exec.Cmd{a, b} {
+		c.Process.Signal(syscall.SIGTERM)
+	}
+	for _, c := range []*exec.Cmd{a, b} {
+		if err := c.Wait(); err != nil {
+			t.Fatalf("a stopped process failed: %v\na:\n%s\nb:\n%s", err, tail(aErr), tail(bErr))
+		}
+	}
+	seen := make([]int, n)
+	recs := consumeAllIdle(t, brokers, out)
+	for _, r := range recs {
+		var row struct{ N int }
+		if err := json.Unmarshal(r.Value, &row); err != nil || row.N < 0 || row.N >= n {
+			t.Fatalf("bad output %q", r.Value)
+		}
+		seen[row.N]++
+	}
+	missing, dup := 0, 0
+	for _, c := range seen {
+		switch {
+		case c == 0:
+			missing++
+		case c > 1:
+			dup++
+		}
+	}
+	if missing > 0 || dup > 0 {
+		t.Fatalf("%d output records: %d inputs missing, %d repeated\na:\n%s\nb:\n%s", len(recs), missing, dup, tail(aErr), tail(bErr))
+	}
+}

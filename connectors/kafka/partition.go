@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -131,7 +130,10 @@ func (p *partition) Read(ctx context.Context) (connectors.Batch, error) {
 			return connectors.Batch{}, err
 		}
 		if p.isGone() {
-			return connectors.Batch{}, fmt.Errorf("kafka: partition %s was revoked from this member", p.where)
+			// Revoked or lost: the engine is stopping this reader (its
+			// Revoke returns before the reader has seen the stop).
+			<-ctx.Done()
+			return connectors.Batch{}, ctx.Err()
 		}
 		b, ok := p.take()
 		if ok {
