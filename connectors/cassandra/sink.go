@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
+	"iter"
 	"log/slog"
 	"net"
 	"slices"
@@ -15,6 +15,7 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/connectors/internal/batcher"
 )
 
 func init() {
@@ -30,34 +31,20 @@ const (
 
 // Sink is the cassandra:// sink.
 type Sink struct {
-	where    string // cassandra://hosts/ks/table, for errors and logs
-	ks       string
-	table    string
-	sess     *gocql.Session
-	columns  map[string]column
-	pk, ck   []string // partition key and clustering columns, in order
-	mapping  map[string]string
-	ignore   bool
-	batch    int
-	cons     gocql.Consistency
-	retryFor time.Duration
-	log      *slog.Logger
+	where   string // cassandra://hosts/ks/table, for errors and logs
+	ks      string
+	table   string
+	sess    *gocql.Session
+	columns map[string]column
+	pk, ck  []string // partition key and clustering columns, in order
+	mapping map[string]string
+	ignore  bool
+	batch   int
+	cons    gocql.Consistency
+	w       *batcher.Writer
 
 	stmtMu sync.Mutex
 	stmts  map[string]string // column list → INSERT
-
-	workers []*worker
-	pending sync.WaitGroup
-	ctx     context.Context
-	cancel  context.CancelFunc
-	errMu   sync.Mutex
-	err     error
-	closed  bool
-}
-
-type worker struct {
-	rows []connectors.Row
-	ch   chan []connectors.Row
 }
 
 var _ connectors.Sink = (*Sink)(nil)
@@ -71,7 +58,6 @@ func Open(t connectors.Target) (*Sink, error) {
 		return nil, fmt.Errorf("cassandra: want cassandra://HOST:PORT[,HOST:PORT]/KEYSPACE/TABLE, got %q", t.URI)
 	}
 	s := &Sink{where: "cassandra://" + t.Host + "/" + ks + "/" + table, ks: ks, table: table, stmts: map[string]string{}}
-	s.log = slog.Default().With("sink", s.where)
 	batch, err := t.IntParam("batch", DefaultBatch, 1)
 	if err != nil {
 		return nil, err
@@ -98,8 +84,9 @@ func Open(t connectors.Target) (*Sink, error) {
 	if s.cons, err = gocql.ParseConsistencyWrapper(strings.ToUpper(firstOf(t.Params.Get("consistency"), DefaultConsistency))); err != nil {
 		return nil, fmt.Errorf("parameter consistency: %w", err)
 	}
+	var retryFor time.Duration
 	if t.Params.Get("retry-for") != "" {
-		if s.retryFor, err = t.DurationParam("retry-for", 0); err != nil {
+		if retryFor, err = t.DurationParam("retry-for", 0); err != nil {
 			return nil, err
 		}
 	}
@@ -123,11 +110,14 @@ func Open(t connectors.Target) (*Sink, error) {
 		s.sess.Close()
 		return nil, err
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	for range conc {
-		w := &worker{ch: make(chan []connectors.Row, 1)}
-		s.workers = append(s.workers, w)
-		go s.run(w)
+	s.w, err = batcher.New(s.plan, s.key,
+		batcher.Workers(int(conc)), batcher.BatchRows(s.batch),
+		batcher.Retryable(transient), batcher.RetryFor(retryFor), batcher.CloseTimeout(CloseTimeout),
+		batcher.Explain(s.explain), batcher.Where(s.where),
+		batcher.Logger(slog.Default().With("sink", s.where), "cassandra sink"))
+	if err != nil {
+		s.sess.Close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -218,28 +208,17 @@ func (s *Sink) column(field string) string {
 // Write checks rows against the table and hands them to the workers,
 // blocking while every worker is busy.
 func (s *Sink) Write(ctx context.Context, rows []connectors.Row) error {
-	if err := s.failed(); err != nil {
-		return err
+	return s.w.Write(ctx, rows)
+}
+
+// key routes r by its partition key, so two writes of one partition are
+// never reordered; it rejects a row the table can't take.
+func (s *Sink) key(r connectors.Row) ([]byte, error) {
+	pk, err := s.partitionOf(r)
+	if err != nil {
+		return nil, err
 	}
-	if s.closed {
-		return fmt.Errorf("%s: write after close", s.where)
-	}
-	for _, r := range rows {
-		pk, err := s.partitionOf(r)
-		if err != nil {
-			return err
-		}
-		h := fnv.New32a()
-		h.Write([]byte(pk))
-		w := s.workers[int(h.Sum32()%uint32(len(s.workers)))]
-		w.rows = append(w.rows, r)
-		if len(w.rows) >= s.batch {
-			if err := s.send(ctx, w); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return append([]byte{}, pk...), nil // not nil, even for an empty key
 }
 
 // partitionOf renders r's partition key, failing when r lacks part of it
@@ -270,40 +249,10 @@ func (s *Sink) partitionOf(r connectors.Row) (string, error) {
 	return strings.Join(vals, "\x1f"), nil
 }
 
-func (s *Sink) send(ctx context.Context, w *worker) error {
-	if len(w.rows) == 0 {
-		return nil
-	}
-	s.pending.Add(1)
-	select {
-	case w.ch <- w.rows:
-		w.rows = nil
-		return nil
-	case <-ctx.Done():
-		s.pending.Done()
-		return ctx.Err()
-	}
-}
-
 // Flush sends what is buffered and returns once Cassandra acknowledged
 // every row written so far; while it can't, it keeps retrying.
 func (s *Sink) Flush(ctx context.Context) error {
-	if s.closed {
-		return fmt.Errorf("%s: flush after close", s.where)
-	}
-	for _, w := range s.workers {
-		if err := s.send(ctx, w); err != nil {
-			return err
-		}
-	}
-	done := make(chan struct{})
-	go func() { s.pending.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return s.failed()
+	return s.w.Flush(ctx)
 }
 
 // CloseTimeout bounds how long Close waits for buffered rows to be
@@ -314,47 +263,12 @@ const CloseTimeout = 30 * time.Second
 // Close flushes (for at most CloseTimeout), stops the workers, and closes
 // the connections.
 func (s *Sink) Close() error {
-	if s.closed {
+	if s.w.Closed() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), CloseTimeout)
-	err := s.Flush(ctx)
-	cancel()
-	if errors.Is(err, context.DeadlineExceeded) {
-		err = fmt.Errorf("%s: close: rows still unwritten after %v; a restart from the last checkpoint writes them again", s.where, CloseTimeout)
-	}
-	s.closed = true
-	s.cancel() // ends the retries of workers still at it
-	for _, w := range s.workers {
-		close(w.ch)
-	}
+	err := s.w.Close()
 	s.sess.Close()
 	return err
-}
-
-func (s *Sink) failed() error {
-	s.errMu.Lock()
-	defer s.errMu.Unlock()
-	return s.err
-}
-
-func (s *Sink) fail(err error) {
-	s.errMu.Lock()
-	defer s.errMu.Unlock()
-	if s.err == nil {
-		s.err = err
-	}
-}
-
-func (s *Sink) run(w *worker) {
-	for rows := range w.ch {
-		if s.failed() == nil {
-			if err := s.write(rows); err != nil {
-				s.fail(err)
-			}
-		}
-		s.pending.Done()
-	}
 }
 
 // entry is one bound INSERT.
@@ -363,49 +277,51 @@ type entry struct {
 	args []any
 }
 
-// write groups rows by partition, in order, and sends each partition's
-// rows as unlogged batches of up to Batch rows (one row: a plain query).
+// plan groups rows by partition, in order, and sends each partition's rows
+// as unlogged batches of up to Batch rows (one row: a plain query).
 //
 // The statements of a batch share one write timestamp, and Cassandra
 // settles cells written at the same timestamp by the larger value, not the
 // later statement. So rows with the same primary key are merged first,
 // later fields over earlier ones, which is what the upserts one after the
 // other would leave.
-func (s *Sink) write(rows []connectors.Row) error {
-	groups := map[string][]connectors.Row{}
-	at := map[string]int{} // full primary key → index in its group
-	var order []string
-	for _, r := range rows {
-		pk, _ := s.partitionOf(r)
-		key := pk + "\x1e" + s.clusteringOf(r)
-		if i, ok := at[key]; ok {
-			groups[pk][i] = merge(groups[pk][i], r)
-			continue
-		}
-		if _, ok := groups[pk]; !ok {
-			order = append(order, pk)
-		}
-		at[key] = len(groups[pk])
-		groups[pk] = append(groups[pk], r)
-	}
-	for _, pk := range order {
-		es := make([]entry, 0, len(groups[pk]))
-		for _, r := range groups[pk] {
-			e, err := s.bind(r)
-			if err != nil {
-				return err
+func (s *Sink) plan(rows []connectors.Row) iter.Seq2[batcher.Request, error] {
+	return func(yield func(batcher.Request, error) bool) {
+		groups := map[string][]connectors.Row{}
+		at := map[string]int{} // full primary key → index in its group
+		var order []string
+		for _, r := range rows {
+			pk, _ := s.partitionOf(r)
+			key := pk + "\x1e" + s.clusteringOf(r)
+			if i, ok := at[key]; ok {
+				groups[pk][i] = merge(groups[pk][i], r)
+				continue
 			}
-			es = append(es, e)
-		}
-		for len(es) > 0 {
-			n := min(len(es), s.batch)
-			if err := s.exec(es[:n]); err != nil {
-				return err
+			if _, ok := groups[pk]; !ok {
+				order = append(order, pk)
 			}
-			es = es[n:]
+			at[key] = len(groups[pk])
+			groups[pk] = append(groups[pk], r)
+		}
+		for _, pk := range order {
+			es := make([]entry, 0, len(groups[pk]))
+			for _, r := range groups[pk] {
+				e, err := s.bind(r)
+				if err != nil {
+					yield(batcher.Request{}, err)
+					return
+				}
+				es = append(es, e)
+			}
+			for len(es) > 0 {
+				n := min(len(es), s.batch)
+				if !yield(s.exec(es[:n]), nil) {
+					return
+				}
+				es = es[n:]
+			}
 		}
 	}
-	return nil
 }
 
 // clusteringOf renders r's clustering key ("" for a table without one).
@@ -463,53 +379,18 @@ func (s *Sink) bind(r connectors.Row) (entry, error) {
 	return entry{stmt: stmt, args: args}, nil
 }
 
-// exec sends entries of one partition, retrying transient failures.
-func (s *Sink) exec(es []entry) error {
-	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		var err error
+// exec sends entries of one partition: one query, or an unlogged batch.
+func (s *Sink) exec(es []entry) batcher.Request {
+	return batcher.Request{Rows: len(es), Send: func(ctx context.Context) error {
 		if len(es) == 1 {
-			err = s.sess.Query(es[0].stmt, es[0].args...).Idempotent(true).Consistency(s.cons).WithContext(s.ctx).Exec()
-		} else {
-			b := s.sess.Batch(gocql.UnloggedBatch).Consistency(s.cons).WithContext(s.ctx)
-			for _, e := range es {
-				b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: e.stmt, Args: e.args, Idempotent: true})
-			}
-			err = b.Exec()
+			return s.sess.Query(es[0].stmt, es[0].args...).Idempotent(true).Consistency(s.cons).WithContext(ctx).Exec()
 		}
-		if err == nil {
-			if attempt > 1 {
-				s.log.Info("cassandra sink: write succeeded after retries", "rows", len(es), "attempts", attempt, "outage", time.Since(start).Round(time.Millisecond))
-			}
-			return nil
+		b := s.sess.Batch(gocql.UnloggedBatch).Consistency(s.cons).WithContext(ctx)
+		for _, e := range es {
+			b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: e.stmt, Args: e.args, Idempotent: true})
 		}
-		if s.ctx.Err() != nil {
-			return fmt.Errorf("%s: closed while writing: %w", s.where, err)
-		}
-		if !transient(err) {
-			return s.explain(err)
-		}
-		if s.retryFor > 0 && time.Since(start) > s.retryFor {
-			return fmt.Errorf("%s: gave up after %v of retries (retry-for=%v): %w", s.where, time.Since(start).Round(time.Second), s.retryFor, err)
-		}
-		wait := backoff(attempt)
-		s.log.Warn("cassandra sink: write failed, retrying; the checkpoint waits until it succeeds", "rows", len(es), "attempt", attempt, "retry_in", wait, "error", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-s.ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%s: closed while retrying: %w", s.where, err)
-		}
-	}
-}
-
-func backoff(n int) time.Duration {
-	d := 100 * time.Millisecond
-	for i := 1; i < n && d < 10*time.Second; i++ {
-		d *= 2
-	}
-	return min(d, 10*time.Second)
+		return b.Exec()
+	}}
 }
 
 // transient says whether err may pass on its own: timeouts, unavailable or

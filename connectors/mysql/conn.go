@@ -152,26 +152,5 @@ func transient(err error) bool {
 		strings.Contains(err.Error(), "bad connection") || strings.Contains(err.Error(), "connection refused")
 }
 
-// backoff is the wait before retry attempt n (1-based): 100ms doubling to 10s.
-func backoff(n int) time.Duration {
-	d := 100 * time.Millisecond
-	for i := 1; i < n && d < 10*time.Second; i++ {
-		d *= 2
-	}
-	return min(d, 10*time.Second)
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // quote quotes a MySQL identifier.
 func quote(name string) string { return "`" + strings.ReplaceAll(name, "`", "``") + "`" }

@@ -5,14 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"hash/fnv"
+	"iter"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/connectors/internal/batcher"
 	driver "github.com/go-sql-driver/mysql"
 )
 
@@ -33,29 +33,13 @@ const (
 // rows. Write blocks while every worker is busy: that is the backpressure
 // that holds the pipeline back during an outage.
 type Sink struct {
-	loc      location
-	db       *sql.DB
-	columns  map[string]string // lower-case name → the table's spelling
-	mapping  map[string]string // field → column, from ?map
-	upsert   []string          // key columns, from ?upsert
-	ignore   bool              // drop fields with no column instead of failing
-	batch    int
-	retryFor time.Duration
-	log      *slog.Logger
-
-	workers []*worker
-	pending sync.WaitGroup // batches handed to workers and not yet written
-	ctx     context.Context
-	cancel  context.CancelFunc
-	errMu   sync.Mutex
-	err     error
-	closed  bool
-	next    int // round robin for rows with no key
-}
-
-type worker struct {
-	rows []connectors.Row
-	ch   chan []connectors.Row
+	loc     location
+	db      *sql.DB
+	columns map[string]string // lower-case name → the table's spelling
+	mapping map[string]string // field → column, from ?map
+	upsert  []string          // key columns, from ?upsert
+	ignore  bool              // drop fields with no column instead of failing
+	w       *batcher.Writer
 }
 
 var _ connectors.Sink = (*Sink)(nil)
@@ -78,9 +62,10 @@ func Open(t connectors.Target) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{loc: loc, batch: int(batch), ignore: extra == "ignore", log: slog.Default().With("sink", loc.String())}
+	s := &Sink{loc: loc, ignore: extra == "ignore"}
+	var retryFor time.Duration
 	if t.Params.Get("retry-for") != "" {
-		if s.retryFor, err = t.DurationParam("retry-for", 0); err != nil {
+		if retryFor, err = t.DurationParam("retry-for", 0); err != nil {
 			return nil, err
 		}
 	}
@@ -112,11 +97,14 @@ func Open(t connectors.Target) (*Sink, error) {
 		}
 		s.mapping[f] = col
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	for range conc {
-		w := &worker{ch: make(chan []connectors.Row, 1)}
-		s.workers = append(s.workers, w)
-		go s.run(w)
+	s.w, err = batcher.New(s.plan, s.key,
+		batcher.Workers(int(conc)), batcher.BatchRows(int(batch)),
+		batcher.Retryable(transient), batcher.RetryFor(retryFor), batcher.CloseTimeout(CloseTimeout),
+		batcher.Explain(s.explainWrite),
+		batcher.Where(loc.String()), batcher.Logger(slog.Default().With("sink", loc.String()), "mysql sink"))
+	if err != nil {
+		s.db.Close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -180,48 +168,28 @@ func splitList(v string) []string {
 
 // Write hands rows to the workers, blocking while they are all busy.
 func (s *Sink) Write(ctx context.Context, rows []connectors.Row) error {
-	if err := s.failed(); err != nil {
-		return err
-	}
-	if s.closed {
-		return fmt.Errorf("%s: write after close", s.loc)
-	}
-	for _, r := range rows {
-		w := s.workers[s.route(r)]
-		w.rows = append(w.rows, r)
-		if len(w.rows) >= s.batch {
-			if err := s.send(ctx, w); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return s.w.Write(ctx, rows)
 }
 
-// route picks the worker for r: by upsert key, else by the row's key, so
-// two writes of one key never race.
-func (s *Sink) route(r connectors.Row) int {
-	if len(s.workers) == 1 {
-		return 0
-	}
-	h := fnv.New32a()
+// key routes r by its upsert key, else by the row's key, so two writes of
+// one key never race; rows with neither go round robin.
+func (s *Sink) key(r connectors.Row) ([]byte, error) {
 	switch {
 	case len(s.upsert) > 0:
+		key := []byte{}
 		for _, k := range s.upsert {
 			for _, f := range r.Fields {
 				if strings.EqualFold(s.column(f.Name), k) {
-					h.Write(connectors.AppendValue(nil, f.Value))
-					h.Write([]byte{0})
+					key = connectors.AppendValue(key, f.Value)
+					key = append(key, 0)
 				}
 			}
 		}
+		return key, nil
 	case r.Key != "":
-		h.Write([]byte(r.Key))
-	default:
-		s.next++
-		return s.next % len(s.workers)
+		return []byte(r.Key), nil
 	}
-	return int(h.Sum32() % uint32(len(s.workers)))
+	return nil, nil
 }
 
 func (s *Sink) column(field string) string {
@@ -231,40 +199,10 @@ func (s *Sink) column(field string) string {
 	return s.columns[strings.ToLower(field)]
 }
 
-func (s *Sink) send(ctx context.Context, w *worker) error {
-	if len(w.rows) == 0 {
-		return nil
-	}
-	s.pending.Add(1)
-	select {
-	case w.ch <- w.rows:
-		w.rows = nil
-		return nil
-	case <-ctx.Done():
-		s.pending.Done()
-		return ctx.Err()
-	}
-}
-
 // Flush writes what is buffered and returns once every row written so far
 // is committed; while the server is unreachable it keeps retrying.
 func (s *Sink) Flush(ctx context.Context) error {
-	if s.closed {
-		return fmt.Errorf("%s: flush after close", s.loc)
-	}
-	for _, w := range s.workers {
-		if err := s.send(ctx, w); err != nil {
-			return err
-		}
-	}
-	done := make(chan struct{})
-	go func() { s.pending.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return s.failed()
+	return s.w.Flush(ctx)
 }
 
 // CloseTimeout bounds how long Close waits for buffered rows to be
@@ -275,75 +213,44 @@ const CloseTimeout = 30 * time.Second
 // Close flushes (for at most CloseTimeout), stops the workers, and closes
 // the connections.
 func (s *Sink) Close() error {
-	if s.closed {
+	if s.w.Closed() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), CloseTimeout)
-	err := s.Flush(ctx)
-	cancel()
-	if errors.Is(err, context.DeadlineExceeded) {
-		err = fmt.Errorf("%s: close: rows still unwritten after %v; a restart from the last checkpoint writes them again", s.loc, CloseTimeout)
-	}
-	s.closed = true
-	s.cancel() // ends the retries of workers still at it
-	for _, w := range s.workers {
-		close(w.ch)
-	}
+	err := s.w.Close()
 	if cerr := s.db.Close(); err == nil {
 		err = cerr
 	}
 	return err
 }
 
-func (s *Sink) failed() error {
-	s.errMu.Lock()
-	defer s.errMu.Unlock()
-	return s.err
-}
-
-func (s *Sink) fail(err error) {
-	s.errMu.Lock()
-	defer s.errMu.Unlock()
-	if s.err == nil {
-		s.err = err
-	}
-}
-
-func (s *Sink) run(w *worker) {
-	for rows := range w.ch {
-		if s.failed() == nil {
-			if err := s.write(rows); err != nil {
-				s.fail(err)
-			}
-		}
-		s.pending.Done()
-	}
-}
-
-// write writes rows as runs of rows with the same columns, in order.
-func (s *Sink) write(rows []connectors.Row) error {
-	for len(rows) > 0 {
-		cols, err := s.columnsOf(rows[0])
-		if err != nil {
-			return err
-		}
-		n := 1
-		for n < len(rows) {
-			c, err := s.columnsOf(rows[n])
+// plan writes a batch as runs of rows with the same columns, in order, one
+// INSERT each.
+func (s *Sink) plan(rows []connectors.Row) iter.Seq2[batcher.Request, error] {
+	return func(yield func(batcher.Request, error) bool) {
+		for len(rows) > 0 {
+			cols, err := s.columnsOf(rows[0])
 			if err != nil {
-				return err
+				yield(batcher.Request{}, err)
+				return
 			}
-			if !slices.Equal(c, cols) {
-				break
+			n := 1
+			for n < len(rows) {
+				c, err := s.columnsOf(rows[n])
+				if err != nil {
+					yield(batcher.Request{}, err)
+					return
+				}
+				if !slices.Equal(c, cols) {
+					break
+				}
+				n++
 			}
-			n++
+			if !yield(s.insert(cols, rows[:n]), nil) {
+				return
+			}
+			rows = rows[n:]
 		}
-		if err := s.insert(cols, rows[:n]); err != nil {
-			return err
-		}
-		rows = rows[n:]
 	}
-	return nil
 }
 
 // columnsOf lists the columns row r fills, in field order.
@@ -363,8 +270,8 @@ func (s *Sink) columnsOf(r connectors.Row) ([]string, error) {
 	return cols, nil
 }
 
-// insert sends one multi-row INSERT, retrying transient failures.
-func (s *Sink) insert(cols []string, rows []connectors.Row) error {
+// insert is one multi-row INSERT (an upsert with ?upsert).
+func (s *Sink) insert(cols []string, rows []connectors.Row) batcher.Request {
 	var sb strings.Builder
 	sb.WriteString("INSERT INTO ")
 	sb.WriteString(quote(s.loc.table))
@@ -406,39 +313,20 @@ func (s *Sink) insert(cols []string, rows []connectors.Row) error {
 			sb.WriteString(quote(cols[0]) + "=" + quote(cols[0]))
 		}
 	}
-	return s.retry(len(rows), func(ctx context.Context) error {
-		_, err := s.db.ExecContext(ctx, sb.String(), args...)
+	stmt := sb.String()
+	return batcher.Request{Rows: len(rows), Send: func(ctx context.Context) error {
+		_, err := s.db.ExecContext(ctx, stmt, args...)
 		return err
-	})
+	}}
 }
 
-// retry runs op until it succeeds, fails for good, or ?retry-for passes.
-func (s *Sink) retry(n int, op func(ctx context.Context) error) error {
-	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		err := op(s.ctx)
-		if err == nil {
-			if attempt > 1 {
-				s.log.Info("mysql sink: write succeeded after retries", "rows", n, "attempts", attempt, "outage", time.Since(start).Round(time.Millisecond))
-			}
-			return nil
-		}
-		if !transient(err) {
-			var me *driver.MySQLError
-			if errors.As(err, &me) && me.Number == 1062 {
-				return fmt.Errorf("%s: %w (the table has a unique key: name it with ?upsert=COLUMN so replays update rows instead)", s.loc, err)
-			}
-			return explain(s.loc, err)
-		}
-		if s.retryFor > 0 && time.Since(start) > s.retryFor {
-			return fmt.Errorf("%s: gave up after %v of retries (retry-for=%v): %w", s.loc, time.Since(start).Round(time.Second), s.retryFor, explain(s.loc, err))
-		}
-		wait := backoff(attempt)
-		s.log.Warn("mysql sink: write failed, retrying; the checkpoint waits until it succeeds", "rows", n, "attempt", attempt, "retry_in", wait, "error", explain(s.loc, err))
-		if err := sleep(s.ctx, wait); err != nil {
-			return fmt.Errorf("%s: closed while retrying: %w", s.loc, err)
-		}
+// explainWrite says what a failed INSERT means and where it failed.
+func (s *Sink) explainWrite(err error) error {
+	var me *driver.MySQLError
+	if errors.As(err, &me) && me.Number == 1062 {
+		return fmt.Errorf("%s: %w (the table has a unique key: name it with ?upsert=COLUMN so replays update rows instead)", s.loc, err)
 	}
+	return explain(s.loc, err)
 }
 
 // sqlValue converts a Row value for the driver: lists and objects as JSON.
