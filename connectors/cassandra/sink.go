@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"log/slog"
 	"net"
@@ -408,7 +409,9 @@ func transient(err error) bool {
 	var ne net.Error
 	return errors.Is(err, gocql.ErrNoConnections) || errors.Is(err, gocql.ErrTimeoutNoResponse) ||
 		errors.Is(err, gocql.ErrConnectionClosed) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.As(err, &ne) || strings.Contains(err.Error(), "connection refused")
+		errors.As(err, &ne) || strings.Contains(err.Error(), "connection refused") ||
+		// A connection dropped mid-frame: gocql reports it without wrapping.
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.HasSuffix(err.Error(), "err: EOF")
 }
 
 // explain prefixes err with the sink and says what a server error means.
