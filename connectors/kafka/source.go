@@ -315,6 +315,14 @@ func (s *Source) handOver(m map[string][]int32, lost bool) {
 		}
 	}
 	s.mu.Unlock()
+	if !lost {
+		// Let a checkpoint cover everything read before the engine stops
+		// the partitions. The barrier that settles a revoke may be a mere
+		// trigger, whose results are emitted but not checkpointed; with
+		// reads stopped and checkpointed first, what was emitted and what
+		// is handed over agree.
+		s.waitCheckpointed(ps, 30*time.Second)
+	}
 	// All at once, so one checkpoint can cover them all.
 	var wg sync.WaitGroup
 	for _, p := range ps {
