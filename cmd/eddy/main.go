@@ -58,6 +58,6 @@ func root() *cobra.Command {
 	}
 	cmd.PersistentFlags().BoolVarP(&verbosity.verbose, "verbose", "v", false, "log debug details (checkpoints, triggers) to stderr")
 	cmd.PersistentFlags().BoolVarP(&verbosity.quiet, "quiet", "q", false, "log only warnings and errors")
-	cmd.AddCommand(withExactlyOnce(runCmd()), testCmd(), genCmd(), checkpointsCmd(), replayCmd(), statusCmd(), queryCmd(), produceCmd(), consumeCmd(), topicsCmd())
+	cmd.AddCommand(runCmd(), testCmd(), genCmd(), checkpointsCmd(), replayCmd(), statusCmd(), queryCmd(), produceCmd(), consumeCmd(), topicsCmd())
 	return cmd
 }

@@ -6,13 +6,11 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/connectors/kafka"
 	"github.com/eddy-stream/eddy/scripting"
@@ -20,7 +18,7 @@ import (
 )
 
 func replayCmd() *cobra.Command {
-	cmd := withExactlyOnce(runCmd())
+	cmd := runCmd()
 	var fromCheckpoint uint64
 	var fromSavepoint, fromOffset, fromTime string
 	cmd.Use = "replay PIPELINE.lua (--from-checkpoint ID | --from-savepoint NAME | --from-offset earliest|N | --from-time RFC3339)"
@@ -219,193 +217,4 @@ func replaySource(c *cobra.Command, script, offset, at string) (string, error) {
 		q.Set("start", offset)
 	}
 	return "kafka://" + t.Host + "/" + t.Path + "?" + q.Encode(), nil
-}
-
-// txnSuffix keeps a replay's transactional ids apart from the pipeline's.
-var txnSuffix string
-
-// withExactlyOnce adds --exactly-once to a run command. Exactly-once runs
-// go through runExactlyOnce, which hands kafka:// sinks to the engine as
-// connectors.Transactional (run's shared sinks do not pass that on).
-func withExactlyOnce(cmd *cobra.Command) *cobra.Command {
-	var on bool
-	cmd.Flags().BoolVar(&on, "exactly-once", false, "kafka:// sinks write in transactions committed with each checkpoint (see docs/kafka.md)")
-	inner := cmd.RunE
-	cmd.RunE = func(c *cobra.Command, args []string) error {
-		if on || asksExactlyOnce(c, args[0]) {
-			return runExactlyOnce(c, args[0])
-		}
-		return inner(c, args)
-	}
-	return cmd
-}
-
-// asksExactlyOnce: a sink URI of the flags or the script sets exactly-once.
-func asksExactlyOnce(c *cobra.Command, script string) bool {
-	uris := []string{}
-	for _, name := range []string{"sink", "records", "dead-letter"} {
-		v, _ := c.Flags().GetString(name)
-		uris = append(uris, v)
-	}
-	if to, err := c.Flags().GetStringToString("to"); err == nil {
-		for _, v := range to {
-			uris = append(uris, v)
-		}
-	}
-	if p, err := scripting.Load(script); err == nil {
-		for _, v := range p.Sinks {
-			uris = append(uris, v)
-		}
-	}
-	for _, u := range uris {
-		if strings.Contains(u, "exactly-once=true") {
-			return true
-		}
-	}
-	return false
-}
-
-// runExactlyOnce is eddy run for pipelines with exactly-once Kafka output:
-// results (or records) and dead letters.
-func runExactlyOnce(c *cobra.Command, path string) error {
-	fl := c.Flags()
-	str := func(name string) string { v, _ := fl.GetString(name); return v }
-	num := func(name string) int { v, _ := fl.GetInt(name); return v }
-	dur := func(name string) time.Duration { v, _ := fl.GetDuration(name); return v }
-	to, _ := fl.GetStringToString("to")
-	log := slog.Default()
-	p, err := scripting.Load(path, scripting.WithLogger(log))
-	if err != nil {
-		return err
-	}
-	if p.HasRoute() || p.HasKeyHooks() {
-		return fmt.Errorf("%s writes named outputs; --exactly-once covers results, records, late records and dead letters so far", p.Script)
-	}
-	if e := str("emit"); e != "" {
-		if err := p.SetEmit(e); err != nil {
-			return err
-		}
-	}
-	srcURI := first(str("source"), p.Source)
-	if srcURI == "" {
-		return fmt.Errorf("%s names no source: give one with --source", p.Script)
-	}
-	extra := connectors.Params{}
-	if n := num("max-files-per-trigger"); n > 0 {
-		extra.Set("max-files-per-trigger", strconv.Itoa(n))
-	}
-	src, err := connectors.OpenSource(srcURI, extra)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	untilIdle, _ := fl.GetBool("until-idle")
-	maxErrors, _ := fl.GetInt64("max-errors")
-	cfg := actors.Config{
-		Pipeline: p, Source: src, UntilIdle: untilIdle, MaxErrors: maxErrors, Shards: num("shards"), Workers: num("workers"),
-		TriggerInterval: dur("trigger-interval"), CheckpointInterval: dur("checkpoint-interval"), Logger: log, Stats: &actors.Stats{},
-	}
-	sinks := &sinkSet{}
-	defer sinks.closeUnused()
-	var opened []connectors.Sink
-	txURIs := map[string]bool{}
-	open := func(uri string) (connectors.Sink, error) {
-		t, err := connectors.Parse(uri)
-		if err != nil {
-			return nil, err
-		}
-		if t.Scheme != "kafka" {
-			return sinks.open(uri)
-		}
-		if txURIs[uri] {
-			return nil, fmt.Errorf("two outputs write %s: with --exactly-once give each its own topic", uri)
-		}
-		txURIs[uri] = true
-		t.Params.Set("exactly-once", "true")
-		if t.Params.Get("pipeline") == "" {
-			t.Params.Set("pipeline", p.Name)
-		}
-		// Several processes of one group each need a transactional id of
-		// their own: a source's static instance names it.
-		suffix := txnSuffix
-		if group, ok := kafka.GroupOf(srcURI); ok {
-			t.Params.Set("source-group", group)
-			if st, err := connectors.Parse(srcURI); err == nil && st.Params.Get("instance") != "" {
-				suffix = "." + st.Params.Get("instance") + suffix
-			}
-		}
-		if id := t.Params.Get("transactional-id"); id != "" || suffix != "" {
-			if id == "" {
-				id = "eddy." + p.Name + "." + t.Path
-			}
-			t.Params.Set("transactional-id", id+suffix)
-		}
-		s, err := connectors.OpenSink("kafka://" + t.Host + "/" + t.Path + "?" + t.Params.Encode())
-		if err == nil {
-			opened = append(opened, s)
-		}
-		return s, err
-	}
-	defer func() {
-		if !sinks.closed {
-			for _, s := range opened {
-				s.Close()
-			}
-		}
-	}()
-	main := first(str("sink"), p.Sinks["main"])
-	if p.HasAggregate() {
-		if cfg.Results, err = open(first(to["results"], main, p.Sinks["results"], "stdout")); err != nil {
-			return err
-		}
-		if uri := first(to["records"], str("records"), p.Sinks["records"]); uri != "" {
-			if cfg.Records, err = open(uri); err != nil {
-				return err
-			}
-		}
-	} else if cfg.Records, err = open(first(to["records"], main, str("records"), p.Sinks["records"], "stdout")); err != nil {
-		return err
-	}
-	if cfg.DeadLetters, err = open(first(to["dead_letter"], str("dead-letter"), p.Sinks["dead_letter"], "stderr")); err != nil {
-		return err
-	}
-	if p.IsWindowed() {
-		if cfg.Late, err = open(first(to["late"], p.Sinks["late"], "stderr")); err != nil {
-			return err
-		}
-	}
-	if len(txURIs) == 0 {
-		log.Warn("--exactly-once: no kafka:// sink; stdout and files stay at-least-once across a crash")
-	}
-	dir := str("state")
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "eddy-state-"); err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-	}
-	store, err := state.Open(dir, state.WithKeep(max(num("keep"), 1)), state.WithLogger(log))
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	cfg.Store = store
-	if cp, err := store.Last(); err == nil {
-		log.Info("resuming from checkpoint", "id", cp.ID, "time", cp.Time.Format(time.RFC3339), "keys", cp.Keys)
-	}
-	progress, _ := fl.GetBool("progress")
-	stopProgress := startProgress(c.ErrOrStderr(), progress, cfg.Stats)
-	sum, err := actors.Run(c.Context(), cfg)
-	stopProgress()
-	sinks.closed = true // Run closed them
-	if err != nil {
-		return err
-	}
-	if sum.Failed > 0 {
-		log.Warn("some records failed and went to the dead-letter output", "failed", sum.Failed, "read", sum.Read)
-	}
-	if sum.Interrupted {
-		log.Info("stopped", "checkpoint", sum.LastCheckpoint, "read", sum.Read)
-	}
-	return nil
 }

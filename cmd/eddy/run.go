@@ -17,6 +17,7 @@ import (
 
 	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/connectors/kafka"
 	"github.com/eddy-stream/eddy/internal/statusapi"
 	"github.com/eddy-stream/eddy/scripting"
 	"github.com/eddy-stream/eddy/state"
@@ -32,6 +33,7 @@ type runFlags struct {
 	to                                                map[string]string
 	cpuProfile                                        string
 	httpAddr                                          string
+	exactlyOnce                                       bool
 }
 
 func runCmd() *cobra.Command {
@@ -70,6 +72,7 @@ a temporary directory and is gone when the run ends.`,
 	fl.IntVar(&f.keep, "keep", 5, "complete checkpoints to keep")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file (for `go tool pprof`)")
 	fl.BoolVar(&f.progress, "progress", true, "show progress on stderr when it is a terminal")
+	fl.BoolVar(&f.exactlyOnce, "exactly-once", false, "kafka:// sinks write in transactions committed with each checkpoint (see docs/kafka.md)")
 	fl.StringVar(&f.httpAddr, "http", "", "serve status and live state on this address (HOST:PORT): eddy status, eddy query, GET /status, /state, /state/KEY")
 	return cmd
 }
@@ -116,7 +119,7 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 			log.Info("serving status and state", "addr", ln.Addr().String())
 		}
 	}
-	sinks := &sinkSet{}
+	sinks := &sinkSet{exactlyOnce: f.exactlyOnce, pipeline: p.Name, source: srcURI}
 	defer sinks.closeUnused()
 	main := first(f.sink, p.Sinks["main"])
 	if p.HasAggregate() {
@@ -164,6 +167,9 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 		return err
 	}
 
+	if f.exactlyOnce && !anyTransactional(cfg) {
+		log.Warn("--exactly-once: no kafka:// sink; stdout and files stay at-least-once across a crash")
+	}
 	dir := f.stateDir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "eddy-state-"); err != nil {
@@ -210,26 +216,72 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 }
 
 // sinkSet opens each sink URI once: a URI named for two outputs (results
-// and dead letters both on stdout) is one sink, shared under a lock.
+// and dead letters both on stdout) is one sink, shared under a lock. With
+// exactly-once, kafka:// sinks are transactional: each output needs a topic
+// of its own, and the engine gets the sink itself (it commits it).
 type sinkSet struct {
-	byURI  map[string]*sharedSink
-	closed bool
+	exactlyOnce      bool
+	pipeline, source string
+	byURI            map[string]connectors.Sink
+	closed           bool
 }
 
 func (s *sinkSet) open(uri string) (connectors.Sink, error) {
 	if s.byURI == nil {
-		s.byURI = map[string]*sharedSink{}
+		s.byURI = map[string]connectors.Sink{}
 	}
-	if k, ok := s.byURI[uri]; ok {
-		return k, nil
-	}
-	k, err := connectors.OpenSink(uri)
+	t, err := connectors.Parse(uri)
 	if err != nil {
 		return nil, err
 	}
-	sh := &sharedSink{Sink: k}
-	s.byURI[uri] = sh
-	return sh, nil
+	tx := t.Scheme == "kafka" && (s.exactlyOnce || t.Params.Get("exactly-once") == "true")
+	if k, ok := s.byURI[uri]; ok {
+		if tx {
+			return nil, fmt.Errorf("two outputs write %s: with exactly-once give each its own topic", uri)
+		}
+		return k, nil
+	}
+	open := uri
+	if tx {
+		open = s.transactional(t)
+	}
+	k, err := connectors.OpenSink(open)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := k.(connectors.Transactional); !ok {
+		k = &sharedSink{Sink: k}
+	}
+	s.byURI[uri] = k
+	return k, nil
+}
+
+// txnSuffix keeps a replay's transactional ids apart from the pipeline's.
+var txnSuffix string
+
+// transactional is the URI of a Kafka sink written in transactions: named
+// for the pipeline and, when several processes share the source's group,
+// for the process (the source's static instance), so a restarted process
+// fences its own dead predecessor and nobody else.
+func (s *sinkSet) transactional(t connectors.Target) string {
+	t.Params.Set("exactly-once", "true")
+	if t.Params.Get("pipeline") == "" {
+		t.Params.Set("pipeline", s.pipeline)
+	}
+	suffix := txnSuffix
+	if group, ok := kafka.GroupOf(s.source); ok {
+		t.Params.Set("source-group", group)
+		if st, err := connectors.Parse(s.source); err == nil && st.Params.Get("instance") != "" {
+			suffix = "." + st.Params.Get("instance") + suffix
+		}
+	}
+	if id := t.Params.Get("transactional-id"); id != "" || suffix != "" {
+		if id == "" {
+			id = "eddy." + s.pipeline + "." + t.Path
+		}
+		t.Params.Set("transactional-id", id+suffix)
+	}
+	return "kafka://" + t.Host + "/" + t.Path + "?" + t.Params.Encode()
 }
 
 // sharedSink serialises calls from several writers and closes once.
@@ -263,6 +315,19 @@ func (s *sinkSet) closeUnused() {
 	for _, k := range s.byURI {
 		k.Close()
 	}
+}
+
+func anyTransactional(cfg actors.Config) bool {
+	all := []connectors.Sink{cfg.Results, cfg.Records, cfg.DeadLetters, cfg.Late}
+	for _, k := range cfg.Outputs {
+		all = append(all, k)
+	}
+	for _, k := range all {
+		if _, ok := k.(connectors.Transactional); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func first(vals ...string) string {
