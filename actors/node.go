@@ -415,7 +415,12 @@ func (n *node) settle(ctx actor.Context) {
 	for _, p := range n.parts {
 		ctx.Send(p.pid, &settled{seq: in.b.seq})
 	}
-	n.settleRevokes(ctx)
+	if in.b.epoch > 0 {
+		// Only a checkpoint covers what a revoked partition read; after a
+		// plain trigger the revokes wait for the next barrier, which
+		// maybeTrigger makes a checkpoint.
+		n.settleRevokes(ctx, in)
+	}
 	if in.b.final || n.stopping {
 		n.summary.Interrupted = !in.b.final
 		n.finish(nil)
@@ -424,10 +429,28 @@ func (n *node) settle(ctx actor.Context) {
 	n.maybeTrigger(ctx, false)
 }
 
-func (n *node) settleRevokes(ctx actor.Context) {
+// settleRevokes hands back the partitions revoked before checkpoint in:
+// the source hears of the checkpoint first (Kafka commits the offsets the
+// next owner starts from), then each supervisor is stopped, and only then
+// does Revoke return. Blocking the node here is fine: revokes are rare.
+func (n *node) settleRevokes(ctx actor.Context, in *inflight) {
+	if len(n.revokes) == 0 {
+		return
+	}
+	if obs, ok := n.e.cfg.Source.(connectors.CheckpointObserver); ok {
+		cp := connectors.Checkpoint{ID: in.b.epoch, Positions: map[string]connectors.Position{}}
+		for _, r := range n.revokes {
+			if pos := in.positions()[r.id]; pos != nil {
+				cp.Positions[r.id] = pos
+			}
+		}
+		if err := obs.Checkpointed(n.e.ctx, cp); err != nil {
+			n.e.cfg.Logger.Warn("source could not record the checkpoint of revoked partitions", "id", cp.ID, "err", err)
+		}
+	}
 	for _, r := range n.revokes {
 		if p := n.parts[r.id]; p != nil {
-			ctx.Stop(p.pid)
+			ctx.StopFuture(p.pid).Wait()
 			delete(n.parts, r.id)
 			n.e.cfg.Stats.Partitions.Add(-1)
 		}
