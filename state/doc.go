@@ -29,8 +29,8 @@
 // The newest WithKeep periodic checkpoints stay readable; older versions are handed
 // to Badger's compaction through SetDiscardTs. Savepoints (Checkpoint.Name != "")
 // are kept too, by holding the discard timestamp at the oldest savepoint: that
-// keeps the savepoint exact but retains every version written after it. Deleting
-// savepoints, and so releasing that history, comes with issue 5.
+// keeps the savepoint exact but retains every version written after it, until
+// DeleteSavepoint (eddy checkpoints delete) releases it.
 //
 // # Keyspace
 //
