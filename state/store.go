@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -83,6 +85,9 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("state: create dir: %w", err)
 		}
+	}
+	if !cfg.inMemory {
+		removeEmptyMemtables(dir)
 	}
 	db, err := badger.OpenManaged(bopts)
 	if err != nil {
@@ -265,4 +270,30 @@ func (s *Store) setDiscardTs() {
 // output. The figures are refreshed by Badger periodically, not on every write.
 func (s *Store) Size() (lsm, vlog int64) {
 	return s.db.Size()
+}
+
+// removeEmptyMemtables deletes zero-length *.mem files of dir. A process
+// killed just after Badger created a memtable's log leaves it empty, and
+// Badger then refuses to open the directory ("Create a new file": it takes
+// the file for one it has to create). An empty log holds no writes. It does
+// nothing while another process holds the directory (Badger's flock on it).
+func removeEmptyMemtables(dir string) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	if syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		return // in use: Open reports that
+	}
+	defer syscall.Flock(int(d.Fd()), syscall.LOCK_UN)
+	entries, err := d.ReadDir(-1)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".mem") && info.Size() == 0 {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
