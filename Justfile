@@ -66,4 +66,4 @@ bench-kafka: kafka-up
 # rows/s into MariaDB (1M rows) and Cassandra (200k: ~6k rows/s on 2 cores) through eddy's sinks beside plain-Go loops with the same driver and batching; EDDY_BENCH_ROWS=N sets both
 bench-sinks: mysql-up cassandra-up
     source services/env.sh && EDDY_BENCH_ROWS=${EDDY_BENCH_ROWS:-1000000} go test ./connectors/mysql -run '^$' -bench BenchmarkSink -benchtime 1x -timeout 60m
-    source services/env.sh && EDDY_BENCH_ROWS=${EDDY_BENCH_ROWS:-200000} go test ./connectors/cassandra -run '^$' -bench BenchmarkSink -benchtime 1x -timeout 60m
+    source services/env.sh && EDDY_BENCH_ROWS=${EDDY_BENCH_ROWS:-1000000} go test ./connectors/cassandra -run '^$' -bench BenchmarkSink -benchtime 1x -timeout 60m
