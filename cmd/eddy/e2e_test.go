@@ -1,22 +1,20 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/eddy-stream/eddy/connectors/gen"
+	"github.com/eddy-stream/eddy/internal/reference"
 )
 
 // These tests run the eddy binary as a user would, in a subprocess.
@@ -64,56 +62,14 @@ func eddy(t *testing.T, args ...string) (string, string, error) {
 }
 
 // expectedTop20 computes the netflow answer with plain Go, independently of
-// eddy: encoding/json, the rules of seed 003 (dstport 80 or 443, as a
-// string or a number), malformed lines skipped.
+// eddy (internal/reference).
 func expectedTop20(t *testing.T, dir string) string {
 	t.Helper()
-	counts := map[string]int{}
-	files, _ := filepath.Glob(filepath.Join(dir, "part-*.json"))
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var rec map[string]any
-			if json.Unmarshal(sc.Bytes(), &rec) != nil {
-				continue
-			}
-			dev, ok := rec["dstdevice"].(string)
-			if !ok {
-				continue
-			}
-			switch p := rec["dstport"].(type) {
-			case string:
-				if p == "80" || p == "443" {
-					counts[dev]++
-				}
-			case float64:
-				if p == 80 || p == 443 {
-					counts[dev]++
-				}
-			}
-		}
-		fh.Close()
+	counts, err := reference.NetflowCountsDir(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	devs := make([]string, 0, len(counts))
-	for d := range counts {
-		devs = append(devs, d)
-	}
-	sort.Slice(devs, func(i, j int) bool {
-		if counts[devs[i]] != counts[devs[j]] {
-			return counts[devs[i]] > counts[devs[j]]
-		}
-		return devs[i] < devs[j]
-	})
-	var sb strings.Builder
-	for _, d := range devs[:min(20, len(devs))] {
-		fmt.Fprintf(&sb, "{\"dstdevice\":%q,\"count\":%d}\n", d, counts[d])
-	}
-	return sb.String()
+	return reference.Top(counts, 20)
 }
 
 func genFlows(t *testing.T, count int64, files int, bad float64) string {

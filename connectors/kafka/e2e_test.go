@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-stream/eddy/internal/reference"
+
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -81,33 +83,6 @@ func flowLines(t *testing.T, count int64) (dir string, lines [][]byte) {
 		}
 	}
 	return dir, lines
-}
-
-// webCounts is the netflow count computed independently of eddy: flows to
-// port 80 or 443 per dstdevice.
-func webCounts(lines [][]byte) map[string]int64 {
-	counts := map[string]int64{}
-	for _, l := range lines {
-		var rec map[string]any
-		if json.Unmarshal(l, &rec) != nil {
-			continue
-		}
-		dev, ok := rec["dstdevice"].(string)
-		if !ok {
-			continue
-		}
-		switch p := rec["dstport"].(type) {
-		case string:
-			if p == "80" || p == "443" {
-				counts[dev]++
-			}
-		case float64:
-			if p == 80 || p == 443 {
-				counts[dev]++
-			}
-		}
-	}
-	return counts
 }
 
 // lastCounts reads update-mode rows {"dstdevice":…,"count":…} and keeps
@@ -223,7 +198,7 @@ func TestTwoProcessesSplitTheGroup(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	topic := testenv.NewTopic(t, brokers, 4)
 	_, lines := flowLines(t, 80_000)
-	want := webCounts(lines)
+	want := reference.NetflowCounts(lines)
 	group := topic + "-g"
 	start := func(name string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
 		cmd := exec.Command(eddyPath(t), "run", "testdata/flows_all.lua", "--source", brokerURI(brokers, topic, "group="+group),
@@ -402,7 +377,7 @@ func TestExactlyOnceNetflowSurvivesKill9(t *testing.T) {
 	out := testenv.NewTopic(t, brokers, 1)
 	t.Cleanup(func() { deleteTopics(brokers, "__eddy_checkpoints.eddy.flows_all."+out+".i1") })
 	_, lines := flowLines(t, 300_000)
-	want := webCounts(lines)
+	want := reference.NetflowCounts(lines)
 	produceLines(t, brokers, in, lines)
 	args := []string{"run", "testdata/flows_all.lua", "--source", brokerURI(brokers, in, "group="+in+"&instance=i1&batch=500"),
 		"--sink", brokerURI(brokers, out, ""), "--exactly-once", "--state", filepath.Join(t.TempDir(), "state"), "--until-idle",
