@@ -163,7 +163,7 @@ func (l listener) Lose(id string) {
 // partitions that remain.
 func (n *node) lose(ctx actor.Context, r *revoke) {
 	if p := n.parts[r.id]; p != nil {
-		ctx.Stop(p.pid)
+		ctx.StopFuture(p.pid).Wait() // Lose returns once it reads no more
 		delete(n.parts, r.id)
 		n.e.cfg.Stats.Partitions.Add(-1)
 		if n.inflight != nil && n.inflight.waiting[r.id] {
