@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -34,6 +35,7 @@ type runFlags struct {
 	cpuProfile                                        string
 	httpAddr                                          string
 	exactlyOnce                                       bool
+	memProfile                                        string
 }
 
 func runCmd() *cobra.Command {
@@ -71,6 +73,7 @@ a temporary directory and is gone when the run ends.`,
 	fl.IntVar(&f.workers, "workers", 0, "parse workers (Lua states) per partition (default: number of CPUs)")
 	fl.IntVar(&f.keep, "keep", 5, "complete checkpoints to keep")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file (for `go tool pprof`)")
+	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to this file when the run ends (for `go tool pprof`)")
 	fl.BoolVar(&f.progress, "progress", true, "show progress on stderr when it is a terminal")
 	fl.BoolVar(&f.exactlyOnce, "exactly-once", false, "kafka:// sinks write in transactions committed with each checkpoint (see docs/kafka.md)")
 	fl.StringVar(&f.httpAddr, "http", "", "serve status and live state on this address (HOST:PORT): eddy status, eddy query, GET /status, /state, /state/KEY")
@@ -199,6 +202,15 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 		defer func() { pprof.StopCPUProfile(); pf.Close() }()
 	}
 	stopProgress := startProgress(cmd.ErrOrStderr(), f.progress, cfg.Stats)
+	if f.memProfile != "" {
+		defer func() {
+			if pf, err := os.Create(f.memProfile); err == nil {
+				runtime.GC()
+				pprof.WriteHeapProfile(pf)
+				pf.Close()
+			}
+		}()
+	}
 	sum, err := actors.Run(cmd.Context(), cfg)
 	stopProgress()
 	sinks.closed = true // Run closed them
