@@ -111,6 +111,25 @@ func (p *Pipeline) readLookups(v lua.LValue) error {
 	return err
 }
 
+// SetLookupSource points the lookup name at another table (the --lookup
+// flag), before any runtime uses it.
+func (p *Pipeline) SetLookupSource(name, uri string) error {
+	lt, ok := p.lookups[name]
+	if !ok {
+		names := make([]string, 0, len(p.lookups))
+		for n := range p.lookups {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return fmt.Errorf("--lookup %s: %s has no lookup of that name (lookups: %s)", name, p.Script, strings.Join(names, ", "))
+	}
+	if _, err := connectors.Parse(uri); err != nil {
+		return fmt.Errorf("--lookup %s: %w", name, err)
+	}
+	lt.spec.Source = uri
+	return nil
+}
+
 // Lookups lists the pipeline's lookups, by name.
 func (p *Pipeline) Lookups() []LookupSpec {
 	out := make([]LookupSpec, 0, len(p.lookups))

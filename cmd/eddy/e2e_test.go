@@ -174,6 +174,7 @@ func TestRunErrors(t *testing.T) {
 		{"bad emit", []string{"run", netflowScript, "--emit", "often"}, `emit: want update, complete or final, got "often"`},
 		{"max errors", []string{"run", netflowScript, "--source", "gen:netflow?count=5000&bad=0.2", "--max-errors", "3", "--until-idle"}, "more than --max-errors 3 allows"},
 		{"unknown generator", []string{"gen", "nosuch"}, `"nosuch"`},
+		{"unknown lookup", []string{"run", "../../scripts/server_logs.lua", "--lookup", "nosuch=mysql://eddy@127.0.0.1:3306/db/t"}, "--lookup nosuch: server_logs.lua has no lookup of that name (lookups: users)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

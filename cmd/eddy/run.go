@@ -36,6 +36,7 @@ type runFlags struct {
 	httpAddr                                          string
 	exactlyOnce                                       bool
 	memProfile                                        string
+	lookups                                           map[string]string
 }
 
 func runCmd() *cobra.Command {
@@ -61,6 +62,7 @@ a temporary directory and is gone when the run ends.`,
 	fl.StringVar(&f.sink, "sink", "", "sink URI for the results (or the records, when the pipeline doesn't aggregate), overriding the script's (stdout, file:PATH.jsonl|.csv)")
 	fl.StringVar(&f.records, "records", "", "also write every kept record to this sink URI")
 	fl.StringToStringVar(&f.to, "to", nil, "NAME=URI: the sink of a named output (results, records, dead_letter, or a name the script's route returns); repeatable")
+	fl.StringToStringVar(&f.lookups, "lookup", nil, "NAME=URI: read the script's lookup NAME from another table; repeatable")
 	fl.StringVar(&f.deadLetter, "dead-letter", "", "sink URI for records that fail (default: the script's, else stderr)")
 	fl.StringVar(&f.stateDir, "state", "", "directory for checkpoints; a restart with the same directory resumes (default: a temporary directory)")
 	fl.StringVar(&f.emit, "emit", "", "emit mode: update (changed rows per trigger), complete (whole table per trigger), final (once, when the input ends)")
@@ -88,6 +90,11 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 	}
 	if f.emit != "" {
 		if err := p.SetEmit(f.emit); err != nil {
+			return err
+		}
+	}
+	for name, uri := range f.lookups {
+		if err := p.SetLookupSource(name, uri); err != nil {
 			return err
 		}
 	}
