@@ -104,6 +104,13 @@ func TestSourceReadsSeeksAndCatchesUp(t *testing.T) {
 	if total != 500 {
 		t.Fatalf("read %d records, want 500", total)
 	}
+	distinct := map[string]bool{}
+	for _, v := range seen {
+		distinct[v] = true
+	}
+	if len(distinct) != 500 {
+		t.Fatalf("read %d distinct records of 500: some twice, some never", len(distinct))
+	}
 }
 
 // The shared source suite: reads, restarts in a new process (a new
