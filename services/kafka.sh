@@ -76,24 +76,8 @@ up() {
   say "up (pid $pid) on $HOST:$PORT, produce/consume checked; log: $LOG"
 }
 
-status() {
-  local pid
-  if pid=$(recorded_pid "$PIDFILE" "$MARKER"); then
-    say "running (pid $pid) on $HOST:$PORT; log: $LOG"
-  else
-    say "not running"
-    return 1
-  fi
-}
-
 case ${1:-} in
-fetch)
-  # the downloads alone, so CI can time them apart from the start
-  mkdir -p "$DIR"
-  fetch_jars "$ROOT/services/kafka/pom.xml" "$LIBS"
-  build_check
-  say "jars in $LIBS"
-  ;;
+fetch) fetch "$ROOT/services/kafka/pom.xml" ;;
 up) up ;;
 down) down "$PIDFILE" "$MARKER" 60 ;;
 status) status ;;

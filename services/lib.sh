@@ -129,6 +129,28 @@ down() {
   say "stopped"
 }
 
+# status: whether the process `up` recorded in $PIDFILE runs (exit 1 if not).
+# PIDFILE, MARKER, HOST, PORT and LOG are set by the service's script.
+# shellcheck disable=SC2153
+status() {
+  local pid
+  if pid=$(recorded_pid "$PIDFILE" "$MARKER"); then
+    say "running (pid $pid) on $HOST:$PORT; log: $LOG"
+  else
+    say "not running"
+    return 1
+  fi
+}
+
+# fetch POM: the jars alone (into $LIBS), so CI can time the downloads
+# apart from the start.
+fetch() {
+  mkdir -p "$DIR"
+  fetch_jars "$1" "$LIBS"
+  build_check
+  say "jars in $LIBS"
+}
+
 # java_bin: the java to run, JAVA_HOME's when set.
 java_bin() {
   if [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]]; then

@@ -153,16 +153,6 @@ up() {
   say "up (pid $pid) on $HOST:$PORT, user eddy got an answer from $LAST_CHECK; log: $LOG"
 }
 
-status() {
-  local pid
-  if pid=$(recorded_pid "$PIDFILE" "$MARKER"); then
-    say "running (pid $pid) on $HOST:$PORT; log: $LOG"
-  else
-    say "not running"
-    return 1
-  fi
-}
-
 case ${1:-} in
 install)
   mkdir -p "$DIR"
