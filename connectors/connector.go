@@ -169,3 +169,17 @@ type Transactional interface {
 	// Abort drops what was written since the last commit.
 	Abort(ctx context.Context) error
 }
+
+// Single is a Source of exactly one partition, assigned when it starts:
+// a directory, a followed file, stdin, a generator. Sources of that kind
+// embed it.
+type Single struct{ Partition Partition }
+
+// Start assigns the partition.
+func (s Single) Start(_ context.Context, l Listener) error {
+	l.Assign(s.Partition)
+	return nil
+}
+
+// Close closes the partition.
+func (s Single) Close() error { return s.Partition.Close() }

@@ -72,25 +72,14 @@ func NewDir(path string, c DirConfig) (*DirSource, error) {
 		idler: idler{poll: c.Poll, owed: true},
 		done:  map[string]bool{}, doneJSON: []byte("[]"),
 	}
-	return &DirSource{p: p}, nil
+	return &DirSource{connectors.Single{Partition: p}}, nil
 }
 
 // DirSource is a dir: source: one partition that reads every file of a
 // directory in lexical order, picking up files that appear later.
-type DirSource struct {
-	p *dirPartition
-}
+type DirSource struct{ connectors.Single }
 
 var _ connectors.Source = (*DirSource)(nil)
-
-// Start assigns the one partition.
-func (s *DirSource) Start(ctx context.Context, l connectors.Listener) error {
-	l.Assign(s.p)
-	return nil
-}
-
-// Close closes the partition.
-func (s *DirSource) Close() error { return s.p.Close() }
 
 // dirPosition is a dir: partition's checkpoint: the files done, and how far
 // into the current one. Off is unused for .gz files, whose restart re-reads

@@ -62,25 +62,14 @@ func NewFile(path string, c FileConfig) (*FileSource, error) {
 		path: abs, id: "file:" + abs, where: filepath.Base(abs), fromEnd: c.FromEnd,
 		idler: idler{poll: c.Poll, owed: true},
 	}
-	return &FileSource{p: p}, nil
+	return &FileSource{connectors.Single{Partition: p}}, nil
 }
 
 // FileSource is a file: source: one partition that follows a growing file
 // like `tail -F`.
-type FileSource struct {
-	p *filePartition
-}
+type FileSource struct{ connectors.Single }
 
 var _ connectors.Source = (*FileSource)(nil)
-
-// Start assigns the one partition.
-func (s *FileSource) Start(ctx context.Context, l connectors.Listener) error {
-	l.Assign(s.p)
-	return nil
-}
-
-// Close closes the partition.
-func (s *FileSource) Close() error { return s.p.Close() }
 
 // filePosition is a file: partition's checkpoint. Dev and Ino name the file
 // it counts in: a restart that finds another file at the path reads that

@@ -66,24 +66,13 @@ func New(name string, c Config) (*Source, error) {
 		return nil, fmt.Errorf("gen:%s: count %d and rate %g must not be negative, bad %g must be in [0, 1]", name, c.Count, c.Rate, c.Bad)
 	}
 	base, _, _ := strings.Cut(name, "?")
-	return &Source{p: &partition{name: name, id: "gen:" + base, gen: g, cfg: c}}, nil
+	return &Source{connectors.Single{Partition: &partition{name: name, id: "gen:" + base, gen: g, cfg: c}}}, nil
 }
 
 // Source is a gen:NAME source: one partition of generated records.
-type Source struct {
-	p *partition
-}
+type Source struct{ connectors.Single }
 
 var _ connectors.Source = (*Source)(nil)
-
-// Start assigns the one partition.
-func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
-	l.Assign(s.p)
-	return nil
-}
-
-// Close closes the partition.
-func (s *Source) Close() error { return s.p.Close() }
 
 type partition struct {
 	name, id string

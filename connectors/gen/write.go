@@ -101,7 +101,7 @@ func Stream(ctx context.Context, w io.Writer, name string, c Config) error {
 		return err
 	}
 	defer s.Close()
-	p := s.p
+	p := s.Partition
 	bw := bufio.NewWriterSize(w, 256<<10)
 	for {
 		b, err := p.Read(ctx)

@@ -12,7 +12,7 @@ import (
 // with a clear error; one within them replays exactly.
 func TestStdinRewindLimit(t *testing.T) {
 	s := NewStdin(strings.NewReader(strings.Repeat("0123456789\n", 5000)))
-	p := s.p
+	p := s.Partition.(*stdinPartition)
 	p.limit = 100 << 10
 	ctx := context.Background()
 	var ends []connectors.Position

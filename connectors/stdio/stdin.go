@@ -24,24 +24,13 @@ func init() {
 // the lines of r ("\n" or "\r\n" stripped, empty lines skipped but
 // counted). The partition returns connectors.ErrEndOfInput at the end of r.
 func NewStdin(r io.Reader) *Stdin {
-	return &Stdin{p: &stdinPartition{in: r, done: make(chan struct{}), limit: RewindBytes}}
+	return &Stdin{connectors.Single{Partition: &stdinPartition{in: r, done: make(chan struct{}), limit: RewindBytes}}}
 }
 
 // Stdin is the stdin source.
-type Stdin struct {
-	p *stdinPartition
-}
+type Stdin struct{ connectors.Single }
 
 var _ connectors.Source = (*Stdin)(nil)
-
-// Start assigns the one partition.
-func (s *Stdin) Start(ctx context.Context, l connectors.Listener) error {
-	l.Assign(s.p)
-	return nil
-}
-
-// Close stops the partition.
-func (s *Stdin) Close() error { return s.p.Close() }
 
 type stdinPosition struct {
 	Line int64 `json:"line"`
