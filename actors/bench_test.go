@@ -1,6 +1,8 @@
 package actors_test
 
 import (
+	"strings"
+
 	"bufio"
 	"context"
 	"fmt"
@@ -12,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eddy-stream/eddy/internal/reference"
 
 	"github.com/valyala/fastjson"
 
@@ -170,21 +174,7 @@ func baseline(b *testing.B, dir string) (int, *actors.Latency) {
 		}
 		f.Close()
 	}
-	type kv struct {
-		k string
-		n int64
-	}
-	all := make([]kv, 0, len(counts))
-	for k, n := range counts {
-		all = append(all, kv{k, n})
-	}
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].n != all[j].n {
-			return all[i].n > all[j].n
-		}
-		return all[i].k < all[j].k
-	})
-	return min(20, len(all)), lat
+	return strings.Count(reference.Top(counts, 20), "\n"), lat
 }
 
 func runEddy(b *testing.B, source string) (int, *actors.Latency) {

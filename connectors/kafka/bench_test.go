@@ -7,11 +7,12 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"sort"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/eddy-stream/eddy/internal/reference"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -141,25 +142,7 @@ func plainCount(b *testing.B, brokers []string, topic string) string {
 			}
 		})
 	}
-	type kv struct {
-		k string
-		n int64
-	}
-	all := make([]kv, 0, len(counts))
-	for k, n := range counts {
-		all = append(all, kv{k, n})
-	}
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].n != all[j].n {
-			return all[i].n > all[j].n
-		}
-		return all[i].k < all[j].k
-	})
-	s := ""
-	for _, e := range all[:min(20, len(all))] {
-		s += fmt.Sprintf("%s=%d ", e.k, e.n)
-	}
-	return s
+	return reference.Top(counts, 20)
 }
 
 func eddyCount(b *testing.B, brokers []string, topic string) string {
@@ -168,13 +151,11 @@ func eddyCount(b *testing.B, brokers []string, topic string) string {
 		b.Fatal(err)
 	}
 	res := runPipeline(b, p, brokers, topic, &memio.Sink{}, nil)
-	s := ""
+	var s []byte
 	for _, r := range res.Rows() {
-		d, _ := r.Get("dstdevice")
-		c, _ := r.Get("count")
-		s += fmt.Sprintf("%v=%v ", d, c)
+		s = append(connectors.AppendJSON(s, r), '\n')
 	}
-	return s
+	return string(s)
 }
 
 func runPipeline(b *testing.B, p *scripting.Pipeline, brokers []string, topic string, out *memio.Sink, ctx context.Context) *memio.Sink {
