@@ -212,3 +212,28 @@ func (t Target) Choice(name, def string, allowed ...string) (string, error) {
 	}
 	return "", fmt.Errorf("parameter %s=%q is not one of %s", name, s, strings.Join(allowed, ", "))
 }
+
+// SplitList splits a comma-separated parameter value (a=b,c), dropping
+// blanks and spaces around the items.
+func SplitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// MapParam reads a parameter of field:column pairs (?map=ts:time,dev:device).
+func (t Target) MapParam(name string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, pair := range SplitList(t.Params.Get(name)) {
+		f, c, ok := strings.Cut(pair, ":")
+		if !ok || f == "" || c == "" {
+			return nil, fmt.Errorf("parameter %s: %q is not field:column", name, pair)
+		}
+		m[f] = c
+	}
+	return m, nil
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/eddy-stream/eddy/connectors"
 )
 
 // column is one column of the table, from system_schema.columns.
@@ -65,7 +66,7 @@ func createStatements(ks, table, schema, key, clustering string, rf int64) ([]st
 	}
 	var defs []string
 	have := map[string]bool{}
-	for _, part := range splitList(schema) {
+	for _, part := range connectors.SplitList(schema) {
 		name, typ, ok := strings.Cut(part, ":")
 		if !ok || name == "" || typ == "" {
 			return nil, fmt.Errorf("schema: %q is not COLUMN:TYPE", part)
@@ -81,7 +82,7 @@ func createStatements(ks, table, schema, key, clustering string, rf int64) ([]st
 		}
 		return nil
 	}
-	pk, ck := splitList(key), splitList(clustering)
+	pk, ck := connectors.SplitList(key), connectors.SplitList(clustering)
 	if err := check("key", pk); err != nil {
 		return nil, err
 	}
@@ -108,13 +109,3 @@ func joinIdents(names []string) string {
 
 // ident quotes a CQL identifier so case and odd characters survive.
 func ident(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
-
-func splitList(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}

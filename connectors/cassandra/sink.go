@@ -53,7 +53,7 @@ var _ connectors.Sink = (*Sink)(nil)
 // Open connects to the cluster t names and checks (or, with create=true,
 // creates) the table.
 func Open(t connectors.Target) (*Sink, error) {
-	hosts := splitList(t.Host)
+	hosts := connectors.SplitList(t.Host)
 	ks, table, _ := strings.Cut(t.Path, "/")
 	if len(hosts) == 0 || ks == "" || table == "" || strings.Contains(table, "/") {
 		return nil, fmt.Errorf("cassandra: want cassandra://HOST:PORT[,HOST:PORT]/KEYSPACE/TABLE, got %q", t.URI)
@@ -92,7 +92,7 @@ func Open(t connectors.Target) (*Sink, error) {
 		}
 	}
 	s.batch, s.ignore = int(batch), extra == "ignore"
-	if s.mapping, err = parseMap(t.Params.Get("map")); err != nil {
+	if s.mapping, err = t.MapParam("map"); err != nil {
 		return nil, err
 	}
 
@@ -178,18 +178,6 @@ func (s *Sink) columnList() string {
 	}
 	slices.Sort(names)
 	return strings.Join(names, ", ")
-}
-
-func parseMap(v string) (map[string]string, error) {
-	m := map[string]string{}
-	for _, pair := range splitList(v) {
-		f, c, ok := strings.Cut(pair, ":")
-		if !ok || f == "" || c == "" {
-			return nil, fmt.Errorf("parameter map: %q is not field:column", pair)
-		}
-		m[f] = c
-	}
-	return m, nil
 }
 
 // column returns the column field goes to, "" when none.

@@ -69,7 +69,7 @@ func Open(t connectors.Target) (*Sink, error) {
 			return nil, err
 		}
 	}
-	if s.mapping, err = parseMap(t.Params.Get("map")); err != nil {
+	if s.mapping, err = t.MapParam("map"); err != nil {
 		return nil, err
 	}
 	if s.db, err = openDB(loc, t, int(conc)+1); err != nil {
@@ -81,7 +81,7 @@ func Open(t connectors.Target) (*Sink, error) {
 		s.db.Close()
 		return nil, err
 	}
-	for _, k := range splitList(t.Params.Get("upsert")) {
+	for _, k := range connectors.SplitList(t.Params.Get("upsert")) {
 		c, ok := s.columns[strings.ToLower(k)]
 		if !ok {
 			s.db.Close()
@@ -141,29 +141,6 @@ func (s *Sink) columnList() string {
 	}
 	slices.Sort(names)
 	return strings.Join(names, ", ")
-}
-
-// parseMap reads ?map=field:column,field:column.
-func parseMap(v string) (map[string]string, error) {
-	m := map[string]string{}
-	for _, pair := range splitList(v) {
-		f, c, ok := strings.Cut(pair, ":")
-		if !ok || f == "" || c == "" {
-			return nil, fmt.Errorf("parameter map: %q is not field:column", pair)
-		}
-		m[f] = c
-	}
-	return m, nil
-}
-
-func splitList(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // Write hands rows to the workers, blocking while they are all busy.
