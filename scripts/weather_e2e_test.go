@@ -183,10 +183,14 @@ func TestWeatherEndToEnd(t *testing.T) {
 	sameLines(t, "Cassandra after the weather changed", second, table())
 	sameLines(t, "CSV after the weather changed", append(append([]string(nil), first...), second...), csvRows())
 
-	_, before := api.Requests()
+	// Nothing changed: every answer of the third run is 304 Not Modified,
+	// at least one a city (a loaded machine may poll a city twice before
+	// the run sees it is idle).
+	allBefore, before := api.Requests()
 	run()
-	if _, after := api.Requests(); after-before != len(ids) {
-		t.Fatalf("%d answers were 304 Not Modified on the third run, want %d", after-before, len(ids))
+	allAfter, after := api.Requests()
+	if got, polls := after-before, allAfter-allBefore; got != polls || got < len(ids) {
+		t.Fatalf("third run: %d of %d answers were 304 Not Modified, want all of them and at least %d", got, polls, len(ids))
 	}
 	sameLines(t, "CSV after a poll with nothing new", append(append([]string(nil), first...), second...), csvRows())
 
