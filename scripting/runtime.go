@@ -25,8 +25,11 @@ type Runtime struct {
 	eventFn                     lua.LValue
 	onRecord, onWindow, onTimer lua.LValue
 	hooks                       *hookContext
-	aggs                        []luaAgg
-	jp                          fastjson.Parser
+	// the max_future bound, recomputed once a watchdog tick rather than
+	// calling the clock for every record
+	limit, limitTick int64
+	aggs             []luaAgg
+	jp               fastjson.Parser
 	// records says whether Process must return the record as a Row.
 	records bool
 	// rec is the record table reused for every JSON or CSV record: a new
@@ -153,7 +156,7 @@ func (rt *Runtime) ProcessAt(raw []byte, sourceMs int64) (k Keyed, rec connector
 		if k.Time, err = rt.eventTime(r, sourceMs); err != nil {
 			return k, rec, false, err
 		}
-		if limit := time.Now().Add(rt.p.Watermark.MaxFuture).UnixMilli(); k.Time > limit {
+		if limit := rt.futureLimit(); k.Time > limit {
 			return k, rec, false, fmt.Errorf("event time %s is more than watermark.max_future (%v) ahead of the clock", FormatTime(k.Time), rt.p.Watermark.MaxFuture)
 		}
 	}
@@ -173,6 +176,15 @@ func (rt *Runtime) ProcessAt(raw []byte, sourceMs int64) (k Keyed, rec connector
 		}
 	}
 	return k, rec, true, nil
+}
+
+// futureLimit is the latest event time (Unix ms) a record may carry:
+// the clock plus watermark.max_future, within a watchdog tick.
+func (rt *Runtime) futureLimit() int64 {
+	if t := dog.ticks.Load(); t != rt.limitTick || rt.limit == 0 {
+		rt.limit, rt.limitTick = time.Now().Add(rt.p.Watermark.MaxFuture).UnixMilli(), t
+	}
+	return rt.limit
 }
 
 // Routes names the sinks the last record Process kept goes to; nil means
