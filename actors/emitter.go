@@ -153,6 +153,10 @@ func (em *Emitter) Receive(ctx actor.Context) {
 		em.update(m)
 	case *stateQuery:
 		em.query(ctx, m)
+	case *shareQuery:
+		em.share(ctx, m)
+	case *mergeQuery:
+		em.mergeShares(ctx, m)
 	case *emitTrigger:
 		rows, err := em.rows(m.final, m.watermark)
 		if err != nil {
@@ -283,6 +287,19 @@ func (em *Emitter) rows(final bool, watermark int64) ([]connectors.Row, error) {
 
 // result merges a key's partials and computes its row values.
 func (em *Emitter) result(en *resultEntry) ([]any, error) {
+	accs, err := em.merged(en)
+	if err != nil {
+		return nil, err
+	}
+	res, err := em.rt.Results(accs)
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]any(nil), en.keyVals...), res...), nil
+}
+
+// merged merges a key's partials, in partition order.
+func (em *Emitter) merged(en *resultEntry) ([]any, error) {
 	var accs []any
 	if len(en.parts) == 1 {
 		for _, a := range en.parts {
@@ -304,11 +321,7 @@ func (em *Emitter) result(en *resultEntry) ([]any, error) {
 			}
 		}
 	}
-	res, err := em.rt.Results(accs)
-	if err != nil {
-		return nil, err
-	}
-	return append(append([]any(nil), en.keyVals...), res...), nil
+	return accs, nil
 }
 
 // sortRows orders rows by the pipeline's order_by, then (for windows) by

@@ -211,6 +211,30 @@ func TestHandleStatusAndState(t *testing.T) {
 	if err != nil || rowsText(one) != "{\"dstdevice\":\"B\",\"count\":1}\n" {
 		t.Fatalf("state of B: %v %s", err, rowsText(one))
 	}
+	// Two nodes' shares, merged: here the same share twice, so every
+	// count doubles; the whole table keeps order_by.
+	share, err := h.Share(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged, err := h.Merge(ctx, "", [][]byte{share, share})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rowsText(merged); got != "{\"dstdevice\":\"A\",\"count\":4}\n{\"dstdevice\":\"B\",\"count\":2}\n" {
+		t.Fatalf("merged shares:\n%s\nshare:\n%s", got, share)
+	}
+	shareB, err := h.Share(ctx, "B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged, err = h.Merge(ctx, "B", [][]byte{shareB, nil, shareB, shareB})
+	if err != nil || rowsText(merged) != "{\"dstdevice\":\"B\",\"count\":3}\n" {
+		t.Fatalf("merged shares of B: %v %s", err, rowsText(merged))
+	}
+	if _, err := h.Merge(ctx, "", [][]byte{[]byte("not json\n")}); err == nil || !strings.Contains(err.Error(), "share 0: bad share line") {
+		t.Fatalf("a bad share: %v", err)
+	}
 	st, err := h.Status(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,9 @@
 package actors
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -48,6 +50,18 @@ type CheckpointStatus struct {
 
 type statusQuery struct{}
 type stateQuery struct{ key string }
+
+// shareQuery asks the emitter for its share of the result table; mergeQuery
+// for the rows the shares of every node make together.
+type shareQuery struct{ key string }
+type shareAnswer struct {
+	share []byte
+	err   error
+}
+type mergeQuery struct {
+	key    string
+	shares [][]byte
+}
 type stateAnswer struct {
 	rows []connectors.Row
 	err  error
@@ -98,6 +112,36 @@ func (h *Handle) State(ctx context.Context, key string) ([]connectors.Row, error
 	return a.rows, a.err
 }
 
+// Share returns this node's share of the result table for key ("" for
+// every key): the partial accumulators of the partitions it owns, merged,
+// one JSON line a state key. Merge turns the shares of every node of a
+// cluster into the rows State would answer on a single node.
+func (h *Handle) Share(ctx context.Context, key string) ([]byte, error) {
+	if h.e.emitter == nil {
+		return nil, ErrNoResultTable
+	}
+	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &shareQuery{key: key}, queryTimeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("share: %w", err)
+	}
+	a := res.(*shareAnswer)
+	return a.share, a.err
+}
+
+// Merge merges shares (from Share, on every node) into result rows for key
+// ("" for the whole table, shaped by order_by and limit).
+func (h *Handle) Merge(ctx context.Context, key string, shares [][]byte) ([]connectors.Row, error) {
+	if h.e.emitter == nil {
+		return nil, ErrNoResultTable
+	}
+	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &mergeQuery{key: key, shares: shares}, queryTimeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("merge: %w", err)
+	}
+	a := res.(*stateAnswer)
+	return a.rows, a.err
+}
+
 // status answers a statusQuery in the node.
 func (n *node) status(ctx actor.Context) {
 	st := Status{}
@@ -114,10 +158,17 @@ func (n *node) status(ctx actor.Context) {
 
 // query answers a stateQuery in the emitter.
 func (em *Emitter) query(ctx actor.Context, q *stateQuery) {
+	rows, err := em.tableRows(em.table, q.key)
+	ctx.Respond(&stateAnswer{rows: rows, err: err})
+}
+
+// tableRows shapes the entries of table matching key ("" for all) as State
+// answers.
+func (em *Emitter) tableRows(table map[string]*resultEntry, key string) ([]connectors.Row, error) {
 	p := em.e.cfg.Pipeline
 	var keys []string
-	for k := range em.table {
-		if q.key == "" || groupKey(k) == q.key {
+	for k := range table {
+		if key == "" || groupKey(k) == key {
 			keys = append(keys, k)
 		}
 	}
@@ -125,10 +176,9 @@ func (em *Emitter) query(ctx actor.Context, q *stateQuery) {
 	rows := make([]connectors.Row, 0, len(keys))
 	cols := p.Columns()
 	for _, k := range keys {
-		vals, err := em.result(em.table[k])
+		vals, err := em.result(table[k])
 		if err != nil {
-			ctx.Respond(&stateAnswer{err: fmt.Errorf("key %q: %w", k, err)})
-			return
+			return nil, fmt.Errorf("key %q: %w", k, err)
 		}
 		row := connectors.Row{Key: k, Fields: make([]connectors.Field, len(cols))}
 		for i, c := range cols {
@@ -137,11 +187,89 @@ func (em *Emitter) query(ctx actor.Context, q *stateQuery) {
 		rows = append(rows, row)
 	}
 	sortRows(rows, p.OrderBy)
-	if q.key == "" && p.Limit > 0 && len(rows) > p.Limit {
+	if key == "" && p.Limit > 0 && len(rows) > p.Limit {
 		rows = rows[:p.Limit]
 	}
 	for i := range rows {
 		rows[i].Key = groupKey(rows[i].Key)
 	}
-	ctx.Respond(&stateAnswer{rows: rows})
+	return rows, nil
+}
+
+// share answers a shareQuery: one line a state key, ["key", [keyVals, accs]]
+// with the accumulators of this node's partitions merged.
+func (em *Emitter) share(ctx actor.Context, q *shareQuery) {
+	keys := make([]string, 0, len(em.table))
+	for k := range em.table {
+		if q.key == "" || groupKey(k) == q.key {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var out []byte
+	for _, k := range keys {
+		en := em.table[k]
+		accs, err := em.merged(en)
+		if err == nil {
+			out = append(connectors.AppendValue(append(out, '['), k), ',')
+			out, err = em.rt.EncodeEntry(out, en.keyVals, accs)
+			out = append(out, "]\n"...)
+		}
+		if err != nil {
+			ctx.Respond(&shareAnswer{err: fmt.Errorf("key %q: %w", k, err)})
+			return
+		}
+	}
+	ctx.Respond(&shareAnswer{share: out})
+}
+
+// mergeShares answers a mergeQuery: each share is one node's, so each is
+// one partition of the merged table.
+func (em *Emitter) mergeShares(ctx actor.Context, q *mergeQuery) {
+	table := map[string]*resultEntry{}
+	for n, share := range q.shares {
+		node := fmt.Sprintf("node%04d", n)
+		for len(share) > 0 {
+			line := share
+			if i := bytes.IndexByte(share, '\n'); i >= 0 {
+				line, share = share[:i], share[i+1:]
+			} else {
+				share = nil
+			}
+			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			k, entry, err := splitShareLine(line)
+			if err != nil {
+				ctx.Respond(&stateAnswer{err: fmt.Errorf("share %d: %w", n, err)})
+				return
+			}
+			keyVals, accs, err := em.rt.DecodeEntry(entry)
+			if err != nil {
+				ctx.Respond(&stateAnswer{err: fmt.Errorf("share %d, key %q: %w", n, k, err)})
+				return
+			}
+			en := table[k]
+			if en == nil {
+				en = &resultEntry{keyVals: keyVals, parts: map[string][]any{}}
+				table[k] = en
+			}
+			en.parts[node] = accs
+		}
+	}
+	rows, err := em.tableRows(table, q.key)
+	ctx.Respond(&stateAnswer{rows: rows, err: err})
+}
+
+// splitShareLine parses ["key", entry].
+func splitShareLine(line []byte) (string, []byte, error) {
+	var parts []json.RawMessage
+	if err := json.Unmarshal(line, &parts); err != nil || len(parts) != 2 {
+		return "", nil, fmt.Errorf("bad share line %.100q", line)
+	}
+	var k string
+	if err := json.Unmarshal(parts[0], &k); err != nil {
+		return "", nil, fmt.Errorf("bad share key %.100q", parts[0])
+	}
+	return k, parts[1], nil
 }
