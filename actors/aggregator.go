@@ -44,6 +44,9 @@ type KeyedAggregator struct {
 
 	states      map[string]*keyState // hook state by key
 	statesDirty []string
+	// statesDeleted: hook states to delete at the next checkpoint (stale
+	// ones a restore from the changelog replaced)
+	statesDeleted []string
 	timers      timerHeap
 	sessions    map[string][]*entry // open session windows by key
 	// lastWindow remembers each key's latest window state key: most
@@ -59,9 +62,16 @@ type KeyedAggregator struct {
 	watermark int64
 	readAt    time.Time
 	out       heldOutput
+
+	// fromLog: the partition's state comes from the changelog (on top of
+	// the local checkpoint, or instead of it); nil once restored.
+	fromLog *shardRestore
+	// localEntries, localStates: keys the next checkpoint writes to the
+	// store only (the changelog has them already).
+	localEntries, localStates map[string]bool
 }
 
-type written struct{ entries, deleted, states []string }
+type written struct{ entries, deleted, states, statesDeleted []string }
 
 type windowName struct {
 	start int64
@@ -157,6 +167,16 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 	case *checkpointAborted:
 		a.redo(a.pending[m.epoch])
 		delete(a.pending, m.epoch)
+	case *restoreKVs:
+		if m.gen == a.gen {
+			a.collect(m)
+		}
+	case *restored:
+		if m.gen == a.gen {
+			if err := a.restored(ctx, m); err != nil {
+				panic(fmt.Errorf("shard %d of %s: restore from the changelog: %w", a.shard, a.partition, err))
+			}
+		}
 	}
 }
 
@@ -172,6 +192,9 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	a.sessions = map[string][]*entry{}
 	a.lastWindow = map[string]windowName{}
 	a.watermark = math.MinInt64
+	if a.fromLog != nil {
+		return nil // the changelog first: see restored
+	}
 	if a.restore == 0 {
 		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, reset: true})
 		return nil
@@ -179,6 +202,11 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	if err := a.restoreState(); err != nil {
 		return fmt.Errorf("restore from checkpoint %d: %w", a.restore, err)
 	}
+	return a.announce(ctx)
+}
+
+// announce sends the emitter the shard's whole table.
+func (a *KeyedAggregator) announce(ctx actor.Context) error {
 	var rows []partial
 	if !a.windowedFinal() {
 		// The emitter's table is derived from the shards': send it all.
@@ -195,67 +223,102 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 }
 
 func (a *KeyedAggregator) restoreState() error {
-	store := a.e.cfg.Store
-	if wm, ok, err := store.Get(a.restore, watermarkKey); err != nil {
+	if err := a.restoreWatermark(a.restore); err != nil {
 		return err
-	} else if ok {
+	}
+	return a.loadStore(a.restore, nil, nil)
+}
+
+func (a *KeyedAggregator) restoreWatermark(epoch uint64) error {
+	wm, ok, err := a.e.cfg.Store.Get(epoch, watermarkKey)
+	if err != nil {
+		return err
+	}
+	if ok {
 		a.watermark, _ = strconv.ParseInt(string(wm), 10, 64)
 	}
+	return nil
+}
+
+// loadStore loads this shard's keys of the partition as of checkpoint
+// epoch, but for those in skipEntries and skipStates (which the changelog
+// has newer values of).
+func (a *KeyedAggregator) loadStore(epoch uint64, skipEntries, skipStates map[string][]byte) error {
+	store := a.e.cfg.Store
 	prefix := statePrefix(a.partition)
-	err := store.Scan(a.restore, prefix, func(k, v []byte) error {
+	err := store.Scan(epoch, prefix, func(k, v []byte) error {
 		sk := string(k[len(prefix):])
 		if scripting.Shard(groupKey(sk), a.shards) != a.shard {
 			return nil
 		}
-		keyVals, accs, err := a.rt.DecodeEntry(v)
-		if err != nil {
-			return fmt.Errorf("key %q: %w", sk, err)
+		if _, skip := skipEntries[sk]; skip {
+			return nil
 		}
-		en := &entry{key: groupKey(sk), keyVals: keyVals, accs: accs}
-		if a.p.IsWindowed() {
-			// Windowed entries carry start, end and fired after the key.
-			n := len(keyVals) - 3
-			if n < 0 {
-				return fmt.Errorf("key %q: a window entry without its window", sk)
-			}
-			en.start, _ = keyVals[n].(int64)
-			en.end, _ = keyVals[n+1].(int64)
-			en.fired, _ = keyVals[n+2].(bool)
-			en.keyVals = keyVals[:n:n]
-			if a.p.Window.Kind == "session" && !en.fired {
-				a.sessions[en.key] = append(a.sessions[en.key], en)
-			}
-		}
-		a.entries[sk] = en
-		if a.p.IsWindowed() {
-			if en.fired {
-				heap.Push(&a.expiries, timerItem{at: en.end, key: sk})
-			} else {
-				a.opened(sk, en)
-			}
-		}
-		return nil
+		return a.loadEntry(sk, v)
 	})
 	if err != nil {
 		return err
 	}
 	hp := hookStatePrefix(a.partition)
-	return store.Scan(a.restore, hp, func(k, v []byte) error {
+	return store.Scan(epoch, hp, func(k, v []byte) error {
 		key := string(k[len(hp):])
 		if scripting.Shard(key, a.shards) != a.shard {
 			return nil
 		}
-		ks, err := a.rt.DecodeKeyState(v)
-		if err != nil {
-			return fmt.Errorf("state of key %q: %w", key, err)
+		if _, skip := skipStates[key]; skip {
+			return nil
 		}
-		a.states[key] = &keyState{ks: ks}
-		a.timers.pushAll(key, ks)
-		return nil
+		return a.loadState(key, v)
 	})
 }
 
+// loadEntry puts a checkpointed entry (state key sk) in place.
+func (a *KeyedAggregator) loadEntry(sk string, v []byte) error {
+	keyVals, accs, err := a.rt.DecodeEntry(v)
+	if err != nil {
+		return fmt.Errorf("key %q: %w", sk, err)
+	}
+	en := &entry{key: groupKey(sk), keyVals: keyVals, accs: accs}
+	if a.p.IsWindowed() {
+		// Windowed entries carry start, end and fired after the key.
+		n := len(keyVals) - 3
+		if n < 0 {
+			return fmt.Errorf("key %q: a window entry without its window", sk)
+		}
+		en.start, _ = keyVals[n].(int64)
+		en.end, _ = keyVals[n+1].(int64)
+		en.fired, _ = keyVals[n+2].(bool)
+		en.keyVals = keyVals[:n:n]
+		if a.p.Window.Kind == "session" && !en.fired {
+			a.sessions[en.key] = append(a.sessions[en.key], en)
+		}
+	}
+	a.entries[sk] = en
+	if a.p.IsWindowed() {
+		if en.fired {
+			heap.Push(&a.expiries, timerItem{at: en.end, key: sk})
+		} else {
+			a.opened(sk, en)
+		}
+	}
+	return nil
+}
+
+// loadState puts a key's checkpointed hook state in place.
+func (a *KeyedAggregator) loadState(key string, v []byte) error {
+	ks, err := a.rt.DecodeKeyState(v)
+	if err != nil {
+		return fmt.Errorf("state of key %q: %w", key, err)
+	}
+	a.states[key] = &keyState{ks: ks}
+	a.timers.pushAll(key, ks)
+	return nil
+}
+
 func (a *KeyedAggregator) touch(sk string, en *entry) {
+	if a.localEntries != nil {
+		delete(a.localEntries, sk) // changed since the restore
+	}
 	if !en.dirty {
 		en.dirty = true
 		a.dirty = append(a.dirty, sk)
@@ -267,6 +330,9 @@ func (a *KeyedAggregator) touch(sk string, en *entry) {
 }
 
 func (a *KeyedAggregator) touchState(key string, st *keyState) {
+	if a.localStates != nil {
+		delete(a.localStates, key) // changed since the restore
+	}
 	if !st.dirty {
 		st.dirty = true
 		a.statesDirty = append(a.statesDirty, key)
@@ -455,9 +521,9 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 	if b.epoch == 0 {
 		return ack
 	}
-	if len(a.dirty)+len(a.deleted)+len(a.statesDirty) > 0 {
+	if len(a.dirty)+len(a.deleted)+len(a.statesDirty)+len(a.statesDeleted) > 0 {
 		ack.err = a.write(b.epoch)
-		w := written{entries: a.dirty, deleted: a.deleted, states: a.statesDirty}
+		w := written{entries: a.dirty, deleted: a.deleted, states: a.statesDirty, statesDeleted: a.statesDeleted}
 		for _, sk := range a.dirty {
 			if en := a.entries[sk]; en != nil {
 				en.dirty = false
@@ -469,7 +535,7 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 			}
 		}
 		a.pending[b.epoch] = w
-		a.dirty, a.deleted, a.statesDirty = nil, nil, nil
+		a.dirty, a.deleted, a.statesDirty, a.statesDeleted = nil, nil, nil, nil
 	}
 	return ack
 }
@@ -483,6 +549,7 @@ func (a *KeyedAggregator) redo(w written) {
 		}
 	}
 	a.deleted = append(a.deleted, w.deleted...)
+	a.statesDeleted = append(a.statesDeleted, w.statesDeleted...)
 	for _, k := range w.states {
 		if st := a.states[k]; st != nil {
 			a.touchState(k, st)
@@ -510,6 +577,11 @@ type batchWriter interface {
 func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 	var buf []byte
 	var err error
+	if cl := a.e.cfg.Changelog; cl != nil {
+		wb = &teeWriter{wb: wb, cl: cl, partition: a.partition}
+	}
+	tee, _ := wb.(*teeWriter)
+	defer func() { a.localEntries, a.localStates = nil, nil }()
 	for _, sk := range a.dirty {
 		en := a.entries[sk]
 		if en == nil {
@@ -522,6 +594,7 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		if buf, err = a.rt.EncodeEntry(buf[:0], keyVals, en.accs); err != nil {
 			return err
 		}
+		tee.localOnly(a.localEntries[sk])
 		if err := wb.Set(stateKey(a.partition, sk), buf); err != nil {
 			return err
 		}
@@ -530,6 +603,7 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		if a.entries[sk] != nil {
 			continue // recreated since
 		}
+		tee.localOnly(a.localEntries[sk])
 		if err := wb.Delete(stateKey(a.partition, sk)); err != nil {
 			return err
 		}
@@ -542,7 +616,17 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		if buf, err = a.rt.EncodeKeyState(buf[:0], st.ks); err != nil {
 			return fmt.Errorf("key %q: %w", k, err)
 		}
+		tee.localOnly(a.localStates[k])
 		if err := wb.Set(hookStateKey(a.partition, k), buf); err != nil {
+			return err
+		}
+	}
+	for _, k := range a.statesDeleted {
+		if a.states[k] != nil {
+			continue
+		}
+		tee.localOnly(a.localStates[k])
+		if err := wb.Delete(hookStateKey(a.partition, k)); err != nil {
 			return err
 		}
 	}

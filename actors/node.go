@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -47,6 +48,10 @@ type partState struct {
 	status partitionStatus
 	// records processed since the last barrier began
 	since int64
+	// restoring: reading its changelog, out of barriers until ready;
+	// restored and toRestore are its progress
+	restoring            bool
+	restored, toRestore int64
 }
 
 type inflight struct {
@@ -55,8 +60,18 @@ type inflight struct {
 	sinks   map[string]bool // sinks that have not flushed (or committed)
 	acks    map[string]*partitionAck
 	started time.Time
-	// committing: transactional sinks are committing the checkpoint
-	committing bool
+	// committing: transactional sinks are committing the checkpoint;
+	// logged: the changelog is committing (or committed) it, and clog are
+	// the changelog offsets after each partition's marker.
+	committing, logged bool
+	clog               map[string]int64
+}
+
+// changelogCommitted: the changelog committed checkpoint seq's changes.
+type changelogCommitted struct {
+	seq     uint64
+	offsets map[string]int64
+	err     error
 }
 
 func newNode(e *engine, done chan<- result) *node {
@@ -108,10 +123,44 @@ func (n *node) Receive(ctx actor.Context) {
 	case *statusQuery:
 		n.status(ctx)
 	case *partitionRestarted:
+		if p := n.parts[m.id]; p != nil && n.e.cfg.Changelog != nil {
+			n.setRestoring(p, true)
+		}
 		if n.inflight != nil {
 			n.abort(ctx, fmt.Sprintf("partition %s restarted", m.id))
 		}
+	case *partitionReady:
+		if p := n.parts[m.id]; p != nil {
+			n.setRestoring(p, false)
+			n.maybeTrigger(ctx, false)
+		}
+	case *restoreProgress:
+		if p := n.parts[m.id]; p != nil && p.restoring {
+			st := n.e.cfg.Stats
+			st.RestoreDone.Add(m.done - p.restored)
+			st.RestoreTotal.Add(m.total - p.toRestore)
+			p.restored, p.toRestore = m.done, m.total
+		}
+	case *changelogCommitted:
+		n.changelogCommitted(ctx, m)
 	}
+}
+
+// setRestoring moves a partition in or out of restoring.
+func (n *node) setRestoring(p *partState, on bool) {
+	if p.restoring == on {
+		return
+	}
+	st := n.e.cfg.Stats
+	p.restoring = on
+	if on {
+		st.Restoring.Add(1)
+		return
+	}
+	st.Restoring.Add(-1)
+	st.RestoreDone.Add(-p.restored)
+	st.RestoreTotal.Add(-p.toRestore)
+	p.restored, p.toRestore = 0, 0
 }
 
 func (n *node) start(ctx actor.Context) {
@@ -164,6 +213,7 @@ func (l listener) Lose(id string) {
 func (n *node) lose(ctx actor.Context, r *revoke) {
 	if p := n.parts[r.id]; p != nil {
 		ctx.StopFuture(p.pid).Wait() // Lose returns once it reads no more
+		n.setRestoring(p, false)
 		delete(n.parts, r.id)
 		n.e.cfg.Stats.Partitions.Add(-1)
 		if n.inflight != nil && n.inflight.waiting[r.id] {
@@ -185,7 +235,12 @@ func (n *node) assign(ctx actor.Context, p connectors.Partition) {
 		return newSupervisor(n.e, p, incarnations > 1)
 	},
 		actor.WithSupervisor(actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.EscalateDirective })))
-	n.parts[id] = &partState{pid: ctx.Spawn(props), part: p, status: partitionStatus{id: id}}
+	ps := &partState{part: p, status: partitionStatus{id: id}}
+	if n.e.cfg.Changelog != nil {
+		n.setRestoring(ps, true) // until its supervisor says it's ready
+	}
+	ps.pid = ctx.Spawn(props)
+	n.parts[id] = ps
 	n.e.cfg.Stats.Partitions.Add(1)
 }
 
@@ -200,6 +255,10 @@ func (n *node) maybeTrigger(ctx actor.Context, timer bool) {
 	allQuiet, allDone, allEnded := true, true, true
 	for _, p := range n.parts {
 		since += p.since
+		if p.restoring {
+			allQuiet, allDone, allEnded = false, false, false
+			continue
+		}
 		s := p.status
 		if !s.caughtUp && !s.boundary && !s.ended {
 			allQuiet = false
@@ -244,7 +303,7 @@ func (n *node) advanceWatermark() {
 	wm, any := int64(math.MaxInt64), false
 	for _, ps := range n.parts {
 		s := ps.status
-		if s.ended || time.Since(s.active) > idle {
+		if ps.restoring || s.ended || time.Since(s.active) > idle {
 			continue
 		}
 		any = true
@@ -281,6 +340,9 @@ func (n *node) trigger(ctx actor.Context, persist, final bool) {
 	n.e.cfg.Logger.Debug("barrier", "seq", b.seq, "epoch", b.epoch, "final", b.final, "watermark", b.watermark)
 	in := &inflight{b: b, waiting: map[string]bool{}, sinks: map[string]bool{}, acks: map[string]*partitionAck{}, started: time.Now()}
 	for id, p := range n.parts {
+		if p.restoring {
+			continue // not reading yet: in the next barrier after it's ready
+		}
 		in.waiting[id] = true
 		p.since = 0
 		ctx.Send(p.pid, &b)
@@ -341,6 +403,31 @@ func (n *node) sinkFlushed(ctx actor.Context, m *sinkFlushed) {
 	if len(in.sinks) > 0 {
 		return
 	}
+	n.flushed(ctx)
+}
+
+// flushed: every sink has flushed the barrier in flight. A checkpoint
+// commits the changelog, then the transactional sinks, then settles.
+func (n *node) flushed(ctx actor.Context) {
+	in := n.inflight
+	if cl := n.e.cfg.Changelog; cl != nil && in.b.epoch > 0 && !in.logged {
+		in.logged = true
+		markers := map[string]connectors.ChangelogMarker{}
+		for id, a := range in.acks {
+			m := connectors.ChangelogMarker{Checkpoint: in.b.epoch, Position: a.pos, Node: n.e.cfg.Node}
+			if n.e.cfg.Pipeline.HasEventTime() {
+				m.Watermark = in.b.watermark
+			}
+			markers[id] = m
+		}
+		// Off the node's goroutine: a commit is a round trip or two.
+		root, self, seq, ectx := n.e.system.Root, ctx.Self(), in.b.seq, n.e.ctx
+		go func() {
+			offsets, err := cl.Commit(ectx, markers)
+			root.Send(self, &changelogCommitted{seq: seq, offsets: offsets, err: err})
+		}()
+		return
+	}
 	if in.b.epoch > 0 && !in.committing && len(n.e.transactional) > 0 {
 		// Every sink has flushed: commit the transactional ones with the
 		// checkpoint. Their commit is the point of no return.
@@ -353,6 +440,19 @@ func (n *node) sinkFlushed(ctx actor.Context, m *sinkFlushed) {
 		return
 	}
 	n.settle(ctx)
+}
+
+func (n *node) changelogCommitted(ctx actor.Context, m *changelogCommitted) {
+	in := n.inflight
+	if in == nil || m.seq != in.b.seq {
+		return
+	}
+	if m.err != nil {
+		n.finish(fmt.Errorf("checkpoint %d: changelog: %w", in.b.epoch, m.err))
+		return
+	}
+	in.clog = m.offsets
+	n.flushed(ctx)
 }
 
 func (in *inflight) positions() map[string]connectors.Position {
@@ -380,9 +480,19 @@ func (n *node) settle(ctx actor.Context) {
 			}
 			n.ownerWritten = true
 		}
-		if n.e.cfg.Pipeline.HasEventTime() {
+		if n.e.cfg.Pipeline.HasEventTime() || len(in.clog) > 0 {
 			wb := n.e.cfg.Store.Batch(in.b.epoch)
-			wb.Set(watermarkKey, []byte(strconv.FormatInt(in.b.watermark, 10)))
+			if n.e.cfg.Pipeline.HasEventTime() {
+				wb.Set(watermarkKey, []byte(strconv.FormatInt(in.b.watermark, 10)))
+			}
+			for id, off := range in.clog {
+				ce := clogEntry{Offset: off, Watermark: in.b.watermark}
+				if a := in.acks[id]; a != nil {
+					ce.Position = a.pos
+				}
+				v, _ := json.Marshal(ce)
+				wb.Set(clogKey(id), v)
+			}
 			if err := wb.Commit(); err != nil {
 				n.finish(fmt.Errorf("checkpoint %d: %w", in.b.epoch, err))
 				return
@@ -451,6 +561,7 @@ func (n *node) settleRevokes(ctx actor.Context, in *inflight) {
 	for _, r := range n.revokes {
 		if p := n.parts[r.id]; p != nil {
 			ctx.StopFuture(p.pid).Wait()
+			n.setRestoring(p, false)
 			delete(n.parts, r.id)
 			n.e.cfg.Stats.Partitions.Add(-1)
 		}
@@ -469,6 +580,13 @@ func (n *node) abort(ctx actor.Context, why string) {
 		// Every partition restarts from the last checkpoint (the node
 		// supervises them all-for-one then): drop the uncommitted output.
 		ctx.Send(pid, &abortTx{})
+	}
+	if cl := n.e.cfg.Changelog; cl != nil && !n.e.cfg.ChangelogShared && in.b.epoch > 0 && !in.logged {
+		// The shards redo what they wrote at the next checkpoint, whose
+		// writes must not land in the aborted transaction: wait for it.
+		if err := cl.Abort(n.e.ctx); err != nil {
+			n.finish(fmt.Errorf("checkpoint %d: changelog: abort: %w", in.b.epoch, err))
+		}
 	}
 	for _, p := range n.parts {
 		if in.b.epoch > 0 {

@@ -54,6 +54,15 @@ type Config struct {
 	// OnReady, when set, is called with a Handle once the run has started,
 	// to serve status and live-state queries.
 	OnReady func(*Handle)
+	// Changelog, when set, receives every checkpoint's state changes, and
+	// partitions whose local state is missing or behind restore from it
+	// (a Kafka source's, so state follows partitions between nodes).
+	// ChangelogShared says it writes into a transactional sink's
+	// transactions (the sink's commit and abort are its own).
+	Changelog       connectors.Changelog
+	ChangelogShared bool
+	// Node names this process in changelog markers and status.
+	Node string
 }
 
 // Stats are the run's counters, safe to read while it runs.
@@ -75,6 +84,11 @@ type Stats struct {
 	// sink (final mode); CheckpointLatency from a checkpoint's barrier to
 	// the checkpoint being complete.
 	FireLatency, CheckpointLatency Latency
+	// Restoring counts partitions reading their changelog; RestoreDone and
+	// RestoreTotal are their progress in changes. Restored and
+	// RestoreNanos add up the finished restores.
+	Restoring, RestoreDone, RestoreTotal atomic.Int64
+	Restored, RestoreNanos               atomic.Int64
 }
 
 // Summary says how a run ended.

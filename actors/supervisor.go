@@ -11,7 +11,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/eddy-stream/eddy/connectors"
-	"github.com/eddy-stream/eddy/state"
 )
 
 // maxInFlight bounds the batches a supervisor has sent a shard that the
@@ -62,6 +61,11 @@ type PartitionSupervisor struct {
 	heldDead    []connectors.Row
 	heldBatches int
 
+	// plan0: how this incarnation restored; stopRestore stops its
+	// changelog reader.
+	plan0       restorePlan
+	stopRestore context.CancelFunc
+
 	// the barrier being passed through the shards
 	barrier *barrier
 	bpos    connectors.Position
@@ -88,8 +92,21 @@ func (s *PartitionSupervisor) Receive(ctx actor.Context) {
 		if err := s.start(ctx); err != nil {
 			ctx.Send(s.e.node, &partitionFailed{id: s.id, err: err})
 		}
-	case *actor.Restarting, *actor.Stopping:
+	case *actor.Restarting:
 		s.stopReading()
+	case *actor.Stopping:
+		s.stopReading()
+		// The partition leaves this node: so do its rows of the result
+		// table (a restart resends them instead).
+		if s.e.emitter != nil {
+			for i := range s.shards {
+				ctx.Send(s.e.emitter, &resultRows{partition: s.id, shard: i, reset: true})
+			}
+		}
+	case *restoreDone:
+		if m.gen == s.gen {
+			s.onRestored(ctx, m)
+		}
 	case *sourceBatch:
 		if m.gen == s.gen {
 			s.onBatch(ctx, m)
@@ -127,36 +144,42 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 	s.gen = generations.Add(1)
 	s.batches, s.done = map[uint64]*sourceBatch{}, map[uint64]*worked{}
 	cfg := s.e.cfg
-	// Restore: the last complete checkpoint's position and state.
-	epoch := uint64(0)
-	cp, err := cfg.Store.Last()
-	switch {
-	case errors.Is(err, state.ErrNoCheckpoint):
-	case err != nil:
+	// Restore: the last complete checkpoint's position and state, and with
+	// a changelog what it has that the checkpoint lacks.
+	plan, err := s.plan()
+	if err != nil {
 		return fmt.Errorf("restore: %w", err)
-	default:
-		epoch = cp.ID
-		if pos, ok := cp.Positions[s.id]; ok {
-			if err := s.part.Seek(pos); err != nil {
-				return fmt.Errorf("restore: seek to checkpoint %d: %w", cp.ID, err)
-			}
-			s.pos = pos
+	}
+	s.plan0 = plan
+	s.pos = plan.pos
+	if plan.from < 0 && plan.pos != nil {
+		if err := s.part.Seek(plan.pos); err != nil {
+			return fmt.Errorf("restore: seek to checkpoint %d: %w", plan.epoch, err)
 		}
 	}
-	if s.restart && s.pos == nil {
+	if s.restart && s.pos == nil && plan.from < 0 {
 		// No checkpoint has this partition: read it again from its start.
 		if err := s.part.Seek(nil); err != nil {
 			return fmt.Errorf("restart: rewind: %w", err)
 		}
 	}
+	fromLog := plan.from >= 0 || plan.wipe
 	nshards := 0
 	if cfg.Pipeline.HasAggregate() || cfg.Pipeline.HasKeyHooks() {
 		nshards = cfg.Shards
 		s.shards = make([]*actor.PID, nshards)
 		s.inFlight = make([]int, nshards)
+		epoch := uint64(0)
+		if plan.load {
+			epoch = plan.epoch
+		}
 		for i := range s.shards {
 			s.shards[i] = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-				return newAggregator(s.e, s.id, i, nshards, epoch, s.gen)
+				a := newAggregator(s.e, s.id, i, nshards, epoch, s.gen)
+				if fromLog {
+					a.fromLog = &shardRestore{load: plan.load, wipe: plan.wipe, entries: map[string][]byte{}, states: map[string][]byte{}}
+				}
+				return a
 			}))
 		}
 	}
@@ -167,10 +190,35 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 	if s.restart { // the node drops the barrier in flight
 		ctx.Send(s.e.node, &partitionRestarted{id: s.id})
 	}
+	if plan.from >= 0 {
+		cfg.Logger.Info("restoring a partition from the changelog", "partition", s.id, "from", plan.from, "to", plan.end, "local_checkpoint", plan.load)
+		rctx, cancel := context.WithCancel(s.e.ctx)
+		s.stopRestore = cancel
+		self := ctx.Self()
+		s.readerDone.Add(1)
+		go func() {
+			defer s.readerDone.Done()
+			s.readChangelog(rctx, self, plan.from)
+		}()
+		return nil
+	}
+	if fromLog {
+		for _, sh := range s.shards {
+			ctx.Send(sh, &restored{gen: s.gen, watermark: plan.watermark})
+		}
+	}
+	s.run(ctx)
+	return nil
+}
+
+// run starts reading once the partition's state is in place.
+func (s *PartitionSupervisor) run(ctx actor.Context) {
 	s.status = partitionStatus{id: s.id, active: time.Now()}
 	s.lastSent = math.MinInt64
 	s.startReader(ctx)
-	return nil
+	if s.e.cfg.Changelog != nil {
+		ctx.Send(s.e.node, &partitionReady{id: s.id})
+	}
 }
 
 // startReader runs the partition's blocking reads on a goroutine of their
@@ -204,6 +252,13 @@ func (s *PartitionSupervisor) startReader(ctx actor.Context) {
 }
 
 func (s *PartitionSupervisor) stopReading() {
+	if s.stopRestore != nil {
+		s.stopRestore()
+		s.stopRestore = nil
+		if s.stopReader == nil {
+			s.readerDone.Wait()
+		}
+	}
 	if s.stopReader != nil {
 		s.stopReader()
 		s.readerDone.Wait()

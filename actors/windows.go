@@ -102,6 +102,7 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 	if sk != old {
 		delete(a.entries, old)
 		a.deleted = append(a.deleted, old)
+		delete(a.localEntries, old)
 		a.dropped = append(a.dropped, old)
 		a.entries[sk] = merged
 		merged.dirty, merged.changed = false, false
@@ -125,6 +126,7 @@ func (a *KeyedAggregator) drop(sk string) {
 	}
 	delete(a.entries, sk)
 	a.deleted = append(a.deleted, sk)
+	delete(a.localEntries, sk)
 	a.dropped = append(a.dropped, sk)
 }
 

@@ -16,6 +16,9 @@ import (
 type Source struct {
 	Lines     []string
 	BatchSize int
+	// From is where reading begins unless the engine seeks elsewhere,
+	// as a Kafka partition begins at the group's committed offset.
+	From int
 	// Boundary asks for a trigger after every batch: with BatchSize 1, a
 	// barrier (and the watermark it carries) passes after every record,
 	// so event-time tests don't depend on timing.
@@ -28,7 +31,7 @@ func (s *Source) Start(_ context.Context, l connectors.Listener) error {
 	if n <= 0 {
 		n = 1024
 	}
-	l.Assign(&partition{lines: s.Lines, batch: n, boundary: s.Boundary})
+	l.Assign(&partition{lines: s.Lines, next: s.From, batch: n, boundary: s.Boundary})
 	return nil
 }
 

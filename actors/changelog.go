@@ -1,0 +1,400 @@
+package actors
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/scripting"
+	"github.com/eddy-stream/eddy/state"
+)
+
+// State follows partitions through the changelog (Config.Changelog):
+//
+//   - At a checkpoint each shard writes its changed keys to the store and
+//     to the changelog; once the sinks have flushed, the node commits the
+//     changelog with a marker per partition (its position), then commits
+//     the transactional sinks, then completes the checkpoint, recording
+//     beside it, per partition, the changelog offset after the marker
+//     (clogKey). With --exactly-once the changelog writes into the Kafka
+//     sink's transaction, so output and state commit together.
+//   - A supervisor starting a partition compares that offset with the
+//     changelog's end. Up to date: it loads the local checkpoint as without
+//     a changelog. Behind: it loads the local state and reads the changes
+//     it lacks on top; no local state (or a changelog older than the
+//     local offset): it reads the whole changelog and deletes the local
+//     keys the changelog doesn't have. The newest marker read says where
+//     to read the partition from. The node leaves a restoring partition
+//     out of barriers until it is ready, so the others go on meanwhile.
+
+// clogKey is where a checkpoint records the changelog offset it holds a
+// partition's state to.
+func clogKey(partition string) []byte { return []byte("clog/" + partition) }
+
+type clogEntry struct {
+	Offset    int64               `json:"offset"`
+	Position  connectors.Position `json:"position,omitempty"`
+	Watermark int64               `json:"watermark,omitempty"`
+}
+
+// teeWriter writes a shard's checkpoint to the store and the changelog.
+type teeWriter struct {
+	wb        batchWriter
+	cl        connectors.Changelog
+	partition string
+	local     bool // the next write goes to the store only
+}
+
+func (t *teeWriter) localOnly(b bool) {
+	if t != nil {
+		t.local = b
+	}
+}
+
+func (t *teeWriter) Set(key, value []byte) error {
+	if err := t.wb.Set(key, value); err != nil {
+		return err
+	}
+	if !t.local {
+		t.cl.Write(t.partition, key, bytes.Clone(value)) // (the caller reuses value)
+	}
+	t.local = false
+	return nil
+}
+
+func (t *teeWriter) Delete(key []byte) error {
+	if err := t.wb.Delete(key); err != nil {
+		return err
+	}
+	if !t.local {
+		t.cl.Write(t.partition, key, nil)
+	}
+	t.local = false
+	return nil
+}
+
+// restorePlan is how a starting partition gets its state back.
+type restorePlan struct {
+	epoch     uint64 // the local checkpoint to start from, 0 for none
+	load      bool   // load the partition's keys from it
+	wipe      bool   // its keys of the partition are stale: delete them
+	pos       connectors.Position
+	watermark int64
+	from      int64 // the changelog offset to read from; -1: nothing to read
+	end       int64
+}
+
+// plan decides where a starting partition's state comes from.
+func (s *PartitionSupervisor) plan() (restorePlan, error) {
+	cfg := s.e.cfg
+	p := restorePlan{from: -1, watermark: math.MinInt64}
+	cp, err := cfg.Store.Last()
+	switch {
+	case errors.Is(err, state.ErrNoCheckpoint):
+	case err != nil:
+		return p, err
+	default:
+		p.epoch = cp.ID
+	}
+	var local *clogEntry
+	if p.epoch > 0 {
+		pos, ok := cp.Positions[s.id]
+		if ok {
+			p.pos, p.load = pos, true
+		}
+		if cfg.Changelog != nil {
+			v, found, err := cfg.Store.Get(p.epoch, clogKey(s.id))
+			if err != nil {
+				return p, err
+			}
+			if found {
+				local = &clogEntry{}
+				if err := json.Unmarshal(v, local); err != nil {
+					return p, fmt.Errorf("checkpoint %d: changelog offset of %s: %w", p.epoch, s.id, err)
+				}
+				if !ok {
+					// Handed back: the state the checkpoint holds is
+					// the partition's when it left, at that marker.
+					p.pos, p.load = local.Position, true
+				}
+			}
+		}
+		// A checkpoint without the partition's position has no state of
+		// it to trust: what it holds is from before the partition moved
+		// away (or from an older run) and must go.
+		p.wipe = !p.load
+	}
+	if cfg.Changelog == nil {
+		return p, nil
+	}
+	end, err := cfg.Changelog.End(s.e.ctx, s.id)
+	if err != nil {
+		return p, fmt.Errorf("changelog of %s: %w", s.id, err)
+	}
+	p.end = end
+	switch {
+	case local != nil && local.Offset >= end:
+		// up to date (or the changelog was recreated: see below)
+		if local.Offset > end {
+			cfg.Logger.Warn("the changelog is behind the local state (recreated or truncated?): restoring the partition from it", "partition", s.id, "local", local.Offset, "changelog", end)
+			p.load, p.wipe, p.pos, p.from = false, true, nil, 0
+		}
+	case local != nil && p.load:
+		p.from = local.Offset
+	default:
+		if p.load {
+			// Local state from before the changelog: the changelog wins.
+			p.load, p.wipe = false, true
+		}
+		p.pos, p.from = nil, 0
+	}
+	if p.from >= 0 && p.from >= end {
+		p.from = -1 // nothing to read
+	}
+	return p, nil
+}
+
+// kv is one change read from the changelog; value nil deletes.
+type kv struct {
+	key   string // the state key, or the hook key when hook
+	hook  bool
+	value []byte
+}
+
+// restoreKVs carries changelog changes to a shard; pending counts the
+// changes sent and not yet taken in, the reader's backpressure.
+type restoreKVs struct {
+	gen     uint64
+	kvs     []kv
+	pending *atomic.Int64
+}
+
+// restored: the changelog has been read; the shard puts its state together.
+type restored struct {
+	gen       uint64
+	watermark int64
+}
+
+// restoreDone: the supervisor's changelog reader finished.
+type restoreDone struct {
+	gen    uint64
+	marker connectors.ChangelogMarker
+	n      int64
+	took   time.Duration
+	err    error
+}
+
+// partitionReady: a partition restored its state and reads; the node
+// includes it in barriers from now on.
+type partitionReady struct{ id string }
+
+// restoreProgress reports a partition's restore to the node.
+type restoreProgress struct {
+	id          string
+	done, total int64
+}
+
+// maxPendingRestore bounds the changes read and not yet taken in.
+const maxPendingRestore = 1 << 18
+
+// readChangelog reads the partition's changelog from offset from and
+// hands each change to the shard that owns its key.
+func (s *PartitionSupervisor) readChangelog(ctx context.Context, self *actor.PID, from int64) {
+	e, root, gen, shards, id := s.e, s.e.system.Root, s.gen, s.shards, s.id
+	started := time.Now()
+	aggP, keyP := string(statePrefix(id)), string(hookStatePrefix(id))
+	var pending atomic.Int64
+	batches := make([][]kv, len(shards))
+	flush := func(i int) {
+		if len(batches[i]) == 0 {
+			return
+		}
+		pending.Add(int64(len(batches[i])))
+		root.Send(shards[i], &restoreKVs{gen: gen, kvs: batches[i], pending: &pending})
+		batches[i] = nil
+	}
+	var n int64
+	apply := func(k, v []byte) error {
+		key := string(k)
+		var c kv
+		var sh int
+		switch {
+		case strings.HasPrefix(key, aggP):
+			c = kv{key: key[len(aggP):]}
+			sh = scripting.Shard(groupKey(c.key), len(shards))
+		case strings.HasPrefix(key, keyP):
+			c = kv{key: key[len(keyP):], hook: true}
+			sh = scripting.Shard(c.key, len(shards))
+		default:
+			return nil // not a shard's
+		}
+		if len(shards) == 0 {
+			return nil
+		}
+		if v != nil {
+			c.value = bytes.Clone(v)
+		}
+		n++
+		batches[sh] = append(batches[sh], c)
+		if len(batches[sh]) >= 1024 {
+			flush(sh)
+			for pending.Load() > maxPendingRestore && ctx.Err() == nil {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		return nil
+	}
+	progress := func(done, total int64) {
+		root.Send(e.node, &restoreProgress{id: id, done: done, total: total})
+	}
+	m, _, err := e.cfg.Changelog.Restore(ctx, id, from, apply, progress)
+	for i := range batches {
+		flush(i)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	root.Send(self, &restoreDone{gen: gen, marker: m, n: n, took: time.Since(started), err: err})
+}
+
+// onRestored: the changelog is read; the shards build their state, and
+// the partition reads from the newest marker's position.
+func (s *PartitionSupervisor) onRestored(ctx actor.Context, m *restoreDone) {
+	if m.err != nil {
+		ctx.Send(s.e.node, &partitionFailed{id: s.id, err: fmt.Errorf("restore from the changelog: %w", m.err)})
+		return
+	}
+	rate := 0.0
+	if m.took > 0 {
+		rate = float64(m.n) / m.took.Seconds()
+	}
+	s.e.cfg.Logger.Info("restored a partition from the changelog", "partition", s.id, "changes", m.n,
+		"took", m.took.Round(time.Millisecond), "changes_per_s", int64(rate), "checkpoint", m.marker.Checkpoint, "node", m.marker.Node)
+	s.e.cfg.Stats.Restored.Add(m.n)
+	s.e.cfg.Stats.RestoreNanos.Add(int64(m.took))
+	wm := s.plan0.watermark
+	if m.marker.Checkpoint > 0 {
+		s.pos, wm = m.marker.Position, m.marker.Watermark
+		if err := s.part.Seek(s.pos); err != nil {
+			ctx.Send(s.e.node, &partitionFailed{id: s.id, err: fmt.Errorf("restore: seek to the changelog's position: %w", err)})
+			return
+		}
+	}
+	for _, sh := range s.shards {
+		ctx.Send(sh, &restored{gen: s.gen, watermark: wm})
+	}
+	s.run(ctx)
+}
+
+// shardRestore is what a shard restoring from the changelog collects.
+type shardRestore struct {
+	load, wipe bool
+	entries    map[string][]byte // by state key; nil value: deleted
+	states     map[string][]byte // by hook key
+}
+
+func (a *KeyedAggregator) collect(m *restoreKVs) {
+	r := a.fromLog
+	for _, c := range m.kvs {
+		if c.hook {
+			r.states[c.key] = c.value
+		} else {
+			r.entries[c.key] = c.value
+		}
+	}
+	m.pending.Add(-int64(len(m.kvs)))
+}
+
+// restored puts the shard's state together: the local checkpoint's keys
+// the changelog did not change, then the changelog's. What the changelog
+// brought is written to the store (only) at the next checkpoint.
+func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
+	r := a.fromLog
+	a.fromLog = nil
+	// No checkpoint of this node wrote the partition's keys since the
+	// plan (it was out of barriers), so the last one holds them as then.
+	cp, err := a.e.cfg.Store.Last()
+	switch {
+	case errors.Is(err, state.ErrNoCheckpoint):
+		r.load, r.wipe = false, false
+	case err != nil:
+		return err
+	}
+	if r.load {
+		if err := a.restoreWatermark(cp.ID); err != nil {
+			return err
+		}
+		if err := a.loadStore(cp.ID, r.entries, r.states); err != nil {
+			return err
+		}
+	}
+	if m.watermark > a.watermark && a.p.HasEventTime() {
+		a.watermark = m.watermark
+	}
+	a.localEntries, a.localStates = map[string]bool{}, map[string]bool{}
+	for sk, v := range r.entries {
+		a.localEntries[sk] = true
+		if v == nil {
+			a.deleted = append(a.deleted, sk)
+			continue
+		}
+		if err := a.loadEntry(sk, v); err != nil {
+			return err
+		}
+		en := a.entries[sk]
+		en.dirty = true
+		a.dirty = append(a.dirty, sk)
+	}
+	for k, v := range r.states {
+		if v == nil {
+			a.statesDeleted = append(a.statesDeleted, k)
+		} else {
+			if err := a.loadState(k, v); err != nil {
+				return err
+			}
+			a.touchState(k, a.states[k])
+		}
+		a.localStates[k] = true
+	}
+	if r.wipe {
+		if err := a.wipeStale(cp.ID); err != nil {
+			return err
+		}
+	}
+	return a.announce(ctx)
+}
+
+// wipeStale deletes, at the next checkpoint, the store's keys of this
+// shard's partition that the restored state doesn't have.
+func (a *KeyedAggregator) wipeStale(epoch uint64) error {
+	store := a.e.cfg.Store
+	prefix := statePrefix(a.partition)
+	err := store.Scan(epoch, prefix, func(k, _ []byte) error {
+		sk := string(k[len(prefix):])
+		if scripting.Shard(groupKey(sk), a.shards) == a.shard && a.entries[sk] == nil {
+			a.deleted = append(a.deleted, sk)
+			a.localEntries[sk] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	hp := hookStatePrefix(a.partition)
+	return store.Scan(epoch, hp, func(k, _ []byte) error {
+		key := string(k[len(hp):])
+		if scripting.Shard(key, a.shards) == a.shard && a.states[key] == nil {
+			a.statesDeleted = append(a.statesDeleted, key)
+			a.localStates[key] = true
+		}
+		return nil
+	})
+}

@@ -1,0 +1,149 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/internal/memio"
+	"github.com/eddy-stream/eddy/state"
+)
+
+// clogScript counts every device, with a hook state per device so both
+// kinds of state move.
+const clogScript = `
+return {
+  parse = eddy.json { dstdevice = "string" },
+  key = "dstdevice",
+  aggregate = { count = eddy.count() },
+  on_record = function(r, ctx) ctx.state.seen = (ctx.state.seen or 0) + 1 end,
+  order_by = { "dstdevice" },
+  emit = "final",
+}`
+
+func clogLines(n int) []string {
+	lines := make([]string, n)
+	for i := range lines {
+		lines[i] = fmt.Sprintf(`{"dstdevice":"D%d"}`, i%13)
+	}
+	return lines
+}
+
+func wantCounts(lines []string) string {
+	counts := map[string]int{}
+	for _, l := range lines {
+		counts[strings.TrimSuffix(strings.TrimPrefix(l, `{"dstdevice":"`), `"}`)]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var sb strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&sb, "{\"dstdevice\":%q,\"count\":%d}\n", k, counts[k])
+	}
+	return sb.String()
+}
+
+// runNode runs the pipeline over lines on a store of its own (a node),
+// sharing the changelog, and returns the final result.
+// Without a checkpoint of the partition, reading starts at start, as a
+// Kafka partition starts at the group's committed offset.
+func runNode(t *testing.T, store *state.Store, cl connectors.Changelog, lines []string, start int) (string, Summary, *Stats) {
+	t.Helper()
+	results := &memio.Sink{}
+	stats := &Stats{}
+	sum, err := Run(context.Background(), Config{Pipeline: load(t, clogScript), Source: &memio.Source{Lines: lines, BatchSize: 50, From: start},
+		Store: store, Results: results, MaxErrors: -1, Shards: 3, Changelog: cl, Node: "test", Stats: stats})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rowsText(results.Rows()), sum, stats
+}
+
+func openStore(t *testing.T) *state.Store {
+	t.Helper()
+	s, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// A partition read by node a, then b, then a again: each takes the state
+// where the last left it, from the changelog, and a's old local state is
+// brought up to date, not counted twice.
+func TestStateFollowsThePartition(t *testing.T) {
+	lines := clogLines(3000)
+	cl := &memio.Changelog{}
+	a, b := openStore(t), openStore(t)
+	if got, _, _ := runNode(t, a, cl, lines[:1000], 0); got != wantCounts(lines[:1000]) {
+		t.Fatalf("a, first third:\n%s\nwant\n%s", got, wantCounts(lines[:1000]))
+	}
+	got, sum, stats := runNode(t, b, cl, lines[:2000], 1000)
+	if got != wantCounts(lines[:2000]) || sum.Read != 1000 || stats.Restored.Load() != 26 {
+		t.Fatalf("b, restored from the changelog (%d changes), read %d, two thirds:\n%s\nwant\n%s", stats.Restored.Load(), sum.Read, got, wantCounts(lines[:2000]))
+	}
+	// a's store holds the first third; the changelog has b's third on top.
+	got, sum, stats = runNode(t, a, cl, lines, 2000)
+	if got != wantCounts(lines) || sum.Read != 1000 || stats.Restored.Load() != 26 {
+		t.Fatalf("a again, %d changes restored, read %d:\n%s\nwant\n%s", stats.Restored.Load(), sum.Read, got, wantCounts(lines))
+	}
+	// The changelog holds the final state: 13 counts and 13 hook states.
+	keys, marker := cl.Keys("mem")
+	if len(keys) != 26 || !strings.Contains(marker, `"position":"MzAwMA=="`) {
+		t.Fatalf("changelog: %d keys, marker %s", len(keys), marker)
+	}
+	// A fourth node restores everything and has nothing left to read.
+	c := openStore(t)
+	if got, sum, _ := runNode(t, c, cl, lines, 0); got != wantCounts(lines) || sum.Read != 0 {
+		t.Fatalf("c read %d:\n%s\nwant\n%s", sum.Read, got, wantCounts(lines))
+	}
+}
+
+// Local state from a run without the changelog is not trusted once the
+// changelog has the partition: the changelog wins, and the stale local
+// keys are deleted.
+func TestChangelogWinsOverOlderLocalState(t *testing.T) {
+	lines := clogLines(2000)
+	a := openStore(t)
+	runNode(t, a, nil, lines[:500], 0) // a's own, without the changelog
+	cl := &memio.Changelog{}
+	b := openStore(t)
+	runNode(t, b, cl, lines[:1000], 0)
+	if got, _, _ := runNode(t, a, cl, lines, 1000); got != wantCounts(lines) {
+		t.Fatalf("a with the changelog:\n%s\nwant\n%s", got, wantCounts(lines))
+	}
+	// a's store holds the state the changelog has, no more.
+	cp, err := a.Last()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := cl.Keys("mem")
+	got := map[string]string{}
+	for _, prefix := range []string{"agg/", "key/"} {
+		a.Scan(cp.ID, []byte(prefix), func(k, v []byte) error {
+			got[string(k)] = string(v)
+			return nil
+		})
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("a's store:\n%v\nthe changelog:\n%v", got, want)
+	}
+}
+
+// A failed changelog commit fails the run: no checkpoint completes that
+// the changelog doesn't have.
+func TestChangelogCommitFailureStopsTheRun(t *testing.T) {
+	cl := &memio.Changelog{FailCommit: fmt.Errorf("broker says no")}
+	_, err := Run(context.Background(), Config{Pipeline: load(t, clogScript), Source: &memio.Source{Lines: clogLines(100)},
+		Store: openStore(t), Results: &memio.Sink{}, MaxErrors: -1, Changelog: cl})
+	if err == nil || !strings.Contains(err.Error(), "changelog: broker says no") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,654 @@
+// Package cluster makes the eddy run processes of one pipeline one cluster,
+// with protoactor-go's cluster: membership comes from the automanaged
+// provider (every node serves a health port and polls the health ports of
+// a static list of peers, on one machine or on many), and each node runs a
+// well-known actor that answers the other nodes over protoactor's remote:
+// its status, and its share of the pipeline's result table.
+//
+// Kafka, not the cluster, decides which node reads which partition; the
+// cluster gives one view of the nodes (eddy status) and answers queries of
+// the live state by gathering every node's share and merging them (eddy
+// query, GET /state), so a key whose partials are spread over partitions
+// owned by several nodes is answered whole.
+//
+// Messages between nodes are JSON carried in protobuf's well-known
+// BytesValue, which protoactor's default protobuf serializer handles
+// without generated code.
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/eddy-stream/eddy/actors"
+	"github.com/eddy-stream/eddy/connectors"
+)
+
+// Local is what this node answers for itself; *actors.Handle is one.
+type Local interface {
+	// Status is the node's own status.
+	Status(ctx context.Context) (actors.Status, error)
+	// Share is the node's partial accumulators for key ("" for every key)
+	// over the partitions it owns, opaque to the cluster.
+	Share(ctx context.Context, key string) ([]byte, error)
+	// Merge merges the shares of every node into result rows as a single
+	// node's State would answer them.
+	Merge(ctx context.Context, key string, shares [][]byte) ([]connectors.Row, error)
+}
+
+// DefaultPeers are the health ports the nodes of one machine use when no
+// peers are given: each node takes the first free one, and polls them all.
+// Nodes of other pipelines on the machine share the range; their cluster
+// names keep them apart.
+var DefaultPeers = []string{"127.0.0.1:6330-6345"}
+
+// Config says where a node listens and where its peers are.
+type Config struct {
+	// Name is the cluster's name (see Name): nodes of other clusters
+	// polled on the same ports are ignored.
+	Name string
+	// Host is the address the node's remote listens on and advertises
+	// (other nodes must reach it there); default: this machine's entry of
+	// Peers, else 127.0.0.1.
+	Host string
+	// Port is the remote's port; 0 picks a free one.
+	Port int
+	// AutoManagePort is the port of the node's health endpoint, which the
+	// provider serves on every interface; 0 takes the first free port of
+	// the entries of Peers that are on this machine.
+	AutoManagePort int
+	// Peers are the health endpoints (host:port) of every node, this one
+	// included; host:LO-HI stands for a range of ports. Default
+	// DefaultPeers.
+	Peers []string
+	// HTTP is the node's status address (eddy run --http), which it
+	// advertises in its status.
+	HTTP string
+	// RefreshTTL is how often the provider polls the peers (default 1s): a
+	// node that stops answering leaves the others' member lists after about
+	// that long (plus the provider's 2s HTTP timeout when it hangs).
+	RefreshTTL time.Duration
+	// Timeout bounds one request to another node (default 5s).
+	Timeout time.Duration
+	// Logger gets the node's logs; protoactor's own go to it at warning
+	// level and above.
+	Logger *slog.Logger
+}
+
+// Name derives a cluster's name from a pipeline and the Kafka consumer
+// group its nodes share ("" for sources without one).
+func Name(pipeline, group string) string {
+	if group == "" {
+		return "eddy/" + pipeline
+	}
+	return "eddy/" + pipeline + "/" + group
+}
+
+// Member is one node of the cluster.
+type Member struct {
+	// ID is the node's actor system id, new each time it joins.
+	ID string `json:"id"`
+	// Address is its remote's host:port.
+	Address string `json:"address"`
+	// Self marks the node that answers.
+	Self bool `json:"self,omitempty"`
+}
+
+// NodeStatus is one member's answer to a status request.
+type NodeStatus struct {
+	Member
+	// HTTP is the member's --http address.
+	HTTP   string         `json:"http,omitempty"`
+	Status *actors.Status `json:"status,omitempty"`
+	// Error says why the member did not answer; Status is nil then.
+	Error string `json:"error,omitempty"`
+}
+
+// Status is the cluster's view: every member's status.
+type Status struct {
+	Cluster  string       `json:"cluster"`
+	Pipeline string       `json:"pipeline"`
+	Nodes    []NodeStatus `json:"nodes"`
+}
+
+// MemberError is a fan-out some members did not answer.
+type MemberError struct {
+	Cluster string
+	Failed  []NodeStatus // Member and Error of each
+}
+
+func (e *MemberError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cluster %s: ", e.Cluster)
+	for i, f := range e.Failed {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "node %s at %s did not answer: %s", f.ID, f.Address, f.Error)
+	}
+	return b.String()
+}
+
+// Node is this process's membership in its cluster.
+type Node struct {
+	cfg     Config
+	local   Local
+	system  *actor.ActorSystem
+	c       *pcluster.Cluster
+	manPort int
+	log     *slog.Logger
+
+	leaveOnce sync.Once
+}
+
+const nodeActor = "eddy-node"
+
+// Join starts the node's remote and health endpoint, joins the cluster and
+// returns once the node sees itself as a member. local answers the other
+// nodes' requests.
+func Join(ctx context.Context, cfg Config, local Local) (*Node, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("cluster: no name")
+	}
+	if len(cfg.Peers) == 0 {
+		cfg.Peers = DefaultPeers
+	}
+	peers, err := ExpandPeers(cfg.Peers)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.RefreshTTL <= 0 {
+		cfg.RefreshTTL = time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	var ports []int
+	localHost := ""
+	for _, p := range peers {
+		h, ps, _ := net.SplitHostPort(p)
+		if isLocal(h) {
+			n, _ := strconv.Atoi(ps)
+			ports = append(ports, n)
+			if localHost == "" || !isLoopback(h) && isLoopback(localHost) {
+				localHost = h
+			}
+		}
+	}
+	if cfg.Host == "" {
+		cfg.Host = localHost
+		if cfg.Host == "" || cfg.Host == "localhost" {
+			cfg.Host = "127.0.0.1"
+		}
+	}
+	if cfg.AutoManagePort > 0 {
+		ports = []int{cfg.AutoManagePort}
+	} else if len(ports) == 0 {
+		return nil, fmt.Errorf("cluster: no peer in %s is on this machine: give this node's health port (its entry in the peers, or AutoManagePort)", strings.Join(cfg.Peers, ","))
+	}
+	var tried []string
+	for _, port := range ports {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if !free(port) {
+			tried = append(tried, fmt.Sprintf("%d in use", port))
+			continue
+		}
+		n, err := start(ctx, cfg, peers, port, local)
+		if err == nil {
+			return n, nil
+		}
+		var busy errPortBusy
+		if !errors.As(err, &busy) {
+			return nil, err
+		}
+		tried = append(tried, fmt.Sprintf("%d taken while joining", port))
+	}
+	return nil, fmt.Errorf("cluster: no free health port among the peers on this machine (%s): add ports to the peers, or give one", strings.Join(tried, ", "))
+}
+
+type errPortBusy struct{ port int }
+
+func (e errPortBusy) Error() string { return fmt.Sprintf("health port %d is taken", e.port) }
+
+func start(ctx context.Context, cfg Config, peers []string, port int, local Local) (n *Node, err error) {
+	log := cfg.Logger.With("cluster", cfg.Name)
+	protoLog := slog.New(quietHandler{log.Handler()})
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return protoLog }))
+	provider := automanaged.NewWithConfig(cfg.RefreshTTL, port, peers...)
+	rcfg := remote.Configure(cfg.Host, cfg.Port)
+	ccfg := pcluster.Configure(cfg.Name, provider, disthash.New(), rcfg,
+		pcluster.WithRequestTimeout(cfg.Timeout))
+	c := pcluster.New(system, ccfg)
+	n = &Node{cfg: cfg, local: local, system: system, c: c, manPort: port, log: log}
+	system.EventStream.Subscribe(func(evt any) {
+		if t, ok := evt.(*pcluster.ClusterTopology); ok {
+			for _, m := range t.Joined {
+				if m.Id != system.ID {
+					log.Info("node joined the cluster", "id", m.Id, "address", m.Address(), "members", len(t.Members))
+				}
+			}
+			for _, m := range t.Left {
+				log.Info("node left the cluster", "id", m.Id, "address", m.Address(), "members", len(t.Members))
+			}
+		}
+	})
+	defer func() {
+		if r := recover(); r != nil {
+			system.Shutdown()
+			err = fmt.Errorf("cluster: starting the node on %s:%d: %v", cfg.Host, cfg.Port, r)
+		}
+	}()
+	c.StartMember()
+	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &answerer{n} }), nodeActor); err != nil {
+		n.Leave()
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	// The provider polls its own health port too: the node is a member
+	// once it sees itself. Someone else answering there means the port
+	// was taken between the check and the provider's listen.
+	deadline := time.Now().Add(5*cfg.RefreshTTL + 5*time.Second)
+	for !n.sawSelf() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			n.Leave()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, errPortBusy{port}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	log.Info("joined the cluster", "id", system.ID, "address", system.Address(), "health", port, "members", len(n.Members()))
+	return n, nil
+}
+
+func (n *Node) sawSelf() bool {
+	for _, m := range n.Members() {
+		if m.Self {
+			return true
+		}
+	}
+	return false
+}
+
+// ID is the node's member id.
+func (n *Node) ID() string { return n.system.ID }
+
+// Address is the node's remote address.
+func (n *Node) Address() string { return n.system.Address() }
+
+// Name is the cluster's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// HealthPort is the node's automanaged health port.
+func (n *Node) HealthPort() int { return n.manPort }
+
+// Members lists the cluster's members as this node sees them, by address.
+func (n *Node) Members() []Member {
+	set := n.c.MemberList.Members()
+	if set == nil {
+		return nil
+	}
+	var out []Member
+	for _, m := range set.Members() {
+		out = append(out, Member{ID: m.Id, Address: m.Address(), Self: m.Id == n.system.ID})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
+	return out
+}
+
+// Leave leaves the cluster (gracefully: the others drop the node at their
+// next poll) and stops the node's remote and health endpoint.
+func (n *Node) Leave() {
+	n.leaveOnce.Do(func() {
+		n.c.Shutdown(true)
+		n.log.Debug("left the cluster", "id", n.system.ID)
+	})
+}
+
+// Status asks every member for its status. A member that does not answer
+// is listed with its Error set: the view is partial, and says so.
+func (n *Node) Status(ctx context.Context) (Status, error) {
+	answers := n.fanOut(ctx, request{Op: "status"})
+	st := Status{Cluster: n.cfg.Name}
+	for _, a := range answers {
+		ns := NodeStatus{Member: a.member, HTTP: a.HTTP, Status: a.Status, Error: a.Error}
+		if ns.Status != nil && st.Pipeline == "" {
+			st.Pipeline = ns.Status.Pipeline
+		}
+		st.Nodes = append(st.Nodes, ns)
+	}
+	if err := ctx.Err(); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// Shares asks every member for its share of key ("" for every key), this
+// node's first. A member that does not answer fails the whole call with a
+// *MemberError naming it: a merge without its share would be wrong. This
+// node's own failure is returned as it is (actors.ErrNoResultTable).
+func (n *Node) Shares(ctx context.Context, key string) ([][]byte, error) {
+	own, err := n.local.Share(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	shares := [][]byte{own}
+	var failed []NodeStatus
+	for _, a := range n.fanOut(ctx, request{Op: "share", Key: key, SkipSelf: true}) {
+		if a.Error != "" {
+			failed = append(failed, NodeStatus{Member: a.member, Error: a.Error})
+			continue
+		}
+		shares = append(shares, a.Share)
+	}
+	if len(failed) > 0 {
+		return nil, &MemberError{Cluster: n.cfg.Name, Failed: failed}
+	}
+	return shares, nil
+}
+
+// State is the cluster's current result for key ("" for the whole table):
+// every member's share, merged by this node.
+func (n *Node) State(ctx context.Context, key string) ([]connectors.Row, error) {
+	shares, err := n.Shares(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return n.local.Merge(ctx, key, shares)
+}
+
+// request is what one node asks another.
+type request struct {
+	Op       string `json:"op"` // status, share
+	Key      string `json:"key,omitempty"`
+	SkipSelf bool   `json:"-"`
+}
+
+// reply is a member's answer.
+type reply struct {
+	ID      string         `json:"id"`
+	Address string         `json:"address"`
+	HTTP    string         `json:"http,omitempty"`
+	Status  *actors.Status `json:"status,omitempty"`
+	Share   []byte         `json:"share,omitempty"`
+	Error   string         `json:"error,omitempty"`
+
+	member Member
+}
+
+// fanOut asks every member at once (this node directly, without the
+// remote) and returns their replies in member order.
+func (n *Node) fanOut(ctx context.Context, req request) []reply {
+	members := n.Members()
+	if !req.SkipSelf && !n.sawSelf() {
+		members = append([]Member{{ID: n.system.ID, Address: n.system.Address(), Self: true}}, members...)
+	}
+	out := make([]reply, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		if m.Self && req.SkipSelf {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var r reply
+			if m.Self {
+				r = n.answer(ctx, req)
+			} else {
+				r = n.ask(ctx, m, req)
+			}
+			r.member = m
+			out[i] = r
+		}()
+	}
+	wg.Wait()
+	kept := out[:0]
+	for i, r := range out {
+		if members[i].Self && req.SkipSelf {
+			continue
+		}
+		kept = append(kept, r)
+	}
+	return kept
+}
+
+// ask sends req to member m's well-known actor and waits for its reply.
+func (n *Node) ask(ctx context.Context, m Member, req request) reply {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return reply{Error: err.Error()}
+	}
+	timeout := n.cfg.Timeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	res, err := n.system.Root.RequestFuture(actor.NewPID(m.Address, nodeActor), wrapperspb.Bytes(data), timeout).Result()
+	switch {
+	case errors.Is(err, actor.ErrTimeout):
+		return reply{Error: fmt.Sprintf("no answer within %v", timeout)}
+	case errors.Is(err, actor.ErrDeadLetter):
+		return reply{Error: "unreachable (its remote is down or it runs no eddy node)"}
+	case err != nil:
+		return reply{Error: err.Error()}
+	}
+	b, ok := res.(*wrapperspb.BytesValue)
+	if !ok {
+		return reply{Error: fmt.Sprintf("unexpected answer %T", res)}
+	}
+	var r reply
+	if err := json.Unmarshal(b.Value, &r); err != nil {
+		return reply{Error: fmt.Sprintf("bad answer: %v", err)}
+	}
+	return r
+}
+
+// answer answers req for this node.
+func (n *Node) answer(ctx context.Context, req request) reply {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
+	defer cancel()
+	r := reply{ID: n.system.ID, Address: n.system.Address(), HTTP: n.cfg.HTTP}
+	var err error
+	switch req.Op {
+	case "status":
+		var st actors.Status
+		if st, err = n.local.Status(ctx); err == nil {
+			r.Status = &st
+		}
+	case "share":
+		r.Share, err = n.local.Share(ctx, req.Key)
+	default:
+		err = fmt.Errorf("unknown request %q", req.Op)
+	}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return r
+}
+
+// answerer is the well-known actor every node runs. It answers on a
+// goroutine of its own, so a slow engine doesn't hold its mailbox.
+type answerer struct{ n *Node }
+
+func (a *answerer) Receive(ctx actor.Context) {
+	msg, ok := ctx.Message().(*wrapperspb.BytesValue)
+	if !ok {
+		return
+	}
+	sender := ctx.Sender()
+	if sender == nil {
+		return
+	}
+	root := ctx.ActorSystem().Root
+	go func() {
+		var req request
+		r := reply{ID: a.n.system.ID, Address: a.n.system.Address(), HTTP: a.n.cfg.HTTP}
+		if err := json.Unmarshal(msg.Value, &req); err != nil {
+			r.Error = fmt.Sprintf("bad request: %v", err)
+		} else {
+			r = a.n.answer(context.Background(), req)
+		}
+		data, err := json.Marshal(r)
+		if err != nil {
+			data, _ = json.Marshal(reply{ID: r.ID, Address: r.Address, Error: err.Error()})
+		}
+		root.Send(sender, wrapperspb.Bytes(data))
+	}()
+}
+
+// ExpandPeers checks host:port entries and expands host:LO-HI ranges.
+func ExpandPeers(peers []string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	add := func(p string) {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	for _, entry := range peers {
+		for _, p := range strings.Split(entry, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			host, ports, err := net.SplitHostPort(p)
+			if err != nil || host == "" {
+				return nil, fmt.Errorf("peer %q: want HOST:PORT or HOST:LOW-HIGH", p)
+			}
+			lo, hi, isRange := strings.Cut(ports, "-")
+			a, err1 := strconv.Atoi(lo)
+			b := a
+			var err2 error
+			if isRange {
+				b, err2 = strconv.Atoi(hi)
+			}
+			if err1 != nil || err2 != nil || a < 1 || b > 65535 || b < a || b-a > 255 {
+				return nil, fmt.Errorf("peer %q: want HOST:PORT or HOST:LOW-HIGH (at most 256 ports)", p)
+			}
+			for port := a; port <= b; port++ {
+				add(net.JoinHostPort(host, strconv.Itoa(port)))
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no peers")
+	}
+	return out, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// isLocal says whether host names this machine: loopback, its host name,
+// or one of its interfaces' addresses.
+func isLocal(host string) bool {
+	if isLoopback(host) {
+		return true
+	}
+	if hn, err := os.Hostname(); err == nil && strings.EqualFold(hn, host) {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	ips := []net.IP{net.ParseIP(host)}
+	if ips[0] == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		resolved, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+		if err != nil {
+			return false
+		}
+		ips = ips[:0]
+		for _, a := range resolved {
+			ips = append(ips, a.IP)
+		}
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			for _, ip := range ips {
+				if ipn.IP.Equal(ip) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// free says whether port can be listened on (the provider listens on every
+// interface).
+func free(port int) bool {
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
+}
+
+// quietHandler passes protoactor's logs to the node's logger at debug
+// level (eddy -v shows them; a peer going away makes its remote and gossip
+// complain loudly), less the provider's routine complaints about peers that
+// are not running (most ports of a range are empty). The node logs members
+// joining and leaving itself.
+type quietHandler struct{ slog.Handler }
+
+var routine = []string{
+	"Bad connection to the node health status",
+	"Couldn't request node health status",
+	"Bad response from the node health status",
+	"Bad data from the node health status",
+	"Failure reaching nodes",
+}
+
+func (h quietHandler) Enabled(ctx context.Context, _ slog.Level) bool {
+	return h.Handler.Enabled(ctx, slog.LevelDebug)
+}
+
+func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	for _, m := range routine {
+		if strings.HasPrefix(r.Message, m) {
+			return nil
+		}
+	}
+	d := slog.NewRecord(r.Time, slog.LevelDebug, "protoactor: "+r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool { d.AddAttrs(a); return true })
+	return h.Handler.Handle(ctx, d)
+}
+
+func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h quietHandler) WithGroup(name string) slog.Handler {
+	return quietHandler{h.Handler.WithGroup(name)}
+}
