@@ -60,6 +60,11 @@ Sinks are as for eddy run; --sink sends the replay's results elsewhere.`
 			if err := rewind(dir, fromCheckpoint, fromSavepoint); err != nil {
 				return err
 			}
+			// A replay is this node's: the changelog (newer than the
+			// rewound state) must not bring the state forward again.
+			if err := c.Flags().Set("changelog", "false"); err != nil {
+				return err
+			}
 			return withLag(c, args[0], func() error { return inner(c, args) })
 		}
 		if err := emptyState(dir); err != nil {
@@ -70,6 +75,9 @@ Sinks are as for eddy run; --sink sends the replay's results elsewhere.`
 			return err
 		}
 		if err := c.Flags().Set("source", src); err != nil {
+			return err
+		}
+		if err := c.Flags().Set("changelog", "false"); err != nil { // a replay group's own
 			return err
 		}
 		txnSuffix = ".replay-" + strconv.FormatInt(time.Now().Unix(), 10)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,8 @@ type runFlags struct {
 	cpuProfile                                        string
 	httpAddr                                          string
 	exactlyOnce                                       bool
+	changelog                                         bool
+	node                                              string
 	memProfile                                        string
 	lookups                                           map[string]string
 }
@@ -78,6 +81,8 @@ a temporary directory and is gone when the run ends.`,
 	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to this file when the run ends (for `go tool pprof`)")
 	fl.BoolVar(&f.progress, "progress", true, "show progress on stderr when it is a terminal")
 	fl.BoolVar(&f.exactlyOnce, "exactly-once", false, "kafka:// sinks write in transactions committed with each checkpoint (see docs/kafka.md)")
+	fl.BoolVar(&f.changelog, "changelog", true, "with a kafka:// source, write every checkpoint's state changes to a changelog topic so partitions take their state to whichever node reads them next (see docs/cluster.md)")
+	fl.StringVar(&f.node, "node", "", "this node's name in changelogs and cluster status (default: the source's instance, else HOST-PID)")
 	fl.StringVar(&f.httpAddr, "http", "", "serve status and live state on this address (HOST:PORT): eddy status, eddy query, GET /status, /state, /state/KEY")
 	return cmd
 }
@@ -102,6 +107,7 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 	if srcURI == "" {
 		return fmt.Errorf("%s names no source: give one with --source (for example --source dir:DATA or --source gen:netflow?count=1000)", p.Script)
 	}
+	srcURI = kafka.WithDefaultGroup(srcURI, p.Name)
 	extra := connectors.Params{}
 	if f.maxFiles > 0 {
 		extra.Set("max-files-per-trigger", strconv.Itoa(f.maxFiles))
@@ -180,6 +186,26 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 	if f.exactlyOnce && !anyTransactional(cfg) {
 		log.Warn("--exactly-once: no kafka:// sink; stdout and files stay at-least-once across a crash")
 	}
+	cfg.Node = nodeName(f.node, srcURI)
+	if cs, ok := src.(connectors.ChangelogSource); ok && f.changelog {
+		cl, err := cs.Changelog(p.Name)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		cfg.Changelog = cl
+		if sh, ok := cl.(connectors.ChangelogSharer); ok && f.exactlyOnce {
+			for _, t := range transactionalSinks(cfg) {
+				if sh.ShareTransaction(t) {
+					cfg.ChangelogShared = true
+					break
+				}
+			}
+			if !cfg.ChangelogShared {
+				log.Warn("--exactly-once: the changelog commits apart from the sinks (no kafka:// sink on the source's brokers): output may repeat when a partition moves after a crash")
+			}
+		}
+	}
 	dir := f.stateDir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "eddy-state-"); err != nil {
@@ -232,6 +258,39 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 	}
 	log.Debug("done", "read", sum.Read, "kept", sum.Kept, "failed", sum.Failed, "checkpoints", sum.Checkpoints)
 	return nil
+}
+
+// nodeName is what a node calls itself: --node, else the Kafka source's
+// static instance, else host-pid.
+func nodeName(flag, src string) string {
+	if flag != "" {
+		return flag
+	}
+	if t, err := connectors.Parse(src); err == nil && t.Params.Get("instance") != "" {
+		return t.Params.Get("instance")
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}
+
+// transactionalSinks lists the run's transactional sinks, by name.
+func transactionalSinks(cfg actors.Config) []connectors.Transactional {
+	var out []connectors.Transactional
+	all := map[string]connectors.Sink{"results": cfg.Results, "records": cfg.Records, "dead_letter": cfg.DeadLetters, "late": cfg.Late}
+	for name, s := range cfg.Outputs {
+		all["to "+name] = s
+	}
+	names := make([]string, 0, len(all))
+	for n := range all {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if t, ok := all[n].(connectors.Transactional); ok {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // sinkSet opens each sink URI once: a URI named for two outputs (results

@@ -710,6 +710,20 @@ func GroupOf(uri string) (string, bool) {
 	return "eddy." + strings.ReplaceAll(strings.Trim(t.Path, "/"), ",", "+"), true
 }
 
+// WithDefaultGroup gives a kafka:// source URI without a group the
+// pipeline's default one, eddy.PIPELINE: every process of a pipeline then
+// joins one group (and shares its changelog), and two pipelines reading
+// one topic don't split its partitions between them. Other URIs are
+// returned as they are.
+func WithDefaultGroup(uri, pipeline string) string {
+	t, err := connectors.Parse(uri)
+	if err != nil || t.Scheme != "kafka" || t.Params.Get("group") != "" || pipeline == "" {
+		return uri
+	}
+	t.Params.Set("group", "eddy."+pipeline)
+	return "kafka://" + t.Host + "/" + t.Path + "?" + t.Params.Encode()
+}
+
 // Progress is how far a running source has read: records returned since
 // its partitions were assigned, and records left before every partition's
 // end as last listed.
