@@ -21,8 +21,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -35,6 +37,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/labstack/echo"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/eddy-stream/eddy/actors"
@@ -183,13 +186,18 @@ func Join(ctx context.Context, cfg Config, local Local) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	var ports []int
+	// The health endpoint: the first entry of the peers on this machine
+	// whose port is free (listened on by that entry's host), or the port
+	// given (on every interface).
+	var cands []string
 	localHost := ""
 	for _, p := range peers {
-		h, ps, _ := net.SplitHostPort(p)
+		h, port, _ := net.SplitHostPort(p)
 		if isLocal(h) {
-			n, _ := strconv.Atoi(ps)
-			ports = append(ports, n)
+			if h == "localhost" {
+				h = "127.0.0.1"
+			}
+			cands = append(cands, net.JoinHostPort(h, port))
 			if localHost == "" || !isLoopback(h) && isLoopback(localHost) {
 				localHost = h
 			}
@@ -197,50 +205,55 @@ func Join(ctx context.Context, cfg Config, local Local) (*Node, error) {
 	}
 	if cfg.Host == "" {
 		cfg.Host = localHost
-		if cfg.Host == "" || cfg.Host == "localhost" {
+		if cfg.Host == "" {
 			cfg.Host = "127.0.0.1"
 		}
 	}
 	if cfg.AutoManagePort > 0 {
-		ports = []int{cfg.AutoManagePort}
-	} else if len(ports) == 0 {
-		return nil, fmt.Errorf("cluster: no peer in %s is on this machine: give this node's health port (its entry in the peers, or AutoManagePort)", strings.Join(cfg.Peers, ","))
+		cands = []string{":" + strconv.Itoa(cfg.AutoManagePort)}
+	} else if len(cands) == 0 {
+		return nil, fmt.Errorf("cluster: no peer in %s is on this machine: list this node's health port among the peers", strings.Join(cfg.Peers, ","))
 	}
+	var ln net.Listener
 	var tried []string
-	for _, port := range ports {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	for _, c := range cands {
+		if ln, err = net.Listen("tcp", c); err == nil {
+			break
 		}
-		if !free(port) {
-			tried = append(tried, fmt.Sprintf("%d in use", port))
-			continue
-		}
-		n, err := start(ctx, cfg, peers, port, local)
-		if err == nil {
-			return n, nil
-		}
-		var busy errPortBusy
-		if !errors.As(err, &busy) {
-			return nil, err
-		}
-		tried = append(tried, fmt.Sprintf("%d taken while joining", port))
+		tried = append(tried, c)
 	}
-	return nil, fmt.Errorf("cluster: no free health port among the peers on this machine (%s): add ports to the peers, or give one", strings.Join(tried, ", "))
+	if ln == nil {
+		if len(cands) == 1 {
+			return nil, fmt.Errorf("cluster: health port: %w", err)
+		}
+		return nil, fmt.Errorf("cluster: every health port of the peers on this machine is in use (%s): add ports to the peers", strings.Join(tried, ", "))
+	}
+	return start(ctx, cfg, peers, ln, local)
 }
 
-type errPortBusy struct{ port int }
-
-func (e errPortBusy) Error() string { return fmt.Sprintf("health port %d is taken", e.port) }
-
-func start(ctx context.Context, cfg Config, peers []string, port int, local Local) (n *Node, err error) {
+func start(ctx context.Context, cfg Config, peers []string, ln net.Listener, local Local) (n *Node, err error) {
+	port := ln.Addr().(*net.TCPAddr).Port
 	log := cfg.Logger.With("cluster", cfg.Name)
 	protoLog := slog.New(quietHandler{log.Handler()})
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return protoLog }))
-	provider := automanaged.NewWithConfig(cfg.RefreshTTL, port, peers...)
+	// The provider's own health server would listen on 0.0.0.0 and print
+	// its banner to stdout, where eddy writes results: give it one that
+	// serves the same answer on the listener chosen above, quietly.
+	health := echo.New()
+	health.HideBanner, health.HidePort, health.Listener = true, true, ln
+	health.Logger.SetOutput(io.Discard)
+	provider := automanaged.NewWithTesting(cfg.RefreshTTL, port, health, peers...)
 	rcfg := remote.Configure(cfg.Host, cfg.Port)
 	ccfg := pcluster.Configure(cfg.Name, provider, disthash.New(), rcfg,
 		pcluster.WithRequestTimeout(cfg.Timeout))
 	c := pcluster.New(system, ccfg)
+	health.GET("/_health", func(ec echo.Context) error {
+		host, rport, err := system.GetHostPort()
+		if err != nil {
+			return err
+		}
+		return ec.JSON(http.StatusOK, automanaged.NewNode(cfg.Name, system.ID, host, rport, port, c.GetClusterKinds()))
+	})
 	n = &Node{cfg: cfg, local: local, system: system, c: c, manPort: port, log: log}
 	system.EventStream.Subscribe(func(evt any) {
 		if t, ok := evt.(*pcluster.ClusterTopology); ok {
@@ -257,6 +270,8 @@ func start(ctx context.Context, cfg Config, peers []string, port int, local Loca
 	defer func() {
 		if r := recover(); r != nil {
 			system.Shutdown()
+			health.Close()
+			ln.Close()
 			err = fmt.Errorf("cluster: starting the node on %s:%d: %v", cfg.Host, cfg.Port, r)
 		}
 	}()
@@ -266,8 +281,7 @@ func start(ctx context.Context, cfg Config, peers []string, port int, local Loca
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	// The provider polls its own health port too: the node is a member
-	// once it sees itself. Someone else answering there means the port
-	// was taken between the check and the provider's listen.
+	// once it sees itself.
 	deadline := time.Now().Add(5*cfg.RefreshTTL + 5*time.Second)
 	for !n.sawSelf() {
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -275,7 +289,7 @@ func start(ctx context.Context, cfg Config, peers []string, port int, local Loca
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, errPortBusy{port}
+			return nil, fmt.Errorf("cluster: the node did not see itself at its health port %d: is that port among the peers?", port)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -602,17 +616,6 @@ func isLocal(host string) bool {
 		}
 	}
 	return false
-}
-
-// free says whether port can be listened on (the provider listens on every
-// interface).
-func free(port int) bool {
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
-	if err != nil {
-		return false
-	}
-	ln.Close()
-	return true
 }
 
 // quietHandler passes protoactor's logs to the node's logger at debug

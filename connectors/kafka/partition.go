@@ -37,7 +37,10 @@ type partition struct {
 	endAt  time.Time // when end was last listed
 }
 
-var _ connectors.Partition = (*partition)(nil)
+var (
+	_ connectors.Partition = (*partition)(nil)
+	_ connectors.Lagger    = (*partition)(nil)
+)
 
 func newPartition(s *Source, t tp) *partition {
 	return &partition{s: s, tp: t, id: t.id(), where: t.topic + "/" + strconv.Itoa(int(t.part)), end: -1, notify: make(chan struct{}, 1), owed: true}
@@ -244,6 +247,25 @@ func (p *partition) Describe(pos connectors.Position) string {
 		return string(pos)
 	}
 	return "offset " + strconv.FormatInt(off, 10)
+}
+
+// Lag is the partition's end as last fetched or listed (the last stable
+// offset with read_committed, else the high watermark) minus pos's offset.
+func (p *partition) Lag(pos connectors.Position) (int64, bool) {
+	if pos == nil {
+		return 0, false
+	}
+	off, err := decodePos(pos)
+	if err != nil {
+		return 0, false
+	}
+	p.s.mu.Lock()
+	end := p.end
+	p.s.mu.Unlock()
+	if end < 0 {
+		return 0, false
+	}
+	return max(end-off, 0), true
 }
 
 func (p *partition) isGone() bool {
