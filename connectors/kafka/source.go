@@ -51,7 +51,11 @@ type SourceConfig struct {
 	// restarted with the same instance gets its partitions back at once,
 	// without waiting for the dead one's session to time out.
 	Instance string
-	Logger   *slog.Logger
+	// SessionTimeout is how long the group waits for a member that stopped
+	// heartbeating (killed, cut off) before it hands its partitions to the
+	// others; 0 keeps Kafka's default, 45s.
+	SessionTimeout time.Duration
+	Logger         *slog.Logger
 }
 
 func (c *SourceConfig) defaults() error {
@@ -87,7 +91,7 @@ func (c *SourceConfig) defaults() error {
 // OpenSource opens the source a kafka:// target names. Parameters: group,
 // start=earliest|latest|OFFSET, start-time=RFC3339, ignore-committed=true,
 // isolation=read_committed|read_uncommitted, instance (static membership),
-// batch, buffer, poll, and the connection's (see ParseConn).
+// session-timeout, batch, buffer, poll, and the connection's (see ParseConn).
 func OpenSource(t connectors.Target) (*Source, error) {
 	conn, err := ParseConn(t)
 	if err != nil {
@@ -115,6 +119,9 @@ func OpenSource(t connectors.Target) (*Source, error) {
 	}
 	c.Batch, c.Buffer = int(batch), int(buffer)
 	if c.Poll, err = t.DurationParam("poll", 0); err != nil {
+		return nil, err
+	}
+	if c.SessionTimeout, err = t.DurationParam("session-timeout", 0); err != nil {
 		return nil, err
 	}
 	return NewSource(c)
@@ -201,6 +208,9 @@ func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
 		kgo.OnPartitionsAssigned(s.onAssigned),
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
+	}
+	if s.cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(s.cfg.SessionTimeout))
 	}
 	if s.cfg.Instance != "" {
 		opts = append(opts, kgo.InstanceID(s.cfg.Instance))
