@@ -39,6 +39,11 @@ type PartitionStatus struct {
 	Position string `json:"position,omitempty"`
 	CaughtUp bool   `json:"caught_up"`
 	Ended    bool   `json:"ended"`
+	// Restoring: reading its changelog before its records; Restored of
+	// ToRestore changes so far.
+	Restoring bool  `json:"restoring,omitempty"`
+	Restored  int64 `json:"restored,omitempty"`
+	ToRestore int64 `json:"to_restore,omitempty"`
 }
 
 // CheckpointStatus is the last complete checkpoint.
@@ -147,7 +152,8 @@ func (n *node) status(ctx actor.Context) {
 	st := Status{}
 	for _, id := range n.partitionIDs() {
 		p := n.parts[id]
-		ps := PartitionStatus{ID: id, CaughtUp: p.status.caughtUp, Ended: p.status.ended}
+		ps := PartitionStatus{ID: id, CaughtUp: p.status.caughtUp, Ended: p.status.ended,
+			Restoring: p.restoring, Restored: p.restored, ToRestore: p.toRestore}
 		if pos := n.positions[id]; pos != nil {
 			ps.Position = p.part.Describe(pos)
 		}
