@@ -47,8 +47,8 @@ type KeyedAggregator struct {
 	// statesDeleted: hook states to delete at the next checkpoint (stale
 	// ones a restore from the changelog replaced)
 	statesDeleted []string
-	timers      timerHeap
-	sessions    map[string][]*entry // open session windows by key
+	timers        timerHeap
+	sessions      map[string][]*entry // open session windows by key
 	// lastWindow remembers each key's latest window state key: most
 	// records fall in it, and building the key costs an allocation.
 	lastWindow map[string]windowName

@@ -50,7 +50,7 @@ type partState struct {
 	since int64
 	// restoring: reading its changelog, out of barriers until ready;
 	// restored and toRestore are its progress
-	restoring            bool
+	restoring           bool
 	restored, toRestore int64
 }
 
