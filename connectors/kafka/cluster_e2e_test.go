@@ -1,0 +1,253 @@
+package kafka_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eddy-stream/eddy/internal/reference"
+	"github.com/eddy-stream/eddy/internal/testenv"
+)
+
+// clusterNode is one `eddy run` process of a three-node test.
+type clusterNode struct {
+	name, http string
+	cmd        *exec.Cmd
+	out, err   *bytes.Buffer
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// get fetches path from the node's --http address.
+func (n *clusterNode) get(path string) ([]byte, error) {
+	cl := http.Client{Timeout: 5 * time.Second}
+	resp, err := cl.Get("http://" + n.http + path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return b, fmt.Errorf("%s: %s: %s", path, resp.Status, b)
+	}
+	return b, err
+}
+
+// partitions lists the partitions the node owns and says whether any of
+// them is still restoring.
+func (n *clusterNode) partitions() ([]string, bool, error) {
+	b, err := n.get("/status?local=1")
+	if err != nil {
+		return nil, false, err
+	}
+	var st struct {
+		Partitions []struct {
+			ID        string `json:"id"`
+			Restoring bool   `json:"restoring"`
+		} `json:"partitions"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, false, fmt.Errorf("status of %s: %v: %s", n.name, err, b)
+	}
+	var ids []string
+	restoring := false
+	for _, p := range st.Partitions {
+		ids = append(ids, p.ID)
+		restoring = restoring || p.Restoring
+	}
+	sort.Strings(ids)
+	return ids, restoring, nil
+}
+
+// Three nodes of one pipeline as separate processes on the real broker: a
+// third node joins (only some partitions move), a node is killed with
+// SIGKILL (the others take its partitions, state and all, once its session
+// times out), it comes back; the cluster's result then equals a plain
+// computation of the whole input, and so does the table any one node
+// answers for the cluster.
+func TestClusterOfThreeNodes(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 6)
+	_, lines := flowLines(t, 90_000)
+	want := reference.NetflowCounts(lines)
+	group := topic + "-g"
+	t.Cleanup(func() { deleteTopics(brokers, "eddy-changelog."+group+"."+topic) })
+	dirs := t.TempDir()
+	start := func(name string) *clusterNode {
+		n := &clusterNode{name: name, http: freePort(t), out: &bytes.Buffer{}, err: &bytes.Buffer{}}
+		n.cmd = exec.Command(eddyPath(t), "run", "testdata/flows_all.lua",
+			"--source", brokerURI(brokers, topic, "group="+group+"&session-timeout=6s"),
+			"--state", filepath.Join(dirs, name), "--checkpoint-interval", "300ms", "--trigger-interval", "100ms",
+			"--http", n.http, "--node", name, "-v")
+		n.cmd.Stdout, n.cmd.Stderr = n.out, n.err
+		if err := n.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.cmd.Process.Kill(); n.cmd.Wait() })
+		return n
+	}
+	logs := func(nodes ...*clusterNode) string {
+		var sb strings.Builder
+		for _, n := range nodes {
+			fmt.Fprintf(&sb, "--- %s:\n%s\n", n.name, tail(n.err))
+		}
+		return sb.String()
+	}
+	feed := func(part [][]byte) {
+		for i := 0; i < len(part); i += 3000 {
+			produceLines(t, brokers, topic, part[i:min(i+3000, len(part))])
+			time.Sleep(30 * time.Millisecond)
+		}
+	}
+	// owned waits until the live nodes own every partition between them,
+	// none restoring, and returns who owns what.
+	owned := func(nodes ...*clusterNode) map[string][]string {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			got, total, restoring := map[string][]string{}, 0, false
+			for _, n := range nodes {
+				ids, r, err := n.partitions()
+				if err == nil {
+					got[n.name] = ids
+					total += len(ids)
+					restoring = restoring || r
+				}
+			}
+			if total == 6 && !restoring && len(got) == len(nodes) {
+				return got
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the nodes don't own the 6 partitions between them after 60s: %v (restoring: %v)\n%s", got, restoring, logs(nodes...))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	q := len(lines) / 4
+	a, b := start("a"), start("b")
+	feed(lines[:q])
+	waitMembers(t, brokers, group, 2)
+	before := owned(a, b)
+
+	// A third node joins: it gets some partitions, the others keep some.
+	c := start("c")
+	feed(lines[q : 2*q])
+	waitMembers(t, brokers, group, 3)
+	after := owned(a, b, c)
+	for _, n := range []string{"a", "b"} {
+		kept := 0
+		for _, id := range after[n] {
+			for _, was := range before[n] {
+				if id == was {
+					kept++
+				}
+			}
+		}
+		if kept == 0 || len(after["c"]) == 0 {
+			t.Fatalf("adding c moved every partition of %s: before %v, after %v", n, before, after)
+		}
+	}
+
+	// b is killed: a and c take its partitions once its session times out.
+	killedAt := time.Now()
+	b.cmd.Process.Kill()
+	b.cmd.Wait()
+	feed(lines[2*q : 3*q])
+	waitMembers(t, brokers, group, 2)
+	owned(a, c)
+	t.Logf("b's partitions taken over %v after the kill (session timeout 6s)", time.Since(killedAt).Round(100*time.Millisecond))
+
+	// b comes back on its old state directory.
+	b2 := start("b")
+	b2.name = "b (restarted)"
+	feed(lines[3*q:])
+	waitMembers(t, brokers, group, 3)
+	waitNoLag(t, brokers, group, topic)
+	owned(a, b2, c)
+
+	// Every partition is owned by one node: the nodes' tables add up to
+	// the whole result.
+	var got map[string]int64
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got = map[string]int64{}
+		for _, n := range []*clusterNode{a, b2, c} {
+			body, err := n.get("/state?local=1")
+			if err != nil {
+				t.Fatalf("state of %s: %v", n.name, err)
+			}
+			addCounts(t, body, got)
+		}
+		if equalCounts(want, got) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if !equalCounts(want, got) {
+		t.Log(logs(a, b2, c))
+	}
+	sameCounts(t, "the three nodes' tables", want, got)
+	restored := 0
+	for _, n := range []*clusterNode{a, c, b2} {
+		restored += strings.Count(n.err.String(), "restored a partition from the changelog")
+	}
+	if restored == 0 {
+		t.Fatalf("no node restored a partition from the changelog:\n%s", logs(a, b2, c))
+	}
+	for _, n := range []*clusterNode{a, b2, c} {
+		n.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, n := range []*clusterNode{a, b2, c} {
+		if err := n.cmd.Wait(); err != nil {
+			t.Fatalf("%s failed: %v\n%s", n.name, err, logs(a, b2, c))
+		}
+	}
+}
+
+// addCounts adds /state rows {"dstdevice":…,"count":…} into counts.
+func addCounts(t *testing.T, body []byte, into map[string]int64) {
+	t.Helper()
+	for _, l := range bytes.Split(body, []byte("\n")) {
+		if len(l) == 0 {
+			continue
+		}
+		var row struct {
+			Dev   string `json:"dstdevice"`
+			Count int64  `json:"count"`
+		}
+		if err := json.Unmarshal(l, &row); err != nil {
+			t.Fatalf("bad state line %q: %v", l, err)
+		}
+		into[row.Dev] += row.Count
+	}
+}
+
+func equalCounts(want, got map[string]int64) bool {
+	if len(want) != len(got) {
+		return false
+	}
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
+}
