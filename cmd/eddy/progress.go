@@ -42,7 +42,12 @@ func startProgress(w io.Writer, enabled bool, st *actors.Stats) func() {
 				bar.Finish()
 				return
 			case <-t.C:
-				bar.Describe("records (failed " + itoa(st.Failed.Load()) + ", checkpoints " + itoa(st.Checkpoints.Load()) + ")")
+				desc := "records (failed " + itoa(st.Failed.Load()) + ", checkpoints " + itoa(st.Checkpoints.Load())
+				if n := st.Restoring.Load(); n > 0 {
+					// A partition that moved here reads its changelog first.
+					desc += ", restoring " + itoa(n) + " partition(s): " + itoa(st.RestoreDone.Load()) + "/" + itoa(st.RestoreTotal.Load()) + " changes"
+				}
+				bar.Describe(desc + ")")
 				bar.Set64(st.Read.Load())
 			}
 		}
