@@ -96,9 +96,11 @@ func (s *PartitionSupervisor) Receive(ctx actor.Context) {
 		s.stopReading()
 	case *actor.Stopping:
 		s.stopReading()
-		// The partition leaves this node: so do its rows of the result
-		// table (a restart resends them instead).
-		if s.e.emitter != nil {
+		// The partition leaves this node and its state goes with it
+		// (through the changelog): so do its rows of the result table. (A
+		// restart resends them instead. Without a changelog the state
+		// stays, and the table keeps what this node counted.)
+		if s.e.emitter != nil && s.e.cfg.Changelog != nil {
 			for i := range s.shards {
 				ctx.Send(s.e.emitter, &resultRows{partition: s.id, shard: i, reset: true})
 			}
