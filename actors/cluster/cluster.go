@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/labstack/echo"
+	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/eddy-stream/eddy/actors"
@@ -151,17 +153,25 @@ func (e *MemberError) Error() string {
 
 // Node is this process's membership in its cluster.
 type Node struct {
-	cfg     Config
-	local   Local
-	system  *actor.ActorSystem
-	c       *pcluster.Cluster
-	manPort int
-	log     *slog.Logger
+	cfg      Config
+	local    Local
+	system   *actor.ActorSystem
+	c        *pcluster.Cluster
+	manPort  int
+	provider *automanaged.AutoManagedProvider
+	log      *slog.Logger
 
 	leaveOnce sync.Once
+
+	mu      sync.Mutex
+	members []Member      // as of the last topology change
+	changed chan struct{} // closed at the next topology change
 }
 
 const nodeActor = "eddy-node"
+
+// startMu serialises the nodes of one process starting (tests).
+var startMu sync.Mutex
 
 // Join starts the node's remote and health endpoint, joins the cluster and
 // returns once the node sees itself as a member. local answers the other
@@ -254,9 +264,21 @@ func start(ctx context.Context, cfg Config, peers []string, ln net.Listener, loc
 		}
 		return ec.JSON(http.StatusOK, automanaged.NewNode(cfg.Name, system.ID, host, rport, port, c.GetClusterKinds()))
 	})
-	n = &Node{cfg: cfg, local: local, system: system, c: c, manPort: port, log: log}
+	n = &Node{cfg: cfg, local: local, system: system, c: c, manPort: port, provider: provider, log: log, changed: make(chan struct{})}
 	system.EventStream.Subscribe(func(evt any) {
 		if t, ok := evt.(*pcluster.ClusterTopology); ok {
+			// The member list is read from the topology events: reading
+			// MemberList.Members races with its updates.
+			ms := make([]Member, 0, len(t.Members))
+			for _, m := range t.Members {
+				ms = append(ms, Member{ID: m.Id, Address: m.Address(), Self: m.Id == system.ID})
+			}
+			sort.Slice(ms, func(i, j int) bool { return ms[i].Address < ms[j].Address })
+			n.mu.Lock()
+			n.members = ms
+			close(n.changed)
+			n.changed = make(chan struct{})
+			n.mu.Unlock()
 			for _, m := range t.Joined {
 				if m.Id != system.ID {
 					log.Info("node joined the cluster", "id", m.Id, "address", m.Address(), "members", len(t.Members))
@@ -275,7 +297,9 @@ func start(ctx context.Context, cfg Config, peers []string, ln net.Listener, loc
 			err = fmt.Errorf("cluster: starting the node on %s:%d: %v", cfg.Host, cfg.Port, r)
 		}
 	}()
+	startMu.Lock() // remote.Start sets grpc's global logger
 	c.StartMember()
+	startMu.Unlock()
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &answerer{n} }), nodeActor); err != nil {
 		n.Leave()
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -295,6 +319,16 @@ func start(ctx context.Context, cfg Config, peers []string, ln net.Listener, loc
 	}
 	log.Info("joined the cluster", "id", system.ID, "address", system.Address(), "health", port, "members", len(n.Members()))
 	return n, nil
+}
+
+func (n *Node) topologyChanged() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.changed
+}
+
+func (n *Node) isMember(id string) bool {
+	return slices.ContainsFunc(n.Members(), func(m Member) bool { return m.ID == id })
 }
 
 func (n *Node) sawSelf() bool {
@@ -320,33 +354,37 @@ func (n *Node) HealthPort() int { return n.manPort }
 
 // Members lists the cluster's members as this node sees them, by address.
 func (n *Node) Members() []Member {
-	set := n.c.MemberList.Members()
-	if set == nil {
-		return nil
-	}
-	var out []Member
-	for _, m := range set.Members() {
-		out = append(out, Member{ID: m.Id, Address: m.Address(), Self: m.Id == n.system.ID})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
-	return out
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.members)
 }
 
-// Leave leaves the cluster (gracefully: the others drop the node at their
-// next poll) and stops the node's remote and health endpoint.
+// Leave leaves the cluster and stops the node's remote and health
+// endpoint: the others drop it at their next poll. It is the library's
+// graceful shutdown less its two-second wait for virtual actors to move,
+// of which a node has none.
 func (n *Node) Leave() {
 	n.leaveOnce.Do(func() {
-		n.c.Shutdown(true)
+		n.c.Gossip.SetState(pcluster.GracefullyLeftKey, &emptypb.Empty{})
+		n.provider.Shutdown(true)
+		n.system.Shutdown()
+		n.c.IdentityLookup.Shutdown()
+		n.c.Gossip.Shutdown()
+		n.c.Remote.Shutdown(false)
 		n.log.Debug("left the cluster", "id", n.system.ID)
 	})
 }
 
 // Status asks every member for its status. A member that does not answer
-// is listed with its Error set: the view is partial, and says so.
+// is listed with its Error set: the view is partial, and says so. One that
+// leaves the cluster meanwhile is left out.
 func (n *Node) Status(ctx context.Context) (Status, error) {
 	answers := n.fanOut(ctx, request{Op: "status"})
 	st := Status{Cluster: n.cfg.Name}
 	for _, a := range answers {
+		if a.left {
+			continue // gone: not part of the cluster any more
+		}
 		ns := NodeStatus{Member: a.member, HTTP: a.HTTP, Status: a.Status, Error: a.Error}
 		if ns.Status != nil && st.Pipeline == "" {
 			st.Pipeline = ns.Status.Pipeline
@@ -410,6 +448,7 @@ type reply struct {
 	Error   string         `json:"error,omitempty"`
 
 	member Member
+	left   bool // the member left the cluster before it answered
 }
 
 // fanOut asks every member at once (this node directly, without the
@@ -459,7 +498,29 @@ func (n *Node) ask(ctx context.Context, m Member, req request) reply {
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
-	res, err := n.system.Root.RequestFuture(actor.NewPID(m.Address, nodeActor), wrapperspb.Bytes(data), timeout).Result()
+	fut := n.system.Root.RequestFuture(actor.NewPID(m.Address, nodeActor), wrapperspb.Bytes(data), timeout)
+	var res any
+	done := make(chan struct{})
+	go func() {
+		res, err = fut.Result()
+		close(done)
+	}()
+	// A member that leaves meanwhile (killed: its health port stopped
+	// answering) won't answer: stop waiting for it.
+wait:
+	for {
+		changed := n.topologyChanged()
+		if !n.isMember(m.ID) {
+			return reply{Error: "left the cluster", left: true}
+		}
+		select {
+		case <-done:
+			break wait
+		case <-changed:
+		case <-ctx.Done():
+			return reply{Error: ctx.Err().Error()}
+		}
+	}
 	switch {
 	case errors.Is(err, actor.ErrTimeout):
 		return reply{Error: fmt.Sprintf("no answer within %v", timeout)}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -20,7 +18,6 @@ import (
 	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/connectors/kafka"
-	"github.com/eddy-stream/eddy/internal/statusapi"
 	"github.com/eddy-stream/eddy/scripting"
 	"github.com/eddy-stream/eddy/state"
 )
@@ -40,6 +37,7 @@ type runFlags struct {
 	node                                              string
 	memProfile                                        string
 	lookups                                           map[string]string
+	cluster                                           clusterFlags
 }
 
 func runCmd() *cobra.Command {
@@ -83,7 +81,8 @@ a temporary directory and is gone when the run ends.`,
 	fl.BoolVar(&f.exactlyOnce, "exactly-once", false, "kafka:// sinks write in transactions committed with each checkpoint (see docs/kafka.md)")
 	fl.BoolVar(&f.changelog, "changelog", true, "with a kafka:// source, write every checkpoint's state changes to a changelog topic so partitions take their state to whichever node reads them next (see docs/cluster.md)")
 	fl.StringVar(&f.node, "node", "", "this node's name in changelogs and cluster status (default: the source's instance, else HOST-PID)")
-	fl.StringVar(&f.httpAddr, "http", "", "serve status and live state on this address (HOST:PORT): eddy status, eddy query, GET /status, /state, /state/KEY")
+	fl.StringVar(&f.httpAddr, "http", "", "serve status and live state on this address (HOST:PORT): eddy status, eddy query, GET /status, /state, /state/KEY (clustered: default 127.0.0.1 and any free port)")
+	addClusterFlags(fl, &f.cluster)
 	return cmd
 }
 
@@ -122,19 +121,11 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 		Pipeline: p, Source: src, UntilIdle: f.untilIdle, MaxErrors: f.maxErrors, Shards: f.shards, Workers: f.workers,
 		TriggerInterval: f.trigger, CheckpointInterval: f.checkpoint, Logger: log, Stats: &actors.Stats{},
 	}
-	if f.httpAddr != "" {
-		ln, err := net.Listen("tcp", f.httpAddr)
-		if err != nil {
-			return fmt.Errorf("--http %s: %w", f.httpAddr, err)
-		}
-		srv := &http.Server{ReadHeaderTimeout: 5 * time.Second}
-		defer srv.Close()
-		cfg.OnReady = func(h *actors.Handle) {
-			srv.Handler = statusapi.Handler(h)
-			go srv.Serve(ln)
-			log.Info("serving status and state", "addr", ln.Addr().String())
-		}
+	stopServing, err := serve(cmd.Context(), log, f, p.Name, srcURI, &cfg)
+	if err != nil {
+		return err
 	}
+	defer stopServing()
 	sinks := &sinkSet{exactlyOnce: f.exactlyOnce, pipeline: p.Name, source: srcURI}
 	defer sinks.closeUnused()
 	main := first(f.sink, p.Sinks["main"])
