@@ -103,6 +103,7 @@ func newSink(c SinkConfig, opts ...kgo.Opt) (*Sink, error) {
 		kgo.ProducerLinger(5 * time.Millisecond),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
 		kgo.RecordDeliveryTimeout(2 * time.Minute),
+		kgo.RecordPartitioner(newSinkPartitioner()),
 	}, opts...)...)
 	if err != nil {
 		return nil, err
@@ -232,10 +233,19 @@ func (s *Sink) Close() error {
 // a crash with read_committed.
 type TxSink struct {
 	*Sink
-	txnID    string
-	marker   string
-	inTxn    bool
-	topicIDs map[string][16]byte // source topics, for TxnOffsetCommit v6+
+	txnID  string
+	marker string
+
+	// txMu guards inTxn and orders beginning a transaction, producing
+	// into it and ending it: a changelog sharing the transaction
+	// (ShareTransaction) writes from the shards' goroutines while the
+	// sink's writer writes rows.
+	txMu  sync.Mutex
+	inTxn bool
+	// afterCommit runs once the open transaction has committed (a shared
+	// changelog waits there until readers see its markers).
+	afterCommit []func(context.Context)
+	topicIDs    map[string][16]byte // source topics, for TxnOffsetCommit v6+
 }
 
 var _ connectors.Transactional = (*TxSink)(nil)
@@ -302,6 +312,7 @@ type marker struct {
 	Positions map[string][]byte `json:"positions"`
 }
 
+// begin opens a transaction unless one is open; txMu is held.
 func (t *TxSink) begin() error {
 	if t.inTxn {
 		return nil
@@ -315,15 +326,38 @@ func (t *TxSink) begin() error {
 
 // Write adds rows to the open transaction, beginning one if needed.
 func (t *TxSink) Write(ctx context.Context, rows []connectors.Row) error {
+	t.txMu.Lock()
+	defer t.txMu.Unlock()
 	if err := t.begin(); err != nil {
 		return err
 	}
 	return t.Sink.Write(ctx, rows)
 }
 
+// produceInTxn adds records of another writer (a changelog sharing the
+// transaction) to the open transaction, beginning one if needed; promise
+// hears how each went. after, when not nil, runs once the transaction
+// has committed.
+func (t *TxSink) produceInTxn(ctx context.Context, promise func(*kgo.Record, error), after func(context.Context), recs ...*kgo.Record) error {
+	t.txMu.Lock()
+	defer t.txMu.Unlock()
+	if err := t.begin(); err != nil {
+		return err
+	}
+	for _, r := range recs {
+		t.cl.Produce(ctx, r, promise)
+	}
+	if after != nil {
+		t.afterCommit = append(t.afterCommit, after)
+	}
+	return nil
+}
+
 // Commit writes cp's marker into the transaction and commits it: the rows
 // and the marker become visible together, or not at all.
 func (t *TxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
+	t.txMu.Lock()
+	defer t.txMu.Unlock()
 	if err := t.begin(); err != nil {
 		return err
 	}
@@ -346,11 +380,17 @@ func (t *TxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
 		return fmt.Errorf("kafka sink %s: commit checkpoint %d: %w", t.cfg.Topic, cp.ID, err)
 	}
 	t.inTxn = false
+	for _, f := range t.afterCommit {
+		f(ctx)
+	}
+	t.afterCommit = nil
 	return nil
 }
 
 // Abort drops what was written since the last commit.
 func (t *TxSink) Abort(ctx context.Context) error {
+	t.txMu.Lock()
+	defer t.txMu.Unlock()
 	if !t.inTxn {
 		return nil
 	}
@@ -361,6 +401,7 @@ func (t *TxSink) Abort(ctx context.Context) error {
 		return fmt.Errorf("kafka sink %s: abort: %w", t.cfg.Topic, err)
 	}
 	t.inTxn = false
+	t.afterCommit = nil
 	t.mu.Lock()
 	t.err = nil
 	t.mu.Unlock()
@@ -433,15 +474,20 @@ func (t *TxSink) Close() error {
 // With the source in this process, the commit carries the group member
 // and generation, so a member that lost its partitions can't commit.
 func (t *TxSink) commitSourceOffsets(ctx context.Context, cp connectors.Checkpoint) error {
-	group := t.cfg.SourceGroup
-	if group == "" {
+	if t.cfg.SourceGroup == "" {
 		return nil
 	}
+	return commitGroupOffsetsInTxn(ctx, t.cl, t.txnID, t.cfg.SourceGroup, cp.Positions, &t.topicIDs)
+}
+
+// groupOffsets picks the Kafka partitions ("kafka:TOPIC/N") out of
+// positions, as offsets by topic and partition.
+func groupOffsets(positions map[string]connectors.Position) (map[string]map[int32]int64, error) {
 	offsets := map[string]map[int32]int64{}
-	for id, pos := range cp.Positions {
+	for id, pos := range positions {
 		rest, ok := strings.CutPrefix(id, "kafka:")
 		i := strings.LastIndexByte(rest, '/')
-		if !ok || i < 0 {
+		if !ok || i < 0 || pos == nil {
 			continue
 		}
 		n, err := strconv.ParseInt(rest[i+1:], 10, 32)
@@ -450,42 +496,93 @@ func (t *TxSink) commitSourceOffsets(ctx context.Context, cp connectors.Checkpoi
 		}
 		off, err := decodePos(pos)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if offsets[rest[:i]] == nil {
 			offsets[rest[:i]] = map[int32]int64{}
 		}
 		offsets[rest[:i]][int32(n)] = off
 	}
-	if len(offsets) == 0 {
-		return nil
+	return offsets, nil
+}
+
+// commitGroupOffsetsInTxn adds the Kafka positions among positions to
+// cl's open transaction as group's offsets. With group's source in this
+// process the commit carries its member id and generation, so a member
+// the group has dropped (a zombie whose partitions moved) can't commit.
+// A rebalance this member survives (same member id, cooperative) only
+// delays the commit: it is retried with the new generation for a while.
+func commitGroupOffsetsInTxn(ctx context.Context, cl *kgo.Client, txnID, group string, positions map[string]connectors.Position, topicIDs *map[string][16]byte) error {
+	offsets, err := groupOffsets(positions)
+	if err != nil || len(offsets) == 0 {
+		return err
 	}
-	pid, epoch, err := t.cl.ProducerID(ctx)
+	pid, epoch, err := cl.ProducerID(ctx)
 	if err != nil {
 		return err
 	}
-	member, generation := "", int32(-1)
-	if src := sourceOf(group); src != nil {
-		member, generation = src.cl.GroupMetadata()
+	meta := func() (string, int32) {
+		if src := sourceOf(group); src != nil {
+			return src.cl.GroupMetadata()
+		}
+		return "", -1
 	}
-	add := kmsg.NewPtrAddOffsetsToTxnRequest()
-	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = t.txnID, pid, epoch, group
-	addResp, err := add.RequestWith(ctx, t.cl)
-	if err != nil {
-		return fmt.Errorf("add the offsets of group %s to the transaction: %w", group, err)
+	deadline := time.Now().Add(10 * time.Second)
+	retry := func() bool {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(200 * time.Millisecond)
+		return true
 	}
-	if err := kerr.ErrorForCode(addResp.ErrorCode); err != nil {
-		return fmt.Errorf("add the offsets of group %s to the transaction: %w", group, err)
+	for {
+		add := kmsg.NewPtrAddOffsetsToTxnRequest()
+		add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txnID, pid, epoch, group
+		addResp, err := add.RequestWith(ctx, cl)
+		if err == nil {
+			err = kerr.ErrorForCode(addResp.ErrorCode)
+		}
+		if err == nil {
+			break
+		}
+		// CONCURRENT_TRANSACTIONS: the previous commit is still being
+		// completed.
+		if !kerr.IsRetriable(err) || !retry() {
+			return fmt.Errorf("add the offsets of group %s to the transaction: %w", group, err)
+		}
 	}
-	if err := t.loadTopicIDs(ctx, offsets); err != nil {
+	if err := loadTopicIDs(ctx, cl, topicIDs, offsets); err != nil {
 		return err
 	}
+	member, generation := meta()
+	for {
+		err := txnOffsetCommit(ctx, cl, txnID, group, pid, epoch, member, generation, offsets, *topicIDs)
+		if err == nil {
+			return nil
+		}
+		again := kerr.IsRetriable(err) || errors.Is(err, kerr.RebalanceInProgress)
+		if errors.Is(err, kerr.IllegalGeneration) {
+			// Retried only while this member stays the same member: one
+			// the group dropped comes back under a new member id.
+			m, g := meta()
+			again = m == member && m != ""
+			generation = g
+		}
+		if !again || !retry() {
+			return err
+		}
+	}
+}
+
+func txnOffsetCommit(ctx context.Context, cl *kgo.Client, txnID, group string, pid int64, epoch int16, member string, generation int32,
+	offsets map[string]map[int32]int64, topicIDs map[string][16]byte,
+) error {
 	req := kmsg.NewPtrTxnOffsetCommitRequest()
-	req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = t.txnID, group, pid, epoch
+	req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = txnID, group, pid, epoch
 	req.Generation, req.MemberID = generation, member
 	for topic, parts := range offsets {
 		rt := kmsg.NewTxnOffsetCommitRequestTopic()
-		rt.Topic, rt.TopicID = topic, t.topicIDs[topic]
+		rt.Topic, rt.TopicID = topic, topicIDs[topic]
 		for p, off := range parts {
 			rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
 			rp.Partition, rp.Offset, rp.LeaderEpoch = p, off, -1
@@ -493,14 +590,20 @@ func (t *TxSink) commitSourceOffsets(ctx context.Context, cp connectors.Checkpoi
 		}
 		req.Topics = append(req.Topics, rt)
 	}
-	resp, err := req.RequestWith(ctx, t.cl)
+	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
 		return fmt.Errorf("commit the offsets of group %s in the transaction: %w", group, err)
 	}
 	for _, rt := range resp.Topics {
+		topic := rt.Topic
+		for name, id := range topicIDs {
+			if topic == "" && id == rt.TopicID {
+				topic = name // newer versions answer by topic ID
+			}
+		}
 		for _, rp := range rt.Partitions {
 			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
-				return fmt.Errorf("commit the offset of %s/%d for group %s in the transaction: %w", rt.Topic, rp.Partition, group, err)
+				return fmt.Errorf("commit the offset of %s/%d for group %s in the transaction (member %q, generation %d): %w", topic, rp.Partition, group, member, generation, err)
 			}
 		}
 	}
@@ -509,29 +612,29 @@ func (t *TxSink) commitSourceOffsets(ctx context.Context, cp connectors.Checkpoi
 
 // loadTopicIDs learns the IDs of the source topics once: newer versions
 // of TxnOffsetCommit name topics by ID.
-func (t *TxSink) loadTopicIDs(ctx context.Context, offsets map[string]map[int32]int64) error {
+func loadTopicIDs(ctx context.Context, cl *kgo.Client, ids *map[string][16]byte, offsets map[string]map[int32]int64) error {
 	var missing []string
 	for topic := range offsets {
-		if _, ok := t.topicIDs[topic]; !ok {
+		if _, ok := (*ids)[topic]; !ok {
 			missing = append(missing, topic)
 		}
 	}
 	if len(missing) == 0 {
 		return nil
 	}
-	md, err := kadm.NewClient(t.cl).Metadata(ctx, missing...)
+	md, err := kadm.NewClient(cl).Metadata(ctx, missing...)
 	if err != nil {
 		return fmt.Errorf("the IDs of topics %v: %w", missing, err)
 	}
-	if t.topicIDs == nil {
-		t.topicIDs = map[string][16]byte{}
+	if *ids == nil {
+		*ids = map[string][16]byte{}
 	}
 	for _, topic := range missing {
 		td, ok := md.Topics[topic]
 		if !ok || td.Err != nil {
 			return fmt.Errorf("the ID of topic %s: %v", topic, td.Err)
 		}
-		t.topicIDs[topic] = td.ID
+		(*ids)[topic] = td.ID
 	}
 	return nil
 }

@@ -1,0 +1,726 @@
+package kafka
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-stream/eddy/connectors"
+)
+
+// The changelog of a kafka:// source: for each source topic T, a compacted
+// topic eddy-changelog.GROUP.T with T's partition count, partition n
+// holding the state of the engine's partition kafka:T/n. A checkpoint is
+// one Kafka transaction: the changed keys, then one marker record per
+// partition (key changelogMarkerKey, value a ChangelogMarker as JSON).
+// Restore reads with read_committed, so an aborted checkpoint, or the
+// open transaction of a node that died, is never seen.
+
+const (
+	changelogPrefix    = "eddy-changelog."
+	changelogMarkerKey = "\x00eddy/marker"
+	// changelogTxnTimeout bounds how long a dead node's open transaction
+	// holds back the changelog's readers (the broker aborts it then).
+	changelogTxnTimeout = 20 * time.Second
+	// restoreProgressEvery is how many records Restore reads between two
+	// progress calls.
+	restoreProgressEvery = 50_000
+)
+
+// ChangelogTopic is the changelog topic of source topic topic in consumer
+// group group: eddy-changelog.GROUP.TOPIC, with characters Kafka does not
+// allow replaced by '_' and, past Kafka's 249 characters, shortened with a
+// hash of the whole.
+func ChangelogTopic(group, topic string) string {
+	b := []byte(changelogPrefix + group + "." + topic)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 249 {
+		h := fnv.New64a()
+		h.Write(b)
+		b = append(b[:232], '-')
+		b = hex.AppendEncode(b, h.Sum(nil))
+	}
+	return string(b)
+}
+
+// changelogTopic is where one source topic's changelog goes.
+type changelogTopic struct {
+	name  string
+	parts int32
+}
+
+// changelog is a kafka:// source's connectors.Changelog.
+type changelog struct {
+	src      *Source
+	conn     Conn
+	pipeline string
+	group    string
+	txnID    string
+	topics   map[string]changelogTopic // by source topic
+	cl       *kgo.Client               // the transactional producer; admin requests too
+	adm      *kadm.Client
+
+	// txMu is held shared by Write and exclusively by Commit, Abort and
+	// ShareTransaction: nothing is produced while a transaction ends.
+	txMu    sync.RWMutex
+	beginMu sync.Mutex
+	inTxn   atomic.Bool // own transaction open
+	wrote   atomic.Bool // written since the last Commit or Abort
+	shared  *TxSink     // writing into this sink's transactions
+
+	errMu sync.Mutex
+	err   error // the first failed write since the last Commit or Abort
+
+	topicIDs  map[string][16]byte // source topics, for TxnOffsetCommit
+	closeOnce sync.Once
+}
+
+var (
+	_ connectors.ChangelogSource = (*Source)(nil)
+	_ connectors.ChangelogSharer = (*changelog)(nil)
+)
+
+// Changelog opens the changelog of the source's topics, creating the
+// changelog topics that are missing. pipeline only names the state's owner
+// in errors: the consumer group is what ties the nodes of a pipeline
+// together, so it names the topics. The producer's transactional id is
+// eddy.changelog.GROUP.INSTANCE with static membership (a restarted node
+// fences its predecessor and aborts what that one left open), else a
+// random suffix (a dead node's transaction times out after 20s).
+func (s *Source) Changelog(pipeline string) (connectors.Changelog, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	suffix := s.cfg.Instance
+	if suffix == "" {
+		suffix = rand.Text()[:12]
+	}
+	c := &changelog{src: s, conn: s.cfg.Conn, pipeline: pipeline, group: s.cfg.Group,
+		txnID: "eddy.changelog." + s.cfg.Group + "." + suffix, topics: map[string]changelogTopic{}}
+	cl, err := s.cfg.NewClient(
+		kgo.TransactionalID(c.txnID),
+		kgo.TransactionTimeout(changelogTxnTimeout),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+		kgo.RecordDeliveryTimeout(changelogTxnTimeout),
+		kgo.MaxBufferedRecords(1<<17),
+		// A partition's leader that moved (or a topic just created) is
+		// looked up again at once, not after franz-go's default 5s: a
+		// checkpoint waits for it.
+		kgo.MetadataMinAge(250*time.Millisecond),
+	)
+	if err != nil {
+		return nil, err
+	}
+	c.cl, c.adm = cl, kadm.NewClient(cl)
+	if err := c.ensureTopics(ctx); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("kafka changelog of %s: transactional id %s: %w", c.what(), c.txnID, err)
+	}
+	return c, nil
+}
+
+func (c *changelog) what() string {
+	if c.pipeline != "" {
+		return "pipeline " + c.pipeline + " (group " + c.group + ")"
+	}
+	return "group " + c.group
+}
+
+// ensureTopics creates the missing changelog topics with their source
+// topics' partition counts and checks the counts of those that exist.
+func (c *changelog) ensureTopics(ctx context.Context) error {
+	brokers := strings.Join(c.conn.Brokers, ",")
+	md, err := c.adm.Metadata(ctx, c.conn.Topics...)
+	if err != nil {
+		return fmt.Errorf("kafka %s: changelog of %s: metadata of %v: %w", brokers, c.what(), c.conn.Topics, err)
+	}
+	var existing []string
+	for _, t := range c.conn.Topics {
+		td, ok := md.Topics[t]
+		if !ok || td.Err != nil {
+			return fmt.Errorf("kafka %s: changelog of %s: source topic %q: %v", brokers, c.what(), t, td.Err)
+		}
+		ct := changelogTopic{name: ChangelogTopic(c.group, t), parts: int32(len(td.Partitions))}
+		compact := "compact"
+		res, err := c.adm.CreateTopic(ctx, ct.parts, -1, map[string]*string{"cleanup.policy": &compact}, ct.name)
+		if err == nil {
+			err = res.Err
+		}
+		switch {
+		case errors.Is(err, kerr.TopicAlreadyExists):
+			existing = append(existing, ct.name)
+		case err != nil:
+			return fmt.Errorf("kafka %s: create the changelog topic %s of %s: %w", brokers, ct.name, c.what(), err)
+		}
+		c.topics[t] = ct
+	}
+	if len(existing) > 0 {
+		// A topic another node has just created may not show its
+		// partitions yet: look again for a while before judging.
+		var md kadm.Metadata
+		for try := 0; ; try++ {
+			var err error
+			md, err = c.adm.Metadata(ctx, existing...)
+			if err != nil {
+				return fmt.Errorf("kafka %s: changelog of %s: metadata of %v: %w", brokers, c.what(), existing, err)
+			}
+			settled := true
+			for _, name := range existing {
+				if td, ok := md.Topics[name]; !ok || td.Err != nil || len(td.Partitions) == 0 {
+					settled = false
+				}
+			}
+			if settled || try == 50 || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for src, ct := range c.topics {
+			if !slices.Contains(existing, ct.name) {
+				continue
+			}
+			td, ok := md.Topics[ct.name]
+			if !ok || td.Err != nil {
+				return fmt.Errorf("kafka %s: changelog topic %s: %v", brokers, ct.name, td.Err)
+			}
+			if n := int32(len(td.Partitions)); n != ct.parts {
+				return fmt.Errorf("kafka %s: changelog topic %s has %d partitions but source topic %s has %d: they must match, partition for partition (was %s repartitioned? delete %s and eddy creates it again; state held only in the changelog is then lost)",
+					brokers, ct.name, n, src, ct.parts, src, ct.name)
+			}
+		}
+		c.warnNotCompacted(ctx, existing)
+	}
+	return c.waitLeaders(ctx)
+}
+
+// warnNotCompacted warns about an existing changelog topic that deletes
+// old records instead of compacting them: its state goes with them.
+func (c *changelog) warnNotCompacted(ctx context.Context, topics []string) {
+	rcs, err := c.adm.DescribeTopicConfigs(ctx, topics...)
+	if err != nil {
+		return
+	}
+	for _, rc := range rcs {
+		for _, cfg := range rc.Configs {
+			if cfg.Key == "cleanup.policy" && cfg.Value != nil && !strings.Contains(*cfg.Value, "compact") {
+				c.src.cfg.Logger.Warn("kafka: the changelog topic is not compacted: state older than its retention is lost", "topic", rc.Name, "cleanup.policy", *cfg.Value)
+			}
+		}
+	}
+}
+
+// waitLeaders waits until every changelog partition has a leader, so the
+// first checkpoint does not race the topics' creation.
+func (c *changelog) waitLeaders(ctx context.Context) error {
+	var names []string
+	for _, ct := range c.topics {
+		names = append(names, ct.name)
+	}
+	for {
+		md, err := c.adm.Metadata(ctx, names...)
+		if err == nil {
+			err = func() error {
+				for src, ct := range c.topics {
+					td, ok := md.Topics[ct.name]
+					switch {
+					case !ok:
+						return fmt.Errorf("changelog topic %s (of %s) not in the metadata", ct.name, src)
+					case td.Err != nil:
+						return fmt.Errorf("changelog topic %s: %w", ct.name, td.Err)
+					case int32(len(td.Partitions)) != ct.parts:
+						return fmt.Errorf("changelog topic %s: %d of %d partitions in the metadata", ct.name, len(td.Partitions), ct.parts)
+					}
+					for _, p := range td.Partitions {
+						if p.Err != nil || p.Leader < 0 {
+							return fmt.Errorf("changelog topic %s: partition %d has no leader (%v)", ct.name, p.Partition, p.Err)
+						}
+					}
+				}
+				return nil
+			}()
+		}
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka %s: changelog of %s: %w", strings.Join(c.conn.Brokers, ","), c.what(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// route maps an engine partition, kafka:TOPIC/N, to partition N of
+// TOPIC's changelog topic.
+func (c *changelog) route(partition string) (string, int32, error) {
+	rest, ok := strings.CutPrefix(partition, "kafka:")
+	i := strings.LastIndexByte(rest, '/')
+	if ok && i > 0 {
+		if ct, found := c.topics[rest[:i]]; found {
+			n, err := strconv.ParseInt(rest[i+1:], 10, 32)
+			if err == nil && n >= 0 && int32(n) < ct.parts {
+				return ct.name, int32(n), nil
+			}
+			if err == nil {
+				return "", 0, fmt.Errorf("kafka changelog of %s: partition %q: topic %s has partitions 0 to %d", c.what(), partition, rest[:i], ct.parts-1)
+			}
+		}
+	}
+	return "", 0, fmt.Errorf("kafka changelog of %s: partition %q is not one of this source's (kafka:TOPIC/N, TOPIC one of %v)", c.what(), partition, c.conn.Topics)
+}
+
+func (c *changelog) fail(err error) {
+	c.errMu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.errMu.Unlock()
+}
+
+func (c *changelog) failed() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.err
+}
+
+func (c *changelog) clearErr() {
+	c.errMu.Lock()
+	c.err = nil
+	c.errMu.Unlock()
+}
+
+func (c *changelog) promise(r *kgo.Record, err error) {
+	if err != nil {
+		c.fail(fmt.Errorf("kafka changelog %s/%d: write: %w", r.Topic, r.Partition, err))
+	}
+}
+
+// begin opens the own transaction unless one is open; txMu is held
+// (shared: Writes begin concurrently).
+func (c *changelog) begin() error {
+	if c.inTxn.Load() {
+		return nil
+	}
+	c.beginMu.Lock()
+	defer c.beginMu.Unlock()
+	if c.inTxn.Load() {
+		return nil
+	}
+	if err := c.cl.BeginTransaction(); err != nil {
+		return fmt.Errorf("kafka changelog of %s: begin transaction: %w", c.what(), err)
+	}
+	c.inTxn.Store(true)
+	return nil
+}
+
+// Write sends key = value (value nil: a tombstone) to the partition's
+// changelog partition inside the open transaction, beginning one if none
+// is open. A failure shows at Commit.
+func (c *changelog) Write(partition string, key, value []byte) {
+	topic, part, err := c.route(partition)
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	rec := &kgo.Record{Topic: topic, Partition: part, Key: key, Value: value}
+	c.txMu.RLock()
+	defer c.txMu.RUnlock()
+	c.wrote.Store(true)
+	if c.shared != nil {
+		if err := c.shared.produceInTxn(context.Background(), c.promise, nil, rec); err != nil {
+			c.fail(err)
+		}
+		return
+	}
+	if err := c.begin(); err != nil {
+		c.fail(err)
+		return
+	}
+	c.cl.Produce(context.Background(), rec, c.promise)
+}
+
+// Commit writes one marker per partition of markers, then commits the
+// transaction. It returns per partition the offset after the commit's
+// control record, which Kafka writes right after the marker in each
+// partition of the transaction: the marker's offset + 2. (That holds
+// while one node writes the partition's changelog; a zombie's records
+// interleaved there would only make the offset early, so the next
+// Restore reads a few records again.) Shared with a sink, it only writes
+// and flushes: the sink's Commit ends the transaction (and writes that
+// control record).
+func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.ChangelogMarker) (map[string]int64, error) {
+	c.txMu.Lock()
+	defer c.txMu.Unlock()
+	offsets := map[string]int64{}
+	if len(markers) == 0 && !c.wrote.Load() {
+		return offsets, nil
+	}
+	if err := c.failed(); err != nil {
+		return nil, err
+	}
+	recs := make([]*kgo.Record, 0, len(markers))
+	ids := make(map[*kgo.Record]string, len(markers))
+	positions := map[string]connectors.Position{}
+	for id, m := range markers {
+		topic, part, err := c.route(id)
+		if err != nil {
+			return nil, err
+		}
+		v, err := json.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		r := &kgo.Record{Topic: topic, Partition: part, Key: []byte(changelogMarkerKey), Value: v}
+		recs = append(recs, r)
+		ids[r] = id
+		positions[id] = m.Position
+	}
+	var mu sync.Mutex
+	promise := func(r *kgo.Record, err error) {
+		if err != nil {
+			c.promise(r, err)
+			return
+		}
+		mu.Lock()
+		offsets[ids[r]] = r.Offset + 2 // after the marker and the commit's control record
+		mu.Unlock()
+	}
+	// The generation of this member's group rides along (as Kafka Streams'
+	// sendOffsetsToTransaction does): a node the group has dropped, whose
+	// partitions moved on, can't commit a checkpoint into their changelog.
+	fence := sourceOf(c.group) == c.src && c.src != nil && c.src.cl != nil
+	if sh := c.shared; sh != nil {
+		// The sink's Commit waits, after its EndTransaction, until the
+		// markers are visible (see waitVisible).
+		wait := func(ctx context.Context) {
+			mu.Lock()
+			offs := maps.Clone(offsets)
+			mu.Unlock()
+			c.waitVisible(ctx, offs)
+		}
+		if err := sh.produceInTxn(ctx, promise, wait, recs...); err != nil {
+			return nil, err
+		}
+		if err := sh.cl.Flush(ctx); err != nil {
+			return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), err)
+		}
+		if err := c.failed(); err != nil {
+			return nil, err
+		}
+		if fence && sh.cfg.SourceGroup != c.group {
+			if err := commitGroupOffsetsInTxn(ctx, sh.cl, sh.txnID, c.group, positions, &c.topicIDs); err != nil {
+				return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), err)
+			}
+		}
+		c.wrote.Store(false)
+		return offsets, nil
+	}
+	if err := c.begin(); err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		c.cl.Produce(ctx, r, promise)
+	}
+	if err := c.cl.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), err)
+	}
+	if err := c.failed(); err != nil {
+		return nil, err
+	}
+	if fence {
+		if err := commitGroupOffsetsInTxn(ctx, c.cl, c.txnID, c.group, positions, &c.topicIDs); err != nil {
+			return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), err)
+		}
+	}
+	if err := c.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return nil, fmt.Errorf("kafka changelog of %s: commit: %w", c.what(), err)
+	}
+	c.inTxn.Store(false)
+	c.wrote.Store(false)
+	c.waitVisible(ctx, offsets)
+	return offsets, nil
+}
+
+// waitVisible waits, for a few seconds at most, until the control records
+// that end the transaction are in the changelog partitions (their high
+// watermarks reach offsets). EndTransaction returns once the transaction
+// coordinator has decided; the control records follow a few milliseconds
+// later, and a node reading End before them would miss the checkpoint.
+// (Not the last stable offset: another node's open transaction, a
+// zombie's, would hold that back until it times out.)
+func (c *changelog) waitVisible(ctx context.Context, offsets map[string]int64) {
+	want := map[string]map[int32]int64{}
+	var topics []string
+	for id, off := range offsets {
+		topic, part, err := c.route(id)
+		if err != nil {
+			continue
+		}
+		if want[topic] == nil {
+			want[topic] = map[int32]int64{}
+			topics = append(topics, topic)
+		}
+		want[topic][part] = off
+	}
+	if len(topics) == 0 {
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for pause := time.Millisecond; ; pause = min(2*pause, 100*time.Millisecond) {
+		listed, err := c.adm.ListEndOffsets(ctx, topics...)
+		seen := err == nil
+		for topic, parts := range want {
+			for part, off := range parts {
+				if o, ok := listed.Lookup(topic, part); !ok || o.Err != nil || o.Offset < off {
+					seen = false
+				}
+			}
+		}
+		if seen || ctx.Err() != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.src.cfg.Logger.Warn("kafka: a committed checkpoint's control records are not in the changelog after 5s", "group", c.group, "offsets", offsets, "err", err)
+			return
+		}
+		time.Sleep(pause)
+	}
+}
+
+// Abort drops what was written since the last Commit. Shared with a sink
+// it only forgets: the sink's Abort drops the transaction.
+func (c *changelog) Abort(ctx context.Context) error {
+	c.txMu.Lock()
+	defer c.txMu.Unlock()
+	return c.abort(ctx)
+}
+
+func (c *changelog) abort(ctx context.Context) error {
+	c.wrote.Store(false)
+	if c.shared == nil && c.inTxn.Load() {
+		if err := c.cl.AbortBufferedRecords(ctx); err != nil {
+			return fmt.Errorf("kafka changelog of %s: abort: %w", c.what(), err)
+		}
+		if err := c.cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+			return fmt.Errorf("kafka changelog of %s: abort: %w", c.what(), err)
+		}
+		c.inTxn.Store(false)
+	}
+	c.clearErr()
+	return nil
+}
+
+// ShareTransaction writes into sink's transactions from now on when sink
+// is a kafka:// exactly-once sink on the same cluster, so that state and
+// output commit together. It refuses while a checkpoint of its own is
+// open.
+func (c *changelog) ShareTransaction(sink connectors.Transactional) bool {
+	t, ok := sink.(*TxSink)
+	if !ok || !sameCluster(t.cfg.Conn, c.conn) {
+		return false
+	}
+	c.txMu.Lock()
+	defer c.txMu.Unlock()
+	if c.inTxn.Load() || c.wrote.Load() {
+		return false
+	}
+	c.shared = t
+	return true
+}
+
+// sameCluster says whether a and b name the same brokers (in any order)
+// with the same security settings.
+func sameCluster(a, b Conn) bool {
+	x, y := slices.Clone(a.Brokers), slices.Clone(b.Brokers)
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(x, y) && (a.TLS == nil) == (b.TLS == nil) && a.SASL == b.SASL && a.User == b.User
+}
+
+// End is the last stable offset of the partition's changelog partition:
+// the end as read_committed sees it.
+func (c *changelog) End(ctx context.Context, partition string) (int64, error) {
+	topic, part, err := c.route(partition)
+	if err != nil {
+		return 0, err
+	}
+	return c.end(ctx, topic, part)
+}
+
+func (c *changelog) end(ctx context.Context, topic string, part int32) (int64, error) {
+	listed, err := c.adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("kafka changelog %s/%d: end offset: %w", topic, part, err)
+	}
+	o, ok := listed.Lookup(topic, part)
+	if !ok {
+		return 0, fmt.Errorf("kafka changelog %s/%d: end offset: no such partition", topic, part)
+	}
+	if o.Err != nil {
+		return 0, fmt.Errorf("kafka changelog %s/%d: end offset: %w", topic, part, o.Err)
+	}
+	return o.Offset, nil
+}
+
+// Restore reads the partition's changelog from offset from to its last
+// stable offset as of the call with read_committed, in large fetches,
+// applying data records and keeping the newest marker. A from past the
+// end (the topic was recreated) reads nothing: the caller decides.
+func (c *changelog) Restore(ctx context.Context, partition string, from int64, apply func(key, value []byte) error,
+	progress func(done, total int64),
+) (connectors.ChangelogMarker, int64, error) {
+	var last connectors.ChangelogMarker
+	topic, part, err := c.route(partition)
+	if err != nil {
+		return last, from, err
+	}
+	end, err := c.end(ctx, topic, part)
+	if err != nil {
+		return last, from, err
+	}
+	if from < 0 {
+		from = 0
+	}
+	if from >= end {
+		if from == end && progress != nil {
+			progress(0, 0)
+		}
+		return last, from, nil
+	}
+	where := fmt.Sprintf("kafka changelog %s/%d", topic, part)
+	cl, err := c.conn.NewClient(
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {part: kgo.NewOffset().At(from)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(), // they carry the offset forward past aborted transactions
+		// 2 MiB a fetch, twice franz-go's default: measured on the local
+		// broker (BenchmarkChangelogRestore), 1-2 MiB fetches restore
+		// fastest, as the next fetch overlaps applying this one, while
+		// 8-64 MiB ones were up to 2x slower.
+		kgo.FetchMaxPartitionBytes(2<<20),
+		kgo.FetchMaxBytes(16<<20),
+		kgo.FetchMaxWait(200*time.Millisecond),
+	)
+	if err != nil {
+		return last, from, err
+	}
+	defer cl.Close()
+	total := end - from
+	next, n, lastMarker := from, 0, []byte(nil)
+	stalled := time.Now()
+	for next < end {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return last, next, fmt.Errorf("%s: restore stopped at offset %d of %d: %w", where, next, end, err)
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) {
+			if ferr == nil && !errors.Is(err, context.DeadlineExceeded) {
+				ferr = err
+			}
+		})
+		if ferr != nil {
+			return last, next, fmt.Errorf("%s: restore at offset %d: %w", where, next, ferr)
+		}
+		before := next
+		var aerr error
+		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+			for _, r := range fp.Records {
+				if aerr != nil || r.Offset >= end || r.Offset < next {
+					continue
+				}
+				next = r.Offset + 1
+				if r.Attrs.IsControl() {
+					continue
+				}
+				if string(r.Key) == changelogMarkerKey {
+					lastMarker = r.Value
+					continue
+				}
+				if aerr = apply(r.Key, r.Value); aerr != nil {
+					aerr = fmt.Errorf("%s: restore: apply the record at offset %d: %w", where, r.Offset, aerr)
+					return
+				}
+				if n++; n%restoreProgressEvery == 0 && progress != nil {
+					progress(next-from, total)
+				}
+			}
+		})
+		if aerr != nil {
+			return last, next, aerr
+		}
+		if next > before {
+			stalled = time.Now()
+		} else if time.Since(stalled) > 30*time.Second {
+			// The last records before the end are never compacted away
+			// (the cleaner keeps each producer's last batch and every
+			// transaction marker for a while), so this is a broker that
+			// does not answer.
+			return last, next, fmt.Errorf("%s: restore: no record between offset %d and the end %d for 30s", where, next, end)
+		}
+	}
+	if lastMarker != nil {
+		if err := json.Unmarshal(lastMarker, &last); err != nil {
+			return connectors.ChangelogMarker{}, next, fmt.Errorf("%s: restore: bad marker %q: %w", where, lastMarker, err)
+		}
+	}
+	if progress != nil {
+		progress(total, total)
+	}
+	return last, next, nil
+}
+
+// Close aborts an open transaction of its own and disconnects.
+func (c *changelog) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c.txMu.Lock()
+		err = c.abort(ctx)
+		c.txMu.Unlock()
+		c.cl.Close()
+	})
+	return err
+}
+
+// sinkPartitioner is franz-go's default partitioner, except that records
+// to changelog topics go to the partition they name: a changelog sharing
+// a TxSink's transaction writes through the sink's client.
+type sinkPartitioner struct{ def, manual kgo.Partitioner }
+
+func newSinkPartitioner() kgo.Partitioner {
+	return sinkPartitioner{def: kgo.UniformBytesPartitioner(64<<10, true, true, nil), manual: kgo.ManualPartitioner()}
+}
+
+func (p sinkPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	if strings.HasPrefix(topic, changelogPrefix) {
+		return p.manual.ForTopic(topic)
+	}
+	return p.def.ForTopic(topic)
+}
