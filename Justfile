@@ -63,6 +63,10 @@ bench-windows:
 bench-kafka: kafka-up
     source services/env.sh && go test ./connectors/kafka -run '^$' -bench BenchmarkKafkaNetflow -benchtime 1x -timeout 30m -v
 
+# the netflow pipeline on 1, 2 and 4 `eddy run` processes over an 8-partition topic (1M records), then the restore of a moved 1M-key partition from its changelog; EDDY_BENCH_RECORDS / EDDY_BENCH_KEYS / EDDY_BENCH_ROUNDS (3) set the sizes (starts Kafka if needed)
+bench-cluster: kafka-up
+    source services/env.sh && go test ./connectors/kafka -run '^$' -bench BenchmarkCluster -benchtime 1x -timeout 30m -v
+
 # rows/s into MariaDB (1M rows) and Cassandra (200k: ~6k rows/s on 2 cores) through eddy's sinks beside plain-Go loops with the same driver and batching; EDDY_BENCH_ROWS=N sets both
 bench-sinks: mysql-up cassandra-up
     source services/env.sh && EDDY_BENCH_ROWS=${EDDY_BENCH_ROWS:-1000000} go test ./connectors/mysql -run '^$' -bench BenchmarkSink -benchtime 1x -timeout 60m

@@ -1,0 +1,371 @@
+package kafka_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-stream/eddy/internal/testenv"
+)
+
+// BenchmarkCluster runs `eddy run` processes of one pipeline as a cluster
+// on the real broker, as `just bench-cluster` does:
+//
+//  1. Scale-out: the netflow pipeline (scripts/netflow_webservers.lua) on
+//     1, 2 and 4 processes, each count with a group and state directories
+//     of its own, over a pre-filled 8-partition topic of
+//     EDDY_BENCH_RECORDS (default 1,000,000) generated netflow records,
+//     EDDY_BENCH_ROUNDS (default 3) times; it prints each run's time and
+//     the median's rate. The time of a run runs from starting the processes until the
+//     group's committed offsets reach the topic's end (eddy commits them
+//     with each checkpoint), so it includes process start, group joins
+//     and the rebalances of nodes joining one after another.
+//  2. Restore of a moved partition: EDDY_BENCH_KEYS (default 1,000,000)
+//     distinct ids in the one partition of a topic, counted per id
+//     (testdata/count_ids.lua). One node reads them all and stops with
+//     SIGTERM (its last checkpoint commits the changelog); a second node
+//     with an empty state directory then gets the partition, restores it
+//     from the changelog, and takes in 1,000 more ids. It prints the
+//     restore's own figures (its log line) and the time from the second
+//     node's start until the group has caught up.
+func BenchmarkCluster(b *testing.B) {
+	brokers := testenv.Kafka(b)
+	records := int64(1_000_000)
+	if n, err := strconv.ParseInt(os.Getenv("EDDY_BENCH_RECORDS"), 10, 64); err == nil && n > 0 {
+		records = n
+	}
+	keys := int64(1_000_000)
+	if n, err := strconv.ParseInt(os.Getenv("EDDY_BENCH_KEYS"), 10, 64); err == nil && n > 0 {
+		keys = n
+	}
+	rounds := 3
+	if n, err := strconv.Atoi(os.Getenv("EDDY_BENCH_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	bin := benchEddy(b)
+	for b.Loop() {
+		scaleOut(b, bin, brokers, records, rounds)
+		restoreMoved(b, bin, brokers, keys)
+	}
+}
+
+// benchEddy builds cmd/eddy once per test binary (eddyPath for a *testing.B).
+func benchEddy(b *testing.B) string {
+	b.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "eddy-kafka-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		eddyBin = filepath.Join(dir, "eddy")
+		out, err := exec.Command("go", "build", "-o", eddyBin, "../../cmd/eddy").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("building eddy: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		b.Fatal(buildErr)
+	}
+	return eddyBin
+}
+
+// benchNode is one `eddy run` process; its stderr (the log) is kept.
+type benchNode struct {
+	name string
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan struct{} // closed when the process has exited; err is then its end
+	err  error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) tail() string {
+	str := s.String()
+	if len(str) > 3000 {
+		str = str[len(str)-3000:]
+	}
+	return str
+}
+
+// startNode starts `eddy run script` on topic in group with state in dir;
+// its results go to /dev/null. Checkpoints ride on triggers, so the
+// trigger interval is short too: the group's committed offsets then follow
+// the nodes within about half a second.
+func startNode(b *testing.B, bin, name, script string, brokers []string, topic, group, dir string) *benchNode {
+	b.Helper()
+	n := &benchNode{name: name, log: &syncBuffer{}}
+	n.cmd = exec.Command(bin, "run", script,
+		"--source", brokerURI(brokers, topic, "group="+group),
+		"--state", dir, "--checkpoint-interval", "500ms", "--trigger-interval", "100ms", "--node", name, "-v")
+	n.cmd.Stderr = n.log
+	if err := n.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	n.done = make(chan struct{})
+	go func() { n.err = n.cmd.Wait(); close(n.done) }()
+	b.Cleanup(func() { n.cmd.Process.Kill(); <-n.done })
+	return n
+}
+
+// stop sends SIGTERM and waits for the node to exit cleanly.
+func (n *benchNode) stop(b *testing.B) {
+	b.Helper()
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+		if n.err != nil {
+			b.Fatalf("node %s: %v\n%s", n.name, n.err, n.log.tail())
+		}
+	case <-time.After(2 * time.Minute):
+		n.cmd.Process.Kill()
+		b.Fatalf("node %s did not stop within 2m of SIGTERM\n%s", n.name, n.log.tail())
+	}
+}
+
+// caughtUp waits until group's committed offsets reach topic's end, and
+// fails if a node exits first or it takes longer than limit.
+func caughtUp(b *testing.B, adm *kadm.Client, group, topic string, limit time.Duration, nodes ...*benchNode) {
+	b.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(limit)
+	for {
+		ends, err1 := adm.ListEndOffsets(ctx, topic)
+		offs, err2 := adm.FetchOffsetsForTopics(ctx, group, topic)
+		if err1 == nil && err2 == nil {
+			behind := false
+			ends.Each(func(o kadm.ListedOffset) {
+				if c, ok := offs.Lookup(topic, o.Partition); !ok || c.At < o.Offset {
+					behind = true
+				}
+			})
+			if !behind {
+				return
+			}
+		}
+		for _, n := range nodes {
+			select {
+			case <-n.done:
+				b.Fatalf("node %s exited (%v) before the group caught up\n%s", n.name, n.err, n.log.tail())
+			default:
+			}
+		}
+		if time.Now().After(deadline) {
+			for _, n := range nodes {
+				b.Logf("--- %s:\n%s", n.name, n.log.tail())
+			}
+			b.Fatalf("group %s still lags on %s after %v", group, topic, limit)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func benchAdmin(b *testing.B, brokers []string) *kadm.Client {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
+}
+
+func changelogOf(group, topic string) string { return "eddy-changelog." + group + "." + topic }
+
+func scaleOut(b *testing.B, bin string, brokers []string, records int64, rounds int) {
+	adm := benchAdmin(b, brokers)
+	topic := testenv.NewTopic(b, brokers, 8)
+	t0 := time.Now()
+	fill(b, brokers, topic, records)
+	fmt.Printf("\nfilled %s (8 partitions) with %d netflow records in %v\n", topic, records, time.Since(t0).Round(time.Millisecond))
+	fmt.Printf("scale-out: scripts/netflow_webservers.lua on N `eddy run` processes, a group and fresh state per run, --checkpoint-interval 500ms --trigger-interval 100ms, %d rounds\n", rounds)
+	fmt.Printf("  GOMAXPROCS=%d NumCPU=%d: this machine has %d cores, so 4 nodes can't be faster than 2 here\n",
+		runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.NumCPU())
+	fmt.Printf("  time = start of the processes until the group's committed offsets reach the end (joins and rebalances included)\n")
+	limit := 2*time.Minute + time.Duration(records/5_000)*time.Second
+	counts := []int{1, 2, 4}
+	times := map[int][]time.Duration{}
+	// Rounds go 1, 2, 4 nodes, then again: a busy spell of the machine
+	// slows every count alike.
+	for round := range rounds {
+		for _, count := range counts {
+			group := fmt.Sprintf("%s-r%d-n%d", topic, round, count)
+			b.Cleanup(func() { deleteTopics(brokers, changelogOf(group, topic)) })
+			dirs := b.TempDir()
+			start := time.Now()
+			nodes := make([]*benchNode, count)
+			for i := range nodes {
+				name := fmt.Sprintf("r%d-n%d-%d", round, count, i)
+				nodes[i] = startNode(b, bin, name, "../../scripts/netflow_webservers.lua", brokers, topic, group, filepath.Join(dirs, name))
+			}
+			caughtUp(b, adm, group, topic, limit, nodes...)
+			times[count] = append(times[count], time.Since(start))
+			for _, n := range nodes {
+				n.stop(b)
+			}
+		}
+	}
+	fmt.Printf("  %5s %10s %12s %9s   %s\n", "nodes", "median", "records/s", "vs 1 node", "each round")
+	var one float64
+	for _, count := range counts {
+		ts := times[count]
+		each := make([]string, len(ts))
+		for i, t := range ts {
+			each[i] = t.Round(10 * time.Millisecond).String()
+		}
+		slices.Sort(ts)
+		med := ts[len(ts)/2]
+		rate := float64(records) / med.Seconds()
+		if count == 1 {
+			one = rate
+		}
+		fmt.Printf("  %5d %10v %12.0f %9.2f   %s\n", count, med.Round(time.Millisecond), rate, rate/one, strings.Join(each, " "))
+		b.ReportMetric(rate, fmt.Sprintf("%dnode-rec/s", count))
+	}
+}
+
+// produceIDs writes {"id":"id-%09d"} for ids from..from+n-1 to partition
+// 0 of topic, keyed by the id.
+func produceIDs(b *testing.B, brokers []string, topic string, from, n int64) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(10*time.Millisecond),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	var mu sync.Mutex
+	var perr error
+	for i := from; i < from+n; i++ {
+		id := fmt.Sprintf("id-%09d", i)
+		r := &kgo.Record{Key: []byte(id), Value: []byte(`{"id":"` + id + `"}`), Partition: 0}
+		cl.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				perr = err
+				mu.Unlock()
+			}
+		})
+	}
+	if err := cl.Flush(context.Background()); err != nil || perr != nil {
+		b.Fatal(err, perr)
+	}
+}
+
+var restoredLine = regexp.MustCompile(`msg="restored a partition from the changelog" partition=(\S+) changes=(\d+) took=(\S+) changes_per_s=(\d+)`)
+
+func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) {
+	adm := benchAdmin(b, brokers)
+	topic := testenv.NewTopic(b, brokers, 1)
+	group := topic + "-g"
+	ctopic := changelogOf(group, topic)
+	b.Cleanup(func() { deleteTopics(brokers, ctopic) })
+	t0 := time.Now()
+	produceIDs(b, brokers, topic, 0, keys)
+	fmt.Printf("\nfilled %s (1 partition) with %d distinct ids in %v\n", topic, keys, time.Since(t0).Round(time.Millisecond))
+	fmt.Printf("restore of a moved partition: testdata/count_ids.lua, state of %d keys in one partition\n", keys)
+	limit := 2*time.Minute + time.Duration(keys/5_000)*time.Second
+	dirs := b.TempDir()
+	start := time.Now()
+	first := startNode(b, bin, "first", "testdata/count_ids.lua", brokers, topic, group, filepath.Join(dirs, "first"))
+	caughtUp(b, adm, group, topic, limit, first)
+	took := time.Since(start)
+	first.stop(b)
+	fmt.Printf("  node 1: %d records in %v (%.0f records/s, changelog writes included), stopped with SIGTERM\n",
+		keys, took.Round(time.Millisecond), float64(keys)/took.Seconds())
+	ctx := context.Background()
+	if ends, err := adm.ListEndOffsets(ctx, ctopic); err == nil {
+		var end int64
+		parts := kadm.TopicsSet{}
+		ends.Each(func(o kadm.ListedOffset) { end += o.Offset; parts.Add(ctopic, o.Partition) })
+		size := int64(-1)
+		if dirs, err := adm.DescribeAllLogDirs(ctx, parts); err == nil {
+			size = 0
+			dirs.Each(func(d kadm.DescribedLogDir) {
+				if ps, ok := d.Topics[ctopic]; ok {
+					for _, p := range ps {
+						size += p.Size
+					}
+				}
+			})
+		}
+		fmt.Printf("  changelog %s: end offset %d, %.1f MiB on the broker\n", ctopic, end, float64(size)/(1<<20))
+	}
+
+	const more = 1_000
+	produceIDs(b, brokers, topic, keys, more)
+	start = time.Now()
+	second := startNode(b, bin, "second", "testdata/count_ids.lua", brokers, topic, group, filepath.Join(dirs, "second"))
+	restoredAt := make(chan time.Duration, 1)
+	go func() {
+		for time.Since(start) < limit {
+			if restoredLine.MatchString(second.log.String()) {
+				restoredAt <- time.Since(start)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	caughtUp(b, adm, group, topic, limit, second)
+	caught := time.Since(start)
+	if os.Getenv("EDDY_BENCH_LOGS") != "" {
+		fmt.Printf("--- node 2's log:\n%s\n", second.log.String())
+	}
+	var m []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if m = restoredLine.FindStringSubmatch(second.log.String()); m != nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	second.stop(b)
+	if m == nil {
+		b.Fatalf("node 2 logged no restore from the changelog\n%s", second.log.tail())
+	}
+	changes, _ := strconv.ParseInt(m[2], 10, 64)
+	restoreTook, _ := time.ParseDuration(m[3])
+	perS, _ := strconv.ParseInt(m[4], 10, 64)
+	if changes < keys {
+		b.Fatalf("node 2 restored %d changes, want at least %d\n%s", changes, keys, second.log.tail())
+	}
+	fmt.Printf("  node 2 (empty state dir, same group): restored %s from the changelog: %d changes in %v (%d changes/s)\n",
+		m[1], changes, restoreTook, perS)
+	at := "?"
+	select {
+	case d := <-restoredAt:
+		at = d.Round(time.Millisecond).String()
+	default:
+	}
+	fmt.Printf("  node 2: start to restored %s, to caught up (%d new records taken in, checkpoint committed) %v\n", at, more, caught.Round(time.Millisecond))
+	b.ReportMetric(float64(perS), "restore-changes/s")
+	b.ReportMetric(restoreTook.Seconds(), "restore-s")
+	b.ReportMetric(caught.Seconds(), "handoff-s")
+}
