@@ -572,18 +572,31 @@ func (c *changelog) End(ctx context.Context, partition string) (int64, error) {
 }
 
 func (c *changelog) end(ctx context.Context, topic string, part int32) (int64, error) {
-	listed, err := c.adm.ListCommittedOffsets(ctx, topic)
-	if err != nil {
-		return 0, fmt.Errorf("kafka changelog %s/%d: end offset: %w", topic, part, err)
+	// Just after the topic is created (or a leader moves) the broker may
+	// answer NOT_LEADER_FOR_PARTITION and the like for a while: retry
+	// those for up to half a minute.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		listed, err := c.adm.ListCommittedOffsets(ctx, topic)
+		if err == nil {
+			o, ok := listed.Lookup(topic, part)
+			switch {
+			case !ok:
+				return 0, fmt.Errorf("kafka changelog %s/%d: end offset: no such partition", topic, part)
+			case o.Err == nil:
+				return o.Offset, nil
+			}
+			err = o.Err
+		}
+		if !kerr.IsRetriable(err) || ctx.Err() != nil {
+			return 0, fmt.Errorf("kafka changelog %s/%d: end offset: %w", topic, part, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	o, ok := listed.Lookup(topic, part)
-	if !ok {
-		return 0, fmt.Errorf("kafka changelog %s/%d: end offset: no such partition", topic, part)
-	}
-	if o.Err != nil {
-		return 0, fmt.Errorf("kafka changelog %s/%d: end offset: %w", topic, part, o.Err)
-	}
-	return o.Offset, nil
 }
 
 // Restore reads the partition's changelog from offset from to its last
