@@ -297,9 +297,11 @@ func start(ctx context.Context, cfg Config, peers []string, ln net.Listener, loc
 			err = fmt.Errorf("cluster: starting the node on %s:%d: %v", cfg.Host, cfg.Port, r)
 		}
 	}()
-	startMu.Lock() // remote.Start sets grpc's global logger
-	c.StartMember()
-	startMu.Unlock()
+	func() {
+		startMu.Lock() // remote.Start sets grpc's global logger
+		defer startMu.Unlock()
+		c.StartMember()
+	}()
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &answerer{n} }), nodeActor); err != nil {
 		n.Leave()
 		return nil, fmt.Errorf("cluster: %w", err)

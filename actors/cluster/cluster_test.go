@@ -362,3 +362,24 @@ func TestName(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// A cluster port in use is a clear error, and the next node starts.
+func TestClusterPortInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	port := taken.Addr().(*net.TCPAddr).Port
+	health := freePorts(t, 1)[0]
+	cfg := Config{Name: Name("p", ""), Port: port, Peers: []string{fmt.Sprintf("127.0.0.1:%d", health)}, RefreshTTL: 300 * time.Millisecond, Logger: testLogger(t)}
+	if _, err := Join(context.Background(), cfg, &fake{}); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("join on a port in use: %v", err)
+	}
+	cfg.Port = 0
+	n, err := Join(context.Background(), cfg, &fake{})
+	if err != nil {
+		t.Fatalf("join after a failed one: %v", err)
+	}
+	n.Leave()
+}
