@@ -23,6 +23,7 @@ type Handle struct{ e *engine }
 // Status is what `eddy status` shows of one node.
 type Status struct {
 	Pipeline   string            `json:"pipeline"`
+	Node       string            `json:"node,omitempty"`
 	Partitions []PartitionStatus `json:"partitions"`
 	Read       int64             `json:"records_read"`
 	Kept       int64             `json:"records_kept"`
@@ -37,6 +38,9 @@ type Status struct {
 type PartitionStatus struct {
 	ID       string `json:"id"`
 	Position string `json:"position,omitempty"`
+	// Lag is the records between Position and the partition's end, when
+	// the source knows it (Kafka: the last stable offset).
+	Lag      *int64 `json:"lag,omitempty"`
 	CaughtUp bool   `json:"caught_up"`
 	Ended    bool   `json:"ended"`
 	// Restoring: reading its changelog before its records; Restored of
@@ -85,7 +89,7 @@ func (h *Handle) Status(ctx context.Context) (Status, error) {
 	}
 	st := res.(Status)
 	cfg := h.e.cfg
-	st.Pipeline = cfg.Pipeline.Name
+	st.Pipeline, st.Node = cfg.Pipeline.Name, cfg.Node
 	st.Read, st.Kept, st.Failed, st.Late = cfg.Stats.Read.Load(), cfg.Stats.Kept.Load(), cfg.Stats.Failed.Load(), cfg.Stats.Late.Load()
 	if cfg.Pipeline.HasEventTime() {
 		if wm := cfg.Stats.Watermark.Load(); wm != 0 {
@@ -156,6 +160,11 @@ func (n *node) status(ctx actor.Context) {
 			Restoring: p.restoring, Restored: p.restored, ToRestore: p.toRestore}
 		if pos := n.positions[id]; pos != nil {
 			ps.Position = p.part.Describe(pos)
+			if l, ok := p.part.(connectors.Lagger); ok {
+				if lag, ok := l.Lag(pos); ok {
+					ps.Lag = &lag
+				}
+			}
 		}
 		st.Partitions = append(st.Partitions, ps)
 	}

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/eddy-stream/eddy/actors"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -172,25 +174,8 @@ type nodeView struct {
 	Error   string      `json:"error"`
 }
 
-type nodeStatus struct {
-	Pipeline   string `json:"pipeline"`
-	Partitions []struct {
-		ID       string `json:"id"`
-		Position string `json:"position"`
-		Lag      *int64 `json:"lag"`
-		CaughtUp bool   `json:"caught_up"`
-		Ended    bool   `json:"ended"`
-	} `json:"partitions"`
-	Read       int64  `json:"records_read"`
-	Failed     int64  `json:"records_failed"`
-	Watermark  string `json:"watermark"`
-	Checkpoint *struct {
-		ID   uint64    `json:"id"`
-		Time time.Time `json:"time"`
-		Keys int64     `json:"keys"`
-	} `json:"last_checkpoint"`
-	StateBytes int64 `json:"state_bytes"`
-}
+// nodeStatus is one node's own status, as GET /status?local=1 has it.
+type nodeStatus = actors.Status
 
 // print writes the status as two tables: the partitions of every node,
 // then each node's checkpoint and state.
@@ -213,6 +198,10 @@ func (v *statusView) print(w io.Writer, now time.Time) error {
 		s := n.HTTP
 		if s == "" {
 			s = n.Address
+		}
+		if n.Status != nil && n.Status.Node != "" {
+			// the node's name (--node), then where it answers
+			s = strings.TrimSpace(n.Status.Node + " " + s)
 		}
 		if s == "" {
 			s = "this node"
@@ -243,6 +232,9 @@ func (v *statusView) print(w io.Writer, now time.Time) error {
 			}
 			if p.Ended {
 				up = "ended"
+			}
+			if p.Restoring {
+				up = fmt.Sprintf("restoring (%d of %d changes)", p.Restored, p.ToRestore)
 			}
 			pos := p.Position
 			if pos == "" {
