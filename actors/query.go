@@ -101,8 +101,7 @@ func (h *Handle) Status(ctx context.Context) (Status, error) {
 	} else if !errors.Is(err, state.ErrNoCheckpoint) {
 		return st, err
 	}
-	lsm, vlog := cfg.Store.Size()
-	st.StateBytes = lsm + vlog
+	st.StateBytes = cfg.Store.Size()
 	return st, nil
 }
 

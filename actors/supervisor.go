@@ -218,6 +218,7 @@ func (s *PartitionSupervisor) run(ctx actor.Context) {
 	s.status = partitionStatus{id: s.id, active: time.Now()}
 	s.lastSent = math.MinInt64
 	s.startReader(ctx)
+	s.report(ctx, 0) // where it starts, for status
 	if s.e.cfg.Changelog != nil {
 		ctx.Send(s.e.node, &partitionReady{id: s.id})
 	}

@@ -266,10 +266,29 @@ func (s *Store) setDiscardTs() {
 	}
 }
 
-// Size returns the on-disk size of Badger's LSM tree and value log, for status
-// output. The figures are refreshed by Badger periodically, not on every write.
-func (s *Store) Size() (lsm, vlog int64) {
-	return s.db.Size()
+// Size returns the bytes the store takes on disk: the blocks its files
+// use, not their apparent sizes (Badger preallocates its value log and
+// memtable files). It walks the directory, so call it for status, not in a
+// loop. An in-memory store reports 0.
+func (s *Store) Size() int64 {
+	if s.cfg.inMemory {
+		return 0
+	}
+	var n int64
+	filepath.WalkDir(s.dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				n += st.Blocks * 512
+			} else {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // removeEmptyMemtables deletes zero-length *.mem files of dir. A process

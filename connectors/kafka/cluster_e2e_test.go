@@ -96,7 +96,7 @@ func TestClusterOfThreeNodes(t *testing.T) {
 		n.cmd = exec.Command(eddyPath(t), "run", "testdata/flows_all.lua",
 			"--source", brokerURI(brokers, topic, "group="+group+"&session-timeout=6s"),
 			"--state", filepath.Join(dirs, name), "--checkpoint-interval", "300ms", "--trigger-interval", "100ms",
-			"--http", n.http, "--node", name, "-v")
+			"--http", n.http, "--node", name, "--cluster-port", freePort(t)[len("127.0.0.1:"):], "-v")
 		n.cmd.Stdout, n.cmd.Stderr = n.out, n.err
 		if err := n.cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -205,6 +205,21 @@ func TestClusterOfThreeNodes(t *testing.T) {
 		t.Log(logs(a, b2, c))
 	}
 	sameCounts(t, "the three nodes' tables", want, got)
+	// Any node answers for the cluster: it merges every node's share.
+	for _, n := range []*clusterNode{a, b2, c} {
+		body, err := n.get("/state")
+		if err != nil {
+			t.Fatalf("the cluster's state from %s: %v", n.name, err)
+		}
+		merged := map[string]int64{}
+		addCounts(t, body, merged)
+		sameCounts(t, "the cluster's table from "+n.name, want, merged)
+	}
+	out, stderr, err := eddy(t, "status", "--http", a.http)
+	if err != nil || !strings.Contains(out, "3 nodes") || strings.Count(out, "kafka:"+topic+"/") != 6 {
+		t.Fatalf("eddy status: %v\n%s%s", err, out, stderr)
+	}
+	t.Logf("eddy status:\n%s", out)
 	restored := 0
 	for _, n := range []*clusterNode{a, c, b2} {
 		restored += strings.Count(n.err.String(), "restored a partition from the changelog")
