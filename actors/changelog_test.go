@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/internal/memio"
@@ -144,6 +145,69 @@ func TestChangelogCommitFailureStopsTheRun(t *testing.T) {
 	_, err := Run(context.Background(), Config{Pipeline: load(t, clogScript), Source: &memio.Source{Lines: clogLines(100)},
 		Store: openStore(t), Results: &memio.Sink{}, MaxErrors: -1, Changelog: cl})
 	if err == nil || !strings.Contains(err.Error(), "changelog: broker says no") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// standbySource reads one quiet partition of its own and names "mem" as a
+// partition to keep a warm copy of.
+type standbySource struct {
+	cl connectors.Changelog
+}
+
+func (s *standbySource) Start(_ context.Context, l connectors.Listener) error {
+	l.Assign(&quietPart{id: "other"})
+	return nil
+}
+func (s *standbySource) Close() error                                    { return nil }
+func (s *standbySource) Changelog(string) (connectors.Changelog, error)  { return s.cl, nil }
+func (s *standbySource) Standbys(context.Context, int) ([]string, error) { return []string{"mem"}, nil }
+
+// A node with --standby keeps a warm copy of a partition another node
+// reads: when the partition comes to it, it reads only the changes since
+// its copy, not the whole changelog.
+func TestStandbyCopyShortensTheRestore(t *testing.T) {
+	lines := clogLines(1500)
+	cl := &memio.Changelog{}
+	a, b := openStore(t), openStore(t)
+	runNode(t, a, cl, lines[:1000], 0) // 26 changes
+
+	// b keeps a copy of "mem" while reading a partition of its own.
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer cancel()
+	_, err := Run(ctx, Config{Pipeline: load(t, clogScript), Source: &standbySource{cl: cl}, Store: b, Results: &memio.Sink{},
+		MaxErrors: -1, Shards: 3, Changelog: cl, Standby: 1, CheckpointInterval: 200 * time.Millisecond, TriggerInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := b.Last()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := cl.Keys("mem")
+	got := map[string]string{}
+	for _, prefix := range []string{"agg/mem", "key/mem"} {
+		b.Scan(cp.ID, []byte(prefix), func(k, v []byte) error {
+			got[string(k)] = string(v)
+			return nil
+		})
+	}
+	if len(want) != 26 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("b's copy of mem:\n%v\nthe changelog:\n%v", got, want)
+	}
+
+	runNode(t, a, cl, lines[:1500], 0) // 26 more changes
+	// b takes "mem" over: it reads the 26 changes after its copy, not 52.
+	out, sum, stats := runNode(t, b, cl, lines, 1500)
+	if out != wantCounts(lines) || sum.Read != 0 || stats.Restored.Load() != 26 {
+		t.Fatalf("b restored %d changes and read %d:\n%s\nwant\n%s", stats.Restored.Load(), sum.Read, out, wantCounts(lines))
+	}
+}
+
+func TestStandbyNeedsAChangelog(t *testing.T) {
+	_, err := Run(context.Background(), Config{Pipeline: load(t, clogScript), Source: &memio.Source{}, Store: openStore(t),
+		Results: &memio.Sink{}, Standby: 1})
+	if err == nil || !strings.Contains(err.Error(), "--standby needs the changelog") {
 		t.Fatalf("err = %v", err)
 	}
 }

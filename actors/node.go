@@ -60,6 +60,8 @@ type inflight struct {
 	sinks   map[string]bool // sinks that have not flushed (or committed)
 	acks    map[string]*partitionAck
 	started time.Time
+	// standby: the standby keeper has not passed the barrier
+	standby bool
 	// committing: transactional sinks are committing the checkpoint;
 	// logged: the changelog is committing (or committed) it, and clog are
 	// the changelog offsets after each partition's marker.
@@ -143,6 +145,8 @@ func (n *node) Receive(ctx actor.Context) {
 		}
 	case *changelogCommitted:
 		n.changelogCommitted(ctx, m)
+	case *standbyAck:
+		n.standbyAck(ctx, m)
 	}
 }
 
@@ -215,6 +219,7 @@ func (n *node) lose(ctx actor.Context, r *revoke) {
 		ctx.StopFuture(p.pid).Wait() // Lose returns once it reads no more
 		n.setRestoring(p, false)
 		delete(n.parts, r.id)
+		n.owns(ctx, r.id, false)
 		n.e.cfg.Stats.Partitions.Add(-1)
 		if n.inflight != nil && n.inflight.waiting[r.id] {
 			n.abort(ctx, "partition "+r.id+" lost")
@@ -235,6 +240,7 @@ func (n *node) assign(ctx actor.Context, p connectors.Partition) {
 		return newSupervisor(n.e, p, incarnations > 1)
 	},
 		actor.WithSupervisor(actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.EscalateDirective })))
+	n.owns(ctx, id, true) // before its supervisor plans its restore
 	ps := &partState{part: p, status: partitionStatus{id: id}}
 	if n.e.cfg.Changelog != nil {
 		n.setRestoring(ps, true) // until its supervisor says it's ready
@@ -347,8 +353,12 @@ func (n *node) trigger(ctx actor.Context, persist, final bool) {
 		p.since = 0
 		ctx.Send(p.pid, &b)
 	}
+	if n.e.standby != nil && b.epoch > 0 {
+		in.standby = true
+		ctx.Send(n.e.standby, &b)
+	}
 	n.inflight = in
-	if len(in.waiting) == 0 {
+	if len(in.waiting) == 0 && !in.standby {
 		n.allAcked(ctx)
 	}
 }
@@ -365,8 +375,31 @@ func (n *node) partitionAck(ctx actor.Context, m *partitionAck) {
 	delete(in.waiting, m.id)
 	in.acks[m.id] = m
 	n.e.cfg.Logger.Debug("partition passed barrier", "seq", m.seq, "partition", m.id)
+	if len(in.waiting) == 0 && !in.standby {
+		n.allAcked(ctx)
+	}
+}
+
+func (n *node) standbyAck(ctx actor.Context, m *standbyAck) {
+	in := n.inflight
+	if in == nil || m.seq != in.b.seq || !in.standby {
+		return
+	}
+	if m.err != nil {
+		n.finish(fmt.Errorf("checkpoint %d: standby copies: %w", in.b.epoch, m.err))
+		return
+	}
+	in.standby = false
 	if len(in.waiting) == 0 {
 		n.allAcked(ctx)
+	}
+}
+
+// owns tells the standby keeper this node reads (or no longer reads) a
+// partition: it keeps no copy of it meanwhile.
+func (n *node) owns(ctx actor.Context, id string, owned bool) {
+	if n.e.standby != nil {
+		ctx.Send(n.e.standby, &standbyOwned{id: id, owned: owned})
 	}
 }
 
@@ -521,6 +554,9 @@ func (n *node) settle(ctx actor.Context) {
 		for _, p := range n.parts {
 			ctx.Send(p.pid, &checkpointDone{epoch: in.b.epoch})
 		}
+		if n.e.standby != nil {
+			ctx.Send(n.e.standby, &checkpointDone{epoch: in.b.epoch})
+		}
 	}
 	for _, p := range n.parts {
 		ctx.Send(p.pid, &settled{seq: in.b.seq})
@@ -563,6 +599,7 @@ func (n *node) settleRevokes(ctx actor.Context, in *inflight) {
 			ctx.StopFuture(p.pid).Wait()
 			n.setRestoring(p, false)
 			delete(n.parts, r.id)
+			n.owns(ctx, r.id, false)
 			n.e.cfg.Stats.Partitions.Add(-1)
 		}
 		close(r.done)
@@ -587,6 +624,9 @@ func (n *node) abort(ctx actor.Context, why string) {
 		if err := cl.Abort(n.e.ctx); err != nil {
 			n.finish(fmt.Errorf("checkpoint %d: changelog: abort: %w", in.b.epoch, err))
 		}
+	}
+	if n.e.standby != nil && in.b.epoch > 0 {
+		ctx.Send(n.e.standby, &checkpointAborted{epoch: in.b.epoch})
 	}
 	for _, p := range n.parts {
 		if in.b.epoch > 0 {

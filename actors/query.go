@@ -32,6 +32,9 @@ type Status struct {
 	Watermark  string            `json:"watermark,omitempty"`
 	Checkpoint *CheckpointStatus `json:"last_checkpoint,omitempty"`
 	StateBytes int64             `json:"state_bytes"`
+	// Standbys are the partitions of other nodes this one keeps warm
+	// copies of (eddy run --standby).
+	Standbys []string `json:"standbys,omitempty"`
 }
 
 // PartitionStatus is one assigned partition.
@@ -102,6 +105,7 @@ func (h *Handle) Status(ctx context.Context) (Status, error) {
 		return st, err
 	}
 	st.StateBytes = cfg.Store.Size()
+	st.Standbys = h.e.standbys.Load()
 	return st, nil
 }
 

@@ -63,6 +63,10 @@ type Config struct {
 	ChangelogShared bool
 	// Node names this process in changelog markers and status.
 	Node string
+	// Standby, with a changelog and a StandbySource, keeps warm copies of
+	// partitions other nodes own: each partition gets up to Standby copies
+	// on nodes other than its owner.
+	Standby int
 }
 
 // Stats are the run's counters, safe to read while it runs.
@@ -132,7 +136,7 @@ func (c *Config) validate() error {
 	if c.Stats == nil {
 		c.Stats = &Stats{}
 	}
-	return nil
+	return standbyUsable(*c)
 }
 
 // engine is what every actor of one run shares. Read-only after Run starts.
@@ -151,6 +155,10 @@ type engine struct {
 	transactional map[string]*actor.PID
 	// ready is closed once the node has set node.
 	ready chan struct{}
+	// standby keeps warm copies of other nodes' partitions (nil when
+	// Config.Standby is 0); standbys lists them.
+	standby  *actor.PID
+	standbys standbyList
 }
 
 // Run runs a pipeline until its input ends (or, with UntilIdle, is caught
@@ -191,6 +199,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			return Summary{}, err
 		}
 		e.emitter = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return em }))
+	}
+	if cfg.Standby > 0 {
+		e.standby = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newStandbyKeeper(e) }))
 	}
 	e.transactional = map[string]*actor.PID{}
 	for name, sink := range cfg.sinks() {

@@ -63,3 +63,13 @@ type ChangelogSource interface {
 type ChangelogSharer interface {
 	ShareTransaction(sink Transactional) bool
 }
+
+// StandbySource is a ChangelogSource that can name the partitions this
+// node should keep warm copies of (eddy run --standby N): partitions other
+// nodes own, chosen so that each has up to n copies on nodes other than
+// its owner. The engine tails their changelogs into the local store, so a
+// failover reads only the latest changes.
+type StandbySource interface {
+	ChangelogSource
+	Standbys(ctx context.Context, n int) ([]string, error)
+}

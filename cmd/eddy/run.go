@@ -35,6 +35,7 @@ type runFlags struct {
 	exactlyOnce                                       bool
 	changelog                                         bool
 	node                                              string
+	standby                                           int
 	memProfile                                        string
 	lookups                                           map[string]string
 	cluster                                           clusterFlags
@@ -80,6 +81,7 @@ a temporary directory and is gone when the run ends.`,
 	fl.BoolVar(&f.progress, "progress", true, "show progress on stderr when it is a terminal")
 	fl.BoolVar(&f.exactlyOnce, "exactly-once", false, "kafka:// sinks write in transactions committed with each checkpoint (see docs/kafka.md)")
 	fl.BoolVar(&f.changelog, "changelog", true, "with a kafka:// source, write every checkpoint's state changes to a changelog topic so partitions take their state to whichever node reads them next (see docs/cluster.md)")
+	fl.IntVar(&f.standby, "standby", 0, "keep warm copies of partitions other nodes read, so each has up to N copies besides its owner's: a failover then reads only the latest changes (see docs/cluster.md)")
 	fl.StringVar(&f.node, "node", "", "this node's name in changelogs and cluster status (default: the source's instance, else HOST-PID)")
 	fl.StringVar(&f.httpAddr, "http", "", "serve status and live state on this address (HOST:PORT): eddy status, eddy query, GET /status, /state, /state/KEY (clustered: default 127.0.0.1 and any free port)")
 	addClusterFlags(fl, &f.cluster)
@@ -178,13 +180,16 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 		log.Warn("--exactly-once: no kafka:// sink; stdout and files stay at-least-once across a crash")
 	}
 	cfg.Node = nodeName(f.node, srcURI)
+	if f.standby > 0 && !(f.changelog && isChangelogSource(src)) {
+		return fmt.Errorf("--standby %d keeps copies of other nodes' partitions through their changelog: it needs a kafka:// source, without --changelog=false", f.standby)
+	}
 	if cs, ok := src.(connectors.ChangelogSource); ok && f.changelog {
 		cl, err := cs.Changelog(p.Name)
 		if err != nil {
 			return err
 		}
 		defer cl.Close()
-		cfg.Changelog = cl
+		cfg.Changelog, cfg.Standby = cl, f.standby
 		if sh, ok := cl.(connectors.ChangelogSharer); ok && f.exactlyOnce {
 			for _, t := range transactionalSinks(cfg) {
 				if sh.ShareTransaction(t) {
@@ -249,6 +254,11 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 	}
 	log.Debug("done", "read", sum.Read, "kept", sum.Kept, "failed", sum.Failed, "checkpoints", sum.Checkpoints)
 	return nil
+}
+
+func isChangelogSource(s connectors.Source) bool {
+	_, ok := s.(connectors.ChangelogSource)
+	return ok
 }
 
 // nodeName is what a node calls itself: --node, else the Kafka source's
