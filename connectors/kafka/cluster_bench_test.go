@@ -123,12 +123,12 @@ func (s *syncBuffer) tail() string {
 // its results go to /dev/null. Checkpoints ride on triggers, so the
 // trigger interval is short too: the group's committed offsets then follow
 // the nodes within about half a second.
-func startNode(b *testing.B, bin, name, script string, brokers []string, topic, group, dir string) *benchNode {
+func startNode(b *testing.B, bin, name, script string, brokers []string, topic, group, dir string, extra ...string) *benchNode {
 	b.Helper()
 	n := &benchNode{name: name, log: &syncBuffer{}}
-	n.cmd = exec.Command(bin, "run", script,
+	n.cmd = exec.Command(bin, append([]string{"run", script,
 		"--source", brokerURI(brokers, topic, "group="+group),
-		"--state", dir, "--checkpoint-interval", "500ms", "--trigger-interval", "100ms", "--node", name, "-v")
+		"--state", dir, "--checkpoint-interval", "500ms", "--trigger-interval", "100ms", "--node", name, "-v"}, extra...)...)
 	n.cmd.Stderr = n.log
 	if err := n.cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -211,47 +211,86 @@ func scaleOut(b *testing.B, bin string, brokers []string, records int64, rounds 
 	fmt.Printf("scale-out: scripts/netflow_webservers.lua on N `eddy run` processes, a group and fresh state per run, --checkpoint-interval 500ms --trigger-interval 100ms, %d rounds\n", rounds)
 	fmt.Printf("  GOMAXPROCS=%d NumCPU=%d: this machine has %d cores, so 4 nodes can't be faster than 2 here\n",
 		runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.NumCPU())
-	fmt.Printf("  time = start of the processes until the group's committed offsets reach the end (joins and rebalances included)\n")
+	fmt.Printf("  cold: a pre-filled topic, from the processes' start until the group's committed offsets reach the end (joins and rebalances included)\n")
+	fmt.Printf("  joined: the nodes join an empty topic first; from the first record produced until they have checkpointed the last\n")
 	limit := 2*time.Minute + time.Duration(records/5_000)*time.Second
 	counts := []int{1, 2, 4}
-	times := map[int][]time.Duration{}
+	cold, joined := map[int][]time.Duration{}, map[int][]time.Duration{}
 	// Rounds go 1, 2, 4 nodes, then again: a busy spell of the machine
 	// slows every count alike.
 	for round := range rounds {
 		for _, count := range counts {
-			group := fmt.Sprintf("%s-r%d-n%d", topic, round, count)
-			b.Cleanup(func() { deleteTopics(brokers, changelogOf(group, topic)) })
-			dirs := b.TempDir()
-			start := time.Now()
-			nodes := make([]*benchNode, count)
-			for i := range nodes {
-				name := fmt.Sprintf("r%d-n%d-%d", round, count, i)
-				nodes[i] = startNode(b, bin, name, "../../scripts/netflow_webservers.lua", brokers, topic, group, filepath.Join(dirs, name))
+			run := func(topic string, prefilled bool) time.Duration {
+				group := fmt.Sprintf("%s-r%d-n%d", topic, round, count)
+				b.Cleanup(func() { deleteTopics(brokers, changelogOf(group, topic)) })
+				dirs := b.TempDir()
+				start := time.Now()
+				nodes := make([]*benchNode, count)
+				for i := range nodes {
+					name := fmt.Sprintf("r%d-n%d-%d", round, count, i)
+					nodes[i] = startNode(b, bin, name, "../../scripts/netflow_webservers.lua", brokers, topic, group, filepath.Join(dirs, name))
+				}
+				if !prefilled {
+					groupReady(b, adm, group, count, limit)
+					start = time.Now()
+					fill(b, brokers, topic, records)
+				}
+				caughtUp(b, adm, group, topic, limit, nodes...)
+				took := time.Since(start)
+				for _, n := range nodes {
+					n.stop(b)
+				}
+				return took
 			}
-			caughtUp(b, adm, group, topic, limit, nodes...)
-			times[count] = append(times[count], time.Since(start))
-			for _, n := range nodes {
-				n.stop(b)
-			}
+			cold[count] = append(cold[count], run(topic, true))
+			joined[count] = append(joined[count], run(testenv.NewTopic(b, brokers, 8), false))
 		}
 	}
-	fmt.Printf("  %5s %10s %12s %9s   %s\n", "nodes", "median", "records/s", "vs 1 node", "each round")
-	var one float64
-	for _, count := range counts {
-		ts := times[count]
-		each := make([]string, len(ts))
-		for i, t := range ts {
-			each[i] = t.Round(10 * time.Millisecond).String()
+	for _, what := range []struct {
+		name  string
+		times map[int][]time.Duration
+	}{{"cold", cold}, {"joined", joined}} {
+		fmt.Printf("  %-6s %5s %10s %12s %9s   %s\n", what.name, "nodes", "median", "records/s", "vs 1 node", "each round")
+		var one float64
+		for _, count := range counts {
+			ts := what.times[count]
+			each := make([]string, len(ts))
+			for i, t := range ts {
+				each[i] = t.Round(10 * time.Millisecond).String()
+			}
+			slices.Sort(ts)
+			med := ts[len(ts)/2]
+			rate := float64(records) / med.Seconds()
+			if count == 1 {
+				one = rate
+			}
+			fmt.Printf("  %-6s %5d %10v %12.0f %9.2f   %s\n", "", count, med.Round(time.Millisecond), rate, rate/one, strings.Join(each, " "))
+			b.ReportMetric(rate, fmt.Sprintf("%s-%dnode-rec/s", what.name, count))
 		}
-		slices.Sort(ts)
-		med := ts[len(ts)/2]
-		rate := float64(records) / med.Seconds()
-		if count == 1 {
-			one = rate
-		}
-		fmt.Printf("  %5d %10v %12.0f %9.2f   %s\n", count, med.Round(time.Millisecond), rate, rate/one, strings.Join(each, " "))
-		b.ReportMetric(rate, fmt.Sprintf("%dnode-rec/s", count))
 	}
+}
+
+// groupReady waits until group has n members, each with partitions.
+func groupReady(b *testing.B, adm *kadm.Client, group string, n int, limit time.Duration) {
+	b.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		gs, err := adm.DescribeGroups(context.Background(), group)
+		if err == nil {
+			g := gs[group]
+			with := 0
+			for _, m := range g.Members {
+				if a, ok := m.Assigned.AsConsumer(); ok && len(a.Topics) > 0 && g.State == "Stable" {
+					with++
+				}
+			}
+			if with == n {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Fatalf("group %s did not reach %d members with partitions in %v", group, n, limit)
 }
 
 // produceIDs writes {"id":"id-%09d"} for ids from..from+n-1 to partition
@@ -368,4 +407,78 @@ func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) {
 	b.ReportMetric(float64(perS), "restore-changes/s")
 	b.ReportMetric(restoreTook.Seconds(), "restore-s")
 	b.ReportMetric(caught.Seconds(), "handoff-s")
+
+	standbyHandoff(b, bin, brokers, keys, limit)
+}
+
+// standbyHandoff: the same partition, with a second node running beside
+// the first with --standby 1; the first is stopped and the second takes
+// over from its warm copy.
+func standbyHandoff(b *testing.B, bin string, brokers []string, keys int64, limit time.Duration) {
+	adm := benchAdmin(b, brokers)
+	topic := testenv.NewTopic(b, brokers, 1)
+	group := topic + "-g"
+	b.Cleanup(func() { deleteTopics(brokers, changelogOf(group, topic)) })
+	produceIDs(b, brokers, topic, 0, keys)
+	dirs := b.TempDir()
+	first := startNode(b, bin, "first", "testdata/count_ids.lua", brokers, topic, group, filepath.Join(dirs, "first"))
+	groupReady(b, adm, group, 1, limit)
+	second := startNode(b, bin, "second", "testdata/count_ids.lua", brokers, topic, group, filepath.Join(dirs, "second"), "--standby", "1")
+	caughtUp(b, adm, group, topic, limit, first, second)
+	// The copy is current once the second node has read the changelog to
+	// its end and checkpointed what it read.
+	end := changelogEnd(b, adm, changelogOf(group, topic))
+	deadline := time.Now().Add(limit)
+	for standbyAt(second.log.String()) < end {
+		if time.Now().After(deadline) {
+			b.Fatalf("the standby copy did not reach the changelog's end %d\n%s", end, second.log.tail())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // its next checkpoint
+	// The first node stops (a clean stop, as in the measure above), then
+	// more records come: the second takes the partition over from its
+	// copy and reads them.
+	const more = 1_000
+	start := time.Now()
+	first.stop(b)
+	produceIDs(b, brokers, topic, keys, more)
+	caughtUp(b, adm, group, topic, limit, second)
+	caught := time.Since(start)
+	var m []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if m = restoredLine.FindStringSubmatch(second.log.String()); m != nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	second.stop(b)
+	changes := "no restore logged"
+	if m != nil {
+		changes = m[2] + " changes in " + m[3]
+	}
+	fmt.Printf("  with --standby 1 on a second node beside the first: first stopped (SIGTERM), second restored %s, took in %d new records and checkpointed %v after the stop\n",
+		changes, more, caught.Round(time.Millisecond))
+	b.ReportMetric(caught.Seconds(), "standby-handoff-s")
+}
+
+var standbyRead = regexp.MustCompile(`msg="standby: read changes" partition=\S+ changes=\d+ to=(\d+)`)
+
+// standbyAt is the furthest changelog offset a node's standby copy read.
+func standbyAt(log string) int64 {
+	var at int64
+	for _, m := range standbyRead.FindAllStringSubmatch(log, -1) {
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		at = max(at, n)
+	}
+	return at
+}
+
+func changelogEnd(b *testing.B, adm *kadm.Client, topic string) int64 {
+	ends, err := adm.ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var end int64
+	ends.Each(func(o kadm.ListedOffset) { end += o.Offset })
+	return end
 }
