@@ -242,6 +242,9 @@ func (v *statusView) print(w io.Writer, now time.Time) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name(n), p.ID, pos, lag, up)
 		}
+		for _, id := range n.Status.Standbys {
+			fmt.Fprintf(tw, "%s\t%s\t(standby copy)\t\t\n", name(n), id)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
