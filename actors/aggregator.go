@@ -69,6 +69,9 @@ type KeyedAggregator struct {
 	// localEntries, localStates: keys the next checkpoint writes to the
 	// store only (the changelog has them already).
 	localEntries, localStates map[string]bool
+	// localRaw: the changelog's bytes of the restored entries, written to
+	// the store as they are unless the entry changed since
+	localRaw map[string][]byte
 }
 
 type written struct{ entries, deleted, states, statesDeleted []string }
@@ -581,11 +584,18 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		wb = &teeWriter{wb: wb, cl: cl, partition: a.partition}
 	}
 	tee, _ := wb.(*teeWriter)
-	defer func() { a.localEntries, a.localStates = nil, nil }()
+	defer func() { a.localEntries, a.localStates, a.localRaw = nil, nil, nil }()
 	for _, sk := range a.dirty {
 		en := a.entries[sk]
 		if en == nil {
 			continue // expired since: in deleted
+		}
+		if raw, ok := a.localRaw[sk]; ok && a.localEntries[sk] {
+			tee.localOnly(true)
+			if err := wb.Set(stateKey(a.partition, sk), raw); err != nil {
+				return err
+			}
+			continue
 		}
 		keyVals := en.keyVals
 		if a.p.IsWindowed() {

@@ -340,6 +340,7 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 		a.watermark = m.watermark
 	}
 	a.localEntries, a.localStates = map[string]bool{}, map[string]bool{}
+	a.localRaw = make(map[string][]byte, len(r.entries))
 	for sk, v := range r.entries {
 		a.localEntries[sk] = true
 		if v == nil {
@@ -352,6 +353,7 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 		en := a.entries[sk]
 		en.dirty = true
 		a.dirty = append(a.dirty, sk)
+		a.localRaw[sk] = v
 	}
 	for k, v := range r.states {
 		if v == nil {

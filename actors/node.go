@@ -550,6 +550,9 @@ func (n *node) settle(ctx actor.Context) {
 				}
 			}()
 		}
+		if done, err := n.e.cfg.Store.Last(); err == nil {
+			cp = done // with the counts Complete filled in
+		}
 		n.e.cfg.Logger.Debug("checkpoint complete", "id", cp.ID, "keys", cp.Keys, "changed", cp.Changed, "took", time.Since(in.started))
 		for _, p := range n.parts {
 			ctx.Send(p.pid, &checkpointDone{epoch: in.b.epoch})

@@ -432,7 +432,7 @@ func (rt *Runtime) EncodeEntry(dst []byte, keyVals, accs []any) ([]byte, error) 
 
 // DecodeEntry reads what EncodeEntry wrote.
 func (rt *Runtime) DecodeEntry(b []byte) (keyVals, accs []any, err error) {
-	v, err := fastjson.ParseBytes(b)
+	v, err := rt.dp.ParseBytes(b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("checkpointed entry: %w", err)
 	}
@@ -449,7 +449,7 @@ func (rt *Runtime) DecodeEntry(b []byte) (keyVals, accs []any, err error) {
 
 // DecodeAccs reads what EncodeAccs wrote.
 func (rt *Runtime) DecodeAccs(b []byte) ([]any, error) {
-	v, err := fastjson.ParseBytes(b)
+	v, err := rt.dp.ParseBytes(b)
 	if err != nil {
 		return nil, fmt.Errorf("checkpointed accumulators: %w", err)
 	}

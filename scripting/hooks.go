@@ -198,7 +198,7 @@ func (rt *Runtime) EncodeKeyState(dst []byte, ks *KeyState) ([]byte, error) {
 
 // DecodeKeyState reads what EncodeKeyState wrote into this runtime.
 func (rt *Runtime) DecodeKeyState(b []byte) (*KeyState, error) {
-	v, err := fastjson.ParseBytes(b)
+	v, err := rt.dp.ParseBytes(b)
 	if err != nil {
 		return nil, fmt.Errorf("checkpointed key state: %w", err)
 	}

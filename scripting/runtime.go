@@ -30,6 +30,9 @@ type Runtime struct {
 	limit, limitTick int64
 	aggs             []luaAgg
 	jp               fastjson.Parser
+	// dp parses checkpointed entries and key states (DecodeEntry): one
+	// parser reused, as fastjson.ParseBytes allocates one a call.
+	dp fastjson.Parser
 	// records says whether Process must return the record as a Row.
 	records bool
 	// rec is the record table reused for every JSON or CSV record: a new
