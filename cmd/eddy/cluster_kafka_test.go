@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/internal/reference"
@@ -180,19 +179,7 @@ func readLines(t *testing.T, dir string) [][]byte {
 
 func produceFlows(t *testing.T, brokers []string, topic string, lines [][]byte) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(5*time.Millisecond),
-		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	recs := make([]*kgo.Record, len(lines))
-	for i, l := range lines {
-		recs[i] = &kgo.Record{Value: l}
-	}
-	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Produce(t, brokers, topic, lines)
 }
 
 func tailOf(b *bytes.Buffer) string {

@@ -45,44 +45,13 @@ import (
 //     node's start until the group has caught up.
 func BenchmarkCluster(b *testing.B) {
 	brokers := testenv.Kafka(b)
-	records := int64(1_000_000)
-	if n, err := strconv.ParseInt(os.Getenv("EDDY_BENCH_RECORDS"), 10, 64); err == nil && n > 0 {
-		records = n
-	}
-	keys := int64(1_000_000)
-	if n, err := strconv.ParseInt(os.Getenv("EDDY_BENCH_KEYS"), 10, 64); err == nil && n > 0 {
-		keys = n
-	}
-	rounds := 3
-	if n, err := strconv.Atoi(os.Getenv("EDDY_BENCH_ROUNDS")); err == nil && n > 0 {
-		rounds = n
-	}
-	bin := benchEddy(b)
+	records, keys := envInt("EDDY_BENCH_RECORDS", 1_000_000), envInt("EDDY_BENCH_KEYS", 1_000_000)
+	rounds := int(envInt("EDDY_BENCH_ROUNDS", 3))
+	bin := eddyPath(b)
 	for b.Loop() {
 		scaleOut(b, bin, brokers, records, rounds)
 		restoreMoved(b, bin, brokers, keys)
 	}
-}
-
-// benchEddy builds cmd/eddy once per test binary (eddyPath for a *testing.B).
-func benchEddy(b *testing.B) string {
-	b.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "eddy-kafka-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		eddyBin = filepath.Join(dir, "eddy")
-		out, err := exec.Command("go", "build", "-o", eddyBin, "../../cmd/eddy").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("building eddy: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		b.Fatal(buildErr)
-	}
-	return eddyBin
 }
 
 // benchNode is one `eddy run` process; its stderr (the log) is kept.

@@ -240,19 +240,7 @@ func TestClusterOfThreeNodes(t *testing.T) {
 // addCounts adds /state rows {"dstdevice":…,"count":…} into counts.
 func addCounts(t *testing.T, body []byte, into map[string]int64) {
 	t.Helper()
-	for _, l := range bytes.Split(body, []byte("\n")) {
-		if len(l) == 0 {
-			continue
-		}
-		var row struct {
-			Dev   string `json:"dstdevice"`
-			Count int64  `json:"count"`
-		}
-		if err := json.Unmarshal(l, &row); err != nil {
-			t.Fatalf("bad state line %q: %v", l, err)
-		}
-		into[row.Dev] += row.Count
-	}
+	eachCount(t, body, func(dev string, n int64) { into[dev] += n })
 }
 
 func equalCounts(want, got map[string]int64) bool {

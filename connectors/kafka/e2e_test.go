@@ -35,7 +35,7 @@ var (
 )
 
 // eddyPath builds cmd/eddy once per test binary.
-func eddyPath(t *testing.T) string {
+func eddyPath(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "eddy-kafka-bin-")
@@ -89,6 +89,12 @@ func flowLines(t *testing.T, count int64) (dir string, lines [][]byte) {
 // the last count per device.
 func lastCounts(t *testing.T, out []byte, into map[string]int64) {
 	t.Helper()
+	eachCount(t, out, func(dev string, n int64) { into[dev] = n })
+}
+
+// eachCount calls fn with each row {"dstdevice":…,"count":…} of out.
+func eachCount(t *testing.T, out []byte, fn func(dev string, n int64)) {
+	t.Helper()
 	for _, l := range bytes.Split(out, []byte("\n")) {
 		if len(l) == 0 {
 			continue
@@ -100,7 +106,7 @@ func lastCounts(t *testing.T, out []byte, into map[string]int64) {
 		if err := json.Unmarshal(l, &row); err != nil {
 			t.Fatalf("bad result line %q: %v", l, err)
 		}
-		into[row.Dev] = row.Count
+		fn(row.Dev, row.Count)
 	}
 }
 
@@ -128,18 +134,7 @@ func sameCounts(t *testing.T, what string, want, got map[string]int64) {
 
 func produceLines(t *testing.T, brokers []string, topic string, lines [][]byte) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(5*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	recs := make([]*kgo.Record, len(lines))
-	for i, l := range lines {
-		recs[i] = &kgo.Record{Value: l}
-	}
-	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Produce(t, brokers, topic, lines)
 }
 
 func brokerURI(brokers []string, topic, params string) string { return uri(brokers, topic, params) }

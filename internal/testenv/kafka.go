@@ -96,3 +96,22 @@ func ready(md kadm.Metadata, topic string, n int) error {
 	}
 	return nil
 }
+
+// Produce writes one record a value to topic, spread over its partitions
+// round-robin, and waits for every acknowledgement.
+func Produce(t testing.TB, brokers []string, topic string, values [][]byte) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(5*time.Millisecond),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	recs := make([]*kgo.Record, len(values))
+	for i, v := range values {
+		recs[i] = &kgo.Record{Value: v}
+	}
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
