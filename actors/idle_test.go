@@ -14,10 +14,15 @@ import (
 
 // quietSource has two partitions: "busy" delivers its lines and then stays
 // caught up, "quiet" never delivers anything. Neither ends.
-type quietSource struct{ lines []string }
+// quietSource has a busy partition, which reads its lines one a pace
+// apart, and a quiet one, which never has anything.
+type quietSource struct {
+	lines []string
+	pace  time.Duration
+}
 
 func (s *quietSource) Start(_ context.Context, l connectors.Listener) error {
-	l.Assign(&quietPart{id: "busy", lines: s.lines})
+	l.Assign(&quietPart{id: "busy", lines: s.lines, pace: s.pace})
 	l.Assign(&quietPart{id: "quiet"})
 	return nil
 }
@@ -27,6 +32,7 @@ type quietPart struct {
 	id    string
 	lines []string
 	next  int
+	pace  time.Duration
 }
 
 func (p *quietPart) ID() string { return p.id }
@@ -39,6 +45,7 @@ func (p *quietPart) Seek(pos connectors.Position) error {
 }
 func (p *quietPart) Read(ctx context.Context) (connectors.Batch, error) {
 	if p.next < len(p.lines) {
+		time.Sleep(p.pace)
 		b := connectors.Batch{Where: p.id, Unit: "line", Records: []connectors.Record{{Value: []byte(p.lines[p.next]), Seq: int64(p.next)}}}
 		p.next++
 		b.End = connectors.Position(strconv.Itoa(p.next))
@@ -85,7 +92,9 @@ func TestIdlePartitionAndProcessingTimer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := Run(ctx, Config{Pipeline: load(t, script), Source: &quietSource{lines: lines}, Store: store,
+		// The busy partition reads for 200ms: still active when the quiet
+		// one turns idle, whatever the machine's load.
+		_, err := Run(ctx, Config{Pipeline: load(t, script), Source: &quietSource{lines: lines, pace: 10 * time.Millisecond}, Store: store,
 			Results: results, Outputs: map[string]connectors.Sink{"pings": pings}, MaxErrors: -1,
 			TriggerInterval: 20 * time.Millisecond})
 		done <- err
