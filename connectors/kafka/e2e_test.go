@@ -670,17 +670,19 @@ func TestExactlyOnceTwoProcesses(t *testing.T) {
 	in := testenv.NewTopic(t, brokers, 4)
 	out := testenv.NewTopic(t, brokers, 2)
 	t.Cleanup(func() {
-		deleteTopics(brokers, "__eddy_checkpoints.eddy.passthrough."+out+".a", "__eddy_checkpoints.eddy.passthrough."+out+".b")
+		deleteTopics(brokers, "__eddy_checkpoints.eddy.passthrough."+out+".a", "__eddy_checkpoints.eddy.passthrough."+out+".b",
+			"eddy-changelog."+in+"."+in)
 	})
 	const n = 80_000
 	lines := make([][]byte, n)
 	for i := range lines {
 		lines[i] = fmt.Appendf(nil, `{"n":%d}`, i)
 	}
+	dir := t.TempDir()
 	start := func(instance string) (*exec.Cmd, *bytes.Buffer) {
 		cmd := exec.Command(eddyPath(t), "run", "testdata/passthrough.lua",
 			"--source", brokerURI(brokers, in, "group="+in+"&instance="+instance),
-			"--sink", brokerURI(brokers, out, ""), "--exactly-once", "--state", filepath.Join(t.TempDir(), instance),
+			"--sink", brokerURI(brokers, out, ""), "--exactly-once", "--state", filepath.Join(dir, instance),
 			"--checkpoint-interval", "200ms", "--trigger-interval", "100ms")
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &bytes.Buffer{}, &stderr
@@ -701,7 +703,16 @@ func TestExactlyOnceTwoProcesses(t *testing.T) {
 	b, bErr := start("b")
 	feed(lines[n/4 : n/2])
 	waitMembers(t, brokers, in, 2)
-	feed(lines[n/2:])
+	// a dies mid-stream, its transaction open; restarted under the same
+	// instance it fences that transaction and takes its partitions back
+	// from the changelog's markers.
+	feed(lines[n/2 : 5*n/8])
+	a.Process.Kill()
+	a.Wait()
+	feed(lines[5*n/8 : 3*n/4])
+	a, aErr = start("a")
+	feed(lines[3*n/4:])
+	waitMembers(t, brokers, in, 2)
 	waitNoLag(t, brokers, in, in)
 	for _, c := range []*exec.Cmd{a, b} {
 		c.Process.Signal(syscall.SIGTERM)
