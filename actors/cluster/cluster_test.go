@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,56 +17,12 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/eddy-stream/eddy/actors"
+	"github.com/eddy-stream/eddy/actors/cluster/clustertest"
 	"github.com/eddy-stream/eddy/connectors"
 )
 
-// fake is a node's engine: it owns some partitions, and its share is one
-// "key=count" line a key; Merge sums the counts of each key over the shares.
-type fake struct {
-	name   string
-	counts map[string]int
-	fail   error
-}
-
-func (f *fake) Status(context.Context) (actors.Status, error) {
-	if f.fail != nil {
-		return actors.Status{}, f.fail
-	}
-	return actors.Status{Pipeline: "wordcount", Partitions: []actors.PartitionStatus{{ID: "kafka:words/" + f.name, Position: "offset 7", CaughtUp: true}}}, nil
-}
-
-func (f *fake) Share(_ context.Context, key string) ([]byte, error) {
-	if f.fail != nil {
-		return nil, f.fail
-	}
-	var b strings.Builder
-	for k, n := range f.counts {
-		if key == "" || k == key {
-			fmt.Fprintf(&b, "%s=%d\n", k, n)
-		}
-	}
-	return []byte(b.String()), nil
-}
-
-func (f *fake) Merge(_ context.Context, key string, shares [][]byte) ([]connectors.Row, error) {
-	sum := map[string]int64{}
-	for _, s := range shares {
-		for _, line := range strings.Fields(string(s)) {
-			k, v, _ := strings.Cut(line, "=")
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return nil, err
-			}
-			sum[k] += n
-		}
-	}
-	var rows []connectors.Row
-	for k, n := range sum {
-		rows = append(rows, connectors.Row{Key: k, Fields: []connectors.Field{{Name: "word", Value: k}, {Name: "count", Value: n}}})
-	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].Key < rows[j].Key })
-	return rows, nil
-}
+// fake is a node's engine: word counts over one partition.
+type fake = clustertest.Words
 
 // freePorts returns n distinct ports free now.
 func freePorts(t *testing.T, n int) []int {
@@ -147,7 +102,7 @@ func waitMembers(t *testing.T, n *Node, want int, within time.Duration) []Member
 }
 
 func TestThreeMembersSeeEachOtherAndOneLeaves(t *testing.T) {
-	nodes := joinAll(t, Name("wordcount", "eddy.words"), &fake{name: "0"}, &fake{name: "1"}, &fake{name: "2"})
+	nodes := joinAll(t, Name("wordcount", "eddy.words"), &fake{Partition: "kafka:words/0"}, &fake{Partition: "kafka:words/1"}, &fake{Partition: "kafka:words/2"})
 	var ids []string
 	for _, n := range nodes {
 		ids = append(ids, n.ID())
@@ -192,9 +147,9 @@ func TestStatusAndStateFanOut(t *testing.T) {
 	// "the" is counted on all three nodes (its records were spread over
 	// partitions owned by each): the merged answer is the sum.
 	locals := []*fake{
-		{name: "0", counts: map[string]int{"the": 3, "cat": 1}},
-		{name: "1", counts: map[string]int{"the": 4, "dog": 2}},
-		{name: "2", counts: map[string]int{"the": 5}},
+		{Partition: "kafka:words/0", Counts: map[string]int{"the": 3, "cat": 1}},
+		{Partition: "kafka:words/1", Counts: map[string]int{"the": 4, "dog": 2}},
+		{Partition: "kafka:words/2", Counts: map[string]int{"the": 5}},
 	}
 	nodes := joinAll(t, Name("wordcount", "eddy.words"), locals[0], locals[1], locals[2])
 	for _, n := range nodes {
@@ -245,7 +200,7 @@ func TestStatusAndStateFanOut(t *testing.T) {
 	}
 
 	// This node's own failure comes back as it is.
-	locals[0].fail = actors.ErrNoResultTable
+	locals[0].Fail = actors.ErrNoResultTable
 	if _, err := nodes[0].State(ctx, ""); !errors.Is(err, actors.ErrNoResultTable) {
 		t.Fatalf("own failure: %v", err)
 	}
@@ -256,7 +211,7 @@ func TestStatusAndStateFanOut(t *testing.T) {
 		!strings.Contains(err.Error(), nodes[0].Address()) || !strings.Contains(err.Error(), "no result table") {
 		t.Fatalf("a member's failure: %v", err)
 	}
-	locals[0].fail = nil
+	locals[0].Fail = nil
 
 	// A dead member: its health port still answers, so it is still listed,
 	// but nothing answers on its remote. Shares fail naming it; Status

@@ -15,6 +15,7 @@ import (
 
 	"github.com/eddy-stream/eddy/internal/reference"
 	"github.com/eddy-stream/eddy/internal/statusapi"
+	"github.com/eddy-stream/eddy/internal/testenv"
 )
 
 // startRun starts eddy run in the background; it is interrupted when the
@@ -34,15 +35,7 @@ func startRun(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	return run, &stderr
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testenv.FreeAddr(t) }
 
 // eddy status and eddy query against a running eddy run --http: with the
 // address, and found on this machine without it.

@@ -13,70 +13,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/actors/cluster"
-	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/actors/cluster/clustertest"
 )
 
-// engine is a fake node: word counts over its partitions. Its share is
-// "word=count" lines; Merge sums them.
-type engine struct {
-	part   string
-	counts map[string]int
-	noAgg  bool
-}
-
-func (e *engine) Status(context.Context) (actors.Status, error) {
-	return actors.Status{Pipeline: "wordcount", Partitions: []actors.PartitionStatus{{ID: e.part, Position: "offset 9", CaughtUp: true}}, StateBytes: 1 << 20}, nil
-}
-
-func (e *engine) Share(_ context.Context, key string) ([]byte, error) {
-	if e.noAgg {
-		return nil, actors.ErrNoResultTable
-	}
-	var b strings.Builder
-	for k, n := range e.counts {
-		if key == "" || k == key {
-			fmt.Fprintf(&b, "%s=%d\n", k, n)
-		}
-	}
-	return []byte(b.String()), nil
-}
-
-func (e *engine) Merge(_ context.Context, key string, shares [][]byte) ([]connectors.Row, error) {
-	if e.noAgg {
-		return nil, actors.ErrNoResultTable
-	}
-	sum := map[string]int64{}
-	for _, s := range shares {
-		for _, line := range strings.Fields(string(s)) {
-			k, v, _ := strings.Cut(line, "=")
-			n, _ := strconv.ParseInt(v, 10, 64)
-			sum[k] += n
-		}
-	}
-	var rows []connectors.Row
-	for k, n := range sum {
-		rows = append(rows, connectors.Row{Key: k, Fields: []connectors.Field{{Name: "word", Value: k}, {Name: "count", Value: n}}})
-	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].Key < rows[j].Key })
-	return rows, nil
-}
-
-func (e *engine) State(ctx context.Context, key string) ([]connectors.Row, error) {
-	s, err := e.Share(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	return e.Merge(ctx, key, [][]byte{s})
-}
+// engine is a fake node: word counts over one partition.
+type engine = clustertest.Words
 
 func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
 	t.Helper()
@@ -93,7 +41,7 @@ func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
 }
 
 func TestSingleNode(t *testing.T) {
-	e := &engine{part: "kafka:words/0", counts: map[string]int{"the": 3, "cat": 1}}
+	e := &engine{Partition: "kafka:words/0", Counts: map[string]int{"the": 3, "cat": 1}}
 	srv := httptest.NewServer(New(e, nil))
 	defer srv.Close()
 	if code, body := get(t, srv, "/status"); code != 200 || !strings.Contains(body, `"pipeline": "wordcount"`) || strings.Contains(body, `"nodes"`) {
@@ -105,7 +53,7 @@ func TestSingleNode(t *testing.T) {
 	if code, body := get(t, srv, "/state/dog"); code != 404 || !strings.Contains(body, `no state for key "dog"`) {
 		t.Fatalf("/state/dog: %d %s", code, body)
 	}
-	e.noAgg = true
+	e.NoTable = true
 	if code, body := get(t, srv, "/state"); code != 404 || !strings.Contains(body, "no result table") {
 		t.Fatalf("/state without an aggregate: %d %s", code, body)
 	}
@@ -114,8 +62,8 @@ func TestSingleNode(t *testing.T) {
 func TestClusteredNodes(t *testing.T) {
 	// "the" was counted on both nodes: its answer is the sum.
 	engines := []*engine{
-		{part: "kafka:words/0", counts: map[string]int{"the": 3, "cat": 1}},
-		{part: "kafka:words/1", counts: map[string]int{"the": 4, "dog": 2}},
+		{Partition: "kafka:words/0", Counts: map[string]int{"the": 3, "cat": 1}},
+		{Partition: "kafka:words/1", Counts: map[string]int{"the": 4, "dog": 2}},
 	}
 	var ports []int
 	for range engines {
@@ -265,7 +213,7 @@ func TestFetchErrors(t *testing.T) {
 	if _, err := Fetch(context.Background(), addr, "/status"); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("nothing there: %v", err)
 	}
-	srv := httptest.NewServer(New(&engine{part: "p"}, nil))
+	srv := httptest.NewServer(New(&engine{Partition: "p"}, nil))
 	defer srv.Close()
 	_, err = Fetch(context.Background(), srv.URL, "/state/x")
 	var se *StatusError

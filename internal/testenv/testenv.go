@@ -3,6 +3,7 @@ package testenv
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -113,4 +114,15 @@ func sanitize(s string, n int) string {
 		out = strings.TrimSuffix(out[:n], "_")
 	}
 	return out
+}
+
+// FreeAddr returns a 127.0.0.1:PORT address nothing listens on now.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
