@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/internal/reference"
 	"github.com/eddy-stream/eddy/internal/statusapi"
