@@ -210,7 +210,14 @@ const maxPendingRestore = 1 << 18
 func (s *PartitionSupervisor) readChangelog(ctx context.Context, self *actor.PID, from int64) {
 	e, root, gen, shards, id := s.e, s.e.system.Root, s.gen, s.shards, s.id
 	started := time.Now()
-	aggP, keyP := string(statePrefix(id)), string(hookStatePrefix(id))
+	aggP, keyP, heldP := string(statePrefix(id)), string(hookStatePrefix(id)), string(heldPrefix(id))
+	held := &heldKVs{partition: id}
+	flushHeld := func() {
+		if len(held.keys) > 0 {
+			root.Send(e.emitter, held)
+			held = &heldKVs{partition: id}
+		}
+	}
 	var pending atomic.Int64
 	batches := make([][]kv, len(shards))
 	flush := func(i int) {
@@ -233,6 +240,14 @@ func (s *PartitionSupervisor) readChangelog(ctx context.Context, self *actor.PID
 		case strings.HasPrefix(key, keyP):
 			c = kv{key: key[len(keyP):], hook: true}
 			sh = scripting.Shard(c.key, len(shards))
+		case strings.HasPrefix(key, heldP) && e.emitter != nil:
+			// a window that fired here and waits for the watermark
+			held.keys = append(held.keys, key)
+			held.values = append(held.values, bytes.Clone(v))
+			if len(held.keys) >= 1024 {
+				flushHeld()
+			}
+			return nil
 		default:
 			return nil // not a shard's
 		}
@@ -259,6 +274,7 @@ func (s *PartitionSupervisor) readChangelog(ctx context.Context, self *actor.PID
 	for i := range batches {
 		flush(i)
 	}
+	flushHeld()
 	if ctx.Err() != nil {
 		return
 	}

@@ -211,3 +211,64 @@ func TestStandbyNeedsAChangelog(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// partsSource assigns the partitions it is given.
+type partsSource struct{ parts []connectors.Partition }
+
+func (s *partsSource) Start(_ context.Context, l connectors.Listener) error {
+	for _, p := range s.parts {
+		l.Assign(p)
+	}
+	return nil
+}
+func (s *partsSource) Close() error { return nil }
+
+// Windows that fired in a partition but wait for the node's slowest
+// partition (final emits) move with the partition: the next owner emits
+// them.
+func TestHeldWindowsMoveWithThePartition(t *testing.T) {
+	script := `return {
+		parse = eddy.json { k = "string", t = "number" },
+		event_time = "t",
+		watermark = { out_of_order = "0s" },
+		key = "k",
+		window = eddy.tumbling("60s"),
+		aggregate = { n = eddy.count() },
+		emit = "final",
+	}`
+	var lines []string
+	for ts := 0; ts < 200; ts += 10 {
+		lines = append(lines, fmt.Sprintf(`{"k":"a","t":%d}`, ts))
+	}
+	cl := &memio.Changelog{}
+	// a: "busy" fires three windows; "quiet" holds the node's watermark
+	// back, so they wait. a stops before they are out.
+	results := &memio.Sink{}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	_, err := Run(ctx, Config{Pipeline: load(t, script), Source: &quietSource{lines: lines}, Store: openStore(t), Results: results,
+		MaxErrors: -1, Changelog: cl, Shards: 2, CheckpointInterval: 100 * time.Millisecond, TriggerInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(results.Rows()); n != 0 {
+		t.Fatalf("a emitted %d windows; the quiet partition should hold them", n)
+	}
+	// b gets "busy" alone, at its end: the held windows come with it and
+	// are out at b's final emit, with the open one.
+	results = &memio.Sink{}
+	_, err = Run(context.Background(), Config{Pipeline: load(t, script), Source: &partsSource{parts: []connectors.Partition{&quietPart{id: "busy", lines: lines}}},
+		Store: openStore(t), Results: results, MaxErrors: -1, Changelog: cl, Shards: 2, UntilIdle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rowsText(results.Rows())
+	want := `{"k":"a","window_start":"1970-01-01T00:00:00.000Z","window_end":"1970-01-01T00:01:00.000Z","n":6}
+{"k":"a","window_start":"1970-01-01T00:01:00.000Z","window_end":"1970-01-01T00:02:00.000Z","n":6}
+{"k":"a","window_start":"1970-01-01T00:02:00.000Z","window_end":"1970-01-01T00:03:00.000Z","n":6}
+{"k":"a","window_start":"1970-01-01T00:03:00.000Z","window_end":"1970-01-01T00:04:00.000Z","n":2}
+`
+	if got != want {
+		t.Fatalf("b emitted\n%swant\n%s", got, want)
+	}
+}

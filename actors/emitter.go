@@ -21,8 +21,10 @@ type Emitter struct {
 	table   map[string]*resultEntry
 	changed map[string]struct{}
 	shards  int
-	// saved: the held-window keys the last checkpoint wrote
-	saved map[string]bool
+	// saved: the held-window keys the last checkpoint wrote; gone:
+	// those of partitions that left this node with their state, to delete
+	// from the store only (the changelog has them for the next owner)
+	saved, gone map[string]bool
 	// drops: windows to forget once this trigger's rows are out
 	drops []dropped
 	// fired: windows that fired in some partition, by end, for final mode:
@@ -32,6 +34,19 @@ type Emitter struct {
 }
 
 type dropped struct{ key, partition string }
+
+// loadHeld, heldKVs, partitionMoved: a partition's held windows arrive
+// with it or leave with it (with a changelog).
+type loadHeld struct {
+	partition string
+	load      bool
+}
+type heldKVs struct {
+	partition string
+	keys      []string
+	values    [][]byte
+}
+type partitionMoved struct{ partition string }
 
 // forget applies the drops of windows whose last rows are out.
 func (em *Emitter) forget() {
@@ -58,7 +73,7 @@ func newEmitter(e *engine) (*Emitter, error) {
 		return nil, err
 	}
 	em := &Emitter{e: e, rt: rt, table: map[string]*resultEntry{}, changed: map[string]struct{}{}, fired: map[string]int64{},
-		shards: e.cfg.Shards, saved: map[string]bool{}}
+		shards: e.cfg.Shards, saved: map[string]bool{}, gone: map[string]bool{}}
 	if err := em.restore(); err != nil {
 		rt.Close()
 		return nil, err
@@ -71,10 +86,13 @@ func newEmitter(e *engine) (*Emitter, error) {
 // as fired, so the emitter checkpoints them too, or a crash would lose them.
 
 func heldKey(partition, key string) []byte { return []byte("held/" + partition + "\x00" + key) }
+func heldPrefix(partition string) []byte    { return []byte("held/" + partition + "\x00") }
 
 // restore reads the held windows of the last checkpoint.
 func (em *Emitter) restore() error {
-	if !em.e.cfg.Pipeline.IsWindowed() || em.e.cfg.Pipeline.Emit != scripting.EmitFinal {
+	if !em.holds() || em.e.cfg.Changelog != nil {
+		// (With a changelog, each partition's held windows come back with
+		// the partition: see loadHeld.)
 		return nil
 	}
 	cp, err := em.e.cfg.Store.Last()
@@ -83,28 +101,114 @@ func (em *Emitter) restore() error {
 	}
 	prefix := []byte("held/")
 	return em.e.cfg.Store.Scan(cp.ID, prefix, func(k, v []byte) error {
-		partition, key, _ := strings.Cut(string(k[len(prefix):]), "\x00")
-		vals, accs, err := em.rt.DecodeEntry(v)
-		if err != nil || len(vals) == 0 {
-			return fmt.Errorf("held window %q: %v", key, err)
-		}
-		end, _ := vals[len(vals)-1].(int64)
-		en := em.table[key]
-		if en == nil {
-			en = &resultEntry{keyVals: vals[: len(vals)-1 : len(vals)-1], parts: map[string][]any{}}
-			em.table[key] = en
-		}
-		en.parts[partition] = accs
-		em.fired[key] = end
-		em.saved[string(k)] = true
-		return nil
+		return em.hold(k, v)
 	})
+}
+
+// holds says whether the pipeline holds fired windows (final emits).
+func (em *Emitter) holds() bool {
+	return em.e.cfg.Pipeline.IsWindowed() && em.e.cfg.Pipeline.Emit == scripting.EmitFinal
+}
+
+// hold puts a checkpointed held window (store key k) back in the table.
+func (em *Emitter) hold(k, v []byte) error {
+	partition, key, _ := strings.Cut(string(k[len("held/"):]), "\x00")
+	vals, accs, err := em.rt.DecodeEntry(v)
+	if err != nil || len(vals) == 0 {
+		return fmt.Errorf("held window %q: %v", key, err)
+	}
+	end, _ := vals[len(vals)-1].(int64)
+	en := em.table[key]
+	if en == nil {
+		en = &resultEntry{keyVals: vals[: len(vals)-1 : len(vals)-1], parts: map[string][]any{}}
+		em.table[key] = en
+	}
+	en.parts[partition] = accs
+	em.fired[key] = end
+	em.saved[string(k)] = true
+	delete(em.gone, string(k))
+	return nil
+}
+
+// unhold forgets a partition's part of a held window (store key k).
+func (em *Emitter) unhold(k string) {
+	partition, key, _ := strings.Cut(k[len("held/"):], "\x00")
+	if en := em.table[key]; en != nil {
+		delete(en.parts, partition)
+		if len(en.parts) == 0 {
+			delete(em.table, key)
+			delete(em.fired, key)
+		}
+	}
+}
+
+// loadHeld: a partition starts on this node (with a changelog): its held
+// windows as the local store has them (load), or none (the store's are
+// stale); the changelog's come on top (heldKVs).
+func (em *Emitter) loadHeld(m *loadHeld) error {
+	prefix := heldPrefix(m.partition)
+	for k := range em.saved {
+		if strings.HasPrefix(k, string(prefix)) {
+			em.unhold(k)
+			delete(em.saved, k)
+			em.gone[k] = true
+		}
+	}
+	cp, err := em.e.cfg.Store.Last()
+	if err != nil {
+		return nil
+	}
+	return em.e.cfg.Store.Scan(cp.ID, prefix, func(k, v []byte) error {
+		if !m.load {
+			em.gone[string(k)] = true // stale: delete at the next checkpoint
+			return nil
+		}
+		return em.hold(k, v)
+	})
+}
+
+// heldKVs applies a partition's held windows read from its changelog.
+func (em *Emitter) heldKVs(m *heldKVs) error {
+	for i, k := range m.keys {
+		if m.values[i] == nil {
+			em.unhold(k)
+			if em.saved[k] {
+				delete(em.saved, k)
+				em.gone[k] = true
+			}
+			continue
+		}
+		if err := em.hold([]byte(k), m.values[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// moved: a partition left this node with its state (a changelog): its
+// held windows go too, and leave the local store.
+func (em *Emitter) moved(partition string) {
+	prefix := string(heldPrefix(partition))
+	for k := range em.saved {
+		if strings.HasPrefix(k, prefix) {
+			em.unhold(k)
+			delete(em.saved, k)
+			em.gone[k] = true
+		}
+	}
 }
 
 // save writes the held windows at checkpoint epoch, and deletes those of
 // the last checkpoint that are out.
 func (em *Emitter) save(epoch uint64) error {
-	wb := em.e.cfg.Store.Batch(epoch)
+	var wb batchWriter
+	sb := em.e.cfg.Store.Batch(epoch)
+	wb = sb
+	var tee *teeWriter
+	if cl := em.e.cfg.Changelog; cl != nil {
+		tee = &teeWriter{wb: sb, cl: cl}
+		wb = tee
+	}
 	now := map[string]bool{}
 	var buf []byte
 	var err error
@@ -118,25 +222,40 @@ func (em *Emitter) save(epoch uint64) error {
 			now[string(k)] = true
 			vals := append(append([]any(nil), en.keyVals...), end)
 			if buf, err = em.rt.EncodeEntry(buf[:0], vals, accs); err != nil {
-				wb.Cancel()
+				sb.Cancel()
 				return err
 			}
+			if tee != nil {
+				tee.partition = partition
+			}
 			if err := wb.Set(k, buf); err != nil {
-				wb.Cancel()
+				sb.Cancel()
 				return err
 			}
 		}
 	}
 	for k := range em.saved {
 		if !now[k] {
+			if tee != nil {
+				tee.partition, _, _ = strings.Cut(k[len("held/"):], "\x00")
+			}
 			if err := wb.Delete([]byte(k)); err != nil {
-				wb.Cancel()
+				sb.Cancel()
 				return err
 			}
 		}
 	}
-	em.saved = now
-	return wb.Commit()
+	for k := range em.gone {
+		if !now[k] {
+			tee.localOnly(true)
+			if err := wb.Delete([]byte(k)); err != nil {
+				sb.Cancel()
+				return err
+			}
+		}
+	}
+	em.saved, em.gone = now, map[string]bool{}
+	return sb.Commit()
 }
 
 // Receive implements actor.Actor.
@@ -151,6 +270,16 @@ func (em *Emitter) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *resultRows:
 		em.update(m)
+	case *loadHeld:
+		if err := em.loadHeld(m); err != nil {
+			ctx.Send(em.e.node, &partitionFailed{id: m.partition, err: fmt.Errorf("held windows: %w", err)})
+		}
+	case *heldKVs:
+		if err := em.heldKVs(m); err != nil {
+			ctx.Send(em.e.node, &partitionFailed{id: m.partition, err: fmt.Errorf("held windows from the changelog: %w", err)})
+		}
+	case *partitionMoved:
+		em.moved(m.partition)
 	case *stateQuery:
 		em.query(ctx, m)
 	case *shareQuery:
@@ -164,7 +293,7 @@ func (em *Emitter) Receive(ctx actor.Context) {
 			return
 		}
 		em.forget()
-		if m.epoch > 0 && (len(em.fired) > 0 || len(em.saved) > 0) {
+		if m.epoch > 0 && (len(em.fired) > 0 || len(em.saved) > 0 || len(em.gone) > 0) {
 			if err := em.save(m.epoch); err != nil {
 				ctx.Send(em.e.node, &sinkFailed{name: "results", err: fmt.Errorf("checkpoint %d: held windows: %w", m.epoch, err)})
 				return

@@ -11,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/scripting"
 )
 
 // maxInFlight bounds the batches a supervisor has sent a shard that the
@@ -104,6 +105,7 @@ func (s *PartitionSupervisor) Receive(ctx actor.Context) {
 			for i := range s.shards {
 				ctx.Send(s.e.emitter, &resultRows{partition: s.id, shard: i, reset: true})
 			}
+			ctx.Send(s.e.emitter, &partitionMoved{partition: s.id})
 		}
 	case *restoreDone:
 		if m.gen == s.gen {
@@ -192,6 +194,10 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 	if s.restart { // the node drops the barrier in flight
 		ctx.Send(s.e.node, &partitionRestarted{id: s.id})
 	}
+	holds := s.e.emitter != nil && cfg.Changelog != nil && cfg.Pipeline.IsWindowed() && cfg.Pipeline.Emit == scripting.EmitFinal
+	if holds && plan.from < 0 {
+		ctx.Send(s.e.emitter, &loadHeld{partition: s.id, load: plan.load})
+	}
 	if plan.from >= 0 {
 		cfg.Logger.Info("restoring a partition from the changelog", "partition", s.id, "from", plan.from, "to", plan.end, "local_checkpoint", plan.load)
 		rctx, cancel := context.WithCancel(s.e.ctx)
@@ -200,6 +206,11 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 		s.readerDone.Add(1)
 		go func() {
 			defer s.readerDone.Done()
+			if holds {
+				// from this goroutine, so it reaches the emitter before
+				// the changelog's held windows
+				s.e.system.Root.Send(s.e.emitter, &loadHeld{partition: s.id, load: plan.load})
+			}
 			s.readChangelog(rctx, self, plan.from)
 		}()
 		return nil
