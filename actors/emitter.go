@@ -86,7 +86,7 @@ func newEmitter(e *engine) (*Emitter, error) {
 // as fired, so the emitter checkpoints them too, or a crash would lose them.
 
 func heldKey(partition, key string) []byte { return []byte("held/" + partition + "\x00" + key) }
-func heldPrefix(partition string) []byte    { return []byte("held/" + partition + "\x00") }
+func heldPrefix(partition string) []byte   { return []byte("held/" + partition + "\x00") }
 
 // restore reads the held windows of the last checkpoint.
 func (em *Emitter) restore() error {
