@@ -275,6 +275,9 @@ func (s *PartitionSupervisor) readChangelog(ctx context.Context, self *actor.PID
 		flush(i)
 	}
 	flushHeld()
+	if e.emitter != nil {
+		root.Send(e.emitter, &heldRestored{partition: id})
+	}
 	if ctx.Err() != nil {
 		return
 	}

@@ -25,6 +25,9 @@ type Emitter struct {
 	// those of partitions that left this node with their state, to delete
 	// from the store only (the changelog has them for the next owner)
 	saved, gone map[string]bool
+	// restoring: partitions whose held windows are still coming from their
+	// changelog
+	restoring map[string]bool
 	// drops: windows to forget once this trigger's rows are out
 	drops []dropped
 	// fired: windows that fired in some partition, by end, for final mode:
@@ -40,7 +43,12 @@ type dropped struct{ key, partition string }
 type loadHeld struct {
 	partition string
 	load      bool
+	// restoring: the changelog's held windows follow, then heldRestored;
+	// until then the partition's are not written to the changelog (they
+	// may be older than what it has)
+	restoring bool
 }
+type heldRestored struct{ partition string }
 type heldKVs struct {
 	partition string
 	keys      []string
@@ -73,7 +81,8 @@ func newEmitter(e *engine) (*Emitter, error) {
 		return nil, err
 	}
 	em := &Emitter{e: e, rt: rt, table: map[string]*resultEntry{}, changed: map[string]struct{}{}, fired: map[string]int64{},
-		shards: e.cfg.Shards, saved: map[string]bool{}, gone: map[string]bool{}}
+		shards: e.cfg.Shards, saved: map[string]bool{}, gone: map[string]bool{},
+		restoring: map[string]bool{}}
 	if err := em.restore(); err != nil {
 		rt.Close()
 		return nil, err
@@ -146,6 +155,9 @@ func (em *Emitter) unhold(k string) {
 // windows as the local store has them (load), or none (the store's are
 // stale); the changelog's come on top (heldKVs).
 func (em *Emitter) loadHeld(m *loadHeld) error {
+	if m.restoring {
+		em.restoring[m.partition] = true
+	}
 	prefix := heldPrefix(m.partition)
 	for k := range em.saved {
 		if strings.HasPrefix(k, string(prefix)) {
@@ -227,6 +239,7 @@ func (em *Emitter) save(epoch uint64) error {
 			}
 			if tee != nil {
 				tee.partition = partition
+				tee.localOnly(em.restoring[partition])
 			}
 			if err := wb.Set(k, buf); err != nil {
 				sb.Cancel()
@@ -238,6 +251,7 @@ func (em *Emitter) save(epoch uint64) error {
 		if !now[k] {
 			if tee != nil {
 				tee.partition, _, _ = strings.Cut(k[len("held/"):], "\x00")
+				tee.localOnly(em.restoring[tee.partition])
 			}
 			if err := wb.Delete([]byte(k)); err != nil {
 				sb.Cancel()
@@ -278,7 +292,10 @@ func (em *Emitter) Receive(ctx actor.Context) {
 		if err := em.heldKVs(m); err != nil {
 			ctx.Send(em.e.node, &partitionFailed{id: m.partition, err: fmt.Errorf("held windows from the changelog: %w", err)})
 		}
+	case *heldRestored:
+		delete(em.restoring, m.partition)
 	case *partitionMoved:
+		delete(em.restoring, m.partition)
 		em.moved(m.partition)
 	case *stateQuery:
 		em.query(ctx, m)

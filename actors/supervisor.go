@@ -209,7 +209,7 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 			if holds {
 				// from this goroutine, so it reaches the emitter before
 				// the changelog's held windows
-				s.e.system.Root.Send(s.e.emitter, &loadHeld{partition: s.id, load: plan.load})
+				s.e.system.Root.Send(s.e.emitter, &loadHeld{partition: s.id, load: plan.load, restoring: true})
 			}
 			s.readChangelog(rctx, self, plan.from)
 		}()
