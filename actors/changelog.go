@@ -302,6 +302,11 @@ func (s *PartitionSupervisor) onRestored(ctx actor.Context, m *restoreDone) {
 	wm := s.plan0.watermark
 	if m.marker.Checkpoint > 0 {
 		s.pos, wm = m.marker.Position, m.marker.Watermark
+	}
+	// The newest marker's position, else (the changelog had nothing new
+	// but aborted writes) the local checkpoint's; a restarted partition
+	// with neither reads again from its start.
+	if s.pos != nil || s.restart {
 		if err := s.part.Seek(s.pos); err != nil {
 			ctx.Send(s.e.node, &partitionFailed{id: s.id, err: fmt.Errorf("restore: seek to the changelog's position: %w", err)})
 			return
