@@ -404,10 +404,17 @@ func (em *Emitter) rows(final bool, watermark int64) ([]connectors.Row, error) {
 		return nil, nil
 	}
 	em.changed = map[string]struct{}{}
+	return em.shape(em.table, keys, p.Emit != scripting.EmitUpdate)
+}
+
+// shape builds the rows of keys from table: ordered by order_by, cut to
+// limit when limited, a window's row keyed by its key.
+func (em *Emitter) shape(table map[string]*resultEntry, keys []string, limited bool) ([]connectors.Row, error) {
+	p := em.e.cfg.Pipeline
 	rows := make([]connectors.Row, 0, len(keys))
 	cols := p.Columns()
 	for _, k := range keys {
-		en := em.table[k]
+		en := table[k]
 		if en == nil {
 			return nil, fmt.Errorf("key %q: a window to emit has no state (an engine bug: please report it)", k)
 		}
@@ -422,11 +429,11 @@ func (em *Emitter) rows(final bool, watermark int64) ([]connectors.Row, error) {
 		rows = append(rows, row)
 	}
 	sortRows(rows, p.OrderBy)
-	if p.Limit > 0 && p.Emit != scripting.EmitUpdate && len(rows) > p.Limit {
+	if limited && p.Limit > 0 && len(rows) > p.Limit {
 		rows = rows[:p.Limit]
 	}
 	for i := range rows {
-		rows[i].Key = groupKey(rows[i].Key) // a window's row is keyed by its key
+		rows[i].Key = groupKey(rows[i].Key)
 	}
 	return rows, nil
 }

@@ -183,7 +183,12 @@ func (em *Emitter) query(ctx actor.Context, q *stateQuery) {
 // tableRows shapes the entries of table matching key ("" for all) as State
 // answers.
 func (em *Emitter) tableRows(table map[string]*resultEntry, key string) ([]connectors.Row, error) {
-	p := em.e.cfg.Pipeline
+	return em.shape(table, matching(table, key), key == "")
+}
+
+// matching lists the state keys of table whose key is key (every one for
+// ""), sorted: a windowed key has one a window.
+func matching(table map[string]*resultEntry, key string) []string {
 	var keys []string
 	for k := range table {
 		if key == "" || groupKey(k) == key {
@@ -191,41 +196,14 @@ func (em *Emitter) tableRows(table map[string]*resultEntry, key string) ([]conne
 		}
 	}
 	sort.Strings(keys)
-	rows := make([]connectors.Row, 0, len(keys))
-	cols := p.Columns()
-	for _, k := range keys {
-		vals, err := em.result(table[k])
-		if err != nil {
-			return nil, fmt.Errorf("key %q: %w", k, err)
-		}
-		row := connectors.Row{Key: k, Fields: make([]connectors.Field, len(cols))}
-		for i, c := range cols {
-			row.Fields[i] = connectors.Field{Name: c, Value: vals[i]}
-		}
-		rows = append(rows, row)
-	}
-	sortRows(rows, p.OrderBy)
-	if key == "" && p.Limit > 0 && len(rows) > p.Limit {
-		rows = rows[:p.Limit]
-	}
-	for i := range rows {
-		rows[i].Key = groupKey(rows[i].Key)
-	}
-	return rows, nil
+	return keys
 }
 
 // share answers a shareQuery: one line a state key, ["key", [keyVals, accs]]
 // with the accumulators of this node's partitions merged.
 func (em *Emitter) share(ctx actor.Context, q *shareQuery) {
-	keys := make([]string, 0, len(em.table))
-	for k := range em.table {
-		if q.key == "" || groupKey(k) == q.key {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
 	var out []byte
-	for _, k := range keys {
+	for _, k := range matching(em.table, q.key) {
 		en := em.table[k]
 		accs, err := em.merged(en)
 		if err == nil {
