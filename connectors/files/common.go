@@ -85,15 +85,3 @@ func (d *idler) read(ctx context.Context, next func() (connectors.Batch, bool, e
 	b.CaughtUp = true
 	return b, nil
 }
-
-// splitLine strips the line end ("\n" or "\r\n") from raw.
-func splitLine(raw []byte) []byte {
-	n := len(raw)
-	if n > 0 && raw[n-1] == '\n' {
-		n--
-		if n > 0 && raw[n-1] == '\r' {
-			n--
-		}
-	}
-	return raw[:n]
-}

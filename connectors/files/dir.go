@@ -311,11 +311,11 @@ func (p *dirPartition) readBatch() (b connectors.Batch, eof bool, err error) {
 	b.Records = make([]connectors.Record, 0, maxBatchRecords)
 	size := 0
 	for len(b.Records) < maxBatchRecords && size < maxBatchBytes {
-		raw, err := readLine(c.r)
+		raw, err := connectors.ReadLine(c.r)
 		if len(raw) > 0 {
 			c.off += int64(len(raw))
 			c.line++
-			if v := splitLine(raw); len(v) > 0 {
+			if v := connectors.TrimLineEnd(raw); len(v) > 0 {
 				size += len(v)
 				b.Records = append(b.Records, connectors.Record{Value: p.keep(v), Seq: c.line, Time: c.mtime})
 			}
@@ -350,21 +350,6 @@ func (p *dirPartition) keep(v []byte) []byte {
 	start := len(p.arena)
 	p.arena = append(p.arena, v...)
 	return p.arena[start:len(p.arena):len(p.arena)]
-}
-
-// readLine returns the next line with its line end, however long; at the
-// end of the input it returns the last bytes with io.EOF.
-func readLine(r *bufio.Reader) ([]byte, error) {
-	line, err := r.ReadSlice('\n')
-	if !errors.Is(err, bufio.ErrBufferFull) {
-		return line, err
-	}
-	long := append([]byte(nil), line...)
-	for errors.Is(err, bufio.ErrBufferFull) {
-		line, err = r.ReadSlice('\n')
-		long = append(long, line...)
-	}
-	return long, err
 }
 
 func (p *dirPartition) Describe(pos connectors.Position) string {

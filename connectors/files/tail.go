@@ -305,7 +305,7 @@ func (p *filePartition) readLines() (connectors.Batch, error) {
 		rest = rest[i+1:]
 		consumed += len(raw)
 		p.line++
-		if v := splitLine(raw); len(v) > 0 {
+		if v := connectors.TrimLineEnd(raw); len(v) > 0 {
 			start := len(arena)
 			arena = append(arena, v...)
 			recs = append(recs, connectors.Record{Value: arena[start:len(arena):len(arena)], Seq: p.line})

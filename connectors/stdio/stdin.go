@@ -119,10 +119,10 @@ func (p *stdinPartition) run() {
 	var line int64
 	c := chunk{}
 	for {
-		raw, err := readLine(r)
+		raw, err := connectors.ReadLine(r)
 		if len(raw) > 0 {
 			line++
-			if v := trim(raw); len(v) > 0 && line > p.skip {
+			if v := connectors.TrimLineEnd(raw); len(v) > 0 && line > p.skip {
 				c.recs = append(c.recs, connectors.Record{Value: append([]byte(nil), v...), Seq: line})
 			}
 		}
@@ -223,30 +223,4 @@ func (p *stdinPartition) Describe(pos connectors.Position) string {
 func (p *stdinPartition) Close() error {
 	p.stop.Do(func() { close(p.done) })
 	return nil
-}
-
-// readLine returns the next line with its line end, however long; at the
-// end of the input it returns the last bytes with io.EOF.
-func readLine(r *bufio.Reader) ([]byte, error) {
-	line, err := r.ReadSlice('\n')
-	if !errors.Is(err, bufio.ErrBufferFull) {
-		return line, err
-	}
-	long := append([]byte(nil), line...)
-	for errors.Is(err, bufio.ErrBufferFull) {
-		line, err = r.ReadSlice('\n')
-		long = append(long, line...)
-	}
-	return long, err
-}
-
-func trim(raw []byte) []byte {
-	n := len(raw)
-	if n > 0 && raw[n-1] == '\n' {
-		n--
-		if n > 0 && raw[n-1] == '\r' {
-			n--
-		}
-	}
-	return raw[:n]
 }
