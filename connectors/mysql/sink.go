@@ -99,7 +99,7 @@ func Open(t connectors.Target) (*Sink, error) {
 	}
 	s.w, err = batcher.New(s.plan, s.key,
 		batcher.Workers(int(conc)), batcher.BatchRows(int(batch)),
-		batcher.Retryable(transient), batcher.RetryFor(retryFor), batcher.CloseTimeout(CloseTimeout),
+		batcher.Retryable(transient), batcher.RetryFor(retryFor),
 		batcher.Explain(s.explainWrite),
 		batcher.Where(loc.String()), batcher.Logger(slog.Default().With("sink", loc.String()), "mysql sink"))
 	if err != nil {
@@ -182,12 +182,9 @@ func (s *Sink) Flush(ctx context.Context) error {
 	return s.w.Flush(ctx)
 }
 
-// CloseTimeout bounds how long Close waits for buffered rows to be
-// written. Rows still unwritten then were never covered by a checkpoint
-// (Flush did not return), so a restart writes them again.
-const CloseTimeout = 30 * time.Second
-
-// Close flushes (for at most CloseTimeout), stops the workers, and closes
+// Close flushes (for at most the batcher's close timeout, 30s: rows still
+// unwritten then were never covered by a checkpoint, since Flush did not
+// return, so a restart writes them again), stops the workers, and closes
 // the connections.
 func (s *Sink) Close() error {
 	if s.w.Closed() {
