@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -21,13 +22,7 @@ func checkpointsCmd() *cobra.Command {
 		Short: "list the kept checkpoints: id, time, positions, keys",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" {
-				return fmt.Errorf("checkpoints list needs --state DIR, the directory a run was given")
-			}
-			if _, err := os.Stat(dir); err != nil {
-				return fmt.Errorf("state directory: %w", err)
-			}
-			store, err := state.Open(dir)
+			store, err := openExisting(dir, "checkpoints list needs --state DIR, the directory a run was given")
 			if err != nil {
 				return err
 			}
@@ -57,17 +52,23 @@ func checkpointsCmd() *cobra.Command {
 	return cmd
 }
 
+// openExisting opens the state directory of earlier runs; without one it
+// fails with missing, which says what to give.
+func openExisting(dir, missing string) (*state.Store, error) {
+	if dir == "" {
+		return nil, errors.New(missing)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	return state.Open(dir)
+}
+
 // savepointCmds are checkpoints save and checkpoints delete.
 func savepointCmds(dir *string) []*cobra.Command {
 	var id uint64
 	openStore := func() (*state.Store, error) {
-		if *dir == "" {
-			return nil, fmt.Errorf("give --state DIR, the directory a run was given")
-		}
-		if _, err := os.Stat(*dir); err != nil {
-			return nil, fmt.Errorf("state directory: %w", err)
-		}
-		return state.Open(*dir)
+		return openExisting(*dir, "give --state DIR, the directory a run was given")
 	}
 	save := &cobra.Command{
 		Use:   "save NAME --state DIR",

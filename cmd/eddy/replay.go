@@ -137,13 +137,7 @@ func withLag(c *cobra.Command, script string, fn func() error) error {
 
 // rewind makes the checkpoint (or savepoint) the last one of dir.
 func rewind(dir string, id uint64, savepoint string) error {
-	if dir == "" {
-		return fmt.Errorf("replay from a checkpoint needs --state DIR, the directory the pipeline ran with")
-	}
-	if _, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	store, err := state.Open(dir)
+	store, err := openExisting(dir, "replay from a checkpoint needs --state DIR, the directory the pipeline ran with")
 	if err != nil {
 		return err
 	}
