@@ -116,18 +116,23 @@ func (p *Pipeline) readLookups(v lua.LValue) error {
 func (p *Pipeline) SetLookupSource(name, uri string) error {
 	lt, ok := p.lookups[name]
 	if !ok {
-		names := make([]string, 0, len(p.lookups))
-		for n := range p.lookups {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		return fmt.Errorf("--lookup %s: %s has no lookup of that name (lookups: %s)", name, p.Script, strings.Join(names, ", "))
+		return fmt.Errorf("--lookup %s: %s has no lookup of that name (lookups: %s)", name, p.Script, p.lookupNames())
 	}
 	if _, err := connectors.Parse(uri); err != nil {
 		return fmt.Errorf("--lookup %s: %w", name, err)
 	}
 	lt.spec.Source = uri
 	return nil
+}
+
+// lookupNames lists the lookups' names, sorted, for error messages.
+func (p *Pipeline) lookupNames() string {
+	names := make([]string, 0, len(p.lookups))
+	for n := range p.lookups {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
 }
 
 // Lookups lists the pipeline's lookups, by name.
@@ -148,12 +153,7 @@ func installLookup(sb *sandbox, p *Pipeline) {
 		name := L.CheckString(1)
 		lt, ok := p.lookups[name]
 		if !ok {
-			names := make([]string, 0, len(p.lookups))
-			for n := range p.lookups {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			L.RaiseError("lookup: no lookup named %q in the pipeline's lookups (have: %s)", name, strings.Join(names, ", "))
+			L.RaiseError("lookup: no lookup named %q in the pipeline's lookups (have: %s)", name, p.lookupNames())
 		}
 		kv, err := toGo(L.CheckAny(2))
 		if err != nil || kv == nil {
