@@ -39,18 +39,7 @@ cassandra_java() {
 up() {
   mkdir -p "$DIR"
   build_check
-  local pid
-  if pid=$(recorded_pid "$PIDFILE" "$MARKER"); then
-    if ! wait_ready "$START_TIMEOUT" "$pid" ready "$pid" "$PORT" "$CHECK" cassandra "$HOST:$PORT"; then
-      show_logs "$LOG" "$OUT"
-      die "pid $pid is running but does not answer CQL on $HOST:$PORT: $LAST_CHECK"
-    fi
-    say "already running (pid $pid) on $HOST:$PORT; log: $LOG"
-    return 0
-  fi
-  if port_open "$HOST" "$PORT"; then
-    die "something else listens on $HOST:$PORT (not the pid in $PIDFILE): stop it, or point EDDY_CASSANDRA_HOSTS at it instead (docs/services.md)"
-  fi
+  already_up EDDY_CASSANDRA_HOSTS "" "$CHECK" cassandra "$HOST:$PORT" && return 0
 
   local java
   java=$(cassandra_java)
@@ -78,7 +67,7 @@ up() {
     -Dlogback.configurationFile="file://$DIR/logback.xml" \
     -Dcassandra-foreground=yes \
     -cp "$LIBS/*" "$MAIN" >>"$OUT" 2>&1 </dev/null &
-  pid=$!
+  local pid=$!
   echo "$pid" >"$PIDFILE"
 
   local rc=0

@@ -21,18 +21,7 @@ START_TIMEOUT=${EDDY_KAFKA_START_TIMEOUT:-180}
 up() {
   mkdir -p "$DIR"
   build_check
-  local pid
-  if pid=$(recorded_pid "$PIDFILE" "$MARKER"); then
-    if ! wait_ready "$START_TIMEOUT" "$pid" ready "$pid" "$PORT" "$CHECK" kafka "$HOST:$PORT"; then
-      show_logs "$LOG" "$OUT"
-      die "pid $pid is running but does not answer on $HOST:$PORT: $LAST_CHECK"
-    fi
-    say "already running (pid $pid) on $HOST:$PORT; log: $LOG"
-    return 0
-  fi
-  if port_open "$HOST" "$PORT"; then
-    die "something else listens on $HOST:$PORT (not the pid in $PIDFILE): stop it, or point EDDY_KAFKA_BROKERS at it instead (docs/services.md)"
-  fi
+  already_up EDDY_KAFKA_BROKERS "" "$CHECK" kafka "$HOST:$PORT" && return 0
 
   local java
   java=$(java_bin)
@@ -58,7 +47,7 @@ up() {
   nohup "$java" -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true "${jvm[@]}" \
     -cp "$LIBS/*" kafka.Kafka "$CONF" >>"$OUT" 2>&1 </dev/null &
-  pid=$!
+  local pid=$!
   echo "$pid" >"$PIDFILE"
 
   local rc=0

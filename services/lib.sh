@@ -97,6 +97,28 @@ wait_ready() {
   done
 }
 
+# already_up ENVVAR HINT CHECK...: returns 0 (and says so) when the server
+# this script started runs and answers CHECK; 1 when it doesn't run and its
+# port is free. It dies when it runs but doesn't answer, or when something
+# else holds the port (HINT, if any, names a likely culprit; ENVVAR is how to
+# use that server instead).
+already_up() {
+  local env=$1 hint=$2 pid
+  shift 2
+  if pid=$(recorded_pid "$PIDFILE" "$MARKER"); then
+    if ! wait_ready "$START_TIMEOUT" "$pid" ready "$pid" "$PORT" "$@"; then
+      show_logs "$LOG" "$OUT"
+      die "pid $pid is running but does not answer on $HOST:$PORT: $LAST_CHECK"
+    fi
+    say "already running (pid $pid) on $HOST:$PORT; log: $LOG"
+    return 0
+  fi
+  if port_open "$HOST" "$PORT"; then
+    die "something else listens on $HOST:$PORT (not the pid in $PIDFILE$hint): stop it, or point $env at it instead (docs/services.md)"
+  fi
+  return 1
+}
+
 # stop_pid PID SECONDS: SIGTERM, wait up to SECONDS for the exit, then SIGKILL.
 stop_pid() {
   local pid=$1 timeout=$2

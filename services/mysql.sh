@@ -87,18 +87,7 @@ up() {
   server=$(first_cmd mariadbd mysqld) || die "no mariadbd or mysqld found"
   CLIENT=$(first_cmd mariadb mysql) || die "no mariadb or mysql client found"
 
-  local pid
-  if pid=$(recorded_pid "$PIDFILE" "$MARKER"); then
-    if ! wait_ready "$START_TIMEOUT" "$pid" ready "$pid" "$PORT" tcp_check; then
-      show_logs "$LOG" "$OUT"
-      die "pid $pid is running but user eddy gets no answer on $HOST:$PORT: $LAST_CHECK"
-    fi
-    say "already running (pid $pid) on $HOST:$PORT; log: $LOG"
-    return 0
-  fi
-  if port_open "$HOST" "$PORT"; then
-    die "something else listens on $HOST:$PORT (not the pid in $PIDFILE; the system's mariadb service?): stop it, or point EDDY_MYSQL_DSN at it instead (docs/services.md)"
-  fi
+  already_up EDDY_MYSQL_DSN "; the system's mariadb service?" tcp_check && return 0
 
   rotate_logs "$LOG" "$OUT"
   if [[ ! -d $DATA/mysql ]]; then
@@ -124,7 +113,7 @@ up() {
     --skip-name-resolve --innodb-buffer-pool-size=128M \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci "${asroot[@]}" \
     >>"$OUT" 2>&1 </dev/null &
-  pid=$!
+  local pid=$!
   echo "$pid" >"$PIDFILE"
 
   local rc=0
