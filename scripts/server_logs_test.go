@@ -2,7 +2,6 @@ package scripts_test
 
 import (
 	"bytes"
-	"context"
 	"database/sql"
 	"encoding/json"
 	"flag"
@@ -13,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/eddy-stream/eddy/connectors/gen"
+	"github.com/eddy-stream/eddy/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite generated fixtures (scripts/server_logs.sql)")
@@ -176,31 +176,7 @@ func canonicalJSON(t *testing.T, b []byte) string {
 // tableRows reads a table's rows, each as "|"-joined text, sorted.
 func tableRows(t *testing.T, db *sql.DB, q string) []string {
 	t.Helper()
-	rows, err := db.QueryContext(context.Background(), q)
-	if err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []string
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		parts := make([]string, len(cols))
-		for i, v := range vals {
-			parts[i] = v.String
-		}
-		out = append(out, strings.Join(parts, "|"))
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	out := testenv.QueryRows(t, db, q, "")
 	slices.Sort(out)
 	return out
 }

@@ -58,32 +58,7 @@ func openSink(t *testing.T, uri string) connectors.Sink {
 // query reads rows as strings (NULL as "NULL"), one line per row.
 func query(t *testing.T, db *sql.DB, q string) []string {
 	t.Helper()
-	rows, err := db.QueryContext(t.Context(), q)
-	if err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []string
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		parts := make([]string, len(cols))
-		for i, v := range vals {
-			parts[i] = "NULL"
-			if v.Valid {
-				parts[i] = v.String
-			}
-		}
-		out = append(out, strings.Join(parts, "|"))
-	}
-	return out
+	return testenv.QueryRows(t, db, q, "NULL")
 }
 
 func TestConformance(t *testing.T) {
