@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -230,19 +229,7 @@ func TestWeatherCassandraOutage(t *testing.T) {
 	for _, r := range last {
 		lastRows = append(lastRows, r)
 	}
-	sess := testenv.CassandraSession(t, hosts, ks)
-	var got []string
-	iter := sess.Query("SELECT city, country, wind_speed, temperature, humidity, observed_at FROM weather").Iter()
-	var city, country string
-	var wind, temp float64
-	var hum int
-	var at time.Time
-	for iter.Scan(&city, &country, &wind, &temp, &hum, &at) {
-		got = append(got, fmt.Sprintf("%s|%s|%v|%v|%d|%s", city, country, wind, temp, hum, at.UTC().Format(time.RFC3339)))
-	}
-	if err := iter.Close(); err != nil {
-		t.Fatal(err)
-	}
+	got := weatherTable(t, testenv.CassandraSession(t, hosts, ks))
 	sameLines(t, "Cassandra after the outage", lastRows, got)
 	f, err := os.Open(csvPath)
 	if err != nil {

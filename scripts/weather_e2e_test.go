@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
 	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/connectors/connectortest"
@@ -127,22 +129,7 @@ func TestWeatherEndToEnd(t *testing.T) {
 			t.Fatalf("dead letters: %v", dead.Rows())
 		}
 	}
-	table := func() []string {
-		t.Helper()
-		var out []string
-		iter := sess.Query("SELECT city, country, wind_speed, temperature, humidity, observed_at FROM weather").Iter()
-		var city, country string
-		var wind, temp float64
-		var hum int
-		var at time.Time
-		for iter.Scan(&city, &country, &wind, &temp, &hum, &at) {
-			out = append(out, fmt.Sprintf("%s|%s|%v|%v|%d|%s", city, country, wind, temp, hum, at.UTC().Format(time.RFC3339)))
-		}
-		if err := iter.Close(); err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	table := func() []string { return weatherTable(t, sess) }
 	csvRows := func() []string {
 		t.Helper()
 		f, err := os.Open(csvPath)
@@ -210,4 +197,22 @@ func TestWeatherEndToEnd(t *testing.T) {
 		want[i] = canonicalJSON(t, []byte(want[i]))
 	}
 	sameLines(t, "topic weather", want, got)
+}
+
+// weatherTable reads the weather table, a "|"-joined line a row.
+func weatherTable(t *testing.T, sess *gocql.Session) []string {
+	t.Helper()
+	var out []string
+	iter := sess.Query("SELECT city, country, wind_speed, temperature, humidity, observed_at FROM weather").Iter()
+	var city, country string
+	var wind, temp float64
+	var hum int
+	var at time.Time
+	for iter.Scan(&city, &country, &wind, &temp, &hum, &at) {
+		out = append(out, fmt.Sprintf("%s|%s|%v|%v|%d|%s", city, country, wind, temp, hum, at.UTC().Format(time.RFC3339)))
+	}
+	if err := iter.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
