@@ -249,6 +249,30 @@ func TestTwoProcessesSplitTheGroup(t *testing.T) {
 	t.Logf("%d keys: %d counted by a, %d by b", len(want), len(ca), len(cb))
 }
 
+// onceEach reads topic's committed records {"n": i} and counts the i in
+// [0, n) no record has (missing) and those more than one has (dup).
+func onceEach(t *testing.T, brokers []string, topic string, n int) (recs []*kgo.Record, missing, dup int) {
+	t.Helper()
+	seen := make([]int, n)
+	recs = consumeAllIdle(t, brokers, topic)
+	for _, r := range recs {
+		var row struct{ N int }
+		if err := json.Unmarshal(r.Value, &row); err != nil || row.N < 0 || row.N >= n {
+			t.Fatalf("bad output %q", r.Value)
+		}
+		seen[row.N]++
+	}
+	for _, c := range seen {
+		switch {
+		case c == 0:
+			missing++
+		case c > 1:
+			dup++
+		}
+	}
+	return recs, missing, dup
+}
+
 func tail(b *bytes.Buffer) string {
 	s := b.String()
 	if len(s) > 3000 {
@@ -341,24 +365,7 @@ func TestExactlyOnceRecordsSurviveKill9(t *testing.T) {
 	if _, stderr, err := eddy(t, args...); err != nil {
 		t.Fatalf("the last run: %v\n%s", err, stderr)
 	}
-	seen := make([]int, n)
-	recs := consumeAllIdle(t, brokers, out)
-	for _, r := range recs {
-		var row struct{ N int }
-		if err := json.Unmarshal(r.Value, &row); err != nil || row.N < 0 || row.N >= n {
-			t.Fatalf("bad output %q", r.Value)
-		}
-		seen[row.N]++
-	}
-	missing, dup := 0, 0
-	for _, c := range seen {
-		switch {
-		case c == 0:
-			missing++
-		case c > 1:
-			dup++
-		}
-	}
+	recs, missing, dup := onceEach(t, brokers, out, n)
 	if missing > 0 || dup > 0 || len(recs) != n {
 		t.Fatalf("after %d kills: %d output records, %d inputs missing, %d repeated", kills, len(recs), missing, dup)
 	}
@@ -722,24 +729,7 @@ func TestExactlyOnceTwoProcesses(t *testing.T) {
 			t.Fatalf("a stopped process failed: %v\na:\n%s\nb:\n%s", err, tail(aErr), tail(bErr))
 		}
 	}
-	seen := make([]int, n)
-	recs := consumeAllIdle(t, brokers, out)
-	for _, r := range recs {
-		var row struct{ N int }
-		if err := json.Unmarshal(r.Value, &row); err != nil || row.N < 0 || row.N >= n {
-			t.Fatalf("bad output %q", r.Value)
-		}
-		seen[row.N]++
-	}
-	missing, dup := 0, 0
-	for _, c := range seen {
-		switch {
-		case c == 0:
-			missing++
-		case c > 1:
-			dup++
-		}
-	}
+	recs, missing, dup := onceEach(t, brokers, out, n)
 	if missing > 0 || dup > 0 {
 		t.Fatalf("%d output records: %d inputs missing, %d repeated\na:\n%s\nb:\n%s", len(recs), missing, dup, tail(aErr), tail(bErr))
 	}
