@@ -3,7 +3,6 @@ package cassandra_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -15,26 +14,13 @@ import (
 	"github.com/eddy-stream/eddy/internal/testenv"
 )
 
-// benchRows is how many rows BenchmarkSink writes: EDDY_BENCH_ROWS, else a
-// million (`just bench-sinks`).
-func benchRows(b *testing.B) int {
-	if s := os.Getenv("EDDY_BENCH_ROWS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			b.Fatalf("EDDY_BENCH_ROWS=%q is not a positive whole number", s)
-		}
-		return n
-	}
-	return 1_000_000
-}
-
 // BenchmarkSink writes the same rows, each its own partition, through the
 // cassandra:// sink (defaults: 8 in flight, LOCAL_QUORUM, a Flush every
 // ~100k rows as checkpoints would) and through a plain-Go loop of 8
 // goroutines sending the same prepared INSERT with the same driver, and
 // prints rows/s and their ratio.
 func BenchmarkSink(b *testing.B) {
-	n := benchRows(b)
+	n := testenv.BenchSize(b, "EDDY_BENCH_ROWS", 1_000_000)
 	hosts := testenv.Cassandra(b)
 	ks := testenv.NewKeyspace(b, hosts)
 	sess := testenv.CassandraSession(b, hosts, ks)

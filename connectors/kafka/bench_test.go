@@ -38,7 +38,7 @@ import (
 // (EDDY_BENCH_RECORDS overrides the million records).
 func BenchmarkKafkaNetflow(b *testing.B) {
 	brokers := testenv.Kafka(b)
-	records := envInt("EDDY_BENCH_RECORDS", 1_000_000)
+	records := int64(testenv.BenchSize(b, "EDDY_BENCH_RECORDS", 1_000_000))
 	topic := testenv.NewTopic(b, brokers, 4)
 	t0 := time.Now()
 	fill(b, brokers, topic, records)
@@ -92,14 +92,6 @@ func fill(b *testing.B, brokers []string, topic string, count int64) {
 	if err := cl.Flush(context.Background()); err != nil || perr != nil {
 		b.Fatal(err, perr)
 	}
-}
-
-// envInt reads a positive integer from the environment, def when unset.
-func envInt(name string, def int64) int64 {
-	if n, err := strconv.ParseInt(os.Getenv(name), 10, 64); err == nil && n > 0 {
-		return n
-	}
-	return def
 }
 
 // plainCount is the netflow count with franz-go and fastjson alone.

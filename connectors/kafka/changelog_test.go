@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -494,10 +493,7 @@ func TestChangelogCommitsGroupOffsets(t *testing.T) {
 //	go test -run '^$' -bench ChangelogRestore -benchtime 3x ./connectors/kafka/
 func BenchmarkChangelogRestore(b *testing.B) {
 	brokers := testenv.Kafka(b)
-	keys := 1_000_000
-	if n, err := strconv.Atoi(os.Getenv("EDDY_BENCH_KEYS")); err == nil && n > 0 {
-		keys = n
-	}
+	keys := testenv.BenchSize(b, "EDDY_BENCH_KEYS", 1_000_000)
 	topic := testenv.NewTopic(b, brokers, 1)
 	group := topic + "-g"
 	cl := openChangelog(b, brokers, topic, group)

@@ -45,8 +45,8 @@ import (
 //     node's start until the group has caught up.
 func BenchmarkCluster(b *testing.B) {
 	brokers := testenv.Kafka(b)
-	records, keys := envInt("EDDY_BENCH_RECORDS", 1_000_000), envInt("EDDY_BENCH_KEYS", 1_000_000)
-	rounds := int(envInt("EDDY_BENCH_ROUNDS", 3))
+	records, keys := int64(testenv.BenchSize(b, "EDDY_BENCH_RECORDS", 1_000_000)), int64(testenv.BenchSize(b, "EDDY_BENCH_KEYS", 1_000_000))
+	rounds := testenv.BenchSize(b, "EDDY_BENCH_ROUNDS", 3)
 	bin := eddyPath(b)
 	for b.Loop() {
 		scaleOut(b, bin, brokers, records, rounds)

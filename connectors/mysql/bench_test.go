@@ -3,7 +3,6 @@ package mysql_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,20 +10,8 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/internal/testenv"
 )
-
-// benchRows is how many rows BenchmarkSink writes: EDDY_BENCH_ROWS, else a
-// million (`just bench-sinks`).
-func benchRows(b *testing.B) int {
-	if s := os.Getenv("EDDY_BENCH_ROWS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			b.Fatalf("EDDY_BENCH_ROWS=%q is not a positive whole number", s)
-		}
-		return n
-	}
-	return 1_000_000
-}
 
 func benchRow(i int) connectors.Row {
 	return connectors.Row{Fields: []connectors.Field{
@@ -38,7 +25,7 @@ func benchRow(i int) connectors.Row {
 // would) and through a plain-Go loop with the same driver, statement and
 // batching, and prints rows/s and their ratio.
 func BenchmarkSink(b *testing.B) {
-	n := benchRows(b)
+	n := testenv.BenchSize(b, "EDDY_BENCH_ROWS", 1_000_000)
 	srv := newServer(b)
 	srv.exec(b, "CREATE TABLE eddy_bench (id BIGINT PRIMARY KEY, name VARCHAR(40), value DOUBLE, flag BOOLEAN)",
 		"CREATE TABLE plain_bench (id BIGINT PRIMARY KEY, name VARCHAR(40), value DOUBLE, flag BOOLEAN)")

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -125,4 +126,20 @@ func FreeAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// BenchSize reads a benchmark's size from the environment variable name
+// (EDDY_BENCH_ROWS and the like), def when it is unset; anything but a
+// positive whole number fails t.
+func BenchSize(t testing.TB, name string, def int) int {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q is not a positive whole number", name, s)
+	}
+	return n
 }
