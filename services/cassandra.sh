@@ -72,16 +72,7 @@ up() {
 
   local rc=0
   wait_ready "$START_TIMEOUT" "$pid" ready "$pid" "$PORT" "$CHECK" cassandra "$HOST:$PORT" || rc=$?
-  if ((rc != 0)); then
-    show_logs "$LOG" "$OUT"
-    if ((rc == 2)); then
-      rm -f "$PIDFILE"
-      die "Cassandra (pid $pid) exited while starting; last check: $LAST_CHECK"
-    fi
-    stop_pid "$pid" 60
-    rm -f "$PIDFILE"
-    die "Cassandra did not answer CQL on $HOST:$PORT within ${START_TIMEOUT}s (stopped pid $pid); last check: $LAST_CHECK"
-  fi
+  ((rc == 0)) || start_failed Cassandra "$pid" "$rc" 60 "answer CQL on $HOST:$PORT"
   say "up (pid $pid) on $HOST:$PORT, $LAST_CHECK answered a CQL query; log: $LOG"
 }
 

@@ -52,16 +52,7 @@ up() {
 
   local rc=0
   wait_ready "$START_TIMEOUT" "$pid" ready "$pid" "$PORT" "$CHECK" kafka "$HOST:$PORT" || rc=$?
-  if ((rc != 0)); then
-    show_logs "$LOG" "$OUT"
-    if ((rc == 2)); then
-      rm -f "$PIDFILE"
-      die "Kafka (pid $pid) exited while starting; last check: $LAST_CHECK"
-    fi
-    stop_pid "$pid" 30
-    rm -f "$PIDFILE"
-    die "Kafka did not answer a produce/consume on $HOST:$PORT within ${START_TIMEOUT}s (stopped pid $pid); last check: $LAST_CHECK"
-  fi
+  ((rc == 0)) || start_failed Kafka "$pid" "$rc" 30 "answer a produce/consume on $HOST:$PORT"
   say "up (pid $pid) on $HOST:$PORT, produce/consume checked; log: $LOG"
 }
 

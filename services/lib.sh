@@ -119,6 +119,22 @@ already_up() {
   return 1
 }
 
+# start_failed NAME PID RC SECONDS WHAT: a start that wait_ready (or a
+# setup step after it) ended with RC: shows the logs, stops PID (waiting up
+# to SECONDS) unless it exited already, forgets it, and dies saying NAME did
+# not WHAT in time.
+start_failed() {
+  local name=$1 pid=$2 rc=$3 secs=$4 what=$5
+  show_logs "$LOG" "$OUT"
+  if ((rc == 2)); then
+    rm -f "$PIDFILE"
+    die "$name (pid $pid) exited while starting; last check: $LAST_CHECK"
+  fi
+  stop_pid "$pid" "$secs"
+  rm -f "$PIDFILE"
+  die "$name did not $what within ${START_TIMEOUT}s (stopped pid $pid); last check: $LAST_CHECK"
+}
+
 # stop_pid PID SECONDS: SIGTERM, wait up to SECONDS for the exit, then SIGKILL.
 stop_pid() {
   local pid=$1 timeout=$2

@@ -129,16 +129,7 @@ up() {
       GRANT ALL PRIVILEGES ON *.* TO 'eddy'@'::1';" >>"$OUT" 2>&1 || rc=3
   fi
   ((rc == 0)) && { wait_ready 10 "$pid" ready "$pid" "$PORT" tcp_check || rc=$?; }
-  if ((rc != 0)); then
-    show_logs "$LOG" "$OUT"
-    if ((rc == 2)); then
-      rm -f "$PIDFILE"
-      die "MariaDB (pid $pid) exited while starting; last check: $LAST_CHECK"
-    fi
-    stop_pid "$pid" 30
-    rm -f "$PIDFILE"
-    die "MariaDB did not answer user eddy on $HOST:$PORT within ${START_TIMEOUT}s (stopped pid $pid); last check: $LAST_CHECK"
-  fi
+  ((rc == 0)) || start_failed MariaDB "$pid" "$rc" 30 "answer user eddy on $HOST:$PORT"
   say "up (pid $pid) on $HOST:$PORT, user eddy got an answer from $LAST_CHECK; log: $LOG"
 }
 
