@@ -150,22 +150,8 @@ func baseline(b *testing.B, dir string) (int, *actors.Latency) {
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		n, t0 := 0, time.Now()
 		for sc.Scan() {
-			v, err := p.ParseBytes(sc.Bytes())
-			if err == nil {
-				dev := v.Get("dstdevice")
-				port := v.Get("dstport")
-				if dev != nil && dev.Type() == fastjson.TypeString && port != nil {
-					var ps string
-					switch port.Type() {
-					case fastjson.TypeString:
-						ps = string(port.GetStringBytes())
-					case fastjson.TypeNumber:
-						ps = port.String()
-					}
-					if ps == "80" || ps == "443" {
-						counts[string(dev.GetStringBytes())]++
-					}
-				}
+			if dev, ok := reference.WebFlowDevice(&p, sc.Bytes()); ok {
+				counts[string(dev)]++
 			}
 			if n++; n == 1024 {
 				lat.Observe(time.Since(t0))

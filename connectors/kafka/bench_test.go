@@ -119,23 +119,8 @@ func plainCount(b *testing.B, brokers []string, topic string) string {
 			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
 				delete(left, r.Partition)
 			}
-			v, err := p.ParseBytes(r.Value)
-			if err != nil {
-				return
-			}
-			dev, port := v.Get("dstdevice"), v.Get("dstport")
-			if dev == nil || dev.Type() != fastjson.TypeString || port == nil {
-				return
-			}
-			var ps string
-			switch port.Type() {
-			case fastjson.TypeString:
-				ps = string(port.GetStringBytes())
-			case fastjson.TypeNumber:
-				ps = port.String()
-			}
-			if ps == "80" || ps == "443" {
-				counts[string(dev.GetStringBytes())]++
+			if dev, ok := reference.WebFlowDevice(&p, r.Value); ok {
+				counts[string(dev)]++
 			}
 		})
 	}
