@@ -298,7 +298,6 @@ func (s *PartitionSupervisor) onRestored(ctx actor.Context, m *restoreDone) {
 	s.e.cfg.Logger.Info("restored a partition from the changelog", "partition", s.id, "changes", m.n,
 		"took", m.took.Round(time.Millisecond), "changes_per_s", int64(rate), "checkpoint", m.marker.Checkpoint, "node", m.marker.Node)
 	s.e.cfg.Stats.Restored.Add(m.n)
-	s.e.cfg.Stats.RestoreNanos.Add(int64(m.took))
 	wm := s.plan0.watermark
 	if m.marker.Checkpoint > 0 {
 		s.pos, wm = m.marker.Position, m.marker.Watermark

@@ -105,7 +105,9 @@ func (h *Handle) Status(ctx context.Context) (Status, error) {
 		return st, err
 	}
 	st.StateBytes = cfg.Store.Size()
-	st.Standbys = h.e.standbys.Load()
+	if ids := h.e.standbys.Load(); ids != nil {
+		st.Standbys = *ids
+	}
 	return st, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/scripting"
 	"github.com/eddy-stream/eddy/state"
@@ -89,10 +90,9 @@ type Stats struct {
 	// the checkpoint being complete.
 	FireLatency, CheckpointLatency Latency
 	// Restoring counts partitions reading their changelog; RestoreDone and
-	// RestoreTotal are their progress in changes. Restored and
-	// RestoreNanos add up the finished restores.
-	Restoring, RestoreDone, RestoreTotal atomic.Int64
-	Restored, RestoreNanos               atomic.Int64
+	// RestoreTotal are their progress in changes; Restored adds up the
+	// changes of the finished restores.
+	Restoring, RestoreDone, RestoreTotal, Restored atomic.Int64
 }
 
 // Summary says how a run ended.
@@ -158,7 +158,7 @@ type engine struct {
 	// standby keeps warm copies of other nodes' partitions (nil when
 	// Config.Standby is 0); standbys lists them.
 	standby  *actor.PID
-	standbys standbyList
+	standbys atomic.Pointer[[]string]
 }
 
 // Run runs a pipeline until its input ends (or, with UntilIdle, is caught

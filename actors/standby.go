@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/state"
 )
@@ -238,7 +238,7 @@ func (k *standbyKeeper) publish() {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	k.e.standbys.Store(ids)
+	k.e.standbys.Store(&ids)
 }
 
 // tail asks the source which partitions to keep warm and reads their
@@ -283,24 +283,6 @@ func (k *standbyKeeper) tail(ctx context.Context, self *actor.PID, root *actor.R
 			root.Send(self, m)
 		}
 	}
-}
-
-// standbyList is the engine's record of its standby partitions.
-type standbyList struct {
-	mu  sync.Mutex
-	ids []string
-}
-
-func (s *standbyList) Store(ids []string) {
-	s.mu.Lock()
-	s.ids = ids
-	s.mu.Unlock()
-}
-
-func (s *standbyList) Load() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.ids...)
 }
 
 // standbyUsable reports whether cfg can keep standby copies, and why not.
