@@ -203,14 +203,7 @@ func TestCassandra(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				s, err := connectors.OpenSink(tt.uri)
-				if err == nil {
-					err = s.Write(context.Background(), tt.write)
-					if err == nil {
-						err = s.Flush(context.Background())
-					}
-					s.Close()
-				}
+				err := connectortest.SinkError(tt.uri, tt.write)
 				if err == nil || !strings.Contains(err.Error(), tt.errContains) {
 					t.Fatalf("got error %v, want one containing %q", err, tt.errContains)
 				}

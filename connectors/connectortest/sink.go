@@ -101,3 +101,18 @@ func Canon(r connectors.Row) string {
 	}
 	return string(b)
 }
+
+// SinkError opens the sink uri names, writes rows, flushes and closes it,
+// and returns the first error on the way: for tests of what a sink refuses.
+func SinkError(uri string, rows []connectors.Row) error {
+	s, err := connectors.OpenSink(uri)
+	if err != nil {
+		return err
+	}
+	err = s.Write(context.Background(), rows)
+	if err == nil {
+		err = s.Flush(context.Background())
+	}
+	s.Close()
+	return err
+}

@@ -10,11 +10,12 @@ import (
 	"strings"
 	"testing"
 
+	driver "github.com/go-sql-driver/mysql"
+
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/connectors/connectortest"
 	"github.com/eddy-stream/eddy/connectors/mysql"
 	"github.com/eddy-stream/eddy/internal/testenv"
-	driver "github.com/go-sql-driver/mysql"
 )
 
 // server is a database of the test's own on the real server, its pool, and
@@ -198,14 +199,7 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := connectors.OpenSink(tt.uri)
-			if err == nil {
-				err = s.Write(context.Background(), tt.write)
-				if err == nil {
-					err = s.Flush(context.Background())
-				}
-				s.Close()
-			}
+			err := connectortest.SinkError(tt.uri, tt.write)
 			if err == nil || !strings.Contains(err.Error(), tt.errContains) {
 				t.Fatalf("got error %v, want one containing %q", err, tt.errContains)
 			}
