@@ -2,7 +2,6 @@ package actors_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,7 +18,6 @@ import (
 	"github.com/eddy-stream/eddy/connectors/gen"
 	"github.com/eddy-stream/eddy/internal/memio"
 	"github.com/eddy-stream/eddy/scripting"
-	"github.com/eddy-stream/eddy/state"
 )
 
 const windowsScript = `return {
@@ -91,19 +89,9 @@ func windowsEddy(b *testing.B, dir string) (int, *actors.Stats) {
 		b.Fatal(err)
 	}
 	defer src.Close()
-	store, err := state.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
-	results := &memio.Sink{}
-	stats := &actors.Stats{}
-	if _, err := actors.Run(context.Background(), actors.Config{Pipeline: p, Source: src, Store: store, Results: results,
-		Late: &memio.Sink{}, UntilIdle: true, MaxErrors: -1, Stats: stats, TriggerInterval: 200 * time.Millisecond,
-		CheckpointInterval: time.Second}); err != nil {
-		b.Fatal(err)
-	}
-	return len(results.Rows()), stats
+	rows, stats, _ := runBench(b, actors.Config{Pipeline: p, Source: src, Late: &memio.Sink{},
+		TriggerInterval: 200 * time.Millisecond, CheckpointInterval: time.Second})
+	return rows, stats
 }
 
 // windowsBaseline is the same computation in plain Go: per record, the

@@ -178,22 +178,30 @@ func runEddy(b *testing.B, source string) (int, *actors.Latency) {
 		b.Fatal(err)
 	}
 	defer src.Close()
+	rows, stats, keys := runBench(b, actors.Config{Pipeline: p, Source: src})
+	lastKeys = keys
+	return rows, &stats.BatchLatency
+}
+
+// runBench runs cfg to the end of its input with a fresh store and the
+// results in memory; it returns the result rows, the run's stats and the
+// state keys of its final checkpoint.
+func runBench(b *testing.B, cfg actors.Config) (int, *actors.Stats, int64) {
 	store, err := state.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer store.Close()
 	results := &memio.Sink{}
-	stats := &actors.Stats{}
-	_, err = actors.Run(context.Background(), actors.Config{Pipeline: p, Source: src, Store: store, Results: results,
-		UntilIdle: true, MaxErrors: -1, Stats: stats})
-	if err != nil {
+	cfg.Store, cfg.Results, cfg.Stats, cfg.UntilIdle, cfg.MaxErrors = store, results, &actors.Stats{}, true, -1
+	if _, err := actors.Run(context.Background(), cfg); err != nil {
 		b.Fatal(err)
 	}
+	var keys int64
 	if cp, err := store.Last(); err == nil {
-		lastKeys = cp.Keys
+		keys = cp.Keys
 	}
-	return len(results.Rows()), &stats.BatchLatency
+	return len(results.Rows()), cfg.Stats, keys
 }
 
 // lastKeys is the state keys of the last runEddy's final checkpoint.
