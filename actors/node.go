@@ -309,11 +309,14 @@ func (n *node) advanceWatermark() {
 	wm, any := int64(math.MaxInt64), false
 	for _, ps := range n.parts {
 		s := ps.status
-		if ps.restoring || s.ended || time.Since(s.active) > idle {
+		if !ps.restoring && (s.ended || time.Since(s.active) > idle) {
 			continue
 		}
 		any = true
-		if !s.timed {
+		if ps.restoring || !s.timed {
+			// (A partition restoring its state has records of unknown
+			// event time ahead: it holds the watermark back until it
+			// reads them.)
 			wm = math.MinInt64 // active, but no event time yet
 			continue
 		}
