@@ -616,8 +616,8 @@ func TestSeed000OnKafka(t *testing.T) {
 	}
 	sort.Strings(got)
 	sort.Strings(want)
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("the packets topic has %d records, the capture %d (or they differ)\nproduce: %s\npipeline: %s", len(got), len(want), tail(&followErr), tail(&pipeErr))
+	if err := reference.DiffRows(strings.Join(want, "\n"), strings.Join(got, "\n")); err != nil {
+		t.Fatalf("the packets topic (sorted) against the capture's packets: %v\nproduce: %s\npipeline: %s", err, tail(&followErr), tail(&pipeErr))
 	}
 }
 
