@@ -3,10 +3,12 @@ package actors_test
 import (
 	"bufio"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/eddy-stream/eddy/actors"
+	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/connectors/files"
 	"github.com/eddy-stream/eddy/connectors/gen"
 	"github.com/eddy-stream/eddy/internal/memio"
@@ -47,15 +50,17 @@ func BenchmarkWindows(b *testing.B) {
 	}
 	warm(dir)
 
-	base := measure(func() (int, *actors.Latency) { return windowsBaseline(b, dir) })
+	var want, got []windowRow
+	base := measure(func() (lat *actors.Latency) { want, lat = windowsBaseline(b, dir); return lat })
 	var stats *actors.Stats
-	eddy := measure(func() (int, *actors.Latency) {
-		var n int
-		n, stats = windowsEddy(b, dir)
-		return n, &stats.BatchLatency
+	eddy := measure(func() *actors.Latency {
+		var rows []connectors.Row
+		rows, stats = windowsEddy(b, dir)
+		got = eddyWindows(b, rows)
+		return &stats.BatchLatency
 	})
-	if base.top != eddy.top {
-		b.Fatalf("eddy emitted %d windows, the baseline %d", eddy.top, base.top)
+	if err := diffWindows(want, got); err != nil {
+		b.Fatalf("eddy and the baseline disagree: %v", err)
 	}
 	b.ReportMetric(float64(records)/eddy.took.Seconds(), "eddy-rec/s")
 	b.ReportMetric(float64(records)/base.took.Seconds(), "baseline-rec/s")
@@ -69,7 +74,7 @@ func BenchmarkWindows(b *testing.B) {
 		fmt.Printf("  %-44s %12.0f %12v %12v %11.1f MiB\n", r.name, float64(records)/r.m.took.Seconds(),
 			r.m.lat.Quantile(0.5), r.m.lat.Quantile(0.99), float64(r.m.peakHeap)/(1<<20))
 	}
-	fmt.Printf("  ratio eddy/baseline: %.2f; windows emitted: %d\n", base.took.Seconds()/eddy.took.Seconds(), eddy.top)
+	fmt.Printf("  ratio eddy/baseline: %.2f; windows emitted: %d\n", base.took.Seconds()/eddy.took.Seconds(), len(got))
 	fmt.Printf("  window fire latency (read of the record that passed the window's end → row to the sink): p50 %v, p99 %v\n",
 		stats.FireLatency.Quantile(0.5), stats.FireLatency.Quantile(0.99))
 	fmt.Printf("  checkpoints: %d, time p50 %v, p99 %v\n", stats.CheckpointLatency.Count(),
@@ -79,7 +84,7 @@ func BenchmarkWindows(b *testing.B) {
 	fmt.Printf("  process peak RSS (both runs): %.1f MiB\n", float64(ru.Maxrss)/1024)
 }
 
-func windowsEddy(b *testing.B, dir string) (int, *actors.Stats) {
+func windowsEddy(b *testing.B, dir string) ([]connectors.Row, *actors.Stats) {
 	p, err := scripting.LoadSource("windows.lua", []byte(windowsScript))
 	if err != nil {
 		b.Fatal(err)
@@ -94,9 +99,94 @@ func windowsEddy(b *testing.B, dir string) (int, *actors.Stats) {
 	return rows, stats
 }
 
+// windowRow is one sensor's window as the script emits it.
+type windowRow struct {
+	sensor, start, end string
+	n                  int64
+	avg, min, max      float64
+}
+
+func (w windowRow) String() string {
+	return fmt.Sprintf("%s %s–%s readings=%d avg=%v min=%v max=%v", w.sensor, w.start, w.end, w.n, w.avg, w.min, w.max)
+}
+
+// eddyWindows reads the script's result rows as windowRows.
+func eddyWindows(b *testing.B, rows []connectors.Row) []windowRow {
+	out := make([]windowRow, 0, len(rows))
+	for _, r := range rows {
+		var w windowRow
+		for _, f := range r.Fields {
+			var ok bool
+			switch f.Name {
+			case "sensor":
+				w.sensor, ok = f.Value.(string)
+			case "window_start":
+				w.start, ok = f.Value.(string)
+			case "window_end":
+				w.end, ok = f.Value.(string)
+			case "readings":
+				var n float64
+				n, ok = number(f.Value)
+				w.n = int64(n)
+			case "avg":
+				w.avg, ok = number(f.Value)
+			case "min":
+				w.min, ok = number(f.Value)
+			case "max":
+				w.max, ok = number(f.Value)
+			}
+			if !ok {
+				b.Fatalf("eddy's row %v: field %s is %T %v", r, f.Name, f.Value, f.Value)
+			}
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return float64(n), true
+	case float64:
+		return n, true
+	}
+	return 0, false
+}
+
+// diffWindows compares the windows of both sides by sensor and window,
+// averages to 1e-9 of their value (their sums may add in other orders).
+func diffWindows(want, got []windowRow) error {
+	key := func(w windowRow) string { return w.sensor + " " + w.start }
+	byKey := map[string]windowRow{}
+	for _, w := range want {
+		byKey[key(w)] = w
+	}
+	var diffs []string
+	for _, g := range got {
+		w, ok := byKey[key(g)]
+		delete(byKey, key(g))
+		switch {
+		case !ok:
+			diffs = append(diffs, fmt.Sprintf("eddy's %v is not the baseline's", g))
+		case g.end != w.end || g.n != w.n || g.min != w.min || g.max != w.max || math.Abs(g.avg-w.avg) > 1e-9*math.Abs(w.avg):
+			diffs = append(diffs, fmt.Sprintf("eddy's %v, the baseline's %v", g, w))
+		}
+	}
+	for _, w := range byKey {
+		diffs = append(diffs, fmt.Sprintf("the baseline's %v is not eddy's", w))
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	sort.Strings(diffs)
+	return fmt.Errorf("%d of %d windows differ (eddy emitted %d, the baseline %d):\n%s", len(diffs), max(len(want), len(got)),
+		len(got), len(want), strings.Join(diffs[:min(len(diffs), 5)], "\n"))
+}
+
 // windowsBaseline is the same computation in plain Go: per record, the
 // watermark (latest time less 10s) fires the minutes it passed.
-func windowsBaseline(b *testing.B, dir string) (int, *actors.Latency) {
+func windowsBaseline(b *testing.B, dir string) ([]windowRow, *actors.Latency) {
 	type acc struct {
 		n             int64
 		sum, min, max float64
@@ -171,5 +261,10 @@ func windowsBaseline(b *testing.B, dir string) (int, *actors.Latency) {
 		f.Close()
 	}
 	fire(1 << 62)
-	return len(out), lat
+	stamp := func(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z") }
+	rows := make([]windowRow, len(out))
+	for i, r := range out {
+		rows[i] = windowRow{sensor: r.sensor, start: stamp(r.start), end: stamp(r.end), n: r.n, avg: r.sum / float64(r.n), min: r.min, max: r.max}
+	}
+	return rows, lat
 }

@@ -1,8 +1,6 @@
 package actors_test
 
 import (
-	"strings"
-
 	"bufio"
 	"context"
 	"fmt"
@@ -10,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -46,10 +45,11 @@ func BenchmarkNetflow(b *testing.B) {
 	}
 	warm(dir) // the page cache serves both runs alike
 
-	base := measure(func() (int, *actors.Latency) { return baseline(b, dir) })
-	eddy := measure(func() (int, *actors.Latency) { return runEddy(b, "dir:"+dir) })
-	if base.top != eddy.top {
-		b.Fatalf("eddy and the baseline disagree: %d vs %d top rows", eddy.top, base.top)
+	var want, got string
+	base := measure(func() (lat *actors.Latency) { want, lat = baseline(b, dir); return lat })
+	eddy := measure(func() (lat *actors.Latency) { got, lat = runEddy(b, "dir:"+dir); return lat })
+	if err := reference.DiffRows(want, got); err != nil {
+		b.Fatalf("eddy and the baseline disagree: %v", err)
 	}
 	b.ReportMetric(float64(records)/eddy.took.Seconds(), "eddy-rec/s")
 	b.ReportMetric(float64(records)/base.took.Seconds(), "baseline-rec/s")
@@ -69,8 +69,9 @@ func BenchmarkNetflow(b *testing.B) {
 	}
 	fmt.Printf("\nmemory against records and keys (gen:netflow: its Zipf tail brings new devices as records grow)\n")
 	for _, n := range []int64{1_000_000, 10_000_000} {
-		m := measure(func() (int, *actors.Latency) {
-			return runEddy(b, fmt.Sprintf("gen:netflow?count=%d&seed=7", n))
+		m := measure(func() *actors.Latency {
+			_, lat := runEddy(b, fmt.Sprintf("gen:netflow?count=%d&seed=7", n))
+			return lat
 		})
 		fmt.Printf("  %9d records: %10.0f records/s, %6d keys, peak heap %7.1f MiB (%.0f bytes a key)\n", n, float64(n)/m.took.Seconds(),
 			lastKeys, float64(m.peakHeap)/(1<<20), float64(m.peakHeap)/float64(max(lastKeys, 1)))
@@ -84,11 +85,10 @@ type measurement struct {
 	took     time.Duration
 	peakHeap uint64
 	lat      *actors.Latency
-	top      int
 }
 
 // measure runs fn after a GC, sampling the heap every 10ms.
-func measure(fn func() (int, *actors.Latency)) measurement {
+func measure(fn func() *actors.Latency) measurement {
 	runtime.GC()
 	var peak atomic.Uint64
 	stop := make(chan struct{})
@@ -112,7 +112,7 @@ func measure(fn func() (int, *actors.Latency)) measurement {
 	}()
 	var m measurement
 	start := time.Now()
-	m.top, m.lat = fn()
+	m.lat = fn()
 	m.took = time.Since(start)
 	close(stop)
 	<-sampled
@@ -134,8 +134,9 @@ func warm(dir string) {
 	}
 }
 
-// baseline is the same computation in plain Go.
-func baseline(b *testing.B, dir string) (int, *actors.Latency) {
+// baseline is the same computation in plain Go; it returns the top 20 as
+// the script's result lines.
+func baseline(b *testing.B, dir string) (string, *actors.Latency) {
 	lat := &actors.Latency{}
 	paths, _ := filepath.Glob(filepath.Join(dir, "part-*"))
 	sort.Strings(paths)
@@ -160,10 +161,11 @@ func baseline(b *testing.B, dir string) (int, *actors.Latency) {
 		}
 		f.Close()
 	}
-	return strings.Count(reference.Top(counts, 20), "\n"), lat
+	return reference.Top(counts, 20), lat
 }
 
-func runEddy(b *testing.B, source string) (int, *actors.Latency) {
+// runEddy runs the netflow script on source and returns its result lines.
+func runEddy(b *testing.B, source string) (string, *actors.Latency) {
 	p, err := scripting.Load("../scripts/netflow_webservers.lua")
 	if err != nil {
 		b.Fatal(err)
@@ -180,13 +182,18 @@ func runEddy(b *testing.B, source string) (int, *actors.Latency) {
 	defer src.Close()
 	rows, stats, keys := runBench(b, actors.Config{Pipeline: p, Source: src})
 	lastKeys = keys
-	return rows, &stats.BatchLatency
+	var sb strings.Builder
+	for _, r := range rows {
+		sb.Write(connectors.AppendJSON(nil, r))
+		sb.WriteByte('\n')
+	}
+	return sb.String(), &stats.BatchLatency
 }
 
 // runBench runs cfg to the end of its input with a fresh store and the
 // results in memory; it returns the result rows, the run's stats and the
 // state keys of its final checkpoint.
-func runBench(b *testing.B, cfg actors.Config) (int, *actors.Stats, int64) {
+func runBench(b *testing.B, cfg actors.Config) ([]connectors.Row, *actors.Stats, int64) {
 	store, err := state.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
@@ -201,7 +208,7 @@ func runBench(b *testing.B, cfg actors.Config) (int, *actors.Stats, int64) {
 	if cp, err := store.Last(); err == nil {
 		keys = cp.Keys
 	}
-	return len(results.Rows()), cfg.Stats, keys
+	return results.Rows(), cfg.Stats, keys
 }
 
 // lastKeys is the state keys of the last runEddy's final checkpoint.

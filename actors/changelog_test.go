@@ -3,8 +3,11 @@ package actors
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,7 +116,13 @@ func TestStateFollowsThePartition(t *testing.T) {
 func TestChangelogWinsOverOlderLocalState(t *testing.T) {
 	lines := clogLines(2000)
 	a := openStore(t)
-	runNode(t, a, nil, lines[:500], 0) // a's own, without the changelog
+	// a's own, without the changelog, with a device the changelog never
+	// sees.
+	own := append([]string{`{"dstdevice":"STALE"}`}, lines[1:500]...)
+	runNode(t, a, nil, own, 0)
+	if keys := storeKeys(t, a, "agg/", "key/"); len(keys) != 28 {
+		t.Fatalf("a's own run left %d keys, want 28 (14 devices' counts and hook states)", len(keys))
+	}
 	cl := &memio.Changelog{}
 	b := openStore(t)
 	runNode(t, b, cl, lines[:1000], 0)
@@ -121,21 +130,30 @@ func TestChangelogWinsOverOlderLocalState(t *testing.T) {
 		t.Fatalf("a with the changelog:\n%s\nwant\n%s", got, wantCounts(lines))
 	}
 	// a's store holds the state the changelog has, no more.
-	cp, err := a.Last()
+	want, _ := cl.Keys("mem")
+	if got := storeKeys(t, a, "agg/", "key/"); len(want) != 26 || !maps.Equal(got, want) {
+		t.Fatalf("a's store (%d keys):\n%v\nthe changelog (%d keys, want 26):\n%v", len(got), got, len(want), want)
+	}
+}
+
+// storeKeys reads the keys under prefixes at the store's last checkpoint.
+func storeKeys(t *testing.T, s *state.Store, prefixes ...string) map[string]string {
+	t.Helper()
+	cp, err := s.Last()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := cl.Keys("mem")
 	got := map[string]string{}
-	for _, prefix := range []string{"agg/", "key/"} {
-		a.Scan(cp.ID, []byte(prefix), func(k, v []byte) error {
+	for _, prefix := range prefixes {
+		err := s.Scan(cp.ID, []byte(prefix), func(k, v []byte) error {
 			got[string(k)] = string(v)
 			return nil
 		})
+		if err != nil {
+			t.Fatalf("scanning %s at checkpoint %d: %v", prefix, cp.ID, err)
+		}
 	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("a's store:\n%v\nthe changelog:\n%v", got, want)
-	}
+	return got
 }
 
 // A failed changelog commit fails the run: no checkpoint completes that
@@ -180,19 +198,8 @@ func TestStandbyCopyShortensTheRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, err := b.Last()
-	if err != nil {
-		t.Fatal(err)
-	}
 	want, _ := cl.Keys("mem")
-	got := map[string]string{}
-	for _, prefix := range []string{"agg/mem", "key/mem"} {
-		b.Scan(cp.ID, []byte(prefix), func(k, v []byte) error {
-			got[string(k)] = string(v)
-			return nil
-		})
-	}
-	if len(want) != 26 || fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := storeKeys(t, b, "agg/mem", "key/mem"); len(want) != 26 || !maps.Equal(got, want) {
 		t.Fatalf("b's copy of mem:\n%v\nthe changelog:\n%v", got, want)
 	}
 
@@ -242,25 +249,44 @@ func TestHeldWindowsMoveWithThePartition(t *testing.T) {
 	}
 	cl := &memio.Changelog{}
 	// a: "busy" fires three windows; "quiet" holds the node's watermark
-	// back, so they wait. a stops before they are out.
+	// back, so they wait. a stops once the changelog has its checkpoint of
+	// all of "busy", before they are out.
+	end := connectors.Position(strconv.Itoa(len(lines)))
+	committed := &commitWatch{Changelog: cl, partition: "busy", end: end, done: make(chan struct{})}
 	results := &memio.Sink{}
-	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	go func() {
+		select {
+		case <-committed.done:
+		case <-time.After(time.Minute):
+			t.Error("a's checkpoint of all of busy did not reach the changelog within a minute")
+		}
+		cancel()
+	}()
 	_, err := Run(ctx, Config{Pipeline: load(t, script), Source: &quietSource{lines: lines}, Store: openStore(t), Results: results,
-		MaxErrors: -1, Changelog: cl, Shards: 2, CheckpointInterval: 100 * time.Millisecond, TriggerInterval: 50 * time.Millisecond})
+		MaxErrors: -1, Changelog: committed, Shards: 2, CheckpointInterval: 100 * time.Millisecond, TriggerInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if t.Failed() {
+		t.FailNow()
 	}
 	if n := len(results.Rows()); n != 0 {
 		t.Fatalf("a emitted %d windows; the quiet partition should hold them", n)
 	}
-	// b gets "busy" alone, at its end: the held windows come with it and
-	// are out at b's final emit, with the open one.
+	// b gets "busy" alone, at its end: the held windows come with it, from
+	// the changelog (b reads nothing), and are out at b's final emit, with
+	// the open one.
 	results = &memio.Sink{}
-	_, err = Run(context.Background(), Config{Pipeline: load(t, script), Source: &partsSource{parts: []connectors.Partition{&quietPart{id: "busy", lines: lines}}},
-		Store: openStore(t), Results: results, MaxErrors: -1, Changelog: cl, Shards: 2, UntilIdle: true})
+	stats := &Stats{}
+	sum, err := Run(context.Background(), Config{Pipeline: load(t, script), Source: &partsSource{parts: []connectors.Partition{&quietPart{id: "busy", lines: lines}}},
+		Store: openStore(t), Results: results, MaxErrors: -1, Changelog: cl, Shards: 2, UntilIdle: true, Stats: stats})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if sum.Read != 0 || stats.Restored.Load() == 0 {
+		t.Fatalf("b read %d records and restored %d changes: want 0 read, its state restored", sum.Read, stats.Restored.Load())
 	}
 	got := rowsText(results.Rows())
 	want := `{"k":"a","window_start":"1970-01-01T00:00:00.000Z","window_end":"1970-01-01T00:01:00.000Z","n":6}
@@ -271,4 +297,21 @@ func TestHeldWindowsMoveWithThePartition(t *testing.T) {
 	if got != want {
 		t.Fatalf("b emitted\n%swant\n%s", got, want)
 	}
+}
+
+// commitWatch closes done once a commit's marker for partition is at end.
+type commitWatch struct {
+	*memio.Changelog
+	partition string
+	end       connectors.Position
+	done      chan struct{}
+	once      sync.Once
+}
+
+func (w *commitWatch) Commit(ctx context.Context, markers map[string]connectors.ChangelogMarker) (map[string]int64, error) {
+	offsets, err := w.Changelog.Commit(ctx, markers)
+	if m, ok := markers[w.partition]; ok && err == nil && string(m.Position) == string(w.end) {
+		w.once.Do(func() { close(w.done) })
+	}
+	return offsets, err
 }

@@ -24,10 +24,6 @@ func TestPipelineExamples(t *testing.T) {
 		}
 		md = append(md, b...)
 	}
-	var err error
-	if err != nil {
-		t.Fatal(err)
-	}
 	found := example.FindAllSubmatch(md, -1)
 	if len(found) < 8 {
 		t.Fatalf("found %d examples in the docs, want at least 8", len(found))

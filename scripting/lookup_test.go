@@ -64,11 +64,9 @@ func newFake(t *testing.T, rows map[string]map[string]any) (string, *fakeLookup)
 	return name, f
 }
 
-// classify runs a pipeline whose parse calls lookup and returns what the
-// script made of each line, or the error.
-func classify(t *testing.T, table, opts string, lines ...string) []string {
-	t.Helper()
-	src := `return {
+// lookupScript is a pipeline whose parse looks each line up in table.
+func lookupScript(table, opts string) string {
+	return `return {
   lookups = { users = { source = "fakelookup:` + table + `", key = "id"` + opts + ` } },
   parse = function(line)
     local u = lookup("users", tonumber(line) or line)
@@ -76,15 +74,13 @@ func classify(t *testing.T, table, opts string, lines ...string) []string {
     return { out = line .. ":" .. u.device }
   end,
 }`
-	p, err := LoadSource("users.lua", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := p.NewRuntime(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+}
+
+// classify runs a pipeline whose parse calls lookup and returns what the
+// script made of each line, or the error.
+func classify(t *testing.T, table, opts string, lines ...string) []string {
+	t.Helper()
+	_, rt := lookupRuntime(t, table, opts)
 	var out []string
 	for _, l := range lines {
 		_, rec, _, err := rt.Process([]byte(l))
@@ -99,24 +95,67 @@ func classify(t *testing.T, table, opts string, lines ...string) []string {
 }
 
 func TestLookupAnswersAndSeesNewRows(t *testing.T) {
+	// The miss reload is rate-limited by wall time: instead of waiting for
+	// the limit to pass, the test sets it (and refresh) to an hour while it
+	// must hold and to nothing once it has passed. One runtime throughout,
+	// so every answer comes from the same cache.
 	defer func(d time.Duration) { lookupMissEvery = d }(lookupMissEvery)
-	lookupMissEvery = 20 * time.Millisecond
+	lookupMissEvery = time.Hour
 	name, f := newFake(t, map[string]map[string]any{"1": {"id": int64(1), "device": "mobile"}})
-	if got := strings.Join(classify(t, name, "", "1", "2"), " "); got != "1:mobile 2:none" {
-		t.Fatalf("got %s", got)
+	p, rt := lookupRuntime(t, name, `, refresh = "1h"`)
+	if got := lookupEach(t, rt, "1", "2"); got != "1:mobile 2:none" || f.loads != 1 {
+		t.Fatalf("got %s after %d loads, want 1:mobile 2:none after 1", got, f.loads)
 	}
-	// A row added upstream is found by the next miss (rate-limited to one
-	// reload a second), without a restart.
+	// A row added upstream is found by the next miss once the rate limit
+	// (one reload a second) allows, without a restart.
 	f.set("2", map[string]any{"id": int64(2), "device": "tablet"})
-	time.Sleep(2 * lookupMissEvery) // the miss reload is rate-limited by wall time
-	if got := strings.Join(classify(t, name, "", "2"), " "); got != "2:tablet" {
-		t.Fatalf("got %s", got)
+	if got := lookupEach(t, rt, "2"); got != "2:none" || f.loads != 1 {
+		t.Fatalf("within the miss rate limit: got %s after %d loads, want 2:none after 1", got, f.loads)
+	}
+	lookupMissEvery = 0
+	if got := lookupEach(t, rt, "2"); got != "2:tablet" || f.loads != 2 {
+		t.Fatalf("past the miss rate limit: got %s after %d loads, want 2:tablet after 2", got, f.loads)
 	}
 	// A changed row is seen once the cache is older than refresh.
 	f.set("1", map[string]any{"id": int64(1), "device": "desktop"})
-	if got := classify(t, name, `, refresh = "1ms"`, "1"); got[0] != "1:desktop" {
-		t.Fatalf("got %s", got)
+	if got := lookupEach(t, rt, "1"); got != "1:mobile" || f.loads != 2 {
+		t.Fatalf("within refresh: got %s after %d loads, want 1:mobile after 2", got, f.loads)
 	}
+	p.lookups["users"].spec.Refresh = 0
+	if got := lookupEach(t, rt, "1"); got != "1:desktop" || f.loads != 3 {
+		t.Fatalf("past refresh: got %s after %d loads, want 1:desktop after 3", got, f.loads)
+	}
+}
+
+// lookupRuntime loads classify's pipeline and one runtime of it.
+func lookupRuntime(t *testing.T, table, opts string) (*Pipeline, *Runtime) {
+	t.Helper()
+	p, err := LoadSource("users.lua", []byte(lookupScript(table, opts)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := p.NewRuntime(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rt.Close)
+	return p, rt
+}
+
+// lookupEach runs lines through rt and returns what the script made of each,
+// space separated.
+func lookupEach(t *testing.T, rt *Runtime, lines ...string) string {
+	t.Helper()
+	var out []string
+	for _, l := range lines {
+		_, rec, _, err := rt.Process([]byte(l))
+		if err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		v, _ := rec.Get("out")
+		out = append(out, v.(string))
+	}
+	return strings.Join(out, " ")
 }
 
 func TestLookupWaitsForAnUnreachableTable(t *testing.T) {

@@ -170,12 +170,28 @@ type Node struct {
 
 const nodeActor = "eddy-node"
 
-// startMu serialises the nodes of one process starting (tests).
-var startMu sync.Mutex
+// withoutGossip keeps protoactor's gossip from ever sending. eddy reads
+// nothing from it: membership comes from the provider's health polls, and
+// no node hosts virtual actors (the gossip's consensus and heartbeats are
+// for those). And it is racy: each round sends the informer's live state
+// entries by reference and the next heartbeat updates them in place while
+// the remote is still serializing them (protoactor's cluster.setKey
+// against proto.Marshal in the endpoint writer), and all informers of a
+// process shuffle their peers with one shared math/rand.Rand. A round
+// starts only on the gossip loop's ticker, so a ticker that never fires
+// in a process's life leaves the gossip actor answering local requests
+// (Leave's "left" key) and sending nothing.
+func withoutGossip(c *pcluster.Config) { c.GossipInterval = 100 * 365 * 24 * time.Hour }
 
 // Join starts the node's remote and health endpoint, joins the cluster and
 // returns once the node sees itself as a member. local answers the other
 // nodes' requests.
+//
+// A process runs one node: protoactor's remote sets grpc's process-wide
+// logger each time it starts (grpclog.SetLoggerV2, which is safe only
+// before any gRPC activity), so a second node in the same process races
+// with the first one's gRPC goroutines, even after the first has left.
+// eddy run joins once; tests start each node in a process of its own.
 func Join(ctx context.Context, cfg Config, local Local) (*Node, error) {
 	if cfg.Name == "" {
 		return nil, errors.New("cluster: no name")
@@ -255,7 +271,7 @@ func start(ctx context.Context, cfg Config, peers []string, ln net.Listener, loc
 	provider := automanaged.NewWithTesting(cfg.RefreshTTL, port, health, peers...)
 	rcfg := remote.Configure(cfg.Host, cfg.Port)
 	ccfg := pcluster.Configure(cfg.Name, provider, disthash.New(), rcfg,
-		pcluster.WithRequestTimeout(cfg.Timeout))
+		pcluster.WithRequestTimeout(cfg.Timeout), withoutGossip)
 	c := pcluster.New(system, ccfg)
 	health.GET("/_health", func(ec echo.Context) error {
 		host, rport, err := system.GetHostPort()
@@ -297,11 +313,7 @@ func start(ctx context.Context, cfg Config, peers []string, ln net.Listener, loc
 			err = fmt.Errorf("cluster: starting the node on %s:%d: %v", cfg.Host, cfg.Port, r)
 		}
 	}()
-	func() {
-		startMu.Lock() // remote.Start sets grpc's global logger
-		defer startMu.Unlock()
-		c.StartMember()
-	}()
+	c.StartMember()
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &answerer{n} }), nodeActor); err != nil {
 		n.Leave()
 		return nil, fmt.Errorf("cluster: %w", err)

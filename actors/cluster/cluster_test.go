@@ -1,28 +1,22 @@
 package cluster
 
 import (
-	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
-	"os"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 
-	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/actors/cluster/clustertest"
 	"github.com/eddy-stream/eddy/connectors"
 )
-
-// fake is a node's engine: word counts over one partition.
-type fake = clustertest.Words
 
 // freePorts returns n distinct ports free now.
 func freePorts(t *testing.T, n int) []int {
@@ -39,91 +33,49 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return nil
-}
-
-// joinAll starts one node a local, all polling each other's health ports.
-func joinAll(t *testing.T, name string, locals ...Local) []*Node {
+// joinAll starts one node process a partition's word counts, all polling
+// each other's health ports.
+func joinAll(t *testing.T, name string, partitions ...clustertest.Words) []*nodeProc {
 	t.Helper()
-	ports := freePorts(t, len(locals))
+	ports := freePorts(t, len(partitions))
 	var peers []string
 	for _, p := range ports {
 		peers = append(peers, "127.0.0.1:"+strconv.Itoa(p))
 	}
-	nodes := make([]*Node, len(locals))
-	errs := make([]error, len(locals))
-	var wg sync.WaitGroup
-	for i, l := range locals {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			nodes[i], errs[i] = Join(context.Background(), Config{
-				Name: name, Host: "127.0.0.1", AutoManagePort: ports[i], Peers: peers,
-				HTTP: fmt.Sprintf("127.0.0.1:%d", 8080+i), RefreshTTL: 300 * time.Millisecond,
-				Timeout: 2 * time.Second, Logger: testLogger(t),
-			}, l)
-		}()
+	var specs []nodeSpec
+	for i, w := range partitions {
+		specs = append(specs, nodeSpec{Config: Config{
+			Name: name, Host: "127.0.0.1", AutoManagePort: ports[i], Peers: peers,
+			HTTP: fmt.Sprintf("127.0.0.1:%d", 8080+i), RefreshTTL: 300 * time.Millisecond,
+			Timeout: 2 * time.Second,
+		}, Partition: w.Partition, Counts: w.Counts})
 	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("node %d: %v", i, err)
-		}
-	}
-	t.Cleanup(func() {
-		var wg sync.WaitGroup
-		for _, n := range nodes {
-			wg.Add(1)
-			go func() { defer wg.Done(); n.Leave() }()
-		}
-		wg.Wait()
-	})
-	return nodes
-}
-
-// waitMembers waits until n sees want members, and returns them.
-func waitMembers(t *testing.T, n *Node, want int, within time.Duration) []Member {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ms := n.Members()
-		if len(ms) == want {
-			return ms
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s sees %d members after %v, want %d: %v", n.ID(), len(ms), within, want, ms)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return startNodes(t, specs...)
 }
 
 func TestThreeMembersSeeEachOtherAndOneLeaves(t *testing.T) {
-	nodes := joinAll(t, Name("wordcount", "eddy.words"), &fake{Partition: "kafka:words/0"}, &fake{Partition: "kafka:words/1"}, &fake{Partition: "kafka:words/2"})
+	nodes := joinAll(t, Name("wordcount", "eddy.words"), clustertest.Words{Partition: "kafka:words/0"}, clustertest.Words{Partition: "kafka:words/1"}, clustertest.Words{Partition: "kafka:words/2"})
 	var ids []string
 	for _, n := range nodes {
-		ids = append(ids, n.ID())
+		ids = append(ids, n.ID)
 	}
 	slices.Sort(ids)
 	for _, n := range nodes {
-		ms := waitMembers(t, n, 3, 10*time.Second)
+		ms := n.members(3, 10*time.Second)
 		var seen []string
 		self := 0
 		for _, m := range ms {
 			seen = append(seen, m.ID)
 			if m.Self {
 				self++
-				if m.ID != n.ID() || m.Address != n.Address() {
-					t.Errorf("self member %v is not node %s at %s", m, n.ID(), n.Address())
+				if m.ID != n.ID || m.Address != n.Address {
+					t.Errorf("self member %v is not node %s at %s", m, n.ID, n.Address)
 				}
 			}
 		}
 		slices.Sort(seen)
 		if !slices.Equal(seen, ids) || self != 1 {
-			t.Fatalf("node %s sees %v (self %d), want %v", n.ID(), ms, self, ids)
+			t.Fatalf("node %s sees %v (self %d), want %v", n.ID, ms, self, ids)
 		}
 	}
 
@@ -131,35 +83,33 @@ func TestThreeMembersSeeEachOtherAndOneLeaves(t *testing.T) {
 	// polls.
 	gone := nodes[2]
 	start := time.Now()
-	gone.Leave()
+	gone.leave()
 	const bound = 5 * time.Second
 	for _, n := range nodes[:2] {
-		for _, m := range waitMembers(t, n, 2, bound) {
-			if m.ID == gone.ID() {
-				t.Fatalf("node %s still lists %s", n.ID(), gone.ID())
+		for _, m := range n.members(2, bound) {
+			if m.ID == gone.ID {
+				t.Fatalf("node %s still lists %s", n.ID, gone.ID)
 			}
 		}
 	}
-	t.Logf("the member that left was dropped %v after Leave was called", time.Since(start).Round(time.Millisecond))
+	t.Logf("the member that left was dropped %v after it was told to leave", time.Since(start).Round(time.Millisecond))
 }
 
 func TestStatusAndStateFanOut(t *testing.T) {
 	// "the" is counted on all three nodes (its records were spread over
 	// partitions owned by each): the merged answer is the sum.
-	locals := []*fake{
-		{Partition: "kafka:words/0", Counts: map[string]int{"the": 3, "cat": 1}},
-		{Partition: "kafka:words/1", Counts: map[string]int{"the": 4, "dog": 2}},
-		{Partition: "kafka:words/2", Counts: map[string]int{"the": 5}},
-	}
-	nodes := joinAll(t, Name("wordcount", "eddy.words"), locals[0], locals[1], locals[2])
+	nodes := joinAll(t, Name("wordcount", "eddy.words"),
+		clustertest.Words{Partition: "kafka:words/0", Counts: map[string]int{"the": 3, "cat": 1}},
+		clustertest.Words{Partition: "kafka:words/1", Counts: map[string]int{"the": 4, "dog": 2}},
+		clustertest.Words{Partition: "kafka:words/2", Counts: map[string]int{"the": 5}})
 	for _, n := range nodes {
-		waitMembers(t, n, 3, 10*time.Second)
+		n.members(3, 10*time.Second)
 	}
-	ctx := context.Background()
-	st, err := nodes[1].Status(ctx)
-	if err != nil {
-		t.Fatal(err)
+	a := nodes[1].do(command{Op: "status"})
+	if a.Err != "" {
+		t.Fatal(a.Err)
 	}
+	st := a.Status
 	if st.Cluster != "eddy/wordcount/eddy.words" || st.Pipeline != "wordcount" || len(st.Nodes) != 3 {
 		t.Fatalf("status %+v", st)
 	}
@@ -168,8 +118,8 @@ func TestStatusAndStateFanOut(t *testing.T) {
 		if ns.Error != "" || ns.Status == nil || ns.HTTP == "" || ns.ID == "" || ns.Address == "" {
 			t.Fatalf("node status %+v", ns)
 		}
-		if ns.Self != (ns.ID == nodes[1].ID()) {
-			t.Fatalf("self is %v for %s (asked %s)", ns.Self, ns.ID, nodes[1].ID())
+		if ns.Self != (ns.ID == nodes[1].ID) {
+			t.Fatalf("self is %v for %s (asked %s)", ns.Self, ns.ID, nodes[1].ID)
 		}
 		parts = append(parts, ns.Status.Partitions[0].ID)
 	}
@@ -178,95 +128,110 @@ func TestStatusAndStateFanOut(t *testing.T) {
 		t.Fatalf("partitions %v", parts)
 	}
 
+	the := fmt.Sprint([]connectors.Row{{Key: "the", Fields: []connectors.Field{{Name: "word", Value: "the"}, {Name: "count", Value: int64(12)}}}})
 	for _, n := range nodes {
-		rows, err := n.State(ctx, "the")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(rows) != 1 || rows[0].Fields[1].Value != int64(12) {
-			t.Fatalf("state of the via %s: %v", n.ID(), rows)
+		if a := n.do(command{Op: "state", Key: "the"}); a.Err != "" || a.Rows != the {
+			t.Fatalf("state of the via %s: %s%s, want %s", n.ID, a.Err, a.Rows, the)
 		}
 	}
-	rows, err := nodes[0].State(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(rows) != fmt.Sprint([]connectors.Row{
+	whole := fmt.Sprint([]connectors.Row{
 		{Key: "cat", Fields: []connectors.Field{{Name: "word", Value: "cat"}, {Name: "count", Value: int64(1)}}},
 		{Key: "dog", Fields: []connectors.Field{{Name: "word", Value: "dog"}, {Name: "count", Value: int64(2)}}},
 		{Key: "the", Fields: []connectors.Field{{Name: "word", Value: "the"}, {Name: "count", Value: int64(12)}}},
-	}) {
-		t.Fatalf("whole table: %v", rows)
+	})
+	if a := nodes[0].do(command{Op: "state"}); a.Err != "" || a.Rows != whole {
+		t.Fatalf("whole table: %s%s, want %s", a.Err, a.Rows, whole)
 	}
 
 	// This node's own failure comes back as it is.
-	locals[0].Fail = actors.ErrNoResultTable
-	if _, err := nodes[0].State(ctx, ""); !errors.Is(err, actors.ErrNoResultTable) {
-		t.Fatalf("own failure: %v", err)
+	nodes[0].do(command{Op: "fail", Fail: true})
+	if a := nodes[0].do(command{Op: "state"}); !a.NoTable {
+		t.Fatalf("own failure: %+v", a)
 	}
 	// Another's names it.
-	_, err = nodes[1].State(ctx, "")
-	var me *MemberError
-	if !errors.As(err, &me) || len(me.Failed) != 1 || me.Failed[0].ID != nodes[0].ID() ||
-		!strings.Contains(err.Error(), nodes[0].Address()) || !strings.Contains(err.Error(), "no result table") {
-		t.Fatalf("a member's failure: %v", err)
+	a = nodes[1].do(command{Op: "state"})
+	if !slices.Equal(a.Failed, []string{nodes[0].ID}) || !strings.Contains(a.Err, nodes[0].Address) || !strings.Contains(a.Err, "no result table") {
+		t.Fatalf("a member's failure: %+v", a)
 	}
-	locals[0].Fail = nil
+	nodes[0].do(command{Op: "fail", Fail: false})
 
 	// A dead member: its health port still answers, so it is still listed,
 	// but nothing answers on its remote. Shares fail naming it; Status
 	// answers for the others and marks it.
 	dead := nodes[2]
-	dead.system.Root.Stop(actor.NewPID(dead.Address(), nodeActor))
-	dead.c.Remote.Shutdown(false)
+	dead.do(command{Op: "kill-remote"})
 	start := time.Now()
-	_, err = nodes[0].State(ctx, "the")
-	if !errors.As(err, &me) || len(me.Failed) != 1 || me.Failed[0].ID != dead.ID() || !strings.Contains(err.Error(), dead.Address()) {
-		t.Fatalf("state with a dead member: %v", err)
+	a = nodes[0].do(command{Op: "state", Key: "the"})
+	if !slices.Equal(a.Failed, []string{dead.ID}) || !strings.Contains(a.Err, dead.Address) {
+		t.Fatalf("state with a dead member: %+v", a)
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("the fan-out took %v with a dead member (timeout 2s)", took)
 	}
-	t.Logf("with a dead member: %v", err)
-	st, err = nodes[0].Status(ctx)
-	if err != nil {
-		t.Fatal(err)
+	t.Logf("with a dead member: %v", a.Err)
+	a = nodes[0].do(command{Op: "status"})
+	if a.Err != "" {
+		t.Fatal(a.Err)
 	}
 	marked := 0
-	for _, ns := range st.Nodes {
+	for _, ns := range a.Status.Nodes {
 		switch {
-		case ns.ID == dead.ID() && ns.Error != "" && ns.Status == nil:
+		case ns.ID == dead.ID && ns.Error != "" && ns.Status == nil:
 			marked++
-		case ns.ID != dead.ID() && ns.Error == "" && ns.Status != nil:
+		case ns.ID != dead.ID && ns.Error == "" && ns.Status != nil:
 		default:
 			t.Fatalf("node status with a dead member: %+v", ns)
 		}
 	}
 	if marked != 1 {
-		t.Fatalf("the dead member is not marked: %+v", st)
+		t.Fatalf("the dead member is not marked: %+v", a.Status)
 	}
 }
 
+// A node polls every peer port, and one that answers for another cluster
+// is not a member: shown with a health endpoint that answers as a node of
+// cluster b would, and as one of the node's own cluster would (which
+// joins, so the test sees the polls it waits for decide membership).
 func TestOtherClustersOnTheSamePortsAreIgnored(t *testing.T) {
-	ports := freePorts(t, 2)
-	peers := []string{fmt.Sprintf("127.0.0.1:%d-%d", min(ports[0], ports[1]), max(ports[0], ports[1]))}
-	if d := max(ports[0], ports[1]) - min(ports[0], ports[1]); d > 200 {
-		peers = []string{fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])}
-	}
-	var nodes []*Node
-	for i, name := range []string{Name("a", ""), Name("b", "")} {
-		n, err := Join(context.Background(), Config{Name: name, AutoManagePort: ports[i], Peers: peers, RefreshTTL: 300 * time.Millisecond, Logger: testLogger(t)}, &fake{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer n.Leave()
-		nodes = append(nodes, n)
-	}
-	time.Sleep(time.Second)
-	for _, n := range nodes {
-		if ms := n.Members(); len(ms) != 1 || !ms[0].Self {
-			t.Fatalf("%s sees %v", n.Name(), ms)
-		}
+	for _, tc := range []struct {
+		name, other string
+		members     int
+	}{
+		{name: "other cluster", other: Name("b", ""), members: 1},
+		{name: "same cluster", other: Name("a", ""), members: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			polls := make(chan struct{}, 100)
+			peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case polls <- struct{}{}:
+				default: // the test counts only the first ones
+				}
+				port := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr).Port
+				json.NewEncoder(w).Encode(automanaged.NewNode(tc.other, "peer-id", "127.0.0.1", 1, port, nil))
+			}))
+			defer peer.Close()
+			own := freePorts(t, 1)[0]
+			n := startNodes(t, nodeSpec{Config: Config{Name: Name("a", ""), AutoManagePort: own,
+				Peers: []string{fmt.Sprintf("127.0.0.1:%d", own), peer.Listener.Addr().String()}, RefreshTTL: 100 * time.Millisecond}})[0]
+			// The provider polls every peer, then updates the members,
+			// then sleeps: once the peer has been polled twice since the
+			// join, the members reflect at least one answer of it.
+			for range len(polls) {
+				<-polls
+			}
+			for range 2 {
+				select {
+				case <-polls:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the node did not poll the peer's health port within 10s")
+				}
+			}
+			ms := n.members(0, 0)
+			if len(ms) != tc.members || !slices.ContainsFunc(ms, func(m Member) bool { return m.Self && m.ID == n.ID }) {
+				t.Fatalf("members %v, want %d with itself", ms, tc.members)
+			}
+		})
 	}
 }
 
@@ -280,16 +245,12 @@ func TestFirstFreeLocalPort(t *testing.T) {
 	}
 	defer taken.Close()
 	peers := []string{fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("localhost:%d", ports[1])}
-	n, err := Join(context.Background(), Config{Name: Name("p", ""), Peers: peers, RefreshTTL: 300 * time.Millisecond, Logger: testLogger(t)}, &fake{})
-	if err != nil {
-		t.Fatal(err)
+	n := startNodes(t, nodeSpec{Config: Config{Name: Name("p", ""), Peers: peers, RefreshTTL: 300 * time.Millisecond}})[0]
+	if n.Health != ports[1] {
+		t.Fatalf("health port %d, want %d (%d is taken)", n.Health, ports[1], ports[0])
 	}
-	defer n.Leave()
-	if n.HealthPort() != ports[1] {
-		t.Fatalf("health port %d, want %d (%d is taken)", n.HealthPort(), ports[1], ports[0])
-	}
-	if !strings.HasPrefix(n.Address(), "127.0.0.1:") {
-		t.Fatalf("address %s", n.Address())
+	if !strings.HasPrefix(n.Address, "127.0.0.1:") {
+		t.Fatalf("address %s", n.Address)
 	}
 }
 
@@ -327,14 +288,12 @@ func TestClusterPortInUse(t *testing.T) {
 	defer taken.Close()
 	port := taken.Addr().(*net.TCPAddr).Port
 	health := freePorts(t, 1)[0]
-	cfg := Config{Name: Name("p", ""), Port: port, Peers: []string{fmt.Sprintf("127.0.0.1:%d", health)}, RefreshTTL: 300 * time.Millisecond, Logger: testLogger(t)}
-	if _, err := Join(context.Background(), cfg, &fake{}); err == nil || !strings.Contains(err.Error(), "address already in use") {
-		t.Fatalf("join on a port in use: %v", err)
+	cfg := Config{Name: Name("p", ""), Port: port, Peers: []string{fmt.Sprintf("127.0.0.1:%d", health)}, RefreshTTL: 300 * time.Millisecond}
+	n := startNode(t, nodeSpec{Config: cfg, Retry: true})
+	if a := n.read("join"); !strings.Contains(a.Err, "address already in use") {
+		t.Fatalf("join on a port in use: %+v", a)
 	}
-	cfg.Port = 0
-	n, err := Join(context.Background(), cfg, &fake{})
-	if err != nil {
-		t.Fatalf("join after a failed one: %v", err)
+	if a := n.read("join with port 0"); a.Err != "" {
+		t.Fatalf("join after a failed one: %s", a.Err)
 	}
-	n.Leave()
 }

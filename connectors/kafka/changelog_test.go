@@ -105,6 +105,46 @@ func end(t *testing.T, cl connectors.Changelog, partition string) int64 {
 	return e
 }
 
+// waitEnd waits until partition's changelog ends at want.
+func waitEnd(t *testing.T, cl connectors.Changelog, partition string, want int64) {
+	t.Helper()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(30 * time.Second)
+	for e := end(t, cl, partition); e != want; e = end(t, cl, partition) {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("the changelog of %s ends at %d after 30s, want %d", partition, e, want)
+		}
+	}
+}
+
+// uncommittedOffset waits until a record with key is in the topic's
+// partition, committed or not, and returns its offset.
+func uncommittedOffset(t *testing.T, brokers []string, topic string, part int32, key string) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.FetchIsolationLevel(kgo.ReadUncommitted()),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {part: kgo.NewOffset().AtStart()}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for {
+		fs := cl.PollFetches(ctx)
+		for it := fs.RecordIter(); !it.Done(); {
+			if r := it.Next(); string(r.Key) == key {
+				return r.Offset
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no record %q in %s/%d after 30s (%v)", key, topic, part, fs.Errors())
+		}
+	}
+}
+
 func sameChanges(t *testing.T, what string, got []change, want ...change) {
 	t.Helper()
 	if !slices.Equal(got, want) {
@@ -252,8 +292,9 @@ func TestChangelogAbortedCheckpointIsInvisible(t *testing.T) {
 	// the end back and is never read.
 	other := openChangelog(t, brokers, topic, group)
 	other.Write(p, []byte("zombie"), []byte("z"))
-	time.Sleep(300 * time.Millisecond) // let it reach the broker
-	before := end(t, cl, p)
+	// Once it is on the broker, the open transaction holds the end at it.
+	before := uncommittedOffset(t, brokers, kafka.ChangelogTopic(group, topic), 0, "zombie")
+	waitEnd(t, cl, p, before)
 
 	cl.Write(p, []byte("k"), []byte("3"))
 	off3, err := cl.Commit(t.Context(), map[string]connectors.ChangelogMarker{p: marker(3, 30)})
@@ -588,37 +629,127 @@ func TestChangelogCommitsThroughARebalance(t *testing.T) {
 	}
 	defer cl.Close()
 	p := "kafka:" + topic + "/0"
-	done := make(chan struct{})
-	errs := make(chan error, 1)
-	commits := 0
+	c := startCommitting(t, cl, p)
+	c.wait(1, "before the rebalance")
+	start := time.Now()
+	other.Close() // leaves: a rebalance gives this member both partitions
+	waitParts(t, l, 2)
+	rebalanced := time.Now()
+	// Commits go on with the new generation.
+	after := c.wait(0, "")
+	c.wait(after+2, "after the rebalance")
+	c.stop()
+	during := c.overlapping(start, rebalanced)
+	if during == 0 {
+		t.Fatalf("no commit was under way during the rebalance (%v to %v)", start, rebalanced)
+	}
+	// Each landed: the changelog ends with the last one's marker, and the
+	// group's offset (committed in the same transaction, with the
+	// generation) is its position.
+	n := c.count()
+	if _, m, _, _ := restore(t, cl, p, 0); m.Checkpoint != uint64(n) {
+		t.Fatalf("the changelog's last marker is checkpoint %d, want %d", m.Checkpoint, n)
+	}
+	offs, err := clAdmin(t, brokers).FetchOffsets(t.Context(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := offs.Lookup(topic, 0); !ok || o.Err != nil || o.At != int64(n) {
+		t.Fatalf("the group's offset of %s: %+v (found %v), want %d", p, o, ok, n)
+	}
+	t.Logf("%d checkpoints committed, %d of them under way during the %v rebalance", c.count(), during, rebalanced.Sub(start).Round(time.Millisecond))
+}
+
+// committer commits checkpoints of one partition one after another until
+// stopped, and keeps when each was under way.
+type committer struct {
+	t         *testing.T
+	done      chan struct{}
+	errs      chan error    // the commit that failed; closed when it stops
+	committed chan struct{} // a commit completed since the last wait
+	mu        sync.Mutex
+	spans     [][2]time.Time
+}
+
+func startCommitting(t *testing.T, cl connectors.Changelog, p string) *committer {
+	c := &committer{t: t, done: make(chan struct{}), errs: make(chan error, 1), committed: make(chan struct{}, 1)}
 	go func() {
-		defer close(errs)
+		defer close(c.errs)
 		for cp := uint64(1); ; cp++ {
 			select {
-			case <-done:
+			case <-c.done:
 				return
 			default:
 			}
 			cl.Write(p, []byte("k"), fmt.Appendf(nil, "%d", cp))
 			t0 := time.Now()
 			_, err := cl.Commit(t.Context(), map[string]connectors.ChangelogMarker{p: marker(cp, int64(cp))})
-			if d := time.Since(t0); d > time.Second {
-				t.Logf("checkpoint %d took %v", cp, d)
-			}
 			if err != nil {
-				errs <- fmt.Errorf("checkpoint %d: %w", cp, err)
+				c.errs <- fmt.Errorf("checkpoint %d: %w", cp, err)
 				return
 			}
-			commits++
+			c.mu.Lock()
+			c.spans = append(c.spans, [2]time.Time{t0, time.Now()})
+			c.mu.Unlock()
+			select {
+			case c.committed <- struct{}{}:
+			default:
+			}
 		}
 	}()
-	time.Sleep(200 * time.Millisecond)
-	other.Close() // leaves: a rebalance gives this member both partitions
-	waitParts(t, l, 2)
-	time.Sleep(200 * time.Millisecond)
-	close(done)
-	if err := <-errs; err != nil {
-		t.Fatalf("a commit during the rebalance failed: %v", err)
+	t.Cleanup(c.stop)
+	return c
+}
+
+func (c *committer) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.spans)
+}
+
+// wait waits until n commits have completed, and returns how many have.
+func (c *committer) wait(n int, what string) int {
+	c.t.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		if got := c.count(); got >= n {
+			return got
+		}
+		select {
+		case <-c.committed:
+		case err, ok := <-c.errs:
+			if ok {
+				c.t.Fatalf("a commit %s failed: %v", what, err)
+			}
+			c.t.Fatalf("the commits stopped %s", what)
+		case <-deadline:
+			c.t.Fatalf("%d of %d commits %s after a minute", c.count(), n, what)
+		}
 	}
-	t.Logf("%d checkpoints committed through the rebalance", commits)
+}
+
+// stop stops the commits and fails the test if one failed.
+func (c *committer) stop() {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	close(c.done)
+	if err := <-c.errs; err != nil {
+		c.t.Errorf("a commit failed: %v", err)
+	}
+}
+
+// overlapping counts the commits under way at some time between from and to.
+func (c *committer) overlapping(from, to time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, s := range c.spans {
+		if s[0].Before(to) && s[1].After(from) {
+			n++
+		}
+	}
+	return n
 }

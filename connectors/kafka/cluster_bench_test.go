@@ -3,7 +3,10 @@ package kafka_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-stream/eddy/internal/reference"
 	"github.com/eddy-stream/eddy/internal/testenv"
 )
 
@@ -160,6 +164,79 @@ func caughtUp(b *testing.B, adm *kadm.Client, group, topic string, limit time.Du
 	}
 }
 
+// clusterState waits until the nodes (their --http addresses) own the
+// topic's partitions between them, none of them restoring, and the first
+// sees them all as members; it then returns the cluster's result table
+// from the first (GET /state). A partition still restoring would be
+// missing from the table.
+func clusterState(b *testing.B, addrs []string, partitions int, nodes ...*benchNode) string {
+	b.Helper()
+	cl := http.Client{Timeout: 30 * time.Second}
+	get := func(addr, path string, into any) ([]byte, error) {
+		resp, err := cl.Get("http://" + addr + path)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s", resp.Status, body)
+		}
+		if err == nil && into != nil {
+			err = json.Unmarshal(body, into)
+		}
+		return body, err
+	}
+	settled := func() error {
+		var cluster struct {
+			Nodes []json.RawMessage `json:"nodes"`
+		}
+		if _, err := get(addrs[0], "/status", &cluster); err != nil || len(cluster.Nodes) != len(addrs) {
+			return fmt.Errorf("the cluster lists %d of %d nodes (%v)", len(cluster.Nodes), len(addrs), err)
+		}
+		owned := 0
+		for _, addr := range addrs {
+			var st struct {
+				Partitions []struct {
+					Restoring bool `json:"restoring"`
+				} `json:"partitions"`
+			}
+			if _, err := get(addr, "/status?local=1", &st); err != nil {
+				return err
+			}
+			for _, p := range st.Partitions {
+				if p.Restoring {
+					return fmt.Errorf("a partition of %s is restoring", addr)
+				}
+				owned++
+			}
+		}
+		if owned != partitions {
+			return fmt.Errorf("the nodes own %d of %d partitions", owned, partitions)
+		}
+		return nil
+	}
+	logs := func() string {
+		var sb strings.Builder
+		for _, n := range nodes {
+			fmt.Fprintf(&sb, "--- %s:\n%s\n", n.name, n.log.tail())
+		}
+		return sb.String()
+	}
+	deadline := time.Now().Add(time.Minute)
+	for err := settled(); err != nil; err = settled() {
+		if time.Now().After(deadline) {
+			b.Fatalf("after a minute: %v\n%s", err, logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	body, err := get(addrs[0], "/state", nil)
+	if err != nil {
+		b.Fatalf("the cluster's state from %s: %v\n%s", addrs[0], err, logs())
+	}
+	return string(body)
+}
+
 func benchAdmin(b *testing.B, brokers []string) *kadm.Client {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -195,9 +272,12 @@ func scaleOut(b *testing.B, bin string, brokers []string, records int64, rounds 
 				dirs := b.TempDir()
 				start := time.Now()
 				nodes := make([]*benchNode, count)
+				httpAddr := make([]string, count)
 				for i := range nodes {
 					name := fmt.Sprintf("r%d-n%d-%d", round, count, i)
-					nodes[i] = startNode(b, bin, name, "../../scripts/netflow_webservers.lua", brokers, topic, group, filepath.Join(dirs, name))
+					httpAddr[i] = testenv.FreeAddr(b)
+					nodes[i] = startNode(b, bin, name, "../../scripts/netflow_webservers.lua", brokers, topic, group, filepath.Join(dirs, name),
+						"--http", httpAddr[i], "--cluster-port", strings.TrimPrefix(testenv.FreeAddr(b), "127.0.0.1:"))
 				}
 				if !prefilled {
 					groupReady(b, adm, group, count, limit)
@@ -206,6 +286,11 @@ func scaleOut(b *testing.B, bin string, brokers []string, records int64, rounds 
 				}
 				caughtUp(b, adm, group, topic, limit, nodes...)
 				took := time.Since(start)
+				// The cluster's top 20, merged over the nodes, is the
+				// plain loop's over the same topic.
+				if err := reference.DiffRows(plainCount(b, brokers, topic), clusterState(b, httpAddr, 8, nodes...)); err != nil {
+					b.Fatalf("%d nodes: the cluster's result and the plain loop's disagree: %v", count, err)
+				}
 				for _, n := range nodes {
 					n.stop(b)
 				}
