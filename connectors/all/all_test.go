@@ -10,7 +10,7 @@ import (
 
 func TestSchemes(t *testing.T) {
 	dir := t.TempDir()
-	for _, uri := range []string{"dir:" + dir, "file:" + dir + "/x.log", "gen:netflow", "gen:tshark", "stdin"} {
+	for _, uri := range []string{"dir:" + dir, "file:" + dir + "/x.log?wait=true", "gen:netflow", "gen:tshark", "stdin"} {
 		s, err := connectors.OpenSource(uri, nil)
 		if err != nil {
 			t.Errorf("source %s: %v", uri, err)
