@@ -76,7 +76,7 @@ func (e *TooLongError) Error() string {
 // ReadLine returns the next line of r with its line end; at the end of
 // the input it returns the last bytes with io.EOF. A line longer than max
 // bytes (line end not counted) is read to its end but not kept: ReadLine
-// returns its first PreviewBytes, and its whole size in bytes (line end
+// returns its first PreviewBytes (without a line end), and its whole size in bytes (line end
 // included) as tooLong, which is 0 for a line returned whole. Memory stays
 // within max plus r's buffer however long the line. The slice is r's own
 // unless the line outgrew r's buffer: copy it to keep it past the next
@@ -84,8 +84,8 @@ func (e *TooLongError) Error() string {
 func ReadLine(r *bufio.Reader, max int) (line []byte, tooLong int64, err error) {
 	line, err = r.ReadSlice('\n')
 	if !errors.Is(err, bufio.ErrBufferFull) {
-		if len(TrimLineEnd(line)) > max {
-			return line[:min(len(line), PreviewBytes)], int64(len(line)), err
+		if v := TrimLineEnd(line); len(v) > max {
+			return v[:min(len(v), PreviewBytes)], int64(len(line)), err
 		}
 		return line, 0, err
 	}
@@ -94,12 +94,12 @@ func ReadLine(r *bufio.Reader, max int) (line []byte, tooLong int64, err error) 
 	for errors.Is(err, bufio.ErrBufferFull) {
 		line, err = r.ReadSlice('\n')
 		size += int64(len(line))
-		if len(long) <= max+2 {
+		if len(long) <= max+2 || len(long) < PreviewBytes {
 			long = append(long, line...)
 		}
 	}
-	if len(TrimLineEnd(long)) > max {
-		return append([]byte(nil), long[:min(len(long), PreviewBytes)]...), size, err
+	if v := TrimLineEnd(long); len(v) > max {
+		return append([]byte(nil), v[:min(len(v), PreviewBytes)]...), size, err
 	}
 	return long, 0, err
 }

@@ -127,10 +127,15 @@ func Parse(uri string) (Target, error) {
 		rest = ""
 	}
 	if !found || strings.ContainsAny(scheme, "/.?") {
-		if strings.ContainsAny(uri, "/.") {
+		// A bare word, perhaps with parameters: "stdin?max-record-size=1MiB".
+		bare, query, hasQuery := strings.Cut(uri, "?")
+		if strings.ContainsAny(bare, "/.") {
 			return Target{}, fmt.Errorf("connector URI %q has no scheme: write dir:PATH for a directory or file:PATH for a file", uri)
 		}
-		scheme, rest = uri, ""
+		scheme, rest = bare, ""
+		if hasQuery {
+			rest = "?" + query
+		}
 	}
 	t.Scheme = strings.ToLower(scheme)
 	if q := strings.IndexByte(rest, '?'); q >= 0 {
