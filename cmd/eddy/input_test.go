@@ -66,8 +66,8 @@ func TestRunRefusesBadValues(t *testing.T) {
 			"--max-record-size 1KiB: a gen: source has no such setting"},
 		{"sink option", []string{"--sink", "stdout?pretty=1"}, "unknown parameter pretty (stdout: takes no parameters)"},
 		{"dead letter option", []string{"--dead-letter", "stderr?x=1"}, "unknown parameter x (stderr: takes no parameters)"},
-		{"sink in a missing directory", []string{"--sink", "file:/nonexistent-dir/x.jsonl"},
-			"directory /nonexistent-dir does not exist: create it first"},
+		{"sink in a missing directory", []string{"--sink", "file:" + empty + "/missing/x.jsonl"},
+			"directory " + empty + "/missing does not exist: create it first"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,8 +81,8 @@ func TestRunRefusesBadValues(t *testing.T) {
 			}
 		})
 	}
-	if _, err := os.Stat("/nonexistent-dir"); err == nil {
-		t.Fatal("a refused file sink made /nonexistent-dir")
+	if _, err := os.Stat(filepath.Join(empty, "missing")); err == nil {
+		t.Fatal("a refused file sink made its directory")
 	}
 }
 
