@@ -337,34 +337,41 @@ func (p *filePartition) readLines() (connectors.Batch, error) {
 		b.End = p.pos()
 		return b, nil
 	}
-	arena := make([]byte, 0, end)
-	var recs []connectors.Record
-	rest := data[:end]
-	consumed := 0
-	for len(rest) > 0 && len(recs) < maxBatchRecords {
-		i := bytes.IndexByte(rest, '\n')
-		raw := rest[:i+1]
-		rest = rest[i+1:]
-		consumed += len(raw)
-		p.line++
-		if v := connectors.TrimLineEnd(raw); len(v) > 0 {
-			var tooLong error
-			if len(v) > p.maxRecord {
-				tooLong = &connectors.TooLongError{Size: int64(len(raw)), Max: int64(p.maxRecord), Offset: p.off + int64(consumed-len(raw))}
-				v = v[:min(len(v), connectors.PreviewBytes)]
-			}
-			start := len(arena)
-			arena = append(arena, v...)
-			recs = append(recs, connectors.Record{Value: arena[start:len(arena):len(arena)], Seq: p.line, Err: tooLong})
-		}
-	}
-	p.off += int64(consumed)
-	b.Records = recs
+	b.Records = p.split(data[:end])
 	b.End = p.pos()
 	if len(p.buf) > 4*maxBatchBytes {
 		p.buf = nil // one huge line should not pin its buffer
 	}
 	return b, nil
+}
+
+// split makes records of the complete lines of data, at most a batch of
+// them, and moves the offset past them. A line longer than the maximum
+// record size becomes a dead-letter record with its preview.
+func (p *filePartition) split(data []byte) []connectors.Record {
+	arena := make([]byte, 0, len(data))
+	var recs []connectors.Record
+	for len(data) > 0 && len(recs) < maxBatchRecords {
+		i := bytes.IndexByte(data, '\n')
+		raw := data[:i+1]
+		data = data[i+1:]
+		at := p.off
+		p.off += int64(len(raw))
+		p.line++
+		v := connectors.TrimLineEnd(raw)
+		if len(v) == 0 {
+			continue
+		}
+		var tooLong error
+		if len(v) > p.maxRecord {
+			tooLong = &connectors.TooLongError{Size: int64(len(raw)), Max: int64(p.maxRecord), Offset: at}
+			v = v[:min(len(v), connectors.PreviewBytes)]
+		}
+		start := len(arena)
+		arena = append(arena, v...)
+		recs = append(recs, connectors.Record{Value: arena[start:len(arena):len(arena)], Seq: p.line, Err: tooLong})
+	}
+	return recs
 }
 
 // skipLong reads on through a line longer than the maximum record size that
