@@ -421,7 +421,7 @@ func (p *dirPartition) lost(what string) error {
 		slog.Warn(what+"; going on (on-loss=warn)", "source", p.id)
 		return nil
 	}
-	return fmt.Errorf("%s: %s (add ?on-loss=warn to the URI to go on without them)", p.id, what)
+	return fmt.Errorf("%s (add ?on-loss=warn to the URI to go on without them)", what)
 }
 
 // keep copies v into the partition's arena and returns the copy. The
