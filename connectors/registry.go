@@ -40,9 +40,9 @@ var (
 	mu      sync.RWMutex
 	sources = map[string]SourceFactory{}
 	sinks   = map[string]SinkFactory{}
-	// params holds the parameters each registered connector reads, by
+	// declared holds the parameters each registered connector reads, by
 	// kind ("source", "sink", "lookup") and scheme.
-	params = map[string]map[string][]string{"source": {}, "sink": {}, "lookup": {}}
+	declared = map[string]map[string][]string{"source": {}, "sink": {}, "lookup": {}}
 )
 
 // RegisterSource makes scheme open sources with f, which reads the URI
@@ -75,7 +75,7 @@ func RegisterSink(scheme string, f SinkFactory, params ...string) {
 func declare(kind, scheme string, names []string) {
 	names = slices.Clone(names)
 	slices.Sort(names)
-	params[kind][scheme] = names
+	declared[kind][scheme] = names
 }
 
 // Accepts says whether the kind ("source", "sink" or "lookup") of
@@ -85,7 +85,7 @@ func declare(kind, scheme string, names []string) {
 func Accepts(kind, scheme, name string) bool {
 	mu.RLock()
 	defer mu.RUnlock()
-	known := params[kind][scheme]
+	known := declared[kind][scheme]
 	return slices.Contains(known, name) || slices.Contains(known, AnyParam)
 }
 
@@ -93,7 +93,7 @@ func Accepts(kind, scheme, name string) bool {
 // listing the ones it does: a misspelt option would otherwise be ignored.
 func checkParams(kind string, t Target) error {
 	mu.RLock()
-	known := params[kind][t.Scheme]
+	known := declared[kind][t.Scheme]
 	mu.RUnlock()
 	if slices.Contains(known, AnyParam) {
 		return nil

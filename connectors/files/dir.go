@@ -79,10 +79,13 @@ func NewDir(path string, c DirConfig) (*DirSource, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("%s is not a directory: use file:%s to follow a file", abs, path)
 	}
-	if c.Poll <= 0 {
+	if c.Poll < 0 || c.MaxRecordSize < 0 || c.MaxFilesPerTrigger < 0 {
+		return nil, fmt.Errorf("dir %s: negative setting in %+v: want 0 for the default, or more", abs, c)
+	}
+	if c.Poll == 0 {
 		c.Poll = DefaultPoll
 	}
-	if c.MaxRecordSize <= 0 {
+	if c.MaxRecordSize == 0 {
 		c.MaxRecordSize = connectors.DefaultMaxRecordSize
 	}
 	p := &dirPartition{

@@ -74,10 +74,13 @@ func NewFile(path string, c FileConfig) (*FileSource, error) {
 	case errors.Is(err, os.ErrNotExist) && !c.Wait:
 		return nil, fmt.Errorf("file %s does not exist (add ?wait=true to wait for it to appear, as tail -F does)", abs)
 	}
-	if c.Poll <= 0 {
+	if c.Poll < 0 || c.MaxRecordSize < 0 {
+		return nil, fmt.Errorf("file %s: negative setting in %+v: want 0 for the default, or more", abs, c)
+	}
+	if c.Poll == 0 {
 		c.Poll = DefaultPoll
 	}
-	if c.MaxRecordSize <= 0 {
+	if c.MaxRecordSize == 0 {
 		c.MaxRecordSize = connectors.DefaultMaxRecordSize
 	}
 	p := &filePartition{
