@@ -141,6 +141,9 @@ func (f runFlags) validate() error {
 	return nil
 }
 
+// run is eddy run once its flags are checked: load the pipeline, open its
+// source, sinks, changelog and state, run it, and report how it ended.
+// What it opens is closed in reverse order when it returns.
 func run(cmd *cobra.Command, path string, f runFlags) error {
 	log := slog.Default()
 	p, err := loadPipeline(path, f, log)
