@@ -33,9 +33,11 @@ type Config struct {
 	// (watermark plus allowed lateness).
 	Late connectors.Sink
 
-	// TriggerInterval is how often results are emitted (default 1s).
+	// TriggerInterval is how often results are emitted (0: 1s).
 	TriggerInterval time.Duration
-	// CheckpointInterval is how often state is checkpointed (default 5s).
+	// CheckpointInterval is how often state is checkpointed (0: 5s), at
+	// the first trigger after it has passed. Negative intervals, shards,
+	// workers or standbys are refused.
 	CheckpointInterval time.Duration
 	// UntilIdle ends the run, with a final emit and checkpoint, once every
 	// partition is caught up.
@@ -44,10 +46,10 @@ type Config struct {
 	// no limit.
 	MaxErrors int64
 	// Shards is the number of keyed-aggregation actors per partition
-	// (default: the number of CPUs).
+	// (0: the number of CPUs).
 	Shards int
 	// Workers is the number of parse workers per partition, each with its
-	// own LState (default: the number of CPUs).
+	// own LState (0: the number of CPUs).
 	Workers int
 	Logger  *slog.Logger
 	// Stats, when set, is kept up to date for progress displays.
@@ -115,19 +117,36 @@ func (c *Config) validate() error {
 	if c.Pipeline.HasAggregate() && c.Results == nil {
 		return fmt.Errorf("pipeline %s aggregates but has no results sink", c.Pipeline.Name)
 	}
-	if c.TriggerInterval <= 0 {
+	// Zero means the default; a negative value is a mistake, never a
+	// default in disguise.
+	for _, n := range []struct {
+		name string
+		bad  bool
+		val  any
+	}{
+		{"TriggerInterval", c.TriggerInterval < 0, c.TriggerInterval},
+		{"CheckpointInterval", c.CheckpointInterval < 0, c.CheckpointInterval},
+		{"Shards", c.Shards < 0, c.Shards},
+		{"Workers", c.Workers < 0, c.Workers},
+		{"Standby", c.Standby < 0, c.Standby},
+	} {
+		if n.bad {
+			return fmt.Errorf("actors: Config.%s is %v: want a positive value, or 0 for the default", n.name, n.val)
+		}
+	}
+	if c.TriggerInterval == 0 {
 		c.TriggerInterval = time.Second
 	}
-	if c.CheckpointInterval <= 0 {
+	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = 5 * time.Second
 	}
-	if c.CheckpointInterval < c.TriggerInterval {
-		c.CheckpointInterval = c.TriggerInterval
-	}
-	if c.Shards <= 0 {
+	// Checkpoints are taken at triggers: a shorter interval means every
+	// trigger.
+	c.CheckpointInterval = max(c.CheckpointInterval, c.TriggerInterval)
+	if c.Shards == 0 {
 		c.Shards = runtime.NumCPU()
 	}
-	if c.Workers <= 0 {
+	if c.Workers == 0 {
 		c.Workers = runtime.NumCPU()
 	}
 	if c.Logger == nil {

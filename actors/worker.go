@@ -72,6 +72,10 @@ func (w *ParseWorker) process(m *work) *worked {
 		out.perIdx = make([][]int, w.shards)
 	}
 	for i := range b.Records {
+		if err := b.Records[i].Err; err != nil {
+			out.dead = append(out.dead, deadLetter(w.partition, b, i, err))
+			continue
+		}
 		var srcMs int64
 		if t := b.Records[i].Time; !t.IsZero() {
 			srcMs = t.UnixMilli()

@@ -26,6 +26,11 @@ type Record struct {
 	// Seq locates the record in its batch's unit: a line number for files,
 	// an offset for Kafka. Used in error messages and dead letters.
 	Seq int64
+	// Err, when set, says the source could not deliver the record whole (a
+	// line longer than the maximum record size, a *TooLongError): Value
+	// holds a preview, and the engine sends the record to the dead letters
+	// with Err as the reason instead of processing it.
+	Err error
 }
 
 // Batch is a run of records from one partition. A batch never spans two

@@ -25,14 +25,16 @@ type LookupFactory func(t Target, key string) (Lookup, error)
 
 var lookups = map[string]LookupFactory{}
 
-// RegisterLookup makes scheme open lookups with f.
-func RegisterLookup(scheme string, f LookupFactory) {
+// RegisterLookup makes scheme open lookups with f, which reads the URI
+// parameters named by params.
+func RegisterLookup(scheme string, f LookupFactory, params ...string) {
 	mu.Lock()
 	defer mu.Unlock()
 	if _, dup := lookups[scheme]; dup {
 		panic("connectors: lookup scheme registered twice: " + scheme)
 	}
 	lookups[scheme] = f
+	declare("lookup", scheme, params)
 }
 
 // OpenLookup opens the lookup a URI names, keyed by the column key.
@@ -46,6 +48,9 @@ func OpenLookup(uri, key string) (Lookup, error) {
 	mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("lookup %q: unknown scheme %q (known: %s)", uri, t.Scheme, known(lookups))
+	}
+	if err := checkParams("lookup", t); err != nil {
+		return nil, fmt.Errorf("lookup %q: %w", uri, err)
 	}
 	l, err := f(t, key)
 	if err != nil {

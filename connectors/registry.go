@@ -3,6 +3,7 @@ package connectors
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,31 +32,87 @@ type SourceFactory func(t Target) (Source, error)
 // SinkFactory opens a sink for a target.
 type SinkFactory func(t Target) (Sink, error)
 
+// AnyParam, among the parameters a connector declares, lets it take
+// parameters it does not know: the http source passes them on to the API.
+const AnyParam = "*"
+
 var (
 	mu      sync.RWMutex
 	sources = map[string]SourceFactory{}
 	sinks   = map[string]SinkFactory{}
+	// declared holds the parameters each registered connector reads, by
+	// kind ("source", "sink", "lookup") and scheme.
+	declared = map[string]map[string][]string{"source": {}, "sink": {}, "lookup": {}}
 )
 
-// RegisterSource makes scheme open sources with f. It panics on a duplicate
-// scheme: that is a programming error, found at init.
-func RegisterSource(scheme string, f SourceFactory) {
+// RegisterSource makes scheme open sources with f, which reads the URI
+// parameters named by params; a URI with any other parameter is refused
+// before f is called. It panics on a duplicate scheme: that is a
+// programming error, found at init.
+func RegisterSource(scheme string, f SourceFactory, params ...string) {
 	mu.Lock()
 	defer mu.Unlock()
 	if _, dup := sources[scheme]; dup {
 		panic("connectors: source scheme registered twice: " + scheme)
 	}
 	sources[scheme] = f
+	declare("source", scheme, params)
 }
 
-// RegisterSink makes scheme open sinks with f.
-func RegisterSink(scheme string, f SinkFactory) {
+// RegisterSink makes scheme open sinks with f, which reads the URI
+// parameters named by params.
+func RegisterSink(scheme string, f SinkFactory, params ...string) {
 	mu.Lock()
 	defer mu.Unlock()
 	if _, dup := sinks[scheme]; dup {
 		panic("connectors: sink scheme registered twice: " + scheme)
 	}
 	sinks[scheme] = f
+	declare("sink", scheme, params)
+}
+
+// declare records the parameters of a connector; mu is held.
+func declare(kind, scheme string, names []string) {
+	names = slices.Clone(names)
+	slices.Sort(names)
+	declared[kind][scheme] = names
+}
+
+// Accepts says whether the kind ("source", "sink" or "lookup") of
+// connector registered for scheme reads the URI parameter name, so a
+// caller overlays a setting (the CLI's --max-record-size) only where it
+// means something.
+func Accepts(kind, scheme, name string) bool {
+	mu.RLock()
+	defer mu.RUnlock()
+	known := declared[kind][scheme]
+	return slices.Contains(known, name) || slices.Contains(known, AnyParam)
+}
+
+// checkParams refuses a parameter the connector for t does not declare,
+// listing the ones it does: a misspelt option would otherwise be ignored.
+func checkParams(kind string, t Target) error {
+	mu.RLock()
+	known := declared[kind][t.Scheme]
+	mu.RUnlock()
+	if slices.Contains(known, AnyParam) {
+		return nil
+	}
+	var unknown []string
+	for name := range t.Params {
+		if !slices.Contains(known, name) {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	takes := "takes no parameters"
+	if len(known) > 0 {
+		takes = "knows " + strings.Join(known, ", ")
+	}
+	return fmt.Errorf("unknown parameter %s (%s: %s)", strings.Join(unknown, ", "), t.Scheme, takes)
 }
 
 // Parse splits a connector URI into a Target.
@@ -70,10 +127,15 @@ func Parse(uri string) (Target, error) {
 		rest = ""
 	}
 	if !found || strings.ContainsAny(scheme, "/.?") {
-		if strings.ContainsAny(uri, "/.") {
+		// A bare word, perhaps with parameters: "stdin?max-record-size=1MiB".
+		bare, query, hasQuery := strings.Cut(uri, "?")
+		if strings.ContainsAny(bare, "/.") {
 			return Target{}, fmt.Errorf("connector URI %q has no scheme: write dir:PATH for a directory or file:PATH for a file", uri)
 		}
-		scheme, rest = uri, ""
+		scheme, rest = bare, ""
+		if hasQuery {
+			rest = "?" + query
+		}
 	}
 	t.Scheme = strings.ToLower(scheme)
 	if q := strings.IndexByte(rest, '?'); q >= 0 {
@@ -108,6 +170,9 @@ func OpenSource(uri string, extra Params) (Source, error) {
 	if !ok {
 		return nil, fmt.Errorf("source %q: unknown scheme %q (known: %s)", uri, t.Scheme, known(sources))
 	}
+	if err := checkParams("source", t); err != nil {
+		return nil, fmt.Errorf("source %q: %w", uri, err)
+	}
 	s, err := f(t)
 	if err != nil {
 		return nil, fmt.Errorf("source %q: %w", uri, err)
@@ -126,6 +191,9 @@ func OpenSink(uri string) (Sink, error) {
 	mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("sink %q: unknown scheme %q (known: %s)", uri, t.Scheme, known(sinks))
+	}
+	if err := checkParams("sink", t); err != nil {
+		return nil, fmt.Errorf("sink %q: %w", uri, err)
 	}
 	s, err := f(t)
 	if err != nil {

@@ -113,6 +113,7 @@ func installEddy(L *lua.LState) {
 	}
 	L.SetField(mod, "json", spec("json", func(L *lua.LState, t *lua.LTable) {
 		t.RawSetString("fields", L.OptTable(1, L.NewTable()))
+		t.RawSetString("options", L.OptTable(2, L.NewTable()))
 	}))
 	L.SetField(mod, "csv", spec("csv", func(L *lua.LState, t *lua.LTable) {
 		t.RawSetString("options", L.CheckTable(1))

@@ -64,6 +64,7 @@ type Pipeline struct {
 	hasFilter, keyFunc, hasRoute bool
 	onRecord, onWindow, onTimer  bool
 	csvHeader                    bool
+	jsonKeepInvalid              bool // eddy.json's invalid_utf8 = "keep"
 	csvSep                       rune
 	proto                        *lua.FunctionProto
 	logger                       *slog.Logger
@@ -252,6 +253,9 @@ func (p *Pipeline) read(t *lua.LTable) error {
 	if err := p.readAggregates(t.RawGetString("aggregate"), t.RawGetString("columns")); err != nil {
 		return err
 	}
+	if err := p.checkProjected(); err != nil {
+		return err
+	}
 	if err := p.readEventTime(t); err != nil {
 		return err
 	}
@@ -324,7 +328,10 @@ func (p *Pipeline) readParse(v lua.LValue) error {
 			p.Format = "json"
 			fields, err := readFieldSpecs(v.RawGetString("fields").(*lua.LTable))
 			p.Fields = fields
-			return err
+			if err != nil {
+				return err
+			}
+			return p.readJSONOptions(v.RawGetString("options"))
 		case "csv":
 			p.Format = "csv"
 			return p.readCSV(v.RawGetString("options").(*lua.LTable))

@@ -257,6 +257,9 @@ func (rt *Runtime) parseJSON(raw []byte) (*lua.LTable, error) {
 	if v.Type() != fastjson.TypeObject {
 		return nil, fmt.Errorf("parse: a JSON %s, want an object", typeName(v))
 	}
+	if err := rt.checkJSONStrings(raw); err != nil {
+		return nil, err
+	}
 	t := rt.rec
 	for i := range rt.p.Fields {
 		f := &rt.p.Fields[i]

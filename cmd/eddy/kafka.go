@@ -160,7 +160,11 @@ func produce(ctx context.Context, uri, srcURI, keyField, offsets string, untilId
 		if err != nil {
 			return err
 		}
-		for _, r := range b.Records {
+		for i, r := range b.Records {
+			if r.Err != nil {
+				// Value is only a preview: never send part of a record.
+				return fmt.Errorf("%s: %w", b.Locate(i), r.Err)
+			}
 			rec := &kgo.Record{Value: append([]byte(nil), r.Value...)}
 			if keyField != "" {
 				if v, err := parser.ParseBytes(r.Value); err == nil {

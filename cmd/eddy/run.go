@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/connectors"
@@ -28,6 +30,7 @@ type runFlags struct {
 	trigger, checkpoint                               time.Duration
 	maxErrors                                         int64
 	maxFiles, shards, workers, keep                   int
+	maxRecordSize                                     string
 	progress                                          bool
 	to                                                map[string]string
 	cpuProfile                                        string
@@ -39,6 +42,9 @@ type runFlags struct {
 	memProfile                                        string
 	lookups                                           map[string]string
 	cluster                                           clusterFlags
+	// set holds the flags given on the command line, for the checks
+	// that treat an explicit value apart from a default.
+	set map[string]bool
 }
 
 func runCmd() *cobra.Command {
@@ -52,11 +58,21 @@ or until interrupted (Ctrl-C checkpoints and stops cleanly).
 Results go to stdout unless the script or --sink names another sink; logs, progress and
 dead letters go to stderr. With --state DIR, state and source positions are checkpointed
 there and a restart resumes from the last complete checkpoint; without it, state lives in
-a temporary directory and is gone when the run ends.`,
+a temporary directory and is gone when the run ends.
+
+A run in which every record read failed, or more than --max-errors did, exits with
+status 1.`,
 		Example: `  eddy gen netflow --count 100000 --files 4 --out flows
   eddy run scripts/netflow_webservers.lua --source dir:flows --until-idle --emit final
   eddy run scripts/tshark_ips.lua --source file:/tmp/en0.log --state /var/lib/eddy/tshark`,
 		Args: cobra.ExactArgs(1),
+		// Flags are checked before anything else runs (replay rewinds
+		// state in its RunE).
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			f.set = map[string]bool{}
+			cmd.Flags().Visit(func(fl *pflag.Flag) { f.set[fl.Name] = true })
+			return f.validate()
+		},
 		RunE: func(cmd *cobra.Command, args []string) error { return run(cmd, args[0], f) },
 	}
 	fl := cmd.Flags()
@@ -69,13 +85,14 @@ a temporary directory and is gone when the run ends.`,
 	fl.StringVar(&f.stateDir, "state", "", "directory for checkpoints; a restart with the same directory resumes (default: a temporary directory)")
 	fl.StringVar(&f.emit, "emit", "", "emit mode: update (changed rows per trigger), complete (whole table per trigger), final (once, when the input ends)")
 	fl.BoolVar(&f.untilIdle, "until-idle", false, "stop once every source is drained, after emitting the final result")
-	fl.DurationVar(&f.trigger, "trigger-interval", time.Second, "how often results are emitted")
-	fl.DurationVar(&f.checkpoint, "checkpoint-interval", 5*time.Second, "how often state is checkpointed")
+	fl.DurationVar(&f.trigger, "trigger-interval", time.Second, "how often results are emitted (above 0)")
+	fl.DurationVar(&f.checkpoint, "checkpoint-interval", 5*time.Second, "how often state is checkpointed (above 0; checkpoints are taken at triggers, so at least --trigger-interval)")
 	fl.Int64Var(&f.maxErrors, "max-errors", -1, "stop the run when more than N records fail (-1: no limit)")
 	fl.IntVar(&f.maxFiles, "max-files-per-trigger", 0, "dir: sources read at most N files between triggers (0: no limit)")
-	fl.IntVar(&f.shards, "shards", 0, "keyed-aggregation actors per partition (default: number of CPUs)")
-	fl.IntVar(&f.workers, "workers", 0, "parse workers (Lua states) per partition (default: number of CPUs)")
-	fl.IntVar(&f.keep, "keep", 5, "complete checkpoints to keep")
+	fl.IntVar(&f.shards, "shards", 0, fmt.Sprintf("keyed-aggregation actors per partition, 1 to %d (default: number of CPUs)", maxActors))
+	fl.IntVar(&f.workers, "workers", 0, fmt.Sprintf("parse workers (Lua states) per partition, 1 to %d (default: number of CPUs)", maxActors))
+	fl.IntVar(&f.keep, "keep", 5, "complete checkpoints to keep (at least 1)")
+	fl.StringVar(&f.maxRecordSize, "max-record-size", "16MiB", "dir:, file: and stdin sources: a longer line goes to the dead letters as a 1 KiB preview with its size (1B to 1GiB)")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file (for `go tool pprof`)")
 	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to this file when the run ends (for `go tool pprof`)")
 	fl.BoolVar(&f.progress, "progress", true, "show progress on stderr when it is a terminal")
@@ -88,40 +105,60 @@ a temporary directory and is gone when the run ends.`,
 	return cmd
 }
 
+// maxActors bounds --shards and --workers: each is an actor (a worker also
+// a Lua state) per partition, and far more than the cores only costs memory.
+const maxActors = 1024
+
+// validate refuses a flag value outside its range, naming the flag, the
+// value and the range: a bad value is never replaced by a default.
+func (f runFlags) validate() error {
+	checks := []struct {
+		bad       bool
+		flag, val string
+		want      string
+	}{
+		{f.trigger <= 0, "--trigger-interval", f.trigger.String(), "a duration above 0, such as 500ms or 2s"},
+		{f.checkpoint <= 0, "--checkpoint-interval", f.checkpoint.String(), "a duration above 0, such as 5s"},
+		{f.maxErrors < -1, "--max-errors", strconv.FormatInt(f.maxErrors, 10), "-1 (no limit) or a count of 0 or more"},
+		{f.maxFiles < 0, "--max-files-per-trigger", strconv.Itoa(f.maxFiles), "0 (no limit) or more"},
+		{f.set["shards"] && (f.shards < 1 || f.shards > maxActors), "--shards", strconv.Itoa(f.shards), fmt.Sprintf("1 to %d", maxActors)},
+		{f.set["workers"] && (f.workers < 1 || f.workers > maxActors), "--workers", strconv.Itoa(f.workers), fmt.Sprintf("1 to %d", maxActors)},
+		{f.keep < 1, "--keep", strconv.Itoa(f.keep), "1 or more"},
+		{f.standby < 0, "--standby", strconv.Itoa(f.standby), "0 or more"},
+		{f.cluster.port < 0 || f.cluster.port > 65535, "--cluster-port", strconv.Itoa(f.cluster.port), "0 to 65535"},
+	}
+	for _, c := range checks {
+		if c.bad {
+			return fmt.Errorf("%s %s: want %s", c.flag, c.val, c.want)
+		}
+	}
+	if f.set["checkpoint-interval"] && f.set["trigger-interval"] && f.checkpoint < f.trigger {
+		return fmt.Errorf("--checkpoint-interval %s is shorter than --trigger-interval %s: checkpoints are taken at triggers, so want at least %s", f.checkpoint, f.trigger, f.trigger)
+	}
+	if _, err := connectors.ParseSize("--max-record-size", f.maxRecordSize, 1, connectors.MaxRecordSizeLimit); err != nil {
+		return err
+	}
+	return nil
+}
+
+// run is eddy run once its flags are checked: load the pipeline, open its
+// source, sinks, changelog and state, run it, and report how it ended.
+// What it opens is closed in reverse order when it returns.
 func run(cmd *cobra.Command, path string, f runFlags) error {
 	log := slog.Default()
-	p, err := scripting.Load(path, scripting.WithLogger(log))
+	p, err := loadPipeline(path, f, log)
 	if err != nil {
 		return err
 	}
-	if f.emit != "" {
-		if err := p.SetEmit(f.emit); err != nil {
-			return err
-		}
-	}
-	for name, uri := range f.lookups {
-		if err := p.SetLookupSource(name, uri); err != nil {
-			return err
-		}
-	}
-	srcURI := first(f.source, p.Source)
-	if srcURI == "" {
-		return fmt.Errorf("%s names no source: give one with --source (for example --source dir:DATA or --source gen:netflow?count=1000)", p.Script)
-	}
-	srcURI = kafka.WithDefaultGroup(srcURI, p.Name)
-	extra := connectors.Params{}
-	if f.maxFiles > 0 {
-		extra.Set("max-files-per-trigger", strconv.Itoa(f.maxFiles))
-	}
-	src, err := connectors.OpenSource(srcURI, extra)
+	srcURI, src, err := openSource(p, f)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-
 	cfg := actors.Config{
 		Pipeline: p, Source: src, UntilIdle: f.untilIdle, MaxErrors: f.maxErrors, Shards: f.shards, Workers: f.workers,
 		TriggerInterval: f.trigger, CheckpointInterval: f.checkpoint, Logger: log, Stats: &actors.Stats{},
+		Node: nodeName(f.node, srcURI),
 	}
 	stopServing, err := serve(cmd.Context(), log, f, p.Name, srcURI, &cfg)
 	if err != nil {
@@ -130,6 +167,95 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 	defer stopServing()
 	sinks := &sinkSet{exactlyOnce: f.exactlyOnce, pipeline: p.Name, source: srcURI}
 	defer sinks.closeUnused()
+	if err := openSinks(&cfg, p, f, sinks); err != nil {
+		return err
+	}
+	if f.exactlyOnce && !anyTransactional(cfg) {
+		log.Warn("--exactly-once: no kafka:// sink; stdout and files stay at-least-once across a crash")
+	}
+	closeChangelog, err := openChangelog(&cfg, src, f, log)
+	if err != nil {
+		return err
+	}
+	defer closeChangelog()
+	closeStore, err := openStore(&cfg, f, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	stopProfiles, err := startProfiles(f)
+	if err != nil {
+		return err
+	}
+	defer stopProfiles()
+	stopProgress := startProgress(cmd.ErrOrStderr(), f.progress, cfg.Stats)
+	sum, err := actors.Run(cmd.Context(), cfg)
+	stopProgress()
+	sinks.closed = true // Run closed them
+	if err != nil {
+		return err
+	}
+	return report(log, sum)
+}
+
+// loadPipeline loads the script and applies the flags that change it.
+func loadPipeline(path string, f runFlags, log *slog.Logger) (*scripting.Pipeline, error) {
+	p, err := scripting.Load(path, scripting.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	if f.emit != "" {
+		if err := p.SetEmit(f.emit); err != nil {
+			return nil, err
+		}
+	}
+	for name, uri := range f.lookups {
+		if err := p.SetLookupSource(name, uri); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// openSource opens the source --source or the script names, with the
+// flags that set its parameters; it returns the URI it opened.
+func openSource(p *scripting.Pipeline, f runFlags) (string, connectors.Source, error) {
+	srcURI := first(f.source, p.Source)
+	if srcURI == "" {
+		return "", nil, fmt.Errorf("%s names no source: give one with --source (for example --source dir:DATA or --source gen:netflow?count=1000)", p.Script)
+	}
+	srcURI = kafka.WithDefaultGroup(srcURI, p.Name)
+	t, err := connectors.Parse(srcURI)
+	if err != nil {
+		return "", nil, err
+	}
+	extra := connectors.Params{}
+	for _, fp := range []struct {
+		flag, param, val string
+		given            bool
+	}{
+		{"--max-files-per-trigger", "max-files-per-trigger", strconv.Itoa(f.maxFiles), f.maxFiles > 0},
+		{"--max-record-size", connectors.MaxRecordSizeParam, f.maxRecordSize, f.set["max-record-size"]},
+	} {
+		if !fp.given {
+			continue
+		}
+		if !connectors.Accepts("source", t.Scheme, fp.param) {
+			return "", nil, fmt.Errorf("%s %s: a %s: source has no such setting (it is for dir:, file: and stdin sources)", fp.flag, fp.val, t.Scheme)
+		}
+		extra.Set(fp.param, fp.val)
+	}
+	src, err := connectors.OpenSource(srcURI, extra)
+	if err != nil {
+		return "", nil, err
+	}
+	return srcURI, src, nil
+}
+
+// openSinks opens the run's outputs: results or records, late records,
+// the named outputs a route or key hook sends to, and dead letters.
+func openSinks(cfg *actors.Config, p *scripting.Pipeline, f runFlags, sinks *sinkSet) error {
+	var err error
 	main := first(f.sink, p.Sinks["main"])
 	if p.HasAggregate() {
 		if cfg.Results, err = sinks.open(first(f.to["results"], main, p.Sinks["results"], "stdout")); err != nil {
@@ -148,6 +274,15 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 			return err
 		}
 	}
+	if err := openOutputs(cfg, p, f, sinks); err != nil {
+		return err
+	}
+	cfg.DeadLetters, err = sinks.open(first(f.to["dead_letter"], f.deadLetter, p.Sinks["dead_letter"], "stderr"))
+	return err
+}
+
+// openOutputs opens the named outputs, and refuses a --to naming none.
+func openOutputs(cfg *actors.Config, p *scripting.Pipeline, f runFlags, sinks *sinkSet) error {
 	if p.HasRoute() || p.HasKeyHooks() {
 		cfg.Outputs = map[string]connectors.Sink{}
 		for _, name := range p.Outputs() {
@@ -158,6 +293,7 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 			if uri == "" {
 				return fmt.Errorf("%s: sink %q has no URI: set it in sinks or with --to %s=URI", p.Script, name, name)
 			}
+			var err error
 			if cfg.Outputs[name], err = sinks.open(uri); err != nil {
 				return err
 			}
@@ -172,79 +308,101 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 			}
 		}
 	}
-	if cfg.DeadLetters, err = sinks.open(first(f.to["dead_letter"], f.deadLetter, p.Sinks["dead_letter"], "stderr")); err != nil {
-		return err
-	}
+	return nil
+}
 
-	if f.exactlyOnce && !anyTransactional(cfg) {
-		log.Warn("--exactly-once: no kafka:// sink; stdout and files stay at-least-once across a crash")
-	}
-	cfg.Node = nodeName(f.node, srcURI)
+// openChangelog gives a Kafka source's run its changelog (and standby
+// copies), sharing the sinks' transactions with exactly-once.
+func openChangelog(cfg *actors.Config, src connectors.Source, f runFlags, log *slog.Logger) (closeIt func(), err error) {
 	if f.standby > 0 && !(f.changelog && isChangelogSource(src)) {
-		return fmt.Errorf("--standby %d keeps copies of other nodes' partitions through their changelog: it needs a kafka:// source, without --changelog=false", f.standby)
+		return nil, fmt.Errorf("--standby %d keeps copies of other nodes' partitions through their changelog: it needs a kafka:// source, without --changelog=false", f.standby)
 	}
-	if cs, ok := src.(connectors.ChangelogSource); ok && f.changelog {
-		cl, err := cs.Changelog(p.Name)
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		cfg.Changelog, cfg.Standby = cl, f.standby
-		if sh, ok := cl.(connectors.ChangelogSharer); ok && f.exactlyOnce {
-			for _, t := range transactionalSinks(cfg) {
-				if sh.ShareTransaction(t) {
-					cfg.ChangelogShared = true
-					break
-				}
-			}
-			if !cfg.ChangelogShared {
-				log.Warn("--exactly-once: the changelog commits apart from the sinks (no kafka:// sink on the source's brokers): output may repeat when a partition moves after a crash")
+	cs, ok := src.(connectors.ChangelogSource)
+	if !ok || !f.changelog {
+		return func() {}, nil
+	}
+	cl, err := cs.Changelog(cfg.Pipeline.Name)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Changelog, cfg.Standby = cl, f.standby
+	if sh, ok := cl.(connectors.ChangelogSharer); ok && f.exactlyOnce {
+		for _, t := range transactionalSinks(*cfg) {
+			if sh.ShareTransaction(t) {
+				cfg.ChangelogShared = true
+				break
 			}
 		}
+		if !cfg.ChangelogShared {
+			log.Warn("--exactly-once: the changelog commits apart from the sinks (no kafka:// sink on the source's brokers): output may repeat when a partition moves after a crash")
+		}
 	}
-	dir := f.stateDir
+	return func() { cl.Close() }, nil
+}
+
+// openStore opens --state, or a temporary directory removed when the run
+// ends.
+func openStore(cfg *actors.Config, f runFlags, log *slog.Logger) (closeIt func(), err error) {
+	dir, cleanup := f.stateDir, func() {}
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "eddy-state-"); err != nil {
-			return err
+			return nil, err
 		}
-		defer os.RemoveAll(dir)
+		cleanup = func() { os.RemoveAll(dir) }
 		log.Debug("no --state: state is kept only for this run", "dir", dir)
 	}
 	store, err := state.Open(dir, state.WithKeep(f.keep), state.WithLogger(log))
 	if err != nil {
-		return err
+		cleanup()
+		return nil, err
 	}
-	defer store.Close()
 	cfg.Store = store
 	if cp, err := store.Last(); err == nil {
 		log.Info("resuming from checkpoint", "id", cp.ID, "time", cp.Time.Format(time.RFC3339), "keys", cp.Keys)
 	}
+	return func() { store.Close(); cleanup() }, nil
+}
 
+// startProfiles starts --cpuprofile; the function it returns stops it and
+// writes --memprofile.
+func startProfiles(f runFlags) (stop func(), err error) {
+	var stops []func()
 	if f.cpuProfile != "" {
 		pf, err := os.Create(f.cpuProfile)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
+			pf.Close()
+			return nil, err
 		}
-		defer func() { pprof.StopCPUProfile(); pf.Close() }()
+		stops = append(stops, func() { pprof.StopCPUProfile(); pf.Close() })
 	}
-	stopProgress := startProgress(cmd.ErrOrStderr(), f.progress, cfg.Stats)
 	if f.memProfile != "" {
-		defer func() {
+		stops = append(stops, func() {
 			if pf, err := os.Create(f.memProfile); err == nil {
 				runtime.GC()
 				pprof.WriteHeapProfile(pf)
 				pf.Close()
 			}
-		}()
+		})
 	}
-	sum, err := actors.Run(cmd.Context(), cfg)
-	stopProgress()
-	sinks.closed = true // Run closed them
-	if err != nil {
-		return err
+	return func() {
+		for _, s := range stops {
+			s()
+		}
+	}, nil
+}
+
+// errAllFailed is returned when every record a run read failed: its
+// result says nothing, and exit 0 would pass it off as one.
+var errAllFailed = errors.New("every record failed")
+
+// report logs how the run ended, and fails it when every record read
+// failed.
+func report(log *slog.Logger, sum actors.Summary) error {
+	if sum.Read > 0 && sum.Failed >= sum.Read {
+		return fmt.Errorf("%w: all %d records read went to the dead-letter output (see the reasons there)", errAllFailed, sum.Read)
 	}
 	if sum.Failed > 0 {
 		log.Warn("some records failed and went to the dead-letter output", "failed", sum.Failed, "read", sum.Read)

@@ -20,7 +20,9 @@ import (
 )
 
 func init() {
-	connectors.RegisterSink("cassandra", func(t connectors.Target) (connectors.Sink, error) { return Open(t) })
+	connectors.RegisterSink("cassandra", func(t connectors.Target) (connectors.Sink, error) { return Open(t) },
+		"batch", "concurrency", "replication", "timeout", "extra", "create", "consistency", "retry-for",
+		"map", "schema", "key", "clustering")
 }
 
 // Defaults of the sink's parameters.

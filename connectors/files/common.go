@@ -11,8 +11,10 @@ import (
 )
 
 func init() {
-	connectors.RegisterSource("dir", func(t connectors.Target) (connectors.Source, error) { return OpenDir(t) })
-	connectors.RegisterSource("file", func(t connectors.Target) (connectors.Source, error) { return OpenFile(t) })
+	connectors.RegisterSource("dir", func(t connectors.Target) (connectors.Source, error) { return OpenDir(t) },
+		"poll", "max-files-per-trigger", connectors.MaxRecordSizeParam, "on-loss")
+	connectors.RegisterSource("file", func(t connectors.Target) (connectors.Source, error) { return OpenFile(t) },
+		"poll", "from", connectors.MaxRecordSizeParam, "wait")
 	connectors.RegisterSink("file", func(t connectors.Target) (connectors.Sink, error) { return OpenSink(t) })
 }
 

@@ -26,10 +26,17 @@ type DirConfig struct {
 	// MaxFilesPerTrigger, when above 0, sets Boundary on the last batch of
 	// every Nth completed file, as Spark's maxFilesPerTrigger.
 	MaxFilesPerTrigger int
+	// MaxRecordSize bounds a line; a longer one becomes a dead letter with
+	// a preview. Default connectors.DefaultMaxRecordSize.
+	MaxRecordSize int
+	// WarnOnLoss makes a file that shrinks, is replaced or is deleted
+	// before it is read a warning; by default it fails the read, as Spark's
+	// file source does unless told to ignore missing files.
+	WarnOnLoss bool
 }
 
-// OpenDir opens the dir: source t names, with the parameters poll and
-// max-files-per-trigger.
+// OpenDir opens the dir: source t names, with the parameters poll,
+// max-files-per-trigger, max-record-size and on-loss=fail|warn.
 func OpenDir(t connectors.Target) (*DirSource, error) {
 	path, err := pathOf(t)
 	if err != nil {
@@ -44,6 +51,14 @@ func OpenDir(t connectors.Target) (*DirSource, error) {
 		return nil, err
 	}
 	c.MaxFilesPerTrigger = int(n)
+	if c.MaxRecordSize, err = t.MaxRecordSize(); err != nil {
+		return nil, err
+	}
+	onLoss, err := t.Choice("on-loss", "fail", "fail", "warn")
+	if err != nil {
+		return nil, err
+	}
+	c.WarnOnLoss = onLoss == "warn"
 	return NewDir(path, c)
 }
 
@@ -64,11 +79,18 @@ func NewDir(path string, c DirConfig) (*DirSource, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("%s is not a directory: use file:%s to follow a file", abs, path)
 	}
-	if c.Poll <= 0 {
+	if c.Poll < 0 || c.MaxRecordSize < 0 || c.MaxFilesPerTrigger < 0 {
+		return nil, fmt.Errorf("dir %s: negative setting in %+v: want 0 for the default, or more", abs, c)
+	}
+	if c.Poll == 0 {
 		c.Poll = DefaultPoll
+	}
+	if c.MaxRecordSize == 0 {
+		c.MaxRecordSize = connectors.DefaultMaxRecordSize
 	}
 	p := &dirPartition{
 		dir: abs, id: "dir:" + abs, maxFiles: c.MaxFilesPerTrigger,
+		maxRecord: c.MaxRecordSize, warnOnLoss: c.WarnOnLoss,
 		idler: idler{poll: c.Poll, owed: true},
 		done:  map[string]bool{}, doneJSON: []byte("[]"),
 	}
@@ -92,8 +114,10 @@ type dirPosition struct {
 }
 
 type dirPartition struct {
-	dir, id  string
-	maxFiles int
+	dir, id    string
+	maxFiles   int
+	maxRecord  int
+	warnOnLoss bool
 	idler
 
 	done     map[string]bool
@@ -114,6 +138,9 @@ type dirFile struct {
 	off   int64
 	line  int64
 	mtime time.Time
+	// size is the file's size when it was opened: a file found shorter at
+	// its end was truncated under the reader.
+	size int64
 }
 
 var _ connectors.Partition = (*dirPartition)(nil)
@@ -142,8 +169,7 @@ func (p *dirPartition) Seek(pos connectors.Position) error {
 	}
 	if err := p.open(q.File, q.Off, q.Line); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			slog.Warn("file of the checkpoint is gone; going on with the next file", "source", p.id, "file", q.File, "line", q.Line)
-			return nil
+			return p.lost(fmt.Sprintf("%s, the file the checkpoint was reading, is gone: its lines after line %d are lost", q.File, q.Line))
 		}
 		return fmt.Errorf("%s: resume %s at line %d: %w", p.id, q.File, q.Line, err)
 	}
@@ -188,7 +214,7 @@ func (p *dirPartition) open(name string, off, line int64) error {
 		f.Close()
 		return err
 	}
-	c := &dirFile{name: name, f: f, off: off, line: line, mtime: st.ModTime()}
+	c := &dirFile{name: name, f: f, off: off, line: line, mtime: st.ModTime(), size: st.Size()}
 	if strings.HasSuffix(name, ".gz") {
 		c.gz = true
 		zr, err := gzip.NewReader(bufio.NewReader(f))
@@ -280,7 +306,10 @@ func (p *dirPartition) next() (connectors.Batch, bool, error) {
 			p.pending = p.pending[1:]
 			if err := p.open(name, 0, 0); err != nil {
 				if errors.Is(err, os.ErrNotExist) {
-					continue // removed since the listing
+					if err := p.lost(name + " was deleted before it was read: all its lines are lost"); err != nil {
+						return connectors.Batch{}, false, err
+					}
+					continue
 				}
 				return connectors.Batch{}, false, fmt.Errorf("%s: %w", p.id, err)
 			}
@@ -290,6 +319,9 @@ func (p *dirPartition) next() (connectors.Batch, bool, error) {
 			return connectors.Batch{}, false, err
 		}
 		if eof {
+			if err := p.checkLoss(); err != nil {
+				return connectors.Batch{}, false, err
+			}
 			p.cur.f.Close()
 			p.done[p.cur.name] = true
 			p.setDone()
@@ -311,8 +343,14 @@ func (p *dirPartition) readBatch() (b connectors.Batch, eof bool, err error) {
 	b.Records = make([]connectors.Record, 0, maxBatchRecords)
 	size := 0
 	for len(b.Records) < maxBatchRecords && size < maxBatchBytes {
-		raw, err := connectors.ReadLine(c.r)
-		if len(raw) > 0 {
+		raw, tooLong, err := connectors.ReadLine(c.r, p.maxRecord)
+		switch {
+		case tooLong > 0:
+			c.line++
+			size += len(raw)
+			b.Records = append(b.Records, p.tooLong(raw, tooLong))
+			c.off += tooLong
+		case len(raw) > 0:
 			c.off += int64(len(raw))
 			c.line++
 			if v := connectors.TrimLineEnd(raw); len(v) > 0 {
@@ -337,6 +375,56 @@ func (p *dirPartition) readBatch() (b connectors.Batch, eof bool, err error) {
 	}
 	b.End = p.pos()
 	return b, eof, nil
+}
+
+// tooLong makes the dead-letter record of a line longer than the maximum
+// record size, from its preview and its size.
+func (p *dirPartition) tooLong(preview []byte, size int64) connectors.Record {
+	c := p.cur
+	at := c.off
+	if c.gz {
+		at = -1 // offsets in the compressed file mean nothing to people
+	}
+	return connectors.Record{Value: p.keep(preview), Seq: c.line, Time: c.mtime,
+		Err: &connectors.TooLongError{Size: size, Max: int64(p.maxRecord), Offset: at}}
+}
+
+// checkLoss, at the end of the current file, tells whether it lost lines
+// under the reader: it is shorter than when it was opened and the reading
+// stopped short of that size (truncated while being read), or another file
+// now has its name (replaced: the new one is never read, its name is done).
+func (p *dirPartition) checkLoss() error {
+	c := p.cur
+	st, err := c.f.Stat()
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", p.id, c.name, err)
+	}
+	if now := st.Size(); now < c.size && (c.gz || c.off < c.size) {
+		what := fmt.Sprintf("%s shrank from %s to %s while being read", c.name, connectors.FormatSize(c.size), connectors.FormatSize(now))
+		if !c.gz {
+			what += " at offset " + connectors.FormatSize(c.off)
+			if c.off > 0 && c.line > 0 {
+				what += fmt.Sprintf(": about %d lines after line %d may be lost", (c.size-c.off)*c.line/c.off, c.line)
+			} else {
+				what += fmt.Sprintf(": its last %s may be lost", connectors.FormatSize(c.size-c.off))
+			}
+		}
+		return p.lost(what)
+	}
+	if pst, err := os.Stat(filepath.Join(p.dir, c.name)); err == nil && !os.SameFile(st, pst) {
+		return p.lost(c.name + " was replaced while being read: the new file of that name is not read")
+	}
+	return nil
+}
+
+// lost reports lines a file lost under the source: by default an error
+// that stops the run, a warning with on-loss=warn.
+func (p *dirPartition) lost(what string) error {
+	if p.warnOnLoss {
+		slog.Warn(what+"; going on (on-loss=warn)", "source", p.id)
+		return nil
+	}
+	return fmt.Errorf("%s (add ?on-loss=warn to the URI to go on without them)", what)
 }
 
 // keep copies v into the partition's arena and returns the copy. The

@@ -19,16 +19,23 @@ var SinkFormats = []string{".jsonl", ".json", ".csv"}
 
 // OpenSink opens the file: sink t names.
 func OpenSink(t connectors.Target) (*Sink, error) {
-	path, err := pathOf(t)
-	if err != nil {
-		return nil, err
+	_, rest, _ := strings.Cut(t.URI, ":")
+	if q := strings.IndexByte(rest, '?'); q >= 0 {
+		rest = rest[:q]
 	}
-	return NewSink(path)
+	if rest = strings.TrimPrefix(rest, "//"); rest == "" {
+		return nil, fmt.Errorf("no path: write file:PATH")
+	}
+	return NewSink(rest)
 }
 
-// NewSink opens path for appending, creating it and its directory if
-// missing. The extension picks the format: .jsonl or .json write one JSON
-// object per line, .csv writes CSV with a header.
+// NewSink opens path for appending, creating the file if missing. Its
+// directory must exist, except below the working directory: a relative
+// path that stays inside it ("out/results.jsonl") gets its missing
+// directories made. A sink never makes directories elsewhere, so a typo
+// in an absolute path is an error, not a new tree under "/". The extension
+// picks the format: .jsonl or .json write one JSON object per line, .csv
+// writes CSV with a header.
 func NewSink(path string) (*Sink, error) {
 	ext := strings.ToLower(filepath.Ext(path))
 	s := &Sink{path: path}
@@ -39,7 +46,7 @@ func NewSink(path string) (*Sink, error) {
 	default:
 		return nil, fmt.Errorf("file sink %s: unknown extension %q: use one of %s", path, ext, strings.Join(SinkFormats, ", "))
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := parentDir(path); err != nil {
 		return nil, fmt.Errorf("file sink %s: %w", path, err)
 	}
 	if s.csv {
@@ -59,6 +66,24 @@ func NewSink(path string) (*Sink, error) {
 		s.cw = csv.NewWriter(s.w)
 	}
 	return s, nil
+}
+
+// parentDir makes sure path's directory exists, making it only when path
+// is relative and stays below the working directory.
+func parentDir(path string) error {
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	switch {
+	case err == nil && !st.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	case err == nil:
+		return nil
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	case !filepath.IsLocal(dir):
+		return fmt.Errorf("directory %s does not exist: create it first (a file sink makes missing directories only for a relative path below the working directory)", dir)
+	}
+	return os.MkdirAll(dir, 0o755)
 }
 
 // readHeader returns the columns of an existing CSV file, nil when the file

@@ -88,7 +88,7 @@ func readCSV(path string) func(t *testing.T) []connectors.Row {
 
 func TestSinkConformance(t *testing.T) {
 	dir := t.TempDir()
-	for _, name := range []string{"out.jsonl", "out.json", "nested/deeper/out.jsonl"} {
+	for _, name := range []string{"out.jsonl", "out.json"} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(dir, name)
 			connectortest.TestSink(t, openSink("file:"+path), readJSONL(path), connectortest.SinkOptions{})
@@ -180,6 +180,50 @@ func TestSinkErrors(t *testing.T) {
 			_, err := connectors.OpenSink(tt.uri)
 			if err == nil || !strings.Contains(err.Error(), tt.errContains) {
 				t.Fatalf("got %v, want an error containing %q", err, tt.errContains)
+			}
+		})
+	}
+}
+
+// A file sink makes missing directories only for a relative path below the
+// working directory; elsewhere the directory must exist (issue 12: a typo
+// in --sink file:/nonexistent-dir/x.jsonl made directories at /).
+func TestSinkParentDirs(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	tests := []struct {
+		name, uri   string
+		made        string // a directory the sink made, "" when none
+		errContains string
+	}{
+		{"relative, below the working directory", "file:nested/deeper/out.jsonl", "nested/deeper", ""},
+		{"absolute, directory exists", "file:" + dir + "/out.jsonl", "", ""},
+		{"absolute, directory missing", "file:" + dir + "/missing/out.jsonl", "",
+			"directory " + dir + "/missing does not exist: create it first"},
+		{"relative, leaving the working directory", "file:../eddy-sink-escape/out.jsonl", "",
+			"directory ../eddy-sink-escape does not exist"},
+		{"parent is a file", "file:out.jsonl/x.jsonl", "", "out.jsonl is not a directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := connectors.OpenSink(tt.uri)
+			if tt.errContains != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errContains) {
+					t.Fatalf("got %v, want an error containing %q", err, tt.errContains)
+				}
+				if _, err := os.Stat(filepath.Join(dir, "missing")); err == nil {
+					t.Fatal("the refused sink made its directory")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			if tt.made != "" {
+				if st, err := os.Stat(tt.made); err != nil || !st.IsDir() {
+					t.Fatalf("directory %s not made: %v", tt.made, err)
+				}
 			}
 		})
 	}

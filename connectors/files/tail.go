@@ -23,10 +23,17 @@ type FileConfig struct {
 	// FromEnd starts a run without a checkpoint at the end of the file, as
 	// `tail -F` does, instead of at its start.
 	FromEnd bool
+	// Wait lets the file be missing when the source opens: it is read
+	// once it appears, as `tail -F` waits for it. Without it a missing
+	// file is an error, so a mistyped path is not a run that reads nothing.
+	Wait bool
+	// MaxRecordSize bounds a line; a longer one becomes a dead letter with
+	// a preview. Default connectors.DefaultMaxRecordSize.
+	MaxRecordSize int
 }
 
-// OpenFile opens the file: source t names, with the parameters poll and
-// from=start|end.
+// OpenFile opens the file: source t names, with the parameters poll,
+// from=start|end, wait=true|false and max-record-size.
 func OpenFile(t connectors.Target) (*FileSource, error) {
 	path, err := pathOf(t)
 	if err != nil {
@@ -41,25 +48,43 @@ func OpenFile(t connectors.Target) (*FileSource, error) {
 		return nil, err
 	}
 	c.FromEnd = from == "end"
+	wait, err := t.Choice("wait", "false", "true", "false")
+	if err != nil {
+		return nil, err
+	}
+	c.Wait = wait == "true"
+	if c.MaxRecordSize, err = t.MaxRecordSize(); err != nil {
+		return nil, err
+	}
 	return NewFile(path, c)
 }
 
-// NewFile opens a source that follows the file at path. The file need not
-// exist yet: the source reports caught up until it appears. A directory at
-// path is an error.
+// NewFile opens a source that follows the file at path. With c.Wait the
+// file need not exist yet: the source reports caught up until it appears;
+// without, a missing file is an error. A directory at path is an error.
 func NewFile(path string, c FileConfig) (*FileSource, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
-	if st, err := os.Stat(abs); err == nil && st.IsDir() {
+	st, err := os.Stat(abs)
+	switch {
+	case err == nil && st.IsDir():
 		return nil, fmt.Errorf("%s is a directory: use dir:%s to read its files", abs, path)
+	case errors.Is(err, os.ErrNotExist) && !c.Wait:
+		return nil, fmt.Errorf("file %s does not exist (add ?wait=true to wait for it to appear, as tail -F does)", abs)
 	}
-	if c.Poll <= 0 {
+	if c.Poll < 0 || c.MaxRecordSize < 0 {
+		return nil, fmt.Errorf("file %s: negative setting in %+v: want 0 for the default, or more", abs, c)
+	}
+	if c.Poll == 0 {
 		c.Poll = DefaultPoll
 	}
+	if c.MaxRecordSize == 0 {
+		c.MaxRecordSize = connectors.DefaultMaxRecordSize
+	}
 	p := &filePartition{
-		path: abs, id: "file:" + abs, where: filepath.Base(abs), fromEnd: c.FromEnd,
+		path: abs, id: "file:" + abs, where: filepath.Base(abs), fromEnd: c.FromEnd, maxRecord: c.MaxRecordSize,
 		idler: idler{poll: c.Poll, owed: true},
 	}
 	return &FileSource{connectors.Single{Partition: p}}, nil
@@ -84,6 +109,7 @@ type filePosition struct {
 type filePartition struct {
 	path, id, where string
 	fromEnd         bool
+	maxRecord       int
 	idler
 
 	f        *os.File
@@ -94,6 +120,11 @@ type filePartition struct {
 	resume   *filePosition // a Seek waiting for the first open
 	start    *filePosition // where the first open began, for Seek(nil)
 	buf      []byte
+	// long, when above 0, is how far a line longer than maxRecord that
+	// starts at off has been skipped (see skipLong).
+	long int64
+	// gone is set once the path's disappearance was reported.
+	gone bool
 }
 
 var _ connectors.Partition = (*filePartition)(nil)
@@ -118,7 +149,7 @@ func (p *filePartition) Seek(pos connectors.Position) error {
 	p.resume = q
 	p.opened = false
 	p.owed = true
-	p.dev, p.ino, p.off, p.line = 0, 0, 0, 0
+	p.dev, p.ino, p.off, p.line, p.long = 0, 0, 0, 0, 0
 	return nil
 }
 
@@ -138,6 +169,10 @@ func (p *filePartition) Read(ctx context.Context) (connectors.Batch, error) {
 func (p *filePartition) open() (bool, error) {
 	f, err := os.Open(p.path)
 	if errors.Is(err, os.ErrNotExist) {
+		if p.opened && !p.gone {
+			p.gone = true
+			slog.Warn("file was removed; waiting for it to appear again", "source", p.id, "file", p.where)
+		}
 		if !p.opened && p.resume == nil {
 			// A file that appears later is new: read it whole, even for
 			// from=end, and rewind to its start.
@@ -154,7 +189,7 @@ func (p *filePartition) open() (bool, error) {
 		f.Close()
 		return false, fmt.Errorf("%s: %w", p.id, err)
 	}
-	p.f = f
+	p.f, p.gone = f, false
 	p.dev, p.ino = identOf(st)
 	p.off, p.line = 0, 0
 	first := !p.opened
@@ -231,7 +266,7 @@ func (p *filePartition) next() (connectors.Batch, bool, error) {
 		}
 		p.f.Close()
 		p.f = nil
-		p.dev, p.ino, p.off, p.line = 0, 0, 0, 0
+		p.dev, p.ino, p.off, p.line, p.long = 0, 0, 0, 0, 0
 		if ok, err := p.open(); !ok || err != nil {
 			return connectors.Batch{}, false, err
 		}
@@ -243,9 +278,10 @@ func (p *filePartition) next() (connectors.Batch, bool, error) {
 		return connectors.Batch{}, false, fmt.Errorf("%s: %w", p.id, err)
 	}
 	if fst.Size() < p.off {
-		slog.Warn("file was truncated; reading it again from its start",
+		slog.Warn(fmt.Sprintf("%s was truncated to %s after line %d (offset %s); reading it again from its start, as tail -F does: lines written after the last read and before the truncation are lost",
+			p.where, connectors.FormatSize(fst.Size()), p.line, connectors.FormatSize(p.off)),
 			"source", p.id, "size", fst.Size(), "offset", p.off)
-		p.off, p.line = 0, 0
+		p.off, p.line, p.long = 0, 0, 0
 		b, err := p.readLines()
 		return b, err == nil && len(b.Records) > 0, err
 	}
@@ -272,6 +308,9 @@ func (p *filePartition) readLines() (connectors.Batch, error) {
 	if cap(p.buf) == 0 {
 		p.buf = make([]byte, 64<<10)
 	}
+	if p.long > 0 {
+		return p.skipLong()
+	}
 	var n int
 	for {
 		m, err := p.f.ReadAt(p.buf[n:], p.off+int64(n))
@@ -285,6 +324,12 @@ func (p *filePartition) readLines() (connectors.Batch, error) {
 		if n >= maxBatchBytes && bytes.IndexByte(p.buf[:n], '\n') >= 0 || bytes.Count(p.buf[:n], []byte{'\n'}) >= maxBatchRecords {
 			break
 		}
+		if n > p.maxRecord+2 && bytes.IndexByte(p.buf[:n], '\n') < 0 {
+			// The first line is already too long: skip it without
+			// holding it.
+			p.long = p.off + int64(n)
+			return p.skipLong()
+		}
 		// The buffer is full and holds no complete line, or fewer lines
 		// than a batch may: grow it and read on.
 		p.buf = append(p.buf, make([]byte, len(p.buf))...)[:len(p.buf)*2]
@@ -295,29 +340,73 @@ func (p *filePartition) readLines() (connectors.Batch, error) {
 		b.End = p.pos()
 		return b, nil
 	}
-	arena := make([]byte, 0, end)
-	var recs []connectors.Record
-	rest := data[:end]
-	consumed := 0
-	for len(rest) > 0 && len(recs) < maxBatchRecords {
-		i := bytes.IndexByte(rest, '\n')
-		raw := rest[:i+1]
-		rest = rest[i+1:]
-		consumed += len(raw)
-		p.line++
-		if v := connectors.TrimLineEnd(raw); len(v) > 0 {
-			start := len(arena)
-			arena = append(arena, v...)
-			recs = append(recs, connectors.Record{Value: arena[start:len(arena):len(arena)], Seq: p.line})
-		}
-	}
-	p.off += int64(consumed)
-	b.Records = recs
+	b.Records = p.split(data[:end])
 	b.End = p.pos()
 	if len(p.buf) > 4*maxBatchBytes {
 		p.buf = nil // one huge line should not pin its buffer
 	}
 	return b, nil
+}
+
+// split makes records of the complete lines of data, at most a batch of
+// them, and moves the offset past them. A line longer than the maximum
+// record size becomes a dead-letter record with its preview.
+func (p *filePartition) split(data []byte) []connectors.Record {
+	arena := make([]byte, 0, len(data))
+	var recs []connectors.Record
+	for len(data) > 0 && len(recs) < maxBatchRecords {
+		i := bytes.IndexByte(data, '\n')
+		raw := data[:i+1]
+		data = data[i+1:]
+		at := p.off
+		p.off += int64(len(raw))
+		p.line++
+		v := connectors.TrimLineEnd(raw)
+		if len(v) == 0 {
+			continue
+		}
+		var tooLong error
+		if len(v) > p.maxRecord {
+			tooLong = &connectors.TooLongError{Size: int64(len(raw)), Max: int64(p.maxRecord), Offset: at}
+			v = v[:min(len(v), connectors.PreviewBytes)]
+		}
+		start := len(arena)
+		arena = append(arena, v...)
+		recs = append(recs, connectors.Record{Value: arena[start:len(arena):len(arena)], Seq: p.line, Err: tooLong})
+	}
+	return recs
+}
+
+// skipLong reads on through a line longer than the maximum record size that
+// starts at off, in buffer-sized steps from long, without keeping it. Once
+// its end is there, it returns the line as one dead-letter record (a
+// preview and its size) and moves past it; until then it returns nothing,
+// and a checkpoint still points at the line's start.
+func (p *filePartition) skipLong() (connectors.Batch, error) {
+	b := connectors.Batch{Where: p.where, Unit: "line"}
+	chunk := p.buf[:min(cap(p.buf), 64<<10)]
+	for {
+		m, err := p.f.ReadAt(chunk, p.long)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return b, fmt.Errorf("%s: %w", p.id, err)
+		}
+		if i := bytes.IndexByte(chunk[:m], '\n'); i >= 0 {
+			end := p.long + int64(i) + 1
+			preview := make([]byte, min(connectors.PreviewBytes, end-1-p.off))
+			k, _ := p.f.ReadAt(preview, p.off)
+			p.line++
+			b.Records = []connectors.Record{{Value: preview[:k], Seq: p.line,
+				Err: &connectors.TooLongError{Size: end - p.off, Max: int64(p.maxRecord), Offset: p.off}}}
+			p.off, p.long = end, 0
+			b.End = p.pos()
+			return b, nil
+		}
+		p.long += int64(m)
+		if m < len(chunk) {
+			b.End = p.pos() // the line is still being written
+			return b, nil
+		}
+	}
 }
 
 func (p *filePartition) Describe(pos connectors.Position) string {

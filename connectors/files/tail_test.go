@@ -68,8 +68,8 @@ func TestFileConformance(t *testing.T) {
 
 func TestFileFollows(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "app.log")
-	p := startFile(t, "file:"+path+"?poll=5ms")
-	// Missing file: caught up, no error.
+	p := startFile(t, "file:"+path+"?poll=5ms&wait=true")
+	// Missing file, waited for: caught up, no error.
 	b, err := p.Read(context.Background())
 	if err != nil || !b.CaughtUp {
 		t.Fatalf("missing file: %+v %v", b, err)
@@ -214,7 +214,7 @@ func TestFileLongLines(t *testing.T) {
 
 func TestFileFromEndOfMissingFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "later.log")
-	p := startFile(t, "file:"+path+"?poll=5ms&from=end")
+	p := startFile(t, "file:"+path+"?poll=5ms&from=end&wait=true")
 	if b, err := p.Read(context.Background()); err != nil || !b.CaughtUp {
 		t.Fatalf("missing file: %+v %v", b, err)
 	}

@@ -22,7 +22,8 @@ import (
 
 func init() {
 	for _, scheme := range []string{"http", "https"} {
-		connectors.RegisterSource(scheme, func(t connectors.Target) (connectors.Source, error) { return Open(t) })
+		// Parameters besides its options go to the API.
+		connectors.RegisterSource(scheme, func(t connectors.Target) (connectors.Source, error) { return Open(t) }, connectors.AnyParam)
 	}
 }
 

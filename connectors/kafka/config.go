@@ -27,6 +27,9 @@ type Conn struct {
 	SASL, User, Password string
 }
 
+// connParams are the URI parameters ParseConn reads.
+var connParams = []string{"tls", "tls-ca", "tls-insecure", "sasl", "user", "password"}
+
 // ParseConn reads the brokers, topics and security parameters of t:
 // tls=true, tls-ca=FILE, tls-insecure=true, sasl=plain|scram-sha-256|
 // scram-sha-512 with user= and password= (or $EDDY_KAFKA_PASSWORD).

@@ -20,8 +20,11 @@ import (
 )
 
 func init() {
-	connectors.RegisterSource("kafka", func(t connectors.Target) (connectors.Source, error) { return OpenSource(t) })
-	connectors.RegisterSink("kafka", func(t connectors.Target) (connectors.Sink, error) { return OpenSink(t) })
+	connectors.RegisterSource("kafka", func(t connectors.Target) (connectors.Source, error) { return OpenSource(t) },
+		append(connParams, "group", "start", "start-time", "ignore-committed", "isolation", "instance",
+			"batch", "buffer", "poll", "session-timeout")...)
+	connectors.RegisterSink("kafka", func(t connectors.Target) (connectors.Sink, error) { return OpenSink(t) },
+		append(connParams, "exactly-once", "transactional-id", "pipeline", "source-group", "format")...)
 }
 
 // SourceConfig is what a kafka:// source reads and how.

@@ -17,8 +17,10 @@ import (
 )
 
 func init() {
-	connectors.RegisterSink("mysql", func(t connectors.Target) (connectors.Sink, error) { return Open(t) })
-	connectors.RegisterLookup("mysql", func(t connectors.Target, key string) (connectors.Lookup, error) { return OpenLookup(t, key) })
+	connectors.RegisterSink("mysql", func(t connectors.Target) (connectors.Sink, error) { return Open(t) },
+		"batch", "concurrency", "extra", "retry-for", "map", "upsert", "password-file", "tls")
+	connectors.RegisterLookup("mysql", func(t connectors.Target, key string) (connectors.Lookup, error) { return OpenLookup(t, key) },
+		"password-file", "tls")
 }
 
 // Defaults of the sink's parameters.

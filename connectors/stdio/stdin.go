@@ -16,15 +16,22 @@ import (
 
 func init() {
 	connectors.RegisterSource("stdin", func(t connectors.Target) (connectors.Source, error) {
-		return NewStdin(os.Stdin), nil
-	})
+		max, err := t.MaxRecordSize()
+		if err != nil {
+			return nil, err
+		}
+		return newStdin(os.Stdin, max), nil
+	}, connectors.MaxRecordSizeParam)
 }
 
 // NewStdin returns a source with one partition, "stdin", whose records are
 // the lines of r ("\n" or "\r\n" stripped, empty lines skipped but
 // counted). The partition returns connectors.ErrEndOfInput at the end of r.
-func NewStdin(r io.Reader) *Stdin {
-	return &Stdin{connectors.Single{Partition: &stdinPartition{in: r, done: make(chan struct{}), limit: RewindBytes}}}
+// A line longer than connectors.DefaultMaxRecordSize is a dead letter.
+func NewStdin(r io.Reader) *Stdin { return newStdin(r, connectors.DefaultMaxRecordSize) }
+
+func newStdin(r io.Reader, maxRecord int) *Stdin {
+	return &Stdin{connectors.Single{Partition: &stdinPartition{in: r, done: make(chan struct{}), limit: RewindBytes, maxRecord: maxRecord}}}
 }
 
 // Stdin is the stdin source.
@@ -49,13 +56,14 @@ type chunk struct {
 const RewindBytes = 64 << 20
 
 type stdinPartition struct {
-	in   io.Reader
-	skip int64
-	once sync.Once
-	ch   chan chunk
-	done chan struct{}
-	stop sync.Once
-	err  error // sticky: the end or a read error
+	in        io.Reader
+	maxRecord int // a longer line is a dead letter
+	skip      int64
+	once      sync.Once
+	ch        chan chunk
+	done      chan struct{}
+	stop      sync.Once
+	err       error // sticky: the end or a read error
 
 	// history holds the batches handed out, oldest first, up to
 	// RewindBytes; cursor is the next one Read serves from it (at
@@ -116,12 +124,21 @@ func (p *stdinPartition) Seek(pos connectors.Position) error {
 func (p *stdinPartition) run() {
 	defer close(p.ch)
 	r := bufio.NewReaderSize(p.in, 64<<10)
-	var line int64
+	var line, off int64
 	c := chunk{}
 	for {
-		raw, err := connectors.ReadLine(r)
-		if len(raw) > 0 {
+		raw, tooLong, err := connectors.ReadLine(r, p.maxRecord)
+		switch {
+		case tooLong > 0:
 			line++
+			if line > p.skip {
+				c.recs = append(c.recs, connectors.Record{Value: append([]byte(nil), raw...), Seq: line,
+					Err: &connectors.TooLongError{Size: tooLong, Max: int64(p.maxRecord), Offset: off}})
+			}
+			off += tooLong
+		case len(raw) > 0:
+			line++
+			off += int64(len(raw))
 			if v := connectors.TrimLineEnd(raw); len(v) > 0 && line > p.skip {
 				c.recs = append(c.recs, connectors.Record{Value: append([]byte(nil), v...), Seq: line})
 			}
