@@ -162,11 +162,12 @@ func installLookup(sb *sandbox, p *Pipeline) {
 		started := sb.started.Load()
 		paused := dog.ticks.Load()
 		sb.started.Store(0)
-		row, found, err := lt.get(L.Context(), connectors.LookupKey(kv))
+		row, found, err := lt.get(sb.goCtx, connectors.LookupKey(kv))
 		if started != 0 {
 			sb.started.Store(started + dog.ticks.Load() - paused)
 		}
 		if err != nil {
+			sb.checkStop(L)
 			L.RaiseError("%v", err)
 		}
 		if !found {

@@ -68,6 +68,7 @@ type Pipeline struct {
 	proto                        *lua.FunctionProto
 	logger                       *slog.Logger
 	lookups                      map[string]*lookupTable // lookup.go
+	intr                         *interrupts             // limits.go
 }
 
 // FieldSpec is one projected field and the types it may have.
@@ -140,7 +141,7 @@ func Load(path string, opts ...LoadOption) (*Pipeline, error) {
 // LoadSource is Load for a script already in memory; path names it.
 func LoadSource(path string, src []byte, opts ...LoadOption) (*Pipeline, error) {
 	script := filepath.Base(path)
-	p := &Pipeline{File: path, Script: script, CallTimeout: DefaultCallTimeout, logger: slog.Default()}
+	p := &Pipeline{File: path, Script: script, CallTimeout: DefaultCallTimeout, logger: slog.Default(), intr: newInterrupts()}
 	for _, o := range opts {
 		o(p)
 	}
@@ -166,7 +167,7 @@ func LoadSource(path string, src []byte, opts ...LoadOption) (*Pipeline, error) 
 // instantiate runs the compiled chunk in a new sandbox and returns the
 // pipeline table it returns.
 func (p *Pipeline) instantiate() (*sandbox, *lua.LTable, error) {
-	sb := newSandbox(p.Script, p.CallTimeout, p.logger)
+	sb := newSandbox(p)
 	installLookup(sb, p)
 	if err := sb.call(sb.L.NewFunctionFromProto(p.proto), 1); err != nil {
 		sb.close()

@@ -21,14 +21,21 @@ type sandbox struct {
 	L      *lua.LState
 	script string
 	limit  time.Duration
+	intr   *interrupts
 
-	mu      sync.Mutex
-	cancel  context.CancelFunc
-	started atomic.Int64 // the watchdog's tick when the running call began, 0 when idle
-	tripped atomic.Bool
+	// ctx is the running (or next) call's context: the watchdog and
+	// Interrupt stop it from other goroutines, call replaces a stopped one.
+	ctx atomic.Pointer[callCtx]
+	// goCtx is for Go-side waits (lookups): cancelled by Interrupt and close.
+	goCtx    context.Context
+	goCancel context.CancelFunc
+	started  atomic.Int64 // the watchdog's tick when the running call began, 0 when idle
+	// poll asks the LState's goroutine to measure its memory at its next
+	// instruction (callCtx.Done).
+	poll atomic.Bool
 }
 
-func newSandbox(script string, limit time.Duration, logger *slog.Logger) *sandbox {
+func newSandbox(p *Pipeline) *sandbox {
 	L := lua.NewState(lua.Options{
 		SkipOpenLibs:        true,
 		CallStackSize:       200,
@@ -48,14 +55,16 @@ func newSandbox(script string, limit time.Duration, logger *slog.Logger) *sandbo
 	for _, name := range []string{"dofile", "loadfile", "require", "module", "_printregs", "collectgarbage", "newproxy"} {
 		L.SetGlobal(name, lua.LNil)
 	}
-	s := &sandbox{L: L, script: script, limit: limit}
+	s := &sandbox{L: L, script: p.Script, limit: p.CallTimeout, intr: p.intr}
+	s.goCtx, s.goCancel = context.WithCancel(context.Background())
 	guard(L)
-	installLog(L, script, logger)
+	installLog(L, p.Script, p.logger)
 	installJSON(L)
 	installTime(L)
 	installEddy(L)
 	s.rearm()
 	watch(s)
+	p.intr.add(s)
 	return s
 }
 
@@ -139,41 +148,83 @@ func where(L *lua.LState) string {
 	return strings.TrimSuffix(L.Where(1), ":")
 }
 
-// rearm gives the LState a fresh context after the watchdog cancelled one.
+// rearm gives the LState a fresh context after one was stopped.
 func (s *sandbox) rearm() {
-	ctx, cancel := context.WithCancel(context.Background())
-	s.mu.Lock()
-	s.cancel = cancel
-	s.mu.Unlock()
-	s.L.SetContext(ctx)
-	s.tripped.Store(false)
+	c := newCallCtx(s)
+	s.ctx.Store(c)
+	s.L.SetContext(c)
+	if s.intr.err() != nil {
+		s.interrupt()
+	}
+}
+
+// interrupt stops the running call, and any wait on goCtx, for good.
+func (s *sandbox) interrupt() {
+	s.ctx.Load().stop(&interruptError{at: s.script, cause: s.intr.err()})
+	s.goCancel()
+}
+
+// timeLimitError is why the watchdog stopped a call.
+type timeLimitError struct{ limit time.Duration }
+
+func (e timeLimitError) Error() string {
+	return fmt.Sprintf("call stopped after the %v time limit", e.limit)
 }
 
 // call runs fn with args in protected mode, returning nret results on the
-// stack (the caller pops them). A call over the time limit fails with an
-// error naming the script and line it was at.
+// stack (the caller pops them). A call stopped by a limit or by Interrupt
+// fails with an error naming the script and the line it was at.
 func (s *sandbox) call(fn lua.LValue, nret int, args ...lua.LValue) error {
+	if cause := s.intr.err(); cause != nil {
+		return &interruptError{at: s.script, cause: cause}
+	}
 	L := s.L
 	L.Push(fn)
 	for _, a := range args {
 		L.Push(a)
 	}
+	c := s.ctx.Load()
 	s.started.Store(dog.ticks.Load())
 	err := L.PCall(len(args), nret, nil)
 	s.started.Store(0)
-	if err == nil {
-		return nil
-	}
-	if s.tripped.Load() {
+	reason := c.Err()
+	if reason != nil {
 		s.rearm()
-		msg := err.Error()
-		at := ""
-		if i := strings.Index(msg, ": context canceled"); i > 0 {
-			at = " at " + msg[:i]
-		}
-		return fmt.Errorf("%s: call stopped after the %v time limit%s (an endless loop?)", s.script, s.limit, at)
+	}
+	switch {
+	case err == nil:
+		// A stop that came after the last instruction changed nothing.
+		return nil
+	case reason != nil:
+		return s.stopped(err, reason)
 	}
 	return scriptError(err)
+}
+
+// stopped is the error of a call a limit or Interrupt stopped: the reason,
+// and the script line gopher-lua raised it at.
+func (s *sandbox) stopped(err, reason error) error {
+	at := s.script
+	if ae, ok := err.(*lua.ApiError); ok {
+		msg := ae.Object.String()
+		if i := strings.Index(msg, ": "+reason.Error()); i > 0 {
+			at = msg[:i]
+			if j := strings.LastIndex(at, ": "); j >= 0 {
+				at = at[j+2:]
+			}
+		}
+	}
+	switch r := reason.(type) {
+	case *interruptError:
+		return &interruptError{at: at, cause: r.cause}
+	case timeLimitError:
+		pos := ""
+		if at != s.script {
+			pos = " at " + at
+		}
+		return fmt.Errorf("%s: %v%s (an endless loop?)", s.script, r, pos)
+	}
+	return fmt.Errorf("%s: %w", at, reason)
 }
 
 // scriptError strips gopher-lua's stack trace: the message already names
@@ -187,11 +238,8 @@ func scriptError(err error) error {
 
 func (s *sandbox) close() {
 	unwatch(s)
-	s.mu.Lock()
-	if s.cancel != nil {
-		s.cancel()
-	}
-	s.mu.Unlock()
+	s.intr.remove(s)
+	s.goCancel()
 	s.L.Close()
 }
 
@@ -219,11 +267,8 @@ func watch(s *sandbox) {
 				dog.mu.Lock()
 				for sb := range dog.all {
 					st := sb.started.Load()
-					if st != 0 && time.Duration(now-st-1)*tick >= sb.limit && !sb.tripped.Load() {
-						sb.tripped.Store(true)
-						sb.mu.Lock()
-						sb.cancel()
-						sb.mu.Unlock()
+					if st != 0 && time.Duration(now-st-1)*tick >= sb.limit {
+						sb.ctx.Load().stop(timeLimitError{sb.limit})
 					}
 				}
 				dog.mu.Unlock()
