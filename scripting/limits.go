@@ -140,9 +140,6 @@ func (c *callCtx) stopped() bool { return c.reason.Load() != nil }
 
 var _ context.Context = (*callCtx)(nil)
 
-// memoryPoll is where the memory limit will be checked between instructions.
-func (s *sandbox) memoryPoll() { s.poll.Store(false) }
-
 // checkStop raises the stop's reason when the running call was stopped,
 // for Go functions that wait or loop.
 func (s *sandbox) checkStop(L *lua.LState) {

@@ -29,6 +29,7 @@ func (h signalHandler) WithGroup(string) slog.Handler      { return h }
 func TestInterrupt(t *testing.T) {
 	tests := []struct{ name, body string }{
 		{"endless loop", `while true do end`},
+		{"pattern matching", `string.find(string.rep("a", 5000), ".-.-.-.-.-.-.-.-b")`},
 		{"pcall can't swallow it", `while true do pcall(function() while true do end end) end`},
 	}
 	for _, tc := range tests {

@@ -1,7 +1,6 @@
 package scripting
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
-	"github.com/yuin/gopher-lua/parse"
 )
 
 // Emit modes, as Spark's output modes.
@@ -52,6 +50,9 @@ type Pipeline struct {
 	Emit string
 	// CallTimeout bounds each call into the script.
 	CallTimeout time.Duration
+	// MemoryLimit bounds what each of the pipeline's Lua states holds, in
+	// bytes.
+	MemoryLimit int64
 	// Tests are the inline tests.
 	Tests []Test
 	// EventTime, Watermark, Window and AllowedLateness configure event
@@ -141,17 +142,13 @@ func Load(path string, opts ...LoadOption) (*Pipeline, error) {
 // LoadSource is Load for a script already in memory; path names it.
 func LoadSource(path string, src []byte, opts ...LoadOption) (*Pipeline, error) {
 	script := filepath.Base(path)
-	p := &Pipeline{File: path, Script: script, CallTimeout: DefaultCallTimeout, logger: slog.Default(), intr: newInterrupts()}
+	p := &Pipeline{File: path, Script: script, CallTimeout: DefaultCallTimeout, MemoryLimit: DefaultMemoryLimit, logger: slog.Default(), intr: newInterrupts()}
 	for _, o := range opts {
 		o(p)
 	}
-	chunk, err := parse.Parse(bytes.NewReader(src), script)
-	if err != nil {
-		return nil, fmt.Errorf("%s: syntax error: %s", script, strings.TrimSpace(err.Error()))
-	}
-	p.proto, err = lua.Compile(chunk, script)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", script, err)
+	var err error
+	if p.proto, err = compile(src, script); err != nil {
+		return nil, err
 	}
 	sb, tbl, err := p.instantiate()
 	if err != nil {

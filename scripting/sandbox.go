@@ -12,10 +12,6 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// maxStringBytes bounds what string.rep, table.concat and string.format may
-// build, so one runaway call can't take the node's memory.
-const maxStringBytes = 64 << 20
-
 // sandbox is one LState with eddy's libraries and the watchdog's hooks.
 type sandbox struct {
 	L      *lua.LState
@@ -33,6 +29,7 @@ type sandbox struct {
 	// poll asks the LState's goroutine to measure its memory at its next
 	// instruction (callCtx.Done).
 	poll atomic.Bool
+	mem  memory
 }
 
 func newSandbox(p *Pipeline) *sandbox {
@@ -55,9 +52,9 @@ func newSandbox(p *Pipeline) *sandbox {
 	for _, name := range []string{"dofile", "loadfile", "require", "module", "_printregs", "collectgarbage", "newproxy"} {
 		L.SetGlobal(name, lua.LNil)
 	}
-	s := &sandbox{L: L, script: p.Script, limit: p.CallTimeout, intr: p.intr}
+	s := &sandbox{L: L, script: p.Script, limit: p.CallTimeout, intr: p.intr, mem: memory{limit: p.MemoryLimit}}
 	s.goCtx, s.goCancel = context.WithCancel(context.Background())
-	guard(L)
+	s.guard()
 	installLog(L, p.Script, p.logger)
 	installJSON(L)
 	installTime(L)
@@ -66,52 +63,6 @@ func newSandbox(p *Pipeline) *sandbox {
 	watch(s)
 	p.intr.add(s)
 	return s
-}
-
-// guard replaces the string functions that can build huge strings in one
-// call with bounded versions.
-func guard(L *lua.LState) {
-	str := L.GetGlobal("string").(*lua.LTable)
-	L.SetField(str, "rep", L.NewFunction(func(L *lua.LState) int {
-		s := L.CheckString(1)
-		n := L.CheckInt(2)
-		sep := L.OptString(3, "")
-		if n <= 0 {
-			L.Push(lua.LString(""))
-			return 1
-		}
-		if int64(len(s)+len(sep))*int64(n) > maxStringBytes {
-			L.RaiseError("string.rep: result of %d × %d bytes is over the %d MiB limit", n, len(s)+len(sep), maxStringBytes>>20)
-		}
-		if sep == "" {
-			L.Push(lua.LString(strings.Repeat(s, n)))
-		} else {
-			L.Push(lua.LString(strings.Repeat(s+sep, n-1) + s))
-		}
-		return 1
-	}))
-	tab := L.GetGlobal("table").(*lua.LTable)
-	concat := L.GetField(tab, "concat").(*lua.LFunction)
-	L.SetField(tab, "concat", L.NewFunction(func(L *lua.LState) int {
-		t := L.CheckTable(1)
-		sep := L.OptString(2, "")
-		total := 0
-		t.ForEach(func(_, v lua.LValue) {
-			if s, ok := v.(lua.LString); ok {
-				total += len(s) + len(sep)
-			}
-		})
-		if total > maxStringBytes {
-			L.RaiseError("table.concat: result of %d bytes is over the %d MiB limit", total, maxStringBytes>>20)
-		}
-		top := L.GetTop()
-		L.Push(concat)
-		for i := 1; i <= top; i++ {
-			L.Push(L.Get(i))
-		}
-		L.Call(top, 1)
-		return 1
-	}))
 }
 
 func installLog(L *lua.LState, script string, logger *slog.Logger) {
@@ -262,10 +213,15 @@ func watch(s *sandbox) {
 		dog.ticks.Store(1)
 		go func() {
 			t := time.NewTicker(tick)
+			var heap uint64
 			for range t.C {
 				now := dog.ticks.Add(1)
+				grew := heapGrew(&heap)
 				dog.mu.Lock()
 				for sb := range dog.all {
+					if grew {
+						sb.poll.Store(true)
+					}
 					st := sb.started.Load()
 					if st != 0 && time.Duration(now-st-1)*tick >= sb.limit {
 						sb.ctx.Load().stop(timeLimitError{sb.limit})
