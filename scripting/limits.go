@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -146,4 +148,93 @@ func (s *sandbox) checkStop(L *lua.LState) {
 	if c := s.ctx.Load(); c.stopped() {
 		L.RaiseError("%v", c.Err())
 	}
+}
+
+// MinMemoryLimit is the smallest memory limit a Lua state may have: eddy's
+// libraries alone take a little of it.
+const MinMemoryLimit = 1 << 20
+
+// WithCallTimeout bounds each call into the script, whatever the script's
+// call_timeout says (the --lua-timeout flag).
+func WithCallTimeout(d time.Duration) LoadOption {
+	return func(p *Pipeline) { p.CallTimeout, p.fixed.timeout = d, true }
+}
+
+// WithMemoryLimit bounds what each Lua state holds, whatever the script's
+// memory_limit says (the --lua-memory flag). It applies from loading on,
+// so a script whose top level needs more can be given more.
+func WithMemoryLimit(n int64) LoadOption {
+	return func(p *Pipeline) { p.MemoryLimit, p.fixed.memory = n, true }
+}
+
+// fixedLimits says which limits a LoadOption set, which the pipeline table
+// must not change.
+type fixedLimits struct{ timeout, memory bool }
+
+// checkLimits refuses limits a LoadOption set out of range.
+func (p *Pipeline) checkLimits() error {
+	if err := p.SetCallTimeout(p.CallTimeout); err != nil {
+		return err
+	}
+	return p.SetMemoryLimit(p.MemoryLimit)
+}
+
+// readLimits reads call_timeout and memory_limit from the pipeline table.
+func (p *Pipeline) readLimits(t *lua.LTable) error {
+	if v := t.RawGetString("call_timeout"); v != lua.LNil && !p.fixed.timeout {
+		d, err := time.ParseDuration(lua.LVAsString(v))
+		if err != nil || d <= 0 {
+			return fmt.Errorf("call_timeout: want a duration such as \"500ms\", got %s", v)
+		}
+		p.CallTimeout = d
+	}
+	if v := t.RawGetString("memory_limit"); v != lua.LNil && !p.fixed.memory {
+		n, err := ParseSize(lua.LVAsString(v))
+		if err == nil {
+			err = p.SetMemoryLimit(n)
+		}
+		if err != nil {
+			return fmt.Errorf("memory_limit: %w", err)
+		}
+	}
+	return nil
+}
+
+// SetCallTimeout sets how long one call into the script may run, before
+// any runtime is made.
+func (p *Pipeline) SetCallTimeout(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("a call timeout must be positive, got %v", d)
+	}
+	p.CallTimeout = d
+	return nil
+}
+
+// SetMemoryLimit sets how many bytes each Lua state of the pipeline may
+// hold, before any runtime is made.
+func (p *Pipeline) SetMemoryLimit(n int64) error {
+	if n < MinMemoryLimit {
+		return fmt.Errorf("a memory limit of %s is below the least of %s", sizeString(n), sizeString(MinMemoryLimit))
+	}
+	p.MemoryLimit = n
+	return nil
+}
+
+// ParseSize reads a size such as "64MiB", "512 KiB", "1GiB", "100MB" or a
+// plain number of bytes. KiB, MiB and GiB are powers of 1024; kB, MB and
+// GB of 1000.
+func ParseSize(s string) (int64, error) {
+	text := strings.TrimSpace(s)
+	i := strings.IndexFunc(text, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := text, ""
+	if i >= 0 {
+		num, unit = text[:i], strings.TrimSpace(text[i:])
+	}
+	units := map[string]float64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+	mult, ok := units[unit]
+	f, err := strconv.ParseFloat(num, 64)
+	if !ok || err != nil || f < 0 || f*mult > 1<<50 {
+		return 0, fmt.Errorf("want a size such as \"64MiB\", \"512KiB\" or \"1GiB\", got %q", s)
+	}
+	return int64(f * mult), nil
 }

@@ -3,6 +3,7 @@ package scripting
 import (
 	"fmt"
 	"runtime/metrics"
+	"time"
 	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
@@ -54,14 +55,16 @@ type memory struct {
 }
 
 // fits counts n more bytes, measuring the state when the estimate would
-// cross the limit; false means they don't fit.
-func (s *sandbox) fits(L *lua.LState, n int64) bool {
+// cross the limit; false means they don't fit. pending is what the caller
+// built so far outside the state (a string being built), which a measure
+// can't see.
+func (s *sandbox) fits(L *lua.LState, n, pending int64) bool {
 	m := &s.mem
 	if n <= m.limit-m.held {
 		m.held += n
 		return true
 	}
-	m.held = s.measure(L)
+	m.held = s.measure(L) + pending
 	if n > m.limit-m.held {
 		return false
 	}
@@ -72,26 +75,30 @@ func (s *sandbox) fits(L *lua.LState, n int64) bool {
 // reserve raises the memory limit's error, stopping the call, unless the
 // state can take n more bytes for what.
 func (s *sandbox) reserve(L *lua.LState, what string, n int64) {
-	if !s.fits(L, n) {
-		s.memoryFail(L, what, n)
+	if !s.fits(L, n, 0) {
+		s.memoryFail(L, what, n, 0)
 	}
 }
 
 // memoryFail stops the running call for good (pcall can't catch it) and
-// raises why.
-func (s *sandbox) memoryFail(L *lua.LState, what string, size int64) {
-	err := &memoryError{limit: s.mem.limit, what: what, size: size, held: min(s.mem.held, s.mem.limit)}
+// raises why; pending is as for fits.
+func (s *sandbox) memoryFail(L *lua.LState, what string, size, pending int64) {
+	err := &memoryError{limit: s.mem.limit, what: what, size: size, held: min(s.mem.held-pending, s.mem.limit)}
 	s.ctx.Load().stop(err)
 	L.RaiseError("%v", err)
 }
 
 // memoryPoll runs between two instructions when the watchdog saw the
-// process heap grow: it measures the state and stops the call when it holds
+// process heap grow (and the state's last walk is long enough ago): it measures the state and stops the call when it holds
 // more than the limit (a table filled in a loop, which no function call
 // of its own would see).
 func (s *sandbox) memoryPoll() {
 	s.poll.Store(false)
+	start := time.Now()
 	s.mem.held = s.measure(s.L)
+	// A state that takes long to walk is walked less often: at most a
+	// tenth of its time goes to walks.
+	s.nextPoll.Store(dog.ticks.Load() + int64(10*time.Since(start)/tick))
 	if s.mem.held > s.mem.limit {
 		s.ctx.Load().stop(&memoryError{limit: s.mem.limit, what: "tables and strings", size: s.mem.held})
 	}
@@ -138,6 +145,13 @@ func (s *sandbox) measure(L *lua.LState) int64 {
 	return w.run()
 }
 
+// sizeOf estimates what v holds, up to just past the limit.
+func (s *sandbox) sizeOf(v lua.LValue) int64 {
+	w := sizer{seen: map[any]struct{}{}, stopAt: s.mem.limit + 1}
+	w.add(v)
+	return w.run()
+}
+
 // sizer walks values with its own stack, so a long chain of tables can't
 // exhaust the Go stack.
 type sizer struct {
@@ -158,45 +172,57 @@ func (w *sizer) run() int64 {
 	return w.n
 }
 
-// value is v's own size; what it refers to goes on the stack.
+// value is v's own size; the tables and functions it refers to go on
+// the stack.
 func (w *sizer) value(v lua.LValue) int64 {
+	switch v := v.(type) {
+	case lua.LNumber, lua.LString:
+		return w.scalar(v)
+	case *lua.LTable:
+		if w.first(v) {
+			return w.table(v)
+		}
+	case *lua.LFunction:
+		if w.first(v) {
+			for _, up := range v.Upvalues {
+				w.scalar(up.Value())
+			}
+			if v.Env != nil {
+				w.add(v.Env)
+			}
+			return funcBytes + int64(len(v.Upvalues))*boxBytes
+		}
+	case *lua.LUserData:
+		if w.first(v) {
+			w.add(v.Metatable)
+			return funcBytes
+		}
+	}
+	return 0
+}
+
+// first says whether the walk meets x for the first time.
+func (w *sizer) first(x any) bool {
+	if _, ok := w.seen[x]; ok {
+		return false
+	}
+	w.seen[x] = struct{}{}
+	return true
+}
+
+// scalar is the size of a number or string; anything else it puts on the
+// stack, to be counted once.
+func (w *sizer) scalar(v lua.LValue) int64 {
 	switch v := v.(type) {
 	case lua.LNumber:
 		return 8
 	case lua.LString:
-		if len(v) >= bigString {
-			p := unsafe.StringData(string(v))
-			if _, ok := w.seen[p]; ok {
-				return boxBytes
-			}
-			w.seen[p] = struct{}{}
+		if len(v) >= bigString && !w.first(unsafe.StringData(string(v))) {
+			return boxBytes
 		}
 		return boxBytes + int64(len(v))
-	case *lua.LTable:
-		if _, ok := w.seen[v]; ok {
-			return 0
-		}
-		w.seen[v] = struct{}{}
-		return w.table(v)
-	case *lua.LFunction:
-		if _, ok := w.seen[v]; ok {
-			return 0
-		}
-		w.seen[v] = struct{}{}
-		for _, up := range v.Upvalues {
-			w.add(up.Value())
-		}
-		if v.Env != nil {
-			w.add(v.Env)
-		}
-		return funcBytes + int64(len(v.Upvalues))*boxBytes
-	case *lua.LUserData:
-		if _, ok := w.seen[v]; ok {
-			return 0
-		}
-		w.seen[v] = struct{}{}
-		w.add(v.Metatable)
-		return funcBytes
+	case *lua.LTable, *lua.LFunction, *lua.LUserData:
+		w.add(v)
 	}
 	return 0
 }
@@ -205,13 +231,15 @@ func (w *sizer) table(t *lua.LTable) int64 {
 	n := int64(tableBytes)
 	arr := t.Len()
 	t.ForEach(func(k, v lua.LValue) {
+		if w.n+n > w.stopAt {
+			return // over the limit already: the rest doesn't matter
+		}
 		if i, ok := k.(lua.LNumber); ok && i >= 1 && int(i) <= arr && float64(int(i)) == float64(i) {
 			n += slotBytes
 		} else {
-			n += entryBytes
-			w.add(k)
+			n += entryBytes + w.scalar(k)
 		}
-		w.add(v)
+		n += w.scalar(v)
 	})
 	if t.Metatable != nil {
 		w.add(t.Metatable)

@@ -70,6 +70,7 @@ type Pipeline struct {
 	logger                       *slog.Logger
 	lookups                      map[string]*lookupTable // lookup.go
 	intr                         *interrupts             // limits.go
+	fixed                        fixedLimits             // limits.go
 }
 
 // FieldSpec is one projected field and the types it may have.
@@ -146,6 +147,9 @@ func LoadSource(path string, src []byte, opts ...LoadOption) (*Pipeline, error) 
 	for _, o := range opts {
 		o(p)
 	}
+	if err := p.checkLimits(); err != nil {
+		return nil, fmt.Errorf("%s: %w", script, err)
+	}
 	var err error
 	if p.proto, err = compile(src, script); err != nil {
 		return nil, err
@@ -183,7 +187,7 @@ func (p *Pipeline) instantiate() (*sandbox, *lua.LTable, error) {
 var knownFields = map[string]bool{
 	"name": true, "source": true, "sinks": true, "sink": true, "parse": true, "filter": true, "key": true,
 	"aggregate": true, "columns": true, "order_by": true, "limit": true, "emit": true, "tests": true,
-	"call_timeout": true, "route": true, "event_time": true, "watermark": true, "window": true,
+	"call_timeout": true, "memory_limit": true, "route": true, "event_time": true, "watermark": true, "window": true,
 	"allowed_lateness": true, "on_record": true, "on_window": true, "on_timer": true,
 	"lookups": true,
 }
@@ -220,12 +224,8 @@ func (p *Pipeline) read(t *lua.LTable) error {
 	if err := p.readLookups(t.RawGetString("lookups")); err != nil {
 		return err
 	}
-	if v := t.RawGetString("call_timeout"); v != lua.LNil {
-		d, err := time.ParseDuration(lua.LVAsString(v))
-		if err != nil || d <= 0 {
-			return fmt.Errorf("call_timeout: want a duration such as \"500ms\", got %s", v)
-		}
-		p.CallTimeout = d
+	if err := p.readLimits(t); err != nil {
+		return err
 	}
 	if err := p.readParse(t.RawGetString("parse")); err != nil {
 		return fmt.Errorf("parse: %w", err)

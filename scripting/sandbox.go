@@ -28,8 +28,12 @@ type sandbox struct {
 	started  atomic.Int64 // the watchdog's tick when the running call began, 0 when idle
 	// poll asks the LState's goroutine to measure its memory at its next
 	// instruction (callCtx.Done).
-	poll atomic.Bool
-	mem  memory
+	poll     atomic.Bool
+	nextPoll atomic.Int64 // the first watchdog tick at which to ask for the next
+	mem      memory
+	// spoiled says a call failed for memory and left the state holding
+	// more than the limit: the Runtime replaces it.
+	spoiled bool
 }
 
 func newSandbox(p *Pipeline) *sandbox {
@@ -55,8 +59,8 @@ func newSandbox(p *Pipeline) *sandbox {
 	s := &sandbox{L: L, script: p.Script, limit: p.CallTimeout, intr: p.intr, mem: memory{limit: p.MemoryLimit}}
 	s.goCtx, s.goCancel = context.WithCancel(context.Background())
 	s.guard()
-	installLog(L, p.Script, p.logger)
-	installJSON(L)
+	s.installLog(p.Script, p.logger)
+	s.installJSON()
 	installTime(L)
 	installEddy(L)
 	s.rearm()
@@ -65,7 +69,8 @@ func newSandbox(p *Pipeline) *sandbox {
 	return s
 }
 
-func installLog(L *lua.LState, script string, logger *slog.Logger) {
+func (s *sandbox) installLog(script string, logger *slog.Logger) {
+	L := s.L
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -74,10 +79,7 @@ func installLog(L *lua.LState, script string, logger *slog.Logger) {
 	for name, level := range map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError} {
 		level := level
 		L.SetField(mod, name, L.NewFunction(func(L *lua.LState) int {
-			parts := make([]string, L.GetTop())
-			for i := range parts {
-				parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
-			}
+			parts := s.logParts(L)
 			logger.Log(context.Background(), level, strings.Join(parts, " "), "at", where(L))
 			return 0
 		}))
@@ -85,13 +87,20 @@ func installLog(L *lua.LState, script string, logger *slog.Logger) {
 	L.SetGlobal("log", mod)
 	// print goes to the log: stdout carries results only.
 	L.SetGlobal("print", L.NewFunction(func(L *lua.LState) int {
-		parts := make([]string, L.GetTop())
-		for i := range parts {
-			parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
-		}
+		parts := s.logParts(L)
 		logger.Info(strings.Join(parts, "\t"), "at", where(L))
 		return 0
 	}))
+}
+
+// logParts are a log call's arguments as strings, each cut to
+// maxErrorBytes: a log line is for people.
+func (s *sandbox) logParts(L *lua.LState) []string {
+	parts := make([]string, L.GetTop())
+	for i := range parts {
+		parts[i] = shortError(L.ToStringMeta(L.Get(i + 1)).String())
+	}
+	return parts
 }
 
 // where names the script line calling a Go function, "netflow.lua:14".
@@ -141,6 +150,10 @@ func (s *sandbox) call(fn lua.LValue, nret int, args ...lua.LValue) error {
 	reason := c.Err()
 	if reason != nil {
 		s.rearm()
+		if _, ok := reason.(*memoryError); ok {
+			s.mem.held = s.measure(L)
+			s.spoiled = s.mem.held > s.mem.limit
+		}
 	}
 	switch {
 	case err == nil:
@@ -182,9 +195,20 @@ func (s *sandbox) stopped(err, reason error) error {
 // script and line, and users never see Go stack traces.
 func scriptError(err error) error {
 	if ae, ok := err.(*lua.ApiError); ok {
-		return fmt.Errorf("%s", ae.Object.String())
+		return fmt.Errorf("%s", shortError(ae.Object.String()))
 	}
 	return err
+}
+
+// maxErrorBytes bounds an error message taken from a script: a script may
+// raise a string of any size, and it would go to dead letters and logs.
+const maxErrorBytes = 4 << 10
+
+func shortError(msg string) string {
+	if len(msg) <= maxErrorBytes {
+		return msg
+	}
+	return fmt.Sprintf("%s… (%d bytes in all)", strings.ToValidUTF8(msg[:maxErrorBytes], ""), len(msg))
 }
 
 func (s *sandbox) close() {
@@ -219,7 +243,7 @@ func watch(s *sandbox) {
 				grew := heapGrew(&heap)
 				dog.mu.Lock()
 				for sb := range dog.all {
-					if grew {
+					if grew && now >= sb.nextPoll.Load() {
 						sb.poll.Store(true)
 					}
 					st := sb.started.Load()

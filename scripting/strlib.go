@@ -33,6 +33,22 @@ func (s *sandbox) guard() {
 	sized("char", func(L *lua.LState) int64 { return int64(L.GetTop()) }, L.GetField(str, "char"))
 	sized("format", formatBound, L.GetField(str, "format"))
 	L.SetField(str, "rep", L.NewFunction(s.rep))
+	byteFn := L.GetField(str, "byte")
+	L.SetField(str, "byte", L.NewFunction(func(L *lua.LState) int {
+		str := L.CheckString(1)
+		i := posRelative(L.OptInt(2, 1), len(str))
+		j := min(posRelative(L.OptInt(3, i), len(str)), len(str))
+		if n := int64(j) - int64(max(i, 1)) + 1; n > maxResults {
+			L.RaiseError("string.byte: %d results is over the limit of %d values a call may return", n, maxResults)
+		}
+		top := L.GetTop()
+		L.Push(byteFn)
+		for k := 1; k <= top; k++ {
+			L.Push(L.Get(k))
+		}
+		L.Call(top, lua.MultRet)
+		return L.GetTop() - top
+	}))
 	s.installPatterns(str)
 
 	tab := L.GetGlobal("table").(*lua.LTable)
@@ -146,9 +162,10 @@ func (s *sandbox) unpack(L *lua.LState) int {
 	return int(n)
 }
 
-// maxResults is how many values one call may return or take: a quarter of
-// the LState's registry, so the call and its caller still fit.
-const maxResults = 1 << 18
+// maxResults is how many values one call may return, Lua 5.1's stack
+// limit (LUAI_MAXCSTACK): gopher-lua grows its stack a few slots at a
+// time, so a million values took seconds of copying.
+const maxResults = 8000
 
 // concat is the `..` operator: every concatenation in a compiled script
 // calls it (see rewriteConcat) so the result's size is checked before it
@@ -286,8 +303,8 @@ func (s *sandbox) newBuilder(L *lua.LState, what string) *builder {
 }
 
 func (b *builder) add(x string) {
-	if !b.s.fits(b.L, int64(len(x))) {
-		b.s.memoryFail(b.L, b.what+" result", int64(len(b.b))+int64(len(x)))
+	if !b.s.fits(b.L, int64(len(x)), int64(len(b.b))) {
+		b.s.memoryFail(b.L, b.what+" result", int64(len(b.b))+int64(len(x)), int64(len(b.b)))
 	}
 	b.b = append(b.b, x...)
 }
