@@ -27,15 +27,17 @@ func (h signalHandler) WithGroup(string) slog.Handler      { return h }
 // TestInterrupt stops calls stuck in Lua, in pattern matching and in a
 // lookup that waits, from another goroutine, and refuses later calls.
 func TestInterrupt(t *testing.T) {
-	tests := []struct{ name, body string }{
-		{"endless loop", `while true do end`},
-		{"pattern matching", `string.find(string.rep("a", 5000), ".-.-.-.-.-.-.-.-b")`},
-		{"pcall can't swallow it", `while true do pcall(function() while true do end end) end`},
+	tests := []struct{ name, body, fields string }{
+		{"endless loop", `while true do end`, ""},
+		{"a lookup waiting for its table", `lookup("users", 1)`, `lookups = { users = { source = "fakelookup:TestInterrupt", key = "id" } },`},
+		{"pattern matching", `string.find(string.rep("a", 5000), ".-.-.-.-.-.-.-.-b")`, ""},
+		{"pcall can't swallow it", `while true do pcall(function() while true do end end) end`, ""},
 	}
+	fakes.Store("TestInterrupt", &fakeLookup{down: 1 << 30}) // never answers
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			started := make(signalHandler, 1)
-			src := "return { parse = function(line) log.info('started') " + tc.body + "\n return {} end }"
+			src := "return { " + tc.fields + " parse = function(line) log.info('started') " + tc.body + "\n return {} end }"
 			p, err := LoadSource("stuck.lua", []byte(src), WithLogger(slog.New(started)))
 			if err != nil {
 				t.Fatal(err)
@@ -57,9 +59,11 @@ func TestInterrupt(t *testing.T) {
 				t.Fatal("the call never started")
 			}
 			cause := errors.New("terminated")
+			at := time.Now()
 			p.Interrupt(cause)
 			select {
 			case err = <-done:
+				t.Logf("stopped %v after Interrupt", time.Since(at))
 			case <-time.After(10 * time.Second):
 				t.Fatal("the call was not interrupted within 10s")
 			}
