@@ -15,20 +15,20 @@ import (
 // specKind is the field that marks tables made by the eddy.* constructors.
 const specKind = "__eddy"
 
-func (sb *sandbox) installJSON() {
-	L := sb.L
+func (s *sandbox) installJSON() {
+	L := s.L
 	mod := L.NewTable()
 	var p fastjson.Parser
 	L.SetField(mod, "decode", L.NewFunction(func(L *lua.LState) int {
-		s := L.CheckString(1)
-		size := jsonDecodeSize(s)
-		sb.reserve(L, "json.decode", size)
+		text := L.CheckString(1)
+		size := jsonDecodeSize(text)
+		s.reserve(L, "json.decode", size)
 		parser := &p
 		if size > reusedParserBytes {
 			// a parser keeps what it allocated: a big document's goes with it
 			parser = &fastjson.Parser{}
 		}
-		v, err := parser.Parse(s)
+		v, err := parser.Parse(text)
 		if err != nil {
 			L.RaiseError("json.decode: %s", shortJSONError(err))
 		}
@@ -38,7 +38,7 @@ func (sb *sandbox) installJSON() {
 	L.SetField(mod, "encode", L.NewFunction(func(L *lua.LState) int {
 		arg := L.CheckAny(1)
 		// the Go copy and the text: about twice what the value holds
-		sb.reserve(L, "json.encode", 2*sb.sizeOf(arg))
+		s.reserve(L, "json.encode", 2*s.sizeOf(arg))
 		v, err := toGo(arg)
 		if err != nil {
 			L.RaiseError("json.encode: %v", err)

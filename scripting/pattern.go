@@ -97,27 +97,12 @@ func (m *matcher) match(s, p int) int {
 				return -1
 			}
 		case '%':
-			if p+1 < len(m.pat) {
-				switch c := m.pat[p+1]; {
-				case c == 'b':
-					if s = m.matchBalance(s, p+2); s == -1 {
-						return -1
-					}
-					p += 4
-					continue
-				case c == 'f':
-					var ok bool
-					if p, ok = m.frontier(s, p+2); !ok {
-						return -1
-					}
-					continue
-				case c >= '0' && c <= '9':
-					if s = m.matchCapture(s, c); s == -1 {
-						return -1
-					}
-					p += 2
-					continue
+			if s2, p2, ok := m.escape(s, p); ok {
+				if s2 == -1 {
+					return -1
 				}
+				s, p = s2, p2
+				continue
 			}
 		}
 		// a single character class, perhaps with a repetition
@@ -149,6 +134,28 @@ func (m *matcher) match(s, p int) int {
 		}
 		s, p = s+1, ep
 	}
+}
+
+// escape matches the pattern items %bxy, %f[set] and %1-%9 at pat[p]:
+// ok is false for any other escape (a character class), s2 is -1 when the
+// item doesn't match, else where subject and pattern go on.
+func (m *matcher) escape(s, p int) (s2, p2 int, ok bool) {
+	if p+1 >= len(m.pat) {
+		return 0, 0, false
+	}
+	switch c := m.pat[p+1]; {
+	case c == 'b':
+		return m.matchBalance(s, p+2), p + 4, true
+	case c == 'f':
+		p2, in := m.frontier(s, p+2)
+		if !in {
+			return -1, 0, true
+		}
+		return s, p2, true
+	case c >= '0' && c <= '9':
+		return m.matchCapture(s, c), p + 2, true
+	}
+	return 0, 0, false
 }
 
 // classEnd returns the end of the character class starting at pat[p].
