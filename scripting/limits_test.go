@@ -80,3 +80,59 @@ func TestInterrupt(t *testing.T) {
 		})
 	}
 }
+
+// A call over the memory limit that left a global holding more than the
+// limit has its state started afresh, with a warning; a call that left
+// nothing behind keeps its state.
+func TestStateOverLimitStartsAfresh(t *testing.T) {
+	src := `return { parse = function(line)
+		kept = kept or line
+		if line == "bomb" then
+			big = {}
+			for i = 1, 1e9 do big[#big + 1] = { i } end
+		elseif line == "local bomb" then
+			local s = "x"
+			while true do s = s .. s end
+		end
+		return { line = tostring(big == nil) .. " " .. kept }
+	end }`
+	warned := make(signalHandler, 10)
+	p, err := LoadSource("afresh.lua", []byte(src), WithLogger(slog.New(warned)), WithMemoryLimit(4<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := p.NewRuntime(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	steps := []struct{ line, want, errContains string }{
+		{"first", "true first", ""},
+		{"local bomb", "", "afresh.lua:8: memory limit of 4 MiB exceeded (string concat"},
+		{"after", "true first", ""}, // the state was kept
+		{"bomb", "", "memory limit of 4 MiB exceeded (tables and strings"},
+		{"after", "true after", ""}, // a fresh state: big and kept are gone
+	}
+	for _, st := range steps {
+		_, rec, _, err := rt.Process([]byte(st.line))
+		if st.errContains != "" {
+			if err == nil || !strings.Contains(err.Error(), st.errContains) {
+				t.Fatalf("%s: error %v, want %q", st.line, err, st.errContains)
+			}
+			continue
+		}
+		if v, _ := rec.Get("line"); err != nil || v != st.want {
+			t.Fatalf("%s: got %v (error %v), want %q", st.line, v, err, st.want)
+		}
+	}
+	for {
+		select {
+		case msg := <-warned:
+			if strings.Contains(msg, "starts afresh") {
+				return
+			}
+		default:
+			t.Fatal("no warning that the state started afresh")
+		}
+	}
+}
