@@ -136,3 +136,41 @@ func TestStateOverLimitStartsAfresh(t *testing.T) {
 		}
 	}
 }
+
+func TestLimitsConfig(t *testing.T) {
+	tests := []struct {
+		name, fields string
+		opts         []LoadOption
+		wantMemory   int64
+		wantTimeout  time.Duration
+		errContains  string
+	}{
+		{"defaults", "", nil, DefaultMemoryLimit, DefaultCallTimeout, ""},
+		{"from the table", `memory_limit = "128MiB", call_timeout = "5s",`, nil, 128 << 20, 5 * time.Second, ""},
+		{"decimal units", `memory_limit = "100MB",`, nil, 100e6, DefaultCallTimeout, ""},
+		{"bytes", `memory_limit = 2097152,`, nil, 2 << 20, DefaultCallTimeout, ""},
+		{"flags win", `memory_limit = "128MiB", call_timeout = "5s",`, []LoadOption{WithMemoryLimit(32 << 20), WithCallTimeout(time.Second)}, 32 << 20, time.Second, ""},
+		{"too small", `memory_limit = "512KiB",`, nil, 0, 0, "memory_limit: a memory limit of 512 KiB is below the least of 1 MiB"},
+		{"not a size", `memory_limit = "lots",`, nil, 0, 0, `memory_limit: want a size such as "64MiB", "512KiB" or "1GiB", got "lots"`},
+		{"flag too small", "", []LoadOption{WithMemoryLimit(1000)}, 0, 0, "limits.lua: a memory limit of 1000 bytes is below the least of 1 MiB"},
+		{"bad timeout", `call_timeout = "0s",`, nil, 0, 0, `call_timeout: want a duration such as "500ms", got 0s`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "return { " + tc.fields + " parse = function(line) return { line = line } end }"
+			p, err := LoadSource("limits.lua", []byte(src), tc.opts...)
+			if tc.errContains != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errContains) {
+					t.Fatalf("error %v, want %q", err, tc.errContains)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.MemoryLimit != tc.wantMemory || p.CallTimeout != tc.wantTimeout {
+				t.Fatalf("memory %d, timeout %v; want %d, %v", p.MemoryLimit, p.CallTimeout, tc.wantMemory, tc.wantTimeout)
+			}
+		})
+	}
+}

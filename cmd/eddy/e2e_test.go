@@ -174,6 +174,9 @@ func TestRunErrors(t *testing.T) {
 		{"bad emit", []string{"run", netflowScript, "--emit", "often"}, `emit: want update, complete or final, got "often"`},
 		{"max errors", []string{"run", netflowScript, "--source", "gen:netflow?count=5000&bad=0.2", "--max-errors", "3", "--until-idle"}, "more than --max-errors 3 allows"},
 		{"unknown generator", []string{"gen", "nosuch"}, `"nosuch"`},
+		{"lua memory too small", []string{"run", netflowScript, "--lua-memory", "100KiB"}, "--lua-memory: 100KiB is below the least a Lua state needs, 1MiB"},
+		{"lua memory not a size", []string{"run", netflowScript, "--lua-memory", "lots"}, `--lua-memory: want a size such as "64MiB", "512KiB" or "1GiB", got "lots"`},
+		{"lua timeout zero", []string{"run", netflowScript, "--lua-timeout", "0s"}, `--lua-timeout: want a positive duration such as 500ms or 5s, got "0s"`},
 		{"unknown lookup", []string{"run", "../../scripts/server_logs.lua", "--lookup", "nosuch=mysql://eddy@127.0.0.1:3306/db/t"}, "--lookup nosuch: server_logs.lua has no lookup of that name (lookups: users)"},
 	}
 	for _, tc := range tests {
