@@ -79,7 +79,7 @@ func (s *sandbox) installLog(script string, logger *slog.Logger) {
 	for name, level := range map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError} {
 		level := level
 		L.SetField(mod, name, L.NewFunction(func(L *lua.LState) int {
-			parts := s.logParts(L)
+			parts := logParts(L)
 			logger.Log(context.Background(), level, strings.Join(parts, " "), "at", where(L))
 			return 0
 		}))
@@ -87,7 +87,7 @@ func (s *sandbox) installLog(script string, logger *slog.Logger) {
 	L.SetGlobal("log", mod)
 	// print goes to the log: stdout carries results only.
 	L.SetGlobal("print", L.NewFunction(func(L *lua.LState) int {
-		parts := s.logParts(L)
+		parts := logParts(L)
 		logger.Info(strings.Join(parts, "\t"), "at", where(L))
 		return 0
 	}))
@@ -95,7 +95,7 @@ func (s *sandbox) installLog(script string, logger *slog.Logger) {
 
 // logParts are a log call's arguments as strings, each cut to
 // maxErrorBytes: a log line is for people.
-func (s *sandbox) logParts(L *lua.LState) []string {
+func logParts(L *lua.LState) []string {
 	parts := make([]string, L.GetTop())
 	for i := range parts {
 		parts[i] = shortError(L.ToStringMeta(L.Get(i + 1)).String())
