@@ -75,3 +75,51 @@ func BenchmarkConcat(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMatch is eddy's pattern matcher beside gopher-lua's on the
+// kind of match a parse function does.
+func BenchmarkMatch(b *testing.B) {
+	src := `return function(line) return string.match(line, "^(%d+)-(%d+)-(%d+)T(%d+):(%d+)") end`
+	line := lua.LString("2021-11-10T11:10:17Z GET /index.html 200")
+	b.Run("eddy", func(b *testing.B) {
+		p := &Pipeline{Script: "b.lua", CallTimeout: DefaultCallTimeout, MemoryLimit: DefaultMemoryLimit, logger: slog.Default(), intr: newInterrupts()}
+		sb := newSandbox(p)
+		defer sb.close()
+		proto, err := compile([]byte(src), "b.lua")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := sb.call(sb.L.NewFunctionFromProto(proto), 1); err != nil {
+			b.Fatal(err)
+		}
+		fn := sb.L.Get(-1)
+		sb.L.Pop(1)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := sb.call(fn, 5, line); err != nil {
+				b.Fatal(err)
+			}
+			sb.L.Pop(5)
+		}
+	})
+	b.Run("gopher-lua", func(b *testing.B) {
+		L := lua.NewState()
+		defer L.Close()
+		if err := L.DoString(src); err != nil {
+			b.Fatal(err)
+		}
+		fn := L.Get(-1)
+		L.Pop(1)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			L.Push(fn)
+			L.Push(line)
+			if err := L.PCall(1, 5, nil); err != nil {
+				b.Fatal(err)
+			}
+			L.Pop(5)
+		}
+	})
+}
