@@ -19,8 +19,10 @@ var ErrInterrupted = errors.New("interrupted")
 
 // Interrupt stops every call running in any Runtime made from p (parse
 // workers, aggregators, the emitter) and makes every later call fail at
-// once. A running call stops within a few milliseconds wherever it is: in
-// Lua code, in pattern matching, or waiting for a lookup table. Each
+// once. A running call stops at once (well within 50ms) wherever it is:
+// in Lua code, in pattern matching, or waiting for a lookup table; a Go
+// library call that can't be stopped midway (table.sort, string.rep, a
+// JSON decode) first finishes, and the memory limit keeps those short. Each
 // stopped or refused call returns an error that wraps both ErrInterrupted
 // and cause (errors.Is works for either) and names the script, and the
 // line where the call was when it stopped:
