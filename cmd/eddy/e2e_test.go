@@ -275,13 +275,13 @@ func TestRunHostileFilter(t *testing.T) {
 		errContain string
 	}{
 		{"dead letters", nil, false, ""},
-		{"max errors", []string{"--max-errors", "0"}, true, "more than --max-errors 0 allows; the last: filter: filter.lua: call stopped after the 500ms time limit at filter.lua:8"},
+		{"max errors", []string{"--max-errors", "0"}, true, "more than --max-errors 0 allows; the last: filter: filter.lua: call stopped after the 2s time limit at filter.lua:8"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dead := filepath.Join(t.TempDir(), "dead.jsonl")
 			args := append([]string{"run", script, "--source", "file:" + input, "--until-idle", "--workers", "1",
-				"--lua-memory", "16MiB", "--lua-timeout", "500ms", "--dead-letter", "file:" + dead}, tc.args...)
+				"--lua-memory", "16MiB", "--lua-timeout", "2s", "--dead-letter", "file:" + dead}, tc.args...)
 			start := time.Now()
 			stdout, stderr, err := eddy(t, args...)
 			if took := time.Since(start); took > time.Minute {
@@ -308,7 +308,7 @@ func TestRunHostileFilter(t *testing.T) {
 			}
 			for _, want := range []string{
 				"filter: filter.lua:6: memory limit of 16 MiB exceeded (string concat of 16 MiB",
-				"filter: filter.lua: call stopped after the 500ms time limit at filter.lua:8",
+				"filter: filter.lua: call stopped after the 2s time limit at filter.lua:8",
 			} {
 				if !strings.Contains(string(letters), want) {
 					t.Errorf("dead letters lack %q:\n%s", want, letters)
