@@ -1,6 +1,13 @@
 package scripting
 
-import "testing"
+import (
+	"log/slog"
+	"strings"
+	"testing"
+
+	lua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/parse"
+)
 
 // BenchmarkProcess is the per-record cost of the netflow script's
 // parse/filter/key in one runtime.
@@ -25,4 +32,94 @@ func BenchmarkProcess(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkConcat is the cost of `..` routed through the checked concat
+// (checked) beside gopher-lua's own OP_CONCAT (vm), in a call the size of
+// a small parse function.
+func BenchmarkConcat(b *testing.B) {
+	src := `return function(x) return "device:" .. x .. ":" .. x end`
+	for _, bc := range []struct {
+		name    string
+		rewrite bool
+	}{{"checked", true}, {"vm", false}} {
+		b.Run(bc.name, func(b *testing.B) {
+			chunk, err := parse.Parse(strings.NewReader(src), "b.lua")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if bc.rewrite {
+				chunk = rewriteConcat(chunk)
+			}
+			proto, err := lua.Compile(chunk, "b.lua")
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := &Pipeline{Script: "b.lua", CallTimeout: DefaultCallTimeout, MemoryLimit: DefaultMemoryLimit, logger: slog.Default(), intr: newInterrupts()}
+			sb := newSandbox(p)
+			defer sb.close()
+			if err := sb.call(sb.L.NewFunctionFromProto(proto), 1); err != nil {
+				b.Fatal(err)
+			}
+			fn := sb.L.Get(-1)
+			sb.L.Pop(1)
+			arg := lua.LString("Comp364445")
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := sb.call(fn, 1, arg); err != nil {
+					b.Fatal(err)
+				}
+				sb.L.Pop(1)
+			}
+		})
+	}
+}
+
+// BenchmarkMatch is eddy's pattern matcher beside gopher-lua's on the
+// kind of match a parse function does.
+func BenchmarkMatch(b *testing.B) {
+	src := `return function(line) return string.match(line, "^(%d+)-(%d+)-(%d+)T(%d+):(%d+)") end`
+	line := lua.LString("2021-11-10T11:10:17Z GET /index.html 200")
+	b.Run("eddy", func(b *testing.B) {
+		p := &Pipeline{Script: "b.lua", CallTimeout: DefaultCallTimeout, MemoryLimit: DefaultMemoryLimit, logger: slog.Default(), intr: newInterrupts()}
+		sb := newSandbox(p)
+		defer sb.close()
+		proto, err := compile([]byte(src), "b.lua")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := sb.call(sb.L.NewFunctionFromProto(proto), 1); err != nil {
+			b.Fatal(err)
+		}
+		fn := sb.L.Get(-1)
+		sb.L.Pop(1)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := sb.call(fn, 5, line); err != nil {
+				b.Fatal(err)
+			}
+			sb.L.Pop(5)
+		}
+	})
+	b.Run("gopher-lua", func(b *testing.B) {
+		L := lua.NewState()
+		defer L.Close()
+		if err := L.DoString(src); err != nil {
+			b.Fatal(err)
+		}
+		fn := L.Get(-1)
+		L.Pop(1)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			L.Push(fn)
+			L.Push(line)
+			if err := L.PCall(1, 5, nil); err != nil {
+				b.Fatal(err)
+			}
+			L.Pop(5)
+		}
+	})
 }

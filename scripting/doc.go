@@ -9,6 +9,11 @@
 //
 // The sandbox keeps base (without dofile, loadfile and require), string,
 // table and math, and adds json, time, log and the eddy table of parse
-// formats and aggregates. A watchdog stops any call that runs longer than
-// the pipeline's call timeout with an error naming the script and line.
+// formats and aggregates. Every call runs under two limits (limits.go,
+// memory.go): a watchdog stops a call that runs longer than the call
+// timeout, and each LState may hold at most the memory limit, checked
+// before allocating wherever the size is known (strings, `..` through a
+// rewrite of the compiled chunk, unpack, json) and by measuring the state
+// when the process heap grows. Pattern matching is eddy's own (pattern.go)
+// so that limits and Pipeline.Interrupt can stop it.
 package scripting
