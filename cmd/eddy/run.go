@@ -38,6 +38,7 @@ type runFlags struct {
 	standby                                           int
 	memProfile                                        string
 	lookups                                           map[string]string
+	resetState                                        bool
 	cluster                                           clusterFlags
 }
 
@@ -76,6 +77,7 @@ a temporary directory and is gone when the run ends.`,
 	fl.IntVar(&f.shards, "shards", 0, "keyed-aggregation actors per partition (default: number of CPUs)")
 	fl.IntVar(&f.workers, "workers", 0, "parse workers (Lua states) per partition (default: number of CPUs)")
 	fl.IntVar(&f.keep, "keep", 5, "complete checkpoints to keep")
+	fl.BoolVar(&f.resetState, "reset-state", false, "delete every checkpoint and savepoint in --state first and start over from nothing (the whole input is read again)")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file (for `go tool pprof`)")
 	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to this file when the run ends (for `go tool pprof`)")
 	fl.BoolVar(&f.progress, "progress", true, "show progress on stderr when it is a terminal")
@@ -88,7 +90,7 @@ a temporary directory and is gone when the run ends.`,
 	return cmd
 }
 
-func run(cmd *cobra.Command, path string, f runFlags) error {
+func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 	log := slog.Default()
 	p, err := scripting.Load(path, scripting.WithLogger(log))
 	if err != nil {
@@ -210,11 +212,24 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 		defer os.RemoveAll(dir)
 		log.Debug("no --state: state is kept only for this run", "dir", dir)
 	}
-	store, err := state.Open(dir, state.WithKeep(f.keep), state.WithLogger(log))
+	if f.resetState {
+		if f.stateDir == "" {
+			return fmt.Errorf("--reset-state needs --state DIR, the directory to start over in")
+		}
+		if err := state.Reset(dir); err != nil {
+			return err
+		}
+		log.Warn("--reset-state: deleted every checkpoint and savepoint; starting over from nothing", "dir", dir)
+	}
+	store, err := openState(dir, state.WithKeep(f.keep), state.WithLogger(log))
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer func() {
+		if cerr := store.Close(); err == nil {
+			err = cerr
+		}
+	}()
 	cfg.Store = store
 	if cp, err := store.Last(); err == nil {
 		log.Info("resuming from checkpoint", "id", cp.ID, "time", cp.Time.Format(time.RFC3339), "keys", cp.Keys)
