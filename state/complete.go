@@ -160,7 +160,7 @@ func (s *Store) hideAbandoned(last, e uint64) error {
 	defer it.Close()
 	reserved := []byte(ReservedPrefix)
 	var cur []byte
-	n := 0
+	n, written := 0, int64(0)
 	for it.Rewind(); it.Valid(); it.Next() {
 		item := it.Item()
 		if cur != nil && bytes.Equal(item.Key(), cur) {
@@ -184,6 +184,13 @@ func (s *Store) hideAbandoned(last, e uint64) error {
 			return fmt.Errorf("hide abandoned writes: %w", err)
 		}
 		n++
+		// Badger writes a large batch out in parts as it grows.
+		if written += int64(len(key)+len(val)) + entryOverhead; written >= batchRoomStep {
+			if err := s.room(2 * batchRoomStep); err != nil {
+				return fmt.Errorf("hide abandoned writes: %w", err)
+			}
+			written = 0
+		}
 	}
 	if n == 0 {
 		return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -134,7 +135,7 @@ func openExisting(dir, missing string) (*state.Store, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	return openState(dir)
+	return openState(dir, state.WithLogger(slog.Default()))
 }
 
 // savepointCmds are checkpoints save and checkpoints delete.
