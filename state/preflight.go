@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -147,6 +148,10 @@ func checkTable(dir, name string, tm badger.TableManifest, bopts badger.Options)
 		}
 	}()
 	defer recoverAs(&err, func(p any) error {
+		if _, ok := p.(runtime.Error); ok {
+			// Badger's checksum pass dereferences the block it failed to read.
+			return damaged(dir, name, "a block fails its checksum, or the table cannot be parsed")
+		}
 		return damaged(dir, name, "fails its checksums or cannot be parsed (Badger: %s)", firstLine(p))
 	})
 	t, err = table.OpenTable(mf, table.Options{
