@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/dgraph-io/badger/v4"
 )
+
+// entryOverhead is what Badger's log adds to each entry, about.
+const entryOverhead = 32
 
 // Batch writes one actor's dirty keys at one epoch. It is not safe for concurrent
 // use; give each actor its own. A Batch must end with Commit or Cancel.
@@ -16,12 +20,15 @@ type Batch struct {
 	err   error // sticky: the first error, returned by every later call
 	wb    *badger.WriteBatch
 	prev  *badger.Txn // read at the previous checkpoint, to count created/deleted keys
-	ops   []op        // what the batch did to each key, for Checkpoint.Keys
+	ops   []op        // what the batch did to each key, for Checkpoint.Keys and Digest
+	bytes int64       // keys and values written, for the check of free space
+	room  int64       // bytes checked for room so far
 }
 
-// op is one write of a batch; key shares Badger's copy.
+// op is one write of a batch; key and val share Badger's copy.
 type op struct {
 	key []byte
+	val []byte
 	del bool
 	seq int32 // its place in the batch: of two writes of a key, the later wins
 }
@@ -52,6 +59,23 @@ func (s *Store) Batch(epoch uint64) *Batch {
 	return b
 }
 
+// grow counts n more bytes of keys and values. Badger writes a large batch
+// out in parts as it grows, so each MiB is checked for room as it comes.
+func (b *Batch) grow(n int64) error {
+	b.bytes += n + entryOverhead
+	if b.bytes-b.room < batchRoomStep {
+		return nil
+	}
+	if err := b.s.room(2 * batchRoomStep); err != nil {
+		b.err = fmt.Errorf("state: batch at epoch %d: %w", b.epoch, err)
+		return b.err
+	}
+	b.room = b.bytes
+	return nil
+}
+
+const batchRoomStep = 1 << 20
+
 func (b *Batch) check(key []byte) error {
 	if b.err != nil {
 		return b.err
@@ -80,8 +104,8 @@ func (b *Batch) Set(key, value []byte) error {
 		b.err = fmt.Errorf("state: batch at epoch %d: set %q: %w", b.epoch, key, err)
 		return b.err
 	}
-	b.ops = append(b.ops, op{key: k, seq: int32(len(b.ops))})
-	return nil
+	b.ops = append(b.ops, op{key: k, val: v, seq: int32(len(b.ops))})
+	return b.grow(int64(len(buf)))
 }
 
 // Delete removes key at the batch's epoch; checkpoints before it still see it.
@@ -96,17 +120,23 @@ func (b *Batch) Delete(key []byte) error {
 		return b.err
 	}
 	b.ops = append(b.ops, op{key: k, del: true, seq: int32(len(b.ops))})
-	return nil
+	return b.grow(int64(len(k)))
 }
 
 // Commit writes the batch and syncs it to disk; when it returns nil the writes are
 // durable, and the epoch may be completed once every batch has committed.
-func (b *Batch) Commit() error {
+func (b *Batch) Commit() (err error) {
 	if b.err != nil {
 		b.Cancel()
 		return b.err
 	}
 	defer b.release()
+	defer b.s.recoverBadger(&err)
+	if err := b.s.room(b.bytes - b.room); err != nil {
+		b.wb.Cancel()
+		b.err = fmt.Errorf("state: commit batch at epoch %d: %w", b.epoch, err)
+		return b.err
+	}
 	// Counting reads the previous checkpoint and the flush writes a newer version,
 	// so they run side by side.
 	type counted struct {
@@ -115,8 +145,10 @@ func (b *Batch) Commit() error {
 	}
 	done := make(chan counted, 1)
 	go func() {
-		c, err := b.count()
-		done <- counted{c, err}
+		var cnt counted
+		defer func() { done <- cnt }()
+		defer b.s.recoverBadger(&cnt.err)
+		cnt.c, cnt.err = b.count()
 	}()
 	ferr := b.wb.Flush()
 	if ferr == nil {
@@ -139,6 +171,7 @@ func (b *Batch) Commit() error {
 		sum.changed += c.changed
 		sum.created += c.created
 		sum.deleted += c.deleted
+		sum.digest ^= c.digest
 	}
 	b.s.mu.Unlock()
 	b.err = fmt.Errorf("state: batch at epoch %d: already committed", b.epoch)
@@ -159,7 +192,7 @@ func (b *Batch) Cancel() {
 }
 
 // count works out how many keys the batch wrote, created and deleted relative to
-// the previous checkpoint. It walks the sorted writes and the previous
+// the previous checkpoint, and how it changes the digest. It walks the sorted writes and the previous
 // checkpoint's keys together, so a dense batch costs one pass over the blocks it
 // touches rather than a lookup per key. The last write of a key in the batch wins.
 func (b *Batch) count() (epochCounts, error) {
@@ -175,12 +208,25 @@ func (b *Batch) count() (epochCounts, error) {
 		defer it.Close()
 		it.Rewind()
 	}
+	h := xxhash.New()
 	for i, o := range b.ops {
 		if i+1 < len(b.ops) && bytes.Equal(o.key, b.ops[i+1].key) {
 			continue // a later write of the same key decides
 		}
 		c.changed++
 		existed := it != nil && seekTo(it, o.key)
+		if existed {
+			err := it.Item().Value(func(v []byte) error {
+				c.digest ^= entryHash(h, o.key, v)
+				return nil
+			})
+			if err != nil {
+				return c, fmt.Errorf("read %q: %w", o.key, err)
+			}
+		}
+		if !o.del {
+			c.digest ^= entryHash(h, o.key, o.val)
+		}
 		switch {
 		case !o.del && !existed:
 			c.created++

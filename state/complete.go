@@ -25,18 +25,29 @@ import (
 // Then Complete prunes: periodic checkpoints beyond WithKeep are dropped from
 // List, and Badger may discard versions older than the oldest kept checkpoint.
 // Savepoints are kept and hold back that discard; see the package doc.
-func (s *Store) Complete(cp Checkpoint) error {
+func (s *Store) Complete(cp Checkpoint) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return errClosed
 	}
+	defer s.recoverBadger(&err)
 	e, last := cp.ID, s.lastID()
 	switch {
 	case e == 0 || e > s.begun:
 		return fmt.Errorf("state: complete epoch %d: not begun (newest begun is %d)", e, s.begun)
 	case e <= last:
 		return fmt.Errorf("state: complete epoch %d: checkpoint %d is already complete", e, last)
+	}
+	if err := s.room(0); err != nil {
+		return fmt.Errorf("state: complete epoch %d: %w", e, err)
+	}
+	if last == 0 && !s.cfg.inMemory {
+		// From here on the directory may hold a checkpoint: it is no longer
+		// one a failed Open may start afresh.
+		if err := writeRecord(s.dir, record{Completing: e}); err != nil {
+			return fmt.Errorf("state: complete epoch %d: %w", e, err)
+		}
 	}
 	if e > last+1 {
 		if err := s.hideAbandoned(last, e); err != nil {
@@ -48,16 +59,9 @@ func (s *Store) Complete(cp Checkpoint) error {
 	if cp.Time.IsZero() {
 		cp.Time = time.Now()
 	}
-	var prevKeys int64
-	if n := len(s.cps); n > 0 {
-		prevKeys = s.cps[n-1].Keys
+	if err := s.count(&cp); err != nil {
+		return fmt.Errorf("state: complete epoch %d: %w", e, err)
 	}
-	c := s.counts[e]
-	if c == nil {
-		c = &epochCounts{}
-	}
-	cp.Changed = c.changed
-	cp.Keys = prevKeys + c.created - c.deleted
 
 	kept, dropped := prune(append(s.cps[:len(s.cps):len(s.cps)], cp), s.cfg.keep)
 	meta, err := json.Marshal(cp)
@@ -87,6 +91,35 @@ func (s *Store) Complete(cp Checkpoint) error {
 		}
 	}
 	s.setDiscardTs()
+	if s.cfg.inMemory {
+		return nil
+	}
+	if err := s.recordLast(); err != nil {
+		return fmt.Errorf("state: checkpoint %d is complete, but: %w", e, err)
+	}
+	return nil
+}
+
+// count sets cp's Changed, Keys and Digest from its epoch's batches and the
+// previous checkpoint. An epoch whose batches another process committed
+// (one that died before completing it) is counted by reading it whole.
+func (s *Store) count(cp *Checkpoint) error {
+	c := s.counts[cp.ID]
+	if c == nil {
+		keys, digest, err := s.tally(cp.ID)
+		if err != nil {
+			return fmt.Errorf("count keys: %w", err)
+		}
+		cp.Keys, cp.Digest = keys, digest
+		return nil
+	}
+	var prev Checkpoint
+	if n := len(s.cps); n > 0 {
+		prev = s.cps[n-1]
+	}
+	cp.Changed = c.changed
+	cp.Keys = prev.Keys + c.created - c.deleted
+	cp.Digest = prev.Digest ^ c.digest
 	return nil
 }
 
@@ -127,7 +160,7 @@ func (s *Store) hideAbandoned(last, e uint64) error {
 	defer it.Close()
 	reserved := []byte(ReservedPrefix)
 	var cur []byte
-	n := 0
+	n, written := 0, int64(0)
 	for it.Rewind(); it.Valid(); it.Next() {
 		item := it.Item()
 		if cur != nil && bytes.Equal(item.Key(), cur) {
@@ -151,6 +184,13 @@ func (s *Store) hideAbandoned(last, e uint64) error {
 			return fmt.Errorf("hide abandoned writes: %w", err)
 		}
 		n++
+		// Badger writes a large batch out in parts as it grows.
+		if written += int64(len(key)+len(val)) + entryOverhead; written >= batchRoomStep {
+			if err := s.room(2 * batchRoomStep); err != nil {
+				return fmt.Errorf("hide abandoned writes: %w", err)
+			}
+			written = 0
+		}
 	}
 	if n == 0 {
 		return nil

@@ -32,6 +32,24 @@
 // keeps the savepoint exact but retains every version written after it, until
 // DeleteSavepoint (eddy checkpoints delete) releases it.
 //
+// # Integrity
+//
+// A state directory is trusted only after it is checked. Before Badger opens
+// it, Open reads its manifest and verifies every table's checksums (Badger
+// would panic in its own goroutines on some damage, drop a table that fails
+// its checksum, or start empty without a manifest and delete the tables).
+// Badger then verifies every block it reads. Each checkpoint records its
+// number of keys and a digest of them (the XOR of a hash of each key and
+// value, kept up to date by the batches), and the file EDDY-CHECKPOINT beside
+// Badger's records the last complete checkpoint. Open reads the last
+// checkpoint back whole against both, falls back to the newest older kept
+// checkpoint that passes when it does not, and otherwise refuses with a
+// *DamageError. Verify does the same checks on a copy, for every checkpoint.
+//
+// Badger writes through memory-mapped files, where a full disk is a SIGBUS,
+// so every write first checks the file system's free space and fails with a
+// *NoSpaceError instead.
+//
 // # Keyspace
 //
 // Keys starting with ReservedPrefix hold the store's own metadata (the begun epoch

@@ -12,6 +12,7 @@ import (
 // did not exist then. The value is the caller's. A read at the oldest kept
 // checkpoint that races a Complete pruning it may see compacted data.
 func (s *Store) Get(epoch uint64, key []byte) (value []byte, found bool, err error) {
+	defer s.recoverBadger(&err)
 	if bytes.HasPrefix(key, []byte(ReservedPrefix)) {
 		return nil, false, fmt.Errorf("state: get %q: key uses the reserved prefix %q", key, ReservedPrefix)
 	}
@@ -40,6 +41,13 @@ func (s *Store) Scan(epoch uint64, prefix []byte, fn func(key, value []byte) err
 	if err := s.kept(epoch); err != nil {
 		return err
 	}
+	return s.scan(epoch, prefix, fn)
+}
+
+// scan is Scan without its checks of prefix and epoch.
+func (s *Store) scan(epoch uint64, prefix []byte, fn func(key, value []byte) error) (err error) {
+	defer s.recoverBadger(&err)
+	reserved := []byte(ReservedPrefix)
 	txn := s.db.NewTransactionAt(epoch, false)
 	defer txn.Discard()
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})

@@ -113,7 +113,11 @@ func (s *Store) dropMeta(id uint64) error {
 // metaTxn writes metadata at a fresh version, begun durably like an epoch
 // (a later Complete hides nothing of it: reserved keys are left alone).
 // s.mu is held.
-func (s *Store) metaTxn(fn func(set func(k, v []byte) error, del func(k []byte) error) error) error {
+func (s *Store) metaTxn(fn func(set func(k, v []byte) error, del func(k []byte) error) error) (err error) {
+	defer s.recoverBadger(&err)
+	if err := s.room(0); err != nil {
+		return fmt.Errorf("state: write checkpoint metadata: %w", err)
+	}
 	v := s.begun + 1
 	if v == math.MaxUint64 {
 		return fmt.Errorf("state: out of versions")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // ReservedPrefix starts every key the store uses for its own metadata. Batch.Set
@@ -39,7 +40,11 @@ type Checkpoint struct {
 	Positions map[string][]byte // partition ID -> opaque position
 	Keys      int64             // state keys in total after this checkpoint; set by Complete
 	Changed   int64             // keys written by this checkpoint; set by Complete
-	Name      string            // savepoint name, "" for a periodic checkpoint
+	// Digest is the XOR of a hash of every live key and its value, set by
+	// Complete; Open and Verify read the checkpoint back against it. 0 with
+	// Keys > 0 means the checkpoint predates digests (then Keys is checked).
+	Digest uint64
+	Name   string // savepoint name, "" for a periodic checkpoint
 }
 
 func (c Checkpoint) clone() Checkpoint {
@@ -54,7 +59,10 @@ func (c Checkpoint) clone() Checkpoint {
 }
 
 // epochCounts accumulates what committed batches of one epoch did.
-type epochCounts struct{ changed, created, deleted int64 }
+type epochCounts struct {
+	changed, created, deleted int64
+	digest                    uint64 // XOR of the batches' changes to the digest
+}
 
 // Store is eddy's checkpointed state: a Badger database in managed mode where each
 // checkpoint is one version. It is safe for concurrent use.
@@ -70,8 +78,19 @@ type Store struct {
 	counts map[uint64]*epochCounts // per open epoch, this process only
 }
 
-// Open opens or creates the store in dir, creating dir if needed. It fails with an
-// error naming dir when another process holds it.
+// Open opens or creates the store in dir, creating dir if needed. It fails
+// with an error naming dir when another process holds it, with a
+// *DamageError (errors.Is(err, ErrDamaged)) when its files are damaged or
+// missing, and with a *NoSpaceError when its file system is full.
+//
+// Before Badger opens dir, Open checks its manifest and every table's
+// checksums; afterwards it reads the last checkpoint whole and compares it
+// with the key count and digest it was written with, and with the record of
+// the last checkpoint kept beside Badger's files. When the last checkpoint
+// is gone or fails that check, Open falls back to the newest older kept
+// checkpoint that passes it, and logs a warning saying so; when none does,
+// it fails. A directory in which no checkpoint ever completed (its record
+// proves it) and that Badger cannot open is started afresh, with a warning.
 func Open(dir string, opts ...Option) (*Store, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -80,30 +99,117 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	bopts := badgerOptions(dir, cfg)
-	if !cfg.inMemory {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("state: create dir: %w", err)
+	if cfg.inMemory {
+		db, err := badger.OpenManaged(badgerOptions(dir, cfg))
+		if err != nil {
+			return nil, fmt.Errorf("state: open in memory: %w", err)
 		}
+		return &Store{db: db, cfg: cfg, dir: dir, counts: map[uint64]*epochCounts{}}, nil
 	}
-	if !cfg.inMemory {
-		removeEmptyMemtables(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("state: create dir: %w", err)
 	}
-	db, err := badger.OpenManaged(bopts)
+	if err := checkRoom(dir, 0); err != nil {
+		return nil, err
+	}
+	rec, hasRecord, err := prepare(dir, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openBadger(dir, cfg)
+	if errors.Is(err, ErrDamaged) && hasRecord && rec.neverComplete() {
+		if err := restartLocked(dir, cfg, err); err != nil {
+			return nil, err
+		}
+		s, err = openBadger(dir, cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.load(); err != nil {
+		s.db.Close()
+		return nil, damaged(dir, "", "read the checkpoints: %w", err)
+	}
+	if err := s.settle(rec, hasRecord); err != nil {
+		s.db.Close()
+		if _, serr := os.Stat(filepath.Join(dir, orphanDir)); serr == nil {
+			return nil, fmt.Errorf("%w (tables the MANIFEST did not list are kept in %s)", err, filepath.Join(dir, orphanDir))
+		}
+		return nil, err
+	}
+	dropOrphans(dir)
+	s.setDiscardTs()
+	return s, nil
+}
+
+// prepare checks dir before Badger opens it, under Badger's lock on it, and
+// returns its record of the last checkpoint. A new directory gets a record
+// saying no checkpoint completed yet; a directory whose record says so and
+// whose files fail the checks is emptied.
+func prepare(dir string, cfg config) (rec record, hasRecord bool, err error) {
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return rec, false, err
+	}
+	defer unlock()
+	rec, hasRecord, err = readRecord(dir)
+	if err != nil {
+		return rec, false, err
+	}
+	f, err := listFiles(dir)
+	if err != nil {
+		return rec, false, err
+	}
+	if !hasRecord && !f.manifest && !f.data() {
+		return record{}, true, writeRecord(dir, record{})
+	}
+	orphans, err := preflight(dir, f, badgerOptions(dir, cfg))
+	if err != nil && hasRecord && rec.neverComplete() {
+		return rec, true, restart(dir, cfg, err)
+	}
+	if err != nil {
+		return rec, false, err
+	}
+	return rec, hasRecord, keepOrphans(dir, orphans)
+}
+
+// restart empties a directory in which no checkpoint ever completed and
+// that failed to open with err: a process killed while creating it.
+func restart(dir string, cfg config, err error) error {
+	if cfg.logger != nil {
+		cfg.logger.Warn("state dir holds no complete checkpoint (its "+recordName+" proves none ever completed) and does not open; starting it afresh", "dir", dir, "error", err.Error())
+	}
+	if err := removeStore(dir); err != nil {
+		return err
+	}
+	return writeRecord(dir, record{})
+}
+
+func restartLocked(dir string, cfg config, cause error) error {
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return restart(dir, cfg, cause)
+}
+
+// openBadger opens dir's Badger in managed mode; a panic on a damaged file
+// is an error.
+func openBadger(dir string, cfg config) (s *Store, err error) {
+	defer recoverAs(&err, func(p any) error { return damaged(dir, "", "Badger failed to open it: %s", firstLine(p)) })
+	db, err := badger.OpenManaged(badgerOptions(dir, cfg))
 	if err != nil {
 		// Badger formats the lock error with %v, so only its text identifies it.
 		if strings.Contains(err.Error(), "Another process is using this Badger database") {
-			return nil, fmt.Errorf("state dir %s is in use by another eddy process", dir)
+			return nil, errInUse(dir)
 		}
-		return nil, fmt.Errorf("state: open %s: %w", dir, err)
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.ENOSPC) {
+			return nil, fmt.Errorf("state: open %s: %w", dir, err)
+		}
+		return nil, damaged(dir, "", "Badger failed to open it: %w", err)
 	}
-	s := &Store{db: db, cfg: cfg, dir: dir, counts: map[uint64]*epochCounts{}}
-	if err := s.load(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("state: open %s: %w", dir, err)
-	}
-	s.setDiscardTs()
-	return s, nil
+	return &Store{db: db, cfg: cfg, dir: dir, counts: map[uint64]*epochCounts{}}, nil
 }
 
 func badgerOptions(dir string, cfg config) badger.Options {
@@ -124,6 +230,12 @@ func badgerOptions(dir string, cfg config) badger.Options {
 		// Batch.Commit, Begin and Complete call db.Sync themselves, once per call
 		// instead of once per internal transaction.
 		WithSyncWrites(false).
+		// Every block read is checked against its checksum, and so are values
+		// in the value log. (Not OnTableRead: a table failing that at open is
+		// dropped with a log line; Open's preflight checks whole tables first,
+		// and refuses the directory instead.)
+		WithChecksumVerificationMode(options.OnBlockRead).
+		WithVerifyValueChecksum(true).
 		WithLogger(nil)
 	if cfg.logger != nil {
 		o = o.WithLogger(badgerLogger{cfg.logger})
@@ -175,6 +287,13 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if !s.cfg.inMemory {
+		// Close writes the memtable out as a table; on a full disk that is a
+		// crash. Left open, the memtable's log replays at the next Open.
+		if err := s.room(0); err != nil {
+			return fmt.Errorf("state: close %s: %w", s.dir, err)
+		}
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("state: close %s: %w", s.dir, err)
 	}
@@ -184,11 +303,15 @@ func (s *Store) Close() error {
 // Begin starts the next checkpoint and returns its epoch: one more than every epoch
 // ever begun, including by a process that crashed. The epoch is durably recorded
 // before Begin returns, so no later Begin can hand it out again.
-func (s *Store) Begin() (uint64, error) {
+func (s *Store) Begin() (_ uint64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return 0, errClosed
+	}
+	defer s.recoverBadger(&err)
+	if err := s.room(0); err != nil {
+		return 0, err
 	}
 	e := s.begun + 1
 	txn := s.db.NewTransactionAt(e, true)
@@ -289,30 +412,4 @@ func (s *Store) Size() int64 {
 		return nil
 	})
 	return n
-}
-
-// removeEmptyMemtables deletes zero-length *.mem files of dir. A process
-// killed just after Badger created a memtable's log leaves it empty, and
-// Badger then refuses to open the directory ("Create a new file": it takes
-// the file for one it has to create). An empty log holds no writes. It does
-// nothing while another process holds the directory (Badger's flock on it).
-func removeEmptyMemtables(dir string) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return
-	}
-	defer d.Close()
-	if syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
-		return // in use: Open reports that
-	}
-	defer syscall.Flock(int(d.Fd()), syscall.LOCK_UN)
-	entries, err := d.ReadDir(-1)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".mem") && info.Size() == 0 {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -48,8 +49,81 @@ func checkpointsCmd() *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&dir, "state", "", "the state directory of a pipeline's runs")
-	cmd.AddCommand(append([]*cobra.Command{list}, savepointCmds(&dir)...)...)
+	cmd.AddCommand(append([]*cobra.Command{list, verifyCmd()}, savepointCmds(&dir)...)...)
 	return cmd
+}
+
+// verifyCmd is checkpoints verify: a state directory checked without
+// running, and without changing it.
+func verifyCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "verify --state DIR",
+		Short: "check a state directory without running: every checkpoint read back whole, with checksums, key counts and digests",
+		Long: `Check a state directory without running a pipeline and without changing it: Badger's
+manifest and every table's checksums, then every kept checkpoint read back whole against the
+number of keys and the digest it was written with, and the record of the last checkpoint.
+It exits 0 with a summary when all is well, and 1 naming each damaged file or checkpoint
+otherwise.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return errors.New("checkpoints verify needs --state DIR, the directory a run was given")
+			}
+			if _, err := os.Stat(dir); err != nil {
+				return fmt.Errorf("state directory: %w", err)
+			}
+			r, err := state.Verify(dir)
+			if err != nil {
+				return err
+			}
+			return printReport(cmd, dir, r)
+		},
+	}
+	cmd.Flags().StringVar(&dir, "state", "", "the state directory of a pipeline's runs")
+	return cmd
+}
+
+func printReport(cmd *cobra.Command, dir string, r state.Report) error {
+	out := cmd.OutOrStdout()
+	for _, cp := range r.Checkpoints {
+		fmt.Fprintf(out, "checkpoint %d: %d keys, digest %016x\n", cp.ID, cp.Keys, cp.Digest)
+	}
+	if len(r.Damaged) == 0 {
+		if len(r.Checkpoints) == 0 {
+			fmt.Fprintf(out, "%s: intact, no complete checkpoint\n", dir)
+			return nil
+		}
+		last := r.Checkpoints[len(r.Checkpoints)-1]
+		fmt.Fprintf(out, "%s: intact: %d checkpoints read back whole, the last %d with %d keys (%s on disk)\n", dir, len(r.Checkpoints), last.ID, last.Keys, sizeString(r.Size))
+		return nil
+	}
+	for _, d := range r.Damaged {
+		fmt.Fprintln(cmd.ErrOrStderr(), "damaged:", d)
+	}
+	return fmt.Errorf("%s is damaged (%d problems above): %s", dir, len(r.Damaged), recoverHint(dir))
+}
+
+// openState opens a state directory, adding to the error what a user can
+// do about a damaged one.
+func openState(dir string, opts ...state.Option) (*state.Store, error) {
+	s, err := state.Open(dir, opts...)
+	if errors.Is(err, state.ErrDamaged) {
+		return nil, fmt.Errorf("%w\n  nothing was run. %s", err, recoverHint(dir))
+	}
+	return s, err
+}
+
+func recoverHint(dir string) string {
+	return fmt.Sprintf("Check the directory with: eddy checkpoints verify --state %s\n"+
+		"  then restore it from a copy taken while eddy was stopped, or start over from nothing with --reset-state (the whole input is read again)", dir)
+}
+
+func sizeString(n int64) string {
+	if n >= 10<<20 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d KiB", (n+1023)>>10)
 }
 
 // openExisting opens the state directory of earlier runs; without one it
@@ -61,7 +135,7 @@ func openExisting(dir, missing string) (*state.Store, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	return state.Open(dir)
+	return openState(dir, state.WithLogger(slog.Default()))
 }
 
 // savepointCmds are checkpoints save and checkpoints delete.

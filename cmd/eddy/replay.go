@@ -170,7 +170,7 @@ func emptyState(dir string) error {
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	store, err := state.Open(dir)
+	store, err := openState(dir)
 	if err != nil {
 		return err
 	}

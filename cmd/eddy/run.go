@@ -41,6 +41,7 @@ type runFlags struct {
 	standby                                           int
 	memProfile                                        string
 	lookups                                           map[string]string
+	resetState                                        bool
 	cluster                                           clusterFlags
 	luaMemory                                         string
 	luaTimeout                                        string
@@ -95,6 +96,7 @@ status 1.`,
 	fl.IntVar(&f.workers, "workers", 0, fmt.Sprintf("parse workers (Lua states) per partition, 1 to %d (default: number of CPUs)", maxActors))
 	fl.IntVar(&f.keep, "keep", 5, "complete checkpoints to keep (at least 1)")
 	fl.StringVar(&f.maxRecordSize, "max-record-size", "16MiB", "dir:, file: and stdin sources: a longer line goes to the dead letters as a 1 KiB preview with its size (1B to 1GiB)")
+	fl.BoolVar(&f.resetState, "reset-state", false, "delete every checkpoint and savepoint in --state first and start over from nothing (the whole input is read again)")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file (for `go tool pprof`)")
 	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to this file when the run ends (for `go tool pprof`)")
 	fl.BoolVar(&f.progress, "progress", true, "show progress on stderr when it is a terminal")
@@ -171,7 +173,7 @@ func (f runFlags) loadOptions(log *slog.Logger) ([]scripting.LoadOption, error) 
 // run is eddy run once its flags are checked: load the pipeline, open its
 // source, sinks, changelog and state, run it, and report how it ended.
 // What it opens is closed in reverse order when it returns.
-func run(cmd *cobra.Command, path string, f runFlags) error {
+func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 	log := slog.Default()
 	p, err := loadPipeline(path, f, log)
 	if err != nil {
@@ -209,7 +211,11 @@ func run(cmd *cobra.Command, path string, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	defer closeStore()
+	defer func() {
+		if cerr := closeStore(); err == nil {
+			err = cerr
+		}
+	}()
 	stopProfiles, err := startProfiles(f)
 	if err != nil {
 		return err
@@ -373,7 +379,8 @@ func openChangelog(cfg *actors.Config, src connectors.Source, f runFlags, log *s
 
 // openStore opens --state, or a temporary directory removed when the run
 // ends.
-func openStore(cfg *actors.Config, f runFlags, log *slog.Logger) (closeIt func(), err error) {
+// Its close function's error (a full disk) is the run's.
+func openStore(cfg *actors.Config, f runFlags, log *slog.Logger) (closeIt func() error, err error) {
 	dir, cleanup := f.stateDir, func() {}
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "eddy-state-"); err != nil {
@@ -382,7 +389,17 @@ func openStore(cfg *actors.Config, f runFlags, log *slog.Logger) (closeIt func()
 		cleanup = func() { os.RemoveAll(dir) }
 		log.Debug("no --state: state is kept only for this run", "dir", dir)
 	}
-	store, err := state.Open(dir, state.WithKeep(f.keep), state.WithLogger(log))
+	if f.resetState {
+		if f.stateDir == "" {
+			return nil, fmt.Errorf("--reset-state needs --state DIR, the directory to start over in")
+		}
+		if err := state.Reset(dir); err != nil {
+			cleanup()
+			return nil, err
+		}
+		log.Warn("--reset-state: deleted every checkpoint and savepoint; starting over from nothing", "dir", dir)
+	}
+	store, err := openState(dir, state.WithKeep(f.keep), state.WithLogger(log))
 	if err != nil {
 		cleanup()
 		return nil, err
@@ -391,7 +408,7 @@ func openStore(cfg *actors.Config, f runFlags, log *slog.Logger) (closeIt func()
 	if cp, err := store.Last(); err == nil {
 		log.Info("resuming from checkpoint", "id", cp.ID, "time", cp.Time.Format(time.RFC3339), "keys", cp.Keys)
 	}
-	return func() { store.Close(); cleanup() }, nil
+	return func() error { defer cleanup(); return store.Close() }, nil
 }
 
 // startProfiles starts --cpuprofile; the function it returns stops it and

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// tmpfs mounts a tmpfs of size (as mount's size=, "32m") on a new
+// directory, unmounted when the test ends; it skips the test unless root.
+func tmpfs(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs (CI runs as root)")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	return dir
+}
+
+// fill takes all but keep bytes of the free space of dir's file system,
+// with a file it returns.
+func fill(t *testing.T, dir string, keep int64) string {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "fill")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if n := int64(st.Bavail)*int64(st.Bsize) - keep; n > 0 {
+		if err := syscall.Fallocate(int(f.Fd()), 0, 0, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
+}
+
+// The state directory's file system fills up during a run: the run stops
+// with "no space left on device" naming the directory (not a SIGBUS), and
+// once space is freed the next run resumes to the exact result.
+func TestStateDiskFull(t *testing.T) {
+	mnt := tmpfs(t, "32m")
+	flows := genFlows(t, 200_000, 8, 0)
+	want := expectedTop20(t, flows)
+	dir := filepath.Join(mnt, "state")
+	args := []string{"run", netflowScript, "--source", "dir:" + flows, "--until-idle", "--emit", "final", "--state", dir}
+
+	// Fill the disk once the second checkpoint is in; later ones find it full.
+	filler := ""
+	exit, stderr := atCheckpoint(t, append(args, "--checkpoint-interval", "20ms", "--trigger-interval", "50ms"), 2,
+		func(*os.Process) { filler = fill(t, mnt, 64<<10) })
+	noStack(t, stderr)
+	if exit == 0 || !strings.Contains(stderr, "state dir "+dir+": no space left on device") {
+		t.Fatalf("on a full disk: exit %d\n%s", exit, stderr)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, exit := runBounded(t, damagedRunLimit, args...)
+	if exit != 0 || out != want || !strings.Contains(stderr, "resuming from checkpoint") {
+		t.Fatalf("after freeing space: exit %d\ngot:\n%s\nwant:\n%s\n%s", exit, out, want, stderr)
+	}
+}
+
+// A file sink on a full disk fails the run saying so, naming the file.
+func TestFileSinkDiskFull(t *testing.T) {
+	mnt := tmpfs(t, "4m")
+	flows := genFlows(t, 20_000, 2, 0)
+	fill(t, mnt, 0)
+	sink := filepath.Join(mnt, "top.jsonl")
+	_, stderr, exit := runBounded(t, damagedRunLimit, "run", netflowScript, "--source", "dir:"+flows, "--until-idle", "--emit", "final", "--sink", "file:"+sink, "-q")
+	noStack(t, stderr)
+	if exit == 0 || !strings.Contains(stderr, "file sink "+sink+": write "+sink+": no space left on device") {
+		t.Fatalf("file sink on a full disk: exit %d\n%s", exit, stderr)
+	}
+}
