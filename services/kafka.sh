@@ -59,39 +59,52 @@ make_tls() {
   mv "$tmp" "$TLS_DIR"
 }
 
-# secure_check: the SASL_SSL listener takes a SCRAM-SHA-512 and a PLAIN login
-# over TLS verified with our CA, and a record produced and read back there.
+# secure_check: the SASL_SSL listener takes both logins over TLS verified
+# with our CA, and a record produced and read back there.
 secure_check() {
   "$CHECK" kafka "$HOST:$SECURE_PORT" "tls-ca=$TLS_DIR/ca.pem" sasl=scram-sha-512 "user=$SCRAM_USER" "password=$SCRAM_PASSWORD" &&
     "$CHECK" kafka "$HOST:$SECURE_PORT" "tls-ca=$TLS_DIR/ca.pem" sasl=plain "user=$PLAIN_USER" "password=$PLAIN_PASSWORD"
 }
 
-# secure_up PID: the running broker PID answers on its SASL_SSL listener. The
-# SCRAM user lives in the cluster's metadata, so it is created (with Kafka's
-# own ConfigCommand, through the plaintext listener) when the check fails: at
-# the first start, and on a data directory formatted before the listener
-# existed.
-secure_up() {
-  local pid=$1 rc=0
-  owns_port "$pid" "$SECURE_PORT" ||
-    die "Kafka (pid $pid) has no SASL_SSL listener on $HOST:$SECURE_PORT (started by an older services/kafka.sh?): restart it with \`just kafka-down && just kafka-up\`"
-  secure_check >/dev/null 2>&1 && return 0
+# add_scram_user: creates (or resets) the SCRAM-SHA-512 user with Kafka's own
+# ConfigCommand, through the plaintext listener; KRaft keeps it in the
+# cluster's metadata.
+add_scram_user() {
   say "creating the SCRAM-SHA-512 user $SCRAM_USER"
-  if ! "$(java_bin)" -Dkafka.logs.dir="$DIR/tools" -Dlog4j2.configurationFile="$DIR/log4j2.yaml" -cp "$LIBS/*" \
+  "$(java_bin)" -Dkafka.logs.dir="$DIR/tools" -Dlog4j2.configurationFile="$DIR/log4j2.yaml" -cp "$LIBS/*" \
     org.apache.kafka.tools.ConfigCommand --bootstrap-server "$HOST:$PORT" --alter --entity-type users \
-    --entity-name "$SCRAM_USER" --add-config "SCRAM-SHA-512=[iterations=8192,password=$SCRAM_PASSWORD]" >>"$OUT" 2>&1; then
-    show_logs "$OUT" "$DIR/tools/kafka.log"
-    die "kafka-configs could not create the SCRAM user $SCRAM_USER"
+    --entity-name "$SCRAM_USER" --add-config "SCRAM-SHA-512=[iterations=8192,password=$SCRAM_PASSWORD]" >>"$OUT" 2>&1
+}
+
+# secure_up PID STARTED: the running broker PID answers on its SASL_SSL
+# listener. The SCRAM user is created when the check fails: at the first
+# start, and on a data directory formatted before the listener existed. When
+# it still fails, a broker this run STARTED (1) is stopped; one found running
+# (0) is left alone.
+secure_up() {
+  local pid=$1 started=$2 rc=0
+  if ! owns_port "$pid" "$SECURE_PORT"; then
+    rc=1
+    LAST_CHECK="no SASL_SSL listener on $HOST:$SECURE_PORT (started by an older services/kafka.sh? restart it: just kafka-down && just kafka-up)"
+  elif secure_check >/dev/null 2>&1; then
+    return 0
+  elif ! add_scram_user; then
+    rc=1
+    LAST_CHECK="kafka-configs could not create the SCRAM user $SCRAM_USER (see $OUT and $DIR/tools/kafka.log)"
+  else
+    wait_ready 60 "$pid" secure_check || rc=$?
   fi
-  wait_ready 60 "$pid" secure_check || rc=$?
-  ((rc == 0)) || start_failed Kafka "$pid" "$rc" 30 "take TLS and SASL logins on $HOST:$SECURE_PORT"
+  ((rc == 0)) && return 0
+  ((started)) && start_failed Kafka "$pid" "$rc" 30 "take TLS and SASL logins on $HOST:$SECURE_PORT"
+  show_logs "$OUT"
+  die "Kafka (pid $pid) does not take TLS and SASL logins on $HOST:$SECURE_PORT: $LAST_CHECK"
 }
 
 up() {
   mkdir -p "$DIR"
   build_check
   if already_up EDDY_KAFKA_BROKERS "" "$CHECK" kafka "$HOST:$PORT"; then
-    secure_up "$(recorded_pid "$PIDFILE" "$MARKER")"
+    secure_up "$(recorded_pid "$PIDFILE" "$MARKER")" 0
     return 0
   fi
 
@@ -128,7 +141,7 @@ up() {
   local rc=0
   wait_ready "$START_TIMEOUT" "$pid" ready "$pid" "$PORT" "$CHECK" kafka "$HOST:$PORT" || rc=$?
   ((rc == 0)) || start_failed Kafka "$pid" "$rc" 30 "answer a produce/consume on $HOST:$PORT"
-  secure_up "$pid"
+  secure_up "$pid" 1
   say "up (pid $pid) on $HOST:$PORT and SASL_SSL $HOST:$SECURE_PORT, produce/consume checked; log: $LOG"
 }
 
