@@ -222,6 +222,7 @@ func TestSourceErrors(t *testing.T) {
 		{"bad start", uri(brokers, "t", "start=middle"), "start="},
 		{"bad topic", uri(brokers, "a b", ""), "topic name"},
 		{"sasl without user", uri(brokers, "t", "sasl=scram-sha-256"), "needs user="},
+		{"user without sasl", uri(brokers, "t", "user=u&password=p"), "user= and password= are a SASL login: add sasl="},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
