@@ -276,8 +276,10 @@ func TestSecureRefusals(t *testing.T) {
 		{"unknown user", k.Params(testenv.Login{Mechanism: "scram-sha-512", User: "eddy-nobody", Password: "x"}), "SASL Authentication failed.: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512 (check user=eddy-nobody and the password for sasl=scram-sha-512)"},
 		{"unknown CA", otherCA.Params(k.Scram), "x509: certificate signed by unknown authority (the CA in tls-ca= did not sign the broker's certificate)"},
 		{"system roots", "tls=true&sasl=plain&user=" + k.Plain.User + "&password=" + k.Plain.Password, "certificate signed by unknown authority (give the CA"},
-		{"plaintext client", "sasl=plain&user=" + k.Plain.User + "&password=" + k.Plain.Password, "(the listener takes TLS: add tls=true"},
-		{"tls without sasl", "tls-ca=" + k.CA, "(the listener wants a SASL login"},
+		{"plaintext client", "sasl=plain&user=" + k.Plain.User + "&password=" + k.Plain.Password, "is this a plaintext connection speaking to a tls endpoint? (the listener takes TLS: add tls=true, or tls-ca=FILE for a private CA)"},
+		{"tls without sasl", "tls-ca=" + k.CA, "is SASL missing? (the listener wants a SASL login: add sasl=, user= and password=)"},
+		{"mechanism not offered", k.Params(testenv.Login{Mechanism: "scram-sha-256", User: k.Scram.User, Password: k.Scram.Password}),
+			"UNSUPPORTED_SASL_MECHANISM: The broker does not support the requested SASL mechanism. (the listener does not offer sasl=scram-sha-256)"},
 	}
 	openers := []struct {
 		name string
