@@ -64,6 +64,7 @@ func KafkaSecure(t testing.TB) SecureKafka {
 	}
 	if len(k.Brokers) == 0 {
 		t.Skipf("%s is unset: run `just kafka-up && source services/env.sh` (or `just itest`) to run this test against a real broker's SASL_SSL listener", KafkaSecureEnv)
+		return k
 	}
 	get := func(env string) string {
 		v := os.Getenv(env)
