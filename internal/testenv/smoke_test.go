@@ -97,6 +97,10 @@ func TestKafkaSecureLogins(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cl.Close()
+		// The producer would retry a refused login until ctx ends.
+		if err := cl.Ping(ctx); err != nil {
+			t.Fatalf("%s as %s: %v", l.Mechanism, l.User, err)
+		}
 		if err := cl.ProduceSync(ctx, kgo.StringRecord(l.Mechanism)).FirstErr(); err != nil {
 			t.Fatalf("%s as %s: produce: %v", l.Mechanism, l.User, err)
 		}
