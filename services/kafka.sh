@@ -113,6 +113,8 @@ up() {
   (($(java_major "$java") >= 17)) || die "$java is older than 17; Kafka 4 needs Java 17 or newer (set JAVA_HOME)"
   fetch_jars "$ROOT/services/kafka/pom.xml" "$LIBS"
 
+  port_open "$HOST" "$SECURE_PORT" &&
+    die "something else listens on $HOST:$SECURE_PORT, the SASL_SSL port: stop it, or set EDDY_KAFKA_SECURE_PORT"
   make_tls
   sed -e "s#@DIR@#$DIR#g" -e "s#@PORT@#$PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" \
     -e "s#@SECURE_PORT@#$SECURE_PORT#g" -e "s#@PLAIN_USER@#$PLAIN_USER#g" -e "s#@PLAIN_PASSWORD@#$PLAIN_PASSWORD#g" \
