@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"slices"
 	"strings"
@@ -338,5 +339,16 @@ func TestSecureRefusals(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A certificate for another name: the local listener's certificate names
+// 127.0.0.1 and localhost, so this one is built by hand.
+func TestExplainCertificateForAnotherName(t *testing.T) {
+	cert := &x509.Certificate{DNSNames: []string{"kafka1.example"}}
+	err := kafka.Conn{Brokers: []string{"10.0.0.5:9094"}}.Explain(fmt.Errorf("unable to dial: %w", x509.HostnameError{Certificate: cert, Host: "10.0.0.5"}))
+	want := "kafka 10.0.0.5:9094: unable to dial: x509: cannot validate certificate for 10.0.0.5 because it doesn't contain any IP SANs (the broker's certificate is not for the address in the URI: use a name or address it lists)"
+	if err.Error() != want {
+		t.Fatalf("got  %s\nwant %s", err, want)
 	}
 }
