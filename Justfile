@@ -27,7 +27,7 @@ services-up: kafka-up cassandra-up mysql-up
 # stop what services-up started
 services-down: kafka-down cassandra-down mysql-down
 
-# start Kafka 4.4 (KRaft) on 127.0.0.1:9092; a second run finds it running
+# start Kafka 4.4 (KRaft) on 127.0.0.1:9092, with TLS+SASL on 9094; a second run finds it running
 kafka-up:
     bash services/kafka.sh up
 

@@ -110,6 +110,11 @@ func produce(ctx context.Context, uri, srcURI, keyField, offsets string, untilId
 		return fmt.Errorf("produce writes one topic: kafka://HOST:PORT/TOPIC")
 	}
 	_ = t
+	// The producer would retry a refused login or a missing topic until
+	// interrupted; say why at once instead.
+	if err := conn.Check(ctx); err != nil {
+		return err
+	}
 	src, err := connectors.OpenSource(srcURI, nil)
 	if err != nil {
 		return err
@@ -264,10 +269,10 @@ func consume(ctx context.Context, conn kafka.Conn, fromBeginning, readCommitted,
 		ends, err = adm.ListEndOffsets(ctx, conn.Topics...)
 	}
 	if err != nil {
-		return fmt.Errorf("kafka %s: %w", strings.Join(conn.Brokers, ","), err)
+		return conn.Explain(err)
 	}
 	if err := ends.Error(); err != nil {
-		return fmt.Errorf("kafka %s: %w", strings.Join(conn.Brokers, ","), err)
+		return conn.Explain(err)
 	}
 	remaining := map[string]int64{} // "topic/p" → end not reached yet
 	if untilIdle && fromBeginning {
@@ -340,18 +345,29 @@ func topicsCmd() *cobra.Command {
 		return kadm.NewClient(cl), conn, cl.Close, nil
 	}
 	list := &cobra.Command{
-		Use:   "list",
+		Use:   "list [kafka://HOST:PORT?PARAMS]",
 		Short: "list the topics with their partition counts",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			adm, conn, done, err := admin("")
+		Long: `List the topics with their partition counts. The cluster is --brokers, or the URI given,
+which may carry TLS and SASL parameters as a source's does (docs/kafka.md).`,
+		Example: `  eddy topics list --brokers 10.0.0.5:9092
+  EDDY_KAFKA_PASSWORD=… eddy topics list 'kafka://10.0.0.5:9094?tls-ca=ca.pem&sasl=scram-sha-512&user=eddy'`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			uri := ""
+			if len(args) == 1 {
+				if !strings.Contains(args[0], "://") {
+					return fmt.Errorf("topics list takes a kafka:// URI, not %q (--brokers HOST:PORT names the cluster too)", args[0])
+				}
+				uri = args[0]
+			}
+			adm, conn, done, err := admin(uri)
 			if err != nil {
 				return err
 			}
 			defer done()
 			tds, err := adm.ListTopics(cmd.Context())
 			if err != nil {
-				return fmt.Errorf("kafka %s: %w", strings.Join(conn.Brokers, ","), err)
+				return conn.Explain(err)
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "TOPIC\tPARTITIONS\tREPLICAS")
@@ -390,7 +406,7 @@ func topicsCmd() *cobra.Command {
 				err = res.Err
 			}
 			if err != nil {
-				return fmt.Errorf("create topic %s: %w", conn.Topics[0], err)
+				return fmt.Errorf("create topic %s: %w", conn.Topics[0], conn.Explain(err))
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "created %s with %d partitions\n", conn.Topics[0], partitions)
 			return nil
@@ -412,7 +428,7 @@ func topicsCmd() *cobra.Command {
 			ctx := cmd.Context()
 			md, err := adm.Metadata(ctx, conn.Topics...)
 			if err != nil {
-				return fmt.Errorf("kafka %s: %w", strings.Join(conn.Brokers, ","), err)
+				return conn.Explain(err)
 			}
 			starts, err := adm.ListStartOffsets(ctx, conn.Topics...)
 			if err != nil {
@@ -452,7 +468,7 @@ func topicsCmd() *cobra.Command {
 			defer done()
 			res, err := adm.DeleteTopics(cmd.Context(), conn.Topics...)
 			if err != nil {
-				return fmt.Errorf("kafka %s: %w", strings.Join(conn.Brokers, ","), err)
+				return conn.Explain(err)
 			}
 			var errs []error
 			for _, r := range res.Sorted() {

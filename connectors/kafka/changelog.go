@@ -156,7 +156,7 @@ func (c *changelog) ensureTopics(ctx context.Context) error {
 	brokers := strings.Join(c.conn.Brokers, ",")
 	md, err := c.adm.Metadata(ctx, c.conn.Topics...)
 	if err != nil {
-		return fmt.Errorf("kafka %s: changelog of %s: metadata of %v: %w", brokers, c.what(), c.conn.Topics, err)
+		return c.conn.Explain(fmt.Errorf("changelog of %s: metadata of %v: %w", c.what(), c.conn.Topics, err))
 	}
 	var existing []string
 	for _, t := range c.conn.Topics {

@@ -1,13 +1,17 @@
 package kafka
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -74,6 +78,11 @@ func ParseConn(t connectors.Target) (Conn, error) {
 		return c, err
 	}
 	c.User, c.Password = p.Get("user"), p.Get("password")
+	if c.SASL == "" && (c.User != "" || c.Password != "") {
+		// Without sasl= they would be dropped, and the client would talk
+		// to the broker unauthenticated.
+		return c, fmt.Errorf("user= and password= are a SASL login: add sasl=plain, sasl=scram-sha-256 or sasl=scram-sha-512")
+	}
 	if c.Password == "" {
 		c.Password = os.Getenv("EDDY_KAFKA_PASSWORD")
 	}
@@ -121,6 +130,58 @@ func (c Conn) Opts() []kgo.Opt {
 func backoff(tries int) time.Duration {
 	d := 100 * time.Millisecond << min(tries, 6)
 	return min(d, 5*time.Second)
+}
+
+// Check connects to the cluster with a client of its own and returns one
+// clear error (see [Conn.Explain]) when it can't: unreachable, TLS or SASL
+// settings the listener refuses, or a topic of c.Topics missing. Clients
+// retry some of these for ever; Check gives up after 15s at most.
+func (c Conn) Check(ctx context.Context) error {
+	cl, err := c.NewClient()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return checkTopics(ctx, kadm.NewClient(cl), c)
+}
+
+// Explain says which cluster err came from and, when its cause is one the
+// URI can fix, what to change: an unreachable broker, a certificate the
+// client doesn't trust, a login the broker refuses, TLS or SASL on one side
+// only.
+func (c Conn) Explain(err error) error {
+	return fmt.Errorf("kafka %s: %w%s", strings.Join(c.Brokers, ","), err, c.hint(err))
+}
+
+func (c Conn) hint(err error) string {
+	msg := err.Error()
+	var unknownCA x509.UnknownAuthorityError
+	var badName x509.HostnameError
+	switch {
+	case errors.As(err, &unknownCA) && c.TLS != nil && c.TLS.RootCAs != nil:
+		return " (the CA in tls-ca= did not sign the broker's certificate)"
+	case errors.As(err, &unknownCA):
+		return " (give the CA that signed the broker's certificate with tls-ca=FILE)"
+	case errors.As(err, &badName):
+		return " (the broker's certificate is not for the address in the URI: use a name or address it lists)"
+	case errors.Is(err, kerr.SaslAuthenticationFailed):
+		return fmt.Sprintf(" (check user=%s and the password for sasl=%s)", c.User, c.SASL)
+	case errors.Is(err, kerr.UnsupportedSaslMechanism):
+		return fmt.Sprintf(" (the listener does not offer sasl=%s)", c.SASL)
+	case errors.Is(err, kerr.IllegalSaslState):
+		return " (the listener takes no SASL login: drop sasl=, or use the broker's SASL listener)"
+	case strings.Contains(msg, "plaintext connection speaking to a tls endpoint"):
+		return " (the listener takes TLS: add tls=true, or tls-ca=FILE for a private CA)"
+	case c.TLS != nil && strings.Contains(msg, "using TLS when the broker is not expecting it"):
+		return " (the listener takes no TLS: drop tls=, or use the broker's TLS listener)"
+	case c.SASL == "" && strings.Contains(msg, "is SASL missing?"):
+		return " (the listener wants a SASL login: add sasl=, user= and password=)"
+	case strings.Contains(msg, "connection refused") || strings.Contains(msg, "i/o timeout") || errors.Is(err, context.DeadlineExceeded):
+		return " (is it running? `just kafka-up` starts the local one)"
+	}
+	return ""
 }
 
 // NewClient connects with c's settings plus opts.

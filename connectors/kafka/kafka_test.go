@@ -217,11 +217,12 @@ func TestSourceErrors(t *testing.T) {
 	}{
 		{"unknown topic", uri(brokers, "eddy_no_such_topic", ""), `topic "eddy_no_such_topic" does not exist`},
 		{"no broker", "kafka://127.0.0.1:1/t", "connection refused (is it running? `just kafka-up`"},
-		{"tls to a plaintext broker", uri(brokers, "t", "tls=true"), "TLS"},
-		{"sasl to a broker without", uri(brokers, "t", "sasl=scram-sha-256&user=u&password=p"), "SASL"},
+		{"tls to a plaintext broker", uri(brokers, "t", "tls=true"), "using TLS when the broker is not expecting it: is TLS misconfigured on the client or the broker? (the listener takes no TLS: drop tls=, or use the broker's TLS listener)"},
+		{"sasl to a broker without", uri(brokers, "t", "sasl=scram-sha-256&user=u&password=p"), "ILLEGAL_SASL_STATE: Request is not valid given the current SASL state. (the listener takes no SASL login: drop sasl=, or use the broker's SASL listener)"},
 		{"bad start", uri(brokers, "t", "start=middle"), "start="},
 		{"bad topic", uri(brokers, "a b", ""), "topic name"},
 		{"sasl without user", uri(brokers, "t", "sasl=scram-sha-256"), "needs user="},
+		{"user without sasl", uri(brokers, "t", "user=u&password=p"), "user= and password= are a SASL login: add sasl="},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

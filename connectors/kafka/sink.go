@@ -95,7 +95,9 @@ func newSink(c SinkConfig, opts ...kgo.Opt) (*Sink, error) {
 	if err := validTopic(c.Topic); err != nil {
 		return nil, err
 	}
-	if err := checkTopic(c.Conn, c.Topic); err != nil {
+	conn := c.Conn
+	conn.Topics = []string{c.Topic}
+	if err := conn.Check(context.Background()); err != nil {
 		return nil, err
 	}
 	cl, err := c.NewClient(append([]kgo.Opt{
@@ -109,20 +111,6 @@ func newSink(c SinkConfig, opts ...kgo.Opt) (*Sink, error) {
 		return nil, err
 	}
 	return &Sink{cfg: c, cl: cl}, nil
-}
-
-// checkTopic fails with one clear error when the cluster is unreachable or
-// the topic is missing.
-func checkTopic(c Conn, topic string) error {
-	cl, err := c.NewClient()
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	c.Topics = []string{topic}
-	return checkTopics(ctx, kadm.NewClient(cl), c)
 }
 
 func (s *Sink) promise(_ *kgo.Record, err error) {

@@ -247,11 +247,7 @@ func checkTopics(ctx context.Context, adm *kadm.Client, c Conn) error {
 	defer cancel()
 	md, err := adm.Metadata(ctx, c.Topics...)
 	if err != nil {
-		hint := ""
-		if msg := err.Error(); strings.Contains(msg, "connection refused") || strings.Contains(msg, "i/o timeout") || errors.Is(err, context.DeadlineExceeded) {
-			hint = " (is it running? `just kafka-up` starts the local one)"
-		}
-		return fmt.Errorf("kafka %s: %w%s", strings.Join(c.Brokers, ","), err, hint)
+		return c.Explain(err)
 	}
 	for _, t := range c.Topics {
 		td, ok := md.Topics[t]

@@ -9,6 +9,12 @@
 //	EDDY_CASSANDRA_HOSTS 127.0.0.1:9042                     comma-separated host:port
 //	EDDY_MYSQL_DSN       eddy:eddy@tcp(127.0.0.1:3306)/eddy go-sql-driver/mysql DSN
 //
+// and, for Kafka's SASL_SSL listener ([KafkaSecure]), EDDY_KAFKA_SECURE_BROKERS
+// (127.0.0.1:9094), EDDY_KAFKA_CA (the PEM CA of its certificate) and the
+// logins EDDY_KAFKA_SCRAM_USER/_PASSWORD (SCRAM-SHA-512) and
+// EDDY_KAFKA_PLAIN_USER/_PASSWORD. KafkaSecure skips when they are unset,
+// without looking for a local broker.
+//
 // [Kafka], [Cassandra] and [MySQL] read them. When one is unset they use the
 // server that the recipe of this checkout runs (its pid, recorded under
 // .cache, is alive), so `just services-up && go test ./...` needs no sourcing;

@@ -15,7 +15,13 @@ import (
 // deletes it when the test ends. It returns the topic's name.
 func NewTopic(t testing.TB, brokers []string, partitions int32) string {
 	t.Helper()
-	adm := newKafkaAdmin(t, brokers)
+	return newTopic(t, []kgo.Opt{kgo.SeedBrokers(brokers...)}, brokers, partitions)
+}
+
+// newTopic is [NewTopic] with a client of opts (brokers, for messages).
+func newTopic(t testing.TB, opts []kgo.Opt, brokers []string, partitions int32) string {
+	t.Helper()
+	adm := newKafkaAdmin(t, opts, brokers)
 	topic := uniqueName(t, "eddy_test_", 200)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -44,9 +50,9 @@ func NewTopic(t testing.TB, brokers []string, partitions int32) string {
 	return topic
 }
 
-func newKafkaAdmin(t testing.TB, brokers []string) *kadm.Client {
+func newKafkaAdmin(t testing.TB, opts []kgo.Opt, brokers []string) *kadm.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		t.Fatalf("testenv: kafka client for %v: %v", brokers, err)
 	}

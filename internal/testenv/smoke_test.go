@@ -83,6 +83,41 @@ func TestKafkaTransaction(t *testing.T) {
 	}
 }
 
+// TestKafkaSecureLogins is what the TLS and SASL tests need from the broker:
+// on its SASL_SSL listener, each login produces a record and reads it back.
+func TestKafkaSecureLogins(t *testing.T) {
+	k := testenv.KafkaSecure(t)
+	topic := k.NewTopic(t, 1)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	for _, l := range k.Logins() {
+		cl, err := kgo.NewClient(append(k.Opts(t, l), kgo.DefaultProduceTopic(topic),
+			kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		// The producer would retry a refused login until ctx ends.
+		if err := cl.Ping(ctx); err != nil {
+			t.Fatalf("%s as %s: %v", l.Mechanism, l.User, err)
+		}
+		if err := cl.ProduceSync(ctx, kgo.StringRecord(l.Mechanism)).FirstErr(); err != nil {
+			t.Fatalf("%s as %s: produce: %v", l.Mechanism, l.User, err)
+		}
+		var got []string
+		for !slices.Contains(got, l.Mechanism) {
+			fetches := cl.PollFetches(ctx)
+			if ctx.Err() != nil {
+				t.Fatalf("%s as %s: read %q, not the record produced: %v", l.Mechanism, l.User, got, ctx.Err())
+			}
+			if errs := fetches.Errors(); len(errs) > 0 {
+				t.Fatalf("%s as %s: fetch: %v", l.Mechanism, l.User, errs[0].Err)
+			}
+			fetches.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+		}
+	}
+}
+
 // TestCassandraRoundTrip writes rows into a table of a fresh keyspace and
 // reads them back with the driver eddy uses.
 func TestCassandraRoundTrip(t *testing.T) {

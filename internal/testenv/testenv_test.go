@@ -49,6 +49,7 @@ func TestSkipMessageNamesTheRecipe(t *testing.T) {
 	t.Setenv(KafkaEnv, "")
 	t.Setenv(CassandraEnv, " , ")
 	t.Setenv(MySQLEnv, "")
+	t.Setenv(KafkaSecureEnv, "")
 	tests := []struct {
 		name string
 		call func(testing.TB)
@@ -57,6 +58,7 @@ func TestSkipMessageNamesTheRecipe(t *testing.T) {
 		{name: "kafka", call: func(tb testing.TB) { Kafka(tb) }, want: "EDDY_KAFKA_BROKERS is unset: run `just kafka-up && source services/env.sh`"},
 		{name: "cassandra", call: func(tb testing.TB) { Cassandra(tb) }, want: "EDDY_CASSANDRA_HOSTS is unset: run `just cassandra-up && source services/env.sh`"},
 		{name: "mysql", call: func(tb testing.TB) { MySQL(tb) }, want: "EDDY_MYSQL_DSN is unset: run `just mysql-up && source services/env.sh`"},
+		{name: "kafka secure", call: func(tb testing.TB) { KafkaSecure(tb) }, want: "EDDY_KAFKA_SECURE_BROKERS is unset: run `just kafka-up && source services/env.sh`"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,6 +68,47 @@ func TestSkipMessageNamesTheRecipe(t *testing.T) {
 				t.Errorf("skip message %q, want it to contain %q", tb.msg, tt.want)
 			}
 		})
+	}
+}
+
+// With the secured listener's address set, a missing login or CA fails
+// the test, naming the variable: a skip would hide a broken setup.
+func TestKafkaSecureIncompleteFails(t *testing.T) {
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	all := map[string]string{KafkaSecureEnv: "127.0.0.1:9094", KafkaCAEnv: ca, KafkaScramUserEnv: "u", KafkaScramPasswordEnv: "p",
+		KafkaPlainUserEnv: "u", KafkaPlainPasswordEnv: "p"}
+	tests := []struct{ name, env, value, want string }{
+		{name: "no CA", env: KafkaCAEnv, want: "EDDY_KAFKA_SECURE_BROKERS is set but EDDY_KAFKA_CA is not"},
+		{name: "no plain password", env: KafkaPlainPasswordEnv, want: "EDDY_KAFKA_SECURE_BROKERS is set but EDDY_KAFKA_PLAIN_PASSWORD is not"},
+		{name: "CA missing", env: KafkaCAEnv, value: ca + ".gone", want: "EDDY_KAFKA_CA: stat " + ca + ".gone: no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range all {
+				t.Setenv(k, v)
+			}
+			t.Setenv(tt.env, tt.value)
+			tb := &fatalRecorder{TB: t}
+			KafkaSecure(tb)
+			if !strings.Contains(tb.msg, tt.want) {
+				t.Errorf("failure %q, want it to contain %q", tb.msg, tt.want)
+			}
+		})
+	}
+}
+
+// fatalRecorder keeps the first message of a Fatalf instead of failing.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (r *fatalRecorder) Fatalf(format string, args ...any) {
+	if r.msg == "" {
+		r.msg = fmt.Sprintf(format, args...)
 	}
 }
 

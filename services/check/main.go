@@ -2,6 +2,7 @@
 // services/kafka.sh and services/cassandra.sh poll while a server starts.
 //
 //	go run ./services/check kafka 127.0.0.1:9092
+//	go run ./services/check kafka 127.0.0.1:9094 tls-ca=.cache/kafka/tls/ca.pem sasl=scram-sha-512 user=U password=P
 //	go run ./services/check cassandra 127.0.0.1:9042
 //
 // It exits 0 when the server did real work (Kafka: a record produced and read
@@ -10,6 +11,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -20,14 +23,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // checkTopic is the one topic the Kafka check writes to; tests never use it.
 const checkTopic = "eddy-services-check"
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: check kafka|cassandra HOST:PORT[,HOST:PORT...]")
+	if len(os.Args) < 3 || os.Args[1] != "kafka" && len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: check kafka|cassandra HOST:PORT[,HOST:PORT...] [kafka: tls-ca=FILE sasl=plain|scram-sha-512 user=U password=P]")
 		os.Exit(2)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -36,7 +41,10 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "kafka":
-		err = checkKafka(ctx, addrs)
+		var opts []kgo.Opt
+		if opts, err = kafkaOpts(addrs, os.Args[3:]); err == nil {
+			err = checkKafka(ctx, opts)
+		}
 	case "cassandra":
 		err = checkCassandra(ctx, addrs)
 	default:
@@ -48,10 +56,46 @@ func main() {
 	}
 }
 
+// kafkaOpts are the client options for brokers and the security settings
+// in args (KEY=VALUE): tls-ca=FILE (TLS verified with that CA), sasl=plain or
+// scram-sha-512 with user= and password=.
+func kafkaOpts(brokers, args []string) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{kgo.SeedBrokers(brokers...)}
+	kv := map[string]string{}
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k != "tls-ca" && k != "sasl" && k != "user" && k != "password" {
+			return nil, fmt.Errorf("%q: want tls-ca=, sasl=, user= or password=", a)
+		}
+		kv[k] = v
+	}
+	if ca := kv["tls-ca"]; ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", ca)
+		}
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	}
+	switch kv["sasl"] {
+	case "":
+	case "plain":
+		opts = append(opts, kgo.SASL(plain.Auth{User: kv["user"], Pass: kv["password"]}.AsMechanism()))
+	case "scram-sha-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: kv["user"], Pass: kv["password"]}.AsSha512Mechanism()))
+	default:
+		return nil, fmt.Errorf("sasl=%q: want plain or scram-sha-512", kv["sasl"])
+	}
+	return opts, nil
+}
+
 // checkKafka creates the check topic if needed, produces one record and
 // consumes it back from the offset the broker gave it.
-func checkKafka(ctx context.Context, brokers []string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func checkKafka(ctx context.Context, opts []kgo.Opt) error {
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("new client: %w", err)
 	}
@@ -72,12 +116,11 @@ func checkKafka(ctx context.Context, brokers []string) error {
 		return fmt.Errorf("produce to %s: %w", checkTopic, err)
 	}
 
-	cons, err := kgo.NewClient(
-		kgo.SeedBrokers(brokers...),
+	cons, err := kgo.NewClient(append(opts,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
 			checkTopic: {0: kgo.NewOffset().At(rec.Offset)},
 		}),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("new consumer: %w", err)
 	}
