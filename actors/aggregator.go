@@ -72,6 +72,10 @@ type KeyedAggregator struct {
 	// localRaw: the changelog's bytes of the restored entries, written to
 	// the store as they are unless the entry changed since
 	localRaw map[string][]byte
+	// interrupted: the run interrupted a script call of this shard, whose
+	// state is no longer a whole number of batches: no checkpoint may
+	// have it.
+	interrupted error
 }
 
 type written struct{ entries, deleted, states, statesDeleted []string }
@@ -425,6 +429,9 @@ func (a *KeyedAggregator) afterHook(key string, st *keyState, res scripting.Hook
 // fail sends a record that failed in this shard to the dead letters. The
 // record counted as kept upstream; it no longer does.
 func (a *KeyedAggregator) fail(ctx actor.Context, m *keyedBatch, i int, err error) {
+	if a.wasInterrupted(err) {
+		return
+	}
 	row := deadLetter(a.partition, m.src, m.idx[i], err)
 	a.e.cfg.Stats.Failed.Add(1)
 	a.e.cfg.Stats.Kept.Add(-1)
@@ -443,6 +450,9 @@ func (a *KeyedAggregator) toEmitter(ctx actor.Context, m *resultRows) {
 // hookFailed reports an on_window or on_timer error: there is no record to
 // send to the dead letters, so the failure goes there on its own.
 func (a *KeyedAggregator) hookFailed(ctx actor.Context, err error) {
+	if a.wasInterrupted(err) {
+		return
+	}
 	a.e.cfg.Stats.Failed.Add(1)
 	a.out.add("dead_letter", connectors.Row{Fields: []connectors.Field{
 		{Name: "error", Value: err.Error()}, {Name: "partition", Value: a.partition},
@@ -468,8 +478,24 @@ func (a *KeyedAggregator) windowedFinal() bool {
 	return a.p.IsWindowed() && a.p.Emit == scripting.EmitFinal
 }
 
+// wasInterrupted notes a script call the run interrupted: not the
+// record's failure, but the end of this shard's checkpoints.
+func (a *KeyedAggregator) wasInterrupted(err error) bool {
+	if !interrupted(err) {
+		return false
+	}
+	if a.interrupted == nil {
+		a.interrupted = fmt.Errorf("shard %d of %s: %w", a.shard, a.partition, err)
+	}
+	return true
+}
+
 func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrierAck {
 	ack := &shardBarrierAck{gen: a.gen, seq: b.seq, shard: a.shard}
+	if a.interrupted != nil {
+		ack.err = a.interrupted
+		return ack
+	}
 	// The barrier's watermark is the pipeline's: past this partition's own
 	// when the partition is idle, so its windows still close.
 	if b.watermark > a.watermark || b.final {

@@ -3,6 +3,8 @@ package actors
 import (
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/scripting"
 )
@@ -23,8 +25,28 @@ type revoke struct {
 // tick: the trigger timer fired.
 type tick struct{}
 
-// shutdown: stop reading, checkpoint, stop (SIGINT/SIGTERM).
-type shutdown struct{}
+// shutdown: stop reading, checkpoint what is processed, stop (ctx
+// cancelled: SIGINT/SIGTERM). With giveUp, the stop checkpoint did not
+// complete in that time: end without it.
+type shutdown struct{ giveUp time.Duration }
+
+// stopReading: the run is stopping; a supervisor reads no more and drops
+// the batches it read and has not delivered.
+type stopReading struct{}
+
+// partitionCrashed: a partition's supervisor (or one of its children)
+// failed; sup restarts or stops it.
+type partitionCrashed struct {
+	pid   *actor.PID
+	sup   actor.Supervisor
+	cause error
+}
+
+// restartPartitions: the backoff before restarting pids has passed.
+type restartPartitions struct {
+	sup  actor.Supervisor
+	pids []*actor.PID
+}
 
 // sourceBatch: a supervisor's reader read a batch (or failed).
 type sourceBatch struct {

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -52,6 +53,12 @@ type partState struct {
 	// restored and toRestore are its progress
 	restoring           bool
 	restored, toRestore int64
+	// down: it failed and waits for its restart; restarts counts its
+	// restarts since a failure more than restartWindow after the one
+	// before, lastFailure is when it last failed.
+	down        bool
+	restarts    int
+	lastFailure time.Time
 }
 
 type inflight struct {
@@ -107,8 +114,15 @@ func (n *node) Receive(ctx actor.Context) {
 	case *tick:
 		n.maybeTrigger(ctx, true)
 	case *shutdown:
-		n.stopping = true
-		n.maybeTrigger(ctx, true)
+		if m.giveUp > 0 {
+			n.giveUpStop(fmt.Sprintf("the stop checkpoint did not complete within %v", m.giveUp))
+			return
+		}
+		n.stop(ctx)
+	case *partitionCrashed:
+		n.partitionCrashed(ctx, m)
+	case *restartPartitions:
+		n.restartPartitions(m)
 	case *failed:
 		n.failedTotal += m.n
 		if max := n.e.cfg.MaxErrors; max >= 0 && n.failedTotal > max {
@@ -119,7 +133,7 @@ func (n *node) Receive(ctx actor.Context) {
 	case *sinkFlushed:
 		n.sinkFlushed(ctx, m)
 	case *sinkFailed:
-		n.finish(fmt.Errorf("sink %s: %w", m.name, m.err))
+		n.fail(fmt.Errorf("sink %s: %w", m.name, m.err))
 	case *partitionFailed:
 		n.finish(fmt.Errorf("reading %s: %w", m.id, m.err))
 	case *statusQuery:
@@ -183,14 +197,17 @@ func (n *node) start(ctx actor.Context) {
 	self := ctx.Self()
 	root := n.e.system.Root
 	go func() {
-		if err := n.e.cfg.Source.Start(n.e.ctx, listener{root: root, node: self}); err != nil {
+		if err := n.e.cfg.Source.Start(n.e.ctx, listener{ctx: n.e.ctx, root: root, node: self}); err != nil {
 			root.Send(self, &partitionFailed{id: "source", err: err})
 		}
 	}()
 }
 
-// listener forwards the source's assignments to the node's mailbox.
+// listener forwards the source's assignments to the node's mailbox. A
+// revoke waits for the node to hand the partition back, or for the run to
+// end.
 type listener struct {
+	ctx  context.Context
 	root interface {
 		Send(*actor.PID, interface{})
 	}
@@ -202,13 +219,19 @@ func (l listener) Assign(p connectors.Partition) { l.root.Send(l.node, &assign{p
 func (l listener) Revoke(id string) {
 	done := make(chan struct{})
 	l.root.Send(l.node, &revoke{id: id, done: done})
-	<-done
+	select {
+	case <-done:
+	case <-l.ctx.Done():
+	}
 }
 
 func (l listener) Lose(id string) {
 	done := make(chan struct{})
 	l.root.Send(l.node, &revoke{id: id, lost: true, done: done})
-	<-done
+	select {
+	case <-done:
+	case <-l.ctx.Done():
+	}
 }
 
 // lose stops a partition without a checkpoint. A barrier in flight can't
@@ -216,7 +239,7 @@ func (l listener) Lose(id string) {
 // partitions that remain.
 func (n *node) lose(ctx actor.Context, r *revoke) {
 	if p := n.parts[r.id]; p != nil {
-		ctx.StopFuture(p.pid).Wait() // Lose returns once it reads no more
+		n.stopPartition(ctx, p) // Lose returns once it reads no more
 		n.setRestoring(p, false)
 		delete(n.parts, r.id)
 		n.owns(ctx, r.id, false)
@@ -372,7 +395,7 @@ func (n *node) partitionAck(ctx actor.Context, m *partitionAck) {
 		return
 	}
 	if m.err != nil {
-		n.finish(fmt.Errorf("checkpoint of %s: %w", m.id, m.err))
+		n.fail(fmt.Errorf("checkpoint of %s: %w", m.id, m.err))
 		return
 	}
 	delete(in.waiting, m.id)
@@ -431,7 +454,7 @@ func (n *node) sinkFlushed(ctx actor.Context, m *sinkFlushed) {
 		return
 	}
 	if m.err != nil {
-		n.finish(fmt.Errorf("sink %s: flush: %w", m.name, m.err))
+		n.fail(fmt.Errorf("sink %s: flush: %w", m.name, m.err))
 		return
 	}
 	delete(in.sinks, m.name)
@@ -573,12 +596,12 @@ func (n *node) settle(ctx actor.Context) {
 		// maybeTrigger makes a checkpoint.
 		n.settleRevokes(ctx, in)
 	}
-	if in.b.final || n.stopping {
+	if in.b.final || n.stopping && in.b.epoch > 0 {
 		n.summary.Interrupted = !in.b.final
 		n.finish(nil)
 		return
 	}
-	n.maybeTrigger(ctx, false)
+	n.maybeTrigger(ctx, false) // (stopping after a plain trigger: the stop checkpoint)
 }
 
 // settleRevokes hands back the partitions revoked before checkpoint in:
@@ -602,7 +625,7 @@ func (n *node) settleRevokes(ctx actor.Context, in *inflight) {
 	}
 	for _, r := range n.revokes {
 		if p := n.parts[r.id]; p != nil {
-			ctx.StopFuture(p.pid).Wait()
+			n.stopPartition(ctx, p)
 			n.setRestoring(p, false)
 			delete(n.parts, r.id)
 			n.owns(ctx, r.id, false)
@@ -640,6 +663,24 @@ func (n *node) abort(ctx actor.Context, why string) {
 		}
 		ctx.Send(p.pid, &settled{seq: in.b.seq})
 	}
+}
+
+// stopPartition stops a partition's supervisor and waits (protoactor's
+// StopFuture bounds the wait at 10s) until it reads no more.
+func (n *node) stopPartition(ctx actor.Context, p *partState) {
+	if err := ctx.StopFuture(p.pid).Wait(); err != nil {
+		n.e.cfg.Logger.Warn("a partition did not stop in time", "partition", p.part.ID(), "err", err)
+	}
+}
+
+// fail ends the run with err, unless err is a script call the stop
+// interrupted: then the stop goes without its checkpoint.
+func (n *node) fail(err error) {
+	if n.stopping && interrupted(err) {
+		n.giveUpStop(err.Error())
+		return
+	}
+	n.finish(err)
 }
 
 func (n *node) finish(err error) {

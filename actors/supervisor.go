@@ -53,6 +53,9 @@ type PartitionSupervisor struct {
 	inFlight []int               // per shard
 	paused   bool                // at a trigger boundary
 	status   partitionStatus
+	// stopping: the run stops; nothing more is read or delivered, and
+	// barriers pass at once, at what was delivered.
+	stopping bool
 
 	// Rows for the records and dead-letter sinks produced after a barrier
 	// wait here until the node has settled it, so a sink's flush (or
@@ -94,9 +97,9 @@ func (s *PartitionSupervisor) Receive(ctx actor.Context) {
 			ctx.Send(s.e.node, &partitionFailed{id: s.id, err: err})
 		}
 	case *actor.Restarting:
-		s.stopReading()
+		s.stopReading(ctx)
 	case *actor.Stopping:
-		s.stopReading()
+		s.stopReading(ctx)
 		// The partition leaves this node and its state goes with it
 		// (through the changelog): so do its rows of the result table. (A
 		// restart resends them instead. Without a changelog the state
@@ -111,12 +114,18 @@ func (s *PartitionSupervisor) Receive(ctx actor.Context) {
 		if m.gen == s.gen {
 			s.onRestored(ctx, m)
 		}
+	case *stopReading:
+		s.stop(ctx)
 	case *sourceBatch:
-		if m.gen == s.gen {
+		if m.gen == s.gen && !s.stopping {
 			s.onBatch(ctx, m)
 		}
 	case *worked:
-		if m.gen == s.gen {
+		switch {
+		case m.gen != s.gen || s.stopping:
+		case m.interrupted:
+			s.stop(ctx) // an interrupted batch is incomplete: deliver nothing more
+		default:
 			s.done[m.seq] = m
 			s.deliver(ctx)
 		}
@@ -224,11 +233,16 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 	return nil
 }
 
-// run starts reading once the partition's state is in place.
+// run starts reading once the partition's state is in place (unless the
+// run is stopping).
 func (s *PartitionSupervisor) run(ctx actor.Context) {
 	s.status = partitionStatus{id: s.id, active: time.Now()}
 	s.lastSent = math.MinInt64
-	s.startReader(ctx)
+	if s.e.stopping.Load() {
+		s.stopping = true
+	} else {
+		s.startReader(ctx)
+	}
 	s.report(ctx, 0) // where it starts, for status
 	if s.e.cfg.Changelog != nil {
 		ctx.Send(s.e.node, &partitionReady{id: s.id})
@@ -265,25 +279,58 @@ func (s *PartitionSupervisor) startReader(ctx actor.Context) {
 	s.request()
 }
 
-func (s *PartitionSupervisor) stopReading() {
+// readerStopTimeout bounds the wait for a reader to return from Read once
+// cancelled.
+const readerStopTimeout = 5 * time.Second
+
+// stopReading stops the reader (or changelog reader) and waits for it, so
+// a restarted incarnation never reads the partition beside it. A reader
+// that does not return within readerStopTimeout fails the run: going on
+// would read the partition twice at once.
+func (s *PartitionSupervisor) stopReading(ctx actor.Context) {
+	if s.stopRestore == nil && s.stopReader == nil {
+		return
+	}
 	if s.stopRestore != nil {
 		s.stopRestore()
 		s.stopRestore = nil
-		if s.stopReader == nil {
-			s.readerDone.Wait()
-		}
 	}
 	if s.stopReader != nil {
 		s.stopReader()
-		s.readerDone.Wait()
 		s.stopReader = nil
 	}
+	stopped := make(chan struct{})
+	go func() {
+		s.readerDone.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(readerStopTimeout):
+		ctx.Send(s.e.node, &partitionFailed{id: s.id, err: fmt.Errorf("its reader did not return within %v of being stopped", readerStopTimeout)})
+	}
+}
+
+// stop: the run is stopping. Read no more, and drop the batches read but
+// not delivered: no checkpoint covers them, so a restart reads them
+// again. The barriers waiting for them pass at once.
+func (s *PartitionSupervisor) stop(ctx actor.Context) {
+	if s.stopping {
+		return
+	}
+	s.stopping = true
+	if s.stopReader != nil {
+		s.stopReader() // (the reader's goroutine is waited for at Stopping)
+	}
+	clear(s.batches)
+	clear(s.done)
+	s.passBarriers(ctx)
 }
 
 // request gives the reader a permit unless paused, ended, or the workers
 // or shards are behind.
 func (s *PartitionSupervisor) request() {
-	if s.requested || s.paused || s.status.ended || s.stopReader == nil {
+	if s.requested || s.paused || s.status.ended || s.stopReader == nil || s.stopping {
 		return
 	}
 	if s.nextSeq-s.delivered >= uint64(2*len(s.workers)) || s.heldBatches >= 4*len(s.workers) {
@@ -460,7 +507,7 @@ func (s *PartitionSupervisor) report(ctx actor.Context, records int64) {
 // passBarriers forwards the waiting barriers whose preceding batches have
 // all been delivered, one at a time.
 func (s *PartitionSupervisor) passBarriers(ctx actor.Context) {
-	for len(s.waiting) > 0 && s.barrier == nil && s.waiting[0].after <= s.delivered {
+	for len(s.waiting) > 0 && s.barrier == nil && (s.waiting[0].after <= s.delivered || s.stopping) {
 		b := s.waiting[0].b
 		s.waiting = s.waiting[1:]
 		// The trigger a boundary waited for: read on.

@@ -39,6 +39,9 @@ type worked struct {
 	kept     int64
 	maxTime  int64 // the latest event time among the kept records
 	timed    bool  // some kept record had an event time
+	// interrupted: the run stopped a script call; the batch is not
+	// processed and must not be delivered.
+	interrupted bool
 }
 
 func newParseWorker(e *engine, partition string, shards int) *ParseWorker {
@@ -77,6 +80,11 @@ func (w *ParseWorker) process(m *work) *worked {
 			srcMs = t.UnixMilli()
 		}
 		k, rec, ok, err := w.rt.ProcessAt(b.Records[i].Value, srcMs)
+		if interrupted(err) {
+			// Not the record's fault: it stays unprocessed (and
+			// unacknowledged), never a dead letter.
+			return &worked{gen: m.gen, seq: m.seq, interrupted: true}
+		}
 		if err != nil {
 			out.dead = append(out.dead, deadLetter(w.partition, b, i, err))
 			continue
