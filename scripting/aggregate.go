@@ -65,7 +65,7 @@ func (rt *Runtime) NewAccs() ([]any, error) {
 		case "top":
 			accs[i] = &topAcc{}
 		case "lua":
-			if err := rt.sb.call(rt.aggs[i].init, 1); err != nil {
+			if err := rt.call(rt.aggs[i].init, 1); err != nil {
 				return nil, fmt.Errorf("aggregate %s: init: %w", a.Name, err)
 			}
 			accs[i] = &luaAcc{v: rt.sb.L.Get(-1)}
@@ -89,7 +89,7 @@ func (rt *Runtime) Add(accs []any, args []any) error {
 			if luaNew == nil {
 				luaNew = make([]lua.LValue, len(accs))
 			}
-			if err := rt.sb.call(rt.aggs[i].add, 1, acc.v, toLua(rt.sb.L, args[i])); err != nil {
+			if err := rt.call(rt.aggs[i].add, 1, acc.v, toLua(rt.sb.L, args[i])); err != nil {
 				return fmt.Errorf("aggregate %s: add: %w", a.Name, err)
 			}
 			luaNew[i] = rt.sb.L.Get(-1)
@@ -265,7 +265,7 @@ func (rt *Runtime) Merge(dst, src []any) error {
 			}
 		default:
 			x, y := rt.luaValue(dst[i]), rt.luaValue(src[i])
-			if err := rt.sb.call(rt.aggs[i].merge, 1, x, y); err != nil {
+			if err := rt.call(rt.aggs[i].merge, 1, x, y); err != nil {
 				return fmt.Errorf("aggregate %s: merge: %w", a.Name, err)
 			}
 			dst[i] = &luaAcc{v: rt.sb.L.Get(-1)}
@@ -317,7 +317,7 @@ func (rt *Runtime) Results(accs []any) ([]any, error) {
 			}
 			out[i] = list
 		default:
-			if err := rt.sb.call(rt.aggs[i].result, 1, rt.luaValue(acc)); err != nil {
+			if err := rt.call(rt.aggs[i].result, 1, rt.luaValue(acc)); err != nil {
 				return nil, fmt.Errorf("aggregate %s: result: %w", a.Name, err)
 			}
 			v, err := toGo(rt.sb.L.Get(-1))

@@ -190,7 +190,7 @@ func (rt *Runtime) eventTime(r *lua.LTable, sourceTime int64) (int64, error) {
 		}
 		return sourceTime, nil
 	case et.Func:
-		if err := rt.sb.call(rt.eventFn, 1, r); err != nil {
+		if err := rt.call(rt.eventFn, 1, r); err != nil {
 			return 0, fmt.Errorf("event_time: %w", err)
 		}
 		v := rt.sb.L.Get(-1)

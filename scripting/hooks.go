@@ -128,7 +128,7 @@ func (rt *Runtime) callHook(fn lua.LValue, name string, ks *KeyState, key string
 	// ended: fired because the input ended (the watermark jumped to the end
 	// of time), not because event time got there.
 	h.tbl.RawSetString("ended", lua.LBool(watermark == math.MaxInt64))
-	err := rt.sb.call(fn, 0, first, h.tbl)
+	err := rt.call(fn, 0, first, h.tbl)
 	// The script may have replaced ctx.state with a new table.
 	if st, ok := h.tbl.RawGetString("state").(*lua.LTable); ok {
 		ks.state = st

@@ -162,17 +162,19 @@ func installLookup(sb *sandbox, p *Pipeline) {
 		started := sb.started.Load()
 		paused := dog.ticks.Load()
 		sb.started.Store(0)
-		row, found, err := lt.get(L.Context(), connectors.LookupKey(kv))
+		row, found, err := lt.get(sb.goCtx, connectors.LookupKey(kv))
 		if started != 0 {
 			sb.started.Store(started + dog.ticks.Load() - paused)
 		}
 		if err != nil {
+			sb.checkStop(L)
 			L.RaiseError("%v", err)
 		}
 		if !found {
 			L.Push(lua.LNil)
 			return 1
 		}
+		sb.reserve(L, "lookup row", rowSize(row))
 		L.Push(toLua(L, row))
 		return 1
 	}))
@@ -239,4 +241,16 @@ func (lt *lookupTable) load(ctx context.Context) error {
 			return fmt.Errorf("lookup %s: stopped while waiting for the table: %w", lt.spec.Name, err)
 		}
 	}
+}
+
+// rowSize estimates a lookup row's size in Lua.
+func rowSize(row map[string]any) int64 {
+	n := int64(tableBytes)
+	for k, v := range row {
+		n += entryBytes + int64(len(k))
+		if s, ok := v.(string); ok {
+			n += boxBytes + int64(len(s))
+		}
+	}
+	return n
 }

@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"time"
@@ -14,12 +15,20 @@ import (
 // specKind is the field that marks tables made by the eddy.* constructors.
 const specKind = "__eddy"
 
-func installJSON(L *lua.LState) {
+func (sb *sandbox) installJSON() {
+	L := sb.L
 	mod := L.NewTable()
 	var p fastjson.Parser
 	L.SetField(mod, "decode", L.NewFunction(func(L *lua.LState) int {
 		s := L.CheckString(1)
-		v, err := p.Parse(s)
+		size := jsonDecodeSize(s)
+		sb.reserve(L, "json.decode", size)
+		parser := &p
+		if size > reusedParserBytes {
+			// a parser keeps what it allocated: a big document's goes with it
+			parser = &fastjson.Parser{}
+		}
+		v, err := parser.Parse(s)
 		if err != nil {
 			L.RaiseError("json.decode: %s", shortJSONError(err))
 		}
@@ -27,7 +36,10 @@ func installJSON(L *lua.LState) {
 		return 1
 	}))
 	L.SetField(mod, "encode", L.NewFunction(func(L *lua.LState) int {
-		v, err := toGo(L.CheckAny(1))
+		arg := L.CheckAny(1)
+		// the Go copy and the text: about twice what the value holds
+		sb.reserve(L, "json.encode", 2*sb.sizeOf(arg))
+		v, err := toGo(arg)
 		if err != nil {
 			L.RaiseError("json.encode: %v", err)
 		}
@@ -37,12 +49,38 @@ func installJSON(L *lua.LState) {
 	L.SetGlobal("json", mod)
 }
 
+// reusedParserBytes is the largest decode the sandbox's own JSON parser
+// serves; a bigger one gets a parser of its own, dropped after.
+const reusedParserBytes = 1 << 20
+
+// jsonDecodeSize bounds what decoding s costs, before parsing it: its text
+// plus, for every value it may hold (each comma, colon and bracket may
+// start one), fastjson's node and the Lua value.
+func jsonDecodeSize(s string) int64 {
+	values := int64(1)
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ',', ':', '[', '{':
+			values++
+		}
+	}
+	return int64(len(s)) + values*(jsonValueBytes+entryBytes)
+}
+
+// jsonValueBytes is fastjson's size of one parsed value.
+const jsonValueBytes = 64
+
 // shortJSONError keeps fastjson's message but drops the echo of the whole
 // input it appends, which for a long line buries the reason.
 func shortJSONError(err error) string {
 	msg := err.Error()
 	if i := strings.Index(msg, "; unparsed tail"); i > 0 {
-		return msg[:i]
+		msg = msg[:i]
+	}
+	// a deep document's error repeats "cannot parse array: cannot parse
+	// array value: " once a level before the cause
+	if i := strings.Index(msg, "too big depth"); i > 0 {
+		return "cannot parse JSON: " + msg[i:]
 	}
 	if len(msg) > 200 {
 		return msg[:200] + "…"
@@ -66,14 +104,27 @@ func layoutArg(L *lua.LState, n int) string {
 	return l
 }
 
+// maxTimeText bounds time.parse's input and the layouts: no time or
+// layout is longer, and Go's error for a long one quotes it several times.
+const maxTimeText = 256
+
+// timeText is argument n of a time function, refused when too long to be
+// a time or a layout.
+func timeText(L *lua.LState, fn string, n int, s string) string {
+	if len(s) > maxTimeText {
+		L.ArgError(n, fmt.Sprintf("%s: a text of %d bytes is longer than any time or layout (at most %d)", fn, len(s), maxTimeText))
+	}
+	return s
+}
+
 func installTime(L *lua.LState) {
 	mod := L.NewTable()
 	// time.parse(s [, layout]) returns Unix seconds (with fraction). Layouts
 	// are Go layouts or the names rfc3339 (default), rfc3339nano, datetime,
 	// date, rfc1123.
 	L.SetField(mod, "parse", L.NewFunction(func(L *lua.LState) int {
-		s := L.CheckString(1)
-		t, err := time.Parse(layoutArg(L, 2), s)
+		s := timeText(L, "time.parse", 1, L.CheckString(1))
+		t, err := time.Parse(timeText(L, "time.parse", 2, layoutArg(L, 2)), s)
 		if err != nil {
 			L.RaiseError("time.parse: %v", err)
 		}
@@ -88,7 +139,7 @@ func installTime(L *lua.LState) {
 		}
 		whole, frac := math.Modf(secs)
 		t := time.Unix(int64(whole), int64(frac*1e9)).UTC()
-		L.Push(lua.LString(t.Format(layoutArg(L, 2))))
+		L.Push(lua.LString(t.Format(timeText(L, "time.format", 2, layoutArg(L, 2)))))
 		return 1
 	}))
 	L.SetField(mod, "now", L.NewFunction(func(L *lua.LState) int {

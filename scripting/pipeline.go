@@ -1,7 +1,6 @@
 package scripting
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
-	"github.com/yuin/gopher-lua/parse"
 )
 
 // Emit modes, as Spark's output modes.
@@ -52,6 +50,9 @@ type Pipeline struct {
 	Emit string
 	// CallTimeout bounds each call into the script.
 	CallTimeout time.Duration
+	// MemoryLimit bounds what each of the pipeline's Lua states holds, in
+	// bytes.
+	MemoryLimit int64
 	// Tests are the inline tests.
 	Tests []Test
 	// EventTime, Watermark, Window and AllowedLateness configure event
@@ -68,6 +69,8 @@ type Pipeline struct {
 	proto                        *lua.FunctionProto
 	logger                       *slog.Logger
 	lookups                      map[string]*lookupTable // lookup.go
+	intr                         *interrupts             // limits.go
+	fixed                        fixedLimits             // limits.go
 }
 
 // FieldSpec is one projected field and the types it may have.
@@ -140,17 +143,16 @@ func Load(path string, opts ...LoadOption) (*Pipeline, error) {
 // LoadSource is Load for a script already in memory; path names it.
 func LoadSource(path string, src []byte, opts ...LoadOption) (*Pipeline, error) {
 	script := filepath.Base(path)
-	p := &Pipeline{File: path, Script: script, CallTimeout: DefaultCallTimeout, logger: slog.Default()}
+	p := &Pipeline{File: path, Script: script, CallTimeout: DefaultCallTimeout, MemoryLimit: DefaultMemoryLimit, logger: slog.Default(), intr: newInterrupts()}
 	for _, o := range opts {
 		o(p)
 	}
-	chunk, err := parse.Parse(bytes.NewReader(src), script)
-	if err != nil {
-		return nil, fmt.Errorf("%s: syntax error: %s", script, strings.TrimSpace(err.Error()))
-	}
-	p.proto, err = lua.Compile(chunk, script)
-	if err != nil {
+	if err := p.checkLimits(); err != nil {
 		return nil, fmt.Errorf("%s: %w", script, err)
+	}
+	var err error
+	if p.proto, err = compile(src, script); err != nil {
+		return nil, err
 	}
 	sb, tbl, err := p.instantiate()
 	if err != nil {
@@ -166,7 +168,7 @@ func LoadSource(path string, src []byte, opts ...LoadOption) (*Pipeline, error) 
 // instantiate runs the compiled chunk in a new sandbox and returns the
 // pipeline table it returns.
 func (p *Pipeline) instantiate() (*sandbox, *lua.LTable, error) {
-	sb := newSandbox(p.Script, p.CallTimeout, p.logger)
+	sb := newSandbox(p)
 	installLookup(sb, p)
 	if err := sb.call(sb.L.NewFunctionFromProto(p.proto), 1); err != nil {
 		sb.close()
@@ -185,7 +187,7 @@ func (p *Pipeline) instantiate() (*sandbox, *lua.LTable, error) {
 var knownFields = map[string]bool{
 	"name": true, "source": true, "sinks": true, "sink": true, "parse": true, "filter": true, "key": true,
 	"aggregate": true, "columns": true, "order_by": true, "limit": true, "emit": true, "tests": true,
-	"call_timeout": true, "route": true, "event_time": true, "watermark": true, "window": true,
+	"call_timeout": true, "memory_limit": true, "route": true, "event_time": true, "watermark": true, "window": true,
 	"allowed_lateness": true, "on_record": true, "on_window": true, "on_timer": true,
 	"lookups": true,
 }
@@ -222,12 +224,8 @@ func (p *Pipeline) read(t *lua.LTable) error {
 	if err := p.readLookups(t.RawGetString("lookups")); err != nil {
 		return err
 	}
-	if v := t.RawGetString("call_timeout"); v != lua.LNil {
-		d, err := time.ParseDuration(lua.LVAsString(v))
-		if err != nil || d <= 0 {
-			return fmt.Errorf("call_timeout: want a duration such as \"500ms\", got %s", v)
-		}
-		p.CallTimeout = d
+	if err := p.readLimits(t); err != nil {
+		return err
 	}
 	if err := p.readParse(t.RawGetString("parse")); err != nil {
 		return fmt.Errorf("parse: %w", err)

@@ -51,10 +51,18 @@ func (p *Pipeline) NewRuntime(records bool) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt := &Runtime{p: p, sb: sb, records: records,
-		parse: tbl.RawGetString("parse"), filter: tbl.RawGetString("filter"), key: tbl.RawGetString("key"),
-		route: tbl.RawGetString("route"), eventFn: tbl.RawGetString("event_time"),
-		onRecord: tbl.RawGetString("on_record"), onWindow: tbl.RawGetString("on_window"), onTimer: tbl.RawGetString("on_timer")}
+	rt := &Runtime{p: p, records: records}
+	rt.bind(sb, tbl)
+	return rt, nil
+}
+
+// bind makes the runtime run the pipeline table tbl in sb.
+func (rt *Runtime) bind(sb *sandbox, tbl *lua.LTable) {
+	p := rt.p
+	rt.sb = sb
+	rt.parse, rt.filter, rt.key = tbl.RawGetString("parse"), tbl.RawGetString("filter"), tbl.RawGetString("key")
+	rt.route, rt.eventFn = tbl.RawGetString("route"), tbl.RawGetString("event_time")
+	rt.onRecord, rt.onWindow, rt.onTimer = tbl.RawGetString("on_record"), tbl.RawGetString("on_window"), tbl.RawGetString("on_timer")
 	if p.HasKeyHooks() {
 		rt.hooks = newHookContext(rt)
 	}
@@ -83,7 +91,25 @@ func (p *Pipeline) NewRuntime(records bool) (*Runtime, error) {
 			}
 		}
 	}
-	return rt, nil
+}
+
+// call runs one of the script's functions (see sandbox.call). When a call
+// over the memory limit left the state holding more than the limit (a
+// global table it filled), the runtime starts over in a fresh state, with
+// a warning: every later call would fail the same way.
+func (rt *Runtime) call(fn lua.LValue, nret int, args ...lua.LValue) error {
+	err := rt.sb.call(fn, nret, args...)
+	if err != nil && rt.sb.spoiled {
+		sb, tbl, ierr := rt.p.instantiate()
+		if ierr != nil {
+			return fmt.Errorf("%w; starting the script afresh failed too: %v", err, ierr)
+		}
+		rt.p.logger.Warn("the script's state held more than its memory limit after a call failed; it starts afresh, losing what its globals held",
+			"script", rt.p.Script, "limit", sizeString(rt.p.MemoryLimit), "error", err)
+		rt.sb.close()
+		rt.bind(sb, tbl)
+	}
+	return err
 }
 
 // Pipeline returns the pipeline the runtime runs.
@@ -141,7 +167,7 @@ func (rt *Runtime) ProcessAt(raw []byte, sourceMs int64) (k Keyed, rec connector
 		return k, rec, false, err
 	}
 	if rt.p.hasFilter {
-		if err := rt.sb.call(rt.filter, 1, r); err != nil {
+		if err := rt.call(rt.filter, 1, r); err != nil {
 			return k, rec, false, fmt.Errorf("filter: %w", err)
 		}
 		keep := lua.LVAsBool(L.Get(-1))
@@ -196,7 +222,7 @@ func (rt *Runtime) Routes() []string { return rt.routes }
 
 func (rt *Runtime) routeOf(r *lua.LTable) error {
 	L := rt.sb.L
-	if err := rt.sb.call(rt.route, 1, r); err != nil {
+	if err := rt.call(rt.route, 1, r); err != nil {
 		return fmt.Errorf("route: %w", err)
 	}
 	v := L.Get(-1)
@@ -228,7 +254,7 @@ func (rt *Runtime) parseRecord(raw []byte) (*lua.LTable, error) {
 	case "csv":
 		return rt.parseCSV(raw)
 	case "lua":
-		if err := rt.sb.call(rt.parse, 1, lua.LString(raw)); err != nil {
+		if err := rt.call(rt.parse, 1, lua.LString(raw)); err != nil {
 			return nil, fmt.Errorf("parse: %w", err)
 		}
 		v := L.Get(-1)
@@ -354,7 +380,7 @@ func (rt *Runtime) keyed(r *lua.LTable) (Keyed, error) {
 	k := Keyed{Vals: make([]any, len(p.KeyColumns)+len(p.Aggregates))}
 	switch {
 	case p.keyFunc:
-		if err := rt.sb.call(rt.key, 1, r); err != nil {
+		if err := rt.call(rt.key, 1, r); err != nil {
 			return k, fmt.Errorf("key: %w", err)
 		}
 		v := rt.sb.L.Get(-1)

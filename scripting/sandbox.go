@@ -12,23 +12,31 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// maxStringBytes bounds what string.rep, table.concat and string.format may
-// build, so one runaway call can't take the node's memory.
-const maxStringBytes = 64 << 20
-
 // sandbox is one LState with eddy's libraries and the watchdog's hooks.
 type sandbox struct {
 	L      *lua.LState
 	script string
 	limit  time.Duration
+	intr   *interrupts
 
-	mu      sync.Mutex
-	cancel  context.CancelFunc
-	started atomic.Int64 // the watchdog's tick when the running call began, 0 when idle
-	tripped atomic.Bool
+	// ctx is the running (or next) call's context: the watchdog and
+	// Interrupt stop it from other goroutines, call replaces a stopped one.
+	ctx atomic.Pointer[callCtx]
+	// goCtx is for Go-side waits (lookups): cancelled by Interrupt and close.
+	goCtx    context.Context
+	goCancel context.CancelFunc
+	started  atomic.Int64 // the watchdog's tick when the running call began, 0 when idle
+	// poll asks the LState's goroutine to measure its memory at its next
+	// instruction (callCtx.Done).
+	poll     atomic.Bool
+	nextPoll atomic.Int64 // the first watchdog tick at which to ask for the next
+	mem      memory
+	// spoiled says a call failed for memory and left the state holding
+	// more than the limit: the Runtime replaces it.
+	spoiled bool
 }
 
-func newSandbox(script string, limit time.Duration, logger *slog.Logger) *sandbox {
+func newSandbox(p *Pipeline) *sandbox {
 	L := lua.NewState(lua.Options{
 		SkipOpenLibs:        true,
 		CallStackSize:       200,
@@ -48,64 +56,21 @@ func newSandbox(script string, limit time.Duration, logger *slog.Logger) *sandbo
 	for _, name := range []string{"dofile", "loadfile", "require", "module", "_printregs", "collectgarbage", "newproxy"} {
 		L.SetGlobal(name, lua.LNil)
 	}
-	s := &sandbox{L: L, script: script, limit: limit}
-	guard(L)
-	installLog(L, script, logger)
-	installJSON(L)
+	s := &sandbox{L: L, script: p.Script, limit: p.CallTimeout, intr: p.intr, mem: memory{limit: p.MemoryLimit}}
+	s.goCtx, s.goCancel = context.WithCancel(context.Background())
+	s.guard()
+	s.installLog(p.Script, p.logger)
+	s.installJSON()
 	installTime(L)
 	installEddy(L)
 	s.rearm()
 	watch(s)
+	p.intr.add(s)
 	return s
 }
 
-// guard replaces the string functions that can build huge strings in one
-// call with bounded versions.
-func guard(L *lua.LState) {
-	str := L.GetGlobal("string").(*lua.LTable)
-	L.SetField(str, "rep", L.NewFunction(func(L *lua.LState) int {
-		s := L.CheckString(1)
-		n := L.CheckInt(2)
-		sep := L.OptString(3, "")
-		if n <= 0 {
-			L.Push(lua.LString(""))
-			return 1
-		}
-		if int64(len(s)+len(sep))*int64(n) > maxStringBytes {
-			L.RaiseError("string.rep: result of %d × %d bytes is over the %d MiB limit", n, len(s)+len(sep), maxStringBytes>>20)
-		}
-		if sep == "" {
-			L.Push(lua.LString(strings.Repeat(s, n)))
-		} else {
-			L.Push(lua.LString(strings.Repeat(s+sep, n-1) + s))
-		}
-		return 1
-	}))
-	tab := L.GetGlobal("table").(*lua.LTable)
-	concat := L.GetField(tab, "concat").(*lua.LFunction)
-	L.SetField(tab, "concat", L.NewFunction(func(L *lua.LState) int {
-		t := L.CheckTable(1)
-		sep := L.OptString(2, "")
-		total := 0
-		t.ForEach(func(_, v lua.LValue) {
-			if s, ok := v.(lua.LString); ok {
-				total += len(s) + len(sep)
-			}
-		})
-		if total > maxStringBytes {
-			L.RaiseError("table.concat: result of %d bytes is over the %d MiB limit", total, maxStringBytes>>20)
-		}
-		top := L.GetTop()
-		L.Push(concat)
-		for i := 1; i <= top; i++ {
-			L.Push(L.Get(i))
-		}
-		L.Call(top, 1)
-		return 1
-	}))
-}
-
-func installLog(L *lua.LState, script string, logger *slog.Logger) {
+func (s *sandbox) installLog(script string, logger *slog.Logger) {
+	L := s.L
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -114,10 +79,7 @@ func installLog(L *lua.LState, script string, logger *slog.Logger) {
 	for name, level := range map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError} {
 		level := level
 		L.SetField(mod, name, L.NewFunction(func(L *lua.LState) int {
-			parts := make([]string, L.GetTop())
-			for i := range parts {
-				parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
-			}
+			parts := s.logParts(L)
 			logger.Log(context.Background(), level, strings.Join(parts, " "), "at", where(L))
 			return 0
 		}))
@@ -125,13 +87,20 @@ func installLog(L *lua.LState, script string, logger *slog.Logger) {
 	L.SetGlobal("log", mod)
 	// print goes to the log: stdout carries results only.
 	L.SetGlobal("print", L.NewFunction(func(L *lua.LState) int {
-		parts := make([]string, L.GetTop())
-		for i := range parts {
-			parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
-		}
+		parts := s.logParts(L)
 		logger.Info(strings.Join(parts, "\t"), "at", where(L))
 		return 0
 	}))
+}
+
+// logParts are a log call's arguments as strings, each cut to
+// maxErrorBytes: a log line is for people.
+func (s *sandbox) logParts(L *lua.LState) []string {
+	parts := make([]string, L.GetTop())
+	for i := range parts {
+		parts[i] = shortError(L.ToStringMeta(L.Get(i + 1)).String())
+	}
+	return parts
 }
 
 // where names the script line calling a Go function, "netflow.lua:14".
@@ -139,59 +108,113 @@ func where(L *lua.LState) string {
 	return strings.TrimSuffix(L.Where(1), ":")
 }
 
-// rearm gives the LState a fresh context after the watchdog cancelled one.
+// rearm gives the LState a fresh context after one was stopped.
 func (s *sandbox) rearm() {
-	ctx, cancel := context.WithCancel(context.Background())
-	s.mu.Lock()
-	s.cancel = cancel
-	s.mu.Unlock()
-	s.L.SetContext(ctx)
-	s.tripped.Store(false)
+	c := newCallCtx(s)
+	s.ctx.Store(c)
+	s.L.SetContext(c)
+	if s.intr.err() != nil {
+		s.interrupt()
+	}
+}
+
+// interrupt stops the running call, and any wait on goCtx, for good.
+func (s *sandbox) interrupt() {
+	s.ctx.Load().stop(&interruptError{at: s.script, cause: s.intr.err()})
+	s.goCancel()
+}
+
+// timeLimitError is why the watchdog stopped a call.
+type timeLimitError struct{ limit time.Duration }
+
+func (e timeLimitError) Error() string {
+	return fmt.Sprintf("call stopped after the %v time limit", e.limit)
 }
 
 // call runs fn with args in protected mode, returning nret results on the
-// stack (the caller pops them). A call over the time limit fails with an
-// error naming the script and line it was at.
+// stack (the caller pops them). A call stopped by a limit or by Interrupt
+// fails with an error naming the script and the line it was at.
 func (s *sandbox) call(fn lua.LValue, nret int, args ...lua.LValue) error {
+	if cause := s.intr.err(); cause != nil {
+		return &interruptError{at: s.script, cause: cause}
+	}
 	L := s.L
 	L.Push(fn)
 	for _, a := range args {
 		L.Push(a)
 	}
+	c := s.ctx.Load()
 	s.started.Store(dog.ticks.Load())
 	err := L.PCall(len(args), nret, nil)
 	s.started.Store(0)
-	if err == nil {
-		return nil
-	}
-	if s.tripped.Load() {
+	reason := c.Err()
+	if reason != nil {
 		s.rearm()
-		msg := err.Error()
-		at := ""
-		if i := strings.Index(msg, ": context canceled"); i > 0 {
-			at = " at " + msg[:i]
+		if _, ok := reason.(*memoryError); ok {
+			s.mem.held = s.measure(L)
+			s.spoiled = s.mem.held > s.mem.limit
 		}
-		return fmt.Errorf("%s: call stopped after the %v time limit%s (an endless loop?)", s.script, s.limit, at)
+	}
+	switch {
+	case err == nil:
+		// A stop that came after the last instruction changed nothing.
+		return nil
+	case reason != nil:
+		return s.stopped(err, reason)
 	}
 	return scriptError(err)
+}
+
+// stopped is the error of a call a limit or Interrupt stopped: the reason,
+// and the script line gopher-lua raised it at.
+func (s *sandbox) stopped(err, reason error) error {
+	at := s.script
+	if ae, ok := err.(*lua.ApiError); ok {
+		msg := ae.Object.String()
+		if i := strings.Index(msg, ": "+reason.Error()); i > 0 {
+			at = msg[:i]
+			if j := strings.LastIndex(at, ": "); j >= 0 {
+				at = at[j+2:]
+			}
+		}
+	}
+	switch r := reason.(type) {
+	case *interruptError:
+		return &interruptError{at: at, cause: r.cause}
+	case timeLimitError:
+		pos := ""
+		if at != s.script {
+			pos = " at " + at
+		}
+		return fmt.Errorf("%s: %v%s (an endless loop?)", s.script, r, pos)
+	}
+	return fmt.Errorf("%s: %w", at, reason)
 }
 
 // scriptError strips gopher-lua's stack trace: the message already names
 // script and line, and users never see Go stack traces.
 func scriptError(err error) error {
 	if ae, ok := err.(*lua.ApiError); ok {
-		return fmt.Errorf("%s", ae.Object.String())
+		return fmt.Errorf("%s", shortError(ae.Object.String()))
 	}
 	return err
 }
 
+// maxErrorBytes bounds an error message taken from a script: a script may
+// raise a string of any size, and it would go to dead letters and logs.
+const maxErrorBytes = 4 << 10
+
+func shortError(msg string) string {
+	if len(msg) <= maxErrorBytes {
+		return msg
+	}
+	return fmt.Sprintf("%s… (%d bytes in all)", strings.ToValidUTF8(msg[:maxErrorBytes], ""), len(msg))
+}
+
 func (s *sandbox) close() {
 	unwatch(s)
-	s.mu.Lock()
-	if s.cancel != nil {
-		s.cancel()
-	}
-	s.mu.Unlock()
+	s.intr.remove(s)
+	s.goCancel()
 	s.L.Close()
 }
 
@@ -214,16 +237,18 @@ func watch(s *sandbox) {
 		dog.ticks.Store(1)
 		go func() {
 			t := time.NewTicker(tick)
+			var heap uint64
 			for range t.C {
 				now := dog.ticks.Add(1)
+				grew := heapGrew(&heap)
 				dog.mu.Lock()
 				for sb := range dog.all {
+					if grew && now >= sb.nextPoll.Load() {
+						sb.poll.Store(true)
+					}
 					st := sb.started.Load()
-					if st != 0 && time.Duration(now-st-1)*tick >= sb.limit && !sb.tripped.Load() {
-						sb.tripped.Store(true)
-						sb.mu.Lock()
-						sb.cancel()
-						sb.mu.Unlock()
+					if st != 0 && time.Duration(now-st-1)*tick >= sb.limit {
+						sb.ctx.Load().stop(timeLimitError{sb.limit})
 					}
 				}
 				dog.mu.Unlock()

@@ -37,7 +37,7 @@ func TestSandbox(t *testing.T) {
 		{"debug is absent", `debug.getinfo(1)`, `box.lua:1: attempt to index a non-table object(nil) with key 'getinfo'`},
 		{"package is absent", `package.loadlib("x", "y")`, `box.lua:1: attempt to index a non-table object(nil) with key 'loadlib'`},
 		{"an endless loop is stopped", `while true do end`, `box.lua: call stopped after the 300ms time limit at box.lua:1`},
-		{"a huge string.rep is refused", `local s = string.rep("x", 1e9)`, `box.lua:1: string.rep: result of 1000000000 × 1 bytes is over the 64 MiB limit`},
+		{"a huge string.rep is refused", `local s = string.rep("x", 1e9)`, `box.lua:1: memory limit of 64 MiB exceeded (string.rep of 953.7 MiB)`},
 		{"error() names script and line", `error("bad record")`, `box.lua:1: bad record`},
 	}
 	for _, tc := range tests {

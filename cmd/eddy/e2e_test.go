@@ -234,3 +234,90 @@ func killRuns(t *testing.T, args []string, n int, seed uint64) (string, int) {
 	}
 	return out.String(), kills
 }
+
+// A filter over its memory or time limit fails its record only: the
+// record goes to dead letters with the script, line and limit, the others
+// are counted, and the process ends by itself; with --max-errors 0 the
+// run stops with the limit's message and a failing exit.
+func TestRunHostileFilter(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "filter.lua")
+	writeFile(t, script, `return {
+  parse = eddy.json { dstdevice = "string", dstport = "string" },
+  filter = function(flow)
+    if flow.dstport == "bomb" then
+      local s = "x"
+      while true do s = s .. s end
+    elseif flow.dstport == "backtrack" then
+      string.find(string.rep("a", 5000), ".-.-.-.-.-.-.-.-b")
+    end
+    return true
+  end,
+  key = "dstdevice",
+  aggregate = { count = eddy.count() },
+  emit = "final",
+}
+`)
+	input := filepath.Join(dir, "flows.jsonl")
+	writeFile(t, input, `{"dstdevice":"A","dstport":"80"}
+{"dstdevice":"A","dstport":"bomb"}
+{"dstdevice":"B","dstport":"443"}
+{"dstdevice":"B","dstport":"backtrack"}
+{"dstdevice":"A","dstport":"80"}
+`)
+	tests := []struct {
+		name       string
+		args       []string
+		wantFail   bool
+		errContain string
+	}{
+		{"dead letters", nil, false, ""},
+		{"max errors", []string{"--max-errors", "0"}, true, "more than --max-errors 0 allows; the last: filter: filter.lua: call stopped after the 500ms time limit at filter.lua:8"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dead := filepath.Join(t.TempDir(), "dead.jsonl")
+			args := append([]string{"run", script, "--source", "file:" + input, "--until-idle", "--workers", "1",
+				"--lua-memory", "16MiB", "--lua-timeout", "500ms", "--dead-letter", "file:" + dead}, tc.args...)
+			start := time.Now()
+			stdout, stderr, err := eddy(t, args...)
+			if took := time.Since(start); took > time.Minute {
+				t.Errorf("the run took %v", took)
+			}
+			if strings.Contains(stderr, "fatal error") || strings.Contains(stderr, "goroutine ") {
+				t.Fatalf("a Go fatal error or stack:\n%s", stderr)
+			}
+			if tc.wantFail {
+				if err == nil || !strings.Contains(stderr, tc.errContain) {
+					t.Fatalf("exit %v, want a failure with %q in stderr:\n%s", err, tc.errContain, stderr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("exit %v:\n%s", err, stderr)
+			}
+			if !strings.Contains(stdout, `"A"`) || !strings.Contains(stdout, `"B"`) {
+				t.Fatalf("results lack A or B:\n%s", stdout)
+			}
+			letters, rerr := os.ReadFile(dead)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			for _, want := range []string{
+				"filter: filter.lua:6: memory limit of 16 MiB exceeded (string concat of 16 MiB",
+				"filter: filter.lua: call stopped after the 500ms time limit at filter.lua:8",
+			} {
+				if !strings.Contains(string(letters), want) {
+					t.Errorf("dead letters lack %q:\n%s", want, letters)
+				}
+			}
+		})
+	}
+}
+
+func writeFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -39,6 +39,8 @@ type runFlags struct {
 	memProfile                                        string
 	lookups                                           map[string]string
 	cluster                                           clusterFlags
+	luaMemory                                         string
+	luaTimeout                                        string
 }
 
 func runCmd() *cobra.Command {
@@ -84,13 +86,42 @@ a temporary directory and is gone when the run ends.`,
 	fl.IntVar(&f.standby, "standby", 0, "keep warm copies of partitions other nodes read, so each has up to N copies besides its owner's: a failover then reads only the latest changes (see docs/cluster.md)")
 	fl.StringVar(&f.node, "node", "", "this node's name in changelogs and cluster status (default: the source's instance, else HOST-PID)")
 	fl.StringVar(&f.httpAddr, "http", "", "serve status and live state on this address (HOST:PORT): eddy status, eddy query, GET /status, /state, /state/KEY (clustered: default 127.0.0.1 and any free port)")
+	fl.StringVar(&f.luaMemory, "lua-memory", "", "memory each Lua state may hold, such as 128MiB, overriding the script's memory_limit (default 64MiB)")
+	fl.StringVar(&f.luaTimeout, "lua-timeout", "", "how long one call into the script may run, overriding the script's call_timeout (default 2s)")
 	addClusterFlags(fl, &f.cluster)
 	return cmd
 }
 
+// loadOptions are the scripting options the run flags ask for.
+func (f runFlags) loadOptions(log *slog.Logger) ([]scripting.LoadOption, error) {
+	opts := []scripting.LoadOption{scripting.WithLogger(log)}
+	if f.luaMemory != "" {
+		n, err := scripting.ParseSize(f.luaMemory)
+		if err != nil {
+			return nil, fmt.Errorf("--lua-memory: %w", err)
+		}
+		if n < scripting.MinMemoryLimit {
+			return nil, fmt.Errorf("--lua-memory: %s is below the least a Lua state needs, 1MiB", f.luaMemory)
+		}
+		opts = append(opts, scripting.WithMemoryLimit(n))
+	}
+	if f.luaTimeout != "" {
+		d, err := time.ParseDuration(f.luaTimeout)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("--lua-timeout: want a positive duration such as 500ms or 5s, got %q", f.luaTimeout)
+		}
+		opts = append(opts, scripting.WithCallTimeout(d))
+	}
+	return opts, nil
+}
+
 func run(cmd *cobra.Command, path string, f runFlags) error {
 	log := slog.Default()
-	p, err := scripting.Load(path, scripting.WithLogger(log))
+	opts, err := f.loadOptions(log)
+	if err != nil {
+		return err
+	}
+	p, err := scripting.Load(path, opts...)
 	if err != nil {
 		return err
 	}

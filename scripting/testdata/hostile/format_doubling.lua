@@ -1,0 +1,10 @@
+-- string.format doubles a string: the record "bomb" fails with the limit named, others pass.
+return {
+  parse = function(line)
+    if line == "bomb" then
+      local s = "x"
+      while true do s = string.format("%s%s", s, s) end
+    end
+    return { line = line }
+  end,
+}

@@ -1,0 +1,9 @@
+-- string.gsub backtracking exponentially: the record "bomb" fails with the limit named, others pass.
+return {
+  parse = function(line)
+    if line == "bomb" then
+      string.gsub(string.rep("a", 5000), ".-.-.-.-.-.-.-.-b", "")
+    end
+    return { line = line }
+  end,
+}
