@@ -3,6 +3,7 @@ package actors
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -10,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/internal/memio"
+	"github.com/eddy-stream/eddy/scripting"
 	"github.com/eddy-stream/eddy/state"
 )
 
@@ -111,5 +116,80 @@ func TestRestartBackoffDoublesUpToItsCap(t *testing.T) {
 	}
 	if got := restartBackoff(time.Second, 30); got != maxRestartBackoff {
 		t.Errorf("restart 30: got %v, want the cap %v", got, maxRestartBackoff)
+	}
+}
+
+const interruptScript = `
+return {
+  parse = eddy.json { k = "string", n = "number" },
+  filter = function(r) return r.n >= 0 end,
+  key = "k",
+  aggregate = {
+    count = eddy.count(),
+    total = {
+      init = function() return 0 end,
+      add = function(acc, r) return acc + r.n end,
+      merge = function(a, b) return a + b end,
+      result = function(a) return a end,
+    },
+  },
+}`
+
+// sends is an actor.Context that records what an actor sends.
+type sends struct {
+	actor.Context
+	sent []any
+}
+
+func (s *sends) Send(_ *actor.PID, m any) { s.sent = append(s.sent, m) }
+
+// A record whose script call the run interrupted is unprocessed: a parse
+// worker neither dead-letters it nor delivers its batch.
+func TestInterruptedWorkerBatchIsUnprocessed(t *testing.T) {
+	p := load(t, interruptScript)
+	e := &engine{cfg: Config{Pipeline: p}, outputs: map[string]*actor.PID{}}
+	w := newParseWorker(e, "p0", 1)
+	rt, err := p.NewRuntime(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	w.rt = rt
+	p.Interrupt(errStopped)
+	b := &connectors.Batch{Records: []connectors.Record{{Value: []byte(`{"k":"a","n":1}`)}, {Value: []byte(`{"k":"b","n":2}`)}}}
+	out := w.process(&work{gen: 1, seq: 3, batch: b})
+	if !out.interrupted || len(out.dead) > 0 || out.kept > 0 {
+		t.Fatalf("got interrupted=%v, %d dead letters, %d kept; want an interrupted batch, nothing dead or kept", out.interrupted, len(out.dead), out.kept)
+	}
+}
+
+// A shard whose script call the run interrupted neither dead-letters nor
+// counts the record, and no checkpoint takes its state after that.
+func TestInterruptedShardRefusesCheckpoints(t *testing.T) {
+	p := load(t, interruptScript)
+	stats := &Stats{}
+	e := &engine{cfg: Config{Pipeline: p, Stats: stats}, outputs: map[string]*actor.PID{}}
+	rt, err := p.NewRuntime(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	k, _, _, err := rt.Process([]byte(`{"k":"a","n":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAggregator(e, "p0", 0, 1, 0, 1)
+	if err := a.start(nil); err != nil {
+		t.Fatal(err)
+	}
+	p.Interrupt(errStopped)
+	ctx := &sends{}
+	a.add(ctx, &keyedBatch{rows: []scripting.Keyed{k}, idx: []int{0}, src: &connectors.Batch{Records: []connectors.Record{{Value: []byte("x")}}}})
+	if n := stats.Failed.Load(); n != 0 || len(a.out.pending["dead_letter"]) > 0 || len(ctx.sent) > 0 {
+		t.Fatalf("%d failed, %d dead letters, messages %v: an interrupted call is not the record's failure", n, len(a.out.pending["dead_letter"]), ctx.sent)
+	}
+	ack := a.onBarrier(ctx, &barrier{seq: 1, epoch: 1})
+	if !errors.Is(ack.err, scripting.ErrInterrupted) {
+		t.Fatalf("barrier ack error %v, want one wrapping ErrInterrupted", ack.err)
 	}
 }

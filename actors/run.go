@@ -288,8 +288,8 @@ func (e *engine) wait(ctx context.Context, nodePID *actor.PID, done <-chan resul
 	for {
 		select {
 		case r := <-done:
-			if ctx.Err() != nil {
-				// Workers may still be in a script call on records the stop
+			if ctx.Err() != nil || r.err != nil {
+				// Workers may still be in a script call on records the run
 				// left unprocessed: end those calls.
 				interrupt(cfg.Pipeline, errStopped)
 			}
@@ -526,16 +526,8 @@ func (m minLevel) WithGroup(g string) slog.Handler { return minLevel{m.Handler.W
 
 // interrupt makes the pipeline's script calls in flight, and those after,
 // fail with an error wrapping scripting.ErrInterrupted.
-func interrupt(p *scripting.Pipeline, cause error) {
-	// TODO(h/limits): p.Interrupt(cause) once scripting has it.
-	if ip, ok := any(p).(interface{ Interrupt(error) }); ok {
-		ip.Interrupt(cause)
-	}
-}
+func interrupt(p *scripting.Pipeline, cause error) { p.Interrupt(cause) }
 
 // interrupted says whether a script call failed because the run
 // interrupted it: its record is unprocessed, not failed.
-func interrupted(err error) bool {
-	// TODO(h/limits): errors.Is(err, scripting.ErrInterrupted).
-	return err != nil && errors.Is(err, errStopped)
-}
+func interrupted(err error) bool { return errors.Is(err, scripting.ErrInterrupted) }
