@@ -90,7 +90,11 @@ func (k *standbyKeeper) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		if k.stop != nil {
 			k.stop()
-			<-k.done
+			select {
+			case <-k.done:
+			case <-time.After(readerStopTimeout):
+				k.e.cfg.Logger.Warn("standby: the changelog reader did not return in time after the stop", "waited", readerStopTimeout)
+			}
 		}
 	case *standbySet:
 		ctx.Respond(k.set(m.ids))

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eddy-stream/eddy/state"
 )
 
 // Stopping: SIGTERM and SIGINT end eddy within a few seconds whatever its
@@ -344,5 +346,67 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	}
 	if !strings.Contains(p.stderr(), "second signal: exiting at once") || !strings.Contains(p.stderr(), "exit_code=130") {
 		t.Fatalf("the log does not say why it exited:\n%s", p.stderr())
+	}
+}
+
+// State that fails every restore (an entry that does not decode) makes the
+// partition fail each time it starts: eddy restarts it a bounded number of
+// times, saying so, then exits non-zero with the cause. (It used to log
+// "restarting" a few times and then sit idle forever.)
+func TestPartitionThatKeepsFailingEndsTheRun(t *testing.T) {
+	dir := writeStopInput(t, 20)
+	stateDir := filepath.Join(t.TempDir(), "state")
+	args := stopArgs(t, stopScript(t, "", ""), dir, stateDir)
+	if _, stderr, err := eddy(t, args...); err != nil {
+		t.Fatalf("the first run: %v\n%s", err, stderr)
+	}
+	damageEntry(t, stateDir)
+	start := time.Now()
+	_, stderr, err := eddy(t, args...)
+	t.Logf("the run ended after %v:\n%s", time.Since(start).Round(time.Millisecond), stderr)
+	if err == nil {
+		t.Fatalf("a partition that can't restore ended with exit 0:\n%s", stderr)
+	}
+	for n := 1; n <= 5; n++ {
+		if want := fmt.Sprintf("(restart %d of 5, next in ", n); !strings.Contains(stderr, want) {
+			t.Errorf("the log lacks %q:\n%s", want, stderr)
+		}
+	}
+	if want := "failed 6 times in a row (5 restarts); stopping: shard 0 of dir:"; !strings.Contains(stderr, "eddy: partition dir:") || !strings.Contains(stderr, want) {
+		t.Fatalf("the exit message does not name the partition and the cause (%q):\n%s", want, stderr)
+	}
+	if strings.Contains(stderr, "goroutine ") {
+		t.Fatalf("a stack trace:\n%s", stderr)
+	}
+}
+
+// damageEntry writes a checkpoint after the last whose state entry for one
+// key of each partition is not an entry at all.
+func damageEntry(t *testing.T, dir string) {
+	t.Helper()
+	store, err := state.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	last, err := store.Last()
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch, err := store.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb := store.Batch(epoch)
+	for id := range last.Positions {
+		if err := wb.Set([]byte("agg/"+id+"\x00K1"), []byte("not an entry")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wb.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Complete(state.Checkpoint{ID: epoch, Time: time.Now().UTC(), Positions: last.Positions}); err != nil {
+		t.Fatal(err)
 	}
 }
