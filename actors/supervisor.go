@@ -372,64 +372,105 @@ func (s *PartitionSupervisor) onBatch(ctx actor.Context, m *sourceBatch) {
 	s.request()
 }
 
-// deliver moves processed batches downstream in source order.
+// deliver moves processed batches downstream in source order. Each batch
+// in turn: its records are stamped with the partition's watermark, its
+// keyed rows go to the shards and its other rows to the sinks, it is
+// counted, the partition's position moves past it, and the barriers that
+// waited for it pass.
 func (s *PartitionSupervisor) deliver(ctx actor.Context) {
-	e := s.e
 	for {
-		w, ok := s.done[s.delivered]
+		m, w, ok := s.nextInOrder()
 		if !ok {
 			break
 		}
-		m := s.batches[s.delivered]
-		delete(s.done, s.delivered)
-		delete(s.batches, s.delivered)
-		s.delivered++
-		b := &m.batch
-		eventTime := e.cfg.Pipeline.HasEventTime()
-		after := int64(math.MinInt64)
-		if eventTime {
-			s.stampWatermarks(w, len(b.Records))
-			if s.status.timed || w.timed {
-				mt := w.maxTime
-				if s.status.timed && (!w.timed || s.status.maxTime > mt) {
-					mt = s.status.maxTime
-				}
-				after = mt - e.cfg.Pipeline.Watermark.OutOfOrder.Milliseconds()
-			}
-		}
-		for sh, rows := range w.perShard {
-			// With event time every shard hears of the new watermark, rows
-			// or not, so its windows and timers fire in step.
-			if len(rows) > 0 || eventTime && after > s.lastSent {
-				s.inFlight[sh]++
-				ctx.Send(s.shards[sh], &keyedBatch{rows: rows, src: b, idx: w.perIdx[sh], read: m.at, watermark: after})
-			}
-		}
-		s.lastSent = max(s.lastSent, after)
-		if w.perShard == nil && len(b.Records) > 0 {
-			e.cfg.Stats.BatchLatency.Observe(time.Since(m.at))
-		}
+		after := s.watermarkAfter(w, len(m.batch.Records))
+		s.toShards(ctx, m, w, after)
 		s.output(ctx, w.outputs, w.dead)
-		if len(w.dead) > 0 {
-			e.cfg.Stats.Failed.Add(int64(len(w.dead)))
-			last, _ := w.dead[len(w.dead)-1].Get("error")
-			ctx.Send(e.node, &failed{n: int64(len(w.dead)), last: fmt.Sprint(last)})
-		}
-		e.cfg.Stats.Kept.Add(w.kept)
-		if w.timed && (!s.status.timed || w.maxTime > s.status.maxTime) {
-			s.status.maxTime, s.status.timed = w.maxTime, true
-		}
-		if w.kept > 0 {
-			s.status.active = time.Now()
-		}
-		e.cfg.Stats.Read.Add(int64(len(b.Records)))
-		s.pos = b.End
-		s.status.caughtUp = b.CaughtUp
-		s.status.boundary = b.Boundary || (s.status.boundary && s.paused)
-		s.report(ctx, int64(len(b.Records)))
+		s.count(ctx, w, len(m.batch.Records))
+		s.advance(ctx, &m.batch)
 		s.passBarriers(ctx)
 	}
 	s.request()
+}
+
+// nextInOrder takes the next batch in source order, once its worker is
+// done with it.
+func (s *PartitionSupervisor) nextInOrder() (*sourceBatch, *worked, bool) {
+	w, ok := s.done[s.delivered]
+	if !ok {
+		return nil, nil, false
+	}
+	m := s.batches[s.delivered]
+	delete(s.done, s.delivered)
+	delete(s.batches, s.delivered)
+	s.delivered++
+	return m, w, true
+}
+
+// watermarkAfter stamps each keyed record of w (n records) with the
+// partition's watermark just before it, and returns the watermark after
+// the batch: math.MinInt64 without event time or before the first.
+func (s *PartitionSupervisor) watermarkAfter(w *worked, n int) int64 {
+	p := s.e.cfg.Pipeline
+	if !p.HasEventTime() {
+		return math.MinInt64
+	}
+	s.stampWatermarks(w, n)
+	if !s.status.timed && !w.timed {
+		return math.MinInt64
+	}
+	mt := w.maxTime
+	if s.status.timed && (!w.timed || s.status.maxTime > mt) {
+		mt = s.status.maxTime
+	}
+	return mt - p.Watermark.OutOfOrder.Milliseconds()
+}
+
+// toShards sends each shard its keyed rows of the batch. With event time
+// every shard hears of a new watermark, rows or not, so its windows and
+// timers fire in step.
+func (s *PartitionSupervisor) toShards(ctx actor.Context, m *sourceBatch, w *worked, after int64) {
+	eventTime := s.e.cfg.Pipeline.HasEventTime()
+	for sh, rows := range w.perShard {
+		if len(rows) > 0 || eventTime && after > s.lastSent {
+			s.inFlight[sh]++
+			ctx.Send(s.shards[sh], &keyedBatch{rows: rows, src: &m.batch, idx: w.perIdx[sh], read: m.at, watermark: after})
+		}
+	}
+	s.lastSent = max(s.lastSent, after)
+	if w.perShard == nil && len(m.batch.Records) > 0 {
+		// No shards: the batch is done here.
+		s.e.cfg.Stats.BatchLatency.Observe(time.Since(m.at))
+	}
+}
+
+// count adds a batch of n records to the run's counters and the
+// partition's status, and tells the node of its failed records (for
+// --max-errors).
+func (s *PartitionSupervisor) count(ctx actor.Context, w *worked, n int) {
+	st := s.e.cfg.Stats
+	if len(w.dead) > 0 {
+		st.Failed.Add(int64(len(w.dead)))
+		last, _ := w.dead[len(w.dead)-1].Get("error")
+		ctx.Send(s.e.node, &failed{n: int64(len(w.dead)), last: fmt.Sprint(last)})
+	}
+	st.Kept.Add(w.kept)
+	if w.timed && (!s.status.timed || w.maxTime > s.status.maxTime) {
+		s.status.maxTime, s.status.timed = w.maxTime, true
+	}
+	if w.kept > 0 {
+		s.status.active = time.Now()
+	}
+	st.Read.Add(int64(n))
+}
+
+// advance moves the partition's position past a delivered batch and
+// reports where it stands.
+func (s *PartitionSupervisor) advance(ctx actor.Context, b *connectors.Batch) {
+	s.pos = b.End
+	s.status.caughtUp = b.CaughtUp
+	s.status.boundary = b.Boundary || (s.status.boundary && s.paused)
+	s.report(ctx, int64(len(b.Records)))
 }
 
 // output sends rows to the records and dead-letter sinks, or holds them
