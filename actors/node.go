@@ -524,68 +524,20 @@ func (in *inflight) positions() map[string]connectors.Position {
 	return pos
 }
 
-// settle completes the barrier: writes the checkpoint when it is one, and
-// ends the run after a final barrier or a shutdown.
+// settle completes the barrier in flight, in this order: a checkpoint is
+// made complete in the store and announced; the partitions release the
+// rows they held back since passing the barrier; partitions revoked before
+// a checkpoint are handed back; and the run ends after a final barrier or
+// a stop's checkpoint, or goes on to the next barrier.
 func (n *node) settle(ctx actor.Context) {
 	in := n.inflight
 	n.inflight = nil
 	if in.b.epoch > 0 {
-		if !n.ownerWritten {
-			wb := n.e.cfg.Store.Batch(in.b.epoch)
-			wb.Set(ownerKey, []byte(n.e.cfg.Pipeline.Name))
-			if err := wb.Commit(); err != nil {
-				n.finish(fmt.Errorf("checkpoint %d: %w", in.b.epoch, err))
-				return
-			}
-			n.ownerWritten = true
-		}
-		if n.e.cfg.Pipeline.HasEventTime() || len(in.clog) > 0 {
-			wb := n.e.cfg.Store.Batch(in.b.epoch)
-			if n.e.cfg.Pipeline.HasEventTime() {
-				wb.Set(watermarkKey, []byte(strconv.FormatInt(in.b.watermark, 10)))
-			}
-			for id, off := range in.clog {
-				ce := clogEntry{Offset: off, Watermark: in.b.watermark}
-				if a := in.acks[id]; a != nil {
-					ce.Position = a.pos
-				}
-				v, _ := json.Marshal(ce)
-				wb.Set(clogKey(id), v)
-			}
-			if err := wb.Commit(); err != nil {
-				n.finish(fmt.Errorf("checkpoint %d: %w", in.b.epoch, err))
-				return
-			}
-		}
-		cp := state.Checkpoint{ID: in.b.epoch, Time: time.Now().UTC(), Positions: map[string][]byte{}}
-		for id, pos := range in.positions() {
-			cp.Positions[id] = pos
-		}
-		if err := n.e.cfg.Store.Complete(cp); err != nil {
-			n.finish(fmt.Errorf("checkpoint %d: %w", cp.ID, err))
+		if err := n.complete(in); err != nil {
+			n.finish(fmt.Errorf("checkpoint %d: %w", in.b.epoch, err))
 			return
 		}
-		n.e.cfg.Stats.Checkpoints.Add(1)
-		n.e.cfg.Stats.CheckpointLatency.Observe(time.Since(in.started))
-		n.e.cfg.Stats.LastCheckpoint.Store(cp.ID)
-		if obs, ok := n.e.cfg.Source.(connectors.CheckpointObserver); ok {
-			ccp := connectors.Checkpoint{ID: cp.ID, Positions: in.positions()}
-			go func() {
-				if err := obs.Checkpointed(n.e.ctx, ccp); err != nil {
-					n.e.cfg.Logger.Warn("source could not record the checkpoint", "id", ccp.ID, "err", err)
-				}
-			}()
-		}
-		if done, err := n.e.cfg.Store.Last(); err == nil {
-			cp = done // with the counts Complete filled in
-		}
-		n.e.cfg.Logger.Debug("checkpoint complete", "id", cp.ID, "keys", cp.Keys, "changed", cp.Changed, "took", time.Since(in.started))
-		for _, p := range n.parts {
-			ctx.Send(p.pid, &checkpointDone{epoch: in.b.epoch})
-		}
-		if n.e.standby != nil {
-			ctx.Send(n.e.standby, &checkpointDone{epoch: in.b.epoch})
-		}
+		n.announce(ctx, in)
 	}
 	for _, p := range n.parts {
 		ctx.Send(p.pid, &settled{seq: in.b.seq})
@@ -602,6 +554,77 @@ func (n *node) settle(ctx actor.Context) {
 		return
 	}
 	n.maybeTrigger(ctx, false) // (stopping after a plain trigger: the stop checkpoint)
+}
+
+// complete writes checkpoint in's metadata at its version (the pipeline
+// that owns the directory, the watermark, the changelog offsets), then the
+// store's marker that makes it complete, with the partitions' positions.
+func (n *node) complete(in *inflight) error {
+	if err := n.writeMeta(in); err != nil {
+		return err
+	}
+	cp := state.Checkpoint{ID: in.b.epoch, Time: time.Now().UTC(), Positions: map[string][]byte{}}
+	for id, pos := range in.positions() {
+		cp.Positions[id] = pos
+	}
+	return n.e.cfg.Store.Complete(cp)
+}
+
+func (n *node) writeMeta(in *inflight) error {
+	if !n.ownerWritten {
+		wb := n.e.cfg.Store.Batch(in.b.epoch)
+		wb.Set(ownerKey, []byte(n.e.cfg.Pipeline.Name))
+		if err := wb.Commit(); err != nil {
+			return err
+		}
+		n.ownerWritten = true
+	}
+	eventTime := n.e.cfg.Pipeline.HasEventTime()
+	if !eventTime && len(in.clog) == 0 {
+		return nil
+	}
+	wb := n.e.cfg.Store.Batch(in.b.epoch)
+	if eventTime {
+		wb.Set(watermarkKey, []byte(strconv.FormatInt(in.b.watermark, 10)))
+	}
+	for id, off := range in.clog {
+		ce := clogEntry{Offset: off, Watermark: in.b.watermark}
+		if a := in.acks[id]; a != nil {
+			ce.Position = a.pos
+		}
+		v, _ := json.Marshal(ce)
+		wb.Set(clogKey(id), v)
+	}
+	return wb.Commit()
+}
+
+// announce tells of a complete checkpoint: the counters, the source (which
+// may record it: Kafka commits its offsets), the log, and the partitions
+// and the standby keeper, which forget what they kept to redo it.
+func (n *node) announce(ctx actor.Context, in *inflight) {
+	st, id := n.e.cfg.Stats, in.b.epoch
+	st.Checkpoints.Add(1)
+	st.CheckpointLatency.Observe(time.Since(in.started))
+	st.LastCheckpoint.Store(id)
+	if obs, ok := n.e.cfg.Source.(connectors.CheckpointObserver); ok {
+		ccp := connectors.Checkpoint{ID: id, Positions: in.positions()}
+		go func() {
+			if err := obs.Checkpointed(n.e.ctx, ccp); err != nil {
+				n.e.cfg.Logger.Warn("source could not record the checkpoint", "id", ccp.ID, "err", err)
+			}
+		}()
+	}
+	cp := state.Checkpoint{ID: id}
+	if last, err := n.e.cfg.Store.Last(); err == nil {
+		cp = last // with the counts Complete filled in
+	}
+	n.e.cfg.Logger.Debug("checkpoint complete", "id", cp.ID, "keys", cp.Keys, "changed", cp.Changed, "took", time.Since(in.started))
+	for _, p := range n.parts {
+		ctx.Send(p.pid, &checkpointDone{epoch: id})
+	}
+	if n.e.standby != nil {
+		ctx.Send(n.e.standby, &checkpointDone{epoch: id})
+	}
 }
 
 // settleRevokes hands back the partitions revoked before checkpoint in:
