@@ -162,46 +162,6 @@ func (s *PartitionSupervisor) plan() (restorePlan, error) {
 	return p, nil
 }
 
-// kv is one change read from the changelog; value nil deletes.
-type kv struct {
-	key   string // the state key, or the hook key when hook
-	hook  bool
-	value []byte
-}
-
-// restoreKVs carries changelog changes to a shard; pending counts the
-// changes sent and not yet taken in, the reader's backpressure.
-type restoreKVs struct {
-	gen     uint64
-	kvs     []kv
-	pending *atomic.Int64
-}
-
-// restored: the changelog has been read; the shard puts its state together.
-type restored struct {
-	gen       uint64
-	watermark int64
-}
-
-// restoreDone: the supervisor's changelog reader finished.
-type restoreDone struct {
-	gen    uint64
-	marker connectors.ChangelogMarker
-	n      int64
-	took   time.Duration
-	err    error
-}
-
-// partitionReady: a partition restored its state and reads; the node
-// includes it in barriers from now on.
-type partitionReady struct{ id string }
-
-// restoreProgress reports a partition's restore to the node.
-type restoreProgress struct {
-	id          string
-	done, total int64
-}
-
 // maxPendingRestore bounds the changes read and not yet taken in.
 const maxPendingRestore = 1 << 18
 

@@ -76,13 +76,6 @@ type inflight struct {
 	clog               map[string]int64
 }
 
-// changelogCommitted: the changelog committed checkpoint seq's changes.
-type changelogCommitted struct {
-	seq     uint64
-	offsets map[string]int64
-	err     error
-}
-
 func newNode(e *engine, done chan<- result) *node {
 	return &node{e: e, done: done, parts: map[string]*partState{}, positions: map[string]connectors.Position{}, lastCheckpoint: time.Now(),
 		watermark: math.MinInt64, lastWatermark: math.MinInt64}

@@ -20,30 +20,6 @@ type ParseWorker struct {
 	rt        *scripting.Runtime
 }
 
-// work: a batch to process; worked: what came of it.
-type work struct {
-	gen   uint64
-	seq   uint64
-	batch *connectors.Batch
-}
-
-// worked carries its supervisor incarnation: a restarted supervisor keeps
-// its PID, and must not take a dead incarnation's results for its own.
-type worked struct {
-	gen      uint64
-	seq      uint64
-	perShard [][]scripting.Keyed
-	perIdx   [][]int
-	outputs  map[string][]connectors.Row // by sink name
-	dead     []connectors.Row
-	kept     int64
-	maxTime  int64 // the latest event time among the kept records
-	timed    bool  // some kept record had an event time
-	// interrupted: the run stopped a script call; the batch is not
-	// processed and must not be delivered.
-	interrupted bool
-}
-
 func newParseWorker(e *engine, partition string, shards int) *ParseWorker {
 	return &ParseWorker{e: e, partition: partition, shards: shards}
 }
