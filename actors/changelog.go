@@ -322,12 +322,11 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 	if m.watermark > a.watermark && a.p.HasEventTime() {
 		a.watermark = m.watermark
 	}
-	a.localEntries, a.localStates = map[string]bool{}, map[string]bool{}
-	a.localRaw = make(map[string][]byte, len(r.entries))
+	a.localEntries, a.localStates = make(map[string][]byte, len(r.entries)), map[string]bool{}
 	for sk, v := range r.entries {
-		a.localEntries[sk] = true
+		a.localEntries[sk] = v
 		if v == nil {
-			a.deleted = append(a.deleted, sk)
+			a.unwritten.deleted = append(a.unwritten.deleted, sk)
 			continue
 		}
 		if err := a.loadEntry(sk, v); err != nil {
@@ -335,12 +334,11 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 		}
 		en := a.entries[sk]
 		en.dirty = true
-		a.dirty = append(a.dirty, sk)
-		a.localRaw[sk] = v
+		a.unwritten.entries = append(a.unwritten.entries, sk)
 	}
 	for k, v := range r.states {
 		if v == nil {
-			a.statesDeleted = append(a.statesDeleted, k)
+			a.unwritten.statesDeleted = append(a.unwritten.statesDeleted, k)
 		} else {
 			if err := a.loadState(k, v); err != nil {
 				return err
@@ -365,8 +363,8 @@ func (a *KeyedAggregator) wipeStale(epoch uint64) error {
 	err := store.Scan(epoch, prefix, func(k, _ []byte) error {
 		sk := string(k[len(prefix):])
 		if scripting.Shard(groupKey(sk), a.shards) == a.shard && a.entries[sk] == nil {
-			a.deleted = append(a.deleted, sk)
-			a.localEntries[sk] = true
+			a.unwritten.deleted = append(a.unwritten.deleted, sk)
+			a.localEntries[sk] = nil
 		}
 		return nil
 	})
@@ -377,7 +375,7 @@ func (a *KeyedAggregator) wipeStale(epoch uint64) error {
 	return store.Scan(epoch, hp, func(k, _ []byte) error {
 		key := string(k[len(hp):])
 		if scripting.Shard(key, a.shards) == a.shard && a.states[key] == nil {
-			a.statesDeleted = append(a.statesDeleted, key)
+			a.unwritten.statesDeleted = append(a.unwritten.statesDeleted, key)
 			a.localStates[key] = true
 		}
 		return nil
