@@ -193,3 +193,26 @@ func TestInterruptedShardRefusesCheckpoints(t *testing.T) {
 		t.Fatalf("barrier ack error %v, want one wrapping ErrInterrupted", ack.err)
 	}
 }
+
+// panickySink panics on Write: an engine bug in a sink, say.
+type panickySink struct{ memio.Sink }
+
+func (*panickySink) Write(context.Context, []connectors.Row) error { panic("sink bug") }
+
+// An actor at the top of the tree (a sink's writer here) that fails ends
+// the run with the cause; it is not restarted silently, and the run does
+// not wait for it forever.
+func TestTopLevelActorFailureEndsTheRun(t *testing.T) {
+	store, err := state.Open("", state.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	_, err = runWithin(t, context.Background(), 30*time.Second, Config{
+		Pipeline: load(t, countScript), Source: &memio.Source{Lines: []string{`{"dstdevice":"C1","dstport":"80"}`}, BatchSize: 10}, Store: store,
+		Results: &panickySink{}, Shards: 1, Workers: 1, MaxErrors: -1,
+	})
+	if want := "the results sink failed: sink bug"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want an error containing %q", err, want)
+	}
+}
