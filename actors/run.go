@@ -215,34 +215,8 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		g.name(pid, name)
 		return pid
 	}
-	if cfg.Results != nil {
-		e.results = spawn("the results sink", newSinkWriter(e, "results", cfg.Results))
-	}
-	e.outputs = map[string]*actor.PID{}
-	for name, sink := range cfg.outputs() {
-		e.outputs[name] = spawn("the "+name+" sink", newSinkWriter(e, name, sink))
-	}
-	if cfg.DeadLetters != nil {
-		e.deadLetters = spawn("the dead-letter sink", newSinkWriter(e, "dead_letter", cfg.DeadLetters))
-	}
-	if cfg.Late != nil {
-		e.late = spawn("the late-records sink", newSinkWriter(e, "late", cfg.Late))
-	}
-	if cfg.Pipeline.HasAggregate() {
-		em, err := newEmitter(e)
-		if err != nil {
-			return Summary{}, err
-		}
-		e.emitter = spawn("the emitter", em)
-	}
-	if cfg.Standby > 0 {
-		e.standby = spawn("the standby keeper", newStandbyKeeper(e))
-	}
-	e.transactional = map[string]*actor.PID{}
-	for name, sink := range cfg.sinks() {
-		if _, ok := sink.(connectors.Transactional); ok {
-			e.transactional[name] = e.writer(name)
-		}
+	if err := e.spawnOutputs(spawn); err != nil {
+		return Summary{}, err
 	}
 	if err := recoverCommitted(ctx, cfg); err != nil {
 		return Summary{}, err
@@ -253,7 +227,6 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	// It sets e.node itself when it starts, before it spawns anything that
 	// reads it.
 	nodePID := spawn("the node", newNode(e, done))
-
 	if cfg.OnReady != nil {
 		// The node publishes its PID when it starts: hand out the handle
 		// once it has.
@@ -271,6 +244,42 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		err = closeErr
 	}
 	return sum, err
+}
+
+// spawnOutputs spawns the actors downstream of the partitions: a writer per
+// sink, the emitter, the standby keeper.
+func (e *engine) spawnOutputs(spawn func(name string, a actor.Actor) *actor.PID) error {
+	cfg := e.cfg
+	if cfg.Results != nil {
+		e.results = spawn("the results sink", newSinkWriter(e, "results", cfg.Results))
+	}
+	e.outputs = map[string]*actor.PID{}
+	for name, sink := range cfg.outputs() {
+		e.outputs[name] = spawn("the "+name+" sink", newSinkWriter(e, name, sink))
+	}
+	if cfg.DeadLetters != nil {
+		e.deadLetters = spawn("the dead-letter sink", newSinkWriter(e, "dead_letter", cfg.DeadLetters))
+	}
+	if cfg.Late != nil {
+		e.late = spawn("the late-records sink", newSinkWriter(e, "late", cfg.Late))
+	}
+	if cfg.Pipeline.HasAggregate() {
+		em, err := newEmitter(e)
+		if err != nil {
+			return err
+		}
+		e.emitter = spawn("the emitter", em)
+	}
+	if cfg.Standby > 0 {
+		e.standby = spawn("the standby keeper", newStandbyKeeper(e))
+	}
+	e.transactional = map[string]*actor.PID{}
+	for name, sink := range cfg.sinks() {
+		if _, ok := sink.(connectors.Transactional); ok {
+			e.transactional[name] = e.writer(name)
+		}
+	}
+	return nil
 }
 
 // stopAfterGiveUp bounds the wait for the node to end once the run gave up
