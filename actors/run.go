@@ -357,6 +357,9 @@ func (g *guardian) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, chi
 	g.mu.Lock()
 	name := g.names[child.Id]
 	g.mu.Unlock()
+	if name == "" {
+		name = "an actor of the engine"
+	}
 	sup.StopChildren(child)
 	select {
 	case g.failed <- fmt.Errorf("%s failed: %w", name, asError(reason)):
