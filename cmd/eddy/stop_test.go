@@ -333,19 +333,31 @@ func TestSIGTERMGivesUpAStuckStopCheckpoint(t *testing.T) {
 
 // A second signal while eddy stops exits at once, 128+signal.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
-	dir := writeStopInput(t, 20)
-	state := filepath.Join(t.TempDir(), "state")
-	// A stuck shard: the stop would take its full bound.
-	p := startEddy(t, stopArgs(t, stopScript(t, "", `print("looping"); while true do end`), dir, state)...)
-	p.waitFor(t, `msg=looping`, time.Minute)
-	p.signal(t, syscall.SIGTERM)
-	p.waitFor(t, `stopping: reading stopped`, stopBound)
-	sent := p.signal(t, syscall.SIGINT)
-	if code := p.waitExit(t, sent, time.Second); code != 130 {
-		t.Fatalf("exit code %d after a second SIGINT, want 130:\n%s", code, p.stderr())
+	tests := []struct {
+		name          string
+		first, second syscall.Signal
+		code          int
+	}{
+		{"SIGTERM then SIGINT", syscall.SIGTERM, syscall.SIGINT, 130},
+		{"SIGINT then SIGTERM", syscall.SIGINT, syscall.SIGTERM, 143},
 	}
-	if !strings.Contains(p.stderr(), "second signal: exiting at once") || !strings.Contains(p.stderr(), "exit_code=130") {
-		t.Fatalf("the log does not say why it exited:\n%s", p.stderr())
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeStopInput(t, 20)
+			state := filepath.Join(t.TempDir(), "state")
+			// A stuck shard: the stop would take its full bound.
+			p := startEddy(t, stopArgs(t, stopScript(t, "", `print("looping"); while true do end`), dir, state)...)
+			p.waitFor(t, `msg=looping`, time.Minute)
+			p.signal(t, tc.first)
+			p.waitFor(t, `stopping: reading stopped`, stopBound)
+			sent := p.signal(t, tc.second)
+			if code := p.waitExit(t, sent, time.Second); code != tc.code {
+				t.Fatalf("exit code %d after a second signal, want %d:\n%s", code, tc.code, p.stderr())
+			}
+			if want := fmt.Sprintf("exit_code=%d", tc.code); !strings.Contains(p.stderr(), "second signal: exiting at once") || !strings.Contains(p.stderr(), want) {
+				t.Fatalf("the log does not say why it exited (%s):\n%s", want, p.stderr())
+			}
+		})
 	}
 }
 
