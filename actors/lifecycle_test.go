@@ -19,15 +19,21 @@ import (
 	"github.com/eddy-stream/eddy/state"
 )
 
-// syncBuffer is a log destination safe for the engine's goroutines.
+// syncBuffer is a log destination safe for the engine's goroutines, which
+// a test can wait on.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu   sync.Mutex
+	b    bytes.Buffer
+	more chan struct{} // closed and replaced at each write
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.more != nil {
+		close(s.more)
+		s.more = nil
+	}
 	return s.b.Write(p)
 }
 
@@ -35,6 +41,29 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// waitFor waits until the log holds want, failing the test after limit.
+func (s *syncBuffer) waitFor(t *testing.T, want string, limit time.Duration) {
+	t.Helper()
+	deadline := time.After(limit)
+	for {
+		s.mu.Lock()
+		if strings.Contains(s.b.String(), want) {
+			s.mu.Unlock()
+			return
+		}
+		if s.more == nil {
+			s.more = make(chan struct{})
+		}
+		more := s.more
+		s.mu.Unlock()
+		select {
+		case <-more:
+		case <-deadline:
+			t.Fatalf("the log lacks %q after %v:\n%s", want, limit, s.String())
+		}
+	}
 }
 
 // runWithin runs cfg and fails the test when the run has not ended within
@@ -214,5 +243,47 @@ func TestTopLevelActorFailureEndsTheRun(t *testing.T) {
 	})
 	if want := "the results sink failed: sink bug"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("got %v, want an error containing %q", err, want)
+	}
+}
+
+// A stop while a failed partition waits for its restart ends the run at
+// once: the stop checkpoint can't include that partition, so it is given
+// up (the last complete checkpoint stands), not waited for.
+func TestStopDuringRestartBackoff(t *testing.T) {
+	testHookAdd = func(string, int) { panic(fmt.Errorf("shard crashed")) }
+	defer func() { testHookAdd = nil }()
+	store, err := state.Open("", state.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs syncBuffer
+	type ran struct {
+		sum Summary
+		err error
+	}
+	done := make(chan ran, 1)
+	go func() {
+		sum, err := Run(ctx, Config{
+			Pipeline: load(t, countScript), Source: &memio.Source{Lines: []string{`{"dstdevice":"C1","dstport":"80"}`}, BatchSize: 10},
+			Store: store, Results: &memio.Sink{}, Shards: 1, Workers: 1, MaxErrors: -1,
+			RestartBackoff: 10 * time.Second, StopTimeout: time.Minute, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		})
+		done <- ran{sum, err}
+	}()
+	logs.waitFor(t, "(restart 1 of 5, next in 10s)", 10*time.Second)
+	cancel()
+	select {
+	case r := <-done:
+		if r.err != nil || !r.sum.Interrupted {
+			t.Fatalf("got %+v, %v: want an interrupted run and no error", r.sum, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the stop waited for the partition's restart:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "stopping without a stop checkpoint: partition mem is waiting for its restart") {
+		t.Fatalf("the log does not say why the stop checkpoint was given up:\n%s", logs.String())
 	}
 }
