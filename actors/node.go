@@ -86,74 +86,111 @@ func (n *node) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		n.start(ctx)
+	// the source
 	case *assign:
 		n.assign(ctx, m.p)
 	case *revoke:
-		if m.lost {
-			n.lose(ctx, m)
-			return
-		}
-		n.revokes = append(n.revokes, m)
-		n.maybeTrigger(ctx, true)
+		n.revoke(ctx, m)
+	case *partitionFailed:
+		n.finish(fmt.Errorf("reading %s: %w", m.id, m.err))
+	// the partitions
 	case *partitionStatus:
-		if m.pos != nil {
-			n.positions[m.id] = m.pos
-		}
-		if p := n.parts[m.id]; p != nil {
-			p.since += m.records
-			p.status = *m
-			n.maybeTrigger(ctx, false)
-		}
+		n.partitionStatus(ctx, m)
+	case *partitionCrashed:
+		n.partitionCrashed(ctx, m)
+	case *restartPartitions:
+		n.restartPartitions(m)
+	case *partitionRestarted:
+		n.partitionRestarted(ctx, m)
+	case *partitionReady:
+		n.partitionReady(ctx, m)
+	case *restoreProgress:
+		n.restoreProgress(m)
+	case *failed:
+		n.failed(m)
+	// triggers and checkpoints
 	case *tick:
 		n.maybeTrigger(ctx, true)
+	case *partitionAck:
+		n.partitionAck(ctx, m)
+	case *standbyAck:
+		n.standbyAck(ctx, m)
+	case *sinkFlushed:
+		n.sinkFlushed(ctx, m)
+	case *changelogCommitted:
+		n.changelogCommitted(ctx, m)
+	case *sinkFailed:
+		n.fail(fmt.Errorf("sink %s: %w", m.name, m.err))
+	// stopping, status
 	case *shutdown:
 		if m.giveUp > 0 {
 			n.giveUpStop(fmt.Sprintf("the stop checkpoint did not complete within %v", m.giveUp))
 			return
 		}
 		n.stop(ctx)
-	case *partitionCrashed:
-		n.partitionCrashed(ctx, m)
-	case *restartPartitions:
-		n.restartPartitions(m)
-	case *failed:
-		n.failedTotal += m.n
-		if max := n.e.cfg.MaxErrors; max >= 0 && n.failedTotal > max {
-			n.finish(fmt.Errorf("%w: %d records failed, more than --max-errors %d allows; the last: %s", ErrTooManyErrors, n.failedTotal, max, m.last))
-		}
-	case *partitionAck:
-		n.partitionAck(ctx, m)
-	case *sinkFlushed:
-		n.sinkFlushed(ctx, m)
-	case *sinkFailed:
-		n.fail(fmt.Errorf("sink %s: %w", m.name, m.err))
-	case *partitionFailed:
-		n.finish(fmt.Errorf("reading %s: %w", m.id, m.err))
 	case *statusQuery:
 		n.status(ctx)
-	case *partitionRestarted:
-		if p := n.parts[m.id]; p != nil && n.e.cfg.Changelog != nil {
-			n.setRestoring(p, true)
-		}
-		if n.inflight != nil {
-			n.abort(ctx, fmt.Sprintf("partition %s restarted", m.id))
-		}
-	case *partitionReady:
-		if p := n.parts[m.id]; p != nil {
-			n.setRestoring(p, false)
-			n.maybeTrigger(ctx, false)
-		}
-	case *restoreProgress:
-		if p := n.parts[m.id]; p != nil && p.restoring {
-			st := n.e.cfg.Stats
-			st.RestoreDone.Add(m.done - p.restored)
-			st.RestoreTotal.Add(m.total - p.toRestore)
-			p.restored, p.toRestore = m.done, m.total
-		}
-	case *changelogCommitted:
-		n.changelogCommitted(ctx, m)
-	case *standbyAck:
-		n.standbyAck(ctx, m)
+	}
+}
+
+// revoke: a lost partition stops at once; a revoked one at the next
+// checkpoint, which it asks for.
+func (n *node) revoke(ctx actor.Context, m *revoke) {
+	if m.lost {
+		n.lose(ctx, m)
+		return
+	}
+	n.revokes = append(n.revokes, m)
+	n.maybeTrigger(ctx, true)
+}
+
+// partitionStatus notes where a partition's reading stands; a barrier may
+// be due.
+func (n *node) partitionStatus(ctx actor.Context, m *partitionStatus) {
+	if m.pos != nil {
+		n.positions[m.id] = m.pos
+	}
+	if p := n.parts[m.id]; p != nil {
+		p.since += m.records
+		p.status = *m
+		n.maybeTrigger(ctx, false)
+	}
+}
+
+// partitionRestarted: a restarted partition rewound to the last
+// checkpoint, so the barrier in flight can't complete; with a changelog it
+// restores first.
+func (n *node) partitionRestarted(ctx actor.Context, m *partitionRestarted) {
+	if p := n.parts[m.id]; p != nil && n.e.cfg.Changelog != nil {
+		n.setRestoring(p, true)
+	}
+	if n.inflight != nil {
+		n.abort(ctx, fmt.Sprintf("partition %s restarted", m.id))
+	}
+}
+
+// partitionReady: a partition restored its state; barriers include it.
+func (n *node) partitionReady(ctx actor.Context, m *partitionReady) {
+	if p := n.parts[m.id]; p != nil {
+		n.setRestoring(p, false)
+		n.maybeTrigger(ctx, false)
+	}
+}
+
+func (n *node) restoreProgress(m *restoreProgress) {
+	if p := n.parts[m.id]; p != nil && p.restoring {
+		st := n.e.cfg.Stats
+		st.RestoreDone.Add(m.done - p.restored)
+		st.RestoreTotal.Add(m.total - p.toRestore)
+		p.restored, p.toRestore = m.done, m.total
+	}
+}
+
+// failed counts failed records against --max-errors.
+func (n *node) failed(m *failed) {
+	n.failedTotal += m.n
+	if max := n.e.cfg.MaxErrors; max >= 0 && n.failedTotal > max {
+		n.finish(fmt.Errorf("%w: %d records failed, more than --max-errors %d allows; the last: %s", ErrTooManyErrors, n.failedTotal, max, m.last))
 	}
 }
 
