@@ -30,25 +30,22 @@ type KeyedAggregator struct {
 
 	rt      *scripting.Runtime
 	entries map[string]*entry // by state key: the key, or key␞start for a window
-	// dirty and deleted: entries to write or delete at the next checkpoint;
-	// pending: what a checkpoint not yet complete wrote (to redo if it is
-	// aborted); changed: entries to send the emitter at the next trigger.
-	// Entries carry flags so each is listed once.
-	dirty, deleted []string
+	// unwritten: the entries and hook states to write or delete at the
+	// next checkpoint; pending: what each checkpoint not yet complete
+	// wrote (to redo if it is aborted); changed: entries to send the
+	// emitter at the next trigger. Entries and states carry flags so each
+	// is listed once.
+	unwritten changeSet
 	// dropped: window entries the emitter should forget, after it has
 	// emitted lastChanges, their final changes
 	dropped     []string
 	lastChanges []partial
-	pending     map[uint64]written
+	pending     map[uint64]changeSet
 	changed     []string
 
-	states      map[string]*keyState // hook state by key
-	statesDirty []string
-	// statesDeleted: hook states to delete at the next checkpoint (stale
-	// ones a restore from the changelog replaced)
-	statesDeleted []string
-	timers        timerHeap
-	sessions      map[string][]*entry // open session windows by key
+	states   map[string]*keyState // hook state by key
+	timers   timerHeap
+	sessions map[string][]*entry // open session windows by key
 	// lastWindow remembers each key's latest window state key: most
 	// records fall in it, and building the key costs an allocation.
 	lastWindow map[string]windowName
@@ -67,14 +64,25 @@ type KeyedAggregator struct {
 	// the local checkpoint, or instead of it); nil once restored.
 	fromLog *shardRestore
 	// localEntries, localStates: keys the next checkpoint writes to the
-	// store only (the changelog has them already).
-	localEntries, localStates map[string]bool
-	// localRaw: the changelog's bytes of the restored entries, written to
-	// the store as they are unless the entry changed since
-	localRaw map[string][]byte
+	// store only (the changelog has them already). localEntries holds the
+	// changelog's bytes of each entry (nil: deleted), written to the store
+	// as they are; a change since the restore takes the key out.
+	localEntries map[string][]byte
+	localStates  map[string]bool
+	// interrupted: the run interrupted a script call of this shard, whose
+	// state is no longer a whole number of batches: no checkpoint may
+	// have it.
+	interrupted error
 }
 
-type written struct{ entries, deleted, states, statesDeleted []string }
+// changeSet lists changed state by key: entries (by state key) and hook
+// states (by key) written, and those deleted (a hook state deleted is a
+// stale one a restore from the changelog replaced).
+type changeSet struct{ entries, deleted, states, statesDeleted []string }
+
+func (c changeSet) empty() bool {
+	return len(c.entries)+len(c.deleted)+len(c.states)+len(c.statesDeleted) == 0
+}
 
 type windowName struct {
 	start int64
@@ -190,7 +198,7 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	}
 	a.rt = rt
 	a.entries = map[string]*entry{}
-	a.pending = map[uint64]written{}
+	a.pending = map[uint64]changeSet{}
 	a.states = map[string]*keyState{}
 	a.sessions = map[string][]*entry{}
 	a.lastWindow = map[string]windowName{}
@@ -324,7 +332,7 @@ func (a *KeyedAggregator) touch(sk string, en *entry) {
 	}
 	if !en.dirty {
 		en.dirty = true
-		a.dirty = append(a.dirty, sk)
+		a.unwritten.entries = append(a.unwritten.entries, sk)
 	}
 	if !en.changed {
 		en.changed = true
@@ -338,7 +346,7 @@ func (a *KeyedAggregator) touchState(key string, st *keyState) {
 	}
 	if !st.dirty {
 		st.dirty = true
-		a.statesDirty = append(a.statesDirty, key)
+		a.unwritten.states = append(a.unwritten.states, key)
 	}
 }
 
@@ -425,6 +433,9 @@ func (a *KeyedAggregator) afterHook(key string, st *keyState, res scripting.Hook
 // fail sends a record that failed in this shard to the dead letters. The
 // record counted as kept upstream; it no longer does.
 func (a *KeyedAggregator) fail(ctx actor.Context, m *keyedBatch, i int, err error) {
+	if a.wasInterrupted(err) {
+		return
+	}
 	row := deadLetter(a.partition, m.src, m.idx[i], err)
 	a.e.cfg.Stats.Failed.Add(1)
 	a.e.cfg.Stats.Kept.Add(-1)
@@ -443,6 +454,9 @@ func (a *KeyedAggregator) toEmitter(ctx actor.Context, m *resultRows) {
 // hookFailed reports an on_window or on_timer error: there is no record to
 // send to the dead letters, so the failure goes there on its own.
 func (a *KeyedAggregator) hookFailed(ctx actor.Context, err error) {
+	if a.wasInterrupted(err) {
+		return
+	}
 	a.e.cfg.Stats.Failed.Add(1)
 	a.out.add("dead_letter", connectors.Row{Fields: []connectors.Field{
 		{Name: "error", Value: err.Error()}, {Name: "partition", Value: a.partition},
@@ -468,8 +482,24 @@ func (a *KeyedAggregator) windowedFinal() bool {
 	return a.p.IsWindowed() && a.p.Emit == scripting.EmitFinal
 }
 
+// wasInterrupted notes a script call the run interrupted: not the
+// record's failure, but the end of this shard's checkpoints.
+func (a *KeyedAggregator) wasInterrupted(err error) bool {
+	if !interrupted(err) {
+		return false
+	}
+	if a.interrupted == nil {
+		a.interrupted = fmt.Errorf("shard %d of %s: %w", a.shard, a.partition, err)
+	}
+	return true
+}
+
 func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrierAck {
 	ack := &shardBarrierAck{gen: a.gen, seq: b.seq, shard: a.shard}
+	if a.interrupted != nil {
+		ack.err = a.interrupted
+		return ack
+	}
 	// The barrier's watermark is the pipeline's: past this partition's own
 	// when the partition is idle, so its windows still close.
 	if b.watermark > a.watermark || b.final {
@@ -524,35 +554,35 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 	if b.epoch == 0 {
 		return ack
 	}
-	if len(a.dirty)+len(a.deleted)+len(a.statesDirty)+len(a.statesDeleted) > 0 {
+	if !a.unwritten.empty() {
 		ack.err = a.write(b.epoch)
-		w := written{entries: a.dirty, deleted: a.deleted, states: a.statesDirty, statesDeleted: a.statesDeleted}
-		for _, sk := range a.dirty {
+		w := a.unwritten
+		for _, sk := range a.unwritten.entries {
 			if en := a.entries[sk]; en != nil {
 				en.dirty = false
 			}
 		}
-		for _, k := range a.statesDirty {
+		for _, k := range a.unwritten.states {
 			if st := a.states[k]; st != nil {
 				st.dirty = false
 			}
 		}
 		a.pending[b.epoch] = w
-		a.dirty, a.deleted, a.statesDirty, a.statesDeleted = nil, nil, nil, nil
+		a.unwritten = changeSet{}
 	}
 	return ack
 }
 
 // redo marks what an aborted checkpoint wrote to be written again.
-func (a *KeyedAggregator) redo(w written) {
+func (a *KeyedAggregator) redo(w changeSet) {
 	for _, sk := range w.entries {
 		if en := a.entries[sk]; en != nil && !en.dirty {
 			en.dirty = true
-			a.dirty = append(a.dirty, sk)
+			a.unwritten.entries = append(a.unwritten.entries, sk)
 		}
 	}
-	a.deleted = append(a.deleted, w.deleted...)
-	a.statesDeleted = append(a.statesDeleted, w.statesDeleted...)
+	a.unwritten.deleted = append(a.unwritten.deleted, w.deleted...)
+	a.unwritten.statesDeleted = append(a.unwritten.statesDeleted, w.statesDeleted...)
 	for _, k := range w.states {
 		if st := a.states[k]; st != nil {
 			a.touchState(k, st)
@@ -572,6 +602,12 @@ func (a *KeyedAggregator) write(epoch uint64) error {
 	return wb.Commit()
 }
 
+// isLocalEntry: the next checkpoint writes entry sk to the store only.
+func (a *KeyedAggregator) isLocalEntry(sk string) bool {
+	_, ok := a.localEntries[sk]
+	return ok
+}
+
 type batchWriter interface {
 	Set(key, value []byte) error
 	Delete(key []byte) error
@@ -584,13 +620,13 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		wb = &teeWriter{wb: wb, cl: cl, partition: a.partition}
 	}
 	tee, _ := wb.(*teeWriter)
-	defer func() { a.localEntries, a.localStates, a.localRaw = nil, nil, nil }()
-	for _, sk := range a.dirty {
+	defer func() { a.localEntries, a.localStates = nil, nil }()
+	for _, sk := range a.unwritten.entries {
 		en := a.entries[sk]
 		if en == nil {
 			continue // expired since: in deleted
 		}
-		if raw, ok := a.localRaw[sk]; ok && a.localEntries[sk] {
+		if raw := a.localEntries[sk]; raw != nil {
 			tee.localOnly(true)
 			if err := wb.Set(stateKey(a.partition, sk), raw); err != nil {
 				return err
@@ -604,21 +640,21 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		if buf, err = a.rt.EncodeEntry(buf[:0], keyVals, en.accs); err != nil {
 			return err
 		}
-		tee.localOnly(a.localEntries[sk])
+		tee.localOnly(a.isLocalEntry(sk))
 		if err := wb.Set(stateKey(a.partition, sk), buf); err != nil {
 			return err
 		}
 	}
-	for _, sk := range a.deleted {
+	for _, sk := range a.unwritten.deleted {
 		if a.entries[sk] != nil {
 			continue // recreated since
 		}
-		tee.localOnly(a.localEntries[sk])
+		tee.localOnly(a.isLocalEntry(sk))
 		if err := wb.Delete(stateKey(a.partition, sk)); err != nil {
 			return err
 		}
 	}
-	for _, k := range a.statesDirty {
+	for _, k := range a.unwritten.states {
 		st := a.states[k]
 		if st == nil {
 			continue
@@ -631,7 +667,7 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 			return err
 		}
 	}
-	for _, k := range a.statesDeleted {
+	for _, k := range a.unwritten.statesDeleted {
 		if a.states[k] != nil {
 			continue
 		}

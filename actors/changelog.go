@@ -162,46 +162,6 @@ func (s *PartitionSupervisor) plan() (restorePlan, error) {
 	return p, nil
 }
 
-// kv is one change read from the changelog; value nil deletes.
-type kv struct {
-	key   string // the state key, or the hook key when hook
-	hook  bool
-	value []byte
-}
-
-// restoreKVs carries changelog changes to a shard; pending counts the
-// changes sent and not yet taken in, the reader's backpressure.
-type restoreKVs struct {
-	gen     uint64
-	kvs     []kv
-	pending *atomic.Int64
-}
-
-// restored: the changelog has been read; the shard puts its state together.
-type restored struct {
-	gen       uint64
-	watermark int64
-}
-
-// restoreDone: the supervisor's changelog reader finished.
-type restoreDone struct {
-	gen    uint64
-	marker connectors.ChangelogMarker
-	n      int64
-	took   time.Duration
-	err    error
-}
-
-// partitionReady: a partition restored its state and reads; the node
-// includes it in barriers from now on.
-type partitionReady struct{ id string }
-
-// restoreProgress reports a partition's restore to the node.
-type restoreProgress struct {
-	id          string
-	done, total int64
-}
-
 // maxPendingRestore bounds the changes read and not yet taken in.
 const maxPendingRestore = 1 << 18
 
@@ -362,12 +322,11 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 	if m.watermark > a.watermark && a.p.HasEventTime() {
 		a.watermark = m.watermark
 	}
-	a.localEntries, a.localStates = map[string]bool{}, map[string]bool{}
-	a.localRaw = make(map[string][]byte, len(r.entries))
+	a.localEntries, a.localStates = make(map[string][]byte, len(r.entries)), map[string]bool{}
 	for sk, v := range r.entries {
-		a.localEntries[sk] = true
+		a.localEntries[sk] = v
 		if v == nil {
-			a.deleted = append(a.deleted, sk)
+			a.unwritten.deleted = append(a.unwritten.deleted, sk)
 			continue
 		}
 		if err := a.loadEntry(sk, v); err != nil {
@@ -375,12 +334,11 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 		}
 		en := a.entries[sk]
 		en.dirty = true
-		a.dirty = append(a.dirty, sk)
-		a.localRaw[sk] = v
+		a.unwritten.entries = append(a.unwritten.entries, sk)
 	}
 	for k, v := range r.states {
 		if v == nil {
-			a.statesDeleted = append(a.statesDeleted, k)
+			a.unwritten.statesDeleted = append(a.unwritten.statesDeleted, k)
 		} else {
 			if err := a.loadState(k, v); err != nil {
 				return err
@@ -405,8 +363,8 @@ func (a *KeyedAggregator) wipeStale(epoch uint64) error {
 	err := store.Scan(epoch, prefix, func(k, _ []byte) error {
 		sk := string(k[len(prefix):])
 		if scripting.Shard(groupKey(sk), a.shards) == a.shard && a.entries[sk] == nil {
-			a.deleted = append(a.deleted, sk)
-			a.localEntries[sk] = true
+			a.unwritten.deleted = append(a.unwritten.deleted, sk)
+			a.localEntries[sk] = nil
 		}
 		return nil
 	})
@@ -417,7 +375,7 @@ func (a *KeyedAggregator) wipeStale(epoch uint64) error {
 	return store.Scan(epoch, hp, func(k, _ []byte) error {
 		key := string(k[len(hp):])
 		if scripting.Shard(key, a.shards) == a.shard && a.states[key] == nil {
-			a.statesDeleted = append(a.statesDeleted, key)
+			a.unwritten.statesDeleted = append(a.unwritten.statesDeleted, key)
 			a.localStates[key] = true
 		}
 		return nil

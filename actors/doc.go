@@ -11,4 +11,11 @@
 // A checkpoint is one Badger version (package state): shards write their
 // dirty keys at that version, then the node writes the positions and marks
 // it complete once every sink has flushed.
+//
+// Failures and stops are bounded (lifecycle.go): the node restarts a
+// failing partition from the last checkpoint with backoff, a few times,
+// then ends the run with the cause; a top-level actor that fails ends it
+// at once. A stop (Run's ctx cancelled) reads no more, drops what was read
+// and not processed, and checkpoints the rest, or gives up on that
+// checkpoint after Config.StopTimeout and interrupts the script.
 package actors

@@ -38,24 +38,6 @@ type Emitter struct {
 
 type dropped struct{ key, partition string }
 
-// loadHeld, heldKVs, partitionMoved: a partition's held windows arrive
-// with it or leave with it (with a changelog).
-type loadHeld struct {
-	partition string
-	load      bool
-	// restoring: the changelog's held windows follow, then heldRestored;
-	// until then the partition's are not written to the changelog (they
-	// may be older than what it has)
-	restoring bool
-}
-type heldRestored struct{ partition string }
-type heldKVs struct {
-	partition string
-	keys      []string
-	values    [][]byte
-}
-type partitionMoved struct{ partition string }
-
 // forget applies the drops of windows whose last rows are out.
 func (em *Emitter) forget() {
 	for _, d := range em.drops {

@@ -1,13 +1,19 @@
 package actors
 
 import (
+	"sync/atomic"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/scripting"
 )
 
-// Messages of the engine. They are immutable once sent.
+// Every message an actor of the engine receives, by family (protoactor's
+// lifecycle messages aside). They are immutable once sent.
+
+// To the node: the source's assignments, the timer, a stop, failures.
 
 // assign: the source hands the node a partition.
 type assign struct{ p connectors.Partition }
@@ -23,8 +29,31 @@ type revoke struct {
 // tick: the trigger timer fired.
 type tick struct{}
 
-// shutdown: stop reading, checkpoint, stop (SIGINT/SIGTERM).
-type shutdown struct{}
+// shutdown: stop reading, checkpoint what is processed, stop (ctx
+// cancelled: SIGINT/SIGTERM). With giveUp, the stop checkpoint did not
+// complete in that time: end without it.
+type shutdown struct{ giveUp time.Duration }
+
+// stopReading: the run is stopping; a supervisor reads no more and drops
+// the batches it read and has not delivered.
+type stopReading struct{}
+
+// partitionCrashed: a partition's supervisor (or one of its children)
+// failed; sup restarts or stops it.
+type partitionCrashed struct {
+	pid   *actor.PID
+	sup   actor.Supervisor
+	cause error
+}
+
+// restartPartitions: the backoff before restarting pids has passed.
+type restartPartitions struct {
+	sup  actor.Supervisor
+	pids []*actor.PID
+}
+
+// Through a partition: its reader's batches, barriers, their
+// acknowledgements and its status.
 
 // sourceBatch: a supervisor's reader read a batch (or failed).
 type sourceBatch struct {
@@ -110,9 +139,13 @@ type failed struct {
 	last string
 }
 
+// A barrier's outcome (node → partitions → shards).
+
 // checkpointDone / checkpointAborted settle a checkpoint's pending writes.
 type checkpointDone struct{ epoch uint64 }
 type checkpointAborted struct{ epoch uint64 }
+
+// Results (shards → emitter).
 
 // resultRows: a shard's changed (or, with reset, all) keys for the emitter.
 type resultRows struct {
@@ -143,6 +176,8 @@ type emitTrigger struct {
 	final     bool
 	watermark int64
 }
+
+// Sinks (→ SinkWriter → node).
 
 // rowsOut: rows for a sink.
 type rowsOut struct{ rows []connectors.Row }
@@ -175,3 +210,160 @@ type abortTx struct{}
 // settled: the barrier seq is done (or dropped); supervisors release the
 // sink rows they held back since passing it.
 type settled struct{ seq uint64 }
+
+// The changelog (node).
+
+// changelogCommitted: the changelog committed checkpoint seq's changes.
+type changelogCommitted struct {
+	seq     uint64
+	offsets map[string]int64
+	err     error
+}
+
+// Parse workers (supervisor ↔ ParseWorker).
+
+// work: a batch to process; worked: what came of it.
+type work struct {
+	gen   uint64
+	seq   uint64
+	batch *connectors.Batch
+}
+
+// worked carries its supervisor incarnation: a restarted supervisor keeps
+// its PID, and must not take a dead incarnation's results for its own.
+type worked struct {
+	gen      uint64
+	seq      uint64
+	perShard [][]scripting.Keyed
+	perIdx   [][]int
+	outputs  map[string][]connectors.Row // by sink name
+	dead     []connectors.Row
+	kept     int64
+	maxTime  int64 // the latest event time among the kept records
+	timed    bool  // some kept record had an event time
+	// interrupted: the run stopped a script call; the batch is not
+	// processed and must not be delivered.
+	interrupted bool
+}
+
+// Restoring a partition from its changelog (supervisor → shards, node).
+
+// kv is one change read from the changelog; value nil deletes.
+type kv struct {
+	key   string // the state key, or the hook key when hook
+	hook  bool
+	value []byte
+}
+
+// restoreKVs carries changelog changes to a shard; pending counts the
+// changes sent and not yet taken in, the reader's backpressure.
+type restoreKVs struct {
+	gen     uint64
+	kvs     []kv
+	pending *atomic.Int64
+}
+
+// restored: the changelog has been read; the shard puts its state together.
+type restored struct {
+	gen       uint64
+	watermark int64
+}
+
+// restoreDone: the supervisor's changelog reader finished.
+type restoreDone struct {
+	gen    uint64
+	marker connectors.ChangelogMarker
+	n      int64
+	took   time.Duration
+	err    error
+}
+
+// partitionReady: a partition restored its state and reads; the node
+// includes it in barriers from now on.
+type partitionReady struct{ id string }
+
+// restoreProgress reports a partition's restore to the node.
+type restoreProgress struct {
+	id          string
+	done, total int64
+}
+
+// A partition's held windows (supervisor → emitter).
+
+// loadHeld, heldKVs, partitionMoved: a partition's held windows arrive
+// with it or leave with it (with a changelog).
+type loadHeld struct {
+	partition string
+	load      bool
+	// restoring: the changelog's held windows follow, then heldRestored;
+	// until then the partition's are not written to the changelog (they
+	// may be older than what it has)
+	restoring bool
+}
+
+type heldRestored struct{ partition string }
+
+type heldKVs struct {
+	partition string
+	keys      []string
+	values    [][]byte
+}
+
+type partitionMoved struct{ partition string }
+
+// Standby copies (node ↔ standby keeper).
+
+// standbySet: the partitions to keep warm now; the answer lists each with
+// the offset to read it from.
+type standbySet struct{ ids []string }
+
+type standbyFrom struct {
+	id   string
+	from int64
+}
+
+// standbyChanges: a partition's changelog from offset from to next.
+type standbyChanges struct {
+	id         string
+	from, next int64
+	keys       []string
+	values     [][]byte
+	marker     connectors.ChangelogMarker
+}
+
+// standbyOwned: the node starts (or stops) reading a partition.
+type standbyOwned struct {
+	id    string
+	owned bool
+}
+
+// standbyAck: the keeper passed a barrier.
+type standbyAck struct {
+	seq uint64
+	err error
+}
+
+// Status and state queries (Handle → node, emitter).
+
+type statusQuery struct{}
+
+type stateQuery struct{ key string }
+
+// shareQuery asks the emitter for its share of the result table; mergeQuery
+// for the rows the shares of every node make together.
+type shareQuery struct{ key string }
+
+type shareAnswer struct {
+	share []byte
+	err   error
+}
+
+type mergeQuery struct {
+	key    string
+	shares [][]byte
+}
+
+type stateAnswer struct {
+	rows []connectors.Row
+	err  error
+}

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -52,6 +53,12 @@ type partState struct {
 	// restored and toRestore are its progress
 	restoring           bool
 	restored, toRestore int64
+	// down: it failed and waits for its restart; restarts counts its
+	// restarts since a failure more than restartWindow after the one
+	// before, lastFailure is when it last failed.
+	down        bool
+	restarts    int
+	lastFailure time.Time
 }
 
 type inflight struct {
@@ -69,13 +76,6 @@ type inflight struct {
 	clog               map[string]int64
 }
 
-// changelogCommitted: the changelog committed checkpoint seq's changes.
-type changelogCommitted struct {
-	seq     uint64
-	offsets map[string]int64
-	err     error
-}
-
 func newNode(e *engine, done chan<- result) *node {
 	return &node{e: e, done: done, parts: map[string]*partState{}, positions: map[string]connectors.Position{}, lastCheckpoint: time.Now(),
 		watermark: math.MinInt64, lastWatermark: math.MinInt64}
@@ -86,67 +86,111 @@ func (n *node) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		n.start(ctx)
+	// the source
 	case *assign:
 		n.assign(ctx, m.p)
 	case *revoke:
-		if m.lost {
-			n.lose(ctx, m)
-			return
-		}
-		n.revokes = append(n.revokes, m)
-		n.maybeTrigger(ctx, true)
-	case *partitionStatus:
-		if m.pos != nil {
-			n.positions[m.id] = m.pos
-		}
-		if p := n.parts[m.id]; p != nil {
-			p.since += m.records
-			p.status = *m
-			n.maybeTrigger(ctx, false)
-		}
-	case *tick:
-		n.maybeTrigger(ctx, true)
-	case *shutdown:
-		n.stopping = true
-		n.maybeTrigger(ctx, true)
-	case *failed:
-		n.failedTotal += m.n
-		if max := n.e.cfg.MaxErrors; max >= 0 && n.failedTotal > max {
-			n.finish(fmt.Errorf("%w: %d records failed, more than --max-errors %d allows; the last: %s", ErrTooManyErrors, n.failedTotal, max, m.last))
-		}
-	case *partitionAck:
-		n.partitionAck(ctx, m)
-	case *sinkFlushed:
-		n.sinkFlushed(ctx, m)
-	case *sinkFailed:
-		n.finish(fmt.Errorf("sink %s: %w", m.name, m.err))
+		n.revoke(ctx, m)
 	case *partitionFailed:
 		n.finish(fmt.Errorf("reading %s: %w", m.id, m.err))
-	case *statusQuery:
-		n.status(ctx)
+	// the partitions
+	case *partitionStatus:
+		n.partitionStatus(ctx, m)
+	case *partitionCrashed:
+		n.partitionCrashed(ctx, m)
+	case *restartPartitions:
+		n.restartPartitions(m)
 	case *partitionRestarted:
-		if p := n.parts[m.id]; p != nil && n.e.cfg.Changelog != nil {
-			n.setRestoring(p, true)
-		}
-		if n.inflight != nil {
-			n.abort(ctx, fmt.Sprintf("partition %s restarted", m.id))
-		}
+		n.partitionRestarted(ctx, m)
 	case *partitionReady:
-		if p := n.parts[m.id]; p != nil {
-			n.setRestoring(p, false)
-			n.maybeTrigger(ctx, false)
-		}
+		n.partitionReady(ctx, m)
 	case *restoreProgress:
-		if p := n.parts[m.id]; p != nil && p.restoring {
-			st := n.e.cfg.Stats
-			st.RestoreDone.Add(m.done - p.restored)
-			st.RestoreTotal.Add(m.total - p.toRestore)
-			p.restored, p.toRestore = m.done, m.total
-		}
-	case *changelogCommitted:
-		n.changelogCommitted(ctx, m)
+		n.restoreProgress(m)
+	case *failed:
+		n.failed(m)
+	// triggers and checkpoints
+	case *tick:
+		n.maybeTrigger(ctx, true)
+	case *partitionAck:
+		n.partitionAck(ctx, m)
 	case *standbyAck:
 		n.standbyAck(ctx, m)
+	case *sinkFlushed:
+		n.sinkFlushed(ctx, m)
+	case *changelogCommitted:
+		n.changelogCommitted(ctx, m)
+	case *sinkFailed:
+		n.fail(fmt.Errorf("sink %s: %w", m.name, m.err))
+	// stopping, status
+	case *shutdown:
+		if m.giveUp > 0 {
+			n.giveUpStop(fmt.Sprintf("the stop checkpoint did not complete within %v", m.giveUp))
+			return
+		}
+		n.stop(ctx)
+	case *statusQuery:
+		n.status(ctx)
+	}
+}
+
+// revoke: a lost partition stops at once; a revoked one at the next
+// checkpoint, which it asks for.
+func (n *node) revoke(ctx actor.Context, m *revoke) {
+	if m.lost {
+		n.lose(ctx, m)
+		return
+	}
+	n.revokes = append(n.revokes, m)
+	n.maybeTrigger(ctx, true)
+}
+
+// partitionStatus notes where a partition's reading stands; a barrier may
+// be due.
+func (n *node) partitionStatus(ctx actor.Context, m *partitionStatus) {
+	if m.pos != nil {
+		n.positions[m.id] = m.pos
+	}
+	if p := n.parts[m.id]; p != nil {
+		p.since += m.records
+		p.status = *m
+		n.maybeTrigger(ctx, false)
+	}
+}
+
+// partitionRestarted: a restarted partition rewound to the last
+// checkpoint, so the barrier in flight can't complete; with a changelog it
+// restores first.
+func (n *node) partitionRestarted(ctx actor.Context, m *partitionRestarted) {
+	if p := n.parts[m.id]; p != nil && n.e.cfg.Changelog != nil {
+		n.setRestoring(p, true)
+	}
+	if n.inflight != nil {
+		n.abort(ctx, fmt.Sprintf("partition %s restarted", m.id))
+	}
+}
+
+// partitionReady: a partition restored its state; barriers include it.
+func (n *node) partitionReady(ctx actor.Context, m *partitionReady) {
+	if p := n.parts[m.id]; p != nil {
+		n.setRestoring(p, false)
+		n.maybeTrigger(ctx, false)
+	}
+}
+
+func (n *node) restoreProgress(m *restoreProgress) {
+	if p := n.parts[m.id]; p != nil && p.restoring {
+		st := n.e.cfg.Stats
+		st.RestoreDone.Add(m.done - p.restored)
+		st.RestoreTotal.Add(m.total - p.toRestore)
+		p.restored, p.toRestore = m.done, m.total
+	}
+}
+
+// failed counts failed records against --max-errors.
+func (n *node) failed(m *failed) {
+	n.failedTotal += m.n
+	if max := n.e.cfg.MaxErrors; max >= 0 && n.failedTotal > max {
+		n.finish(fmt.Errorf("%w: %d records failed, more than --max-errors %d allows; the last: %s", ErrTooManyErrors, n.failedTotal, max, m.last))
 	}
 }
 
@@ -183,14 +227,17 @@ func (n *node) start(ctx actor.Context) {
 	self := ctx.Self()
 	root := n.e.system.Root
 	go func() {
-		if err := n.e.cfg.Source.Start(n.e.ctx, listener{root: root, node: self}); err != nil {
+		if err := n.e.cfg.Source.Start(n.e.ctx, listener{ctx: n.e.ctx, root: root, node: self}); err != nil {
 			root.Send(self, &partitionFailed{id: "source", err: err})
 		}
 	}()
 }
 
-// listener forwards the source's assignments to the node's mailbox.
+// listener forwards the source's assignments to the node's mailbox. A
+// revoke waits for the node to hand the partition back, or for the run to
+// end.
 type listener struct {
+	ctx  context.Context
 	root interface {
 		Send(*actor.PID, interface{})
 	}
@@ -202,13 +249,19 @@ func (l listener) Assign(p connectors.Partition) { l.root.Send(l.node, &assign{p
 func (l listener) Revoke(id string) {
 	done := make(chan struct{})
 	l.root.Send(l.node, &revoke{id: id, done: done})
-	<-done
+	select {
+	case <-done:
+	case <-l.ctx.Done():
+	}
 }
 
 func (l listener) Lose(id string) {
 	done := make(chan struct{})
 	l.root.Send(l.node, &revoke{id: id, lost: true, done: done})
-	<-done
+	select {
+	case <-done:
+	case <-l.ctx.Done():
+	}
 }
 
 // lose stops a partition without a checkpoint. A barrier in flight can't
@@ -216,7 +269,7 @@ func (l listener) Lose(id string) {
 // partitions that remain.
 func (n *node) lose(ctx actor.Context, r *revoke) {
 	if p := n.parts[r.id]; p != nil {
-		ctx.StopFuture(p.pid).Wait() // Lose returns once it reads no more
+		n.stopPartition(ctx, p) // Lose returns once it reads no more
 		n.setRestoring(p, false)
 		delete(n.parts, r.id)
 		n.owns(ctx, r.id, false)
@@ -372,7 +425,7 @@ func (n *node) partitionAck(ctx actor.Context, m *partitionAck) {
 		return
 	}
 	if m.err != nil {
-		n.finish(fmt.Errorf("checkpoint of %s: %w", m.id, m.err))
+		n.fail(fmt.Errorf("checkpoint of %s: %w", m.id, m.err))
 		return
 	}
 	delete(in.waiting, m.id)
@@ -431,7 +484,7 @@ func (n *node) sinkFlushed(ctx actor.Context, m *sinkFlushed) {
 		return
 	}
 	if m.err != nil {
-		n.finish(fmt.Errorf("sink %s: flush: %w", m.name, m.err))
+		n.fail(fmt.Errorf("sink %s: flush: %w", m.name, m.err))
 		return
 	}
 	delete(in.sinks, m.name)
@@ -501,68 +554,20 @@ func (in *inflight) positions() map[string]connectors.Position {
 	return pos
 }
 
-// settle completes the barrier: writes the checkpoint when it is one, and
-// ends the run after a final barrier or a shutdown.
+// settle completes the barrier in flight, in this order: a checkpoint is
+// made complete in the store and announced; the partitions release the
+// rows they held back since passing the barrier; partitions revoked before
+// a checkpoint are handed back; and the run ends after a final barrier or
+// a stop's checkpoint, or goes on to the next barrier.
 func (n *node) settle(ctx actor.Context) {
 	in := n.inflight
 	n.inflight = nil
 	if in.b.epoch > 0 {
-		if !n.ownerWritten {
-			wb := n.e.cfg.Store.Batch(in.b.epoch)
-			wb.Set(ownerKey, []byte(n.e.cfg.Pipeline.Name))
-			if err := wb.Commit(); err != nil {
-				n.finish(fmt.Errorf("checkpoint %d: %w", in.b.epoch, err))
-				return
-			}
-			n.ownerWritten = true
-		}
-		if n.e.cfg.Pipeline.HasEventTime() || len(in.clog) > 0 {
-			wb := n.e.cfg.Store.Batch(in.b.epoch)
-			if n.e.cfg.Pipeline.HasEventTime() {
-				wb.Set(watermarkKey, []byte(strconv.FormatInt(in.b.watermark, 10)))
-			}
-			for id, off := range in.clog {
-				ce := clogEntry{Offset: off, Watermark: in.b.watermark}
-				if a := in.acks[id]; a != nil {
-					ce.Position = a.pos
-				}
-				v, _ := json.Marshal(ce)
-				wb.Set(clogKey(id), v)
-			}
-			if err := wb.Commit(); err != nil {
-				n.finish(fmt.Errorf("checkpoint %d: %w", in.b.epoch, err))
-				return
-			}
-		}
-		cp := state.Checkpoint{ID: in.b.epoch, Time: time.Now().UTC(), Positions: map[string][]byte{}}
-		for id, pos := range in.positions() {
-			cp.Positions[id] = pos
-		}
-		if err := n.e.cfg.Store.Complete(cp); err != nil {
-			n.finish(fmt.Errorf("checkpoint %d: %w", cp.ID, err))
+		if err := n.complete(in); err != nil {
+			n.finish(fmt.Errorf("checkpoint %d: %w", in.b.epoch, err))
 			return
 		}
-		n.e.cfg.Stats.Checkpoints.Add(1)
-		n.e.cfg.Stats.CheckpointLatency.Observe(time.Since(in.started))
-		n.e.cfg.Stats.LastCheckpoint.Store(cp.ID)
-		if obs, ok := n.e.cfg.Source.(connectors.CheckpointObserver); ok {
-			ccp := connectors.Checkpoint{ID: cp.ID, Positions: in.positions()}
-			go func() {
-				if err := obs.Checkpointed(n.e.ctx, ccp); err != nil {
-					n.e.cfg.Logger.Warn("source could not record the checkpoint", "id", ccp.ID, "err", err)
-				}
-			}()
-		}
-		if done, err := n.e.cfg.Store.Last(); err == nil {
-			cp = done // with the counts Complete filled in
-		}
-		n.e.cfg.Logger.Debug("checkpoint complete", "id", cp.ID, "keys", cp.Keys, "changed", cp.Changed, "took", time.Since(in.started))
-		for _, p := range n.parts {
-			ctx.Send(p.pid, &checkpointDone{epoch: in.b.epoch})
-		}
-		if n.e.standby != nil {
-			ctx.Send(n.e.standby, &checkpointDone{epoch: in.b.epoch})
-		}
+		n.announce(ctx, in)
 	}
 	for _, p := range n.parts {
 		ctx.Send(p.pid, &settled{seq: in.b.seq})
@@ -573,12 +578,83 @@ func (n *node) settle(ctx actor.Context) {
 		// maybeTrigger makes a checkpoint.
 		n.settleRevokes(ctx, in)
 	}
-	if in.b.final || n.stopping {
+	if in.b.final || n.stopping && in.b.epoch > 0 {
 		n.summary.Interrupted = !in.b.final
 		n.finish(nil)
 		return
 	}
-	n.maybeTrigger(ctx, false)
+	n.maybeTrigger(ctx, false) // (stopping after a plain trigger: the stop checkpoint)
+}
+
+// complete writes checkpoint in's metadata at its version (the pipeline
+// that owns the directory, the watermark, the changelog offsets), then the
+// store's marker that makes it complete, with the partitions' positions.
+func (n *node) complete(in *inflight) error {
+	if err := n.writeMeta(in); err != nil {
+		return err
+	}
+	cp := state.Checkpoint{ID: in.b.epoch, Time: time.Now().UTC(), Positions: map[string][]byte{}}
+	for id, pos := range in.positions() {
+		cp.Positions[id] = pos
+	}
+	return n.e.cfg.Store.Complete(cp)
+}
+
+func (n *node) writeMeta(in *inflight) error {
+	if !n.ownerWritten {
+		wb := n.e.cfg.Store.Batch(in.b.epoch)
+		wb.Set(ownerKey, []byte(n.e.cfg.Pipeline.Name))
+		if err := wb.Commit(); err != nil {
+			return err
+		}
+		n.ownerWritten = true
+	}
+	eventTime := n.e.cfg.Pipeline.HasEventTime()
+	if !eventTime && len(in.clog) == 0 {
+		return nil
+	}
+	wb := n.e.cfg.Store.Batch(in.b.epoch)
+	if eventTime {
+		wb.Set(watermarkKey, []byte(strconv.FormatInt(in.b.watermark, 10)))
+	}
+	for id, off := range in.clog {
+		ce := clogEntry{Offset: off, Watermark: in.b.watermark}
+		if a := in.acks[id]; a != nil {
+			ce.Position = a.pos
+		}
+		v, _ := json.Marshal(ce)
+		wb.Set(clogKey(id), v)
+	}
+	return wb.Commit()
+}
+
+// announce tells of a complete checkpoint: the counters, the source (which
+// may record it: Kafka commits its offsets), the log, and the partitions
+// and the standby keeper, which forget what they kept to redo it.
+func (n *node) announce(ctx actor.Context, in *inflight) {
+	st, id := n.e.cfg.Stats, in.b.epoch
+	st.Checkpoints.Add(1)
+	st.CheckpointLatency.Observe(time.Since(in.started))
+	st.LastCheckpoint.Store(id)
+	if obs, ok := n.e.cfg.Source.(connectors.CheckpointObserver); ok {
+		ccp := connectors.Checkpoint{ID: id, Positions: in.positions()}
+		go func() {
+			if err := obs.Checkpointed(n.e.ctx, ccp); err != nil {
+				n.e.cfg.Logger.Warn("source could not record the checkpoint", "id", ccp.ID, "err", err)
+			}
+		}()
+	}
+	cp := state.Checkpoint{ID: id}
+	if last, err := n.e.cfg.Store.Last(); err == nil {
+		cp = last // with the counts Complete filled in
+	}
+	n.e.cfg.Logger.Debug("checkpoint complete", "id", cp.ID, "keys", cp.Keys, "changed", cp.Changed, "took", time.Since(in.started))
+	for _, p := range n.parts {
+		ctx.Send(p.pid, &checkpointDone{epoch: id})
+	}
+	if n.e.standby != nil {
+		ctx.Send(n.e.standby, &checkpointDone{epoch: id})
+	}
 }
 
 // settleRevokes hands back the partitions revoked before checkpoint in:
@@ -602,7 +678,7 @@ func (n *node) settleRevokes(ctx actor.Context, in *inflight) {
 	}
 	for _, r := range n.revokes {
 		if p := n.parts[r.id]; p != nil {
-			ctx.StopFuture(p.pid).Wait()
+			n.stopPartition(ctx, p)
 			n.setRestoring(p, false)
 			delete(n.parts, r.id)
 			n.owns(ctx, r.id, false)
@@ -640,6 +716,24 @@ func (n *node) abort(ctx actor.Context, why string) {
 		}
 		ctx.Send(p.pid, &settled{seq: in.b.seq})
 	}
+}
+
+// stopPartition stops a partition's supervisor and waits (protoactor's
+// StopFuture bounds the wait at 10s) until it reads no more.
+func (n *node) stopPartition(ctx actor.Context, p *partState) {
+	if err := ctx.StopFuture(p.pid).Wait(); err != nil {
+		n.e.cfg.Logger.Warn("a partition did not stop in time", "partition", p.part.ID(), "err", err)
+	}
+}
+
+// fail ends the run with err, unless err is a script call the stop
+// interrupted: then the stop goes without its checkpoint.
+func (n *node) fail(err error) {
+	if n.stopping && interrupted(err) {
+		n.giveUpStop(err.Error())
+		return
+	}
+	n.finish(err)
 }
 
 func (n *node) finish(err error) {

@@ -60,25 +60,6 @@ type CheckpointStatus struct {
 	Keys int64     `json:"keys"`
 }
 
-type statusQuery struct{}
-type stateQuery struct{ key string }
-
-// shareQuery asks the emitter for its share of the result table; mergeQuery
-// for the rows the shares of every node make together.
-type shareQuery struct{ key string }
-type shareAnswer struct {
-	share []byte
-	err   error
-}
-type mergeQuery struct {
-	key    string
-	shares [][]byte
-}
-type stateAnswer struct {
-	rows []connectors.Row
-	err  error
-}
-
 const queryTimeout = 5 * time.Second
 
 // ErrNoResultTable is returned by State for pipelines without an aggregate.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,6 +71,20 @@ type Config struct {
 	// partitions other nodes own: each partition gets up to Standby copies
 	// on nodes other than its owner.
 	Standby int
+
+	// MaxRestarts is how often a failing partition is restarted from the
+	// last checkpoint before the run stops with its cause (default 5).
+	// Failures more than restartWindow apart start the count over.
+	MaxRestarts int
+	// RestartBackoff is the wait before a partition's first restart; it
+	// doubles with each restart after that, up to maxRestartBackoff
+	// (default 200ms).
+	RestartBackoff time.Duration
+	// StopTimeout bounds the stop checkpoint after ctx is cancelled: when
+	// it is not complete by then, the run gives up on it (the last
+	// complete checkpoint stands), interrupts the script calls still
+	// running and ends (default 3s).
+	StopTimeout time.Duration
 }
 
 // Stats are the run's counters, safe to read while it runs.
@@ -155,6 +170,15 @@ func (c *Config) validate() error {
 	if c.Stats == nil {
 		c.Stats = &Stats{}
 	}
+	if c.MaxRestarts <= 0 {
+		c.MaxRestarts = 5
+	}
+	if c.RestartBackoff <= 0 {
+		c.RestartBackoff = 200 * time.Millisecond
+	}
+	if c.StopTimeout <= 0 {
+		c.StopTimeout = 3 * time.Second
+	}
 	return standbyUsable(*c)
 }
 
@@ -162,7 +186,9 @@ func (c *Config) validate() error {
 type engine struct {
 	cfg    Config
 	system *actor.ActorSystem
+	// ctx ends when the run does (or a stop gives up); cancel ends it.
 	ctx    context.Context
+	cancel context.CancelFunc
 	node   *actor.PID
 	// emitter and the sinks' writers; nil when unused.
 	emitter                    *actor.PID
@@ -174,6 +200,9 @@ type engine struct {
 	transactional map[string]*actor.PID
 	// ready is closed once the node has set node.
 	ready chan struct{}
+	// stopping is set once the node begins a stop: a partition that
+	// restarts after it does not read.
+	stopping atomic.Bool
 	// standby keeps warm copies of other nodes' partitions (nil when
 	// Config.Standby is 0); standbys lists them.
 	standby  *actor.PID
@@ -181,7 +210,10 @@ type engine struct {
 }
 
 // Run runs a pipeline until its input ends (or, with UntilIdle, is caught
-// up), ctx is cancelled (a clean stop with a checkpoint), or it fails.
+// up), ctx is cancelled (a stop with a checkpoint of what is complete), or
+// it fails. It never waits without a bound: a partition that keeps failing
+// ends the run with its cause, an actor of the tree that fails ends it too,
+// and a stop takes at most StopTimeout plus stopAfterGiveUp.
 func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err := cfg.validate(); err != nil {
 		return Summary{}, err
@@ -195,56 +227,25 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	defer system.Shutdown()
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	e := &engine{cfg: cfg, system: system, ctx: runCtx, ready: make(chan struct{})}
-	done := make(chan result, 1)
-
-	root := system.Root
-	if cfg.Results != nil {
-		e.results = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newSinkWriter(e, "results", cfg.Results) }))
+	e := &engine{cfg: cfg, system: system, ctx: runCtx, cancel: cancel, ready: make(chan struct{})}
+	g := &guardian{failed: make(chan error, 1), names: map[string]string{}}
+	spawn := func(name string, a actor.Actor) *actor.PID {
+		pid := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }, actor.WithGuardian(g)))
+		g.name(pid, name)
+		return pid
 	}
-	e.outputs = map[string]*actor.PID{}
-	for name, sink := range cfg.outputs() {
-		e.outputs[name] = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newSinkWriter(e, name, sink) }))
-	}
-	if cfg.DeadLetters != nil {
-		e.deadLetters = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newSinkWriter(e, "dead_letter", cfg.DeadLetters) }))
-	}
-	if cfg.Late != nil {
-		e.late = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newSinkWriter(e, "late", cfg.Late) }))
-	}
-	if cfg.Pipeline.HasAggregate() {
-		em, err := newEmitter(e)
-		if err != nil {
-			return Summary{}, err
-		}
-		e.emitter = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return em }))
-	}
-	if cfg.Standby > 0 {
-		e.standby = root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newStandbyKeeper(e) }))
-	}
-	e.transactional = map[string]*actor.PID{}
-	for name, sink := range cfg.sinks() {
-		if _, ok := sink.(connectors.Transactional); ok {
-			e.transactional[name] = e.writer(name)
-		}
+	if err := e.spawnOutputs(spawn); err != nil {
+		return Summary{}, err
 	}
 	if err := recoverCommitted(ctx, cfg); err != nil {
 		return Summary{}, err
 	}
-	n := newNode(e, done)
-	decider := func(reason any) actor.Directive {
-		cfg.Logger.Error("partition failed; restarting from the last checkpoint", "reason", fmt.Sprint(reason))
-		return actor.RestartDirective
-	}
-	strategy := actor.NewOneForOneStrategy(3, time.Minute, decider)
-	if len(e.transactional) > 0 {
-		// A transaction spans every partition: when one rewinds, all must.
-		strategy = actor.NewAllForOneStrategy(3, time.Minute, decider)
-	}
-	// The node sets e.node itself when it starts, before it spawns anything
-	// that reads it.
-	nodePID := root.Spawn(actor.PropsFromProducer(func() actor.Actor { return n }, actor.WithSupervisor(strategy)))
-
+	done := make(chan result, 1)
+	// The node supervises the partitions itself (node.HandleFailure): a
+	// failing partition restarts with backoff, a bounded number of times.
+	// It sets e.node itself when it starts, before it spawns anything that
+	// reads it.
+	nodePID := spawn("the node", newNode(e, done))
 	if cfg.OnReady != nil {
 		// The node publishes its PID when it starts: hand out the handle
 		// once it has.
@@ -256,27 +257,141 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			}
 		}()
 	}
+	sum, err := e.wait(ctx, nodePID, done, g.failed)
+	cancel()
+	if closeErr := closeSinks(cfg); err == nil {
+		err = closeErr
+	}
+	return sum, err
+}
+
+// spawnOutputs spawns the actors downstream of the partitions: a writer per
+// sink, the emitter, the standby keeper.
+func (e *engine) spawnOutputs(spawn func(name string, a actor.Actor) *actor.PID) error {
+	cfg := e.cfg
+	if cfg.Results != nil {
+		e.results = spawn("the results sink", newSinkWriter(e, "results", cfg.Results))
+	}
+	e.outputs = map[string]*actor.PID{}
+	for name, sink := range cfg.outputs() {
+		e.outputs[name] = spawn("the "+name+" sink", newSinkWriter(e, name, sink))
+	}
+	if cfg.DeadLetters != nil {
+		e.deadLetters = spawn("the dead-letter sink", newSinkWriter(e, "dead_letter", cfg.DeadLetters))
+	}
+	if cfg.Late != nil {
+		e.late = spawn("the late-records sink", newSinkWriter(e, "late", cfg.Late))
+	}
+	if cfg.Pipeline.HasAggregate() {
+		em, err := newEmitter(e)
+		if err != nil {
+			return err
+		}
+		e.emitter = spawn("the emitter", em)
+	}
+	if cfg.Standby > 0 {
+		e.standby = spawn("the standby keeper", newStandbyKeeper(e))
+	}
+	e.transactional = map[string]*actor.PID{}
+	for name, sink := range cfg.sinks() {
+		if _, ok := sink.(connectors.Transactional); ok {
+			e.transactional[name] = e.writer(name)
+		}
+	}
+	return nil
+}
+
+// stopAfterGiveUp bounds the wait for the node to end once the run gave up
+// on the stop checkpoint and interrupted the script.
+const stopAfterGiveUp = 2 * time.Second
+
+// wait runs the trigger timer until the node reports the run's result, a
+// top-level actor fails, or a stop asked by ctx has run out of time.
+func (e *engine) wait(ctx context.Context, nodePID *actor.PID, done <-chan result, failed <-chan error) (Summary, error) {
+	cfg, root := e.cfg, e.system.Root
 	ticker := time.NewTicker(cfg.TriggerInterval)
 	defer ticker.Stop()
-	stopping := false
+	stop := ctx.Done()
+	var grace, hard <-chan time.Time // set once a stop is asked, and once it is given up
 	for {
 		select {
 		case r := <-done:
-			cancel()
-			closeErr := closeSinks(cfg)
-			if r.err == nil {
-				r.err = closeErr
+			if ctx.Err() != nil || r.err != nil {
+				// Workers may still be in a script call on records the run
+				// left unprocessed: end those calls.
+				interrupt(cfg.Pipeline, errStopped)
 			}
 			return r.summary, r.err
+		case err := <-failed:
+			interrupt(cfg.Pipeline, err)
+			return e.summary(), err
 		case <-ticker.C:
 			root.Send(nodePID, &tick{})
-		case <-ctx.Done():
-			if !stopping {
-				stopping = true
-				root.Send(nodePID, &shutdown{})
-			}
+		case <-stop:
+			stop = nil
+			root.Send(nodePID, &shutdown{})
+			grace = time.After(cfg.StopTimeout)
+		case <-grace:
+			grace = nil
+			// The node answers with done once it has dropped the stop
+			// checkpoint; a script call that holds up a shard ends now.
+			root.Send(nodePID, &shutdown{giveUp: cfg.StopTimeout})
+			interrupt(cfg.Pipeline, errStopped)
+			e.cancel()
+			hard = time.After(stopAfterGiveUp)
+		case <-hard:
+			return e.summary(), fmt.Errorf("stopping: the engine did not stop within %v of the signal; the last complete checkpoint (%d) stands", cfg.StopTimeout+stopAfterGiveUp, cfg.Stats.LastCheckpoint.Load())
 		}
 	}
+}
+
+// errStopped is the cause script calls interrupted by a stop fail with.
+var errStopped = errors.New("the run is stopping")
+
+// summary is the run's summary from its counters, for a run that ends
+// without the node's word.
+func (e *engine) summary() Summary {
+	st := e.cfg.Stats
+	return Summary{Read: st.Read.Load(), Kept: st.Kept.Load(), Failed: st.Failed.Load(),
+		Checkpoints: st.Checkpoints.Load(), LastCheckpoint: st.LastCheckpoint.Load(), Interrupted: true}
+}
+
+// guardian supervises the tree's top-level actors (node, emitter, sink
+// writers, standby keeper): one that fails ends the run with its cause,
+// never a silent restart of an actor that holds the run's state.
+type guardian struct {
+	failed chan error
+	mu     sync.Mutex
+	names  map[string]string // by PID id
+}
+
+func (g *guardian) name(pid *actor.PID, name string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.names[pid.Id] = name
+}
+
+// HandleFailure implements actor.SupervisorStrategy.
+func (g *guardian) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason, _ any) {
+	g.mu.Lock()
+	name := g.names[child.Id]
+	g.mu.Unlock()
+	if name == "" {
+		name = "an actor of the engine"
+	}
+	sup.StopChildren(child)
+	select {
+	case g.failed <- fmt.Errorf("%s failed: %w", name, asError(reason)):
+	default: // the first failure is the run's result
+	}
+}
+
+// asError is a panic's value as an error.
+func asError(reason any) error {
+	if err, ok := reason.(error); ok {
+		return err
+	}
+	return fmt.Errorf("%v", reason)
 }
 
 type result struct {
@@ -284,14 +399,28 @@ type result struct {
 	err     error
 }
 
+// sinkCloseTimeout bounds closing the sinks at the end of a run.
+const sinkCloseTimeout = 10 * time.Second
+
+// closeSinks closes every sink, in turn on a goroutine of its own, and
+// gives up waiting after sinkCloseTimeout.
 func closeSinks(cfg Config) error {
-	var errs []error
-	for _, s := range cfg.sinks() {
-		if err := s.Close(); err != nil {
-			errs = append(errs, err)
+	errc := make(chan error, 1)
+	go func() {
+		var errs []error
+		for name, s := range cfg.sinks() {
+			if err := s.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("closing sink %s: %w", name, err))
+			}
 		}
+		errc <- errors.Join(errs...)
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(sinkCloseTimeout):
+		return fmt.Errorf("the sinks did not close within %v", sinkCloseTimeout)
 	}
-	return errors.Join(errs...)
 }
 
 // outputs merges Records into Outputs as "records".
@@ -425,3 +554,11 @@ func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 	return minLevel{m.Handler.WithAttrs(a), m.min}
 }
 func (m minLevel) WithGroup(g string) slog.Handler { return minLevel{m.Handler.WithGroup(g), m.min} }
+
+// interrupt makes the pipeline's script calls in flight, and those after,
+// fail with an error wrapping scripting.ErrInterrupted.
+func interrupt(p *scripting.Pipeline, cause error) { p.Interrupt(cause) }
+
+// interrupted says whether a script call failed because the run
+// interrupted it: its record is unprocessed, not failed.
+func interrupted(err error) bool { return errors.Is(err, scripting.ErrInterrupted) }

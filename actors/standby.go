@@ -43,35 +43,6 @@ type standbyPart struct {
 	dirty  bool
 }
 
-// standbySet: the partitions to keep warm now; the answer lists each with
-// the offset to read it from.
-type standbySet struct{ ids []string }
-type standbyFrom struct {
-	id   string
-	from int64
-}
-
-// standbyChanges: a partition's changelog from offset from to next.
-type standbyChanges struct {
-	id         string
-	from, next int64
-	keys       []string
-	values     [][]byte
-	marker     connectors.ChangelogMarker
-}
-
-// standbyOwned: the node starts (or stops) reading a partition.
-type standbyOwned struct {
-	id    string
-	owned bool
-}
-
-// standbyAck: the keeper passed a barrier.
-type standbyAck struct {
-	seq uint64
-	err error
-}
-
 func newStandbyKeeper(e *engine) *standbyKeeper {
 	return &standbyKeeper{e: e, owned: map[string]bool{}, parts: map[string]*standbyPart{}}
 }
@@ -90,7 +61,11 @@ func (k *standbyKeeper) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		if k.stop != nil {
 			k.stop()
-			<-k.done
+			select {
+			case <-k.done:
+			case <-time.After(readerStopTimeout):
+				k.e.cfg.Logger.Warn("standby: the changelog reader did not return in time after the stop", "waited", readerStopTimeout)
+			}
 		}
 	case *standbySet:
 		ctx.Respond(k.set(m.ids))

@@ -53,6 +53,9 @@ type PartitionSupervisor struct {
 	inFlight []int               // per shard
 	paused   bool                // at a trigger boundary
 	status   partitionStatus
+	// stopping: the run stops; nothing more is read or delivered, and
+	// barriers pass at once, at what was delivered.
+	stopping bool
 
 	// Rows for the records and dead-letter sinks produced after a barrier
 	// wait here until the node has settled it, so a sink's flush (or
@@ -94,9 +97,9 @@ func (s *PartitionSupervisor) Receive(ctx actor.Context) {
 			ctx.Send(s.e.node, &partitionFailed{id: s.id, err: err})
 		}
 	case *actor.Restarting:
-		s.stopReading()
+		s.stopReading(ctx)
 	case *actor.Stopping:
-		s.stopReading()
+		s.stopReading(ctx)
 		// The partition leaves this node and its state goes with it
 		// (through the changelog): so do its rows of the result table. (A
 		// restart resends them instead. Without a changelog the state
@@ -111,12 +114,18 @@ func (s *PartitionSupervisor) Receive(ctx actor.Context) {
 		if m.gen == s.gen {
 			s.onRestored(ctx, m)
 		}
+	case *stopReading:
+		s.stop(ctx)
 	case *sourceBatch:
-		if m.gen == s.gen {
+		if m.gen == s.gen && !s.stopping {
 			s.onBatch(ctx, m)
 		}
 	case *worked:
-		if m.gen == s.gen {
+		switch {
+		case m.gen != s.gen || s.stopping:
+		case m.interrupted:
+			s.stop(ctx) // an interrupted batch is incomplete: deliver nothing more
+		default:
 			s.done[m.seq] = m
 			s.deliver(ctx)
 		}
@@ -224,11 +233,16 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 	return nil
 }
 
-// run starts reading once the partition's state is in place.
+// run starts reading once the partition's state is in place (unless the
+// run is stopping).
 func (s *PartitionSupervisor) run(ctx actor.Context) {
 	s.status = partitionStatus{id: s.id, active: time.Now()}
 	s.lastSent = math.MinInt64
-	s.startReader(ctx)
+	if s.e.stopping.Load() {
+		s.stopping = true
+	} else {
+		s.startReader(ctx)
+	}
 	s.report(ctx, 0) // where it starts, for status
 	if s.e.cfg.Changelog != nil {
 		ctx.Send(s.e.node, &partitionReady{id: s.id})
@@ -265,25 +279,58 @@ func (s *PartitionSupervisor) startReader(ctx actor.Context) {
 	s.request()
 }
 
-func (s *PartitionSupervisor) stopReading() {
+// readerStopTimeout bounds the wait for a reader to return from Read once
+// cancelled.
+const readerStopTimeout = 5 * time.Second
+
+// stopReading stops the reader (or changelog reader) and waits for it, so
+// a restarted incarnation never reads the partition beside it. A reader
+// that does not return within readerStopTimeout fails the run: going on
+// would read the partition twice at once.
+func (s *PartitionSupervisor) stopReading(ctx actor.Context) {
+	if s.stopRestore == nil && s.stopReader == nil {
+		return
+	}
 	if s.stopRestore != nil {
 		s.stopRestore()
 		s.stopRestore = nil
-		if s.stopReader == nil {
-			s.readerDone.Wait()
-		}
 	}
 	if s.stopReader != nil {
 		s.stopReader()
-		s.readerDone.Wait()
 		s.stopReader = nil
 	}
+	stopped := make(chan struct{})
+	go func() {
+		s.readerDone.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(readerStopTimeout):
+		ctx.Send(s.e.node, &partitionFailed{id: s.id, err: fmt.Errorf("its reader did not return within %v of being stopped", readerStopTimeout)})
+	}
+}
+
+// stop: the run is stopping. Read no more, and drop the batches read but
+// not delivered: no checkpoint covers them, so a restart reads them
+// again. The barriers waiting for them pass at once.
+func (s *PartitionSupervisor) stop(ctx actor.Context) {
+	if s.stopping {
+		return
+	}
+	s.stopping = true
+	if s.stopReader != nil {
+		s.stopReader() // (the reader's goroutine is waited for at Stopping)
+	}
+	clear(s.batches)
+	clear(s.done)
+	s.passBarriers(ctx)
 }
 
 // request gives the reader a permit unless paused, ended, or the workers
 // or shards are behind.
 func (s *PartitionSupervisor) request() {
-	if s.requested || s.paused || s.status.ended || s.stopReader == nil {
+	if s.requested || s.paused || s.status.ended || s.stopReader == nil || s.stopping {
 		return
 	}
 	if s.nextSeq-s.delivered >= uint64(2*len(s.workers)) || s.heldBatches >= 4*len(s.workers) {
@@ -325,64 +372,105 @@ func (s *PartitionSupervisor) onBatch(ctx actor.Context, m *sourceBatch) {
 	s.request()
 }
 
-// deliver moves processed batches downstream in source order.
+// deliver moves processed batches downstream in source order. Each batch
+// in turn: its records are stamped with the partition's watermark, its
+// keyed rows go to the shards and its other rows to the sinks, it is
+// counted, the partition's position moves past it, and the barriers that
+// waited for it pass.
 func (s *PartitionSupervisor) deliver(ctx actor.Context) {
-	e := s.e
 	for {
-		w, ok := s.done[s.delivered]
+		m, w, ok := s.nextInOrder()
 		if !ok {
 			break
 		}
-		m := s.batches[s.delivered]
-		delete(s.done, s.delivered)
-		delete(s.batches, s.delivered)
-		s.delivered++
-		b := &m.batch
-		eventTime := e.cfg.Pipeline.HasEventTime()
-		after := int64(math.MinInt64)
-		if eventTime {
-			s.stampWatermarks(w, len(b.Records))
-			if s.status.timed || w.timed {
-				mt := w.maxTime
-				if s.status.timed && (!w.timed || s.status.maxTime > mt) {
-					mt = s.status.maxTime
-				}
-				after = mt - e.cfg.Pipeline.Watermark.OutOfOrder.Milliseconds()
-			}
-		}
-		for sh, rows := range w.perShard {
-			// With event time every shard hears of the new watermark, rows
-			// or not, so its windows and timers fire in step.
-			if len(rows) > 0 || eventTime && after > s.lastSent {
-				s.inFlight[sh]++
-				ctx.Send(s.shards[sh], &keyedBatch{rows: rows, src: b, idx: w.perIdx[sh], read: m.at, watermark: after})
-			}
-		}
-		s.lastSent = max(s.lastSent, after)
-		if w.perShard == nil && len(b.Records) > 0 {
-			e.cfg.Stats.BatchLatency.Observe(time.Since(m.at))
-		}
+		after := s.watermarkAfter(w, len(m.batch.Records))
+		s.toShards(ctx, m, w, after)
 		s.output(ctx, w.outputs, w.dead)
-		if len(w.dead) > 0 {
-			e.cfg.Stats.Failed.Add(int64(len(w.dead)))
-			last, _ := w.dead[len(w.dead)-1].Get("error")
-			ctx.Send(e.node, &failed{n: int64(len(w.dead)), last: fmt.Sprint(last)})
-		}
-		e.cfg.Stats.Kept.Add(w.kept)
-		if w.timed && (!s.status.timed || w.maxTime > s.status.maxTime) {
-			s.status.maxTime, s.status.timed = w.maxTime, true
-		}
-		if w.kept > 0 {
-			s.status.active = time.Now()
-		}
-		e.cfg.Stats.Read.Add(int64(len(b.Records)))
-		s.pos = b.End
-		s.status.caughtUp = b.CaughtUp
-		s.status.boundary = b.Boundary || (s.status.boundary && s.paused)
-		s.report(ctx, int64(len(b.Records)))
+		s.count(ctx, w, len(m.batch.Records))
+		s.advance(ctx, &m.batch)
 		s.passBarriers(ctx)
 	}
 	s.request()
+}
+
+// nextInOrder takes the next batch in source order, once its worker is
+// done with it.
+func (s *PartitionSupervisor) nextInOrder() (*sourceBatch, *worked, bool) {
+	w, ok := s.done[s.delivered]
+	if !ok {
+		return nil, nil, false
+	}
+	m := s.batches[s.delivered]
+	delete(s.done, s.delivered)
+	delete(s.batches, s.delivered)
+	s.delivered++
+	return m, w, true
+}
+
+// watermarkAfter stamps each keyed record of w (n records) with the
+// partition's watermark just before it, and returns the watermark after
+// the batch: math.MinInt64 without event time or before the first.
+func (s *PartitionSupervisor) watermarkAfter(w *worked, n int) int64 {
+	p := s.e.cfg.Pipeline
+	if !p.HasEventTime() {
+		return math.MinInt64
+	}
+	s.stampWatermarks(w, n)
+	if !s.status.timed && !w.timed {
+		return math.MinInt64
+	}
+	mt := w.maxTime
+	if s.status.timed && (!w.timed || s.status.maxTime > mt) {
+		mt = s.status.maxTime
+	}
+	return mt - p.Watermark.OutOfOrder.Milliseconds()
+}
+
+// toShards sends each shard its keyed rows of the batch. With event time
+// every shard hears of a new watermark, rows or not, so its windows and
+// timers fire in step.
+func (s *PartitionSupervisor) toShards(ctx actor.Context, m *sourceBatch, w *worked, after int64) {
+	eventTime := s.e.cfg.Pipeline.HasEventTime()
+	for sh, rows := range w.perShard {
+		if len(rows) > 0 || eventTime && after > s.lastSent {
+			s.inFlight[sh]++
+			ctx.Send(s.shards[sh], &keyedBatch{rows: rows, src: &m.batch, idx: w.perIdx[sh], read: m.at, watermark: after})
+		}
+	}
+	s.lastSent = max(s.lastSent, after)
+	if w.perShard == nil && len(m.batch.Records) > 0 {
+		// No shards: the batch is done here.
+		s.e.cfg.Stats.BatchLatency.Observe(time.Since(m.at))
+	}
+}
+
+// count adds a batch of n records to the run's counters and the
+// partition's status, and tells the node of its failed records (for
+// --max-errors).
+func (s *PartitionSupervisor) count(ctx actor.Context, w *worked, n int) {
+	st := s.e.cfg.Stats
+	if len(w.dead) > 0 {
+		st.Failed.Add(int64(len(w.dead)))
+		last, _ := w.dead[len(w.dead)-1].Get("error")
+		ctx.Send(s.e.node, &failed{n: int64(len(w.dead)), last: fmt.Sprint(last)})
+	}
+	st.Kept.Add(w.kept)
+	if w.timed && (!s.status.timed || w.maxTime > s.status.maxTime) {
+		s.status.maxTime, s.status.timed = w.maxTime, true
+	}
+	if w.kept > 0 {
+		s.status.active = time.Now()
+	}
+	st.Read.Add(int64(n))
+}
+
+// advance moves the partition's position past a delivered batch and
+// reports where it stands.
+func (s *PartitionSupervisor) advance(ctx actor.Context, b *connectors.Batch) {
+	s.pos = b.End
+	s.status.caughtUp = b.CaughtUp
+	s.status.boundary = b.Boundary || (s.status.boundary && s.paused)
+	s.report(ctx, int64(len(b.Records)))
 }
 
 // output sends rows to the records and dead-letter sinks, or holds them
@@ -460,7 +548,7 @@ func (s *PartitionSupervisor) report(ctx actor.Context, records int64) {
 // passBarriers forwards the waiting barriers whose preceding batches have
 // all been delivered, one at a time.
 func (s *PartitionSupervisor) passBarriers(ctx actor.Context) {
-	for len(s.waiting) > 0 && s.barrier == nil && s.waiting[0].after <= s.delivered {
+	for len(s.waiting) > 0 && s.barrier == nil && (s.waiting[0].after <= s.delivered || s.stopping) {
 		b := s.waiting[0].b
 		s.waiting = s.waiting[1:]
 		// The trigger a boundary waited for: read on.

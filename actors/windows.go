@@ -101,7 +101,7 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 	sk := windowKey(k.Key, merged.start)
 	if sk != old {
 		delete(a.entries, old)
-		a.deleted = append(a.deleted, old)
+		a.unwritten.deleted = append(a.unwritten.deleted, old)
 		delete(a.localEntries, old)
 		a.dropped = append(a.dropped, old)
 		a.entries[sk] = merged
@@ -125,7 +125,7 @@ func (a *KeyedAggregator) drop(sk string) {
 		}
 	}
 	delete(a.entries, sk)
-	a.deleted = append(a.deleted, sk)
+	a.unwritten.deleted = append(a.unwritten.deleted, sk)
 	delete(a.localEntries, sk)
 	a.dropped = append(a.dropped, sk)
 }

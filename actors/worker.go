@@ -20,27 +20,6 @@ type ParseWorker struct {
 	rt        *scripting.Runtime
 }
 
-// work: a batch to process; worked: what came of it.
-type work struct {
-	gen   uint64
-	seq   uint64
-	batch *connectors.Batch
-}
-
-// worked carries its supervisor incarnation: a restarted supervisor keeps
-// its PID, and must not take a dead incarnation's results for its own.
-type worked struct {
-	gen      uint64
-	seq      uint64
-	perShard [][]scripting.Keyed
-	perIdx   [][]int
-	outputs  map[string][]connectors.Row // by sink name
-	dead     []connectors.Row
-	kept     int64
-	maxTime  int64 // the latest event time among the kept records
-	timed    bool  // some kept record had an event time
-}
-
 func newParseWorker(e *engine, partition string, shards int) *ParseWorker {
 	return &ParseWorker{e: e, partition: partition, shards: shards}
 }
@@ -81,6 +60,11 @@ func (w *ParseWorker) process(m *work) *worked {
 			srcMs = t.UnixMilli()
 		}
 		k, rec, ok, err := w.rt.ProcessAt(b.Records[i].Value, srcMs)
+		if interrupted(err) {
+			// Not the record's fault: it stays unprocessed (and
+			// unacknowledged), never a dead letter.
+			return &worked{gen: m.gen, seq: m.seq, interrupted: true}
+		}
 		if err != nil {
 			out.dead = append(out.dead, deadLetter(w.partition, b, i, err))
 			continue

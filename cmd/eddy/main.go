@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,7 +23,8 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := onSignals(cancel)
 	err := root().ExecuteContext(ctx)
 	stop()
 	var ee exitError
@@ -34,6 +36,65 @@ func main() {
 		fmt.Fprintln(os.Stderr, "eddy:", err)
 		os.Exit(1)
 	}
+}
+
+// stopBackstop is how long after the first signal the process exits
+// whatever it is doing. The engine stops well within it (actors.Config
+// StopTimeout); this is for a wait outside the engine that hangs.
+const stopBackstop = 20 * time.Second
+
+// onSignals cancels the command's context on the first SIGINT or SIGTERM
+// (a clean stop), exits at once on the second, and exits stopBackstop
+// after the first if the process is still running. Exit codes follow the
+// shell's 128+signal convention: 130 for SIGINT, 143 for SIGTERM. stop
+// ends the watch.
+func onSignals(cancel context.CancelFunc) (stop func()) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		var first os.Signal
+		select {
+		case first = <-sigs:
+		case <-done:
+			return
+		}
+		slog.Info("stopping on "+signalName(first)+"; a second signal exits at once", "signal", signalName(first))
+		cancel()
+		select {
+		case s := <-sigs:
+			slog.Warn("second signal: exiting at once without a stop checkpoint; the last complete checkpoint stands",
+				"signal", signalName(s), "exit_code", exitCode(s))
+			os.Exit(exitCode(s))
+		case <-time.After(stopBackstop):
+			slog.Error(fmt.Sprintf("still running %v after %s: exiting; the last complete checkpoint stands", stopBackstop, signalName(first)),
+				"exit_code", exitCode(first))
+			os.Exit(exitCode(first))
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(sigs)
+		close(done)
+	}
+}
+
+// exitCode is the shell's exit status for a process a signal ended.
+func exitCode(s os.Signal) int {
+	if n, ok := s.(syscall.Signal); ok {
+		return 128 + int(n)
+	}
+	return 1
+}
+
+func signalName(s os.Signal) string {
+	if s == syscall.SIGTERM {
+		return "SIGTERM"
+	}
+	if s == os.Interrupt {
+		return "SIGINT"
+	}
+	return s.String()
 }
 
 var verbosity struct{ verbose, quiet bool }
