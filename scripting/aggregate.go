@@ -85,11 +85,13 @@ func (rt *Runtime) Add(accs []any, args []any) error {
 		if err := check(a, accs[i], args[i]); err != nil {
 			return fmt.Errorf("aggregate %s: %w", a.Name, err)
 		}
-		if acc, ok := accs[i].(*luaAcc); ok {
+		if a.Func == "lua" {
 			if luaNew == nil {
 				luaNew = make([]lua.LValue, len(accs))
 			}
-			if err := rt.call(rt.aggs[i].add, 1, acc.v, toLua(rt.sb.L, args[i])); err != nil {
+			// A *goAcc (restored from a checkpoint, or merged) is added to
+			// like a *luaAcc: skipping it would keep its old value.
+			if err := rt.call(rt.aggs[i].add, 1, rt.luaValue(accs[i]), toLua(rt.sb.L, args[i])); err != nil {
 				return fmt.Errorf("aggregate %s: add: %w", a.Name, err)
 			}
 			luaNew[i] = rt.sb.L.Get(-1)
@@ -124,6 +126,8 @@ func (rt *Runtime) Add(accs []any, args []any) error {
 			}
 		case *luaAcc:
 			acc.v = luaNew[i]
+		case *goAcc:
+			accs[i] = &luaAcc{v: luaNew[i]}
 		}
 	}
 	return nil

@@ -159,4 +159,17 @@ func TestAccumulatorsRoundTripAndMerge(t *testing.T) {
 	if g := string(connectors.AppendValue(nil, merged)); g != wantJSON {
 		t.Errorf("merged: %s, want %s", g, wantJSON)
 	}
+	// a restored key goes on adding: every aggregate, the Lua one too,
+	// takes the next record on top of what the checkpoint held
+	k, _, _, err := rt.Process([]byte(`{"k":"a","v":10,"s":"w"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Add(back, k.Vals[len(p.KeyColumns):]); err != nil {
+		t.Fatal(err)
+	}
+	more, _ := rt.Results(back)
+	if g := string(connectors.AppendValue(nil, more)); g != `[[10,7],"z",4,"w+x+x+y+z",-2,3.9,5,19.5]` {
+		t.Errorf("added to after decode: %s", g)
+	}
 }
