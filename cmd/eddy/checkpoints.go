@@ -101,7 +101,7 @@ func printReport(cmd *cobra.Command, dir string, r state.Report) error {
 	for _, d := range r.Damaged {
 		fmt.Fprintln(cmd.ErrOrStderr(), "damaged:", d)
 	}
-	return fmt.Errorf("%s is damaged (%d problems above): %s", dir, len(r.Damaged), recoverHint(dir))
+	return fmt.Errorf("%s is damaged (%s above): %s", dir, fmt.Sprintf("%d problem%s", len(r.Damaged), plural(len(r.Damaged))), restoreHint)
 }
 
 // openState opens a state directory, adding to the error what a user can
@@ -115,9 +115,11 @@ func openState(dir string, opts ...state.Option) (*state.Store, error) {
 }
 
 func recoverHint(dir string) string {
-	return fmt.Sprintf("Check the directory with: eddy checkpoints verify --state %s\n"+
-		"  then restore it from a copy taken while eddy was stopped, or start over from nothing with --reset-state (the whole input is read again)", dir)
+	return fmt.Sprintf("Check the directory with: eddy checkpoints verify --state %s\n  then %s", dir, restoreHint)
 }
+
+// restoreHint is what to do with a damaged state directory.
+const restoreHint = "restore it from a copy taken while eddy was stopped, or start over from nothing with --reset-state (the whole input is read again)"
 
 func sizeString(n int64) string {
 	if n >= 10<<20 {
