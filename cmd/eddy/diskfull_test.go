@@ -58,7 +58,7 @@ func TestStateDiskFull(t *testing.T) {
 
 	// Fill the disk once the second checkpoint is in; later ones find it full.
 	filler := ""
-	exit, stderr := atCheckpoint(t, append(args, "--checkpoint-interval", "20ms", "--trigger-interval", "50ms"), 2,
+	exit, stderr := atCheckpoint(t, append(args, "--checkpoint-interval", "50ms", "--trigger-interval", "50ms"), 2,
 		func(*os.Process) { filler = fill(t, mnt, 64<<10) })
 	noStack(t, stderr)
 	if exit == 0 || !strings.Contains(stderr, "state dir "+dir+": no space left on device") {

@@ -102,7 +102,7 @@ func TestDamagedStateDir(t *testing.T) {
 	base := []string{"run", netflowScript, "--source", "dir:" + flows, "--until-idle", "--emit", "final"}
 	image := func(sig syscall.Signal) string {
 		dir := filepath.Join(t.TempDir(), "state")
-		atCheckpoint(t, append(base, "--state", dir, "--checkpoint-interval", "20ms", "--trigger-interval", "50ms"), 3,
+		atCheckpoint(t, append(base, "--state", dir, "--checkpoint-interval", "50ms", "--trigger-interval", "50ms"), 3,
 			func(p *os.Process) { p.Signal(sig) })
 		return dir
 	}
