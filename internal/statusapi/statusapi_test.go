@@ -21,6 +21,7 @@ import (
 
 	"github.com/eddy-stream/eddy/actors/cluster"
 	"github.com/eddy-stream/eddy/actors/cluster/clustertest"
+	"github.com/eddy-stream/eddy/internal/testenv"
 )
 
 // engine is a fake node: word counts over one partition.
@@ -59,52 +60,146 @@ func TestSingleNode(t *testing.T) {
 	}
 }
 
+// peerEnv, when set, makes the test binary a cluster node of its own: a
+// second node in one process races with the first over grpc's process-wide
+// logger (see cluster.Join), so TestClusteredNodes runs its peer this way.
+const peerEnv = "EDDY_STATUSAPI_TEST_PEER"
+
+// peerSpec is what the peer process joins with.
+type peerSpec struct {
+	Config cluster.Config
+	Engine clustertest.Words
+}
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(peerEnv); spec != "" {
+		os.Exit(runPeer(spec))
+	}
+	os.Exit(m.Run())
+}
+
+// runPeer joins the cluster, says "joined" on stdout, and leaves when its
+// stdin closes (the test is done with it, or the test process died).
+func runPeer(spec string) int {
+	var ps peerSpec
+	if err := json.Unmarshal([]byte(spec), &ps); err != nil {
+		fmt.Fprintln(os.Stderr, "peer spec:", err)
+		return 2
+	}
+	n, err := cluster.Join(context.Background(), ps.Config, &ps.Engine)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "join:", err)
+		return 1
+	}
+	fmt.Println("joined")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	n.Leave()
+	return 0
+}
+
+// startPeer runs a node in a child process; closing the returned stdin
+// makes it leave the cluster and exit, which wait waits for.
+func startPeer(t *testing.T, spec peerSpec) (leave func()) {
+	t.Helper()
+	b, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), peerEnv+"="+string(b))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() {
+		line := make([]byte, len("joined\n"))
+		_, err := io.ReadFull(stdout, line)
+		if err == nil && string(line) != "joined\n" {
+			err = fmt.Errorf("peer said %q", line)
+		}
+		if err != nil {
+			exited <- err
+			return
+		}
+		exited <- nil
+		exited <- cmd.Wait()
+	}()
+	select {
+	case err := <-exited:
+		if err != nil {
+			_ = cmd.Process.Kill()
+			t.Fatalf("the peer node did not join: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("the peer node did not join within 30s")
+	}
+	var once sync.Once
+	leave = func() {
+		once.Do(func() {
+			stdin.Close()
+			select {
+			case err := <-exited:
+				if err != nil {
+					t.Errorf("the peer node: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				_ = cmd.Process.Kill()
+				t.Error("the peer node did not leave within 20s")
+			}
+		})
+	}
+	t.Cleanup(leave)
+	return leave
+}
+
 func TestClusteredNodes(t *testing.T) {
-	// "the" was counted on both nodes: its answer is the sum.
+	// "the" was counted on both nodes: its answer is the sum. The first
+	// node runs here, the second in a process of its own.
 	engines := []*engine{
 		{Partition: "kafka:words/0", Counts: map[string]int{"the": 3, "cat": 1}},
 		{Partition: "kafka:words/1", Counts: map[string]int{"the": 4, "dog": 2}},
 	}
 	var ports []int
+	var peers, https []string
 	for range engines {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		addr := testenv.FreeAddr(t)
+		_, port, _ := net.SplitHostPort(addr)
+		p, err := strconv.Atoi(port)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-		ln.Close()
+		ports = append(ports, p)
+		peers = append(peers, addr)
+		https = append(https, testenv.FreeAddr(t))
 	}
-	peers := []string{fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])}
-	nodes := make([]*cluster.Node, len(engines))
-	errs := make([]error, len(engines))
-	var wg sync.WaitGroup
-	for i, e := range engines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			nodes[i], errs[i] = cluster.Join(context.Background(), cluster.Config{
-				Name: cluster.Name("wordcount", "eddy.wordcount"), AutoManagePort: ports[i], Peers: peers,
-				HTTP: "127.0.0.1:" + strconv.Itoa(9000+i), RefreshTTL: 300 * time.Millisecond, Timeout: 2 * time.Second,
-			}, e)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
+	config := func(i int) cluster.Config {
+		return cluster.Config{
+			Name: cluster.Name("wordcount", "eddy.wordcount"), AutoManagePort: ports[i], Peers: peers,
+			HTTP: https[i], RefreshTTL: 300 * time.Millisecond, Timeout: 2 * time.Second,
 		}
 	}
-	defer func() {
-		for _, n := range nodes {
-			go n.Leave()
-		}
-	}()
-	for deadline := time.Now().Add(10 * time.Second); len(nodes[0].Members()) != 2 || len(nodes[1].Members()) != 2; time.Sleep(20 * time.Millisecond) {
+	leavePeer := startPeer(t, peerSpec{Config: config(1), Engine: *engines[1]})
+	node, err := cluster.Join(context.Background(), config(0), engines[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Leave()
+	for deadline := time.Now().Add(10 * time.Second); len(node.Members()) != 2; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("members: %v, %v", nodes[0].Members(), nodes[1].Members())
+			t.Fatalf("members: %v", node.Members())
 		}
 	}
-	srv := httptest.NewServer(New(engines[0], nodes[0]))
+	srv := httptest.NewServer(New(engines[0], node))
 	defer srv.Close()
 
 	code, body := get(t, srv, "/status")
@@ -112,15 +207,16 @@ func TestClusteredNodes(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &st); code != 200 || err != nil {
 		t.Fatalf("/status: %d %v %s", code, err, body)
 	}
-	var parts, https []string
+	var parts, gotHTTP []string
 	for _, n := range st.Nodes {
 		parts = append(parts, n.Status.Partitions[0].ID)
-		https = append(https, n.HTTP)
+		gotHTTP = append(gotHTTP, n.HTTP)
 	}
 	slices.Sort(parts)
+	slices.Sort(gotHTTP)
 	slices.Sort(https)
 	if st.Pipeline != "wordcount" || st.Cluster != "eddy/wordcount/eddy.wordcount" ||
-		!slices.Equal(parts, []string{"kafka:words/0", "kafka:words/1"}) || !slices.Equal(https, []string{"127.0.0.1:9000", "127.0.0.1:9001"}) {
+		!slices.Equal(parts, []string{"kafka:words/0", "kafka:words/1"}) || !slices.Equal(gotHTTP, https) {
 		t.Fatalf("/status: %s", body)
 	}
 	if code, body := get(t, srv, "/status?local=1"); code != 200 || strings.Contains(body, `"nodes"`) || !strings.Contains(body, "kafka:words/0") || strings.Contains(body, "kafka:words/1") {
@@ -141,10 +237,10 @@ func TestClusteredNodes(t *testing.T) {
 
 	// The other node leaves: within a few polls the answers are this
 	// node's alone again.
-	nodes[1].Leave()
-	for deadline := time.Now().Add(5 * time.Second); len(nodes[0].Members()) != 1; time.Sleep(20 * time.Millisecond) {
+	leavePeer()
+	for deadline := time.Now().Add(5 * time.Second); len(node.Members()) != 1; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("members after a leave: %v", nodes[0].Members())
+			t.Fatalf("members after a leave: %v", node.Members())
 		}
 	}
 	if code, body := get(t, srv, "/state/the"); code != 200 || body != `{"word":"the","count":3}`+"\n" {
