@@ -110,6 +110,33 @@ type Stats struct {
 	// RestoreTotal are their progress in changes; Restored adds up the
 	// changes of the finished restores.
 	Restoring, RestoreDone, RestoreTotal, Restored atomic.Int64
+	// CheckpointsFailed counts the checkpoints aborted or not completed.
+	CheckpointsFailed atomic.Int64
+	// sinks: *SinkStats by output name (Sink, Sinks).
+	sinks sync.Map
+}
+
+// SinkStats are one output's counters.
+type SinkStats struct {
+	// Rows counts the rows written to the sink; Errors its failed writes,
+	// flushes and commits.
+	Rows, Errors atomic.Int64
+	// Flush is the time a flush (or a transactional sink's commit) takes.
+	Flush Latency
+}
+
+// Sink returns the counters of the output named name, made on first use.
+func (s *Stats) Sink(name string) *SinkStats {
+	v, _ := s.sinks.LoadOrStore(name, &SinkStats{})
+	return v.(*SinkStats)
+}
+
+// Sinks calls f with each output's counters.
+func (s *Stats) Sinks(f func(name string, st *SinkStats)) {
+	s.sinks.Range(func(k, v any) bool {
+		f(k.(string), v.(*SinkStats))
+		return true
+	})
 }
 
 // Summary says how a run ended.
