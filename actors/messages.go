@@ -179,8 +179,12 @@ type emitTrigger struct {
 
 // Sinks (→ SinkWriter → node).
 
-// rowsOut: rows for a sink.
-type rowsOut struct{ rows []connectors.Row }
+// rowsOut: rows for a sink; read, when known, is when the batch they came
+// from left its source.
+type rowsOut struct {
+	rows []connectors.Row
+	read time.Time
+}
 
 // flush: make what a sink has durable and acknowledge seq to the node.
 type flush struct{ seq uint64 }

@@ -121,8 +121,11 @@ type SinkStats struct {
 	// Rows counts the rows written to the sink; Errors its failed writes,
 	// flushes and commits.
 	Rows, Errors atomic.Int64
-	// Flush is the time a flush (or a transactional sink's commit) takes.
-	Flush Latency
+	// Flush is the time a flush (or a transactional sink's commit) takes;
+	// EndToEnd the time from a batch leaving its source to the sink's
+	// write of the records it produced returning (record outputs: records,
+	// routes, dead letters; not results).
+	Flush, EndToEnd Latency
 }
 
 // Sink returns the counters of the output named name, made on first use.

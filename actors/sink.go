@@ -36,6 +36,9 @@ func (w *SinkWriter) Receive(ctx actor.Context) {
 			return
 		}
 		w.st.Rows.Add(int64(len(m.rows)))
+		if !m.read.IsZero() {
+			w.st.EndToEnd.Observe(time.Since(m.read))
+		}
 	case *flush:
 		err := w.err
 		if err == nil {
