@@ -126,11 +126,30 @@ type SinkStats struct {
 	// write of the records it produced returning (record outputs: records,
 	// routes, dead letters; not results).
 	Flush, EndToEnd Latency
+	// retrier is the sink, when it retries writes itself.
+	retrier connectors.Retrier
+}
+
+// Retries is how many times the sink tried a write again (0 for sinks
+// that don't retry).
+func (s *SinkStats) Retries() int64 {
+	if s.retrier == nil {
+		return 0
+	}
+	return s.retrier.Retries()
 }
 
 // Sink returns the counters of the output named name, made on first use.
 func (s *Stats) Sink(name string) *SinkStats {
 	v, _ := s.sinks.LoadOrStore(name, &SinkStats{})
+	return v.(*SinkStats)
+}
+
+// addSink makes the counters of the output name written by sink.
+func (s *Stats) addSink(name string, sink connectors.Sink) *SinkStats {
+	st := &SinkStats{}
+	st.retrier, _ = sink.(connectors.Retrier)
+	v, _ := s.sinks.LoadOrStore(name, st)
 	return v.(*SinkStats)
 }
 

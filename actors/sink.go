@@ -19,7 +19,7 @@ type SinkWriter struct {
 }
 
 func newSinkWriter(e *engine, name string, s connectors.Sink) *SinkWriter {
-	return &SinkWriter{e: e, name: name, sink: s, st: e.cfg.Stats.Sink(name)}
+	return &SinkWriter{e: e, name: name, sink: s, st: e.cfg.Stats.addSink(name, s)}
 }
 
 // Receive implements actor.Actor.

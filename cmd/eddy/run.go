@@ -588,6 +588,15 @@ func (s *sharedSink) Flush(ctx context.Context) error {
 	return s.Sink.Flush(ctx)
 }
 
+// Retries passes on the sink's retries (connectors.Retrier), 0 for a sink
+// that doesn't retry.
+func (s *sharedSink) Retries() int64 {
+	if r, ok := s.Sink.(connectors.Retrier); ok {
+		return r.Retries()
+	}
+	return 0
+}
+
 func (s *sharedSink) Close() (err error) {
 	s.once.Do(func() { err = s.Sink.Close() })
 	return err

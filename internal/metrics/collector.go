@@ -36,6 +36,7 @@ var (
 	recordsLate   = series{"eddy_records_late_total", counter, nil, "Records that came after their window closed."}
 	sinkRows      = series{"eddy_sink_rows_total", counter, []string{"sink"}, "Rows written to a sink (emitted)."}
 	sinkErrors    = series{"eddy_sink_errors_total", counter, []string{"sink"}, "Failed writes, flushes and commits of a sink."}
+	sinkRetries   = series{"eddy_sink_retries_total", counter, []string{"sink"}, "Writes a sink tried again after a transient failure (sinks that retry: MySQL, Cassandra)."}
 	sinkFlush     = series{"eddy_sink_flush_duration_seconds", histogram, []string{"sink"}, "Time a sink's flush (or transactional commit) at a trigger takes."}
 	endToEnd      = series{"eddy_end_to_end_latency_seconds", histogram, []string{"sink"}, "Time from a batch leaving its source to the records it produced being written by a record sink."}
 	batchLatency  = series{"eddy_batch_latency_seconds", histogram, nil, "Time from a batch leaving its source to its records being folded into state (or handed to the records sink)."}
@@ -65,7 +66,7 @@ var (
 // Series lists every series the collector can expose.
 var Series = []series{
 	recordsRead, recordsKept, recordsFailed, recordsLate,
-	sinkRows, sinkErrors, sinkFlush, endToEnd,
+	sinkRows, sinkErrors, sinkRetries, sinkFlush, endToEnd,
 	batchLatency, fireLatency,
 	partitions, partLag, partOffset, partCaughtUp,
 	partRestoring, partRestored, partToRestore, restored, standbys,
@@ -130,6 +131,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	st.Sinks(func(name string, ss *actors.SinkStats) {
 		emit(sinkRows, float64(ss.Rows.Load()), name)
 		emit(sinkErrors, float64(ss.Errors.Load()), name)
+		emit(sinkRetries, float64(ss.Retries()), name)
 		ch <- c.histogram(sinkFlush, &ss.Flush, name)
 		if ss.EndToEnd.Count() > 0 { // record sinks, once written to
 			ch <- c.histogram(endToEnd, &ss.EndToEnd, name)
