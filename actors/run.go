@@ -112,6 +112,11 @@ type Stats struct {
 	Restoring, RestoreDone, RestoreTotal, Restored atomic.Int64
 	// CheckpointsFailed counts the checkpoints aborted or not completed.
 	CheckpointsFailed atomic.Int64
+	// StandbyChanges counts the changelog changes read into standby
+	// copies; StandbyOffsets maps each standby partition to the changelog
+	// offset its copy has read to.
+	StandbyChanges atomic.Int64
+	StandbyOffsets atomic.Pointer[map[string]int64]
 	// sinks: *SinkStats by output name (Sink, Sinks).
 	sinks sync.Map
 }

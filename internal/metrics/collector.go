@@ -50,6 +50,8 @@ var (
 	partToRestore = series{"eddy_partition_restore_total_changes", gauge, []string{"partition"}, "Changelog changes a restoring partition has to read."}
 	restored      = series{"eddy_restored_changes_total", counter, nil, "Changelog changes of finished restores."}
 	standbys      = series{"eddy_standby_partitions", gauge, nil, "Partitions of other nodes this node keeps warm copies of."}
+	standbyOffset = series{"eddy_standby_offset", gauge, []string{"partition"}, "The changelog offset a standby copy has read to."}
+	standbyRead   = series{"eddy_standby_changes_total", counter, nil, "Changelog changes read into standby copies."}
 	checkpoints   = series{"eddy_checkpoints_total", counter, nil, "Complete checkpoints."}
 	cpFailed      = series{"eddy_checkpoints_failed_total", counter, nil, "Checkpoints aborted or not completed."}
 	cpDuration    = series{"eddy_checkpoint_duration_seconds", histogram, nil, "Time from a checkpoint's barrier to the checkpoint being complete."}
@@ -69,7 +71,7 @@ var Series = []series{
 	sinkRows, sinkErrors, sinkRetries, sinkFlush, endToEnd,
 	batchLatency, fireLatency,
 	partitions, partLag, partOffset, partCaughtUp,
-	partRestoring, partRestored, partToRestore, restored, standbys,
+	partRestoring, partRestored, partToRestore, restored, standbys, standbyOffset, standbyRead,
 	checkpoints, cpFailed, cpDuration, cpLast, cpLastTime,
 	stateKeys, stateBytes, watermark, watermarkLag, luaTime, statusUp,
 }
@@ -122,6 +124,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	emit(recordsLate, float64(st.Late.Load()))
 	emit(partitions, float64(st.Partitions.Load()))
 	emit(restored, float64(st.Restored.Load()))
+	emit(standbyRead, float64(st.StandbyChanges.Load()))
+	if offsets := st.StandbyOffsets.Load(); offsets != nil {
+		for id, off := range *offsets {
+			emit(standbyOffset, float64(off), id)
+		}
+	}
 	emit(checkpoints, float64(st.Checkpoints.Load()))
 	emit(cpFailed, float64(st.CheckpointsFailed.Load()))
 	emit(cpLast, float64(st.LastCheckpoint.Load()))

@@ -94,6 +94,7 @@ func busyRun(t *testing.T) Run {
 	st.Checkpoints.Store(3)
 	st.Watermark.Store(time.Now().Add(-time.Minute).UnixMilli())
 	st.BatchLatency.Observe(3 * time.Millisecond)
+	st.StandbyOffsets.Store(&map[string]int64{"p7": 77})
 	for _, name := range []string{"records", "dead_letter"} {
 		ss := st.Sink(name)
 		ss.Rows.Add(7)
@@ -186,6 +187,7 @@ func TestMetricsValues(t *testing.T) {
 		{"eddy_partition_restoring", map[string]string{"partition": "p1"}, 1},
 		{"eddy_partition_restore_total_changes", map[string]string{"partition": "p1"}, 10},
 		{"eddy_state_keys", nil, 12},
+		{"eddy_standby_offset", map[string]string{"partition": "p7"}, 77},
 		{"eddy_status_up", nil, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
