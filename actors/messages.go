@@ -158,6 +158,9 @@ type resultRows struct {
 	fired bool
 	ends  []int64 // with fired: each window's end
 	drop  []string
+	// read: when the oldest batch folded into rows left its source (zero
+	// for fired windows, which FireLatency measures)
+	read time.Time
 }
 
 // partial is one key's accumulators from one partition.

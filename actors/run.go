@@ -128,8 +128,9 @@ type SinkStats struct {
 	Rows, Errors atomic.Int64
 	// Flush is the time a flush (or a transactional sink's commit) takes;
 	// EndToEnd the time from a batch leaving its source to the sink's
-	// write of the records it produced returning (record outputs: records,
-	// routes, dead letters; not results).
+	// write of the records it produced returning (record outputs: each
+	// write; results: each trigger's, from the oldest batch folded into
+	// its rows; windows emitted final have FireLatency instead).
 	Flush, EndToEnd Latency
 	// retrier is the sink, when it retries writes itself.
 	retrier connectors.Retrier

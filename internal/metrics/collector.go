@@ -38,7 +38,7 @@ var (
 	sinkErrors    = series{"eddy_sink_errors_total", counter, []string{"sink"}, "Failed writes, flushes and commits of a sink."}
 	sinkRetries   = series{"eddy_sink_retries_total", counter, []string{"sink"}, "Writes a sink tried again after a transient failure (sinks that retry: MySQL, Cassandra)."}
 	sinkFlush     = series{"eddy_sink_flush_duration_seconds", histogram, []string{"sink"}, "Time a sink's flush (or transactional commit) at a trigger takes."}
-	endToEnd      = series{"eddy_end_to_end_latency_seconds", histogram, []string{"sink"}, "Time from a batch leaving its source to the records it produced being written by a record sink."}
+	endToEnd      = series{"eddy_end_to_end_latency_seconds", histogram, []string{"sink"}, "Time from records leaving their source to a sink's write of what they produced returning (record sinks: each write; results: each trigger, from the oldest batch in it)."}
 	batchLatency  = series{"eddy_batch_latency_seconds", histogram, nil, "Time from a batch leaving its source to its records being folded into state (or handed to the records sink)."}
 	fireLatency   = series{"eddy_window_fire_latency_seconds", histogram, nil, "Time from reading the record that closed a window to the window's row leaving for the sink (final emit)."}
 	partitions    = series{"eddy_partitions", gauge, nil, "Partitions this node reads."}
@@ -141,7 +141,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit(sinkErrors, float64(ss.Errors.Load()), name)
 		emit(sinkRetries, float64(ss.Retries()), name)
 		ch <- c.histogram(sinkFlush, &ss.Flush, name)
-		if ss.EndToEnd.Count() > 0 { // record sinks, once written to
+		if ss.EndToEnd.Count() > 0 { // once measured (not for final windows)
 			ch <- c.histogram(endToEnd, &ss.EndToEnd, name)
 		}
 	})
