@@ -59,6 +59,9 @@ type KeyedAggregator struct {
 	watermark int64
 	readAt    time.Time
 	out       heldOutput
+	// oldestRead: when the oldest batch folded in since the last rows sent
+	// the emitter left its source (for the results' end-to-end latency).
+	oldestRead time.Time
 
 	// fromLog: the partition's state comes from the changelog (on top of
 	// the local checkpoint, or instead of it); nil once restored.
@@ -153,6 +156,9 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 			testHookAdd(a.partition, a.shard)
 		}
 		a.add(ctx, m)
+		if len(m.rows) > 0 && (a.oldestRead.IsZero() || m.read.Before(a.oldestRead)) {
+			a.oldestRead = m.read
+		}
 		if m.watermark > a.watermark {
 			a.readAt = m.read
 			if err := a.advance(m.watermark, false); err != nil {
@@ -547,8 +553,9 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 			}
 			rows = append(rows, p)
 		}
-		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, drop: drops})
+		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, drop: drops, read: a.oldestRead})
 		a.changed = a.changed[:0]
+		a.oldestRead = time.Time{}
 	}
 	a.out.flushTo(ctx, a.e)
 	if b.epoch == 0 {

@@ -193,14 +193,20 @@ func TestStandbyCopyShortensTheRestore(t *testing.T) {
 	// b keeps a copy of "mem" while reading a partition of its own.
 	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel()
+	bStats := &Stats{}
 	_, err := Run(ctx, Config{Pipeline: load(t, clogScript), Source: &standbySource{cl: cl}, Store: b, Results: &memio.Sink{},
-		MaxErrors: -1, Shards: 3, Changelog: cl, Standby: 1, CheckpointInterval: 200 * time.Millisecond, TriggerInterval: 100 * time.Millisecond})
+		MaxErrors: -1, Shards: 3, Changelog: cl, Standby: 1, CheckpointInterval: 200 * time.Millisecond, TriggerInterval: 100 * time.Millisecond,
+		Stats: bStats})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want, _ := cl.Keys("mem")
 	if got := storeKeys(t, b, "agg/mem", "key/mem"); len(want) != 26 || !maps.Equal(got, want) {
 		t.Fatalf("b's copy of mem:\n%v\nthe changelog:\n%v", got, want)
+	}
+	// Its progress shows in the counters the metrics read.
+	if n, offsets := bStats.StandbyChanges.Load(), bStats.StandbyOffsets.Load(); n != 26 || offsets == nil || (*offsets)["mem"] <= 0 {
+		t.Fatalf("standby progress: %d changes read, offsets %v; want 26 and mem's", n, offsets)
 	}
 
 	runNode(t, a, cl, lines[:1500], 0) // 26 more changes

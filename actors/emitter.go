@@ -34,6 +34,9 @@ type Emitter struct {
 	// they are emitted once the pipeline's watermark passes their end, when
 	// every partition has fired them.
 	fired map[string]int64
+	// oldestRead: when the oldest batch folded into the rows of this
+	// trigger left its source (zero: none, or windows emitted final)
+	oldestRead time.Time
 }
 
 type dropped struct{ key, partition string }
@@ -299,8 +302,9 @@ func (em *Emitter) Receive(ctx actor.Context) {
 			}
 		}
 		if len(rows) > 0 {
-			ctx.Send(em.e.results, &rowsOut{rows: rows})
+			ctx.Send(em.e.results, &rowsOut{rows: rows, read: em.oldestRead})
 		}
+		em.oldestRead = time.Time{}
 		ctx.Send(em.e.results, &flush{seq: m.seq})
 	case *actor.Stopping:
 		em.rt.Close()
@@ -329,6 +333,9 @@ func (em *Emitter) update(m *resultRows) {
 	}
 	for _, key := range m.drop {
 		em.drops = append(em.drops, dropped{key: key, partition: m.partition})
+	}
+	if !m.read.IsZero() && (em.oldestRead.IsZero() || m.read.Before(em.oldestRead)) {
+		em.oldestRead = m.read
 	}
 	for i, p := range m.rows {
 		if m.fired {

@@ -12,6 +12,7 @@ import (
 type Latency struct {
 	buckets [220]atomic.Int64
 	count   atomic.Int64
+	sum     atomic.Int64 // nanoseconds
 }
 
 const growth = 1.1
@@ -25,6 +26,7 @@ func (l *Latency) Observe(d time.Duration) {
 	}
 	l.buckets[i].Add(1)
 	l.count.Add(1)
+	l.sum.Add(int64(d))
 }
 
 // Count is the number of observations.
@@ -46,4 +48,31 @@ func (l *Latency) Quantile(q float64) time.Duration {
 		}
 	}
 	return time.Duration(math.Pow(growth, float64(len(l.buckets))) * float64(time.Microsecond))
+}
+
+// Sum is the total of the observed durations.
+func (l *Latency) Sum() time.Duration { return time.Duration(l.sum.Load()) }
+
+// Cumulative returns, for each of bounds (ascending), how many observations
+// fell in a bucket whose upper bound is at most it, as a Prometheus
+// histogram counts them; each bound is matched within the buckets' 10%.
+func (l *Latency) Cumulative(bounds []time.Duration) []uint64 {
+	out := make([]uint64, len(bounds))
+	var seen uint64
+	b := 0
+	for i := range l.buckets {
+		upper := time.Duration(math.Pow(growth, float64(i)) * float64(time.Microsecond))
+		for b < len(bounds) && upper > bounds[b] {
+			out[b] = seen
+			b++
+		}
+		if b == len(bounds) {
+			return out
+		}
+		seen += uint64(l.buckets[i].Load())
+	}
+	for ; b < len(bounds); b++ {
+		out[b] = seen
+	}
+	return out
 }

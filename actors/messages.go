@@ -158,6 +158,9 @@ type resultRows struct {
 	fired bool
 	ends  []int64 // with fired: each window's end
 	drop  []string
+	// read: when the oldest batch folded into rows left its source (zero
+	// for fired windows, which FireLatency measures)
+	read time.Time
 }
 
 // partial is one key's accumulators from one partition.
@@ -179,8 +182,12 @@ type emitTrigger struct {
 
 // Sinks (→ SinkWriter → node).
 
-// rowsOut: rows for a sink.
-type rowsOut struct{ rows []connectors.Row }
+// rowsOut: rows for a sink; read, when known, is when the batch they came
+// from left its source.
+type rowsOut struct {
+	rows []connectors.Row
+	read time.Time
+}
 
 // flush: make what a sink has durable and acknowledge seq to the node.
 type flush struct{ seq uint64 }

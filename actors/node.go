@@ -537,6 +537,7 @@ func (n *node) changelogCommitted(ctx actor.Context, m *changelogCommitted) {
 		return
 	}
 	if m.err != nil {
+		n.e.cfg.Stats.CheckpointsFailed.Add(1)
 		n.finish(fmt.Errorf("checkpoint %d: changelog: %w", in.b.epoch, m.err))
 		return
 	}
@@ -564,6 +565,7 @@ func (n *node) settle(ctx actor.Context) {
 	n.inflight = nil
 	if in.b.epoch > 0 {
 		if err := n.complete(in); err != nil {
+			n.e.cfg.Stats.CheckpointsFailed.Add(1)
 			n.finish(fmt.Errorf("checkpoint %d: %w", in.b.epoch, err))
 			return
 		}
@@ -695,6 +697,9 @@ func (n *node) abort(ctx actor.Context, why string) {
 	in := n.inflight
 	n.inflight = nil
 	n.e.cfg.Logger.Warn("checkpoint aborted", "seq", in.b.seq, "epoch", in.b.epoch, "why", why)
+	if in.b.epoch > 0 {
+		n.e.cfg.Stats.CheckpointsFailed.Add(1)
+	}
 	for _, pid := range n.e.transactional {
 		// Every partition restarts from the last checkpoint (the node
 		// supervises them all-for-one then): drop the uncommitted output.

@@ -51,6 +51,9 @@ type PartitionStatus struct {
 	Restoring bool  `json:"restoring,omitempty"`
 	Restored  int64 `json:"restored,omitempty"`
 	ToRestore int64 `json:"to_restore,omitempty"`
+	// Offset is Position as a number, when the source numbers its
+	// positions (Kafka offsets, generator records).
+	Offset *int64 `json:"offset,omitempty"`
 }
 
 // CheckpointStatus is the last complete checkpoint.
@@ -146,6 +149,11 @@ func (n *node) status(ctx actor.Context) {
 			Restoring: p.restoring, Restored: p.restored, ToRestore: p.toRestore}
 		if pos := n.positions[id]; pos != nil {
 			ps.Position = p.part.Describe(pos)
+			if o, ok := p.part.(connectors.Offsetter); ok {
+				if off, ok := o.Offset(pos); ok {
+					ps.Offset = &off
+				}
+			}
 			if l, ok := p.part.(connectors.Lagger); ok {
 				if lag, ok := l.Lag(pos); ok {
 					ps.Lag = &lag

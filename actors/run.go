@@ -110,6 +110,61 @@ type Stats struct {
 	// RestoreTotal are their progress in changes; Restored adds up the
 	// changes of the finished restores.
 	Restoring, RestoreDone, RestoreTotal, Restored atomic.Int64
+	// CheckpointsFailed counts the checkpoints aborted or not completed.
+	CheckpointsFailed atomic.Int64
+	// StandbyChanges counts the changelog changes read into standby
+	// copies; StandbyOffsets maps each standby partition to the changelog
+	// offset its copy has read to.
+	StandbyChanges atomic.Int64
+	StandbyOffsets atomic.Pointer[map[string]int64]
+	// sinks: *SinkStats by output name (Sink, Sinks).
+	sinks sync.Map
+}
+
+// SinkStats are one output's counters.
+type SinkStats struct {
+	// Rows counts the rows written to the sink; Errors its failed writes,
+	// flushes and commits.
+	Rows, Errors atomic.Int64
+	// Flush is the time a flush (or a transactional sink's commit) takes;
+	// EndToEnd the time from a batch leaving its source to the sink's
+	// write of the records it produced returning (record outputs: each
+	// write; results: each trigger's, from the oldest batch folded into
+	// its rows; windows emitted final have FireLatency instead).
+	Flush, EndToEnd Latency
+	// retrier is the sink, when it retries writes itself.
+	retrier connectors.Retrier
+}
+
+// Retries is how many times the sink tried a write again (0 for sinks
+// that don't retry).
+func (s *SinkStats) Retries() int64 {
+	if s.retrier == nil {
+		return 0
+	}
+	return s.retrier.Retries()
+}
+
+// Sink returns the counters of the output named name, made on first use.
+func (s *Stats) Sink(name string) *SinkStats {
+	v, _ := s.sinks.LoadOrStore(name, &SinkStats{})
+	return v.(*SinkStats)
+}
+
+// addSink makes the counters of the output name written by sink.
+func (s *Stats) addSink(name string, sink connectors.Sink) *SinkStats {
+	st := &SinkStats{}
+	st.retrier, _ = sink.(connectors.Retrier)
+	v, _ := s.sinks.LoadOrStore(name, st)
+	return v.(*SinkStats)
+}
+
+// Sinks calls f with each output's counters.
+func (s *Stats) Sinks(f func(name string, st *SinkStats)) {
+	s.sinks.Range(func(k, v any) bool {
+		f(k.(string), v.(*SinkStats))
+		return true
+	})
 }
 
 // Summary says how a run ended.

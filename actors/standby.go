@@ -161,6 +161,8 @@ func (k *standbyKeeper) apply(m *standbyChanges) {
 	}
 	p.offset = m.next
 	p.dirty = p.dirty || m.next != m.from
+	k.e.cfg.Stats.StandbyChanges.Add(int64(len(m.keys)))
+	k.publish()
 }
 
 // write puts what the standby partitions read since the last checkpoint
@@ -206,14 +208,18 @@ func (k *standbyKeeper) write(epoch uint64) error {
 	return wb.Commit()
 }
 
-// publish records the standby partitions for status.
+// publish records the standby partitions for status, and how far each
+// has read for metrics.
 func (k *standbyKeeper) publish() {
 	ids := make([]string, 0, len(k.parts))
-	for id := range k.parts {
+	offsets := make(map[string]int64, len(k.parts))
+	for id, p := range k.parts {
 		ids = append(ids, id)
+		offsets[id] = p.offset
 	}
 	sort.Strings(ids)
 	k.e.standbys.Store(&ids)
+	k.e.cfg.Stats.StandbyOffsets.Store(&offsets)
 }
 
 // tail asks the source which partitions to keep warm and reads their

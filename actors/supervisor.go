@@ -64,6 +64,7 @@ type PartitionSupervisor struct {
 	heldOut     map[string][]connectors.Row
 	heldDead    []connectors.Row
 	heldBatches int
+	heldRead    time.Time // when the oldest held batch left its source
 
 	// plan0: how this incarnation restored; stopRestore stops its
 	// changelog reader.
@@ -385,7 +386,7 @@ func (s *PartitionSupervisor) deliver(ctx actor.Context) {
 		}
 		after := s.watermarkAfter(w, len(m.batch.Records))
 		s.toShards(ctx, m, w, after)
-		s.output(ctx, w.outputs, w.dead)
+		s.output(ctx, w.outputs, w.dead, m.at)
 		s.count(ctx, w, len(m.batch.Records))
 		s.advance(ctx, &m.batch)
 		s.passBarriers(ctx)
@@ -474,8 +475,9 @@ func (s *PartitionSupervisor) advance(ctx actor.Context, b *connectors.Batch) {
 }
 
 // output sends rows to the records and dead-letter sinks, or holds them
-// while a barrier this partition passed is not settled.
-func (s *PartitionSupervisor) output(ctx actor.Context, outputs map[string][]connectors.Row, dead []connectors.Row) {
+// while a barrier this partition passed is not settled. read is when the
+// rows' batch left its source (the oldest of them, for held rows).
+func (s *PartitionSupervisor) output(ctx actor.Context, outputs map[string][]connectors.Row, dead []connectors.Row, read time.Time) {
 	if s.holding {
 		if len(outputs)+len(dead) > 0 {
 			if s.heldOut == nil {
@@ -485,15 +487,18 @@ func (s *PartitionSupervisor) output(ctx actor.Context, outputs map[string][]con
 				s.heldOut[name] = append(s.heldOut[name], rows...)
 			}
 			s.heldDead = append(s.heldDead, dead...)
+			if s.heldBatches == 0 {
+				s.heldRead = read
+			}
 			s.heldBatches++
 		}
 		return
 	}
 	for name, rows := range outputs {
-		ctx.Send(s.e.outputs[name], &rowsOut{rows: rows})
+		ctx.Send(s.e.outputs[name], &rowsOut{rows: rows, read: read})
 	}
 	if len(dead) > 0 && s.e.deadLetters != nil {
-		ctx.Send(s.e.deadLetters, &rowsOut{rows: dead})
+		ctx.Send(s.e.deadLetters, &rowsOut{rows: dead, read: read})
 	}
 }
 
@@ -504,7 +509,7 @@ func (s *PartitionSupervisor) release(ctx actor.Context) {
 	s.holding = false
 	outputs, dead := s.heldOut, s.heldDead
 	s.heldOut, s.heldDead, s.heldBatches = nil, nil, 0
-	s.output(ctx, outputs, dead)
+	s.output(ctx, outputs, dead, s.heldRead)
 	s.request()
 }
 

@@ -11,3 +11,12 @@ type Lagger interface {
 	// the partition's positions.
 	Lag(pos Position) (int64, bool)
 }
+
+// Offsetter is a Partition whose positions are numbered (Kafka: the offset
+// of the next record; generators: the number of the next record), for
+// metrics. Sources whose positions are not numbers don't implement it.
+type Offsetter interface {
+	// Offset returns pos as a number, false when it is not one of the
+	// partition's positions.
+	Offset(pos Position) (int64, bool)
+}

@@ -72,6 +72,7 @@ type Pipeline struct {
 	lookups                      map[string]*lookupTable // lookup.go
 	intr                         *interrupts             // limits.go
 	fixed                        fixedLimits             // limits.go
+	luaTime                      luaTimes                // luatime.go
 }
 
 // FieldSpec is one projected field and the types it may have.

@@ -39,6 +39,8 @@ type Runtime struct {
 	// table per record costs gopher-lua three maps. A metatable stops the
 	// script from adding fields, which would leak into the next record.
 	rec *lua.LTable
+	// rnd picks the calls whose time is measured (luatime.go)
+	rnd uint32
 }
 
 // luaAgg holds a Lua aggregate's functions; nil entries for built-ins.
@@ -98,7 +100,14 @@ func (rt *Runtime) bind(sb *sandbox, tbl *lua.LTable) {
 // global table it filled), the runtime starts over in a fresh state, with
 // a warning: every later call would fail the same way.
 func (rt *Runtime) call(fn lua.LValue, nret int, args ...lua.LValue) error {
-	err := rt.sb.call(fn, nret, args...)
+	var err error
+	if rt.sampled() {
+		start := time.Now()
+		err = rt.sb.call(fn, nret, args...)
+		rt.p.luaTime.nanos[rt.hookOf(fn)].Add(int64(time.Since(start)) * luaSample)
+	} else {
+		err = rt.sb.call(fn, nret, args...)
+	}
 	if err != nil && rt.sb.spoiled {
 		sb, tbl, ierr := rt.p.instantiate()
 		if ierr != nil {

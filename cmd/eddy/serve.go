@@ -19,6 +19,7 @@ import (
 	"github.com/eddy-stream/eddy/actors/cluster"
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/connectors/kafka"
+	"github.com/eddy-stream/eddy/internal/metrics"
 	"github.com/eddy-stream/eddy/internal/statusapi"
 )
 
@@ -38,7 +39,7 @@ func addClusterFlags(fl *pflag.FlagSet, f *clusterFlags) {
 func (f clusterFlags) clustered() bool { return f.port > 0 || len(f.peers) > 0 }
 
 // serve starts what --http and the cluster flags ask for: the status
-// server (on 127.0.0.1 and any free port when clustered without --http),
+// server (with the Prometheus metrics at /metrics) (on 127.0.0.1 and any free port when clustered without --http),
 // the node's membership of its cluster, and its entry in the runtime
 // directory that eddy status and eddy query look in. It sets cfg.OnReady;
 // stop undoes it all.
@@ -76,7 +77,10 @@ func serve(ctx context.Context, log *slog.Logger, f runFlags, pipeline, srcURI s
 		}
 		stops = append(stops, node.Leave)
 	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: statusapi.New(local, node)}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler(metrics.Run{Pipeline: cfg.Pipeline, Node: cfg.Node, Stats: cfg.Stats, Status: local.Status, Logger: log}))
+	mux.Handle("/", statusapi.New(local, node))
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: mux}
 	go srv.Serve(ln)
 	stops = append(stops, func() { srv.Close() })
 	entry := statusapi.Entry{Pipeline: pipeline, HTTP: reach}

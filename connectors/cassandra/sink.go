@@ -52,6 +52,9 @@ type Sink struct {
 
 var _ connectors.Sink = (*Sink)(nil)
 
+// Retries implements connectors.Retrier.
+func (s *Sink) Retries() int64 { return s.w.Retries() }
+
 // Open connects to the cluster t names and checks (or, with create=true,
 // creates) the table.
 func Open(t connectors.Target) (*Sink, error) {

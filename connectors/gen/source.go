@@ -194,4 +194,16 @@ func (p *partition) Describe(pos connectors.Position) string {
 	return fmt.Sprintf("gen:%s seed=%d next record %d", q.Name, q.Seed, q.Next)
 }
 
+// Offset is the number of the next record pos reads.
+func (p *partition) Offset(pos connectors.Position) (int64, bool) {
+	if len(pos) == 0 {
+		return 0, true
+	}
+	var q position
+	if err := json.Unmarshal(pos, &q); err != nil {
+		return 0, false
+	}
+	return int64(q.Next), true
+}
+
 func (p *partition) Close() error { return nil }

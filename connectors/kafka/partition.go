@@ -249,6 +249,12 @@ func (p *partition) Describe(pos connectors.Position) string {
 	return "offset " + strconv.FormatInt(off, 10)
 }
 
+// Offset is pos's offset: the next record's.
+func (p *partition) Offset(pos connectors.Position) (int64, bool) {
+	off, err := decodePos(pos)
+	return off, pos != nil && err == nil
+}
+
 // Lag is the partition's end as last fetched or listed (the last stable
 // offset with read_committed, else the high watermark) minus pos's offset.
 func (p *partition) Lag(pos connectors.Position) (int64, bool) {

@@ -46,6 +46,9 @@ type Sink struct {
 
 var _ connectors.Sink = (*Sink)(nil)
 
+// Retries implements connectors.Retrier.
+func (s *Sink) Retries() int64 { return s.w.Retries() }
+
 // Open opens the sink t names and checks that its table exists.
 func Open(t connectors.Target) (*Sink, error) {
 	loc, err := parseLocation(t)

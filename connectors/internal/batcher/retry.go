@@ -28,6 +28,7 @@ func (w *Writer) retry(req Request) error {
 			return fmt.Errorf("%s: gave up after %v of retries (retry-for=%v): %w", c.where, took.Round(time.Second), c.retryFor, c.explain(err))
 		}
 		wait := backoff(c.firstBackoff, c.maxBackoff, attempt)
+		w.retries.Add(1)
 		c.log.Warn(c.subject+": write failed, retrying; the checkpoint waits until it succeeds", "rows", req.Rows, "attempt", attempt, "retry_in", wait, "error", c.explain(err))
 		select {
 		case <-c.clock.After(wait):
@@ -36,6 +37,9 @@ func (w *Writer) retry(req Request) error {
 		}
 	}
 }
+
+// Retries is how many times a write was tried again.
+func (w *Writer) Retries() int64 { return w.retries.Load() }
 
 // backoff is the wait before retry attempt n (1-based): first, doubling up
 // to max.

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"iter"
 	"sync"
+	"sync/atomic"
 
 	"github.com/eddy-stream/eddy/connectors"
 )
@@ -57,6 +58,7 @@ type Writer struct {
 	err     error
 	closed  bool
 	next    int // round robin for rows with no key
+	retries atomic.Int64
 }
 
 type worker struct {

@@ -297,6 +297,9 @@ func TestRetry(t *testing.T) {
 			if got := clock.backoffs(); fmt.Sprint(got) != fmt.Sprint(tt.wantBackoffs) {
 				t.Errorf("backoffs %v, want %v", got, tt.wantBackoffs)
 			}
+			if got := w.Retries(); got != int64(len(tt.wantBackoffs)) {
+				t.Errorf("Retries() %d, want %d (one a backoff)", got, len(tt.wantBackoffs))
+			}
 			for _, want := range tt.wantLog {
 				if !strings.Contains(logs.String(), want) {
 					t.Errorf("the log lacks %s:\n%s", want, logs)
