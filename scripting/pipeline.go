@@ -72,7 +72,7 @@ type Pipeline struct {
 	lookups                      map[string]*lookupTable // lookup.go
 	intr                         *interrupts             // limits.go
 	fixed                        fixedLimits             // limits.go
-	luaTime                      luaTimes                // luatime.go
+	luaTime                      *luaTimes               // luatime.go
 }
 
 // FieldSpec is one projected field and the types it may have.
@@ -145,7 +145,7 @@ func Load(path string, opts ...LoadOption) (*Pipeline, error) {
 // LoadSource is Load for a script already in memory; path names it.
 func LoadSource(path string, src []byte, opts ...LoadOption) (*Pipeline, error) {
 	script := filepath.Base(path)
-	p := &Pipeline{File: path, Script: script, CallTimeout: DefaultCallTimeout, MemoryLimit: DefaultMemoryLimit, logger: slog.Default(), intr: newInterrupts()}
+	p := &Pipeline{File: path, Script: script, CallTimeout: DefaultCallTimeout, MemoryLimit: DefaultMemoryLimit, logger: slog.Default(), intr: newInterrupts(), luaTime: &luaTimes{}}
 	for _, o := range opts {
 		o(p)
 	}
