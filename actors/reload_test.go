@@ -347,4 +347,3 @@ func toInt(v any) int64 {
 	}
 	return -1
 }
-
