@@ -52,8 +52,14 @@ type scriptState struct {
 	pending *Reload
 }
 
-// pipeline is the script the run's runtimes are made from now.
-func (e *engine) pipeline() *scripting.Pipeline { return e.script.Load() }
+// pipeline is the script the run's runtimes are made from now
+// (cfg.Pipeline until a reload).
+func (e *engine) pipeline() *scripting.Pipeline {
+	if p := e.script.Load(); p != nil {
+		return p
+	}
+	return e.cfg.Pipeline
+}
 
 // setPipeline makes p the script new runtimes are made from.
 func (e *engine) setPipeline(p *scripting.Pipeline) {
