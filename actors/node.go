@@ -750,6 +750,9 @@ func (n *node) finish(err error) {
 		return
 	}
 	n.finished = true
+	if m := n.script.pending; m != nil {
+		n.e.cfg.Logger.Warn("reload not applied: the run ended before its checkpoint", "why", m.Why, "hash", short(m.Pipeline.Hash))
+	}
 	st := n.e.cfg.Stats
 	n.summary.Read, n.summary.Kept, n.summary.Failed = st.Read.Load(), st.Kept.Load(), st.Failed.Load()
 	n.summary.Checkpoints, n.summary.LastCheckpoint = st.Checkpoints.Load(), st.LastCheckpoint.Load()

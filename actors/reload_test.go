@@ -300,16 +300,9 @@ func TestReloadWhileRecordsArrive(t *testing.T) {
 	lines := flowLines(0, 3000)
 	r.src.feed(lines[:100], false)
 	r.src.waitCaughtUp(t, 100)
-	fed := make(chan struct{})
-	go func() {
-		defer close(fed)
-		for i := 100; i < len(lines); i += 10 {
-			r.src.feed(lines[i:i+10], false)
-		}
-	}()
+	r.src.feed(lines[100:], false) // read on while the reload waits for its checkpoint
 	r.send(t, Reload{Pipeline: v2, Why: "test"})
 	r.logs.waitFor(t, "reloaded the script", 30*time.Second)
-	<-fed
 	r.src.feed(nil, true)
 	got := r.wait(t)
 
@@ -332,6 +325,83 @@ func TestReloadWhileRecordsArrive(t *testing.T) {
 	expectedFlows(want, lines[split:], 443, 22)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("results split at line %d (count, bytes by device):\n got %v\nwant %v", split, got, want)
+	}
+	t.Logf("swapped at line %d of %d", split, len(lines))
+}
+
+// A pipeline without aggregates writes each kept record once, through a
+// reload in the middle of its input: those before the checkpoint it took
+// over at as the old filter keeps them, those after as the new one does,
+// and none the old one kept after the checkpoint's barrier.
+func TestReloadOfARecordsPipeline(t *testing.T) {
+	const script = `local ports = { PORTS }
+return {
+  name = "web",
+  parse = eddy.json { dev = "string", port = "integer", bytes = "integer" },
+  filter = function(r) return ports[r.port] end,
+}`
+	v1 := load(t, strings.Replace(script, "PORTS", "[80] = true", 1))
+	v2 := load(t, strings.Replace(script, "PORTS", "[443] = true", 1))
+	store, err := state.Open("", state.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	src, records, logs := newFedSource(), &memio.Sink{}, &syncBuffer{}
+	reloads, done := make(chan Reload), make(chan error, 1)
+	go func() {
+		_, err := Run(context.Background(), Config{Pipeline: v1, Source: src, Store: store, Records: records, Workers: 2, MaxErrors: -1,
+			TriggerInterval: 10 * time.Millisecond, CheckpointInterval: time.Hour, Reload: reloads, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		done <- err
+	}()
+	lines := flowLines(0, 3000)
+	src.feed(lines[:100], false)
+	src.waitCaughtUp(t, 100)
+	src.feed(lines[100:], false) // read on while the reload waits for its checkpoint
+	reloads <- Reload{Pipeline: v2, Why: "test"}
+	logs.waitFor(t, "reloaded the script", 30*time.Second)
+	src.feed(nil, true)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the run did not end within 60s:\n%s", logs.String())
+	}
+	m := regexp.MustCompile(`reloaded the script.* checkpoint=(\d+)`).FindStringSubmatch(logs.String())
+	cps, _ := store.List()
+	split := -1
+	for _, cp := range cps {
+		if m != nil && strconv.FormatUint(cp.ID, 10) == m[1] {
+			split, _ = strconv.Atoi(string(cp.Positions["fed"]))
+		}
+	}
+	if split < 100 {
+		t.Fatalf("no position of the reload's checkpoint (log %v, checkpoints %v)", m, cps)
+	}
+	var want []string
+	for i, l := range lines {
+		if port := []int{80, 443, 22}[i%3]; i < split && port == 80 || i >= split && port == 443 {
+			want = append(want, l)
+		}
+	}
+	var got []string
+	for _, row := range records.Rows() {
+		vals := map[string]any{}
+		for _, f := range row.Fields {
+			vals[f.Name] = f.Value
+		}
+		got = append(got, fmt.Sprintf(`{"dev":"%v","port":%v,"bytes":%v}`, vals["dev"], vals["port"], vals["bytes"]))
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("split at line %d: %d records written, want %d (first difference below)", split, len(got), len(want))
+		for i := range min(len(got), len(want)) {
+			if got[i] != want[i] {
+				t.Errorf("record %d: got %s, want %s", i, got[i], want[i])
+				break
+			}
+		}
 	}
 	t.Logf("swapped at line %d of %d", split, len(lines))
 }
