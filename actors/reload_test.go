@@ -195,7 +195,7 @@ type reloadRun struct {
 	done    chan error
 }
 
-func startReloadRun(t *testing.T, v1 *scripting.Pipeline) *reloadRun {
+func startReloadRun(t *testing.T, v1 *scripting.Pipeline, changelog connectors.Changelog) *reloadRun {
 	store, err := state.Open("", state.WithInMemory())
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +206,7 @@ func startReloadRun(t *testing.T, v1 *scripting.Pipeline) *reloadRun {
 	cfg := Config{
 		Pipeline: v1, Source: r.src, Store: store, Results: r.results, Shards: 2, Workers: 2, MaxErrors: -1,
 		TriggerInterval: 10 * time.Millisecond, CheckpointInterval: time.Hour, Stats: r.stats, Reload: r.reloads,
-		Logger: slog.New(slog.NewTextHandler(r.logs, nil)), OnReady: func(h *Handle) { r.handles <- h },
+		Logger: slog.New(slog.NewTextHandler(r.logs, nil)), OnReady: func(h *Handle) { r.handles <- h }, Changelog: changelog,
 	}
 	go func() {
 		_, err := Run(context.Background(), cfg)
@@ -257,7 +257,7 @@ func (r *reloadRun) wait(t *testing.T) map[string][2]int64 {
 // and counted, and the running version goes on.
 func TestReloadSwapsTheScriptAtACheckpoint(t *testing.T) {
 	v1, v2 := reloadVersion(t, 80), reloadVersion(t, 443, 22)
-	r := startReloadRun(t, v1)
+	r := startReloadRun(t, v1, nil)
 	first, second := flowLines(0, 300), flowLines(300, 300)
 	r.src.feed(first, false)
 	r.src.waitCaughtUp(t, len(first))
@@ -294,9 +294,26 @@ func TestReloadSwapsTheScriptAtACheckpoint(t *testing.T) {
 // splits them exactly, those before its position counted by the old
 // filter and those after by the new, whatever the old one did with them
 // after the checkpoint's barrier.
+// With a changelog, the partitions restore from it as they restart.
 func TestReloadWhileRecordsArrive(t *testing.T) {
+	tests := []struct {
+		name      string
+		changelog bool
+	}{{"local state", false}, {"changelog", true}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var cl connectors.Changelog
+			if tc.changelog {
+				cl = &memio.Changelog{}
+			}
+			reloadWhileRecordsArrive(t, cl)
+		})
+	}
+}
+
+func reloadWhileRecordsArrive(t *testing.T, cl connectors.Changelog) {
 	v1, v2 := reloadVersion(t, 80), reloadVersion(t, 443, 22)
-	r := startReloadRun(t, v1)
+	r := startReloadRun(t, v1, cl)
 	lines := flowLines(0, 3000)
 	r.src.feed(lines[:100], false)
 	r.src.waitCaughtUp(t, 100)
