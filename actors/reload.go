@@ -95,7 +95,12 @@ func (n *node) reloadScript(ctx actor.Context, m *Reload) {
 		log.Error("reload refused: "+err.Error()+"; the running script goes on", "why", m.Why, "running", short(cur.Hash))
 		return
 	}
-	if m.Pipeline.Hash == cur.Hash && n.script.pending == nil {
+	if m.Pipeline.Hash == cur.Hash {
+		if p := n.script.pending; p != nil {
+			n.script.pending = nil
+			log.Info("reload: the script is back to the running version; the one waiting for a checkpoint is dropped", "why", m.Why, "dropped", short(p.Pipeline.Hash))
+			return
+		}
 		log.Info("reload: the script is unchanged", "why", m.Why, "hash", short(cur.Hash))
 		return
 	}
