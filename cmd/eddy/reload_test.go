@@ -2,15 +2,20 @@ package main
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eddy-stream/eddy/actors"
+	"github.com/eddy-stream/eddy/internal/statusapi"
 )
 
 // Hot reload with the built binary: --watch and SIGHUP load a new version
@@ -187,19 +192,35 @@ func TestWatchReloadsTheScript(t *testing.T) {
 	}
 }
 
-// SIGHUP reloads without --watch (and never stops eddy); SIGTERM still
-// stops it.
+// SIGHUP reloads without --watch (and never stops eddy); /status shows
+// the version running; SIGTERM still stops it.
 func TestSIGHUPReloadsTheScript(t *testing.T) {
-	r := startReloadRun(t, reloadSrc("[80] = true", countAgg, ""), "-v")
+	t.Setenv(statusapi.RuntimeDirEnv, t.TempDir())
+	addr := freeAddr(t)
+	r := startReloadRun(t, reloadSrc("[80] = true", countAgg, ""), "-v", "--http", addr)
 	r.feed(t, 300, 80)
 	r.waitResults(t)
 
 	r.signal(t, syscall.SIGHUP)
 	r.waitFor(t, `msg="reload: the script is unchanged" why=SIGHUP`, 30*time.Second)
-	r.writeScript(t, reloadSrc("[22] = true", countAgg, ""))
+	v2 := reloadSrc("[22] = true", countAgg, "")
+	r.writeScript(t, v2)
 	r.signal(t, syscall.SIGHUP)
 	r.waitFor(t, `msg="reloaded the script: .*" why=SIGHUP`, 30*time.Second)
 	r.feed(t, 300, 22)
 	r.waitResults(t)
+
+	resp, err := http.Get("http://" + addr + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct{ Script actors.ScriptStatus }
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%x", sha256.Sum256([]byte(v2))); st.Script.Hash != want || st.Script.Reloads != 1 || st.Script.Refused != 0 {
+		t.Errorf("/status script: %+v, want hash %s and 1 reload", st.Script, want)
+	}
 	r.stop(t)
 }
