@@ -126,7 +126,7 @@ func groupKey(stateKey string) string {
 }
 
 func newAggregator(e *engine, partition string, shard, shards int, restore, gen uint64) *KeyedAggregator {
-	return &KeyedAggregator{e: e, p: e.cfg.Pipeline, partition: partition, shard: shard, shards: shards, restore: restore, gen: gen}
+	return &KeyedAggregator{e: e, p: e.pipeline(), partition: partition, shard: shard, shards: shards, restore: restore, gen: gen}
 }
 
 // Store keys: one prefix per partition and kind, so a partition's state can

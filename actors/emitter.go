@@ -61,7 +61,7 @@ type resultEntry struct {
 }
 
 func newEmitter(e *engine) (*Emitter, error) {
-	rt, err := e.cfg.Pipeline.NewRuntime(false)
+	rt, err := e.pipeline().NewRuntime(false)
 	if err != nil {
 		return nil, err
 	}
@@ -306,6 +306,14 @@ func (em *Emitter) Receive(ctx actor.Context) {
 		}
 		em.oldestRead = time.Time{}
 		ctx.Send(em.e.results, &flush{seq: m.seq})
+	case *swapScript:
+		rt, err := m.p.NewRuntime(false)
+		if err != nil {
+			ctx.Send(em.e.node, &sinkFailed{name: "results", err: fmt.Errorf("reload: %w", err)})
+			return
+		}
+		em.rt.Close()
+		em.rt = rt
 	case *actor.Stopping:
 		em.rt.Close()
 	}

@@ -26,6 +26,8 @@ type revoke struct {
 	done chan struct{}
 }
 
+// Reload (reload.go): a new version of the script.
+
 // tick: the trigger timer fired.
 type tick struct{}
 
@@ -179,6 +181,9 @@ type emitTrigger struct {
 	final     bool
 	watermark int64
 }
+
+// swapScript: the emitter makes its runtime from p from now on (a reload).
+type swapScript struct{ p *scripting.Pipeline }
 
 // Sinks (→ SinkWriter → node).
 

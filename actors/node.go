@@ -41,6 +41,7 @@ type node struct {
 	stopping                 bool // shutdown asked: stop at the next barrier
 	finished                 bool
 	summary                  Summary
+	script                   scriptState
 }
 
 type partState struct {
@@ -78,7 +79,7 @@ type inflight struct {
 
 func newNode(e *engine, done chan<- result) *node {
 	return &node{e: e, done: done, parts: map[string]*partState{}, positions: map[string]connectors.Position{}, lastCheckpoint: time.Now(),
-		watermark: math.MinInt64, lastWatermark: math.MinInt64}
+		watermark: math.MinInt64, lastWatermark: math.MinInt64, script: scriptState{loadedAt: time.Now()}}
 }
 
 // Receive implements actor.Actor.
@@ -130,6 +131,8 @@ func (n *node) Receive(ctx actor.Context) {
 		n.stop(ctx)
 	case *statusQuery:
 		n.status(ctx)
+	case *Reload:
+		n.reloadScript(ctx, m)
 	}
 }
 
@@ -336,7 +339,9 @@ func (n *node) maybeTrigger(ctx actor.Context, timer bool) {
 	n.advanceWatermark()
 	advanced := n.watermark > n.lastWatermark
 	switch {
-	case n.stopping || len(n.revokes) > 0:
+	case n.stopping || len(n.revokes) > 0 || n.script.pending != nil && !n.anyDown():
+		// (A reload waits for a checkpoint, and takes over with a restart
+		// of every partition: not while one waits for its own restart.)
 		n.trigger(ctx, true, false)
 	case allEnded || (n.e.cfg.UntilIdle && allDone):
 		n.trigger(ctx, true, true)
@@ -571,8 +576,12 @@ func (n *node) settle(ctx actor.Context) {
 		}
 		n.announce(ctx, in)
 	}
-	for _, p := range n.parts {
-		ctx.Send(p.pid, &settled{seq: in.b.seq})
+	if n.reloadDue(in) {
+		n.applyReload(ctx, in)
+	} else {
+		for _, p := range n.parts {
+			ctx.Send(p.pid, &settled{seq: in.b.seq})
+		}
 	}
 	if in.b.epoch > 0 {
 		// Only a checkpoint covers what a revoked partition read; after a
@@ -746,10 +755,23 @@ func (n *node) finish(err error) {
 		return
 	}
 	n.finished = true
+	if m := n.script.pending; m != nil {
+		n.e.cfg.Logger.Warn("reload not applied: the run ended before its checkpoint", "why", m.Why, "hash", short(m.Pipeline.Hash))
+	}
 	st := n.e.cfg.Stats
 	n.summary.Read, n.summary.Kept, n.summary.Failed = st.Read.Load(), st.Kept.Load(), st.Failed.Load()
 	n.summary.Checkpoints, n.summary.LastCheckpoint = st.Checkpoints.Load(), st.LastCheckpoint.Load()
 	n.done <- result{summary: n.summary, err: err}
+}
+
+// anyDown says whether a partition waits for its restart.
+func (n *node) anyDown() bool {
+	for _, p := range n.parts {
+		if p.down {
+			return true
+		}
+	}
+	return false
 }
 
 // partitionIDs lists the assigned partitions, sorted.

@@ -35,6 +35,8 @@ type Status struct {
 	// Standbys are the partitions of other nodes this one keeps warm
 	// copies of (eddy run --standby).
 	Standbys []string `json:"standbys,omitempty"`
+	// Script is which version of the script runs, and its reloads.
+	Script *ScriptStatus `json:"script,omitempty"`
 }
 
 // PartitionStatus is one assigned partition.
@@ -162,6 +164,7 @@ func (n *node) status(ctx actor.Context) {
 		}
 		st.Partitions = append(st.Partitions, ps)
 	}
+	st.Script = n.scriptStatus()
 	ctx.Respond(st)
 }
 

@@ -85,6 +85,11 @@ type Config struct {
 	// complete checkpoint stands), interrupts the script calls still
 	// running and ends (default 3s).
 	StopTimeout time.Duration
+
+	// Reload, when set, delivers new versions of the script: each is
+	// checked against the running one and, when its state layout is the
+	// same, takes over at the next checkpoint (see Reload).
+	Reload <-chan Reload
 }
 
 // Stats are the run's counters, safe to read while it runs.
@@ -117,6 +122,9 @@ type Stats struct {
 	// offset its copy has read to.
 	StandbyChanges atomic.Int64
 	StandbyOffsets atomic.Pointer[map[string]int64]
+	// Reloads counts the new versions of the script that took over;
+	// ReloadsRefused those refused (an error, or a changed state layout).
+	Reloads, ReloadsRefused atomic.Int64
 	// sinks: *SinkStats by output name (Sink, Sinks).
 	sinks sync.Map
 }
@@ -262,6 +270,11 @@ type engine struct {
 	// Config.Standby is 0); standbys lists them.
 	standby  *actor.PID
 	standbys atomic.Pointer[[]string]
+	// script is the version of the pipeline new runtimes are made from
+	// (cfg.Pipeline until a reload); scripts every version the run loaded.
+	script    atomic.Pointer[scripting.Pipeline]
+	scriptsMu sync.Mutex
+	scripts   []*scripting.Pipeline
 }
 
 // Run runs a pipeline until its input ends (or, with UntilIdle, is caught
@@ -283,6 +296,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e := &engine{cfg: cfg, system: system, ctx: runCtx, cancel: cancel, ready: make(chan struct{})}
+	e.setPipeline(cfg.Pipeline)
 	g := &guardian{failed: make(chan error, 1), names: map[string]string{}}
 	spawn := func(name string, a actor.Actor) *actor.PID {
 		pid := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }, actor.WithGuardian(g)))
@@ -374,14 +388,16 @@ func (e *engine) wait(ctx context.Context, nodePID *actor.PID, done <-chan resul
 			if ctx.Err() != nil || r.err != nil {
 				// Workers may still be in a script call on records the run
 				// left unprocessed: end those calls.
-				interrupt(cfg.Pipeline, errStopped)
+				e.interruptAll(errStopped)
 			}
 			return r.summary, r.err
 		case err := <-failed:
-			interrupt(cfg.Pipeline, err)
+			e.interruptAll(err)
 			return e.summary(), err
 		case <-ticker.C:
 			root.Send(nodePID, &tick{})
+		case r := <-cfg.Reload:
+			root.Send(nodePID, &r)
 		case <-stop:
 			stop = nil
 			root.Send(nodePID, &shutdown{})
@@ -391,7 +407,7 @@ func (e *engine) wait(ctx context.Context, nodePID *actor.PID, done <-chan resul
 			// The node answers with done once it has dropped the stop
 			// checkpoint; a script call that holds up a shard ends now.
 			root.Send(nodePID, &shutdown{giveUp: cfg.StopTimeout})
-			interrupt(cfg.Pipeline, errStopped)
+			e.interruptAll(errStopped)
 			e.cancel()
 			hard = time.After(stopAfterGiveUp)
 		case <-hard:

@@ -28,7 +28,8 @@ func newParseWorker(e *engine, partition string, shards int) *ParseWorker {
 func (w *ParseWorker) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		rt, err := w.e.cfg.Pipeline.NewRuntime(w.e.outputs["records"] != nil || w.e.cfg.Pipeline.HasRoute())
+		p := w.e.pipeline()
+		rt, err := p.NewRuntime(w.e.outputs["records"] != nil || p.HasRoute())
 		if err != nil {
 			panic(fmt.Errorf("parse worker of %s: %w", w.partition, err))
 		}

@@ -86,3 +86,8 @@ func (rt *Runtime) hookOf(fn lua.LValue) int {
 	}
 	return hookAggregate
 }
+
+// CarryOn makes p, a reloaded version of the script old runs, add its Lua
+// time to old's totals, so the counters read from either keep counting
+// across the reload.
+func (p *Pipeline) CarryOn(old *Pipeline) { p.luaTime = old.luaTime }

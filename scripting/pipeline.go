@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"os"
@@ -30,6 +31,9 @@ type Pipeline struct {
 	// File is the path the pipeline was loaded from; Script its base name,
 	// which errors use ("netflow.lua:14: …").
 	File, Script string
+	// Hash is the SHA-256 of the script's source, in hex: which version
+	// of the file runs.
+	Hash string
 	// Source is the URI of the source, "" when the script names none.
 	Source string
 	// Sinks maps outputs ("results", "records", "dead_letter") to URIs.
@@ -145,7 +149,8 @@ func Load(path string, opts ...LoadOption) (*Pipeline, error) {
 // LoadSource is Load for a script already in memory; path names it.
 func LoadSource(path string, src []byte, opts ...LoadOption) (*Pipeline, error) {
 	script := filepath.Base(path)
-	p := &Pipeline{File: path, Script: script, CallTimeout: DefaultCallTimeout, MemoryLimit: DefaultMemoryLimit, logger: slog.Default(), intr: newInterrupts(), luaTime: &luaTimes{}}
+	p := &Pipeline{File: path, Script: script, Hash: fmt.Sprintf("%x", sha256.Sum256(src)), CallTimeout: DefaultCallTimeout, MemoryLimit: DefaultMemoryLimit,
+		logger: slog.Default(), intr: newInterrupts(), luaTime: &luaTimes{}}
 	for _, o := range opts {
 		o(p)
 	}

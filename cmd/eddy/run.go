@@ -45,6 +45,7 @@ type runFlags struct {
 	cluster                                           clusterFlags
 	luaMemory                                         string
 	luaTimeout                                        string
+	watch                                             bool
 	// set holds the flags given on the command line, for the checks
 	// that treat an explicit value apart from a default.
 	set map[string]bool
@@ -107,6 +108,7 @@ status 1.`,
 	fl.StringVar(&f.httpAddr, "http", "", "serve status and live state on this address (HOST:PORT): eddy status, eddy query, GET /status, /state, /state/KEY, Prometheus metrics at /metrics (clustered: default 127.0.0.1 and any free port)")
 	fl.StringVar(&f.luaMemory, "lua-memory", "", "memory each Lua state may hold, such as 128MiB, overriding the script's memory_limit (default 64MiB)")
 	fl.StringVar(&f.luaTimeout, "lua-timeout", "", "how long one call into the script may run, overriding the script's call_timeout (default 2s)")
+	fl.BoolVar(&f.watch, "watch", false, "reload the script when its file changes (SIGHUP reloads it in any case); a new version with the same key, aggregates and windows takes over at the next checkpoint, any other is refused and the running one goes on")
 	addClusterFlags(fl, &f.cluster)
 	return cmd
 }
@@ -189,6 +191,9 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 		TriggerInterval: f.trigger, CheckpointInterval: f.checkpoint, Logger: log, Stats: &actors.Stats{},
 		Node: nodeName(f.node, srcURI),
 	}
+	reloads, stopWatching := watchScript(cmd.Context(), path, p.Hash, f, log)
+	defer stopWatching()
+	cfg.Reload = reloads
 	stopServing, err := serve(cmd.Context(), log, f, p.Name, srcURI, &cfg)
 	if err != nil {
 		return err
@@ -233,11 +238,20 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 
 // loadPipeline loads the script and applies the flags that change it.
 func loadPipeline(path string, f runFlags, log *slog.Logger) (*scripting.Pipeline, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	return loadPipelineSource(path, src, f, log)
+}
+
+// loadPipelineSource is loadPipeline for the script's content src.
+func loadPipelineSource(path string, src []byte, f runFlags, log *slog.Logger) (*scripting.Pipeline, error) {
 	opts, err := f.loadOptions(log)
 	if err != nil {
 		return nil, err
 	}
-	p, err := scripting.Load(path, opts...)
+	p, err := scripting.LoadSource(path, src, opts...)
 	if err != nil {
 		return nil, err
 	}
