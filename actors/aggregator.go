@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -136,9 +137,10 @@ func statePrefix(partition string) []byte       { return []byte("agg/" + partiti
 func hookStateKey(partition, key string) []byte { return []byte("key/" + partition + "\x00" + key) }
 func hookStatePrefix(partition string) []byte   { return []byte("key/" + partition + "\x00") }
 
-// testHookAdd, when set by a test, runs before each batch a shard adds:
-// a panic there is a crashed shard.
-var testHookAdd func(partition string, shard int)
+// testHookAdd, when a test sets it, runs before each batch a shard adds:
+// a panic there is a crashed shard. Atomic: shards of a run that ended may
+// still be stopping while the test resets it.
+var testHookAdd atomic.Pointer[func(partition string, shard int)]
 
 // Receive implements actor.Actor.
 func (a *KeyedAggregator) Receive(ctx actor.Context) {
@@ -152,8 +154,8 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 			a.rt.Close()
 		}
 	case *keyedBatch:
-		if testHookAdd != nil {
-			testHookAdd(a.partition, a.shard)
+		if hook := testHookAdd.Load(); hook != nil {
+			(*hook)(a.partition, a.shard)
 		}
 		a.add(ctx, m)
 		if len(m.rows) > 0 && (a.oldestRead.IsZero() || m.read.Before(a.oldestRead)) {

@@ -115,13 +115,12 @@ func TestCrashedShardRestartsFromCheckpoint(t *testing.T) {
 	}
 	var batches atomic.Int64
 	crashed := make(chan struct{})
-	testHookAdd = func(string, int) {
+	setTestHookAdd(t, func(string, int) {
 		if batches.Add(1) == 150 {
 			close(crashed)
 			panic("injected crash")
 		}
-	}
-	defer func() { testHookAdd = nil }()
+	})
 	store, err := state.Open("", state.WithInMemory())
 	if err != nil {
 		t.Fatal(err)
@@ -246,4 +245,11 @@ func TestHandleStatusAndState(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// setTestHookAdd sets testHookAdd until the test ends.
+func setTestHookAdd(t *testing.T, hook func(partition string, shard int)) {
+	t.Helper()
+	testHookAdd.Store(&hook)
+	t.Cleanup(func() { testHookAdd.Store(nil) })
 }

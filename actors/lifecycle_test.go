@@ -102,8 +102,7 @@ func TestPartitionThatKeepsFailingStopsTheRun(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			testHookAdd = func(string, int) { panic(fmt.Errorf("shard crashed on its first batch")) }
-			defer func() { testHookAdd = nil }()
+			setTestHookAdd(t, func(string, int) { panic(fmt.Errorf("shard crashed on its first batch")) })
 			store, err := state.Open("", state.WithInMemory())
 			if err != nil {
 				t.Fatal(err)
@@ -250,8 +249,7 @@ func TestTopLevelActorFailureEndsTheRun(t *testing.T) {
 // once: the stop checkpoint can't include that partition, so it is given
 // up (the last complete checkpoint stands), not waited for.
 func TestStopDuringRestartBackoff(t *testing.T) {
-	testHookAdd = func(string, int) { panic(fmt.Errorf("shard crashed")) }
-	defer func() { testHookAdd = nil }()
+	setTestHookAdd(t, func(string, int) { panic(fmt.Errorf("shard crashed")) })
 	store, err := state.Open("", state.WithInMemory())
 	if err != nil {
 		t.Fatal(err)
