@@ -30,7 +30,7 @@ func TestHostileScripts(t *testing.T) {
 		{"concat_doubling", "concat_doubling.lua:6: memory limit of 16 MiB exceeded (string concat of 16 MiB while the state holds 8.0 MiB)"},
 		{"format_doubling", "format_doubling.lua:6: memory limit of 16 MiB exceeded (string.format of 16.0 MiB while the state holds 8.0 MiB)"},
 		{"format_width", "format_width.lua:5: memory limit of 16 MiB exceeded (string.format of 953.7 MiB)"},
-		{"gsub_big_replacement", "gsub_big_replacement.lua:6: memory limit of 16 MiB exceeded (string.gsub result of 10.3 MiB while the state holds 5."},
+		{"gsub_big_replacement", "gsub_big_replacement.lua:6: memory limit of 16 MiB exceeded (string.gsub result of "},
 		{"gsub_callback", "gsub_callback.lua:5: memory limit of 16 MiB exceeded (string"},
 		{"table_growth", "memory limit of 16 MiB exceeded (tables and strings of"},
 		{"global_growth", "memory limit of 16 MiB exceeded (tables and strings of"},
