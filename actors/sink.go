@@ -26,6 +26,9 @@ func (w *SinkWriter) Receive(ctx actor.Context) {
 		if w.err != nil {
 			return
 		}
+		if w.name == "dead_letter" {
+			w.e.recent.dead(m.rows)
+		}
 		if err := w.sink.Write(w.e.ctx, m.rows); err != nil {
 			w.err = err
 			ctx.Send(w.e.node, &sinkFailed{name: w.name, err: err})
