@@ -189,7 +189,8 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 		TriggerInterval: f.trigger, CheckpointInterval: f.checkpoint, Logger: log, Stats: &actors.Stats{},
 		Node: nodeName(f.node, srcURI),
 	}
-	stopServing, err := serve(cmd.Context(), log, f, p.Name, srcURI, &cfg)
+	local := &lateLocal{}
+	stopServing, err := serve(cmd.Context(), log, f, p.Name, srcURI, &cfg, local)
 	if err != nil {
 		return err
 	}
@@ -199,6 +200,8 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 	if err := openSinks(&cfg, p, f, sinks); err != nil {
 		return err
 	}
+	info := describe(p, cfg, srcURI, sinks)
+	local.info.Store(&info)
 	if f.exactlyOnce && !anyTransactional(cfg) {
 		log.Warn("--exactly-once: no kafka:// sink; stdout and files stay at-least-once across a crash")
 	}
