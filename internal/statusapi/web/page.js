@@ -7,12 +7,14 @@ const STATE_MS = 2000;       // /state (the result table)
 const PIPELINE_MS = 30000;   // /pipeline
 const SAMPLES = 300;         // the chart's ring: 5 minutes at POLL_MS
 const RESULT_ROWS = 50;      // result rows shown
+const TIMEOUT_MS = 10000;    // a request not answered by then fails
 const $ = (id) => document.getElementById(id);
 
-// fetchText returns {ok, status, text}; a network failure is status 0.
+// fetchText returns {ok, status, text}; a network failure or a timeout is
+// status 0.
 async function fetchText(path) {
   try {
-    const r = await fetch(path, { cache: "no-store" });
+    const r = await fetch(path, { cache: "no-store", signal: AbortSignal.timeout(TIMEOUT_MS) });
     return { ok: r.ok, status: r.status, text: await r.text() };
   } catch (e) {
     return { ok: false, status: 0, text: "the node does not answer (" + e.message + ")" };
@@ -222,13 +224,17 @@ function showCheckpoints(cps) {
   ])), "none yet");
 }
 
+// showDeadLetters shows each failed record's reason and, on one line,
+// the record (the whole dead letter in the cell's tooltip).
 function showDeadLetters(dls) {
-  fill("deadletters", dls.slice(0, 20).map((d) => {
-    const rec = Object.assign({}, d.row);
-    const reason = rec.error || "";
-    delete rec.error;
-    return row([clock(d.time), td(reason, "state-bad"), el("td", null).appendChild(el("code", JSON.stringify(rec))).parentNode]);
-  }), "none: every record so far was kept or filtered");
+  fill("deadletters", dls.slice(0, 10).map((d) => {
+    const dead = d.row || {};
+    const record = dead.record !== undefined ? dead.record : JSON.stringify(dead);
+    const cell = td(null);
+    cell.append(el("code", typeof record === "string" ? record : JSON.stringify(record)));
+    cell.title = JSON.stringify(dead, null, 2);
+    return row([clock(d.time), td(dead.error || "(no reason given)", "state-bad"), cell]);
+  }), "none: every record so far was kept or filtered out");
 }
 
 // The result table: /state is JSON lines, one a row, already ordered and
