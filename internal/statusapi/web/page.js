@@ -297,12 +297,15 @@ async function pollPipeline() {
   if (p) showPipeline(p);
 }
 
-// every runs f now and then every ms after the previous run ends, so a
-// slow node is never asked twice at once.
+// every runs f now and then again ms after the previous run ends, so a
+// slow node is never asked twice at once; a run that takes long (a big
+// result table) spaces the next ones out, to cost the node at most a
+// tenth of its time.
 function every(ms, f) {
   const tick = async () => {
+    const start = Date.now();
     try { await f(); } catch (e) { notice("notice", String(e)); }
-    setTimeout(tick, ms);
+    setTimeout(tick, Math.max(ms, 10 * (Date.now() - start)));
   };
   tick();
 }
