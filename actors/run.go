@@ -207,7 +207,8 @@ type engine struct {
 	// Config.Standby is 0); standbys lists them.
 	standby  *actor.PID
 	standbys atomic.Pointer[[]string]
-	// recent keeps the latest checkpoints and dead letters (recent.go).
+	// recent keeps the latest checkpoints and dead letters (recent.go),
+	// behind locks of its own.
 	recent recent
 }
 
