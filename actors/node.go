@@ -660,6 +660,7 @@ func (n *node) announce(ctx actor.Context, in *inflight) {
 		cp = last // with the counts Complete filled in
 	}
 	n.e.cfg.Logger.Debug("checkpoint complete", "id", cp.ID, "keys", cp.Keys, "changed", cp.Changed, "took", time.Since(in.started))
+	n.e.recent.checkpoints.put(CheckpointRecord{ID: cp.ID, Time: cp.Time, Duration: time.Since(in.started), Keys: cp.Keys, Changed: cp.Changed})
 	for _, p := range n.parts {
 		ctx.Send(p.pid, &checkpointDone{epoch: id})
 	}

@@ -275,6 +275,9 @@ type engine struct {
 	script    atomic.Pointer[scripting.Pipeline]
 	scriptsMu sync.Mutex
 	scripts   []*scripting.Pipeline
+	// recent keeps the latest checkpoints and dead letters (recent.go),
+	// behind locks of its own.
+	recent recent
 }
 
 // Run runs a pipeline until its input ends (or, with UntilIdle, is caught

@@ -29,6 +29,9 @@ func (w *SinkWriter) Receive(ctx actor.Context) {
 		if w.err != nil {
 			return
 		}
+		if w.name == "dead_letter" {
+			w.e.recent.dead(m.rows)
+		}
 		if err := w.sink.Write(w.e.ctx, m.rows); err != nil {
 			w.err = err
 			w.st.Errors.Add(1)

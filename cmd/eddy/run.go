@@ -105,7 +105,7 @@ status 1.`,
 	fl.BoolVar(&f.changelog, "changelog", true, "with a kafka:// source, write every checkpoint's state changes to a changelog topic so partitions take their state to whichever node reads them next (see docs/cluster.md)")
 	fl.IntVar(&f.standby, "standby", 0, "keep warm copies of partitions other nodes read, so each has up to N copies besides its owner's: a failover then reads only the latest changes (see docs/cluster.md)")
 	fl.StringVar(&f.node, "node", "", "this node's name in changelogs and cluster status (default: the source's instance, else HOST-PID)")
-	fl.StringVar(&f.httpAddr, "http", "", "serve status and live state on this address (HOST:PORT): eddy status, eddy query, GET /status, /state, /state/KEY, Prometheus metrics at /metrics (clustered: default 127.0.0.1 and any free port)")
+	fl.StringVar(&f.httpAddr, "http", "", "serve status and live state on this address (HOST:PORT): a live web page at /, eddy status, eddy query, GET /status, /state, /state/KEY, Prometheus metrics at /metrics (clustered: default 127.0.0.1 and any free port; see docs/observability.md)")
 	fl.StringVar(&f.luaMemory, "lua-memory", "", "memory each Lua state may hold, such as 128MiB, overriding the script's memory_limit (default 64MiB)")
 	fl.StringVar(&f.luaTimeout, "lua-timeout", "", "how long one call into the script may run, overriding the script's call_timeout (default 2s)")
 	fl.BoolVar(&f.watch, "watch", false, "reload the script when its file changes (SIGHUP reloads it in any case); a new version with the same key, aggregates and windows takes over at the next checkpoint, any other is refused and the running one goes on")
@@ -194,7 +194,8 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 	reloads, stopWatching := watchScript(cmd.Context(), path, p.Hash, f, log)
 	defer stopWatching()
 	cfg.Reload = reloads
-	stopServing, err := serve(cmd.Context(), log, f, p.Name, srcURI, &cfg)
+	local := &lateLocal{}
+	stopServing, err := serve(cmd.Context(), log, f, p.Name, srcURI, &cfg, local)
 	if err != nil {
 		return err
 	}
@@ -204,6 +205,8 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 	if err := openSinks(&cfg, p, f, sinks); err != nil {
 		return err
 	}
+	info := describe(p, cfg, srcURI, sinks)
+	local.info.Store(&info)
 	if f.exactlyOnce && !anyTransactional(cfg) {
 		log.Warn("--exactly-once: no kafka:// sink; stdout and files stay at-least-once across a crash")
 	}

@@ -41,9 +41,9 @@ func (f clusterFlags) clustered() bool { return f.port > 0 || len(f.peers) > 0 }
 // serve starts what --http and the cluster flags ask for: the status
 // server (with the Prometheus metrics at /metrics) (on 127.0.0.1 and any free port when clustered without --http),
 // the node's membership of its cluster, and its entry in the runtime
-// directory that eddy status and eddy query look in. It sets cfg.OnReady;
-// stop undoes it all.
-func serve(ctx context.Context, log *slog.Logger, f runFlags, pipeline, srcURI string, cfg *actors.Config) (stop func(), err error) {
+// directory that eddy status and eddy query look in. It sets cfg.OnReady
+// to hand the run to local; stop undoes it all.
+func serve(ctx context.Context, log *slog.Logger, f runFlags, pipeline, srcURI string, cfg *actors.Config, local *lateLocal) (stop func(), err error) {
 	addr := f.httpAddr
 	if addr == "" && f.cluster.clustered() {
 		addr = "127.0.0.1:0"
@@ -62,7 +62,6 @@ func serve(ctx context.Context, log *slog.Logger, f runFlags, pipeline, srcURI s
 		}
 	}
 	stops = append(stops, func() { ln.Close() })
-	local := &lateLocal{}
 	reach, advertise := httpAddrs(ln.Addr().(*net.TCPAddr), f.cluster.host)
 	var node *cluster.Node
 	if f.cluster.clustered() {
@@ -119,8 +118,12 @@ func httpAddrs(a *net.TCPAddr, clusterHost string) (reach, advertise string) {
 	return net.JoinHostPort("127.0.0.1", port), net.JoinHostPort(host, port)
 }
 
-// lateLocal is the engine's Handle once the run has started.
-type lateLocal struct{ h atomic.Pointer[actors.Handle] }
+// lateLocal is the engine's Handle once the run has started, and what the
+// run is (page.go) once its sinks are open.
+type lateLocal struct {
+	h    atomic.Pointer[actors.Handle]
+	info atomic.Pointer[statusapi.PipelineInfo]
+}
 
 var errStarting = errors.New("the pipeline is starting")
 

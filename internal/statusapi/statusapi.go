@@ -9,6 +9,7 @@
 //	GET /state           the whole result table, as a complete emit shapes
 //	                     it; on a clustered node every node's share, merged
 //	GET /state/KEY       the current rows of one key (each of its windows)
+//	GET /                the web page, and the JSON it reads (page.go)
 //
 // /state?local=1 and /state/KEY?local=1 answer from this node's partitions
 // only.
@@ -93,6 +94,7 @@ func New(local Local, node *cluster.Node) http.Handler {
 	}
 	mux.HandleFunc("GET /state", func(w http.ResponseWriter, r *http.Request) { state(w, r, "") })
 	mux.HandleFunc("GET /state/{key...}", func(w http.ResponseWriter, r *http.Request) { state(w, r, r.PathValue("key")) })
+	addPage(mux, local)
 	return mux
 }
 
