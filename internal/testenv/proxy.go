@@ -163,14 +163,7 @@ func (p *Proxy) untrack(c, s net.Conn) {
 // kernel's ip_local_port_range, where connect never picks its local
 // ports.
 func listenBelowEphemeral() (net.Listener, error) {
-	low := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil {
-				low = n
-			}
-		}
-	}
+	low := ephemeralLow()
 	const first = 10000
 	if low <= first+100 {
 		return nil, fmt.Errorf("the kernel's ephemeral ports start at %d: no room below them for a proxy", low)
@@ -185,4 +178,17 @@ func listenBelowEphemeral() (net.Listener, error) {
 		last = err
 	}
 	return nil, errors.Join(errors.New("no free port below the ephemeral range after 50 tries"), last)
+}
+
+// ephemeralLow is the first port of the kernel's ip_local_port_range.
+func ephemeralLow() int {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	return low
 }
