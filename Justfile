@@ -51,9 +51,9 @@ mysql-up:
 mysql-down:
     bash services/mysql.sh down
 
-# the tests with every server up and nothing skipped (starts them if needed)
+# the tests with every server up and nothing skipped (starts them if needed; a skip fails)
 itest: services-up
-    source services/env.sh && go test -count=1 ./...
+    source services/env.sh && go test -json -count=1 -timeout 30m ./... | go run ./internal/testsummary
 
 # event-time windows: 10,000 sensors, 1-minute windows, beside a plain-Go baseline
 bench-windows:

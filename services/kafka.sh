@@ -3,9 +3,13 @@
 # (broker and controller in one JVM) on 127.0.0.1:9092, for eddy's tests, with
 # a second listener on 127.0.0.1:9094 that takes only TLS and SASL (SCRAM-SHA-512
 # and PLAIN). Jars, data, certificates and log live under .cache/kafka; see
-# docs/services.md. A private instance (tests that stop a broker, a second
-# checkout): EDDY_KAFKA_DIR, EDDY_KAFKA_PORT, EDDY_KAFKA_CONTROLLER_PORT and
-# EDDY_KAFKA_SECURE_PORT.
+# docs/services.md.
+#
+# A test that must stop its broker starts one of its own (internal/testenv):
+# EDDY_KAFKA_DIR (or EDDY_SERVICE_DIR) puts its config, data, certificates, log
+# and pid there (the jars stay in .cache/kafka/libs), and EDDY_KAFKA_PORT moves
+# its listeners: the controller and the SASL_SSL listener take the next two
+# ports unless EDDY_KAFKA_CONTROLLER_PORT and EDDY_KAFKA_SECURE_PORT say.
 set -euo pipefail
 SERVICE=kafka
 # shellcheck source=services/lib.sh
@@ -13,9 +17,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 HOST=127.0.0.1
 PORT=${EDDY_KAFKA_PORT:-9092}
-CONTROLLER_PORT=${EDDY_KAFKA_CONTROLLER_PORT:-9093}
-DIR=${EDDY_KAFKA_DIR:-$CACHE/kafka}
-LIBS="$DIR/libs"
+CONTROLLER_PORT=${EDDY_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
+SECURE_PORT=${EDDY_KAFKA_SECURE_PORT:-$((PORT + 2))}
+DIR=${EDDY_KAFKA_DIR:-${EDDY_SERVICE_DIR:-$CACHE/kafka}}
+LIBS="$CACHE/kafka/libs"
 PIDFILE="$DIR/kafka.pid"
 CONF="$DIR/server.properties"
 LOG="$DIR/kafka.log"
@@ -23,8 +28,7 @@ OUT="$DIR/kafka.out"
 MARKER="kafka.Kafka $CONF"
 START_TIMEOUT=${EDDY_KAFKA_START_TIMEOUT:-180}
 
-# The SASL_SSL listener and its test users; services/env.sh exports the same.
-SECURE_PORT=${EDDY_KAFKA_SECURE_PORT:-9094}
+# The SASL_SSL listener's test users; services/env.sh exports the same.
 TLS_DIR="$DIR/tls"
 SCRAM_USER=eddy-scram
 SCRAM_PASSWORD=eddy-scram-secret

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,25 +122,28 @@ func TestNetflowStreamingEqualsBatch(t *testing.T) {
 	}
 }
 
-// kill -9 at random moments, restart with the same --state each time: the
-// final result equals the uninterrupted run's exactly.
+// kill -9 mid-work, restart with the same --state each time: the final
+// result equals the independent computation exactly.
 func TestNetflowKillAndRestart(t *testing.T) {
-	dir := genFlows(t, 400_000, 16, 0.005)
-	want := expectedTop20(t, dir)
+	const count, files, trials = 400_000, 16, 6
+	generated := genFlows(t, count, files, 0.005)
+	want := expectedTop20(t, generated)
+	box := newInbox(t, generated)
 	stateDir := filepath.Join(t.TempDir(), "state")
-	args := []string{"run", netflowScript, "--source", "dir:" + dir, "--state", stateDir, "--until-idle", "--emit", "final",
-		"--checkpoint-interval", "100ms", "--trigger-interval", "50ms", "-q", "--dead-letter", "file:" + filepath.Join(t.TempDir(), "dead.jsonl")}
-	_, kills := killRuns(t, args, 6, 1)
+	args := []string{"run", netflowScript, "--source", "dir:" + box.dir + "?poll=20ms", "--state", stateDir, "--emit", "final",
+		"--checkpoint-interval", "100ms", "--trigger-interval", "50ms", "--dead-letter", "file:" + filepath.Join(t.TempDir(), "dead.jsonl")}
+	killTrials(t, box, args, trials, count/files, 1)
 	cps, stderr, err := eddy(t, "checkpoints", "list", "--state", stateDir)
 	if err != nil || !strings.Contains(cps, "dir:") {
-		t.Fatalf("checkpoints list after %d kills: %v\n%s%s", kills, err, cps, stderr)
+		t.Fatalf("checkpoints list after %d kills: %v\n%s%s", trials, err, cps, stderr)
 	}
-	out, stderr, err := eddy(t, args...)
+	box.publish(t, files)
+	out, stderr, err := eddy(t, append(args, "--until-idle", "-q")...)
 	if err != nil {
 		t.Fatalf("final run: %v\n%s", err, stderr)
 	}
 	if out != want {
-		t.Fatalf("after %d kills the result differs\ngot:\n%s\nwant:\n%s", kills, out, want)
+		t.Fatalf("after %d kills the result differs\ngot:\n%s\nwant:\n%s", trials, out, want)
 	}
 }
 
@@ -193,49 +195,6 @@ func TestRunErrors(t *testing.T) {
 			}
 		})
 	}
-}
-
-// killRuns times one uninterrupted run of args (with a state directory of
-// its own), then starts n runs of args in turn and kills each with SIGKILL
-// at a random point within that span, unless it ends first. It returns
-// what the runs printed on stdout and how many were killed, and fails the
-// test when a run fails on its own or none was killed.
-func killRuns(t *testing.T, args []string, n int, seed uint64) (string, int) {
-	t.Helper()
-	start := time.Now()
-	if _, stderr, err := eddy(t, append(args[:len(args):len(args)], "--state", filepath.Join(t.TempDir(), "timing"))...); err != nil {
-		t.Fatalf("timing run: %v\n%s", err, stderr)
-	}
-	span := time.Since(start)
-	rng := rand.New(rand.NewPCG(seed, seed+1))
-	var out strings.Builder
-	kills := 0
-	for i := 0; i < n; i++ {
-		cmd := exec.Command(eddyBin, args...)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("run %d failed before the kill: %v\n%s", i, err, stderr.String())
-			}
-		case <-time.After(span/10 + time.Duration(rng.Int64N(int64(span*7/10)))):
-			cmd.Process.Signal(syscall.SIGKILL)
-			<-done
-			kills++
-		}
-		out.WriteString(stdout.String())
-	}
-	t.Logf("%d of %d runs killed", kills, n)
-	if kills == 0 {
-		t.Fatal("no run was killed: the input is too small for this test")
-	}
-	return out.String(), kills
 }
 
 // A filter over its memory or time limit fails its record only: the

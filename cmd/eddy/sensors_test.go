@@ -187,12 +187,34 @@ func sameSet(t *testing.T, what string, got, want map[string]bool) {
 
 func genSensors(t *testing.T, delay string, minutes int64) string {
 	t.Helper()
+	return genSensorFiles(t, delay, minutes, 5)
+}
+
+// genSensorFiles writes the readings of 40 sensors, one a second each, for
+// minutes of event time into files files.
+func genSensorFiles(t *testing.T, delay string, minutes int64, files int) string {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "readings")
 	name := "sensors?sensors=40&gap=0.004&delay=" + delay
-	if err := gen.WriteDir(dir, name, 11, 40*60*minutes, 5, 0.002); err != nil {
+	if err := gen.WriteDir(dir, name, 11, 40*60*minutes, files, 0.002); err != nil {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// requireBothAlerts fails the test unless the expected alerts hold both
+// kinds: missing data and anomalies.
+func requireBothAlerts(t *testing.T, alerts map[string]bool) {
+	t.Helper()
+	var missing int
+	for a := range alerts {
+		if strings.Contains(a, `"missing"`) {
+			missing++
+		}
+	}
+	if missing == 0 || len(alerts) == missing {
+		t.Fatalf("the input has %d missing-data and %d anomaly alerts: want both kinds", missing, len(alerts)-missing)
+	}
 }
 
 // The sensor report over ordered and over shuffled readings, each against
@@ -202,15 +224,7 @@ func TestSensorReport(t *testing.T) {
 		t.Run("delay="+delay, func(t *testing.T) {
 			dir := genSensors(t, delay, 40)
 			wantW, wantA := sensorExpect(t, dir)
-			var missing int
-			for a := range wantA {
-				if strings.Contains(a, `"missing"`) {
-					missing++
-				}
-			}
-			if missing == 0 || len(wantA) == missing {
-				t.Fatalf("the input has %d missing-data and %d anomaly alerts: want both kinds", missing, len(wantA)-missing)
-			}
+			requireBothAlerts(t, wantA)
 			out, stderr, err := eddy(t, "run", sensorScript, "--source", "dir:"+dir, "--until-idle", "-q",
 				"--dead-letter", "file:"+filepath.Join(t.TempDir(), "dead.jsonl"))
 			if err != nil {
@@ -227,15 +241,17 @@ func TestSensorReport(t *testing.T) {
 // report exactly the windows and alerts of an uninterrupted run (stdout
 // is at-least-once, so rows repeated across a crash count once).
 func TestSensorReportKillAndRestart(t *testing.T) {
-	dir := genSensors(t, "5s", 150)
-	wantW, wantA := sensorExpect(t, dir)
-	stateDir := filepath.Join(t.TempDir(), "state")
-	args := []string{"run", sensorScript, "--source", "dir:" + dir, "--state", stateDir, "--until-idle", "-q",
+	const minutes, files, trials = 60, 12, 5
+	generated := genSensorFiles(t, "5s", minutes, files)
+	wantW, wantA := sensorExpect(t, generated)
+	requireBothAlerts(t, wantA)
+	box := newInbox(t, generated)
+	args := []string{"run", sensorScript, "--source", "dir:" + box.dir + "?poll=20ms", "--state", filepath.Join(t.TempDir(), "state"),
 		"--checkpoint-interval", "50ms", "--trigger-interval", "20ms", "--dead-letter", "file:" + filepath.Join(t.TempDir(), "dead.jsonl")}
-	killed, _ := killRuns(t, args, 5, 3)
 	var all strings.Builder
-	all.WriteString(killed)
-	out, stderr, err := eddy(t, args...)
+	all.WriteString(killTrials(t, box, args, trials, 40*60*minutes/files, 3))
+	box.publish(t, files)
+	out, stderr, err := eddy(t, append(args, "--until-idle", "-q")...)
 	if err != nil {
 		t.Fatalf("final run: %v\n%s", err, stderr)
 	}

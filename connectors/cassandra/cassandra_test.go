@@ -43,7 +43,7 @@ func (c cluster) exec(t *testing.T, q string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := c.sess.Query(q).WithContext(ctx).Exec(); err != nil {
+	if err := c.sess.Query(q).ExecContext(ctx); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
 }

@@ -19,7 +19,7 @@ type column struct {
 // readColumns returns the table's columns; none when it does not exist.
 func readColumns(ctx context.Context, sess *gocql.Session, ks, table string) (map[string]column, error) {
 	iter := sess.Query("SELECT column_name, type, kind, position FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?", ks, table).
-		WithContext(ctx).Iter()
+		IterContext(ctx)
 	cols := map[string]column{}
 	var c column
 	for iter.Scan(&c.name, &c.typ, &c.kind, &c.position) {
@@ -33,7 +33,7 @@ func readColumns(ctx context.Context, sess *gocql.Session, ks, table string) (ma
 
 func keyspaceExists(ctx context.Context, sess *gocql.Session, ks string) (bool, error) {
 	var name string
-	err := sess.Query("SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?", ks).WithContext(ctx).Scan(&name)
+	err := sess.Query("SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?", ks).ScanContext(ctx, &name)
 	if err == gocql.ErrNotFound {
 		return false, nil
 	}

@@ -149,7 +149,7 @@ func (s *Sink) loadTable(ctx context.Context, create bool, t connectors.Target) 
 			return fmt.Errorf("%s: %w", s.where, err)
 		}
 		for _, q := range stmts {
-			if err := s.sess.Query(q).WithContext(ctx).Exec(); err != nil {
+			if err := s.sess.Query(q).ExecContext(ctx); err != nil {
 				return s.explain(fmt.Errorf("%s: %w", q, err))
 			}
 		}
@@ -374,13 +374,13 @@ func (s *Sink) bind(r connectors.Row) (entry, error) {
 func (s *Sink) exec(es []entry) batcher.Request {
 	return batcher.Request{Rows: len(es), Send: func(ctx context.Context) error {
 		if len(es) == 1 {
-			return s.sess.Query(es[0].stmt, es[0].args...).Idempotent(true).Consistency(s.cons).WithContext(ctx).Exec()
+			return s.sess.Query(es[0].stmt, es[0].args...).Idempotent(true).Consistency(s.cons).ExecContext(ctx)
 		}
-		b := s.sess.Batch(gocql.UnloggedBatch).Consistency(s.cons).WithContext(ctx)
+		b := s.sess.Batch(gocql.UnloggedBatch).Consistency(s.cons)
 		for _, e := range es {
 			b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: e.stmt, Args: e.args, Idempotent: true})
 		}
-		return b.Exec()
+		return b.ExecContext(ctx)
 	}}
 }
 

@@ -1,7 +1,6 @@
 package kafka_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,7 +21,7 @@ import (
 type clusterNode struct {
 	name, http string
 	cmd        *exec.Cmd
-	out, err   *bytes.Buffer
+	out, err   *syncBuffer // written by the process's copying goroutines while the test reads them
 }
 
 func freePort(t *testing.T) string { return testenv.FreeAddr(t) }
@@ -83,7 +82,7 @@ func TestClusterOfThreeNodes(t *testing.T) {
 	t.Cleanup(func() { deleteTopics(brokers, "eddy-changelog."+group+"."+topic) })
 	dirs := t.TempDir()
 	start := func(name string) *clusterNode {
-		n := &clusterNode{name: name, http: freePort(t), out: &bytes.Buffer{}, err: &bytes.Buffer{}}
+		n := &clusterNode{name: name, http: freePort(t), out: &syncBuffer{}, err: &syncBuffer{}}
 		n.cmd = exec.Command(eddyPath(t), "run", "testdata/flows_all.lua",
 			"--source", brokerURI(brokers, topic, "group="+group+"&session-timeout=6s"),
 			"--state", filepath.Join(dirs, name), "--checkpoint-interval", "300ms", "--trigger-interval", "100ms",
@@ -98,7 +97,7 @@ func TestClusterOfThreeNodes(t *testing.T) {
 	logs := func(nodes ...*clusterNode) string {
 		var sb strings.Builder
 		for _, n := range nodes {
-			fmt.Fprintf(&sb, "--- %s:\n%s\n", n.name, tail(n.err))
+			fmt.Fprintf(&sb, "--- %s:\n%s\n", n.name, n.err.tail())
 		}
 		return sb.String()
 	}
