@@ -6,6 +6,9 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE="$ROOT/.cache"
+# A checkout whose .cache links to another's shares its servers: name the
+# files by their real path, as the running servers' command lines do.
+if [[ -d $CACHE ]]; then CACHE=$(cd -P "$CACHE" && pwd); fi
 
 say() { printf '%s: %s\n' "$SERVICE" "$*"; }
 die() { printf '%s: %s\n' "$SERVICE" "$*" >&2; exit 1; }
