@@ -24,6 +24,12 @@ type Cover struct {
 	// source can say (connectors.PartitionLister; Kafka): nil for sources
 	// whose partitions all go to the one node.
 	All []string `json:"all,omitempty"`
+	// Moves: the node's partitions take their state along when they move
+	// to another node (it runs with a changelog), so a partition held by
+	// two such nodes is counted twice. Without a changelog a moved
+	// partition's rows stay where they were counted, and the new owner
+	// counts on from there: both hold a part of it.
+	Moves bool `json:"moves,omitempty"`
 }
 
 // Share is one node's share of the result table (Handle.Share): the
@@ -57,13 +63,16 @@ func (e *IncompleteError) Is(target error) bool { return target == ErrIncomplete
 // returns nil when they do, else an *IncompleteError naming the partitions
 // missing and why.
 func Completeness(covers []Cover) error {
-	held := map[string]int{}
+	held, moving := map[string]int{}, map[string]int{}
 	owned := map[string]bool{}
 	restoring := map[string]PartitionStatus{}
 	all := map[string]bool{}
 	for _, c := range covers {
 		for _, id := range c.Held {
 			held[id]++
+			if c.Moves {
+				moving[id]++
+			}
 		}
 		for _, p := range c.Partitions {
 			owned[p.ID] = true
@@ -83,9 +92,9 @@ func Completeness(covers []Cover) error {
 		case isRestoring:
 			restoringIDs = append(restoringIDs, id)
 			restored, toRestore = restored+p.Restored, toRestore+p.ToRestore
-		case held[id] > 1:
+		case moving[id] > 1:
 			twice = append(twice, id)
-		case held[id] == 1:
+		case held[id] > 0:
 		case owned[id]:
 			starting = append(starting, id)
 		default:
@@ -93,8 +102,11 @@ func Completeness(covers []Cover) error {
 		}
 	}
 	var reasons []string
-	if len(restoringIDs) > 0 {
+	switch {
+	case len(restoringIDs) > 0 && toRestore > 0:
 		reasons = append(reasons, fmt.Sprintf("%s restoring (%d of %d changes)", partitions(restoringIDs), restored, toRestore))
+	case len(restoringIDs) > 0:
+		reasons = append(reasons, partitions(restoringIDs)+" restoring")
 	}
 	if len(starting) > 0 {
 		reasons = append(reasons, partitions(starting)+" starting (not in the result table yet)")

@@ -33,6 +33,8 @@ func TestCompleteness(t *testing.T) {
 			{Held: []string{"k:t/0", "k:t/1"}, Partitions: append(ps("k:t/0", "k:t/1"), restoring("k:t/10", 20000, 500000)), All: all},
 			{Partitions: []PartitionStatus{restoring("k:t/2", 100000, 500000)}, All: all}},
 			errContains: "partitions k:t/2, k:t/10 are restoring (120000 of 1000000 changes)"},
+		{name: "restoring, its size not known yet", covers: []Cover{{Partitions: []PartitionStatus{restoring("f:a", 0, 0)}}},
+			errContains: "the answer is incomplete: partition f:a is restoring"},
 		{name: "restarted: held but restoring again", covers: []Cover{{Held: []string{"f:a"}, Partitions: []PartitionStatus{restoring("f:a", 1, 2)}}},
 			errContains: "partition f:a is restoring (1 of 2 changes)"},
 		{name: "no owner", covers: []Cover{{Held: []string{"k:t/0", "k:t/1"}, Partitions: ps("k:t/0", "k:t/1"), All: all}},
@@ -42,9 +44,14 @@ func TestCompleteness(t *testing.T) {
 		{name: "assigned, not in the table yet", covers: []Cover{{Held: []string{"f:a"}, Partitions: ps("f:a", "f:b")}},
 			errContains: "partition f:b is starting (not in the result table yet)"},
 		{name: "held by two nodes", covers: []Cover{
-			{Held: []string{"k:t/0", "k:t/1"}, Partitions: ps("k:t/0"), All: all},
-			{Held: []string{"k:t/1", "k:t/2", "k:t/10"}, Partitions: ps("k:t/1", "k:t/2", "k:t/10"), All: all}},
+			{Held: []string{"k:t/0", "k:t/1"}, Partitions: ps("k:t/0"), All: all, Moves: true},
+			{Held: []string{"k:t/1", "k:t/2", "k:t/10"}, Partitions: ps("k:t/1", "k:t/2", "k:t/10"), All: all, Moves: true}},
 			errContains: "partition k:t/1 is held by two nodes (moving between them)"},
+		{name: "held by two nodes without a changelog: each counted a part", covers: []Cover{
+			{Held: []string{"k:t/0", "k:t/1"}, Partitions: ps("k:t/0"), All: all},
+			{Held: []string{"k:t/1", "k:t/2", "k:t/10"}, Partitions: ps("k:t/1", "k:t/2", "k:t/10"), All: all}}},
+		{name: "files read by two nodes each", covers: []Cover{
+			{Held: []string{"dir:x"}, Partitions: ps("dir:x")}, {Held: []string{"dir:x"}, Partitions: ps("dir:x")}}},
 		{name: "several causes", covers: []Cover{{Held: []string{"k:t/0"}, Partitions: append(ps("k:t/0", "k:t/1"), restoring("k:t/2", 0, 9)), All: all}},
 			errContains: "partition k:t/2 is restoring (0 of 9 changes); partition k:t/1 is starting (not in the result table yet); partition k:t/10 has no owner"},
 	} {

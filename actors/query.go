@@ -147,7 +147,7 @@ func (h *Handle) Share(ctx context.Context, key string) (Share, error) {
 	if err != nil {
 		return Share{}, err
 	}
-	return Share{Data: a.share, Cover: Cover{Held: a.held, Partitions: parts, All: all}}, nil
+	return Share{Data: a.share, Cover: Cover{Held: a.held, Partitions: parts, All: all, Moves: h.e.cfg.Changelog != nil}}, nil
 }
 
 // allPartitions names every partition of the source when it can say
