@@ -357,12 +357,13 @@ func (em *Emitter) update(m *resultRows) {
 }
 
 // held lists the partitions whose whole state the table holds: every
-// shard of theirs has sent its table. (A partition restoring from its
-// changelog has not: its shards send theirs once restored.)
+// shard of theirs has sent its table, and the windows held for a final
+// emit are in. (A partition restoring from its changelog has not: its
+// shards send theirs once restored.)
 func (em *Emitter) held() []string {
 	var ids []string
 	for id, shards := range em.sent {
-		if len(shards) == em.shards {
+		if len(shards) == em.shards && !em.restoring[id] {
 			ids = append(ids, id)
 		}
 	}
