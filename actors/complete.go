@@ -63,69 +63,96 @@ func (e *IncompleteError) Is(target error) bool { return target == ErrIncomplete
 // returns nil when they do, else an *IncompleteError naming the partitions
 // missing and why.
 func Completeness(covers []Cover) error {
-	held, moving := map[string]int{}, map[string]int{}
-	owned := map[string]bool{}
-	restoring := map[string]PartitionStatus{}
-	all := map[string]bool{}
+	var t tally
+	t.add(covers)
+	var m missing
+	for _, id := range t.ids() {
+		switch p, restoring := t.restoring[id]; {
+		case restoring:
+			m.restoring = append(m.restoring, id)
+			m.restored, m.toRestore = m.restored+p.Restored, m.toRestore+p.ToRestore
+		case t.moving[id] > 1:
+			m.twice = append(m.twice, id)
+		case t.held[id] > 0:
+		case t.owned[id]:
+			m.starting = append(m.starting, id)
+		default:
+			m.ownerless = append(m.ownerless, id)
+		}
+	}
+	if reasons := m.reasons(); len(reasons) > 0 {
+		return &IncompleteError{Reasons: reasons}
+	}
+	return nil
+}
+
+// tally is what the covers of one answer say of each partition.
+type tally struct {
+	held, moving map[string]int // shares holding it (moving: of nodes with a changelog)
+	owned, all   map[string]bool
+	restoring    map[string]PartitionStatus
+}
+
+func (t *tally) add(covers []Cover) {
+	t.held, t.moving = map[string]int{}, map[string]int{}
+	t.owned, t.all = map[string]bool{}, map[string]bool{}
+	t.restoring = map[string]PartitionStatus{}
 	for _, c := range covers {
 		for _, id := range c.Held {
-			held[id]++
+			t.held[id]++
 			if c.Moves {
-				moving[id]++
+				t.moving[id]++
 			}
 		}
 		for _, p := range c.Partitions {
-			owned[p.ID] = true
+			t.owned[p.ID] = true
 			if p.Restoring {
-				restoring[p.ID] = p
+				t.restoring[p.ID] = p
 			}
 		}
 		for _, id := range c.All {
-			all[id] = true
+			t.all[id] = true
 		}
 	}
-	var restoringIDs, twice, starting, ownerless []string
-	var restored, toRestore int64
-	ids := append(append(slices.Collect(maps.Keys(all)), slices.Collect(maps.Keys(owned))...), slices.Collect(maps.Keys(held))...)
-	for _, id := range sortedIDs(ids) {
-		switch p, isRestoring := restoring[id]; {
-		case isRestoring:
-			restoringIDs = append(restoringIDs, id)
-			restored, toRestore = restored+p.Restored, toRestore+p.ToRestore
-		case moving[id] > 1:
-			twice = append(twice, id)
-		case held[id] > 0:
-		case owned[id]:
-			starting = append(starting, id)
-		default:
-			ownerless = append(ownerless, id)
-		}
-	}
+}
+
+// ids lists every partition the covers name, sorted.
+func (t *tally) ids() []string {
+	ids := slices.Collect(maps.Keys(t.all))
+	ids = append(ids, slices.Collect(maps.Keys(t.owned))...)
+	ids = append(ids, slices.Collect(maps.Keys(t.held))...)
+	return sortedIDs(ids)
+}
+
+// missing are the partitions an answer misses, by cause.
+type missing struct {
+	restoring, starting, ownerless, twice []string
+	restored, toRestore                   int64
+}
+
+// reasons says what is missing, one sentence a cause.
+func (m *missing) reasons() []string {
 	var reasons []string
 	switch {
-	case len(restoringIDs) > 0 && toRestore > 0:
-		reasons = append(reasons, fmt.Sprintf("%s restoring (%d of %d changes)", partitions(restoringIDs), restored, toRestore))
-	case len(restoringIDs) > 0:
-		reasons = append(reasons, partitions(restoringIDs)+" restoring")
+	case len(m.restoring) > 0 && m.toRestore > 0:
+		reasons = append(reasons, fmt.Sprintf("%s restoring (%d of %d changes)", partitions(m.restoring), m.restored, m.toRestore))
+	case len(m.restoring) > 0:
+		reasons = append(reasons, partitions(m.restoring)+" restoring")
 	}
-	if len(starting) > 0 {
-		reasons = append(reasons, partitions(starting)+" starting (not in the result table yet)")
+	if len(m.starting) > 0 {
+		reasons = append(reasons, partitions(m.starting)+" starting (not in the result table yet)")
 	}
-	if len(ownerless) > 0 {
-		what, verb := partitions(ownerless), "have"
-		if len(ownerless) == 1 {
-			verb = "has"
+	if len(m.ownerless) > 0 {
+		what, verb := "partitions "+strings.Join(m.ownerless, ", "), "have"
+		if len(m.ownerless) == 1 {
+			what, verb = "partition "+m.ownerless[0], "has"
 		}
-		what = strings.TrimSuffix(strings.TrimSuffix(what, " are"), " is")
 		reasons = append(reasons, fmt.Sprintf("%s %s no owner in the cluster (a rebalance is under way)", what, verb))
 	}
-	if len(twice) > 0 {
-		reasons = append(reasons, partitions(twice)+" held by two nodes (moving between them)")
+	if len(m.twice) > 0 {
+		reasons = append(reasons, partitions(m.twice)+" held by two nodes (moving between them)")
 	}
-	if len(reasons) == 0 {
-		return nil
-	}
-	return &IncompleteError{Reasons: reasons}
+	return reasons
 }
 
 // partitions names ids with their verb: "partition x is", "partitions
