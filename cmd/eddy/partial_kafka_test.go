@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/eddy-stream/eddy/actors"
+	"github.com/eddy-stream/eddy/connectors/kafka"
 	"github.com/eddy-stream/eddy/internal/statusapi"
 	"github.com/eddy-stream/eddy/internal/testenv"
 )
@@ -45,9 +50,10 @@ func TestQueryWhileRestoring(t *testing.T) {
 	testenv.Produce(t, brokers, topic, values)
 	script := filepath.Join(t.TempDir(), "count_ids.lua")
 	writeFile(t, script, countIDsScript)
-	part := "kafka:" + topic + "/0"
+	part, group := "kafka:"+topic+"/0", topic+"-g"
+	deleteChangelogAtEnd(t, brokers, kafka.ChangelogTopic(group, topic))
 	run := func(http string) *proc {
-		return startEddy(t, "run", script, "--source", "kafka://"+strings.Join(brokers, ",")+"/"+topic+"?group="+topic+"-g",
+		return startEddy(t, "run", script, "--source", "kafka://"+strings.Join(brokers, ",")+"/"+topic+"?group="+group,
 			"--state", filepath.Join(t.TempDir(), "state"), "--http", http, "--sink", "file:"+filepath.Join(t.TempDir(), "out.jsonl"),
 			"--trigger-interval", "100ms", "--checkpoint-interval", "500ms")
 	}
@@ -85,15 +91,18 @@ func TestQueryWhileRestoring(t *testing.T) {
 	b := run(second)
 	var sawRestoring, refused, cliRefused, cliPartial bool
 	deadline := time.Now().Add(2 * time.Minute)
-	tick.Reset(20 * time.Millisecond)
+	tick.Reset(100 * time.Millisecond)
+	var code int
+	var body string
 	for ; ; <-tick.C {
 		if time.Now().After(deadline) {
-			t.Fatalf("no whole answer within 2 minutes (restoring seen: %v, refused: %v):\n%s", sawRestoring, refused, b.stderr())
+			st, _ := localStatus(t, second)
+			t.Fatalf("no whole answer within 2 minutes (restoring seen: %v, refused: %v); the last: %d %.300s; status %+v\n%s", sawRestoring, refused, code, body, st, b.stderr())
 		}
 		if st, err := localStatus(t, second); err == nil && len(st.Partitions) == 1 && st.Partitions[0].Restoring {
 			sawRestoring = true
 		}
-		code, body := httpGet(t, "http://"+second+"/state")
+		code, body = httpGet(t, "http://"+second+"/state")
 		if code == http.StatusOK {
 			if n := strings.Count(body, "\n"); n != keys {
 				st, _ := localStatus(t, second)
@@ -136,6 +145,23 @@ func TestQueryWhileRestoring(t *testing.T) {
 		t.Fatalf("the restore was not observed (status showed restoring: %v; /state refused naming %s: %v): make the state bigger", sawRestoring, part, refused)
 	}
 	t.Logf("while the partition restored: eddy query refused: %v, eddy query --partial said so: %v", cliRefused, cliPartial)
+}
+
+// deleteChangelogAtEnd deletes the changelog topic the nodes create once
+// the test (and its nodes, stopped by cleanups registered later) is done.
+func deleteChangelogAtEnd(t *testing.T, brokers []string, topic string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := kadm.NewClient(cl).DeleteTopics(ctx, topic); err != nil {
+			t.Logf("delete %s: %v", topic, err)
+		}
+	})
 }
 
 // waitStatus waits until the node at addr's own status satisfies cond.
