@@ -28,6 +28,10 @@ type Emitter struct {
 	// restoring: partitions whose held windows are still coming from their
 	// changelog
 	restoring map[string]bool
+	// sent: for each partition, the shards that have sent their whole
+	// table (a reset) since the partition came to this node; the table
+	// holds the partition's state once all have (see held)
+	sent map[string]map[int]bool
 	// drops: windows to forget once this trigger's rows are out
 	drops []dropped
 	// fired: windows that fired in some partition, by end, for final mode:
@@ -67,7 +71,7 @@ func newEmitter(e *engine) (*Emitter, error) {
 	}
 	em := &Emitter{e: e, rt: rt, table: map[string]*resultEntry{}, changed: map[string]struct{}{}, fired: map[string]int64{},
 		shards: e.cfg.Shards, saved: map[string]bool{}, gone: map[string]bool{},
-		restoring: map[string]bool{}}
+		restoring: map[string]bool{}, sent: map[string]map[int]bool{}}
 	if err := em.restore(); err != nil {
 		rt.Close()
 		return nil, err
@@ -281,6 +285,7 @@ func (em *Emitter) Receive(ctx actor.Context) {
 		delete(em.restoring, m.partition)
 	case *partitionMoved:
 		delete(em.restoring, m.partition)
+		delete(em.sent, m.partition)
 		em.moved(m.partition)
 	case *stateQuery:
 		em.query(ctx, m)
@@ -321,6 +326,10 @@ func (em *Emitter) Receive(ctx actor.Context) {
 
 func (em *Emitter) update(m *resultRows) {
 	if m.reset {
+		if em.sent[m.partition] == nil {
+			em.sent[m.partition] = map[int]bool{}
+		}
+		em.sent[m.partition][m.shard] = true
 		// A shard (re)started: forget what it sent before. Windows held for
 		// a final emit stay: the shard's state, restored from a checkpoint,
 		// counts them as fired, and the emitter checkpointed them.
@@ -360,6 +369,21 @@ func (em *Emitter) update(m *resultRows) {
 			en.firedBy = p.firedBy
 		}
 	}
+}
+
+// held lists the partitions whose whole state the table holds: every
+// shard of theirs has sent its table, and the windows held for a final
+// emit are in. (A partition restoring from its changelog has not: its
+// shards send theirs once restored.)
+func (em *Emitter) held() []string {
+	var ids []string
+	for id, shards := range em.sent {
+		if len(shards) == em.shards && !em.restoring[id] {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
 }
 
 // rows builds the rows a trigger emits.

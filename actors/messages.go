@@ -365,8 +365,11 @@ type stateQuery struct{ key string }
 // for the rows the shares of every node make together.
 type shareQuery struct{ key string }
 
+// held, in both answers: the partitions whose whole state the answer
+// holds (every shard of theirs has sent the emitter its table).
 type shareAnswer struct {
 	share []byte
+	held  []string
 	err   error
 }
 
@@ -377,5 +380,6 @@ type mergeQuery struct {
 
 type stateAnswer struct {
 	rows []connectors.Row
+	held []string
 	err  error
 }

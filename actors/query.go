@@ -100,32 +100,84 @@ func (h *Handle) Status(ctx context.Context) (Status, error) {
 // State returns the current result rows of key (every window of it, for a
 // windowed pipeline), or with key "" the whole result table, shaped as a
 // complete emit would (order_by, limit). Rows are as of the last trigger.
+// When the table misses a partition's state (restoring from its changelog,
+// not yet assigned), the rows come with an *IncompleteError saying which.
 func (h *Handle) State(ctx context.Context, key string) ([]connectors.Row, error) {
 	if h.e.emitter == nil {
 		return nil, ErrNoResultTable
+	}
+	all, err := h.allPartitions(ctx)
+	if err != nil {
+		return nil, err
 	}
 	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &stateQuery{key: key}, queryTimeout).Result()
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	a := res.(*stateAnswer)
-	return a.rows, a.err
+	if a.err != nil {
+		return nil, a.err
+	}
+	parts, err := h.partitions()
+	if err != nil {
+		return nil, err
+	}
+	return a.rows, Completeness([]Cover{{Held: a.held, Partitions: parts, All: all}})
 }
 
 // Share returns this node's share of the result table for key ("" for
 // every key): the partial accumulators of the partitions it owns, merged,
-// one JSON line a state key. Merge turns the shares of every node of a
-// cluster into the rows State would answer on a single node.
-func (h *Handle) Share(ctx context.Context, key string) ([]byte, error) {
+// one JSON line a state key, and which partitions they cover. Merge turns
+// the shares of every node of a cluster into the rows State would answer
+// on a single node; Completeness tells whether their covers are whole.
+func (h *Handle) Share(ctx context.Context, key string) (Share, error) {
 	if h.e.emitter == nil {
-		return nil, ErrNoResultTable
+		return Share{}, ErrNoResultTable
+	}
+	all, err := h.allPartitions(ctx)
+	if err != nil {
+		return Share{}, err
 	}
 	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &shareQuery{key: key}, queryTimeout).Result()
 	if err != nil {
-		return nil, fmt.Errorf("share: %w", err)
+		return Share{}, fmt.Errorf("share: %w", err)
 	}
 	a := res.(*shareAnswer)
-	return a.share, a.err
+	if a.err != nil {
+		return Share{}, a.err
+	}
+	// The node's partitions right after the share: a partition that moved
+	// in meanwhile shows as not held, one that started restoring as such.
+	parts, err := h.partitions()
+	if err != nil {
+		return Share{}, err
+	}
+	return Share{Data: a.share, Cover: Cover{Held: a.held, Partitions: parts, All: all, Moves: h.e.cfg.Changelog != nil}}, nil
+}
+
+// allPartitions names every partition of the source when it can say
+// (connectors.PartitionLister), else nil.
+func (h *Handle) allPartitions(ctx context.Context) ([]string, error) {
+	l, ok := h.e.cfg.Source.(connectors.PartitionLister)
+	if !ok {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	ids, err := l.AllPartitions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("the source's partitions: %w", err)
+	}
+	return ids, nil
+}
+
+// partitions is the node's partitions as its status lists them.
+func (h *Handle) partitions() ([]PartitionStatus, error) {
+	res, err := h.e.system.Root.RequestFuture(h.e.node, &statusQuery{}, queryTimeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	return res.(Status).Partitions, nil
 }
 
 // Merge merges shares (from Share, on every node) into result rows for key
@@ -171,7 +223,7 @@ func (n *node) status(ctx actor.Context) {
 // query answers a stateQuery in the emitter.
 func (em *Emitter) query(ctx actor.Context, q *stateQuery) {
 	rows, err := em.tableRows(em.table, q.key)
-	ctx.Respond(&stateAnswer{rows: rows, err: err})
+	ctx.Respond(&stateAnswer{rows: rows, held: em.held(), err: err})
 }
 
 // tableRows shapes the entries of table matching key ("" for all) as State
@@ -210,7 +262,7 @@ func (em *Emitter) share(ctx actor.Context, q *shareQuery) {
 			return
 		}
 	}
-	ctx.Respond(&shareAnswer{share: out})
+	ctx.Respond(&shareAnswer{share: out, held: em.held()})
 }
 
 // mergeShares answers a mergeQuery: each share is one node's, so each is

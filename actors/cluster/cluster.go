@@ -51,8 +51,9 @@ type Local interface {
 	// Status is the node's own status.
 	Status(ctx context.Context) (actors.Status, error)
 	// Share is the node's partial accumulators for key ("" for every key)
-	// over the partitions it owns, opaque to the cluster.
-	Share(ctx context.Context, key string) ([]byte, error)
+	// over the partitions it owns, opaque to the cluster, and which
+	// partitions they cover.
+	Share(ctx context.Context, key string) (actors.Share, error)
 	// Merge merges the shares of every node into result rows as a single
 	// node's State would answer them.
 	Merge(ctx context.Context, key string, shares [][]byte) ([]connectors.Row, error)
@@ -415,19 +416,22 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 // node's first. A member that does not answer fails the whole call with a
 // *MemberError naming it: a merge without its share would be wrong. This
 // node's own failure is returned as it is (actors.ErrNoResultTable).
-func (n *Node) Shares(ctx context.Context, key string) ([][]byte, error) {
+func (n *Node) Shares(ctx context.Context, key string) ([]actors.Share, error) {
 	own, err := n.local.Share(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	shares := [][]byte{own}
+	shares := []actors.Share{own}
 	var failed []NodeStatus
 	for _, a := range n.fanOut(ctx, request{Op: "share", Key: key, SkipSelf: true}) {
-		if a.Error != "" {
+		switch {
+		case a.Error != "":
 			failed = append(failed, NodeStatus{Member: a.member, Error: a.Error})
-			continue
+		case a.Share == nil:
+			failed = append(failed, NodeStatus{Member: a.member, Error: "answered no share (an older eddy?)"})
+		default:
+			shares = append(shares, *a.Share)
 		}
-		shares = append(shares, a.Share)
 	}
 	if len(failed) > 0 {
 		return nil, &MemberError{Cluster: n.cfg.Name, Failed: failed}
@@ -436,13 +440,43 @@ func (n *Node) Shares(ctx context.Context, key string) ([][]byte, error) {
 }
 
 // State is the cluster's current result for key ("" for the whole table):
-// every member's share, merged by this node.
+// every member's share, merged by this node. When the shares miss a
+// partition (restoring, between owners in a rebalance) or hold one twice
+// (moving), the rows come with an *actors.IncompleteError saying which.
 func (n *Node) State(ctx context.Context, key string) ([]connectors.Row, error) {
 	shares, err := n.Shares(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	return n.local.Merge(ctx, key, shares)
+	return n.merge(ctx, key, shares)
+}
+
+// LocalState is this node's own part of the result (GET /state?local=1):
+// its share, merged alone. It is incomplete only when a partition of its
+// own is restoring or starting; the partitions of other nodes are not
+// asked for.
+func (n *Node) LocalState(ctx context.Context, key string) ([]connectors.Row, error) {
+	own, err := n.local.Share(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	own.All = nil
+	return n.merge(ctx, key, []actors.Share{own})
+}
+
+// merge merges shares into rows and checks that they cover every
+// partition once.
+func (n *Node) merge(ctx context.Context, key string, shares []actors.Share) ([]connectors.Row, error) {
+	data := make([][]byte, len(shares))
+	covers := make([]actors.Cover, len(shares))
+	for i, s := range shares {
+		data[i], covers[i] = s.Data, s.Cover
+	}
+	rows, err := n.local.Merge(ctx, key, data)
+	if err != nil {
+		return nil, err
+	}
+	return rows, actors.Completeness(covers)
 }
 
 // request is what one node asks another.
@@ -458,7 +492,7 @@ type reply struct {
 	Address string         `json:"address"`
 	HTTP    string         `json:"http,omitempty"`
 	Status  *actors.Status `json:"status,omitempty"`
-	Share   []byte         `json:"share,omitempty"`
+	Share   *actors.Share  `json:"share,omitempty"`
 	Error   string         `json:"error,omitempty"`
 
 	member Member
@@ -567,7 +601,10 @@ func (n *Node) answer(ctx context.Context, req request) reply {
 			r.Status = &st
 		}
 	case "share":
-		r.Share, err = n.local.Share(ctx, req.Key)
+		var sh actors.Share
+		if sh, err = n.local.Share(ctx, req.Key); err == nil {
+			r.Share = &sh
+		}
 	default:
 		err = fmt.Errorf("unknown request %q", req.Op)
 	}

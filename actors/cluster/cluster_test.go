@@ -48,7 +48,7 @@ func joinAll(t *testing.T, name string, partitions ...clustertest.Words) []*node
 			Name: name, Host: "127.0.0.1", AutoManagePort: ports[i], Peers: peers,
 			HTTP: fmt.Sprintf("127.0.0.1:%d", 8080+i), RefreshTTL: 300 * time.Millisecond,
 			Timeout: 2 * time.Second,
-		}, Partition: w.Partition, Counts: w.Counts})
+		}, Partition: w.Partition, Counts: w.Counts, All: w.All})
 	}
 	return startNodes(t, specs...)
 }
@@ -185,6 +185,57 @@ func TestStatusAndStateFanOut(t *testing.T) {
 	}
 	if marked != 1 {
 		t.Fatalf("the dead member is not marked: %+v", a.Status)
+	}
+}
+
+// A query answers whole or says it isn't: a partition restoring from its
+// changelog, or without an owner while the group rebalances, makes the
+// answer incomplete, naming the partition, with the partial rows beside.
+func TestStateSaysWhenIncomplete(t *testing.T) {
+	all := []string{"kafka:words/0", "kafka:words/1", "kafka:words/2"}
+	nodes := joinAll(t, Name("wordcount", "eddy.words"),
+		clustertest.Words{Partition: "kafka:words/0", Counts: map[string]int{"the": 3}, All: all},
+		clustertest.Words{Partition: "kafka:words/1", Counts: map[string]int{"the": 4}, All: all},
+		clustertest.Words{Partition: "kafka:words/2", Counts: map[string]int{"the": 5}, All: all})
+	for _, n := range nodes {
+		n.members(3, 10*time.Second)
+	}
+	the := func(n int64) string {
+		return fmt.Sprint([]connectors.Row{{Key: "the", Fields: []connectors.Field{{Name: "word", Value: "the"}, {Name: "count", Value: n}}}})
+	}
+	if a := nodes[0].do(command{Op: "state"}); a.Err != "" || a.Rows != the(12) {
+		t.Fatalf("whole cluster: %s %s, want %s", a.Err, a.Rows, the(12))
+	}
+
+	// The third partition restores: its counts are not in the share.
+	nodes[2].do(command{Op: "restoring", Restoring: true, Restored: 120, ToRestore: 1000})
+	for _, n := range nodes {
+		a := n.do(command{Op: "state", Key: "the"})
+		if !a.Incomplete || !strings.Contains(a.Err, "partition kafka:words/2 is restoring (120 of 1000 changes)") || a.Rows != the(7) {
+			t.Fatalf("with a partition restoring, via %s: %+v", n.ID, a)
+		}
+	}
+	// A node's own answer is incomplete only for its own partitions.
+	if a := nodes[0].do(command{Op: "local-state"}); a.Err != "" || a.Rows != the(3) {
+		t.Fatalf("local state of a node not restoring: %+v", a)
+	}
+	if a := nodes[2].do(command{Op: "local-state"}); !a.Incomplete || !strings.Contains(a.Err, "kafka:words/2 is restoring") {
+		t.Fatalf("local state of the node restoring: %+v", a)
+	}
+	nodes[2].do(command{Op: "restoring", Restoring: false})
+	if a := nodes[1].do(command{Op: "state"}); a.Err != "" || a.Rows != the(12) {
+		t.Fatalf("restored: %s %s, want %s", a.Err, a.Rows, the(12))
+	}
+
+	// The third node leaves; until Kafka hands its partition to another,
+	// nobody owns it.
+	nodes[2].leave()
+	for _, n := range nodes[:2] {
+		n.members(2, 10*time.Second)
+		a := n.do(command{Op: "state"})
+		if !a.Incomplete || !strings.Contains(a.Err, "partition kafka:words/2 has no owner in the cluster (a rebalance is under way)") || a.Rows != the(7) {
+			t.Fatalf("with a partition without an owner, via %s: %+v", n.ID, a)
+		}
 	}
 }
 

@@ -45,7 +45,9 @@ type nodeSpec struct {
 	Config    Config
 	Partition string
 	Counts    map[string]int
-	Verbose   bool
+	// All names every partition of the source (clustertest.Words.All).
+	All     []string
+	Verbose bool
 	// Retry: after a failed join, answer its error and join again with
 	// Port 0, in the same process.
 	Retry bool
@@ -53,11 +55,16 @@ type nodeSpec struct {
 
 // command is what the test asks a node process.
 type command struct {
-	Op     string        `json:"op"` // members, status, state, fail, kill-remote
+	Op     string        `json:"op"` // members, status, state, local-state, fail, restoring, kill-remote
 	Want   int           `json:"want,omitempty"`
 	Within time.Duration `json:"within,omitempty"`
 	Key    string        `json:"key,omitempty"`
 	Fail   bool          `json:"fail,omitempty"`
+	// Restoring, with Restored of ToRestore changes: the node's partition
+	// restores from its changelog until told otherwise.
+	Restoring bool  `json:"restoring,omitempty"`
+	Restored  int64 `json:"restored,omitempty"`
+	ToRestore int64 `json:"to_restore,omitempty"`
 }
 
 // answer is a node process's reply to a command (its first line answers
@@ -68,34 +75,53 @@ type answer struct {
 	Health  int      `json:"health,omitempty"`
 	Members []Member `json:"members,omitempty"`
 	Status  *Status  `json:"status,omitempty"`
-	// Rows are the rows of a state answer as fmt.Sprint prints them.
+	// Rows are the rows of a state answer as fmt.Sprint prints them (of
+	// an incomplete one too).
 	Rows string `json:"rows,omitempty"`
 	// Err is the error, NoTable whether it is actors.ErrNoResultTable,
-	// Failed the members a *MemberError names.
-	Err     string   `json:"err,omitempty"`
-	NoTable bool     `json:"no_table,omitempty"`
-	Failed  []string `json:"failed,omitempty"`
+	// Incomplete whether it is actors.ErrIncomplete, Failed the members a
+	// *MemberError names.
+	Err        string   `json:"err,omitempty"`
+	NoTable    bool     `json:"no_table,omitempty"`
+	Incomplete bool     `json:"incomplete,omitempty"`
+	Failed     []string `json:"failed,omitempty"`
 }
 
 // failing is a node's engine that answers actors.ErrNoResultTable while
-// fail is set (the test sets it while the node's answerer reads it).
+// fail is set, and whose partition restores while the test says so (the
+// test sets them while the node's answerer reads them).
 type failing struct {
-	*clustertest.Words
 	fail atomic.Bool
+	mu   sync.Mutex
+	w    *clustertest.Words
 }
 
 func (f *failing) Status(ctx context.Context) (actors.Status, error) {
 	if f.fail.Load() {
 		return actors.Status{}, actors.ErrNoResultTable
 	}
-	return f.Words.Status(ctx)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.w.Status(ctx)
 }
 
-func (f *failing) Share(ctx context.Context, key string) ([]byte, error) {
+func (f *failing) Share(ctx context.Context, key string) (actors.Share, error) {
 	if f.fail.Load() {
-		return nil, actors.ErrNoResultTable
+		return actors.Share{}, actors.ErrNoResultTable
 	}
-	return f.Words.Share(ctx, key)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.w.Share(ctx, key)
+}
+
+func (f *failing) Merge(ctx context.Context, key string, shares [][]byte) ([]connectors.Row, error) {
+	return f.w.Merge(ctx, key, shares)
+}
+
+func (f *failing) restoring(on bool, done, total int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.w.Restoring, f.w.Restored, f.w.ToRestore = on, done, total
 }
 
 // serveNode is a node process: it joins, then answers commands until its
@@ -110,7 +136,7 @@ func serveNode(spec string) int {
 	if s.Verbose {
 		s.Config.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	local := &failing{Words: &clustertest.Words{Partition: s.Partition, Counts: s.Counts}}
+	local := &failing{w: &clustertest.Words{Partition: s.Partition, Counts: s.Counts, All: s.All}}
 	n, err := Join(context.Background(), s.Config, local)
 	if err != nil && s.Retry {
 		out.Encode(answer{Err: err.Error()})
@@ -146,8 +172,14 @@ func (n *Node) obey(local *failing, c command) answer {
 	case "state":
 		rows, err := n.State(ctx, c.Key)
 		return stateAnswer(rows, err)
+	case "local-state":
+		rows, err := n.LocalState(ctx, c.Key)
+		return stateAnswer(rows, err)
 	case "fail":
 		local.fail.Store(c.Fail)
+		return answer{}
+	case "restoring":
+		local.restoring(c.Restoring, c.Restored, c.ToRestore)
 		return answer{}
 	case "kill-remote":
 		// Dead, but its health port still answers: still listed, and
@@ -160,8 +192,8 @@ func (n *Node) obey(local *failing, c command) answer {
 }
 
 func stateAnswer(rows []connectors.Row, err error) answer {
-	a := answer{Err: errString(err), NoTable: errors.Is(err, actors.ErrNoResultTable)}
-	if err == nil {
+	a := answer{Err: errString(err), NoTable: errors.Is(err, actors.ErrNoResultTable), Incomplete: errors.Is(err, actors.ErrIncomplete)}
+	if err == nil || a.Incomplete {
 		a.Rows = fmt.Sprint(rows)
 	}
 	var me *MemberError

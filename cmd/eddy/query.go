@@ -61,6 +61,7 @@ one pipeline runs. With --http HOST:PORT it asks that node, on any machine.`,
 
 func queryCmd() *cobra.Command {
 	var addr string
+	var partial bool
 	cmd := &cobra.Command{
 		Use:   "query PIPELINE [KEY]",
 		Short: "show a running pipeline's current result for a key, or its whole result table",
@@ -71,7 +72,12 @@ pipeline's whatever node reads which partition.
 
 Without --http, eddy query asks a node of PIPELINE running on this machine. With --http
 HOST:PORT it asks that node, on any machine; PIPELINE may then be left out (eddy query
---http ADDR [KEY]: a single argument that is not the node's pipeline is a key).`,
+--http ADDR [KEY]: a single argument that is not the node's pipeline is a key).
+
+An answer that would miss part of the result table (a partition restoring from its
+changelog, or without an owner while the cluster rebalances) is refused: eddy query names the
+partitions and exits non-zero. With --partial it prints the rows it has and says on stderr
+what they miss.`,
 		Example: `  eddy run scripts/netflow_webservers.lua --emit update --http 127.0.0.1:8080 &
   eddy query netflow_webservers                       # the top 20 as it stands
   eddy query netflow_webservers EnterpriseAppServer
@@ -109,23 +115,53 @@ HOST:PORT it asks that node, on any machine; PIPELINE may then be left out (eddy
 			if key != "" {
 				path = statusapi.KeyPath(key)
 			}
-			body, err := ask(cmd.Context(), addr, pipeline, path)
-			if err != nil {
-				return err
-			}
-			_, err = cmd.OutOrStdout().Write(body)
-			return err
+			return queryState(cmd, addr, pipeline, path, partial)
 		},
 	}
 	cmd.Flags().StringVar(&addr, "http", "", "the --http address of any node of the pipeline (default: find one running on this machine)")
+	cmd.Flags().BoolVar(&partial, "partial", false, "print a partial answer (some partitions restoring or without an owner) instead of failing, saying on stderr what it misses")
 	return cmd
+}
+
+// queryState prints the answer at path; one that misses part of the
+// result table fails unless partial, and is printed with a warning then.
+func queryState(cmd *cobra.Command, addr, pipeline, path string, partial bool) error {
+	if !partial {
+		body, err := ask(cmd.Context(), addr, pipeline, path)
+		if se := (*statusapi.StatusError)(nil); errors.As(err, &se) && se.Incomplete != "" {
+			return fmt.Errorf("%s (eddy query --partial prints the rows there are)", se.Incomplete)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = cmd.OutOrStdout().Write(body)
+		return err
+	}
+	var reason string
+	body, err := askWith(cmd.Context(), addr, pipeline, path+"?partial=1", func(ctx context.Context, a, p string) (body []byte, err error) {
+		body, reason, err = statusapi.FetchState(ctx, a, p)
+		return body, err
+	})
+	if err != nil {
+		return err
+	}
+	if reason != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "eddy query: a partial answer: %s\n", reason)
+	}
+	_, err = cmd.OutOrStdout().Write(body)
+	return err
 }
 
 // ask fetches path from the node at addr or, without one, from the first
 // node of pipeline registered on this machine that answers.
 func ask(ctx context.Context, addr, pipeline, path string) ([]byte, error) {
+	return askWith(ctx, addr, pipeline, path, statusapi.Fetch)
+}
+
+// askWith is ask fetching with fetch.
+func askWith(ctx context.Context, addr, pipeline, path string, fetch func(ctx context.Context, addr, path string) ([]byte, error)) ([]byte, error) {
 	if addr != "" {
-		return statusapi.Fetch(ctx, addr, path)
+		return fetch(ctx, addr, path)
 	}
 	addrs, _, err := statusapi.Find(pipeline)
 	if err != nil {
@@ -133,7 +169,7 @@ func ask(ctx context.Context, addr, pipeline, path string) ([]byte, error) {
 	}
 	var errs []error
 	for _, a := range addrs {
-		body, err := statusapi.Fetch(ctx, a, path)
+		body, err := fetch(ctx, a, path)
 		if err == nil || !errors.Is(err, statusapi.ErrUnreachable) {
 			return body, err
 		}

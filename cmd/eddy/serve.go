@@ -141,11 +141,11 @@ func (l *lateLocal) State(ctx context.Context, key string) ([]connectors.Row, er
 	return nil, errStarting
 }
 
-func (l *lateLocal) Share(ctx context.Context, key string) ([]byte, error) {
+func (l *lateLocal) Share(ctx context.Context, key string) (actors.Share, error) {
 	if h := l.h.Load(); h != nil {
 		return h.Share(ctx, key)
 	}
-	return nil, errStarting
+	return actors.Share{}, errStarting
 }
 
 func (l *lateLocal) Merge(ctx context.Context, key string, shares [][]byte) ([]connectors.Row, error) {

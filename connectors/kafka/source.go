@@ -760,3 +760,25 @@ func GroupProgress(group string) (Progress, bool) {
 	}
 	return pr, true
 }
+
+var _ connectors.PartitionLister = (*Source)(nil)
+
+// AllPartitions names every partition of the source's topics, as the
+// brokers' metadata has them now.
+func (s *Source) AllPartitions(ctx context.Context) ([]string, error) {
+	md, err := s.adm.Metadata(ctx, s.cfg.Topics...)
+	if err != nil {
+		return nil, s.cfg.Conn.Explain(fmt.Errorf("metadata of %v: %w", s.cfg.Topics, err))
+	}
+	var ids []string
+	for _, t := range s.cfg.Topics {
+		td, ok := md.Topics[t]
+		if !ok || td.Err != nil {
+			return nil, fmt.Errorf("kafka %s: topic %q: %v", strings.Join(s.cfg.Conn.Brokers, ","), t, td.Err)
+		}
+		for _, p := range td.Partitions.Numbers() {
+			ids = append(ids, tp{t, p}.id())
+		}
+	}
+	return ids, nil
+}

@@ -12,7 +12,10 @@
 //	GET /                the web page, and the JSON it reads (page.go)
 //
 // /state?local=1 and /state/KEY?local=1 answer from this node's partitions
-// only.
+// only. A /state answer is whole or says it isn't: while a partition
+// restores from its changelog, or has no owner (a rebalance), it is 503
+// naming the partitions, unless asked with partial=1: then 200 with the
+// partial rows and Eddy-Partial: true, Eddy-Partial-Reason saying why.
 package statusapi
 
 import (
@@ -64,42 +67,74 @@ func New(local Local, node *cluster.Node) http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(v)
 	})
-	state := func(w http.ResponseWriter, r *http.Request, key string) {
-		var (
-			rows []connectors.Row
-			err  error
-		)
-		if node != nil && !isLocal(r) {
-			rows, err = node.State(r.Context(), key)
-		} else {
-			rows, err = local.State(r.Context(), key)
-		}
-		switch {
-		case errors.Is(err, actors.ErrNoResultTable):
-			http.Error(w, err.Error(), http.StatusNotFound)
-			return
-		case err != nil:
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		case key != "" && len(rows) == 0:
-			http.Error(w, fmt.Sprintf("no state for key %q", key), http.StatusNotFound)
-			return
-		}
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		var buf []byte
-		for _, row := range rows {
-			buf = append(connectors.AppendJSON(buf[:0], row), '\n')
-			w.Write(buf)
-		}
-	}
+	state := func(w http.ResponseWriter, r *http.Request, key string) { serveState(w, r, local, node, key) }
 	mux.HandleFunc("GET /state", func(w http.ResponseWriter, r *http.Request) { state(w, r, "") })
 	mux.HandleFunc("GET /state/{key...}", func(w http.ResponseWriter, r *http.Request) { state(w, r, r.PathValue("key")) })
 	addPage(mux, local)
 	return mux
 }
 
-func isLocal(r *http.Request) bool {
-	v := r.URL.Query().Get("local")
+// PartialHeader is set to "true" on a /state answer that misses part of
+// the result table, given because the request asked for one (?partial=1);
+// PartialReasonHeader says what it misses, on that answer and on the 503
+// refusing an incomplete one.
+const (
+	PartialHeader       = "Eddy-Partial"
+	PartialReasonHeader = "Eddy-Partial-Reason"
+)
+
+// serveState answers GET /state and /state/KEY: the whole answer, or 503
+// naming what it misses (a partition restoring, or without an owner in a
+// rebalance), or with ?partial=1 the partial rows marked by PartialHeader.
+func serveState(w http.ResponseWriter, r *http.Request, local Local, node *cluster.Node, key string) {
+	var (
+		rows []connectors.Row
+		err  error
+	)
+	switch {
+	case node != nil && isLocal(r):
+		rows, err = node.LocalState(r.Context(), key)
+	case node != nil:
+		rows, err = node.State(r.Context(), key)
+	default:
+		rows, err = local.State(r.Context(), key)
+	}
+	var incomplete *actors.IncompleteError
+	if errors.As(err, &incomplete) {
+		if !flag(r, "partial") {
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set(PartialReasonHeader, incomplete.Error())
+			http.Error(w, err.Error()+" (ask with partial=1 for the partial answer)", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set(PartialHeader, "true")
+		w.Header().Set(PartialReasonHeader, incomplete.Error())
+		err = nil
+	}
+	switch {
+	case errors.Is(err, actors.ErrNoResultTable):
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	case key != "" && len(rows) == 0:
+		http.Error(w, fmt.Sprintf("no state for key %q", key), http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	var buf []byte
+	for _, row := range rows {
+		buf = append(connectors.AppendJSON(buf[:0], row), '\n')
+		w.Write(buf)
+	}
+}
+
+func isLocal(r *http.Request) bool { return flag(r, "local") }
+
+// flag reads a boolean query parameter: set unless empty, 0 or false.
+func flag(r *http.Request, name string) bool {
+	v := r.URL.Query().Get(name)
 	return v != "" && v != "0" && v != "false"
 }
 
@@ -108,6 +143,28 @@ var ErrUnreachable = errors.New("no eddy node answers")
 
 // Fetch returns the body of path at a node's --http address.
 func Fetch(ctx context.Context, addr, path string) ([]byte, error) {
+	body, _, err := fetch(ctx, addr, path)
+	return body, err
+}
+
+// FetchState is Fetch for a /state path asked with partial=1: partial is
+// the reason the answer is partial (PartialReasonHeader), "" when it is
+// whole.
+func FetchState(ctx context.Context, addr, path string) (body []byte, partial string, err error) {
+	body, h, err := fetch(ctx, addr, path)
+	if err != nil {
+		return nil, "", err
+	}
+	if h.Get(PartialHeader) == "true" {
+		partial = h.Get(PartialReasonHeader)
+		if partial == "" {
+			partial = "the answer is incomplete"
+		}
+	}
+	return body, partial, nil
+}
+
+func fetch(ctx context.Context, addr, path string) ([]byte, http.Header, error) {
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
@@ -115,24 +172,30 @@ func Fetch(ctx context.Context, addr, path string) ([]byte, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(addr, "/")+path, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w at %s (is it running with --http %s?): %w", ErrUnreachable, addr, strings.TrimPrefix(addr, "http://"), err)
+		return nil, nil, fmt.Errorf("%w at %s (is it running with --http %s?): %w", ErrUnreachable, addr, strings.TrimPrefix(addr, "http://"), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, &StatusError{Code: resp.StatusCode, Msg: fmt.Sprintf("%s%s: %s", addr, path, strings.TrimSpace(string(msg)))}
+		return nil, nil, &StatusError{Code: resp.StatusCode, Msg: fmt.Sprintf("%s%s: %s", addr, path, strings.TrimSpace(string(msg))),
+			Incomplete: resp.Header.Get(PartialReasonHeader)}
 	}
-	return io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	return body, resp.Header, err
 }
 
 // StatusError is a node's answer other than 200 OK.
 type StatusError struct {
 	Code int
 	Msg  string
+	// Incomplete says what part of the result table the answer would
+	// miss, when that is why the node refused it (asking with partial=1
+	// gets it).
+	Incomplete string
 }
 
 func (e *StatusError) Error() string { return e.Msg }

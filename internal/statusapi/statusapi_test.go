@@ -60,6 +60,72 @@ func TestSingleNode(t *testing.T) {
 	}
 }
 
+// A /state answer is whole or says it isn't: 503 naming the partitions it
+// would miss, or with partial=1 the rows there are and Eddy-Partial.
+func TestStateIncomplete(t *testing.T) {
+	whole := `{"word":"cat","count":1}` + "\n" + `{"word":"the","count":3}` + "\n"
+	for _, tc := range []struct {
+		name        string
+		engine      engine
+		path        string
+		code        int
+		bodyHas     string // the whole body when code is 200
+		partial     string // Eddy-Partial-Reason
+		errContains string // FetchState's error
+	}{
+		{name: "complete", engine: engine{All: []string{"kafka:words/0"}}, path: "/state", code: 200, bodyHas: whole},
+		{name: "files: no list of partitions", engine: engine{}, path: "/state", code: 200, bodyHas: whole},
+		{name: "restoring", engine: engine{Restoring: true, Restored: 120000, ToRestore: 1000000}, path: "/state", code: 503,
+			bodyHas: "partition kafka:words/0 is restoring (120000 of 1000000 changes)", errContains: "is restoring"},
+		{name: "restoring, one key", engine: engine{Restoring: true}, path: "/state/the", code: 503,
+			bodyHas: "partition kafka:words/0 is restoring", errContains: "is restoring"},
+		{name: "no owner", engine: engine{All: []string{"kafka:words/0", "kafka:words/1", "kafka:words/2"}}, path: "/state", code: 503,
+			bodyHas: "partitions kafka:words/1, kafka:words/2 have no owner in the cluster (a rebalance is under way)", errContains: "have no owner"},
+		{name: "no owner, partial", engine: engine{All: []string{"kafka:words/0", "kafka:words/1"}}, path: "/state?partial=1", code: 200,
+			bodyHas: whole, partial: "the answer is incomplete: partition kafka:words/1 has no owner in the cluster (a rebalance is under way)"},
+		{name: "restoring, partial", engine: engine{Restoring: true}, path: "/state?partial=1", code: 200,
+			partial: "partition kafka:words/0 is restoring"},
+		{name: "partial=0 is not partial", engine: engine{Restoring: true}, path: "/state?partial=0", code: 503,
+			bodyHas: "is restoring", errContains: "is restoring"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := tc.engine
+			e.Partition, e.Counts = "kafka:words/0", map[string]int{"the": 3, "cat": 1}
+			srv := httptest.NewServer(New(&e, nil))
+			defer srv.Close()
+			resp, err := http.Get(srv.URL + tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body := string(b)
+			switch {
+			case resp.StatusCode != tc.code:
+				t.Fatalf("%s: %d %q, want %d", tc.path, resp.StatusCode, body, tc.code)
+			case tc.code == 200 && body != tc.bodyHas:
+				t.Fatalf("%s: %q, want %q", tc.path, body, tc.bodyHas)
+			case !strings.Contains(body, tc.bodyHas):
+				t.Fatalf("%s: %q, want it to contain %q", tc.path, body, tc.bodyHas)
+			case (resp.Header.Get(PartialHeader) == "true") != (tc.partial != ""):
+				t.Fatalf("%s: %s: %q", tc.path, PartialHeader, resp.Header.Get(PartialHeader))
+			case !strings.Contains(resp.Header.Get(PartialReasonHeader), tc.partial):
+				t.Fatalf("%s: %s: %q, want %q", tc.path, PartialReasonHeader, resp.Header.Get(PartialReasonHeader), tc.partial)
+			}
+			// The client: a refusal says why, a partial answer comes with
+			// its reason.
+			_, reason, err := FetchState(context.Background(), srv.URL, tc.path)
+			var se *StatusError
+			switch {
+			case tc.errContains != "" && (!errors.As(err, &se) || !strings.Contains(se.Incomplete, tc.errContains)):
+				t.Fatalf("FetchState %s: %v, want a StatusError saying %q", tc.path, err, tc.errContains)
+			case tc.errContains == "" && (err != nil || !strings.Contains(reason, tc.partial) || (reason == "") != (tc.partial == "")):
+				t.Fatalf("FetchState %s: %q %v, want reason %q", tc.path, reason, err, tc.partial)
+			}
+		})
+	}
+}
+
 // peerEnv, when set, makes the test binary a cluster node of its own: a
 // second node in one process races with the first over grpc's process-wide
 // logger (see cluster.Join), so TestClusteredNodes runs its peer this way.
@@ -165,9 +231,10 @@ func startPeer(t *testing.T, spec peerSpec) (leave func()) {
 func TestClusteredNodes(t *testing.T) {
 	// "the" was counted on both nodes: its answer is the sum. The first
 	// node runs here, the second in a process of its own.
+	all := []string{"kafka:words/0", "kafka:words/1"}
 	engines := []*engine{
-		{Partition: "kafka:words/0", Counts: map[string]int{"the": 3, "cat": 1}},
-		{Partition: "kafka:words/1", Counts: map[string]int{"the": 4, "dog": 2}},
+		{Partition: "kafka:words/0", Counts: map[string]int{"the": 3, "cat": 1}, All: all},
+		{Partition: "kafka:words/1", Counts: map[string]int{"the": 4, "dog": 2}, All: all},
 	}
 	var ports []int
 	var peers, https []string
@@ -235,16 +302,30 @@ func TestClusteredNodes(t *testing.T) {
 		t.Fatalf("/state/cow: %d %q", code, body)
 	}
 
-	// The other node leaves: within a few polls the answers are this
-	// node's alone again.
+	// The other node leaves: within a few polls it is gone, and until
+	// Kafka hands its partition to this node the answer misses it: 503
+	// naming it, or the partial rows when asked for them.
 	leavePeer()
 	for deadline := time.Now().Add(5 * time.Second); len(node.Members()) != 1; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("members after a leave: %v", node.Members())
 		}
 	}
-	if code, body := get(t, srv, "/state/the"); code != 200 || body != `{"word":"the","count":3}`+"\n" {
+	if code, body := get(t, srv, "/state/the"); code != 503 || !strings.Contains(body, "partition kafka:words/1 has no owner in the cluster") {
 		t.Fatalf("/state/the after a leave: %d %q", code, body)
+	}
+	resp, err := http.Get(srv.URL + "/state/the?partial=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != `{"word":"the","count":3}`+"\n" || resp.Header.Get(PartialHeader) != "true" ||
+		!strings.Contains(resp.Header.Get(PartialReasonHeader), "kafka:words/1 has no owner") {
+		t.Fatalf("/state/the?partial=1 after a leave: %d %q %v", resp.StatusCode, b, resp.Header)
+	}
+	if code, body := get(t, srv, "/state/the?local=1"); code != 200 || body != `{"word":"the","count":3}`+"\n" {
+		t.Fatalf("/state/the?local=1 after a leave: %d %q", code, body)
 	}
 }
 

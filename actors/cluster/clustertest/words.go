@@ -23,6 +23,18 @@ type Words struct {
 	// Merge answer actors.ErrNoResultTable.
 	Fail    error
 	NoTable bool
+	// All names every partition of the source, as a Kafka source does
+	// (nil: the source doesn't say).
+	All []string
+	// Restoring: the partition is restoring from its changelog (Restored
+	// of ToRestore changes read), so the share doesn't hold it.
+	Restoring           bool
+	Restored, ToRestore int64
+}
+
+func (w *Words) partition() actors.PartitionStatus {
+	return actors.PartitionStatus{ID: w.Partition, Position: "offset 7", CaughtUp: !w.Restoring,
+		Restoring: w.Restoring, Restored: w.Restored, ToRestore: w.ToRestore}
 }
 
 // Status implements cluster.Local.
@@ -30,25 +42,29 @@ func (w *Words) Status(context.Context) (actors.Status, error) {
 	if w.Fail != nil {
 		return actors.Status{}, w.Fail
 	}
-	return actors.Status{Pipeline: "wordcount", Partitions: []actors.PartitionStatus{{ID: w.Partition, Position: "offset 7", CaughtUp: true}},
+	return actors.Status{Pipeline: "wordcount", Partitions: []actors.PartitionStatus{w.partition()},
 		StateBytes: 1 << 20}, nil
 }
 
 // Share implements cluster.Local.
-func (w *Words) Share(_ context.Context, key string) ([]byte, error) {
+func (w *Words) Share(_ context.Context, key string) (actors.Share, error) {
 	switch {
 	case w.Fail != nil:
-		return nil, w.Fail
+		return actors.Share{}, w.Fail
 	case w.NoTable:
-		return nil, actors.ErrNoResultTable
+		return actors.Share{}, actors.ErrNoResultTable
 	}
 	var b strings.Builder
 	for k, n := range w.Counts {
-		if key == "" || k == key {
+		if (key == "" || k == key) && !w.Restoring {
 			fmt.Fprintf(&b, "%s=%d\n", k, n)
 		}
 	}
-	return []byte(b.String()), nil
+	cover := actors.Cover{Partitions: []actors.PartitionStatus{w.partition()}, All: w.All}
+	if !w.Restoring {
+		cover.Held = []string{w.Partition}
+	}
+	return actors.Share{Data: []byte(b.String()), Cover: cover}, nil
 }
 
 // Merge implements cluster.Local.
@@ -75,11 +91,16 @@ func (w *Words) Merge(_ context.Context, key string, shares [][]byte) ([]connect
 	return rows, nil
 }
 
-// State implements statusapi.Local: this node's own table.
+// State implements statusapi.Local: this node's own table, incomplete
+// as a node's State is when its share doesn't cover every partition.
 func (w *Words) State(ctx context.Context, key string) ([]connectors.Row, error) {
 	s, err := w.Share(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	return w.Merge(ctx, key, [][]byte{s})
+	rows, err := w.Merge(ctx, key, [][]byte{s.Data})
+	if err != nil {
+		return nil, err
+	}
+	return rows, actors.Completeness([]actors.Cover{s.Cover})
 }
