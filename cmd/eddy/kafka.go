@@ -332,9 +332,9 @@ func consume(ctx context.Context, conn kafka.Conn, fromBeginning, readCommitted,
 func topicsCmd() *cobra.Command {
 	var brokers string
 	cmd := &cobra.Command{Use: "topics", Short: "list, create, describe and delete Kafka topics"}
-	cmd.PersistentFlags().StringVar(&brokers, "brokers", defaultBrokers(), "HOST:PORT[,HOST:PORT] (default $EDDY_KAFKA_BROKERS or 127.0.0.1:9092)")
+	cmd.PersistentFlags().StringVar(&brokers, "brokers", "", "HOST:PORT[,HOST:PORT] of the cluster (default: $EDDY_KAFKA_BROKERS, else 127.0.0.1:9092)")
 	admin := func(arg string) (*kadm.Client, kafka.Conn, func(), error) {
-		_, conn, err := kafkaTarget(arg, brokers)
+		_, conn, err := kafkaTarget(arg, first(brokers, defaultBrokers()))
 		if err != nil {
 			return nil, conn, nil, err
 		}
