@@ -132,7 +132,7 @@ func root() *cobra.Command {
 			case verbosity.quiet:
 				level = slog.LevelWarn
 			}
-			h, err := newLogHandler(verbosity.logFormat, os.Stderr, level)
+			h, err := newLogHandler(verbosity.logFormat, tty.Stderr(), level)
 			if err != nil {
 				return err
 			}

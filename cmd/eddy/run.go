@@ -21,6 +21,7 @@ import (
 	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/connectors/kafka"
+	"github.com/eddy-stream/eddy/connectors/stdio"
 	"github.com/eddy-stream/eddy/scripting"
 	"github.com/eddy-stream/eddy/state"
 )
@@ -222,7 +223,8 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 		return err
 	}
 	defer stopProfiles()
-	stopProgress := startProgress(cmd.ErrOrStderr(), f.progress, cfg.Stats)
+	_, lastErr := cfg.Store.Last()
+	stopProgress := startProgress(tty, f.progress, cfg.Stats, inputTotal(srcURI, lastErr == nil))
 	sum, err := actors.Run(cmd.Context(), cfg)
 	stopProgress()
 	sinks.closed = true // Run closed them
@@ -540,7 +542,7 @@ func (s *sinkSet) open(uri string) (connectors.Sink, error) {
 	if tx {
 		open = s.transactional(t)
 	}
-	k, err := connectors.OpenSink(open)
+	k, err := openSink(open)
 	if err != nil {
 		return nil, err
 	}
@@ -549,6 +551,18 @@ func (s *sinkSet) open(uri string) (connectors.Sink, error) {
 	}
 	s.byURI[uri] = k
 	return k, nil
+}
+
+// openSink opens a sink; stdout and stderr write through the console, so
+// their lines never share one with the progress line.
+func openSink(uri string) (connectors.Sink, error) {
+	switch uri {
+	case "stdout":
+		return stdio.NewSink(tty.Stdout(), "stdout"), nil
+	case "stderr":
+		return stdio.NewSink(tty.Stderr(), "stderr"), nil
+	}
+	return connectors.OpenSink(uri)
 }
 
 // txnSuffix keeps a replay's transactional ids apart from the pipeline's.
