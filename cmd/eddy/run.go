@@ -69,7 +69,8 @@ A run in which every record read failed, or more than --max-errors did, exits wi
 status 1.`,
 		Example: `  eddy gen netflow --count 100000 --files 4 --out flows
   eddy run scripts/netflow_webservers.lua --source dir:flows --until-idle --emit final
-  eddy run scripts/tshark_ips.lua --source file:/tmp/en0.log --state /var/lib/eddy/tshark`,
+  eddy gen tshark --count 1000 --out en0.log
+  eddy run scripts/tshark_ips.lua --source file:en0.log --state tshark-state --until-idle`,
 		Args: cobra.ExactArgs(1),
 		// Flags are checked before anything else runs (replay rewinds
 		// state in its RunE).
