@@ -229,7 +229,7 @@ partition without joining a group, and with --read-committed skips records of ab
 open transactions (what a downstream consumer of eddy's exactly-once output sees).`,
 		Example: `  eddy gen tshark --count 100 --out - | eddy produce kafka://127.0.0.1:9092/packets
   eddy consume kafka://127.0.0.1:9092/packets --from-beginning --read-committed --until-idle`,
-		Args:    cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, conn, err := kafkaTarget(args[0], defaultBrokers())
 			if err != nil {
