@@ -111,6 +111,7 @@ func TestHelpTexts(t *testing.T) {
 	}{
 		{"profiles", []string{"run", "--help"}, []string{"--cpuprofile FILE ", "--memprofile FILE "}, []string{"go tool pprof  "}},
 		{"sinks", []string{"run", "--help"}, []string{"stdout", "file:PATH", "kafka://", "mysql://", "cassandra://"}, nil},
+		{"emit complete", []string{"run", "--help"}, []string{"every row with a trigger field numbering its table"}, nil},
 		{"trigger interval", []string{"run", "--help"}, []string{"the longest time between triggers", "--max-files-per-trigger also triggers each time"}, []string{"how often results are emitted"}},
 		{"topics brokers", []string{"topics", "list", "--help"}, []string{"(default: $EDDY_KAFKA_BROKERS, else 127.0.0.1:9092)\n"}, []string{`127.0.0.1:9092) (default`}},
 		{"log format", []string{"--help"}, []string{"--log-format string"}, nil},

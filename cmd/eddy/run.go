@@ -89,7 +89,7 @@ status 1.`,
 	fl.StringToStringVar(&f.lookups, "lookup", nil, "NAME=URI: read the script's lookup NAME from another table; repeatable")
 	fl.StringVar(&f.deadLetter, "dead-letter", "", "sink URI for records that fail (default: the script's, else stderr)")
 	fl.StringVar(&f.stateDir, "state", "", "directory for checkpoints; a restart with the same directory resumes (default: a temporary directory)")
-	fl.StringVar(&f.emit, "emit", "", "emit mode: update (changed rows per trigger), complete (whole table per trigger), final (once, when the input ends)")
+	fl.StringVar(&f.emit, "emit", "", "emit mode: update (changed rows per trigger), complete (the whole table at each trigger where a row changed, every row with a trigger field numbering its table), final (once, when the input ends)")
 	fl.BoolVar(&f.untilIdle, "until-idle", false, "stop once every source is drained, after emitting the final result")
 	fl.DurationVar(&f.trigger, "trigger-interval", time.Second, "the longest time between triggers, at which results are emitted (above 0); a dir: source with --max-files-per-trigger also triggers each time it has read that many files, however soon, and the end of the input triggers once more (docs/pipelines.md)")
 	fl.DurationVar(&f.checkpoint, "checkpoint-interval", 5*time.Second, "how often state is checkpointed (above 0; checkpoints are taken at triggers, so at least --trigger-interval)")
