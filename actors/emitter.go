@@ -41,7 +41,15 @@ type Emitter struct {
 	// oldestRead: when the oldest batch folded into the rows of this
 	// trigger left its source (zero: none, or windows emitted final)
 	oldestRead time.Time
+	// tables: the complete-mode tables emitted so far; each row of one
+	// carries its number in TriggerColumn
+	tables int64
 }
+
+// TriggerColumn is the field every row of a complete-mode table carries:
+// the table's number in this run (1, 2, …), so a reader tells one table
+// from the next.
+const TriggerColumn = "trigger"
 
 type dropped struct{ key, partition string }
 
@@ -49,6 +57,7 @@ type dropped struct{ key, partition string }
 func (em *Emitter) forget() {
 	for _, d := range em.drops {
 		if en := em.table[d.key]; en != nil {
+			em.changed[d.key] = struct{}{} // the next complete table lacks it
 			delete(en.parts, d.partition)
 			if len(en.parts) == 0 {
 				delete(em.table, d.key)
@@ -416,7 +425,14 @@ func (em *Emitter) rows(final bool, watermark int64) ([]connectors.Row, error) {
 				keys = append(keys, k)
 			}
 		}
-	case p.Emit == scripting.EmitComplete || final:
+	case p.Emit == scripting.EmitComplete && len(em.changed) == 0:
+		// The table is the one last emitted (an idle trigger, or the end
+		// of the input right after a file boundary's trigger).
+		return nil, nil
+	case p.Emit == scripting.EmitComplete:
+		em.changed = map[string]struct{}{}
+		return em.completeTable()
+	case final:
 		keys = make([]string, 0, len(em.table))
 		for k := range em.table {
 			keys = append(keys, k)
@@ -426,6 +442,24 @@ func (em *Emitter) rows(final bool, watermark int64) ([]connectors.Row, error) {
 	}
 	em.changed = map[string]struct{}{}
 	return em.shape(em.table, keys, p.Emit != scripting.EmitUpdate)
+}
+
+// completeTable is the whole table, numbered: each row gets the field
+// TriggerColumn.
+func (em *Emitter) completeTable() ([]connectors.Row, error) {
+	keys := make([]string, 0, len(em.table))
+	for k := range em.table {
+		keys = append(keys, k)
+	}
+	rows, err := em.shape(em.table, keys, true)
+	if err != nil || len(rows) == 0 {
+		return rows, err
+	}
+	em.tables++
+	for i := range rows {
+		rows[i].Fields = append(rows[i].Fields, connectors.Field{Name: TriggerColumn, Value: em.tables})
+	}
+	return rows, nil
 }
 
 // shape builds the rows of keys from table: ordered by order_by, cut to

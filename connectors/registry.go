@@ -305,3 +305,30 @@ func (t Target) MapParam(name string) (map[string]string, error) {
 	}
 	return m, nil
 }
+
+// Check says whether uri names a registered connector of kind ("source",
+// "sink" or "lookup") and sets only parameters that connector reads, with
+// the same messages OpenSource, OpenSink and OpenLookup give. It opens
+// nothing and connects to nothing, so parameter values (a broker's
+// address, a file's existence) are checked only when the connector opens.
+func Check(kind, uri string) error {
+	t, err := Parse(uri)
+	if err != nil {
+		return err
+	}
+	mu.RLock()
+	_, ok := declared[kind][t.Scheme]
+	schemes := make([]string, 0, len(declared[kind]))
+	for s := range declared[kind] {
+		schemes = append(schemes, s)
+	}
+	mu.RUnlock()
+	if !ok {
+		sort.Strings(schemes)
+		return fmt.Errorf("%s %q: unknown scheme %q (known: %s)", kind, uri, t.Scheme, strings.Join(schemes, ", "))
+	}
+	if err := checkParams(kind, t); err != nil {
+		return fmt.Errorf("%s %q: %w", kind, uri, err)
+	}
+	return nil
+}

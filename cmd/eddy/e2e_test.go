@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -95,7 +96,9 @@ func TestNetflowBatch(t *testing.T) {
 	}
 }
 
-// A streaming run, one file per trigger, ends with exactly the batch table.
+// A streaming run, one file per trigger, ends with exactly the batch table:
+// one table per file, each row numbered with its table, and the last table
+// not repeated when the input ends.
 func TestNetflowStreamingEqualsBatch(t *testing.T) {
 	const files = 6
 	dir := genFlows(t, 60_000, files, 0.01)
@@ -105,21 +108,44 @@ func TestNetflowStreamingEqualsBatch(t *testing.T) {
 	if err != nil {
 		t.Fatalf("eddy run: %v\n%s", err, stderr)
 	}
-	lines := strings.SplitAfter(out, "\n")
-	lines = lines[:len(lines)-1]
-	if len(lines)%20 != 0 {
-		t.Fatalf("complete mode printed %d lines, not whole tables of 20", len(lines))
+	tables := completeTables(t, out)
+	if len(tables) != files {
+		t.Fatalf("%d tables for %d files: want one trigger per file, and the last table once", len(tables), files)
 	}
-	tables := len(lines) / 20
-	if tables < files {
-		t.Fatalf("%d tables for %d files: want at least one trigger per file", tables, files)
-	}
-	if last := strings.Join(lines[len(lines)-20:], ""); last != want {
+	if last := tables[len(tables)-1]; last != want {
 		t.Fatalf("last table differs from the batch result\ngot:\n%s\nwant:\n%s", last, want)
 	}
-	if first := strings.Join(lines[:20], ""); first == want {
+	if tables[0] == want {
 		t.Fatalf("the first trigger's table already equals the final one: triggers did not follow files")
 	}
+}
+
+// completeTables splits complete-mode output into its tables by each row's
+// trigger field, checking they count 1, 2, …, and returns each table's
+// lines without that field.
+func completeTables(t *testing.T, out string) []string {
+	t.Helper()
+	var tables []string
+	for _, line := range strings.SplitAfter(out, "\n") {
+		if line == "" {
+			continue
+		}
+		i := strings.LastIndex(line, `,"trigger":`)
+		if i < 0 || !strings.HasSuffix(line, "}\n") {
+			t.Fatalf("complete-mode row without a trigger field: %q", line)
+		}
+		n, err := strconv.Atoi(line[i+len(`,"trigger":`) : len(line)-2])
+		switch {
+		case err != nil:
+			t.Fatalf("row %q: trigger: %v", line, err)
+		case n == len(tables)+1:
+			tables = append(tables, "")
+		case n != len(tables):
+			t.Fatalf("row %q follows table %d", line, len(tables))
+		}
+		tables[n-1] += line[:i] + "}\n"
+	}
+	return tables
 }
 
 // kill -9 mid-work, restart with the same --state each time: the final

@@ -25,7 +25,7 @@ same seed, so a run on the files and a run on the generator give the same result
 
 --out - writes to stdout; --out FILE to one file; --out DIR/ (or with --files N) splits the
 records into part-00000.json … in DIR, each file written whole and then renamed.`,
-		Example: `  eddy gen netflow --count 1000000 --files 50 --out flows/
+		Example: `  eddy gen netflow --count 100000 --files 10 --out flows/
   eddy gen tshark --count 100 --bad 0.05 --out -`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

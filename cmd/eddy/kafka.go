@@ -73,8 +73,8 @@ growing file like tail -F (through rotation and truncation) until interrupted. W
 FIELD each line is read as a JSON object and that field is the record key, so records of
 one key go to one partition. With --offsets FILE the position reached in the input is
 kept there after every acknowledged batch, and a restart goes on from it.`,
-		Example: `  tshark -i en0 >> /tmp/en0.log &
-  eddy produce kafka://127.0.0.1:9092/tshark --follow /tmp/en0.log --offsets /tmp/en0.offsets
+		Example: `  eddy gen tshark --count 1000 --out en0.log
+  eddy produce kafka://127.0.0.1:9092/tshark --follow en0.log --offsets en0.offsets --until-idle
   eddy gen netflow --count 100000 --files 4 --out flows && eddy produce kafka://127.0.0.1:9092/flows --from flows --key dstdevice`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -227,8 +227,9 @@ func consumeCmd() *cobra.Command {
 Kafka's console consumer does. It starts at the end unless --from-beginning, reads every
 partition without joining a group, and with --read-committed skips records of aborted and
 open transactions (what a downstream consumer of eddy's exactly-once output sees).`,
-		Example: `  eddy consume kafka://127.0.0.1:9092/packets --from-beginning --read-committed --until-idle`,
-		Args:    cobra.ExactArgs(1),
+		Example: `  eddy gen tshark --count 100 --out - | eddy produce kafka://127.0.0.1:9092/packets
+  eddy consume kafka://127.0.0.1:9092/packets --from-beginning --read-committed --until-idle`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, conn, err := kafkaTarget(args[0], defaultBrokers())
 			if err != nil {
@@ -332,9 +333,9 @@ func consume(ctx context.Context, conn kafka.Conn, fromBeginning, readCommitted,
 func topicsCmd() *cobra.Command {
 	var brokers string
 	cmd := &cobra.Command{Use: "topics", Short: "list, create, describe and delete Kafka topics"}
-	cmd.PersistentFlags().StringVar(&brokers, "brokers", defaultBrokers(), "HOST:PORT[,HOST:PORT] (default $EDDY_KAFKA_BROKERS or 127.0.0.1:9092)")
+	cmd.PersistentFlags().StringVar(&brokers, "brokers", "", "HOST:PORT[,HOST:PORT] of the cluster (default: $EDDY_KAFKA_BROKERS, else 127.0.0.1:9092)")
 	admin := func(arg string) (*kadm.Client, kafka.Conn, func(), error) {
-		_, conn, err := kafkaTarget(arg, brokers)
+		_, conn, err := kafkaTarget(arg, first(brokers, defaultBrokers()))
 		if err != nil {
 			return nil, conn, nil, err
 		}
@@ -349,8 +350,9 @@ func topicsCmd() *cobra.Command {
 		Short: "list the topics with their partition counts",
 		Long: `List the topics with their partition counts. The cluster is --brokers, or the URI given,
 which may carry TLS and SASL parameters as a source's does (docs/kafka.md).`,
-		Example: `  eddy topics list --brokers 10.0.0.5:9092
-  EDDY_KAFKA_PASSWORD=… eddy topics list 'kafka://10.0.0.5:9094?tls-ca=ca.pem&sasl=scram-sha-512&user=eddy'`,
+		Example: `  eddy topics list --brokers 127.0.0.1:9092
+  EDDY_KAFKA_PASSWORD=$EDDY_KAFKA_SCRAM_PASSWORD eddy topics list "kafka://$EDDY_KAFKA_SECURE_BROKERS?tls-ca=$EDDY_KAFKA_CA&sasl=scram-sha-512&user=$EDDY_KAFKA_SCRAM_USER"
+      # the local broker's TLS and SCRAM listener, after source services/env.sh (docs/services.md)`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			uri := ""

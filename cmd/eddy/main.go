@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -97,16 +98,33 @@ func signalName(s os.Signal) string {
 	return s.String()
 }
 
-var verbosity struct{ verbose, quiet bool }
+var verbosity struct {
+	verbose, quiet bool
+	logFormat      string
+}
+
+// newLogHandler is the log handler --log-format names, writing to w: text
+// (slog's key=value lines) or json (one object a line, for log shippers).
+func newLogHandler(format string, w io.Writer, level slog.Level) (slog.Handler, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.NewTextHandler(w, opts), nil
+	case "json":
+		return slog.NewJSONHandler(w, opts), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
 
 func root() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:           "eddy",
 		Short:         "eddy runs stream-processing pipelines written in Lua",
 		Long:          "eddy runs stream-processing pipelines written in Lua: one file per pipeline says where records come from,\nhow to parse, filter, key and aggregate them, and where the results go. See docs/pipelines.md.",
+		Version:       buildVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			level := slog.LevelInfo
 			switch {
 			case verbosity.verbose:
@@ -114,11 +132,37 @@ func root() *cobra.Command {
 			case verbosity.quiet:
 				level = slog.LevelWarn
 			}
-			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+			h, err := newLogHandler(verbosity.logFormat, tty.Stderr(), level)
+			if err != nil {
+				return err
+			}
+			slog.SetDefault(slog.New(h))
+			return nil
 		},
 	}
+	cmd.SetVersionTemplate("{{.Version}}\n")
 	cmd.PersistentFlags().BoolVarP(&verbosity.verbose, "verbose", "v", false, "log debug details (checkpoints, triggers) to stderr")
 	cmd.PersistentFlags().BoolVarP(&verbosity.quiet, "quiet", "q", false, "log only warnings and errors")
-	cmd.AddCommand(runCmd(), testCmd(), genCmd(), checkpointsCmd(), replayCmd(), statusCmd(), queryCmd(), produceCmd(), consumeCmd(), topicsCmd())
+	cmd.PersistentFlags().StringVar(&verbosity.logFormat, "log-format", "text", "log lines on stderr as text (key=value) or json (one object a line)")
+	cmd.AddCommand(runCmd(), testCmd(), checkCmd(), genCmd(), checkpointsCmd(), replayCmd(), statusCmd(), queryCmd(), produceCmd(), consumeCmd(), topicsCmd(), versionCmd())
+	withUsageOnArgErrors(cmd)
 	return cmd
+}
+
+// withUsageOnArgErrors makes a wrong number of arguments, in cmd and every
+// command below it, say what the command takes: cobra's own message
+// ("accepts 1 arg(s), received 0") names neither.
+func withUsageOnArgErrors(cmd *cobra.Command) {
+	if check := cmd.Args; check != nil {
+		c := cmd
+		cmd.Args = func(cc *cobra.Command, args []string) error {
+			if err := check(cc, args); err != nil {
+				return fmt.Errorf("%w\nusage: %s\n(see %s --help)", err, c.UseLine(), c.CommandPath())
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		withUsageOnArgErrors(sub)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,7 +49,7 @@ func TestWebPage(t *testing.T) {
 		return n
 	}
 	first := read()
-	p.waitFor(recordsRead+" > "+itoa(first), "the records count to move past "+itoa(first))
+	p.waitFor(recordsRead+" > "+strconv.FormatInt(first, 10), "the records count to move past "+strconv.FormatInt(first, 10))
 	p.waitFor(`document.querySelectorAll("#results tbody tr").length > 0 && document.querySelectorAll("#checkpoints tbody td.num").length > 0`,
 		"the result table and a checkpoint")
 	shot, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
@@ -88,7 +89,7 @@ func TestWebPageShowsAnErrorAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.waitFor(recordsRead+" > "+itoa(first), "the records count to move on after the 404")
+	p.waitFor(recordsRead+" > "+strconv.FormatInt(first, 10), "the records count to move on after the 404")
 	for _, e := range p.consoleErrors() {
 		// Chromium logs every answer other than 200; only /state's is expected.
 		if !strings.HasSuffix(e, "/state)") {

@@ -1,58 +1,213 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
-	"strconv"
+	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
-	"github.com/schollz/progressbar/v3"
+	"github.com/dustin/go-humanize"
 	"golang.org/x/term"
 
 	"github.com/eddy-stream/eddy/actors"
+	"github.com/eddy-stream/eddy/connectors"
 )
 
-// startProgress shows records read and the rate on w while a run goes on,
-// when w is a terminal. It returns the function that stops it.
-func startProgress(w io.Writer, enabled bool, st *actors.Stats) func() {
-	f, ok := w.(*os.File)
-	if !enabled || !ok || !term.IsTerminal(int(f.Fd())) {
+// console is how eddy shares the terminal: a progress line on stderr, when
+// stderr is a terminal, drawn over itself and never ended by a newline; and
+// everything else written to stdout or stderr through it, which erases the
+// progress line first, so a result or a log line always starts a line of
+// its own. The next tick draws the progress line again below it.
+type console struct {
+	mu             sync.Mutex
+	stdout, stderr io.Writer
+	outTTY, errTTY bool
+	// width is the terminal's width: a longer progress line would wrap,
+	// and erasing it would leave its first part behind.
+	width func() int
+	drawn bool // a progress line is on stderr
+}
+
+// tty is the process's console on its own stdout and stderr.
+var tty = newConsole(os.Stdout, os.Stderr, isTerminal(os.Stdout), isTerminal(os.Stderr), func() int {
+	w, _, err := term.GetSize(int(os.Stderr.Fd()))
+	if err != nil {
+		return 0
+	}
+	return w
+})
+
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
+func newConsole(stdout, stderr io.Writer, outTTY, errTTY bool, width func() int) *console {
+	return &console{stdout: stdout, stderr: stderr, outTTY: outTTY, errTTY: errTTY, width: width}
+}
+
+// Stdout writes results. It erases the progress line first when stdout is
+// a terminal too (the same one, as a rule); piped, the results never meet
+// the progress line.
+func (c *console) Stdout() io.Writer { return consoleWriter{c: c, w: c.stdout, erase: c.outTTY} }
+
+// Stderr writes logs and dead letters, erasing the progress line first.
+func (c *console) Stderr() io.Writer { return consoleWriter{c: c, w: c.stderr, erase: true} }
+
+type consoleWriter struct {
+	c     *console
+	w     io.Writer
+	erase bool
+}
+
+func (w consoleWriter) Write(p []byte) (int, error) {
+	w.c.mu.Lock()
+	defer w.c.mu.Unlock()
+	if w.erase {
+		w.c.eraseLocked()
+	}
+	return w.w.Write(p)
+}
+
+// eraseLine returns the cursor to the line's start and clears the line.
+const eraseLine = "\r\x1b[K"
+
+func (c *console) eraseLocked() {
+	if c.drawn {
+		io.WriteString(c.stderr, eraseLine)
+		c.drawn = false
+	}
+}
+
+// draw shows line as the progress line, cut to the terminal's width.
+func (c *console) draw(line string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w := c.width(); w > 1 && utf8.RuneCountInString(line) >= w {
+		line = string([]rune(line)[:w-1])
+	}
+	io.WriteString(c.stderr, eraseLine+line)
+	c.drawn = true
+}
+
+// erase removes the progress line.
+func (c *console) erase() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.eraseLocked()
+}
+
+// progressEvery is how often the progress line is redrawn; the rate is
+// measured over rateWindow, so a pause shows as idle within it.
+const (
+	progressEvery = 250 * time.Millisecond
+	rateWindow    = 2 * time.Second
+)
+
+// startProgress shows records read, the rate and the run's counts on c's
+// stderr while a run goes on, when enabled and stderr is a terminal. total
+// is the number of records the input holds, 0 when unknown. It returns the
+// function that stops it and erases the line.
+func startProgress(c *console, enabled bool, st *actors.Stats, total int64) func() {
+	if !enabled || !c.errTTY {
 		return func() {}
 	}
-	bar := progressbar.NewOptions64(-1,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription("records"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("rec"),
-		progressbar.OptionThrottle(200*time.Millisecond),
-		progressbar.OptionSpinnerType(14),
-		progressbar.OptionClearOnFinish(),
-	)
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		t := time.NewTicker(200 * time.Millisecond)
+		start := time.Now()
+		type sample struct {
+			at   time.Time
+			read int64
+		}
+		samples := []sample{{start, 0}}
+		t := time.NewTicker(progressEvery)
 		defer t.Stop()
-		for {
+		for frame := 0; ; frame++ {
 			select {
 			case <-done:
-				bar.Set64(st.Read.Load())
-				bar.Finish()
+				c.erase()
 				return
-			case <-t.C:
-				desc := "records (failed " + itoa(st.Failed.Load()) + ", checkpoints " + itoa(st.Checkpoints.Load())
-				if n := st.Restoring.Load(); n > 0 {
-					// A partition that moved here reads its changelog first.
-					desc += ", restoring " + itoa(n) + " partition(s): " + itoa(st.RestoreDone.Load()) + "/" + itoa(st.RestoreTotal.Load()) + " changes"
+			case now := <-t.C:
+				read := st.Read.Load()
+				samples = append(samples, sample{now, read})
+				for len(samples) > 2 && now.Sub(samples[1].at) >= rateWindow {
+					samples = samples[1:]
 				}
-				bar.Describe(desc + ")")
-				bar.Set64(st.Read.Load())
+				old := samples[0]
+				c.draw(progressLine(progress{
+					frame: frame, read: read, total: total, elapsed: now.Sub(start),
+					rate:   float64(read-old.read) / now.Sub(old.at).Seconds(),
+					failed: st.Failed.Load(), checkpoints: st.Checkpoints.Load(),
+					restoring: st.Restoring.Load(), restoreDone: st.RestoreDone.Load(), restoreTotal: st.RestoreTotal.Load(),
+				}))
 			}
 		}
 	}()
 	return func() { close(done); <-stopped }
 }
 
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+// progress is what one progress line shows.
+type progress struct {
+	frame                                int
+	read, total                          int64 // total 0: unknown
+	rate                                 float64
+	elapsed                              time.Duration
+	failed, checkpoints                  int64
+	restoring, restoreDone, restoreTotal int64
+}
+
+var spinner = []rune("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")
+
+// progressLine renders p: "⠹ 927,168 of 1,000,000 records (92%) ·
+// 489.6k rec/s · 2s · failed 0 · checkpoints 3".
+func progressLine(p progress) string {
+	var b strings.Builder
+	b.WriteRune(spinner[p.frame%len(spinner)])
+	b.WriteString(" " + humanize.Comma(p.read))
+	if p.total > 0 {
+		fmt.Fprintf(&b, " of %s records (%d%%)", humanize.Comma(p.total), min(100, p.read*100/p.total))
+	} else {
+		b.WriteString(" records")
+	}
+	b.WriteString(" · " + formatRate(p.rate))
+	b.WriteString(" · " + p.elapsed.Truncate(time.Second).String())
+	fmt.Fprintf(&b, " · failed %s · checkpoints %s", humanize.Comma(p.failed), humanize.Comma(p.checkpoints))
+	if p.restoring > 0 {
+		// A partition that moved here reads its changelog first.
+		fmt.Fprintf(&b, " · restoring %d partition(s): %s of %s changes", p.restoring, humanize.Comma(p.restoreDone), humanize.Comma(p.restoreTotal))
+	}
+	return b.String()
+}
+
+// formatRate renders records per second: "idle" when none came in the
+// last rateWindow, else in rec/s with k and M for thousands and millions.
+func formatRate(r float64) string {
+	switch {
+	case r <= 0:
+		return "idle"
+	case r < 10:
+		return fmt.Sprintf("%.1f rec/s", r)
+	case r < 1000:
+		return fmt.Sprintf("%.0f rec/s", r)
+	case r < 1e6:
+		return fmt.Sprintf("%.1fk rec/s", r/1e3)
+	}
+	return fmt.Sprintf("%.2fM rec/s", r/1e6)
+}
+
+// inputTotal is the number of records a source URI holds when that is
+// known before reading: a gen: source's count. A resumed run has read part
+// of it already, so it has none.
+func inputTotal(srcURI string, resumed bool) int64 {
+	t, err := connectors.Parse(srcURI)
+	if err != nil || t.Scheme != "gen" || resumed {
+		return 0
+	}
+	n, err := t.IntParam("count", 0, 0)
+	if err != nil {
+		return 0
+	}
+	return n
+}

@@ -30,9 +30,10 @@ up, and each node's last checkpoint and state size.
 Without --http, eddy status asks a node of PIPELINE running on this machine (nodes serving
 status register themselves in ` + "`$XDG_RUNTIME_DIR/eddy`" + `); PIPELINE may be left out when only
 one pipeline runs. With --http HOST:PORT it asks that node, on any machine.`,
-		Example: `  eddy status                              # the one pipeline running here
+		Example: `  eddy run scripts/netflow_webservers.lua --source 'gen:netflow?count=0&rate=10000' --http 127.0.0.1:8080 &
+  eddy status                              # the one pipeline running here
   eddy status netflow_webservers
-  eddy status --http 10.0.0.5:8080 --json`,
+  eddy status --http 127.0.0.1:8080 --json`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pipeline := ""
@@ -78,7 +79,7 @@ An answer that would miss part of the result table (a partition restoring from i
 changelog, or without an owner while the cluster rebalances) is refused: eddy query names the
 partitions and exits non-zero. With --partial it prints the rows it has and says on stderr
 what they miss.`,
-		Example: `  eddy run scripts/netflow_webservers.lua --emit update --http 127.0.0.1:8080 &
+		Example: `  eddy run scripts/netflow_webservers.lua --source 'gen:netflow?count=0&rate=10000' --emit update --http 127.0.0.1:8080 &
   eddy query netflow_webservers                       # the top 20 as it stands
   eddy query netflow_webservers EnterpriseAppServer
   eddy query --http 127.0.0.1:8080 EnterpriseAppServer`,

@@ -36,8 +36,10 @@ time, in a consumer group of its own so a live run of the pipeline is not distur
 --state must then name a new or empty directory (or be left out: a temporary one).
 
 Sinks are as for eddy run; --sink sends the replay's results elsewhere.`
-	cmd.Example = `  eddy checkpoints list --state /var/lib/eddy/netflow
-  eddy replay scripts/netflow_webservers.lua --state /var/lib/eddy/netflow --from-checkpoint 12 --until-idle
+	cmd.Example = `  eddy gen netflow --count 100000 --files 4 --out flows
+  eddy run scripts/netflow_webservers.lua --source dir:flows --state netflow-state --until-idle
+  eddy checkpoints list --state netflow-state
+  eddy replay scripts/netflow_webservers.lua --state netflow-state --from-checkpoint 1 --until-idle
   eddy replay scripts/netflow_webservers.lua --source kafka://127.0.0.1:9092/flows --from-time 2026-11-25T08:00:00Z --until-idle --sink file:replayed.jsonl`
 	fl := cmd.Flags()
 	fl.Uint64Var(&fromCheckpoint, "from-checkpoint", 0, "restore this checkpoint of --state and run on from it")

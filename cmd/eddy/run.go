@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/connectors/kafka"
+	"github.com/eddy-stream/eddy/connectors/stdio"
 	"github.com/eddy-stream/eddy/scripting"
 	"github.com/eddy-stream/eddy/state"
 )
@@ -68,7 +70,8 @@ A run in which every record read failed, or more than --max-errors did, exits wi
 status 1.`,
 		Example: `  eddy gen netflow --count 100000 --files 4 --out flows
   eddy run scripts/netflow_webservers.lua --source dir:flows --until-idle --emit final
-  eddy run scripts/tshark_ips.lua --source file:/tmp/en0.log --state /var/lib/eddy/tshark`,
+  eddy gen tshark --count 1000 --out en0.log
+  eddy run scripts/tshark_ips.lua --source file:en0.log --state tshark-state --until-idle`,
 		Args: cobra.ExactArgs(1),
 		// Flags are checked before anything else runs (replay rewinds
 		// state in its RunE).
@@ -80,16 +83,16 @@ status 1.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return run(cmd, args[0], f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.source, "source", "", "source URI, overriding the script's (dir:PATH, file:PATH, stdin, gen:NAME?count=N)")
-	fl.StringVar(&f.sink, "sink", "", "sink URI for the results (or the records, when the pipeline doesn't aggregate), overriding the script's (stdout, file:PATH.jsonl|.csv)")
+	fl.StringVar(&f.source, "source", "", "source URI, overriding the script's: dir:PATH, file:PATH, stdin, gen:NAME?count=N, kafka://HOST:PORT/TOPIC, http(s)://URL (docs/connectors.md)")
+	fl.StringVar(&f.sink, "sink", "", "sink URI for the results (or the records, when the pipeline doesn't aggregate), overriding the script's: stdout, stderr, file:PATH.jsonl|.csv, kafka://HOST:PORT/TOPIC, mysql://USER@HOST:PORT/DB/TABLE, cassandra://HOST:PORT/KEYSPACE/TABLE (docs/connectors.md)")
 	fl.StringVar(&f.records, "records", "", "also write every kept record to this sink URI")
 	fl.StringToStringVar(&f.to, "to", nil, "NAME=URI: the sink of a named output (results, records, dead_letter, or a name the script's route returns); repeatable")
 	fl.StringToStringVar(&f.lookups, "lookup", nil, "NAME=URI: read the script's lookup NAME from another table; repeatable")
 	fl.StringVar(&f.deadLetter, "dead-letter", "", "sink URI for records that fail (default: the script's, else stderr)")
 	fl.StringVar(&f.stateDir, "state", "", "directory for checkpoints; a restart with the same directory resumes (default: a temporary directory)")
-	fl.StringVar(&f.emit, "emit", "", "emit mode: update (changed rows per trigger), complete (whole table per trigger), final (once, when the input ends)")
+	fl.StringVar(&f.emit, "emit", "", "emit mode: update (changed rows per trigger), complete (the whole table at each trigger where a row changed, every row with a trigger field numbering its table), final (once, when the input ends)")
 	fl.BoolVar(&f.untilIdle, "until-idle", false, "stop once every source is drained, after emitting the final result")
-	fl.DurationVar(&f.trigger, "trigger-interval", time.Second, "how often results are emitted (above 0)")
+	fl.DurationVar(&f.trigger, "trigger-interval", time.Second, "the longest time between triggers, at which results are emitted (above 0); a dir: source with --max-files-per-trigger also triggers each time it has read that many files, however soon, and the end of the input triggers once more (docs/pipelines.md)")
 	fl.DurationVar(&f.checkpoint, "checkpoint-interval", 5*time.Second, "how often state is checkpointed (above 0; checkpoints are taken at triggers, so at least --trigger-interval)")
 	fl.Int64Var(&f.maxErrors, "max-errors", -1, "stop the run when more than N records fail (-1: no limit)")
 	fl.IntVar(&f.maxFiles, "max-files-per-trigger", 0, "dir: sources read at most N files between triggers (0: no limit)")
@@ -98,8 +101,8 @@ status 1.`,
 	fl.IntVar(&f.keep, "keep", 5, "complete checkpoints to keep (at least 1)")
 	fl.StringVar(&f.maxRecordSize, "max-record-size", "16MiB", "dir:, file: and stdin sources: a longer line goes to the dead letters as a 1 KiB preview with its size (1B to 1GiB)")
 	fl.BoolVar(&f.resetState, "reset-state", false, "delete every checkpoint and savepoint in --state first and start over from nothing (the whole input is read again)")
-	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file (for `go tool pprof`)")
-	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to this file when the run ends (for `go tool pprof`)")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to `FILE`, for go tool pprof")
+	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to `FILE` when the run ends, for go tool pprof")
 	fl.BoolVar(&f.progress, "progress", true, "show progress on stderr when it is a terminal")
 	fl.BoolVar(&f.exactlyOnce, "exactly-once", false, "kafka:// sinks write in transactions committed with each checkpoint (see docs/kafka.md)")
 	fl.BoolVar(&f.changelog, "changelog", true, "with a kafka:// source, write every checkpoint's state changes to a changelog topic so partitions take their state to whichever node reads them next (see docs/cluster.md)")
@@ -229,7 +232,8 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 		return err
 	}
 	defer stopProfiles()
-	stopProgress := startProgress(cmd.ErrOrStderr(), f.progress, cfg.Stats)
+	_, lastErr := cfg.Store.Last()
+	stopProgress := startProgress(tty, f.progress, cfg.Stats, inputTotal(srcURI, lastErr == nil))
 	sum, err := actors.Run(cmd.Context(), cfg)
 	stopProgress()
 	sinks.closed = true // Run closed them
@@ -268,7 +272,16 @@ func loadPipelineSource(path string, src []byte, f runFlags, log *slog.Logger) (
 			return nil, err
 		}
 	}
-	return p, nil
+	return p, checkTriggerColumn(p)
+}
+
+// checkTriggerColumn refuses a complete-mode pipeline with a result column
+// of the name that numbers each table's rows.
+func checkTriggerColumn(p *scripting.Pipeline) error {
+	if p.Emit == scripting.EmitComplete && slices.Contains(p.Columns(), actors.TriggerColumn) {
+		return fmt.Errorf("%s: emit complete numbers each table's rows in a column %q, and the result has a column of that name: rename it", p.Script, actors.TriggerColumn)
+	}
+	return nil
 }
 
 // openSource opens the source --source or the script names, with the
@@ -547,7 +560,7 @@ func (s *sinkSet) open(uri string) (connectors.Sink, error) {
 	if tx {
 		open = s.transactional(t)
 	}
-	k, err := connectors.OpenSink(open)
+	k, err := openSink(open)
 	if err != nil {
 		return nil, err
 	}
@@ -556,6 +569,18 @@ func (s *sinkSet) open(uri string) (connectors.Sink, error) {
 	}
 	s.byURI[uri] = k
 	return k, nil
+}
+
+// openSink opens a sink; stdout and stderr write through the console, so
+// their lines never share one with the progress line.
+func openSink(uri string) (connectors.Sink, error) {
+	switch uri {
+	case "stdout":
+		return stdio.NewSink(tty.Stdout(), "stdout"), nil
+	case "stderr":
+		return stdio.NewSink(tty.Stderr(), "stderr"), nil
+	}
+	return connectors.OpenSink(uri)
 }
 
 // txnSuffix keeps a replay's transactional ids apart from the pipeline's.

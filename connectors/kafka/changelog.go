@@ -161,8 +161,11 @@ func (c *changelog) ensureTopics(ctx context.Context) error {
 	var existing []string
 	for _, t := range c.conn.Topics {
 		td, ok := md.Topics[t]
-		if !ok || td.Err != nil {
-			return fmt.Errorf("kafka %s: changelog of %s: source topic %q: %v", brokers, c.what(), t, td.Err)
+		switch {
+		case !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition):
+			return errMissingTopic(c.conn, t)
+		case td.Err != nil:
+			return fmt.Errorf("kafka %s: changelog of %s: source topic %q: %w", brokers, c.what(), t, td.Err)
 		}
 		ct := changelogTopic{name: ChangelogTopic(c.group, t), parts: int32(len(td.Partitions))}
 		compact := "compact"

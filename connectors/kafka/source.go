@@ -240,6 +240,13 @@ func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
 	return nil
 }
 
+// errMissingTopic says that topic t does not exist on c's cluster, and how
+// to create it.
+func errMissingTopic(c Conn, t string) error {
+	brokers := strings.Join(c.Brokers, ",")
+	return fmt.Errorf("kafka %s: topic %q does not exist (create it with `eddy topics create %s --partitions N --brokers %s`)", brokers, t, t, brokers)
+}
+
 // checkTopics turns an unreachable cluster or a missing topic into one
 // clear error before anything joins a group.
 func checkTopics(ctx context.Context, adm *kadm.Client, c Conn) error {
@@ -253,7 +260,7 @@ func checkTopics(ctx context.Context, adm *kadm.Client, c Conn) error {
 		td, ok := md.Topics[t]
 		switch {
 		case !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition):
-			return fmt.Errorf("kafka %s: topic %q does not exist (create it with `eddy topics create %s --partitions N --brokers %s`)", strings.Join(c.Brokers, ","), t, t, strings.Join(c.Brokers, ","))
+			return errMissingTopic(c, t)
 		case td.Err != nil:
 			return fmt.Errorf("kafka %s: topic %q: %w", strings.Join(c.Brokers, ","), t, td.Err)
 		}

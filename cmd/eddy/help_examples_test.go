@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eddy-stream/eddy/internal/statusapi"
+	"github.com/eddy-stream/eddy/internal/testenv"
+)
+
+// Every example in the commands' --help runs as written, line by line in a
+// shell of its own, in a fresh directory holding scripts/: a line ending
+// in & starts in the background (and is stopped with SIGINT at the end),
+// and a line after one is tried again until it succeeds, as a user would,
+// while the background run starts. Examples with kafka:// run against the
+// test broker (and are skipped with a message without one). Two things
+// differ from the text, both to share the machine with other runs: the
+// --http port 8080 is a free port, and each Kafka topic gets a name of its
+// own (created first unless the example creates it).
+func TestHelpExamples(t *testing.T) {
+	scripts, err := filepath.Abs("../../scripts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(*cobra.Command)
+	n := 0
+	walk = func(c *cobra.Command) {
+		if c.Example != "" {
+			n++
+			t.Run(strings.ReplaceAll(c.CommandPath(), " ", "_"), func(t *testing.T) {
+				runExample(t, scripts, c.Example)
+			})
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root())
+	if n < 8 {
+		t.Fatalf("found %d commands with examples, want at least 8", n)
+	}
+}
+
+var (
+	kafkaTopic  = regexp.MustCompile(`127\.0\.0\.1:9092/([a-z]+)`)
+	createTopic = regexp.MustCompile(`topics create ([a-z]+)`)
+)
+
+// exampleLines splits an example into the commands it shows: a line that
+// starts with # (after indentation) continues the one before as a comment.
+func exampleLines(example string) []string {
+	var lines []string
+	for _, l := range strings.Split(example, "\n") {
+		l = strings.TrimSpace(l)
+		if l != "" && !strings.HasPrefix(l, "#") {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+func runExample(t *testing.T, scripts, example string) {
+	dir := t.TempDir()
+	if err := os.Symlink(scripts, filepath.Join(dir, "scripts")); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "PATH="+filepath.Dir(eddyBin)+string(os.PathListSeparator)+os.Getenv("PATH"),
+		statusapi.RuntimeDirEnv+"="+t.TempDir())
+	example = strings.ReplaceAll(example, "127.0.0.1:8080", freeAddr(t))
+	if strings.Contains(example, "kafka://") || strings.Contains(example, "eddy topics") {
+		example = onTestKafka(t, example)
+	}
+	var background []*exec.Cmd
+	defer func() { stopBackground(t, background) }()
+	for _, line := range exampleLines(example) {
+		if strings.Contains(line, "EDDY_KAFKA_SCRAM") && os.Getenv("EDDY_KAFKA_SCRAM_PASSWORD") == "" {
+			t.Logf("skipped (needs the secured broker: just kafka-up, then source services/env.sh): %s", line)
+			continue
+		}
+		if cmdline, ok := strings.CutSuffix(line, " &"); ok {
+			cmd := exec.Command("sh", "-c", "exec "+cmdline)
+			cmd.Dir, cmd.Env = dir, env
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			background = append(background, cmd)
+			defer func() {
+				if t.Failed() {
+					t.Logf("background %s:\n%s", cmdline, tailOf(&out))
+				}
+			}()
+			continue
+		}
+		retryFor := time.Duration(0)
+		if len(background) > 0 {
+			retryFor = 30 * time.Second
+		}
+		if out, err := runLine(dir, env, line, retryFor); err != nil {
+			t.Fatalf("%s: %v\n%s", line, err, out)
+		}
+	}
+	stopBackground(t, background)
+	background = nil
+}
+
+// exampleLimit bounds one line of an example: each is meant to end on its
+// own within seconds.
+const exampleLimit = time.Minute
+
+// runLine runs one line with sh, again until it succeeds or retryFor
+// passes.
+func runLine(dir string, env []string, line string, retryFor time.Duration) (string, error) {
+	deadline := time.Now().Add(retryFor)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), exampleLimit)
+		cmd := exec.CommandContext(ctx, "sh", "-c", line)
+		cmd.Dir, cmd.Env, cmd.WaitDelay = dir, env, 5*time.Second
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err == nil || time.Now().After(deadline) {
+			return string(out), err
+		}
+		time.Sleep(200 * time.Millisecond) // the background run is starting
+	}
+}
+
+// stopBackground stops the example's background runs with SIGINT, as
+// Ctrl-C would, and waits for them.
+func stopBackground(t *testing.T, cmds []*exec.Cmd) {
+	for _, cmd := range cmds {
+		cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("a background example did not stop within 30s of SIGINT")
+		}
+	}
+}
+
+// onTestKafka points an example at the test broker, each topic renamed to
+// one of its own, created unless the example creates it.
+func onTestKafka(t *testing.T, example string) string {
+	brokers := testenv.Kafka(t)
+	suffix := fmt.Sprintf("-ex%d", time.Now().UnixNano())
+	created := map[string]bool{}
+	for _, m := range createTopic.FindAllStringSubmatch(example, -1) {
+		created[m[1]] = true
+	}
+	for _, m := range kafkaTopic.FindAllStringSubmatch(example, -1) {
+		if !created[m[1]] {
+			created[m[1]] = true
+			name := m[1] + suffix
+			_, stderr, err := eddy(t, "topics", "create", name, "--partitions", "1", "--brokers", strings.Join(brokers, ","))
+			if err != nil {
+				t.Fatalf("creating %s: %v\n%s", name, err, stderr)
+			}
+			t.Cleanup(func() { eddy(t, "topics", "delete", name, "--brokers", strings.Join(brokers, ",")) })
+		}
+	}
+	example = kafkaTopic.ReplaceAllString(example, "127.0.0.1:9092/${1}"+suffix)
+	example = createTopic.ReplaceAllString(example, "topics create ${1}"+suffix)
+	return strings.ReplaceAll(example, "127.0.0.1:9092", strings.Join(brokers, ","))
+}
+
+// The README's tour runs as written, but for bin/eddy being the test's
+// eddy and /tmp/ the test's directory; the cluster lines at its end need
+// a Kafka topic and ports of their own, and are left to TestClusterOnKafka.
+func TestReadmeTour(t *testing.T) {
+	scripts, err := filepath.Abs("../../scripts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tour, ok := strings.Cut(string(readme), "## A tour\n\n```sh\n")
+	if !ok {
+		t.Fatal("README.md has no tour")
+	}
+	tour, _, _ = strings.Cut(tour, "```")
+	var lines []string
+	for _, l := range exampleLines(tour) {
+		switch {
+		case strings.HasPrefix(l, "go build"):
+		case strings.Contains(l, "kafka") || strings.Contains(l, "cluster") || strings.Contains(l, "eddy status"):
+			t.Logf("left to TestClusterOnKafka: %s", l)
+		default:
+			lines = append(lines, strings.ReplaceAll(strings.ReplaceAll(l, "bin/eddy ", "eddy "), "/tmp/", ""))
+		}
+	}
+	if len(lines) < 8 {
+		t.Fatalf("found %d lines in the tour, want at least 8", len(lines))
+	}
+	runExample(t, scripts, strings.Join(lines, "\n"))
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+)
+
+func TestProgressLine(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		p     progress
+		want  string
+		lacks string
+	}{
+		{"known total", progress{read: 927168, total: 1000000, rate: 489588, elapsed: 2500 * time.Millisecond, checkpoints: 3},
+			"⠋ 927,168 of 1,000,000 records (92%) · 489.6k rec/s · 2s · failed 0 · checkpoints 3", ""},
+		{"unknown total", progress{frame: 2, read: 5, rate: 2.5}, "⠹ 5 records · 2.5 rec/s · 0s · failed 0 · checkpoints 0", "/-"},
+		{"idle", progress{read: 10, total: 10}, "⠋ 10 of 10 records (100%) · idle · 0s · failed 0 · checkpoints 0", "rec/hr"},
+		{"millions", progress{read: 5e6, rate: 2.5e6, failed: 1200}, "⠋ 5,000,000 records · 2.50M rec/s · 0s · failed 1,200 · checkpoints 0", ""},
+		{"hundreds", progress{read: 500, rate: 420.4}, "⠋ 500 records · 420 rec/s · 0s · failed 0 · checkpoints 0", ""},
+		{"restoring", progress{read: 1, rate: 1, restoring: 2, restoreDone: 1000, restoreTotal: 5000},
+			"⠋ 1 records · 1.0 rec/s · 0s · failed 0 · checkpoints 0 · restoring 2 partition(s): 1,000 of 5,000 changes", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := progressLine(tc.p)
+			if got != tc.want {
+				t.Fatalf("progressLine = %q, want %q", got, tc.want)
+			}
+			if tc.lacks != "" && strings.Contains(got, tc.lacks) {
+				t.Fatalf("progressLine = %q has %q", got, tc.lacks)
+			}
+		})
+	}
+}
+
+func TestInputTotal(t *testing.T) {
+	for _, tc := range []struct {
+		uri     string
+		resumed bool
+		want    int64
+	}{
+		{"gen:netflow?count=1000", false, 1000},
+		{"gen:netflow?count=1000", true, 0},
+		{"gen:netflow", false, 0},
+		{"dir:flows", false, 0},
+	} {
+		if got := inputTotal(tc.uri, tc.resumed); got != tc.want {
+			t.Errorf("inputTotal(%q, resumed %v) = %d, want %d", tc.uri, tc.resumed, got, tc.want)
+		}
+	}
+}
+
+// A console on one terminal: what goes to stdout or stderr first erases
+// the progress line; piped stdout does not touch it.
+func TestConsole(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		outTTY, errTTY bool
+		want           string
+	}{
+		{"both terminals", true, true, eraseLine + "⠋ 1 records" + eraseLine + "row\n" + "log\n" + eraseLine + "⠙ 2 records" + eraseLine},
+		{"stdout piped", false, true, eraseLine + "⠋ 1 records" + "row\n" + eraseLine + "log\n" + eraseLine + "⠙ 2 records" + eraseLine},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var screen bytes.Buffer
+			c := newConsole(&screen, &screen, tc.outTTY, tc.errTTY, func() int { return 80 })
+			c.draw("⠋ 1 records")
+			io.WriteString(c.Stdout(), "row\n")
+			io.WriteString(c.Stderr(), "log\n")
+			c.draw("⠙ 2 records")
+			c.erase()
+			if got := screen.String(); got != tc.want {
+				t.Fatalf("screen got %q, want %q", got, tc.want)
+			}
+		})
+	}
+	var screen bytes.Buffer
+	c := newConsole(&screen, &screen, true, true, func() int { return 10 })
+	c.draw("0123456789abc")
+	if got := screen.String(); got != eraseLine+"012345678" {
+		t.Fatalf("a line wider than the terminal: got %q, want it cut to 9 runes", got)
+	}
+}
+
+// render plays terminal output onto lines as a terminal shows them:
+// \r returns to the line's start, ESC[K erases to its end, \n ends it.
+func render(out []byte) []string {
+	var lines []string
+	var line []rune
+	col := 0
+	s := []rune(string(out))
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\n':
+			lines = append(lines, string(line))
+			line, col = nil, 0
+		case s[i] == '\r':
+			col = 0
+		case s[i] == '\x1b' && i+2 < len(s) && s[i+1] == '[' && s[i+2] == 'K':
+			line = line[:col]
+			i += 2
+		default:
+			if col < len(line) {
+				line[col] = s[i]
+			} else {
+				line = append(line, s[i])
+			}
+			col++
+		}
+	}
+	return append(lines, string(line))
+}
+
+// On a terminal, the progress line shows while eddy runs and every result
+// and log line gets a line of its own; nothing of the progress line is
+// left when the run ends.
+func TestProgressOnATerminal(t *testing.T) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pseudo-terminal here: %v", err)
+	}
+	defer ptmx.Close()
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 50, Cols: 200}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), runLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, eddyBin, "run", netflowScript, "--source", "gen:netflow?count=2500&rate=1000",
+		"--emit", "update", "--trigger-interval", "400ms")
+	cmd.Stdout, cmd.Stderr = tty, tty
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() { io.Copy(&out, ptmx); close(copied) }() // ends with EIO once eddy exits
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("eddy run: %v\n%s", err, out.String())
+	}
+	select {
+	case <-copied:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the terminal's output did not end after eddy exited")
+	}
+	if !strings.Contains(out.String(), "of 2,500 records (") || !strings.Contains(out.String(), "rec/s") {
+		t.Fatalf("no progress line on the terminal:\n%q", out.String())
+	}
+	results := 0
+	for _, line := range render(out.Bytes()) {
+		if strings.Contains(line, "records") && strings.Contains(line, " · ") {
+			t.Errorf("the progress line is left on the screen: %q", line)
+		}
+		if i := strings.Index(line, `{"`); i > 0 {
+			t.Errorf("a result shares its line: %q", line)
+		} else if i == 0 {
+			results++
+		}
+	}
+	if results == 0 {
+		t.Fatalf("no results on the terminal:\n%s", strings.Join(render(out.Bytes()), "\n"))
+	}
+}
+
+// With stderr not a terminal there is no progress line at all.
+func TestNoProgressWhenPiped(t *testing.T) {
+	_, stderr, err := eddy(t, "run", netflowScript, "--source", "gen:netflow?count=600&rate=1000", "--emit", "final")
+	if err != nil {
+		t.Fatalf("eddy run: %v\n%s", err, stderr)
+	}
+	if strings.Contains(stderr, "rec/s") || strings.Contains(stderr, eraseLine) {
+		t.Fatalf("progress on a piped stderr:\n%q", stderr)
+	}
+}
