@@ -9,7 +9,6 @@ package cluster
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +22,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/eddy-stream/eddy/internal/lockedbuf"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -241,7 +242,7 @@ type nodeProc struct {
 	cmd     *exec.Cmd
 	in      io.WriteCloser
 	answers chan answer // closed when the process's stdout ends
-	stderr  *lockedBuffer
+	stderr  *lockedbuf.Buffer
 	done    chan struct{} // closed when the process has exited
 	waitErr error
 }
@@ -274,7 +275,7 @@ func startNode(t *testing.T, s nodeSpec) *nodeProc {
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), nodeEnv+"="+string(spec))
-	p := &nodeProc{t: t, cmd: cmd, answers: make(chan answer), stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &nodeProc{t: t, cmd: cmd, answers: make(chan answer), stderr: &lockedbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if p.in, err = cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -365,22 +366,4 @@ func (p *nodeProc) stop() {
 	if p.waitErr != nil || strings.Contains(p.stderr.String(), "WARNING: DATA RACE") {
 		p.t.Errorf("node %s: exit %v\n%s", p.ID, p.waitErr, p.stderr)
 	}
-}
-
-// lockedBuffer is a process's stderr, read while it writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

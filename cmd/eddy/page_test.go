@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eddy-stream/eddy/internal/lockedbuf"
 
 	"github.com/chromedp/chromedp"
 
@@ -112,7 +113,7 @@ func needChromium(t *testing.T) string {
 type page struct {
 	t      *testing.T
 	ctx    context.Context
-	stderr *lockedBuffer
+	stderr *lockedbuf.Buffer
 	run    *exec.Cmd
 	exited chan struct{}
 	err    error // eddy's exit, once exited is closed
@@ -126,7 +127,7 @@ type page struct {
 func openPage(t *testing.T, browser, script string, args ...string) *page {
 	t.Helper()
 	addr := freeAddr(t)
-	p := &page{t: t, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &page{t: t, stderr: &lockedbuf.Buffer{}, exited: make(chan struct{})}
 	p.run = exec.Command(eddyBin, append(append([]string{"run", script}, args...), "--http", addr)...)
 	p.run.Stderr = p.stderr
 	if err := p.run.Start(); err != nil {
@@ -193,28 +194,9 @@ func (p *page) stop() {
 // recordsRead is the records count the page shows.
 const recordsRead = `Number(document.getElementById("records-read").textContent.replace(/[^0-9]/g, "") || "-1")`
 
-// lockedBuffer is eddy's stderr, written by exec's copier while the test
-// reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // waitServing waits, for at most a minute, until eddy at addr answers
 // /status.
-func waitServing(t *testing.T, addr string, stderr *lockedBuffer) {
+func waitServing(t *testing.T, addr string, stderr *lockedbuf.Buffer) {
 	t.Helper()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()

@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/eddy-stream/eddy/internal/lockedbuf"
 
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/connectors/connectortest"
@@ -109,30 +110,13 @@ func readToEnd(t *testing.T, p connectors.Partition) error {
 }
 
 // captureLogs sends the default logger to a buffer for the test.
-func captureLogs(t *testing.T) *syncBuffer {
+func captureLogs(t *testing.T) *lockedbuf.Buffer {
 	t.Helper()
-	var b syncBuffer
+	var b lockedbuf.Buffer
 	old := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(&b, nil)))
 	t.Cleanup(func() { slog.SetDefault(old) })
 	return &b
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A line longer than max-record-size is one record carrying a

@@ -1,7 +1,6 @@
 package batcher
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/eddy-stream/eddy/internal/lockedbuf"
 
 	"github.com/eddy-stream/eddy/connectors"
 )
@@ -44,24 +45,6 @@ func (c *fakeClock) backoffs() []time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]time.Duration(nil), c.waits...)
-}
-
-// syncBuffer is a log destination the workers may write concurrently.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func byKey(r connectors.Row) ([]byte, error) {
@@ -265,7 +248,7 @@ func TestRetry(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := &fakeClock{now: time.Unix(0, 0)}
-			logs := &syncBuffer{}
+			logs := &lockedbuf.Buffer{}
 			var mu sync.Mutex
 			attempts := 0
 			send := func(context.Context, []connectors.Row) error {
