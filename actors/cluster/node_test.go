@@ -23,13 +23,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eddy-stream/eddy/internal/lockedbuf"
-
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/actors/cluster/clustertest"
 	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/internal/lockedbuf"
 )
 
 const nodeEnv = "EDDY_CLUSTER_TEST_NODE"

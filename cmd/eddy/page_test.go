@@ -12,10 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eddy-stream/eddy/internal/lockedbuf"
-
 	"github.com/chromedp/chromedp"
 
+	"github.com/eddy-stream/eddy/internal/lockedbuf"
 	"github.com/eddy-stream/eddy/internal/statusapi"
 )
 

@@ -12,10 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eddy-stream/eddy/internal/lockedbuf"
-
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/connectors/connectortest"
+	"github.com/eddy-stream/eddy/internal/lockedbuf"
 )
 
 // Files that shrink, vanish or are replaced under a dir: source (issue 12:

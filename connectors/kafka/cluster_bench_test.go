@@ -19,11 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eddy-stream/eddy/internal/lockedbuf"
-
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-stream/eddy/internal/lockedbuf"
 	"github.com/eddy-stream/eddy/internal/reference"
 	"github.com/eddy-stream/eddy/internal/testenv"
 )

@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eddy-stream/eddy/internal/lockedbuf"
-
 	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/internal/lockedbuf"
 )
 
 // fakeClock moves on by each backoff at once, so retries run without
