@@ -2,9 +2,10 @@
 // needs to know: each package's ok or FAIL line, the output of every
 // failed test, every skipped test with its reason, and one last line
 // "N passed, N failed, N skipped". It exits 1 when a test failed, a
-// package failed (a build error, a panic outside a test), or, unless
-// -allow-skip, a test skipped: CI runs with every server up, so a skip
-// there means a test did not run.
+// package failed (a build error, a panic outside a test), or a test
+// skipped: CI runs with every server up, so a skip there means a test did
+// not run. -allow-skip REASON lets through the skips whose reason contains
+// REASON (the race run's "-short" skips of tests the full run has run).
 //
 //	go test -json ./... | go run ./internal/testsummary
 package main
@@ -38,7 +39,7 @@ type summary struct {
 }
 
 func main() {
-	allowSkip := flag.Bool("allow-skip", false, "don't fail when a test skipped")
+	allowSkip := flag.String("allow-skip", "", "don't fail for skips whose reason contains this text")
 	flag.Parse()
 	s, err := summarize(os.Stdin, os.Stdout)
 	if err != nil {
@@ -142,8 +143,9 @@ func skipReason(out string) string {
 	return strings.Join(lines, " ")
 }
 
-// report prints the skips and the summary line and returns the exit code.
-func (s summary) report(w io.Writer, allowSkip bool) int {
+// report prints the skips and the summary line and returns the exit code;
+// skips whose reason contains allowSkip (when not empty) are allowed.
+func (s summary) report(w io.Writer, allowSkip string) int {
 	sort.Strings(s.skips)
 	for _, sk := range s.skips {
 		fmt.Fprintf(w, "SKIP %s\n", sk)
@@ -155,9 +157,21 @@ func (s summary) report(w io.Writer, allowSkip bool) int {
 			fmt.Fprintf(w, "failed packages: %s\n", strings.Join(s.failedPackages, " "))
 		}
 		return 1
-	case s.skipped > 0 && !allowSkip:
-		fmt.Fprintf(w, "%d tests skipped: every test must run here\n", s.skipped)
+	}
+	if bad := s.skipsNotAllowed(allowSkip); bad > 0 {
+		fmt.Fprintf(w, "%d tests skipped: every test must run here\n", bad)
 		return 1
 	}
 	return 0
+}
+
+// skipsNotAllowed counts the skips whose reason lacks allowed.
+func (s summary) skipsNotAllowed(allowed string) int {
+	n := 0
+	for _, sk := range s.skips {
+		if allowed == "" || !strings.Contains(sk, allowed) {
+			n++
+		}
+	}
+	return n
 }

@@ -16,14 +16,15 @@ func TestSummarize(t *testing.T) {
 	tests := []struct {
 		name      string
 		in        string
-		allowSkip bool
+		allowSkip string
 		code      int
 		contains  []string
 	}{
 		{name: "all pass", in: pass + "\n" + pkgOK, code: 0, contains: []string{"ok\tp\t1.5s", "1 passed, 0 failed, 0 skipped"}},
 		{name: "a failure shows its output", in: pass + "\n" + fail, code: 1, contains: []string{"--- FAIL: p TestB", "got 2, want 3", "1 passed, 1 failed, 0 skipped"}},
 		{name: "a skip fails", in: pass + "\n" + skip, code: 1, contains: []string{"SKIP p TestC: c_test.go:4: needs Kafka", "1 passed, 0 failed, 1 skipped", "every test must run"}},
-		{name: "a skip allowed", in: skip, allowSkip: true, code: 0, contains: []string{"0 passed, 0 failed, 1 skipped"}},
+		{name: "a skip allowed by its reason", in: skip, allowSkip: "needs Kafka", code: 0, contains: []string{"0 passed, 0 failed, 1 skipped"}},
+		{name: "a skip for another reason fails", in: skip, allowSkip: "-short", code: 1, contains: []string{"1 tests skipped"}},
 		{name: "a build failure", in: build, code: 1, contains: []string{"FAIL\tq [q.test] [build failed]", "undefined: y", "failed packages: q [q.test]"}},
 		{name: "plain text passes through", in: "no Go files in /x\n" + pass, code: 0, contains: []string{"no Go files in /x"}},
 	}
