@@ -181,7 +181,7 @@ func produceFlows(t *testing.T, brokers []string, topic string, lines [][]byte) 
 	testenv.Produce(t, brokers, topic, lines)
 }
 
-func tailOf(b *bytes.Buffer) string {
+func tailOf(b fmt.Stringer) string {
 	s := b.String()
 	if len(s) > 3000 {
 		s = s[len(s)-3000:]

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/eddy-stream/eddy/internal/lockedbuf"
 	"github.com/eddy-stream/eddy/internal/statusapi"
 	"github.com/eddy-stream/eddy/internal/testenv"
 )
@@ -22,8 +23,8 @@ import (
 // Every example in the commands' --help runs as written, line by line in a
 // shell of its own, in a fresh directory holding scripts/: a line ending
 // in & starts in the background (and is stopped with SIGINT at the end),
-// and a line after one is tried again until it succeeds, as a user would,
-// while the background run starts. Examples with kafka:// run against the
+// and the lines after it run once the background run serves its whole
+// result table (and has counted the key a query line asks for). Examples with kafka:// run against the
 // test broker (and are skipped with a message without one). Two things
 // differ from the text, both to share the machine with other runs: the
 // --http port 8080 is a free port, and each Kafka topic gets a name of its
@@ -82,6 +83,9 @@ func runExample(t *testing.T, scripts, example string) {
 		example = onTestKafka(t, example)
 	}
 	var background []*exec.Cmd
+	// node is the --http address of the background run, nodeLog its output.
+	var node string
+	var nodeLog *lockedbuf.Buffer
 	defer func() { stopBackground(t, background) }()
 	for _, line := range exampleLines(example) {
 		if strings.Contains(line, "EDDY_KAFKA_SCRAM") && os.Getenv("EDDY_KAFKA_SCRAM_PASSWORD") == "" {
@@ -91,24 +95,30 @@ func runExample(t *testing.T, scripts, example string) {
 		if cmdline, ok := strings.CutSuffix(line, " &"); ok {
 			cmd := exec.Command("sh", "-c", "exec "+cmdline)
 			cmd.Dir, cmd.Env = dir, env
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
+			out := &lockedbuf.Buffer{}
+			cmd.Stdout, cmd.Stderr = out, out
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
 			background = append(background, cmd)
 			defer func() {
 				if t.Failed() {
-					t.Logf("background %s:\n%s", cmdline, tailOf(&out))
+					t.Logf("background %s:\n%s", cmdline, tailOf(out))
 				}
 			}()
+			// The lines after it ask the node: wait until it serves a whole
+			// result table.
+			if m := httpFlag.FindStringSubmatch(cmdline); m != nil {
+				node, nodeLog = m[1], out
+				waitState(t, node, "/state", nodeLog)
+			}
 			continue
 		}
-		retryFor := time.Duration(0)
-		if len(background) > 0 {
-			retryFor = 30 * time.Second
+		if key := queryKey(line); key != "" && node != "" {
+			// A query of one key needs the key counted first.
+			waitState(t, node, "/state/"+url.PathEscape(key), nodeLog)
 		}
-		if out, err := runLine(dir, env, line, retryFor); err != nil {
+		if out, err := runLine(dir, env, line); err != nil {
 			t.Fatalf("%s: %v\n%s", line, err, out)
 		}
 	}
@@ -120,21 +130,64 @@ func runExample(t *testing.T, scripts, example string) {
 // own within seconds.
 const exampleLimit = time.Minute
 
-// runLine runs one line with sh, again until it succeeds or retryFor
-// passes.
-func runLine(dir string, env []string, line string, retryFor time.Duration) (string, error) {
-	deadline := time.Now().Add(retryFor)
+// runLine runs one line with sh, within exampleLimit.
+func runLine(dir string, env []string, line string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), exampleLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "-c", line)
+	cmd.Dir, cmd.Env, cmd.WaitDelay = dir, env, 5*time.Second
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// httpFlag finds a background example's --http address.
+var httpFlag = regexp.MustCompile(`--http (\S+)`)
+
+// waitState waits until the node at addr answers path (/state, or
+// /state/KEY) with a whole answer, not 503 while it starts or 404 for a key
+// not counted yet, for at most a minute.
+func waitState(t *testing.T, addr, path string, log *lockedbuf.Buffer) {
+	t.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(time.Minute)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), exampleLimit)
-		cmd := exec.CommandContext(ctx, "sh", "-c", line)
-		cmd.Dir, cmd.Env, cmd.WaitDelay = dir, env, 5*time.Second
-		out, err := cmd.CombinedOutput()
-		cancel()
-		if err == nil || time.Now().After(deadline) {
-			return string(out), err
+		_, err := statusapi.Fetch(context.Background(), addr, path)
+		if err == nil {
+			return
 		}
-		time.Sleep(200 * time.Millisecond) // the background run is starting
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("the node at %s does not answer %s within a minute: %v\n%s", addr, path, err, tailOf(log))
+		}
 	}
+}
+
+// queryKey is the key an `eddy query` example line asks for, "" when it
+// asks for the whole table: the last argument when two are given
+// (PIPELINE KEY), or the one given with --http.
+func queryKey(line string) string {
+	f := strings.Fields(line)
+	if len(f) < 2 || f[0] != "eddy" || f[1] != "query" {
+		return ""
+	}
+	var args []string
+	http := false
+	for i := 2; i < len(f); i++ {
+		if f[i] == "--http" {
+			http, i = true, i+1
+			continue
+		}
+		args = append(args, f[i])
+	}
+	switch {
+	case len(args) == 2:
+		return args[1]
+	case len(args) == 1 && http:
+		return args[0]
+	}
+	return ""
 }
 
 // stopBackground stops the example's background runs with SIGINT, as
