@@ -67,12 +67,12 @@ func TestHandleRecentCheckpointsAndDeadLetters(t *testing.T) {
 	case h = <-handles:
 	case err := <-done:
 		t.Fatalf("the run ended before it started: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("no handle within 10s")
+	case <-time.After(time.Minute):
+		t.Fatal("no handle within a minute")
 	}
 	var dead []DeadLetter
 	var cps []CheckpointRecord
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if dead, cps = h.DeadLetters(), h.Checkpoints(); len(dead) == 2 && len(cps) > 0 && cps[0].Keys > 0 {
 			break
 		}

@@ -261,7 +261,7 @@ func TestClusteredNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer node.Leave()
-	for deadline := time.Now().Add(10 * time.Second); len(node.Members()) != 2; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); len(node.Members()) != 2; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("members: %v", node.Members())
 		}
@@ -306,7 +306,7 @@ func TestClusteredNodes(t *testing.T) {
 	// Kafka hands its partition to this node the answer misses it: 503
 	// naming it, or the partial rows when asked for them.
 	leavePeer()
-	for deadline := time.Now().Add(5 * time.Second); len(node.Members()) != 1; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); len(node.Members()) != 1; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("members after a leave: %v", node.Members())
 		}
