@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"encoding/binary"
 	"fmt"
 	"unicode/utf8"
 
@@ -74,12 +75,8 @@ func (p *Pipeline) readJSONOptions(v lua.LValue) error {
 // raw control character (U+0000 to U+001F must be escaped). It returns
 // its offset and what it is, or -1.
 func invalidStringByte(raw []byte) (int, string) {
-	i := 0
-	for i < len(raw) && raw[i] >= 0x20 && raw[i] < utf8.RuneSelf {
-		i++
-	}
-	if i == len(raw) {
-		return -1, "" // printable ASCII, the common case
+	if printableASCII(raw) {
+		return -1, "" // the common case
 	}
 	in := false
 	for j := 0; j < len(raw); {
@@ -107,6 +104,27 @@ func invalidStringByte(raw []byte) (int, string) {
 		}
 	}
 	return -1, ""
+}
+
+// printableASCII says whether every byte of b is in 0x20..0x7f, eight
+// bytes at a time: this runs on every JSON record.
+func printableASCII(b []byte) bool {
+	const highs, spaces = 0x8080808080808080, 0x2020202020202020
+	for len(b) >= 8 {
+		w := binary.LittleEndian.Uint64(b)
+		// A byte with its high bit set is not ASCII; w-spaces sets the high
+		// bit of (at least the lowest) byte below 0x20 that w's has clear.
+		if (w|(w-spaces)&^w)&highs != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c < 0x20 || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // checkJSONStrings is parseJSON's check of raw's strings.

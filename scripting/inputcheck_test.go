@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -87,5 +88,38 @@ func TestJSONInvalidStrings(t *testing.T) {
 			}
 		}
 		rt.Close()
+	}
+}
+
+// printableASCII, eight bytes at a time, agrees with a byte by byte look
+// at every length and at every position of a byte out of its range.
+func TestPrintableASCII(t *testing.T) {
+	byByte := func(b []byte) bool {
+		for _, c := range b {
+			if c < 0x20 || c >= 0x80 {
+				return false
+			}
+		}
+		return true
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n < 40; n++ {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(0x20 + rng.IntN(0x60))
+		}
+		if !printableASCII(b) {
+			t.Fatalf("%q: printable ASCII refused", b)
+		}
+		for i := range b {
+			for _, c := range []byte{0x00, 0x09, 0x1f, 0x80, 0xc3, 0xff} {
+				was := b[i]
+				b[i] = c
+				if got, want := printableASCII(b), byByte(b); got != want {
+					t.Fatalf("%q (0x%02x at %d): got %v, want %v", b, c, i, got, want)
+				}
+				b[i] = was
+			}
+		}
 	}
 }
