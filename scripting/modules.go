@@ -194,5 +194,7 @@ func installEddy(L *lua.LState) {
 		t.RawSetString("gap", L.CheckAny(1))
 	}))
 	L.SetField(mod, "source_time", spec("source_time", func(L *lua.LState, t *lua.LTable) {}))
+	installPredicates(L, mod)
+	installMap(L, mod)
 	L.SetGlobal("eddy", mod)
 }
