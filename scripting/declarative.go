@@ -36,35 +36,40 @@ type predicate interface {
 	reads(f func(string))
 }
 
-// comparison is eq, ne, lt, le, gt or ge of a field and a constant.
+// comparison is eq, ne, lt, le, gt or ge of a field (or an expression of
+// mapstep.go, such as eddy.mod("auction", 123)) and a constant.
 type comparison struct {
-	op, field string
-	value     lua.LValue
+	op    string
+	x     expr
+	value lua.LValue
 }
 
 func (c *comparison) test(r fields) (bool, error) {
-	v := r.RawGetString(c.field)
+	v, err := c.x.eval(r)
+	if err != nil {
+		return false, err
+	}
 	switch c.op {
 	case "eq":
 		return luaEqual(v, c.value), nil
 	case "ne":
 		return !luaEqual(v, c.value), nil
 	case "lt":
-		return luaLess(v, c.value, false, c.field)
+		return luaLess(v, c.value, false, c.x)
 	case "le":
-		return luaLess(v, c.value, true, c.field)
+		return luaLess(v, c.value, true, c.x)
 	case "gt":
-		return luaLess(c.value, v, false, c.field)
+		return luaLess(c.value, v, false, c.x)
 	default: // ge
-		return luaLess(c.value, v, true, c.field)
+		return luaLess(c.value, v, true, c.x)
 	}
 }
 
 func (c *comparison) describe() string {
-	return fmt.Sprintf("%s(%q, %s)", c.op, c.field, describeValue(c.value))
+	return fmt.Sprintf("%s(%s, %s)", c.op, c.x.describe(), describeValue(c.value))
 }
 
-func (c *comparison) reads(f func(string)) { f(c.field) }
+func (c *comparison) reads(f func(string)) { c.x.reads(f) }
 
 // luaEqual is Lua's == for the scalars a constant may be: values of
 // different types are never equal, numbers compare as floats (so NaN
@@ -87,7 +92,7 @@ func luaEqual(a, b lua.LValue) bool {
 // luaLess is Lua's a < b (a <= b with orEqual): numbers with numbers,
 // strings with strings byte by byte; anything else is the error Lua
 // raises.
-func luaLess(a, b lua.LValue, orEqual bool, field string) (bool, error) {
+func luaLess(a, b lua.LValue, orEqual bool, x expr) (bool, error) {
 	switch x := a.(type) {
 	case lua.LNumber:
 		if y, ok := b.(lua.LNumber); ok {
@@ -104,13 +109,17 @@ func luaLess(a, b lua.LValue, orEqual bool, field string) (bool, error) {
 			return x < y, nil
 		}
 	}
-	return false, fmt.Errorf("field %q: attempt to compare %s with %s", field, a.Type(), b.Type())
+	what := x.describe()
+	if _, ok := x.(fieldRef); ok {
+		what = "field " + what
+	}
+	return false, fmt.Errorf("%s: attempt to compare %s with %s", what, a.Type(), b.Type())
 }
 
 // membership is eddy.is_in(field, { values }): the field's value is one
 // of the values, compared as == compares them (80 is not "80").
 type membership struct {
-	field   string
+	x       expr
 	strings map[string]struct{}
 	numbers map[float64]struct{}
 	bools   [2]bool
@@ -118,7 +127,11 @@ type membership struct {
 }
 
 func (m *membership) test(r fields) (bool, error) {
-	switch v := r.RawGetString(m.field).(type) {
+	v, err := m.x.eval(r)
+	if err != nil {
+		return false, err
+	}
+	switch v := v.(type) {
 	case lua.LString:
 		_, ok := m.strings[string(v)]
 		return ok, nil
@@ -134,9 +147,9 @@ func (m *membership) test(r fields) (bool, error) {
 	return false, nil
 }
 
-func (m *membership) describe() string { return fmt.Sprintf("is_in(%q, %s)", m.field, m.list) }
+func (m *membership) describe() string { return fmt.Sprintf("is_in(%s, %s)", m.x.describe(), m.list) }
 
-func (m *membership) reads(f func(string)) { f(m.field) }
+func (m *membership) reads(f func(string)) { m.x.reads(f) }
 
 // presence is eddy.has(field): r.field ~= nil.
 type presence struct{ field string }
@@ -206,12 +219,12 @@ func installPredicates(L *lua.LState, mod *lua.LTable) {
 	}
 	for _, op := range []string{"eq", "ne", "lt", "le", "gt", "ge"} {
 		spec(op, func(L *lua.LState, t *lua.LTable) {
-			t.RawSetString("field", lua.LString(L.CheckString(1)))
+			t.RawSetString("field", L.CheckAny(1))
 			t.RawSetString("value", L.CheckAny(2))
 		})
 	}
 	spec("is_in", func(L *lua.LState, t *lua.LTable) {
-		t.RawSetString("field", lua.LString(L.CheckString(1)))
+		t.RawSetString("field", L.CheckAny(1))
 		t.RawSetString("values", L.CheckTable(2))
 	})
 	spec("has", func(L *lua.LState, t *lua.LTable) {
@@ -244,35 +257,53 @@ func readPredicate(v lua.LValue) (predicate, error) {
 	}
 	t := v.(*lua.LTable)
 	kind := lua.LVAsString(t.RawGetString(specKind))
-	field := lua.LVAsString(t.RawGetString("field"))
 	switch kind {
 	case "has":
-		return &presence{field: field}, nil
-	case "is_in":
-		return readMembership(field, t.RawGetString("values").(*lua.LTable))
+		return &presence{field: lua.LVAsString(t.RawGetString("field"))}, nil
 	case "all", "any", "none":
 		return readCombination(kind, t.RawGetString("parts").(*lua.LTable))
+	}
+	x, err := readTested(t.RawGetString("field"))
+	if err != nil {
+		return nil, fmt.Errorf("eddy.%s: %w", kind, err)
+	}
+	field := x.describe()
+	if kind == "is_in" {
+		return readMembership(x, t.RawGetString("values").(*lua.LTable))
 	}
 	value := t.RawGetString("value")
 	switch value.(type) {
 	case lua.LNumber, lua.LString:
 	case lua.LBool:
 		if kind != "eq" && kind != "ne" {
-			return nil, fmt.Errorf("eddy.%s(%q, %s): booleans can't be ordered (Lua raises an error comparing them); use eddy.eq or eddy.ne", kind, field, value)
+			return nil, fmt.Errorf("eddy.%s(%s, %s): booleans can't be ordered (Lua raises an error comparing them); use eddy.eq or eddy.ne", kind, field, value)
 		}
 	default:
-		return nil, fmt.Errorf("eddy.%s(%q, …): want a number, string or boolean to compare with, got %s (eddy.has tests for a missing field)", kind, field, value.Type())
+		return nil, fmt.Errorf("eddy.%s(%s, …): want a number, string or boolean to compare with, got %s (eddy.has tests for a missing field)", kind, field, value.Type())
 	}
-	return &comparison{op: kind, field: field, value: value}, nil
+	return &comparison{op: kind, x: x, value: value}, nil
 }
 
-func readMembership(field string, values *lua.LTable) (predicate, error) {
-	m := &membership{field: field, strings: map[string]struct{}{}, numbers: map[float64]struct{}{}}
+// readTested reads what a comparison or is_in tests: a field name, or an
+// expression such as eddy.mod("auction", 123).
+func readTested(v lua.LValue) (expr, error) {
+	switch v := v.(type) {
+	case lua.LString:
+		return fieldRef{string(v)}, nil
+	case *lua.LTable:
+		return readExprSpec(v)
+	}
+	return nil, fmt.Errorf("want a field name or an eddy.* expression to test, got %s", v.Type())
+}
+
+func readMembership(x expr, values *lua.LTable) (predicate, error) {
+	field := x.describe()
+	m := &membership{x: x, strings: map[string]struct{}{}, numbers: map[float64]struct{}{}}
 	var list []string
 	var err error
 	values.ForEach(func(k, v lua.LValue) {
 		if _, ok := k.(lua.LNumber); !ok && err == nil {
-			err = fmt.Errorf("eddy.is_in(%q, …): want a list of values, got the key %s", field, k)
+			err = fmt.Errorf("eddy.is_in(%s, …): want a list of values, got the key %s", field, k)
 		}
 		switch v := v.(type) {
 		case lua.LString:
@@ -283,7 +314,7 @@ func readMembership(field string, values *lua.LTable) (predicate, error) {
 			m.bools[boolIndex(bool(v))] = true
 		default:
 			if err == nil {
-				err = fmt.Errorf("eddy.is_in(%q, …): a %s can't be a member (want numbers, strings or booleans)", field, v.Type())
+				err = fmt.Errorf("eddy.is_in(%s, …): a %s can't be a member (want numbers, strings or booleans)", field, v.Type())
 			}
 		}
 		list = append(list, describeValue(v))

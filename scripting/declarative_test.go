@@ -16,6 +16,9 @@ var edgeRecords = []string{
 	`{"y":"e"}`, `{"x":null,"y":null}`, `{"x":[1,2]}`, `{"x":{"a":1}}`, `{"nan":"x","y":"f"}`, `{"nan":"y","x":3}`,
 	`{"x":1e400}`, `{"x":-1e400}`, `{"x":-0}`, `{"x":0,"y":0}`, `{"x":" 80 "}`, `{"x":"0x50","y":"0x10"}`,
 	`{"x":"1e2","y":"-2.5"}`, `{"x":100,"y":-0.5}`, `{"x":"ÉtÉ","y":"ß"}`, `{"x":"1_000"}`, `{"x":""}`,
+	`{"x":-7,"y":3}`, `{"x":7,"y":-3}`, `{"x":7.5,"y":0}`,
+	`{"x":"2024-01-02T03:04:05Z","y":1700000000.25}`, `{"x":"2024-01-02T03:04:05.123+02:00","y":"1700000000"}`,
+	`{"x":"2024-01-02","y":-1}`,
 }
 
 const edgeParse = `function(line)
@@ -101,6 +104,9 @@ func TestDeclarativeFiltersEqualLua(t *testing.T) {
 		{`eddy.any{ eddy.eq("x", "80"), eddy.lt("x", 100) }`, `r.x == "80" or r.x < 100`},
 		{`eddy.none{ eddy.eq("x", 80), eddy.eq("x", "80") }`, `not (r.x == 80 or r.x == "80")`},
 		{`eddy.all{ eddy.any{ eddy.eq("y", "a"), eddy.eq("y", 2) }, eddy.none{ eddy.has("nan") } }`, `(r.y == "a" or r.y == 2) and not (r.nan ~= nil)`},
+		{`eddy.eq(eddy.mod("x", 3), 1)`, `r.x % 3 == 1`},
+		{`eddy.gt(eddy.mul("x", "y"), 100)`, `r.x * r.y > 100`},
+		{`eddy.is_in(eddy.lower("x"), { "abc", "z" })`, `({ abc = true, z = true })[string.lower(r.x)] == true`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.decl, func(t *testing.T) {
@@ -121,6 +127,11 @@ func TestDeclarativeMapsEqualLua(t *testing.T) {
 		{`eddy.map{ p = eddy.add("x", "y") }`, `{ p = r.x + r.y }`},
 		{`eddy.map{ p = eddy.sub("x", 1) }`, `{ p = r.x - 1 }`},
 		{`eddy.map{ p = eddy.div("x", "y") }`, `{ p = r.x / r.y }`},
+		{`eddy.map{ p = eddy.mod("x", "y") }`, `{ p = r.x % r.y }`},
+		{`eddy.map{ t = eddy.time_parse("x") }`, `{ t = time.parse(r.x) }`},
+		{`eddy.map{ t = eddy.time_parse("x", "date") }`, `{ t = time.parse(r.x, "date") }`},
+		{`eddy.map{ s = eddy.time_format("y") }`, `{ s = time.format(r.y) }`},
+		{`eddy.map{ s = eddy.time_format("y", "2006-01-02 15:04") }`, `{ s = time.format(r.y, "2006-01-02 15:04") }`},
 		{`eddy.map{ p = eddy.add(eddy.mul("x", 2), 1), "y" }`, `{ p = r.x * 2 + 1, y = r.y }`},
 		{`eddy.map{ s = eddy.concat("x", eddy.const("-"), "y") }`, `{ s = r.x .. "-" .. r.y }`},
 		{`eddy.map{ s = eddy.concat("x", 7) }`, `{ s = r.x .. 7 }`},

@@ -2,6 +2,7 @@ package scripting
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,7 +75,7 @@ func (e constant) reads(func(string)) {}
 // arith is + - * / as Lua computes them: on numbers, and on strings Lua
 // converts to numbers; anything else is Lua's error.
 type arith struct {
-	op   string // add, sub, mul, div
+	op   string // add, sub, mul, div, mod
 	a, b expr
 }
 
@@ -103,6 +104,8 @@ func (e arith) eval(r fields) (lua.LValue, error) {
 		return x - y, nil
 	case "mul":
 		return x * y, nil
+	case "mod":
+		return luaModulo(x, y), nil
 	}
 	return x / y, nil
 }
@@ -111,6 +114,15 @@ func (e arith) describe() string { return e.op + "(" + e.a.describe() + ", " + e
 func (e arith) reads(f func(string)) {
 	e.a.reads(f)
 	e.b.reads(f)
+}
+
+// luaModulo is Lua's a % b: the remainder takes the divisor's sign.
+func luaModulo(a, b lua.LNumber) lua.LNumber {
+	v := math.Mod(float64(a), float64(b))
+	if b > 0 && v < 0 || b < 0 && v > 0 {
+		v += float64(b)
+	}
+	return lua.LNumber(v)
 }
 
 // arithOperand converts v as Lua's arithmetic does: a number, or a string
@@ -209,7 +221,7 @@ func installMap(L *lua.LState, mod *lua.LTable) {
 	spec("drop", func(L *lua.LState, t *lua.LTable) { t.RawSetString("fields", L.CheckTable(1)) })
 	spec("field", func(L *lua.LState, t *lua.LTable) { t.RawSetString("name", lua.LString(L.CheckString(1))) })
 	spec("const", func(L *lua.LState, t *lua.LTable) { t.RawSetString("value", L.CheckAny(1)) })
-	for _, op := range []string{"add", "sub", "mul", "div"} {
+	for _, op := range []string{"add", "sub", "mul", "div", "mod"} {
 		spec(op, func(L *lua.LState, t *lua.LTable) {
 			t.RawSetString("a", L.CheckAny(1))
 			t.RawSetString("b", L.CheckAny(2))
@@ -225,6 +237,7 @@ func installMap(L *lua.LState, mod *lua.LTable) {
 	for _, c := range []string{"lower", "upper"} {
 		spec(c, func(L *lua.LState, t *lua.LTable) { t.RawSetString("x", L.CheckAny(1)) })
 	}
+	installMapTime(L, mod)
 }
 
 // readMap reads the pipeline's map field.
@@ -337,7 +350,7 @@ func readExprSpec(t *lua.LTable) (expr, error) {
 		default:
 			return nil, fmt.Errorf("eddy.const: want a string, number or boolean, got %s", v.Type())
 		}
-	case "add", "sub", "mul", "div":
+	case "add", "sub", "mul", "div", "mod":
 		a, err := readExpr(t.RawGetString("a"))
 		if err != nil {
 			return nil, fmt.Errorf("eddy.%s: %w", kind, err)
@@ -361,6 +374,8 @@ func readExprSpec(t *lua.LTable) (expr, error) {
 			return nil, fmt.Errorf("eddy.concat: want at least one argument")
 		}
 		return c, nil
+	case "time_parse", "time_format":
+		return readTimeConv(kind, t)
 	case "lower", "upper":
 		x, err := readExpr(t.RawGetString("x"))
 		if err != nil {
@@ -368,7 +383,7 @@ func readExprSpec(t *lua.LTable) (expr, error) {
 		}
 		return casing{upper: kind == "upper", x: x}, nil
 	}
-	return nil, fmt.Errorf("want a field name, a number, a boolean or an eddy.* expression (field, const, add, sub, mul, div, concat, lower, upper), got a table")
+	return nil, fmt.Errorf("want a field name, a number, a boolean or an eddy.* expression (field, const, add, sub, mul, div, mod, concat, lower, upper, time_parse, time_format), got a table")
 }
 
 // parsedFields lists the fields parse makes, when its spec says (JSON and
