@@ -186,6 +186,8 @@ func TestMapLoadErrors(t *testing.T) {
 			`map.p: field "prise" is not one parse makes (it makes price, type)`},
 		{"filter reads an unparsed field", `return { ` + parse + `, filter = eddy.eq("typ", "bid") }`,
 			`filter: field "typ" is not one parse makes`},
+		{"event time the map drops", `return { ` + parse + `, map = eddy.map{ "price" }, event_time = "type" }`,
+			`event_time: field "type" is not one the map makes (it makes price)`},
 		{"bad map", `return { map = 3 }`, "map: want eddy.map{…}, eddy.drop{…} or a function(record)"},
 		{"bad expression", `return { map = eddy.map{ a = { 1 } } }`, `eddy.map: field "a": want a field name`},
 		{"empty map", `return { map = eddy.map{} }`, "eddy.map: want at least one field"},

@@ -459,6 +459,24 @@ func (p *Pipeline) checkMapReads() error {
 	return err
 }
 
+// checkMapMakesEventTime refuses an event-time field a declarative map
+// does not make: every record would fail.
+func (p *Pipeline) checkMapMakesEventTime() error {
+	if p.steps.mapping == nil || p.EventTime == nil || p.EventTime.Field == "" {
+		return nil
+	}
+	names, known := p.recordFields()
+	if !known {
+		return nil
+	}
+	for _, n := range names {
+		if n == p.EventTime.Field {
+			return nil
+		}
+	}
+	return fmt.Errorf("event_time: field %q is not one the map makes (it makes %s): add it to the map or fix the name", p.EventTime.Field, strings.Join(names, ", "))
+}
+
 // mapRecord runs the map step on r; nil means a map function dropped the
 // record. Without a map, r is the record.
 func (rt *Runtime) mapRecord(r *lua.LTable) (*lua.LTable, error) {

@@ -271,6 +271,9 @@ func (p *Pipeline) read(t *lua.LTable) error {
 	if err := p.readEventTime(t); err != nil {
 		return err
 	}
+	if err := p.checkMapMakesEventTime(); err != nil {
+		return err
+	}
 	if !p.hasRoute && !p.HasKeyHooks() {
 		for _, name := range sortedKeys(p.Sinks) {
 			switch name {
