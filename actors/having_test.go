@@ -46,6 +46,14 @@ func TestHavingInEveryEmitMode(t *testing.T) {
   order_by = { "n desc", "k" },
   having = %s,
 }`
+	limited := `return {
+  parse = eddy.json { k = "string" },
+  key = "k",
+  aggregate = { n = eddy.count() },
+  order_by = { "n", "k" },
+  limit = 1,
+  having = %s,
+}`
 	windowed := `return {
   parse = eddy.json { k = "string", t = "number" },
   event_time = "t",
@@ -69,6 +77,8 @@ func TestHavingInEveryEmitMode(t *testing.T) {
 			`{"k":"a","n":1}` + "\n" + `{"k":"a","n":2}` + "\n" + `{"k":"b","n":1}` + "\n" + `{"k":"c","n":1}` + "\n" + `{"k":"c","n":2}` + "\n"},
 		{"final", keyed, scripting.EmitFinal, `eddy.ge("n", 2)`, `function(row) return row.n >= 2 end`, keys,
 			`{"k":"a","n":3}` + "\n" + `{"k":"c","n":2}` + "\n"},
+		{"final: having before limit", limited, scripting.EmitFinal, `eddy.ge("n", 2)`, `function(row) return row.n >= 2 end`, keys,
+			`{"k":"c","n":2}` + "\n"},
 		{"complete: each table filtered", keyed, scripting.EmitComplete, `eddy.all{ eddy.ge("n", 2), eddy.ne("k", "a") }`,
 			`function(row) return row.n >= 2 and row.k ~= "a" end`, keys,
 			`{"k":"c","n":2,"trigger":1}` + "\n"},
