@@ -250,3 +250,18 @@ func TestDeclarativeStepsStayOutOfLua(t *testing.T) {
 		})
 	}
 }
+
+// With eddy.json the fields are known, and eddy.drop becomes the map of
+// the others (a reused table); it still equals its Lua function.
+func TestDropOfParsedFieldsEqualsLua(t *testing.T) {
+	const parse = `parse = eddy.json { x = "any?", y = "any?" }`
+	samePair(t, `return { `+parse+`, map = eddy.drop{ "y" } }`,
+		`return { `+parse+`, map = function(r) return { x = r.x } end }`)
+	p, err := LoadSource("drop.lua", []byte(`return { `+parse+`, map = eddy.drop{ "y" } }`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := p.steps.mapping; m.drop != nil || len(m.outs) != 1 || m.outs[0].name != "x" {
+		t.Errorf("eddy.drop{ \"y\" } of x, y compiled to %+v, want the map of x", m)
+	}
+}

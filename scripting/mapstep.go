@@ -99,7 +99,30 @@ func (p *Pipeline) readMap(v lua.LValue) error {
 	default:
 		return fmt.Errorf("map: want eddy.map{…}, eddy.drop{…} or a function(record) returning the new record, got %s", v.Type())
 	}
-	return p.checkMapReads()
+	if err := p.checkMapReads(); err != nil {
+		return err
+	}
+	p.dropToKeep()
+	return nil
+}
+
+// dropToKeep turns an eddy.drop into the eddy.map of the other fields
+// when parse says which fields there are, so the output table is reused
+// rather than made for every record.
+func (p *Pipeline) dropToKeep() {
+	m := p.steps.mapping
+	parsed, known := p.parsedFields()
+	if m == nil || m.drop == nil || !known {
+		return
+	}
+	keep := &mapping{}
+	for _, name := range parsed {
+		if !m.drop[name] {
+			keep.outs = append(keep.outs, mapOut{name: name, expr: fieldRef{name}})
+		}
+	}
+	sort.Slice(keep.outs, func(i, j int) bool { return keep.outs[i].name < keep.outs[j].name })
+	p.steps.mapping = keep
 }
 
 func readMapping(kind string, t *lua.LTable) (*mapping, error) {
