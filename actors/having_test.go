@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eddy-stream/eddy/internal/memio"
 	"github.com/eddy-stream/eddy/scripting"
@@ -119,5 +120,28 @@ func TestHavingErrorStopsTheRun(t *testing.T) {
 		Store: store, Results: &memio.Sink{}, DeadLetters: &memio.Sink{}, MaxErrors: -1})
 	if err == nil || !strings.Contains(err.Error(), `key "a": having: gt("k", 1): field "k": attempt to compare number with string`) {
 		t.Fatalf("error %v, want the having error naming the key", err)
+	}
+}
+
+// A reload may change having (it shapes what is emitted, not the state):
+// the new one decides the rows of the next trigger.
+func TestReloadChangesHaving(t *testing.T) {
+	version := func(having string) *scripting.Pipeline {
+		src := strings.Replace(reloadScript, "PORTS", "[80] = true", 1)
+		return load(t, strings.Replace(src, `emit = "final",`, `emit = "final", having = `+having+`,`, 1))
+	}
+	r := startReloadRun(t, version(`eddy.ge("count", 1000000)`), nil)
+	lines := flowLines(0, 300)
+	r.src.feed(lines, false)
+	r.src.waitCaughtUp(t, len(lines))
+	r.send(t, Reload{Pipeline: version(`eddy.eq("dev", "d1")`), Why: "test"})
+	r.logs.waitFor(t, "reloaded the script", 30*time.Second)
+	r.src.feed(nil, true)
+	got := r.wait(t)
+	all := map[string][2]int64{}
+	expectedFlows(all, lines, 80)
+	want := map[string][2]int64{"d1": all["d1"]}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("rows after the reload: got %v, want %v (only d1)", got, want)
 	}
 }
