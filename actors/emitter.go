@@ -462,8 +462,8 @@ func (em *Emitter) completeTable() ([]connectors.Row, error) {
 	return rows, nil
 }
 
-// shape builds the rows of keys from table: ordered by order_by, cut to
-// limit when limited, a window's row keyed by its key.
+// shape builds the rows of keys from table that pass having: ordered by
+// order_by, cut to limit when limited, a window's row keyed by its key.
 func (em *Emitter) shape(table map[string]*resultEntry, keys []string, limited bool) ([]connectors.Row, error) {
 	p := em.e.cfg.Pipeline
 	rows := make([]connectors.Row, 0, len(keys))
@@ -480,6 +480,12 @@ func (em *Emitter) shape(table map[string]*resultEntry, keys []string, limited b
 		row := connectors.Row{Key: k, Fields: make([]connectors.Field, len(cols))}
 		for i, c := range cols {
 			row.Fields[i] = connectors.Field{Name: c, Value: vals[i]}
+		}
+		if keep, err := em.rt.Having(row); err != nil || !keep {
+			if err != nil {
+				return nil, fmt.Errorf("key %q: %w", groupKey(k), err)
+			}
+			continue
 		}
 		rows = append(rows, row)
 	}

@@ -3,6 +3,7 @@ package scripting
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	lua "github.com/yuin/gopher-lua"
@@ -20,14 +21,19 @@ import (
 // whose table filter may add to) are not checked: nothing is provable
 // there.
 func (p *Pipeline) checkProjected() error {
-	if p.Format != "json" && p.Format != "csv" {
+	names, known := p.recordFields()
+	if !known || (p.steps.mapping == nil && p.Format != "json" && p.Format != "csv") {
 		return nil
 	}
-	has := make(map[string]bool, len(p.Fields))
-	for _, f := range p.Fields {
-		has[f.Name] = true
+	has := make(map[string]bool, len(names))
+	for _, n := range names {
+		has[n] = true
 	}
 	missing := func(where, name string) error {
+		if p.steps.mapping != nil {
+			return fmt.Errorf("%s: field %q is not one the map makes (it makes %s): add it to the map or fix the name",
+				where, name, strings.Join(names, ", "))
+		}
 		return fmt.Errorf("%s: field %q is not one eddy.%s passes on (it parses %s): add it to the parse spec or fix the name",
 			where, name, p.Format, fieldNames(p.Fields))
 	}

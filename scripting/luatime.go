@@ -29,11 +29,13 @@ const (
 	hookOnWindow
 	hookOnTimer
 	hookAggregate
+	hookMap
+	hookHaving
 	nHooks
 )
 
 // HookNames are the hooks LuaTime reports, in its order.
-var HookNames = [nHooks]string{"parse", "filter", "key", "route", "event_time", "on_record", "on_window", "on_timer", "aggregate"}
+var HookNames = [nHooks]string{"parse", "filter", "key", "route", "event_time", "on_record", "on_window", "on_timer", "aggregate", "map", "having"}
 
 // luaTimes adds up the estimated time of every runtime of a pipeline.
 type luaTimes struct {
@@ -83,6 +85,10 @@ func (rt *Runtime) hookOf(fn lua.LValue) int {
 		return hookOnWindow
 	case rt.onTimer:
 		return hookOnTimer
+	case rt.mapFn:
+		return hookMap
+	case rt.havingFn:
+		return hookHaving
 	}
 	return hookAggregate
 }

@@ -117,6 +117,22 @@ func timeText(L *lua.LState, fn string, n int, s string) string {
 	return s
 }
 
+// parseSeconds is time.parse: s in layout, as Unix seconds with fraction.
+// (The declarative eddy.time_parse shares it.)
+func parseSeconds(s, layout string) (float64, error) {
+	t, err := time.Parse(layout, s)
+	if err != nil {
+		return 0, err
+	}
+	return float64(t.UnixNano()) / 1e9, nil
+}
+
+// formatSeconds is time.format of finite Unix seconds, in UTC.
+func formatSeconds(secs float64, layout string) string {
+	whole, frac := math.Modf(secs)
+	return time.Unix(int64(whole), int64(frac*1e9)).UTC().Format(layout)
+}
+
 func installTime(L *lua.LState) {
 	mod := L.NewTable()
 	// time.parse(s [, layout]) returns Unix seconds (with fraction). Layouts
@@ -124,11 +140,11 @@ func installTime(L *lua.LState) {
 	// date, rfc1123.
 	L.SetField(mod, "parse", L.NewFunction(func(L *lua.LState) int {
 		s := timeText(L, "time.parse", 1, L.CheckString(1))
-		t, err := time.Parse(timeText(L, "time.parse", 2, layoutArg(L, 2)), s)
+		secs, err := parseSeconds(s, timeText(L, "time.parse", 2, layoutArg(L, 2)))
 		if err != nil {
 			L.RaiseError("time.parse: %v", err)
 		}
-		L.Push(lua.LNumber(float64(t.UnixNano()) / 1e9))
+		L.Push(lua.LNumber(secs))
 		return 1
 	}))
 	// time.format(seconds [, layout]) formats Unix seconds in UTC.
@@ -137,9 +153,7 @@ func installTime(L *lua.LState) {
 		if math.IsNaN(secs) || math.IsInf(secs, 0) {
 			L.ArgError(1, "not a finite number")
 		}
-		whole, frac := math.Modf(secs)
-		t := time.Unix(int64(whole), int64(frac*1e9)).UTC()
-		L.Push(lua.LString(t.Format(timeText(L, "time.format", 2, layoutArg(L, 2)))))
+		L.Push(lua.LString(formatSeconds(secs, timeText(L, "time.format", 2, layoutArg(L, 2)))))
 		return 1
 	}))
 	L.SetField(mod, "now", L.NewFunction(func(L *lua.LState) int {
@@ -194,5 +208,7 @@ func installEddy(L *lua.LState) {
 		t.RawSetString("gap", L.CheckAny(1))
 	}))
 	L.SetField(mod, "source_time", spec("source_time", func(L *lua.LState, t *lua.LTable) {}))
+	installPredicates(L, mod)
+	installMap(L, mod)
 	L.SetGlobal("eddy", mod)
 }

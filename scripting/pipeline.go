@@ -67,6 +67,7 @@ type Pipeline struct {
 	AllowedLateness time.Duration
 
 	hasFilter, keyFunc, hasRoute bool
+	steps                        steps // declarative filter, map and having (mapstep.go)
 	onRecord, onWindow, onTimer  bool
 	csvHeader                    bool
 	jsonKeepInvalid              bool // eddy.json's invalid_utf8 = "keep"
@@ -196,7 +197,7 @@ var knownFields = map[string]bool{
 	"aggregate": true, "columns": true, "order_by": true, "limit": true, "emit": true, "tests": true,
 	"call_timeout": true, "memory_limit": true, "route": true, "event_time": true, "watermark": true, "window": true,
 	"allowed_lateness": true, "on_record": true, "on_window": true, "on_timer": true,
-	"lookups": true,
+	"lookups": true, "map": true, "having": true,
 }
 
 func (p *Pipeline) read(t *lua.LTable) error {
@@ -242,7 +243,14 @@ func (p *Pipeline) read(t *lua.LTable) error {
 	case *lua.LFunction:
 		p.hasFilter = true
 	default:
-		return fmt.Errorf("filter: want a function(record) returning true to keep it, got %s", v.Type())
+		pred, err := readPredicate(v)
+		if err != nil {
+			return fmt.Errorf("filter: want a function(record) returning true to keep it, or a declarative filter: %w", err)
+		}
+		p.steps.filter = pred
+	}
+	if err := p.readMap(t.RawGetString("map")); err != nil {
+		return err
 	}
 	switch v := t.RawGetString("route"); v.(type) {
 	case *lua.LNilType:
@@ -263,6 +271,9 @@ func (p *Pipeline) read(t *lua.LTable) error {
 	if err := p.readEventTime(t); err != nil {
 		return err
 	}
+	if err := p.checkMapMakesEventTime(); err != nil {
+		return err
+	}
 	if !p.hasRoute && !p.HasKeyHooks() {
 		for _, name := range sortedKeys(p.Sinks) {
 			switch name {
@@ -273,6 +284,9 @@ func (p *Pipeline) read(t *lua.LTable) error {
 		}
 	}
 	if err := p.readResultShape(t); err != nil {
+		return err
+	}
+	if err := p.readHaving(t.RawGetString("having")); err != nil {
 		return err
 	}
 	return p.readTests(t.RawGetString("tests"))

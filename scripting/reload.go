@@ -33,6 +33,9 @@ func CheckReload(old, next *Pipeline) error {
 			return fmt.Errorf("aggregate %q changed from %s to %s", a.Name, describeAgg(a), describeAgg(b))
 		}
 	}
+	if err := checkMapReload(old, next); err != nil {
+		return err
+	}
 	for _, c := range []struct {
 		what     string
 		old, new string

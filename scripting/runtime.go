@@ -21,6 +21,9 @@ type Runtime struct {
 	key    lua.LValue
 	route  lua.LValue
 	routes []string // of the last record Process kept
+	// the map step and having (mapstep.go, having.go)
+	mapFn, havingFn lua.LValue
+	mapped          *lua.LTable
 	// event time and per-key hooks (eventtime.go, hooks.go)
 	eventFn                     lua.LValue
 	onRecord, onWindow, onTimer lua.LValue
@@ -78,6 +81,7 @@ func (rt *Runtime) bind(sb *sandbox, tbl *lua.LTable) {
 		}))
 		L.SetMetatable(rt.rec, meta)
 	}
+	rt.bindSteps(tbl)
 	rt.aggs = make([]luaAgg, len(p.Aggregates))
 	if at, ok := tbl.RawGetString("aggregate").(*lua.LTable); ok {
 		for i, a := range p.Aggregates {
@@ -170,20 +174,15 @@ func (rt *Runtime) Process(raw []byte) (k Keyed, rec connectors.Row, kept bool, 
 // ProcessAt is Process for a record the source timestamped at sourceMs
 // (Unix milliseconds; 0 for none), which eddy.source_time() event times use.
 func (rt *Runtime) ProcessAt(raw []byte, sourceMs int64) (k Keyed, rec connectors.Row, kept bool, err error) {
-	L := rt.sb.L
 	r, err := rt.parseRecord(raw)
 	if err != nil || r == nil {
 		return k, rec, false, err
 	}
-	if rt.p.hasFilter {
-		if err := rt.call(rt.filter, 1, r); err != nil {
-			return k, rec, false, fmt.Errorf("filter: %w", err)
-		}
-		keep := lua.LVAsBool(L.Get(-1))
-		L.Pop(1)
-		if !keep {
-			return k, rec, false, nil
-		}
+	if keep, err := rt.passes(r); err != nil || !keep {
+		return k, rec, false, err
+	}
+	if r, err = rt.mapRecord(r); err != nil || r == nil {
+		return k, rec, false, err
 	}
 	if rt.p.HasAggregate() || len(rt.p.KeyColumns) > 0 {
 		if k, err = rt.keyed(r); err != nil {

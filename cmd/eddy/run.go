@@ -84,7 +84,7 @@ status 1.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.source, "source", "", "source URI, overriding the script's: dir:PATH, file:PATH, stdin, gen:NAME?count=N, kafka://HOST:PORT/TOPIC, http(s)://URL (docs/connectors.md)")
-	fl.StringVar(&f.sink, "sink", "", "sink URI for the results (or the records, when the pipeline doesn't aggregate), overriding the script's: stdout, stderr, file:PATH.jsonl|.csv, kafka://HOST:PORT/TOPIC, mysql://USER@HOST:PORT/DB/TABLE, cassandra://HOST:PORT/KEYSPACE/TABLE (docs/connectors.md)")
+	fl.StringVar(&f.sink, "sink", "", "sink URI for the results (or the records, when the pipeline doesn't aggregate), overriding the script's: stdout, stderr, discard, file:PATH.jsonl|.csv, kafka://HOST:PORT/TOPIC, mysql://USER@HOST:PORT/DB/TABLE, cassandra://HOST:PORT/KEYSPACE/TABLE (docs/connectors.md)")
 	fl.StringVar(&f.records, "records", "", "also write every kept record to this sink URI")
 	fl.StringToStringVar(&f.to, "to", nil, "NAME=URI: the sink of a named output (results, records, dead_letter, or a name the script's route returns); repeatable")
 	fl.StringToStringVar(&f.lookups, "lookup", nil, "NAME=URI: read the script's lookup NAME from another table; repeatable")

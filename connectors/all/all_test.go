@@ -18,7 +18,7 @@ func TestSchemes(t *testing.T) {
 		}
 		s.Close()
 	}
-	for _, uri := range []string{"stdout", "stderr", "file:" + dir + "/out.jsonl", "file:" + dir + "/out.csv"} {
+	for _, uri := range []string{"stdout", "stderr", "discard", "file:" + dir + "/out.jsonl", "file:" + dir + "/out.csv"} {
 		s, err := connectors.OpenSink(uri)
 		if err != nil {
 			t.Errorf("sink %s: %v", uri, err)

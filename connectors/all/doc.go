@@ -5,6 +5,7 @@
 package all
 
 import (
+	_ "github.com/eddy-stream/eddy/connectors/discard"
 	_ "github.com/eddy-stream/eddy/connectors/files"
 	_ "github.com/eddy-stream/eddy/connectors/gen"
 	_ "github.com/eddy-stream/eddy/connectors/stdio"
