@@ -34,7 +34,7 @@ events, and each stream goes to DIR/person/, DIR/auction/ and DIR/bid/, or with
 default 10000) and start=TIME set the events' times. See docs/nexmark.md.`,
 		Example: `  eddy gen netflow --count 100000 --files 10 --out flows/
   eddy gen tshark --count 100 --bad 0.05 --out -
-  eddy gen nexmark --count 1000000 --files 4 --out nexmark/`,
+  eddy gen nexmark --count 100000 --files 4 --out nexmark/`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
