@@ -70,7 +70,6 @@ type nexEvents struct {
 	pcg     *rand.PCG
 	r       *rand.Rand
 	fixed   *nexFixedData
-	tmp     []byte
 }
 
 func newNexEvents(c NexmarkConfig, seed uint64) *nexEvents {

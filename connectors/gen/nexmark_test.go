@@ -77,7 +77,7 @@ func TestNexmarkStreamCount(t *testing.T) {
 // TestNexmarkIDsAndTimes: persons and auctions are numbered from 1000 in
 // order, and event n is at start + n/event-rate, in every stream.
 func TestNexmarkIDsAndTimes(t *testing.T) {
-	const events = 100000
+	const events = 30000
 	start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(n int64) string { // 10000 events/s: 0.1 ms each
 		return start.Add(time.Duration(n/10) * time.Millisecond).Format("2006-01-02T15:04:05.000Z")
@@ -85,8 +85,8 @@ func TestNexmarkIDsAndTimes(t *testing.T) {
 	persons := nexLines[nexPerson](t, "person", 1, events)
 	auctions := nexLines[nexAuction](t, "auction", 1, events)
 	bids := nexLines[nexBid](t, "bid", 1, events)
-	if len(persons) != 2000 || len(auctions) != 6000 || len(bids) != 92000 {
-		t.Fatalf("got %d persons, %d auctions, %d bids, want 2000, 6000, 92000", len(persons), len(auctions), len(bids))
+	if len(persons) != 600 || len(auctions) != 1800 || len(bids) != 27600 {
+		t.Fatalf("got %d persons, %d auctions, %d bids, want 600, 1800, 27600", len(persons), len(auctions), len(bids))
 	}
 	for j, p := range persons {
 		if p.ID != 1000+int64(j) || p.DateTime != at(int64(j)*50) {
@@ -110,7 +110,10 @@ func TestNexmarkIDsAndTimes(t *testing.T) {
 // TestNexmarkFields: every field is in the range the published generator
 // gives it, and the references between streams point where it points them.
 func TestNexmarkFields(t *testing.T) {
-	const events = 200000
+	events := int64(200000)
+	if testing.Short() {
+		events = 50000
+	}
 	persons := nexLines[nexPerson](t, "person", 7, events)
 	auctions := nexLines[nexAuction](t, "auction", 7, events)
 	bids := nexLines[nexBid](t, "bid", 7, events)
