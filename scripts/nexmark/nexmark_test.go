@@ -243,3 +243,16 @@ func TestQueries(t *testing.T) {
 		})
 	}
 }
+
+// TestScripts: every script in this directory loads cleanly (eddy check)
+// and passes its inline tests (eddy test).
+func TestScripts(t *testing.T) {
+	scripts, _ := filepath.Glob("*.lua")
+	if len(scripts) < len(queries) {
+		t.Fatalf("found %d scripts, want at least %d", len(scripts), len(queries))
+	}
+	eddy(t, append([]string{"check"}, scripts...)...)
+	for _, s := range scripts {
+		eddy(t, "test", s)
+	}
+}
