@@ -97,18 +97,16 @@ func BenchmarkNexmark(b *testing.B) {
 		// Every eddy run first: a child's peak RSS counts the memory this
 		// process had when it forked, kept small until the baselines run.
 		runs := make([]measured, len(queries))
-		outs := make([][]byte, len(queries))
 		for i, q := range queries {
-			out := filepath.Join(dir, q.name+".jsonl")
-			runs[i] = runEddy(b, q, dir, out)
-			var err error
-			if outs[i], err = os.ReadFile(out); err != nil {
-				b.Fatal(err)
-			}
+			runs[i] = runEddy(b, q, dir, filepath.Join(dir, q.name+".jsonl"))
 		}
 		for i, q := range queries {
 			want, base := baseline(b, q, dir)
-			if err := reference.DiffRows(render(want), render(q.got(b, outs[i]))); err != nil {
+			out, err := os.ReadFile(filepath.Join(dir, q.name+".jsonl"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := reference.DiffRows(render(want), render(q.got(b, out))); err != nil {
 				b.Fatalf("%s: eddy's rows differ from the reference's: %v", q.name, err)
 			}
 			row := func(name string, m measured, flink string, rows string) {
