@@ -203,13 +203,13 @@ func (g nexmark) Lines(r *rand.Rand) func([]byte, int64, bool) []byte {
 	}
 }
 
-// nexTime is the event time of event n in Unix milliseconds, as
+// time is the event time of event n in Unix milliseconds, as
 // GeneratorConfig.timestampForEvent computes it.
 func (e *nexEvents) time(n int64) int64 {
 	return e.startMs + int64(float64(n)*e.delayUs)/1000
 }
 
-// lastPerson is the base-0 id of the last person at or before event n.
+// nexLastPerson is the base-0 id of the last person at or before event n.
 func nexLastPerson(n int64) int64 {
 	epoch, off := n/nexTotalProportion, n%nexTotalProportion
 	if off >= nexPersonProportion {
@@ -218,7 +218,7 @@ func nexLastPerson(n int64) int64 {
 	return epoch*nexPersonProportion + off
 }
 
-// lastAuction is the base-0 id of the last auction at or before event n
+// nexLastAuction is the base-0 id of the last auction at or before event n
 // (-1 before the first).
 func nexLastAuction(n int64) int64 {
 	epoch, off := n/nexTotalProportion, n%nexTotalProportion
@@ -234,14 +234,14 @@ func nexLastAuction(n int64) int64 {
 	return epoch*nexAuctionProportion + off
 }
 
-// nextPerson picks one of the active people, or a few not created yet.
+// nexNextPerson picks one of the active people, or a few not created yet.
 func nexNextPerson(r *rand.Rand, n int64) int64 {
 	people := nexLastPerson(n) + 1
 	active := min(people, nexNumActivePeople)
 	return people - active + r.Int64N(active+nexPersonIDLead)
 }
 
-// nextAuction picks one of the auctions likely to be in flight, or a few
+// nexNextAuction picks one of the auctions likely to be in flight, or a few
 // not created yet.
 func nexNextAuction(r *rand.Rand, n int64) int64 {
 	last := nexLastAuction(n)

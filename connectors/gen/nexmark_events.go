@@ -24,10 +24,10 @@ var (
 
 const nexChannels = 10000
 
-// nexFixed is what the published generator makes once per process from a
-// random stream of its own: the pool extra fields are cut from, the hot
-// channels' URLs and the other channels' names and URLs. Here the stream
-// is a fixed PCG, so every run has the same ones.
+// nexFixedData is what the published generator makes once per process
+// from a random stream of its own: the pool extra fields are cut from, the
+// hot channels' URLs and the other channels' names and URLs. Here the
+// stream is a fixed PCG, so every run has the same ones.
 type nexFixedData struct {
 	extra       string
 	hotURLs     []string
@@ -82,7 +82,8 @@ func newNexEvents(c NexmarkConfig, seed uint64) *nexEvents {
 
 // append appends event n (without a newline) to b.
 func (e *nexEvents) append(b []byte, n int64) []byte {
-	e.pcg.Seed(e.seed, uint64(n))
+	// Mixed, so neighbouring events' streams start far apart.
+	e.pcg.Seed(mix(e.seed^0x6e65786d61726b), mix(uint64(n)))
 	switch off := n % nexTotalProportion; {
 	case off < nexPersonProportion:
 		return e.person(b, n)
