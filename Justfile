@@ -59,6 +59,10 @@ itest: services-up
 bench-windows:
     go test ./actors -run '^$' -bench BenchmarkWindows -benchtime 1x -timeout 30m -v
 
+# the Nexmark queries of scripts/nexmark on 1M generated events (EDDY_BENCH_EVENTS=N): events/s and per core beside a plain-Go reference and Flink's published figures, rows checked equal
+bench-nexmark:
+    go test ./scripts/nexmark -run '^$' -bench BenchmarkNexmark -benchtime 1x -timeout 60m
+
 # the netflow pipeline on a pre-filled 1M-record topic beside a plain franz-go loop, then latency at 20k records/s (starts Kafka if needed)
 bench-kafka: kafka-up
     source services/env.sh && go test ./connectors/kafka -run '^$' -bench BenchmarkKafkaNetflow -benchtime 1x -timeout 30m -v
