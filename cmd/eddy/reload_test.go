@@ -173,7 +173,7 @@ func TestWatchReloadsTheScript(t *testing.T) {
 		{"a changed aggregate", reloadSrc("[80] = true", `count = eddy.sum("port")`, ""),
 			`msg="reload refused: aggregate \\"count\\" changed from count\(\) to sum\(\\"port\\"\); the running script goes on"`},
 		{"a syntax error", reloadSrc("[80] = true", countAgg, "filter2 = function(r) return end end,"),
-			`msg="reload refused: .*reload_count.lua.*; the running script goes on"`},
+			`msg="reload refused: .*reload_count.lua: syntax error: .*; the running script goes on"`},
 		{"a failing inline test", reloadSrc("[80] = true", countAgg, `tests = { { name = "web", input = { '{"k":"a","port":80}' }, want = { { k = "a", count = 2 } } } },`),
 			`msg="reload refused: reload_count.lua: inline test \\"web\\" fails: .*; the running script goes on"`},
 	}
