@@ -192,10 +192,10 @@ var notRun = map[string]string{
 func (p *docPage) runBlock(n int, block string) {
 	t := p.t
 	defer p.stopBackground()
-	for _, line := range commands(block) {
+	for _, text := range commands(block) {
 		var kept []string
 		kafka := false
-		for _, seg := range strings.Split(line, " && ") {
+		for _, seg := range strings.Split(text, " && ") {
 			seg = strings.TrimSpace(strings.SplitN(seg, " #", 2)[0])
 			if why, ok := notRun[seg]; ok {
 				kafka = kafka || why == "the test broker"
@@ -204,10 +204,10 @@ func (p *docPage) runBlock(n int, block string) {
 			}
 			kept = append(kept, seg)
 		}
-		line = strings.Join(kept, " && ")
+		line := strings.Join(kept, " && ")
 		kafka = kafka || strings.Contains(line, "kafka://") || strings.Contains(line, "eddy topics")
 		if kafka && p.brokers == nil {
-			t.Logf("block %d: skipped from here on (no broker): %s", n, line)
+			t.Logf("block %d: skipped from here on (no broker): %s", n, text)
 			p.skipped = p.noKafka
 			return
 		}
