@@ -181,7 +181,8 @@ type skipNote struct {
 func (s *skipNote) Skipf(format string, args ...any) { s.msg = fmt.Sprintf(format, args...) }
 func (s *skipNote) Helper()                          {}
 
-// setup lines prepare what the test provides itself.
+// notRun are the commands (lines, or parts of one joined by &&) the test
+// does not run, with what stands in for them.
 var notRun = map[string]string{
 	"just kafka-up":                   "the test broker",
 	"source services/env.sh":          "the test broker",
@@ -189,23 +190,13 @@ var notRun = map[string]string{
 	"go test ./...":                   "this suite",
 }
 
+// runBlock runs block, the nth of the page, line by line, and stops the
+// background runs it started at its end.
 func (p *docPage) runBlock(n int, block string) {
 	t := p.t
 	defer p.stopBackground()
 	for _, text := range commands(block) {
-		var kept []string
-		kafka := false
-		for _, seg := range strings.Split(text, " && ") {
-			seg = strings.TrimSpace(strings.SplitN(seg, " #", 2)[0])
-			if why, ok := notRun[seg]; ok {
-				kafka = kafka || why == "the test broker"
-				t.Logf("block %d: not run (%s): %s", n, why, seg)
-				continue
-			}
-			kept = append(kept, seg)
-		}
-		line := strings.Join(kept, " && ")
-		kafka = kafka || strings.Contains(line, "kafka://") || strings.Contains(line, "eddy topics")
+		line, kafka := p.leaveOut(n, text)
 		if kafka && p.brokers == nil {
 			t.Logf("block %d: skipped from here on (no broker): %s", n, text)
 			p.skipped = p.noKafka
@@ -227,6 +218,23 @@ func (p *docPage) runBlock(n int, block string) {
 			t.Fatalf("block %d: %s: %v\n%s%s", n, line, err, out, p.backgroundLogs())
 		}
 	}
+}
+
+// leaveOut drops the commands of text that are not run (notRun) and its
+// comment, and says whether it needs Kafka.
+func (p *docPage) leaveOut(n int, text string) (line string, kafka bool) {
+	var kept []string
+	for _, seg := range strings.Split(text, " && ") {
+		seg = strings.TrimSpace(strings.SplitN(seg, " #", 2)[0])
+		if why, ok := notRun[seg]; ok {
+			kafka = kafka || why == "the test broker"
+			p.t.Logf("block %d: not run (%s): %s", n, why, seg)
+			continue
+		}
+		kept = append(kept, seg)
+	}
+	line = strings.Join(kept, " && ")
+	return line, kafka || strings.Contains(line, "kafka://") || strings.Contains(line, "eddy topics")
 }
 
 var (
