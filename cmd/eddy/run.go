@@ -233,7 +233,7 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 	}
 	defer stopProfiles()
 	_, lastErr := cfg.Store.Last()
-	stopProgress := startProgress(tty, f.progress, cfg.Stats, inputTotal(srcURI, lastErr == nil))
+	stopProgress := startProgress(tty, f.progress, cfg.Stats, inputTotal(srcURI, lastErr == nil), src)
 	sum, err := actors.Run(cmd.Context(), cfg)
 	stopProgress()
 	sinks.closed = true // Run closed them

@@ -134,9 +134,26 @@ function showStatus(st, now) {
   if (samples.length > SAMPLES) samples.shift();
   const r = ratesOf(samples.length - 1);
   $("rate").textContent = r ? rate(r.read) : "–";
+  const self = nodes.find((n) => n.self && n.status);
+  showScript(self && self.status.script);
   showNodes(nodes);
   showPartitions(nodes, now);
   drawChart();
+}
+
+// showScript says which version of the script this node runs and how
+// its reloads went (eddy run --watch or SIGHUP).
+function showScript(s) {
+  const p = $("script-version");
+  p.hidden = !s;
+  if (!s) return;
+  const parts = [
+    "script version " + s.hash.slice(0, 12) + ", loaded " + clock(s.loaded_at),
+    num(s.reloads) + (s.reloads === 1 ? " reload, " : " reloads, ") + num(s.reloads_refused) + " refused",
+  ];
+  if (s.pending) parts.push("version " + s.pending.slice(0, 12) + " takes over at the next checkpoint");
+  p.replaceChildren(parts.join(" · "));
+  if (s.last_refused) p.append(" · ", el("span", "last refused: " + s.last_refused, "state-bad"));
 }
 
 function showNodes(nodes) {
