@@ -81,7 +81,7 @@ func TestConfinement(t *testing.T) {
 	if _, err := connectors.OpenSource("file:/etc/hostname", nil); err == nil || !strings.Contains(err.Error(), "/etc/hostname is not allowed") {
 		t.Fatalf("OpenSource outside the allowed paths: %v", err)
 	}
-	if _, err := connectors.OpenSink("file:"+filepath.Join(allowed, "out", "r.jsonl")); err == nil || !strings.Contains(err.Error(), "is not allowed") {
+	if _, err := connectors.OpenSink("file:" + filepath.Join(allowed, "out", "r.jsonl")); err == nil || !strings.Contains(err.Error(), "is not allowed") {
 		t.Fatalf("OpenSink through a symlink out: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(outside, "r.jsonl")); err == nil {
