@@ -15,10 +15,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/eddy-stream/eddy/internal/lockedbuf"
 	"github.com/eddy-stream/eddy/internal/reference"
@@ -392,5 +395,47 @@ func waitFor(t *testing.T, what string, log fmt.Stringer, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s within a minute\n%s", what, log)
 		}
+	}
+}
+
+// The web page behind a token, in a real headless Chromium: opening /
+// leads to the login form, a wrong token is refused there, the right one
+// opens the page, which then shows the live pipeline with no error.
+func TestWebPageWithToken(t *testing.T) {
+	browser := needChromium(t)
+	t.Setenv(statusapi.RuntimeDirEnv, t.TempDir())
+	const secret = "page-0123456789abcdef"
+	addr := freeAddr(t)
+	log := startLogged(t, netflowScript, "--source", "gen:netflow?count=100000000&rate=5000", "--http", addr,
+		"--http-token-file", writeToken(t, secret))
+	waitFor(t, "the server", log, func() bool { code, _ := scrape(t, addr, "/status", "Bearer "+secret); return code == 200 })
+	ctx := newBrowser(t, browser)
+	p := &page{t: t, ctx: ctx, stderr: log}
+	login := func(token string) {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.Navigate("http://"+addr+"/"), chromedp.WaitVisible(`input[name="token"]`),
+			chromedp.SendKeys(`input[name="token"]`, token), chromedp.Submit(`input[name="token"]`)); err != nil {
+			t.Fatalf("log in: %v\n%s", err, log)
+		}
+	}
+	// Until the form's answer has loaded, evaluating fails (the document
+	// goes away): poll through that.
+	loaded := func(cond, what string) {
+		t.Helper()
+		waitFor(t, what, log, func() bool { ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond)); return err == nil && ok })
+	}
+	login("not-the-token-0123456789")
+	loaded(`location.pathname === "/login" && document.body.textContent.includes("That is not this node's token.")`, "the login form to refuse a wrong token")
+	login(secret)
+	loaded(`location.pathname === "/"`, "the page after the login")
+	p.waitFor(`location.pathname === "/" && document.getElementById("pipeline-name").textContent === "netflow_webservers" &&
+		document.querySelector("#partitions tbody").textContent.includes("gen:netflow")`, "the page, logged in, to show the pipeline and its partition")
+	first, err := chromedp.Run(ctx, chromedp.Evaluate[int64](recordsRead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.waitFor(recordsRead+" > "+strconv.FormatInt(first, 10), "the records count to move")
+	if cookie, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie`)); err != nil || cookie != "" {
+		t.Fatalf("the page's script reads the session cookie %q (%v): want it HttpOnly", cookie, err)
 	}
 }
