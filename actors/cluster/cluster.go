@@ -98,7 +98,7 @@ type Config struct {
 	Logger *slog.Logger
 	// Remote are options of the remote the nodes talk over (a token and
 	// TLS: internal/nodeauth).
-	Remote []remote.ConfigOption
+	Remote []remote.ConfigOption `json:"-"`
 }
 
 // Name derives a cluster's name from a pipeline and the Kafka consumer
