@@ -95,16 +95,23 @@ func serve(ctx context.Context, log *slog.Logger, f runFlags, pipeline, srcURI s
 	if node != nil {
 		entry.Cluster = node.Name()
 	}
-	if remove, err := statusapi.Register(entry); err != nil {
-		log.Warn("could not register in the runtime directory: eddy status and eddy query need --http to find this node", "dir", statusapi.RuntimeDir(), "err", err)
-	} else {
-		stops = append(stops, remove)
-	}
+	stops = append(stops, register(log, entry))
 	cfg.OnReady = func(h *actors.Handle) {
 		local.h.Store(h)
 		log.Info("serving status and state", "addr", advertise)
 	}
 	return stop, nil
+}
+
+// register puts the node's entry in the runtime directory, where eddy
+// status and eddy query find it; remove takes it out.
+func register(log *slog.Logger, e statusapi.Entry) (remove func()) {
+	remove, err := statusapi.Register(e)
+	if err != nil {
+		log.Warn("could not register in the runtime directory: eddy status and eddy query need --http to find this node", "dir", statusapi.RuntimeDir(), "err", err)
+		return func() {}
+	}
+	return remove
 }
 
 // httpAddrs are the status server's address as this machine reaches it
