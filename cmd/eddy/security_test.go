@@ -400,7 +400,8 @@ func waitFor(t *testing.T, what string, log fmt.Stringer, cond func() bool) {
 
 // The web page behind a token, in a real headless Chromium: opening /
 // leads to the login form, a wrong token is refused there, the right one
-// opens the page, which then shows the live pipeline with no error.
+// opens the page, which then shows the live pipeline; logged out, the page
+// goes back to the form.
 func TestWebPageWithToken(t *testing.T) {
 	browser := needChromium(t)
 	t.Setenv(statusapi.RuntimeDirEnv, t.TempDir())
@@ -438,4 +439,10 @@ func TestWebPageWithToken(t *testing.T) {
 	if cookie, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie`)); err != nil || cookie != "" {
 		t.Fatalf("the page's script reads the session cookie %q (%v): want it HttpOnly", cookie, err)
 	}
+	// Once the session ends, the page's next poll is refused and takes it
+	// back to the login form.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`fetch("/logout", {method: "POST"}).then(() => true)`, chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatalf("log out: %v", err)
+	}
+	loaded(`location.pathname === "/login"`, "the page to go back to the login form once logged out")
 }

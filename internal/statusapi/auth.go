@@ -34,12 +34,16 @@ const SessionCookie = "eddy_session"
 
 // Protect serves h to requests that carry a.Token, and answers the others
 // 401 with what to send, except GET / in a browser, which goes to the
-// login form at /login.
+// login form at /login. POST /logout ends the browser's session.
 func Protect(h http.Handler, a Auth) http.Handler {
 	session := sessionValue(a.Token)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) { loginForm(w, http.StatusOK, "") })
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) { login(w, r, a, session) })
+	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: SessionCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: a.Secure, SameSite: http.SameSiteStrictMode})
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		switch ok, why := authorized(r, a.Token, session); {
 		case ok || slices.Contains(a.Public, r.URL.Path) || strings.HasPrefix(r.URL.Path, "/web/"):

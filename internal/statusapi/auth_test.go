@@ -97,6 +97,11 @@ func TestProtect(t *testing.T) {
 				t.Fatalf("GET %s with the session cookie: %d", path, resp.StatusCode)
 			}
 		}
+		resp = do(t, "POST", "/logout", "", c, url.Values{})
+		read(resp)
+		if out := resp.Cookies(); resp.StatusCode != 303 || len(out) != 1 || out[0].Name != SessionCookie || out[0].MaxAge >= 0 {
+			t.Fatalf("logout: %d %v, want 303 and the session cookie cleared", resp.StatusCode, out)
+		}
 		forged := &http.Cookie{Name: SessionCookie, Value: sessionValue("another-token-0123456789")}
 		if resp := do(t, "GET", "/state", "", forged, nil); resp.StatusCode != 401 || !strings.Contains(read(resp), "log in again") {
 			t.Fatalf("GET /state with another token's cookie: %d", resp.StatusCode)
