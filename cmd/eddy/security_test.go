@@ -298,13 +298,14 @@ func TestClusterWithTokenAndTLS(t *testing.T) {
 	}
 	token := writeToken(t, "cluster-0123456789abcdef")
 	cert, key := writeCert(t)
+	peers := "--peers=" + freeAddr(t) + "," + freeAddr(t) // apart from other tests' clusters
 	var addrs []string
 	var logs []fmt.Stringer
 	for range 2 {
 		_, port, _ := net.SplitHostPort(freeAddr(t))
 		addr := freeAddr(t)
 		stderr := startLogged(t, netflowScript, "--source", "dir:"+dir, "--emit", "update", "--sink", "file:"+filepath.Join(t.TempDir(), "out.jsonl"),
-			"--cluster-port", port, "--http", addr, "--http-token-file", token, "--http-tls-cert", cert, "--http-tls-key", key)
+			"--cluster-port", port, peers, "--http", addr, "--http-token-file", token, "--http-tls-cert", cert, "--http-tls-key", key)
 		addrs, logs = append(addrs, addr), append(logs, stderr)
 	}
 	doubled := map[string]int64{}
@@ -348,11 +349,12 @@ func TestClusterRefusesAnotherToken(t *testing.T) {
 	var addrs []string
 	var logs []fmt.Stringer
 	tokens := []string{writeToken(t, "first-0123456789abcdef"), writeToken(t, "second-0123456789abcdef")}
+	peers := "--peers=" + freeAddr(t) + "," + freeAddr(t)
 	for i := range 2 {
 		_, port, _ := net.SplitHostPort(freeAddr(t))
 		addr := freeAddr(t)
 		stderr := startLogged(t, netflowScript, "--source", "dir:"+dir, "--emit", "update", "--sink", "file:"+filepath.Join(t.TempDir(), "out.jsonl"),
-			"--cluster-port", port, "--http", addr, "--http-token-file", tokens[i])
+			"--cluster-port", port, peers, "--http", addr, "--http-token-file", tokens[i])
 		addrs, logs = append(addrs, addr), append(logs, stderr)
 	}
 	var last string

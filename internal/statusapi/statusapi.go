@@ -16,6 +16,10 @@
 // restores from its changelog, or has no owner (a rebalance), it is 503
 // naming the partitions, unless asked with partial=1: then 200 with the
 // partial rows and Eddy-Partial: true, Eddy-Partial-Reason saying why.
+//
+// Protect (auth.go, eddy run --http-token-file) puts all of it behind a
+// bearer token, with GET and POST /login and POST /logout for the web
+// page; Client is the client that sends the token and speaks TLS.
 package statusapi
 
 import (
