@@ -96,6 +96,9 @@ type Config struct {
 	// Logger gets the node's logs; protoactor's own go to it at warning
 	// level and above.
 	Logger *slog.Logger
+	// Remote are options of the remote the nodes talk over (a token and
+	// TLS: internal/nodeauth).
+	Remote []remote.ConfigOption `json:"-"`
 }
 
 // Name derives a cluster's name from a pipeline and the Kafka consumer
@@ -270,7 +273,7 @@ func start(ctx context.Context, cfg Config, peers []string, ln net.Listener, loc
 	health.HideBanner, health.HidePort, health.Listener = true, true, ln
 	health.Logger.SetOutput(io.Discard)
 	provider := automanaged.NewWithTesting(cfg.RefreshTTL, port, health, peers...)
-	rcfg := remote.Configure(cfg.Host, cfg.Port)
+	rcfg := remote.Configure(cfg.Host, cfg.Port, cfg.Remote...)
 	ccfg := pcluster.Configure(cfg.Name, provider, disthash.New(), rcfg,
 		pcluster.WithRequestTimeout(cfg.Timeout), withoutGossip)
 	c := pcluster.New(system, ccfg)

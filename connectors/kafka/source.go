@@ -25,6 +25,7 @@ func init() {
 			"batch", "buffer", "poll", "session-timeout")...)
 	connectors.RegisterSink("kafka", func(t connectors.Target) (connectors.Sink, error) { return OpenSink(t) },
 		append(connParams, "exactly-once", "transactional-id", "pipeline", "source-group", "format")...)
+	connectors.DeclareReach("kafka", connectors.Reach{PathParams: []string{"tls-ca"}})
 }
 
 // SourceConfig is what a kafka:// source reads and how.

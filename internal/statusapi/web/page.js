@@ -15,6 +15,11 @@ const $ = (id) => document.getElementById(id);
 async function fetchText(path) {
   try {
     const r = await fetch(path, { cache: "no-store", signal: AbortSignal.timeout(TIMEOUT_MS) });
+    if (r.status === 401 && (r.headers.get("WWW-Authenticate") || "").startsWith("Bearer")) {
+      // The node asks for its token and the session is over (logged
+      // out, or a new token): back to its login form.
+      location.assign("/login");
+    }
     return { ok: r.ok, status: r.status, text: await r.text() };
   } catch (e) {
     return { ok: false, status: 0, text: "the node does not answer (" + e.message + ")" };
