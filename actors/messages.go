@@ -182,6 +182,14 @@ type emitTrigger struct {
 	watermark int64
 }
 
+// stageRows: the rows the stage before emitted at a trigger, for the
+// next stage (stage.go); the trigger goes on with them.
+type stageRows struct {
+	trigger emitTrigger
+	rows    []connectors.Row
+	read    time.Time
+}
+
 // swapScript: the emitter makes its runtime from p from now on (a reload).
 type swapScript struct{ p *scripting.Pipeline }
 

@@ -1,0 +1,291 @@
+package actors
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/scripting"
+)
+
+// StageAggregator runs one later stage of a multi-stage pipeline
+// (scripting/stages.go). At each trigger it folds in the rows the stage
+// before emitted, keyed by its own key, writes its table at the trigger's
+// checkpoint, and emits what its emit mode asks: to the next stage, or to
+// the results sink.
+//
+// The emitter (stage 1) sends it a trigger's rows before its flush, so a
+// checkpoint covers exactly the windows stage 1 emitted up to it: those
+// are in this stage's table at that version, the rest are still in stage
+// 1's state. Its input is append-only (each window once), so a row never
+// has to be taken back out.
+//
+// It keeps one table for the whole node: the stage runs in-process, and
+// only where no partition moves to another node (no changelog).
+type StageAggregator struct {
+	e     *engine
+	p     *scripting.Pipeline
+	next  *actor.PID // the next stage; nil when this is the last
+	rt    *scripting.Runtime
+	table map[string]*stageEntry
+	// changed: keys changed since the last trigger (update and complete
+	// emits); tables: the complete-mode tables emitted so far.
+	changed map[string]struct{}
+	tables  int64
+}
+
+type stageEntry struct{ keyVals, accs []any }
+
+// Store keys: one prefix per stage.
+func stageKey(stage int, key string) []byte { return append(stagePrefix(stage), key...) }
+func stagePrefix(stage int) []byte           { return []byte("stage/" + strconv.Itoa(stage) + "\x00") }
+
+// spawnStages spawns the later stages, last first, so each knows its next.
+func (e *engine) spawnStages(spawn func(name string, a actor.Actor) *actor.PID) error {
+	stages := e.cfg.Pipeline.Stages
+	e.stages = make([]*actor.PID, len(stages))
+	var next *actor.PID
+	for i := len(stages) - 1; i >= 0; i-- {
+		s, err := newStage(e, stages[i], next)
+		if err != nil {
+			return fmt.Errorf("stages[%d]: %w", stages[i].Stage(), err)
+		}
+		next = spawn(fmt.Sprintf("stages[%d]", stages[i].Stage()), s)
+		e.stages[i] = next
+	}
+	return nil
+}
+
+func newStage(e *engine, p *scripting.Pipeline, next *actor.PID) (*StageAggregator, error) {
+	rt, err := p.NewRuntime(false)
+	if err != nil {
+		return nil, err
+	}
+	s := &StageAggregator{e: e, p: p, next: next, rt: rt, table: map[string]*stageEntry{}, changed: map[string]struct{}{}}
+	if err := s.restore(); err != nil {
+		rt.Close()
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	return s, nil
+}
+
+// restore reads the table of the last checkpoint.
+func (s *StageAggregator) restore() error {
+	cp, err := s.e.cfg.Store.Last()
+	if err != nil {
+		return nil // no checkpoint: an empty table
+	}
+	prefix := stagePrefix(s.p.Stage())
+	return s.e.cfg.Store.Scan(cp.ID, prefix, func(k, v []byte) error {
+		keyVals, accs, err := s.rt.DecodeEntry(v)
+		if err != nil {
+			return fmt.Errorf("key %q: %w", k[len(prefix):], err)
+		}
+		s.table[string(k[len(prefix):])] = &stageEntry{keyVals: keyVals, accs: accs}
+		return nil
+	})
+}
+
+// toResults sends a trigger's rows from stage 1 on: to the results sink
+// and its flush, or to the next stage.
+func (e *engine) toResults(ctx actor.Context, t *emitTrigger, rows []connectors.Row, read time.Time) {
+	if len(e.stages) > 0 {
+		ctx.Send(e.stages[0], &stageRows{trigger: *t, rows: rows, read: read})
+		return
+	}
+	if len(rows) > 0 {
+		ctx.Send(e.results, &rowsOut{rows: rows, read: read})
+	}
+	ctx.Send(e.results, &flush{seq: t.seq})
+}
+
+// Receive implements actor.Actor.
+func (s *StageAggregator) Receive(ctx actor.Context) {
+	// Like the emitter, a stage has no checkpoint to restart from alone: a
+	// failure ends the run with its cause (the next run resumes from the
+	// last checkpoint).
+	defer func() {
+		if r := recover(); r != nil {
+			s.failed(ctx, fmt.Errorf("an engine bug (please report it): %v", r))
+		}
+	}()
+	switch m := ctx.Message().(type) {
+	case *stageRows:
+		s.trigger(ctx, m)
+	case *actor.Stopping:
+		s.rt.Close()
+	}
+}
+
+// trigger folds in a trigger's rows, checkpoints, and passes the
+// trigger on.
+func (s *StageAggregator) trigger(ctx actor.Context, m *stageRows) {
+	s.fold(ctx, m.rows)
+	if m.trigger.epoch > 0 {
+		if err := s.save(m.trigger.epoch); err != nil {
+			s.failed(ctx, fmt.Errorf("checkpoint %d: %w", m.trigger.epoch, err))
+			return
+		}
+	}
+	rows, err := s.rows(m.trigger.final)
+	if err != nil {
+		s.failed(ctx, err)
+		return
+	}
+	if s.next != nil {
+		ctx.Send(s.next, &stageRows{trigger: m.trigger, rows: rows, read: m.read})
+		return
+	}
+	if len(rows) > 0 {
+		ctx.Send(s.e.results, &rowsOut{rows: rows, read: m.read})
+	}
+	ctx.Send(s.e.results, &flush{seq: m.trigger.seq})
+}
+
+// failed ends the run: the results sink reports the stage's failure.
+func (s *StageAggregator) failed(ctx actor.Context, err error) {
+	ctx.Send(s.e.node, &sinkFailed{name: "results", err: fmt.Errorf("stages[%d]: %w", s.p.Stage(), err)})
+}
+
+// fold adds rows to the table. A row the stage can't take (a missing key
+// column, a value of the wrong type) goes to the dead letters.
+func (s *StageAggregator) fold(ctx actor.Context, rows []connectors.Row) {
+	for _, row := range rows {
+		if err := s.add(row); err != nil {
+			s.deadLetter(ctx, row, err)
+		}
+	}
+}
+
+func (s *StageAggregator) add(row connectors.Row) error {
+	k, err := s.rt.KeyRow(row)
+	if err != nil {
+		return err
+	}
+	nk := len(s.p.KeyColumns)
+	en := s.table[k.Key]
+	if en == nil {
+		accs, err := s.rt.NewAccs()
+		if err != nil {
+			return err
+		}
+		en = &stageEntry{keyVals: k.Vals[:nk:nk], accs: accs}
+	}
+	if err := s.rt.Add(en.accs, k.Vals[nk:]); err != nil {
+		return err
+	}
+	s.table[k.Key] = en
+	s.changed[k.Key] = struct{}{}
+	return nil
+}
+
+func (s *StageAggregator) deadLetter(ctx actor.Context, row connectors.Row, err error) {
+	s.e.cfg.Stats.Failed.Add(1)
+	msg := fmt.Sprintf("stages[%d]: %v", s.p.Stage(), err)
+	if s.e.deadLetters != nil {
+		in := connectors.AppendJSON(nil, row)
+		ctx.Send(s.e.deadLetters, &rowsOut{rows: []connectors.Row{{Fields: []connectors.Field{
+			{Name: "error", Value: msg}, {Name: "row", Value: string(in)},
+		}}}})
+	}
+	ctx.Send(s.e.node, &failed{n: 1, last: msg})
+}
+
+// save writes the whole table at checkpoint epoch. Whole, not what changed:
+// a checkpoint that never completes hides its writes (state.Complete), and
+// the stage does not learn which did.
+func (s *StageAggregator) save(epoch uint64) error {
+	wb := s.e.cfg.Store.Batch(epoch)
+	var buf []byte
+	var err error
+	for key, en := range s.table {
+		if buf, err = s.rt.EncodeEntry(buf[:0], en.keyVals, en.accs); err != nil {
+			wb.Cancel()
+			return fmt.Errorf("key %q: %w", key, err)
+		}
+		if err := wb.Set(stageKey(s.p.Stage(), key), buf); err != nil {
+			wb.Cancel()
+			return err
+		}
+	}
+	return wb.Commit()
+}
+
+// rows builds what a trigger emits, as the emit mode asks.
+func (s *StageAggregator) rows(final bool) ([]connectors.Row, error) {
+	var keys []string
+	switch {
+	case s.p.Emit == scripting.EmitUpdate:
+		keys = make([]string, 0, len(s.changed))
+		for k := range s.changed {
+			keys = append(keys, k)
+		}
+	case s.p.Emit == scripting.EmitComplete && len(s.changed) > 0, final && s.p.Emit == scripting.EmitFinal:
+		keys = make([]string, 0, len(s.table))
+		for k := range s.table {
+			keys = append(keys, k)
+		}
+	default:
+		return nil, nil
+	}
+	s.changed = map[string]struct{}{}
+	rows, err := s.shape(keys, s.p.Emit != scripting.EmitUpdate)
+	if err != nil || s.p.Emit != scripting.EmitComplete || len(rows) == 0 {
+		return rows, err
+	}
+	s.tables++
+	for i := range rows {
+		rows[i].Fields = append(rows[i].Fields, connectors.Field{Name: TriggerColumn, Value: s.tables})
+	}
+	return rows, nil
+}
+
+// shape builds the rows of keys, ordered by order_by and cut to limit
+// when limited.
+func (s *StageAggregator) shape(keys []string, limited bool) ([]connectors.Row, error) {
+	cols := s.p.Columns()
+	rows := make([]connectors.Row, 0, len(keys))
+	for _, k := range keys {
+		en := s.table[k]
+		res, err := s.rt.Results(en.accs)
+		if err != nil {
+			return nil, fmt.Errorf("key %q: %w", k, err)
+		}
+		vals := append(append([]any(nil), en.keyVals...), res...)
+		row := connectors.Row{Key: k, Fields: make([]connectors.Field, len(cols))}
+		for i, c := range cols {
+			row.Fields[i] = connectors.Field{Name: c, Value: vals[i]}
+		}
+		rows = append(rows, row)
+	}
+	sortRows(rows, s.p.OrderBy)
+	if limited && s.p.Limit > 0 && len(rows) > s.p.Limit {
+		rows = rows[:s.p.Limit]
+	}
+	return rows, nil
+}
+
+// checkStages refuses a multi-stage pipeline where its later stages would
+// see part of the input: on a Kafka consumer group each node reads some
+// partitions, and the rows of one stage would have to reach the node that
+// owns their key in the next through a repartition topic, which eddy does
+// not have yet.
+func (c *Config) checkStages() error {
+	if len(c.Pipeline.Stages) == 0 {
+		return nil
+	}
+	if _, group := c.Source.(connectors.ChangelogSource); group || c.Changelog != nil {
+		return fmt.Errorf("pipeline %s has %d stages: multi-stage pipelines run on files, directories and generators so far; on a Kafka consumer group each node would aggregate stages[2] over its own partitions only (the repartition topic that would bring each key's rows together is not built yet)",
+			c.Pipeline.Name, len(c.Pipeline.Stages)+1)
+	}
+	return nil
+}
+
+// stagesNoRestart is why a multi-stage run ends when a partition fails
+// rather than restarting it alone: the partition would emit again windows
+// that the later stages have already counted.
+func stagesNoRestart(id string, cause error) error {
+	return fmt.Errorf("partition %s failed: %w; a multi-stage pipeline does not restart one partition from the last checkpoint (its windows would reach the later stages twice): run it again to resume from the last checkpoint", id, cause)
+}
