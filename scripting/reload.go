@@ -48,6 +48,7 @@ func CheckReload(old, next *Pipeline) error {
 		{"the source", strconv.Quote(old.Source), strconv.Quote(next.Source)},
 		{"the sinks", describeSinks(old.Sinks), describeSinks(next.Sinks)},
 		{"route", strconv.FormatBool(old.hasRoute), strconv.FormatBool(next.hasRoute)},
+		{"the stages", describeStages(old), describeStages(next)},
 	} {
 		if c.old != c.new {
 			return fmt.Errorf("%s changed from %s to %s", c.what, c.old, c.new)

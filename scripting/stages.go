@@ -286,3 +286,19 @@ func (rt *Runtime) KeyRow(row connectors.Row) (Keyed, error) {
 	return k, nil
 }
 
+// describeStages writes the later stages' keys, aggregates and result
+// shape, for CheckReload: their tables are checkpointed by that layout.
+func describeStages(p *Pipeline) string {
+	var sb strings.Builder
+	for _, s := range p.Stages {
+		fmt.Fprintf(&sb, "stages[%d]{key %s", s.Stage(), columnList(s.KeyColumns))
+		for _, a := range s.Aggregates {
+			fmt.Fprintf(&sb, ", %s = %s", a.Name, describeAgg(a))
+		}
+		fmt.Fprintf(&sb, ", emit %s, order_by %v, limit %d} ", s.Emit, s.OrderBy, s.Limit)
+	}
+	if sb.Len() == 0 {
+		return "none"
+	}
+	return strings.TrimSpace(sb.String())
+}
