@@ -195,7 +195,7 @@ func (c *Config) validate() error {
 	if c.Pipeline.HasAggregate() && c.Results == nil {
 		return fmt.Errorf("pipeline %s aggregates but has no results sink", c.Pipeline.Name)
 	}
-	if err := c.checkStages(); err != nil {
+	if err := c.CheckStages(); err != nil {
 		return err
 	}
 	// Zero means the default; a negative value is a mistake, never a

@@ -40,7 +40,7 @@ type stageEntry struct{ keyVals, accs []any }
 
 // Store keys: one prefix per stage.
 func stageKey(stage int, key string) []byte { return append(stagePrefix(stage), key...) }
-func stagePrefix(stage int) []byte           { return []byte("stage/" + strconv.Itoa(stage) + "\x00") }
+func stagePrefix(stage int) []byte          { return []byte("stage/" + strconv.Itoa(stage) + "\x00") }
 
 // spawnStages spawns the later stages, last first, so each knows its next.
 func (e *engine) spawnStages(spawn func(name string, a actor.Actor) *actor.PID) error {
@@ -267,12 +267,12 @@ func (s *StageAggregator) shape(keys []string, limited bool) ([]connectors.Row, 
 	return rows, nil
 }
 
-// checkStages refuses a multi-stage pipeline where its later stages would
+// CheckStages refuses a multi-stage pipeline where its later stages would
 // see part of the input: on a Kafka consumer group each node reads some
 // partitions, and the rows of one stage would have to reach the node that
 // owns their key in the next through a repartition topic, which eddy does
 // not have yet.
-func (c *Config) checkStages() error {
+func (c *Config) CheckStages() error {
 	if len(c.Pipeline.Stages) == 0 {
 		return nil
 	}

@@ -194,6 +194,9 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 		TriggerInterval: f.trigger, CheckpointInterval: f.checkpoint, Logger: log, Stats: &actors.Stats{},
 		Node: nodeName(f.node, srcURI),
 	}
+	if err := cfg.CheckStages(); err != nil {
+		return err
+	}
 	reloads, stopWatching := watchScript(cmd.Context(), path, p.Hash, f, log)
 	defer stopWatching()
 	cfg.Reload = reloads
