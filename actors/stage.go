@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -22,6 +23,9 @@ import (
 // 1's state. Its input is append-only (each window once), so a row never
 // has to be taken back out.
 //
+// A windowed stage fires its windows as the trigger's watermark passes
+// their end, emits each once and forgets it, so it can feed another stage.
+//
 // It keeps one table for the whole node: the stage runs in-process, and
 // only where no partition moves to another node (no changelog).
 type StageAggregator struct {
@@ -34,9 +38,17 @@ type StageAggregator struct {
 	// emits); tables: the complete-mode tables emitted so far.
 	changed map[string]struct{}
 	tables  int64
+	// watermark: windows ending at or before it have fired (windowed
+	// stages)
+	watermark int64
 }
 
-type stageEntry struct{ keyVals, accs []any }
+// stageEntry is one key's accumulators; in a windowed stage, one key's in
+// one window, at state key key␞start.
+type stageEntry struct {
+	keyVals, accs []any
+	start, end    int64
+}
 
 // Store keys: one prefix per stage.
 func stageKey(stage int, key string) []byte { return append(stagePrefix(stage), key...) }
@@ -63,7 +75,8 @@ func newStage(e *engine, p *scripting.Pipeline, next *actor.PID) (*StageAggregat
 	if err != nil {
 		return nil, err
 	}
-	s := &StageAggregator{e: e, p: p, next: next, rt: rt, table: map[string]*stageEntry{}, changed: map[string]struct{}{}}
+	s := &StageAggregator{e: e, p: p, next: next, rt: rt, table: map[string]*stageEntry{}, changed: map[string]struct{}{},
+		watermark: math.MinInt64}
 	if err := s.restore(); err != nil {
 		rt.Close()
 		return nil, fmt.Errorf("restore: %w", err)
@@ -83,7 +96,18 @@ func (s *StageAggregator) restore() error {
 		if err != nil {
 			return fmt.Errorf("key %q: %w", k[len(prefix):], err)
 		}
-		s.table[string(k[len(prefix):])] = &stageEntry{keyVals: keyVals, accs: accs}
+		en := &stageEntry{keyVals: keyVals, accs: accs}
+		if s.p.IsWindowed() {
+			// Windowed entries carry start and end after the key.
+			n := len(keyVals) - 2
+			if n < 0 {
+				return fmt.Errorf("key %q: a window entry without its window", k[len(prefix):])
+			}
+			en.start, _ = keyVals[n].(int64)
+			en.end, _ = keyVals[n+1].(int64)
+			en.keyVals = keyVals[:n:n]
+		}
+		s.table[string(k[len(prefix):])] = en
 		return nil
 	})
 }
@@ -123,16 +147,24 @@ func (s *StageAggregator) Receive(ctx actor.Context) {
 // trigger on.
 func (s *StageAggregator) trigger(ctx actor.Context, m *stageRows) {
 	s.fold(ctx, m.rows)
+	var rows []connectors.Row
+	var err error
+	if s.p.IsWindowed() {
+		rows, err = s.fire(m.trigger.watermark, m.trigger.final)
+	} else {
+		rows, err = s.rows(m.trigger.final)
+	}
+	if err != nil {
+		s.failed(ctx, err)
+		return
+	}
+	// The checkpoint holds the table as this trigger leaves it: what it
+	// emitted is downstream, at the same checkpoint.
 	if m.trigger.epoch > 0 {
 		if err := s.save(m.trigger.epoch); err != nil {
 			s.failed(ctx, fmt.Errorf("checkpoint %d: %w", m.trigger.epoch, err))
 			return
 		}
-	}
-	rows, err := s.rows(m.trigger.final)
-	if err != nil {
-		s.failed(ctx, err)
-		return
 	}
 	if s.next != nil {
 		ctx.Send(s.next, &stageRows{trigger: m.trigger, rows: rows, read: m.read})
@@ -164,21 +196,70 @@ func (s *StageAggregator) add(row connectors.Row) error {
 	if err != nil {
 		return err
 	}
+	if !s.p.IsWindowed() {
+		return s.addTo(k.Key, &k, 0, 0)
+	}
+	end, _ := row.Get(scripting.WindowColumns[1])
+	at, err := scripting.ParseTime(end)
+	if err != nil {
+		return fmt.Errorf("stages[%d]: the input row's window_end: %w", s.p.Stage(), err)
+	}
+	at-- // the input window's last instant
+	for _, w := range s.p.Window.Windows(at, nil) {
+		if s.closed(w[1]) {
+			return fmt.Errorf("stages[%d]: a row for the window %s–%s, which has closed (an engine bug: please report it)",
+				s.p.Stage(), scripting.FormatTime(w[0]), scripting.FormatTime(w[1]))
+		}
+	}
+	for _, w := range s.p.Window.Windows(at, nil) {
+		if err := s.addTo(windowKey(k.Key, w[0]), &k, w[0], w[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addTo folds k into the entry at state key sk, making it if need be.
+func (s *StageAggregator) addTo(sk string, k *scripting.Keyed, start, end int64) error {
 	nk := len(s.p.KeyColumns)
-	en := s.table[k.Key]
+	en := s.table[sk]
 	if en == nil {
 		accs, err := s.rt.NewAccs()
 		if err != nil {
 			return err
 		}
-		en = &stageEntry{keyVals: k.Vals[:nk:nk], accs: accs}
+		en = &stageEntry{keyVals: k.Vals[:nk:nk], accs: accs, start: start, end: end}
 	}
 	if err := s.rt.Add(en.accs, k.Vals[nk:]); err != nil {
 		return err
 	}
-	s.table[k.Key] = en
-	s.changed[k.Key] = struct{}{}
+	s.table[sk] = en
+	s.changed[sk] = struct{}{}
 	return nil
+}
+
+// closed says whether a window ending at end has fired.
+func (s *StageAggregator) closed(end int64) bool { return end <= s.watermark }
+
+// fire emits and forgets the windows the watermark has passed (all of
+// them at the end of the input).
+func (s *StageAggregator) fire(watermark int64, final bool) ([]connectors.Row, error) {
+	if final {
+		watermark = math.MaxInt64
+	}
+	s.watermark = max(s.watermark, watermark)
+	var keys []string
+	for sk, en := range s.table {
+		if s.closed(en.end) {
+			keys = append(keys, sk)
+		}
+	}
+	rows, err := s.shape(keys, false)
+	for _, sk := range keys {
+		delete(s.table, sk)
+	}
+	s.changed = map[string]struct{}{}
+	return rows, err
 }
 
 func (s *StageAggregator) deadLetter(ctx actor.Context, row connectors.Row, err error) {
@@ -198,19 +279,61 @@ func (s *StageAggregator) deadLetter(ctx actor.Context, row connectors.Row, err 
 // the stage does not learn which did.
 func (s *StageAggregator) save(epoch uint64) error {
 	wb := s.e.cfg.Store.Batch(epoch)
+	if err := s.writeTable(wb); err != nil {
+		wb.Cancel()
+		return err
+	}
+	if err := s.deleteGone(wb); err != nil {
+		wb.Cancel()
+		return err
+	}
+	return wb.Commit()
+}
+
+func (s *StageAggregator) writeTable(wb batchWriter) error {
 	var buf []byte
 	var err error
 	for key, en := range s.table {
-		if buf, err = s.rt.EncodeEntry(buf[:0], en.keyVals, en.accs); err != nil {
-			wb.Cancel()
+		keyVals := en.keyVals
+		if s.p.IsWindowed() {
+			keyVals = append(append(make([]any, 0, len(keyVals)+2), keyVals...), en.start, en.end)
+		}
+		if buf, err = s.rt.EncodeEntry(buf[:0], keyVals, en.accs); err != nil {
 			return fmt.Errorf("key %q: %w", key, err)
 		}
 		if err := wb.Set(stageKey(s.p.Stage(), key), buf); err != nil {
-			wb.Cancel()
 			return err
 		}
 	}
-	return wb.Commit()
+	return nil
+}
+
+// deleteGone deletes the keys the last complete checkpoint has and the
+// table no longer does (windows that fired). Checkpoints are one at a
+// time, so what epochs since wrote was never completed, and completing
+// this one hides it (state.Complete).
+func (s *StageAggregator) deleteGone(wb batchWriter) error {
+	cp, err := s.e.cfg.Store.Last()
+	if err != nil {
+		return nil // no checkpoint yet
+	}
+	prefix := stagePrefix(s.p.Stage())
+	var gone [][]byte
+	err = s.e.cfg.Store.Scan(cp.ID, prefix, func(k, _ []byte) error {
+		if s.table[string(k[len(prefix):])] == nil {
+			gone = append(gone, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range gone {
+		if err := wb.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // rows builds what a trigger emits, as the emit mode asks.
@@ -253,8 +376,12 @@ func (s *StageAggregator) shape(keys []string, limited bool) ([]connectors.Row, 
 		if err != nil {
 			return nil, fmt.Errorf("key %q: %w", k, err)
 		}
-		vals := append(append([]any(nil), en.keyVals...), res...)
-		row := connectors.Row{Key: k, Fields: make([]connectors.Field, len(cols))}
+		vals := append([]any(nil), en.keyVals...)
+		if s.p.IsWindowed() {
+			vals = append(vals, scripting.FormatTime(en.start), scripting.FormatTime(en.end))
+		}
+		vals = append(vals, res...)
+		row := connectors.Row{Key: groupKey(k), Fields: make([]connectors.Field, len(cols))}
 		for i, c := range cols {
 			row.Fields[i] = connectors.Field{Name: c, Value: vals[i]}
 		}

@@ -3,6 +3,7 @@ package scripting
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
 	lua "github.com/yuin/gopher-lua"
@@ -27,8 +28,10 @@ import (
 // refused. For the same reason only the last stage may say how it emits
 // (emit, order_by, limit).
 //
-// Later stages take no window yet, so a stage that feeds another is always
-// the first: pipelines have two stages.
+// A later stage may have a window too (tumbling or hopping): an input row
+// falls in it by the last instant of the row's own window (window_end less
+// a millisecond), and it closes when the watermark passes its end. Such a
+// stage emits each window once, so it can feed another.
 
 // stageFields are the fields a stage's table may hold; lastOnly those only
 // the last stage may.
@@ -136,13 +139,8 @@ func checkStageTable(v lua.LValue, i, n int) error {
 			}
 		}
 	}
-	switch {
-	case i == 1 && i < n && s.RawGetString("window") == lua.LNil:
-		return fmt.Errorf("stages[1].window: stages[1] feeds stages[2], so it needs a window: its rows go on once, when their window closes (an unwindowed stage's rows change with every record, and stages[2] would count each version)")
-	case i > 1 && s.RawGetString("window") != lua.LNil:
-		return fmt.Errorf("stages[%d].window: only the first stage has a window so far (a later stage aggregates its input's windows by key, such as { \"window_start\", \"window_end\" })", i)
-	case i > 1 && i < n:
-		return fmt.Errorf("stages[%d]: feeds stages[%d] but has no window (only the first stage has one so far): its rows change with every input row, and stages[%d] would count each version", i, i+1, i+1)
+	if i < n && s.RawGetString("window") == lua.LNil {
+		return fmt.Errorf("stages[%d].window: stages[%d] feeds stages[%d], so it needs a window: its rows go on once, when their window closes (an unwindowed stage's rows change with every record, and stages[%d] would count each version)", i, i, i+1, i+1)
 	}
 	return nil
 }
@@ -198,10 +196,69 @@ func (p *Pipeline) readStage(t *lua.LTable, i int, in *Pipeline) (*Pipeline, err
 	if err := s.checkInputColumns(where, i); err != nil {
 		return nil, err
 	}
+	if err := s.readStageWindow(t, where); err != nil {
+		return nil, err
+	}
 	if err := s.readResultShape(t); err != nil {
 		return nil, fmt.Errorf("%s.%w", where, err)
 	}
+	if s.Window != nil {
+		if t.RawGetString("emit") == lua.LNil {
+			s.Emit = EmitFinal
+		}
+		if err := s.checkWindowedEmit(s.Emit); err != nil {
+			return nil, fmt.Errorf("%s.%w", where, err)
+		}
+	}
 	return s, nil
+}
+
+// readStageWindow reads a later stage's window. Its input rows fall in it
+// by their own window's last instant (window_end less a millisecond), and
+// it closes when the watermark passes its end, as the first stage's do.
+func (s *Pipeline) readStageWindow(t *lua.LTable, where string) error {
+	w, err := readWindow(t.RawGetString("window"))
+	if err != nil {
+		return fmt.Errorf("%s.%w", where, err)
+	}
+	if w == nil {
+		return nil
+	}
+	if w.Kind == "session" {
+		return fmt.Errorf("%s.window: session windows are for the first stage; a later one takes eddy.tumbling or eddy.hopping", where)
+	}
+	for _, k := range s.KeyColumns {
+		if k == WindowColumns[0] || k == WindowColumns[1] {
+			return fmt.Errorf("%s.key: %q names this stage's own window once it has one: key by other columns", where, k)
+		}
+	}
+	if t.RawGetString("limit") != lua.LNil {
+		return fmt.Errorf("%s.limit: a windowed stage emits every window that closes; limit is for unwindowed last stages", where)
+	}
+	s.Window = w
+	return nil
+}
+
+// checkWindowedEmit: a windowed later stage emits final rows only.
+func (s *Pipeline) checkWindowedEmit(mode string) error {
+	if s.Window != nil && mode != EmitFinal {
+		return fmt.Errorf("emit: stages[%d] has a window: it emits each window once, when it closes (final), not %q", s.stage, mode)
+	}
+	return nil
+}
+
+// ParseTime reads a window_start or window_end value (FormatTime's form)
+// back as Unix ms.
+func ParseTime(v any) (int64, error) {
+	str, ok := v.(string)
+	if !ok {
+		return 0, fmt.Errorf("want a time such as \"2024-01-01T00:00:00.000Z\", got %v", v)
+	}
+	t, err := time.Parse(timeLayout, str)
+	if err != nil {
+		return 0, err
+	}
+	return t.UnixMilli(), nil
 }
 
 // checkInputColumns: every column a stage reads is one its input has.
@@ -233,6 +290,9 @@ func (s *Pipeline) checkInputColumns(where string, i int) error {
 func (p *Pipeline) setLastEmit(mode string) error {
 	n := len(p.Stages)
 	last := *p.Stages[n-1]
+	if err := last.checkWindowedEmit(mode); err != nil {
+		return err
+	}
 	if err := last.SetEmit(mode); err != nil {
 		return err
 	}

@@ -11,7 +11,10 @@ import (
 	"time"
 )
 
-const stagesScript = "testdata/stages_bids.lua"
+const (
+	stagesScript = "testdata/stages_bids.lua"
+	threeScript  = "testdata/stages_three.lua"
+)
 
 // bidsEvery is the event time between two generated bids.
 const bidsEvery = 10 * time.Millisecond
@@ -82,40 +85,101 @@ func expectedWindowMax(bids [][2]int64) string {
 	return sb.String()
 }
 
+// expectedThree is stages_three.lua's result computed directly.
+func expectedThree(bids [][2]int64) string {
+	const tenS, minute = 10_000, 60_000
+	type win struct{ auction, start int64 }
+	counts := map[win]int64{}
+	for _, b := range bids {
+		counts[win{b[0], b[1] - b[1]%tenS}]++
+	}
+	type perMinute struct{ peak, active, total int64 }
+	second := map[win]*perMinute{}
+	for w, n := range counts {
+		last := w.start + tenS - 1 // the 10 s window's last instant
+		k := win{w.auction, last - last%minute}
+		a := second[k]
+		if a == nil {
+			a = &perMinute{}
+			second[k] = a
+		}
+		a.peak, a.active, a.total = max(a.peak, n), a.active+1, a.total+n
+	}
+	type third struct{ auctions, hottest, peaks int64 }
+	per := map[int64]*third{}
+	for w, a := range second {
+		t := per[w.start]
+		if t == nil {
+			t = &third{}
+			per[w.start] = t
+		}
+		t.auctions, t.hottest, t.peaks = t.auctions+1, max(t.hottest, a.total), t.peaks+a.peak
+	}
+	starts := make([]int64, 0, len(per))
+	for s := range per {
+		starts = append(starts, s)
+	}
+	sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
+	var sb strings.Builder
+	for _, s := range starts {
+		t := per[s]
+		fmt.Fprintf(&sb, "{\"window_start\":%q,\"window_end\":%q,\"auctions\":%d,\"hottest\":%d,\"peaks\":%d}\n",
+			msTime(s), msTime(s+minute), t.auctions, t.hottest, t.peaks)
+	}
+	return sb.String()
+}
+
 func msTime(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z") }
 
-// Two stages over files equal the direct computation.
+// stagesCases are the multi-stage scripts and their direct computations.
+var stagesCases = []struct {
+	name, script string
+	expect       func([][2]int64) string
+}{
+	{"two", stagesScript, expectedWindowMax},
+	{"three", threeScript, expectedThree},
+}
+
+// Stages over files equal the direct computation.
 func TestStagesBatch(t *testing.T) {
 	dir, bids := genBids(t, 4, 5_000, 200)
-	want := expectedWindowMax(bids)
-	out, stderr, err := eddy(t, "run", stagesScript, "--source", "dir:"+dir, "--until-idle", "-q")
-	if err != nil {
-		t.Fatalf("eddy run: %v\n%s", err, stderr)
-	}
-	if out != want {
-		t.Fatalf("stdout differs from the direct computation\ngot:\n%s\nwant:\n%s", head(out, 5), head(want, 5))
+	for _, tc := range stagesCases {
+		t.Run(tc.name, func(t *testing.T) {
+			want := tc.expect(bids)
+			out, stderr, err := eddy(t, "run", tc.script, "--source", "dir:"+dir, "--until-idle", "-q")
+			if err != nil {
+				t.Fatalf("eddy run: %v\n%s", err, stderr)
+			}
+			if out != want {
+				t.Fatalf("stdout differs from the direct computation\n%s", lineDiff(out, want))
+			}
+		})
 	}
 }
 
 // kill -9 mid-work at observed points, restart with the same state each
-// time: the final table of the second stage equals the direct computation
-// exactly (a window the first stage emitted before a checkpoint is in the
-// second stage's checkpointed table, and one after it is emitted again).
+// time: the last stage's final table equals the direct computation exactly
+// (a window a stage emitted before a checkpoint is in the next stage's
+// checkpointed table, and one after it is emitted again).
 func TestStagesKillAndRestart(t *testing.T) {
-	const files, perFile, trials = 12, 20_000, 6
-	generated, bids := genBids(t, files, perFile, 500)
-	want := expectedWindowMax(bids)
-	box := newInbox(t, generated)
-	args := []string{"run", stagesScript, "--source", "dir:" + box.dir + "?poll=20ms", "--state", filepath.Join(t.TempDir(), "state"),
-		"--checkpoint-interval", "100ms", "--trigger-interval", "50ms"}
-	killTrials(t, box, args, trials, perFile, 7)
-	box.publish(t, files)
-	out, stderr, err := eddy(t, append(args, "--until-idle", "-q")...)
-	if err != nil {
-		t.Fatalf("final run: %v\n%s", err, stderr)
-	}
-	if out != want {
-		t.Fatalf("after %d kills the result differs from the direct computation\n%s", trials, lineDiff(out, want))
+	const files, perFile, trials = 12, 20_000, 5
+	for i, tc := range stagesCases {
+		t.Run(tc.name, func(t *testing.T) {
+			generated, bids := genBids(t, files, perFile, 500)
+			want := tc.expect(bids)
+			box := newInbox(t, generated)
+			args := []string{"run", tc.script, "--source", "dir:" + box.dir + "?poll=20ms", "--state", filepath.Join(t.TempDir(), "state"),
+				"--checkpoint-interval", "100ms", "--trigger-interval", "50ms"}
+			killTrials(t, box, args, trials, perFile, uint64(7+i))
+			box.publish(t, files)
+			out, stderr, err := eddy(t, append(args, "--until-idle", "-q")...)
+			if err != nil {
+				t.Fatalf("final run: %v\n%s", err, stderr)
+			}
+			if out != want {
+				t.Fatalf("after %d kills the result differs from the direct computation\n%s", trials, lineDiff(out, want))
+			}
+		})
 	}
 }
 
