@@ -38,6 +38,10 @@ type StageAggregator struct {
 	// emits); tables: the complete-mode tables emitted so far.
 	changed map[string]struct{}
 	tables  int64
+	// dirty: keys changed (or deleted) since the last save; pending: the
+	// keys each save wrote, until a checkpoint at or after it completes.
+	dirty   map[string]struct{}
+	pending map[uint64]map[string]struct{}
 	// watermark: windows ending at or before it have fired (windowed
 	// stages)
 	watermark int64
@@ -76,6 +80,7 @@ func newStage(e *engine, p *scripting.Pipeline, next *actor.PID) (*StageAggregat
 		return nil, err
 	}
 	s := &StageAggregator{e: e, p: p, next: next, rt: rt, table: map[string]*stageEntry{}, changed: map[string]struct{}{},
+		dirty: map[string]struct{}{}, pending: map[uint64]map[string]struct{}{},
 		watermark: math.MinInt64}
 	if err := s.restore(); err != nil {
 		rt.Close()
@@ -235,6 +240,7 @@ func (s *StageAggregator) addTo(sk string, k *scripting.Keyed, start, end int64)
 	}
 	s.table[sk] = en
 	s.changed[sk] = struct{}{}
+	s.dirty[sk] = struct{}{}
 	return nil
 }
 
@@ -257,6 +263,7 @@ func (s *StageAggregator) fire(watermark int64, final bool) ([]connectors.Row, e
 	rows, err := s.shape(keys, false)
 	for _, sk := range keys {
 		delete(s.table, sk)
+		s.dirty[sk] = struct{}{}
 	}
 	s.changed = map[string]struct{}{}
 	return rows, err
@@ -274,26 +281,52 @@ func (s *StageAggregator) deadLetter(ctx actor.Context, row connectors.Row, err 
 	ctx.Send(s.e.node, &failed{n: 1, last: msg})
 }
 
-// save writes the whole table at checkpoint epoch. Whole, not what changed:
-// a checkpoint that never completes hides its writes (state.Complete), and
-// the stage does not learn which did.
+// save writes the keys changed since the last complete checkpoint at
+// epoch: those changed since the last save, and those earlier saves wrote
+// at epochs that never completed (completing this one hides what they
+// wrote: state.Complete). Checkpoints are one at a time, so an epoch
+// before this one is complete or abandoned by now.
 func (s *StageAggregator) save(epoch uint64) error {
+	var last uint64
+	if cp, err := s.e.cfg.Store.Last(); err == nil {
+		last = cp.ID
+	}
+	keys := s.dirty
+	for ep, written := range s.pending {
+		if ep <= last {
+			delete(s.pending, ep)
+			continue
+		}
+		for k := range written {
+			keys[k] = struct{}{}
+		}
+	}
 	wb := s.e.cfg.Store.Batch(epoch)
-	if err := s.writeTable(wb); err != nil {
+	if err := s.write(wb, keys); err != nil {
 		wb.Cancel()
 		return err
 	}
-	if err := s.deleteGone(wb); err != nil {
-		wb.Cancel()
+	if err := wb.Commit(); err != nil {
 		return err
 	}
-	return wb.Commit()
+	s.pending[epoch] = keys
+	s.dirty = map[string]struct{}{}
+	return nil
 }
 
-func (s *StageAggregator) writeTable(wb batchWriter) error {
+// write puts keys into wb as the table has them: written, or deleted when
+// the table no longer has them (windows that fired).
+func (s *StageAggregator) write(wb batchWriter, keys map[string]struct{}) error {
 	var buf []byte
 	var err error
-	for key, en := range s.table {
+	for key := range keys {
+		en := s.table[key]
+		if en == nil {
+			if err := wb.Delete(stageKey(s.p.Stage(), key)); err != nil {
+				return err
+			}
+			continue
+		}
 		keyVals := en.keyVals
 		if s.p.IsWindowed() {
 			keyVals = append(append(make([]any, 0, len(keyVals)+2), keyVals...), en.start, en.end)
@@ -302,34 +335,6 @@ func (s *StageAggregator) writeTable(wb batchWriter) error {
 			return fmt.Errorf("key %q: %w", key, err)
 		}
 		if err := wb.Set(stageKey(s.p.Stage(), key), buf); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// deleteGone deletes the keys the last complete checkpoint has and the
-// table no longer does (windows that fired). Checkpoints are one at a
-// time, so what epochs since wrote was never completed, and completing
-// this one hides it (state.Complete).
-func (s *StageAggregator) deleteGone(wb batchWriter) error {
-	cp, err := s.e.cfg.Store.Last()
-	if err != nil {
-		return nil // no checkpoint yet
-	}
-	prefix := stagePrefix(s.p.Stage())
-	var gone [][]byte
-	err = s.e.cfg.Store.Scan(cp.ID, prefix, func(k, _ []byte) error {
-		if s.table[string(k[len(prefix):])] == nil {
-			gone = append(gone, append([]byte(nil), k...))
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, k := range gone {
-		if err := wb.Delete(k); err != nil {
 			return err
 		}
 	}

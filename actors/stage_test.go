@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/internal/memio"
 	"github.com/eddy-stream/eddy/state"
 )
@@ -43,4 +44,68 @@ func TestStagesPartitionFailureEndsRun(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("got %v, want an error containing %q", err, want)
 	}
+}
+
+// A stage's checkpoint writes what changed since the last complete
+// checkpoint, not only since the last save: a key a checkpoint that never
+// completed wrote is written again, or completing the next would hide it.
+func TestStageSaveRewritesAbandoned(t *testing.T) {
+	store, err := state.Open("", state.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	p := load(t, stagesScript).Last()
+	e := &engine{cfg: Config{Store: store, Pipeline: p}}
+	s, err := newStage(e, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.rt.Close()
+	row := func(start string) connectors.Row {
+		return connectors.Row{Fields: []connectors.Field{{Name: "window_start", Value: start}, {Name: "n", Value: int64(3)}}}
+	}
+	checkpoint := func(complete bool) uint64 {
+		t.Helper()
+		epoch, err := store.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.save(epoch); err != nil {
+			t.Fatal(err)
+		}
+		if complete {
+			if err := store.Complete(state.Checkpoint{ID: epoch}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return epoch
+	}
+	for _, step := range []struct {
+		start    string
+		complete bool
+	}{{"a", true}, {"b", false}, {"", true}} {
+		if step.start != "" {
+			if err := s.add(row(step.start)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		checkpoint(step.complete)
+	}
+	restored, err := newStage(e, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restored.rt.Close()
+	if len(restored.table) != 2 || restored.table["a"] == nil || restored.table["b"] == nil {
+		t.Fatalf("restored keys %v, want a and b (b written by a checkpoint that never completed, then by the next)", keysOf(restored.table))
+	}
+}
+
+func keysOf[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
