@@ -50,7 +50,7 @@ func (n *node) partitionCrashed(ctx actor.Context, m *partitionCrashed) {
 		n.giveUpStop(fmt.Sprintf("partition %s failed: %v", p.part.ID(), m.cause))
 		return
 	}
-	if len(n.e.stages) > 0 {
+	if len(n.e.cfg.Pipeline.Stages) > 0 {
 		m.sup.StopChildren(m.pid)
 		n.finish(stagesNoRestart(p.part.ID(), m.cause))
 		return

@@ -259,8 +259,9 @@ type engine struct {
 	// emitter and the sinks' writers; nil when unused.
 	emitter                    *actor.PID
 	results, deadLetters, late *actor.PID
-	// stages: the later stages of a multi-stage pipeline (stage.go).
-	stages []*actor.PID
+	// firstStage: the shards of a multi-stage pipeline's second stage
+	// (stage.go); nil pids for one stage.
+	firstStage stageHop
 	// outputs: the record sinks' writers by name ("records" and the names
 	// a route function returns).
 	outputs map[string]*actor.PID

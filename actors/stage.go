@@ -26,18 +26,27 @@ import (
 // A windowed stage fires its windows as the trigger's watermark passes
 // their end, emits each once and forgets it, so it can feed another stage.
 //
-// It keeps one table for the whole node: the stage runs in-process, and
-// only where no partition moves to another node (no changelog).
+// A stage is sharded by its key like the first stage's aggregators
+// (Config.Shards actors, each with the keys that hash to it); each shard
+// waits for a trigger's rows from every sender of the stage before (the
+// emitter, or that stage's shards) and then sends its own rows on to the
+// next stage's shards by their key, or to the stageCollector. The stage
+// runs in-process, only where no partition moves to another node (no
+// changelog).
 type StageAggregator struct {
 	e     *engine
 	p     *scripting.Pipeline
-	next  *actor.PID // the next stage; nil when this is the last
-	rt    *scripting.Runtime
-	table map[string]*stageEntry
+	shard int
+	// shards: the stage's shard count; senders: how many actors send it
+	// each trigger's rows
+	shards, senders int
+	next            stageHop
+	arrivals        map[uint64]*stageRows // by trigger seq, until all senders' are in
+	rt              *scripting.Runtime
+	table           map[string]*stageEntry
 	// changed: keys changed since the last trigger (update and complete
-	// emits); tables: the complete-mode tables emitted so far.
+	// emits)
 	changed map[string]struct{}
-	tables  int64
 	// dirty: keys changed (or deleted) since the last save; pending: the
 	// keys each save wrote, until a checkpoint at or after it completes.
 	dirty   map[string]struct{}
@@ -58,28 +67,42 @@ type stageEntry struct {
 func stageKey(stage int, key string) []byte { return append(stagePrefix(stage), key...) }
 func stagePrefix(stage int) []byte          { return []byte("stage/" + strconv.Itoa(stage) + "\x00") }
 
-// spawnStages spawns the later stages, last first, so each knows its next.
+// spawnStages spawns the later stages' shards and the collector, last
+// first, so each knows where its rows go.
 func (e *engine) spawnStages(spawn func(name string, a actor.Actor) *actor.PID) error {
 	stages := e.cfg.Pipeline.Stages
-	e.stages = make([]*actor.PID, len(stages))
-	var next *actor.PID
-	for i := len(stages) - 1; i >= 0; i-- {
-		s, err := newStage(e, stages[i], next)
-		if err != nil {
-			return fmt.Errorf("stages[%d]: %w", stages[i].Stage(), err)
-		}
-		next = spawn(fmt.Sprintf("stages[%d]", stages[i].Stage()), s)
-		e.stages[i] = next
+	if len(stages) == 0 {
+		return nil
 	}
+	shards := max(e.cfg.Shards, 1)
+	last := stages[len(stages)-1]
+	next := stageHop{pids: []*actor.PID{spawn("the stages' collector", &stageCollector{e: e, p: last, senders: shards, arrivals: map[uint64]*stageRows{}})}}
+	for i := len(stages) - 1; i >= 0; i-- {
+		senders := shards
+		if i == 0 {
+			senders = 1 // the emitter
+		}
+		hop := stageHop{p: stages[i]}
+		for shard := range shards {
+			s, err := newStage(e, stages[i], shard, shards, senders, next)
+			if err != nil {
+				return fmt.Errorf("stages[%d]: %w", stages[i].Stage(), err)
+			}
+			hop.pids = append(hop.pids, spawn(fmt.Sprintf("stages[%d] shard %d", stages[i].Stage(), shard), s))
+		}
+		next = hop
+	}
+	e.firstStage = next
 	return nil
 }
 
-func newStage(e *engine, p *scripting.Pipeline, next *actor.PID) (*StageAggregator, error) {
+func newStage(e *engine, p *scripting.Pipeline, shard, shards, senders int, next stageHop) (*StageAggregator, error) {
 	rt, err := p.NewRuntime(false)
 	if err != nil {
 		return nil, err
 	}
-	s := &StageAggregator{e: e, p: p, next: next, rt: rt, table: map[string]*stageEntry{}, changed: map[string]struct{}{},
+	s := &StageAggregator{e: e, p: p, shard: shard, shards: shards, senders: senders, next: next, arrivals: map[uint64]*stageRows{},
+		rt: rt, table: map[string]*stageEntry{}, changed: map[string]struct{}{},
 		dirty: map[string]struct{}{}, pending: map[uint64]map[string]struct{}{},
 		watermark: math.MinInt64}
 	if err := s.restore(); err != nil {
@@ -89,7 +112,7 @@ func newStage(e *engine, p *scripting.Pipeline, next *actor.PID) (*StageAggregat
 	return s, nil
 }
 
-// restore reads the table of the last checkpoint.
+// restore reads the shard's keys of the last checkpoint.
 func (s *StageAggregator) restore() error {
 	cp, err := s.e.cfg.Store.Last()
 	if err != nil {
@@ -97,6 +120,9 @@ func (s *StageAggregator) restore() error {
 	}
 	prefix := stagePrefix(s.p.Stage())
 	return s.e.cfg.Store.Scan(cp.ID, prefix, func(k, v []byte) error {
+		if scripting.Shard(groupKey(string(k[len(prefix):])), s.shards) != s.shard {
+			return nil
+		}
 		keyVals, accs, err := s.rt.DecodeEntry(v)
 		if err != nil {
 			return fmt.Errorf("key %q: %w", k[len(prefix):], err)
@@ -120,8 +146,8 @@ func (s *StageAggregator) restore() error {
 // toResults sends a trigger's rows from stage 1 on: to the results sink
 // and its flush, or to the next stage.
 func (e *engine) toResults(ctx actor.Context, t *emitTrigger, rows []connectors.Row, read time.Time) {
-	if len(e.stages) > 0 {
-		ctx.Send(e.stages[0], &stageRows{trigger: *t, rows: rows, read: read})
+	if e.firstStage.pids != nil {
+		e.firstStage.send(ctx, *t, rows, read, false)
 		return
 	}
 	if len(rows) > 0 {
@@ -142,7 +168,9 @@ func (s *StageAggregator) Receive(ctx actor.Context) {
 	}()
 	switch m := ctx.Message().(type) {
 	case *stageRows:
-		s.trigger(ctx, m)
+		if in := gather(s.arrivals, m, s.senders); in != nil {
+			s.trigger(ctx, in)
+		}
 	case *actor.Stopping:
 		s.rt.Close()
 	}
@@ -154,6 +182,7 @@ func (s *StageAggregator) trigger(ctx actor.Context, m *stageRows) {
 	s.fold(ctx, m.rows)
 	var rows []connectors.Row
 	var err error
+	changed := len(s.changed) > 0
 	if s.p.IsWindowed() {
 		rows, err = s.fire(m.trigger.watermark, m.trigger.final)
 	} else {
@@ -171,14 +200,7 @@ func (s *StageAggregator) trigger(ctx actor.Context, m *stageRows) {
 			return
 		}
 	}
-	if s.next != nil {
-		ctx.Send(s.next, &stageRows{trigger: m.trigger, rows: rows, read: m.read})
-		return
-	}
-	if len(rows) > 0 {
-		ctx.Send(s.e.results, &rowsOut{rows: rows, read: m.read})
-	}
-	ctx.Send(s.e.results, &flush{seq: m.trigger.seq})
+	s.next.send(ctx, m.trigger, rows, m.read, changed)
 }
 
 // failed ends the run: the results sink reports the stage's failure.
@@ -260,7 +282,7 @@ func (s *StageAggregator) fire(watermark int64, final bool) ([]connectors.Row, e
 			keys = append(keys, sk)
 		}
 	}
-	rows, err := s.shape(keys, false)
+	rows, err := s.shape(keys)
 	for _, sk := range keys {
 		delete(s.table, sk)
 		s.dirty[sk] = struct{}{}
@@ -341,7 +363,8 @@ func (s *StageAggregator) write(wb batchWriter, keys map[string]struct{}) error 
 	return nil
 }
 
-// rows builds what a trigger emits, as the emit mode asks.
+// rows builds what a trigger emits, as the emit mode asks (the collector
+// orders, limits and numbers them).
 func (s *StageAggregator) rows(final bool) ([]connectors.Row, error) {
 	var keys []string
 	switch {
@@ -350,29 +373,18 @@ func (s *StageAggregator) rows(final bool) ([]connectors.Row, error) {
 		for k := range s.changed {
 			keys = append(keys, k)
 		}
-	case s.p.Emit == scripting.EmitComplete && len(s.changed) > 0, final && s.p.Emit == scripting.EmitFinal:
+	case s.p.Emit == scripting.EmitComplete, final && s.p.Emit == scripting.EmitFinal:
 		keys = make([]string, 0, len(s.table))
 		for k := range s.table {
 			keys = append(keys, k)
 		}
-	default:
-		return nil, nil
 	}
 	s.changed = map[string]struct{}{}
-	rows, err := s.shape(keys, s.p.Emit != scripting.EmitUpdate)
-	if err != nil || s.p.Emit != scripting.EmitComplete || len(rows) == 0 {
-		return rows, err
-	}
-	s.tables++
-	for i := range rows {
-		rows[i].Fields = append(rows[i].Fields, connectors.Field{Name: TriggerColumn, Value: s.tables})
-	}
-	return rows, nil
+	return s.shape(keys)
 }
 
-// shape builds the rows of keys, ordered by order_by and cut to limit
-// when limited.
-func (s *StageAggregator) shape(keys []string, limited bool) ([]connectors.Row, error) {
+// shape builds the rows of keys.
+func (s *StageAggregator) shape(keys []string) ([]connectors.Row, error) {
 	cols := s.p.Columns()
 	rows := make([]connectors.Row, 0, len(keys))
 	for _, k := range keys {
@@ -391,10 +403,6 @@ func (s *StageAggregator) shape(keys []string, limited bool) ([]connectors.Row, 
 			row.Fields[i] = connectors.Field{Name: c, Value: vals[i]}
 		}
 		rows = append(rows, row)
-	}
-	sortRows(rows, s.p.OrderBy)
-	if limited && s.p.Limit > 0 && len(rows) > s.p.Limit {
-		rows = rows[:s.p.Limit]
 	}
 	return rows, nil
 }

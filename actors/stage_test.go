@@ -57,7 +57,7 @@ func TestStageSaveRewritesAbandoned(t *testing.T) {
 	defer store.Close()
 	p := load(t, stagesScript).Last()
 	e := &engine{cfg: Config{Store: store, Pipeline: p}}
-	s, err := newStage(e, p, nil)
+	s, err := newStage(e, p, 0, 1, 1, stageHop{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestStageSaveRewritesAbandoned(t *testing.T) {
 		}
 		checkpoint(step.complete)
 	}
-	restored, err := newStage(e, p, nil)
+	restored, err := newStage(e, p, 0, 1, 1, stageHop{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,4 +108,52 @@ func keysOf[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// The last stage's shards each hold part of its table; the collector puts
+// a complete-mode table together whole: ordered, limited, numbered.
+func TestStagesCompleteAcrossShards(t *testing.T) {
+	store, err := state.Open("", state.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var lines []string
+	// Keys k0..k9 in 10 s windows; key ki has i+1 records in window w.
+	for w := range 6 {
+		for i := range 10 {
+			for range i + 1 {
+				lines = append(lines, fmt.Sprintf(`{"k":"k%d","t":%d}`, i, 1_700_000_000+w*10))
+			}
+		}
+	}
+	src := strings.Replace(stagesScript, `{ key = "window_start", aggregate = { most = eddy.max("n") }, emit = "final" }`,
+		`{ key = "n", aggregate = { windows = eddy.count() }, emit = "complete", order_by = { "n desc" }, limit = 3 }`, 1)
+	results := &memio.Sink{}
+	_, err = runWithin(t, context.Background(), 30*time.Second, Config{
+		Pipeline: load(t, src), Source: &memio.Source{Lines: lines, BatchSize: 7}, Store: store,
+		Results: results, Shards: 4, Workers: 1, MaxErrors: -1, TriggerInterval: time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := results.Rows()
+	if len(rows) < 3 {
+		t.Fatalf("%d rows, want at least one table of 3", len(rows))
+	}
+	var last []string
+	for i, r := range rows {
+		trigger, _ := r.Get(TriggerColumn)
+		if want := int64(i/3 + 1); trigger != want {
+			t.Fatalf("row %d is in table %v, want %d (tables of 3 rows, numbered in turn)", i, trigger, want)
+		}
+		if i >= len(rows)-3 {
+			n, _ := r.Get("n")
+			w, _ := r.Get("windows")
+			last = append(last, fmt.Sprintf("%v:%v", n, w))
+		}
+	}
+	if got := strings.Join(last, " "); got != "10:6 9:6 8:6" {
+		t.Fatalf("last table %s, want 10:6 9:6 8:6 (n = 10, 9, 8 in each of the 6 windows)", got)
+	}
 }

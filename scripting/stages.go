@@ -300,18 +300,26 @@ func (p *Pipeline) setLastEmit(mode string) error {
 	return nil
 }
 
-// KeyRow is Process for a later stage: it keys a row the stage before
-// emitted, and picks the values its aggregates take, all in Go.
-func (rt *Runtime) KeyRow(row connectors.Row) (Keyed, error) {
-	p := rt.p
-	k := Keyed{Vals: make([]any, len(p.KeyColumns)+len(p.Aggregates))}
+// RowShard is the shard of a later stage's n that keys row (0 when the
+// row lacks a key column: that shard sends it to the dead letters).
+func (p *Pipeline) RowShard(row connectors.Row, n int) int {
+	key, err := p.rowKey(row, make([]any, len(p.KeyColumns)))
+	if err != nil {
+		return 0
+	}
+	return Shard(key, n)
+}
+
+// rowKey is a later stage's key of row, as Process writes keys; the key
+// columns' values go in vals.
+func (p *Pipeline) rowKey(row connectors.Row, vals []any) (string, error) {
 	var key []byte
 	for i, col := range p.KeyColumns {
 		v, ok := row.Get(col)
 		if !ok || v == nil {
-			return k, fmt.Errorf("stages[%d].key: column %q is missing", p.stage, col)
+			return "", fmt.Errorf("stages[%d].key: column %q is missing", p.stage, col)
 		}
-		k.Vals[i] = v
+		vals[i] = v
 		if i > 0 {
 			key = append(key, 0x1f)
 		}
@@ -321,7 +329,18 @@ func (rt *Runtime) KeyRow(row connectors.Row) (Keyed, error) {
 			key = connectors.AppendValue(key, v)
 		}
 	}
-	k.Key = string(key)
+	return string(key), nil
+}
+
+// KeyRow is Process for a later stage: it keys a row the stage before
+// emitted, and picks the values its aggregates take, all in Go.
+func (rt *Runtime) KeyRow(row connectors.Row) (Keyed, error) {
+	p := rt.p
+	k := Keyed{Vals: make([]any, len(p.KeyColumns)+len(p.Aggregates))}
+	var err error
+	if k.Key, err = p.rowKey(row, k.Vals); err != nil {
+		return k, err
+	}
 	base := len(p.KeyColumns)
 	for i, a := range p.Aggregates {
 		switch a.Func {

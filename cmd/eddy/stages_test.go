@@ -191,11 +191,6 @@ func TestStagesRefusedOnKafka(t *testing.T) {
 	}
 }
 
-func head(s string, n int) string {
-	lines := strings.SplitAfter(s, "\n")
-	return strings.Join(lines[:min(n, len(lines))], "") + fmt.Sprintf("… (%d lines)\n", strings.Count(s, "\n"))
-}
-
 // lineDiff lists the lines only one side has (up to 10 of each).
 func lineDiff(got, want string) string {
 	in := func(s string) map[string]bool {
