@@ -16,6 +16,9 @@ import (
 // names the first difference, as "aggregate "count" changed from count()
 // to sum("bytes")".
 func CheckReload(old, next *Pipeline) error {
+	if err := checkStagesReload(old); err != nil {
+		return err
+	}
 	for _, c := range []struct {
 		what     string
 		old, new string

@@ -365,6 +365,20 @@ func (rt *Runtime) KeyRow(row connectors.Row) (Keyed, error) {
 	return k, nil
 }
 
+// checkStagesReload refuses a reload of a pipeline whose later stages run
+// Lua aggregates: their shards keep the runtime they started with, so the
+// new script's functions would not run there.
+func checkStagesReload(old *Pipeline) error {
+	for _, s := range old.Stages {
+		for _, a := range s.Aggregates {
+			if a.Func == "lua" {
+				return fmt.Errorf("stages[%d].aggregate.%s is a Lua aggregate, which a running later stage can't swap for the new script's yet: restart the run to change the script", s.Stage(), a.Name)
+			}
+		}
+	}
+	return nil
+}
+
 // describeStages writes the later stages' keys, aggregates and result
 // shape, for CheckReload: their tables are checkpointed by that layout.
 func describeStages(p *Pipeline) string {

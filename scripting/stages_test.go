@@ -161,3 +161,22 @@ func TestStagesReload(t *testing.T) {
 		t.Fatalf("a changed stage key: %v, want %q", err, want)
 	}
 }
+
+// A later stage's Lua aggregate can't be swapped in a running stage: the
+// reload is refused with why.
+func TestStagesReloadLuaAggregate(t *testing.T) {
+	src := stagesSrc("", "", `aggregate = { most = { init = function() return 0 end, add = function(a, r) return math.max(a, r.bids) end,
+		merge = function(a, b) return math.max(a, b) end, result = function(a) return a end } }`)
+	old, err := LoadSource("q.lua", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := LoadSource("q.lua", []byte(strings.Replace(src, "math.max(a, r.bids)", "math.max(a, r.bids + 1)", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = CheckReload(old, next)
+	if want := "stages[2].aggregate.most is a Lua aggregate, which a running later stage can't swap"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+}
