@@ -253,12 +253,12 @@ func (s *StageAggregator) addTo(sk string, k *scripting.Keyed, start, end int64)
 	if en == nil {
 		accs, err := s.rt.NewAccs()
 		if err != nil {
-			return err
+			return fmt.Errorf("stages[%d]: %w", s.p.Stage(), err)
 		}
 		en = &stageEntry{keyVals: k.Vals[:nk:nk], accs: accs, start: start, end: end}
 	}
 	if err := s.rt.Add(en.accs, k.Vals[nk:]); err != nil {
-		return err
+		return fmt.Errorf("stages[%d]: %w", s.p.Stage(), err)
 	}
 	s.table[sk] = en
 	s.changed[sk] = struct{}{}
@@ -293,7 +293,7 @@ func (s *StageAggregator) fire(watermark int64, final bool) ([]connectors.Row, e
 
 func (s *StageAggregator) deadLetter(ctx actor.Context, row connectors.Row, err error) {
 	s.e.cfg.Stats.Failed.Add(1)
-	msg := fmt.Sprintf("stages[%d]: %v", s.p.Stage(), err)
+	msg := err.Error() // it names the stage
 	if s.e.deadLetters != nil {
 		in := connectors.AppendJSON(nil, row)
 		ctx.Send(s.e.deadLetters, &rowsOut{rows: []connectors.Row{{Fields: []connectors.Field{

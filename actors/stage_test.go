@@ -157,3 +157,35 @@ func TestStagesCompleteAcrossShards(t *testing.T) {
 		t.Fatalf("last table %s, want 10:6 9:6 8:6 (n = 10, 9, 8 in each of the 6 windows)", got)
 	}
 }
+
+// A row a later stage can't add (a string where sum wants a number) goes
+// to the dead letters, named by its stage, and counts nowhere.
+func TestStageRowToDeadLetters(t *testing.T) {
+	store, err := state.Open("", state.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	src := strings.Replace(stagesScript, `{ key = "k", window = eddy.tumbling("10s"), aggregate = { n = eddy.count() } }`,
+		`{ key = "k", window = eddy.tumbling("10s"), aggregate = { n = eddy.count(), v = eddy.max("k") } }`, 1)
+	src = strings.Replace(src, `aggregate = { most = eddy.max("n") }`, `aggregate = { most = eddy.max("n"), s = eddy.sum("v") }`, 1)
+	results, dead := &memio.Sink{}, &memio.Sink{}
+	_, err = runWithin(t, context.Background(), 30*time.Second, Config{
+		Pipeline: load(t, src), Source: &memio.Source{Lines: []string{`{"k":"a","t":1700000000}`}}, Store: store,
+		Results: results, DeadLetters: dead, Shards: 2, Workers: 1, MaxErrors: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := dead.Rows()
+	if len(rows) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(rows))
+	}
+	msg, _ := rows[0].Get("error")
+	if want := `stages[2]: aggregate s:`; !strings.HasPrefix(fmt.Sprint(msg), want) {
+		t.Fatalf("dead letter %v, want it to start %q", msg, want)
+	}
+	if len(results.Rows()) != 0 {
+		t.Fatalf("results %v, want none (the one row failed)", results.Rows())
+	}
+}
