@@ -41,10 +41,14 @@ var (
 	lastOnly = []string{"emit", "order_by", "limit"}
 	// stageLifted: the fields of the first stage the pipeline table gets.
 	stageLifted = []string{"key", "window", "aggregate", "columns"}
-	// notWithStages: top-level fields that stages replace, and hooks,
-	// which keep per-key state no stage has.
-	notWithStages = []string{"key", "window", "aggregate", "columns", "order_by", "limit", "emit",
-		"on_record", "on_window", "on_timer"}
+	// notWithStages: top-level fields that stages replace or that have no
+	// meaning with them yet, and why.
+	notWithStages = map[string]string{
+		"key": "", "window": "", "aggregate": "", "columns": "", "order_by": "", "limit": "", "emit": "",
+		"on_record": "per-key hooks keep state per key of one aggregation", "on_window": "per-key hooks keep state per key of one aggregation",
+		"on_timer": "per-key hooks keep state per key of one aggregation",
+		"having":   "filtering the result rows of a stage is not built yet",
+	}
 )
 
 // Last is the pipeline whose rows are the results: its last stage, or p
@@ -169,11 +173,14 @@ func (p *Pipeline) readStages(t *lua.LTable) error {
 // checkTopWithStages refuses top-level fields that stages replace (before
 // the first stage's are lifted there).
 func checkTopWithStages(t *lua.LTable) error {
-	for _, f := range notWithStages {
+	for _, f := range sortedKeys(notWithStages) {
 		if t.RawGetString(f) == lua.LNil {
 			continue
 		}
-		return fmt.Errorf("%s: with stages, each stage has its own key, window, aggregate and emit, and per-key hooks are not available: move %s into a stage", f, f)
+		if why := notWithStages[f]; why != "" {
+			return fmt.Errorf("%s: not available with stages (%s)", f, why)
+		}
+		return fmt.Errorf("%s: with stages, each stage has its own key, window, aggregate and emit: move %s into a stage", f, f)
 	}
 	return nil
 }

@@ -41,7 +41,7 @@ func TestStagesLoadErrors(t *testing.T) {
 			"stages[2].window: stages[2] feeds stages[3], so it needs a window"},
 		{"top-level key", stagesSrc(`key = "auction",`, "", ""), "key: with stages, each stage has its own key"},
 		{"top-level emit", stagesSrc(`emit = "final",`, "", ""), "emit: with stages"},
-		{"hooks", stagesSrc(`on_record = function() end,`, "", ""), "on_record: with stages"},
+		{"hooks", stagesSrc(`on_record = function() end,`, "", ""), "on_record: not available with stages (per-key hooks"},
 		{"later key a function", stagesSrc("", "", "key = function(r) return 1 end"), "stages[2].key: a later stage is keyed by columns of its input (auction, window_start, window_end, bids, top)"},
 		{"later key not an input column", stagesSrc("", "", ""), ""},
 		{"key column missing upstream", `return { parse = eddy.json { a = "string", t = "string" }, event_time = "t",
