@@ -315,11 +315,8 @@ func (em *Emitter) Receive(ctx actor.Context) {
 				return
 			}
 		}
-		if len(rows) > 0 {
-			ctx.Send(em.e.results, &rowsOut{rows: rows, read: em.oldestRead})
-		}
+		em.e.toResults(ctx, m, rows, em.oldestRead)
 		em.oldestRead = time.Time{}
-		ctx.Send(em.e.results, &flush{seq: m.seq})
 	case *swapScript:
 		rt, err := m.p.NewRuntime(false)
 		if err != nil {

@@ -182,6 +182,19 @@ type emitTrigger struct {
 	watermark int64
 }
 
+// stageRows: the rows the stage before emitted at a trigger, for a shard
+// of the next stage or the collector (stage.go); the trigger goes on with
+// them.
+type stageRows struct {
+	trigger emitTrigger
+	rows    []connectors.Row
+	read    time.Time
+	// changed: some key of the sender's table changed at this trigger
+	// (complete emits); from: how many senders' rows a gathered one holds
+	changed bool
+	from    int
+}
+
 // swapScript: the emitter makes its runtime from p from now on (a reload).
 type swapScript struct{ p *scripting.Pipeline }
 

@@ -201,6 +201,9 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 		TriggerInterval: f.trigger, CheckpointInterval: f.checkpoint, Logger: log, Stats: &actors.Stats{},
 		Node: nodeName(f.node, srcURI),
 	}
+	if err := cfg.CheckStages(); err != nil {
+		return err
+	}
 	reloads, stopWatching := watchScript(cmd.Context(), path, p.Hash, f, log)
 	defer stopWatching()
 	cfg.Reload = reloads
@@ -295,7 +298,7 @@ func loadPipelineSource(path string, src []byte, f runFlags, log *slog.Logger) (
 // checkTriggerColumn refuses a complete-mode pipeline with a result column
 // of the name that numbers each table's rows.
 func checkTriggerColumn(p *scripting.Pipeline) error {
-	if p.Emit == scripting.EmitComplete && slices.Contains(p.Columns(), actors.TriggerColumn) {
+	if last := p.Last(); last.Emit == scripting.EmitComplete && slices.Contains(last.Columns(), actors.TriggerColumn) {
 		return fmt.Errorf("%s: emit complete numbers each table's rows in a column %q, and the result has a column of that name: rename it", p.Script, actors.TriggerColumn)
 	}
 	return nil
