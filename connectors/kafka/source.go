@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -158,8 +159,11 @@ type Source struct {
 	admCl *kgo.Client
 	adm   *kadm.Client
 	cl    *kgo.Client
-	l     connectors.Listener
-	ctx   context.Context
+	// groupCl is cl once Start has made it, for the cluster's calls
+	// (Member, Remove) from other goroutines.
+	groupCl atomic.Pointer[kgo.Client]
+	l       connectors.Listener
+	ctx     context.Context
 
 	mu    sync.Mutex
 	parts map[tp]*partition
@@ -223,6 +227,7 @@ func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
 		return err
 	}
 	s.cl = cl
+	s.groupCl.Store(cl)
 	running.Store(s.cfg.Group, s)
 	lctx, stop := context.WithCancel(context.Background())
 	s.stopLoop, s.loopDone = stop, make(chan struct{})
