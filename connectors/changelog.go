@@ -1,6 +1,16 @@
 package connectors
 
-import "context"
+import (
+	"context"
+	"errors"
+)
+
+
+// ErrNotMember is wrapped by a changelog commit the source's group refused
+// because the node is no longer a member (its session ran out while it was
+// paused or cut off, and its partitions moved): the checkpoint is aborted
+// and the partitions are lost, not the run.
+var ErrNotMember = errors.New("the group no longer counts this node as a member")
 
 // Changelog carries each partition's state to whichever node reads the
 // partition next (Kafka Streams' changelog topics). At every checkpoint the
