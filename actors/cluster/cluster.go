@@ -109,14 +109,18 @@ type Config struct {
 // reads in (*kafka.Source is one). Kafka decides which node reads which
 // partition; the cluster only tells the group sooner that a node is gone.
 type Group interface {
-	// Member is the node's member id and group instance id ("" before it
-	// has joined; no instance without static membership).
-	Member() (id, instance string)
+	// Member is how the group knows this node (an empty ID before it has
+	// joined).
+	Member() GroupMember
 	// Remove removes another node's member, whose process is gone, from
 	// the group and has this node rejoin, so that the group moves that
 	// node's partitions now rather than when its session times out.
-	Remove(ctx context.Context, id, instance string) error
+	Remove(ctx context.Context, m GroupMember) error
 }
+
+// GroupMember is how a node is known to its source's group, as the nodes
+// tell each other in their health answers.
+type GroupMember = connectors.GroupMember
 
 // Name derives a cluster's name from a pipeline and the Kafka consumer
 // group its nodes share ("" for sources without one).
@@ -370,7 +374,8 @@ func (n *Node) healthAnswer() healthAnswer {
 	a.Blocked = slices.Clone(n.dropped)
 	n.mu.Unlock()
 	if n.cfg.Group != nil {
-		a.GroupMember, a.GroupInstance = n.cfg.Group.Member()
+		m := n.cfg.Group.Member()
+		a.Group = &m
 	}
 	return a
 }
@@ -387,17 +392,17 @@ func (n *Node) renew(by string) {
 // gone hands a member whose process is gone to the source's group, which
 // lets its partitions go at once instead of when its session times out.
 func (n *Node) gone(a healthAnswer) {
-	if n.cfg.Group == nil || a.GroupMember == "" && a.GroupInstance == "" {
+	if n.cfg.Group == nil || a.Group == nil || a.Group.ID == "" {
 		return
 	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeout)
 		defer cancel()
-		if err := n.cfg.Group.Remove(ctx, a.GroupMember, a.GroupInstance); err != nil {
-			n.log.Warn("could not remove a gone node from the group: its partitions move when its session times out", "id", a.ID, "member", a.GroupMember, "err", err)
+		if err := n.cfg.Group.Remove(ctx, *a.Group); err != nil {
+			n.log.Warn("could not remove a gone node from the group: its partitions move when its session times out", "id", a.ID, "member", a.Group.ID, "err", err)
 			return
 		}
-		n.log.Info("removed a gone node from the group: its partitions move now", "id", a.ID, "address", net.JoinHostPort(a.Address, strconv.Itoa(a.Port)), "member", a.GroupMember)
+		n.log.Info("removed a gone node from the group: its partitions move now", "id", a.ID, "address", net.JoinHostPort(a.Address, strconv.Itoa(a.Port)), "member", a.Group.ID)
 	}()
 }
 
@@ -801,29 +806,14 @@ func isLocal(host string) bool {
 
 // quietHandler passes protoactor's logs to the node's logger at debug
 // level (eddy -v shows them; a peer going away makes its remote and gossip
-// complain loudly), less the provider's routine complaints about peers that
-// are not running (most ports of a range are empty). The node logs members
-// joining and leaving itself.
+// complain loudly). The node logs members joining and leaving itself.
 type quietHandler struct{ slog.Handler }
-
-var routine = []string{
-	"Bad connection to the node health status",
-	"Couldn't request node health status",
-	"Bad response from the node health status",
-	"Bad data from the node health status",
-	"Failure reaching nodes",
-}
 
 func (h quietHandler) Enabled(ctx context.Context, _ slog.Level) bool {
 	return h.Handler.Enabled(ctx, slog.LevelDebug)
 }
 
 func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
-	for _, m := range routine {
-		if strings.HasPrefix(r.Message, m) {
-			return nil
-		}
-	}
 	d := slog.NewRecord(r.Time, slog.LevelDebug, "protoactor: "+r.Message, r.PC)
 	r.Attrs(func(a slog.Attr) bool { d.AddAttrs(a); return true })
 	return h.Handler.Handle(ctx, d)

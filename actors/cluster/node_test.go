@@ -110,12 +110,12 @@ type fakeGroup struct {
 	removed []string
 }
 
-func (g *fakeGroup) Member() (string, string) { return g.member, "" }
+func (g *fakeGroup) Member() GroupMember { return GroupMember{ID: g.member} }
 
-func (g *fakeGroup) Remove(_ context.Context, id, _ string) error {
+func (g *fakeGroup) Remove(_ context.Context, m GroupMember) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.removed = append(g.removed, id)
+	g.removed = append(g.removed, m.ID)
 	return nil
 }
 

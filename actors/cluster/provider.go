@@ -66,10 +66,8 @@ type healthAnswer struct {
 	// Blocked are the member ids the node dropped (protoactor never
 	// admits them again).
 	Blocked []string `json:"blocked,omitempty"`
-	// GroupMember and GroupInstance are the node's member id and group
-	// instance id in its source's Kafka consumer group.
-	GroupMember   string `json:"group_member,omitempty"`
-	GroupInstance string `json:"group_instance,omitempty"`
+	// Group is how the node's source's consumer group knows it.
+	Group *GroupMember `json:"group,omitempty"`
 }
 
 // peerSeen is what the poll loop knows of one health endpoint.

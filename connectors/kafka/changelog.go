@@ -115,6 +115,7 @@ func (s *Source) Changelog(pipeline string) (connectors.Changelog, error) {
 	}
 	c := &changelog{src: s, conn: s.cfg.Conn, pipeline: pipeline, group: s.cfg.Group,
 		txnID: "eddy.changelog." + s.cfg.Group + "." + suffix, topics: map[string]changelogTopic{}}
+	s.changelogTxn.Store(&c.txnID)
 	cl, err := s.cfg.NewClient(
 		kgo.TransactionalID(c.txnID),
 		kgo.TransactionTimeout(changelogTxnTimeout),

@@ -162,8 +162,11 @@ type Source struct {
 	// groupCl is cl once Start has made it, for the cluster's calls
 	// (Member, Remove) from other goroutines.
 	groupCl atomic.Pointer[kgo.Client]
-	l       connectors.Listener
-	ctx     context.Context
+	// changelogTxn is the transactional id of the source's changelog, once
+	// opened (Member).
+	changelogTxn atomic.Pointer[string]
+	l            connectors.Listener
+	ctx          context.Context
 
 	mu    sync.Mutex
 	parts map[tp]*partition
