@@ -188,8 +188,9 @@ type Node struct {
 	log      *slog.Logger
 
 	// incarnation counts the node's member ids: a new one each time the
-	// others dropped it (see healthProvider).
-	incarnation atomic.Int64
+	// others dropped it (see healthProvider). served is the one its health
+	// port answers: the new one once its own member list has it.
+	incarnation, served atomic.Int64
 
 	leaveOnce sync.Once
 
@@ -298,7 +299,8 @@ func start(ctx context.Context, cfg Config, peers []string, ln net.Listener, loc
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return protoLog }))
 	n = &Node{cfg: cfg, local: local, system: system, manPort: port, log: log, changed: make(chan struct{})}
 	n.incarnation.Store(1)
-	n.provider = newHealthProvider(cfg.Name, peers, cfg.RefreshTTL, cfg.DownAfter, n.healthAnswer, n.gone, n.renew)
+	n.served.Store(1)
+	n.provider = newHealthProvider(cfg.Name, peers, cfg.RefreshTTL, cfg.DownAfter, n.healthAnswer, n.gone, n.renew, n.publish)
 	rcfg := remote.Configure(cfg.Host, cfg.Port)
 	ccfg := pcluster.Configure(cfg.Name, n.provider, disthash.New(), rcfg,
 		pcluster.WithRequestTimeout(cfg.Timeout), withoutGossip)
@@ -369,7 +371,7 @@ func (n *Node) topology(t *pcluster.ClusterTopology) {
 // healthAnswer is what the node answers on its health port.
 func (n *Node) healthAnswer() healthAnswer {
 	host, port, _ := n.system.GetHostPort()
-	a := healthAnswer{ID: n.ID(), Address: host, Port: port, HealthPort: n.manPort, ClusterName: n.cfg.Name}
+	a := healthAnswer{ID: n.memberID(n.served.Load()), Address: host, Port: port, HealthPort: n.manPort, ClusterName: n.cfg.Name}
 	n.mu.Lock()
 	a.Blocked = slices.Clone(n.dropped)
 	n.mu.Unlock()
@@ -381,13 +383,18 @@ func (n *Node) healthAnswer() healthAnswer {
 }
 
 // renew takes a new member id: a live peer (by) has dropped this node's
-// current one, which protoactor never admits again. The others admit the
-// node under the new id at their next poll.
-func (n *Node) renew(by string) {
+// current one, which protoactor never admits again. The node serves it
+// once publish is called; the others admit it under the new id at their
+// next poll.
+func (n *Node) renew(by string) string {
 	old := n.ID()
 	inc := n.incarnation.Add(1)
 	n.log.Warn("rejoining the cluster: a node dropped this one while it did not answer (paused, overloaded or cut off)", "by", by, "old_id", old, "id", n.ID(), "incarnation", inc)
+	return n.ID()
 }
+
+// publish serves the node's current member id on its health port.
+func (n *Node) publish() { n.served.Store(n.incarnation.Load()) }
 
 // gone hands a member whose process is gone to the source's group, which
 // lets its partitions go at once instead of when its session times out.
@@ -427,8 +434,10 @@ func (n *Node) sawSelf() bool {
 
 // ID is the node's member id: its actor system's id and its
 // incarnation.
-func (n *Node) ID() string {
-	return n.system.ID + "." + strconv.FormatInt(n.incarnation.Load(), 10)
+func (n *Node) ID() string { return n.memberID(n.incarnation.Load()) }
+
+func (n *Node) memberID(incarnation int64) string {
+	return n.system.ID + "." + strconv.FormatInt(incarnation, 10)
 }
 
 // Address is the node's remote address.

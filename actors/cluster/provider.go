@@ -43,8 +43,9 @@ type healthProvider struct {
 	every     time.Duration // the poll interval
 	downAfter time.Duration // how long a peer may fail to answer before it is dropped
 	self      func() healthAnswer
-	onGone    func(healthAnswer) // a member's process is gone (its health port refuses)
-	renew     func(by string)    // a live peer has dropped this node's member id
+	onGone    func(healthAnswer)     // a member's process is gone (its health port refuses)
+	renew     func(by string) string // a live peer has dropped this node's member id: take a new one
+	publish   func()                 // serve the new member id
 	client    *http.Client
 
 	c    *pcluster.Cluster
@@ -77,9 +78,9 @@ type peerSeen struct {
 	isMember bool         // among the members the last round reported
 }
 
-func newHealthProvider(name string, peers []string, every, downAfter time.Duration, self func() healthAnswer, onGone func(healthAnswer), renew func(string)) *healthProvider {
+func newHealthProvider(name string, peers []string, every, downAfter time.Duration, self func() healthAnswer, onGone func(healthAnswer), renew func(string) string, publish func()) *healthProvider {
 	return &healthProvider{
-		name: name, peers: peers, every: every, downAfter: downAfter, self: self, onGone: onGone, renew: renew,
+		name: name, peers: peers, every: every, downAfter: downAfter, self: self, onGone: onGone, renew: renew, publish: publish,
 		client: &http.Client{
 			Timeout:   min(downAfter, max(every, time.Second)),
 			Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: downAfter}).DialContext, MaxIdleConnsPerHost: 1, DisableKeepAlives: true},
@@ -178,8 +179,23 @@ func (p *healthProvider) round() {
 		}
 	}
 	if by := p.blockedBy(me); by != "" {
-		p.renew(by)
+		p.renewed(members, me, p.renew(by))
 	}
+}
+
+// renewed puts this node's new member id in the member list in place of
+// the old one, whose drop blocks it, before the node serves the new id:
+// protoactor's blocklist is read without a lock by each incoming
+// connection, and while no peer knows the new id none connects because of
+// it.
+func (p *healthProvider) renewed(members []*pcluster.Member, old, id string) {
+	for _, m := range members {
+		if m.Id == old {
+			m.Id = id
+		}
+	}
+	p.c.MemberList.UpdateClusterTopology(members)
+	p.publish()
 }
 
 // poll asks one health endpoint for its answer.
