@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -122,50 +123,11 @@ func (p *healthProvider) loop() {
 	}
 }
 
-// round polls every peer once and updates the member list.
+// round polls every peer once and updates the member list; it reports
+// the members whose process is gone, and renews this node's member id
+// when a live peer has dropped it.
 func (p *healthProvider) round() {
-	type result struct {
-		a       healthAnswer
-		ok      bool
-		refused bool
-	}
-	results := make([]result, len(p.peers))
-	var wg sync.WaitGroup
-	for i, peer := range p.peers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a, err := p.poll(peer)
-			results[i] = result{a: a, ok: err == nil, refused: errors.Is(err, syscall.ECONNREFUSED)}
-		}()
-	}
-	wg.Wait()
-	now := time.Now()
-	var members []*pcluster.Member
-	var gone []healthAnswer
-	for i, peer := range p.peers {
-		r, s := results[i], p.peersSeen[peer]
-		if r.ok && r.a.ClusterName == p.name {
-			if s == nil {
-				s = &peerSeen{}
-				p.peersSeen[peer] = s
-			}
-			s.last, s.lastOK = r.a, now
-		}
-		if s == nil {
-			continue
-		}
-		live := r.ok && r.a.ClusterName == p.name || !r.refused && now.Sub(s.lastOK) < p.downAfter
-		if !live {
-			if s.isMember && r.refused {
-				gone = append(gone, s.last)
-			}
-			delete(p.peersSeen, peer)
-			continue
-		}
-		s.isMember = true
-		members = append(members, &pcluster.Member{Id: s.last.ID, Host: s.last.Address, Port: int32(s.last.Port)})
-	}
+	members, gone := p.judge(p.pollAll(), time.Now())
 	select {
 	case <-p.stop:
 		return // leaving: the member list is no longer ours to change
@@ -181,6 +143,71 @@ func (p *healthProvider) round() {
 	if by := p.blockedBy(me); by != "" {
 		p.renewed(members, me, p.renew(by))
 	}
+}
+
+// polled is one peer's answer to one poll.
+type polled struct {
+	a       healthAnswer
+	ok      bool // it answered
+	refused bool // its host refused the connection: nothing listens there
+}
+
+// pollAll polls every peer at once.
+func (p *healthProvider) pollAll() []polled {
+	results := make([]polled, len(p.peers))
+	var wg sync.WaitGroup
+	for i, peer := range p.peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, err := p.poll(peer)
+			results[i] = polled{a: a, ok: err == nil && a.ClusterName == p.name, refused: errors.Is(err, syscall.ECONNREFUSED)}
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+// judge updates what the loop knows of each peer from a round's results
+// and returns the members, and the last answers of the members whose
+// process is gone: their health port refuses, or answers for another
+// process (a restart on the same port).
+func (p *healthProvider) judge(results []polled, now time.Time) (members []*pcluster.Member, gone []healthAnswer) {
+	for i, peer := range p.peers {
+		r, s := results[i], p.peersSeen[peer]
+		if r.ok {
+			if s != nil && s.isMember && systemOf(s.last.ID) != systemOf(r.a.ID) {
+				gone = append(gone, s.last)
+				s = nil
+			}
+			if s == nil {
+				s = &peerSeen{}
+				p.peersSeen[peer] = s
+			}
+			s.last, s.lastOK = r.a, now
+		}
+		if s == nil {
+			continue
+		}
+		if !r.ok && (r.refused || now.Sub(s.lastOK) >= p.downAfter) {
+			if s.isMember && r.refused {
+				gone = append(gone, s.last)
+			}
+			delete(p.peersSeen, peer)
+			continue
+		}
+		s.isMember = true
+		members = append(members, &pcluster.Member{Id: s.last.ID, Host: s.last.Address, Port: int32(s.last.Port)})
+	}
+	return members, gone
+}
+
+// systemOf is the actor system's id in a member id (the process's).
+func systemOf(memberID string) string {
+	if i := strings.LastIndexByte(memberID, '.'); i >= 0 {
+		return memberID[:i]
+	}
+	return memberID
 }
 
 // renewed puts this node's new member id in the member list in place of
