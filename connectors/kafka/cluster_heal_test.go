@@ -155,6 +155,11 @@ func healAfter(t *testing.T, as *syscall.Credential, cut func(*testing.T, healin
 	}
 	third := len(lines) / 3
 	a, b := start("a", nil), start("b", as)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(logs(a, b))
+		}
+	})
 	produceLines(t, brokers, topic, lines[:third])
 	waitMembers(t, brokers, group, 2)
 	oldID := a.waitView(t, "both nodes", logs, func(v map[string]string) bool { return len(v) == 2 })[b.http]
