@@ -74,10 +74,14 @@ func serve(ctx context.Context, log *slog.Logger, f runFlags, pipeline, srcURI s
 	var node *cluster.Node
 	if f.cluster.clustered() {
 		group, _ := kafka.GroupOf(srcURI)
-		node, err = cluster.Join(ctx, cluster.Config{
+		ccfg := cluster.Config{
 			Name: cluster.Name(pipeline, group), Host: f.cluster.host, Port: f.cluster.port,
 			Peers: f.cluster.peers, HTTP: advertise, Logger: log, Remote: sec.remote(log),
-		}, local)
+		}
+		if g, ok := cfg.Source.(cluster.Group); ok {
+			ccfg.Group = g // a gone node's partitions move at once
+		}
+		node, err = cluster.Join(ctx, ccfg, local)
 		if err != nil {
 			stop()
 			return nil, err

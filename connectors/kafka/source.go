@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -159,8 +160,14 @@ type Source struct {
 	admCl *kgo.Client
 	adm   *kadm.Client
 	cl    *kgo.Client
-	l     connectors.Listener
-	ctx   context.Context
+	// groupCl is cl once Start has made it, for the cluster's calls
+	// (Member, Remove) from other goroutines.
+	groupCl atomic.Pointer[kgo.Client]
+	// changelogTxn is the transactional id of the source's changelog, once
+	// opened (Member).
+	changelogTxn atomic.Pointer[string]
+	l            connectors.Listener
+	ctx          context.Context
 
 	mu    sync.Mutex
 	parts map[tp]*partition
@@ -224,6 +231,7 @@ func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
 		return err
 	}
 	s.cl = cl
+	s.groupCl.Store(cl)
 	running.Store(s.cfg.Group, s)
 	lctx, stop := context.WithCancel(context.Background())
 	s.stopLoop, s.loopDone = stop, make(chan struct{})
