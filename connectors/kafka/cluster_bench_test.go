@@ -48,15 +48,29 @@ import (
 //     with an empty state directory then gets the partition, restores it
 //     from the changelog, and takes in 1,000 more ids. It prints the
 //     restore's own figures (its log line) and the time from the second
-//     node's start until the group has caught up.
+//     node's start until the group has caught up. EDDY_BENCH_PROFILE=DIR
+//     writes node 2's CPU profile to DIR/restore.pprof.
 func BenchmarkCluster(b *testing.B) {
 	brokers := testenv.Kafka(b)
 	records, keys := int64(testenv.BenchSize(b, "EDDY_BENCH_RECORDS", 1_000_000)), int64(testenv.BenchSize(b, "EDDY_BENCH_KEYS", 10_000_000))
 	rounds := testenv.BenchSize(b, "EDDY_BENCH_ROUNDS", 3)
 	bin := eddyPath(b)
-	for b.Loop() {
-		s := scaleOut(b, bin, brokers, records, rounds)
-		printSizing(s, restoreMoved(b, bin, brokers, keys))
+	// Sub-benchmarks, so that -bench BenchmarkCluster/restore runs one.
+	var s *sizing
+	var restorePerS float64
+	b.Run("scale-out", func(b *testing.B) {
+		for b.Loop() {
+			r := scaleOut(b, bin, brokers, records, rounds)
+			s = &r
+		}
+	})
+	b.Run("restore", func(b *testing.B) {
+		for b.Loop() {
+			restorePerS = restoreMoved(b, bin, brokers, keys)
+		}
+	})
+	if s != nil && restorePerS > 0 {
+		printSizing(*s, restorePerS)
 	}
 }
 
@@ -333,7 +347,12 @@ func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) (chang
 	const more = 1_000
 	produceIDs(b, brokers, topic, keys, more)
 	start = time.Now()
-	second := startNode(b, bin, "second", "testdata/count_ids.lua", brokers, topic, group, filepath.Join(dirs, "second"))
+	var profile []string
+	if dir := os.Getenv("EDDY_BENCH_PROFILE"); dir != "" {
+		profile = []string{"--cpuprofile", filepath.Join(dir, "restore.pprof")}
+		fmt.Printf("  node 2's CPU profile: %s\n", profile[1])
+	}
+	second := startNode(b, bin, "second", "testdata/count_ids.lua", brokers, topic, group, filepath.Join(dirs, "second"), profile...)
 	restoredAt := make(chan time.Duration, 1)
 	go func() {
 		for time.Since(start) < limit {
