@@ -82,6 +82,7 @@ type benchNode struct {
 	done chan struct{} // closed when the process has exited; err is then its end
 	err  error
 	cpu  time.Duration // the CPU time the process used, once it has exited
+	rss  int64         // its peak resident memory in bytes, once it has exited
 }
 
 // syncBuffer is a process's output, read while it writes.
@@ -126,6 +127,9 @@ func startNodeOn(b *testing.B, cpus, bin, name, script string, brokers []string,
 		n.err = n.cmd.Wait()
 		if st := n.cmd.ProcessState; st != nil {
 			n.cpu = st.UserTime() + st.SystemTime()
+			if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
+				n.rss = ru.Maxrss << 10 // Linux reports KiB
+			}
 		}
 		close(n.done)
 	}()
@@ -384,8 +388,8 @@ func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) (chang
 	if changes < keys {
 		b.Fatalf("node 2 restored %d changes, want at least %d\n%s", changes, keys, second.log.tail())
 	}
-	fmt.Printf("  node 2 (empty state dir, same group): restored %s from the changelog: %d changes in %v (%d changes/s)\n",
-		m[1], changes, restoreTook, perS)
+	fmt.Printf("  node 2 (empty state dir, same group): restored %s from the changelog: %d changes in %v (%d changes/s); peak memory %.0f MiB (node 1: %.0f MiB)\n",
+		m[1], changes, restoreTook, perS, float64(second.rss)/(1<<20), float64(first.rss)/(1<<20))
 	at := "?"
 	select {
 	case d := <-restoredAt:

@@ -97,7 +97,7 @@ func scaleOut(b *testing.B, bin string, brokers []string, records int64, rounds 
 		rounds, runtime.GOMAXPROCS(0), runtime.NumCPU())
 	fmt.Printf("  cold: a pre-filled topic, from the processes' start until the group's committed offsets reach the end (joins and rebalances included)\n")
 	fmt.Printf("  joined: the nodes join an empty topic first; from the first record produced until they have checkpointed the last\n")
-	fmt.Printf("  CPU s: the nodes' CPU time (user+sys) over the whole process life; cores used: CPU s / the run's time\n")
+	fmt.Printf("  CPU s: the nodes' CPU time (user+sys) over the whole process life; cores used: CPU s / the run's time; peak MiB: the largest node's peak RSS\n")
 	limit := 2*time.Minute + time.Duration(records/5_000)*time.Second
 	counts := pin.counts()
 	for _, count := range counts {
@@ -105,6 +105,7 @@ func scaleOut(b *testing.B, bin string, brokers []string, records int64, rounds 
 	}
 	type result struct {
 		took, cpu            time.Duration
+		rss                  int64 // the largest node's peak memory
 		clogBytes, clogItems int64
 	}
 	cold, joined := map[int][]result{}, map[int][]result{}
@@ -141,6 +142,7 @@ func scaleOut(b *testing.B, bin string, brokers []string, records int64, rounds 
 				for _, n := range nodes {
 					n.stop(b)
 					r.cpu += n.cpu
+					r.rss = max(r.rss, n.rss)
 				}
 				var err error
 				if r.clogItems, r.clogBytes, err = changelogSize(adm, ctopic); err != nil {
@@ -157,7 +159,7 @@ func scaleOut(b *testing.B, bin string, brokers []string, records int64, rounds 
 		name string
 		runs map[int][]result
 	}{{"cold", cold}, {"joined", joined}} {
-		fmt.Printf("  %-6s %5s %10s %12s %9s %8s %10s   %s\n", what.name, "nodes", "median", "records/s", "vs 1 node", "CPU s", "cores used", "each round")
+		fmt.Printf("  %-6s %5s %10s %12s %9s %8s %10s %9s   %s\n", what.name, "nodes", "median", "records/s", "vs 1 node", "CPU s", "cores used", "peak MiB", "each round")
 		var one float64
 		for _, count := range counts {
 			rs := what.runs[count]
@@ -171,8 +173,8 @@ func scaleOut(b *testing.B, bin string, brokers []string, records int64, rounds 
 			if count == 1 {
 				one = rate
 			}
-			fmt.Printf("  %-6s %5d %10v %12.0f %9.2f %8.1f %10.2f   %s\n", "", count, med.took.Round(time.Millisecond), rate, rate/one,
-				med.cpu.Seconds(), med.cpu.Seconds()/med.took.Seconds(), strings.Join(each, " "))
+			fmt.Printf("  %-6s %5d %10v %12.0f %9.2f %8.1f %10.2f %9.0f   %s\n", "", count, med.took.Round(time.Millisecond), rate, rate/one,
+				med.cpu.Seconds(), med.cpu.Seconds()/med.took.Seconds(), float64(med.rss)/(1<<20), strings.Join(each, " "))
 			b.ReportMetric(rate, fmt.Sprintf("%s-%dnode-rec/s", what.name, count))
 			if what.name == "joined" && count == 1 {
 				s.perNode, s.cpuPerRecord = rate, med.cpu/time.Duration(records)
