@@ -50,6 +50,7 @@ type Changelog interface {
 	// its End as of the call, in order, calling apply for each (value nil
 	// for a delete) and progress now and then. It returns the newest marker
 	// read (Checkpoint 0 when it read none) and the offset it stopped at.
+	// apply may keep key and value: Restore doesn't reuse or change them.
 	Restore(ctx context.Context, partition string, from int64, apply func(key, value []byte) error,
 		progress func(done, total int64)) (ChangelogMarker, int64, error)
 	Close() error
