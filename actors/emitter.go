@@ -71,10 +71,10 @@ func (em *Emitter) forget() {
 type resultEntry struct {
 	keyVals []any
 	parts   map[string][]any // partition → portable accumulators
+	firedBy time.Time        // the earliest read that fired it, for FireLatency
 	// spans: partition → its session's bounds, and whether it fired
 	// (session windows only: partitions' sessions of one start can differ)
-	spans   map[string]span
-	firedBy time.Time        // the earliest read that fired it, for FireLatency
+	spans map[string]span
 }
 
 func newEmitter(e *engine) (*Emitter, error) {
