@@ -160,6 +160,9 @@ type resultRows struct {
 	fired bool
 	ends  []int64 // with fired: each window's end
 	drop  []string
+	// superseded: session windows merged into another of their key since
+	// the last trigger, to forget before building rows
+	superseded []string
 	// read: when the oldest batch folded into rows left its source (zero
 	// for fired windows, which FireLatency measures)
 	read time.Time
@@ -170,6 +173,8 @@ type partial struct {
 	key     string
 	keyVals []any
 	accs    []any
+	// start, end: the window, Unix ms (windowed pipelines)
+	start, end int64
 	// firedBy: when the batch whose watermark fired the window was read
 	firedBy time.Time
 }
