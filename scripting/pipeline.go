@@ -67,6 +67,7 @@ type Pipeline struct {
 	AllowedLateness time.Duration
 
 	hasFilter, keyFunc, hasRoute bool
+	direct                       bool // records take the direct path (direct.go)
 	onRecord, onWindow, onTimer  bool
 	csvHeader                    bool
 	jsonKeepInvalid              bool // eddy.json's invalid_utf8 = "keep"
@@ -275,6 +276,7 @@ func (p *Pipeline) read(t *lua.LTable) error {
 	if err := p.readResultShape(t); err != nil {
 		return err
 	}
+	p.direct = p.canGoDirect(t)
 	return p.readTests(t.RawGetString("tests"))
 }
 
