@@ -38,6 +38,8 @@ type Runtime struct {
 	// (goValid) for each record (direct.go).
 	goVals  []any
 	goValid []bool
+	// vals is the slab newVals cuts Keyed.Vals from.
+	vals []any
 	// dp parses checkpointed entries and key states (DecodeEntry): one
 	// parser reused, as fastjson.ParseBytes allocates one a call.
 	dp fastjson.Parser
@@ -142,6 +144,8 @@ type Keyed struct {
 	// values joined by \x1f, or what the key function returned.
 	Key string
 	// Vals holds the key columns' values then one argument per aggregate.
+	// Many records' Vals share one allocation (Runtime.newVals): keeping
+	// them past the record's batch means copying them.
 	Vals []any
 	// Time is the record's event time in Unix milliseconds, 0 without
 	// event time. Watermark is its partition's watermark just before it,
@@ -434,7 +438,7 @@ func (rt *Runtime) keyed(r *lua.LTable) (Keyed, error) {
 	if !p.keyFunc {
 		return rt.keyedBy(tableFields{r})
 	}
-	k := Keyed{Vals: make([]any, len(p.KeyColumns)+len(p.Aggregates))}
+	k := Keyed{Vals: rt.newVals(len(p.KeyColumns) + len(p.Aggregates))}
 	if err := rt.call(rt.key, 1, r); err != nil {
 		return k, fmt.Errorf("key: %w", err)
 	}
@@ -451,10 +455,27 @@ func (rt *Runtime) keyed(r *lua.LTable) (Keyed, error) {
 	return k, rt.aggregateArgs(&k, tableFields{r}, r)
 }
 
+// newVals returns n zeroed values for one record's Keyed.Vals, cut from a
+// slab many records share: one allocation for hundreds of records. The
+// slab is only ever appended to, so what was handed out stays the
+// record's; whoever keeps a record's Vals past its batch (a new state
+// entry) copies them, or would keep the whole slab alive.
+func (rt *Runtime) newVals(n int) []any {
+	if len(rt.vals)+n > cap(rt.vals) {
+		rt.vals = make([]any, 0, valsSlab*max(n, 1))
+	}
+	start := len(rt.vals)
+	rt.vals = rt.vals[:start+n]
+	return rt.vals[start : start+n : start+n]
+}
+
+// valsSlab is the records one newVals slab serves.
+const valsSlab = 256
+
 // keyedBy keys a record by its key columns, read from fs.
 func (rt *Runtime) keyedBy(fs recordFields) (Keyed, error) {
 	p := rt.p
-	k := Keyed{Vals: make([]any, len(p.KeyColumns)+len(p.Aggregates))}
+	k := Keyed{Vals: rt.newVals(len(p.KeyColumns) + len(p.Aggregates))}
 	if len(p.KeyColumns) == 1 {
 		v, err := fs.scalar(p.KeyColumns[0])
 		if err != nil {
