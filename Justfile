@@ -63,6 +63,10 @@ bench-windows:
 bench-nexmark:
     go test ./scripts/nexmark -run '^$' -bench BenchmarkNexmark -benchtime 1x -timeout 60m
 
+# the netflow top 20 in eddy and in Spark (pyspark from PyPI into .cache/pyspark, local[2], batch and streaming) on the same 1M and 10M generated records: results compared, wall and in-engine times side by side (needs a JDK 17+; EDDY_SPARK_SIZES sets the sizes)
+bench-spark:
+    bash bench/spark/bench.sh
+
 # the netflow pipeline on a pre-filled 1M-record topic beside a plain franz-go loop, then latency at 20k records/s (starts Kafka if needed)
 bench-kafka: kafka-up
     source services/env.sh && go test ./connectors/kafka -run '^$' -bench BenchmarkKafkaNetflow -benchtime 1x -timeout 30m -v

@@ -398,7 +398,10 @@ func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int
 		if err != nil {
 			return err
 		}
-		en = &entry{key: k.Key, keyVals: k.Vals[:nk:nk], accs: accs, start: start, end: end}
+		// a copy: k.Vals is cut from a slab of many records' values
+		// (scripting.Runtime.newVals), which the entry must not keep alive
+		keyVals := append([]any(nil), k.Vals[:nk]...)
+		en = &entry{key: k.Key, keyVals: keyVals, accs: accs, start: start, end: end}
 	}
 	if err := a.rt.Add(en.accs, k.Vals[nk:]); err != nil {
 		return err

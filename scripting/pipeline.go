@@ -73,6 +73,7 @@ type Pipeline struct {
 	input                        []string // a later stage's input columns
 	hasFilter, keyFunc, hasRoute bool
 	steps                        steps // declarative filter, map and having (mapstep.go)
+	direct                       bool  // records take the direct path (direct.go)
 	onRecord, onWindow, onTimer  bool
 	csvHeader                    bool
 	jsonKeepInvalid              bool // eddy.json's invalid_utf8 = "keep"
@@ -302,6 +303,7 @@ func (p *Pipeline) read(t *lua.LTable) error {
 	if err := p.readStages(t); err != nil {
 		return err
 	}
+	p.direct = p.canGoDirect(t)
 	return p.readTests(t.RawGetString("tests"))
 }
 
