@@ -73,7 +73,11 @@ func TestDocExamples(t *testing.T) {
 		t.Run(filepath.Base(page), func(t *testing.T) {
 			p := newDocPage(t, scripts, string(md))
 			for i, block := range blocks {
-				p.runBlock(i+1, block)
+				if block.script {
+					p.runScript(i+1, block.text)
+					continue
+				}
+				p.runBlock(i+1, block.text)
 			}
 			if p.skipped != "" {
 				t.Skip(p.skipped)
@@ -86,16 +90,53 @@ func TestDocExamples(t *testing.T) {
 }
 
 var (
-	shBlock    = regexp.MustCompile("(?s)```sh\n(.*?)```")
+	shBlock    = regexp.MustCompile("(?s)(" + regexp.QuoteMeta(scriptMark) + "\n)?```sh\n(.*?)```")
 	luaExample = regexp.MustCompile("(?s)```lua\n(-- example: (\\w+)\n.*?)```")
 )
 
-func shBlocks(md string) []string {
-	var out []string
+// scriptMark, on the line before a ```sh block, says the block is one
+// shell script (its lines share variables, wait on what they start and
+// clean up after themselves), to be run whole rather than line by line.
+const scriptMark = "<!-- docs test: one script -->"
+
+// scriptLimit bounds a whole-script block.
+const scriptLimit = 5 * time.Minute
+
+type shBlockText struct {
+	text   string
+	script bool // run whole with bash -e (scriptMark)
+}
+
+func shBlocks(md string) []shBlockText {
+	var out []shBlockText
 	for _, m := range shBlock.FindAllStringSubmatch(md, -1) {
-		out = append(out, m[1])
+		out = append(out, shBlockText{text: m[2], script: m[1] != ""})
 	}
 	return out
+}
+
+// runScript runs a block marked as one script with bash -e -o pipefail in
+// the page's directory and environment, within scriptLimit; the script
+// itself waits for what it starts and stops it. Its Kafka topics, if any,
+// get the page's substitutions like a line's.
+func (p *docPage) runScript(n int, block string) {
+	t := p.t
+	if p.brokers == nil && (strings.Contains(block, "kafka://") || strings.Contains(block, "eddy topics")) {
+		t.Logf("block %d: skipped (no broker)", n)
+		p.skipped = p.noKafka
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), scriptLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-e", "-o", "pipefail", "-c", p.rewrite(block))
+	cmd.Dir, cmd.Env, cmd.WaitDelay = p.dir, p.env, 5*time.Second
+	// Its own process group, so a timeout also ends what it started.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("block %d (one script): %v\n%s", n, err, out)
+	}
 }
 
 // commands splits a block into its command lines: lines continued with a
@@ -240,6 +281,7 @@ func (p *docPage) leaveOut(n int, text string) (line string, kafka bool) {
 var (
 	binEddy     = regexp.MustCompile(`(^|[\s;&|(])(bin/eddy|go run \./cmd/eddy)\b`)
 	clusterPort = regexp.MustCompile(`--cluster-port (\d+)`)
+	topicPrefix = regexp.MustCompile(`--topic-prefix ([a-z]+)-`)
 	docTopic    = regexp.MustCompile(`(127\.0\.0\.1:9092/|topics create )([a-z]+)\b`)
 	docGroup    = regexp.MustCompile(`group=([a-z_]+)\b`)
 	kafkaSource = regexp.MustCompile(`--source (['"]?)(kafka://[^\s'"]+)`)
@@ -258,6 +300,8 @@ func (p *docPage) rewrite(line string) string {
 		return line
 	}
 	line = docTopic.ReplaceAllString(line, "${1}${2}"+p.suffix)
+	// topics create nexmark-bid became nexmark-SUFFIX-bid: the prefix too.
+	line = topicPrefix.ReplaceAllString(line, "--topic-prefix ${1}"+p.suffix+"-")
 	line = docGroup.ReplaceAllString(line, "group=${1}"+p.suffix)
 	line = kafkaSource.ReplaceAllStringFunc(line, func(m string) string {
 		if strings.Contains(m, "group=") {
