@@ -134,6 +134,11 @@ func (p *docPage) runScript(n int, block string) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	out, err := cmd.CombinedOutput()
+	// bash -e leaves what the script started in the background running
+	// when a line fails: end the whole group, whichever way it ended.
+	if cmd.Process != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
 	if err != nil {
 		t.Fatalf("block %d (one script): %v\n%s", n, err, out)
 	}
