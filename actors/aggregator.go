@@ -368,6 +368,10 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 				a.hookFailed(ctx, err)
 			}
 		}
+		if a.p.HasJoin() {
+			a.addJoined(k, m, i) // (join.go)
+			continue
+		}
 		var err error
 		if a.p.IsWindowed() {
 			err = a.addWindowed(k, nk, m, i)

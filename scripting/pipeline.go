@@ -65,6 +65,10 @@ type Pipeline struct {
 	Watermark       Watermark
 	Window          *Window
 	AllowedLateness time.Duration
+	// Sources are the named sources of a pipeline that reads several
+	// (sources.go), sorted by name; Join joins two of them (join.go).
+	Sources []NamedSource
+	Join    *Join
 
 	hasFilter, keyFunc, hasRoute bool
 	steps                        steps // declarative filter, map and having (mapstep.go)
@@ -197,7 +201,7 @@ var knownFields = map[string]bool{
 	"aggregate": true, "columns": true, "order_by": true, "limit": true, "emit": true, "tests": true,
 	"call_timeout": true, "memory_limit": true, "route": true, "event_time": true, "watermark": true, "window": true,
 	"allowed_lateness": true, "on_record": true, "on_window": true, "on_timer": true,
-	"lookups": true, "map": true, "having": true,
+	"lookups": true, "map": true, "having": true, "sources": true, "join": true,
 }
 
 func (p *Pipeline) read(t *lua.LTable) error {
@@ -226,6 +230,9 @@ func (p *Pipeline) read(t *lua.LTable) error {
 		}
 		p.Source = string(s)
 	}
+	if err := p.readSources(t); err != nil {
+		return err
+	}
 	if err := p.readSinks(t); err != nil {
 		return err
 	}
@@ -235,8 +242,10 @@ func (p *Pipeline) read(t *lua.LTable) error {
 	if err := p.readLimits(t); err != nil {
 		return err
 	}
-	if err := p.readParse(t.RawGetString("parse")); err != nil {
-		return fmt.Errorf("parse: %w", err)
+	if !p.HasSources() {
+		if err := p.readParse(t.RawGetString("parse")); err != nil {
+			return fmt.Errorf("parse: %w", err)
+		}
 	}
 	switch v := t.RawGetString("filter"); v.(type) {
 	case *lua.LNilType:
@@ -272,6 +281,10 @@ func (p *Pipeline) read(t *lua.LTable) error {
 		return err
 	}
 	if err := p.checkMapMakesEventTime(); err != nil {
+		return err
+	}
+	p.shareWatermark()
+	if err := p.readJoin(t.RawGetString("join")); err != nil {
 		return err
 	}
 	if !p.hasRoute && !p.HasKeyHooks() {

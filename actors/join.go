@@ -1,0 +1,15 @@
+package actors
+
+import "github.com/eddy-stream/eddy/scripting"
+
+// addJoined adds record i of m to its key's join state (scripting/join.go):
+// the rows it pairs into go out with the hooks' rows, and a record too late
+// for its window (or interval) goes to the late output as windows' do.
+func (a *KeyedAggregator) addJoined(k *scripting.Keyed, m *keyedBatch, i int) {
+	st := a.state(k.Key)
+	res, late := a.rt.JoinRecord(st.ks, k.Key, k.Rec, k.Time, a.watermark)
+	a.afterHook(k.Key, st, res)
+	if late > 0 {
+		a.late(m, i, k.Time, late)
+	}
+}
