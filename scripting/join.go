@@ -409,8 +409,9 @@ func (rt *Runtime) joined(key string, s int, r, o *JoinRec) connectors.Row {
 	}
 	row := connectors.Row{Key: key}
 	if j.Select != nil {
-		row.Fields = make([]connectors.Field, len(j.Select))
-		for i, c := range j.Select {
+		// (A left record without a partner has no right-side columns.)
+		row.Fields = make([]connectors.Field, 0, len(j.Select))
+		for _, c := range j.Select {
 			var v any
 			switch {
 			case c.Side == "" && c.Field == "window_start":
@@ -421,8 +422,10 @@ func (rt *Runtime) joined(key string, s int, r, o *JoinRec) connectors.Row {
 				v = left.Rec[c.Field]
 			case right != nil:
 				v = right.Rec[c.Field]
+			default:
+				continue
 			}
-			row.Fields[i] = connectors.Field{Name: c.Name, Value: v}
+			row.Fields = append(row.Fields, connectors.Field{Name: c.Name, Value: v})
 		}
 		return row
 	}

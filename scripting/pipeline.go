@@ -110,6 +110,9 @@ type Order struct {
 type Test struct {
 	Name  string
 	Input []string
+	// Inputs are the lines of each named source, for a pipeline with
+	// several (input = { person = { … }, auction = { … } }).
+	Inputs map[string][]string
 	// Want are the result rows a final emit gives, in order; WantRecords
 	// the records output; WantOutputs the rows of named sinks a route
 	// function picks. Nil means not checked.
@@ -649,10 +652,15 @@ func (p *Pipeline) readTests(v lua.LValue) error {
 		if !ok {
 			return fmt.Errorf("tests[%d] (%s): input: want a list of lines", i, tc.Name)
 		}
+		var err error
+		if p.HasSources() {
+			if tc.Inputs, err = p.readSourceInputs(in); err != nil {
+				return fmt.Errorf("tests[%d] (%s): input: %w", i, tc.Name, err)
+			}
+		}
 		for j := 1; j <= in.Len(); j++ {
 			tc.Input = append(tc.Input, lua.LVAsString(in.RawGetInt(j)))
 		}
-		var err error
 		if tc.Want, err = readRows(t.RawGetString("want")); err != nil {
 			return fmt.Errorf("tests[%d] (%s): want: %w", i, tc.Name, err)
 		}

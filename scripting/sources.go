@@ -251,3 +251,26 @@ func (rt *Runtime) joinKey(r *lua.LTable, source string) (string, error) {
 	}
 	return string(connectors.AppendValue(nil, v)), nil
 }
+
+// readSourceInputs reads an inline test's input = { NAME = { lines… }, … }.
+func (p *Pipeline) readSourceInputs(in *lua.LTable) (map[string][]string, error) {
+	out := map[string][]string{}
+	var err error
+	in.ForEach(func(k, v lua.LValue) {
+		if err != nil {
+			return
+		}
+		name := lua.LVAsString(k)
+		lines, ok := v.(*lua.LTable)
+		if _, isName := k.(lua.LString); !isName || p.source(name) == nil || !ok {
+			err = fmt.Errorf("want the lines of each source by name, such as { %s = { \"…\" } } (sources: %s), got key %s", p.Sources[0].Name, strings.Join(p.SourceNames(), ", "), k)
+			return
+		}
+		list := []string{}
+		for j := 1; j <= lines.Len(); j++ {
+			list = append(list, lua.LVAsString(lines.RawGetInt(j)))
+		}
+		out[name] = list
+	})
+	return out, err
+}

@@ -25,4 +25,30 @@ return {
     select = { "person.id", "person.name", "window_start as starttime" },
   },
   watermark = { out_of_order = "0s" },
+  tests = {
+    {
+      -- By hand: window [0s, 10s) has ann (1s) and her auctions at 3s and
+      -- 4s (one row), bob (2s) whose auction is at 11s (the next window:
+      -- none); window [10s, 20s) has cid (12s) and his auction at 15s.
+      name = "persons with an auction in their window",
+      input = {
+        person = {
+          '{"id":1,"name":"ann","dateTime":"2026-01-01T00:00:01.000Z"}',
+          '{"id":2,"name":"bob","dateTime":"2026-01-01T00:00:02.000Z"}',
+          '{"id":3,"name":"cid","dateTime":"2026-01-01T00:00:12.000Z"}',
+        },
+        auction = {
+          '{"seller":1,"dateTime":"2026-01-01T00:00:03.000Z"}',
+          '{"seller":1,"dateTime":"2026-01-01T00:00:04.000Z"}',
+          '{"seller":2,"dateTime":"2026-01-01T00:00:11.000Z"}',
+          '{"seller":3,"dateTime":"2026-01-01T00:00:15.000Z"}',
+        },
+      },
+      want_records = {
+        { id = 1, name = "ann", starttime = "2026-01-01T00:00:00.000Z" },
+        { id = 3, name = "cid", starttime = "2026-01-01T00:00:10.000Z" },
+      },
+      late = 0,
+    },
+  },
 }
