@@ -218,12 +218,20 @@ func readJoinInterval(j *Join, t *lua.LTable) error {
 	if t.RawGetString("window") != lua.LNil {
 		return fmt.Errorf("window: eddy.interval_join pairs by before and after; eddy.join takes a window")
 	}
-	var err error
-	if j.Before, err = duration("before", t.RawGetString("before"), true); err != nil {
-		return fmt.Errorf("%w (eddy.interval_join pairs right records from before ahead of a left one to after it)", err)
+	before, after := t.RawGetString("before"), t.RawGetString("after")
+	if before == lua.LNil && after == lua.LNil {
+		return fmt.Errorf("eddy.interval_join needs before and/or after: it pairs right records from before ahead of a left one to after it (either defaults to \"0s\")")
 	}
-	if j.After, err = duration("after", t.RawGetString("after"), true); err != nil {
-		return fmt.Errorf("%w (eddy.interval_join pairs right records from before ahead of a left one to after it)", err)
+	var err error
+	if before != lua.LNil {
+		if j.Before, err = duration("before", before, true); err != nil {
+			return err
+		}
+	}
+	if after != lua.LNil {
+		if j.After, err = duration("after", after, true); err != nil {
+			return err
+		}
 	}
 	return nil
 }
