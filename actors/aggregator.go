@@ -433,6 +433,9 @@ func (a *KeyedAggregator) state(key string) *keyState {
 // afterHook records what a hook did: its key's state is dirty, its timers
 // may have moved, its rows go out.
 func (a *KeyedAggregator) afterHook(key string, st *keyState, res scripting.HookResult) {
+	if a.joinDone(key, st, res) { // (join.go)
+		return
+	}
 	a.touchState(key, st)
 	if res.TimersChanged {
 		a.timers.pushAll(key, st.ks)

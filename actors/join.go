@@ -13,3 +13,18 @@ func (a *KeyedAggregator) addJoined(k *scripting.Keyed, m *keyedBatch, i int) {
 		a.late(m, i, k.Time, late)
 	}
 }
+
+// joinDone forgets a key whose join state is empty (every waiting record
+// dropped, no timer left), after sending the rows its last timer made: an
+// endless stream of keys would otherwise keep one empty state each.
+func (a *KeyedAggregator) joinDone(key string, st *keyState, res scripting.HookResult) bool {
+	if !a.p.HasJoin() || st.ks.Join != nil || len(st.ks.Timers) > 0 {
+		return false
+	}
+	for _, em := range res.Emits {
+		a.out.add(em.Sink, em.Row)
+	}
+	delete(a.states, key)
+	a.unwritten.statesDeleted = append(a.unwritten.statesDeleted, key)
+	return true
+}

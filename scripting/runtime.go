@@ -121,6 +121,11 @@ func (rt *Runtime) call(fn lua.LValue, nret int, args ...lua.LValue) error {
 	} else {
 		err = rt.sb.call(fn, nret, args...)
 	}
+	if err != nil && rt.sb.spoiled && rt.parent != nil {
+		// A source's runtime shares its pipeline's sandbox: the pipeline's
+		// starts afresh, with new runtimes for its sources.
+		rt = rt.parent
+	}
 	if err != nil && rt.sb.spoiled {
 		sb, tbl, ierr := rt.p.instantiate()
 		if ierr != nil {
