@@ -503,3 +503,13 @@ func decodeJoin(v *fastjson.Value) (*JoinState, error) {
 	}
 	return js, nil
 }
+
+// describeJoin renders a join for reload errors: its waiting records are
+// kept for the join that stored them.
+func describeJoin(j *Join) string {
+	if j == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%s %s ⋈ %s on %s = %s, window %s, before %v, after %v, select %v",
+		j.Kind, j.Left, j.Right, j.LeftKey, j.RightKey, describeWindow(j.Window), j.Before, j.After, j.Select)
+}

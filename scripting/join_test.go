@@ -82,3 +82,20 @@ func TestSetSourceURI(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// A reload may not change the join: the waiting records were kept for it.
+func TestReloadRefusesChangedJoin(t *testing.T) {
+	load := func(after string) *Pipeline {
+		p, err := LoadSource("j.lua", []byte("return { "+twoSources+` join = eddy.interval_join{ left = "auction", right = "bid", on = { "id", "auction" }, after = "`+after+`" } }`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if err := CheckReload(load("5s"), load("5s")); err != nil {
+		t.Fatalf("same join refused: %v", err)
+	}
+	if err := CheckReload(load("5s"), load("6s")); err == nil || !strings.Contains(err.Error(), "the join changed") {
+		t.Fatalf("got %v, want the join changed", err)
+	}
+}

@@ -51,6 +51,8 @@ func CheckReload(old, next *Pipeline) error {
 		{"the source", strconv.Quote(old.Source), strconv.Quote(next.Source)},
 		{"the sinks", describeSinks(old.Sinks), describeSinks(next.Sinks)},
 		{"route", strconv.FormatBool(old.hasRoute), strconv.FormatBool(next.hasRoute)},
+		{"the sources", describeSources(old), describeSources(next)},
+		{"the join", describeJoin(old.Join), describeJoin(next.Join)},
 	} {
 		if c.old != c.new {
 			return fmt.Errorf("%s changed from %s to %s", c.what, c.old, c.new)

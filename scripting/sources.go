@@ -3,6 +3,7 @@ package scripting
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/eddy-stream/eddy/connectors"
@@ -273,4 +274,13 @@ func (p *Pipeline) readSourceInputs(in *lua.LTable) (map[string][]string, error)
 		out[name] = list
 	})
 	return out, err
+}
+
+// describeSources renders the named sources for reload errors.
+func describeSources(p *Pipeline) string {
+	parts := make([]string, len(p.Sources))
+	for i, s := range p.Sources {
+		parts[i] = s.Name + "=" + strconv.Quote(s.URI)
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
 }
