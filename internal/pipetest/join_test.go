@@ -80,14 +80,18 @@ func TestWindowJoin(t *testing.T) {
   tests = { {
       name = "same window only",
       input = {
-        auction = { '{"id":1,"t":2}', '{"id":2,"t":3}' },
-        bid = { '{"auction":1,"price":10,"t":9}', '{"auction":1,"price":11,"t":10}', '{"auction":2,"price":20,"t":12}' },
+        auction = { '{"id":1,"t":2}', '{"id":2,"t":3}', '{"id":9,"t":30}' },
+        -- the bid at 5s comes when the watermark is at 12s (the bids'
+        -- latest; the auctions' is 30s): its window [0s, 10s) has closed
+        bid = { '{"auction":1,"price":10,"t":9}', '{"auction":1,"price":11,"t":10}', '{"auction":2,"price":20,"t":12}',
+                '{"auction":1,"price":13,"t":5}' },
       },
       want_records = {
         { id = 1, auction_t = 2, auction = 1, price = 10, bid_t = 9, window_start = "1970-01-01T00:00:00.000Z", window_end = "1970-01-01T00:00:10.000Z" },
         { id = 2, t = 3, window_start = "1970-01-01T00:00:00.000Z", window_end = "1970-01-01T00:00:10.000Z" },
+        { id = 9, t = 30, window_start = "1970-01-01T00:00:30.000Z", window_end = "1970-01-01T00:00:40.000Z" },
       },
-      late = 0,
+      late = 1,
   } },
 }`)
 }
