@@ -59,13 +59,21 @@ itest: services-up
 bench-windows:
     go test ./actors -run '^$' -bench BenchmarkWindows -benchtime 1x -timeout 30m -v
 
+# the Nexmark queries of scripts/nexmark on 1M generated events (EDDY_BENCH_EVENTS=N): events/s and per core beside a plain-Go reference and Flink's published figures, rows checked equal
+bench-nexmark:
+    go test ./scripts/nexmark -run '^$' -bench BenchmarkNexmark -benchtime 1x -timeout 60m
+
+# the netflow top 20 in eddy and in Spark (pyspark from PyPI into .cache/pyspark, local[2], batch and streaming) on the same 1M and 10M generated records: results compared, wall and in-engine times side by side (needs a JDK 17+; EDDY_SPARK_SIZES sets the sizes)
+bench-spark:
+    bash bench/spark/bench.sh
+
 # the netflow pipeline on a pre-filled 1M-record topic beside a plain franz-go loop, then latency at 20k records/s (starts Kafka if needed)
 bench-kafka: kafka-up
     source services/env.sh && go test ./connectors/kafka -run '^$' -bench BenchmarkKafkaNetflow -benchtime 1x -timeout 30m -v
 
-# the netflow pipeline on 1, 2 and 4 `eddy run` processes over an 8-partition topic (1M records), then the restore of a moved 1M-key partition from its changelog; EDDY_BENCH_RECORDS / EDDY_BENCH_KEYS / EDDY_BENCH_ROUNDS (3) set the sizes (starts Kafka if needed)
+# the netflow pipeline on 1 and 2 `eddy run` processes, each pinned to a core of its own (taskset), over an 8-partition topic (1M records): records/s, CPU s, cores used; a partition's cost at rest and the changelog's bytes per record (the sizing inputs of docs/cluster.md); then the restore of a moved 10M-key partition from its changelog; EDDY_BENCH_RECORDS / EDDY_BENCH_KEYS / EDDY_BENCH_ROUNDS (3) set the sizes, EDDY_BENCH_BROKER_PID pins a broker of your own to the cores left (starts Kafka if needed)
 bench-cluster: kafka-up
-    source services/env.sh && go test ./connectors/kafka -run '^$' -bench BenchmarkCluster -benchtime 1x -timeout 30m -v
+    source services/env.sh && go test ./connectors/kafka -run '^$' -bench BenchmarkCluster -benchtime 1x -timeout 45m -v
 
 # rows/s into MariaDB (1M rows) and Cassandra (200k: ~6k rows/s on 2 cores) through eddy's sinks beside plain-Go loops with the same driver and batching; EDDY_BENCH_ROWS=N sets both
 bench-sinks: mysql-up cassandra-up

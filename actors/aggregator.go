@@ -38,9 +38,11 @@ type KeyedAggregator struct {
 	// is listed once.
 	unwritten changeSet
 	// dropped: window entries the emitter should forget, after it has
-	// emitted lastChanges, their final changes
+	// emitted lastChanges, their final changes; superseded: sessions
+	// merged into another, to forget before it builds rows
 	dropped     []string
 	lastChanges []partial
+	superseded  []string
 	pending     map[uint64]changeSet
 	changed     []string
 
@@ -227,9 +229,13 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 // announce sends the emitter the shard's whole table.
 func (a *KeyedAggregator) announce(ctx actor.Context) error {
 	var rows []partial
-	if !a.windowedFinal() {
-		// The emitter's table is derived from the shards': send it all.
+	if !a.windowedFinal() || a.sessionWindows() {
+		// The emitter's table is derived from the shards': send it all
+		// (but fired windows of a final emit, which it checkpointed).
 		for k, en := range a.entries {
+			if en.fired && a.windowedFinal() {
+				continue
+			}
 			p, err := a.partial(k, en)
 			if err != nil {
 				return err
@@ -396,7 +402,10 @@ func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int
 		if err != nil {
 			return err
 		}
-		en = &entry{key: k.Key, keyVals: k.Vals[:nk:nk], accs: accs, start: start, end: end}
+		// a copy: k.Vals is cut from a slab of many records' values
+		// (scripting.Runtime.newVals), which the entry must not keep alive
+		keyVals := append([]any(nil), k.Vals[:nk]...)
+		en = &entry{key: k.Key, keyVals: keyVals, accs: accs, start: start, end: end}
 	}
 	if err := a.rt.Add(en.accs, k.Vals[nk:]); err != nil {
 		return err
@@ -488,7 +497,7 @@ func (a *KeyedAggregator) partial(sk string, en *entry) (partial, error) {
 	if a.p.IsWindowed() {
 		keyVals = append(append(make([]any, 0, len(keyVals)+2), keyVals...), scripting.FormatTime(en.start), scripting.FormatTime(en.end))
 	}
-	return partial{key: sk, keyVals: keyVals, accs: accs}, nil
+	return partial{key: sk, keyVals: keyVals, accs: accs, start: en.start, end: en.end}, nil
 }
 
 // windowedFinal: windows emitted once, when they fire; the emitter keeps
@@ -540,13 +549,19 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 			a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, fired: true, rows: rows, ends: ends})
 			a.fired = nil
 		}
+		if a.sessionWindows() {
+			if err := a.sendOpenSessions(ctx); err != nil {
+				ack.err = err
+				return ack
+			}
+		}
 		for _, sk := range a.changed {
 			if en := a.entries[sk]; en != nil {
 				en.changed = false
 			}
 		}
 		a.changed = a.changed[:0]
-	} else if len(a.changed) > 0 || len(drops) > 0 {
+	} else if len(a.changed) > 0 || len(drops) > 0 || len(a.superseded) > 0 {
 		rows := append(make([]partial, 0, len(a.changed)+len(a.lastChanges)), a.lastChanges...)
 		a.lastChanges = nil
 		for _, sk := range a.changed {
@@ -562,7 +577,8 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 			}
 			rows = append(rows, p)
 		}
-		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, drop: drops, read: a.oldestRead})
+		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, drop: drops, superseded: a.superseded, read: a.oldestRead})
+		a.superseded = nil
 		a.changed = a.changed[:0]
 		a.oldestRead = time.Time{}
 	}

@@ -6,10 +6,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/connectors/files"
 	"github.com/eddy-stream/eddy/connectors/gen"
+	"github.com/eddy-stream/eddy/internal/benchrun"
 	"github.com/eddy-stream/eddy/internal/memio"
 	"github.com/eddy-stream/eddy/scripting"
 )
@@ -51,37 +50,27 @@ func BenchmarkWindows(b *testing.B) {
 	warm(dir)
 
 	var want, got []windowRow
-	base := measure(func() (lat *actors.Latency) { want, lat = windowsBaseline(b, dir); return lat })
+	var baseLat *actors.Latency
 	var stats *actors.Stats
-	eddy := measure(func() *actors.Latency {
+	base := benchrun.Measure("baseline (plain Go: bufio + fastjson + maps)", records, func() { want, baseLat = windowsBaseline(b, dir) })
+	eddy := benchrun.Measure("eddy (Lua + actors + Badger checkpoints)", records, func() {
 		var rows []connectors.Row
 		rows, stats = windowsEddy(b, dir)
 		got = eddyWindows(b, rows)
-		return &stats.BatchLatency
 	})
 	if err := diffWindows(want, got); err != nil {
 		b.Fatalf("eddy and the baseline disagree: %v", err)
 	}
-	b.ReportMetric(float64(records)/eddy.took.Seconds(), "eddy-rec/s")
-	b.ReportMetric(float64(records)/base.took.Seconds(), "baseline-rec/s")
-	fmt.Printf("\n1-minute tumbling windows, %d sensors, %d minutes of 1s readings (%d records, 5s out of order, GOMAXPROCS=%d)\n",
-		sensors, minutes, records, runtime.GOMAXPROCS(0))
-	fmt.Printf("  %-44s %12s %12s %12s %14s\n", "", "records/s", "batch p50", "batch p99", "peak heap")
-	for _, r := range []struct {
-		name string
-		m    measurement
-	}{{"baseline (plain Go: bufio + fastjson + maps)", base}, {"eddy (Lua + actors + Badger checkpoints)", eddy}} {
-		fmt.Printf("  %-44s %12.0f %12v %12v %11.1f MiB\n", r.name, float64(records)/r.m.took.Seconds(),
-			r.m.lat.Quantile(0.5), r.m.lat.Quantile(0.99), float64(r.m.peakHeap)/(1<<20))
-	}
-	fmt.Printf("  ratio eddy/baseline: %.2f; windows emitted: %d\n", base.took.Seconds()/eddy.took.Seconds(), len(got))
+	b.ReportMetric(eddy.Rate(), "eddy-rec/s")
+	b.ReportMetric(base.Rate(), "baseline-rec/s")
+	benchrun.Print(fmt.Sprintf("1-minute tumbling windows, %d sensors, %d minutes of 1s readings (%d records, 5s out of order), %d windows equal row by row",
+		sensors, minutes, records, len(got)), base, eddy)
+	fmt.Printf("  batch latency p50/p99: baseline %v / %v, eddy %v / %v\n", baseLat.Quantile(0.5), baseLat.Quantile(0.99),
+		stats.BatchLatency.Quantile(0.5), stats.BatchLatency.Quantile(0.99))
 	fmt.Printf("  window fire latency (read of the record that passed the window's end → row to the sink): p50 %v, p99 %v\n",
 		stats.FireLatency.Quantile(0.5), stats.FireLatency.Quantile(0.99))
 	fmt.Printf("  checkpoints: %d, time p50 %v, p99 %v\n", stats.CheckpointLatency.Count(),
 		stats.CheckpointLatency.Quantile(0.5), stats.CheckpointLatency.Quantile(0.99))
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	fmt.Printf("  process peak RSS (both runs): %.1f MiB\n", float64(ru.Maxrss)/1024)
 }
 
 func windowsEddy(b *testing.B, dir string) ([]connectors.Row, *actors.Stats) {

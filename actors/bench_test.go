@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +19,7 @@ import (
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/connectors/files"
 	"github.com/eddy-stream/eddy/connectors/gen"
+	"github.com/eddy-stream/eddy/internal/benchrun"
 	"github.com/eddy-stream/eddy/internal/memio"
 	"github.com/eddy-stream/eddy/scripting"
 	"github.com/eddy-stream/eddy/state"
@@ -31,9 +29,11 @@ import (
 // over generated files and, in the same process, a plain-Go baseline doing
 // the same computation: read the files line by line, decode the two fields
 // with the same JSON parser, filter, count per device, take the top 20. It
-// prints both rates, their ratio, batch latencies and peak heap, then peak
-// heap for 1M and 10M records from the generator, to show memory grows
-// with keys, not records. Run it with `just bench`.
+// checks both top 20s are equal row by row and prints, for each side,
+// records/s, CPU, cores used, allocations per record, peak heap and RSS
+// (internal/benchrun), and batch latencies; then peak heap for 1M and 10M
+// records from the generator, to show memory grows with keys, not records.
+// Run it with `just bench`.
 func BenchmarkNetflow(b *testing.B) {
 	records := int64(1_000_000)
 	if testing.Short() {
@@ -46,78 +46,27 @@ func BenchmarkNetflow(b *testing.B) {
 	warm(dir) // the page cache serves both runs alike
 
 	var want, got string
-	base := measure(func() (lat *actors.Latency) { want, lat = baseline(b, dir); return lat })
-	eddy := measure(func() (lat *actors.Latency) { got, lat = runEddy(b, "dir:"+dir); return lat })
+	var baseLat, eddyLat *actors.Latency
+	base := benchrun.Measure("baseline (plain Go: bufio + fastjson + map)", records, func() { want, baseLat = baseline(b, dir) })
+	eddy := benchrun.Measure("eddy (Lua + actors + Badger checkpoints)", records, func() { got, eddyLat = runEddy(b, "dir:"+dir) })
 	if err := reference.DiffRows(want, got); err != nil {
 		b.Fatalf("eddy and the baseline disagree: %v", err)
 	}
-	b.ReportMetric(float64(records)/eddy.took.Seconds(), "eddy-rec/s")
-	b.ReportMetric(float64(records)/base.took.Seconds(), "baseline-rec/s")
-	fmt.Printf("\nnetflow top 20 over %d records in 16 files (GOMAXPROCS=%d)\n", records, runtime.GOMAXPROCS(0))
-	fmt.Printf("  %-44s %12s %12s %12s %14s\n", "", "records/s", "batch p50", "batch p99", "peak heap")
-	for _, r := range []struct {
-		name string
-		m    measurement
-	}{{"baseline (plain Go: bufio + fastjson + map)", base}, {"eddy (Lua + actors + Badger checkpoints)", eddy}} {
-		fmt.Printf("  %-44s %12.0f %12v %12v %11.1f MiB\n", r.name, float64(records)/r.m.took.Seconds(),
-			r.m.lat.Quantile(0.5), r.m.lat.Quantile(0.99), float64(r.m.peakHeap)/(1<<20))
-	}
-	fmt.Printf("  ratio eddy/baseline: %.2f\n", base.took.Seconds()/eddy.took.Seconds())
+	b.ReportMetric(eddy.Rate(), "eddy-rec/s")
+	b.ReportMetric(base.Rate(), "baseline-rec/s")
+	benchrun.Print(fmt.Sprintf("netflow top 20 over %d records in 16 files, both top 20s equal row by row", records), base, eddy)
+	fmt.Printf("  batch latency p50/p99: baseline %v / %v, eddy %v / %v\n", baseLat.Quantile(0.5), baseLat.Quantile(0.99),
+		eddyLat.Quantile(0.5), eddyLat.Quantile(0.99))
 
 	if testing.Short() {
 		return
 	}
 	fmt.Printf("\nmemory against records and keys (gen:netflow: its Zipf tail brings new devices as records grow)\n")
 	for _, n := range []int64{1_000_000, 10_000_000} {
-		m := measure(func() *actors.Latency {
-			_, lat := runEddy(b, fmt.Sprintf("gen:netflow?count=%d&seed=7", n))
-			return lat
-		})
-		fmt.Printf("  %9d records: %10.0f records/s, %6d keys, peak heap %7.1f MiB (%.0f bytes a key)\n", n, float64(n)/m.took.Seconds(),
-			lastKeys, float64(m.peakHeap)/(1<<20), float64(m.peakHeap)/float64(max(lastKeys, 1)))
+		m := benchrun.Measure("", n, func() { runEddy(b, fmt.Sprintf("gen:netflow?count=%d&seed=7", n)) })
+		fmt.Printf("  %9d records: %10.0f records/s, %5.2f cores, %6d keys, peak heap %7.1f MiB (%.0f bytes a key), peak RSS %7.1f MiB\n",
+			n, m.Rate(), m.Cores(), lastKeys, float64(m.PeakHeap)/(1<<20), float64(m.PeakHeap)/float64(max(lastKeys, 1)), float64(m.PeakRSS)/(1<<20))
 	}
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	fmt.Printf("  process peak RSS (all runs): %.1f MiB\n", float64(ru.Maxrss)/1024)
-}
-
-type measurement struct {
-	took     time.Duration
-	peakHeap uint64
-	lat      *actors.Latency
-}
-
-// measure runs fn after a GC, sampling the heap every 10ms.
-func measure(fn func() *actors.Latency) measurement {
-	runtime.GC()
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > peak.Load() {
-				peak.Store(ms.HeapInuse)
-			}
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	var m measurement
-	start := time.Now()
-	m.lat = fn()
-	m.took = time.Since(start)
-	close(stop)
-	<-sampled
-	m.peakHeap = peak.Load()
-	return m
 }
 
 func warm(dir string) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -170,7 +169,7 @@ const maxPendingRestore = 1 << 18
 func (s *PartitionSupervisor) readChangelog(ctx context.Context, self *actor.PID, from int64) {
 	e, root, gen, shards, id := s.e, s.e.system.Root, s.gen, s.shards, s.id
 	started := time.Now()
-	aggP, keyP, heldP := string(statePrefix(id)), string(hookStatePrefix(id)), string(heldPrefix(id))
+	aggP, keyP, heldP := statePrefix(id), hookStatePrefix(id), heldPrefix(id)
 	held := &heldKVs{partition: id}
 	flushHeld := func() {
 		if len(held.keys) > 0 {
@@ -189,21 +188,23 @@ func (s *PartitionSupervisor) readChangelog(ctx context.Context, self *actor.PID
 		batches[i] = nil
 	}
 	var n int64
+	// The changelog hands over slices it doesn't reuse: a value is kept
+	// as it is, and only a key's part after its prefix is copied (one
+	// copy of each change, not two).
 	apply := func(k, v []byte) error {
-		key := string(k)
 		var c kv
 		var sh int
 		switch {
-		case strings.HasPrefix(key, aggP):
-			c = kv{key: key[len(aggP):]}
+		case bytes.HasPrefix(k, aggP):
+			c = kv{key: string(k[len(aggP):])}
 			sh = scripting.Shard(groupKey(c.key), len(shards))
-		case strings.HasPrefix(key, keyP):
-			c = kv{key: key[len(keyP):], hook: true}
+		case bytes.HasPrefix(k, keyP):
+			c = kv{key: string(k[len(keyP):]), hook: true}
 			sh = scripting.Shard(c.key, len(shards))
-		case strings.HasPrefix(key, heldP) && e.emitter != nil:
+		case bytes.HasPrefix(k, heldP) && e.emitter != nil:
 			// a window that fired here and waits for the watermark
-			held.keys = append(held.keys, key)
-			held.values = append(held.values, bytes.Clone(v))
+			held.keys = append(held.keys, string(k))
+			held.values = append(held.values, v)
 			if len(held.keys) >= 1024 {
 				flushHeld()
 			}
@@ -214,9 +215,7 @@ func (s *PartitionSupervisor) readChangelog(ctx context.Context, self *actor.PID
 		if len(shards) == 0 {
 			return nil
 		}
-		if v != nil {
-			c.value = bytes.Clone(v)
-		}
+		c.value = v
 		n++
 		batches[sh] = append(batches[sh], c)
 		if len(batches[sh]) >= 1024 {
@@ -284,6 +283,21 @@ type shardRestore struct {
 	states     map[string][]byte // by hook key
 }
 
+// maxPresized bounds the entries a shard's restore maps are sized for up
+// front (a changelog not yet compacted has more changes than keys).
+const maxPresized = 1 << 22
+
+// newShardRestore is what one of shards collects of a restore by plan:
+// its maps sized for its share of the changes to read, so that taking
+// millions of them in does not grow (and rehash) the maps step by step.
+func newShardRestore(plan restorePlan, shards int) *shardRestore {
+	size := 0
+	if plan.from >= 0 && shards > 0 {
+		size = int(min((plan.end-plan.from)/int64(shards), maxPresized))
+	}
+	return &shardRestore{load: plan.load, wipe: plan.wipe, entries: make(map[string][]byte, size), states: map[string][]byte{}}
+}
+
 func (a *KeyedAggregator) collect(m *restoreKVs) {
 	r := a.fromLog
 	for _, c := range m.kvs {
@@ -310,6 +324,9 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 		r.load, r.wipe = false, false
 	case err != nil:
 		return err
+	}
+	if len(a.entries) == 0 {
+		a.entries = make(map[string]*entry, len(r.entries))
 	}
 	if r.load {
 		if err := a.restoreWatermark(cp.ID); err != nil {

@@ -2,6 +2,8 @@
 //
 //	node ─┬─ PartitionSupervisor (one per source partition) ── KeyedAggregator shards
 //	      ├─ Emitter   (merges partitions' partial aggregates into result rows)
+//	      ├─ StageAggregator (one per later stage of a multi-stage pipeline,
+//	      │                   folding the rows of the stage before, in turn)
 //	      └─ SinkWriter (one per output: results, records, dead letters)
 //
 // Records move in batches. Triggers and checkpoints are barriers that the

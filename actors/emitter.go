@@ -59,6 +59,7 @@ func (em *Emitter) forget() {
 		if en := em.table[d.key]; en != nil {
 			em.changed[d.key] = struct{}{} // the next complete table lacks it
 			delete(en.parts, d.partition)
+			delete(en.spans, d.partition)
 			if len(en.parts) == 0 {
 				delete(em.table, d.key)
 			}
@@ -71,6 +72,9 @@ type resultEntry struct {
 	keyVals []any
 	parts   map[string][]any // partition → portable accumulators
 	firedBy time.Time        // the earliest read that fired it, for FireLatency
+	// spans: partition → its session's bounds, and whether it fired
+	// (session windows only: partitions' sessions of one start can differ)
+	spans map[string]span
 }
 
 func newEmitter(e *engine) (*Emitter, error) {
@@ -132,6 +136,9 @@ func (em *Emitter) hold(k, v []byte) error {
 	}
 	en.parts[partition] = accs
 	em.fired[key] = end
+	if em.sessionWindows() {
+		en.setSpan(partition, span{start: windowStart(key), end: end, fired: true})
+	}
 	em.saved[string(k)] = true
 	delete(em.gone, string(k))
 	return nil
@@ -140,13 +147,7 @@ func (em *Emitter) hold(k, v []byte) error {
 // unhold forgets a partition's part of a held window (store key k).
 func (em *Emitter) unhold(k string) {
 	partition, key, _ := strings.Cut(k[len("held/"):], "\x00")
-	if en := em.table[key]; en != nil {
-		delete(en.parts, partition)
-		if len(en.parts) == 0 {
-			delete(em.table, key)
-			delete(em.fired, key)
-		}
-	}
+	em.forgetPart(key, partition)
 }
 
 // loadHeld: a partition starts on this node (with a changelog): its held
@@ -228,6 +229,13 @@ func (em *Emitter) save(epoch uint64) error {
 			continue
 		}
 		for partition, accs := range en.parts {
+			end := end
+			if sp, ok := en.spans[partition]; ok {
+				if !sp.fired {
+					continue // an open session: its shard resends it
+				}
+				end = sp.end
+			}
 			k := heldKey(partition, key)
 			now[string(k)] = true
 			vals := append(append([]any(nil), en.keyVals...), end)
@@ -315,11 +323,8 @@ func (em *Emitter) Receive(ctx actor.Context) {
 				return
 			}
 		}
-		if len(rows) > 0 {
-			ctx.Send(em.e.results, &rowsOut{rows: rows, read: em.oldestRead})
-		}
+		em.e.toResults(ctx, m, rows, em.oldestRead)
 		em.oldestRead = time.Time{}
-		ctx.Send(em.e.results, &flush{seq: m.seq})
 	case *swapScript:
 		rt, err := m.p.NewRuntime(false)
 		if err != nil {
@@ -343,12 +348,13 @@ func (em *Emitter) update(m *resultRows) {
 		// a final emit stay: the shard's state, restored from a checkpoint,
 		// counts them as fired, and the emitter checkpointed them.
 		for key, en := range em.table {
-			if _, held := em.fired[key]; held {
+			if em.isHeld(key, en, m.partition) {
 				continue
 			}
 			if scripting.Shard(groupKey(key), em.shards) == m.shard {
 				if _, ok := en.parts[m.partition]; ok {
 					delete(en.parts, m.partition)
+					delete(en.spans, m.partition)
 					if len(en.parts) == 0 {
 						delete(em.table, key)
 					}
@@ -356,6 +362,9 @@ func (em *Emitter) update(m *resultRows) {
 				}
 			}
 		}
+	}
+	for _, key := range m.superseded {
+		em.forgetPart(key, m.partition)
 	}
 	for _, key := range m.drop {
 		em.drops = append(em.drops, dropped{key: key, partition: m.partition})
@@ -373,6 +382,9 @@ func (em *Emitter) update(m *resultRows) {
 			em.table[p.key] = en
 		}
 		en.parts[m.partition] = p.accs
+		if em.sessionWindows() {
+			en.setSpan(m.partition, span{start: p.start, end: p.end, fired: m.fired})
+		}
 		em.changed[p.key] = struct{}{}
 		if !p.firedBy.IsZero() && (en.firedBy.IsZero() || p.firedBy.Before(en.firedBy)) {
 			en.firedBy = p.firedBy
@@ -398,6 +410,9 @@ func (em *Emitter) held() []string {
 // rows builds the rows a trigger emits.
 func (em *Emitter) rows(final bool, watermark int64) ([]connectors.Row, error) {
 	p := em.e.cfg.Pipeline
+	if em.sessionWindows() {
+		return em.sessionRows(final, watermark)
+	}
 	var keys []string
 	switch {
 	case p.IsWindowed() && p.Emit == scripting.EmitFinal:
@@ -431,7 +446,7 @@ func (em *Emitter) rows(final bool, watermark int64) ([]connectors.Row, error) {
 		return nil, nil
 	case p.Emit == scripting.EmitComplete:
 		em.changed = map[string]struct{}{}
-		return em.completeTable()
+		return em.completeTable(em.table)
 	case final:
 		keys = make([]string, 0, len(em.table))
 		for k := range em.table {
@@ -446,12 +461,12 @@ func (em *Emitter) rows(final bool, watermark int64) ([]connectors.Row, error) {
 
 // completeTable is the whole table, numbered: each row gets the field
 // TriggerColumn.
-func (em *Emitter) completeTable() ([]connectors.Row, error) {
-	keys := make([]string, 0, len(em.table))
-	for k := range em.table {
+func (em *Emitter) completeTable(table map[string]*resultEntry) ([]connectors.Row, error) {
+	keys := make([]string, 0, len(table))
+	for k := range table {
 		keys = append(keys, k)
 	}
-	rows, err := em.shape(em.table, keys, true)
+	rows, err := em.shape(table, keys, true)
 	if err != nil || len(rows) == 0 {
 		return rows, err
 	}

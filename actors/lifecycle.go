@@ -50,6 +50,11 @@ func (n *node) partitionCrashed(ctx actor.Context, m *partitionCrashed) {
 		n.giveUpStop(fmt.Sprintf("partition %s failed: %v", p.part.ID(), m.cause))
 		return
 	}
+	if len(n.e.cfg.Pipeline.Stages) > 0 {
+		m.sup.StopChildren(m.pid)
+		n.finish(stagesNoRestart(p.part.ID(), m.cause))
+		return
+	}
 	id, log, max := p.part.ID(), n.e.cfg.Logger, n.e.cfg.MaxRestarts
 	if time.Since(p.lastFailure) > restartWindow {
 		p.restarts = 0

@@ -160,6 +160,9 @@ type resultRows struct {
 	fired bool
 	ends  []int64 // with fired: each window's end
 	drop  []string
+	// superseded: session windows merged into another of their key since
+	// the last trigger, to forget before building rows
+	superseded []string
 	// read: when the oldest batch folded into rows left its source (zero
 	// for fired windows, which FireLatency measures)
 	read time.Time
@@ -170,6 +173,8 @@ type partial struct {
 	key     string
 	keyVals []any
 	accs    []any
+	// start, end: the window, Unix ms (windowed pipelines)
+	start, end int64
 	// firedBy: when the batch whose watermark fired the window was read
 	firedBy time.Time
 }
@@ -180,6 +185,19 @@ type emitTrigger struct {
 	epoch     uint64 // > 0 when the barrier is a checkpoint
 	final     bool
 	watermark int64
+}
+
+// stageRows: the rows the stage before emitted at a trigger, for a shard
+// of the next stage or the collector (stage.go); the trigger goes on with
+// them.
+type stageRows struct {
+	trigger emitTrigger
+	rows    []connectors.Row
+	read    time.Time
+	// changed: some key of the sender's table changed at this trigger
+	// (complete emits); from: how many senders' rows a gathered one holds
+	changed bool
+	from    int
 }
 
 // swapScript: the emitter makes its runtime from p from now on (a reload).

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -541,6 +542,10 @@ func (n *node) changelogCommitted(ctx actor.Context, m *changelogCommitted) {
 	if in == nil || m.seq != in.b.seq {
 		return
 	}
+	if errors.Is(m.err, connectors.ErrNotMember) {
+		n.outOfGroup(ctx, m.err)
+		return
+	}
 	if m.err != nil {
 		n.e.cfg.Stats.CheckpointsFailed.Add(1)
 		n.finish(fmt.Errorf("checkpoint %d: changelog: %w", in.b.epoch, m.err))
@@ -548,6 +553,15 @@ func (n *node) changelogCommitted(ctx actor.Context, m *changelogCommitted) {
 	}
 	in.clog = m.offsets
 	n.flushed(ctx)
+}
+
+// outOfGroup aborts the checkpoint in flight, whose changelog commit the
+// group refused: the node was away (paused, cut off) past its session and
+// its partitions have moved, which the source reports as lost next. The
+// run goes on and gets partitions again when the node rejoins the group.
+func (n *node) outOfGroup(ctx actor.Context, err error) {
+	n.inflight.logged = false // not committed: abort aborts the changelog's transaction
+	n.abort(ctx, err.Error())
 }
 
 func (in *inflight) positions() map[string]connectors.Position {

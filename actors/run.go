@@ -195,6 +195,9 @@ func (c *Config) validate() error {
 	if c.Pipeline.HasAggregate() && c.Results == nil {
 		return fmt.Errorf("pipeline %s aggregates but has no results sink", c.Pipeline.Name)
 	}
+	if err := c.CheckStages(); err != nil {
+		return err
+	}
 	// Zero means the default; a negative value is a mistake, never a
 	// default in disguise.
 	for _, n := range []struct {
@@ -256,6 +259,9 @@ type engine struct {
 	// emitter and the sinks' writers; nil when unused.
 	emitter                    *actor.PID
 	results, deadLetters, late *actor.PID
+	// firstStage: the shards of a multi-stage pipeline's second stage
+	// (stage.go); nil pids for one stage.
+	firstStage stageHop
 	// outputs: the record sinks' writers by name ("records" and the names
 	// a route function returns).
 	outputs map[string]*actor.PID
@@ -360,6 +366,9 @@ func (e *engine) spawnOutputs(spawn func(name string, a actor.Actor) *actor.PID)
 			return err
 		}
 		e.emitter = spawn("the emitter", em)
+		if err := e.spawnStages(spawn); err != nil {
+			return err
+		}
 	}
 	if cfg.Standby > 0 {
 		e.standby = spawn("the standby keeper", newStandbyKeeper(e))

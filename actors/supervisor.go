@@ -194,7 +194,7 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 			s.shards[i] = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
 				a := newAggregator(s.e, s.id, i, nshards, epoch, s.gen)
 				if fromLog {
-					a.fromLog = &shardRestore{load: plan.load, wipe: plan.wipe, entries: map[string][]byte{}, states: map[string][]byte{}}
+					a.fromLog = newShardRestore(plan, nshards)
 				}
 				return a
 			}))

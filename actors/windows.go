@@ -77,7 +77,7 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 			return err
 		}
 		merged.start, merged.end = min(merged.start, s.start), max(merged.end, s.end)
-		a.drop(windowKey(k.Key, s.start))
+		a.supersede(windowKey(k.Key, s.start))
 	}
 	if merged == nil {
 		a.sessions[k.Key] = keep
@@ -100,15 +100,52 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 	a.sessions[k.Key] = append(keep, merged)
 	sk := windowKey(k.Key, merged.start)
 	if sk != old {
-		delete(a.entries, old)
-		a.unwritten.deleted = append(a.unwritten.deleted, old)
-		delete(a.localEntries, old)
-		a.dropped = append(a.dropped, old)
+		a.supersede(old)
 		a.entries[sk] = merged
 		merged.dirty, merged.changed = false, false
 	}
 	a.touch(sk, merged)
 	a.opened(sk, merged)
+	return nil
+}
+
+// supersede removes a session merged into another of its key from state
+// and from the emitter's table: the merged session covers it, so its own
+// changes are not sent.
+func (a *KeyedAggregator) supersede(sk string) {
+	delete(a.entries, sk)
+	a.unwritten.deleted = append(a.unwritten.deleted, sk)
+	delete(a.localEntries, sk)
+	a.superseded = append(a.superseded, sk)
+}
+
+// sessionWindows: the pipeline's windows are sessions, which the emitter
+// merges across partitions (see Emitter.sessionRows).
+func (a *KeyedAggregator) sessionWindows() bool {
+	return a.p.IsWindowed() && a.p.Window.Kind == "session"
+}
+
+// sendOpenSessions sends the emitter the open sessions that changed, and
+// those superseded, in a final emit: it needs every partition's sessions
+// of a key, open ones too, to merge those that overlap or touch, and fires
+// a merged session only once all of it has fired.
+func (a *KeyedAggregator) sendOpenSessions(ctx actor.Context) error {
+	var rows []partial
+	for _, sk := range a.changed {
+		en := a.entries[sk]
+		if en == nil || en.fired {
+			continue // gone, or sent as fired
+		}
+		p, err := a.partial(sk, en)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, p)
+	}
+	if len(rows) > 0 || len(a.superseded) > 0 {
+		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, superseded: a.superseded})
+	}
+	a.superseded = nil
 	return nil
 }
 

@@ -1,6 +1,26 @@
 package connectors
 
-import "context"
+import (
+	"context"
+	"errors"
+)
+
+// ErrNotMember is wrapped by a changelog commit the source's group refused
+// because the node is no longer a member (its session ran out while it was
+// paused or cut off, and its partitions moved): the checkpoint is aborted
+// and the partitions are lost, not the run.
+var ErrNotMember = errors.New("the group no longer counts this node as a member")
+
+// GroupMember is how a consumer group knows a node, as the nodes of a
+// cluster tell each other: the nodes that see one's process gone remove it
+// from the group on its behalf.
+type GroupMember struct {
+	ID       string `json:"id,omitempty"`       // the member id
+	Instance string `json:"instance,omitempty"` // the group instance id (static membership)
+	// Txn is the transactional id of the node's changelog producer: the
+	// nodes that remove a gone member also abort what it left open.
+	Txn string `json:"txn,omitempty"`
+}
 
 // Changelog carries each partition's state to whichever node reads the
 // partition next (Kafka Streams' changelog topics). At every checkpoint the
@@ -30,6 +50,7 @@ type Changelog interface {
 	// its End as of the call, in order, calling apply for each (value nil
 	// for a delete) and progress now and then. It returns the newest marker
 	// read (Checkpoint 0 when it read none) and the offset it stopped at.
+	// apply may keep key and value: Restore doesn't reuse or change them.
 	Restore(ctx context.Context, partition string, from int64, apply func(key, value []byte) error,
 		progress func(done, total int64)) (ChangelogMarker, int64, error)
 	Close() error

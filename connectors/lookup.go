@@ -49,7 +49,7 @@ func OpenLookup(uri, key string) (Lookup, error) {
 	if !ok {
 		return nil, fmt.Errorf("lookup %q: unknown scheme %q (known: %s)", uri, t.Scheme, known(lookups))
 	}
-	if err := checkParams("lookup", t); err != nil {
+	if err := checkURI("lookup", t); err != nil {
 		return nil, fmt.Errorf("lookup %q: %w", uri, err)
 	}
 	l, err := f(t, key)

@@ -115,6 +115,16 @@ func checkParams(kind string, t Target) error {
 	return fmt.Errorf("unknown parameter %s (%s: %s)", strings.Join(unknown, ", "), t.Scheme, takes)
 }
 
+// checkURI is what every URI passes before its connector opens: the
+// parameters it sets are ones the connector reads, and what it reaches
+// lies inside the process's Confinement.
+func checkURI(kind string, t Target) error {
+	if err := checkParams(kind, t); err != nil {
+		return err
+	}
+	return checkReach(t)
+}
+
 // Parse splits a connector URI into a Target.
 func Parse(uri string) (Target, error) {
 	uri = strings.TrimSpace(uri)
@@ -170,7 +180,7 @@ func OpenSource(uri string, extra Params) (Source, error) {
 	if !ok {
 		return nil, fmt.Errorf("source %q: unknown scheme %q (known: %s)", uri, t.Scheme, known(sources))
 	}
-	if err := checkParams("source", t); err != nil {
+	if err := checkURI("source", t); err != nil {
 		return nil, fmt.Errorf("source %q: %w", uri, err)
 	}
 	s, err := f(t)
@@ -192,7 +202,7 @@ func OpenSink(uri string) (Sink, error) {
 	if !ok {
 		return nil, fmt.Errorf("sink %q: unknown scheme %q (known: %s)", uri, t.Scheme, known(sinks))
 	}
-	if err := checkParams("sink", t); err != nil {
+	if err := checkURI("sink", t); err != nil {
 		return nil, fmt.Errorf("sink %q: %w", uri, err)
 	}
 	s, err := f(t)
@@ -308,7 +318,8 @@ func (t Target) MapParam(name string) (map[string]string, error) {
 
 // Check says whether uri names a registered connector of kind ("source",
 // "sink" or "lookup") and sets only parameters that connector reads, with
-// the same messages OpenSource, OpenSink and OpenLookup give. It opens
+// the same messages OpenSource, OpenSink and OpenLookup give, and reaches
+// only what the process's Confinement allows. It opens
 // nothing and connects to nothing, so parameter values (a broker's
 // address, a file's existence) are checked only when the connector opens.
 func Check(kind, uri string) error {
@@ -327,7 +338,7 @@ func Check(kind, uri string) error {
 		sort.Strings(schemes)
 		return fmt.Errorf("%s %q: unknown scheme %q (known: %s)", kind, uri, t.Scheme, strings.Join(schemes, ", "))
 	}
-	if err := checkParams(kind, t); err != nil {
+	if err := checkURI(kind, t); err != nil {
 		return fmt.Errorf("%s %q: %w", kind, uri, err)
 	}
 	return nil

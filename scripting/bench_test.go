@@ -123,3 +123,69 @@ func BenchmarkMatch(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkJSONDecode is eddy.json's decode of a netflow record into the
+// record table: the scan (jsonscan.go) beside the fastjson tree it
+// replaces on the common path.
+func BenchmarkJSONDecode(b *testing.B) {
+	p, err := Load("../scripts/netflow_webservers.lua")
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt, err := p.NewRuntime(false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	line := []byte(`{"time":"118781","duration":"0","srcdevice":"Comp450942","dstdevice":"EnterpriseAppServer","protocol":"6","srcport":"Port97189","dstport":"443","srcpackets":"10","dstpackets":"12","srcbytes":"1823","dstbytes":"7300"}`)
+	for _, bc := range []struct {
+		name   string
+		decode func([]byte) (*lua.LTable, error)
+	}{{"scan", rt.parseJSON}, {"tree", rt.parseJSONTree}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bc.decode(line); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDirect is the per-record cost of a pipeline with no Lua per
+// record (bench-windows' script) on the direct path (direct.go) beside
+// the table path it replaces: see -benchmem's allocations.
+func BenchmarkDirect(b *testing.B) {
+	src := `return {
+  parse = eddy.json { sensor = "string", ts = "string", temp = "number" },
+  event_time = "ts",
+  key = "sensor",
+  window = eddy.tumbling("1m"),
+  aggregate = { readings = eddy.count(), avg = eddy.avg("temp"), min = eddy.min("temp"), max = eddy.max("temp") },
+}`
+	line := []byte(`{"sensor":"sensor-00042","ts":"2024-05-01T10:00:01.000Z","temp":21.5,"unit":"C"}`)
+	for _, path := range []string{"direct", "table"} {
+		p, err := LoadSource("w.lua", []byte(src))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !p.direct {
+			b.Fatal("the script does not take the direct path")
+		}
+		p.direct = path == "direct"
+		rt, err := p.NewRuntime(false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(path, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, _, err := rt.ProcessAt(line, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		rt.Close()
+	}
+}

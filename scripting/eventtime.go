@@ -103,34 +103,11 @@ func (p *Pipeline) readEventTime(t *lua.LTable) error {
 			return err
 		}
 	}
-	switch v := t.RawGetString("window").(type) {
-	case *lua.LNilType:
-	case *lua.LTable:
-		kind, _ := v.RawGetString(specKind).(lua.LString)
-		w := &Window{Kind: string(kind)}
-		var err error
-		switch kind {
-		case "tumbling":
-			w.Size, err = duration("window size", v.RawGetString("size"), false)
-		case "hopping":
-			if w.Size, err = duration("window size", v.RawGetString("size"), false); err == nil {
-				w.Slide, err = duration("window slide", v.RawGetString("slide"), false)
-			}
-			if err == nil && (w.Slide > w.Size || w.Size%w.Slide != 0) {
-				err = fmt.Errorf("window: a hopping window's size (%v) must be a whole multiple of its slide (%v)", w.Size, w.Slide)
-			}
-		case "session":
-			w.Gap, err = duration("session gap", v.RawGetString("gap"), false)
-		default:
-			err = fmt.Errorf("window: want eddy.tumbling(size), eddy.hopping(size, slide) or eddy.session(gap)")
-		}
-		if err != nil {
-			return err
-		}
-		p.Window = w
-	default:
-		return fmt.Errorf("window: want eddy.tumbling(size), eddy.hopping(size, slide) or eddy.session(gap), got %s", v.Type())
+	w, err := readWindow(t.RawGetString("window"))
+	if err != nil {
+		return err
 	}
+	p.Window = w
 	if v := t.RawGetString("allowed_lateness"); v != lua.LNil {
 		var err error
 		if p.AllowedLateness, err = duration("allowed_lateness", v, true); err != nil {
@@ -159,6 +136,39 @@ func (p *Pipeline) readEventTime(t *lua.LTable) error {
 		return fmt.Errorf("allowed_lateness: applies to windows: add a window")
 	}
 	return nil
+}
+
+// readWindow reads a window spec; nil when v is nil.
+func readWindow(v lua.LValue) (*Window, error) {
+	switch v := v.(type) {
+	case *lua.LNilType:
+		return nil, nil
+	case *lua.LTable:
+		kind, _ := v.RawGetString(specKind).(lua.LString)
+		w := &Window{Kind: string(kind)}
+		var err error
+		switch kind {
+		case "tumbling":
+			w.Size, err = duration("window size", v.RawGetString("size"), false)
+		case "hopping":
+			if w.Size, err = duration("window size", v.RawGetString("size"), false); err == nil {
+				w.Slide, err = duration("window slide", v.RawGetString("slide"), false)
+			}
+			if err == nil && (w.Slide > w.Size || w.Size%w.Slide != 0) {
+				err = fmt.Errorf("window: a hopping window's size (%v) must be a whole multiple of its slide (%v)", w.Size, w.Slide)
+			}
+		case "session":
+			w.Gap, err = duration("session gap", v.RawGetString("gap"), false)
+		default:
+			err = fmt.Errorf("window: want eddy.tumbling(size), eddy.hopping(size, slide) or eddy.session(gap)")
+		}
+		if err != nil {
+			return nil, err
+		}
+		return w, nil
+	default:
+		return nil, fmt.Errorf("window: want eddy.tumbling(size), eddy.hopping(size, slide) or eddy.session(gap), got %s", v.Type())
+	}
 }
 
 // duration reads "30s"-style durations (or seconds as a number).
@@ -232,10 +242,13 @@ func shorten(s string) string {
 	return s
 }
 
+// timeLayout is how result rows write times.
+const timeLayout = "2006-01-02T15:04:05.000Z"
+
 // FormatTime renders Unix milliseconds as RFC 3339 in UTC, the form
 // window_start and window_end take in result rows.
 func FormatTime(ms int64) string {
-	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z")
+	return time.UnixMilli(ms).UTC().Format(timeLayout)
 }
 
 // Windows returns the windows a record at ms belongs to, as [start, end)

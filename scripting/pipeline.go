@@ -69,9 +69,15 @@ type Pipeline struct {
 	// (sources.go), sorted by name; Join joins two of them (join.go).
 	Sources []NamedSource
 	Join    *Join
+	// Stages are the aggregations after the first (stages.go), each reading
+	// the rows of the one before; empty for a one-stage pipeline.
+	Stages []*Pipeline
 
+	stage                        int      // a later stage's number in stages; 0 otherwise
+	input                        []string // a later stage's input columns
 	hasFilter, keyFunc, hasRoute bool
 	steps                        steps // declarative filter, map and having (mapstep.go)
+	direct                       bool  // records take the direct path (direct.go)
 	onRecord, onWindow, onTimer  bool
 	csvHeader                    bool
 	jsonKeepInvalid              bool // eddy.json's invalid_utf8 = "keep"
@@ -196,6 +202,11 @@ func (p *Pipeline) instantiate() (*sandbox, *lua.LTable, error) {
 		sb.close()
 		return nil, nil, fmt.Errorf("%s: the script must return a pipeline table, it returned %s", p.Script, ret.Type())
 	}
+	tbl, err := p.stageTable(tbl)
+	if err != nil {
+		sb.close()
+		return nil, nil, err
+	}
 	return sb, tbl, nil
 }
 
@@ -204,7 +215,7 @@ var knownFields = map[string]bool{
 	"aggregate": true, "columns": true, "order_by": true, "limit": true, "emit": true, "tests": true,
 	"call_timeout": true, "memory_limit": true, "route": true, "event_time": true, "watermark": true, "window": true,
 	"allowed_lateness": true, "on_record": true, "on_window": true, "on_timer": true,
-	"lookups": true, "map": true, "having": true, "sources": true, "join": true,
+	"lookups": true, "map": true, "having": true, "sources": true, "join": true, "stages": true,
 }
 
 func (p *Pipeline) read(t *lua.LTable) error {
@@ -305,6 +316,10 @@ func (p *Pipeline) read(t *lua.LTable) error {
 	if err := p.readHaving(t.RawGetString("having")); err != nil {
 		return err
 	}
+	if err := p.readStages(t); err != nil {
+		return err
+	}
+	p.direct = p.canGoDirect(t)
 	return p.readTests(t.RawGetString("tests"))
 }
 
@@ -621,8 +636,11 @@ func (p *Pipeline) Outputs() []string {
 // HasRoute says whether a route function picks each record's sinks.
 func (p *Pipeline) HasRoute() bool { return p.hasRoute }
 
-// SetEmit overrides the emit mode (the --emit flag).
+// SetEmit overrides the emit mode (the --emit flag): the last stage's.
 func (p *Pipeline) SetEmit(mode string) error {
+	if len(p.Stages) > 0 {
+		return p.setLastEmit(mode)
+	}
 	switch mode {
 	case EmitUpdate, EmitComplete, EmitFinal:
 		p.Emit = mode

@@ -16,6 +16,9 @@ import (
 // names the first difference, as "aggregate "count" changed from count()
 // to sum("bytes")".
 func CheckReload(old, next *Pipeline) error {
+	if err := checkStagesReload(old); err != nil {
+		return err
+	}
 	for _, c := range []struct {
 		what     string
 		old, new string
@@ -53,6 +56,7 @@ func CheckReload(old, next *Pipeline) error {
 		{"route", strconv.FormatBool(old.hasRoute), strconv.FormatBool(next.hasRoute)},
 		{"the sources", describeSources(old), describeSources(next)},
 		{"the join", describeJoin(old.Join), describeJoin(next.Join)},
+		{"the stages", describeStages(old), describeStages(next)},
 	} {
 		if c.old != c.new {
 			return fmt.Errorf("%s changed from %s to %s", c.what, c.old, c.new)

@@ -33,6 +33,16 @@ type Runtime struct {
 	limit, limitTick int64
 	aggs             []luaAgg
 	jp               fastjson.Parser
+	// names and spans serve the JSON scan (jsonscan.go): the fields
+	// parse names, and where the last record had them.
+	names []string
+	spans []jsonSpan
+	// goVals are the direct path's fields in Go, converted on first use
+	// (goValid) for each record (direct.go).
+	goVals  []any
+	goValid []bool
+	// vals is the slab newVals cuts Keyed.Vals from.
+	vals []any
 	// dp parses checkpointed entries and key states (DecodeEntry): one
 	// parser reused, as fastjson.ParseBytes allocates one a call.
 	dp fastjson.Parser
@@ -152,6 +162,8 @@ type Keyed struct {
 	// values joined by \x1f, or what the key function returned.
 	Key string
 	// Vals holds the key columns' values then one argument per aggregate.
+	// Many records' Vals share one allocation (Runtime.newVals): keeping
+	// them past the record's batch means copying them.
 	Vals []any
 	// Time is the record's event time in Unix milliseconds, 0 without
 	// event time. Watermark is its partition's watermark just before it,
@@ -190,6 +202,11 @@ func (rt *Runtime) Process(raw []byte) (k Keyed, rec connectors.Row, kept bool, 
 func (rt *Runtime) ProcessAt(raw []byte, sourceMs int64) (k Keyed, rec connectors.Row, kept bool, err error) {
 	if rt.subs != nil {
 		return k, rec, false, fmt.Errorf("%s reads several sources: a record must say which (ProcessSource)", rt.p.Script)
+	}
+	if rt.p.direct && !rt.records {
+		if k, handled, err := rt.processDirect(raw, sourceMs); handled {
+			return k, rec, err == nil, err
+		}
 	}
 	return rt.process(rt, "", raw, sourceMs)
 }
@@ -314,6 +331,35 @@ func (rt *Runtime) parseRecord(raw []byte) (*lua.LTable, error) {
 }
 
 func (rt *Runtime) parseJSON(raw []byte) (*lua.LTable, error) {
+	rt.ensureSpans()
+	if !scanJSON(raw, rt.names, rt.spans) {
+		return rt.parseJSONTree(raw)
+	}
+	if err := rt.checkJSONStrings(raw); err != nil {
+		return nil, err
+	}
+	t := rt.rec
+	for i := range rt.p.Fields {
+		f, sp := &rt.p.Fields[i], &rt.spans[i]
+		if sp.kind == jsonMissing || sp.kind == jsonNull {
+			if !f.Optional {
+				return nil, fmt.Errorf("parse: field %q is %s", f.Name, spanTypeName(sp.kind))
+			}
+			t.RawSetString(f.Name, lua.LNil)
+			continue
+		}
+		v, ok := spanToLua(sp, f.Types)
+		if !ok {
+			return nil, fmt.Errorf("parse: field %q is a %s, want %s", f.Name, spanTypeName(sp.kind), strings.Join(f.Types, " or "))
+		}
+		t.RawSetString(f.Name, v)
+	}
+	return t, nil
+}
+
+// parseJSONTree is parseJSON by a whole fastjson tree, for the records
+// the scan leaves to fastjson (jsonscan.go).
+func (rt *Runtime) parseJSONTree(raw []byte) (*lua.LTable, error) {
 	L := rt.sb.L
 	v, err := rt.jp.ParseBytes(raw)
 	if err != nil {
@@ -419,24 +465,49 @@ func fieldNames(fs []FieldSpec) string {
 
 func (rt *Runtime) keyed(r *lua.LTable) (Keyed, error) {
 	p := rt.p
-	k := Keyed{Vals: make([]any, len(p.KeyColumns)+len(p.Aggregates))}
-	switch {
-	case p.keyFunc:
-		if err := rt.call(rt.key, 1, r); err != nil {
-			return k, fmt.Errorf("key: %w", err)
-		}
-		v := rt.sb.L.Get(-1)
-		rt.sb.L.Pop(1)
-		switch v := v.(type) {
-		case lua.LString:
-			k.Key, k.Vals[0] = string(v), string(v)
-		case lua.LNumber:
-			k.Key, k.Vals[0] = lua.LVAsString(v), number(float64(v))
-		default:
-			return k, fmt.Errorf("key: %s: the key function returned a %s, want a string or number", p.Script, v.Type())
-		}
-	case len(p.KeyColumns) == 1:
-		v, err := scalar(r.RawGetString(p.KeyColumns[0]))
+	if !p.keyFunc {
+		return rt.keyedBy(tableFields{r})
+	}
+	k := Keyed{Vals: rt.newVals(len(p.KeyColumns) + len(p.Aggregates))}
+	if err := rt.call(rt.key, 1, r); err != nil {
+		return k, fmt.Errorf("key: %w", err)
+	}
+	v := rt.sb.L.Get(-1)
+	rt.sb.L.Pop(1)
+	switch v := v.(type) {
+	case lua.LString:
+		k.Key, k.Vals[0] = string(v), string(v)
+	case lua.LNumber:
+		k.Key, k.Vals[0] = lua.LVAsString(v), number(float64(v))
+	default:
+		return k, fmt.Errorf("key: %s: the key function returned a %s, want a string or number", p.Script, v.Type())
+	}
+	return k, rt.aggregateArgs(&k, tableFields{r}, r)
+}
+
+// newVals returns n zeroed values for one record's Keyed.Vals, cut from a
+// slab many records share: one allocation for hundreds of records. The
+// slab is only ever appended to, so what was handed out stays the
+// record's; whoever keeps a record's Vals past its batch (a new state
+// entry) copies them, or would keep the whole slab alive.
+func (rt *Runtime) newVals(n int) []any {
+	if len(rt.vals)+n > cap(rt.vals) {
+		rt.vals = make([]any, 0, valsSlab*max(n, 1))
+	}
+	start := len(rt.vals)
+	rt.vals = rt.vals[:start+n]
+	return rt.vals[start : start+n : start+n]
+}
+
+// valsSlab is the records one newVals slab serves.
+const valsSlab = 256
+
+// keyedBy keys a record by its key columns, read from fs.
+func (rt *Runtime) keyedBy(fs recordFields) (Keyed, error) {
+	p := rt.p
+	k := Keyed{Vals: rt.newVals(len(p.KeyColumns) + len(p.Aggregates))}
+	if len(p.KeyColumns) == 1 {
+		v, err := fs.scalar(p.KeyColumns[0])
 		if err != nil {
 			return k, fmt.Errorf("key: field %q %w", p.KeyColumns[0], err)
 		}
@@ -446,10 +517,10 @@ func (rt *Runtime) keyed(r *lua.LTable) (Keyed, error) {
 		} else {
 			k.Key = string(connectors.AppendValue(nil, v))
 		}
-	default:
+	} else if len(p.KeyColumns) > 1 {
 		var sb strings.Builder
 		for i, col := range p.KeyColumns {
-			v, err := scalar(r.RawGetString(col))
+			v, err := fs.scalar(col)
 			if err != nil {
 				return k, fmt.Errorf("key: field %q %w", col, err)
 			}
@@ -465,6 +536,17 @@ func (rt *Runtime) keyed(r *lua.LTable) (Keyed, error) {
 		}
 		k.Key = sb.String()
 	}
+	var r *lua.LTable
+	if t, ok := fs.(tableFields); ok {
+		r = t.r
+	}
+	return k, rt.aggregateArgs(&k, fs, r)
+}
+
+// aggregateArgs sets each aggregate's argument in k.Vals from fs (a Lua
+// aggregate's is the whole record table r).
+func (rt *Runtime) aggregateArgs(k *Keyed, fs recordFields, r *lua.LTable) error {
+	p := rt.p
 	base := len(p.KeyColumns)
 	for i, a := range p.Aggregates {
 		var err error
@@ -474,19 +556,19 @@ func (rt *Runtime) keyed(r *lua.LTable) (Keyed, error) {
 			k.Vals[base+i], err = toGo(r)
 		case "top":
 			var v, by any
-			if v, err = toGo(r.RawGetString(a.Field)); err == nil && a.By != "" {
-				by, err = toGo(r.RawGetString(a.By))
+			if v, err = fs.value(a.Field); err == nil && a.By != "" {
+				by, err = fs.value(a.By)
 				v = []any{v, by}
 			}
 			k.Vals[base+i] = v
 		default:
-			k.Vals[base+i], err = toGo(r.RawGetString(a.Field))
+			k.Vals[base+i], err = fs.value(a.Field)
 		}
 		if err != nil {
-			return k, fmt.Errorf("aggregate %s: %w", a.Name, err)
+			return fmt.Errorf("aggregate %s: %w", a.Name, err)
 		}
 	}
-	return k, nil
+	return nil
 }
 
 // scalar converts a key field's value; tables and missing fields can't be

@@ -1,7 +1,8 @@
 // Package cluster makes the eddy run processes of one pipeline one cluster,
-// with protoactor-go's cluster: membership comes from the automanaged
-// provider (every node serves a health port and polls the health ports of
-// a static list of peers, on one machine or on many), and each node runs a
+// with protoactor-go's cluster: membership comes from a provider in the
+// manner of protoactor's automanaged one (every node serves a health port
+// and polls the health ports of a static list of peers, on one machine or
+// on many; see healthProvider), and each node runs a
 // well-known actor that answers the other nodes over protoactor's remote:
 // its status, and its share of the pipeline's result table.
 //
@@ -21,7 +22,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,14 +31,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
-	"github.com/labstack/echo"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -87,16 +86,44 @@ type Config struct {
 	// HTTP is the node's status address (eddy run --http), which it
 	// advertises in its status.
 	HTTP string
-	// RefreshTTL is how often the provider polls the peers (default 1s): a
-	// node that stops answering leaves the others' member lists after about
-	// that long (plus the provider's 2s HTTP timeout when it hangs).
+	// RefreshTTL is how often the node polls the peers' health ports
+	// (default 250ms): a node that stops (its health port refuses) leaves
+	// the others' member lists at their next poll.
 	RefreshTTL time.Duration
+	// DownAfter is how long a peer may go without answering its health
+	// port before the others drop it (default 3s): a node paused,
+	// overloaded or cut off. It rejoins by itself once it answers again.
+	DownAfter time.Duration
+	// Group, when set, is the node's membership of its source's consumer
+	// group: the nodes tell each other their member ids, and the nodes
+	// that see one's process gone remove it from the group at once.
+	Group Group
 	// Timeout bounds one request to another node (default 5s).
 	Timeout time.Duration
 	// Logger gets the node's logs; protoactor's own go to it at warning
 	// level and above.
 	Logger *slog.Logger
+	// Remote are options of the remote the nodes talk over (a token and
+	// TLS: internal/nodeauth).
+	Remote []remote.ConfigOption `json:"-"`
 }
+
+// Group is a node's membership of the Kafka consumer group its source
+// reads in (*kafka.Source is one). Kafka decides which node reads which
+// partition; the cluster only tells the group sooner that a node is gone.
+type Group interface {
+	// Member is how the group knows this node (an empty ID before it has
+	// joined).
+	Member() GroupMember
+	// Remove removes another node's member, whose process is gone, from
+	// the group and has this node rejoin, so that the group moves that
+	// node's partitions now rather than when its session times out.
+	Remove(ctx context.Context, m GroupMember) error
+}
+
+// GroupMember is how a node is known to its source's group, as the nodes
+// tell each other in their health answers.
+type GroupMember = connectors.GroupMember
 
 // Name derives a cluster's name from a pipeline and the Kafka consumer
 // group its nodes share ("" for sources without one).
@@ -159,13 +186,20 @@ type Node struct {
 	system   *actor.ActorSystem
 	c        *pcluster.Cluster
 	manPort  int
-	provider *automanaged.AutoManagedProvider
+	provider *healthProvider
+	health   *http.Server
 	log      *slog.Logger
+
+	// incarnation counts the node's member ids: a new one each time the
+	// others dropped it (see healthProvider). served is the one its health
+	// port answers: the new one once its own member list has it.
+	incarnation, served atomic.Int64
 
 	leaveOnce sync.Once
 
 	mu      sync.Mutex
 	members []Member      // as of the last topology change
+	dropped []string      // the member ids that left: protoactor's member list blocks them
 	changed chan struct{} // closed at the next topology change
 }
 
@@ -205,7 +239,10 @@ func Join(ctx context.Context, cfg Config, local Local) (*Node, error) {
 		return nil, err
 	}
 	if cfg.RefreshTTL <= 0 {
-		cfg.RefreshTTL = time.Second
+		cfg.RefreshTTL = 250 * time.Millisecond
+	}
+	if cfg.DownAfter <= 0 {
+		cfg.DownAfter = 3 * time.Second
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
@@ -263,58 +300,28 @@ func start(ctx context.Context, cfg Config, peers []string, ln net.Listener, loc
 	log := cfg.Logger.With("cluster", cfg.Name)
 	protoLog := slog.New(quietHandler{log.Handler()})
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return protoLog }))
-	// The provider's own health server would listen on 0.0.0.0 and print
-	// its banner to stdout, where eddy writes results: give it one that
-	// serves the same answer on the listener chosen above, quietly.
-	health := echo.New()
-	health.HideBanner, health.HidePort, health.Listener = true, true, ln
-	health.Logger.SetOutput(io.Discard)
-	provider := automanaged.NewWithTesting(cfg.RefreshTTL, port, health, peers...)
-	rcfg := remote.Configure(cfg.Host, cfg.Port)
-	ccfg := pcluster.Configure(cfg.Name, provider, disthash.New(), rcfg,
+	n = &Node{cfg: cfg, local: local, system: system, manPort: port, log: log, changed: make(chan struct{})}
+	n.incarnation.Store(1)
+	n.served.Store(1)
+	n.provider = newHealthProvider(cfg.Name, peers, cfg.RefreshTTL, cfg.DownAfter, n.healthAnswer, n.gone, n.renew, n.publish)
+	rcfg := remote.Configure(cfg.Host, cfg.Port, cfg.Remote...)
+	ccfg := pcluster.Configure(cfg.Name, n.provider, disthash.New(), rcfg,
 		pcluster.WithRequestTimeout(cfg.Timeout), withoutGossip)
-	c := pcluster.New(system, ccfg)
-	health.GET("/_health", func(ec echo.Context) error {
-		host, rport, err := system.GetHostPort()
-		if err != nil {
-			return err
-		}
-		return ec.JSON(http.StatusOK, automanaged.NewNode(cfg.Name, system.ID, host, rport, port, c.GetClusterKinds()))
-	})
-	n = &Node{cfg: cfg, local: local, system: system, c: c, manPort: port, provider: provider, log: log, changed: make(chan struct{})}
+	n.c = pcluster.New(system, ccfg)
 	system.EventStream.Subscribe(func(evt any) {
 		if t, ok := evt.(*pcluster.ClusterTopology); ok {
-			// The member list is read from the topology events: reading
-			// MemberList.Members races with its updates.
-			ms := make([]Member, 0, len(t.Members))
-			for _, m := range t.Members {
-				ms = append(ms, Member{ID: m.Id, Address: m.Address(), Self: m.Id == system.ID})
-			}
-			sort.Slice(ms, func(i, j int) bool { return ms[i].Address < ms[j].Address })
-			n.mu.Lock()
-			n.members = ms
-			close(n.changed)
-			n.changed = make(chan struct{})
-			n.mu.Unlock()
-			for _, m := range t.Joined {
-				if m.Id != system.ID {
-					log.Info("node joined the cluster", "id", m.Id, "address", m.Address(), "members", len(t.Members))
-				}
-			}
-			for _, m := range t.Left {
-				log.Info("node left the cluster", "id", m.Id, "address", m.Address(), "members", len(t.Members))
-			}
+			n.topology(t)
 		}
 	})
 	defer func() {
 		if r := recover(); r != nil {
 			system.Shutdown()
-			health.Close()
 			ln.Close()
 			err = fmt.Errorf("cluster: starting the node on %s:%d: %v", cfg.Host, cfg.Port, r)
 		}
 	}()
-	c.StartMember()
+	n.c.StartMember()
+	n.health = serveHealth(ln, n.healthAnswer)
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &answerer{n} }), nodeActor); err != nil {
 		n.Leave()
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -332,8 +339,81 @@ func start(ctx context.Context, cfg Config, peers []string, ln net.Listener, loc
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	log.Info("joined the cluster", "id", system.ID, "address", system.Address(), "health", port, "members", len(n.Members()))
+	log.Info("joined the cluster", "id", n.ID(), "address", system.Address(), "health", port, "members", len(n.Members()))
 	return n, nil
+}
+
+// topology records the members of a topology change, and logs who joined
+// and left. The member list is read from the topology events: reading
+// MemberList.Members races with its updates.
+func (n *Node) topology(t *pcluster.ClusterTopology) {
+	me := n.ID()
+	ms := make([]Member, 0, len(t.Members))
+	for _, m := range t.Members {
+		ms = append(ms, Member{ID: m.Id, Address: m.Address(), Self: m.Id == me})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Address < ms[j].Address })
+	n.mu.Lock()
+	n.members = ms
+	for _, m := range t.Left {
+		n.dropped = append(n.dropped, m.Id)
+	}
+	close(n.changed)
+	n.changed = make(chan struct{})
+	n.mu.Unlock()
+	for _, m := range t.Joined {
+		if m.Id != me {
+			n.log.Info("node joined the cluster", "id", m.Id, "address", m.Address(), "members", len(t.Members))
+		}
+	}
+	for _, m := range t.Left {
+		n.log.Info("node left the cluster", "id", m.Id, "address", m.Address(), "members", len(t.Members))
+	}
+}
+
+// healthAnswer is what the node answers on its health port.
+func (n *Node) healthAnswer() healthAnswer {
+	host, port, _ := n.system.GetHostPort()
+	a := healthAnswer{ID: n.memberID(n.served.Load()), Address: host, Port: port, HealthPort: n.manPort, ClusterName: n.cfg.Name}
+	n.mu.Lock()
+	a.Blocked = slices.Clone(n.dropped)
+	n.mu.Unlock()
+	if n.cfg.Group != nil {
+		m := n.cfg.Group.Member()
+		a.Group = &m
+	}
+	return a
+}
+
+// renew takes a new member id: a live peer (by) has dropped this node's
+// current one, which protoactor never admits again. The node serves it
+// once publish is called; the others admit it under the new id at their
+// next poll.
+func (n *Node) renew(by string) string {
+	old := n.ID()
+	inc := n.incarnation.Add(1)
+	n.log.Warn("rejoining the cluster: a node dropped this one while it did not answer (paused, overloaded or cut off)", "by", by, "old_id", old, "id", n.ID(), "incarnation", inc)
+	return n.ID()
+}
+
+// publish serves the node's current member id on its health port.
+func (n *Node) publish() { n.served.Store(n.incarnation.Load()) }
+
+// gone hands a member whose process is gone to the source's group, which
+// lets its partitions go at once instead of when its session times out.
+func (n *Node) gone(a healthAnswer) {
+	if n.cfg.Group == nil || a.Group == nil || a.Group.ID == "" {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeout)
+		defer cancel()
+		if err := n.cfg.Group.Remove(ctx, *a.Group); err != nil {
+			n.log.Warn("could not remove a gone node from the group: its partitions move when its session times out", "id", a.ID, "member", a.Group.ID, "err", err)
+			return
+		}
+		n.log.Info("removed a gone node from the group: its partitions move now", "id", a.ID, "address", net.JoinHostPort(a.Address, strconv.Itoa(a.Port)), "member", a.Group.ID)
+	}()
 }
 
 func (n *Node) topologyChanged() <-chan struct{} {
@@ -355,8 +435,13 @@ func (n *Node) sawSelf() bool {
 	return false
 }
 
-// ID is the node's member id.
-func (n *Node) ID() string { return n.system.ID }
+// ID is the node's member id: its actor system's id and its
+// incarnation.
+func (n *Node) ID() string { return n.memberID(n.incarnation.Load()) }
+
+func (n *Node) memberID(incarnation int64) string {
+	return n.system.ID + "." + strconv.FormatInt(incarnation, 10)
+}
 
 // Address is the node's remote address.
 func (n *Node) Address() string { return n.system.Address() }
@@ -364,7 +449,7 @@ func (n *Node) Address() string { return n.system.Address() }
 // Name is the cluster's name.
 func (n *Node) Name() string { return n.cfg.Name }
 
-// HealthPort is the node's automanaged health port.
+// HealthPort is the node's health port.
 func (n *Node) HealthPort() int { return n.manPort }
 
 // Members lists the cluster's members as this node sees them, by address.
@@ -382,11 +467,12 @@ func (n *Node) Leave() {
 	n.leaveOnce.Do(func() {
 		n.c.Gossip.SetState(pcluster.GracefullyLeftKey, &emptypb.Empty{})
 		n.provider.Shutdown(true)
+		n.health.Close()
 		n.system.Shutdown()
 		n.c.IdentityLookup.Shutdown()
 		n.c.Gossip.Shutdown()
 		n.c.Remote.Shutdown(false)
-		n.log.Debug("left the cluster", "id", n.system.ID)
+		n.log.Debug("left the cluster", "id", n.ID())
 	})
 }
 
@@ -504,7 +590,7 @@ type reply struct {
 func (n *Node) fanOut(ctx context.Context, req request) []reply {
 	members := n.Members()
 	if !req.SkipSelf && !n.sawSelf() {
-		members = append([]Member{{ID: n.system.ID, Address: n.system.Address(), Self: true}}, members...)
+		members = append([]Member{{ID: n.ID(), Address: n.system.Address(), Self: true}}, members...)
 	}
 	out := make([]reply, len(members))
 	var wg sync.WaitGroup
@@ -592,7 +678,7 @@ wait:
 func (n *Node) answer(ctx context.Context, req request) reply {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
 	defer cancel()
-	r := reply{ID: n.system.ID, Address: n.system.Address(), HTTP: n.cfg.HTTP}
+	r := reply{ID: n.ID(), Address: n.system.Address(), HTTP: n.cfg.HTTP}
 	var err error
 	switch req.Op {
 	case "status":
@@ -630,7 +716,7 @@ func (a *answerer) Receive(ctx actor.Context) {
 	root := ctx.ActorSystem().Root
 	go func() {
 		var req request
-		r := reply{ID: a.n.system.ID, Address: a.n.system.Address(), HTTP: a.n.cfg.HTTP}
+		r := reply{ID: a.n.ID(), Address: a.n.system.Address(), HTTP: a.n.cfg.HTTP}
 		if err := json.Unmarshal(msg.Value, &req); err != nil {
 			r.Error = fmt.Sprintf("bad request: %v", err)
 		} else {
@@ -732,29 +818,14 @@ func isLocal(host string) bool {
 
 // quietHandler passes protoactor's logs to the node's logger at debug
 // level (eddy -v shows them; a peer going away makes its remote and gossip
-// complain loudly), less the provider's routine complaints about peers that
-// are not running (most ports of a range are empty). The node logs members
-// joining and leaving itself.
+// complain loudly). The node logs members joining and leaving itself.
 type quietHandler struct{ slog.Handler }
-
-var routine = []string{
-	"Bad connection to the node health status",
-	"Couldn't request node health status",
-	"Bad response from the node health status",
-	"Bad data from the node health status",
-	"Failure reaching nodes",
-}
 
 func (h quietHandler) Enabled(ctx context.Context, _ slog.Level) bool {
 	return h.Handler.Enabled(ctx, slog.LevelDebug)
 }
 
 func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
-	for _, m := range routine {
-		if strings.HasPrefix(r.Message, m) {
-			return nil
-		}
-	}
 	d := slog.NewRecord(r.Time, slog.LevelDebug, "protoactor: "+r.Message, r.PC)
 	r.Attrs(func(a slog.Attr) bool { d.AddAttrs(a); return true })
 	return h.Handler.Handle(ctx, d)

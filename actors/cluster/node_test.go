@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,11 +52,13 @@ type nodeSpec struct {
 	// Retry: after a failed join, answer its error and join again with
 	// Port 0, in the same process.
 	Retry bool
+	// Group gives the node a fakeGroup (Config.Group) with this member id.
+	Group string
 }
 
 // command is what the test asks a node process.
 type command struct {
-	Op     string        `json:"op"` // members, status, state, local-state, fail, restoring, kill-remote
+	Op     string        `json:"op"` // members, status, state, local-state, fail, restoring, kill-remote, removed
 	Want   int           `json:"want,omitempty"`
 	Within time.Duration `json:"within,omitempty"`
 	Key    string        `json:"key,omitempty"`
@@ -85,15 +88,35 @@ type answer struct {
 	NoTable    bool     `json:"no_table,omitempty"`
 	Incomplete bool     `json:"incomplete,omitempty"`
 	Failed     []string `json:"failed,omitempty"`
+	// Removed are the group members the node removed (fakeGroup).
+	Removed []string `json:"removed,omitempty"`
 }
 
 // failing is a node's engine that answers actors.ErrNoResultTable while
 // fail is set, and whose partition restores while the test says so (the
 // test sets them while the node's answerer reads them).
 type failing struct {
-	fail atomic.Bool
-	mu   sync.Mutex
-	w    *clustertest.Words
+	fail  atomic.Bool
+	mu    sync.Mutex
+	w     *clustertest.Words
+	group *fakeGroup
+}
+
+// fakeGroup is a node's consumer group membership: it records the members
+// the node removes.
+type fakeGroup struct {
+	member  string
+	mu      sync.Mutex
+	removed []string
+}
+
+func (g *fakeGroup) Member() GroupMember { return GroupMember{ID: g.member} }
+
+func (g *fakeGroup) Remove(_ context.Context, m GroupMember) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.removed = append(g.removed, m.ID)
+	return nil
 }
 
 func (f *failing) Status(ctx context.Context) (actors.Status, error) {
@@ -137,6 +160,10 @@ func serveNode(spec string) int {
 		s.Config.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	local := &failing{w: &clustertest.Words{Partition: s.Partition, Counts: s.Counts, All: s.All}}
+	if s.Group != "" {
+		local.group = &fakeGroup{member: s.Group}
+		s.Config.Group = local.group
+	}
 	n, err := Join(context.Background(), s.Config, local)
 	if err != nil && s.Retry {
 		out.Encode(answer{Err: err.Error()})
@@ -181,6 +208,13 @@ func (n *Node) obey(local *failing, c command) answer {
 	case "restoring":
 		local.restoring(c.Restoring, c.Restored, c.ToRestore)
 		return answer{}
+	case "removed":
+		if local.group == nil {
+			return answer{Err: "the node has no group"}
+		}
+		local.group.mu.Lock()
+		defer local.group.mu.Unlock()
+		return answer{Removed: slices.Clone(local.group.removed)}
 	case "kill-remote":
 		// Dead, but its health port still answers: still listed, and
 		// nothing answers on its remote.
@@ -244,6 +278,14 @@ type nodeProc struct {
 	stderr  *lockedbuf.Buffer
 	done    chan struct{} // closed when the process has exited
 	waitErr error
+	killed  bool // by the test: its exit is no failure
+}
+
+// kill kills the node's process with SIGKILL and waits for it to exit.
+func (p *nodeProc) kill() {
+	p.killed = true
+	p.cmd.Process.Kill()
+	<-p.done
 }
 
 // startNodes starts one node process a spec, all at once, and waits for
@@ -362,7 +404,7 @@ func (p *nodeProc) leave() {
 // process exited badly or the race detector reported anything.
 func (p *nodeProc) stop() {
 	p.leave()
-	if p.waitErr != nil || strings.Contains(p.stderr.String(), "WARNING: DATA RACE") {
+	if p.waitErr != nil && !p.killed || strings.Contains(p.stderr.String(), "WARNING: DATA RACE") {
 		p.t.Errorf("node %s: exit %v\n%s", p.ID, p.waitErr, p.stderr)
 	}
 }

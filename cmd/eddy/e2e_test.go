@@ -185,7 +185,9 @@ func TestEddyTestCommand(t *testing.T) {
 	os.WriteFile(bad, []byte(`return { parse = eddy.json { k = "string" }, key = "k", aggregate = { n = eddy.count() },
   tests = { { name = "off by one", input = { '{"k":"a"}' }, want = { { k = "a", n = 2 } } } } }`), 0o644)
 	out, _, err = eddy(t, "test", bad)
-	if err == nil || !strings.Contains(out, "FAIL  bad.lua: off by one") || !strings.Contains(out, `- {"k":"a","n":2}`) {
+	// The form docs/pipelines.md shows.
+	const diff = "FAIL  bad.lua: off by one\n  results differ (- want, + got):\n  - {\"k\":\"a\",\"n\":2}\n  + {\"k\":\"a\",\"n\":1}\n"
+	if err == nil || !strings.Contains(out, diff) {
 		t.Fatalf("a failing test: err=%v\n%s", err, out)
 	}
 }

@@ -230,36 +230,3 @@ func onTestKafka(t *testing.T, example string) string {
 	example = createTopic.ReplaceAllString(example, "topics create ${1}"+suffix)
 	return strings.ReplaceAll(example, "127.0.0.1:9092", strings.Join(brokers, ","))
 }
-
-// The README's tour runs as written, but for bin/eddy being the test's
-// eddy and /tmp/ the test's directory; the cluster lines at its end need
-// a Kafka topic and ports of their own, and are left to TestClusterOnKafka.
-func TestReadmeTour(t *testing.T) {
-	scripts, err := filepath.Abs("../../scripts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, tour, ok := strings.Cut(string(readme), "## A tour\n\n```sh\n")
-	if !ok {
-		t.Fatal("README.md has no tour")
-	}
-	tour, _, _ = strings.Cut(tour, "```")
-	var lines []string
-	for _, l := range exampleLines(tour) {
-		switch {
-		case strings.HasPrefix(l, "go build"):
-		case strings.Contains(l, "kafka") || strings.Contains(l, "cluster") || strings.Contains(l, "eddy status"):
-			t.Logf("left to TestClusterOnKafka: %s", l)
-		default:
-			lines = append(lines, strings.ReplaceAll(strings.ReplaceAll(l, "bin/eddy ", "eddy "), "/tmp/", ""))
-		}
-	}
-	if len(lines) < 8 {
-		t.Fatalf("found %d lines in the tour, want at least 8", len(lines))
-	}
-	runExample(t, scripts, strings.Join(lines, "\n"))
-}

@@ -42,10 +42,13 @@ func describe(p *scripting.Pipeline, cfg actors.Config, srcURI string, sinks *si
 		set("limit", fmt.Sprint(p.Limit))
 	}
 	if p.HasAggregate() {
-		set("emit", p.Emit)
+		set("emit", p.Last().Emit)
 	}
 	if w := p.Window; w != nil {
 		set("window", windowText(w))
+	}
+	for _, st := range p.Stages {
+		set(fmt.Sprintf("stage %d", st.Stage()), stageText(st))
 	}
 	set("trigger interval", cfg.TriggerInterval.String())
 	set("checkpoint interval", cfg.CheckpointInterval.String())
@@ -56,6 +59,15 @@ func describe(p *scripting.Pipeline, cfg actors.Config, srcURI string, sinks *si
 		set("workers", fmt.Sprint(cfg.Workers))
 	}
 	return info
+}
+
+// stageText describes a later stage: its key, window and aggregates.
+func stageText(p *scripting.Pipeline) string {
+	out := "key " + strings.Join(p.KeyColumns, ", ")
+	if p.Window != nil {
+		out += "; window " + windowText(p.Window)
+	}
+	return out + "; " + aggregates(p.Aggregates)
 }
 
 func aggregates(aggs []scripting.AggSpec) string {

@@ -99,6 +99,37 @@ func TestWebPageShowsAnErrorAnswer(t *testing.T) {
 	p.stop()
 }
 
+// The page shows the version of the script running and its reloads: one
+// that took over (--watch), then one refused with its reason.
+func TestWebPageShowsReloads(t *testing.T) {
+	browser := needChromium(t)
+	src, err := os.ReadFile(netflowScript)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(t.TempDir(), "nf.lua")
+	if err := os.WriteFile(script, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := openPage(t, browser, script, "--source", "gen:netflow?count=100000000", "--watch")
+	const version = `document.getElementById("script-version").textContent`
+	p.waitFor(version+`.includes("0 reloads, 0 refused")`, "the page to show the script's version, not reloaded yet")
+	// The same pipeline in a new version (a comment more) takes over.
+	if err := os.WriteFile(script, append(src, "-- version 2\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.waitFor(version+`.includes("1 reload, 0 refused")`, "the page to show the reload")
+	if err := os.WriteFile(script, append(src, "this is not lua\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.waitFor(version+`.includes("1 reload, 1 refused") && `+version+`.includes("last refused: nf.lua: syntax error")`,
+		"the page to show the refused version and why")
+	if errs := p.consoleErrors(); len(errs) > 0 {
+		t.Errorf("the page logged errors:\n%s", strings.Join(errs, "\n"))
+	}
+	p.stop()
+}
+
 func needChromium(t *testing.T) string {
 	t.Helper()
 	browser := chromium()

@@ -106,12 +106,14 @@ const (
 
 // startProgress shows records read, the rate and the run's counts on c's
 // stderr while a run goes on, when enabled and stderr is a terminal. total
-// is the number of records the input holds, 0 when unknown. It returns the
+// is the number of records the input holds, 0 when unknown; src's files
+// and bytes show when it tells them (connectors.Measured). It returns the
 // function that stops it and erases the line.
-func startProgress(c *console, enabled bool, st *actors.Stats, total int64) func() {
+func startProgress(c *console, enabled bool, st *actors.Stats, total int64, src connectors.Source) func() {
 	if !enabled || !c.errTTY {
 		return func() {}
 	}
+	measured, _ := src.(connectors.Measured)
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
@@ -136,8 +138,13 @@ func startProgress(c *console, enabled bool, st *actors.Stats, total int64) func
 					samples = samples[1:]
 				}
 				old := samples[0]
+				var extent connectors.Extent
+				if measured != nil {
+					extent = measured.Extent()
+				}
 				c.draw(progressLine(progress{
-					frame: frame, read: read, total: total, elapsed: now.Sub(start),
+					extent: extent,
+					frame:  frame, read: read, total: total, elapsed: now.Sub(start),
 					rate:   float64(read-old.read) / now.Sub(old.at).Seconds(),
 					failed: st.Failed.Load(), checkpoints: st.Checkpoints.Load(),
 					restoring: st.Restoring.Load(), restoreDone: st.RestoreDone.Load(), restoreTotal: st.RestoreTotal.Load(),
@@ -152,6 +159,7 @@ func startProgress(c *console, enabled bool, st *actors.Stats, total int64) func
 type progress struct {
 	frame                                int
 	read, total                          int64 // total 0: unknown
+	extent                               connectors.Extent
 	rate                                 float64
 	elapsed                              time.Duration
 	failed, checkpoints                  int64
@@ -161,7 +169,9 @@ type progress struct {
 var spinner = []rune("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")
 
 // progressLine renders p: "⠹ 927,168 of 1,000,000 records (92%) ·
-// 489.6k rec/s · 2s · failed 0 · checkpoints 3".
+// 489.6k rec/s · 2s · failed 0 · checkpoints 3", or for a source that
+// tells its files "⠹ 927,168 records · 3 of 8 files done, 120 MiB of
+// 340 MiB (35%) · …".
 func progressLine(p progress) string {
 	var b strings.Builder
 	b.WriteRune(spinner[p.frame%len(spinner)])
@@ -170,6 +180,13 @@ func progressLine(p progress) string {
 		fmt.Fprintf(&b, " of %s records (%d%%)", humanize.Comma(p.total), min(100, p.read*100/p.total))
 	} else {
 		b.WriteString(" records")
+	}
+	if x := p.extent; x.FilesFound > 0 {
+		fmt.Fprintf(&b, " · %s of %s files done, %s of %s", humanize.Comma(x.FilesDone), humanize.Comma(x.FilesFound),
+			connectors.FormatSize(x.BytesRead), connectors.FormatSize(x.BytesFound))
+		if x.BytesFound > 0 {
+			fmt.Fprintf(&b, " (%d%%)", min(100, x.BytesRead*100/x.BytesFound))
+		}
 	}
 	b.WriteString(" · " + formatRate(p.rate))
 	b.WriteString(" · " + p.elapsed.Truncate(time.Second).String())

@@ -3,13 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/creack/pty"
+
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/internal/lockedbuf"
 )
 
 func TestProgressLine(t *testing.T) {
@@ -25,6 +34,10 @@ func TestProgressLine(t *testing.T) {
 		{"idle", progress{read: 10, total: 10}, "⠋ 10 of 10 records (100%) · idle · 0s · failed 0 · checkpoints 0", "rec/hr"},
 		{"millions", progress{read: 5e6, rate: 2.5e6, failed: 1200}, "⠋ 5,000,000 records · 2.50M rec/s · 0s · failed 1,200 · checkpoints 0", ""},
 		{"hundreds", progress{read: 500, rate: 420.4}, "⠋ 500 records · 420 rec/s · 0s · failed 0 · checkpoints 0", ""},
+		{"files", progress{read: 927168, rate: 489588, extent: connectors.Extent{FilesDone: 3, FilesFound: 8, BytesRead: 120 << 20, BytesFound: 340 << 20}},
+			"⠋ 927,168 records · 3 of 8 files done, 120 MiB of 340 MiB (35%) · 489.6k rec/s · 0s · failed 0 · checkpoints 0", "/-"},
+		{"empty files", progress{extent: connectors.Extent{FilesDone: 1, FilesFound: 1}},
+			"⠋ 0 records · 1 of 1 files done, 0 B of 0 B · idle · 0s · failed 0 · checkpoints 0", "%"},
 		{"restoring", progress{read: 1, rate: 1, restoring: 2, restoreDone: 1000, restoreTotal: 5000},
 			"⠋ 1 records · 1.0 rec/s · 0s · failed 0 · checkpoints 0 · restoring 2 partition(s): 1,000 of 5,000 changes", ""},
 	} {
@@ -177,5 +190,55 @@ func TestNoProgressWhenPiped(t *testing.T) {
 	}
 	if strings.Contains(stderr, "rec/s") || strings.Contains(stderr, eraseLine) {
 		t.Fatalf("progress on a piped stderr:\n%q", stderr)
+	}
+}
+
+// On a terminal, a dir: source's progress shows its files and bytes done
+// of those found: a run that has read every file of a directory shows all
+// of them done, their sizes as the files have them.
+func TestProgressShowsFilesOfADir(t *testing.T) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pseudo-terminal here: %v", err)
+	}
+	defer ptmx.Close()
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 50, Cols: 250}); err != nil {
+		t.Fatal(err)
+	}
+	dir := genFlows(t, 3000, 4, 0)
+	files, err := os.ReadDir(dir)
+	if err != nil || len(files) != 4 {
+		t.Fatalf("the generated directory holds %d files, want 4: %v", len(files), err)
+	}
+	var bytes int64
+	for _, f := range files {
+		st, err := os.Stat(filepath.Join(dir, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bytes += st.Size()
+	}
+	want := fmt.Sprintf("3,000 records · 4 of 4 files done, %s of %s (100%%)", humanize.IBytes(uint64(bytes)), humanize.IBytes(uint64(bytes)))
+	ctx, cancel := context.WithTimeout(context.Background(), runLimit)
+	defer cancel()
+	// Without --until-idle the run goes on watching the directory, so the
+	// progress line is drawn until the test has seen it.
+	cmd := exec.CommandContext(ctx, eddyBin, "run", netflowScript, "--source", "dir:"+dir, "--emit", "final")
+	cmd.Stdout, cmd.Stderr = tty, tty
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	var out lockedbuf.Buffer
+	go io.Copy(&out, ptmx) // ends with EIO once eddy exits
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(out.String(), want); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no %q on the terminal within a minute:\n%q", want, out.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("eddy run after SIGINT: %v\n%q", err, out.String())
 	}
 }

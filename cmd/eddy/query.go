@@ -20,6 +20,7 @@ import (
 func statusCmd() *cobra.Command {
 	var addr string
 	var asJSON bool
+	var cf clientFlags
 	cmd := &cobra.Command{
 		Use:   "status [PIPELINE]",
 		Short: "show a running pipeline's nodes, their partitions and lag, the last checkpoint, the state size",
@@ -40,7 +41,7 @@ one pipeline runs. With --http HOST:PORT it asks that node, on any machine.`,
 			if len(args) == 1 {
 				pipeline = args[0]
 			}
-			body, err := ask(cmd.Context(), addr, pipeline, "/status")
+			body, err := ask(cmd.Context(), cf, addr, pipeline, "/status")
 			if err != nil {
 				return err
 			}
@@ -57,12 +58,14 @@ one pipeline runs. With --http HOST:PORT it asks that node, on any machine.`,
 	}
 	cmd.Flags().StringVar(&addr, "http", "", "the --http address of any node of the pipeline (default: find one running on this machine)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON (GET /status)")
+	addClientFlags(cmd.Flags(), &cf)
 	return cmd
 }
 
 func queryCmd() *cobra.Command {
 	var addr string
 	var partial bool
+	var cf clientFlags
 	cmd := &cobra.Command{
 		Use:   "query PIPELINE [KEY]",
 		Short: "show a running pipeline's current result for a key, or its whole result table",
@@ -93,7 +96,7 @@ what they miss.`,
 				pipeline = args[0]
 			case len(args) == 1:
 				// --http ADDR ARG: the node's pipeline, else a key.
-				name, err := pipelineAt(cmd.Context(), addr)
+				name, err := pipelineAt(cmd.Context(), cf, addr)
 				if err != nil {
 					return err
 				}
@@ -104,7 +107,7 @@ what they miss.`,
 				}
 			}
 			if addr != "" && pipeline != "" {
-				name, err := pipelineAt(cmd.Context(), addr)
+				name, err := pipelineAt(cmd.Context(), cf, addr)
 				if err != nil {
 					return err
 				}
@@ -116,19 +119,20 @@ what they miss.`,
 			if key != "" {
 				path = statusapi.KeyPath(key)
 			}
-			return queryState(cmd, addr, pipeline, path, partial)
+			return queryState(cmd, cf, addr, pipeline, path, partial)
 		},
 	}
 	cmd.Flags().StringVar(&addr, "http", "", "the --http address of any node of the pipeline (default: find one running on this machine)")
 	cmd.Flags().BoolVar(&partial, "partial", false, "print a partial answer (some partitions restoring or without an owner) instead of failing, saying on stderr what it misses")
+	addClientFlags(cmd.Flags(), &cf)
 	return cmd
 }
 
 // queryState prints the answer at path; one that misses part of the
 // result table fails unless partial, and is printed with a warning then.
-func queryState(cmd *cobra.Command, addr, pipeline, path string, partial bool) error {
+func queryState(cmd *cobra.Command, cf clientFlags, addr, pipeline, path string, partial bool) error {
 	if !partial {
-		body, err := ask(cmd.Context(), addr, pipeline, path)
+		body, err := ask(cmd.Context(), cf, addr, pipeline, path)
 		if se := (*statusapi.StatusError)(nil); errors.As(err, &se) && se.Incomplete != "" {
 			return fmt.Errorf("%s (eddy query --partial prints the rows there are)", se.Incomplete)
 		}
@@ -139,8 +143,8 @@ func queryState(cmd *cobra.Command, addr, pipeline, path string, partial bool) e
 		return err
 	}
 	var reason string
-	body, err := askWith(cmd.Context(), addr, pipeline, path+"?partial=1", func(ctx context.Context, a, p string) (body []byte, err error) {
-		body, reason, err = statusapi.FetchState(ctx, a, p)
+	body, err := askWith(cmd.Context(), cf, addr, pipeline, path+"?partial=1", func(c statusapi.Client, ctx context.Context, a, p string) (body []byte, err error) {
+		body, reason, err = c.FetchState(ctx, a, p)
 		return body, err
 	})
 	if err != nil {
@@ -155,22 +159,31 @@ func queryState(cmd *cobra.Command, addr, pipeline, path string, partial bool) e
 
 // ask fetches path from the node at addr or, without one, from the first
 // node of pipeline registered on this machine that answers.
-func ask(ctx context.Context, addr, pipeline, path string) ([]byte, error) {
-	return askWith(ctx, addr, pipeline, path, statusapi.Fetch)
+func ask(ctx context.Context, cf clientFlags, addr, pipeline, path string) ([]byte, error) {
+	return askWith(ctx, cf, addr, pipeline, path, statusapi.Client.Fetch)
 }
 
-// askWith is ask fetching with fetch.
-func askWith(ctx context.Context, addr, pipeline, path string, fetch func(ctx context.Context, addr, path string) ([]byte, error)) ([]byte, error) {
+// askWith is ask fetching with fetch, as a client with the token and CA
+// of the flags or, for a node found on this machine, of its entry.
+func askWith(ctx context.Context, cf clientFlags, addr, pipeline, path string, fetch func(c statusapi.Client, ctx context.Context, addr, path string) ([]byte, error)) ([]byte, error) {
 	if addr != "" {
-		return fetch(ctx, addr, path)
+		c, err := cf.client(nil)
+		if err != nil {
+			return nil, err
+		}
+		return fetch(c, ctx, addr, path)
 	}
-	addrs, _, err := statusapi.Find(pipeline)
+	entries, err := statusapi.FindEntries(pipeline)
 	if err != nil {
 		return nil, err
 	}
 	var errs []error
-	for _, a := range addrs {
-		body, err := fetch(ctx, a, path)
+	for _, e := range entries {
+		c, err := cf.client(&e)
+		if err != nil {
+			return nil, err
+		}
+		body, err := fetch(c, ctx, e.HTTP, path)
 		if err == nil || !errors.Is(err, statusapi.ErrUnreachable) {
 			return body, err
 		}
@@ -180,8 +193,12 @@ func askWith(ctx context.Context, addr, pipeline, path string, fetch func(ctx co
 }
 
 // pipelineAt is the pipeline the node at addr runs.
-func pipelineAt(ctx context.Context, addr string) (string, error) {
-	body, err := statusapi.Fetch(ctx, addr, "/status?local=1")
+func pipelineAt(ctx context.Context, cf clientFlags, addr string) (string, error) {
+	c, err := cf.client(nil)
+	if err != nil {
+		return "", err
+	}
+	body, err := c.Fetch(ctx, addr, "/status?local=1")
 	if err != nil {
 		return "", err
 	}

@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -173,7 +175,7 @@ func TestWatchReloadsTheScript(t *testing.T) {
 		{"a changed aggregate", reloadSrc("[80] = true", `count = eddy.sum("port")`, ""),
 			`msg="reload refused: aggregate \\"count\\" changed from count\(\) to sum\(\\"port\\"\); the running script goes on"`},
 		{"a syntax error", reloadSrc("[80] = true", countAgg, "filter2 = function(r) return end end,"),
-			`msg="reload refused: .*reload_count.lua.*; the running script goes on"`},
+			`msg="reload refused: .*reload_count.lua: syntax error: .*; the running script goes on"`},
 		{"a failing inline test", reloadSrc("[80] = true", countAgg, `tests = { { name = "web", input = { '{"k":"a","port":80}' }, want = { { k = "a", count = 2 } } } },`),
 			`msg="reload refused: reload_count.lua: inline test \\"web\\" fails: .*; the running script goes on"`},
 	}
@@ -221,6 +223,21 @@ func TestSIGHUPReloadsTheScript(t *testing.T) {
 	}
 	if want := fmt.Sprintf("%x", sha256.Sum256([]byte(v2))); st.Script.Hash != want || st.Script.Reloads != 1 || st.Script.Refused != 0 {
 		t.Errorf("/status script: %+v, want hash %s and 1 reload", st.Script, want)
+	}
+	// The metrics count it too.
+	m, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Body.Close()
+	metrics, err := io.ReadAll(m.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`(?m)^eddy_script_reloads_total\{[^}]*\} 1$`, `(?m)^eddy_script_reloads_refused_total\{[^}]*\} 0$`} {
+		if !regexp.MustCompile(want).Match(metrics) {
+			t.Errorf("/metrics has no line matching %s:\n%s", want, metrics)
+		}
 	}
 	r.stop(t)
 }

@@ -48,6 +48,7 @@ type runFlags struct {
 	luaMemory                                         string
 	luaTimeout                                        string
 	watch                                             bool
+	security                                          securityFlags
 	// set holds the flags given on the command line, for the checks
 	// that treat an explicit value apart from a default.
 	set map[string]bool
@@ -108,11 +109,12 @@ status 1.`,
 	fl.BoolVar(&f.changelog, "changelog", true, "with a kafka:// source, write every checkpoint's state changes to a changelog topic so partitions take their state to whichever node reads them next (see docs/cluster.md)")
 	fl.IntVar(&f.standby, "standby", 0, "keep warm copies of partitions other nodes read, so each has up to N copies besides its owner's: a failover then reads only the latest changes (see docs/cluster.md)")
 	fl.StringVar(&f.node, "node", "", "this node's name in changelogs and cluster status (default: the source's instance, else HOST-PID)")
-	fl.StringVar(&f.httpAddr, "http", "", "serve status and live state on this address (HOST:PORT): a live web page at /, eddy status, eddy query, GET /status, /state, /state/KEY, Prometheus metrics at /metrics (clustered: default 127.0.0.1 and any free port; see docs/observability.md)")
+	fl.StringVar(&f.httpAddr, "http", "", "serve status and live state on this address (HOST:PORT; a bare :PORT is 127.0.0.1 only, 0.0.0.0:PORT every interface): a live web page at /, eddy status, eddy query, GET /status, /state, /state/KEY, Prometheus metrics at /metrics (clustered: default 127.0.0.1 and any free port; see docs/observability.md, and docs/security.md for a token and HTTPS)")
 	fl.StringVar(&f.luaMemory, "lua-memory", "", "memory each Lua state may hold, such as 128MiB, overriding the script's memory_limit (default 64MiB)")
 	fl.StringVar(&f.luaTimeout, "lua-timeout", "", "how long one call into the script may run, overriding the script's call_timeout (default 2s)")
 	fl.BoolVar(&f.watch, "watch", false, "reload the script when its file changes (SIGHUP reloads it in any case); a new version with the same key, aggregates and windows takes over at the next checkpoint, any other is refused and the running one goes on")
 	addClusterFlags(fl, &f.cluster)
+	addSecurityFlags(fl, &f.security)
 	return cmd
 }
 
@@ -180,6 +182,11 @@ func (f runFlags) loadOptions(log *slog.Logger) ([]scripting.LoadOption, error) 
 // What it opens is closed in reverse order when it returns.
 func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 	log := slog.Default()
+	unconfine, err := f.security.confine()
+	if err != nil {
+		return err
+	}
+	defer unconfine()
 	p, err := loadPipeline(path, f, log)
 	if err != nil {
 		return err
@@ -193,6 +200,9 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 		Pipeline: p, Source: src, UntilIdle: f.untilIdle, MaxErrors: f.maxErrors, Shards: f.shards, Workers: f.workers,
 		TriggerInterval: f.trigger, CheckpointInterval: f.checkpoint, Logger: log, Stats: &actors.Stats{},
 		Node: nodeName(f.node, srcURI),
+	}
+	if err := cfg.CheckStages(); err != nil {
+		return err
 	}
 	reloads, stopWatching := watchScript(cmd.Context(), path, p.Hash, f, log)
 	defer stopWatching()
@@ -227,20 +237,27 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 			err = cerr
 		}
 	}()
-	stopProfiles, err := startProfiles(f)
-	if err != nil {
-		return err
-	}
-	defer stopProfiles()
-	_, lastErr := cfg.Store.Last()
-	stopProgress := startProgress(tty, f.progress, cfg.Stats, inputTotal(srcURI, lastErr == nil))
-	sum, err := actors.Run(cmd.Context(), cfg)
-	stopProgress()
-	sinks.closed = true // Run closed them
+	sum, err := execute(cmd.Context(), cfg, f, srcURI, src, sinks)
 	if err != nil {
 		return err
 	}
 	return report(log, sum)
+}
+
+// execute runs the engine, with the profiles and the progress line the
+// flags ask for.
+func execute(ctx context.Context, cfg actors.Config, f runFlags, srcURI string, src connectors.Source, sinks *sinkSet) (actors.Summary, error) {
+	stopProfiles, err := startProfiles(f)
+	if err != nil {
+		return actors.Summary{}, err
+	}
+	defer stopProfiles()
+	_, lastErr := cfg.Store.Last()
+	stopProgress := startProgress(tty, f.progress, cfg.Stats, inputTotal(srcURI, lastErr == nil), src)
+	defer stopProgress()
+	sum, err := actors.Run(ctx, cfg)
+	sinks.closed = true // Run closed them
+	return sum, err
 }
 
 // loadPipeline loads the script and applies the flags that change it.
@@ -272,13 +289,16 @@ func loadPipelineSource(path string, src []byte, f runFlags, log *slog.Logger) (
 			return nil, err
 		}
 	}
+	if err := checkLookups(p); err != nil {
+		return nil, err
+	}
 	return p, checkTriggerColumn(p)
 }
 
 // checkTriggerColumn refuses a complete-mode pipeline with a result column
 // of the name that numbers each table's rows.
 func checkTriggerColumn(p *scripting.Pipeline) error {
-	if p.Emit == scripting.EmitComplete && slices.Contains(p.Columns(), actors.TriggerColumn) {
+	if last := p.Last(); last.Emit == scripting.EmitComplete && slices.Contains(last.Columns(), actors.TriggerColumn) {
 		return fmt.Errorf("%s: emit complete numbers each table's rows in a column %q, and the result has a column of that name: rename it", p.Script, actors.TriggerColumn)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -44,12 +45,16 @@ func (f clusterFlags) clustered() bool { return f.port > 0 || len(f.peers) > 0 }
 // directory that eddy status and eddy query look in. It sets cfg.OnReady
 // to hand the run to local; stop undoes it all.
 func serve(ctx context.Context, log *slog.Logger, f runFlags, pipeline, srcURI string, cfg *actors.Config, local *lateLocal) (stop func(), err error) {
-	addr := f.httpAddr
+	addr := listenAddr(f.httpAddr)
 	if addr == "" && f.cluster.clustered() {
 		addr = "127.0.0.1:0"
 	}
 	if addr == "" {
 		return func() {}, nil
+	}
+	sec, err := f.security.httpSecurity()
+	if err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -63,13 +68,20 @@ func serve(ctx context.Context, log *slog.Logger, f runFlags, pipeline, srcURI s
 	}
 	stops = append(stops, func() { ln.Close() })
 	reach, advertise := httpAddrs(ln.Addr().(*net.TCPAddr), f.cluster.host)
+	if sec.tls != nil {
+		reach, advertise = sec.scheme()+reach, sec.scheme()+advertise
+	}
 	var node *cluster.Node
 	if f.cluster.clustered() {
 		group, _ := kafka.GroupOf(srcURI)
-		node, err = cluster.Join(ctx, cluster.Config{
+		ccfg := cluster.Config{
 			Name: cluster.Name(pipeline, group), Host: f.cluster.host, Port: f.cluster.port,
-			Peers: f.cluster.peers, HTTP: advertise, Logger: log,
-		}, local)
+			Peers: f.cluster.peers, HTTP: advertise, Logger: log, Remote: sec.remote(log),
+		}
+		if g, ok := cfg.Source.(cluster.Group); ok {
+			ccfg.Group = g // a gone node's partitions move at once
+		}
+		node, err = cluster.Join(ctx, ccfg, local)
 		if err != nil {
 			stop()
 			return nil, err
@@ -79,23 +91,31 @@ func serve(ctx context.Context, log *slog.Logger, f runFlags, pipeline, srcURI s
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics.Handler(metrics.Run{Pipeline: cfg.Pipeline, Node: cfg.Node, Stats: cfg.Stats, Status: local.Status, Logger: log}))
 	mux.Handle("/", statusapi.New(local, node))
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: mux}
-	go srv.Serve(ln)
+	handler, served := sec.guard(mux, ln, log)
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: handler}
+	go srv.Serve(served)
 	stops = append(stops, func() { srv.Close() })
-	entry := statusapi.Entry{Pipeline: pipeline, HTTP: reach}
+	entry := statusapi.Entry{Pipeline: pipeline, HTTP: reach, TokenFile: absPath(f.security.tokenFile), CAFile: absPath(sec.caFile)}
 	if node != nil {
 		entry.Cluster = node.Name()
 	}
-	if remove, err := statusapi.Register(entry); err != nil {
-		log.Warn("could not register in the runtime directory: eddy status and eddy query need --http to find this node", "dir", statusapi.RuntimeDir(), "err", err)
-	} else {
-		stops = append(stops, remove)
-	}
+	stops = append(stops, register(log, entry))
 	cfg.OnReady = func(h *actors.Handle) {
 		local.h.Store(h)
 		log.Info("serving status and state", "addr", advertise)
 	}
 	return stop, nil
+}
+
+// register puts the node's entry in the runtime directory, where eddy
+// status and eddy query find it; remove takes it out.
+func register(log *slog.Logger, e statusapi.Entry) (remove func()) {
+	remove, err := statusapi.Register(e)
+	if err != nil {
+		log.Warn("could not register in the runtime directory: eddy status and eddy query need --http to find this node", "dir", statusapi.RuntimeDir(), "err", err)
+		return func() {}
+	}
+	return remove
 }
 
 // httpAddrs are the status server's address as this machine reaches it
@@ -116,6 +136,14 @@ func httpAddrs(a *net.TCPAddr, clusterHost string) (reach, advertise string) {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort("127.0.0.1", port), net.JoinHostPort(host, port)
+}
+
+// absPath is path made absolute, for a client elsewhere; "" stays "".
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil && path != "" {
+		return abs
+	}
+	return path
 }
 
 // lateLocal is the engine's Handle once the run has started, and what the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
@@ -16,6 +15,8 @@ func init() {
 	connectors.RegisterSource("file", func(t connectors.Target) (connectors.Source, error) { return OpenFile(t) },
 		"poll", "from", connectors.MaxRecordSizeParam, "wait")
 	connectors.RegisterSink("file", func(t connectors.Target) (connectors.Sink, error) { return OpenSink(t) })
+	connectors.DeclareReach("dir", connectors.Reach{Path: true})
+	connectors.DeclareReach("file", connectors.Reach{Path: true})
 }
 
 // Limits of one batch: the engine's messages stay small and a batch never
@@ -32,11 +33,7 @@ const DefaultPoll = 200 * time.Millisecond
 // pathOf returns the path a target names: "dir:data/x" and "dir:/abs" as
 // written, "file:///abs" as "/abs".
 func pathOf(t connectors.Target) (string, error) {
-	_, rest, _ := strings.Cut(t.URI, ":")
-	if q := strings.IndexByte(rest, '?'); q >= 0 {
-		rest = rest[:q]
-	}
-	rest = strings.TrimPrefix(rest, "//")
+	rest := t.LocalPath()
 	if rest == "" {
 		return "", fmt.Errorf("no path: write %s:PATH", t.Scheme)
 	}

@@ -94,14 +94,23 @@ func NewDir(path string, c DirConfig) (*DirSource, error) {
 		idler: idler{poll: c.Poll, owed: true},
 		done:  map[string]bool{}, doneJSON: []byte("[]"),
 	}
-	return &DirSource{connectors.Single{Partition: p}}, nil
+	return &DirSource{Single: connectors.Single{Partition: p}, p: p}, nil
 }
 
 // DirSource is a dir: source: one partition that reads every file of a
 // directory in lexical order, picking up files that appear later.
-type DirSource struct{ connectors.Single }
+type DirSource struct {
+	connectors.Single
+	p *dirPartition
+}
 
-var _ connectors.Source = (*DirSource)(nil)
+var (
+	_ connectors.Source   = (*DirSource)(nil)
+	_ connectors.Measured = (*DirSource)(nil)
+)
+
+// Extent is the files done of those found so far, and their bytes.
+func (s *DirSource) Extent() connectors.Extent { return s.p.extent.Extent() }
 
 // dirPosition is a dir: partition's checkpoint: the files done, and how far
 // into the current one. Off is unused for .gz files, whose restart re-reads
@@ -126,6 +135,7 @@ type dirPartition struct {
 	pending  []string // listed, not done, in lexical order
 	cur      *dirFile
 	arena    []byte // see keep
+	extent   dirExtent
 }
 
 const arenaSize = 1 << 20
@@ -164,6 +174,7 @@ func (p *dirPartition) Seek(pos connectors.Position) error {
 		p.done[name] = true
 	}
 	p.setDone()
+	p.extent.restart(p.dir, p.doneList)
 	if q.File == "" {
 		return nil
 	}
@@ -173,6 +184,7 @@ func (p *dirPartition) Seek(pos connectors.Position) error {
 		}
 		return fmt.Errorf("%s: resume %s at line %d: %w", p.id, q.File, q.Line, err)
 	}
+	p.extent.found(0, 0, true, p.cur.size)
 	return nil
 }
 
@@ -217,7 +229,7 @@ func (p *dirPartition) open(name string, off, line int64) error {
 	c := &dirFile{name: name, f: f, off: off, line: line, mtime: st.ModTime(), size: st.Size()}
 	if strings.HasSuffix(name, ".gz") {
 		c.gz = true
-		zr, err := gzip.NewReader(bufio.NewReader(f))
+		zr, err := gzip.NewReader(bufio.NewReader(counted{f, &p.extent}))
 		if err != nil {
 			f.Close()
 			return fmt.Errorf("%s: %w", name, err)
@@ -241,7 +253,8 @@ func (p *dirPartition) open(name string, off, line int64) error {
 			f.Close()
 			return err
 		}
-		c.r = bufio.NewReaderSize(f, 64<<10)
+		p.extent.read(int(off))
+		c.r = bufio.NewReaderSize(counted{f, &p.extent}, 64<<10)
 	}
 	p.cur = c
 	return nil
@@ -259,6 +272,7 @@ func (p *dirPartition) list() error {
 		return fmt.Errorf("%s: %w", p.id, err)
 	}
 	p.pending = p.pending[:0]
+	var bytes int64
 	for _, e := range entries {
 		name := e.Name()
 		if p.done[name] || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || strings.HasSuffix(name, ".tmp") {
@@ -267,17 +281,40 @@ func (p *dirPartition) list() error {
 		if p.cur != nil && p.cur.name == name {
 			continue
 		}
-		if !e.Type().IsRegular() {
-			if e.Type()&os.ModeSymlink == 0 {
-				continue
-			}
-			if st, err := os.Stat(filepath.Join(p.dir, name)); err != nil || !st.Mode().IsRegular() {
-				continue
-			}
+		size, ok := regularSize(p.dir, e)
+		if !ok {
+			continue
 		}
 		p.pending = append(p.pending, name) // ReadDir sorts by name
+		bytes += size
 	}
+	var curSize int64
+	if p.cur != nil {
+		curSize = p.cur.size
+	}
+	p.extent.found(int64(len(p.pending)), bytes, p.cur != nil, curSize)
 	return nil
+}
+
+// regularSize is the size of a directory entry that is a regular file or
+// a link to one; ok is false for anything else. A regular file deleted
+// since the listing counts 0 and stays listed, so that reading it reports
+// its loss.
+func regularSize(dir string, e os.DirEntry) (size int64, ok bool) {
+	if e.Type().IsRegular() {
+		if st, err := e.Info(); err == nil {
+			size = st.Size()
+		}
+		return size, true
+	}
+	if e.Type()&os.ModeSymlink == 0 {
+		return 0, false
+	}
+	st, err := os.Stat(filepath.Join(dir, e.Name()))
+	if err != nil || !st.Mode().IsRegular() {
+		return 0, false
+	}
+	return st.Size(), true
 }
 
 func (p *dirPartition) Read(ctx context.Context) (connectors.Batch, error) {
@@ -325,6 +362,7 @@ func (p *dirPartition) next() (connectors.Batch, bool, error) {
 			p.cur.f.Close()
 			p.done[p.cur.name] = true
 			p.setDone()
+			p.extent.fileDone()
 			p.cur = nil
 			b.End = p.pos()
 			b.Boundary = p.maxFiles > 0 && len(p.done)%p.maxFiles == 0

@@ -19,11 +19,8 @@ var SinkFormats = []string{".jsonl", ".json", ".csv"}
 
 // OpenSink opens the file: sink t names.
 func OpenSink(t connectors.Target) (*Sink, error) {
-	_, rest, _ := strings.Cut(t.URI, ":")
-	if q := strings.IndexByte(rest, '?'); q >= 0 {
-		rest = rest[:q]
-	}
-	if rest = strings.TrimPrefix(rest, "//"); rest == "" {
+	rest := t.LocalPath()
+	if rest == "" {
 		return nil, fmt.Errorf("no path: write file:PATH")
 	}
 	return NewSink(rest)

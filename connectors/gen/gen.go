@@ -30,6 +30,8 @@ var generators = map[string]Generator{
 	// seed 001's server logs and seed 004's weather API responses
 	"serverlogs": serverlogs{},
 	"weather":    weather{},
+	// the Nexmark benchmark's persons, auctions and bids
+	"nexmark": nexmark{c: DefaultNexmarkConfig()},
 }
 
 // Names lists the known generators, sorted.

@@ -32,6 +32,7 @@ func TestConformance(t *testing.T) {
 		"gen:tshark?count=3000&bad=0.1",
 		"gen:netflow?count=1024",
 		"gen:tshark?count=1",
+		"gen:nexmark?stream=auction&count=3000&bad=0.05",
 	} {
 		t.Run(uri, func(t *testing.T) { connectortest.TestSource(t, open(uri), connectortest.SourceOptions{}) })
 	}

@@ -17,7 +17,7 @@ func init() {
 			name = t.Host
 		}
 		return Open(name, t)
-	}, "seed", "count", "rate", "bad", "sensors", "interval", "start", "delay", "gap", "spike")
+	}, "seed", "count", "rate", "bad", "sensors", "interval", "start", "delay", "gap", "spike", "stream", "event-rate")
 }
 
 // Config is what a gen:NAME source was opened with.

@@ -24,6 +24,7 @@ func init() {
 	for _, scheme := range []string{"http", "https"} {
 		// Parameters besides its options go to the API.
 		connectors.RegisterSource(scheme, func(t connectors.Target) (connectors.Source, error) { return Open(t) }, connectors.AnyParam)
+		connectors.DeclareReach(scheme, connectors.Reach{EnvParams: []string{"key-env"}})
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -22,6 +21,7 @@ import (
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/connectors/gen"
 	"github.com/eddy-stream/eddy/connectors/kafka"
+	"github.com/eddy-stream/eddy/internal/benchrun"
 	"github.com/eddy-stream/eddy/internal/memio"
 	"github.com/eddy-stream/eddy/internal/testenv"
 	"github.com/eddy-stream/eddy/scripting"
@@ -34,7 +34,9 @@ import (
 // plain franz-go consumer loop doing the same count in Go. It prints both
 // rates and their ratio. Then it measures end-to-end latency, from produce
 // time to output time, at a fixed input rate: eddy's records pipeline
-// beside the same plain loop. Run it with `just bench-kafka`
+// beside the same plain loop. Both top 20s must be equal row by row; the
+// table gives each side's CPU, cores, allocations and peak memory
+// (internal/benchrun). Run it with `just bench-kafka`
 // (EDDY_BENCH_RECORDS overrides the million records).
 func BenchmarkKafkaNetflow(b *testing.B) {
 	brokers := testenv.Kafka(b)
@@ -44,21 +46,15 @@ func BenchmarkKafkaNetflow(b *testing.B) {
 	fill(b, brokers, topic, records)
 	fmt.Printf("\nfilled %s with %d netflow records in %v\n", topic, records, time.Since(t0).Round(time.Millisecond))
 
-	start := time.Now()
-	baseTop := plainCount(b, brokers, topic)
-	base := time.Since(start)
-	start = time.Now()
-	eddyTop := eddyCount(b, brokers, topic)
-	took := time.Since(start)
+	var baseTop, eddyTop string
+	base := benchrun.Measure("plain franz-go loop (fastjson + map)", records, func() { baseTop = plainCount(b, brokers, topic) })
+	eddy := benchrun.Measure("eddy (kafka:// source, Lua, actors, Badger)", records, func() { eddyTop = eddyCount(b, brokers, topic) })
 	if err := reference.DiffRows(baseTop, eddyTop); err != nil {
 		b.Fatalf("eddy and the plain loop disagree on the top 20: %v", err)
 	}
-	fmt.Printf("netflow top 20 over a pre-filled topic, 4 partitions (GOMAXPROCS=%d)\n", runtime.GOMAXPROCS(0))
-	fmt.Printf("  %-50s %12.0f records/s (%v)\n", "plain franz-go loop (fastjson + map)", float64(records)/base.Seconds(), base.Round(time.Millisecond))
-	fmt.Printf("  %-50s %12.0f records/s (%v)\n", "eddy (kafka:// source, Lua, actors, Badger)", float64(records)/took.Seconds(), took.Round(time.Millisecond))
-	fmt.Printf("  ratio eddy/plain: %.2f\n", base.Seconds()/took.Seconds())
-	b.ReportMetric(float64(records)/took.Seconds(), "eddy-rec/s")
-	b.ReportMetric(float64(records)/base.Seconds(), "plain-rec/s")
+	benchrun.Print("netflow top 20 over a pre-filled topic, 4 partitions, both top 20s equal row by row", base, eddy)
+	b.ReportMetric(eddy.Rate(), "eddy-rec/s")
+	b.ReportMetric(base.Rate(), "plain-rec/s")
 
 	const rate, secs = 20_000, 5
 	pl, el := latency(b, brokers, rate, secs)

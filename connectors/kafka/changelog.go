@@ -115,6 +115,7 @@ func (s *Source) Changelog(pipeline string) (connectors.Changelog, error) {
 	}
 	c := &changelog{src: s, conn: s.cfg.Conn, pipeline: pipeline, group: s.cfg.Group,
 		txnID: "eddy.changelog." + s.cfg.Group + "." + suffix, topics: map[string]changelogTopic{}}
+	s.changelogTxn.Store(&c.txnID)
 	cl, err := s.cfg.NewClient(
 		kgo.TransactionalID(c.txnID),
 		kgo.TransactionTimeout(changelogTxnTimeout),
@@ -456,7 +457,7 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 	}
 	if fence {
 		if err := commitGroupOffsetsInTxn(ctx, c.cl, c.txnID, c.group, positions, &c.topicIDs); err != nil {
-			return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), err)
+			return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), notMember(err))
 		}
 	}
 	if err := c.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
@@ -512,6 +513,15 @@ func (c *changelog) waitVisible(ctx context.Context, offsets map[string]int64) {
 		}
 		time.Sleep(pause)
 	}
+}
+
+// notMember marks the group's refusals that say this member is out of the
+// group (its partitions have moved) with connectors.ErrNotMember.
+func notMember(err error) error {
+	if errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.IllegalGeneration) || errors.Is(err, kerr.FencedInstanceID) {
+		return fmt.Errorf("%w: %w", connectors.ErrNotMember, err)
+	}
+	return err
 }
 
 // Abort drops what was written since the last Commit. Shared with a sink

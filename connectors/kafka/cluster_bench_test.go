@@ -10,8 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,7 +21,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-stream/eddy/internal/lockedbuf"
-	"github.com/eddy-stream/eddy/internal/reference"
 	"github.com/eddy-stream/eddy/internal/testenv"
 )
 
@@ -31,30 +28,49 @@ import (
 // on the real broker, as `just bench-cluster` does:
 //
 //  1. Scale-out: the netflow pipeline (scripts/netflow_webservers.lua) on
-//     1, 2 and 4 processes, each count with a group and state directories
-//     of its own, over a pre-filled 8-partition topic of
-//     EDDY_BENCH_RECORDS (default 1,000,000) generated netflow records,
-//     EDDY_BENCH_ROUNDS (default 3) times; it prints each run's time and
-//     the median's rate. The time of a run runs from starting the processes until the
-//     group's committed offsets reach the topic's end (eddy commits them
-//     with each checkpoint), so it includes process start, group joins
-//     and the rebalances of nodes joining one after another.
-//  2. Restore of a moved partition: EDDY_BENCH_KEYS (default 1,000,000)
+//     1 and 2 processes (and 4 on 4 cores or more), node i pinned to core i
+//     with taskset (unpinned, with a message, where taskset is missing),
+//     each count with a group and state directories of its own, over a
+//     pre-filled 8-partition topic of EDDY_BENCH_RECORDS (default
+//     1,000,000) generated netflow records, EDDY_BENCH_ROUNDS (default 3)
+//     times; it prints each run's time, the median's rate, the nodes' CPU
+//     time and the cores they used. The time of a run runs from starting
+//     the processes until the group's committed offsets reach the topic's
+//     end (eddy commits them with each checkpoint), so it includes process
+//     start, group joins and the rebalances of nodes joining one after
+//     another. Then what a partition costs a node at rest, and the
+//     changelog's bytes per record: the inputs of docs/cluster.md's sizing
+//     model, printed at the end.
+//  2. Restore of a moved partition: EDDY_BENCH_KEYS (default 10,000,000)
 //     distinct ids in the one partition of a topic, counted per id
 //     (testdata/count_ids.lua). One node reads them all and stops with
 //     SIGTERM (its last checkpoint commits the changelog); a second node
 //     with an empty state directory then gets the partition, restores it
 //     from the changelog, and takes in 1,000 more ids. It prints the
 //     restore's own figures (its log line) and the time from the second
-//     node's start until the group has caught up.
+//     node's start until the group has caught up. EDDY_BENCH_PROFILE=DIR
+//     writes node 2's CPU profile to DIR/restore.pprof.
 func BenchmarkCluster(b *testing.B) {
 	brokers := testenv.Kafka(b)
-	records, keys := int64(testenv.BenchSize(b, "EDDY_BENCH_RECORDS", 1_000_000)), int64(testenv.BenchSize(b, "EDDY_BENCH_KEYS", 1_000_000))
+	records, keys := int64(testenv.BenchSize(b, "EDDY_BENCH_RECORDS", 1_000_000)), int64(testenv.BenchSize(b, "EDDY_BENCH_KEYS", 10_000_000))
 	rounds := testenv.BenchSize(b, "EDDY_BENCH_ROUNDS", 3)
 	bin := eddyPath(b)
-	for b.Loop() {
-		scaleOut(b, bin, brokers, records, rounds)
-		restoreMoved(b, bin, brokers, keys)
+	// Sub-benchmarks, so that -bench BenchmarkCluster/restore runs one.
+	var s *sizing
+	var restorePerS float64
+	b.Run("scale-out", func(b *testing.B) {
+		for b.Loop() {
+			r := scaleOut(b, bin, brokers, records, rounds)
+			s = &r
+		}
+	})
+	b.Run("restore", func(b *testing.B) {
+		for b.Loop() {
+			restorePerS = restoreMoved(b, bin, brokers, keys)
+		}
+	})
+	if s != nil && restorePerS > 0 {
+		printSizing(*s, restorePerS)
 	}
 }
 
@@ -65,6 +81,8 @@ type benchNode struct {
 	log  *syncBuffer
 	done chan struct{} // closed when the process has exited; err is then its end
 	err  error
+	cpu  time.Duration // the CPU time the process used, once it has exited
+	rss  int64         // its peak resident memory in bytes, once it has exited
 }
 
 // syncBuffer is a process's output, read while it writes.
@@ -84,16 +102,37 @@ func (s *syncBuffer) tail() string {
 // the nodes within about half a second.
 func startNode(b *testing.B, bin, name, script string, brokers []string, topic, group, dir string, extra ...string) *benchNode {
 	b.Helper()
+	return startNodeOn(b, "", bin, name, script, brokers, topic, group, dir, extra...)
+}
+
+// startNodeOn is startNode with the process pinned to the CPUs cpus
+// (taskset's list, "" for none).
+func startNodeOn(b *testing.B, cpus, bin, name, script string, brokers []string, topic, group, dir string, extra ...string) *benchNode {
+	b.Helper()
 	n := &benchNode{name: name, log: &syncBuffer{}}
-	n.cmd = exec.Command(bin, append([]string{"run", script,
+	args := append([]string{"run", script,
 		"--source", brokerURI(brokers, topic, "group="+group),
-		"--state", dir, "--checkpoint-interval", "500ms", "--trigger-interval", "100ms", "--node", name, "-v"}, extra...)...)
+		"--state", dir, "--checkpoint-interval", "500ms", "--trigger-interval", "100ms", "--node", name, "-v"}, extra...)
+	if cpus != "" {
+		args = append([]string{"-c", cpus, bin}, args...)
+		bin = "taskset" // which execs eddy in its own process
+	}
+	n.cmd = exec.Command(bin, args...)
 	n.cmd.Stderr = n.log
 	if err := n.cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
 	n.done = make(chan struct{})
-	go func() { n.err = n.cmd.Wait(); close(n.done) }()
+	go func() {
+		n.err = n.cmd.Wait()
+		if st := n.cmd.ProcessState; st != nil {
+			n.cpu = st.UserTime() + st.SystemTime()
+			if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
+				n.rss = ru.Maxrss << 10 // Linux reports KiB
+			}
+		}
+		close(n.done)
+	}()
 	b.Cleanup(func() { n.cmd.Process.Kill(); <-n.done })
 	return n
 }
@@ -234,82 +273,6 @@ func benchAdmin(b *testing.B, brokers []string) *kadm.Client {
 
 func changelogOf(group, topic string) string { return "eddy-changelog." + group + "." + topic }
 
-func scaleOut(b *testing.B, bin string, brokers []string, records int64, rounds int) {
-	adm := benchAdmin(b, brokers)
-	topic := testenv.NewTopic(b, brokers, 8)
-	t0 := time.Now()
-	fill(b, brokers, topic, records)
-	fmt.Printf("\nfilled %s (8 partitions) with %d netflow records in %v\n", topic, records, time.Since(t0).Round(time.Millisecond))
-	fmt.Printf("scale-out: scripts/netflow_webservers.lua on N `eddy run` processes, a group and fresh state per run, --checkpoint-interval 500ms --trigger-interval 100ms, %d rounds\n", rounds)
-	fmt.Printf("  GOMAXPROCS=%d NumCPU=%d: this machine has %d cores, so 4 nodes can't be faster than 2 here\n",
-		runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.NumCPU())
-	fmt.Printf("  cold: a pre-filled topic, from the processes' start until the group's committed offsets reach the end (joins and rebalances included)\n")
-	fmt.Printf("  joined: the nodes join an empty topic first; from the first record produced until they have checkpointed the last\n")
-	limit := 2*time.Minute + time.Duration(records/5_000)*time.Second
-	counts := []int{1, 2, 4}
-	cold, joined := map[int][]time.Duration{}, map[int][]time.Duration{}
-	// Rounds go 1, 2, 4 nodes, then again: a busy spell of the machine
-	// slows every count alike.
-	for round := range rounds {
-		for _, count := range counts {
-			run := func(topic string, prefilled bool) time.Duration {
-				group := fmt.Sprintf("%s-r%d-n%d", topic, round, count)
-				b.Cleanup(func() { deleteTopics(brokers, changelogOf(group, topic)) })
-				dirs := b.TempDir()
-				start := time.Now()
-				nodes := make([]*benchNode, count)
-				httpAddr := make([]string, count)
-				for i := range nodes {
-					name := fmt.Sprintf("r%d-n%d-%d", round, count, i)
-					httpAddr[i] = testenv.FreeAddr(b)
-					nodes[i] = startNode(b, bin, name, "../../scripts/netflow_webservers.lua", brokers, topic, group, filepath.Join(dirs, name),
-						"--http", httpAddr[i], "--cluster-port", strings.TrimPrefix(testenv.FreeAddr(b), "127.0.0.1:"))
-				}
-				if !prefilled {
-					groupReady(b, adm, group, count, limit)
-					start = time.Now()
-					fill(b, brokers, topic, records)
-				}
-				caughtUp(b, adm, group, topic, limit, nodes...)
-				took := time.Since(start)
-				// The cluster's top 20, merged over the nodes, is the
-				// plain loop's over the same topic.
-				if err := reference.DiffRows(plainCount(b, brokers, topic), clusterState(b, httpAddr, 8, nodes...)); err != nil {
-					b.Fatalf("%d nodes: the cluster's result and the plain loop's disagree: %v", count, err)
-				}
-				for _, n := range nodes {
-					n.stop(b)
-				}
-				return took
-			}
-			cold[count] = append(cold[count], run(topic, true))
-			joined[count] = append(joined[count], run(testenv.NewTopic(b, brokers, 8), false))
-		}
-	}
-	for _, what := range []struct {
-		name  string
-		times map[int][]time.Duration
-	}{{"cold", cold}, {"joined", joined}} {
-		fmt.Printf("  %-6s %5s %10s %12s %9s   %s\n", what.name, "nodes", "median", "records/s", "vs 1 node", "each round")
-		var one float64
-		for _, count := range counts {
-			ts := what.times[count]
-			each := make([]string, len(ts))
-			for i, t := range ts {
-				each[i] = t.Round(10 * time.Millisecond).String()
-			}
-			slices.Sort(ts)
-			med := ts[len(ts)/2]
-			rate := float64(records) / med.Seconds()
-			if count == 1 {
-				one = rate
-			}
-			fmt.Printf("  %-6s %5d %10v %12.0f %9.2f   %s\n", "", count, med.Round(time.Millisecond), rate, rate/one, strings.Join(each, " "))
-			b.ReportMetric(rate, fmt.Sprintf("%s-%dnode-rec/s", what.name, count))
-		}
-	}
-}
-
 // groupReady waits until group has n members, each with partitions.
 func groupReady(b *testing.B, adm *kadm.Client, group string, n int, limit time.Duration) {
 	b.Helper()
@@ -362,7 +325,7 @@ func produceIDs(b *testing.B, brokers []string, topic string, from, n int64) {
 
 var restoredLine = regexp.MustCompile(`msg="restored a partition from the changelog" partition=(\S+) changes=(\d+) took=(\S+) changes_per_s=(\d+)`)
 
-func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) {
+func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) (changesPerS float64) {
 	adm := benchAdmin(b, brokers)
 	topic := testenv.NewTopic(b, brokers, 1)
 	group := topic + "-g"
@@ -381,29 +344,19 @@ func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) {
 	first.stop(b)
 	fmt.Printf("  node 1: %d records in %v (%.0f records/s, changelog writes included), stopped with SIGTERM\n",
 		keys, took.Round(time.Millisecond), float64(keys)/took.Seconds())
-	ctx := context.Background()
-	if ends, err := adm.ListEndOffsets(ctx, ctopic); err == nil {
-		var end int64
-		parts := kadm.TopicsSet{}
-		ends.Each(func(o kadm.ListedOffset) { end += o.Offset; parts.Add(ctopic, o.Partition) })
-		size := int64(-1)
-		if dirs, err := adm.DescribeAllLogDirs(ctx, parts); err == nil {
-			size = 0
-			dirs.Each(func(d kadm.DescribedLogDir) {
-				if ps, ok := d.Topics[ctopic]; ok {
-					for _, p := range ps {
-						size += p.Size
-					}
-				}
-			})
-		}
-		fmt.Printf("  changelog %s: end offset %d, %.1f MiB on the broker\n", ctopic, end, float64(size)/(1<<20))
+	if changes, size, err := changelogSize(adm, ctopic); err == nil {
+		fmt.Printf("  changelog %s: end offset %d, %.1f MiB on the broker\n", ctopic, changes, float64(size)/(1<<20))
 	}
 
 	const more = 1_000
 	produceIDs(b, brokers, topic, keys, more)
 	start = time.Now()
-	second := startNode(b, bin, "second", "testdata/count_ids.lua", brokers, topic, group, filepath.Join(dirs, "second"))
+	var profile []string
+	if dir := os.Getenv("EDDY_BENCH_PROFILE"); dir != "" {
+		profile = []string{"--cpuprofile", filepath.Join(dir, "restore.pprof")}
+		fmt.Printf("  node 2's CPU profile: %s\n", profile[1])
+	}
+	second := startNode(b, bin, "second", "testdata/count_ids.lua", brokers, topic, group, filepath.Join(dirs, "second"), profile...)
 	restoredAt := make(chan time.Duration, 1)
 	go func() {
 		for time.Since(start) < limit {
@@ -435,8 +388,8 @@ func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) {
 	if changes < keys {
 		b.Fatalf("node 2 restored %d changes, want at least %d\n%s", changes, keys, second.log.tail())
 	}
-	fmt.Printf("  node 2 (empty state dir, same group): restored %s from the changelog: %d changes in %v (%d changes/s)\n",
-		m[1], changes, restoreTook, perS)
+	fmt.Printf("  node 2 (empty state dir, same group): restored %s from the changelog: %d changes in %v (%d changes/s); peak memory %.0f MiB (node 1: %.0f MiB)\n",
+		m[1], changes, restoreTook, perS, float64(second.rss)/(1<<20), float64(first.rss)/(1<<20))
 	at := "?"
 	select {
 	case d := <-restoredAt:
@@ -448,10 +401,13 @@ func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) {
 	b.ReportMetric(restoreTook.Seconds(), "restore-s")
 	b.ReportMetric(caught.Seconds(), "handoff-s")
 
-	standbyHandoff(b, bin, brokers, keys, limit)
+	// At most a million keys there: the standby's handoff is measured
+	// beside the restore, and a second 10M-key fill would double the run.
+	standbyHandoff(b, bin, brokers, min(keys, 1_000_000), limit)
+	return float64(perS)
 }
 
-// standbyHandoff: the same partition, with a second node running beside
+// standbyHandoff: a partition like restoreMoved's, with a second node running beside
 // the first with --standby 1; the first is stopped and the second takes
 // over from its warm copy.
 func standbyHandoff(b *testing.B, bin string, brokers []string, keys int64, limit time.Duration) {

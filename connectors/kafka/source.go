@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -25,6 +26,7 @@ func init() {
 			"batch", "buffer", "poll", "session-timeout")...)
 	connectors.RegisterSink("kafka", func(t connectors.Target) (connectors.Sink, error) { return OpenSink(t) },
 		append(connParams, "exactly-once", "transactional-id", "pipeline", "source-group", "format")...)
+	connectors.DeclareReach("kafka", connectors.Reach{PathParams: []string{"tls-ca"}})
 }
 
 // SourceConfig is what a kafka:// source reads and how.
@@ -158,8 +160,14 @@ type Source struct {
 	admCl *kgo.Client
 	adm   *kadm.Client
 	cl    *kgo.Client
-	l     connectors.Listener
-	ctx   context.Context
+	// groupCl is cl once Start has made it, for the cluster's calls
+	// (Member, Remove) from other goroutines.
+	groupCl atomic.Pointer[kgo.Client]
+	// changelogTxn is the transactional id of the source's changelog, once
+	// opened (Member).
+	changelogTxn atomic.Pointer[string]
+	l            connectors.Listener
+	ctx          context.Context
 
 	mu    sync.Mutex
 	parts map[tp]*partition
@@ -223,6 +231,7 @@ func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
 		return err
 	}
 	s.cl = cl
+	s.groupCl.Store(cl)
 	running.Store(s.cfg.Group, s)
 	lctx, stop := context.WithCancel(context.Background())
 	s.stopLoop, s.loopDone = stop, make(chan struct{})

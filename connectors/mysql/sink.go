@@ -21,6 +21,7 @@ func init() {
 		"batch", "concurrency", "extra", "retry-for", "map", "upsert", "password-file", "tls")
 	connectors.RegisterLookup("mysql", func(t connectors.Target, key string) (connectors.Lookup, error) { return OpenLookup(t, key) },
 		"password-file", "tls")
+	connectors.DeclareReach("mysql", connectors.Reach{PathParams: []string{"password-file"}})
 }
 
 // Defaults of the sink's parameters.

@@ -61,6 +61,8 @@ var (
 	stateBytes    = series{"eddy_state_bytes", gauge, nil, "Size of the state directory on disk."}
 	watermark     = series{"eddy_watermark_timestamp_seconds", gauge, nil, "The event-time watermark, Unix seconds (event-time pipelines)."}
 	watermarkLag  = series{"eddy_watermark_lag_seconds", gauge, nil, "Wall-clock time minus the watermark (event-time pipelines)."}
+	reloads       = series{"eddy_script_reloads_total", counter, nil, "Versions of the script that took over the run (eddy run --watch or SIGHUP)."}
+	reloadRefused = series{"eddy_script_reloads_refused_total", counter, nil, "New versions of the script refused: incompatible state, a load error or a failing inline test."}
 	luaTime       = series{"eddy_lua_seconds_total", counter, []string{"hook"}, "Time spent in the script per hook, estimated from about one call in 64."}
 	statusUp      = series{"eddy_status_up", gauge, nil, "1 when the node answered its status at this scrape; 0 while it starts (the partition series are absent then)."}
 )
@@ -73,7 +75,7 @@ var Series = []series{
 	partitions, partLag, partOffset, partCaughtUp,
 	partRestoring, partRestored, partToRestore, restored, standbys, standbyOffset, standbyRead,
 	checkpoints, cpFailed, cpDuration, cpLast, cpLastTime,
-	stateKeys, stateBytes, watermark, watermarkLag, luaTime, statusUp,
+	stateKeys, stateBytes, watermark, watermarkLag, reloads, reloadRefused, luaTime, statusUp,
 }
 
 // latencyBounds are the histograms' bucket bounds.
@@ -177,6 +179,10 @@ func (c *collector) collectStatus(emit func(s series, v float64, labels ...strin
 	if cp := st.Checkpoint; cp != nil {
 		emit(stateKeys, float64(cp.Keys))
 		emit(cpLastTime, float64(cp.Time.UnixMilli())/1000)
+	}
+	if s := st.Script; s != nil {
+		emit(reloads, float64(s.Reloads))
+		emit(reloadRefused, float64(s.Refused))
 	}
 	for _, ps := range st.Partitions {
 		if ps.Lag != nil {

@@ -106,6 +106,7 @@ func busyRun(t *testing.T) Run {
 		Partitions: []actors.PartitionStatus{{ID: "p0", Lag: &lag, Offset: &off}, {ID: "p1", Restoring: true, Restored: 5, ToRestore: 10}},
 		Checkpoint: &actors.CheckpointStatus{ID: 3, Time: time.Now(), Keys: 12},
 		StateBytes: 4096,
+		Script:     &actors.ScriptStatus{Reloads: 2, Refused: 1},
 	}
 	return Run{Pipeline: p, Node: "n1", Stats: st,
 		Status: func(context.Context) (actors.Status, error) { return status, nil }}
@@ -188,6 +189,8 @@ func TestMetricsValues(t *testing.T) {
 		{"eddy_partition_restore_total_changes", map[string]string{"partition": "p1"}, 10},
 		{"eddy_state_keys", nil, 12},
 		{"eddy_standby_offset", map[string]string{"partition": "p7"}, 77},
+		{"eddy_script_reloads_total", nil, 2},
+		{"eddy_script_reloads_refused_total", nil, 1},
 		{"eddy_status_up", nil, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -51,7 +51,7 @@ func runOne(ctx context.Context, p *scripting.Pipeline, tc scripting.Test) (Resu
 	// want is the result table at the end: a final emit gives it whole.
 	// Windowed pipelines keep their mode (it decides what is late), and
 	// want is each window's last row.
-	if !p.IsWindowed() {
+	if !p.Last().IsWindowed() {
 		if err := tp.SetEmit(scripting.EmitFinal); err != nil {
 			return Result{}, err
 		}
@@ -97,7 +97,7 @@ func runOne(ctx context.Context, p *scripting.Pipeline, tc scripting.Test) (Resu
 	res := Result{Name: tc.Name}
 	if tc.Want != nil {
 		got := results.Rows()
-		if p.IsWindowed() && p.Emit != scripting.EmitFinal {
+		if last := tp.Last(); last.IsWindowed() && last.Emit != scripting.EmitFinal {
 			got = lastPerWindow(got)
 		}
 		if d := diff(tc.Want, got); d != "" {

@@ -25,6 +25,12 @@ type Entry struct {
 	// Cluster names the node's cluster, empty when it runs alone.
 	Cluster string    `json:"cluster,omitempty"`
 	Started time.Time `json:"started"`
+	// TokenFile is the node's --http-token-file, CAFile what its
+	// certificate verifies against (HTTP is then https://): a client on
+	// this machine that may read them needs no flags. The directory is
+	// the user's own (0700), and holds the paths, not the secrets.
+	TokenFile string `json:"token_file,omitempty"`
+	CAFile    string `json:"ca_file,omitempty"`
 }
 
 // RuntimeDirEnv overrides where nodes register (tests, several users'
@@ -127,26 +133,35 @@ func Pipelines(entries []Entry) []string {
 // (any pipeline when "", as long as only one runs), oldest first, and the
 // pipeline's name.
 func Find(pipeline string) ([]string, string, error) {
-	entries, err := Running(pipeline)
+	entries, err := FindEntries(pipeline)
 	if err != nil {
 		return nil, "", err
-	}
-	if len(entries) == 0 {
-		if pipeline == "" {
-			return nil, "", fmt.Errorf("no eddy run serves status on this machine (%s is empty): start one with --http HOST:PORT or --cluster-port, or give --http HOST:PORT of a node elsewhere", RuntimeDir())
-		}
-		others := ""
-		if all, _ := Running(""); len(all) > 0 {
-			others = " (running: " + strings.Join(Pipelines(all), ", ") + ")"
-		}
-		return nil, "", fmt.Errorf("no eddy run of pipeline %q serves status on this machine%s: give --http HOST:PORT of one of its nodes", pipeline, others)
-	}
-	if names := Pipelines(entries); len(names) > 1 {
-		return nil, "", fmt.Errorf("several pipelines run on this machine (%s): name one", strings.Join(names, ", "))
 	}
 	addrs := make([]string, len(entries))
 	for i, e := range entries {
 		addrs[i] = e.HTTP
 	}
 	return addrs, entries[0].Pipeline, nil
+}
+
+// FindEntries is Find returning the nodes' entries.
+func FindEntries(pipeline string) ([]Entry, error) {
+	entries, err := Running(pipeline)
+	if err != nil {
+		return nil, err
+	}
+	if len(entries) == 0 {
+		if pipeline == "" {
+			return nil, fmt.Errorf("no eddy run serves status on this machine (%s is empty): start one with --http HOST:PORT or --cluster-port, or give --http HOST:PORT of a node elsewhere", RuntimeDir())
+		}
+		others := ""
+		if all, _ := Running(""); len(all) > 0 {
+			others = " (running: " + strings.Join(Pipelines(all), ", ") + ")"
+		}
+		return nil, fmt.Errorf("no eddy run of pipeline %q serves status on this machine%s: give --http HOST:PORT of one of its nodes", pipeline, others)
+	}
+	if names := Pipelines(entries); len(names) > 1 {
+		return nil, fmt.Errorf("several pipelines run on this machine (%s): name one", strings.Join(names, ", "))
+	}
+	return entries, nil
 }

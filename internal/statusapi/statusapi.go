@@ -16,10 +16,16 @@
 // restores from its changelog, or has no owner (a rebalance), it is 503
 // naming the partitions, unless asked with partial=1: then 200 with the
 // partial rows and Eddy-Partial: true, Eddy-Partial-Reason saying why.
+//
+// Protect (auth.go, eddy run --http-token-file) puts all of it behind a
+// bearer token, with GET and POST /login and POST /logout for the web
+// page; Client is the client that sends the token and speaks TLS.
 package statusapi
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -141,17 +147,35 @@ func flag(r *http.Request, name string) bool {
 // ErrUnreachable is returned by Fetch when nothing answers at the address.
 var ErrUnreachable = errors.New("no eddy node answers")
 
+// Client asks nodes for their status and state: with Token, as a node
+// run with --http-token-file wants; with TLS, over HTTPS (an address
+// without a scheme is then https://).
+type Client struct {
+	Token string
+	TLS   *tls.Config
+}
+
 // Fetch returns the body of path at a node's --http address.
 func Fetch(ctx context.Context, addr, path string) ([]byte, error) {
-	body, _, err := fetch(ctx, addr, path)
+	return Client{}.Fetch(ctx, addr, path)
+}
+
+// FetchState is Client.FetchState without a token or TLS.
+func FetchState(ctx context.Context, addr, path string) (body []byte, partial string, err error) {
+	return Client{}.FetchState(ctx, addr, path)
+}
+
+// Fetch returns the body of path at a node's --http address.
+func (c Client) Fetch(ctx context.Context, addr, path string) ([]byte, error) {
+	body, _, err := c.fetch(ctx, addr, path)
 	return body, err
 }
 
 // FetchState is Fetch for a /state path asked with partial=1: partial is
 // the reason the answer is partial (PartialReasonHeader), "" when it is
 // whole.
-func FetchState(ctx context.Context, addr, path string) (body []byte, partial string, err error) {
-	body, h, err := fetch(ctx, addr, path)
+func (c Client) FetchState(ctx context.Context, addr, path string) (body []byte, partial string, err error) {
+	body, h, err := c.fetch(ctx, addr, path)
 	if err != nil {
 		return nil, "", err
 	}
@@ -164,9 +188,13 @@ func FetchState(ctx context.Context, addr, path string) (body []byte, partial st
 	return body, partial, nil
 }
 
-func fetch(ctx context.Context, addr, path string) ([]byte, http.Header, error) {
+func (c Client) fetch(ctx context.Context, addr, path string) ([]byte, http.Header, error) {
 	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
+		scheme := "http://"
+		if c.TLS != nil {
+			scheme = "https://"
+		}
+		addr = scheme + addr
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -174,18 +202,38 @@ func fetch(ctx context.Context, addr, path string) ([]byte, http.Header, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w at %s (is it running with --http %s?): %w", ErrUnreachable, addr, strings.TrimPrefix(addr, "http://"), err)
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.httpClient().Do(req)
+	var unverified *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &unverified):
+		return nil, nil, fmt.Errorf("%s: %w: give --http-tls-ca FILE, the CA certificate (or the certificate itself) the node's --http-tls-cert verifies against", addr, err)
+	case err != nil:
+		_, hostPort, _ := strings.Cut(addr, "://")
+		return nil, nil, fmt.Errorf("%w at %s (is it running with --http %s?): %w", ErrUnreachable, addr, hostPort, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if resp.StatusCode == http.StatusBadRequest && bytes.Contains(msg, []byte("HTTPS server")) {
+			msg = append(bytes.TrimSpace(msg), " (the node serves HTTPS: give --http https://HOST:PORT, or --http-tls-ca FILE)"...)
+		}
 		return nil, nil, &StatusError{Code: resp.StatusCode, Msg: fmt.Sprintf("%s%s: %s", addr, path, strings.TrimSpace(string(msg))),
 			Incomplete: resp.Header.Get(PartialReasonHeader)}
 	}
 	body, err := io.ReadAll(resp.Body)
 	return body, resp.Header, err
+}
+
+func (c Client) httpClient() *http.Client {
+	if c.TLS == nil {
+		return http.DefaultClient
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = c.TLS
+	return &http.Client{Transport: t}
 }
 
 // StatusError is a node's answer other than 200 OK.
@@ -202,7 +250,12 @@ func (e *StatusError) Error() string { return e.Msg }
 
 // Get fetches path from a node's --http address and copies the body to w.
 func Get(ctx context.Context, addr, path string, w io.Writer) error {
-	b, err := Fetch(ctx, addr, path)
+	return Client{}.Get(ctx, addr, path, w)
+}
+
+// Get fetches path from a node's --http address and copies the body to w.
+func (c Client) Get(ctx context.Context, addr, path string, w io.Writer) error {
+	b, err := c.Fetch(ctx, addr, path)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,11 @@ const $ = (id) => document.getElementById(id);
 async function fetchText(path) {
   try {
     const r = await fetch(path, { cache: "no-store", signal: AbortSignal.timeout(TIMEOUT_MS) });
+    if (r.status === 401 && (r.headers.get("WWW-Authenticate") || "").startsWith("Bearer")) {
+      // The node asks for its token and the session is over (logged
+      // out, or a new token): back to its login form.
+      location.assign("/login");
+    }
     return { ok: r.ok, status: r.status, text: await r.text() };
   } catch (e) {
     return { ok: false, status: 0, text: "the node does not answer (" + e.message + ")" };
@@ -134,9 +139,26 @@ function showStatus(st, now) {
   if (samples.length > SAMPLES) samples.shift();
   const r = ratesOf(samples.length - 1);
   $("rate").textContent = r ? rate(r.read) : "–";
+  const self = nodes.find((n) => n.self && n.status);
+  showScript(self && self.status.script);
   showNodes(nodes);
   showPartitions(nodes, now);
   drawChart();
+}
+
+// showScript says which version of the script this node runs and how
+// its reloads went (eddy run --watch or SIGHUP).
+function showScript(s) {
+  const p = $("script-version");
+  p.hidden = !s;
+  if (!s) return;
+  const parts = [
+    "script version " + s.hash.slice(0, 12) + ", loaded " + clock(s.loaded_at),
+    num(s.reloads) + (s.reloads === 1 ? " reload, " : " reloads, ") + num(s.reloads_refused) + " refused",
+  ];
+  if (s.pending) parts.push("version " + s.pending.slice(0, 12) + " takes over at the next checkpoint");
+  p.replaceChildren(parts.join(" · "));
+  if (s.last_refused) p.append(" · ", el("span", "last refused: " + s.last_refused, "state-bad"));
 }
 
 function showNodes(nodes) {

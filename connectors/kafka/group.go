@@ -1,0 +1,98 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/eddy-stream/eddy/connectors"
+)
+
+// Member is how the source's consumer group knows it: its member id (""
+// before it has joined), its group instance id (static membership, else
+// "") and its changelog's transactional id. The cluster's nodes tell each
+// other these.
+func (s *Source) Member() connectors.GroupMember {
+	m := connectors.GroupMember{Instance: s.cfg.Instance}
+	if cl := s.groupCl.Load(); cl != nil {
+		m.ID, _ = cl.GroupMetadata()
+	}
+	if txn := s.changelogTxn.Load(); txn != nil {
+		m.Txn = *txn
+	}
+	return m
+}
+
+// Remove removes another member, whose process is known to be gone, from
+// the group on its behalf (a LeaveGroup naming it), and has this member
+// rejoin at once: the group reassigns the gone member's partitions now,
+// not when its session times out. A member the group no longer has (it
+// left, or another node removed it first) is no error. It then aborts the
+// changelog transaction the gone member may have left open (see
+// fenceChangelog).
+func (s *Source) Remove(ctx context.Context, gone connectors.GroupMember) error {
+	if err := s.leaveFor(ctx, gone.ID, gone.Instance); err != nil {
+		return err
+	}
+	return s.fenceChangelog(ctx, gone)
+}
+
+// fenceChangelog aborts the transaction a gone member's changelog producer
+// left open, by starting a producer with its transactional id: until it
+// is aborted (when it times out, after 20 s), its offsets in the group
+// are pending, and the next owner of its partitions waits for them. Only
+// a random transactional id is fenced: one made from a group instance id
+// is also the next process's of that instance, which fences its
+// predecessor itself, and which this must never fence.
+func (s *Source) fenceChangelog(ctx context.Context, gone connectors.GroupMember) error {
+	if gone.Txn == "" || gone.Instance != "" {
+		return nil
+	}
+	cl, err := s.cfg.NewClient(kgo.TransactionalID(gone.Txn), kgo.TransactionTimeout(changelogTxnTimeout))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		return fmt.Errorf("kafka: abort the changelog transaction of gone member %s (%s): %w", gone.ID, gone.Txn, err)
+	}
+	return nil
+}
+
+// leaveFor sends a LeaveGroup for member id (and instance) of the group,
+// and has this member rejoin.
+func (s *Source) leaveFor(ctx context.Context, id, instance string) error {
+	cl := s.groupCl.Load()
+	if cl == nil {
+		return errors.New("kafka: not in the group yet")
+	}
+	if me, _ := cl.GroupMetadata(); id != "" && id == me {
+		return fmt.Errorf("kafka: refusing to remove this node's own member %s from group %s", id, s.cfg.Group)
+	}
+	req := kmsg.NewPtrLeaveGroupRequest()
+	req.Group = s.cfg.Group
+	m := kmsg.NewLeaveGroupRequestMember()
+	m.MemberID = id
+	if instance != "" {
+		m.InstanceID = &instance
+	}
+	reason := "eddy: the member's process is gone (its cluster health port refuses connections)"
+	m.Reason = &reason
+	req.Members = append(req.Members, m)
+	resp, err := req.RequestWith(ctx, cl)
+	if err == nil {
+		err = kerr.ErrorForCode(resp.ErrorCode)
+	}
+	if err == nil && len(resp.Members) == 1 {
+		err = kerr.ErrorForCode(resp.Members[0].ErrorCode)
+	}
+	cl.ForceRebalance()
+	if err != nil && !errors.Is(err, kerr.UnknownMemberID) && !errors.Is(err, kerr.FencedInstanceID) {
+		return fmt.Errorf("kafka: group %s: remove member %s: %w", s.cfg.Group, id, err)
+	}
+	return nil
+}

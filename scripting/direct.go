@@ -1,0 +1,235 @@
+package scripting
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/valyala/fastjson/fastfloat"
+	lua "github.com/yuin/gopher-lua"
+)
+
+// The direct path: a pipeline that runs no Lua per record (eddy.json
+// parse, a key of fields, built-in aggregates, an event time field or
+// the source's time, and nothing else) keys its records straight from
+// the JSON scan's spans, without a Lua record table: no Lua values made
+// and read back, each field converted to Go once. It gives the same Keyed
+// and the same errors as the table path (TestDirectAgreesWithTable);
+// records the scan leaves to fastjson take the table path.
+
+// directFields are the pipeline table's fields the direct path serves. A
+// pipeline with any other (a filter or route function, hooks, or a field
+// added later) takes the table path, so what the direct path does not
+// know of it never skips.
+var directFields = map[string]bool{
+	"name": true, "source": true, "sinks": true, "sink": true, "parse": true, "key": true,
+	"aggregate": true, "columns": true, "order_by": true, "limit": true, "emit": true, "tests": true,
+	"call_timeout": true, "memory_limit": true, "event_time": true, "watermark": true, "window": true,
+	"allowed_lateness": true,
+}
+
+// canGoDirect says whether the pipeline table t, once read into p, can
+// take the direct path.
+func (p *Pipeline) canGoDirect(t *lua.LTable) bool {
+	if p.Format != "json" || p.keyFunc || p.hasFilter || p.hasRoute || p.HasKeyHooks() || len(p.Fields) == 0 {
+		return false
+	}
+	if p.EventTime != nil && p.EventTime.Func {
+		return false
+	}
+	for _, a := range p.Aggregates {
+		if a.Func == "lua" {
+			return false
+		}
+	}
+	ok := true
+	t.ForEach(func(k, _ lua.LValue) {
+		if ks, isStr := k.(lua.LString); !isStr || !directFields[string(ks)] {
+			ok = false
+		}
+	})
+	return ok
+}
+
+// processDirect is ProcessAt for a direct pipeline's record; handled is
+// false when the scan left the record to fastjson (ProcessAt then takes
+// the table path).
+func (rt *Runtime) processDirect(raw []byte, sourceMs int64) (k Keyed, handled bool, err error) {
+	rt.ensureSpans()
+	if !scanJSON(raw, rt.names, rt.spans) {
+		return k, false, nil
+	}
+	if err := rt.checkJSONStrings(raw); err != nil {
+		return k, true, err
+	}
+	for i := range rt.p.Fields {
+		f, sp := &rt.p.Fields[i], &rt.spans[i]
+		rt.goVals[i], rt.goValid[i] = nil, false
+		if sp.kind == jsonMissing || sp.kind == jsonNull {
+			if !f.Optional {
+				return k, true, fmt.Errorf("parse: field %q is %s", f.Name, spanTypeName(sp.kind))
+			}
+			sp.kind = jsonMissing // a null reads as nil, as in Lua
+			continue
+		}
+		if !spanTypeOK(sp, f.Types) {
+			return k, true, fmt.Errorf("parse: field %q is a %s, want %s", f.Name, spanTypeName(sp.kind), strings.Join(f.Types, " or "))
+		}
+	}
+	if rt.p.HasAggregate() || len(rt.p.KeyColumns) > 0 {
+		if k, err = rt.keyedBy(spanFields{rt}); err != nil {
+			return k, true, err
+		}
+	}
+	if rt.p.EventTime != nil {
+		if k.Time, err = rt.directTime(sourceMs); err != nil {
+			return k, true, err
+		}
+		if limit := rt.futureLimit(); k.Time > limit {
+			return k, true, fmt.Errorf("event time %s is more than watermark.max_future (%v) ahead of the clock", FormatTime(k.Time), rt.p.Watermark.MaxFuture)
+		}
+	}
+	return k, true, nil
+}
+
+func (rt *Runtime) ensureSpans() {
+	if len(rt.spans) == len(rt.p.Fields) {
+		return
+	}
+	n := len(rt.p.Fields)
+	rt.names, rt.spans = make([]string, n), make([]jsonSpan, n)
+	rt.goVals, rt.goValid = make([]any, n), make([]bool, n)
+	for i, f := range rt.p.Fields {
+		rt.names[i] = f.Name
+	}
+}
+
+// spanTypeOK is typeOK for a scanned value.
+func spanTypeOK(sp *jsonSpan, types []string) bool {
+	for _, t := range types {
+		switch t {
+		case "any":
+			return true
+		case "string":
+			if sp.kind == jsonString {
+				return true
+			}
+		case "number":
+			if sp.kind == jsonNumber {
+				return true
+			}
+		case "integer":
+			if sp.kind == jsonNumber {
+				if f := parseNumber(sp.raw); f == float64(int64(f)) {
+					return true
+				}
+			}
+		case "boolean":
+			if sp.kind == jsonTrue || sp.kind == jsonFalse {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// parseNumber reads a scanned number as fastjson's GetFloat64 does.
+func parseNumber(raw []byte) float64 {
+	return fastfloat.ParseBestEffort(unsafe.String(unsafe.SliceData(raw), len(raw)))
+}
+
+// directTime is eventTime on the spans.
+func (rt *Runtime) directTime(sourceMs int64) (int64, error) {
+	et := rt.p.EventTime
+	if et.Source {
+		if sourceMs == 0 {
+			return 0, fmt.Errorf("event time: the source gives this record no timestamp")
+		}
+		return sourceMs, nil
+	}
+	i := fieldIndex(rt.names, et.Field)
+	if i < 0 {
+		return 0, fmt.Errorf("event time: field %q is missing", et.Field)
+	}
+	switch sp := &rt.spans[i]; sp.kind {
+	case jsonString:
+		// parsed in place: the text outlives the call only in an error,
+		// which copies it
+		s := unsafe.String(unsafe.SliceData(sp.raw), len(sp.raw))
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return 0, fmt.Errorf("event time: field %q is %q, not an RFC 3339 time", et.Field, shorten(strings.Clone(s)))
+		}
+		return t.UnixMilli(), nil
+	case jsonNumber:
+		return secondsToMillis(parseNumber(sp.raw))
+	case jsonMissing:
+		return 0, fmt.Errorf("event time: field %q is missing", et.Field)
+	default:
+		return 0, fmt.Errorf("event time: field %q is a %s, want an RFC 3339 string or Unix seconds", et.Field, "boolean")
+	}
+}
+
+func fieldIndex(names []string, name string) int {
+	for i, n := range names {
+		if n == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// recordFields is where keyedBy reads a record's fields: the Lua record
+// table, or the JSON scan's spans.
+type recordFields interface {
+	// scalar is a key column's value; tables and missing fields can't be
+	// keys.
+	scalar(name string) (any, error)
+	// value is an aggregate's argument, nil for a missing field.
+	value(name string) (any, error)
+}
+
+type tableFields struct{ r *lua.LTable }
+
+func (t tableFields) scalar(name string) (any, error) { return scalar(t.r.RawGetString(name)) }
+func (t tableFields) value(name string) (any, error)  { return toGo(t.r.RawGetString(name)) }
+
+// spanFields reads the spans of processDirect's record, converting each
+// field to Go once.
+type spanFields struct{ rt *Runtime }
+
+func (s spanFields) value(name string) (any, error) {
+	rt := s.rt
+	i := fieldIndex(rt.names, name)
+	if i < 0 {
+		return nil, nil
+	}
+	if !rt.goValid[i] {
+		rt.goVals[i], rt.goValid[i] = spanToGo(&rt.spans[i]), true
+	}
+	return rt.goVals[i], nil
+}
+
+func (s spanFields) scalar(name string) (any, error) {
+	v, _ := s.value(name)
+	if v == nil {
+		return nil, fmt.Errorf("is missing")
+	}
+	return v, nil
+}
+
+// spanToGo is toGo of the span's Lua value.
+func spanToGo(sp *jsonSpan) any {
+	switch sp.kind {
+	case jsonString:
+		return string(sp.raw)
+	case jsonNumber:
+		return number(parseNumber(sp.raw))
+	case jsonTrue:
+		return true
+	case jsonFalse:
+		return false
+	}
+	return nil
+}

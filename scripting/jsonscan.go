@@ -1,0 +1,273 @@
+package scripting
+
+import (
+	"encoding/binary"
+	"unsafe"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// The JSON scan: eddy.json's fields come from one pass over the record
+// that builds nothing but the spans of the fields parse names. It accepts
+// exactly the grammar fastjson.Parse accepts, or less: whatever it is not
+// sure of (an escaped key or wanted string, a wanted object or array, a
+// syntax error, NaN, deep nesting) it leaves to fastjson, which then gives
+// the record its value or its error as before. So a record decodes to the
+// same fields, or fails with the same message, by either path; the scan
+// only skips building a tree of the fields no one reads.
+
+// jsonKind is what scanJSON found for a wanted field.
+type jsonKind uint8
+
+const (
+	jsonMissing jsonKind = iota
+	jsonNull
+	jsonTrue
+	jsonFalse
+	jsonString // raw holds the string's bytes, without quotes (no escapes)
+	jsonNumber // raw holds the number's text, for fastfloat.ParseBestEffort
+)
+
+// jsonSpan is one wanted field of a scanned record.
+type jsonSpan struct {
+	kind jsonKind
+	raw  []byte
+}
+
+// scanMaxDepth bounds the nesting the scan follows; deeper records go to
+// fastjson (its own bound is 300).
+const scanMaxDepth = 64
+
+// scanJSON reads raw as one JSON object and sets out[i] to the first
+// top-level field named names[i] (jsonMissing when there is none). ok is
+// false when the record must go to fastjson instead.
+func scanJSON(raw []byte, names []string, out []jsonSpan) (ok bool) {
+	for i := range out {
+		out[i] = jsonSpan{}
+	}
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return false
+	}
+	i, ok = scanObject(raw, i+1, 1, names, out)
+	if !ok {
+		return false
+	}
+	return skipSpace(raw, i) == len(raw)
+}
+
+func skipSpace(s []byte, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanObject scans an object's members from i (just after its '{') and
+// returns the index after its '}'. names and out are only for the top
+// level (nil below it).
+func scanObject(s []byte, i, depth int, names []string, out []jsonSpan) (int, bool) {
+	i = skipSpace(s, i)
+	if i < len(s) && s[i] == '}' {
+		return i + 1, true
+	}
+	for {
+		i = skipSpace(s, i)
+		if i >= len(s) || s[i] != '"' {
+			return i, false
+		}
+		kstart := i + 1
+		kend, esc, ok := scanString(s, kstart)
+		if !ok || esc && names != nil { // an escaped key: fastjson compares it unescaped
+			return i, false
+		}
+		i = skipSpace(s, kend+1)
+		if i >= len(s) || s[i] != ':' {
+			return i, false
+		}
+		i = skipSpace(s, i+1)
+		want := -1
+		if names != nil {
+			want = wanted(names, out, s[kstart:kend])
+		}
+		var span jsonSpan
+		if i, span, ok = scanValue(s, i, depth, want >= 0); !ok {
+			return i, false
+		}
+		if want >= 0 {
+			out[want] = span
+		}
+		i = skipSpace(s, i)
+		if i >= len(s) {
+			return i, false
+		}
+		switch s[i] {
+		case ',':
+			i++
+		case '}':
+			return i + 1, true
+		default:
+			return i, false
+		}
+	}
+}
+
+// wanted is the index of the name key has, unless that field was found
+// already (the first occurrence counts, as with fastjson's Get); -1 for
+// none.
+func wanted(names []string, out []jsonSpan, key []byte) int {
+	for j, n := range names {
+		if len(n) == len(key) && n == unsafe.String(unsafe.SliceData(key), len(key)) {
+			if out[j].kind != jsonMissing {
+				return -1
+			}
+			return j
+		}
+	}
+	return -1
+}
+
+// scanValue scans the value at i. For a wanted value it returns its span;
+// a wanted object, array or escaped string is left to fastjson (not ok).
+func scanValue(s []byte, i, depth int, want bool) (int, jsonSpan, bool) {
+	if i >= len(s) {
+		return i, jsonSpan{}, false
+	}
+	c := s[i]
+	switch c {
+	case '"':
+		end, esc, ok := scanString(s, i+1)
+		if !ok || esc && want {
+			return i, jsonSpan{}, false
+		}
+		return end + 1, jsonSpan{kind: jsonString, raw: s[i+1 : end : end]}, true
+	case '{', '[':
+		if want || depth >= scanMaxDepth {
+			return i, jsonSpan{}, false
+		}
+		if c == '{' {
+			end, ok := scanObject(s, i+1, depth+1, nil, nil)
+			return end, jsonSpan{}, ok
+		}
+		end, ok := scanArray(s, i+1, depth+1)
+		return end, jsonSpan{}, ok
+	case 't':
+		return literal(s, i, "true", jsonTrue)
+	case 'f':
+		return literal(s, i, "false", jsonFalse)
+	case 'n':
+		return literal(s, i, "null", jsonNull)
+	}
+	// A number, as fastjson delimits one: a run of digits, signs, points
+	// and exponents (it parses the text at GetFloat64). NaN and Inf are
+	// left to fastjson.
+	j := i
+	for j < len(s) && (s[j] >= '0' && s[j] <= '9' || s[j] == '.' || s[j] == '-' || s[j] == 'e' || s[j] == 'E' || s[j] == '+') {
+		j++
+	}
+	if j == i || j == i+1 && (c == '-' || c == '+') { // fastjson looks for NaN or Inf after a lone sign
+		return i, jsonSpan{}, false
+	}
+	return j, jsonSpan{kind: jsonNumber, raw: s[i:j:j]}, true
+}
+
+func literal(s []byte, i int, word string, kind jsonKind) (int, jsonSpan, bool) {
+	if len(s)-i < len(word) || string(s[i:i+len(word)]) != word {
+		return i, jsonSpan{}, false
+	}
+	return i + len(word), jsonSpan{kind: kind}, true
+}
+
+func scanArray(s []byte, i, depth int) (int, bool) {
+	i = skipSpace(s, i)
+	if i < len(s) && s[i] == ']' {
+		return i + 1, true
+	}
+	for {
+		i = skipSpace(s, i)
+		var ok bool
+		if i, _, ok = scanValue(s, i, depth, false); !ok {
+			return i, false
+		}
+		i = skipSpace(s, i)
+		if i >= len(s) {
+			return i, false
+		}
+		switch s[i] {
+		case ',':
+			i++
+		case ']':
+			return i + 1, true
+		default:
+			return i, false
+		}
+	}
+}
+
+// scanString finds the closing quote of the string whose contents start
+// at i: the first quote after an even run of backslashes, as fastjson
+// finds it (a backslash takes the byte after it). esc says whether the
+// string holds a backslash. It looks at eight bytes at a time for a quote
+// or a backslash.
+func scanString(s []byte, i int) (end int, esc, ok bool) {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for {
+		for len(s)-i >= 8 {
+			w := binary.LittleEndian.Uint64(s[i:])
+			q, b := w^(ones*'"'), w^(ones*'\\')
+			// a zero byte of q or b: a quote or backslash there
+			if ((q-ones)&^q|(b-ones)&^b)&highs != 0 {
+				break
+			}
+			i += 8
+		}
+		for ; i < len(s); i++ {
+			if c := s[i]; c == '"' {
+				return i, esc, true
+			} else if c == '\\' {
+				break
+			}
+		}
+		if i >= len(s)-1 {
+			return 0, false, false
+		}
+		esc = true
+		i += 2
+	}
+}
+
+// spanToLua converts a scanned string, number or boolean to its Lua
+// value, if it is one of types (as typeOK judges a fastjson value).
+func spanToLua(sp *jsonSpan, types []string) (lua.LValue, bool) {
+	if !spanTypeOK(sp, types) {
+		return nil, false
+	}
+	switch sp.kind {
+	case jsonString:
+		return lua.LString(sp.raw), true
+	case jsonNumber:
+		return lua.LNumber(parseNumber(sp.raw)), true
+	case jsonTrue:
+		return lua.LTrue, true
+	case jsonFalse:
+		return lua.LFalse, true
+	}
+	return nil, false
+}
+
+// spanTypeName names a scanned value's JSON type, as typeName does.
+func spanTypeName(k jsonKind) string {
+	switch k {
+	case jsonMissing:
+		return "missing"
+	case jsonNull:
+		return "null"
+	case jsonTrue, jsonFalse:
+		return "boolean"
+	case jsonNumber:
+		return "number"
+	case jsonString:
+		return "string"
+	}
+	return "unknown"
+}
