@@ -374,6 +374,10 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 				a.hookFailed(ctx, err)
 			}
 		}
+		if a.p.HasJoin() {
+			a.addJoined(k, m, i) // (join.go)
+			continue
+		}
 		var err error
 		if a.p.IsWindowed() {
 			err = a.addWindowed(k, nk, m, i)
@@ -438,6 +442,9 @@ func (a *KeyedAggregator) state(key string) *keyState {
 // afterHook records what a hook did: its key's state is dirty, its timers
 // may have moved, its rows go out.
 func (a *KeyedAggregator) afterHook(key string, st *keyState, res scripting.HookResult) {
+	if a.joinDone(key, st, res) { // (join.go)
+		return
+	}
 	a.touchState(key, st)
 	if res.TimersChanged {
 		a.timers.pushAll(key, st.ks)

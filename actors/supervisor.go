@@ -75,6 +75,9 @@ type PartitionSupervisor struct {
 	barrier *barrier
 	bpos    connectors.Position
 	acked   map[int]*shardBarrierAck
+	// srcTimes: each named source's event time, when the partition reads
+	// several (sources.go)
+	srcTimes *sourceTimes
 }
 
 type pendingBarrier struct {
@@ -384,7 +387,12 @@ func (s *PartitionSupervisor) deliver(ctx actor.Context) {
 		if !ok {
 			break
 		}
-		after := s.watermarkAfter(w, len(m.batch.Records))
+		var after int64
+		if m.batch.Source != "" && s.e.cfg.Pipeline.HasEventTime() {
+			after = s.stampSources(w, &m.batch) // (sources.go)
+		} else {
+			after = s.watermarkAfter(w, len(m.batch.Records))
+		}
 		s.toShards(ctx, m, w, after)
 		s.output(ctx, w.outputs, w.dead, m.at)
 		s.count(ctx, w, len(m.batch.Records))

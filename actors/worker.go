@@ -60,7 +60,15 @@ func (w *ParseWorker) process(m *work) *worked {
 		if t := b.Records[i].Time; !t.IsZero() {
 			srcMs = t.UnixMilli()
 		}
-		k, rec, ok, err := w.rt.ProcessAt(b.Records[i].Value, srcMs)
+		var k scripting.Keyed
+		var rec connectors.Row
+		var ok bool
+		var err error
+		if b.Source != "" {
+			k, rec, ok, err = w.rt.ProcessSource(b.Source, b.Records[i].Value, srcMs)
+		} else {
+			k, rec, ok, err = w.rt.ProcessAt(b.Records[i].Value, srcMs)
+		}
 		if interrupted(err) {
 			// Not the record's fault: it stays unprocessed (and
 			// unacknowledged), never a dead letter.

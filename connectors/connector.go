@@ -45,6 +45,10 @@ type Batch struct {
 	End Position
 	// CaughtUp says the partition has nothing more to read right now.
 	CaughtUp bool
+	// Source names the source the batch came from in a pipeline that reads
+	// several (Merged); SourceEnded says that source has ended.
+	Source      string
+	SourceEnded bool
 	// Boundary asks for a trigger after this batch before more is read
 	// (maxFilesPerTrigger): the engine pauses this partition until the next
 	// trigger has passed through it.

@@ -55,7 +55,8 @@ func (p *Pipeline) IsWindowed() bool { return p.Window != nil }
 func (p *Pipeline) HasEventTime() bool { return p.EventTime != nil }
 
 // HasKeyHooks says whether the script keeps per-key state in Lua hooks.
-func (p *Pipeline) HasKeyHooks() bool { return p.onRecord || p.onWindow || p.onTimer }
+// (A join keeps its waiting records in the same per-key state.)
+func (p *Pipeline) HasKeyHooks() bool { return p.onRecord || p.onWindow || p.onTimer || p.Join != nil }
 
 func (p *Pipeline) readEventTime(t *lua.LTable) error {
 	p.Watermark = Watermark{OutOfOrder: DefaultOutOfOrder, IdleTimeout: DefaultIdleTimeout, MaxFuture: DefaultMaxFuture}

@@ -29,6 +29,8 @@ import (
 type KeyState struct {
 	state  lua.LValue // a table in the owning runtime's LState
 	Timers map[string]Timer
+	// Join holds the key's records waiting for a join partner (join.go).
+	Join *JoinState
 }
 
 // Timer is when a timer fires, in Unix milliseconds: event time, or wall
@@ -166,6 +168,9 @@ func (rt *Runtime) OnWindow(ks *KeyState, key string, row connectors.Row, end, w
 func (rt *Runtime) OnTimer(ks *KeyState, key, name string, watermark int64) (HookResult, error) {
 	t := ks.Timers[name]
 	delete(ks.Timers, name)
+	if rt.p.Join != nil {
+		return rt.joinTimer(ks, key, t.At), nil
+	}
 	if !rt.p.onTimer {
 		return HookResult{TimersChanged: true}, nil
 	}
@@ -193,7 +198,11 @@ func (rt *Runtime) EncodeKeyState(dst []byte, ks *KeyState) ([]byte, error) {
 		t := ks.Timers[n]
 		timers[n] = []any{t.At, t.Processing}
 	}
-	return connectors.AppendValue(dst, map[string]any{"state": st, "timers": timers}), nil
+	out := map[string]any{"state": st, "timers": timers}
+	if ks.Join != nil {
+		out["join"] = encodeJoin(ks.Join)
+	}
+	return connectors.AppendValue(dst, out), nil
 }
 
 // DecodeKeyState reads what EncodeKeyState wrote into this runtime.
@@ -205,6 +214,11 @@ func (rt *Runtime) DecodeKeyState(b []byte) (*KeyState, error) {
 	ks := rt.NewKeyState()
 	if st := v.Get("state"); st != nil {
 		ks.state = jsonToLua(rt.sb.L, st)
+	}
+	if j := v.Get("join"); j != nil {
+		if ks.Join, err = decodeJoin(j); err != nil {
+			return nil, err
+		}
 	}
 	if tm := v.GetObject("timers"); tm != nil {
 		tm.Visit(func(k []byte, x *fastjson.Value) {

@@ -210,5 +210,6 @@ func installEddy(L *lua.LState) {
 	L.SetField(mod, "source_time", spec("source_time", func(L *lua.LState, t *lua.LTable) {}))
 	installPredicates(L, mod)
 	installMap(L, mod)
+	installJoin(L, mod)
 	L.SetGlobal("eddy", mod)
 }

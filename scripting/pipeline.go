@@ -65,6 +65,10 @@ type Pipeline struct {
 	Watermark       Watermark
 	Window          *Window
 	AllowedLateness time.Duration
+	// Sources are the named sources of a pipeline that reads several
+	// (sources.go), sorted by name; Join joins two of them (join.go).
+	Sources []NamedSource
+	Join    *Join
 	// Stages are the aggregations after the first (stages.go), each reading
 	// the rows of the one before; empty for a one-stage pipeline.
 	Stages []*Pipeline
@@ -112,6 +116,9 @@ type Order struct {
 type Test struct {
 	Name  string
 	Input []string
+	// Inputs are the lines of each named source, for a pipeline with
+	// several (input = { person = { … }, auction = { … } }).
+	Inputs map[string][]string
 	// Want are the result rows a final emit gives, in order; WantRecords
 	// the records output; WantOutputs the rows of named sinks a route
 	// function picks. Nil means not checked.
@@ -208,7 +215,7 @@ var knownFields = map[string]bool{
 	"aggregate": true, "columns": true, "order_by": true, "limit": true, "emit": true, "tests": true,
 	"call_timeout": true, "memory_limit": true, "route": true, "event_time": true, "watermark": true, "window": true,
 	"allowed_lateness": true, "on_record": true, "on_window": true, "on_timer": true,
-	"lookups": true, "map": true, "having": true, "stages": true,
+	"lookups": true, "map": true, "having": true, "sources": true, "join": true, "stages": true,
 }
 
 func (p *Pipeline) read(t *lua.LTable) error {
@@ -237,6 +244,9 @@ func (p *Pipeline) read(t *lua.LTable) error {
 		}
 		p.Source = string(s)
 	}
+	if err := p.readSources(t); err != nil {
+		return err
+	}
 	if err := p.readSinks(t); err != nil {
 		return err
 	}
@@ -246,8 +256,10 @@ func (p *Pipeline) read(t *lua.LTable) error {
 	if err := p.readLimits(t); err != nil {
 		return err
 	}
-	if err := p.readParse(t.RawGetString("parse")); err != nil {
-		return fmt.Errorf("parse: %w", err)
+	if !p.HasSources() {
+		if err := p.readParse(t.RawGetString("parse")); err != nil {
+			return fmt.Errorf("parse: %w", err)
+		}
 	}
 	switch v := t.RawGetString("filter"); v.(type) {
 	case *lua.LNilType:
@@ -283,6 +295,10 @@ func (p *Pipeline) read(t *lua.LTable) error {
 		return err
 	}
 	if err := p.checkMapMakesEventTime(); err != nil {
+		return err
+	}
+	p.shareWatermark()
+	if err := p.readJoin(t.RawGetString("join")); err != nil {
 		return err
 	}
 	if !p.hasRoute && !p.HasKeyHooks() {
@@ -654,10 +670,15 @@ func (p *Pipeline) readTests(v lua.LValue) error {
 		if !ok {
 			return fmt.Errorf("tests[%d] (%s): input: want a list of lines", i, tc.Name)
 		}
+		var err error
+		if p.HasSources() {
+			if tc.Inputs, err = p.readSourceInputs(in); err != nil {
+				return fmt.Errorf("tests[%d] (%s): input: %w", i, tc.Name, err)
+			}
+		}
 		for j := 1; j <= in.Len(); j++ {
 			tc.Input = append(tc.Input, lua.LVAsString(in.RawGetInt(j)))
 		}
-		var err error
 		if tc.Want, err = readRows(t.RawGetString("want")); err != nil {
 			return fmt.Errorf("tests[%d] (%s): want: %w", i, tc.Name, err)
 		}

@@ -54,6 +54,8 @@ func CheckReload(old, next *Pipeline) error {
 		{"the source", strconv.Quote(old.Source), strconv.Quote(next.Source)},
 		{"the sinks", describeSinks(old.Sinks), describeSinks(next.Sinks)},
 		{"route", strconv.FormatBool(old.hasRoute), strconv.FormatBool(next.hasRoute)},
+		{"the sources", describeSources(old), describeSources(next)},
+		{"the join", describeJoin(old.Join), describeJoin(next.Join)},
 		{"the stages", describeStages(old), describeStages(next)},
 	} {
 		if c.old != c.new {

@@ -54,6 +54,11 @@ type Runtime struct {
 	rec *lua.LTable
 	// rnd picks the calls whose time is measured (luatime.go)
 	rnd uint32
+	// subs run each named source's parse, filter, map and event time, in
+	// this runtime's sandbox; parent is the runtime a sub belongs to
+	// (sources.go).
+	subs   map[string]*Runtime
+	parent *Runtime
 }
 
 // luaAgg holds a Lua aggregate's functions; nil entries for built-ins.
@@ -66,7 +71,8 @@ func (p *Pipeline) NewRuntime(records bool) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt := &Runtime{p: p, records: records}
+	// (A join's records output has the joined rows, not the sources'.)
+	rt := &Runtime{p: p, records: records && !p.HasJoin()}
 	rt.bind(sb, tbl)
 	return rt, nil
 }
@@ -92,6 +98,9 @@ func (rt *Runtime) bind(sb *sandbox, tbl *lua.LTable) {
 		L.SetMetatable(rt.rec, meta)
 	}
 	rt.bindSteps(tbl)
+	if rt.parent == nil {
+		rt.bindSources(tbl)
+	}
 	rt.aggs = make([]luaAgg, len(p.Aggregates))
 	if at, ok := tbl.RawGetString("aggregate").(*lua.LTable); ok {
 		for i, a := range p.Aggregates {
@@ -121,6 +130,11 @@ func (rt *Runtime) call(fn lua.LValue, nret int, args ...lua.LValue) error {
 		rt.p.luaTime.nanos[rt.hookOf(fn)].Add(int64(time.Since(start)) * luaSample)
 	} else {
 		err = rt.sb.call(fn, nret, args...)
+	}
+	if err != nil && rt.sb.spoiled && rt.parent != nil {
+		// A source's runtime shares its pipeline's sandbox: the pipeline's
+		// starts afresh, with new runtimes for its sources.
+		rt = rt.parent
 	}
 	if err != nil && rt.sb.spoiled {
 		sb, tbl, ierr := rt.p.instantiate()
@@ -186,35 +200,52 @@ func (rt *Runtime) Process(raw []byte) (k Keyed, rec connectors.Row, kept bool, 
 // ProcessAt is Process for a record the source timestamped at sourceMs
 // (Unix milliseconds; 0 for none), which eddy.source_time() event times use.
 func (rt *Runtime) ProcessAt(raw []byte, sourceMs int64) (k Keyed, rec connectors.Row, kept bool, err error) {
+	if rt.subs != nil {
+		return k, rec, false, fmt.Errorf("%s reads several sources: a record must say which (ProcessSource)", rt.p.Script)
+	}
 	if rt.p.direct && !rt.records {
 		if k, handled, err := rt.processDirect(raw, sourceMs); handled {
 			return k, rec, err == nil, err
 		}
 	}
-	r, err := rt.parseRecord(raw)
+	return rt.process(rt, "", raw, sourceMs)
+}
+
+// process runs in's parse, filter, map and event time (a named source's,
+// or the pipeline's own), then the pipeline's key, hooks and route.
+func (rt *Runtime) process(in *Runtime, source string, raw []byte, sourceMs int64) (k Keyed, rec connectors.Row, kept bool, err error) {
+	r, err := in.parseRecord(raw)
 	if err != nil || r == nil {
 		return k, rec, false, err
 	}
-	if keep, err := rt.passes(r); err != nil || !keep {
+	if keep, err := in.passes(r); err != nil || !keep {
 		return k, rec, false, err
 	}
-	if r, err = rt.mapRecord(r); err != nil || r == nil {
+	if r, err = in.mapRecord(r); err != nil || r == nil {
 		return k, rec, false, err
 	}
-	if rt.p.HasAggregate() || len(rt.p.KeyColumns) > 0 {
+	if source != "" {
+		r.RawSetString(SourceField, lua.LString(source))
+	}
+	switch {
+	case rt.p.Join != nil:
+		if k.Key, err = rt.joinKey(r, source); err != nil {
+			return k, rec, false, err
+		}
+	case rt.p.HasAggregate() || len(rt.p.KeyColumns) > 0:
 		if k, err = rt.keyed(r); err != nil {
 			return k, rec, false, err
 		}
 	}
-	if rt.p.EventTime != nil {
-		if k.Time, err = rt.eventTime(r, sourceMs); err != nil {
+	if in.p.EventTime != nil {
+		if k.Time, err = in.eventTime(r, sourceMs); err != nil {
 			return k, rec, false, err
 		}
 		if limit := rt.futureLimit(); k.Time > limit {
 			return k, rec, false, fmt.Errorf("event time %s is more than watermark.max_future (%v) ahead of the clock", FormatTime(k.Time), rt.p.Watermark.MaxFuture)
 		}
 	}
-	if rt.p.onRecord {
+	if rt.p.onRecord || rt.p.Join != nil {
 		if k.Rec, err = recordMap(r); err != nil {
 			return k, rec, false, fmt.Errorf("on_record: %w", err)
 		}

@@ -307,6 +307,9 @@ func checkTriggerColumn(p *scripting.Pipeline) error {
 // openSource opens the source --source or the script names, with the
 // flags that set its parameters; it returns the URI it opened.
 func openSource(p *scripting.Pipeline, f runFlags) (string, connectors.Source, error) {
+	if p.HasSources() {
+		return openSources(p, f) // (sources.go)
+	}
 	srcURI := first(f.source, p.Source)
 	if srcURI == "" {
 		return "", nil, fmt.Errorf("%s names no source: give one with --source (for example --source dir:DATA or --source gen:netflow?count=1000)", p.Script)
@@ -356,7 +359,7 @@ func openSinks(cfg *actors.Config, p *scripting.Pipeline, f runFlags, sinks *sin
 	} else if cfg.Records, err = sinks.open(first(f.to["records"], main, f.records, p.Sinks["records"], "stdout")); err != nil {
 		return err
 	}
-	if p.IsWindowed() {
+	if p.IsWindowed() || p.HasJoin() {
 		if cfg.Late, err = sinks.open(first(f.to["late"], p.Sinks["late"], "stderr")); err != nil {
 			return err
 		}

@@ -57,7 +57,19 @@ func runOne(ctx context.Context, p *scripting.Pipeline, tc scripting.Test) (Resu
 		}
 	}
 	results, records, dead := &memio.Sink{}, &memio.Sink{}, &memio.Sink{}
-	cfg := actors.Config{Pipeline: &tp, Source: &memio.Source{Lines: tc.Input}, Store: store, DeadLetters: dead, MaxErrors: -1, Shards: 2}
+	var src connectors.Source = &memio.Source{Lines: tc.Input}
+	if p.HasSources() {
+		sources := map[string]connectors.Source{}
+		for _, name := range p.SourceNames() {
+			sources[name] = &memio.Source{Lines: tc.Inputs[name]}
+		}
+		m, err := connectors.NewMerged(ctx, sources)
+		if err != nil {
+			return Result{}, err
+		}
+		src = connectors.Single{Partition: m}
+	}
+	cfg := actors.Config{Pipeline: &tp, Source: src, Store: store, DeadLetters: dead, MaxErrors: -1, Shards: 2}
 	if p.HasAggregate() {
 		cfg.Results = results
 	}
@@ -65,7 +77,7 @@ func runOne(ctx context.Context, p *scripting.Pipeline, tc scripting.Test) (Resu
 		cfg.Records = records
 	}
 	late := &memio.Sink{}
-	if p.IsWindowed() {
+	if p.IsWindowed() || p.HasJoin() {
 		cfg.Late = late
 	}
 	outputs := map[string]*memio.Sink{}
@@ -93,7 +105,12 @@ func runOne(ctx context.Context, p *scripting.Pipeline, tc scripting.Test) (Resu
 		}
 	}
 	if tc.WantRecords != nil {
-		if d := diff(tc.WantRecords, records.Rows()); d != "" {
+		d := diff(tc.WantRecords, records.Rows())
+		if p.HasJoin() {
+			// Joined rows come from several shards at once: compared in any order.
+			d = diffUnordered(tc.WantRecords, records.Rows())
+		}
+		if d != "" {
 			res.Failures = append(res.Failures, "records differ (- want, + got):\n"+d)
 		}
 	}

@@ -1,0 +1,515 @@
+package scripting
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fastjson"
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/eddy-stream/eddy/connectors"
+)
+
+// Joins. A pipeline with several sources may join two of them on a key:
+//
+//	join = eddy.join{ left = "auction", right = "person", on = { "seller", "id" },
+//	                  window = eddy.tumbling("10s"), kind = "inner" }
+//	join = eddy.interval_join{ left = "auction", right = "bid", on = { "id", "auction" },
+//	                  before = "0s", after = "10s", kind = "left" }
+//
+// A window join pairs the records of one key that fall in the same window;
+// an interval join pairs a left record at time t with the right records
+// from t-before to t+after. Each side waits in the key's state (checkpointed
+// with the rest of it) until the watermark says no partner can come, then
+// is dropped; a left join then emits the left records that found none.
+// Joined rows go to the records output as they are made.
+
+// Join is a pipeline's join, validated.
+type Join struct {
+	Left, Right       string
+	LeftKey, RightKey string
+	// Window pairs records in the same window; nil for an interval join,
+	// which pairs right records from Before before a left one to After
+	// after it.
+	Window        *Window
+	Before, After time.Duration
+	// Kind is "inner", "left" or "semi" (each left record once, with its
+	// window, when it first finds a partner).
+	Kind string
+	// Select lists the output columns; nil for every field of both sides.
+	Select []JoinColumn
+}
+
+// JoinColumn is one output column of a join: a side's field, or the
+// window's start or end (Side "").
+type JoinColumn struct{ Name, Side, Field string }
+
+// HasJoin says whether the pipeline joins two of its sources.
+func (p *Pipeline) HasJoin() bool { return p.Join != nil }
+
+var knownJoinFields = map[string]bool{"left": true, "right": true, "on": true, "window": true, "before": true, "after": true, "kind": true, "select": true}
+
+func installJoin(L *lua.LState, mod *lua.LTable) {
+	for _, kind := range []string{"join", "interval_join"} {
+		kind := kind
+		L.SetField(mod, kind, L.NewFunction(func(L *lua.LState) int {
+			t := L.NewTable()
+			t.RawSetString(specKind, lua.LString(kind))
+			t.RawSetString("spec", L.CheckTable(1))
+			L.Push(t)
+			return 1
+		}))
+	}
+}
+
+// readJoin reads join = eddy.join{…} or eddy.interval_join{…}.
+func (p *Pipeline) readJoin(v lua.LValue) error {
+	if v == lua.LNil {
+		return nil
+	}
+	t, ok := v.(*lua.LTable)
+	kind := ""
+	if ok {
+		kind = lua.LVAsString(t.RawGetString(specKind))
+	}
+	if kind != "join" && kind != "interval_join" {
+		return fmt.Errorf("join: want eddy.join{…} or eddy.interval_join{…}, got %s", v.Type())
+	}
+	if !p.HasSources() {
+		return fmt.Errorf("join: joins two of the pipeline's sources: declare them in sources = { NAME = { uri = …, parse = … }, … }")
+	}
+	spec := t.RawGetString("spec").(*lua.LTable)
+	j := &Join{}
+	if err := p.readJoinSpec(j, kind, spec); err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	p.Join = j
+	for _, s := range p.Sources {
+		if s.Name != j.Left && s.Name != j.Right {
+			return fmt.Errorf("join: sources.%s is neither side of the join (%s, %s): a join pipeline reads just its two sides", s.Name, j.Left, j.Right)
+		}
+	}
+	switch {
+	case p.HasAggregate() || len(p.KeyColumns) > 0:
+		return fmt.Errorf("join: its rows go to the records output; a key or aggregate over joined rows is not supported yet")
+	case p.hasRoute || p.onRecord || p.onWindow || p.onTimer:
+		return fmt.Errorf("join: route and on_record/on_window/on_timer don't see joined rows yet: remove them")
+	case p.EventTime == nil:
+		return fmt.Errorf("join: a join keeps each side until the watermark passes: give sources.%s and sources.%s an event_time", j.Left, j.Right)
+	case p.Window != nil:
+		return fmt.Errorf("window: a join takes its window in eddy.join{ window = … }")
+	}
+	return nil
+}
+
+func (p *Pipeline) readJoinSpec(j *Join, kind string, t *lua.LTable) error {
+	var err error
+	t.ForEach(func(k, _ lua.LValue) {
+		if ks, ok := k.(lua.LString); err == nil && (!ok || !knownJoinFields[string(ks)]) {
+			err = fmt.Errorf("unknown field %s (known: %s)", k, strings.Join(sortedKeys(knownJoinFields), ", "))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	j.Left, j.Right = lua.LVAsString(t.RawGetString("left")), lua.LVAsString(t.RawGetString("right"))
+	for _, side := range []struct{ what, name string }{{"left", j.Left}, {"right", j.Right}} {
+		if p.source(side.name) == nil {
+			return fmt.Errorf("%s: %q is not one of the sources (%s)", side.what, side.name, strings.Join(p.SourceNames(), ", "))
+		}
+	}
+	if j.Left == j.Right {
+		return fmt.Errorf("left and right are both %q: a self-join is not supported", j.Left)
+	}
+	if err := p.readJoinOn(j, t.RawGetString("on")); err != nil {
+		return err
+	}
+	j.Kind = "inner"
+	if v := t.RawGetString("kind"); v != lua.LNil {
+		j.Kind = lua.LVAsString(v)
+		if j.Kind != "inner" && j.Kind != "left" && j.Kind != "semi" {
+			return fmt.Errorf("kind: want \"inner\", \"left\" or \"semi\" (each left record once, when it has a partner), got %q", j.Kind)
+		}
+	}
+	if kind == "join" {
+		err = p.readJoinWindow(j, t)
+	} else {
+		err = readJoinInterval(j, t)
+	}
+	if err != nil {
+		return err
+	}
+	return p.readJoinSelect(j, t.RawGetString("select"))
+}
+
+// readJoinOn reads on = "field" (both sides) or { "left field", "right
+// field" }, and checks each side makes its field.
+func (p *Pipeline) readJoinOn(j *Join, v lua.LValue) error {
+	switch v := v.(type) {
+	case lua.LString:
+		j.LeftKey, j.RightKey = string(v), string(v)
+	case *lua.LTable:
+		if v.Len() != 2 {
+			return fmt.Errorf("on: want { \"%s field\", \"%s field\" }", j.Left, j.Right)
+		}
+		j.LeftKey, j.RightKey = lua.LVAsString(v.RawGetInt(1)), lua.LVAsString(v.RawGetInt(2))
+	default:
+		return fmt.Errorf("on: want a field both sides have, or { \"%s field\", \"%s field\" }, got %s", j.Left, j.Right, v.Type())
+	}
+	for _, side := range []struct{ src, field string }{{j.Left, j.LeftKey}, {j.Right, j.RightKey}} {
+		if err := p.checkSourceField(side.src, side.field, "on"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkSourceField refuses a field the source's records don't have, when
+// its parse and map say which they have.
+func (p *Pipeline) checkSourceField(src, field, where string) error {
+	if field == "" {
+		return fmt.Errorf("%s: the field of %s is empty", where, src)
+	}
+	names, known := p.source(src).sub.recordFields()
+	if !known {
+		return nil
+	}
+	for _, n := range names {
+		if n == field {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: sources.%s has no field %q (it has %s)", where, src, field, strings.Join(names, ", "))
+}
+
+func (p *Pipeline) readJoinWindow(j *Join, t *lua.LTable) error {
+	if t.RawGetString("before") != lua.LNil || t.RawGetString("after") != lua.LNil {
+		return fmt.Errorf("before and after bound an eddy.interval_join; eddy.join pairs records in the same window")
+	}
+	wt, ok := t.RawGetString("window").(*lua.LTable)
+	if !ok {
+		return fmt.Errorf("window: eddy.join needs window = eddy.tumbling(size) or eddy.hopping(size, slide)")
+	}
+	w := &Window{Kind: lua.LVAsString(wt.RawGetString(specKind))}
+	var err error
+	switch w.Kind {
+	case "tumbling":
+		w.Size, err = duration("join window size", wt.RawGetString("size"), false)
+	case "hopping":
+		if w.Size, err = duration("join window size", wt.RawGetString("size"), false); err == nil {
+			w.Slide, err = duration("join window slide", wt.RawGetString("slide"), false)
+		}
+		if err == nil && (w.Slide > w.Size || w.Size%w.Slide != 0) {
+			err = fmt.Errorf("window: a hopping window's size (%v) must be a whole multiple of its slide (%v)", w.Size, w.Slide)
+		}
+	case "session":
+		err = fmt.Errorf("window: session windows are not supported in joins yet: use eddy.tumbling or eddy.hopping")
+	default:
+		err = fmt.Errorf("window: want eddy.tumbling(size) or eddy.hopping(size, slide)")
+	}
+	j.Window = w
+	return err
+}
+
+func readJoinInterval(j *Join, t *lua.LTable) error {
+	if t.RawGetString("window") != lua.LNil {
+		return fmt.Errorf("window: eddy.interval_join pairs by before and after; eddy.join takes a window")
+	}
+	before, after := t.RawGetString("before"), t.RawGetString("after")
+	if before == lua.LNil && after == lua.LNil {
+		return fmt.Errorf("eddy.interval_join needs before and/or after: it pairs right records from before ahead of a left one to after it (either defaults to \"0s\")")
+	}
+	var err error
+	if before != lua.LNil {
+		if j.Before, err = duration("before", before, true); err != nil {
+			return err
+		}
+	}
+	if after != lua.LNil {
+		if j.After, err = duration("after", after, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readJoinSelect reads select = { "person.id", "person.name as seller", "window_start" }.
+func (p *Pipeline) readJoinSelect(j *Join, v lua.LValue) error {
+	if v == lua.LNil {
+		return nil
+	}
+	st, ok := v.(*lua.LTable)
+	if !ok || st.Len() == 0 {
+		return fmt.Errorf("select: want a list such as { \"%s.%s\", \"%s.name as name\" }", j.Left, j.LeftKey, j.Right)
+	}
+	seen := map[string]bool{}
+	for i := 1; i <= st.Len(); i++ {
+		words := strings.Fields(lua.LVAsString(st.RawGetInt(i)))
+		if len(words) != 1 && (len(words) != 3 || words[1] != "as") {
+			return fmt.Errorf("select[%d]: want \"source.field\", \"source.field as name\" or \"window_start\"", i)
+		}
+		col := JoinColumn{Name: words[0], Field: words[0]}
+		if src, field, dotted := strings.Cut(words[0], "."); dotted {
+			if src != j.Left && src != j.Right {
+				return fmt.Errorf("select[%d]: %q is not a side of the join (%s, %s)", i, src, j.Left, j.Right)
+			}
+			if err := p.checkSourceField(src, field, fmt.Sprintf("select[%d]", i)); err != nil {
+				return err
+			}
+			col = JoinColumn{Name: field, Side: src, Field: field}
+		} else if (words[0] != "window_start" && words[0] != "window_end") || j.Window == nil {
+			return fmt.Errorf("select[%d]: %q: want \"source.field\"%s", i, words[0], map[bool]string{true: " or window_start, window_end", false: ""}[j.Window != nil])
+		}
+		if len(words) == 3 {
+			col.Name = words[2]
+		}
+		if seen[col.Name] {
+			return fmt.Errorf("select[%d]: column %q twice: rename one with \"as\"", i, col.Name)
+		}
+		seen[col.Name] = true
+		j.Select = append(j.Select, col)
+	}
+	return nil
+}
+
+// The join at run time. Each key's state holds both sides' waiting
+// records; a timer per expiry time drops them when the watermark passes.
+
+// JoinState is one key's waiting records, left side then right.
+type JoinState struct{ Sides [2][]JoinRec }
+
+// JoinRec is one waiting record: its event time, its window's start
+// (window joins), whether it found a partner, and its fields.
+type JoinRec struct {
+	T, W    int64
+	Matched bool
+	Rec     map[string]any
+}
+
+func (j *Join) side(rec map[string]any) int {
+	if rec[SourceField] == j.Left {
+		return 0
+	}
+	return 1
+}
+
+// expiry is when a waiting record of side s can find no more partners:
+// its window's end, or the far end of its interval, plus the lateness a
+// partner may have.
+func (j *Join) expiry(s int, r *JoinRec, lateness int64) int64 {
+	switch {
+	case j.Window != nil:
+		return r.W + j.Window.Size.Milliseconds() + lateness
+	case s == 0:
+		return r.T + j.After.Milliseconds() + lateness
+	default:
+		return r.T + j.Before.Milliseconds() + lateness
+	}
+}
+
+// pairs says whether waiting record o of the other side pairs with r, a
+// new record of side s.
+func (j *Join) pairs(s int, r, o *JoinRec) bool {
+	if j.Window != nil {
+		return r.W == o.W
+	}
+	left, right := r, o
+	if s == 1 {
+		left, right = o, r
+	}
+	return right.T >= left.T-j.Before.Milliseconds() && right.T <= left.T+j.After.Milliseconds()
+}
+
+// JoinRecord adds a record to its key's join state and emits the rows it
+// makes with the other side. late counts the windows (or, for an
+// interval join, the record) it came too late for.
+func (rt *Runtime) JoinRecord(ks *KeyState, key string, rec map[string]any, ms, watermark int64) (res HookResult, late int) {
+	j := rt.p.Join
+	lateness := rt.p.AllowedLateness.Milliseconds()
+	if ks.Join == nil {
+		ks.Join = &JoinState{}
+	}
+	s := j.side(rec)
+	var news []JoinRec
+	if j.Window != nil {
+		var buf [4][2]int64
+		for _, win := range j.Window.Windows(ms, buf[:0]) {
+			if win[1]+lateness <= watermark {
+				late++
+				continue
+			}
+			news = append(news, JoinRec{T: ms, W: win[0], Rec: rec})
+		}
+	} else if ms+lateness <= watermark {
+		late++
+	} else {
+		news = append(news, JoinRec{T: ms, Rec: rec})
+	}
+	other := ks.Join.Sides[1-s]
+	for _, r := range news {
+		for i := range other {
+			if !j.pairs(s, &r, &other[i]) {
+				continue
+			}
+			if j.Kind == "semi" {
+				// the left record, once, when it first finds a partner
+				left := &r
+				if s == 1 {
+					left = &other[i]
+				}
+				if !left.Matched {
+					res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, 0, left, nil)})
+				}
+			} else {
+				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, &other[i])})
+			}
+			r.Matched, other[i].Matched = true, true
+		}
+		ks.Join.Sides[s] = append(ks.Join.Sides[s], r)
+		at := j.expiry(s, &r, lateness)
+		name := "x" + strconv.FormatInt(at, 10)
+		if _, ok := ks.Timers[name]; !ok {
+			ks.Timers[name] = Timer{At: at}
+			res.TimersChanged = true
+		}
+	}
+	return res, late
+}
+
+// joinTimer drops the waiting records the watermark has passed the expiry
+// of; a left join emits those of the left side that found no partner.
+func (rt *Runtime) joinTimer(ks *KeyState, key string, at int64) HookResult {
+	res := HookResult{TimersChanged: true}
+	if ks.Join == nil {
+		return res
+	}
+	j := rt.p.Join
+	lateness := rt.p.AllowedLateness.Milliseconds()
+	for s := range ks.Join.Sides {
+		kept := ks.Join.Sides[s][:0]
+		for _, r := range ks.Join.Sides[s] {
+			if j.expiry(s, &r, lateness) > at {
+				kept = append(kept, r)
+				continue
+			}
+			if s == 0 && !r.Matched && j.Kind == "left" {
+				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, 0, &r, nil)})
+			}
+		}
+		ks.Join.Sides[s] = kept
+	}
+	if len(ks.Join.Sides[0])+len(ks.Join.Sides[1]) == 0 {
+		ks.Join = nil
+	}
+	return res
+}
+
+// joined makes the output row of r (side s) and its partner o (nil for a
+// left record without one).
+func (rt *Runtime) joined(key string, s int, r, o *JoinRec) connectors.Row {
+	j := rt.p.Join
+	var left, right *JoinRec = r, o
+	if s == 1 {
+		left, right = o, r
+	}
+	row := connectors.Row{Key: key}
+	if j.Select != nil {
+		// (A left record without a partner has no right-side columns.)
+		row.Fields = make([]connectors.Field, 0, len(j.Select))
+		for _, c := range j.Select {
+			var v any
+			switch {
+			case c.Side == "" && c.Field == "window_start":
+				v = FormatTime(left.W)
+			case c.Side == "" && c.Field == "window_end":
+				v = FormatTime(left.W + j.Window.Size.Milliseconds())
+			case c.Side == j.Left:
+				v = left.Rec[c.Field]
+			case right != nil:
+				v = right.Rec[c.Field]
+			default:
+				continue
+			}
+			row.Fields = append(row.Fields, connectors.Field{Name: c.Name, Value: v})
+		}
+		return row
+	}
+	var rightRec map[string]any
+	if right != nil {
+		rightRec = right.Rec
+	}
+	row.Fields = appendSide(row.Fields, j.Left, left.Rec, rightRec)
+	if right != nil {
+		row.Fields = appendSide(row.Fields, j.Right, right.Rec, left.Rec)
+	}
+	if j.Window != nil {
+		row.Fields = append(row.Fields, connectors.Field{Name: "window_start", Value: FormatTime(left.W)},
+			connectors.Field{Name: "window_end", Value: FormatTime(left.W + j.Window.Size.Milliseconds())})
+	}
+	return row
+}
+
+// appendSide adds a side's fields in name order; a name the other side has
+// too is prefixed with the side's source name ("person_id").
+func appendSide(dst []connectors.Field, src string, rec, other map[string]any) []connectors.Field {
+	names := make([]string, 0, len(rec))
+	for n := range rec {
+		if n != SourceField {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		name := n
+		if _, both := other[n]; both {
+			name = src + "_" + n
+		}
+		dst = append(dst, connectors.Field{Name: name, Value: rec[n]})
+	}
+	return dst
+}
+
+// encodeJoin appends a key's join state as JSON: [[[t, w, matched, rec], …], […]].
+func encodeJoin(js *JoinState) any {
+	sides := make([]any, 2)
+	for s, recs := range js.Sides {
+		list := make([]any, len(recs))
+		for i, r := range recs {
+			list[i] = []any{r.T, r.W, r.Matched, r.Rec}
+		}
+		sides[s] = list
+	}
+	return sides
+}
+
+func decodeJoin(v *fastjson.Value) (*JoinState, error) {
+	sides := v.GetArray()
+	if len(sides) != 2 {
+		return nil, fmt.Errorf("checkpointed join state: want two sides, got %d", len(sides))
+	}
+	js := &JoinState{}
+	for s, side := range sides {
+		for _, e := range side.GetArray() {
+			f := e.GetArray()
+			if len(f) != 4 || f[3].Type() != fastjson.TypeObject {
+				return nil, fmt.Errorf("checkpointed join state: a waiting record is not [t, w, matched, record]")
+			}
+			rec, _ := jsonToGo(f[3]).(map[string]any)
+			js.Sides[s] = append(js.Sides[s], JoinRec{T: f[0].GetInt64(), W: f[1].GetInt64(), Matched: f[2].GetBool(), Rec: rec})
+		}
+	}
+	return js, nil
+}
+
+// describeJoin renders a join for reload errors: its waiting records are
+// kept for the join that stored them.
+func describeJoin(j *Join) string {
+	if j == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%s %s ⋈ %s on %s = %s, window %s, before %v, after %v, select %v",
+		j.Kind, j.Left, j.Right, j.LeftKey, j.RightKey, describeWindow(j.Window), j.Before, j.After, j.Select)
+}
