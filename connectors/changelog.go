@@ -11,6 +11,12 @@ import (
 // and the partitions are lost, not the run.
 var ErrNotMember = errors.New("the group no longer counts this node as a member")
 
+// ErrTxnLost is wrapped by a changelog commit whose transaction the broker
+// dropped (it outlived its timeout, or its records were not delivered in
+// time): nothing of it is visible. The checkpoint is aborted and the next
+// one writes its changes again; Abort readies a fresh transaction.
+var ErrTxnLost = errors.New("the checkpoint's changelog transaction was lost")
+
 // GroupMember is how a consumer group knows a node, as the nodes of a
 // cluster tell each other: the nodes that see one's process gone remove it
 // from the group on its behalf.
