@@ -546,13 +546,6 @@ func (n *node) changelogCommitted(ctx actor.Context, m *changelogCommitted) {
 		n.outOfGroup(ctx, m.err)
 		return
 	}
-	if errors.Is(m.err, connectors.ErrTxnLost) {
-		// Nothing of it is visible: the next checkpoint writes its
-		// changes again, in a fresh transaction.
-		n.inflight.logged = false
-		n.abort(ctx, fmt.Sprintf("checkpoint %d: changelog: %v", in.b.epoch, m.err))
-		return
-	}
 	if m.err != nil {
 		n.e.cfg.Stats.CheckpointsFailed.Add(1)
 		n.finish(fmt.Errorf("checkpoint %d: changelog: %w", in.b.epoch, m.err))

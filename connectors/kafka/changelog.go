@@ -41,9 +41,9 @@ const (
 // long a checkpoint may take from its first change written to its commit
 // (writes, then the sinks' flush). A minute: far above a checkpoint of a
 // few hundred thousand keys on a loaded 2-core machine (20s was not), and
-// still well below Kafka's 15-minute cap; a checkpoint that takes longer
-// still is aborted and retried (ErrTxnLost), not fatal. (A var: tests
-// shorten it to force the broker's abort.)
+// still well below Kafka's 15-minute cap. A checkpoint that takes longer
+// still fails with ErrTxnLost, naming the cause. (A var: tests shorten it
+// to force the broker's abort.)
 var changelogTxnTimeout = time.Minute
 
 const (
