@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/asynkron/protoactor-go/actor"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -210,6 +211,12 @@ func TestHandleStatusAndState(t *testing.T) {
 	one, err := h.State(ctx, "B")
 	if err != nil || rowsText(one) != "{\"dstdevice\":\"B\",\"count\":1}\n" {
 		t.Fatalf("state of B: %v %s", err, rowsText(one))
+	}
+	// A query its asker gave up on is neither worked on nor answered: a
+	// busy emitter does not fall behind on answers no one waits for.
+	late := &stateQuery{deadline: time.Now().Add(-time.Second)}
+	if _, err := h.e.system.Root.RequestFuture(h.e.emitter, late, time.Second).Result(); !errors.Is(err, actor.ErrTimeout) {
+		t.Fatalf("a state query past its deadline: %v, want no answer", err)
 	}
 	// Two nodes' shares, merged: here the same share twice, so every
 	// count doubles; the whole table keeps order_by.

@@ -377,11 +377,22 @@ type standbyAck struct {
 
 type statusQuery struct{}
 
-type stateQuery struct{ key string }
+// stateQuery asks the emitter for the result table's rows of key. Each
+// query to the emitter carries the time its asker stops waiting: the
+// emitter skips one it gets later (a table of many keys takes seconds to
+// shape on a loaded machine; answers no one waits for would queue up
+// behind each other, every next query timing out too).
+type stateQuery struct {
+	key      string
+	deadline time.Time
+}
 
 // shareQuery asks the emitter for its share of the result table; mergeQuery
 // for the rows the shares of every node make together.
-type shareQuery struct{ key string }
+type shareQuery struct {
+	key      string
+	deadline time.Time
+}
 
 // held, in both answers: the partitions whose whole state the answer
 // holds (every shard of theirs has sent the emitter its table).
@@ -392,8 +403,9 @@ type shareAnswer struct {
 }
 
 type mergeQuery struct {
-	key    string
-	shares [][]byte
+	key      string
+	shares   [][]byte
+	deadline time.Time
 }
 
 type stateAnswer struct {

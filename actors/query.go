@@ -110,9 +110,9 @@ func (h *Handle) State(ctx context.Context, key string) ([]connectors.Row, error
 	if err != nil {
 		return nil, err
 	}
-	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &stateQuery{key: key}, queryTimeout).Result()
+	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &stateQuery{key: key, deadline: time.Now().Add(queryTimeout)}, queryTimeout).Result()
 	if err != nil {
-		return nil, fmt.Errorf("state: %w", err)
+		return nil, fmt.Errorf("state: %w", busy(err))
 	}
 	a := res.(*stateAnswer)
 	if a.err != nil {
@@ -138,9 +138,9 @@ func (h *Handle) Share(ctx context.Context, key string) (Share, error) {
 	if err != nil {
 		return Share{}, err
 	}
-	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &shareQuery{key: key}, queryTimeout).Result()
+	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &shareQuery{key: key, deadline: time.Now().Add(queryTimeout)}, queryTimeout).Result()
 	if err != nil {
-		return Share{}, fmt.Errorf("share: %w", err)
+		return Share{}, fmt.Errorf("share: %w", busy(err))
 	}
 	a := res.(*shareAnswer)
 	if a.err != nil {
@@ -186,9 +186,9 @@ func (h *Handle) Merge(ctx context.Context, key string, shares [][]byte) ([]conn
 	if h.e.emitter == nil {
 		return nil, ErrNoResultTable
 	}
-	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &mergeQuery{key: key, shares: shares}, queryTimeout).Result()
+	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &mergeQuery{key: key, shares: shares, deadline: time.Now().Add(queryTimeout)}, queryTimeout).Result()
 	if err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
+		return nil, fmt.Errorf("merge: %w", busy(err))
 	}
 	a := res.(*stateAnswer)
 	return a.rows, a.err
@@ -220,8 +220,24 @@ func (n *node) status(ctx actor.Context) {
 	ctx.Respond(st)
 }
 
+// busy says what a query's timeout means: the emitter is at work (taking
+// in a restored partition's table, emitting a trigger's rows).
+func busy(err error) error {
+	if errors.Is(err, actor.ErrTimeout) {
+		return fmt.Errorf("the result table did not answer within %v (busy; ask again): %w", queryTimeout, err)
+	}
+	return err
+}
+
+// gaveUp tells whether the asker of a query with deadline has stopped
+// waiting: then the emitter does not answer.
+func gaveUp(deadline time.Time) bool { return time.Now().After(deadline) }
+
 // query answers a stateQuery in the emitter.
 func (em *Emitter) query(ctx actor.Context, q *stateQuery) {
+	if gaveUp(q.deadline) {
+		return
+	}
 	rows, err := em.tableRows(em.table, q.key)
 	ctx.Respond(&stateAnswer{rows: rows, held: em.held(), err: err})
 }
@@ -248,6 +264,9 @@ func matching(table map[string]*resultEntry, key string) []string {
 // share answers a shareQuery: one line a state key, ["key", [keyVals, accs]]
 // with the accumulators of this node's partitions merged.
 func (em *Emitter) share(ctx actor.Context, q *shareQuery) {
+	if gaveUp(q.deadline) {
+		return
+	}
 	var out []byte
 	for _, k := range matching(em.table, q.key) {
 		en := em.table[k]
@@ -268,6 +287,9 @@ func (em *Emitter) share(ctx actor.Context, q *shareQuery) {
 // mergeShares answers a mergeQuery: each share is one node's, so each is
 // one partition of the merged table.
 func (em *Emitter) mergeShares(ctx actor.Context, q *mergeQuery) {
+	if gaveUp(q.deadline) {
+		return
+	}
 	table := map[string]*resultEntry{}
 	for n, share := range q.shares {
 		node := fmt.Sprintf("node%04d", n)

@@ -11,6 +11,14 @@ import (
 // and the partitions are lost, not the run.
 var ErrNotMember = errors.New("the group no longer counts this node as a member")
 
+// ErrTxnLost is wrapped by a changelog commit whose transaction the broker
+// dropped (it outlived its timeout, or its records were not delivered in
+// time): nothing of it is visible, and Abort readies a fresh transaction.
+// (The engine still ends the run with it: aborting only the checkpoint
+// loses the rows emitted at its barrier unless the partitions restart from
+// the last checkpoint, which is not done yet.)
+var ErrTxnLost = errors.New("the checkpoint's changelog transaction was lost")
+
 // GroupMember is how a consumer group knows a node, as the nodes of a
 // cluster tell each other: the nodes that see one's process gone remove it
 // from the group on its behalf.

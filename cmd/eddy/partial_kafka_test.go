@@ -63,7 +63,7 @@ func TestQueryWhileRestoring(t *testing.T) {
 	// then stops.
 	first := freeAddr(t)
 	a := run(first)
-	waitStatus(t, first, "every id read", func(st actors.Status) bool { return st.Read == keys })
+	waitStatus(t, a, first, "every id read", func(st actors.Status) bool { return st.Read == keys })
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for deadline := time.Now().Add(time.Minute); ; <-tick.C {
@@ -78,7 +78,7 @@ func TestQueryWhileRestoring(t *testing.T) {
 	if st, err := localStatus(t, first); err == nil && st.Checkpoint != nil {
 		counted = st.Checkpoint.ID
 	}
-	waitStatus(t, first, "a checkpoint of every id", func(st actors.Status) bool {
+	waitStatus(t, a, first, "a checkpoint of every id", func(st actors.Status) bool {
 		return st.Checkpoint != nil && st.Checkpoint.ID >= counted+2
 	})
 	if code := a.waitExit(t, a.signal(t, syscall.SIGINT), time.Minute); code != 0 {
@@ -125,24 +125,24 @@ func TestQueryWhileRestoring(t *testing.T) {
 			case err != nil && strings.Contains(stderr, part) && strings.Contains(stderr, "eddy query --partial"):
 				cliRefused = true
 			case err != nil || strings.Count(out, "\n") != keys:
-				t.Fatalf("eddy query while restoring: %v, %d rows\n%s", err, strings.Count(out, "\n"), stderr)
+				t.Fatalf("eddy query while restoring: %v, %d rows\n%s\n--- second node:\n%s", err, strings.Count(out, "\n"), stderr, b.stderr())
 			}
 		}
 		if !cliPartial {
 			out, stderr, err := eddy(t, "query", "count_ids", "--http", second, "--partial")
 			switch {
 			case err != nil:
-				t.Fatalf("eddy query --partial while restoring: %v\n%s", err, stderr)
+				t.Fatalf("eddy query --partial while restoring: %v\n%s\n--- second node:\n%s", err, stderr, b.stderr())
 			case strings.Contains(stderr, "a partial answer: ") && strings.Contains(stderr, part):
 				cliPartial = true
 				t.Logf("eddy query --partial: %d rows; %s", strings.Count(out, "\n"), strings.TrimSpace(stderr))
 			case strings.Count(out, "\n") != keys:
-				t.Fatalf("eddy query --partial answered %d rows of %d without saying they are partial", strings.Count(out, "\n"), keys)
+				t.Fatalf("eddy query --partial answered %d rows of %d without saying they are partial\n--- second node:\n%s", strings.Count(out, "\n"), keys, b.stderr())
 			}
 		}
 	}
 	if !sawRestoring || !refused {
-		t.Fatalf("the restore was not observed (status showed restoring: %v; /state refused naming %s: %v): make the state bigger", sawRestoring, part, refused)
+		t.Fatalf("the restore was not observed (status showed restoring: %v; /state refused naming %s: %v): make the state bigger\n--- second node:\n%s", sawRestoring, part, refused, b.stderr())
 	}
 	t.Logf("while the partition restored: eddy query refused: %v, eddy query --partial said so: %v", cliRefused, cliPartial)
 }
@@ -164,8 +164,9 @@ func deleteChangelogAtEnd(t *testing.T, brokers []string, topic string) {
 	})
 }
 
-// waitStatus waits until the node at addr's own status satisfies cond.
-func waitStatus(t *testing.T, addr, what string, cond func(actors.Status) bool) {
+// waitStatus waits until the own status of node p at addr satisfies cond;
+// failing, it prints p's stderr.
+func waitStatus(t *testing.T, p *proc, addr, what string, cond func(actors.Status) bool) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -176,7 +177,7 @@ func waitStatus(t *testing.T, addr, what string, cond func(actors.Status) bool) 
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 2 minutes: %v %+v", what, err, st)
+			t.Fatalf("%s: not within 2 minutes: %v %+v\n%s", what, err, st, p.stderr())
 		}
 	}
 }

@@ -34,9 +34,19 @@ import (
 const (
 	changelogPrefix    = "eddy-changelog."
 	changelogMarkerKey = "\x00eddy/marker"
-	// changelogTxnTimeout bounds how long a dead node's open transaction
-	// holds back the changelog's readers (the broker aborts it then).
-	changelogTxnTimeout = 20 * time.Second
+)
+
+// changelogTxnTimeout bounds how long a dead node's open transaction holds
+// back the changelog's readers (the broker aborts it then), and so how
+// long a checkpoint may take from its first change written to its commit
+// (writes, then the sinks' flush). A minute: far above a checkpoint of a
+// few hundred thousand keys on a loaded 2-core machine (20s was not), and
+// still well below Kafka's 15-minute cap. A checkpoint that takes longer
+// still fails with ErrTxnLost, naming the cause. (A var: tests shorten it
+// to force the broker's abort.)
+var changelogTxnTimeout = time.Minute
+
+const (
 	// restoreProgressEvery is how many records Restore reads between two
 	// progress calls.
 	restoreProgressEvery = 50_000
@@ -76,7 +86,8 @@ type changelog struct {
 	group    string
 	txnID    string
 	topics   map[string]changelogTopic // by source topic
-	cl       *kgo.Client               // the transactional producer; admin requests too
+	cl       *kgo.Client               // admin requests (the first producer, too)
+	prod     *kgo.Client               // the transactional producer (txMu); nil after a failed renew
 	adm      *kadm.Client
 
 	// txMu is held shared by Write and exclusively by Commit, Abort and
@@ -105,7 +116,8 @@ var (
 // together, so it names the topics. The producer's transactional id is
 // eddy.changelog.GROUP.INSTANCE with static membership (a restarted node
 // fences its predecessor and aborts what that one left open), else a
-// random suffix (a dead node's transaction times out after 20s).
+// random suffix (a dead node's transaction times out after
+// changelogTxnTimeout).
 func (s *Source) Changelog(pipeline string) (connectors.Changelog, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -116,7 +128,25 @@ func (s *Source) Changelog(pipeline string) (connectors.Changelog, error) {
 	c := &changelog{src: s, conn: s.cfg.Conn, pipeline: pipeline, group: s.cfg.Group,
 		txnID: "eddy.changelog." + s.cfg.Group + "." + suffix, topics: map[string]changelogTopic{}}
 	s.changelogTxn.Store(&c.txnID)
-	cl, err := s.cfg.NewClient(
+	cl, err := c.newProducer()
+	if err != nil {
+		return nil, err
+	}
+	c.cl, c.adm, c.prod = cl, kadm.NewClient(cl), cl
+	if err := c.ensureTopics(ctx); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	if err := c.initProducer(ctx, cl); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// newProducer is a client for the changelog's transactional id.
+func (c *changelog) newProducer() (*kgo.Client, error) {
+	return c.src.cfg.NewClient(
 		kgo.TransactionalID(c.txnID),
 		kgo.TransactionTimeout(changelogTxnTimeout),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -129,19 +159,47 @@ func (s *Source) Changelog(pipeline string) (connectors.Changelog, error) {
 		// checkpoint waits for it.
 		kgo.MetadataMinAge(250*time.Millisecond),
 	)
-	if err != nil {
-		return nil, err
-	}
-	c.cl, c.adm = cl, kadm.NewClient(cl)
-	if err := c.ensureTopics(ctx); err != nil {
-		cl.Close()
-		return nil, err
-	}
+}
+
+// initProducer gets cl its producer id and epoch, which fences every
+// earlier producer of the transactional id and aborts what it left open.
+func (c *changelog) initProducer(ctx context.Context, cl *kgo.Client) error {
 	if _, _, err := cl.ProducerID(ctx); err != nil {
-		cl.Close()
-		return nil, fmt.Errorf("kafka changelog of %s: transactional id %s: %w", c.what(), c.txnID, err)
+		return fmt.Errorf("kafka changelog of %s: transactional id %s: %w", c.what(), c.txnID, err)
 	}
-	return c, nil
+	return nil
+}
+
+// renew replaces the transactional producer by a fresh one of the same
+// id; txMu is held. After the broker aborted a transaction that outlived
+// its timeout, it bumped the producer's epoch: the old producer can't go
+// on (with Kafka's transaction.version 2, not even by aborting).
+func (c *changelog) renew(ctx context.Context, cause error) error {
+	c.src.cfg.Logger.Warn("kafka: the changelog's producer is replaced by a fresh one", "group", c.group, "txn", c.txnID, "cause", cause)
+	if c.prod != c.cl {
+		c.prod.Close()
+	}
+	c.prod = nil
+	cl, err := c.newProducer()
+	if err != nil {
+		return fmt.Errorf("kafka changelog of %s: a fresh producer after %v: %w", c.what(), cause, err)
+	}
+	if err := c.initProducer(ctx, cl); err != nil {
+		cl.Close()
+		return fmt.Errorf("%w (a fresh producer after %v)", err, cause)
+	}
+	c.prod = cl
+	return nil
+}
+
+// lost marks with connectors.ErrTxnLost the errors that say the broker
+// dropped the open transaction: it timed out (the broker bumped the
+// producer's epoch) or its records were not delivered in time.
+func lost(err error) error {
+	if errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionAbortable) || errors.Is(err, kgo.ErrRecordTimeout) {
+		return fmt.Errorf("%w: %w", connectors.ErrTxnLost, err)
+	}
+	return err
 }
 
 func (c *changelog) what() string {
@@ -334,7 +392,10 @@ func (c *changelog) begin() error {
 	if c.inTxn.Load() {
 		return nil
 	}
-	if err := c.cl.BeginTransaction(); err != nil {
+	if c.prod == nil {
+		return fmt.Errorf("kafka changelog of %s: no producer (a fresh one failed)", c.what())
+	}
+	if err := c.prod.BeginTransaction(); err != nil {
 		return fmt.Errorf("kafka changelog of %s: begin transaction: %w", c.what(), err)
 	}
 	c.inTxn.Store(true)
@@ -364,7 +425,7 @@ func (c *changelog) Write(partition string, key, value []byte) {
 		c.fail(err)
 		return
 	}
-	c.cl.Produce(context.Background(), rec, c.promise)
+	c.prod.Produce(context.Background(), rec, c.promise)
 }
 
 // Commit writes one marker per partition of markers, then commits the
@@ -384,7 +445,7 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 		return offsets, nil
 	}
 	if err := c.failed(); err != nil {
-		return nil, err
+		return nil, lost(err)
 	}
 	recs := make([]*kgo.Record, 0, len(markers))
 	ids := make(map[*kgo.Record]string, len(markers))
@@ -447,21 +508,21 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 		return nil, err
 	}
 	for _, r := range recs {
-		c.cl.Produce(ctx, r, promise)
+		c.prod.Produce(ctx, r, promise)
 	}
-	if err := c.cl.Flush(ctx); err != nil {
+	if err := c.prod.Flush(ctx); err != nil {
 		return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), err)
 	}
 	if err := c.failed(); err != nil {
-		return nil, err
+		return nil, lost(err)
 	}
 	if fence {
-		if err := commitGroupOffsetsInTxn(ctx, c.cl, c.txnID, c.group, positions, &c.topicIDs); err != nil {
-			return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), notMember(err))
+		if err := commitGroupOffsetsInTxn(ctx, c.prod, c.txnID, c.group, positions, &c.topicIDs); err != nil {
+			return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), lost(notMember(err)))
 		}
 	}
-	if err := c.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return nil, fmt.Errorf("kafka changelog of %s: commit: %w", c.what(), err)
+	if err := c.prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return nil, fmt.Errorf("kafka changelog of %s: commit: %w", c.what(), lost(err))
 	}
 	c.inTxn.Store(false)
 	c.wrote.Store(false)
@@ -534,16 +595,32 @@ func (c *changelog) Abort(ctx context.Context) error {
 
 func (c *changelog) abort(ctx context.Context) error {
 	c.wrote.Store(false)
-	if c.shared == nil && c.inTxn.Load() {
-		if err := c.cl.AbortBufferedRecords(ctx); err != nil {
-			return fmt.Errorf("kafka changelog of %s: abort: %w", c.what(), err)
-		}
-		if err := c.cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
-			return fmt.Errorf("kafka changelog of %s: abort: %w", c.what(), err)
+	if c.shared == nil && (c.inTxn.Load() || c.prod == nil) {
+		if err := c.endAbort(ctx); err != nil {
+			// The broker dropped the transaction already (or the
+			// producer is unusable): a fresh producer fences the old
+			// one, which aborts whatever it still has open.
+			if err := c.renew(ctx, err); err != nil {
+				return err
+			}
 		}
 		c.inTxn.Store(false)
 	}
 	c.clearErr()
+	return nil
+}
+
+// endAbort aborts the own transaction with the producer that opened it.
+func (c *changelog) endAbort(ctx context.Context) error {
+	if c.prod == nil {
+		return errors.New("no producer")
+	}
+	if err := c.prod.AbortBufferedRecords(ctx); err != nil {
+		return fmt.Errorf("kafka changelog of %s: abort: %w", c.what(), err)
+	}
+	if err := c.prod.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		return fmt.Errorf("kafka changelog of %s: abort: %w", c.what(), err)
+	}
 	return nil
 }
 
@@ -729,6 +806,9 @@ func (c *changelog) Close() error {
 		defer cancel()
 		c.txMu.Lock()
 		err = c.abort(ctx)
+		if c.prod != c.cl && c.prod != nil {
+			c.prod.Close()
+		}
 		c.txMu.Unlock()
 		c.cl.Close()
 	})

@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -752,4 +753,68 @@ func (c *committer) overlapping(from, to time.Time) int {
 		}
 	}
 	return n
+}
+
+// A checkpoint's transaction that outlives the transaction timeout is
+// aborted by the broker, which bumps the producer's epoch: the commit
+// fails with ErrTxnLost (nothing of it visible), Abort readies a fresh
+// producer, and the next checkpoint commits.
+func TestChangelogTimedOutTransactionIsLostNotFatal(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 1)
+	group := topic + "-g"
+	src, err := kafka.NewSource(kafka.SourceConfig{Conn: kafka.Conn{Brokers: brokers, Topics: []string{topic}}, Group: group})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	deleteTopicsAtEnd(t, clAdmin(t, brokers), kafka.ChangelogTopic(group, topic))
+	defer kafka.SetChangelogTxnTimeout(time.Second)()
+	cl, err := src.Changelog("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	p := "kafka:" + topic + "/0"
+
+	cl.Write(p, []byte("k"), []byte("lost"))
+	// Once on the broker, the transaction is open until the broker's
+	// periodic check (10s by default) aborts it past its 1s timeout.
+	uncommittedOffset(t, brokers, kafka.ChangelogTopic(group, topic), 0, "k")
+	waitTxnState(t, brokers, src.Member().Txn, func(s string) bool { return s != "Ongoing" })
+	_, err = cl.Commit(t.Context(), map[string]connectors.ChangelogMarker{p: marker(1, 10)})
+	if !errors.Is(err, connectors.ErrTxnLost) {
+		t.Fatalf("commit of a transaction the broker aborted: %v, want ErrTxnLost", err)
+	}
+	if err := cl.Abort(t.Context()); err != nil {
+		t.Fatalf("abort after a lost transaction: %v", err)
+	}
+	cl.Write(p, []byte("k"), []byte("kept"))
+	if _, err := cl.Commit(t.Context(), map[string]connectors.ChangelogMarker{p: marker(2, 20)}); err != nil {
+		t.Fatalf("the checkpoint after a lost one: %v", err)
+	}
+	got, m, _, _ := restore(t, cl, p, 0)
+	sameChanges(t, "after a lost transaction and a commit", got, change{key: "k", value: "kept"})
+	sameMarker(t, m, marker(2, 20))
+}
+
+// waitTxnState waits (a minute at most) until the transactional id's state
+// on its coordinator satisfies ok.
+func waitTxnState(t *testing.T, brokers []string, txnID string, ok func(string) bool) {
+	t.Helper()
+	adm := clAdmin(t, brokers)
+	var last string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		ds, err := adm.DescribeTransactions(t.Context(), txnID)
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		if d, found := ds[txnID]; found && d.Err == nil {
+			if last = d.State; ok(d.State) {
+				return
+			}
+		}
+	}
+	t.Fatalf("transaction %s: state %s after a minute", txnID, last)
 }
