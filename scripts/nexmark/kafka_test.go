@@ -16,7 +16,9 @@ import (
 
 // TestQueriesOnKafka: the bids written by `eddy gen nexmark --topic-prefix`
 // to a topic of four partitions give each script the reference's rows
-// (q11: a bidder's sessions on several partitions merge into one).
+// (q11: a bidder's sessions on several partitions merge into one). Queries
+// of several streams (q8) are left out: eddy run refuses a Kafka source in a
+// pipeline of several sources so far.
 func TestQueriesOnKafka(t *testing.T) {
 	brokers := strings.Join(testenv.Kafka(t), ",")
 	const gen, n = "nexmark?stream=bid&event-rate=2000", 50000
@@ -39,6 +41,9 @@ func TestQueriesOnKafka(t *testing.T) {
 	}
 	e := &events{bids: bids}
 	for _, q := range queries {
+		if len(q.sources) > 1 {
+			continue // eddy run refuses several sources on Kafka so far; TestQueries runs these on files
+		}
 		t.Run(q.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), q.name+".jsonl")
 			eddy(t, "run", q.name+".lua", "--source", "kafka://"+brokers+"/"+topic+"?group="+topic+"_"+q.name,
