@@ -134,6 +134,11 @@ func (s *Sink) Write(ctx context.Context, rows []connectors.Row) error {
 	if err := s.failed(); err != nil {
 		return fmt.Errorf("kafka sink %s: %w", s.cfg.Topic, err)
 	}
+	// A record buffered under the run's context fails with "context
+	// canceled" if the run is stopped before the batch goes out, and
+	// Close then reports it: a clean stop ended with exit 1. Delivery is
+	// bounded by RecordDeliveryTimeout and Close's flush instead.
+	ctx = context.WithoutCancel(ctx)
 	for _, r := range rows {
 		s.cl.Produce(ctx, s.record(r), s.promise)
 	}
