@@ -194,9 +194,12 @@ func (c *changelog) renew(ctx context.Context, cause error) error {
 
 // lost marks with connectors.ErrTxnLost the errors that say the broker
 // dropped the open transaction: it timed out (the broker bumped the
-// producer's epoch) or its records were not delivered in time.
+// producer's epoch; a commit after the broker finished its abort gets
+// INVALID_TXN_STATE instead, as a fresh broker in CI answered) or its
+// records were not delivered in time.
 func lost(err error) error {
-	if errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionAbortable) || errors.Is(err, kgo.ErrRecordTimeout) {
+	if errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.InvalidTxnState) ||
+		errors.Is(err, kerr.TransactionAbortable) || errors.Is(err, kgo.ErrRecordTimeout) {
 		return fmt.Errorf("%w: %w", connectors.ErrTxnLost, err)
 	}
 	return err
