@@ -27,19 +27,7 @@ func TestSessionsMergeAcrossPartitions(t *testing.T) {
 	}
 	for _, emit := range []string{"final", "complete"} {
 		t.Run(emit, func(t *testing.T) {
-			script := `return {
-				parse = eddy.json { k = "string", t = "number" },
-				event_time = "t",
-				watermark = { out_of_order = "0s" },
-				key = "k",
-				window = eddy.session("10s"),
-				aggregate = {
-					n = eddy.count(), total = eddy.sum("t"), first = eddy.min("t"), ts = eddy.count_distinct("t"),
-					lua_n = { init = function() return 0 end, add = function(a, r) return a + 1 end,
-						merge = function(a, b) return a + b end, result = function(a) return a end },
-				},
-				emit = "` + emit + `",
-			}`
+			script := sessionsScript(emit)
 			var src []connectors.Partition
 			for _, id := range []string{"p1", "p2", "p3"} {
 				var lines []string
@@ -136,19 +124,7 @@ func TestSessionsAcrossPartitionsAfterARestart(t *testing.T) {
 		return &partsSource{parts: []connectors.Partition{&quietPart{id: "p0", lines: lines["p0"]},
 			&quietPart{id: "p1", lines: lines["p1"]}, &quietPart{id: "p2", lines: lines["p2"]}}}
 	}
-	script := `return {
-		parse = eddy.json { k = "string", t = "number" },
-		event_time = "t",
-		watermark = { out_of_order = "0s" },
-		key = "k",
-		window = eddy.session("10s"),
-		aggregate = {
-			n = eddy.count(), total = eddy.sum("t"), first = eddy.min("t"), ts = eddy.count_distinct("t"),
-			lua_n = { init = function() return 0 end, add = function(a, r) return a + 1 end,
-				merge = function(a, b) return a + b end, result = function(a) return a end },
-		},
-		emit = "final",
-	}`
+	script := sessionsScript("final")
 	store := openStore(t)
 	results := &memio.Sink{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -204,4 +180,22 @@ func distinct(text string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// sessionsScript counts 10 s sessions per key with Go and Lua aggregates,
+// emitting as emit says.
+func sessionsScript(emit string) string {
+	return `return {
+		parse = eddy.json { k = "string", t = "number" },
+		event_time = "t",
+		watermark = { out_of_order = "0s" },
+		key = "k",
+		window = eddy.session("10s"),
+		aggregate = {
+			n = eddy.count(), total = eddy.sum("t"), first = eddy.min("t"), ts = eddy.count_distinct("t"),
+			lua_n = { init = function() return 0 end, add = function(a, r) return a + 1 end,
+				merge = function(a, b) return a + b end, result = function(a) return a end },
+		},
+		emit = "` + emit + `",
+	}`
 }

@@ -71,18 +71,10 @@ func expectedWindowMax(bids [][2]int64) string {
 		}
 		a.most, a.auctions, a.bids = max(a.most, n), a.auctions+1, a.bids+n
 	}
-	starts := make([]int64, 0, len(per))
-	for s := range per {
-		starts = append(starts, s)
-	}
-	sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
-	var sb strings.Builder
-	for _, s := range starts {
-		a := per[s]
-		fmt.Fprintf(&sb, "{\"window_start\":%q,\"window_end\":%q,\"most\":%d,\"auctions\":%d,\"bids\":%d}\n",
+	return linesByStart(per, func(s int64, a *agg) string {
+		return fmt.Sprintf("{\"window_start\":%q,\"window_end\":%q,\"most\":%d,\"auctions\":%d,\"bids\":%d}\n",
 			msTime(s), msTime(s+size), a.most, a.auctions, a.bids)
-	}
-	return sb.String()
+	})
 }
 
 // expectedThree is stages_three.lua's result computed directly.
@@ -115,6 +107,14 @@ func expectedThree(bids [][2]int64) string {
 		}
 		t.auctions, t.hottest, t.peaks = t.auctions+1, max(t.hottest, a.total), t.peaks+a.peak
 	}
+	return linesByStart(per, func(s int64, t *third) string {
+		return fmt.Sprintf("{\"window_start\":%q,\"window_end\":%q,\"auctions\":%d,\"hottest\":%d,\"peaks\":%d}\n",
+			msTime(s), msTime(s+minute), t.auctions, t.hottest, t.peaks)
+	})
+}
+
+// linesByStart writes line's text for each window of per, by window start.
+func linesByStart[T any](per map[int64]T, line func(start int64, v T) string) string {
 	starts := make([]int64, 0, len(per))
 	for s := range per {
 		starts = append(starts, s)
@@ -122,9 +122,7 @@ func expectedThree(bids [][2]int64) string {
 	sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
 	var sb strings.Builder
 	for _, s := range starts {
-		t := per[s]
-		fmt.Fprintf(&sb, "{\"window_start\":%q,\"window_end\":%q,\"auctions\":%d,\"hottest\":%d,\"peaks\":%d}\n",
-			msTime(s), msTime(s+minute), t.auctions, t.hottest, t.peaks)
+		sb.WriteString(line(s, per[s]))
 	}
 	return sb.String()
 }
