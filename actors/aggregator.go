@@ -49,9 +49,8 @@ type KeyedAggregator struct {
 	states   map[string]*keyState // hook state by key
 	timers   timerHeap
 	sessions map[string][]*entry // open session windows by key
-	// lastWindow remembers each key's latest window state key: most
-	// records fall in it, and building the key costs an allocation.
-	lastWindow map[string]windowName
+	// lastWindow remembers each key's latest window (see windowSlot).
+	lastWindow map[string]*windowSlot
 	// ends queues open windows by end, expiries fired ones; fired holds
 	// the windows fired since the last barrier, for the emitter.
 	ends, expiries timerQueue
@@ -79,6 +78,8 @@ type KeyedAggregator struct {
 	// state is no longer a whole number of batches: no checkpoint may
 	// have it.
 	interrupted error
+	// commits writes checkpoints to the store off the shard's goroutine.
+	commits shardCommits
 }
 
 // changeSet lists changed state by key: entries (by state key) and hook
@@ -90,9 +91,13 @@ func (c changeSet) empty() bool {
 	return len(c.entries)+len(c.deleted)+len(c.states)+len(c.statesDeleted) == 0
 }
 
-type windowName struct {
+// windowSlot is a key's latest window: its start, state key and entry
+// (nil before the window has one). Most records fall in their key's latest
+// window, so finding it costs one map lookup and no allocation.
+type windowSlot struct {
 	start int64
 	sk    string
+	en    *entry
 }
 
 type firedWindow struct {
@@ -107,6 +112,9 @@ type entry struct {
 	start, end     int64 // the window, Unix ms; zero without windows
 	fired          bool
 	dirty, changed bool
+	// gone: no longer in the shard's entries (dropped, superseded or
+	// replaced), so a windowSlot holding it looks it up again.
+	gone bool
 }
 
 type keyState struct {
@@ -152,6 +160,9 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 			panic(fmt.Errorf("shard %d of %s: %w", a.shard, a.partition, err))
 		}
 	case *actor.Stopping:
+		if !a.commits.wait() {
+			a.e.cfg.Logger.Error("a stopping shard's checkpoint write did not end in time", "partition", a.partition, "shard", a.shard, "waited", commitStopTimeout)
+		}
 		if a.rt != nil {
 			a.rt.Close()
 		}
@@ -173,8 +184,9 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 		a.e.cfg.Stats.BatchLatency.Observe(time.Since(m.read))
 		ctx.Send(ctx.Parent(), &shardProcessed{gen: a.gen, shard: a.shard})
 	case *barrier:
-		ack := a.onBarrier(ctx, m)
-		ctx.Send(ctx.Parent(), ack)
+		if ack := a.onBarrier(ctx, m); ack != nil {
+			ctx.Send(ctx.Parent(), ack) // (nil: the checkpoint's commit sends it)
+		}
 		// What this shard emits from now on belongs after the barrier.
 		a.out.hold(a.e)
 	case *settled:
@@ -211,7 +223,7 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	a.pending = map[uint64]changeSet{}
 	a.states = map[string]*keyState{}
 	a.sessions = map[string][]*entry{}
-	a.lastWindow = map[string]windowName{}
+	a.lastWindow = map[string]*windowSlot{}
 	a.watermark = math.MinInt64
 	if a.fromLog != nil {
 		return nil // the changelog first: see restored
@@ -314,6 +326,9 @@ func (a *KeyedAggregator) loadEntry(sk string, v []byte) error {
 		en.end, _ = keyVals[n+1].(int64)
 		en.fired, _ = keyVals[n+2].(bool)
 		en.keyVals = keyVals[:n:n]
+		if old := a.entries[sk]; old != nil {
+			old.gone = true
+		}
 		if a.p.Window.Kind == "session" && !en.fired {
 			a.sessions[en.key] = append(a.sessions[en.key], en)
 		}
@@ -382,7 +397,7 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 		if a.p.IsWindowed() {
 			err = a.addWindowed(k, nk, m, i)
 		} else {
-			err = a.addTo(k.Key, a.entries[k.Key], k, nk, 0, 0)
+			_, err = a.addTo(k.Key, a.entries[k.Key], k, nk, 0, 0)
 		}
 		if err == nil && a.p.HasKeyHooks() {
 			err = a.onRecord(k)
@@ -394,13 +409,13 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 }
 
 // addTo folds a record into en, the entry at state key sk, creating it
-// when en is nil.
-func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int, start, end int64) error {
+// when en is nil; it returns the entry.
+func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int, start, end int64) (*entry, error) {
 	fresh := en == nil
 	if fresh {
 		accs, err := a.rt.NewAccs()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// a copy: k.Vals is cut from a slab of many records' values
 		// (scripting.Runtime.newVals), which the entry must not keep alive
@@ -408,7 +423,7 @@ func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int
 		en = &entry{key: k.Key, keyVals: keyVals, accs: accs, start: start, end: end}
 	}
 	if err := a.rt.Add(en.accs, k.Vals[nk:]); err != nil {
-		return err
+		return nil, err
 	}
 	if fresh {
 		a.entries[sk] = en
@@ -420,7 +435,7 @@ func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int
 		}
 	}
 	a.touch(sk, en)
-	return nil
+	return en, nil
 }
 
 func (a *KeyedAggregator) onRecord(k *scripting.Keyed) error {
@@ -583,26 +598,41 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 		a.oldestRead = time.Time{}
 	}
 	a.out.flushTo(ctx, a.e)
-	if b.epoch == 0 {
+	if b.epoch == 0 || a.unwritten.empty() {
 		return ack
 	}
-	if !a.unwritten.empty() {
-		ack.err = a.write(b.epoch)
-		w := a.unwritten
-		for _, sk := range a.unwritten.entries {
-			if en := a.entries[sk]; en != nil {
-				en.dirty = false
-			}
-		}
-		for _, k := range a.unwritten.states {
-			if st := a.states[k]; st != nil {
-				st.dirty = false
-			}
-		}
-		a.pending[b.epoch] = w
-		a.unwritten = changeSet{}
+	w, err := a.encodeUnwritten()
+	a.markWritten(b.epoch)
+	if err != nil {
+		ack.err = err
+		return ack
 	}
-	return ack
+	a.commits.start(a.e, ctx.Parent(), b.epoch, w, ack)
+	return nil
+}
+
+// encodeUnwritten encodes what the next checkpoint writes (and sends the
+// changelog its copy).
+func (a *KeyedAggregator) encodeUnwritten() (*recordedWrites, error) {
+	w := &recordedWrites{}
+	return w, a.writeTo(w)
+}
+
+// markWritten moves what was unwritten to checkpoint epoch's pending
+// writes, to redo if it is aborted.
+func (a *KeyedAggregator) markWritten(epoch uint64) {
+	for _, sk := range a.unwritten.entries {
+		if en := a.entries[sk]; en != nil {
+			en.dirty = false
+		}
+	}
+	for _, k := range a.unwritten.states {
+		if st := a.states[k]; st != nil {
+			st.dirty = false
+		}
+	}
+	a.pending[epoch] = a.unwritten
+	a.unwritten = changeSet{}
 }
 
 // redo marks what an aborted checkpoint wrote to be written again.
@@ -620,18 +650,6 @@ func (a *KeyedAggregator) redo(w changeSet) {
 			a.touchState(k, st)
 		}
 	}
-}
-
-// write puts the dirty entries and key states into the store at version
-// epoch, and deletes what expired.
-func (a *KeyedAggregator) write(epoch uint64) error {
-	wb := a.e.cfg.Store.Batch(epoch)
-	err := a.writeTo(wb)
-	if err != nil {
-		wb.Cancel()
-		return err
-	}
-	return wb.Commit()
 }
 
 // isLocalEntry: the next checkpoint writes entry sk to the store only.

@@ -26,23 +26,20 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 	var late int
 	var buf [4][2]int64
 	for _, win := range w.Windows(k.Time, buf[:0]) {
-		name := a.lastWindow[k.Key]
-		if name.sk == "" || name.start != win[0] {
-			name = windowName{start: win[0], sk: windowKey(k.Key, win[0])}
-			a.lastWindow[k.Key] = name
-		}
-		sk := name.sk
-		en := a.entries[sk]
+		slot := a.windowSlot(k.Key, win[0])
+		sk, en := slot.sk, slot.en
 		closed := win[1]+lateness <= a.watermark
 		emitted := (en != nil && en.fired || en == nil && win[1] <= a.watermark) && a.p.Emit == scripting.EmitFinal
 		if closed || emitted {
 			late++
 			continue
 		}
-		if err := a.addTo(sk, en, k, nk, win[0], win[1]); err != nil {
+		en, err := a.addTo(sk, en, k, nk, win[0], win[1])
+		if err != nil {
 			return err
 		}
-		if en := a.entries[sk]; win[1] <= a.watermark && !en.fired {
+		slot.en = en
+		if win[1] <= a.watermark && !en.fired {
 			en.fired = true // a late update of a window that fired empty
 			heap.Push(&a.expiries, timerItem{at: en.end, key: sk})
 		}
@@ -51,6 +48,23 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 		a.late(m, i, k.Time, late)
 	}
 	return nil
+}
+
+// windowSlot returns key's slot for the window starting at start, with
+// the window's entry as the shard has it.
+func (a *KeyedAggregator) windowSlot(key string, start int64) *windowSlot {
+	slot := a.lastWindow[key]
+	if slot == nil {
+		slot = &windowSlot{}
+		a.lastWindow[key] = slot
+	}
+	if slot.sk == "" || slot.start != start {
+		slot.start, slot.sk, slot.en = start, windowKey(key, start), nil
+	}
+	if slot.en == nil || slot.en.gone {
+		slot.en = a.entries[slot.sk]
+	}
+	return slot
 }
 
 // addSession merges the record's session [t, t+gap) with the key's open
@@ -82,7 +96,8 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 	if merged == nil {
 		a.sessions[k.Key] = keep
 		sk := windowKey(k.Key, start)
-		return a.addTo(sk, a.entries[sk], k, nk, start, end)
+		_, err := a.addTo(sk, a.entries[sk], k, nk, start, end)
+		return err
 	}
 	old := windowKey(k.Key, merged.start)
 	if a.entries[old] != merged {
@@ -102,6 +117,7 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 	if sk != old {
 		a.supersede(old)
 		a.entries[sk] = merged
+		merged.gone = false // (supersede took it out under its old key)
 		merged.dirty, merged.changed = false, false
 	}
 	a.touch(sk, merged)
@@ -113,6 +129,9 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 // and from the emitter's table: the merged session covers it, so its own
 // changes are not sent.
 func (a *KeyedAggregator) supersede(sk string) {
+	if en := a.entries[sk]; en != nil {
+		en.gone = true
+	}
 	delete(a.entries, sk)
 	a.unwritten.deleted = append(a.unwritten.deleted, sk)
 	delete(a.localEntries, sk)
@@ -161,6 +180,7 @@ func (a *KeyedAggregator) drop(sk string) {
 			a.lastChanges = append(a.lastChanges, p)
 		}
 	}
+	en.gone = true
 	delete(a.entries, sk)
 	a.unwritten.deleted = append(a.unwritten.deleted, sk)
 	delete(a.localEntries, sk)
