@@ -33,37 +33,21 @@ type KeyedAggregator struct {
 	entries map[string]*entry // by state key: the key, or key␞start for a window
 	// unwritten: the entries and hook states to write or delete at the
 	// next checkpoint; pending: what each checkpoint not yet complete
-	// wrote (to redo if it is aborted); changed: entries to send the
-	// emitter at the next trigger. Entries and states carry flags so each
-	// is listed once.
+	// wrote (to redo if it is aborted). Entries and states carry flags so
+	// each is listed once.
 	unwritten changeSet
-	// dropped: window entries the emitter should forget, after it has
-	// emitted lastChanges, their final changes; superseded: sessions
-	// merged into another, to forget before it builds rows
-	dropped     []string
-	lastChanges []partial
-	superseded  []string
-	pending     map[uint64]changeSet
-	changed     []string
+	pending   map[uint64]changeSet
+	emit      toEmit
 
-	states   map[string]*keyState // hook state by key
-	timers   timerHeap
-	sessions map[string][]*entry // open session windows by key
-	// lastWindow remembers each key's latest window (see windowSlot).
-	lastWindow map[string]*windowSlot
-	// ends queues open windows by end, expiries fired ones; fired holds
-	// the windows fired since the last barrier, for the emitter.
-	ends, expiries timerQueue
-	fired          []firedWindow
+	states map[string]*keyState // hook state by key
+	timers timerHeap
+	win    openWindows
 
 	// watermark: records behind it are late; readAt: when the batch that
 	// last moved it was read (for FireLatency).
 	watermark int64
 	readAt    time.Time
 	out       heldOutput
-	// oldestRead: when the oldest batch folded in since the last rows sent
-	// the emitter left its source (for the results' end-to-end latency).
-	oldestRead time.Time
 
 	// fromLog: the partition's state comes from the changelog (on top of
 	// the local checkpoint, or instead of it); nil once restored.
@@ -80,6 +64,32 @@ type KeyedAggregator struct {
 	interrupted error
 	// commits writes checkpoints to the store off the shard's goroutine.
 	commits shardCommits
+}
+
+// toEmit is what a shard sends the emitter at its next barrier.
+type toEmit struct {
+	// changed: entries changed since (each listed once: see entry.changed)
+	changed []string
+	// fired: the windows fired since
+	fired []firedWindow
+	// dropped: window entries the emitter should forget, after it has
+	// emitted lastChanges, their final changes; superseded: sessions
+	// merged into another, to forget before it builds rows
+	dropped     []string
+	lastChanges []partial
+	superseded  []string
+	// oldestRead: when the oldest batch folded in since left its source
+	// (for the results' end-to-end latency).
+	oldestRead time.Time
+}
+
+// openWindows finds and queues a shard's windows.
+type openWindows struct {
+	sessions map[string][]*entry // open session windows by key
+	// lastWindow remembers each key's latest window (see windowSlot).
+	lastWindow map[string]*windowSlot
+	// ends queues open windows by end, expiries fired ones.
+	ends, expiries timerQueue
 }
 
 // changeSet lists changed state by key: entries (by state key) and hook
@@ -171,8 +181,8 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 			(*hook)(a.partition, a.shard)
 		}
 		a.add(ctx, m)
-		if len(m.rows) > 0 && (a.oldestRead.IsZero() || m.read.Before(a.oldestRead)) {
-			a.oldestRead = m.read
+		if len(m.rows) > 0 && (a.emit.oldestRead.IsZero() || m.read.Before(a.emit.oldestRead)) {
+			a.emit.oldestRead = m.read
 		}
 		if m.watermark > a.watermark {
 			a.readAt = m.read
@@ -222,8 +232,8 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	a.entries = map[string]*entry{}
 	a.pending = map[uint64]changeSet{}
 	a.states = map[string]*keyState{}
-	a.sessions = map[string][]*entry{}
-	a.lastWindow = map[string]*windowSlot{}
+	a.win.sessions = map[string][]*entry{}
+	a.win.lastWindow = map[string]*windowSlot{}
 	a.watermark = math.MinInt64
 	if a.fromLog != nil {
 		return nil // the changelog first: see restored
@@ -330,13 +340,13 @@ func (a *KeyedAggregator) loadEntry(sk string, v []byte) error {
 			old.gone = true
 		}
 		if a.p.Window.Kind == "session" && !en.fired {
-			a.sessions[en.key] = append(a.sessions[en.key], en)
+			a.win.sessions[en.key] = append(a.win.sessions[en.key], en)
 		}
 	}
 	a.entries[sk] = en
 	if a.p.IsWindowed() {
 		if en.fired {
-			heap.Push(&a.expiries, timerItem{at: en.end, key: sk})
+			heap.Push(&a.win.expiries, timerItem{at: en.end, key: sk})
 		} else {
 			a.opened(sk, en)
 		}
@@ -365,7 +375,7 @@ func (a *KeyedAggregator) touch(sk string, en *entry) {
 	}
 	if !en.changed {
 		en.changed = true
-		a.changed = append(a.changed, sk)
+		a.emit.changed = append(a.emit.changed, sk)
 	}
 }
 
@@ -430,7 +440,7 @@ func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int
 		if a.p.IsWindowed() {
 			a.opened(sk, en)
 			if a.p.Window.Kind == "session" {
-				a.sessions[k.Key] = append(a.sessions[k.Key], en)
+				a.win.sessions[k.Key] = append(a.win.sessions[k.Key], en)
 			}
 		}
 	}
@@ -533,12 +543,30 @@ func (a *KeyedAggregator) wasInterrupted(err error) bool {
 	return true
 }
 
+// onBarrier passes a barrier: fires what it passed, sends the emitter what
+// changed and, at a checkpoint, writes the state. It returns the ack to
+// send now, or nil when the checkpoint's commit sends it.
 func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrierAck {
 	ack := &shardBarrierAck{gen: a.gen, seq: b.seq, shard: a.shard}
 	if a.interrupted != nil {
 		ack.err = a.interrupted
 		return ack
 	}
+	a.fireAt(ctx, b)
+	if err := a.sendEmitter(ctx); err != nil {
+		ack.err = err
+		return ack
+	}
+	a.out.flushTo(ctx, a.e)
+	if b.epoch == 0 || a.unwritten.empty() {
+		return ack
+	}
+	return a.checkpoint(ctx, b.epoch, ack)
+}
+
+// fireAt fires the windows and timers the barrier's watermark has passed,
+// and the processing-time timers due (but at the final barrier).
+func (a *KeyedAggregator) fireAt(ctx actor.Context, b *barrier) {
 	// The barrier's watermark is the pipeline's: past this partition's own
 	// when the partition is idle, so its windows still close.
 	if b.watermark > a.watermark || b.final {
@@ -552,62 +580,85 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 			a.hookFailed(ctx, err)
 		}
 	}
-	drops := a.dropped
-	a.dropped = nil
+}
+
+// sendEmitter sends the emitter what changed since the last barrier: the
+// windows fired, for a final emit of windows; otherwise the entries
+// changed and dropped.
+func (a *KeyedAggregator) sendEmitter(ctx actor.Context) error {
+	drops := a.emit.dropped
+	a.emit.dropped = nil
 	if a.windowedFinal() {
-		if len(a.fired) > 0 {
-			rows := make([]partial, len(a.fired))
-			ends := make([]int64, len(a.fired))
-			for i, f := range a.fired {
-				rows[i], ends[i] = f.p, f.end
-			}
-			a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, fired: true, rows: rows, ends: ends})
-			a.fired = nil
+		return a.sendFired(ctx)
+	}
+	if len(a.emit.changed) == 0 && len(drops) == 0 && len(a.emit.superseded) == 0 {
+		return nil
+	}
+	return a.sendChanged(ctx, drops)
+}
+
+// sendFired sends the emitter the windows fired (and, of sessions, the
+// open ones that changed).
+func (a *KeyedAggregator) sendFired(ctx actor.Context) error {
+	if len(a.emit.fired) > 0 {
+		rows := make([]partial, len(a.emit.fired))
+		ends := make([]int64, len(a.emit.fired))
+		for i, f := range a.emit.fired {
+			rows[i], ends[i] = f.p, f.end
 		}
-		if a.sessionWindows() {
-			if err := a.sendOpenSessions(ctx); err != nil {
-				ack.err = err
-				return ack
-			}
+		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, fired: true, rows: rows, ends: ends})
+		a.emit.fired = nil
+	}
+	if a.sessionWindows() {
+		if err := a.sendOpenSessions(ctx); err != nil {
+			return err
 		}
-		for _, sk := range a.changed {
-			if en := a.entries[sk]; en != nil {
-				en.changed = false
-			}
-		}
-		a.changed = a.changed[:0]
-	} else if len(a.changed) > 0 || len(drops) > 0 || len(a.superseded) > 0 {
-		rows := append(make([]partial, 0, len(a.changed)+len(a.lastChanges)), a.lastChanges...)
-		a.lastChanges = nil
-		for _, sk := range a.changed {
-			en := a.entries[sk]
-			if en == nil {
-				continue
-			}
+	}
+	for _, sk := range a.emit.changed {
+		if en := a.entries[sk]; en != nil {
 			en.changed = false
-			p, err := a.partial(sk, en)
-			if err != nil {
-				ack.err = err
-				return ack
-			}
-			rows = append(rows, p)
 		}
-		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, drop: drops, superseded: a.superseded, read: a.oldestRead})
-		a.superseded = nil
-		a.changed = a.changed[:0]
-		a.oldestRead = time.Time{}
 	}
-	a.out.flushTo(ctx, a.e)
-	if b.epoch == 0 || a.unwritten.empty() {
-		return ack
+	a.emit.changed = a.emit.changed[:0]
+	return nil
+}
+
+// sendChanged sends the emitter the entries changed, the last changes of
+// those dropped since, and which to forget.
+func (a *KeyedAggregator) sendChanged(ctx actor.Context, drops []string) error {
+	rows := append(make([]partial, 0, len(a.emit.changed)+len(a.emit.lastChanges)), a.emit.lastChanges...)
+	a.emit.lastChanges = nil
+	for _, sk := range a.emit.changed {
+		en := a.entries[sk]
+		if en == nil {
+			continue
+		}
+		en.changed = false
+		p, err := a.partial(sk, en)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, p)
 	}
+	a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, drop: drops, superseded: a.emit.superseded, read: a.emit.oldestRead})
+	a.emit.superseded = nil
+	a.emit.changed = a.emit.changed[:0]
+	a.emit.oldestRead = time.Time{}
+	return nil
+}
+
+// checkpoint encodes what changed since the last checkpoint and commits
+// it at epoch off the shard's goroutine (shardcommit.go), which then
+// acknowledges the barrier; it returns the ack only when there is
+// nothing to commit.
+func (a *KeyedAggregator) checkpoint(ctx actor.Context, epoch uint64, ack *shardBarrierAck) *shardBarrierAck {
 	w, err := a.encodeUnwritten()
-	a.markWritten(b.epoch)
+	a.markWritten(epoch)
 	if err != nil {
 		ack.err = err
 		return ack
 	}
-	a.commits.start(a.e, ctx.Parent(), b.epoch, w, ack)
+	a.commits.start(a, ctx.Parent(), epoch, w, ack)
 	return nil
 }
 

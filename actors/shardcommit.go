@@ -2,6 +2,7 @@ package actors
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -77,13 +78,20 @@ func (r *recordedWrites) commit(b *state.Batch) error {
 // runs at once.
 type shardCommits struct{ running sync.WaitGroup }
 
-// start commits w at epoch on a goroutine of its own, then sends ack
-// (carrying the commit's error) to the supervisor.
-func (c *shardCommits) start(e *engine, supervisor *actor.PID, epoch uint64, w *recordedWrites, ack *shardBarrierAck) {
-	store, root := e.cfg.Store, e.system.Root
+// testHookCommit, when a test sets it, runs on a checkpoint's commit
+// goroutine before the commit.
+var testHookCommit atomic.Pointer[func(partition string, shard int, epoch uint64)]
+
+// start commits w, shard a's writes at epoch, on a goroutine of its own,
+// then sends ack (carrying the commit's error) to the supervisor.
+func (c *shardCommits) start(a *KeyedAggregator, supervisor *actor.PID, epoch uint64, w *recordedWrites, ack *shardBarrierAck) {
+	store, root, partition, shard := a.e.cfg.Store, a.e.system.Root, a.partition, a.shard
 	c.running.Add(1)
 	go func() {
 		defer c.running.Done()
+		if hook := testHookCommit.Load(); hook != nil {
+			(*hook)(partition, shard, epoch)
+		}
 		ack.err = w.commit(store.Batch(epoch))
 		root.Send(supervisor, ack)
 	}()

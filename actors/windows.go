@@ -41,7 +41,7 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 		slot.en = en
 		if win[1] <= a.watermark && !en.fired {
 			en.fired = true // a late update of a window that fired empty
-			heap.Push(&a.expiries, timerItem{at: en.end, key: sk})
+			heap.Push(&a.win.expiries, timerItem{at: en.end, key: sk})
 		}
 	}
 	if late > 0 {
@@ -53,10 +53,10 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 // windowSlot returns key's slot for the window starting at start, with
 // the window's entry as the shard has it.
 func (a *KeyedAggregator) windowSlot(key string, start int64) *windowSlot {
-	slot := a.lastWindow[key]
+	slot := a.win.lastWindow[key]
 	if slot == nil {
 		slot = &windowSlot{}
-		a.lastWindow[key] = slot
+		a.win.lastWindow[key] = slot
 	}
 	if slot.sk == "" || slot.start != start {
 		slot.start, slot.sk, slot.en = start, windowKey(key, start), nil
@@ -78,7 +78,7 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 	}
 	var merged *entry
 	var keep []*entry
-	for _, s := range a.sessions[k.Key] {
+	for _, s := range a.win.sessions[k.Key] {
 		if s.start > end || s.end < start {
 			keep = append(keep, s)
 			continue
@@ -94,7 +94,7 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 		a.supersede(windowKey(k.Key, s.start))
 	}
 	if merged == nil {
-		a.sessions[k.Key] = keep
+		a.win.sessions[k.Key] = keep
 		sk := windowKey(k.Key, start)
 		_, err := a.addTo(sk, a.entries[sk], k, nk, start, end)
 		return err
@@ -112,7 +112,7 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 	if err := a.rt.Add(merged.accs, k.Vals[nk:]); err != nil {
 		return err
 	}
-	a.sessions[k.Key] = append(keep, merged)
+	a.win.sessions[k.Key] = append(keep, merged)
 	sk := windowKey(k.Key, merged.start)
 	if sk != old {
 		a.supersede(old)
@@ -135,7 +135,7 @@ func (a *KeyedAggregator) supersede(sk string) {
 	delete(a.entries, sk)
 	a.unwritten.deleted = append(a.unwritten.deleted, sk)
 	delete(a.localEntries, sk)
-	a.superseded = append(a.superseded, sk)
+	a.emit.superseded = append(a.emit.superseded, sk)
 }
 
 // sessionWindows: the pipeline's windows are sessions, which the emitter
@@ -150,7 +150,7 @@ func (a *KeyedAggregator) sessionWindows() bool {
 // a merged session only once all of it has fired.
 func (a *KeyedAggregator) sendOpenSessions(ctx actor.Context) error {
 	var rows []partial
-	for _, sk := range a.changed {
+	for _, sk := range a.emit.changed {
 		en := a.entries[sk]
 		if en == nil || en.fired {
 			continue // gone, or sent as fired
@@ -161,10 +161,10 @@ func (a *KeyedAggregator) sendOpenSessions(ctx actor.Context) error {
 		}
 		rows = append(rows, p)
 	}
-	if len(rows) > 0 || len(a.superseded) > 0 {
-		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, superseded: a.superseded})
+	if len(rows) > 0 || len(a.emit.superseded) > 0 {
+		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, superseded: a.emit.superseded})
 	}
-	a.superseded = nil
+	a.emit.superseded = nil
 	return nil
 }
 
@@ -177,14 +177,14 @@ func (a *KeyedAggregator) drop(sk string) {
 	}
 	if en.changed && !a.windowedFinal() {
 		if p, err := a.partial(sk, en); err == nil {
-			a.lastChanges = append(a.lastChanges, p)
+			a.emit.lastChanges = append(a.emit.lastChanges, p)
 		}
 	}
 	en.gone = true
 	delete(a.entries, sk)
 	a.unwritten.deleted = append(a.unwritten.deleted, sk)
 	delete(a.localEntries, sk)
-	a.dropped = append(a.dropped, sk)
+	a.emit.dropped = append(a.emit.dropped, sk)
 }
 
 // late sends record i of m to the late output.
@@ -230,15 +230,15 @@ func (a *KeyedAggregator) advance(wm int64, final bool) error {
 
 // fireWindows fires the open windows whose end the watermark has passed.
 func (a *KeyedAggregator) fireWindows() error {
-	for a.ends.Len() > 0 && a.ends[0].at <= a.watermark {
-		it := heap.Pop(&a.ends).(timerItem)
+	for a.win.ends.Len() > 0 && a.win.ends[0].at <= a.watermark {
+		it := heap.Pop(&a.win.ends).(timerItem)
 		en := a.entries[it.key]
 		if en == nil || en.fired || en.end != it.at {
 			continue // gone, fired, or a session that grew since
 		}
 		en.fired = true
 		a.touch(it.key, en)
-		heap.Push(&a.expiries, timerItem{at: en.end, key: it.key})
+		heap.Push(&a.win.expiries, timerItem{at: en.end, key: it.key})
 		if a.p.Window.Kind == "session" {
 			a.removeSession(en)
 		}
@@ -247,7 +247,7 @@ func (a *KeyedAggregator) fireWindows() error {
 			return err
 		}
 		p.firedBy = a.readAt
-		a.fired = append(a.fired, firedWindow{p: p, end: en.end})
+		a.emit.fired = append(a.emit.fired, firedWindow{p: p, end: en.end})
 		if err := a.onWindow(en, p); err != nil {
 			return err
 		}
@@ -257,19 +257,19 @@ func (a *KeyedAggregator) fireWindows() error {
 
 // opened queues a window's end for firing.
 func (a *KeyedAggregator) opened(sk string, en *entry) {
-	heap.Push(&a.ends, timerItem{at: en.end, key: sk})
+	heap.Push(&a.win.ends, timerItem{at: en.end, key: sk})
 }
 
 func (a *KeyedAggregator) removeSession(en *entry) {
-	list := a.sessions[en.key]
+	list := a.win.sessions[en.key]
 	for i, s := range list {
 		if s == en {
-			a.sessions[en.key] = append(list[:i:i], list[i+1:]...)
+			a.win.sessions[en.key] = append(list[:i:i], list[i+1:]...)
 			break
 		}
 	}
-	if len(a.sessions[en.key]) == 0 {
-		delete(a.sessions, en.key)
+	if len(a.win.sessions[en.key]) == 0 {
+		delete(a.win.sessions, en.key)
 	}
 }
 
@@ -296,8 +296,8 @@ func (a *KeyedAggregator) onWindow(en *entry, p partial) error {
 // expireWindows drops fired windows that can take no more late records.
 func (a *KeyedAggregator) expireWindows() {
 	lateness := a.p.AllowedLateness.Milliseconds()
-	for a.expiries.Len() > 0 && (a.watermark == math.MaxInt64 || a.expiries[0].at+lateness <= a.watermark) {
-		it := heap.Pop(&a.expiries).(timerItem)
+	for a.win.expiries.Len() > 0 && (a.watermark == math.MaxInt64 || a.win.expiries[0].at+lateness <= a.watermark) {
+		it := heap.Pop(&a.win.expiries).(timerItem)
 		if en := a.entries[it.key]; en != nil && en.fired && en.end == it.at {
 			a.drop(it.key)
 		}
