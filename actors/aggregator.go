@@ -33,38 +33,21 @@ type KeyedAggregator struct {
 	entries map[string]*entry // by state key: the key, or key␞start for a window
 	// unwritten: the entries and hook states to write or delete at the
 	// next checkpoint; pending: what each checkpoint not yet complete
-	// wrote (to redo if it is aborted); changed: entries to send the
-	// emitter at the next trigger. Entries and states carry flags so each
-	// is listed once.
+	// wrote (to redo if it is aborted). Entries and states carry flags so
+	// each is listed once.
 	unwritten changeSet
-	// dropped: window entries the emitter should forget, after it has
-	// emitted lastChanges, their final changes; superseded: sessions
-	// merged into another, to forget before it builds rows
-	dropped     []string
-	lastChanges []partial
-	superseded  []string
-	pending     map[uint64]changeSet
-	changed     []string
+	pending   map[uint64]changeSet
+	emit      toEmit
 
-	states   map[string]*keyState // hook state by key
-	timers   timerHeap
-	sessions map[string][]*entry // open session windows by key
-	// lastWindow remembers each key's latest window state key: most
-	// records fall in it, and building the key costs an allocation.
-	lastWindow map[string]windowName
-	// ends queues open windows by end, expiries fired ones; fired holds
-	// the windows fired since the last barrier, for the emitter.
-	ends, expiries timerQueue
-	fired          []firedWindow
+	states map[string]*keyState // hook state by key
+	timers timerHeap
+	win    openWindows
 
 	// watermark: records behind it are late; readAt: when the batch that
 	// last moved it was read (for FireLatency).
 	watermark int64
 	readAt    time.Time
 	out       heldOutput
-	// oldestRead: when the oldest batch folded in since the last rows sent
-	// the emitter left its source (for the results' end-to-end latency).
-	oldestRead time.Time
 
 	// fromLog: the partition's state comes from the changelog (on top of
 	// the local checkpoint, or instead of it); nil once restored.
@@ -79,6 +62,34 @@ type KeyedAggregator struct {
 	// state is no longer a whole number of batches: no checkpoint may
 	// have it.
 	interrupted error
+	// commits writes checkpoints to the store off the shard's goroutine.
+	commits shardCommits
+}
+
+// toEmit is what a shard sends the emitter at its next barrier.
+type toEmit struct {
+	// changed: entries changed since (each listed once: see entry.changed)
+	changed []string
+	// fired: the windows fired since
+	fired []firedWindow
+	// dropped: window entries the emitter should forget, after it has
+	// emitted lastChanges, their final changes; superseded: sessions
+	// merged into another, to forget before it builds rows
+	dropped     []string
+	lastChanges []partial
+	superseded  []string
+	// oldestRead: when the oldest batch folded in since left its source
+	// (for the results' end-to-end latency).
+	oldestRead time.Time
+}
+
+// openWindows finds and queues a shard's windows.
+type openWindows struct {
+	sessions map[string][]*entry // open session windows by key
+	// lastWindow remembers each key's latest window (see windowSlot).
+	lastWindow map[string]*windowSlot
+	// ends queues open windows by end, expiries fired ones.
+	ends, expiries timerQueue
 }
 
 // changeSet lists changed state by key: entries (by state key) and hook
@@ -90,9 +101,13 @@ func (c changeSet) empty() bool {
 	return len(c.entries)+len(c.deleted)+len(c.states)+len(c.statesDeleted) == 0
 }
 
-type windowName struct {
+// windowSlot is a key's latest window: its start, state key and entry
+// (nil before the window has one). Most records fall in their key's latest
+// window, so finding it costs one map lookup and no allocation.
+type windowSlot struct {
 	start int64
 	sk    string
+	en    *entry
 }
 
 type firedWindow struct {
@@ -107,6 +122,9 @@ type entry struct {
 	start, end     int64 // the window, Unix ms; zero without windows
 	fired          bool
 	dirty, changed bool
+	// gone: no longer in the shard's entries (dropped, superseded or
+	// replaced), so a windowSlot holding it looks it up again.
+	gone bool
 }
 
 type keyState struct {
@@ -152,6 +170,9 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 			panic(fmt.Errorf("shard %d of %s: %w", a.shard, a.partition, err))
 		}
 	case *actor.Stopping:
+		if !a.commits.wait() {
+			a.e.cfg.Logger.Error("a stopping shard's checkpoint write did not end in time", "partition", a.partition, "shard", a.shard, "waited", commitStopTimeout)
+		}
 		if a.rt != nil {
 			a.rt.Close()
 		}
@@ -160,8 +181,8 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 			(*hook)(a.partition, a.shard)
 		}
 		a.add(ctx, m)
-		if len(m.rows) > 0 && (a.oldestRead.IsZero() || m.read.Before(a.oldestRead)) {
-			a.oldestRead = m.read
+		if len(m.rows) > 0 && (a.emit.oldestRead.IsZero() || m.read.Before(a.emit.oldestRead)) {
+			a.emit.oldestRead = m.read
 		}
 		if m.watermark > a.watermark {
 			a.readAt = m.read
@@ -173,8 +194,9 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 		a.e.cfg.Stats.BatchLatency.Observe(time.Since(m.read))
 		ctx.Send(ctx.Parent(), &shardProcessed{gen: a.gen, shard: a.shard})
 	case *barrier:
-		ack := a.onBarrier(ctx, m)
-		ctx.Send(ctx.Parent(), ack)
+		if ack := a.onBarrier(ctx, m); ack != nil {
+			ctx.Send(ctx.Parent(), ack) // (nil: the checkpoint's commit sends it)
+		}
 		// What this shard emits from now on belongs after the barrier.
 		a.out.hold(a.e)
 	case *settled:
@@ -210,8 +232,8 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	a.entries = map[string]*entry{}
 	a.pending = map[uint64]changeSet{}
 	a.states = map[string]*keyState{}
-	a.sessions = map[string][]*entry{}
-	a.lastWindow = map[string]windowName{}
+	a.win.sessions = map[string][]*entry{}
+	a.win.lastWindow = map[string]*windowSlot{}
 	a.watermark = math.MinInt64
 	if a.fromLog != nil {
 		return nil // the changelog first: see restored
@@ -314,14 +336,17 @@ func (a *KeyedAggregator) loadEntry(sk string, v []byte) error {
 		en.end, _ = keyVals[n+1].(int64)
 		en.fired, _ = keyVals[n+2].(bool)
 		en.keyVals = keyVals[:n:n]
+		if old := a.entries[sk]; old != nil {
+			old.gone = true
+		}
 		if a.p.Window.Kind == "session" && !en.fired {
-			a.sessions[en.key] = append(a.sessions[en.key], en)
+			a.win.sessions[en.key] = append(a.win.sessions[en.key], en)
 		}
 	}
 	a.entries[sk] = en
 	if a.p.IsWindowed() {
 		if en.fired {
-			heap.Push(&a.expiries, timerItem{at: en.end, key: sk})
+			heap.Push(&a.win.expiries, timerItem{at: en.end, key: sk})
 		} else {
 			a.opened(sk, en)
 		}
@@ -350,7 +375,7 @@ func (a *KeyedAggregator) touch(sk string, en *entry) {
 	}
 	if !en.changed {
 		en.changed = true
-		a.changed = append(a.changed, sk)
+		a.emit.changed = append(a.emit.changed, sk)
 	}
 }
 
@@ -382,7 +407,7 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 		if a.p.IsWindowed() {
 			err = a.addWindowed(k, nk, m, i)
 		} else {
-			err = a.addTo(k.Key, a.entries[k.Key], k, nk, 0, 0)
+			_, err = a.addTo(k.Key, a.entries[k.Key], k, nk, 0, 0)
 		}
 		if err == nil && a.p.HasKeyHooks() {
 			err = a.onRecord(k)
@@ -394,13 +419,13 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 }
 
 // addTo folds a record into en, the entry at state key sk, creating it
-// when en is nil.
-func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int, start, end int64) error {
+// when en is nil; it returns the entry.
+func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int, start, end int64) (*entry, error) {
 	fresh := en == nil
 	if fresh {
 		accs, err := a.rt.NewAccs()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// a copy: k.Vals is cut from a slab of many records' values
 		// (scripting.Runtime.newVals), which the entry must not keep alive
@@ -408,19 +433,19 @@ func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int
 		en = &entry{key: k.Key, keyVals: keyVals, accs: accs, start: start, end: end}
 	}
 	if err := a.rt.Add(en.accs, k.Vals[nk:]); err != nil {
-		return err
+		return nil, err
 	}
 	if fresh {
 		a.entries[sk] = en
 		if a.p.IsWindowed() {
 			a.opened(sk, en)
 			if a.p.Window.Kind == "session" {
-				a.sessions[k.Key] = append(a.sessions[k.Key], en)
+				a.win.sessions[k.Key] = append(a.win.sessions[k.Key], en)
 			}
 		}
 	}
 	a.touch(sk, en)
-	return nil
+	return en, nil
 }
 
 func (a *KeyedAggregator) onRecord(k *scripting.Keyed) error {
@@ -518,12 +543,30 @@ func (a *KeyedAggregator) wasInterrupted(err error) bool {
 	return true
 }
 
+// onBarrier passes a barrier: fires what it passed, sends the emitter what
+// changed and, at a checkpoint, writes the state. It returns the ack to
+// send now, or nil when the checkpoint's commit sends it.
 func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrierAck {
 	ack := &shardBarrierAck{gen: a.gen, seq: b.seq, shard: a.shard}
 	if a.interrupted != nil {
 		ack.err = a.interrupted
 		return ack
 	}
+	a.fireAt(ctx, b)
+	if err := a.sendEmitter(ctx); err != nil {
+		ack.err = err
+		return ack
+	}
+	a.out.flushTo(ctx, a.e)
+	if b.epoch == 0 || a.unwritten.empty() {
+		return ack
+	}
+	return a.checkpoint(ctx, b.epoch, ack)
+}
+
+// fireAt fires the windows and timers the barrier's watermark has passed,
+// and the processing-time timers due (but at the final barrier).
+func (a *KeyedAggregator) fireAt(ctx actor.Context, b *barrier) {
 	// The barrier's watermark is the pipeline's: past this partition's own
 	// when the partition is idle, so its windows still close.
 	if b.watermark > a.watermark || b.final {
@@ -537,72 +580,110 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 			a.hookFailed(ctx, err)
 		}
 	}
-	drops := a.dropped
-	a.dropped = nil
+}
+
+// sendEmitter sends the emitter what changed since the last barrier: the
+// windows fired, for a final emit of windows; otherwise the entries
+// changed and dropped.
+func (a *KeyedAggregator) sendEmitter(ctx actor.Context) error {
+	drops := a.emit.dropped
+	a.emit.dropped = nil
 	if a.windowedFinal() {
-		if len(a.fired) > 0 {
-			rows := make([]partial, len(a.fired))
-			ends := make([]int64, len(a.fired))
-			for i, f := range a.fired {
-				rows[i], ends[i] = f.p, f.end
-			}
-			a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, fired: true, rows: rows, ends: ends})
-			a.fired = nil
-		}
-		if a.sessionWindows() {
-			if err := a.sendOpenSessions(ctx); err != nil {
-				ack.err = err
-				return ack
-			}
-		}
-		for _, sk := range a.changed {
-			if en := a.entries[sk]; en != nil {
-				en.changed = false
-			}
-		}
-		a.changed = a.changed[:0]
-	} else if len(a.changed) > 0 || len(drops) > 0 || len(a.superseded) > 0 {
-		rows := append(make([]partial, 0, len(a.changed)+len(a.lastChanges)), a.lastChanges...)
-		a.lastChanges = nil
-		for _, sk := range a.changed {
-			en := a.entries[sk]
-			if en == nil {
-				continue
-			}
-			en.changed = false
-			p, err := a.partial(sk, en)
-			if err != nil {
-				ack.err = err
-				return ack
-			}
-			rows = append(rows, p)
-		}
-		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, drop: drops, superseded: a.superseded, read: a.oldestRead})
-		a.superseded = nil
-		a.changed = a.changed[:0]
-		a.oldestRead = time.Time{}
+		return a.sendFired(ctx)
 	}
-	a.out.flushTo(ctx, a.e)
-	if b.epoch == 0 {
+	if len(a.emit.changed) == 0 && len(drops) == 0 && len(a.emit.superseded) == 0 {
+		return nil
+	}
+	return a.sendChanged(ctx, drops)
+}
+
+// sendFired sends the emitter the windows fired (and, of sessions, the
+// open ones that changed).
+func (a *KeyedAggregator) sendFired(ctx actor.Context) error {
+	if len(a.emit.fired) > 0 {
+		rows := make([]partial, len(a.emit.fired))
+		ends := make([]int64, len(a.emit.fired))
+		for i, f := range a.emit.fired {
+			rows[i], ends[i] = f.p, f.end
+		}
+		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, fired: true, rows: rows, ends: ends})
+		a.emit.fired = nil
+	}
+	if a.sessionWindows() {
+		if err := a.sendOpenSessions(ctx); err != nil {
+			return err
+		}
+	}
+	for _, sk := range a.emit.changed {
+		if en := a.entries[sk]; en != nil {
+			en.changed = false
+		}
+	}
+	a.emit.changed = a.emit.changed[:0]
+	return nil
+}
+
+// sendChanged sends the emitter the entries changed, the last changes of
+// those dropped since, and which to forget.
+func (a *KeyedAggregator) sendChanged(ctx actor.Context, drops []string) error {
+	rows := append(make([]partial, 0, len(a.emit.changed)+len(a.emit.lastChanges)), a.emit.lastChanges...)
+	a.emit.lastChanges = nil
+	for _, sk := range a.emit.changed {
+		en := a.entries[sk]
+		if en == nil {
+			continue
+		}
+		en.changed = false
+		p, err := a.partial(sk, en)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, p)
+	}
+	a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, drop: drops, superseded: a.emit.superseded, read: a.emit.oldestRead})
+	a.emit.superseded = nil
+	a.emit.changed = a.emit.changed[:0]
+	a.emit.oldestRead = time.Time{}
+	return nil
+}
+
+// checkpoint encodes what changed since the last checkpoint and commits
+// it at epoch off the shard's goroutine (shardcommit.go), which then
+// acknowledges the barrier; it returns the ack only when there is
+// nothing to commit.
+func (a *KeyedAggregator) checkpoint(ctx actor.Context, epoch uint64, ack *shardBarrierAck) *shardBarrierAck {
+	w, err := a.encodeUnwritten()
+	a.markWritten(epoch)
+	if err != nil {
+		ack.err = err
 		return ack
 	}
-	if !a.unwritten.empty() {
-		ack.err = a.write(b.epoch)
-		w := a.unwritten
-		for _, sk := range a.unwritten.entries {
-			if en := a.entries[sk]; en != nil {
-				en.dirty = false
-			}
+	a.commits.start(a, ctx.Parent(), epoch, w, ack)
+	return nil
+}
+
+// encodeUnwritten encodes what the next checkpoint writes (and sends the
+// changelog its copy).
+func (a *KeyedAggregator) encodeUnwritten() (*recordedWrites, error) {
+	w := &recordedWrites{}
+	return w, a.writeTo(w)
+}
+
+// markWritten moves what was unwritten to checkpoint epoch's pending
+// writes, to redo if it is aborted.
+func (a *KeyedAggregator) markWritten(epoch uint64) {
+	for _, sk := range a.unwritten.entries {
+		if en := a.entries[sk]; en != nil {
+			en.dirty = false
 		}
-		for _, k := range a.unwritten.states {
-			if st := a.states[k]; st != nil {
-				st.dirty = false
-			}
-		}
-		a.pending[b.epoch] = w
-		a.unwritten = changeSet{}
 	}
-	return ack
+	for _, k := range a.unwritten.states {
+		if st := a.states[k]; st != nil {
+			st.dirty = false
+		}
+	}
+	a.pending[epoch] = a.unwritten
+	a.unwritten = changeSet{}
 }
 
 // redo marks what an aborted checkpoint wrote to be written again.
@@ -620,18 +701,6 @@ func (a *KeyedAggregator) redo(w changeSet) {
 			a.touchState(k, st)
 		}
 	}
-}
-
-// write puts the dirty entries and key states into the store at version
-// epoch, and deletes what expired.
-func (a *KeyedAggregator) write(epoch uint64) error {
-	wb := a.e.cfg.Store.Batch(epoch)
-	err := a.writeTo(wb)
-	if err != nil {
-		wb.Cancel()
-		return err
-	}
-	return wb.Commit()
 }
 
 // isLocalEntry: the next checkpoint writes entry sk to the store only.

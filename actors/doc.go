@@ -11,8 +11,10 @@
 // the batches that precede them, so every shard's state and every
 // partition's position in a checkpoint describe the same cut of the input.
 // A checkpoint is one Badger version (package state): shards write their
-// dirty keys at that version, then the node writes the positions and marks
-// it complete once every sink has flushed.
+// dirty keys at that version (encoded on the shard's goroutine, written
+// and synced on one of the checkpoint's own while the shard folds the
+// batches after the barrier), then the node writes the positions and
+// marks it complete once every sink has flushed.
 //
 // Failures and stops are bounded (lifecycle.go): the node restarts a
 // failing partition from the last checkpoint with backoff, a few times,

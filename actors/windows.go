@@ -26,31 +26,45 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 	var late int
 	var buf [4][2]int64
 	for _, win := range w.Windows(k.Time, buf[:0]) {
-		name := a.lastWindow[k.Key]
-		if name.sk == "" || name.start != win[0] {
-			name = windowName{start: win[0], sk: windowKey(k.Key, win[0])}
-			a.lastWindow[k.Key] = name
-		}
-		sk := name.sk
-		en := a.entries[sk]
+		slot := a.windowSlot(k.Key, win[0])
+		sk, en := slot.sk, slot.en
 		closed := win[1]+lateness <= a.watermark
 		emitted := (en != nil && en.fired || en == nil && win[1] <= a.watermark) && a.p.Emit == scripting.EmitFinal
 		if closed || emitted {
 			late++
 			continue
 		}
-		if err := a.addTo(sk, en, k, nk, win[0], win[1]); err != nil {
+		en, err := a.addTo(sk, en, k, nk, win[0], win[1])
+		if err != nil {
 			return err
 		}
-		if en := a.entries[sk]; win[1] <= a.watermark && !en.fired {
+		slot.en = en
+		if win[1] <= a.watermark && !en.fired {
 			en.fired = true // a late update of a window that fired empty
-			heap.Push(&a.expiries, timerItem{at: en.end, key: sk})
+			heap.Push(&a.win.expiries, timerItem{at: en.end, key: sk})
 		}
 	}
 	if late > 0 {
 		a.late(m, i, k.Time, late)
 	}
 	return nil
+}
+
+// windowSlot returns key's slot for the window starting at start, with
+// the window's entry as the shard has it.
+func (a *KeyedAggregator) windowSlot(key string, start int64) *windowSlot {
+	slot := a.win.lastWindow[key]
+	if slot == nil {
+		slot = &windowSlot{}
+		a.win.lastWindow[key] = slot
+	}
+	if slot.sk == "" || slot.start != start {
+		slot.start, slot.sk, slot.en = start, windowKey(key, start), nil
+	}
+	if slot.en == nil || slot.en.gone {
+		slot.en = a.entries[slot.sk]
+	}
+	return slot
 }
 
 // addSession merges the record's session [t, t+gap) with the key's open
@@ -64,7 +78,7 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 	}
 	var merged *entry
 	var keep []*entry
-	for _, s := range a.sessions[k.Key] {
+	for _, s := range a.win.sessions[k.Key] {
 		if s.start > end || s.end < start {
 			keep = append(keep, s)
 			continue
@@ -80,9 +94,10 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 		a.supersede(windowKey(k.Key, s.start))
 	}
 	if merged == nil {
-		a.sessions[k.Key] = keep
+		a.win.sessions[k.Key] = keep
 		sk := windowKey(k.Key, start)
-		return a.addTo(sk, a.entries[sk], k, nk, start, end)
+		_, err := a.addTo(sk, a.entries[sk], k, nk, start, end)
+		return err
 	}
 	old := windowKey(k.Key, merged.start)
 	if a.entries[old] != merged {
@@ -97,11 +112,12 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 	if err := a.rt.Add(merged.accs, k.Vals[nk:]); err != nil {
 		return err
 	}
-	a.sessions[k.Key] = append(keep, merged)
+	a.win.sessions[k.Key] = append(keep, merged)
 	sk := windowKey(k.Key, merged.start)
 	if sk != old {
 		a.supersede(old)
 		a.entries[sk] = merged
+		merged.gone = false // (supersede took it out under its old key)
 		merged.dirty, merged.changed = false, false
 	}
 	a.touch(sk, merged)
@@ -113,10 +129,13 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 // and from the emitter's table: the merged session covers it, so its own
 // changes are not sent.
 func (a *KeyedAggregator) supersede(sk string) {
+	if en := a.entries[sk]; en != nil {
+		en.gone = true
+	}
 	delete(a.entries, sk)
 	a.unwritten.deleted = append(a.unwritten.deleted, sk)
 	delete(a.localEntries, sk)
-	a.superseded = append(a.superseded, sk)
+	a.emit.superseded = append(a.emit.superseded, sk)
 }
 
 // sessionWindows: the pipeline's windows are sessions, which the emitter
@@ -131,7 +150,7 @@ func (a *KeyedAggregator) sessionWindows() bool {
 // a merged session only once all of it has fired.
 func (a *KeyedAggregator) sendOpenSessions(ctx actor.Context) error {
 	var rows []partial
-	for _, sk := range a.changed {
+	for _, sk := range a.emit.changed {
 		en := a.entries[sk]
 		if en == nil || en.fired {
 			continue // gone, or sent as fired
@@ -142,10 +161,10 @@ func (a *KeyedAggregator) sendOpenSessions(ctx actor.Context) error {
 		}
 		rows = append(rows, p)
 	}
-	if len(rows) > 0 || len(a.superseded) > 0 {
-		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, superseded: a.superseded})
+	if len(rows) > 0 || len(a.emit.superseded) > 0 {
+		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, superseded: a.emit.superseded})
 	}
-	a.superseded = nil
+	a.emit.superseded = nil
 	return nil
 }
 
@@ -158,13 +177,14 @@ func (a *KeyedAggregator) drop(sk string) {
 	}
 	if en.changed && !a.windowedFinal() {
 		if p, err := a.partial(sk, en); err == nil {
-			a.lastChanges = append(a.lastChanges, p)
+			a.emit.lastChanges = append(a.emit.lastChanges, p)
 		}
 	}
+	en.gone = true
 	delete(a.entries, sk)
 	a.unwritten.deleted = append(a.unwritten.deleted, sk)
 	delete(a.localEntries, sk)
-	a.dropped = append(a.dropped, sk)
+	a.emit.dropped = append(a.emit.dropped, sk)
 }
 
 // late sends record i of m to the late output.
@@ -210,15 +230,15 @@ func (a *KeyedAggregator) advance(wm int64, final bool) error {
 
 // fireWindows fires the open windows whose end the watermark has passed.
 func (a *KeyedAggregator) fireWindows() error {
-	for a.ends.Len() > 0 && a.ends[0].at <= a.watermark {
-		it := heap.Pop(&a.ends).(timerItem)
+	for a.win.ends.Len() > 0 && a.win.ends[0].at <= a.watermark {
+		it := heap.Pop(&a.win.ends).(timerItem)
 		en := a.entries[it.key]
 		if en == nil || en.fired || en.end != it.at {
 			continue // gone, fired, or a session that grew since
 		}
 		en.fired = true
 		a.touch(it.key, en)
-		heap.Push(&a.expiries, timerItem{at: en.end, key: it.key})
+		heap.Push(&a.win.expiries, timerItem{at: en.end, key: it.key})
 		if a.p.Window.Kind == "session" {
 			a.removeSession(en)
 		}
@@ -227,7 +247,7 @@ func (a *KeyedAggregator) fireWindows() error {
 			return err
 		}
 		p.firedBy = a.readAt
-		a.fired = append(a.fired, firedWindow{p: p, end: en.end})
+		a.emit.fired = append(a.emit.fired, firedWindow{p: p, end: en.end})
 		if err := a.onWindow(en, p); err != nil {
 			return err
 		}
@@ -237,19 +257,19 @@ func (a *KeyedAggregator) fireWindows() error {
 
 // opened queues a window's end for firing.
 func (a *KeyedAggregator) opened(sk string, en *entry) {
-	heap.Push(&a.ends, timerItem{at: en.end, key: sk})
+	heap.Push(&a.win.ends, timerItem{at: en.end, key: sk})
 }
 
 func (a *KeyedAggregator) removeSession(en *entry) {
-	list := a.sessions[en.key]
+	list := a.win.sessions[en.key]
 	for i, s := range list {
 		if s == en {
-			a.sessions[en.key] = append(list[:i:i], list[i+1:]...)
+			a.win.sessions[en.key] = append(list[:i:i], list[i+1:]...)
 			break
 		}
 	}
-	if len(a.sessions[en.key]) == 0 {
-		delete(a.sessions, en.key)
+	if len(a.win.sessions[en.key]) == 0 {
+		delete(a.win.sessions, en.key)
 	}
 }
 
@@ -276,8 +296,8 @@ func (a *KeyedAggregator) onWindow(en *entry, p partial) error {
 // expireWindows drops fired windows that can take no more late records.
 func (a *KeyedAggregator) expireWindows() {
 	lateness := a.p.AllowedLateness.Milliseconds()
-	for a.expiries.Len() > 0 && (a.watermark == math.MaxInt64 || a.expiries[0].at+lateness <= a.watermark) {
-		it := heap.Pop(&a.expiries).(timerItem)
+	for a.win.expiries.Len() > 0 && (a.watermark == math.MaxInt64 || a.win.expiries[0].at+lateness <= a.watermark) {
+		it := heap.Pop(&a.win.expiries).(timerItem)
 		if en := a.entries[it.key]; en != nil && en.fired && en.end == it.at {
 			a.drop(it.key)
 		}

@@ -1,0 +1,119 @@
+package actors
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/eddy-stream/eddy/state"
+)
+
+// A shard's checkpoint is written in two halves. On the shard's goroutine
+// it encodes its dirty state (which must not change under the encoding)
+// into recordedWrites, and the changelog gets its copy in the same order
+// as before. A goroutine of the checkpoint's own then writes those bytes
+// to the store, syncs them and acknowledges the barrier to the
+// supervisor, while the shard goes on folding the records after the
+// barrier into the next checkpoint's changes. The store's write and sync
+// took most of a checkpoint's time, and the shard used to wait through
+// them with every record of its partition queued behind it.
+
+// recordedWrites is a checkpoint's writes, encoded and in order. It
+// keeps each key it is given (writeTo builds a fresh one per write) and
+// copies each value (the caller reuses its buffer).
+type recordedWrites struct {
+	ops  []recordedOp
+	slab []byte // values, many to an allocation
+}
+
+type recordedOp struct {
+	key, value []byte
+	del        bool
+}
+
+var _ batchWriter = (*recordedWrites)(nil)
+
+func (r *recordedWrites) Set(key, value []byte) error {
+	r.ops = append(r.ops, recordedOp{key: key, value: r.keep(value)})
+	return nil
+}
+
+func (r *recordedWrites) Delete(key []byte) error {
+	r.ops = append(r.ops, recordedOp{key: key, del: true})
+	return nil
+}
+
+const recordedSlab = 64 << 10
+
+func (r *recordedWrites) keep(v []byte) []byte {
+	if len(r.slab)+len(v) > cap(r.slab) {
+		r.slab = make([]byte, 0, max(recordedSlab, len(v)))
+	}
+	start := len(r.slab)
+	r.slab = append(r.slab, v...)
+	return r.slab[start:len(r.slab):len(r.slab)]
+}
+
+// commit writes the recorded writes to b and commits it.
+func (r *recordedWrites) commit(b *state.Batch) error {
+	for _, o := range r.ops {
+		var err error
+		if o.del {
+			err = b.Delete(o.key)
+		} else {
+			err = b.Set(o.key, o.value)
+		}
+		if err != nil {
+			b.Cancel()
+			return err
+		}
+	}
+	return b.Commit()
+}
+
+// shardCommits runs a shard's checkpoint commits off its goroutine, and
+// lets the shard wait for the one in flight when it stops. The
+// supervisor passes a shard one barrier at a time, so at most one commit
+// runs at once.
+type shardCommits struct{ running sync.WaitGroup }
+
+// testHookCommit, when a test sets it, runs on a checkpoint's commit
+// goroutine before the commit.
+var testHookCommit atomic.Pointer[func(partition string, shard int, epoch uint64)]
+
+// start commits w, shard a's writes at epoch, on a goroutine of its own,
+// then sends ack (carrying the commit's error) to the supervisor.
+func (c *shardCommits) start(a *KeyedAggregator, supervisor *actor.PID, epoch uint64, w *recordedWrites, ack *shardBarrierAck) {
+	store, root, partition, shard := a.e.cfg.Store, a.e.system.Root, a.partition, a.shard
+	c.running.Add(1)
+	go func() {
+		defer c.running.Done()
+		if hook := testHookCommit.Load(); hook != nil {
+			(*hook)(partition, shard, epoch)
+		}
+		ack.err = w.commit(store.Batch(epoch))
+		root.Send(supervisor, ack)
+	}()
+}
+
+// commitStopTimeout bounds a stopping shard's wait for its commit.
+const commitStopTimeout = time.Minute
+
+// wait waits for the commit in flight, if any, so that no write of a
+// stopped shard reaches the store after it (a restarted incarnation
+// restores from it). It reports false when the commit outlived
+// commitStopTimeout.
+func (c *shardCommits) wait() bool {
+	done := make(chan struct{})
+	go func() {
+		c.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(commitStopTimeout):
+		return false
+	}
+}

@@ -1,0 +1,77 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eddy-stream/eddy/internal/memio"
+	"github.com/eddy-stream/eddy/state"
+)
+
+// A shard folds the batches after a checkpoint's barrier while that
+// checkpoint's commit is still writing to the store (the commit runs off
+// the shard's goroutine), and the result stays exact.
+func TestShardFoldsWhileItsCheckpointCommits(t *testing.T) {
+	var lines []string
+	want := map[string]int{}
+	for i := 0; i < 100000; i++ {
+		dev := fmt.Sprintf("C%d", (i*7919)%13)
+		lines = append(lines, fmt.Sprintf(`{"dstdevice":%q,"dstport":"443"}`, dev))
+		want[dev]++
+	}
+	var added atomic.Int64 // batches shard 0 has begun to add
+	setTestHookAdd(t, func(_ string, shard int) {
+		if shard == 0 {
+			added.Add(1)
+		}
+	})
+	// The first commit of shard 0 holds until the shard has added three
+	// more batches, or a minute has passed.
+	var first sync.Once
+	var folded atomic.Bool
+	setTestHookCommit(t, func(_ string, shard int, _ uint64) {
+		if shard != 0 {
+			return
+		}
+		first.Do(func() {
+			from, deadline := added.Load(), time.Now().Add(time.Minute)
+			for time.Now().Before(deadline) {
+				if added.Load() >= from+3 {
+					folded.Store(true)
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	})
+	store, err := state.Open("", state.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	results := &memio.Sink{}
+	_, err = Run(context.Background(), Config{
+		Pipeline: load(t, countScript), Source: &memio.Source{Lines: lines, BatchSize: 100}, Store: store,
+		Results: results, Shards: 2, UntilIdle: true, TriggerInterval: 10 * time.Millisecond, CheckpointInterval: 10 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !folded.Load() {
+		t.Error("shard 0 added no batch while its first checkpoint was committing")
+	}
+	if got, wantText := rowsText(results.Rows()), top(want, 3); got != wantText {
+		t.Errorf("got\n%swant\n%s", got, wantText)
+	}
+}
+
+// setTestHookCommit sets testHookCommit until the test ends.
+func setTestHookCommit(t *testing.T, hook func(partition string, shard int, epoch uint64)) {
+	t.Helper()
+	testHookCommit.Store(&hook)
+	t.Cleanup(func() { testHookCommit.Store(nil) })
+}
