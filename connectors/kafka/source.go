@@ -141,7 +141,12 @@ func NewSource(c SourceConfig) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{cfg: c, admCl: adm, adm: kadm.NewClient(adm), parts: map[tp]*partition{}, closed: make(chan struct{}), joined: make(chan struct{})}, nil
+	s := &Source{cfg: c, admCl: adm, adm: kadm.NewClient(adm), parts: map[tp]*partition{}, closed: make(chan struct{}), joined: make(chan struct{})}
+	// Here, not in Start: the engine starts the source on a goroutine of
+	// its own, and a checkpoint of no partitions may complete (and call
+	// Checkpointed) before Start has checked the topics.
+	s.obsCond = sync.NewCond(&s.obsMu)
+	return s, nil
 }
 
 type tp struct {
@@ -202,7 +207,6 @@ func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
 		return err
 	}
 	s.l, s.ctx = l, ctx
-	s.obsCond = sync.NewCond(&s.obsMu)
 	iso := kgo.ReadCommitted()
 	if s.cfg.ReadUncommitted {
 		iso = kgo.ReadUncommitted()
@@ -471,13 +475,14 @@ func (s *Source) commit(ps []*partition) error {
 		}
 		offsets[p.tp.topic][p.tp.part] = kgo.EpochOffset{Epoch: -1, Offset: off}
 	}
-	if len(offsets) == 0 || s.cl == nil {
+	cl := s.groupCl.Load() // (nil before Start has joined the group)
+	if len(offsets) == 0 || cl == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var cerr error
-	s.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
 			cerr = err
 			return
