@@ -29,6 +29,11 @@ type partition struct {
 	seekWait   []chan struct{}
 	gone       bool  // revoked, lost or closed
 	frozen     bool  // being revoked: Read returns nothing more
+	lost       bool  // being lost: no checkpoint of it may commit
+	// member is the group member id the partition was assigned to: a
+	// checkpoint of it commits only while the source is still that
+	// member (see Source.holder).
+	member string
 	returned   bool  // Read returned a batch since the assignment
 	read       int64 // records Read returned
 
