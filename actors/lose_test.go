@@ -72,7 +72,7 @@ func (p *losablePartition) Read(ctx context.Context) (connectors.Batch, error) {
 }
 
 func (p *losablePartition) Describe(pos connectors.Position) string { return "line " + string(pos) }
-func (p *losablePartition) Close() error                              { return nil }
+func (p *losablePartition) Close() error                            { return nil }
 
 // watchedChangelog records every commit's markers, and can hold the first
 // commit that has a marker of "mem" until the test answers it.
