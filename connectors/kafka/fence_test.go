@@ -186,3 +186,71 @@ func deleteChangelogTopic(t *testing.T, brokers []string, topic string) {
 	defer cancel()
 	req.RequestWith(ctx, cl)
 }
+
+// A node taking a partition over must not trust a changelog end that an
+// open transaction of the previous owner holds back (the owner was paused
+// after its offsets joined the transaction, and commits when resumed):
+// End waits until that transaction ends, and then counts its records.
+func TestChangelogEndWaitsForAnOpenTransaction(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 1)
+	group := topic + "-g"
+	name := ChangelogTopic(group, topic)
+	t.Cleanup(func() { deleteChangelogTopic(t, brokers, name) })
+	target, err := connectors.Parse("kafka://" + strings.Join(brokers, ",") + "/" + topic + "?group=" + group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenSource(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	clog, err := s.Changelog("open")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clog.Close()
+	prev, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID("eddy.test.previous-owner."+topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prev.Close()
+	ctx := t.Context()
+	if err := prev.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := prev.ProduceSync(ctx, &kgo.Record{Topic: name, Partition: 0, Key: []byte("state/k"), Value: []byte{byte(i)}}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type answer struct {
+		end int64
+		err error
+	}
+	got := make(chan answer, 1)
+	id := tp{topic, 0}.id()
+	go func() {
+		end, err := clog.End(ctx, id)
+		got <- answer{end, err}
+	}()
+	select {
+	case a := <-got:
+		t.Fatalf("End answered %d (%v) while the previous owner's transaction was open", a.end, a.err)
+	case <-time.After(time.Second):
+	}
+	if err := prev.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-got:
+		// three records and the commit's control record
+		if a.err != nil || a.end != 4 {
+			t.Fatalf("End after the transaction committed: %d, %v; want 4", a.end, a.err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("End did not answer within a minute of the transaction's commit")
+	}
+}
