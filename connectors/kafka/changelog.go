@@ -656,68 +656,13 @@ func sameCluster(a, b Conn) bool {
 }
 
 // End is the last stable offset of the partition's changelog partition:
-// the end as read_committed sees it, once no transaction is open in it.
-// The engine asks when the partition comes to this node, and then nobody
-// else may write its changelog: an open transaction there is a previous
-// owner's, dropped by the group in the middle of a checkpoint (paused,
-// cut off). Its records lie past the last stable offset, and if it still
-// commits them (its offsets had joined the transaction before the pause),
-// a restore that stopped short of them would hold state older than the
-// changelog's. So End waits until it ends: the previous owner's commit or
-// abort, the fence of a gone member (Source.Remove), or the broker's abort
-// after changelogTxnTimeout; a transaction open longer than that is an
-// error, not a guess.
+// the end as read_committed sees it.
 func (c *changelog) End(ctx context.Context, partition string) (int64, error) {
 	topic, part, err := c.route(partition)
 	if err != nil {
 		return 0, err
 	}
-	limit := changelogTxnTimeout + 30*time.Second
-	deadline := time.Now().Add(limit)
-	warned := false
-	for {
-		stable, err := c.end(ctx, topic, part)
-		if err != nil {
-			return 0, err
-		}
-		hw, err := c.highWatermark(ctx, topic, part)
-		switch {
-		case err != nil && (!kerr.IsRetriable(err) && !kgo.IsRetryableBrokerErr(err) || time.Now().After(deadline)):
-			return 0, err
-		case err != nil: // asked again below
-		case stable >= hw:
-			return stable, nil
-		case time.Now().After(deadline):
-			return 0, fmt.Errorf("kafka changelog %s/%d: a transaction has held it open since offset %d (of %d) for more than %v: the partition's state can't be known until it ends",
-				topic, part, stable, hw, limit)
-		case !warned:
-			warned = true
-			c.src.cfg.Logger.Warn("kafka: a transaction of another node is open in the changelog of a partition this node takes over; its restore waits until it ends",
-				"partition", partition, "changelog", fmt.Sprintf("%s/%d", topic, part), "stable", stable, "end", hw)
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// highWatermark is the changelog partition's end, open transactions
-// included.
-func (c *changelog) highWatermark(ctx context.Context, topic string, part int32) (int64, error) {
-	listed, err := c.adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return 0, fmt.Errorf("kafka changelog %s/%d: high watermark: %w", topic, part, err)
-	}
-	o, ok := listed.Lookup(topic, part)
-	switch {
-	case !ok:
-		return 0, fmt.Errorf("kafka changelog %s/%d: high watermark: no such partition", topic, part)
-	case o.Err != nil:
-		return 0, fmt.Errorf("kafka changelog %s/%d: high watermark: %w", topic, part, o.Err)
-	}
-	return o.Offset, nil
+	return c.end(ctx, topic, part)
 }
 
 func (c *changelog) end(ctx context.Context, topic string, part int32) (int64, error) {
