@@ -31,6 +31,9 @@ type node struct {
 	lastCheckpoint time.Time
 	// pending revokes waiting for the next barrier.
 	revokes []*revoke
+	// losses waiting for the answer to the commit of the checkpoint in
+	// flight, which covers their partitions (see lose).
+	losses []*revoke
 
 	failedTotal  int64
 	ownerWritten bool
@@ -268,21 +271,51 @@ func (l listener) Lose(id string) {
 	}
 }
 
-// lose stops a partition without a checkpoint. A barrier in flight can't
-// complete without it: it is dropped, and the next one checkpoints the
-// partitions that remain.
+// lose stops a partition without a checkpoint: the group has given it to
+// another node, or may have. No checkpoint of it may commit from now on,
+// since what it holds is older than the next owner's: a barrier in flight
+// that covers it (the partition has passed it or not) is dropped, and the
+// next one checkpoints the partitions that remain. When that barrier's
+// commit is under way already, the loss waits for its answer (settle or
+// abort ends it): Lose returns only then, and the source rejoins the
+// group only after Lose, so the group judges the commit by the member
+// the node was, which it dropped.
 func (n *node) lose(ctx actor.Context, r *revoke) {
+	if in := n.inflight; in != nil && in.covers(r.id) {
+		if in.logged || in.committing {
+			n.losses = append(n.losses, r)
+			return
+		}
+		n.abort(ctx, "partition "+r.id+" lost")
+	}
+	n.dropLost(ctx, r)
+}
+
+// dropLost stops a lost partition's supervisor and forgets it.
+func (n *node) dropLost(ctx actor.Context, r *revoke) {
 	if p := n.parts[r.id]; p != nil {
 		n.stopPartition(ctx, p) // Lose returns once it reads no more
 		n.setRestoring(p, false)
 		delete(n.parts, r.id)
 		n.owns(ctx, r.id, false)
 		n.e.cfg.Stats.Partitions.Add(-1)
-		if n.inflight != nil && n.inflight.waiting[r.id] {
-			n.abort(ctx, "partition "+r.id+" lost")
-		}
 	}
 	close(r.done)
+}
+
+// dropLosses completes the losses that waited for the barrier that just
+// ended.
+func (n *node) dropLosses(ctx actor.Context) {
+	losses := n.losses
+	n.losses = nil
+	for _, r := range losses {
+		n.dropLost(ctx, r)
+	}
+}
+
+// covers says whether the barrier's checkpoint would commit partition id.
+func (in *inflight) covers(id string) bool {
+	return in.waiting[id] || in.acks[id] != nil
 }
 
 func (n *node) assign(ctx actor.Context, p connectors.Partition) {
@@ -603,6 +636,7 @@ func (n *node) settle(ctx actor.Context) {
 		// maybeTrigger makes a checkpoint.
 		n.settleRevokes(ctx, in)
 	}
+	n.dropLosses(ctx)
 	if in.b.final || n.stopping && in.b.epoch > 0 {
 		n.summary.Interrupted = !in.b.final
 		n.finish(nil)
@@ -745,6 +779,7 @@ func (n *node) abort(ctx actor.Context, why string) {
 		}
 		ctx.Send(p.pid, &settled{seq: in.b.seq})
 	}
+	n.dropLosses(ctx)
 }
 
 // stopPartition stops a partition's supervisor and waits (protoactor's

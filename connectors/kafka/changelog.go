@@ -245,9 +245,10 @@ func (c *changelog) ensureTopics(ctx context.Context) error {
 	}
 	if len(existing) > 0 {
 		// A topic another node has just created may not show its
-		// partitions yet: look again for a while before judging.
+		// partitions yet: look again (until ctx ends: a minute; on a
+		// loaded machine 5 s were not enough) before judging.
 		var md kadm.Metadata
-		for try := 0; ; try++ {
+		for {
 			var err error
 			md, err = c.adm.Metadata(ctx, existing...)
 			if err != nil {
@@ -259,7 +260,7 @@ func (c *changelog) ensureTopics(ctx context.Context) error {
 					settled = false
 				}
 			}
-			if settled || try == 50 || ctx.Err() != nil {
+			if settled || ctx.Err() != nil {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -682,7 +683,9 @@ func (c *changelog) end(ctx context.Context, topic string, part int32) (int64, e
 			}
 			err = o.Err
 		}
-		if !kerr.IsRetriable(err) || ctx.Err() != nil {
+		// (A connection that timed out while the process was paused, by
+		// SIGSTOP or a VM freeze, is retried too.)
+		if !kerr.IsRetriable(err) && !kgo.IsRetryableBrokerErr(err) || ctx.Err() != nil {
 			return 0, fmt.Errorf("kafka changelog %s/%d: end offset: %w", topic, part, err)
 		}
 		select {

@@ -26,6 +26,49 @@ type clusterNode struct {
 
 func freePort(t *testing.T) string { return testenv.FreeAddr(t) }
 
+// startClusterNode starts `bin run script` as node name of a cluster on
+// topic in group, with its state under stateDir, and as user cred when
+// given; the test's end kills it.
+func startClusterNode(t *testing.T, bin, script, stateDir string, brokers []string, topic, group, name string, cred *syscall.Credential) *clusterNode {
+	t.Helper()
+	n := &clusterNode{name: name, http: freePort(t), out: &syncBuffer{}, err: &syncBuffer{}}
+	n.cmd = exec.Command(bin, "run", script,
+		"--source", brokerURI(brokers, topic, "group="+group+"&session-timeout=6s"),
+		"--state", filepath.Join(stateDir, name), "--checkpoint-interval", "300ms", "--trigger-interval", "100ms",
+		"--http", n.http, "--node", name, "--cluster-port", freePort(t)[len("127.0.0.1:"):], "-v")
+	n.cmd.Stdout, n.cmd.Stderr = n.out, n.err
+	if cred != nil {
+		n.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.cmd.Process.Kill(); n.cmd.Wait() })
+	return n
+}
+
+// nodeLogs is what the nodes logged that tells what happened to them:
+// every line but the debug lines of each barrier, its flushes and its
+// checkpoint, the last 150 of each node.
+func nodeLogs(nodes ...*clusterNode) string {
+	var sb strings.Builder
+	for _, n := range nodes {
+		var kept []string
+		for _, l := range strings.Split(n.err.String(), "\n") {
+			if strings.Contains(l, "level=DEBUG") && (strings.Contains(l, "msg=barrier") || strings.Contains(l, `msg="partition passed barrier"`) ||
+				strings.Contains(l, `msg="sink flushed"`) || strings.Contains(l, `msg="checkpoint complete"`) || strings.Contains(l, "msg=\"protoactor")) {
+				continue
+			}
+			kept = append(kept, l)
+		}
+		if len(kept) > 150 {
+			kept = kept[len(kept)-150:]
+		}
+		fmt.Fprintf(&sb, "--- %s:\n%s\n", n.name, strings.Join(kept, "\n"))
+	}
+	return sb.String()
+}
+
 // get fetches path from the node's --http address.
 func (n *clusterNode) get(path string) ([]byte, error) {
 	cl := http.Client{Timeout: 5 * time.Second}
@@ -82,25 +125,9 @@ func TestClusterOfThreeNodes(t *testing.T) {
 	t.Cleanup(func() { deleteTopics(brokers, "eddy-changelog."+group+"."+topic) })
 	dirs := t.TempDir()
 	start := func(name string) *clusterNode {
-		n := &clusterNode{name: name, http: freePort(t), out: &syncBuffer{}, err: &syncBuffer{}}
-		n.cmd = exec.Command(eddyPath(t), "run", "testdata/flows_all.lua",
-			"--source", brokerURI(brokers, topic, "group="+group+"&session-timeout=6s"),
-			"--state", filepath.Join(dirs, name), "--checkpoint-interval", "300ms", "--trigger-interval", "100ms",
-			"--http", n.http, "--node", name, "--cluster-port", freePort(t)[len("127.0.0.1:"):], "-v")
-		n.cmd.Stdout, n.cmd.Stderr = n.out, n.err
-		if err := n.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.cmd.Process.Kill(); n.cmd.Wait() })
-		return n
+		return startClusterNode(t, eddyPath(t), "testdata/flows_all.lua", dirs, brokers, topic, group, name, nil)
 	}
-	logs := func(nodes ...*clusterNode) string {
-		var sb strings.Builder
-		for _, n := range nodes {
-			fmt.Fprintf(&sb, "--- %s:\n%s\n", n.name, n.err.tail())
-		}
-		return sb.String()
-	}
+	logs := nodeLogs
 	feed := func(part [][]byte) {
 		for i := 0; i < len(part); i += 3000 {
 			produceLines(t, brokers, topic, part[i:min(i+3000, len(part))])

@@ -133,26 +133,9 @@ func healAfter(t *testing.T, as *syscall.Credential, cut func(*testing.T, healin
 		t.Fatal(err)
 	}
 	start := func(name string, cred *syscall.Credential) *clusterNode {
-		n := &clusterNode{name: name, http: freePort(t), out: &syncBuffer{}, err: &syncBuffer{}}
-		n.cmd = exec.Command(bin, "run", script,
-			"--source", brokerURI(brokers, topic, "group="+group+"&session-timeout=6s"),
-			"--state", filepath.Join(dir, name), "--checkpoint-interval", "300ms", "--trigger-interval", "100ms",
-			"--http", n.http, "--node", name, "--cluster-port", freePort(t)[len("127.0.0.1:"):], "-v")
-		n.cmd.Stdout, n.cmd.Stderr = n.out, n.err
-		n.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-		if err := n.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.cmd.Process.Kill(); n.cmd.Wait() })
-		return n
+		return startClusterNode(t, bin, script, dir, brokers, topic, group, name, cred)
 	}
-	logs := func(nodes ...*clusterNode) string {
-		var sb strings.Builder
-		for _, n := range nodes {
-			fmt.Fprintf(&sb, "--- %s:\n%s\n", n.name, n.err.tail())
-		}
-		return sb.String()
-	}
+	logs := nodeLogs
 	third := len(lines) / 3
 	a, b := start("a", nil), start("b", as)
 	t.Cleanup(func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -95,4 +96,42 @@ func (s *Source) leaveFor(ctx context.Context, id, instance string) error {
 		return fmt.Errorf("kafka: group %s: remove member %s: %w", s.cfg.Group, id, err)
 	}
 	return nil
+}
+
+// holder says under which member id this source holds every Kafka
+// partition of positions, and the group's current generation, for a
+// commit of their checkpoint fenced by the group. It refuses (with
+// connectors.ErrNotMember) when one of them is not held: lost, handed
+// over, or assigned to an earlier member id of this source. The group
+// only checks that a commit's member and generation are current, not that
+// the member owns the partitions committed; a checkpoint begun before the
+// group dropped this node and committed after it rejoined under a new id
+// would otherwise pass, and write stale state over the next owner's.
+func (s *Source) holder(positions map[string]connectors.Position) (string, int32, error) {
+	cl := s.groupCl.Load()
+	if cl == nil {
+		return "", -1, fmt.Errorf("%w: not in group %s yet", connectors.ErrNotMember, s.cfg.Group)
+	}
+	member, generation := cl.GroupMetadata()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	byID := make(map[string]*partition, len(s.parts))
+	for _, p := range s.parts {
+		byID[p.id] = p
+	}
+	for id := range positions {
+		if !strings.HasPrefix(id, "kafka:") {
+			continue
+		}
+		p := byID[id]
+		switch {
+		case p == nil || p.gone:
+			return "", -1, fmt.Errorf("%w: partition %s is no longer assigned to this node", connectors.ErrNotMember, id)
+		case p.lost:
+			return "", -1, fmt.Errorf("%w: partition %s was lost (the group dropped this node)", connectors.ErrNotMember, id)
+		case p.member != member:
+			return "", -1, fmt.Errorf("%w: partition %s was assigned to member %s, and the group knows this node as %q now", connectors.ErrNotMember, id, p.member, member)
+		}
+	}
+	return member, generation, nil
 }

@@ -27,10 +27,15 @@ type partition struct {
 	seeked     bool          // fetching was pointed at pos
 	full       bool          // paused because buf is full
 	seekWait   []chan struct{}
-	gone       bool  // revoked, lost or closed
-	frozen     bool  // being revoked: Read returns nothing more
-	returned   bool  // Read returned a batch since the assignment
-	read       int64 // records Read returned
+	gone       bool // revoked, lost or closed
+	frozen     bool // being revoked: Read returns nothing more
+	lost       bool // being lost: no checkpoint of it may commit
+	// member is the group member id the partition was assigned to: a
+	// checkpoint of it commits only while the source is still that
+	// member (see Source.holder).
+	member   string
+	returned bool  // Read returned a batch since the assignment
+	read     int64 // records Read returned
 
 	notify chan struct{}
 	owed   bool      // records were returned since the last CaughtUp

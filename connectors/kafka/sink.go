@@ -501,9 +501,11 @@ func groupOffsets(positions map[string]connectors.Position) (map[string]map[int3
 
 // commitGroupOffsetsInTxn adds the Kafka positions among positions to
 // cl's open transaction as group's offsets. With group's source in this
-// process the commit carries its member id and generation, so a member
-// the group has dropped (a zombie whose partitions moved) can't commit.
-// A rebalance this member survives (same member id, cooperative) only
+// process the commit carries the member id that holds those partitions
+// and the group's generation, so a member the group has dropped (a zombie
+// whose partitions moved) can't commit, not even after it rejoined under
+// a new member id (Source.holder refuses then, with ErrNotMember). A
+// rebalance this member survives (same member id, cooperative) only
 // delays the commit: it is retried with the new generation for a while.
 func commitGroupOffsetsInTxn(ctx context.Context, cl *kgo.Client, txnID, group string, positions map[string]connectors.Position, topicIDs *map[string][16]byte) error {
 	offsets, err := groupOffsets(positions)
@@ -514,11 +516,17 @@ func commitGroupOffsetsInTxn(ctx context.Context, cl *kgo.Client, txnID, group s
 	if err != nil {
 		return err
 	}
-	meta := func() (string, int32) {
-		if src := sourceOf(group); src != nil {
-			return src.cl.GroupMetadata()
+	// The member that holds the partitions, not merely the source's
+	// member now (see Source.holder).
+	src := sourceOf(group)
+	meta := func() (string, int32, error) {
+		if src != nil {
+			return src.holder(positions)
 		}
-		return "", -1
+		return "", -1, nil
+	}
+	if _, _, err := meta(); err != nil {
+		return err // (before the offsets join the transaction)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	retry := func() bool {
@@ -547,7 +555,10 @@ func commitGroupOffsetsInTxn(ctx context.Context, cl *kgo.Client, txnID, group s
 	if err := loadTopicIDs(ctx, cl, topicIDs, offsets); err != nil {
 		return err
 	}
-	member, generation := meta()
+	member, generation, err := meta()
+	if err != nil {
+		return err
+	}
 	for {
 		err := txnOffsetCommit(ctx, cl, txnID, group, pid, epoch, member, generation, offsets, *topicIDs)
 		if err == nil {
@@ -557,7 +568,10 @@ func commitGroupOffsetsInTxn(ctx context.Context, cl *kgo.Client, txnID, group s
 		if errors.Is(err, kerr.IllegalGeneration) {
 			// Retried only while this member stays the same member: one
 			// the group dropped comes back under a new member id.
-			m, g := meta()
+			m, g, herr := meta()
+			if herr != nil {
+				return herr
+			}
 			again = m == member && m != ""
 			generation = g
 		}

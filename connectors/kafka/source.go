@@ -141,7 +141,12 @@ func NewSource(c SourceConfig) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{cfg: c, admCl: adm, adm: kadm.NewClient(adm), parts: map[tp]*partition{}, closed: make(chan struct{}), joined: make(chan struct{})}, nil
+	s := &Source{cfg: c, admCl: adm, adm: kadm.NewClient(adm), parts: map[tp]*partition{}, closed: make(chan struct{}), joined: make(chan struct{})}
+	// Here, not in Start: the engine starts the source on a goroutine of
+	// its own, and a checkpoint of no partitions may complete (and call
+	// Checkpointed) before Start has checked the topics.
+	s.obsCond = sync.NewCond(&s.obsMu)
+	return s, nil
 }
 
 type tp struct {
@@ -202,7 +207,6 @@ func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
 		return err
 	}
 	s.l, s.ctx = l, ctx
-	s.obsCond = sync.NewCond(&s.obsMu)
 	iso := kgo.ReadCommitted()
 	if s.cfg.ReadUncommitted {
 		iso = kgo.ReadUncommitted()
@@ -293,11 +297,13 @@ func (s *Source) onAssigned(_ context.Context, cl *kgo.Client, assigned map[stri
 		return
 	}
 	cl.PauseFetchPartitions(assigned)
+	member, _ := cl.GroupMetadata()
 	var ps []*partition
 	s.mu.Lock()
 	for topic, parts := range assigned {
 		for _, n := range parts {
 			p := newPartition(s, tp{topic, n})
+			p.member = member
 			s.parts[p.tp] = p
 			ps = append(ps, p)
 		}
@@ -312,9 +318,30 @@ func (s *Source) onAssigned(_ context.Context, cl *kgo.Client, assigned map[stri
 
 // onRevoked has the engine checkpoint and stop each revoked partition,
 // then commits the offsets of that checkpoint so the next owner starts
-// exactly where this one stopped.
+// exactly where this one stopped. A partition assigned to an earlier
+// member id of this source is lost instead: the group dropped that member
+// (a join answered UNKNOWN_MEMBER_ID and franz-go rejoined under a new
+// id, then revokes what the old one held), so the partition may have had
+// another owner since, and no checkpoint of it may commit.
 func (s *Source) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
-	s.handOver(revoked, false)
+	member, _ := cl.GroupMetadata()
+	kept, lost := map[string][]int32{}, map[string][]int32{}
+	s.mu.Lock()
+	for topic, parts := range revoked {
+		for _, n := range parts {
+			if p := s.parts[tp{topic, n}]; p != nil && p.member != member {
+				lost[topic] = append(lost[topic], n)
+			} else {
+				kept[topic] = append(kept[topic], n)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if len(lost) > 0 {
+		s.cfg.Logger.Warn("kafka: partitions revoked after this node rejoined the group under a new member id are lost, not handed over", "partitions", lost, "member", member)
+		s.handOver(lost, true)
+	}
+	s.handOver(kept, false)
 }
 
 // onLost stops the lost partitions without a checkpoint or a commit.
@@ -334,6 +361,7 @@ func (s *Source) handOver(m map[string][]int32, lost bool) {
 				// Read no further: the checkpoint that stops the partition
 				// then covers exactly what was read, p.pos.
 				p.frozen = true
+				p.lost = p.lost || lost
 				p.signal()
 				ps = append(ps, p)
 			}
@@ -471,13 +499,14 @@ func (s *Source) commit(ps []*partition) error {
 		}
 		offsets[p.tp.topic][p.tp.part] = kgo.EpochOffset{Epoch: -1, Offset: off}
 	}
-	if len(offsets) == 0 || s.cl == nil {
+	cl := s.groupCl.Load() // (nil before Start has joined the group)
+	if len(offsets) == 0 || cl == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var cerr error
-	s.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
 			cerr = err
 			return
