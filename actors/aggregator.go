@@ -223,11 +223,12 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	if err := a.restoreState(); err != nil {
 		return fmt.Errorf("restore from checkpoint %d: %w", a.restore, err)
 	}
-	return a.announce(ctx)
+	return a.announce(ctx, false)
 }
 
-// announce sends the emitter the shard's whole table.
-func (a *KeyedAggregator) announce(ctx actor.Context) error {
+// announce sends the emitter the shard's whole table; restored: as the
+// changelog brought it (see resultRows).
+func (a *KeyedAggregator) announce(ctx actor.Context, restored bool) error {
 	var rows []partial
 	if !a.windowedFinal() || a.sessionWindows() {
 		// The emitter's table is derived from the shards': send it all
@@ -243,7 +244,7 @@ func (a *KeyedAggregator) announce(ctx actor.Context) error {
 			rows = append(rows, p)
 		}
 	}
-	a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, reset: true, rows: rows})
+	a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, reset: true, rows: rows, restored: restored})
 	return nil
 }
 

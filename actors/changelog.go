@@ -369,7 +369,7 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 			return err
 		}
 	}
-	return a.announce(ctx)
+	return a.announce(ctx, true)
 }
 
 // wipeStale deletes, at the next checkpoint, the store's keys of this

@@ -372,12 +372,18 @@ func (em *Emitter) update(m *resultRows) {
 	if !m.read.IsZero() && (em.oldestRead.IsZero() || m.read.Before(em.oldestRead)) {
 		em.oldestRead = m.read
 	}
+	// A key the changelog brought that the table lacked is no change of
+	// this node's rows an update emit must send: the partition's previous
+	// owner emitted it before its checkpoint. (A key other partitions
+	// hold here changes: its merged row does.)
+	quiet := m.restored && em.e.cfg.Pipeline.Emit == scripting.EmitUpdate
 	for i, p := range m.rows {
 		if m.fired {
 			em.fired[p.key] = m.ends[i]
 		}
 		en := em.table[p.key]
-		if en == nil {
+		isNew := en == nil
+		if isNew {
 			en = &resultEntry{keyVals: p.keyVals, parts: make(map[string][]any, 1)}
 			em.table[p.key] = en
 		}
@@ -385,7 +391,9 @@ func (em *Emitter) update(m *resultRows) {
 		if em.sessionWindows() {
 			en.setSpan(m.partition, span{start: p.start, end: p.end, fired: m.fired})
 		}
-		em.changed[p.key] = struct{}{}
+		if !(isNew && quiet) {
+			em.changed[p.key] = struct{}{}
+		}
 		if !p.firedBy.IsZero() && (en.firedBy.IsZero() || p.firedBy.Before(en.firedBy)) {
 			en.firedBy = p.firedBy
 		}
