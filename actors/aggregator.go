@@ -231,6 +231,7 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 func (a *KeyedAggregator) announce(ctx actor.Context, restored bool) error {
 	var rows []partial
 	if !a.windowedFinal() || a.sessionWindows() {
+		rows = make([]partial, 0, len(a.entries))
 		// The emitter's table is derived from the shards': send it all
 		// (but fired windows of a final emit, which it checkpointed).
 		for k, en := range a.entries {

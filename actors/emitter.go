@@ -375,8 +375,10 @@ func (em *Emitter) update(m *resultRows) {
 	// A key the changelog brought that the table lacked is no change of
 	// this node's rows an update emit must send: the partition's previous
 	// owner emitted it before its checkpoint. (A key other partitions
-	// hold here changes: its merged row does.)
-	quiet := m.restored && em.e.cfg.Pipeline.Emit == scripting.EmitUpdate
+	// hold here changes: its merged row does.) A final emit takes the
+	// whole table, and a complete one needs a change to emit the table
+	// with the partition in it; session windows merge by what changed.
+	quiet := m.restored && em.e.cfg.Pipeline.Emit != scripting.EmitComplete && !em.sessionWindows()
 	for i, p := range m.rows {
 		if m.fired {
 			em.fired[p.key] = m.ends[i]
