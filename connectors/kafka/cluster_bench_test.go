@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -40,15 +41,16 @@ import (
 //     another. Then what a partition costs a node at rest, and the
 //     changelog's bytes per record: the inputs of docs/cluster.md's sizing
 //     model, printed at the end.
-//  2. Restore of a moved partition: EDDY_BENCH_KEYS (default 10,000,000)
-//     distinct ids in the one partition of a topic, counted per id
-//     (testdata/count_ids.lua). One node reads them all and stops with
-//     SIGTERM (its last checkpoint commits the changelog); a second node
-//     with an empty state directory then gets the partition, restores it
-//     from the changelog, and takes in 1,000 more ids. It prints the
-//     restore's own figures (its log line) and the time from the second
-//     node's start until the group has caught up. EDDY_BENCH_PROFILE=DIR
-//     writes node 2's CPU profile to DIR/restore.pprof.
+//  2. Restore of a moved partition (restoreMoved): a changelog of
+//     EDDY_BENCH_KEYS (default 10,000,000) distinct ids' counts
+//     (testdata/count_ids.lua) in one partition, written directly; a node
+//     with an empty state directory gets the partition, restores it and
+//     takes in 1,000 more ids. It prints the times from the assignment to
+//     the changelog read, to the new records read and to serving (GET
+//     /state/KEY answers), keys/s and MB/s, the node's CPU time and peak
+//     memory. EDDY_BENCH_PROFILE=DIR writes the node's CPU profile to
+//     DIR/restore.pprof; EDDY_BENCH_LOGS=DIR a failed node's log. Then the
+//     handoff to a --standby copy (a million keys at most).
 func BenchmarkCluster(b *testing.B) {
 	brokers := testenv.Kafka(b)
 	records, keys := int64(testenv.BenchSize(b, "EDDY_BENCH_RECORDS", 1_000_000)), int64(testenv.BenchSize(b, "EDDY_BENCH_KEYS", 10_000_000))
@@ -147,6 +149,9 @@ func (n *benchNode) stop(b *testing.B) {
 	select {
 	case <-n.done:
 		if n.err != nil {
+			if dir := os.Getenv("EDDY_BENCH_LOGS"); dir != "" {
+				os.WriteFile(filepath.Join(dir, n.name+".log"), []byte(n.log.String()), 0o644)
+			}
 			b.Fatalf("node %s: %v\n%s", n.name, n.err, n.log.tail())
 		}
 	case <-time.After(2 * time.Minute):
