@@ -186,8 +186,10 @@ func wantRow(b *testing.B, n *benchNode, addr, id string, limit time.Duration) {
 	b.Helper()
 	var body []byte
 	var err error
-	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		// Longer than the node waits for its result table (30 s), so
+		// that a busy table's answer is not thrown away.
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 		body, err = statusapi.Fetch(ctx, addr, statusapi.KeyPath(id))
 		cancel()
 		if err == nil {
