@@ -98,7 +98,9 @@ func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) (chang
 
 	// At most a million keys there: the standby's handoff is measured
 	// beside the restore.
-	standbyHandoff(b, bin, brokers, min(keys, 1_000_000), limit)
+	// (Its first node counts the ids itself: the limit of the bench before
+	// the restore's changelog was written directly.)
+	standbyHandoff(b, bin, brokers, min(keys, 1_000_000), 2*time.Minute+time.Duration(keys/5_000)*time.Second)
 	return float64(perS)
 }
 
