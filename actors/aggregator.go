@@ -75,6 +75,10 @@ type KeyedAggregator struct {
 	// as they are; a change since the restore takes the key out.
 	localEntries map[string][]byte
 	localStates  map[string]bool
+	// localUntil: the checkpoint that wrote them; they are kept until it
+	// completes, so that an aborted one's redo writes them to the store
+	// only again, not millions of them to the changelog
+	localUntil uint64
 	// interrupted: the run interrupted a script call of this shard, whose
 	// state is no longer a whole number of batches: no checkpoint may
 	// have it.
@@ -184,6 +188,9 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 			if ep <= m.epoch {
 				delete(a.pending, ep)
 			}
+		}
+		if a.localUntil > 0 && m.epoch >= a.localUntil {
+			a.localEntries, a.localStates, a.localUntil = nil, nil, 0
 		}
 	case *checkpointAborted:
 		a.redo(a.pending[m.epoch])
@@ -628,6 +635,9 @@ func (a *KeyedAggregator) redo(w changeSet) {
 // epoch, and deletes what expired.
 func (a *KeyedAggregator) write(epoch uint64) error {
 	wb := a.e.cfg.Store.Batch(epoch)
+	if a.localEntries != nil || a.localStates != nil {
+		a.localUntil = epoch
+	}
 	err := a.writeTo(wb)
 	if err != nil {
 		wb.Cancel()
@@ -654,7 +664,6 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		wb = &teeWriter{wb: wb, cl: cl, partition: a.partition}
 	}
 	tee, _ := wb.(*teeWriter)
-	defer func() { a.localEntries, a.localStates = nil, nil }()
 	for _, sk := range a.unwritten.entries {
 		en := a.entries[sk]
 		if en == nil {
