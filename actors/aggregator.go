@@ -58,6 +58,10 @@ type KeyedAggregator struct {
 	// as they are; a change since the restore takes the key out.
 	localEntries map[string][]byte
 	localStates  map[string]bool
+	// localUntil: the checkpoint that wrote them; they are kept until it
+	// completes, so that an aborted one's redo writes them to the store
+	// only again, not millions of them to the changelog
+	localUntil uint64
 	// interrupted: the run interrupted a script call of this shard, whose
 	// state is no longer a whole number of batches: no checkpoint may
 	// have it.
@@ -207,6 +211,9 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 				delete(a.pending, ep)
 			}
 		}
+		if a.localUntil > 0 && m.epoch >= a.localUntil {
+			a.localEntries, a.localStates, a.localUntil = nil, nil, 0
+		}
 	case *checkpointAborted:
 		a.redo(a.pending[m.epoch])
 		delete(a.pending, m.epoch)
@@ -245,13 +252,15 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	if err := a.restoreState(); err != nil {
 		return fmt.Errorf("restore from checkpoint %d: %w", a.restore, err)
 	}
-	return a.announce(ctx)
+	return a.announce(ctx, false)
 }
 
-// announce sends the emitter the shard's whole table.
-func (a *KeyedAggregator) announce(ctx actor.Context) error {
+// announce sends the emitter the shard's whole table; restored: as the
+// changelog brought it (see resultRows).
+func (a *KeyedAggregator) announce(ctx actor.Context, restored bool) error {
 	var rows []partial
 	if !a.windowedFinal() || a.sessionWindows() {
+		rows = make([]partial, 0, len(a.entries))
 		// The emitter's table is derived from the shards': send it all
 		// (but fired windows of a final emit, which it checkpointed).
 		for k, en := range a.entries {
@@ -265,7 +274,7 @@ func (a *KeyedAggregator) announce(ctx actor.Context) error {
 			rows = append(rows, p)
 		}
 	}
-	a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, reset: true, rows: rows})
+	a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, reset: true, rows: rows, restored: restored})
 	return nil
 }
 
@@ -652,6 +661,9 @@ func (a *KeyedAggregator) sendChanged(ctx actor.Context, drops []string) error {
 // acknowledges the barrier; it returns the ack only when there is
 // nothing to commit.
 func (a *KeyedAggregator) checkpoint(ctx actor.Context, epoch uint64, ack *shardBarrierAck) *shardBarrierAck {
+	if a.localEntries != nil || a.localStates != nil {
+		a.localUntil = epoch // the restored entries are kept until it completes
+	}
 	w, err := a.encodeUnwritten()
 	a.markWritten(epoch)
 	if err != nil {
@@ -721,7 +733,6 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		wb = &teeWriter{wb: wb, cl: cl, partition: a.partition}
 	}
 	tee, _ := wb.(*teeWriter)
-	defer func() { a.localEntries, a.localStates = nil, nil }()
 	for _, sk := range a.unwritten.entries {
 		en := a.entries[sk]
 		if en == nil {

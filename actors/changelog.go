@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -339,9 +340,11 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 	if m.watermark > a.watermark && a.p.HasEventTime() {
 		a.watermark = m.watermark
 	}
-	a.localEntries, a.localStates = make(map[string][]byte, len(r.entries)), map[string]bool{}
+	// What the changelog brought goes to the store as it is: the map it
+	// was collected in is that list (no copy of millions of entries).
+	a.localEntries, a.localStates = r.entries, map[string]bool{}
+	a.unwritten.entries = slices.Grow(a.unwritten.entries, len(r.entries))
 	for sk, v := range r.entries {
-		a.localEntries[sk] = v
 		if v == nil {
 			a.unwritten.deleted = append(a.unwritten.deleted, sk)
 			continue
@@ -369,7 +372,7 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 			return err
 		}
 	}
-	return a.announce(ctx)
+	return a.announce(ctx, true)
 }
 
 // wipeStale deletes, at the next checkpoint, the store's keys of this

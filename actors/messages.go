@@ -155,6 +155,10 @@ type resultRows struct {
 	shard     int
 	reset     bool
 	rows      []partial
+	// restored: with reset, the shard's table as its partition's
+	// changelog brought it: rows the previous owner emitted already,
+	// which an update emit does not repeat
+	restored bool
 	// fired: rows of windows that fired at this trigger (final mode);
 	// drop: state keys of windows to forget.
 	fired bool

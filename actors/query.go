@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -67,6 +68,13 @@ type CheckpointStatus struct {
 
 const queryTimeout = 5 * time.Second
 
+// tableTimeout bounds how long State and Merge wait for the result table.
+// Longer than queryTimeout: shaping a table of a few hundred thousand rows
+// can take the emitter more than 5 s on a loaded machine, and an answer
+// waited for less than that is thrown away, again and again (after a
+// 300k-key restore under load, GET /state answered 'busy' for minutes).
+const tableTimeout = 30 * time.Second
+
 // ErrNoResultTable is returned by State for pipelines without an aggregate.
 var ErrNoResultTable = errors.New("the pipeline keeps no result table (it has no aggregate)")
 
@@ -110,9 +118,9 @@ func (h *Handle) State(ctx context.Context, key string) ([]connectors.Row, error
 	if err != nil {
 		return nil, err
 	}
-	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &stateQuery{key: key, deadline: time.Now().Add(queryTimeout)}, queryTimeout).Result()
+	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &stateQuery{key: key, deadline: time.Now().Add(tableTimeout)}, tableTimeout).Result()
 	if err != nil {
-		return nil, fmt.Errorf("state: %w", busy(err))
+		return nil, fmt.Errorf("state: %w", busy(err, tableTimeout))
 	}
 	a := res.(*stateAnswer)
 	if a.err != nil {
@@ -140,7 +148,7 @@ func (h *Handle) Share(ctx context.Context, key string) (Share, error) {
 	}
 	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &shareQuery{key: key, deadline: time.Now().Add(queryTimeout)}, queryTimeout).Result()
 	if err != nil {
-		return Share{}, fmt.Errorf("share: %w", busy(err))
+		return Share{}, fmt.Errorf("share: %w", busy(err, queryTimeout))
 	}
 	a := res.(*shareAnswer)
 	if a.err != nil {
@@ -186,9 +194,9 @@ func (h *Handle) Merge(ctx context.Context, key string, shares [][]byte) ([]conn
 	if h.e.emitter == nil {
 		return nil, ErrNoResultTable
 	}
-	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &mergeQuery{key: key, shares: shares, deadline: time.Now().Add(queryTimeout)}, queryTimeout).Result()
+	res, err := h.e.system.Root.RequestFuture(h.e.emitter, &mergeQuery{key: key, shares: shares, deadline: time.Now().Add(tableTimeout)}, tableTimeout).Result()
 	if err != nil {
-		return nil, fmt.Errorf("merge: %w", busy(err))
+		return nil, fmt.Errorf("merge: %w", busy(err, tableTimeout))
 	}
 	a := res.(*stateAnswer)
 	return a.rows, a.err
@@ -222,9 +230,9 @@ func (n *node) status(ctx actor.Context) {
 
 // busy says what a query's timeout means: the emitter is at work (taking
 // in a restored partition's table, emitting a trigger's rows).
-func busy(err error) error {
+func busy(err error, waited time.Duration) error {
 	if errors.Is(err, actor.ErrTimeout) {
-		return fmt.Errorf("the result table did not answer within %v (busy; ask again): %w", queryTimeout, err)
+		return fmt.Errorf("the result table did not answer within %v (busy; ask again): %w", waited, err)
 	}
 	return err
 }
@@ -251,6 +259,12 @@ func (em *Emitter) tableRows(table map[string]*resultEntry, key string) ([]conne
 // matching lists the state keys of table whose key is key (every one for
 // ""), sorted: a windowed key has one a window.
 func matching(table map[string]*resultEntry, key string) []string {
+	if _, ok := table[key]; ok && key != "" && !strings.Contains(key, windowSep) {
+		// The key's own entry: an unwindowed pipeline's only one (a
+		// windowed one's state keys all carry their window), found
+		// without reading a table of millions.
+		return []string{key}
+	}
 	var keys []string
 	for k := range table {
 		if key == "" || groupKey(k) == key {

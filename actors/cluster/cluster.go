@@ -43,6 +43,7 @@ import (
 
 	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/internal/nodeauth"
 )
 
 // Local is what this node answers for itself; *actors.Handle is one.
@@ -106,6 +107,10 @@ type Config struct {
 	// Remote are options of the remote the nodes talk over (a token and
 	// TLS: internal/nodeauth).
 	Remote []remote.ConfigOption `json:"-"`
+	// Health is what the node's health port asks of the others' polls,
+	// and its polls present: the token and certificate of Remote, so a
+	// node believes only the health answers of its cluster's nodes.
+	Health nodeauth.Config `json:"-"`
 }
 
 // Group is a node's membership of the Kafka consumer group its source
@@ -304,6 +309,7 @@ func start(ctx context.Context, cfg Config, peers []string, ln net.Listener, loc
 	n.incarnation.Store(1)
 	n.served.Store(1)
 	n.provider = newHealthProvider(cfg.Name, peers, cfg.RefreshTTL, cfg.DownAfter, n.healthAnswer, n.gone, n.renew, n.publish)
+	n.provider.secure(cfg.Health)
 	rcfg := remote.Configure(cfg.Host, cfg.Port, cfg.Remote...)
 	ccfg := pcluster.Configure(cfg.Name, n.provider, disthash.New(), rcfg,
 		pcluster.WithRequestTimeout(cfg.Timeout), withoutGossip)
@@ -321,7 +327,7 @@ func start(ctx context.Context, cfg Config, peers []string, ln net.Listener, loc
 		}
 	}()
 	n.c.StartMember()
-	n.health = serveHealth(ln, n.healthAnswer)
+	n.health = serveHealth(ln, n.healthAnswer, cfg.Health)
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &answerer{n} }), nodeActor); err != nil {
 		n.Leave()
 		return nil, fmt.Errorf("cluster: %w", err)

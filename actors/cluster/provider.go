@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/eddy-stream/eddy/internal/nodeauth"
 )
 
 // healthProvider is the cluster's membership, a protoactor
@@ -48,6 +51,7 @@ type healthProvider struct {
 	renew     func(by string) string // a live peer has dropped this node's member id: take a new one
 	publish   func()                 // serve the new member id
 	client    *http.Client
+	scheme    string // of the peers' health ports: http:// or https://
 
 	c    *pcluster.Cluster
 	stop chan struct{}
@@ -86,8 +90,15 @@ func newHealthProvider(name string, peers []string, every, downAfter time.Durati
 			Timeout:   min(downAfter, max(every, time.Second)),
 			Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: downAfter}).DialContext, MaxIdleConnsPerHost: 1, DisableKeepAlives: true},
 		},
-		stop: make(chan struct{}), done: make(chan struct{}), peersSeen: map[string]*peerSeen{},
+		scheme: "http://", stop: make(chan struct{}), done: make(chan struct{}), peersSeen: map[string]*peerSeen{},
 	}
+}
+
+// secure makes the polls present the cluster's token and verify the
+// peers' certificates, as auth says (see serveHealth).
+func (p *healthProvider) secure(auth nodeauth.Config) {
+	p.client.Transport = auth.Client(p.client.Transport.(*http.Transport))
+	p.scheme = auth.Scheme()
 }
 
 // StartMember implements pcluster.ClusterProvider: it polls until Shutdown.
@@ -228,7 +239,7 @@ func (p *healthProvider) renewed(members []*pcluster.Member, old, id string) {
 // poll asks one health endpoint for its answer.
 func (p *healthProvider) poll(peer string) (healthAnswer, error) {
 	var a healthAnswer
-	resp, err := p.client.Get("http://" + peer + "/_health")
+	resp, err := p.client.Get(p.scheme + peer + "/_health")
 	if err != nil {
 		return a, err
 	}
@@ -251,14 +262,20 @@ func (p *healthProvider) blockedBy(id string) string {
 	return ""
 }
 
-// serve answers the health endpoint on ln until it is closed.
-func serveHealth(ln net.Listener, answer func() healthAnswer) *http.Server {
+// serveHealth answers the health endpoint on ln until it is closed; with
+// auth's token, only to polls that carry it, and over TLS with its
+// certificate (a poll refused that way is a peer that does not answer,
+// never one whose process is gone).
+func serveHealth(ln net.Listener, answer func() healthAnswer, auth nodeauth.Config) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_health", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(answer())
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: auth.Guard(mux), ReadHeaderTimeout: 5 * time.Second, TLSConfig: auth.ServerTLS()}
+	if srv.TLSConfig != nil {
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
 	go srv.Serve(ln)
 	return srv
 }

@@ -127,11 +127,18 @@ func (f securityFlags) httpSecurity() (httpSecurity, error) {
 // remote is what the node's cluster remote asks of the other nodes and
 // presents to them: the same token and certificate.
 func (s httpSecurity) remote(log *slog.Logger) []remote.ConfigOption {
+	return nodeauth.RemoteOptions(s.nodeAuth(log))
+}
+
+// nodeAuth is what the node asks of the other nodes of its cluster, and
+// presents to them, on its remote and its health port: the status
+// server's token and certificate.
+func (s httpSecurity) nodeAuth(log *slog.Logger) nodeauth.Config {
 	c := nodeauth.Config{Token: s.token, RootCAs: s.roots, Logger: log}
 	if s.tls != nil {
 		c.Cert = &s.tls.Certificates[0]
 	}
-	return nodeauth.RemoteOptions(c)
+	return c
 }
 
 // minToken is the shortest token accepted: shorter ones are guessable.

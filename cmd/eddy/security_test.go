@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -340,15 +341,17 @@ func TestClusterWithTokenAndTLS(t *testing.T) {
 	}
 }
 
-// A node with another token is no member for the others: its remote
-// refuses their calls and theirs refuse its, so a query that needs it fails
-// instead of answering with part of the table.
+// A node with another token is no member for the others: its health port
+// refuses their polls and theirs refuse its (each logs it), so neither
+// lists the other, and no query fans out to it. (Its remote refuses their
+// calls too: internal/nodeauth's TestRemoteOptions.)
 func TestClusterRefusesAnotherToken(t *testing.T) {
 	t.Setenv(statusapi.RuntimeDirEnv, t.TempDir())
 	dir := genFlows(t, 2000, 1, 0)
 	var addrs []string
 	var logs []fmt.Stringer
-	tokens := []string{writeToken(t, "first-0123456789abcdef"), writeToken(t, "second-0123456789abcdef")}
+	secrets := []string{"first-0123456789abcdef", "second-0123456789abcdef"}
+	tokens := []string{writeToken(t, secrets[0]), writeToken(t, secrets[1])}
 	peers := "--peers=" + freeAddr(t) + "," + freeAddr(t)
 	for i := range 2 {
 		_, port, _ := net.SplitHostPort(freeAddr(t))
@@ -357,20 +360,25 @@ func TestClusterRefusesAnotherToken(t *testing.T) {
 			"--cluster-port", port, peers, "--http", addr, "--http-token-file", tokens[i])
 		addrs, logs = append(addrs, addr), append(logs, stderr)
 	}
-	var last string
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		_, errOut, err := eddy(t, "query", "netflow_webservers", "--http", addrs[0], "--http-token-file", tokens[0])
-		last = fmt.Sprint(err, errOut)
-		if err != nil && strings.Contains(errOut, "did not answer") {
-			break
+	for i := range 2 {
+		waitFor(t, "the refusal in the log", logs[i], func() bool {
+			return strings.Contains(logs[i].String(), "refused a health poll without this node's token")
+		})
+	}
+	// Each has been polled by the other, and refused it: each lists
+	// itself alone.
+	for i := range 2 {
+		var st struct {
+			Nodes []json.RawMessage `json:"nodes"`
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a query across nodes with different tokens: %s, want a node that did not answer\n%s\n%s", last, logs[0], logs[1])
+		body, err := statusapi.Client{Token: secrets[i]}.Fetch(t.Context(), addrs[i], "/status")
+		if err == nil {
+			err = json.Unmarshal(body, &st)
+		}
+		if err != nil || len(st.Nodes) != 1 {
+			t.Fatalf("node %d lists %d nodes (%v), want itself alone:\n%s\n%s", i, len(st.Nodes), err, body, logs[i])
 		}
 	}
-	waitFor(t, "the refusal in the log", logs[1], func() bool {
-		return strings.Contains(logs[1].String(), "refused a cluster call without this node's token")
-	})
 }
 
 // startLogged is startRun with a log the test may read while the run

@@ -77,6 +77,7 @@ func serve(ctx context.Context, log *slog.Logger, f runFlags, pipeline, srcURI s
 		ccfg := cluster.Config{
 			Name: cluster.Name(pipeline, group), Host: f.cluster.host, Port: f.cluster.port,
 			Peers: f.cluster.peers, HTTP: advertise, Logger: log, Remote: sec.remote(log),
+			Health: sec.nodeAuth(log),
 		}
 		if g, ok := cfg.Source.(cluster.Group); ok {
 			ccfg.Group = g // a gone node's partitions move at once

@@ -41,15 +41,16 @@ import (
 //     another. Then what a partition costs a node at rest, and the
 //     changelog's bytes per record: the inputs of docs/cluster.md's sizing
 //     model, printed at the end.
-//  2. Restore of a moved partition: EDDY_BENCH_KEYS (default 10,000,000)
-//     distinct ids in the one partition of a topic, counted per id
-//     (testdata/count_ids.lua). One node reads them all and stops with
-//     SIGTERM (its last checkpoint commits the changelog); a second node
-//     with an empty state directory then gets the partition, restores it
-//     from the changelog, and takes in 1,000 more ids. It prints the
-//     restore's own figures (its log line) and the time from the second
-//     node's start until the group has caught up. EDDY_BENCH_PROFILE=DIR
-//     writes node 2's CPU profile to DIR/restore.pprof.
+//  2. Restore of a moved partition (restoreMoved): a changelog of
+//     EDDY_BENCH_KEYS (default 10,000,000) distinct ids' counts
+//     (testdata/count_ids.lua) in one partition, written directly; a node
+//     with an empty state directory gets the partition, restores it and
+//     takes in 1,000 more ids. It prints the times from the assignment to
+//     the changelog read, to the new records read and to serving (GET
+//     /state/KEY answers), keys/s and MB/s, the node's CPU time and peak
+//     memory. EDDY_BENCH_PROFILE=DIR writes the node's CPU profile to
+//     DIR/restore.pprof; EDDY_BENCH_LOGS=DIR a failed node's log. Then the
+//     handoff to a --standby copy (a million keys at most).
 func BenchmarkCluster(b *testing.B) {
 	brokers := testenv.Kafka(b)
 	records, keys := int64(testenv.BenchSize(b, "EDDY_BENCH_RECORDS", 1_000_000)), int64(testenv.BenchSize(b, "EDDY_BENCH_KEYS", 10_000_000))
@@ -83,7 +84,10 @@ type benchNode struct {
 	err  error
 	cpu  time.Duration // the CPU time the process used, once it has exited
 	rss  int64         // its peak resident memory in bytes, once it has exited
+	at   time.Time     // when it was started
 }
+
+func (n *benchNode) started() time.Time { return n.at }
 
 // syncBuffer is a process's output, read while it writes.
 type syncBuffer struct{ lockedbuf.Buffer }
@@ -119,6 +123,7 @@ func startNodeOn(b *testing.B, cpus, bin, name, script string, brokers []string,
 	}
 	n.cmd = exec.Command(bin, args...)
 	n.cmd.Stderr = n.log
+	n.at = time.Now()
 	if err := n.cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -144,6 +149,9 @@ func (n *benchNode) stop(b *testing.B) {
 	select {
 	case <-n.done:
 		if n.err != nil {
+			if dir := os.Getenv("EDDY_BENCH_LOGS"); dir != "" {
+				os.WriteFile(filepath.Join(dir, n.name+".log"), []byte(n.log.String()), 0o644)
+			}
 			b.Fatalf("node %s: %v\n%s", n.name, n.err, n.log.tail())
 		}
 	case <-time.After(2 * time.Minute):
@@ -324,88 +332,6 @@ func produceIDs(b *testing.B, brokers []string, topic string, from, n int64) {
 }
 
 var restoredLine = regexp.MustCompile(`msg="restored a partition from the changelog" partition=(\S+) changes=(\d+) took=(\S+) changes_per_s=(\d+)`)
-
-func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) (changesPerS float64) {
-	adm := benchAdmin(b, brokers)
-	topic := testenv.NewTopic(b, brokers, 1)
-	group := topic + "-g"
-	ctopic := changelogOf(group, topic)
-	b.Cleanup(func() { deleteTopics(brokers, ctopic) })
-	t0 := time.Now()
-	produceIDs(b, brokers, topic, 0, keys)
-	fmt.Printf("\nfilled %s (1 partition) with %d distinct ids in %v\n", topic, keys, time.Since(t0).Round(time.Millisecond))
-	fmt.Printf("restore of a moved partition: testdata/count_ids.lua, state of %d keys in one partition\n", keys)
-	limit := 2*time.Minute + time.Duration(keys/5_000)*time.Second
-	dirs := b.TempDir()
-	start := time.Now()
-	first := startNode(b, bin, "first", "testdata/count_ids.lua", brokers, topic, group, filepath.Join(dirs, "first"))
-	caughtUp(b, adm, group, topic, limit, first)
-	took := time.Since(start)
-	first.stop(b)
-	fmt.Printf("  node 1: %d records in %v (%.0f records/s, changelog writes included), stopped with SIGTERM\n",
-		keys, took.Round(time.Millisecond), float64(keys)/took.Seconds())
-	if changes, size, err := changelogSize(adm, ctopic); err == nil {
-		fmt.Printf("  changelog %s: end offset %d, %.1f MiB on the broker\n", ctopic, changes, float64(size)/(1<<20))
-	}
-
-	const more = 1_000
-	produceIDs(b, brokers, topic, keys, more)
-	start = time.Now()
-	var profile []string
-	if dir := os.Getenv("EDDY_BENCH_PROFILE"); dir != "" {
-		profile = []string{"--cpuprofile", filepath.Join(dir, "restore.pprof")}
-		fmt.Printf("  node 2's CPU profile: %s\n", profile[1])
-	}
-	second := startNode(b, bin, "second", "testdata/count_ids.lua", brokers, topic, group, filepath.Join(dirs, "second"), profile...)
-	restoredAt := make(chan time.Duration, 1)
-	go func() {
-		for time.Since(start) < limit {
-			if restoredLine.MatchString(second.log.String()) {
-				restoredAt <- time.Since(start)
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-	caughtUp(b, adm, group, topic, limit, second)
-	caught := time.Since(start)
-	if os.Getenv("EDDY_BENCH_LOGS") != "" {
-		fmt.Printf("--- node 2's log:\n%s\n", second.log.String())
-	}
-	var m []string
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if m = restoredLine.FindStringSubmatch(second.log.String()); m != nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	second.stop(b)
-	if m == nil {
-		b.Fatalf("node 2 logged no restore from the changelog\n%s", second.log.tail())
-	}
-	changes, _ := strconv.ParseInt(m[2], 10, 64)
-	restoreTook, _ := time.ParseDuration(m[3])
-	perS, _ := strconv.ParseInt(m[4], 10, 64)
-	if changes < keys {
-		b.Fatalf("node 2 restored %d changes, want at least %d\n%s", changes, keys, second.log.tail())
-	}
-	fmt.Printf("  node 2 (empty state dir, same group): restored %s from the changelog: %d changes in %v (%d changes/s); peak memory %.0f MiB (node 1: %.0f MiB)\n",
-		m[1], changes, restoreTook, perS, float64(second.rss)/(1<<20), float64(first.rss)/(1<<20))
-	at := "?"
-	select {
-	case d := <-restoredAt:
-		at = d.Round(time.Millisecond).String()
-	default:
-	}
-	fmt.Printf("  node 2: start to restored %s, to caught up (%d new records taken in, checkpoint committed) %v\n", at, more, caught.Round(time.Millisecond))
-	b.ReportMetric(float64(perS), "restore-changes/s")
-	b.ReportMetric(restoreTook.Seconds(), "restore-s")
-	b.ReportMetric(caught.Seconds(), "handoff-s")
-
-	// At most a million keys there: the standby's handoff is measured
-	// beside the restore, and a second 10M-key fill would double the run.
-	standbyHandoff(b, bin, brokers, min(keys, 1_000_000), limit)
-	return float64(perS)
-}
 
 // standbyHandoff: a partition like restoreMoved's, with a second node running beside
 // the first with --standby 1; the first is stopped and the second takes

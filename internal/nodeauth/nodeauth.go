@@ -3,7 +3,9 @@
 // for the cluster's token, and speak TLS when the nodes have a
 // certificate: the same token and certificate as their status servers
 // (eddy run --http-token-file, --http-tls-cert), so a node's state is no
-// easier to read through its remote port than through its HTTP one.
+// easier to read through its remote port than through its HTTP one. The
+// health ports the nodes poll for membership ask and present the same
+// (Guard, ServerTLS, Client).
 package nodeauth
 
 import (
@@ -12,6 +14,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -107,3 +110,76 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 // in the clear (on one machine's loopback, or a network the operator
 // trusts).
 func (b bearer) RequireTransportSecurity() bool { return b.tls }
+
+// The health ports the nodes poll to find one another (plain HTTP, not the
+// remote) carry the same token and TLS: a health answer names a node's
+// member id, cluster address and Kafka group member, and a node believes
+// what it is told there (it admits the member, renews its own id when
+// told it was dropped, and removes a gone member from the Kafka group on
+// its behalf), so an unauthenticated answer could inject members or have
+// the nodes evict another's group member.
+
+// Scheme is how a node's health port is reached: https:// with a
+// certificate, else http://.
+func (c Config) Scheme() string {
+	if c.Cert != nil {
+		return "https://"
+	}
+	return "http://"
+}
+
+// Guard wraps a health port's handler: without a token configured it is
+// h; with one, a request without "Authorization: Bearer TOKEN" is
+// answered 401 (and logged at most once a minute).
+func (c Config) Guard(h http.Handler) http.Handler {
+	if c.Token == "" {
+		return h
+	}
+	var lastLog atomic.Int64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if ok && subtle.ConstantTimeCompare([]byte(got), []byte(c.Token)) == 1 {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if now := time.Now().Unix(); c.Logger != nil && now-lastLog.Load() >= 60 {
+			lastLog.Store(now)
+			c.Logger.Warn("refused a health poll without this node's token: do all nodes share --http-token-file?", "from", r.RemoteAddr)
+		}
+		http.Error(w, "eddy cluster: this node needs the cluster's token (--http-token-file)", http.StatusUnauthorized)
+	})
+}
+
+// ServerTLS is the health port's TLS configuration, nil without a
+// certificate.
+func (c Config) ServerTLS() *tls.Config {
+	if c.Cert == nil {
+		return nil
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*c.Cert}}
+}
+
+// Client makes base, the transport of a node's health polls, verify the
+// others' certificates against RootCAs (with a certificate) and send the
+// token (with one).
+func (c Config) Client(base *http.Transport) http.RoundTripper {
+	if c.Cert != nil {
+		base.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.RootCAs}
+	}
+	if c.Token == "" {
+		return base
+	}
+	return withToken{token: c.Token, next: base}
+}
+
+// withToken adds the token to every request it carries.
+type withToken struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (t withToken) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+t.token)
+	return t.next.RoundTrip(r)
+}
