@@ -6,10 +6,11 @@ import (
 	"github.com/eddy-stream/eddy/connectors"
 )
 
-// sourceTimes follows each named source's latest event time in a
-// partition that reads several (connectors.Merged): the partition's event
-// time is the minimum over the sources that have not ended, so one
-// source's records running ahead never make another's late.
+// sourceTimes follows the latest event time of each stream of a partition
+// that reads several (connectors.Merged: each named source, or each Kafka
+// partition of them): the partition's event time is the minimum over the
+// streams that have not ended, so one stream's records running ahead
+// never make another's late.
 type sourceTimes struct {
 	names  []string
 	latest map[string]int64
@@ -43,12 +44,16 @@ func (st *sourceTimes) now() (int64, bool) {
 // time in w for its status.
 func (s *PartitionSupervisor) stampSources(w *worked, b *connectors.Batch) int64 {
 	if s.srcTimes == nil {
-		s.srcTimes = newSourceTimes(s.e.cfg.Pipeline.SourceNames())
+		s.srcTimes = newSourceTimes(s.streams())
 	}
 	st := s.srcTimes
 	ooo := s.e.cfg.Pipeline.Watermark.OutOfOrder.Milliseconds()
+	stream := b.Stream
+	if stream == "" {
+		stream = b.Source
+	}
 	if b.SourceEnded {
-		st.ended[b.Source] = true
+		st.ended[stream] = true
 	}
 	n := len(b.Records)
 	times := make([]int64, n)
@@ -64,8 +69,8 @@ func (s *PartitionSupervisor) stampSources(w *worked, b *connectors.Batch) int64
 		if mt, ok := st.now(); ok {
 			marks[i] = mt - ooo
 		}
-		if l, ok := st.latest[b.Source]; has[i] && (!ok || t > l) {
-			st.latest[b.Source] = t
+		if l, ok := st.latest[stream]; has[i] && (!ok || t > l) {
+			st.latest[stream] = t
 		}
 	}
 	for sh, rows := range w.perShard {
@@ -79,4 +84,13 @@ func (s *PartitionSupervisor) stampSources(w *worked, b *connectors.Batch) int64
 		return math.MinInt64
 	}
 	return mt - ooo
+}
+
+// streams names the partition's streams: a Merged's, else the pipeline's
+// sources.
+func (s *PartitionSupervisor) streams() []string {
+	if m, ok := s.part.(interface{ Streams() []string }); ok {
+		return m.Streams()
+	}
+	return s.e.cfg.Pipeline.SourceNames()
 }
