@@ -59,8 +59,8 @@ func TestNexmarkOnKafkaSurvivesKill(t *testing.T) {
 	})
 }
 
-// killOnKafka runs the Nexmark script q (pipeline name) on topics of four partitions of
-// streams, exactly-once into a topic, trials times killed with kill -9, then
+// killOnKafka runs the Nexmark script q (pipeline name) on topics of
+// four partitions of streams, exactly-once into a topic, trials times killed with kill -9, then
 // once to the end, and returns what a read_committed reader of the output
 // reads, after checking it holds no line twice. Each trial produces the
 // next file of each stream (of files, each perFile records together),
@@ -89,7 +89,11 @@ func killOnKafka(t *testing.T, brokers []string, gen, q, name string, streams []
 	out := testenv.NewTopic(t, brokers, 2)
 	outURI := "kafka://" + strings.Join(brokers, ",") + "/" + out
 	t.Cleanup(func() {
-		eddy(t, "topics", "delete", "kafka://"+strings.Join(brokers, ",")+"/__eddy_checkpoints.eddy.nexmark_"+q+"."+out)
+		// The transactional id has the instance when the run has one
+		// kafka:// source URI to take it from (q5), not with several (q8).
+		for _, id := range []string{name + "." + out + ".i1", name + "." + out} {
+			eddy(t, "topics", "delete", "kafka://"+strings.Join(brokers, ",")+"/__eddy_checkpoints.eddy."+id)
+		}
 	})
 	produced := 0
 	produceNext := func() {
