@@ -2,6 +2,7 @@ package actors
 
 import (
 	"math"
+	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
 )
@@ -11,14 +12,40 @@ import (
 // partition of them): the partition's event time is the minimum over the
 // streams that have not ended, so one stream's records running ahead
 // never make another's late.
+//
+// A stream that delivered no records for the idle timeout (a Kafka
+// partition nobody writes to) stops holding it back, as a partition does
+// for the node's watermark (node.advanceWatermark), until it delivers
+// again.
 type sourceTimes struct {
 	names  []string
 	latest map[string]int64
 	ended  map[string]bool
+	// active: when each stream last delivered records (or the start);
+	// idle: the streams quiet for the idle timeout, as of the last batch
+	active map[string]time.Time
+	idle   map[string]bool
 }
 
 func newSourceTimes(names []string) *sourceTimes {
-	return &sourceTimes{names: names, latest: map[string]int64{}, ended: map[string]bool{}}
+	st := &sourceTimes{names: names, latest: map[string]int64{}, ended: map[string]bool{},
+		active: map[string]time.Time{}, idle: map[string]bool{}}
+	now := time.Now()
+	for _, n := range names {
+		st.active[n] = now
+	}
+	return st
+}
+
+// delivered notes that stream delivered n records at now, and which
+// streams have been quiet for longer than timeout.
+func (st *sourceTimes) delivered(stream string, n int, now time.Time, timeout time.Duration) {
+	if n > 0 {
+		st.active[stream] = now
+	}
+	for _, name := range st.names {
+		st.idle[name] = now.Sub(st.active[name]) > timeout
+	}
 }
 
 // now is the partition's event time: the minimum of the live sources'
@@ -26,7 +53,7 @@ func newSourceTimes(names []string) *sourceTimes {
 func (st *sourceTimes) now() (int64, bool) {
 	mt, timed := int64(math.MaxInt64), false
 	for _, n := range st.names {
-		if st.ended[n] {
+		if st.ended[n] || st.idle[n] {
 			continue
 		}
 		t, ok := st.latest[n]
@@ -56,6 +83,7 @@ func (s *PartitionSupervisor) stampSources(w *worked, b *connectors.Batch) int64
 		st.ended[stream] = true
 	}
 	n := len(b.Records)
+	st.delivered(stream, n, time.Now(), s.e.cfg.Pipeline.Watermark.IdleTimeout)
 	times := make([]int64, n)
 	has := make([]bool, n)
 	for sh, rows := range w.perShard {
