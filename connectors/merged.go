@@ -202,7 +202,17 @@ func (m *Merged) errGone() error {
 	if m.gone == "" {
 		return nil
 	}
-	return fmt.Errorf("%s was taken from this process (did another process join the consumer group?): a pipeline with stages or several sources reads every partition of its Kafka topics in one process so far; stop the other process and run this one again (it resumes from its last checkpoint)", m.gone)
+	return fmt.Errorf("%s %w (did another process join the consumer group?): a pipeline with stages or several sources reads every partition of its Kafka topics in one process so far; stop the other process and run this one again (it resumes from its last checkpoint)", m.gone, errTakenAway)
+}
+
+var errTakenAway = errors.New("was taken from this process")
+
+// label names the stream in errors: its source and partition.
+func (st *stream) label() string {
+	if st.name == "" {
+		return st.part.ID()
+	}
+	return st.key
 }
 
 // Streams names the partitions Merged reads, as Batch.Stream does: each
@@ -243,7 +253,7 @@ func (m *Merged) Seek(pos Position) error {
 	}
 	for _, st := range m.streams {
 		if err := st.part.Seek(byKey[st.key]); err != nil {
-			return fmt.Errorf("%s: %w", st.key, err)
+			return fmt.Errorf("%s: %w", st.label(), err)
 		}
 		st.pos, st.ended = byKey[st.key], false
 	}
@@ -263,8 +273,11 @@ func (m *Merged) Read(ctx context.Context) (Batch, error) {
 			st.ended = true
 			return Batch{Source: st.name, Stream: st.key, SourceEnded: true, End: m.position(), CaughtUp: m.allEnded()}, nil
 		}
+		if errors.Is(err, errTakenAway) {
+			return b, err
+		}
 		if err != nil {
-			return b, fmt.Errorf("%s: %w", st.key, err)
+			return b, fmt.Errorf("%s: %w", st.label(), err)
 		}
 		if len(b.Records) == 0 && b.CaughtUp {
 			continue
