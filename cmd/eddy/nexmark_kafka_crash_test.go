@@ -152,3 +152,38 @@ func readLinesOf(t *testing.T, file string) [][]byte {
 	}
 	return bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n"))
 }
+
+// A second process joining the group of a q5 run on Kafka takes
+// partitions from it: the first stops with an error naming the partition
+// it lost, rather than going on with later stages that see part of the
+// input (eddy runs such pipelines in one process so far).
+func TestStagesOnKafkaStopWhenAPartitionMoves(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two processes in one consumer group")
+	}
+	brokers := testenv.Kafka(t)
+	gen := filepath.Join(t.TempDir(), "gen")
+	genNexmarkFiles(t, gen, 20_000, 1)
+	topic := testenv.NewTopic(t, brokers, 4)
+	testenv.Produce(t, brokers, topic, readLinesOf(t, filepath.Join(gen, "bid", "part-00000.json")))
+	src := "kafka://" + strings.Join(brokers, ",") + "/" + topic + "?group=" + topic + "-g&poll=20ms"
+	run := func(name string) *liveRun {
+		return startLive(t, "run", nexmarkScripts+"q5.lua", "--source", src, "--sink", "file:"+filepath.Join(t.TempDir(), "out.jsonl"),
+			"--state", filepath.Join(t.TempDir(), name), "--checkpoint-interval", "100ms")
+	}
+	first := run("first")
+	first.checkpointWith(t)
+	second := run("second")
+	first.waitFor(t, "the first run's end", func() bool {
+		select {
+		case <-first.exited:
+			return true
+		default:
+			return false
+		}
+	})
+	if first.cmd.ProcessState.Success() || !strings.Contains(first.tail(), "was taken from this process (did another process join the consumer group?)") {
+		t.Fatalf("the first run ended %v, want an error naming the partition it lost\n%s", first.cmd.ProcessState, first.tail())
+	}
+	second.kill(t)
+}
