@@ -122,3 +122,72 @@ func TestIdlePartitionAndProcessingTimer(t *testing.T) {
 		t.Fatalf("windows closed while running:\n%s\nwant\n%s", got, want)
 	}
 }
+
+// quietGroup is quietSource as a group's source, which names its
+// partitions: connectors.Merged reads both as one partition.
+type quietGroup struct{ quietSource }
+
+func (s *quietGroup) AllPartitions(context.Context) ([]string, error) {
+	return []string{"busy", "quiet"}, nil
+}
+
+// Within one partition that reads several (a Merged of a topic's Kafka
+// partitions), a stream that delivers nothing stops holding the
+// partition's event time back after idle_timeout, as a quiet partition
+// does the node's: the busy stream's windows close while the run goes on.
+func TestIdleStreamOfMergedPartition(t *testing.T) {
+	script := `return {
+		parse = eddy.json { k = "string", t = "number" },
+		event_time = "t",
+		watermark = { out_of_order = "0s", idle_timeout = "100ms" },
+		key = "k",
+		window = eddy.tumbling("60s"),
+		aggregate = { n = eddy.count() },
+		emit = "final",
+	}`
+	var lines []string
+	for ts := 0; ts < 200; ts += 10 {
+		lines = append(lines, fmt.Sprintf(`{"k":"a","t":%d}`, ts))
+	}
+	store, err := state.Open("", state.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The busy stream reads for 200ms: still active when the quiet one
+	// turns idle, whatever the machine's load.
+	src := &quietGroup{quietSource{lines: lines, pace: 10 * time.Millisecond}}
+	m, err := connectors.NewMergedInputs(ctx, []connectors.MergedInput{{Source: src, Name: func(string) string { return "" }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := &memio.Sink{}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Config{Pipeline: load(t, script), Source: connectors.Single{Partition: m}, Store: store,
+			Results: results, MaxErrors: -1, TriggerInterval: 20 * time.Millisecond})
+		done <- err
+	}()
+	deadline := time.After(time.Minute)
+	for len(results.Rows()) < 3 {
+		select {
+		case <-deadline:
+			cancel()
+			t.Fatalf("after a minute: %d windows (want the 3 closed ones): the quiet stream still holds the watermark back", len(results.Rows()))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	want := `{"k":"a","window_start":"1970-01-01T00:00:00.000Z","window_end":"1970-01-01T00:01:00.000Z","n":6}
+{"k":"a","window_start":"1970-01-01T00:01:00.000Z","window_end":"1970-01-01T00:02:00.000Z","n":6}
+{"k":"a","window_start":"1970-01-01T00:02:00.000Z","window_end":"1970-01-01T00:03:00.000Z","n":6}
+`
+	if got := rowsText(results.Rows()[:3]); got != want {
+		t.Fatalf("windows closed while running:\n%s\nwant\n%s", got, want)
+	}
+}

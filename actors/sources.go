@@ -2,22 +2,50 @@ package actors
 
 import (
 	"math"
+	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
 )
 
-// sourceTimes follows each named source's latest event time in a
-// partition that reads several (connectors.Merged): the partition's event
-// time is the minimum over the sources that have not ended, so one
-// source's records running ahead never make another's late.
+// sourceTimes follows the latest event time of each stream of a partition
+// that reads several (connectors.Merged: each named source, or each Kafka
+// partition of them): the partition's event time is the minimum over the
+// streams that have not ended, so one stream's records running ahead
+// never make another's late.
+//
+// A stream that delivered no records for the idle timeout (a Kafka
+// partition nobody writes to) stops holding it back, as a partition does
+// for the node's watermark (node.advanceWatermark), until it delivers
+// again.
 type sourceTimes struct {
 	names  []string
 	latest map[string]int64
 	ended  map[string]bool
+	// active: when each stream last delivered records (or the start);
+	// idle: the streams quiet for the idle timeout, as of the last batch
+	active map[string]time.Time
+	idle   map[string]bool
 }
 
 func newSourceTimes(names []string) *sourceTimes {
-	return &sourceTimes{names: names, latest: map[string]int64{}, ended: map[string]bool{}}
+	st := &sourceTimes{names: names, latest: map[string]int64{}, ended: map[string]bool{},
+		active: map[string]time.Time{}, idle: map[string]bool{}}
+	now := time.Now()
+	for _, n := range names {
+		st.active[n] = now
+	}
+	return st
+}
+
+// delivered notes that stream delivered n records at now, and which
+// streams have been quiet for longer than timeout.
+func (st *sourceTimes) delivered(stream string, n int, now time.Time, timeout time.Duration) {
+	if n > 0 {
+		st.active[stream] = now
+	}
+	for _, name := range st.names {
+		st.idle[name] = now.Sub(st.active[name]) > timeout
+	}
 }
 
 // now is the partition's event time: the minimum of the live sources'
@@ -25,7 +53,7 @@ func newSourceTimes(names []string) *sourceTimes {
 func (st *sourceTimes) now() (int64, bool) {
 	mt, timed := int64(math.MaxInt64), false
 	for _, n := range st.names {
-		if st.ended[n] {
+		if st.ended[n] || st.idle[n] {
 			continue
 		}
 		t, ok := st.latest[n]
@@ -43,14 +71,19 @@ func (st *sourceTimes) now() (int64, bool) {
 // time in w for its status.
 func (s *PartitionSupervisor) stampSources(w *worked, b *connectors.Batch) int64 {
 	if s.srcTimes == nil {
-		s.srcTimes = newSourceTimes(s.e.cfg.Pipeline.SourceNames())
+		s.srcTimes = newSourceTimes(s.streams())
 	}
 	st := s.srcTimes
 	ooo := s.e.cfg.Pipeline.Watermark.OutOfOrder.Milliseconds()
+	stream := b.Stream
+	if stream == "" {
+		stream = b.Source
+	}
 	if b.SourceEnded {
-		st.ended[b.Source] = true
+		st.ended[stream] = true
 	}
 	n := len(b.Records)
+	st.delivered(stream, n, time.Now(), s.e.cfg.Pipeline.Watermark.IdleTimeout)
 	times := make([]int64, n)
 	has := make([]bool, n)
 	for sh, rows := range w.perShard {
@@ -64,8 +97,8 @@ func (s *PartitionSupervisor) stampSources(w *worked, b *connectors.Batch) int64
 		if mt, ok := st.now(); ok {
 			marks[i] = mt - ooo
 		}
-		if l, ok := st.latest[b.Source]; has[i] && (!ok || t > l) {
-			st.latest[b.Source] = t
+		if l, ok := st.latest[stream]; has[i] && (!ok || t > l) {
+			st.latest[stream] = t
 		}
 	}
 	for sh, rows := range w.perShard {
@@ -79,4 +112,13 @@ func (s *PartitionSupervisor) stampSources(w *worked, b *connectors.Batch) int64
 		return math.MinInt64
 	}
 	return mt - ooo
+}
+
+// streams names the partition's streams: a Merged's, else the pipeline's
+// sources.
+func (s *PartitionSupervisor) streams() []string {
+	if m, ok := s.part.(interface{ Streams() []string }); ok {
+		return m.Streams()
+	}
+	return s.e.cfg.Pipeline.SourceNames()
 }

@@ -49,6 +49,9 @@ type Batch struct {
 	// several (Merged); SourceEnded says that source has ended.
 	Source      string
 	SourceEnded bool
+	// Stream names the partition of a Merged the batch came from: each
+	// has its own event time, the partition's is their minimum.
+	Stream string
 	// Boundary asks for a trigger after this batch before more is read
 	// (maxFilesPerTrigger): the engine pauses this partition until the next
 	// trigger has passed through it.

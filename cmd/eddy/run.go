@@ -339,7 +339,12 @@ func openSource(p *scripting.Pipeline, f runFlags) (string, connectors.Source, e
 	if err != nil {
 		return "", nil, err
 	}
-	return srcURI, src, nil
+	if t.Scheme == "kafka" && len(p.Stages) > 0 {
+		// Later stages see every partition's rows: one partition of all
+		// (sources.go).
+		src, err = wholeKafka(src)
+	}
+	return srcURI, src, err
 }
 
 // openSinks opens the run's outputs: results or records, late records,

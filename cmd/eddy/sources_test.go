@@ -8,8 +8,9 @@ import (
 )
 
 // --source on a pipeline with several sources must name the one it
-// overrides; a bare URI, an unknown name or a Kafka topic is refused with
-// a message saying what to do.
+// overrides; a bare URI, an unknown name or Kafka topics that can't be
+// read by one member of one group are refused with a message saying what
+// to do.
 func TestSeveralSourcesFlag(t *testing.T) {
 	dir := t.TempDir()
 	script := filepath.Join(dir, "two.lua")
@@ -28,7 +29,8 @@ func TestSeveralSourcesFlag(t *testing.T) {
 		{"", "sources.b names no uri: set it in the script or with --source b=URI"},
 		{"dir:x", "--source dir:x: two.lua reads several sources (a, b): say which one with --source NAME=URI"},
 		{"c=dir:x", `no source named "c" (sources: a, b)`},
-		{"b=kafka://127.0.0.1:9092/t", "sources.b: kafka://127.0.0.1:9092/t: a pipeline with several sources reads files, directories and generators for now"},
+		{"a=kafka://127.0.0.1:9092/t?group=x,b=kafka://127.0.0.1:9092/u?group=y", "sources.b: kafka://127.0.0.1:9092/u?group=y: the kafka:// sources of a pipeline read from one cluster in one consumer group, with the same parameters"},
+		{"a=kafka://127.0.0.1:9092/t?group=x,b=kafka://127.0.0.1:9092/t?group=x", "sources.b: topic t is also sources.a's"},
 	} {
 		args := []string{"run", script, "--until-idle"}
 		if c.source != "" {

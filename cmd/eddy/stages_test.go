@@ -181,14 +181,6 @@ func TestStagesKillAndRestart(t *testing.T) {
 	}
 }
 
-// Multi-stage pipelines are refused on a Kafka consumer group, with why.
-func TestStagesRefusedOnKafka(t *testing.T) {
-	_, stderr, err := eddy(t, "run", stagesScript, "--source", "kafka://127.0.0.1:1/none?group=g", "--until-idle")
-	if err == nil || !strings.Contains(stderr, "multi-stage pipelines run on files, directories and generators so far") {
-		t.Fatalf("want a refusal: %v\n%s", err, stderr)
-	}
-}
-
 // lineDiff lists the lines only one side has (up to 10 of each).
 func lineDiff(got, want string) string {
 	in := func(s string) map[string]bool {

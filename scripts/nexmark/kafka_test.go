@@ -9,16 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/eddy-stream/eddy/internal/nexmark"
 	"github.com/eddy-stream/eddy/internal/reference"
 	"github.com/eddy-stream/eddy/internal/testenv"
 )
 
-// TestQueriesOnKafka: the bids written by `eddy gen nexmark --topic-prefix`
-// to a topic of four partitions give each script the reference's rows
-// (q11: a bidder's sessions on several partitions merge into one). The
-// queries eddy run refuses on Kafka so far (stages: q5; several sources:
-// q8) must be refused with their reason; TestQueries runs them on files.
 // kafkaSource is the --source of q on the topics named prefix+stream.
 func kafkaSource(q query, brokers, prefix string) string {
 	uri := func(stream string) string {
@@ -34,47 +28,51 @@ func kafkaSource(q query, brokers, prefix string) string {
 	return strings.Join(s, ",")
 }
 
-func TestQueriesOnKafka(t *testing.T) {
-	brokers := strings.Join(testenv.Kafka(t), ",")
-	const gen, n = "nexmark?stream=bid&event-rate=2000", 50000
+// kafkaEvents writes the first n events of gen to the topics prefix+person,
+// prefix+auction and prefix+bid (four partitions each) with `eddy gen
+// nexmark --topic-prefix`, and the same events to files, which it reads
+// back for the references.
+func kafkaEvents(t *testing.T, brokers, gen string, n int) (prefix string, e *events) {
+	t.Helper()
 	var b [6]byte
 	rand.Read(b[:])
-	prefix := "eddy_test_nexmark_q_" + hex.EncodeToString(b[:]) + "_"
-	topic := prefix + "bid"
-	eddy(t, "topics", "create", "kafka://"+brokers+"/"+topic, "--partitions", "4")
-	t.Cleanup(func() { eddy(t, "topics", "delete", "kafka://"+brokers+"/"+topic) })
+	prefix = "eddy_test_nexmark_q_" + hex.EncodeToString(b[:]) + "_"
+	for _, stream := range []string{"person", "auction", "bid"} {
+		topic := prefix + stream
+		eddy(t, "topics", "create", "kafka://"+brokers+"/"+topic, "--partitions", "4")
+		t.Cleanup(func() { eddy(t, "topics", "delete", "kafka://"+brokers+"/"+topic) })
+	}
 	eddy(t, "gen", gen, "--count", fmt.Sprint(n), "--seed", "42", "--brokers", brokers, "--topic-prefix", prefix)
-	file := filepath.Join(t.TempDir(), "bids.json")
-	eddy(t, "gen", gen, "--count", fmt.Sprint(n), "--seed", "42", "--out", file)
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bids, err := nexmark.Read[nexmark.Bid](strings.NewReader(string(data)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &events{bids: bids}
+	return prefix, generate(t, t.TempDir(), gen, int64(n))
+}
+
+// TestQueriesOnKafka: the streams written by `eddy gen nexmark
+// --topic-prefix` to topics of four partitions give each script the
+// reference's rows: q11's sessions of a bidder on several partitions merge
+// into one, q5's second stage sees every partition's counts, and q8's join
+// meets each person with their auctions whichever partitions they are on
+// (both read every partition of their topics in one process:
+// docs/kafka.md, "Stages and several sources").
+func TestQueriesOnKafka(t *testing.T) {
+	brokers := strings.Join(testenv.Kafka(t), ",")
+	prefix, e := kafkaEvents(t, brokers, "nexmark?event-rate=2000", 50000)
 	for _, q := range queries {
 		t.Run(q.name, func(t *testing.T) {
-			out := filepath.Join(t.TempDir(), q.name+".jsonl")
-			args := []string{"run", q.name + ".lua", "--source", kafkaSource(q, brokers, prefix),
-				"--changelog=false", "--sink", "file:" + out, "--until-idle", "--progress=false"}
-			if q.onKafka != "" {
-				stderr, err := tryEddy(args...)
-				if err == nil || !strings.Contains(stderr, q.onKafka) {
-					t.Fatalf("want eddy run refused with %q: %v\n%s", q.onKafka, err, stderr)
-				}
-				return
+			want := q.want(e)
+			if len(want) == 0 {
+				t.Fatalf("the reference has no rows: the test would prove nothing")
 			}
-			eddy(t, args...)
+			out := filepath.Join(t.TempDir(), q.name+".jsonl")
+			eddy(t, "run", q.name+".lua", "--source", kafkaSource(q, brokers, prefix),
+				"--changelog=false", "--sink", "file:"+out, "--until-idle", "--progress=false")
 			got, err := os.ReadFile(out)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := reference.DiffRows(render(q.want(e)), render(q.got(t, got))); err != nil {
+			if err := reference.DiffRows(render(want), render(q.got(t, got))); err != nil {
 				t.Fatal(err)
 			}
+			t.Logf("%d rows equal the reference's", len(want))
 		})
 	}
 }
