@@ -187,3 +187,16 @@ func TestStagesOnKafkaStopWhenAPartitionMoves(t *testing.T) {
 	}
 	second.kill(t)
 }
+
+// A pipeline that reads its Kafka topics whole in one process writes no
+// changelog: --changelog on its command line is refused, naming why,
+// rather than accepted and ignored.
+func TestInProcessKafkaRefusesChangelog(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 2)
+	src := "kafka://" + strings.Join(brokers, ",") + "/" + topic + "?group=" + topic + "-g"
+	_, stderr, err := eddy(t, "run", nexmarkScripts+"q5.lua", "--source", src, "--changelog", "--sink", "discard:")
+	if err == nil || !strings.Contains(stderr, "--changelog: ") || !strings.Contains(stderr, "writes no changelog") {
+		t.Fatalf("eddy run q5.lua on Kafka with --changelog: err=%v, want it refused naming why\n%s", err, stderr)
+	}
+}

@@ -39,6 +39,7 @@ type runFlags struct {
 	httpAddr                                          string
 	exactlyOnce                                       bool
 	changelog                                         bool
+	changelogGiven                                    bool // --changelog was on the command line
 	node                                              string
 	standby                                           int
 	memProfile                                        string
@@ -182,6 +183,7 @@ func (f runFlags) loadOptions(log *slog.Logger) ([]scripting.LoadOption, error) 
 // What it opens is closed in reverse order when it returns.
 func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 	log := slog.Default()
+	f.changelogGiven = cmd.Flags().Changed("changelog")
 	unconfine, err := f.security.confine()
 	if err != nil {
 		return err
@@ -411,6 +413,9 @@ func openOutputs(cfg *actors.Config, p *scripting.Pipeline, f runFlags, sinks *s
 func openChangelog(cfg *actors.Config, src connectors.Source, f runFlags, log *slog.Logger) (closeIt func(), err error) {
 	if f.standby > 0 && !(f.changelog && isChangelogSource(src)) {
 		return nil, fmt.Errorf("--standby %d keeps copies of other nodes' partitions through their changelog: it needs a kafka:// source, without --changelog=false", f.standby)
+	}
+	if _, whole := src.(inProcessKafka); whole && f.changelogGiven && f.changelog {
+		return nil, fmt.Errorf("--changelog: %s reads its Kafka topics whole in one process (stages or several sources), which keeps its state in --state and writes no changelog; drop --changelog (see docs/kafka.md)", cfg.Pipeline.Script)
 	}
 	cs, ok := src.(connectors.ChangelogSource)
 	if !ok || !f.changelog {

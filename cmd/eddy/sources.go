@@ -66,8 +66,16 @@ func openSources(p *scripting.Pipeline, f runFlags) (string, connectors.Source, 
 	if err != nil {
 		return "", nil, err
 	}
+	if len(topics.byTopic) > 0 {
+		return strings.Join(uris, ","), inProcessKafka{connectors.Single{Partition: m}}, nil
+	}
 	return strings.Join(uris, ","), connectors.Single{Partition: m}, nil
 }
+
+// inProcessKafka is a pipeline's Kafka topics read whole by one process
+// (stages, several sources): it keeps its state in --state only, with no
+// changelog to move it to another node.
+type inProcessKafka struct{ connectors.Single }
 
 // kafkaTopics gathers a pipeline's kafka:// sources into one source of
 // several topics: one member of one consumer group, which Merged needs to
@@ -139,5 +147,5 @@ func wholeKafka(src connectors.Source) (connectors.Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return connectors.Single{Partition: m}, nil
+	return inProcessKafka{connectors.Single{Partition: m}}, nil
 }
