@@ -20,3 +20,25 @@ type Table interface {
 	// without the row.
 	Get(key string) (row map[string]any, found bool, err error)
 }
+
+var tableSchemes = map[string]bool{}
+
+// DeclareTable says that scheme's lookups are Tables keyed by their
+// records' keys, so a lookup of that scheme names no key column.
+func DeclareTable(scheme string) {
+	mu.Lock()
+	defer mu.Unlock()
+	tableSchemes[scheme] = true
+}
+
+// IsTable says whether uri names a lookup of a scheme DeclareTable
+// declared.
+func IsTable(uri string) bool {
+	t, err := Parse(uri)
+	if err != nil {
+		return false
+	}
+	mu.RLock()
+	defer mu.RUnlock()
+	return tableSchemes[t.Scheme]
+}

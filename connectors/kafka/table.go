@@ -22,6 +22,7 @@ import (
 func init() {
 	connectors.RegisterLookup("kafka", func(t connectors.Target, key string) (connectors.Lookup, error) { return OpenTable(t, key) },
 		append(connParams, "bootstrap")...)
+	connectors.DeclareTable("kafka")
 }
 
 // Table is a lookup table read from a compacted Kafka topic, like Kafka
