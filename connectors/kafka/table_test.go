@@ -19,7 +19,7 @@ import (
 )
 
 // compactedTopic makes a test topic with cleanup.policy=compact.
-func compactedTopic(t *testing.T, brokers []string, partitions int32) string {
+func compactedTopic(t testing.TB, brokers []string, partitions int32) string {
 	t.Helper()
 	topic := testenv.NewTopic(t, brokers, partitions)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
