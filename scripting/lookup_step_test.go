@@ -315,3 +315,30 @@ func TestOpenTablesRefusesWhatCantStart(t *testing.T) {
 		t.Fatalf("got %v, want %q", err, want)
 	}
 }
+
+// TestLookupStepKeysAggregates: a row's field can be the key of an
+// aggregation, declared like a parsed field.
+func TestLookupStepKeysAggregates(t *testing.T) {
+	table, _ := newFakeTable(t, map[string]map[string]any{"1": {"tier": "gold"}, "2": {"tier": "silver"}})
+	src := `return {
+  lookups = { users = { source = "faketable:` + table + `" } },
+  parse = eddy.json { user = "integer", amount = "number" },
+  lookup = eddy.lookup{ table = "users", key = "user", select = { "tier" } },
+  key = "tier",
+  aggregate = { total = eddy.sum("amount") },
+}`
+	rt := stepRuntime(t, src)
+	var keys []string
+	for _, rec := range []string{`{"user":1,"amount":2}`, `{"user":2,"amount":3}`, `{"user":3,"amount":4}`, `{"user":1,"amount":5}`} {
+		k, _, kept, err := rt.Process([]byte(rec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kept {
+			keys = append(keys, k.Key)
+		}
+	}
+	if want := []string{"gold", "silver", "gold"}; !reflect.DeepEqual(keys, want) {
+		t.Fatalf("keys %v, want %v", keys, want)
+	}
+}
