@@ -182,7 +182,8 @@ func installLookup(sb *sandbox, p *Pipeline) {
 }
 
 // get returns the row with key, reading the table when the cache is older
-// than Refresh or, for a miss, older than a second.
+// than Refresh or, for a miss, older than a second. A table that follows
+// its source (lookup_table.go) answers itself, uncached.
 func (lt *lookupTable) get(ctx context.Context, key string) (map[string]any, bool, error) {
 	if row, found, live, err := lt.getLive(key); live {
 		return row, found, err
