@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
@@ -53,6 +54,7 @@ type lookupTable struct {
 	loaded   time.Time
 	openErr  error
 	lastMiss time.Time
+	live     atomic.Pointer[liveTable] // lookup_table.go: set once a table started
 }
 
 // readLookups reads the pipeline table's lookups field.
@@ -88,8 +90,7 @@ func (p *Pipeline) readLookups(v lua.LValue) error {
 		if err != nil {
 			return
 		}
-		if spec.Source == "" || spec.Key == "" {
-			err = fmt.Errorf("lookups.%s: want source = URI and key = the column to look rows up by", name)
+		if err = checkLookupKey(spec); err != nil {
 			return
 		}
 		for field, d := range map[string]*time.Duration{"refresh": &spec.Refresh, "wait": &spec.Wait} {
@@ -181,20 +182,19 @@ func installLookup(sb *sandbox, p *Pipeline) {
 }
 
 // get returns the row with key, reading the table when the cache is older
-// than Refresh or, for a miss, older than a second.
+// than Refresh or, for a miss, older than a second. A table that follows
+// its source (lookup_table.go) answers itself, uncached.
 func (lt *lookupTable) get(ctx context.Context, key string) (map[string]any, bool, error) {
+	if row, found, live, err := lt.getLive(key); live {
+		return row, found, err
+	}
 	lt.mu.Lock()
 	defer lt.mu.Unlock()
-	if lt.src == nil {
-		if lt.openErr != nil {
-			return nil, false, lt.openErr
-		}
-		src, err := connectors.OpenLookup(lt.spec.Source, lt.spec.Key)
-		if err != nil {
-			lt.openErr = fmt.Errorf("lookup %s: %w", lt.spec.Name, err)
-			return nil, false, lt.openErr
-		}
-		lt.src = src
+	if _, err := lt.open(ctx); err != nil {
+		return nil, false, err
+	}
+	if row, found, live, err := lt.getLive(key); live {
+		return row, found, err
 	}
 	if lt.rows == nil || time.Since(lt.loaded) >= lt.spec.Refresh {
 		if err := lt.load(ctx); err != nil {

@@ -188,16 +188,17 @@ func readMapping(kind string, t *lua.LTable) (*mapping, error) {
 }
 
 // parsedFields lists the fields parse makes, when its spec says (JSON and
-// CSV; lines make "line"); known is false for a parse function.
+// CSV; lines make "line"), and those the lookup step adds after it;
+// known is false for a parse function.
 func (p *Pipeline) parsedFields() (names []string, known bool) {
 	switch p.Format {
 	case "json", "csv":
 		for _, f := range p.Fields {
 			names = append(names, f.Name)
 		}
-		return names, true
+		return append(names, p.lookupFields()...), true
 	case "lines":
-		return []string{"line"}, true
+		return append([]string{"line"}, p.lookupFields()...), true
 	}
 	return nil, false
 }

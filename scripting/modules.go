@@ -211,5 +211,6 @@ func installEddy(L *lua.LState) {
 	installPredicates(L, mod)
 	installMap(L, mod)
 	installJoin(L, mod)
+	installLookupStep(L, mod)
 	L.SetGlobal("eddy", mod)
 }

@@ -85,6 +85,7 @@ type Pipeline struct {
 	proto                        *lua.FunctionProto
 	logger                       *slog.Logger
 	lookups                      map[string]*lookupTable // lookup.go
+	lookupStep                   *lookupStep             // lookup_step.go
 	intr                         *interrupts             // limits.go
 	fixed                        fixedLimits             // limits.go
 	luaTime                      *luaTimes               // luatime.go
@@ -215,7 +216,7 @@ var knownFields = map[string]bool{
 	"aggregate": true, "columns": true, "order_by": true, "limit": true, "emit": true, "tests": true,
 	"call_timeout": true, "memory_limit": true, "route": true, "event_time": true, "watermark": true, "window": true,
 	"allowed_lateness": true, "on_record": true, "on_window": true, "on_timer": true,
-	"lookups": true, "map": true, "having": true, "sources": true, "join": true, "stages": true,
+	"lookups": true, "lookup": true, "map": true, "having": true, "sources": true, "join": true, "stages": true,
 }
 
 func (p *Pipeline) read(t *lua.LTable) error {
@@ -260,6 +261,9 @@ func (p *Pipeline) read(t *lua.LTable) error {
 		if err := p.readParse(t.RawGetString("parse")); err != nil {
 			return fmt.Errorf("parse: %w", err)
 		}
+	}
+	if err := p.readLookupStep(t.RawGetString("lookup")); err != nil {
+		return err
 	}
 	switch v := t.RawGetString("filter"); v.(type) {
 	case *lua.LNilType:

@@ -218,6 +218,9 @@ func (rt *Runtime) process(in *Runtime, source string, raw []byte, sourceMs int6
 	if err != nil || r == nil {
 		return k, rec, false, err
 	}
+	if r, err = in.lookupRecord(r); err != nil || r == nil {
+		return k, rec, false, err
+	}
 	if keep, err := in.passes(r); err != nil || !keep {
 		return k, rec, false, err
 	}

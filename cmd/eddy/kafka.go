@@ -410,6 +410,9 @@ which may carry TLS and SASL parameters as a source's does (docs/kafka.md).`,
 			if err != nil {
 				return fmt.Errorf("create topic %s: %w", conn.Topics[0], conn.Explain(err))
 			}
+			if err := waitForTopic(cmd.Context(), adm, conn.Topics[0], int(partitions)); err != nil {
+				return err
+			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "created %s with %d partitions\n", conn.Topics[0], partitions)
 			return nil
 		},

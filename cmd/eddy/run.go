@@ -193,6 +193,11 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 	if err != nil {
 		return err
 	}
+	closeTables, err := p.OpenTables(cmd.Context()) // tables read to their end before the first record
+	if err != nil {
+		return err
+	}
+	defer closeTables()
 	srcURI, src, err := openSource(p, f)
 	if err != nil {
 		return err
