@@ -21,7 +21,7 @@ import (
 
 func init() {
 	connectors.RegisterLookup("kafka", func(t connectors.Target, key string) (connectors.Lookup, error) { return OpenTable(t, key) },
-		append(connParams, "bootstrap")...)
+		append(connParams, "bootstrap", "bootstrap-timeout")...)
 	connectors.DeclareTable("kafka")
 }
 
@@ -41,7 +41,9 @@ type Table struct {
 	conn      Conn
 	topic     string
 	bootstrap bool
-	log       *slog.Logger
+	// bootstrapTimeout bounds the wait for the table's end at start.
+	bootstrapTimeout time.Duration
+	log              *slog.Logger
 
 	mu   sync.RWMutex
 	rows map[string]map[string]any
@@ -73,7 +75,11 @@ func OpenTable(t connectors.Target, key string) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Table{conn: c, topic: c.Topics[0], bootstrap: bootstrap == "true", log: slog.Default(),
+	timeout, err := t.DurationParam("bootstrap-timeout", 5*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	return &Table{conn: c, topic: c.Topics[0], bootstrap: bootstrap == "true", bootstrapTimeout: timeout, log: slog.Default(),
 		rows: map[string]map[string]any{}, bad: map[string]error{}, seen: map[int32]int64{}}, nil
 }
 
@@ -182,6 +188,9 @@ func (t *Table) waitFor(ctx context.Context, ends map[int32]int64) error {
 		if time.Since(lastNote) >= 30*time.Second {
 			lastNote = time.Now()
 			t.log.Info("kafka table: still reading to its end before the run starts", "topic", t.topic, "records_left", left, "rows", t.Len())
+		}
+		if time.Since(started) > t.bootstrapTimeout {
+			return fmt.Errorf("kafka table %q: not read to its end within bootstrap-timeout=%v (%d records left); raise it on the URI, or check the broker", t.topic, t.bootstrapTimeout, left)
 		}
 		select {
 		case <-ctx.Done():

@@ -218,3 +218,30 @@ func TestTableWarnsWhenNotCompacted(t *testing.T) {
 		t.Fatalf("no warning %s in the logs:\n%s", want, logs.String())
 	}
 }
+
+// TestTableBootstrapHasATimeout: the wait for the table's end at start is
+// bounded by bootstrap-timeout, and fails naming it rather than waiting
+// for ever (a compacted topic whose last records were removed could
+// otherwise keep the run from starting); a bad value is refused.
+func TestTableBootstrapHasATimeout(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := compactedTopic(t, brokers, 1)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	tableRows{}.write(t, cl, topic, []string{"k"}, []map[string]any{{"name": "a", "level": 1}})
+	l, err := connectors.OpenLookup(uri(brokers, topic, "bootstrap-timeout=1ns"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	err = l.(connectors.Table).Start(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "not read to its end within bootstrap-timeout=1ns") {
+		t.Fatalf("Start with bootstrap-timeout=1ns: %v, want it to fail naming the timeout", err)
+	}
+	if _, err := connectors.OpenLookup(uri(brokers, topic, "bootstrap-timeout=soon"), ""); err == nil || !strings.Contains(err.Error(), "bootstrap-timeout") {
+		t.Fatalf("bootstrap-timeout=soon: %v, want it refused naming the parameter", err)
+	}
+}
