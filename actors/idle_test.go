@@ -3,12 +3,14 @@ package actors
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/internal/memio"
+	"github.com/eddy-stream/eddy/scripting"
 	"github.com/eddy-stream/eddy/state"
 )
 
@@ -60,6 +62,22 @@ func (p *quietPart) Read(ctx context.Context) (connectors.Batch, error) {
 }
 func (p *quietPart) Describe(pos connectors.Position) string { return string(pos) }
 func (p *quietPart) Close() error                            { return nil }
+
+// A partition just assigned, whose supervisor has not reported yet, may
+// have records older than the other partitions': it holds the watermark
+// back, as one with no event time yet does, rather than counting as idle.
+func TestAnAssignedPartitionHoldsTheWatermarkBack(t *testing.T) {
+	e := &engine{cfg: Config{Pipeline: load(t, sessionsScript("final")), Stats: &Stats{}}}
+	n := newNode(e, nil)
+	busy := newPartState(&quietPart{id: "busy"})
+	busy.status = partitionStatus{id: "busy", maxTime: 100_000, timed: true, active: time.Now()}
+	n.parts["busy"] = busy
+	n.parts["new"] = newPartState(&quietPart{id: "new"})
+	n.advanceWatermark()
+	if n.watermark != math.MinInt64 {
+		t.Fatalf("the watermark moved to %s while a partition assigned had not reported", scripting.FormatTime(n.watermark))
+	}
+}
 
 // A partition that delivers nothing stops holding the watermark back after
 // idle_timeout, so the busy partition's windows close while the run goes on;

@@ -331,13 +331,21 @@ func (n *node) assign(ctx actor.Context, p connectors.Partition) {
 	},
 		actor.WithSupervisor(actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.EscalateDirective })))
 	n.owns(ctx, id, true) // before its supervisor plans its restore
-	ps := &partState{part: p, status: partitionStatus{id: id}}
+	ps := newPartState(p)
 	if n.e.cfg.Changelog != nil {
 		n.setRestoring(ps, true) // until its supervisor says it's ready
 	}
 	ps.pid = ctx.Spawn(props)
 	n.parts[id] = ps
 	n.e.cfg.Stats.Partitions.Add(1)
+}
+
+// newPartState is a partition just assigned: active from now on, so until
+// its supervisor reports it holds the watermark back as one with no event
+// time yet (its records may be older than the other partitions'), and
+// stops holding it only after the idle timeout.
+func newPartState(p connectors.Partition) *partState {
+	return &partState{part: p, status: partitionStatus{id: p.ID(), active: time.Now()}}
 }
 
 // maybeTrigger starts a barrier when one is due: on the timer when anything
