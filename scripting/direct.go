@@ -149,7 +149,7 @@ func (rt *Runtime) directSteps() (tbl *lua.LTable, kept bool, err error) {
 func (rt *Runtime) fillRecord() *lua.LTable {
 	t := rt.rec
 	for i := range rt.p.Fields {
-		t.RawSetString(rt.names[i], rt.spanLua(&rt.spans[i]))
+		t.RawSetString(rt.names[i], rt.spanLua(i))
 	}
 	return t
 }
@@ -163,16 +163,17 @@ func (s spanRecord) RawGetString(name string) lua.LValue {
 	if i < 0 {
 		return lua.LNil
 	}
-	return s.rt.spanLua(&s.rt.spans[i])
+	return s.rt.spanLua(i)
 }
 
-// spanLua is a checked span's Lua value: its string, number or boolean.
-func (rt *Runtime) spanLua(sp *jsonSpan) lua.LValue {
-	switch sp.kind {
+// spanLua is the checked span i's Lua value: its string, number or
+// boolean.
+func (rt *Runtime) spanLua(i int) lua.LValue {
+	switch sp := &rt.spans[i]; sp.kind {
 	case jsonString:
-		return rt.cache.luaString(sp.raw)
+		return rt.caches[i].luaString(sp.raw)
 	case jsonNumber:
-		return rt.cache.luaNumber(sp.raw)
+		return rt.caches[i].luaNumber(sp.raw)
 	case jsonTrue:
 		return lua.LTrue
 	case jsonFalse:
@@ -188,6 +189,7 @@ func (rt *Runtime) ensureSpans() {
 	n := len(rt.p.Fields)
 	rt.names, rt.spans = make([]string, n), make([]jsonSpan, n)
 	rt.goVals, rt.goValid = make([]any, n), make([]bool, n)
+	rt.caches = make([]valueCache, n+1)
 	for i, f := range rt.p.Fields {
 		rt.names[i] = f.Name
 	}
@@ -286,7 +288,7 @@ type tableFields struct {
 func (t tableFields) scalar(name string) (any, error) {
 	v := t.r.RawGetString(name)
 	if s, ok := v.(lua.LString); ok {
-		return t.rt.cache.goString(string(s)), nil
+		return t.rt.fieldCache(name).goString(string(s)), nil
 	}
 	return scalar(v)
 }
@@ -294,7 +296,7 @@ func (t tableFields) scalar(name string) (any, error) {
 func (t tableFields) value(name string) (any, error) {
 	v := t.r.RawGetString(name)
 	if s, ok := v.(lua.LString); ok {
-		return t.rt.cache.goString(string(s)), nil
+		return t.rt.fieldCache(name).goString(string(s)), nil
 	}
 	return toGo(v)
 }
@@ -310,7 +312,7 @@ func (s spanFields) value(name string) (any, error) {
 		return nil, nil
 	}
 	if !rt.goValid[i] {
-		rt.goVals[i], rt.goValid[i] = rt.spanGo(&rt.spans[i]), true
+		rt.goVals[i], rt.goValid[i] = rt.spanGo(i), true
 	}
 	return rt.goVals[i], nil
 }
@@ -323,13 +325,13 @@ func (s spanFields) scalar(name string) (any, error) {
 	return v, nil
 }
 
-// spanGo is toGo of the span's Lua value.
-func (rt *Runtime) spanGo(sp *jsonSpan) any {
-	switch sp.kind {
+// spanGo is toGo of the span i's Lua value.
+func (rt *Runtime) spanGo(i int) any {
+	switch sp := &rt.spans[i]; sp.kind {
 	case jsonString:
-		return rt.cache.goBytes(sp.raw)
+		return rt.caches[i].goBytes(sp.raw)
 	case jsonNumber:
-		return rt.cache.goNumber(sp.raw)
+		return rt.caches[i].goNumber(sp.raw)
 	case jsonTrue:
 		return true
 	case jsonFalse:

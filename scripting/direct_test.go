@@ -137,3 +137,14 @@ func TestDirectStepsAgreeWithTable(t *testing.T) {
 		}
 	}
 }
+
+// A parse function's records are keyed through the record table too, with
+// no parsed fields to name a cache after.
+func TestKeyOfParseFunction(t *testing.T) {
+	rt := pathRuntime(t, `return { parse = function(l) return { k = l } end, key = "k", aggregate = { n = eddy.count() } }`, false)
+	for range 3 {
+		if got := keyedOutcome(rt, "a"); got != `"a" []interface {}{"a", interface {}(nil)} 0` {
+			t.Fatalf("got %s", got)
+		}
+	}
+}

@@ -41,9 +41,9 @@ type Runtime struct {
 	// (goValid) for each record (direct.go).
 	goVals  []any
 	goValid []bool
-	// cache keeps the Lua and Go values of field texts seen before
-	// (intern.go).
-	cache valueCache
+	// caches keep the Lua and Go values of field texts seen before, one
+	// per parsed field and one for the rest (intern.go).
+	caches []valueCache
 	// vals is the slab newVals cuts Keyed.Vals from.
 	vals []any
 	// dp parses checkpointed entries and key states (DecodeEntry): one
