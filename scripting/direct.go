@@ -132,7 +132,7 @@ func (rt *Runtime) directSteps() (tbl *lua.LTable, kept bool, err error) {
 		r = tbl
 		kept, err = rt.passes(tbl)
 	} else {
-		kept, err = rt.testFilter(r)
+		kept, err = rt.testFilterSpans()
 	}
 	if err != nil || !kept {
 		return nil, false, err
