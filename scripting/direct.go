@@ -2,10 +2,12 @@ package scripting
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 	"unsafe"
 
+	"github.com/eddy-stream/eddy/connectors"
 	"github.com/valyala/fastjson/fastfloat"
 	lua "github.com/yuin/gopher-lua"
 )
@@ -61,25 +63,41 @@ func (p *Pipeline) canGoDirect(t *lua.LTable) bool {
 // processDirect is ProcessAt for a direct pipeline's record; handled is
 // false when the scan left the record to fastjson (ProcessAt then takes
 // the table path).
-func (rt *Runtime) processDirect(raw []byte, sourceMs int64) (k Keyed, kept, handled bool, err error) {
+func (rt *Runtime) processDirect(raw []byte, sourceMs int64) (k Keyed, rec connectors.Row, kept, handled bool, err error) {
 	rt.ensureSpans()
 	if !scanJSON(raw, rt.names, rt.spans) {
-		return k, false, false, nil
+		return k, rec, false, false, nil
 	}
 	if err := rt.checkSpans(raw); err != nil {
-		return k, false, true, err
+		return k, rec, false, true, err
 	}
 	tbl, kept, err := rt.directSteps()
 	if err != nil || !kept {
-		return k, false, true, err
+		return k, rec, false, true, err
 	}
+	if k, err = rt.directKeyed(tbl, sourceMs); err != nil {
+		return k, rec, false, true, err
+	}
+	if rt.records {
+		if tbl == nil {
+			rec = rt.spanRow(k.Key)
+		} else if rec, err = rowOf(tbl, k.Key); err != nil {
+			return k, rec, false, true, fmt.Errorf("record: %w", err)
+		}
+	}
+	return k, rec, true, true, nil
+}
+
+// directKeyed keys the record and reads its event time, from the record
+// table tbl or, when nil, the spans.
+func (rt *Runtime) directKeyed(tbl *lua.LTable, sourceMs int64) (k Keyed, err error) {
 	if rt.p.HasAggregate() || len(rt.p.KeyColumns) > 0 {
 		var fs recordFields = spanFields{rt}
 		if tbl != nil {
 			fs = tableFields{rt, tbl}
 		}
 		if k, err = rt.keyedBy(fs); err != nil {
-			return k, false, true, err
+			return k, err
 		}
 	}
 	if rt.p.EventTime != nil {
@@ -89,13 +107,26 @@ func (rt *Runtime) processDirect(raw []byte, sourceMs int64) (k Keyed, kept, han
 			k.Time, err = rt.directTime(sourceMs)
 		}
 		if err != nil {
-			return k, false, true, err
+			return k, err
 		}
 		if limit := rt.futureLimit(); k.Time > limit {
-			return k, false, true, fmt.Errorf("event time %s is more than watermark.max_future (%v) ahead of the clock", FormatTime(k.Time), rt.p.Watermark.MaxFuture)
+			return k, fmt.Errorf("event time %s is more than watermark.max_future (%v) ahead of the clock", FormatTime(k.Time), rt.p.Watermark.MaxFuture)
 		}
 	}
-	return k, true, true, nil
+	return k, nil
+}
+
+// spanRow is rowOf for the spans: the present fields in name order.
+func (rt *Runtime) spanRow(key string) connectors.Row {
+	row := connectors.Row{Key: key, Fields: make([]connectors.Field, 0, len(rt.names))}
+	for _, i := range rt.byName {
+		if rt.spans[i].kind == jsonMissing {
+			continue
+		}
+		v, _ := spanFields{rt}.value(rt.names[i])
+		row.Fields = append(row.Fields, connectors.Field{Name: rt.names[i], Value: v})
+	}
+	return row
 }
 
 // checkSpans checks a scanned record's fields against parse's types, as
@@ -193,6 +224,11 @@ func (rt *Runtime) ensureSpans() {
 	for i, f := range rt.p.Fields {
 		rt.names[i] = f.Name
 	}
+	rt.byName = make([]int, n)
+	for i := range rt.byName {
+		rt.byName[i] = i
+	}
+	sort.Slice(rt.byName, func(a, b int) bool { return rt.names[rt.byName[a]] < rt.names[rt.byName[b]] })
 }
 
 // spanTypeOK is typeOK for a scanned value.

@@ -9,18 +9,24 @@ import (
 // keyedOutcome is what one record gives a runtime without records output:
 // dropped, failed with its message, or kept with its key, values and time.
 func keyedOutcome(rt *Runtime, line string) string {
-	k, _, kept, err := rt.ProcessAt([]byte(line), 1)
+	k, rec, kept, err := rt.ProcessAt([]byte(line), 1)
 	switch {
 	case err != nil:
 		return "error: " + err.Error()
 	case !kept:
 		return "dropped"
 	}
-	return fmt.Sprintf("%q %#v %d", k.Key, k.Vals, k.Time)
+	return fmt.Sprintf("%q %#v %d %#v", k.Key, k.Vals, k.Time, rec)
 }
 
 // pathRuntime loads src on the direct path (direct) or the table path.
 func pathRuntime(t *testing.T, src string, direct bool) *Runtime {
+	t.Helper()
+	return recordsRuntime(t, src, direct, false)
+}
+
+// recordsRuntime is pathRuntime, with the records output when records.
+func recordsRuntime(t *testing.T, src string, direct, records bool) *Runtime {
 	t.Helper()
 	p, err := LoadSource("path.lua", []byte(src))
 	if err != nil {
@@ -30,7 +36,7 @@ func pathRuntime(t *testing.T, src string, direct bool) *Runtime {
 		t.Fatalf("not on the direct path:\n%s", src)
 	}
 	p.direct = direct
-	rt, err := p.NewRuntime(false)
+	rt, err := p.NewRuntime(records)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +112,7 @@ func TestDeclarativeMapsEqualLuaDirect(t *testing.T) {
 
 // Filter, map, key and event time together on the direct path, the map
 // making the key and the event time: the same as the table path, line by
-// line over mutatedJSON.
+// line over mutatedJSON, with and without the records output.
 func TestDirectStepsAgreeWithTable(t *testing.T) {
 	for _, src := range []string{
 		`return { parse = eddy.json { dev = "string|boolean", port = "string|number", n = "integer?", ts = "any?" },
@@ -116,25 +122,35 @@ func TestDirectStepsAgreeWithTable(t *testing.T) {
 			aggregate = { c = eddy.count(), s = eddy.sum("n2") } }`,
 		`return { parse = eddy.json { dev = "any", port = "any", n = "number?" },
 			filter = function(r) return r.port ~= "22" end, key = "dev", aggregate = { s = eddy.sum("n"), m = eddy.max("port") } }`,
+		// records straight from the spans: no key, no aggregate
+		`return { parse = eddy.json { port = "any", dev = "string|boolean", n = "number?" }, filter = eddy.ne("port", "22") }`,
 		// a filter function may change a field; the key then reads the change
 		`return { parse = eddy.json { dev = "any", port = "any" },
 			filter = function(r) r.port = "p" .. tostring(r.port); return true end, key = "port", aggregate = { c = eddy.count() } }`,
 	} {
-		drt, trt := pathRuntime(t, src, true), pathRuntime(t, src, false)
-		kept := 0
-		for _, line := range mutatedJSON() {
-			got, want := keyedOutcome(drt, line), keyedOutcome(trt, line)
-			if got != want {
-				t.Fatalf("%s\nline %q: the direct path gives\n%s\nthe table path\n%s", src, line, got, want)
-			}
-			if got != "dropped" && !strings.HasPrefix(got, "error") {
-				kept++
-			}
+		for _, records := range []bool{false, true} {
+			stepsAgree(t, src, records)
 		}
-		t.Logf("%d records kept", kept)
-		if kept < 10 {
-			t.Fatalf("only %d records kept: the test compares too little", kept)
+	}
+}
+
+// stepsAgree runs src on both paths over mutatedJSON, line by line.
+func stepsAgree(t *testing.T, src string, records bool) {
+	t.Helper()
+	drt, trt := recordsRuntime(t, src, true, records), recordsRuntime(t, src, false, records)
+	kept := 0
+	for _, line := range mutatedJSON() {
+		got, want := keyedOutcome(drt, line), keyedOutcome(trt, line)
+		if got != want {
+			t.Fatalf("%s (records %v)\nline %q: the direct path gives\n%s\nthe table path\n%s", src, records, line, got, want)
 		}
+		if got != "dropped" && !strings.HasPrefix(got, "error") {
+			kept++
+		}
+	}
+	t.Logf("%d records kept", kept)
+	if kept < 10 {
+		t.Fatalf("only %d records kept: the test compares too little", kept)
 	}
 }
 
@@ -143,7 +159,7 @@ func TestDirectStepsAgreeWithTable(t *testing.T) {
 func TestKeyOfParseFunction(t *testing.T) {
 	rt := pathRuntime(t, `return { parse = function(l) return { k = l } end, key = "k", aggregate = { n = eddy.count() } }`, false)
 	for range 3 {
-		if got := keyedOutcome(rt, "a"); got != `"a" []interface {}{"a", interface {}(nil)} 0` {
+		if got := keyedOutcome(rt, "a"); got != `"a" []interface {}{"a", interface {}(nil)} 0 connectors.Row{Key:"", Fields:[]connectors.Field(nil)}` {
 			t.Fatalf("got %s", got)
 		}
 	}

@@ -37,6 +37,8 @@ type Runtime struct {
 	// parse names, and where the last record had them.
 	names []string
 	spans []jsonSpan
+	// byName lists the indexes of names in name order (a record's row).
+	byName []int
 	// goVals are the direct path's fields in Go, converted on first use
 	// (goValid) for each record (direct.go).
 	goVals  []any
@@ -206,8 +208,8 @@ func (rt *Runtime) ProcessAt(raw []byte, sourceMs int64) (k Keyed, rec connector
 	if rt.subs != nil {
 		return k, rec, false, fmt.Errorf("%s reads several sources: a record must say which (ProcessSource)", rt.p.Script)
 	}
-	if rt.p.direct && !rt.records {
-		if k, kept, handled, err := rt.processDirect(raw, sourceMs); handled {
+	if rt.p.direct {
+		if k, rec, kept, handled, err := rt.processDirect(raw, sourceMs); handled {
 			return k, rec, kept, err
 		}
 	}
