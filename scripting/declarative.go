@@ -349,15 +349,8 @@ func readCombination(kind string, parts *lua.LTable) (predicate, error) {
 // passes runs the pipeline's filter on r: the declarative one in Go, a
 // function in Lua, none keeps every record.
 func (rt *Runtime) passes(r *lua.LTable) (bool, error) {
-	if pred := rt.p.steps.filter; pred != nil {
-		ok, err := pred.test(r)
-		if err != nil {
-			return false, fmt.Errorf("filter: %s: %w", pred.describe(), err)
-		}
-		return ok, nil
-	}
-	if !rt.p.hasFilter {
-		return true, nil
+	if rt.p.steps.filter != nil || !rt.p.hasFilter {
+		return rt.testFilter(r)
 	}
 	if err := rt.call(rt.filter, 1, r); err != nil {
 		return false, fmt.Errorf("filter: %w", err)
@@ -366,4 +359,18 @@ func (rt *Runtime) passes(r *lua.LTable) (bool, error) {
 	keep := lua.LVAsBool(L.Get(-1))
 	L.Pop(1)
 	return keep, nil
+}
+
+// testFilter runs the pipeline's declarative filter on r; without one it
+// keeps every record.
+func (rt *Runtime) testFilter(r fields) (bool, error) {
+	pred := rt.p.steps.filter
+	if pred == nil {
+		return true, nil
+	}
+	ok, err := pred.test(r)
+	if err != nil {
+		return false, fmt.Errorf("filter: %s: %w", pred.describe(), err)
+	}
+	return ok, nil
 }

@@ -80,35 +80,37 @@ func samePair(t *testing.T, declarative, lua string) (errors, kept int) {
 	return errors, kept
 }
 
+// filterPairs are declarative filters and their Lua expressions of r.
+var filterPairs = []struct{ decl, lua string }{
+	{`eddy.eq("x", 80)`, `r.x == 80`},
+	{`eddy.eq("x", "80")`, `r.x == "80"`},
+	{`eddy.eq("x", true)`, `r.x == true`},
+	{`eddy.eq("x", 0/0)`, `r.x == 0/0`},
+	{`eddy.eq("x", 1/0)`, `r.x == 1/0`},
+	{`eddy.eq("x", 0)`, `r.x == 0`},
+	{`eddy.ne("x", 80)`, `r.x ~= 80`},
+	{`eddy.ne("x", "abc")`, `r.x ~= "abc"`},
+	{`eddy.lt("x", 100)`, `r.x < 100`},
+	{`eddy.le("x", 80)`, `r.x <= 80`},
+	{`eddy.gt("x", 80)`, `r.x > 80`},
+	{`eddy.ge("x", 79.5)`, `r.x >= 79.5`},
+	{`eddy.lt("x", "m")`, `r.x < "m"`},
+	{`eddy.ge("x", "m")`, `r.x >= "m"`},
+	{`eddy.gt("x", 0/0)`, `r.x > 0/0`},
+	{`eddy.is_in("x", {"80", "443", 80, 443})`, `({["80"]=true, ["443"]=true, [80]=true, [443]=true})[r.x] == true`},
+	{`eddy.is_in("x", {0/0, 1/0, false})`, `r.x == 1/0 or r.x == false`},
+	{`eddy.has("x")`, `r.x ~= nil`},
+	{`eddy.all{ eddy.has("x"), eddy.gt("x", 80) }`, `r.x ~= nil and r.x > 80`},
+	{`eddy.any{ eddy.eq("x", "80"), eddy.lt("x", 100) }`, `r.x == "80" or r.x < 100`},
+	{`eddy.none{ eddy.eq("x", 80), eddy.eq("x", "80") }`, `not (r.x == 80 or r.x == "80")`},
+	{`eddy.all{ eddy.any{ eddy.eq("y", "a"), eddy.eq("y", 2) }, eddy.none{ eddy.has("nan") } }`, `(r.y == "a" or r.y == 2) and not (r.nan ~= nil)`},
+	{`eddy.eq(eddy.mod("x", 3), 1)`, `r.x % 3 == 1`},
+	{`eddy.gt(eddy.mul("x", "y"), 100)`, `r.x * r.y > 100`},
+	{`eddy.is_in(eddy.lower("x"), { "abc", "z" })`, `({ abc = true, z = true })[string.lower(r.x)] == true`},
+}
+
 func TestDeclarativeFiltersEqualLua(t *testing.T) {
-	tests := []struct{ decl, lua string }{
-		{`eddy.eq("x", 80)`, `r.x == 80`},
-		{`eddy.eq("x", "80")`, `r.x == "80"`},
-		{`eddy.eq("x", true)`, `r.x == true`},
-		{`eddy.eq("x", 0/0)`, `r.x == 0/0`},
-		{`eddy.eq("x", 1/0)`, `r.x == 1/0`},
-		{`eddy.eq("x", 0)`, `r.x == 0`},
-		{`eddy.ne("x", 80)`, `r.x ~= 80`},
-		{`eddy.ne("x", "abc")`, `r.x ~= "abc"`},
-		{`eddy.lt("x", 100)`, `r.x < 100`},
-		{`eddy.le("x", 80)`, `r.x <= 80`},
-		{`eddy.gt("x", 80)`, `r.x > 80`},
-		{`eddy.ge("x", 79.5)`, `r.x >= 79.5`},
-		{`eddy.lt("x", "m")`, `r.x < "m"`},
-		{`eddy.ge("x", "m")`, `r.x >= "m"`},
-		{`eddy.gt("x", 0/0)`, `r.x > 0/0`},
-		{`eddy.is_in("x", {"80", "443", 80, 443})`, `({["80"]=true, ["443"]=true, [80]=true, [443]=true})[r.x] == true`},
-		{`eddy.is_in("x", {0/0, 1/0, false})`, `r.x == 1/0 or r.x == false`},
-		{`eddy.has("x")`, `r.x ~= nil`},
-		{`eddy.all{ eddy.has("x"), eddy.gt("x", 80) }`, `r.x ~= nil and r.x > 80`},
-		{`eddy.any{ eddy.eq("x", "80"), eddy.lt("x", 100) }`, `r.x == "80" or r.x < 100`},
-		{`eddy.none{ eddy.eq("x", 80), eddy.eq("x", "80") }`, `not (r.x == 80 or r.x == "80")`},
-		{`eddy.all{ eddy.any{ eddy.eq("y", "a"), eddy.eq("y", 2) }, eddy.none{ eddy.has("nan") } }`, `(r.y == "a" or r.y == 2) and not (r.nan ~= nil)`},
-		{`eddy.eq(eddy.mod("x", 3), 1)`, `r.x % 3 == 1`},
-		{`eddy.gt(eddy.mul("x", "y"), 100)`, `r.x * r.y > 100`},
-		{`eddy.is_in(eddy.lower("x"), { "abc", "z" })`, `({ abc = true, z = true })[string.lower(r.x)] == true`},
-	}
-	for _, tc := range tests {
+	for _, tc := range filterPairs {
 		t.Run(tc.decl, func(t *testing.T) {
 			decl := fmt.Sprintf("return { parse = %s, filter = %s }", edgeParse, tc.decl)
 			lua := fmt.Sprintf("return { parse = %s, filter = function(r) return %s end }", edgeParse, tc.lua)
@@ -118,28 +120,30 @@ func TestDeclarativeFiltersEqualLua(t *testing.T) {
 	}
 }
 
+// mapPairs are declarative maps and the Lua tables they equal.
+var mapPairs = []struct{ decl, lua string }{
+	{`eddy.map{ "x" }`, `{ x = r.x }`},
+	{`eddy.map{ z = "x", "y" }`, `{ z = r.x, y = r.y }`},
+	{`eddy.map{ z = eddy.field("x") }`, `{ z = r.x }`},
+	{`eddy.map{ p = eddy.mul("x", 0.908) }`, `{ p = r.x * 0.908 }`},
+	{`eddy.map{ p = eddy.add("x", "y") }`, `{ p = r.x + r.y }`},
+	{`eddy.map{ p = eddy.sub("x", 1) }`, `{ p = r.x - 1 }`},
+	{`eddy.map{ p = eddy.div("x", "y") }`, `{ p = r.x / r.y }`},
+	{`eddy.map{ p = eddy.mod("x", "y") }`, `{ p = r.x % r.y }`},
+	{`eddy.map{ t = eddy.time_parse("x") }`, `{ t = time.parse(r.x) }`},
+	{`eddy.map{ t = eddy.time_parse("x", "date") }`, `{ t = time.parse(r.x, "date") }`},
+	{`eddy.map{ s = eddy.time_format("y") }`, `{ s = time.format(r.y) }`},
+	{`eddy.map{ s = eddy.time_format("y", "2006-01-02 15:04") }`, `{ s = time.format(r.y, "2006-01-02 15:04") }`},
+	{`eddy.map{ p = eddy.add(eddy.mul("x", 2), 1), "y" }`, `{ p = r.x * 2 + 1, y = r.y }`},
+	{`eddy.map{ s = eddy.concat("x", eddy.const("-"), "y") }`, `{ s = r.x .. "-" .. r.y }`},
+	{`eddy.map{ s = eddy.concat("x", 7) }`, `{ s = r.x .. 7 }`},
+	{`eddy.map{ s = eddy.lower("x"), u = eddy.upper("y") }`, `{ s = string.lower(r.x), u = string.upper(r.y) }`},
+	{`eddy.map{ c = 3, b = false, k = eddy.const("k"), "x" }`, `{ c = 3, b = false, k = "k", x = r.x }`},
+	{`eddy.drop{ "y" }`, `(function() local o = {} for k, v in pairs(r) do if k ~= "y" then o[k] = v end end return o end)()`},
+}
+
 func TestDeclarativeMapsEqualLua(t *testing.T) {
-	tests := []struct{ decl, lua string }{
-		{`eddy.map{ "x" }`, `{ x = r.x }`},
-		{`eddy.map{ z = "x", "y" }`, `{ z = r.x, y = r.y }`},
-		{`eddy.map{ z = eddy.field("x") }`, `{ z = r.x }`},
-		{`eddy.map{ p = eddy.mul("x", 0.908) }`, `{ p = r.x * 0.908 }`},
-		{`eddy.map{ p = eddy.add("x", "y") }`, `{ p = r.x + r.y }`},
-		{`eddy.map{ p = eddy.sub("x", 1) }`, `{ p = r.x - 1 }`},
-		{`eddy.map{ p = eddy.div("x", "y") }`, `{ p = r.x / r.y }`},
-		{`eddy.map{ p = eddy.mod("x", "y") }`, `{ p = r.x % r.y }`},
-		{`eddy.map{ t = eddy.time_parse("x") }`, `{ t = time.parse(r.x) }`},
-		{`eddy.map{ t = eddy.time_parse("x", "date") }`, `{ t = time.parse(r.x, "date") }`},
-		{`eddy.map{ s = eddy.time_format("y") }`, `{ s = time.format(r.y) }`},
-		{`eddy.map{ s = eddy.time_format("y", "2006-01-02 15:04") }`, `{ s = time.format(r.y, "2006-01-02 15:04") }`},
-		{`eddy.map{ p = eddy.add(eddy.mul("x", 2), 1), "y" }`, `{ p = r.x * 2 + 1, y = r.y }`},
-		{`eddy.map{ s = eddy.concat("x", eddy.const("-"), "y") }`, `{ s = r.x .. "-" .. r.y }`},
-		{`eddy.map{ s = eddy.concat("x", 7) }`, `{ s = r.x .. 7 }`},
-		{`eddy.map{ s = eddy.lower("x"), u = eddy.upper("y") }`, `{ s = string.lower(r.x), u = string.upper(r.y) }`},
-		{`eddy.map{ c = 3, b = false, k = eddy.const("k"), "x" }`, `{ c = 3, b = false, k = "k", x = r.x }`},
-		{`eddy.drop{ "y" }`, `(function() local o = {} for k, v in pairs(r) do if k ~= "y" then o[k] = v end end return o end)()`},
-	}
-	for _, tc := range tests {
+	for _, tc := range mapPairs {
 		t.Run(tc.decl, func(t *testing.T) {
 			decl := fmt.Sprintf("return { parse = %s, map = %s }", edgeParse, tc.decl)
 			lua := fmt.Sprintf("return { parse = %s, map = function(r) return %s end }", edgeParse, tc.lua)

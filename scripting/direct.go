@@ -2,37 +2,45 @@ package scripting
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 	"unsafe"
 
+	"github.com/eddy-stream/eddy/connectors"
 	"github.com/valyala/fastjson/fastfloat"
 	lua "github.com/yuin/gopher-lua"
 )
 
-// The direct path: a pipeline that runs no Lua per record (eddy.json
-// parse, a key of fields, built-in aggregates, an event time field or
-// the source's time, and nothing else) keys its records straight from
-// the JSON scan's spans, without a Lua record table: no Lua values made
-// and read back, each field converted to Go once. It gives the same Keyed
-// and the same errors as the table path (TestDirectAgreesWithTable);
-// records the scan leaves to fastjson take the table path.
+// The direct path: a pipeline whose records need no Lua table (eddy.json
+// parse, a declarative filter and map or none, a key of fields, built-in
+// aggregates, an event time field or the source's time) runs its steps
+// straight on the JSON scan's spans: no Lua values made and read back,
+// each field converted to Go once. One that mixes in a filter function
+// fills the record table for that function alone, and its later steps
+// read the table, as the table path's do. It gives the same Keyed and the
+// same errors as the table path (TestDirectAgreesWithTable,
+// TestDeclarativeFiltersEqualLua); records the scan leaves to fastjson
+// take the table path.
 
 // directFields are the pipeline table's fields the direct path serves. A
-// pipeline with any other (a filter or route function, hooks, or a field
+// pipeline with any other (a route function, hooks, stages, or a field
 // added later) takes the table path, so what the direct path does not
 // know of it never skips.
 var directFields = map[string]bool{
 	"name": true, "source": true, "sinks": true, "sink": true, "parse": true, "key": true,
 	"aggregate": true, "columns": true, "order_by": true, "limit": true, "emit": true, "tests": true,
 	"call_timeout": true, "memory_limit": true, "event_time": true, "watermark": true, "window": true,
-	"allowed_lateness": true,
+	"allowed_lateness": true, "filter": true, "map": true, "having": true,
 }
 
 // canGoDirect says whether the pipeline table t, once read into p, can
 // take the direct path.
 func (p *Pipeline) canGoDirect(t *lua.LTable) bool {
-	if p.Format != "json" || p.keyFunc || p.hasFilter || p.hasRoute || p.HasKeyHooks() || len(p.Fields) == 0 {
+	if p.Format != "json" || p.keyFunc || p.hasRoute || p.HasKeyHooks() || len(p.Fields) == 0 {
+		return false
+	}
+	if p.steps.luaMap || p.steps.mapping != nil && p.steps.mapping.drop != nil {
 		return false
 	}
 	if p.EventTime != nil && p.EventTime.Func {
@@ -55,42 +63,154 @@ func (p *Pipeline) canGoDirect(t *lua.LTable) bool {
 // processDirect is ProcessAt for a direct pipeline's record; handled is
 // false when the scan left the record to fastjson (ProcessAt then takes
 // the table path).
-func (rt *Runtime) processDirect(raw []byte, sourceMs int64) (k Keyed, handled bool, err error) {
+func (rt *Runtime) processDirect(raw []byte, sourceMs int64) (k Keyed, rec connectors.Row, kept, handled bool, err error) {
 	rt.ensureSpans()
 	if !scanJSON(raw, rt.names, rt.spans) {
-		return k, false, nil
+		return k, rec, false, false, nil
 	}
+	if err := rt.checkSpans(raw); err != nil {
+		return k, rec, false, true, err
+	}
+	tbl, kept, err := rt.directSteps()
+	if err != nil || !kept {
+		return k, rec, false, true, err
+	}
+	if k, err = rt.directKeyed(tbl, sourceMs); err != nil {
+		return k, rec, false, true, err
+	}
+	if rt.records {
+		if tbl == nil {
+			rec = rt.spanRow(k.Key)
+		} else if rec, err = rowOf(tbl, k.Key); err != nil {
+			return k, rec, false, true, fmt.Errorf("record: %w", err)
+		}
+	}
+	return k, rec, true, true, nil
+}
+
+// directKeyed keys the record and reads its event time, from the record
+// table tbl or, when nil, the spans.
+func (rt *Runtime) directKeyed(tbl *lua.LTable, sourceMs int64) (k Keyed, err error) {
+	if rt.p.HasAggregate() || len(rt.p.KeyColumns) > 0 {
+		var fs recordFields = spanFields{rt}
+		if tbl != nil {
+			fs = tableFields{rt, tbl}
+		}
+		if k, err = rt.keyedBy(fs); err != nil {
+			return k, err
+		}
+	}
+	if rt.p.EventTime != nil {
+		if tbl != nil {
+			k.Time, err = rt.eventTime(tbl, sourceMs)
+		} else {
+			k.Time, err = rt.directTime(sourceMs)
+		}
+		if err != nil {
+			return k, err
+		}
+		if limit := rt.futureLimit(); k.Time > limit {
+			return k, fmt.Errorf("event time %s is more than watermark.max_future (%v) ahead of the clock", FormatTime(k.Time), rt.p.Watermark.MaxFuture)
+		}
+	}
+	return k, nil
+}
+
+// spanRow is rowOf for the spans: the present fields in name order.
+func (rt *Runtime) spanRow(key string) connectors.Row {
+	row := connectors.Row{Key: key, Fields: make([]connectors.Field, 0, len(rt.names))}
+	for _, i := range rt.byName {
+		if rt.spans[i].kind == jsonMissing {
+			continue
+		}
+		v, _ := spanFields{rt}.value(rt.names[i])
+		row.Fields = append(row.Fields, connectors.Field{Name: rt.names[i], Value: v})
+	}
+	return row
+}
+
+// checkSpans checks a scanned record's fields against parse's types, as
+// parseJSON does.
+func (rt *Runtime) checkSpans(raw []byte) error {
 	if err := rt.checkJSONStrings(raw); err != nil {
-		return k, true, err
+		return err
 	}
 	for i := range rt.p.Fields {
 		f, sp := &rt.p.Fields[i], &rt.spans[i]
 		rt.goVals[i], rt.goValid[i] = nil, false
 		if sp.kind == jsonMissing || sp.kind == jsonNull {
 			if !f.Optional {
-				return k, true, fmt.Errorf("parse: field %q is %s", f.Name, spanTypeName(sp.kind))
+				return fmt.Errorf("parse: field %q is %s", f.Name, spanTypeName(sp.kind))
 			}
 			sp.kind = jsonMissing // a null reads as nil, as in Lua
 			continue
 		}
 		if !spanTypeOK(sp, f.Types) {
-			return k, true, fmt.Errorf("parse: field %q is a %s, want %s", f.Name, spanTypeName(sp.kind), strings.Join(f.Types, " or "))
+			return fmt.Errorf("parse: field %q is a %s, want %s", f.Name, spanTypeName(sp.kind), strings.Join(f.Types, " or "))
 		}
 	}
-	if rt.p.HasAggregate() || len(rt.p.KeyColumns) > 0 {
-		if k, err = rt.keyedBy(spanFields{rt}); err != nil {
-			return k, true, err
+	return nil
+}
+
+// directSteps runs the filter and the map on the scanned record. tbl is
+// the record table the later steps read, nil while they can read the
+// spans: a filter function gets the record table (and may change its
+// fields, as in the table path), and a declarative map makes its own.
+func (rt *Runtime) directSteps() (tbl *lua.LTable, kept bool, err error) {
+	var r fields = spanRecord{rt}
+	if rt.p.hasFilter && rt.p.steps.filter == nil {
+		tbl = rt.fillRecord()
+		r = tbl
+		kept, err = rt.passes(tbl)
+	} else {
+		kept, err = rt.testFilterSpans()
+	}
+	if err != nil || !kept {
+		return nil, false, err
+	}
+	if rt.p.steps.mapping != nil {
+		if tbl, err = rt.mapFields(r); err != nil {
+			return nil, false, err
 		}
 	}
-	if rt.p.EventTime != nil {
-		if k.Time, err = rt.directTime(sourceMs); err != nil {
-			return k, true, err
-		}
-		if limit := rt.futureLimit(); k.Time > limit {
-			return k, true, fmt.Errorf("event time %s is more than watermark.max_future (%v) ahead of the clock", FormatTime(k.Time), rt.p.Watermark.MaxFuture)
-		}
+	return tbl, true, nil
+}
+
+// fillRecord sets the record table's fields from the checked spans.
+func (rt *Runtime) fillRecord() *lua.LTable {
+	t := rt.rec
+	for i := range rt.p.Fields {
+		t.RawSetString(rt.names[i], rt.spanLua(i))
 	}
-	return k, true, nil
+	return t
+}
+
+// spanRecord reads the checked spans as the record table would hold
+// them, for declarative filters and maps.
+type spanRecord struct{ rt *Runtime }
+
+func (s spanRecord) RawGetString(name string) lua.LValue {
+	i := fieldIndex(s.rt.names, name)
+	if i < 0 {
+		return lua.LNil
+	}
+	return s.rt.spanLua(i)
+}
+
+// spanLua is the checked span i's Lua value: its string, number or
+// boolean.
+func (rt *Runtime) spanLua(i int) lua.LValue {
+	switch sp := &rt.spans[i]; sp.kind {
+	case jsonString:
+		return rt.caches[i].luaString(sp.raw)
+	case jsonNumber:
+		return rt.caches[i].luaNumber(sp.raw)
+	case jsonTrue:
+		return lua.LTrue
+	case jsonFalse:
+		return lua.LFalse
+	}
+	return lua.LNil
 }
 
 func (rt *Runtime) ensureSpans() {
@@ -100,9 +220,15 @@ func (rt *Runtime) ensureSpans() {
 	n := len(rt.p.Fields)
 	rt.names, rt.spans = make([]string, n), make([]jsonSpan, n)
 	rt.goVals, rt.goValid = make([]any, n), make([]bool, n)
+	rt.caches = make([]valueCache, n+1)
 	for i, f := range rt.p.Fields {
 		rt.names[i] = f.Name
 	}
+	rt.byName = make([]int, n)
+	for i := range rt.byName {
+		rt.byName[i] = i
+	}
+	sort.Slice(rt.byName, func(a, b int) bool { return rt.names[rt.byName[a]] < rt.names[rt.byName[b]] })
 }
 
 // spanTypeOK is typeOK for a scanned value.
@@ -190,10 +316,26 @@ type recordFields interface {
 	value(name string) (any, error)
 }
 
-type tableFields struct{ r *lua.LTable }
+type tableFields struct {
+	rt *Runtime
+	r  *lua.LTable
+}
 
-func (t tableFields) scalar(name string) (any, error) { return scalar(t.r.RawGetString(name)) }
-func (t tableFields) value(name string) (any, error)  { return toGo(t.r.RawGetString(name)) }
+func (t tableFields) scalar(name string) (any, error) {
+	v := t.r.RawGetString(name)
+	if s, ok := v.(lua.LString); ok {
+		return t.rt.fieldCache(name).goString(string(s)), nil
+	}
+	return scalar(v)
+}
+
+func (t tableFields) value(name string) (any, error) {
+	v := t.r.RawGetString(name)
+	if s, ok := v.(lua.LString); ok {
+		return t.rt.fieldCache(name).goString(string(s)), nil
+	}
+	return toGo(v)
+}
 
 // spanFields reads the spans of processDirect's record, converting each
 // field to Go once.
@@ -206,7 +348,7 @@ func (s spanFields) value(name string) (any, error) {
 		return nil, nil
 	}
 	if !rt.goValid[i] {
-		rt.goVals[i], rt.goValid[i] = spanToGo(&rt.spans[i]), true
+		rt.goVals[i], rt.goValid[i] = rt.spanGo(i), true
 	}
 	return rt.goVals[i], nil
 }
@@ -219,13 +361,13 @@ func (s spanFields) scalar(name string) (any, error) {
 	return v, nil
 }
 
-// spanToGo is toGo of the span's Lua value.
-func spanToGo(sp *jsonSpan) any {
-	switch sp.kind {
+// spanGo is toGo of the span i's Lua value.
+func (rt *Runtime) spanGo(i int) any {
+	switch sp := &rt.spans[i]; sp.kind {
 	case jsonString:
-		return string(sp.raw)
+		return rt.caches[i].goBytes(sp.raw)
 	case jsonNumber:
-		return number(parseNumber(sp.raw))
+		return rt.caches[i].goNumber(sp.raw)
 	case jsonTrue:
 		return true
 	case jsonFalse:

@@ -3,8 +3,6 @@ package scripting
 import (
 	"encoding/binary"
 	"unsafe"
-
-	lua "github.com/yuin/gopher-lua"
 )
 
 // The JSON scan: eddy.json's fields come from one pass over the record
@@ -234,25 +232,6 @@ func scanString(s []byte, i int) (end int, esc, ok bool) {
 		esc = true
 		i += 2
 	}
-}
-
-// spanToLua converts a scanned string, number or boolean to its Lua
-// value, if it is one of types (as typeOK judges a fastjson value).
-func spanToLua(sp *jsonSpan, types []string) (lua.LValue, bool) {
-	if !spanTypeOK(sp, types) {
-		return nil, false
-	}
-	switch sp.kind {
-	case jsonString:
-		return lua.LString(sp.raw), true
-	case jsonNumber:
-		return lua.LNumber(parseNumber(sp.raw)), true
-	case jsonTrue:
-		return lua.LTrue, true
-	case jsonFalse:
-		return lua.LFalse, true
-	}
-	return nil, false
 }
 
 // spanTypeName names a scanned value's JSON type, as typeName does.

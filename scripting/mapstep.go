@@ -290,6 +290,11 @@ func (rt *Runtime) mapRecord(r *lua.LTable) (*lua.LTable, error) {
 	case rt.p.steps.mapping.drop != nil:
 		return rt.dropFields(r), nil
 	}
+	return rt.mapFields(r)
+}
+
+// mapFields runs eddy.map on r into the reused output table.
+func (rt *Runtime) mapFields(r fields) (*lua.LTable, error) {
 	out := rt.mapped
 	for _, o := range rt.p.steps.mapping.outs {
 		v, err := o.expr.eval(r)

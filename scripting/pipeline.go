@@ -432,6 +432,13 @@ func readFieldSpecs(t *lua.LTable) ([]FieldSpec, error) {
 		}
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	for i := 1; i < len(out) && err == nil; i++ {
+		if out[i].Name == out[i-1].Name {
+			// both in the list and with a type: the second would unset the
+			// first in the record
+			err = fmt.Errorf("field %q is listed twice", out[i].Name)
+		}
+	}
 	if err == nil && len(out) == 0 {
 		err = fmt.Errorf("eddy.json needs the fields to project, such as eddy.json{ dstdevice = \"string\" }")
 	}

@@ -18,6 +18,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad parse", `return { parse = "json" }`, "parse: want eddy.json{...}, eddy.csv{...}, eddy.lines() or a function(line), got string"},
 		{"bad type name", `return { parse = eddy.json { a = "strng" } }`, `field "a": unknown type "strng"`},
 		{"empty projection", `return { parse = eddy.json {} }`, "eddy.json needs the fields to project"},
+		{"a field twice", `return { parse = eddy.json { "a", a = "string" } }`, `field "a" is listed twice`},
 		{"bad filter", `return { filter = true }`, "filter: want a function(record)"},
 		{"bad key", `return { key = 3 }`, "key: want a field name, a list of them, or a function(record), got number"},
 		{"bad aggregate", `return { aggregate = { n = "count" } }`, "aggregate.n: want eddy.count()"},

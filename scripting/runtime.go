@@ -37,10 +37,15 @@ type Runtime struct {
 	// parse names, and where the last record had them.
 	names []string
 	spans []jsonSpan
+	// byName lists the indexes of names in name order (a record's row).
+	byName []int
 	// goVals are the direct path's fields in Go, converted on first use
 	// (goValid) for each record (direct.go).
 	goVals  []any
 	goValid []bool
+	// caches keep the Lua and Go values of field texts seen before, one
+	// per parsed field and one for the rest (intern.go).
+	caches []valueCache
 	// vals is the slab newVals cuts Keyed.Vals from.
 	vals []any
 	// dp parses checkpointed entries and key states (DecodeEntry): one
@@ -203,9 +208,9 @@ func (rt *Runtime) ProcessAt(raw []byte, sourceMs int64) (k Keyed, rec connector
 	if rt.subs != nil {
 		return k, rec, false, fmt.Errorf("%s reads several sources: a record must say which (ProcessSource)", rt.p.Script)
 	}
-	if rt.p.direct && !rt.records {
-		if k, handled, err := rt.processDirect(raw, sourceMs); handled {
-			return k, rec, err == nil, err
+	if rt.p.direct {
+		if k, rec, kept, handled, err := rt.processDirect(raw, sourceMs); handled {
+			return k, rec, kept, err
 		}
 	}
 	return rt.process(rt, "", raw, sourceMs)
@@ -338,26 +343,10 @@ func (rt *Runtime) parseJSON(raw []byte) (*lua.LTable, error) {
 	if !scanJSON(raw, rt.names, rt.spans) {
 		return rt.parseJSONTree(raw)
 	}
-	if err := rt.checkJSONStrings(raw); err != nil {
+	if err := rt.checkSpans(raw); err != nil {
 		return nil, err
 	}
-	t := rt.rec
-	for i := range rt.p.Fields {
-		f, sp := &rt.p.Fields[i], &rt.spans[i]
-		if sp.kind == jsonMissing || sp.kind == jsonNull {
-			if !f.Optional {
-				return nil, fmt.Errorf("parse: field %q is %s", f.Name, spanTypeName(sp.kind))
-			}
-			t.RawSetString(f.Name, lua.LNil)
-			continue
-		}
-		v, ok := spanToLua(sp, f.Types)
-		if !ok {
-			return nil, fmt.Errorf("parse: field %q is a %s, want %s", f.Name, spanTypeName(sp.kind), strings.Join(f.Types, " or "))
-		}
-		t.RawSetString(f.Name, v)
-	}
-	return t, nil
+	return rt.fillRecord(), nil
 }
 
 // parseJSONTree is parseJSON by a whole fastjson tree, for the records
@@ -469,7 +458,7 @@ func fieldNames(fs []FieldSpec) string {
 func (rt *Runtime) keyed(r *lua.LTable) (Keyed, error) {
 	p := rt.p
 	if !p.keyFunc {
-		return rt.keyedBy(tableFields{r})
+		return rt.keyedBy(tableFields{rt, r})
 	}
 	k := Keyed{Vals: rt.newVals(len(p.KeyColumns) + len(p.Aggregates))}
 	if err := rt.call(rt.key, 1, r); err != nil {
@@ -485,7 +474,7 @@ func (rt *Runtime) keyed(r *lua.LTable) (Keyed, error) {
 	default:
 		return k, fmt.Errorf("key: %s: the key function returned a %s, want a string or number", p.Script, v.Type())
 	}
-	return k, rt.aggregateArgs(&k, tableFields{r}, r)
+	return k, rt.aggregateArgs(&k, tableFields{rt, r}, r)
 }
 
 // newVals returns n zeroed values for one record's Keyed.Vals, cut from a

@@ -1,0 +1,40 @@
+package scripting
+
+import (
+	"strconv"
+	"testing"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// A cache gives every text its own value, whether it hits, misses or has
+// turned itself off; it turns off only for a field whose values rarely
+// repeat once it is full.
+func TestValueCache(t *testing.T) {
+	var repeats, diverse valueCache
+	for i := range valueCacheMax + 4*cacheJudge {
+		s := strconv.Itoa(i % 100)
+		if got := repeats.luaString([]byte(s)); got != lua.LString(s) {
+			t.Fatalf("luaString(%q) = %v", s, got)
+		}
+		if got := repeats.goNumber([]byte(s)); got != int64(i%100) {
+			t.Fatalf("goNumber(%q) = %#v", s, got)
+		}
+		d := strconv.Itoa(i)
+		if got := diverse.goBytes([]byte(d)); got != d {
+			t.Fatalf("goBytes(%q) = %#v", d, got)
+		}
+		if got := diverse.luaNumber([]byte(d)); got != lua.LNumber(i) {
+			t.Fatalf("luaNumber(%q) = %v", d, got)
+		}
+	}
+	if repeats.off {
+		t.Error("the cache of 100 repeating values turned off")
+	}
+	if !diverse.off {
+		t.Error("the cache of values that never repeat stayed on")
+	}
+	if n := len(diverse.goStrings); n != valueCacheMax {
+		t.Errorf("the full cache holds %d values, want %d", n, valueCacheMax)
+	}
+}
