@@ -4,14 +4,17 @@ import "github.com/eddy-stream/eddy/scripting"
 
 // addJoined adds record i of m to its key's join state (scripting/join.go):
 // the rows it pairs into go out with the hooks' rows, and a record too late
-// for its window (or interval) goes to the late output as windows' do.
-func (a *KeyedAggregator) addJoined(k *scripting.Keyed, m *keyedBatch, i int) {
+// for its window (or interval, or retention) goes to the late output as
+// windows' do. A record the join can't take (an until field that is not a
+// time) is an error for it alone.
+func (a *KeyedAggregator) addJoined(k *scripting.Keyed, m *keyedBatch, i int) error {
 	st := a.state(k.Key)
-	res, late := a.rt.JoinRecord(st.ks, k.Key, k.Rec, k.Time, a.watermark)
-	a.afterHook(k.Key, st, res)
+	res, late, err := a.rt.JoinRecord(st.ks, k.Key, k.Rec, k.Time, a.watermark)
+	a.afterHook(k.Key, st, res) // (forgets a key left empty)
 	if late > 0 {
 		a.late(m, i, k.Time, late)
 	}
+	return err
 }
 
 // joinDone forgets a key whose join state is empty (every waiting record
