@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -88,8 +87,10 @@ func installJoin(L *lua.LState, mod *lua.LTable) {
 	}
 }
 
-// readJoin reads join = eddy.join{…} or eddy.interval_join{…}.
-func (p *Pipeline) readJoin(v lua.LValue) error {
+// readJoin reads join = eddy.join{…} or eddy.interval_join{…} from the
+// pipeline table t.
+func (p *Pipeline) readJoin(pt *lua.LTable) error {
+	v := pt.RawGetString("join")
 	if v == lua.LNil {
 		return nil
 	}
@@ -116,16 +117,92 @@ func (p *Pipeline) readJoin(v lua.LValue) error {
 		}
 	}
 	switch {
+	case p.Window != nil:
+		return fmt.Errorf("window: a join takes its window in eddy.join{ window = … }")
 	case p.HasAggregate() || len(p.KeyColumns) > 0:
-		return fmt.Errorf("join: its rows go to the records output; a key or aggregate over joined rows is not supported yet")
+		return p.readJoinAggregate(pt)
 	case p.hasRoute || p.onRecord || p.onWindow || p.onTimer:
 		return fmt.Errorf("join: route and on_record/on_window/on_timer don't see joined rows yet: remove them")
 	case p.EventTime == nil:
 		return fmt.Errorf("join: a join keeps each side until the watermark passes: give sources.%s and sources.%s an event_time", j.Left, j.Right)
-	case p.Window != nil:
-		return fmt.Errorf("window: a join takes its window in eddy.join{ window = … }")
 	}
 	return nil
+}
+
+// readJoinAggregate checks a key and aggregate over a join's rows. They
+// are aggregated per join window (a window join's window, an interval
+// join's left record's interval) in the actor that holds the join key's
+// state, so the key starts with the left side's join key and goes on with
+// other columns of the left side; each window's row is emitted once, when
+// the watermark passes its end (as emit = "final"), and may feed stages.
+func (p *Pipeline) readJoinAggregate(pt *lua.LTable) error {
+	j := p.Join
+	var col *JoinColumn
+	for i := range j.Select {
+		if c := &j.Select[i]; c.Side == j.Left && c.Field == j.LeftKey {
+			col = c
+		}
+	}
+	switch {
+	case p.hasRoute || p.onRecord || p.onWindow || p.onTimer:
+		return fmt.Errorf("join: route and on_record/on_window/on_timer don't see joined rows yet: remove them")
+	case p.EventTime == nil:
+		return fmt.Errorf("join: a join keeps each side until the watermark passes: give sources.%s and sources.%s an event_time", j.Left, j.Right)
+	case !p.HasAggregate():
+		return fmt.Errorf("key: a key over joined rows groups them for an aggregate: add aggregate = { … }")
+	case p.keyFunc:
+		return fmt.Errorf("key: a key over joined rows is a list of their columns, not a function")
+	case j.Regular:
+		return fmt.Errorf("aggregate: the rows of a regular join have no window to close, so an aggregate over them would never be final: use a window or interval join")
+	case j.Kind != "inner" && j.Kind != "semi":
+		return fmt.Errorf("aggregate: an aggregate over a %s join's rows is not supported yet (its lone rows come when the window has closed): use kind = \"inner\"", j.Kind)
+	case p.AllowedLateness > 0:
+		return fmt.Errorf("allowed_lateness: an aggregate over joined rows emits each window once, when the watermark passes it: late pairs are not supported yet")
+	case j.Select == nil || col == nil:
+		return fmt.Errorf("join: select: an aggregate over joined rows reads their columns: name them in select, the join key %s.%s among them", j.Left, j.LeftKey)
+	case p.KeyColumns[0] != col.Name:
+		return fmt.Errorf("key: an aggregate over joined rows is keyed first by the join key (%q), so one key's rows stay together; got %q", col.Name, p.KeyColumns[0])
+	}
+	if v := pt.RawGetString("emit"); v != lua.LNil && lua.LVAsString(v) != EmitFinal {
+		return fmt.Errorf("emit: an aggregate over joined rows emits each window once, when the watermark passes its end: emit = \"final\" (or leave it out), got %q", lua.LVAsString(v))
+	}
+	side := map[string]string{}
+	for _, c := range j.Select {
+		side[c.Name] = c.Side
+	}
+	for _, k := range p.KeyColumns[1:] {
+		if side[k] != j.Left {
+			return fmt.Errorf("key: %q: after the join key, a key column is a selected column of the left side (%s), constant for each of its records", k, j.Left)
+		}
+	}
+	for _, a := range p.Aggregates {
+		for _, name := range []string{a.Field, a.By} {
+			if _, ok := side[name]; name != "" && !ok {
+				return fmt.Errorf("aggregate.%s: %q is not a column the join selects", a.Name, name)
+			}
+		}
+	}
+	p.Window = &Window{Kind: "join"}
+	p.Emit = EmitFinal
+	return nil
+}
+
+// AggregatesJoin says whether the pipeline aggregates its join's rows.
+func (p *Pipeline) AggregatesJoin() bool { return p.Join != nil && p.HasAggregate() }
+
+// JoinedKeyed keys a joined row for the aggregate over the join's rows:
+// Key is the join key (the row's group within it is its key columns,
+// which the engine checks are constant per join key and window), Vals the
+// key columns' and aggregates' values read from the row.
+func (rt *Runtime) JoinedKeyed(key string, row connectors.Row) (Keyed, error) {
+	L := rt.sb.L
+	r := L.CreateTable(0, len(row.Fields))
+	for _, f := range row.Fields {
+		r.RawSetString(f.Name, toLua(L, f.Value))
+	}
+	k, err := rt.keyedBy(tableFields{r})
+	k.Key = key
+	return k, err
 }
 
 func (p *Pipeline) readJoinSpec(j *Join, kind string, t *lua.LTable) error {
@@ -417,6 +494,22 @@ func (j *Join) pairs(s int, r, o *JoinRec) bool {
 	return right.T >= left.T-j.Before.Milliseconds() && right.T <= end
 }
 
+// window is the window of the pair of r (side s) and o: the join's
+// window, or the left record's interval, both ends included.
+func (j *Join) window(s int, r, o *JoinRec) [2]int64 {
+	if j.Window != nil {
+		return [2]int64{r.W, r.W + j.Window.Size.Milliseconds()}
+	}
+	left := r
+	if s == 1 {
+		left = o
+	}
+	if j.EndsAt != "" {
+		return [2]int64{left.T - j.Before.Milliseconds(), left.W}
+	}
+	return [2]int64{left.T - j.Before.Milliseconds(), left.T + j.After.Milliseconds()}
+}
+
 func abs(x int64) int64 {
 	if x < 0 {
 		return -x
@@ -506,29 +599,38 @@ func (rt *Runtime) JoinRecord(ks *KeyState, key string, rec map[string]any, ms, 
 					left = &other[i]
 				}
 				if !left.Matched {
-					res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, 0, left, nil)})
+					res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, 0, left, nil), Window: j.window(0, left, nil)})
 				}
 			} else {
-				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, &other[i])})
+				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, &other[i]), Window: j.window(s, &r, &other[i])})
 			}
 			r.Matched, other[i].Matched = true, true
 		}
 		ks.Join.Sides[s] = append(ks.Join.Sides[s], r)
-		at := j.expiry(s, &r, lateness)
-		if at == never {
-			continue
-		}
-		name := "x" + strconv.FormatInt(at, 10)
-		if _, ok := ks.Timers[name]; !ok {
-			ks.Timers[name] = Timer{At: at}
-			res.TimersChanged = true
+		if at := j.expiry(s, &r, lateness); at != never {
+			res.TimersChanged = setExpiryTimer(ks, at) || res.TimersChanged
 		}
 	}
 	return res, late, nil
 }
 
+// expiryTimer is the one timer a key's join state has: at the earliest
+// expiry of its waiting records. (One timer per expiry time made every
+// firing re-queue all of a busy key's others: quadratic in its records.)
+const expiryTimer = "x"
+
+// setExpiryTimer moves the key's expiry timer to at when that is sooner,
+// and says whether it moved.
+func setExpiryTimer(ks *KeyState, at int64) bool {
+	if t, ok := ks.Timers[expiryTimer]; ok && t.At <= at {
+		return false
+	}
+	ks.Timers[expiryTimer] = Timer{At: at}
+	return true
+}
+
 // joinTimer drops the waiting records the watermark has passed the expiry
-// of; an outer join emits those of its outer side(s) that found no
+// of (at, the timer's time), and sets the expiry timer to the next; an outer join emits those of its outer side(s) that found no
 // partner.
 func (rt *Runtime) joinTimer(ks *KeyState, key string, at int64) HookResult {
 	res := HookResult{TimersChanged: true}
@@ -549,6 +651,11 @@ func (rt *Runtime) joinTimer(ks *KeyState, key string, at int64) HookResult {
 			}
 		}
 		ks.Join.Sides[s] = kept
+		for _, r := range kept {
+			if e := j.expiry(s, &r, lateness); e != never {
+				setExpiryTimer(ks, e)
+			}
+		}
 	}
 	if len(ks.Join.Sides[0])+len(ks.Join.Sides[1]) == 0 {
 		ks.Join = nil

@@ -275,3 +275,55 @@ func TestWindowJoinOuter(t *testing.T) {
 }`)
 	}
 }
+
+// An aggregate over an interval join's rows groups them per left record's
+// interval (here an auction's, to its expiry) and emits each once, when
+// the watermark passes its end: the highest bid per auction while it ran
+// (Nexmark q9's winning price), and after it a stage (q4's average per
+// category).
+func TestAggregateOverJoin(t *testing.T) {
+	sources := `
+  sources = {
+    auction = { parse = eddy.json{ id = "integer", category = "integer", t = "number", expires = "string" }, event_time = "t" },
+    bid = { parse = eddy.json{ auction = "integer", price = "integer", t = "number" }, event_time = "t" },
+  },
+  watermark = { out_of_order = "0s" },`
+	input := `input = {
+        -- auction 1 (category 10) runs 0s..20s, 2 (10) 5s..6s, 3 (11) 7s..8s, 4 (11) 9s..30s
+        auction = { '{"id":1,"category":10,"t":0,"expires":"1970-01-01T00:00:20Z"}', '{"id":2,"category":10,"t":5,"expires":"1970-01-01T00:00:06Z"}',
+                    '{"id":3,"category":11,"t":7,"expires":"1970-01-01T00:00:08Z"}', '{"id":4,"category":11,"t":9,"expires":"1970-01-01T00:00:30Z"}' },
+        -- 1: 10 at 1s, 15 at 20s, 99 at 21s (after it); 2: 50 at 4s
+        -- (before it), 21 at 6s; 3: none; 4: 7 at 10s
+        bid = { '{"auction":1,"price":10,"t":1}', '{"auction":2,"price":50,"t":4}', '{"auction":2,"price":21,"t":6}',
+                '{"auction":4,"price":7,"t":10}', '{"auction":1,"price":15,"t":20}', '{"auction":1,"price":99,"t":21}' },
+      },`
+	runInline(t, "join_max.lua", `return {`+sources+`
+  join = eddy.interval_join{ left = "auction", right = "bid", on = { "id", "auction" }, ends_at = "expires",
+                             select = { "auction.id", "auction.category", "bid.price" } },
+  key = { "id", "category" },
+  aggregate = { final = eddy.max("price"), bids = eddy.count() },
+  tests = { {
+      name = "the highest bid while the auction ran",
+      `+input+`
+      want = {
+        { id = 1, category = 10, window_start = "1970-01-01T00:00:00.000Z", window_end = "1970-01-01T00:00:20.000Z", final = 15, bids = 2 },
+        { id = 2, category = 10, window_start = "1970-01-01T00:00:05.000Z", window_end = "1970-01-01T00:00:06.000Z", final = 21, bids = 1 },
+        { id = 4, category = 11, window_start = "1970-01-01T00:00:09.000Z", window_end = "1970-01-01T00:00:30.000Z", final = 7, bids = 1 },
+      },
+      late = 0,
+  } },
+}`)
+	runInline(t, "join_max_avg.lua", `return {`+sources+`
+  join = eddy.interval_join{ left = "auction", right = "bid", on = { "id", "auction" }, ends_at = "expires",
+                             select = { "auction.id", "auction.category", "bid.price" } },
+  stages = {
+    { key = { "id", "category" }, aggregate = { final = eddy.max("price") } },
+    { key = "category", aggregate = { avg = eddy.avg("final"), auctions = eddy.count() }, order_by = { "category" }, emit = "final" },
+  },
+  tests = { {
+      name = "the average winning price per category",
+      `+input+`
+      want = { { category = 10, avg = 18, auctions = 2 }, { category = 11, avg = 7, auctions = 1 } },
+  } },
+}`)
+}
