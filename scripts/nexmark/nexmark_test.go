@@ -69,7 +69,13 @@ type events struct {
 // back for the references.
 func generate(t testing.TB, dir, gen string, n int64) *events {
 	t.Helper()
-	eddy(t, "gen", gen, "--count", fmt.Sprint(n), "--seed", "42", "--files", "4", "--out", dir)
+	return generateSeed(t, dir, gen, n, 42)
+}
+
+// generateSeed is generate with another seed.
+func generateSeed(t testing.TB, dir, gen string, n, seed int64) *events {
+	t.Helper()
+	eddy(t, "gen", gen, "--count", fmt.Sprint(n), "--seed", fmt.Sprint(seed), "--files", "4", "--out", dir)
 	e := &events{dir: dir}
 	e.persons = readStream[nexmark.Person](t, filepath.Join(dir, "person"))
 	e.auctions = readStream[nexmark.Auction](t, filepath.Join(dir, "auction"))
@@ -359,6 +365,31 @@ func TestQueries(t *testing.T) {
 	src := fmt.Sprintf("gen:nexmark?stream=bid&event-rate=2000&seed=42&count=%d", len(e.bids))
 	if err := nexmark.Compare(q.want(e), q.got(t, run(t, q, src)), false); err != nil {
 		t.Fatalf("%s on %s: %v", q.name, src, err)
+	}
+}
+
+// TestJoinQueriesSeeds runs the join queries (q3, q4, q9) on other seeds,
+// sizes and event rates than TestQueries: their rows depend on which
+// auctions and persons meet, and when auctions expire.
+func TestJoinQueriesSeeds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates and runs several data sets")
+	}
+	for _, c := range []struct {
+		seed, n int64
+		rate    string
+	}{{7, 40000, "1000"}, {1234, 120000, "5000"}} {
+		e := generateSeed(t, t.TempDir(), "nexmark?event-rate="+c.rate, c.n, c.seed)
+		for _, q := range queries {
+			if q.name != "q3" && q.name != "q4" && q.name != "q9" {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s/seed=%d,n=%d", q.name, c.seed, c.n), func(t *testing.T) {
+				if err := nexmark.Compare(q.want(e), q.got(t, run(t, q, dirSource(q, e.dir))), false); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
 	}
 }
 
