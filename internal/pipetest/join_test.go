@@ -302,12 +302,13 @@ func TestAggregateOverJoin(t *testing.T) {
                              select = { "auction.id", "auction.category", "bid.price" } },
   key = { "id", "category" },
   aggregate = { final = eddy.max("price"), bids = eddy.count() },
+  order_by = { "window_end", "id" },
   tests = { {
       name = "the highest bid while the auction ran",
       `+input+`
       want = {
-        { id = 1, category = 10, window_start = "1970-01-01T00:00:00.000Z", window_end = "1970-01-01T00:00:20.000Z", final = 15, bids = 2 },
         { id = 2, category = 10, window_start = "1970-01-01T00:00:05.000Z", window_end = "1970-01-01T00:00:06.000Z", final = 21, bids = 1 },
+        { id = 1, category = 10, window_start = "1970-01-01T00:00:00.000Z", window_end = "1970-01-01T00:00:20.000Z", final = 15, bids = 2 },
         { id = 4, category = 11, window_start = "1970-01-01T00:00:09.000Z", window_end = "1970-01-01T00:00:30.000Z", final = 7, bids = 1 },
       },
       late = 0,

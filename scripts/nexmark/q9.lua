@@ -60,12 +60,14 @@ return {
   join = eddy.interval_join{ left = "auction", right = "bid", on = { "id", "auction" }, ends_at = "expires", select = select },
   key = auction_columns,
   aggregate = { winner = winner },
+  order_by = { "window_end", "id" },
   tests = {
     {
       -- By hand: auction 1 runs 0s..10s: 300 at 2s and at 4s (the
       -- earlier wins), 250 at 3s, 400 at 11s (after it). Auction 2 runs
       -- 1s..3s: 90 at 0.5s (before it), 80 at 3s (its last instant).
-      -- Auction 3 gets no bid.
+      -- Auction 3 gets no bid. Rows come out as auctions expire: by
+      -- window_end.
       name = "the winning bid of each auction",
       input = {
         auction = {
@@ -83,14 +85,14 @@ return {
         },
       },
       want = {
-        { id = 1, itemName = "a", description = "d", initialBid = 1, reserve = 2, dateTime = "2024-01-01T00:00:00.000Z",
-          expires = "2024-01-01T00:00:10.000Z", seller = 7, category = 10, extra = "",
-          window_start = "2024-01-01T00:00:00.000Z", window_end = "2024-01-01T00:00:10.000Z",
-          winner = { auction = 1, bidder = 5, price = 300, bid_dateTime = "2024-01-01T00:00:02.000Z", bid_extra = "first" } },
         { id = 2, itemName = "b", description = "d", initialBid = 1, reserve = 2, dateTime = "2024-01-01T00:00:01.000Z",
           expires = "2024-01-01T00:00:03.000Z", seller = 7, category = 11, extra = "",
           window_start = "2024-01-01T00:00:01.000Z", window_end = "2024-01-01T00:00:03.000Z",
           winner = { auction = 2, bidder = 6, price = 80, bid_dateTime = "2024-01-01T00:00:03.000Z", bid_extra = "" } },
+        { id = 1, itemName = "a", description = "d", initialBid = 1, reserve = 2, dateTime = "2024-01-01T00:00:00.000Z",
+          expires = "2024-01-01T00:00:10.000Z", seller = 7, category = 10, extra = "",
+          window_start = "2024-01-01T00:00:00.000Z", window_end = "2024-01-01T00:00:10.000Z",
+          winner = { auction = 1, bidder = 5, price = 300, bid_dateTime = "2024-01-01T00:00:02.000Z", bid_extra = "first" } },
       },
       late = 0,
     },
