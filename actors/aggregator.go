@@ -409,7 +409,9 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 			}
 		}
 		if a.p.HasJoin() {
-			a.addJoined(k, m, i) // (join.go)
+			if err := a.addJoined(k, m, i); err != nil { // (join.go)
+				a.fail(ctx, m, i, err)
+			}
 			continue
 		}
 		var err error

@@ -274,7 +274,7 @@ func (a *KeyedAggregator) removeSession(en *entry) {
 }
 
 func (a *KeyedAggregator) onWindow(en *entry, p partial) error {
-	if !a.p.HasKeyHooks() {
+	if !a.p.HasKeyHooks() || a.p.HasJoin() { // (a join has no on_window)
 		return nil
 	}
 	res, err := a.rt.Results(en.accs)

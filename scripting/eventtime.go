@@ -132,8 +132,8 @@ func (p *Pipeline) readEventTime(t *lua.LTable) error {
 		return fmt.Errorf("on_window: runs when a window fires: add a window")
 	case p.HasKeyHooks() && len(p.KeyColumns) == 0:
 		return fmt.Errorf("on_record, on_window and on_timer keep state per key: add a key")
-	case p.AllowedLateness > 0 && p.Window == nil:
-		return fmt.Errorf("allowed_lateness: applies to windows: add a window")
+	case p.AllowedLateness > 0 && p.Window == nil && t.RawGetString("join") == lua.LNil:
+		return fmt.Errorf("allowed_lateness: applies to windows and joins: add a window")
 	}
 	return nil
 }

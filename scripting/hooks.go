@@ -44,6 +44,10 @@ type Timer struct {
 type Emit struct {
 	Sink string
 	Row  connectors.Row
+	// Window is a joined row's window: the join's, or its left record's
+	// interval (both ends included); what an aggregate over the join's
+	// rows groups it in.
+	Window [2]int64
 }
 
 // hookContext is the ctx table handed to every hook, reused between calls;

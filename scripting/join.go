@@ -2,8 +2,8 @@ package scripting
 
 import (
 	"fmt"
+	"math"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,15 +17,23 @@ import (
 //
 //	join = eddy.join{ left = "auction", right = "person", on = { "seller", "id" },
 //	                  window = eddy.tumbling("10s"), kind = "inner" }
+//	join = eddy.join{ left = "person", right = "auction", on = { "id", "seller" },
+//	                  retention = "forever" }
 //	join = eddy.interval_join{ left = "auction", right = "bid", on = { "id", "auction" },
 //	                  before = "0s", after = "10s", kind = "left" }
+//	join = eddy.interval_join{ left = "auction", right = "bid", on = { "id", "auction" },
+//	                  ends_at = "expires" }
 //
 // A window join pairs the records of one key that fall in the same window;
-// an interval join pairs a left record at time t with the right records
-// from t-before to t+after. Each side waits in the key's state (checkpointed
-// with the rest of it) until the watermark says no partner can come, then
-// is dropped; a left join then emits the left records that found none.
-// Joined rows go to the records output as they are made.
+// a regular join (eddy.join with retention, no window) pairs every two
+// records of a key that are both kept: for ever, or while their times are
+// at most retention apart; an interval join pairs a left record at time t
+// with the right records from t-before to t+after, or to the time in the
+// left record's ends_at field. Each side waits in the key's state
+// (checkpointed with the rest of it) until the watermark says no partner
+// can come, then is dropped; a left, right or full join then emits the
+// records of its outer side(s) that found none. Joined rows go to the
+// records output as they are made, each pair once.
 
 // Join is a pipeline's join, validated.
 type Join struct {
@@ -36,8 +44,18 @@ type Join struct {
 	// after it.
 	Window        *Window
 	Before, After time.Duration
-	// Kind is "inner", "left" or "semi" (each left record once, with its
-	// window, when it first finds a partner).
+	// EndsAt names the left records' field whose time ends their interval
+	// (in place of t+After); "" for a fixed interval.
+	EndsAt string
+	// Regular: no window and no interval; records are kept Retention after
+	// their time, or for ever.
+	Regular   bool
+	Retention time.Duration
+	Forever   bool
+	// Kind is "inner", "left", "right", "full" (the pairs, and the records
+	// of the outer side(s) that found no partner, at their expiry) or
+	// "semi" (each left record once, with its window, when it first finds
+	// a partner).
 	Kind string
 	// Select lists the output columns; nil for every field of both sides.
 	Select []JoinColumn
@@ -50,7 +68,11 @@ type JoinColumn struct{ Name, Side, Field string }
 // HasJoin says whether the pipeline joins two of its sources.
 func (p *Pipeline) HasJoin() bool { return p.Join != nil }
 
-var knownJoinFields = map[string]bool{"left": true, "right": true, "on": true, "window": true, "before": true, "after": true, "kind": true, "select": true}
+var knownJoinFields = map[string]bool{"left": true, "right": true, "on": true, "window": true, "before": true, "after": true,
+	"ends_at": true, "retention": true, "kind": true, "select": true}
+
+// joinKinds are the kinds a join may have, and what each emits.
+var joinKinds = map[string]bool{"inner": true, "left": true, "right": true, "full": true, "semi": true}
 
 func installJoin(L *lua.LState, mod *lua.LTable) {
 	for _, kind := range []string{"join", "interval_join"} {
@@ -65,8 +87,10 @@ func installJoin(L *lua.LState, mod *lua.LTable) {
 	}
 }
 
-// readJoin reads join = eddy.join{…} or eddy.interval_join{…}.
-func (p *Pipeline) readJoin(v lua.LValue) error {
+// readJoin reads join = eddy.join{…} or eddy.interval_join{…} from the
+// pipeline table t.
+func (p *Pipeline) readJoin(pt *lua.LTable) error {
+	v := pt.RawGetString("join")
 	if v == lua.LNil {
 		return nil
 	}
@@ -93,16 +117,92 @@ func (p *Pipeline) readJoin(v lua.LValue) error {
 		}
 	}
 	switch {
+	case p.Window != nil:
+		return fmt.Errorf("window: a join takes its window in eddy.join{ window = … }")
 	case p.HasAggregate() || len(p.KeyColumns) > 0:
-		return fmt.Errorf("join: its rows go to the records output; a key or aggregate over joined rows is not supported yet")
+		return p.readJoinAggregate(pt)
 	case p.hasRoute || p.onRecord || p.onWindow || p.onTimer:
 		return fmt.Errorf("join: route and on_record/on_window/on_timer don't see joined rows yet: remove them")
 	case p.EventTime == nil:
 		return fmt.Errorf("join: a join keeps each side until the watermark passes: give sources.%s and sources.%s an event_time", j.Left, j.Right)
-	case p.Window != nil:
-		return fmt.Errorf("window: a join takes its window in eddy.join{ window = … }")
 	}
 	return nil
+}
+
+// readJoinAggregate checks a key and aggregate over a join's rows. They
+// are aggregated per join window (a window join's window, an interval
+// join's left record's interval) in the actor that holds the join key's
+// state, so the key starts with the left side's join key and goes on with
+// other columns of the left side; each window's row is emitted once, when
+// the watermark passes its end (as emit = "final"), and may feed stages.
+func (p *Pipeline) readJoinAggregate(pt *lua.LTable) error {
+	j := p.Join
+	var col *JoinColumn
+	for i := range j.Select {
+		if c := &j.Select[i]; c.Side == j.Left && c.Field == j.LeftKey {
+			col = c
+		}
+	}
+	switch {
+	case p.hasRoute || p.onRecord || p.onWindow || p.onTimer:
+		return fmt.Errorf("join: route and on_record/on_window/on_timer don't see joined rows yet: remove them")
+	case p.EventTime == nil:
+		return fmt.Errorf("join: a join keeps each side until the watermark passes: give sources.%s and sources.%s an event_time", j.Left, j.Right)
+	case !p.HasAggregate():
+		return fmt.Errorf("key: a key over joined rows groups them for an aggregate: add aggregate = { … }")
+	case p.keyFunc:
+		return fmt.Errorf("key: a key over joined rows is a list of their columns, not a function")
+	case j.Regular:
+		return fmt.Errorf("aggregate: the rows of a regular join have no window to close, so an aggregate over them would never be final: use a window or interval join")
+	case j.Kind != "inner" && j.Kind != "semi":
+		return fmt.Errorf("aggregate: an aggregate over a %s join's rows is not supported yet (its lone rows come when the window has closed): use kind = \"inner\"", j.Kind)
+	case p.AllowedLateness > 0:
+		return fmt.Errorf("allowed_lateness: an aggregate over joined rows emits each window once, when the watermark passes it: late pairs are not supported yet")
+	case j.Select == nil || col == nil:
+		return fmt.Errorf("join: select: an aggregate over joined rows reads their columns: name them in select, the join key %s.%s among them", j.Left, j.LeftKey)
+	case p.KeyColumns[0] != col.Name:
+		return fmt.Errorf("key: an aggregate over joined rows is keyed first by the join key (%q), so one key's rows stay together; got %q", col.Name, p.KeyColumns[0])
+	}
+	if v := pt.RawGetString("emit"); v != lua.LNil && lua.LVAsString(v) != EmitFinal {
+		return fmt.Errorf("emit: an aggregate over joined rows emits each window once, when the watermark passes its end: emit = \"final\" (or leave it out), got %q", lua.LVAsString(v))
+	}
+	side := map[string]string{}
+	for _, c := range j.Select {
+		side[c.Name] = c.Side
+	}
+	for _, k := range p.KeyColumns[1:] {
+		if side[k] != j.Left {
+			return fmt.Errorf("key: %q: after the join key, a key column is a selected column of the left side (%s), constant for each of its records", k, j.Left)
+		}
+	}
+	for _, a := range p.Aggregates {
+		for _, name := range []string{a.Field, a.By} {
+			if _, ok := side[name]; name != "" && !ok {
+				return fmt.Errorf("aggregate.%s: %q is not a column the join selects", a.Name, name)
+			}
+		}
+	}
+	p.Window = &Window{Kind: "join"}
+	p.Emit = EmitFinal
+	return nil
+}
+
+// AggregatesJoin says whether the pipeline aggregates its join's rows.
+func (p *Pipeline) AggregatesJoin() bool { return p.Join != nil && p.HasAggregate() }
+
+// JoinedKeyed keys a joined row for the aggregate over the join's rows:
+// Key is the join key (the row's group within it is its key columns,
+// which the engine checks are constant per join key and window), Vals the
+// key columns' and aggregates' values read from the row.
+func (rt *Runtime) JoinedKeyed(key string, row connectors.Row) (Keyed, error) {
+	L := rt.sb.L
+	r := L.CreateTable(0, len(row.Fields))
+	for _, f := range row.Fields {
+		r.RawSetString(f.Name, toLua(L, f.Value))
+	}
+	k, err := rt.keyedBy(tableFields{rt, r})
+	k.Key = key
+	return k, err
 }
 
 func (p *Pipeline) readJoinSpec(j *Join, kind string, t *lua.LTable) error {
@@ -130,19 +230,46 @@ func (p *Pipeline) readJoinSpec(j *Join, kind string, t *lua.LTable) error {
 	j.Kind = "inner"
 	if v := t.RawGetString("kind"); v != lua.LNil {
 		j.Kind = lua.LVAsString(v)
-		if j.Kind != "inner" && j.Kind != "left" && j.Kind != "semi" {
-			return fmt.Errorf("kind: want \"inner\", \"left\" or \"semi\" (each left record once, when it has a partner), got %q", j.Kind)
+		if !joinKinds[j.Kind] {
+			return fmt.Errorf("kind: want \"inner\", \"left\", \"right\", \"full\" (also the records that found no partner) or \"semi\" (each left record once, when it has a partner), got %q", j.Kind)
 		}
 	}
-	if kind == "join" {
+	switch {
+	case kind == "join" && t.RawGetString("window") == lua.LNil && t.RawGetString("retention") != lua.LNil:
+		err = readJoinRetention(j, t)
+	case kind == "join":
 		err = p.readJoinWindow(j, t)
-	} else {
-		err = readJoinInterval(j, t)
+	default:
+		err = p.readJoinInterval(j, t)
 	}
 	if err != nil {
 		return err
 	}
 	return p.readJoinSelect(j, t.RawGetString("select"))
+}
+
+// readJoinRetention reads a regular join's retention: "forever", or how
+// long after its time a record is kept.
+func readJoinRetention(j *Join, t *lua.LTable) error {
+	for _, f := range []string{"before", "after", "ends_at"} {
+		if t.RawGetString(f) != lua.LNil {
+			return fmt.Errorf("%s bounds an eddy.interval_join; eddy.join with retention pairs every two records of a key kept at once", f)
+		}
+	}
+	j.Regular = true
+	v := t.RawGetString("retention")
+	if s, ok := v.(lua.LString); ok && s == "forever" {
+		j.Forever = true
+		if j.Kind == "left" || j.Kind == "right" || j.Kind == "full" {
+			return fmt.Errorf("kind: a %s join emits the records that found no partner when they expire, and with retention = \"forever\" none ever does: give a retention time", j.Kind)
+		}
+		return nil
+	}
+	var err error
+	if j.Retention, err = duration("retention", v, false); err != nil {
+		return fmt.Errorf("%w (or \"forever\")", err)
+	}
+	return nil
 }
 
 // readJoinOn reads on = "field" (both sides) or { "left field", "right
@@ -189,9 +316,12 @@ func (p *Pipeline) readJoinWindow(j *Join, t *lua.LTable) error {
 	if t.RawGetString("before") != lua.LNil || t.RawGetString("after") != lua.LNil {
 		return fmt.Errorf("before and after bound an eddy.interval_join; eddy.join pairs records in the same window")
 	}
+	if t.RawGetString("ends_at") != lua.LNil {
+		return fmt.Errorf("ends_at ends an eddy.interval_join's interval; eddy.join pairs records in the same window")
+	}
 	wt, ok := t.RawGetString("window").(*lua.LTable)
 	if !ok {
-		return fmt.Errorf("window: eddy.join needs window = eddy.tumbling(size) or eddy.hopping(size, slide)")
+		return fmt.Errorf("window: eddy.join needs window = eddy.tumbling(size) or eddy.hopping(size, slide), or retention = \"forever\" or a time (a regular join, keeping each side's records that long)")
 	}
 	w := &Window{Kind: lua.LVAsString(wt.RawGetString(specKind))}
 	var err error
@@ -214,13 +344,23 @@ func (p *Pipeline) readJoinWindow(j *Join, t *lua.LTable) error {
 	return err
 }
 
-func readJoinInterval(j *Join, t *lua.LTable) error {
-	if t.RawGetString("window") != lua.LNil {
-		return fmt.Errorf("window: eddy.interval_join pairs by before and after; eddy.join takes a window")
+func (p *Pipeline) readJoinInterval(j *Join, t *lua.LTable) error {
+	for _, f := range []string{"window", "retention"} {
+		if t.RawGetString(f) != lua.LNil {
+			return fmt.Errorf("%s: eddy.interval_join pairs by before and after (or ends_at); eddy.join takes a %s", f, f)
+		}
 	}
-	before, after := t.RawGetString("before"), t.RawGetString("after")
-	if before == lua.LNil && after == lua.LNil {
-		return fmt.Errorf("eddy.interval_join needs before and/or after: it pairs right records from before ahead of a left one to after it (either defaults to \"0s\")")
+	before, after, endsAt := t.RawGetString("before"), t.RawGetString("after"), t.RawGetString("ends_at")
+	if endsAt != lua.LNil {
+		if after != lua.LNil {
+			return fmt.Errorf("after and ends_at both end the interval: give one")
+		}
+		j.EndsAt = lua.LVAsString(endsAt)
+		if err := p.checkSourceField(j.Left, j.EndsAt, "ends_at"); err != nil {
+			return err
+		}
+	} else if before == lua.LNil && after == lua.LNil {
+		return fmt.Errorf("eddy.interval_join needs before and/or after (or ends_at): it pairs right records from before ahead of a left one to after it (either defaults to \"0s\"), or to the time in the left record's ends_at field")
 	}
 	var err error
 	if before != lua.LNil {
@@ -282,12 +422,16 @@ func (p *Pipeline) readJoinSelect(j *Join, v lua.LValue) error {
 type JoinState struct{ Sides [2][]JoinRec }
 
 // JoinRec is one waiting record: its event time, its window's start
-// (window joins), whether it found a partner, and its fields.
+// (window joins) or the end of its interval (a left record of an interval
+// join with ends_at), whether it found a partner, and its fields.
 type JoinRec struct {
 	T, W    int64
 	Matched bool
 	Rec     map[string]any
 }
+
+// never is the expiry of a record a regular join keeps for ever.
+const never = math.MaxInt64
 
 func (j *Join) side(rec map[string]any) int {
 	if rec[SourceField] == j.Left {
@@ -297,12 +441,19 @@ func (j *Join) side(rec map[string]any) int {
 }
 
 // expiry is when a waiting record of side s can find no more partners:
-// its window's end, or the far end of its interval, plus the lateness a
-// partner may have.
+// its window's end, the far end of its interval, or its time plus the
+// retention, plus the lateness a partner may have; never for a regular
+// join that keeps records for ever.
 func (j *Join) expiry(s int, r *JoinRec, lateness int64) int64 {
 	switch {
 	case j.Window != nil:
 		return r.W + j.Window.Size.Milliseconds() + lateness
+	case j.Regular && j.Forever:
+		return never
+	case j.Regular:
+		return r.T + j.Retention.Milliseconds() + lateness
+	case s == 0 && j.EndsAt != "":
+		return r.W + lateness
 	case s == 0:
 		return r.T + j.After.Milliseconds() + lateness
 	default:
@@ -310,30 +461,72 @@ func (j *Join) expiry(s int, r *JoinRec, lateness int64) int64 {
 	}
 }
 
+// isLate says whether a new record of side s came too late to wait for
+// partners: an interval join's record behind the watermark by more than
+// the lateness, a regular join's record already past its retention.
+func (j *Join) isLate(s int, r *JoinRec, lateness, watermark int64) bool {
+	if j.Regular {
+		return j.expiry(s, r, lateness) <= watermark
+	}
+	return r.T+lateness <= watermark
+}
+
 // pairs says whether waiting record o of the other side pairs with r, a
 // new record of side s.
 func (j *Join) pairs(s int, r, o *JoinRec) bool {
-	if j.Window != nil {
+	switch {
+	case j.Window != nil:
 		return r.W == o.W
+	case j.Regular:
+		// Two records at most the retention apart: whether the older is
+		// still kept when the newer comes depends on the watermark, which
+		// no result may.
+		return j.Forever || abs(r.T-o.T) <= j.Retention.Milliseconds()
 	}
 	left, right := r, o
 	if s == 1 {
 		left, right = o, r
 	}
-	return right.T >= left.T-j.Before.Milliseconds() && right.T <= left.T+j.After.Milliseconds()
+	end := left.T + j.After.Milliseconds()
+	if j.EndsAt != "" {
+		end = left.W
+	}
+	return right.T >= left.T-j.Before.Milliseconds() && right.T <= end
 }
 
-// JoinRecord adds a record to its key's join state and emits the rows it
-// makes with the other side. late counts the windows (or, for an
-// interval join, the record) it came too late for.
-func (rt *Runtime) JoinRecord(ks *KeyState, key string, rec map[string]any, ms, watermark int64) (res HookResult, late int) {
-	j := rt.p.Join
-	lateness := rt.p.AllowedLateness.Milliseconds()
-	if ks.Join == nil {
-		ks.Join = &JoinState{}
+// window is the window of the pair of r (side s) and o: the join's
+// window, or the left record's interval, both ends included.
+func (j *Join) window(s int, r, o *JoinRec) [2]int64 {
+	if j.Window != nil {
+		return [2]int64{r.W, r.W + j.Window.Size.Milliseconds()}
 	}
-	s := j.side(rec)
-	var news []JoinRec
+	left := r
+	if s == 1 {
+		left = o
+	}
+	if j.EndsAt != "" {
+		return [2]int64{left.T - j.Before.Milliseconds(), left.W}
+	}
+	return [2]int64{left.T - j.Before.Milliseconds(), left.T + j.After.Milliseconds()}
+}
+
+func abs(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// outer says whether side s's records that found no partner are emitted
+// at their expiry.
+func (j *Join) outer(s int) bool {
+	return j.Kind == "full" || j.Kind == "left" && s == 0 || j.Kind == "right" && s == 1
+}
+
+// newJoinRecs are the waiting records a new record of side s at ms makes
+// (one per window it falls in), and how many windows (or, without a
+// window, 1 for the record) it came too late for.
+func (j *Join) newJoinRecs(s int, rec map[string]any, ms, lateness, watermark int64) (news []JoinRec, late int, err error) {
 	if j.Window != nil {
 		var buf [4][2]int64
 		for _, win := range j.Window.Windows(ms, buf[:0]) {
@@ -343,10 +536,55 @@ func (rt *Runtime) JoinRecord(ks *KeyState, key string, rec map[string]any, ms, 
 			}
 			news = append(news, JoinRec{T: ms, W: win[0], Rec: rec})
 		}
-	} else if ms+lateness <= watermark {
-		late++
-	} else {
-		news = append(news, JoinRec{T: ms, Rec: rec})
+		return news, late, nil
+	}
+	r := JoinRec{T: ms, Rec: rec}
+	if s == 0 && j.EndsAt != "" {
+		if r.W, err = fieldMillis(rec, j.EndsAt); err != nil {
+			return nil, 0, fmt.Errorf("join: ends_at: %w", err)
+		}
+	}
+	if j.isLate(s, &r, lateness, watermark) {
+		return nil, 1, nil
+	}
+	return []JoinRec{r}, 0, nil
+}
+
+// fieldMillis reads a time field of a record as event_time reads one: an
+// RFC 3339 string or Unix seconds.
+func fieldMillis(rec map[string]any, field string) (int64, error) {
+	switch v := rec[field].(type) {
+	case string:
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return 0, fmt.Errorf("field %q is %q, not an RFC 3339 time", field, shorten(v))
+		}
+		return t.UnixMilli(), nil
+	case float64:
+		return secondsToMillis(v)
+	case int64:
+		return secondsToMillis(float64(v))
+	case nil:
+		return 0, fmt.Errorf("field %q is missing", field)
+	default:
+		return 0, fmt.Errorf("field %q is a %T, want an RFC 3339 string or Unix seconds", field, v)
+	}
+}
+
+// JoinRecord adds a record to its key's join state and emits the rows it
+// makes with the other side, each pair once. late counts the windows (or,
+// for an interval or regular join, the record) it came too late for. An
+// error (an ends_at field that is not a time) leaves the state as it was.
+func (rt *Runtime) JoinRecord(ks *KeyState, key string, rec map[string]any, ms, watermark int64) (res HookResult, late int, err error) {
+	j := rt.p.Join
+	lateness := rt.p.AllowedLateness.Milliseconds()
+	s := j.side(rec)
+	news, late, err := j.newJoinRecs(s, rec, ms, lateness, watermark)
+	if err != nil || len(news) == 0 {
+		return res, late, err
+	}
+	if ks.Join == nil {
+		ks.Join = &JoinState{}
 	}
 	other := ks.Join.Sides[1-s]
 	for _, r := range news {
@@ -361,26 +599,39 @@ func (rt *Runtime) JoinRecord(ks *KeyState, key string, rec map[string]any, ms, 
 					left = &other[i]
 				}
 				if !left.Matched {
-					res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, 0, left, nil)})
+					res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, 0, left, nil), Window: j.window(0, left, nil)})
 				}
 			} else {
-				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, &other[i])})
+				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, &other[i]), Window: j.window(s, &r, &other[i])})
 			}
 			r.Matched, other[i].Matched = true, true
 		}
 		ks.Join.Sides[s] = append(ks.Join.Sides[s], r)
-		at := j.expiry(s, &r, lateness)
-		name := "x" + strconv.FormatInt(at, 10)
-		if _, ok := ks.Timers[name]; !ok {
-			ks.Timers[name] = Timer{At: at}
-			res.TimersChanged = true
+		if at := j.expiry(s, &r, lateness); at != never {
+			res.TimersChanged = setExpiryTimer(ks, at) || res.TimersChanged
 		}
 	}
-	return res, late
+	return res, late, nil
+}
+
+// expiryTimer is the one timer a key's join state has: at the earliest
+// expiry of its waiting records. (One timer per expiry time made every
+// firing re-queue all of a busy key's others: quadratic in its records.)
+const expiryTimer = "x"
+
+// setExpiryTimer moves the key's expiry timer to at when that is sooner,
+// and says whether it moved.
+func setExpiryTimer(ks *KeyState, at int64) bool {
+	if t, ok := ks.Timers[expiryTimer]; ok && t.At <= at {
+		return false
+	}
+	ks.Timers[expiryTimer] = Timer{At: at}
+	return true
 }
 
 // joinTimer drops the waiting records the watermark has passed the expiry
-// of; a left join emits those of the left side that found no partner.
+// of (at, the timer's time), and sets the expiry timer to the next; an outer join emits those of its outer side(s) that found no
+// partner.
 func (rt *Runtime) joinTimer(ks *KeyState, key string, at int64) HookResult {
 	res := HookResult{TimersChanged: true}
 	if ks.Join == nil {
@@ -395,11 +646,16 @@ func (rt *Runtime) joinTimer(ks *KeyState, key string, at int64) HookResult {
 				kept = append(kept, r)
 				continue
 			}
-			if s == 0 && !r.Matched && j.Kind == "left" {
-				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, 0, &r, nil)})
+			if !r.Matched && j.outer(s) {
+				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, nil)})
 			}
 		}
 		ks.Join.Sides[s] = kept
+		for _, r := range kept {
+			if e := j.expiry(s, &r, lateness); e != never {
+				setExpiryTimer(ks, e)
+			}
+		}
 	}
 	if len(ks.Join.Sides[0])+len(ks.Join.Sides[1]) == 0 {
 		ks.Join = nil
@@ -408,7 +664,8 @@ func (rt *Runtime) joinTimer(ks *KeyState, key string, at int64) HookResult {
 }
 
 // joined makes the output row of r (side s) and its partner o (nil for a
-// left record without one).
+// record of an outer side without one, whose row has only its own side's
+// columns).
 func (rt *Runtime) joined(key string, s int, r, o *JoinRec) connectors.Row {
 	j := rt.p.Join
 	var left, right *JoinRec = r, o
@@ -417,18 +674,17 @@ func (rt *Runtime) joined(key string, s int, r, o *JoinRec) connectors.Row {
 	}
 	row := connectors.Row{Key: key}
 	if j.Select != nil {
-		// (A left record without a partner has no right-side columns.)
 		row.Fields = make([]connectors.Field, 0, len(j.Select))
 		for _, c := range j.Select {
 			var v any
 			switch {
 			case c.Side == "" && c.Field == "window_start":
-				v = FormatTime(left.W)
+				v = FormatTime(r.W)
 			case c.Side == "" && c.Field == "window_end":
-				v = FormatTime(left.W + j.Window.Size.Milliseconds())
-			case c.Side == j.Left:
+				v = FormatTime(r.W + j.Window.Size.Milliseconds())
+			case c.Side == j.Left && left != nil:
 				v = left.Rec[c.Field]
-			case right != nil:
+			case c.Side == j.Right && right != nil:
 				v = right.Rec[c.Field]
 			default:
 				continue
@@ -437,17 +693,22 @@ func (rt *Runtime) joined(key string, s int, r, o *JoinRec) connectors.Row {
 		}
 		return row
 	}
-	var rightRec map[string]any
+	var leftRec, rightRec map[string]any
+	if left != nil {
+		leftRec = left.Rec
+	}
 	if right != nil {
 		rightRec = right.Rec
 	}
-	row.Fields = appendSide(row.Fields, j.Left, left.Rec, rightRec)
+	if left != nil {
+		row.Fields = appendSide(row.Fields, j.Left, leftRec, rightRec)
+	}
 	if right != nil {
-		row.Fields = appendSide(row.Fields, j.Right, right.Rec, left.Rec)
+		row.Fields = appendSide(row.Fields, j.Right, rightRec, leftRec)
 	}
 	if j.Window != nil {
-		row.Fields = append(row.Fields, connectors.Field{Name: "window_start", Value: FormatTime(left.W)},
-			connectors.Field{Name: "window_end", Value: FormatTime(left.W + j.Window.Size.Milliseconds())})
+		row.Fields = append(row.Fields, connectors.Field{Name: "window_start", Value: FormatTime(r.W)},
+			connectors.Field{Name: "window_end", Value: FormatTime(r.W + j.Window.Size.Milliseconds())})
 	}
 	return row
 }
@@ -510,6 +771,6 @@ func describeJoin(j *Join) string {
 	if j == nil {
 		return "none"
 	}
-	return fmt.Sprintf("%s %s ⋈ %s on %s = %s, window %s, before %v, after %v, select %v",
-		j.Kind, j.Left, j.Right, j.LeftKey, j.RightKey, describeWindow(j.Window), j.Before, j.After, j.Select)
+	return fmt.Sprintf("%s %s ⋈ %s on %s = %s, window %s, before %v, after %v, ends_at %q, retention %v (forever %v), select %v",
+		j.Kind, j.Left, j.Right, j.LeftKey, j.RightKey, describeWindow(j.Window), j.Before, j.After, j.EndsAt, j.Retention, j.Forever, j.Select)
 }

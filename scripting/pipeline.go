@@ -302,7 +302,7 @@ func (p *Pipeline) read(t *lua.LTable) error {
 		return err
 	}
 	p.shareWatermark()
-	if err := p.readJoin(t.RawGetString("join")); err != nil {
+	if err := p.readJoin(t); err != nil {
 		return err
 	}
 	if !p.hasRoute && !p.HasKeyHooks() {
@@ -579,6 +579,9 @@ func readAgg(name string, v lua.LValue) (AggSpec, error) {
 
 func (p *Pipeline) readResultShape(t *lua.LTable) error {
 	p.Emit = EmitUpdate
+	if p.AggregatesJoin() {
+		p.Emit = EmitFinal // (readJoinAggregate refused any other)
+	}
 	if v := t.RawGetString("emit"); v != lua.LNil {
 		if err := p.SetEmit(lua.LVAsString(v)); err != nil {
 			return err

@@ -102,6 +102,8 @@ func describeWindow(w *Window) string {
 		return fmt.Sprintf("hopping(%v, %v)", w.Size, w.Slide)
 	case "session":
 		return fmt.Sprintf("session(%v)", w.Gap)
+	case "join":
+		return "the join's"
 	}
 	return fmt.Sprintf("%s(%v)", w.Kind, w.Size)
 }

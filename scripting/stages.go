@@ -82,7 +82,7 @@ func (p *Pipeline) stageTable(tbl *lua.LTable) (*lua.LTable, error) {
 		}
 		return s, nil
 	}
-	if err := checkStageList(st); err != nil {
+	if err := checkStageList(st, tbl.RawGetString("join") != lua.LNil); err != nil {
 		return nil, fmt.Errorf("%s: pipeline table: %w", p.Script, err)
 	}
 	if err := checkTopWithStages(tbl); err != nil {
@@ -96,8 +96,9 @@ func (p *Pipeline) stageTable(tbl *lua.LTable) (*lua.LTable, error) {
 }
 
 // checkStageList checks the shape of stages before the first stage's
-// fields are lifted, so each error names the stage.
-func checkStageList(st *lua.LTable) error {
+// fields are lifted, so each error names the stage. With a join, the first
+// stage aggregates the joined rows in the join's windows.
+func checkStageList(st *lua.LTable, joined bool) error {
 	n := st.Len()
 	if n < 2 {
 		return fmt.Errorf("stages: want two or more stages (one stage is key, window and aggregate at the top level), got %d", n)
@@ -112,14 +113,14 @@ func checkStageList(st *lua.LTable) error {
 		return err
 	}
 	for i := 1; i <= n; i++ {
-		if err := checkStageTable(st.RawGetInt(i), i, n); err != nil {
+		if err := checkStageTable(st.RawGetInt(i), i, n, joined && i == 1); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func checkStageTable(v lua.LValue, i, n int) error {
+func checkStageTable(v lua.LValue, i, n int, joinWindow bool) error {
 	s, ok := v.(*lua.LTable)
 	if !ok {
 		return fmt.Errorf("stages[%d]: want a table with key, window and aggregate, got %s", i, v.Type())
@@ -143,7 +144,7 @@ func checkStageTable(v lua.LValue, i, n int) error {
 			}
 		}
 	}
-	if i < n && s.RawGetString("window") == lua.LNil {
+	if i < n && s.RawGetString("window") == lua.LNil && !joinWindow {
 		return fmt.Errorf("stages[%d].window: stages[%d] feeds stages[%d], so it needs a window: its rows go on once, when their window closes (an unwindowed stage's rows change with every record, and stages[%d] would count each version)", i, i, i+1, i+1)
 	}
 	return nil

@@ -100,6 +100,8 @@ func windowText(w *scripting.Window) string {
 		return fmt.Sprintf("hopping %s every %s", w.Size, w.Slide)
 	case "session":
 		return fmt.Sprintf("session, gap %s", w.Gap)
+	case "join":
+		return "each joined row's: the join window, or its left record's interval"
 	}
 	return fmt.Sprintf("%s %s", w.Kind, w.Size)
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/internal/nexmark"
-	"github.com/eddy-stream/eddy/internal/reference"
 )
 
 // flinkPerCore is Flink's throughput per core in the example result table
@@ -112,7 +111,7 @@ func BenchmarkNexmark(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := reference.DiffRows(render(want), render(q.got(b, out))); err != nil {
+			if err := nexmark.Compare(want, q.got(b, out), false); err != nil {
 				b.Fatalf("%s: eddy's rows differ from the reference's: %v", q.name, err)
 			}
 			row := func(name string, m measured, flink string, rows string) {
