@@ -97,7 +97,7 @@ func TestDamagedStateDir(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs eddy some 30 times")
 	}
-	flows := genFlows(t, 200_000, 8, 0)
+	flows := genFlows(t, 1_000_000, 16, 0) // large enough that a run outlasts 3 checkpoints of 50ms
 	want := expectedTop20(t, flows)
 	base := []string{"run", netflowScript, "--source", "dir:" + flows, "--until-idle", "--emit", "final"}
 	image := func(sig syscall.Signal) string {

@@ -643,7 +643,13 @@ func TestBrokerRestartDuringRun(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("eddy's log:\n%s", tail(&stderr))
+		}
+	})
 	waitNoLag(t, brokers, in, in)
 	kafka.Stop(t)
 	kafka.Start(t)

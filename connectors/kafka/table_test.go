@@ -178,6 +178,19 @@ func TestTableBootstrapsPastTransactionMarkers(t *testing.T) {
 	if err := cl.EndTransaction(t.Context(), kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
+	// The commit's markers are written after EndTransaction returns: a
+	// read_committed reader (the table's start among them) sees the rows
+	// once the partition's last stable offset has passed them.
+	adm := kadm.NewClient(cl)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		lso, err := adm.ListCommittedOffsets(t.Context(), topic)
+		if o, ok := lso.Lookup(topic, 0); err == nil && ok && o.Offset >= 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the transaction's rows were not stable within a minute: %v %v", lso, err)
+		}
+	}
 	tb := openTable(t, uri(brokers, topic, ""))
 	if n := len(snapshot(t, tb)); n != 5 {
 		t.Fatalf("%d rows after Start, want 5", n)
