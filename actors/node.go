@@ -515,10 +515,14 @@ func (n *node) allAcked(ctx actor.Context) {
 		ctx.Send(e.emitter, &emitTrigger{seq: in.b.seq, epoch: in.b.epoch, final: in.b.final, watermark: in.b.watermark})
 	}
 	for name := range e.cfg.sinks() {
-		if name != "results" {
-			in.sinks[name] = true
-			ctx.Send(e.writer(name), &flush{seq: in.b.seq})
+		if name == "results" {
+			continue
 		}
+		in.sinks[name] = true
+		if name == "dead_letter" && e.firstStage.pids != nil {
+			continue // the later stages' collector flushes it after their dead letters (stage_flow.go)
+		}
+		ctx.Send(e.writer(name), &flush{seq: in.b.seq})
 	}
 	if len(in.sinks) == 0 {
 		n.settle(ctx)

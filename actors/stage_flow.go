@@ -87,6 +87,12 @@ func (c *stageCollector) Receive(ctx actor.Context) {
 		ctx.Send(c.e.results, &rowsOut{rows: rows, read: in.read})
 	}
 	ctx.Send(c.e.results, &flush{seq: in.trigger.seq})
+	if c.e.deadLetters != nil {
+		// The later stages send a trigger's dead letters before they pass
+		// it on, so they are in the writer's mailbox before this flush: the
+		// flush (and the checkpoint it completes) covers them.
+		ctx.Send(c.e.deadLetters, &flush{seq: in.trigger.seq})
+	}
 }
 
 func (c *stageCollector) shape(in *stageRows) []connectors.Row {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,7 +160,9 @@ func TestStagesCompleteAcrossShards(t *testing.T) {
 }
 
 // A row a later stage can't add (a string where sum wants a number) goes
-// to the dead letters, named by its stage, and counts nowhere.
+// to the dead letters, named by its stage, and counts nowhere; the flush of
+// the barrier that carried it covers it (a checkpoint completes only with
+// its dead letters durable).
 func TestStageRowToDeadLetters(t *testing.T) {
 	store, err := state.Open("", state.WithInMemory())
 	if err != nil {
@@ -169,7 +172,7 @@ func TestStageRowToDeadLetters(t *testing.T) {
 	src := strings.Replace(stagesScript, `{ key = "k", window = eddy.tumbling("10s"), aggregate = { n = eddy.count() } }`,
 		`{ key = "k", window = eddy.tumbling("10s"), aggregate = { n = eddy.count(), v = eddy.max("k") } }`, 1)
 	src = strings.Replace(src, `aggregate = { most = eddy.max("n") }`, `aggregate = { most = eddy.max("n"), s = eddy.sum("v") }`, 1)
-	results, dead := &memio.Sink{}, &memio.Sink{}
+	results, dead := &memio.Sink{}, &flushedSink{Sink: &memio.Sink{}}
 	_, err = runWithin(t, context.Background(), 30*time.Second, Config{
 		Pipeline: load(t, src), Source: &memio.Source{Lines: []string{`{"k":"a","t":1700000000}`}}, Store: store,
 		Results: results, DeadLetters: dead, Shards: 2, Workers: 1, MaxErrors: -1,
@@ -188,4 +191,28 @@ func TestStageRowToDeadLetters(t *testing.T) {
 	if len(results.Rows()) != 0 {
 		t.Fatalf("results %v, want none (the one row failed)", results.Rows())
 	}
+	if n := dead.flushedRows(); n != 1 {
+		t.Fatalf("%d dead letters flushed by the run's last barrier, want 1 (a dead letter written after its barrier's flush is not covered by its checkpoint)", n)
+	}
+}
+
+// flushedSink counts the rows it had written at its last flush.
+type flushedSink struct {
+	*memio.Sink
+	mu      sync.Mutex
+	flushed int
+}
+
+func (s *flushedSink) Flush(ctx context.Context) error {
+	n := len(s.Rows())
+	s.mu.Lock()
+	s.flushed = n
+	s.mu.Unlock()
+	return s.Sink.Flush(ctx)
+}
+
+func (s *flushedSink) flushedRows() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flushed
 }

@@ -28,6 +28,9 @@ type PartitionSupervisor struct {
 	id   string
 	// restart is set on every incarnation after the first.
 	restart bool
+	// retired is set once this incarnation is restarting or stopping
+	// (retire).
+	retired bool
 
 	workers []*actor.PID
 	shards  []*actor.PID
@@ -95,15 +98,18 @@ func newSupervisor(e *engine, p connectors.Partition, restart bool) *PartitionSu
 
 // Receive implements actor.Actor.
 func (s *PartitionSupervisor) Receive(ctx actor.Context) {
+	if s.retired && !isLifecycle(ctx.Message()) {
+		return
+	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		if err := s.start(ctx); err != nil {
 			ctx.Send(s.e.node, &partitionFailed{id: s.id, err: err})
 		}
 	case *actor.Restarting:
-		s.stopReading(ctx)
+		s.retire(ctx)
 	case *actor.Stopping:
-		s.stopReading(ctx)
+		s.retire(ctx)
 		// The partition leaves this node and its state goes with it
 		// (through the changelog): so do its rows of the result table. (A
 		// restart resends them instead. Without a changelog the state
@@ -155,6 +161,30 @@ func (s *PartitionSupervisor) Receive(ctx actor.Context) {
 			ctx.Send(sh, m)
 		}
 	}
+}
+
+// retire ends this incarnation's part in the run: its reader stops, and it
+// takes no more messages. A restart or stop does not suspend its mailbox,
+// and it lives on until its workers and shards have stopped (a worker may
+// be in a script call): meanwhile it must not pass a barrier sent since
+// (its position is ahead of the checkpoint its successor restarts from),
+// nor release on a settle the rows it held since the last one (a reload's
+// restart drops them as the old script's), nor report to the node. Those
+// messages are its successor's: a barrier it drops is aborted by the
+// successor's partitionRestarted.
+func (s *PartitionSupervisor) retire(ctx actor.Context) {
+	s.retired = true
+	s.stopReading(ctx)
+}
+
+// isLifecycle says whether m is one of protoactor's messages about the
+// actor's own life (Started, Restarting, Stopping, Stopped).
+func isLifecycle(m any) bool {
+	switch m.(type) {
+	case actor.AutoReceiveMessage, actor.SystemMessage:
+		return true
+	}
+	return false
 }
 
 func (s *PartitionSupervisor) start(ctx actor.Context) error {
