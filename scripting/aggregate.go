@@ -80,25 +80,20 @@ func (rt *Runtime) NewAccs() ([]any, error) {
 // record (a value of the wrong type, a Lua error), accs are unchanged, so a
 // record that goes to the dead letters is counted nowhere.
 func (rt *Runtime) Add(accs []any, args []any) error {
-	var luaNew []lua.LValue
-	for i, a := range rt.p.Aggregates {
-		if err := check(a, accs[i], args[i]); err != nil {
-			return fmt.Errorf("aggregate %s: %w", a.Name, err)
-		}
-		if a.Func == "lua" {
-			if luaNew == nil {
-				luaNew = make([]lua.LValue, len(accs))
-			}
-			// A *goAcc (restored from a checkpoint, or merged) is added to
-			// like a *luaAcc: skipping it would keep its old value.
-			if err := rt.call(rt.aggs[i].add, 1, rt.luaValue(accs[i]), toLua(rt.sb.L, args[i])); err != nil {
-				return fmt.Errorf("aggregate %s: add: %w", a.Name, err)
-			}
-			luaNew[i] = rt.sb.L.Get(-1)
-			rt.sb.L.Pop(1)
+	aggs := rt.p.Aggregates
+	for i := range aggs {
+		if err := check(&aggs[i], accs[i], args[i]); err != nil {
+			return fmt.Errorf("aggregate %s: %w", aggs[i].Name, err)
 		}
 	}
-	for i, a := range rt.p.Aggregates {
+	var luaNew []lua.LValue
+	if rt.luaAggs {
+		var err error
+		if luaNew, err = rt.addLua(accs, args); err != nil {
+			return err
+		}
+	}
+	for i := range aggs {
 		v := args[i]
 		switch acc := accs[i].(type) {
 		case *countAcc:
@@ -109,7 +104,7 @@ func (rt *Runtime) Add(accs []any, args []any) error {
 			}
 		case *extremeAcc:
 			if v != nil {
-				_ = acc.add(v, a.Func == "max")
+				_ = acc.add(v, aggs[i].Func == "max")
 			}
 		case *avgAcc:
 			if f, ok := toFloat(v); ok {
@@ -121,8 +116,8 @@ func (rt *Runtime) Add(accs []any, args []any) error {
 				acc.seen[string(connectors.AppendValue(nil, v))] = struct{}{}
 			}
 		case *topAcc:
-			if e := topOf(a, v); e.by != nil {
-				acc.push(e, a.N)
+			if e := topOf(&aggs[i], v); e.by != nil {
+				acc.push(e, aggs[i].N)
 			}
 		case *luaAcc:
 			acc.v = luaNew[i]
@@ -133,8 +128,30 @@ func (rt *Runtime) Add(accs []any, args []any) error {
 	return nil
 }
 
+// addLua runs the Lua aggregates' add functions and returns their new
+// accumulators, by aggregate, leaving accs unchanged.
+func (rt *Runtime) addLua(accs []any, args []any) ([]lua.LValue, error) {
+	luaNew := make([]lua.LValue, len(accs))
+	for i := range rt.p.Aggregates {
+		if rt.p.Aggregates[i].Func != "lua" {
+			continue
+		}
+		// A *goAcc (restored from a checkpoint, or merged) is added to
+		// like a *luaAcc: skipping it would keep its old value.
+		if err := rt.call(rt.aggs[i].add, 1, rt.luaValue(accs[i]), toLua(rt.sb.L, args[i])); err != nil {
+			return nil, fmt.Errorf("aggregate %s: add: %w", rt.p.Aggregates[i].Name, err)
+		}
+		luaNew[i] = rt.sb.L.Get(-1)
+		rt.sb.L.Pop(1)
+	}
+	return luaNew, nil
+}
+
 // check says whether v can be added to acc, without changing it.
-func check(a AggSpec, acc any, v any) error {
+func check(a *AggSpec, acc any, v any) error {
+	if f, ok := v.(float64); ok && !math.IsNaN(f) && numeric(acc) {
+		return nil // the usual case: a number to a numeric accumulator
+	}
 	switch acc := acc.(type) {
 	case *sumAcc, *avgAcc:
 		if _, ok := toFloat(v); !ok && v != nil {
@@ -173,8 +190,24 @@ func check(a AggSpec, acc any, v any) error {
 	return nil
 }
 
+// numeric reports whether any number can be added to acc: a count, sum or
+// average, or a min or max that holds a number or nothing yet.
+func numeric(acc any) bool {
+	switch acc := acc.(type) {
+	case *countAcc, *sumAcc, *avgAcc:
+		return true
+	case *extremeAcc:
+		if !acc.set {
+			return true
+		}
+		_, num := toFloat(acc.v)
+		return num
+	}
+	return false
+}
+
 // topOf splits a top aggregate's argument into its value and ranking value.
-func topOf(a AggSpec, v any) topEntry {
+func topOf(a *AggSpec, v any) topEntry {
 	if a.By != "" {
 		if pair, ok := v.([]any); ok && len(pair) == 2 {
 			return topEntry{v: pair[0], by: pair[1]}

@@ -32,6 +32,7 @@ type Runtime struct {
 	// calling the clock for every record
 	limit, limitTick int64
 	aggs             []luaAgg
+	luaAggs          bool // some aggregate is written in Lua (aggs)
 	jp               fastjson.Parser
 	// names and spans serve the JSON scan (jsonscan.go): the fields
 	// parse names, and where the last record had them.
@@ -112,6 +113,7 @@ func (rt *Runtime) bind(sb *sandbox, tbl *lua.LTable) {
 			if a.Func != "lua" {
 				continue
 			}
+			rt.luaAggs = true
 			t := at.RawGetString(a.Name).(*lua.LTable)
 			rt.aggs[i] = luaAgg{
 				init:   t.RawGetString("init").(*lua.LFunction),

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -192,9 +193,8 @@ func (b *Batch) Cancel() {
 }
 
 // count works out how many keys the batch wrote, created and deleted relative to
-// the previous checkpoint, and how it changes the digest. It walks the sorted writes and the previous
-// checkpoint's keys together, so a dense batch costs one pass over the blocks it
-// touches rather than a lookup per key. The last write of a key in the batch wins.
+// the previous checkpoint, and how it changes the digest. The last write of a
+// key in the batch wins.
 func (b *Batch) count() (epochCounts, error) {
 	var c epochCounts
 	if !slices.IsSortedFunc(b.ops, cmpOp) {
@@ -202,11 +202,10 @@ func (b *Batch) count() (epochCounts, error) {
 		// is twice as fast on a million keys.)
 		slices.SortFunc(b.ops, cmpOp)
 	}
-	var it *badger.Iterator
+	var prev *prevReader
 	if b.prev != nil {
-		it = b.prev.NewIterator(badger.IteratorOptions{})
-		defer it.Close()
-		it.Rewind()
+		prev = newPrevReader(b.prev)
+		defer prev.close()
 	}
 	h := xxhash.New()
 	for i, o := range b.ops {
@@ -214,16 +213,15 @@ func (b *Batch) count() (epochCounts, error) {
 			continue // a later write of the same key decides
 		}
 		c.changed++
-		existed := it != nil && seekTo(it, o.key)
-		if existed {
-			err := it.Item().Value(func(v []byte) error {
-				c.digest ^= entryHash(h, o.key, v)
-				return nil
-			})
-			if err != nil {
+		var old uint64
+		existed := false
+		if prev != nil {
+			var err error
+			if old, existed, err = prev.hash(h, o.key); err != nil {
 				return c, fmt.Errorf("read %q: %w", o.key, err)
 			}
 		}
+		c.digest ^= old
 		if !o.del {
 			c.digest ^= entryHash(h, o.key, o.val)
 		}
@@ -237,24 +235,104 @@ func (b *Batch) count() (epochCounts, error) {
 	return c, nil
 }
 
+// prevReader reads, in increasing key order, keys as of the previous
+// checkpoint. A dense batch is cheapest walked with an iterator beside it,
+// one pass over the blocks it touches; but between the keys of a sparse one
+// lie versions and deletions (closed windows leave many) that a walk steps
+// through, so many that the cost grows with the store's history. So it walks
+// an iterator that shows every version, a few steps at most per key, and when
+// a key is further off than that it reads the next keys by point lookups
+// (which go straight to a key's version) until it seeks the walk again.
+type prevReader struct {
+	txn     *badger.Txn
+	it      *badger.Iterator
+	lookups int  // keys still to read by lookup before walking again
+	stale   bool // the walk fell behind: seek it before walking
+}
+
+const (
+	walkSteps    = 16 // entries a walk steps over to reach the next key
+	lookupsAfter = 64 // keys read by lookup when it needs more
+)
+
+func newPrevReader(txn *badger.Txn) *prevReader {
+	it := txn.NewIterator(badger.IteratorOptions{AllVersions: true})
+	it.Rewind()
+	return &prevReader{txn: txn, it: it}
+}
+
+func (r *prevReader) close() { r.it.Close() }
+
+// hash reports whether key was live at the previous checkpoint and, if so,
+// its share of that checkpoint's digest.
+func (r *prevReader) hash(h *xxhash.Digest, key []byte) (uint64, bool, error) {
+	item, err := r.find(key)
+	if item == nil || err != nil {
+		return 0, false, err
+	}
+	var sum uint64
+	err = item.Value(func(v []byte) error {
+		sum = entryHash(h, key, v)
+		return nil
+	})
+	return sum, err == nil, err
+}
+
+// find returns key's item at the previous checkpoint, nil when it was not live.
+func (r *prevReader) find(key []byte) (*badger.Item, error) {
+	if r.lookups > 0 {
+		r.lookups--
+		return r.get(key)
+	}
+	if r.stale {
+		r.it.Seek(key)
+		r.stale = false
+	}
+	if !r.walk(key) { // key is far: look the next keys up
+		r.lookups, r.stale = lookupsAfter-1, true
+		return r.get(key)
+	}
+	return r.at(key), nil
+}
+
+func (r *prevReader) get(key []byte) (*badger.Item, error) {
+	item, err := r.txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	return item, err
+}
+
+// walk steps the iterator to the first entry at or after key, at most
+// walkSteps entries; false when key is further than that.
+func (r *prevReader) walk(key []byte) bool {
+	for step := 0; r.it.Valid() && bytes.Compare(r.it.Item().Key(), key) < 0; step++ {
+		if step == walkSteps {
+			return false
+		}
+		r.it.Next()
+	}
+	return true
+}
+
+// at is the item the iterator is at when it is key's newest version (versions
+// come newest first) and live, else nil.
+func (r *prevReader) at(key []byte) *badger.Item {
+	if !r.it.Valid() {
+		return nil
+	}
+	item := r.it.Item()
+	if !bytes.Equal(item.Key(), key) || item.IsDeletedOrExpired() {
+		return nil
+	}
+	return item
+}
+
 func cmpOp(a, b op) int {
 	if c := bytes.Compare(a.key, b.key); c != 0 {
 		return c
 	}
 	return int(a.seq - b.seq)
-}
-
-// seekTo moves it forward to the first key >= key, stepping when the next keys
-// are close and seeking otherwise, and reports whether key itself is live.
-func seekTo(it *badger.Iterator, key []byte) bool {
-	for step := 0; it.Valid() && bytes.Compare(it.Item().Key(), key) < 0; step++ {
-		if step == 8 {
-			it.Seek(key)
-			break
-		}
-		it.Next()
-	}
-	return it.Valid() && bytes.Equal(it.Item().Key(), key)
 }
 
 func (b *Batch) release() {

@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -74,4 +75,49 @@ func BenchmarkCheckpointBadger(b *testing.B) {
 		db.SetDiscardTs(uint64(n))
 	}
 	b.ReportMetric(float64(benchKeys*b.N)/b.Elapsed().Seconds(), "keys/s")
+}
+
+// BenchmarkCheckpointWindows writes keys the way event-time windows do:
+// 10k sensors each rewrite their open window's key every checkpoint (a
+// second of event time), and every 60 checkpoints the windows close (their
+// keys are deleted) and the next minute's are created. Closed windows leave
+// versions and deletions behind that a checkpoint's bookkeeping must not
+// step through. Each op is one checkpoint.
+func BenchmarkCheckpointWindows(b *testing.B) {
+	const sensors = 10_000
+	s := openT(b, b.TempDir())
+	value := make([]byte, 64)
+	key := func(sensor, minute int) []byte {
+		return fmt.Appendf(nil, "agg/0\x00sensor-%05d\x00%08d", sensor, minute)
+	}
+	n := 0
+	for b.Loop() {
+		n++
+		e, err := s.Begin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		batch := s.Batch(e)
+		minute := n / 60
+		for i := range sensors {
+			binary.BigEndian.PutUint64(value, uint64(n))
+			if n%60 == 0 && minute > 0 {
+				if err := batch.Delete(key(i, minute-1)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := batch.Set(key(i, minute), value); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := batch.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Complete(Checkpoint{ID: e}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if last, err := s.Last(); err != nil || last.Keys != sensors {
+		b.Fatalf("last checkpoint has %d keys (%v), want %d", last.Keys, err, sensors)
+	}
 }
