@@ -51,7 +51,7 @@ func fill(t *testing.T, dir string, keep int64) string {
 // once space is freed the next run resumes to the exact result.
 func TestStateDiskFull(t *testing.T) {
 	mnt := tmpfs(t, "32m")
-	flows := genFlows(t, 200_000, 8, 0)
+	flows := genFlows(t, 1_000_000, 16, 0) // large enough that the run outlasts its second checkpoint and the disk fills mid-run
 	want := expectedTop20(t, flows)
 	dir := filepath.Join(mnt, "state")
 	args := []string{"run", netflowScript, "--source", "dir:" + flows, "--until-idle", "--emit", "final", "--state", dir}
