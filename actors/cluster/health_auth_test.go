@@ -1,18 +1,13 @@
 package cluster
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"math/big"
 	"net"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/eddy-stream/eddy/internal/nodeauth"
+	"github.com/eddy-stream/eddy/internal/testenv"
 )
 
 // healthPeer serves a health answer of cluster "c" with auth on a port of
@@ -41,7 +36,7 @@ func poller(peer string, auth nodeauth.Config) *healthProvider {
 // not a member.
 func TestHealthPortAsksForTheToken(t *testing.T) {
 	const token, other = "cluster-token-0123456789", "another-token-0123456789"
-	cert, pool := healthCert(t)
+	cert, pool := testenv.SelfSigned(t)
 	cases := []struct {
 		name         string
 		served, poll nodeauth.Config
@@ -80,26 +75,4 @@ func TestHealthPortAsksForTheToken(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("GET /_health without the token: %s, want 401", resp.Status)
 	}
-}
-
-// healthCert is a certificate for 127.0.0.1 and the pool that trusts it.
-func healthCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
