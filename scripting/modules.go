@@ -168,13 +168,18 @@ func installTime(L *lua.LState) {
 func installEddy(L *lua.LState) {
 	mod := L.NewTable()
 	spec := func(kind string, set func(L *lua.LState, t *lua.LTable)) *lua.LFunction {
-		return L.NewFunction(func(L *lua.LState) int {
+		fn := L.NewFunction(func(L *lua.LState) int {
 			t := L.NewTable()
 			t.RawSetString(specKind, lua.LString(kind))
 			set(L, t)
 			L.Push(t)
 			return 1
 		})
+		// Marked, so that a constructor given where its result belongs
+		// (parse = eddy.json) is refused naming it (constructorOf).
+		fn.Env = L.NewTable()
+		fn.Env.RawSetString(specKind, lua.LString(kind))
+		return fn
 	}
 	L.SetField(mod, "json", spec("json", func(L *lua.LState, t *lua.LTable) {
 		t.RawSetString("fields", L.OptTable(1, L.NewTable()))
@@ -213,4 +218,14 @@ func installEddy(L *lua.LState) {
 	installJoin(L, mod)
 	installLookupStep(L, mod)
 	L.SetGlobal("eddy", mod)
+}
+
+// constructorOf tells whether fn is one of eddy's constructors (eddy.json,
+// eddy.sum, …) rather than the value it makes, and which.
+func constructorOf(fn *lua.LFunction) (string, bool) {
+	if !fn.IsG || fn.Env == nil {
+		return "", false
+	}
+	kind, ok := fn.Env.RawGetString(specKind).(lua.LString)
+	return string(kind), ok
 }

@@ -361,6 +361,14 @@ func (p *Pipeline) readSinks(t *lua.LTable) error {
 	return err
 }
 
+// parseExample shows each parse constructor called, for the refusal of an
+// uncalled one.
+var parseExample = map[string]string{
+	"json":  `eddy.json{ dstdevice = "string" }`,
+	"csv":   `eddy.csv{ fields = { "time", "sensor", "value" } }`,
+	"lines": "eddy.lines()",
+}
+
 var typeNames = map[string]bool{"string": true, "number": true, "integer": true, "boolean": true, "table": true, "any": true}
 
 func (p *Pipeline) readParse(v lua.LValue) error {
@@ -369,6 +377,9 @@ func (p *Pipeline) readParse(v lua.LValue) error {
 		p.Format = "lines"
 		return nil
 	case *lua.LFunction:
+		if kind, ok := constructorOf(v); ok {
+			return fmt.Errorf("eddy.%s is a constructor: call it, as in %s", kind, parseExample[kind])
+		}
 		p.Format = "lua"
 		return nil
 	case *lua.LTable:

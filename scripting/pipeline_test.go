@@ -15,6 +15,7 @@ func TestLoadErrors(t *testing.T) {
 		{"not a table", `return 42`, "bad.lua: the script must return a pipeline table, it returned number"},
 		{"runtime error at top level", `local x = nil; return x.y`, "bad.lua:1: attempt to index a non-table object(nil) with key 'y'"},
 		{"unknown field", `return { fitler = function() end }`, `unknown field fitler`},
+		{"uncalled constructor", `return { parse = eddy.json }`, `parse: eddy.json is a constructor: call it, as in eddy.json{ dstdevice = "string" }`},
 		{"bad parse", `return { parse = "json" }`, "parse: want eddy.json{...}, eddy.csv{...}, eddy.lines() or a function(line), got string"},
 		{"bad type name", `return { parse = eddy.json { a = "strng" } }`, `field "a": unknown type "strng"`},
 		{"empty projection", `return { parse = eddy.json {} }`, "eddy.json needs the fields to project"},

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -109,7 +111,7 @@ const (
 // is the number of records the input holds, 0 when unknown; src's files
 // and bytes show when it tells them (connectors.Measured). It returns the
 // function that stops it and erases the line.
-func startProgress(c *console, enabled bool, st *actors.Stats, total int64, src connectors.Source) func() {
+func startProgress(c *console, enabled bool, st *actors.Stats, total int64, src connectors.Source, lag *lagProbe) func() {
 	if !enabled || !c.errTTY {
 		return func() {}
 	}
@@ -142,9 +144,10 @@ func startProgress(c *console, enabled bool, st *actors.Stats, total int64, src 
 				if measured != nil {
 					extent = measured.Extent()
 				}
+				behind, lagKnown := lag.behind(now)
 				c.draw(progressLine(progress{
-					extent: extent,
-					frame:  frame, read: read, total: total, elapsed: now.Sub(start),
+					extent: extent, behind: behind, lagKnown: lagKnown,
+					frame: frame, read: read, total: total, elapsed: now.Sub(start),
 					rate:   float64(read-old.read) / now.Sub(old.at).Seconds(),
 					failed: st.Failed.Load(), checkpoints: st.Checkpoints.Load(),
 					restoring: st.Restoring.Load(), restoreDone: st.RestoreDone.Load(), restoreTotal: st.RestoreTotal.Load(),
@@ -159,6 +162,8 @@ func startProgress(c *console, enabled bool, st *actors.Stats, total int64, src 
 type progress struct {
 	frame                                int
 	read, total                          int64 // total 0: unknown
+	behind                               int64 // records the source holds beyond its position
+	lagKnown                             bool  // the source tells behind (Kafka)
 	extent                               connectors.Extent
 	rate                                 float64
 	elapsed                              time.Duration
@@ -176,9 +181,17 @@ func progressLine(p progress) string {
 	var b strings.Builder
 	b.WriteRune(spinner[p.frame%len(spinner)])
 	b.WriteString(" " + humanize.Comma(p.read))
-	if p.total > 0 {
+	switch {
+	case p.total > 0:
 		fmt.Fprintf(&b, " of %s records (%d%%)", humanize.Comma(p.total), min(100, p.read*100/p.total))
-	} else {
+	case p.lagKnown && p.behind > 0:
+		// A Kafka source: what is left of what there is now, from the
+		// partitions' positions (records read but not yet processed count
+		// in both, so no total is made of the two).
+		fmt.Fprintf(&b, " records · %s behind", humanize.Comma(p.behind))
+	case p.lagKnown:
+		b.WriteString(" records · caught up")
+	default:
 		b.WriteString(" records")
 	}
 	if x := p.extent; x.FilesFound > 0 {
@@ -227,4 +240,64 @@ func inputTotal(srcURI string, resumed bool) int64 {
 		return 0
 	}
 	return n
+}
+
+// lagProbe asks the running engine, at most once every lagEvery, how many
+// records its partitions hold beyond their positions (Kafka's lag), for the
+// progress line. Its zero value, or one whose run has not started, knows
+// nothing.
+type lagProbe struct {
+	h       atomic.Pointer[actors.Handle]
+	at      time.Time
+	last    int64
+	known   bool
+	pending chan lagAnswer
+}
+
+type lagAnswer struct {
+	behind int64
+	known  bool
+}
+
+const lagEvery = time.Second
+
+// behind returns the lag as last answered; it asks again in the background
+// when that answer is older than lagEvery, so a slow engine never holds up
+// the progress line.
+func (l *lagProbe) behind(now time.Time) (int64, bool) {
+	if l == nil {
+		return 0, false
+	}
+	select {
+	case a := <-l.pending:
+		l.last, l.known, l.pending = a.behind, a.known, nil
+	default:
+	}
+	h := l.h.Load()
+	if h == nil || l.pending != nil || now.Sub(l.at) < lagEvery {
+		return l.last, l.known
+	}
+	l.at = now
+	l.pending = make(chan lagAnswer, 1)
+	go func(out chan<- lagAnswer) {
+		ctx, cancel := context.WithTimeout(context.Background(), lagEvery)
+		defer cancel()
+		out <- statusLag(h.Status(ctx))
+	}(l.pending)
+	return l.last, l.known
+}
+
+// statusLag sums the partitions' lag when every partition tells its own.
+func statusLag(st actors.Status, err error) lagAnswer {
+	if err != nil || len(st.Partitions) == 0 {
+		return lagAnswer{}
+	}
+	var sum int64
+	for _, p := range st.Partitions {
+		if p.Lag == nil {
+			return lagAnswer{}
+		}
+		sum += *p.Lag
+	}
+	return lagAnswer{behind: sum, known: true}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,8 +18,10 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/eddy-stream/eddy/actors"
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/internal/lockedbuf"
+	"github.com/eddy-stream/eddy/internal/testenv"
 )
 
 func TestProgressLine(t *testing.T) {
@@ -38,6 +41,10 @@ func TestProgressLine(t *testing.T) {
 			"⠋ 927,168 records · 3 of 8 files done, 120 MiB of 340 MiB (35%) · 489.6k rec/s · 0s · failed 0 · checkpoints 0", "/-"},
 		{"empty files", progress{extent: connectors.Extent{FilesDone: 1, FilesFound: 1}},
 			"⠋ 0 records · 1 of 1 files done, 0 B of 0 B · idle · 0s · failed 0 · checkpoints 0", "%"},
+		{"kafka behind", progress{read: 750, rate: 100, behind: 250, lagKnown: true},
+			"⠋ 750 records · 250 behind · 100 rec/s · 0s · failed 0 · checkpoints 0", ""},
+		{"kafka caught up", progress{read: 750, lagKnown: true},
+			"⠋ 750 records · caught up · idle · 0s · failed 0 · checkpoints 0", "%"},
 		{"restoring", progress{read: 1, rate: 1, restoring: 2, restoreDone: 1000, restoreTotal: 5000},
 			"⠋ 1 records · 1.0 rec/s · 0s · failed 0 · checkpoints 0 · restoring 2 partition(s): 1,000 of 5,000 changes", ""},
 	} {
@@ -241,4 +248,66 @@ func TestProgressShowsFilesOfADir(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("eddy run after SIGINT: %v\n%q", err, out.String())
 	}
+}
+
+func TestStatusLag(t *testing.T) {
+	lag := func(n int64) *int64 { return &n }
+	for _, tc := range []struct {
+		name string
+		st   actors.Status
+		err  error
+		want lagAnswer
+	}{
+		{"every partition tells", actors.Status{Partitions: []actors.PartitionStatus{{Lag: lag(3)}, {Lag: lag(4)}}}, nil, lagAnswer{7, true}},
+		{"one does not", actors.Status{Partitions: []actors.PartitionStatus{{Lag: lag(3)}, {}}}, nil, lagAnswer{}},
+		{"no partitions yet", actors.Status{}, nil, lagAnswer{}},
+		{"no answer", actors.Status{}, errors.New("status: timeout"), lagAnswer{}},
+	} {
+		if got := statusLag(tc.st, tc.err); got != tc.want {
+			t.Errorf("%s: statusLag = %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// On a terminal, a Kafka source's progress line says how far it is behind
+// its partitions' ends, and "caught up" once it has read them.
+func TestProgressShowsKafkaLag(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 2)
+	lines := readLines(t, genFlows(t, 2000, 1, 0))
+	testenv.Produce(t, brokers, topic, lines)
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pseudo-terminal here: %v", err)
+	}
+	defer ptmx.Close()
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 50, Cols: 200}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), runLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, eddyBin, "run", netflowScript, "--source",
+		"kafka://"+strings.Join(brokers, ",")+"/"+topic+"?group="+topic+"-g", "--changelog=false",
+		"--state", filepath.Join(t.TempDir(), "state"), "--sink", "file:"+filepath.Join(t.TempDir(), "out.jsonl"))
+	cmd.Stdout, cmd.Stderr = tty, tty
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	var out lockedbuf.Buffer
+	copied := make(chan struct{})
+	go func() { io.Copy(&out, ptmx); close(copied) }() // ends with EIO once eddy exits
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(out.String(), fmt.Sprintf("%s records · caught up", humanize.Comma(int64(len(lines))))) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no caught-up progress line within a minute:\n%q", tailOf(&out))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("eddy run: %v\n%s", err, tailOf(&out))
+	}
+	<-copied
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/connectors/kafka"
@@ -67,7 +66,7 @@ Sinks are as for eddy run; --sink sends the replay's results elsewhere.`
 			if err := c.Flags().Set("changelog", "false"); err != nil {
 				return err
 			}
-			return withLag(c, args[0], func() error { return inner(c, args) })
+			return inner(c, args)
 		}
 		if err := emptyState(dir); err != nil {
 			return err
@@ -83,58 +82,9 @@ Sinks are as for eddy run; --sink sends the replay's results elsewhere.`
 			return err
 		}
 		txnSuffix = ".replay-" + strconv.FormatInt(time.Now().Unix(), 10)
-		return withLag(c, args[0], func() error { return inner(c, args) })
+		return inner(c, args)
 	}
 	return cmd
-}
-
-// withLag runs fn; when the pipeline reads Kafka and stderr is a
-// terminal, it shows the replay's progress there instead of run's
-// records counter: records replayed, the lag left, and the rate.
-func withLag(c *cobra.Command, script string, fn func() error) error {
-	f, ok := c.ErrOrStderr().(*os.File)
-	show, _ := c.Flags().GetBool("progress")
-	if !ok || !show || !term.IsTerminal(int(f.Fd())) {
-		return fn()
-	}
-	src, _ := c.Flags().GetString("source")
-	if src == "" {
-		if p, err := scripting.Load(script); err == nil {
-			src = p.Source
-		}
-	}
-	group, ok := kafka.GroupOf(src)
-	if !ok {
-		return fn()
-	}
-	if err := c.Flags().Set("progress", "false"); err != nil {
-		return err
-	}
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(250 * time.Millisecond)
-		defer t.Stop()
-		start := time.Now()
-		for {
-			select {
-			case <-done:
-				fmt.Fprint(f, "\r\033[K")
-				return
-			case <-t.C:
-			}
-			pr, ok := kafka.GroupProgress(group)
-			if !ok {
-				continue
-			}
-			rate := float64(pr.Read) / time.Since(start).Seconds()
-			fmt.Fprintf(f, "\r\033[Kreplayed %d records, lag left %d, %.0f records/s (%d partitions)", pr.Read, pr.Lag, rate, pr.Partitions)
-		}
-	}()
-	err := fn()
-	close(done)
-	<-stopped
-	return err
 }
 
 // rewind makes the checkpoint (or savepoint) the last one of dir.

@@ -260,7 +260,13 @@ func execute(ctx context.Context, cfg actors.Config, f runFlags, srcURI string, 
 	}
 	defer stopProfiles()
 	_, lastErr := cfg.Store.Last()
-	stopProgress := startProgress(tty, f.progress, cfg.Stats, inputTotal(srcURI, lastErr == nil), src)
+	lag := &lagProbe{}
+	if ready := cfg.OnReady; ready != nil {
+		cfg.OnReady = func(h *actors.Handle) { lag.h.Store(h); ready(h) }
+	} else {
+		cfg.OnReady = func(h *actors.Handle) { lag.h.Store(h) }
+	}
+	stopProgress := startProgress(tty, f.progress, cfg.Stats, inputTotal(srcURI, lastErr == nil), src, lag)
 	defer stopProgress()
 	sum, err := actors.Run(ctx, cfg)
 	sinks.closed = true // Run closed them

@@ -34,8 +34,7 @@ type partition struct {
 	// checkpoint of it commits only while the source is still that
 	// member (see Source.holder).
 	member   string
-	returned bool  // Read returned a batch since the assignment
-	read     int64 // records Read returned
+	returned bool // Read returned a batch since the assignment
 
 	notify chan struct{}
 	owed   bool      // records were returned since the last CaughtUp
@@ -223,7 +222,6 @@ func (p *partition) take() (connectors.Batch, bool) {
 	clear(p.buf[:i])
 	p.buf = p.buf[i:]
 	p.bufRecords -= len(recs)
-	p.read += int64(len(recs))
 	if len(p.buf) == 0 {
 		p.buf = nil
 	}

@@ -778,34 +778,6 @@ func WithDefaultGroup(uri, pipeline string) string {
 	return "kafka://" + t.Host + "/" + t.Path + "?" + t.Params.Encode()
 }
 
-// Progress is how far a running source has read: records returned since
-// its partitions were assigned, and records left before every partition's
-// end as last listed.
-type Progress struct {
-	Read, Lag  int64
-	Partitions int
-}
-
-// GroupProgress reports the progress of this process's source in group,
-// for progress displays; false when none runs.
-func GroupProgress(group string) (Progress, bool) {
-	s := sourceOf(group)
-	if s == nil {
-		return Progress{}, false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var pr Progress
-	for _, p := range s.parts {
-		pr.Partitions++
-		pr.Read += p.read
-		if p.end > p.pos {
-			pr.Lag += p.end - p.pos
-		}
-	}
-	return pr, true
-}
-
 var _ connectors.PartitionLister = (*Source)(nil)
 
 // AllPartitions names every partition of the source's topics, as the
