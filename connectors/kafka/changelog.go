@@ -495,10 +495,10 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 			return nil, err
 		}
 		if err := sh.cl.Flush(ctx); err != nil {
-			return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), err)
+			return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), c.refused(positions, err))
 		}
 		if err := c.failed(); err != nil {
-			return nil, err
+			return nil, c.refused(positions, err)
 		}
 		if fence && sh.cfg.SourceGroup != c.group {
 			if err := commitGroupOffsetsInTxn(ctx, sh.cl, sh.txnID, c.group, positions, &c.topicIDs); err != nil {
@@ -509,24 +509,27 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 		return offsets, nil
 	}
 	if err := c.begin(); err != nil {
-		return nil, err
+		return nil, c.refused(positions, err)
 	}
 	for _, r := range recs {
 		c.prod.Produce(ctx, r, promise)
 	}
 	if err := c.prod.Flush(ctx); err != nil {
-		return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), err)
+		return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), c.refused(positions, err))
 	}
 	if err := c.failed(); err != nil {
-		return nil, lost(err)
+		return nil, c.refused(positions, err)
 	}
 	if fence {
 		if err := commitGroupOffsetsInTxn(ctx, c.prod, c.txnID, c.group, positions, &c.topicIDs); err != nil {
 			return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), lost(notMember(err)))
 		}
+		if beforeEndTxn != nil {
+			beforeEndTxn(c.txnID)
+		}
 	}
 	if err := c.prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return nil, fmt.Errorf("kafka changelog of %s: commit: %w", c.what(), lost(err))
+		return nil, fmt.Errorf("kafka changelog of %s: commit: %w", c.what(), c.refused(positions, err))
 	}
 	c.inTxn.Store(false)
 	c.wrote.Store(false)
@@ -580,6 +583,19 @@ func (c *changelog) waitVisible(ctx context.Context, offsets map[string]int64) {
 	}
 }
 
+// refused says why the commit of positions failed: with
+// connectors.ErrNotMember when this node's member no longer holds their
+// partitions (they moved while the commit was under way, and their next
+// owner fenced this transaction: see fencePrevious), else as lost says.
+func (c *changelog) refused(positions map[string]connectors.Position, err error) error {
+	if c.src != nil && sourceOf(c.group) == c.src {
+		if _, _, herr := c.src.holder(positions); herr != nil {
+			return fmt.Errorf("%w (the transaction: %v)", herr, err)
+		}
+	}
+	return lost(err)
+}
+
 // notMember marks the group's refusals that say this member is out of the
 // group (its partitions have moved) with connectors.ErrNotMember.
 func notMember(err error) error {
@@ -600,7 +616,11 @@ func (c *changelog) Abort(ctx context.Context) error {
 func (c *changelog) abort(ctx context.Context) error {
 	c.wrote.Store(false)
 	if c.shared == nil && (c.inTxn.Load() || c.prod == nil) {
-		if err := c.endAbort(ctx); err != nil {
+		err := c.endAbort(ctx)
+		if err == nil {
+			_, _, err = c.prod.ProducerID(ctx) // (fenced, it aborts but can't go on)
+		}
+		if err != nil {
 			// The broker dropped the transaction already (or the
 			// producer is unusable): a fresh producer fences the old
 			// one, which aborts whatever it still has open.
@@ -656,10 +676,15 @@ func sameCluster(a, b Conn) bool {
 }
 
 // End is the last stable offset of the partition's changelog partition:
-// the end as read_committed sees it.
+// the end as read_committed sees it, once no other producer's transaction
+// is open there (fencePrevious: the engine asks for End when it takes the
+// partition over).
 func (c *changelog) End(ctx context.Context, partition string) (int64, error) {
 	topic, part, err := c.route(partition)
 	if err != nil {
+		return 0, err
+	}
+	if err := c.fencePrevious(ctx, topic, part); err != nil {
 		return 0, err
 	}
 	return c.end(ctx, topic, part)

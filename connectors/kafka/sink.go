@@ -100,17 +100,27 @@ func newSink(c SinkConfig, opts ...kgo.Opt) (*Sink, error) {
 	if err := conn.Check(context.Background()); err != nil {
 		return nil, err
 	}
-	cl, err := c.NewClient(append([]kgo.Opt{
-		kgo.DefaultProduceTopic(c.Topic),
-		kgo.ProducerLinger(5 * time.Millisecond),
-		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
-		kgo.RecordDeliveryTimeout(2 * time.Minute),
-		kgo.RecordPartitioner(newSinkPartitioner()),
-	}, opts...)...)
+	cl, err := c.NewClient(sinkOpts(c.Topic, opts...)...)
 	if err != nil {
 		return nil, err
 	}
 	return &Sink{cfg: c, cl: cl}, nil
+}
+
+// sinkOpts are the producer options of a sink writing topic.
+func sinkOpts(topic string, opts ...kgo.Opt) []kgo.Opt {
+	return append([]kgo.Opt{
+		kgo.DefaultProduceTopic(topic),
+		kgo.ProducerLinger(5 * time.Millisecond),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+		kgo.RecordDeliveryTimeout(2 * time.Minute),
+		kgo.RecordPartitioner(newSinkPartitioner()),
+	}, opts...)
+}
+
+// txOpts are the options of a transactional sink's producer.
+func txOpts(txnID string) []kgo.Opt {
+	return []kgo.Opt{kgo.TransactionalID(txnID), kgo.TransactionTimeout(time.Minute)}
 }
 
 func (s *Sink) promise(_ *kgo.Record, err error) {
@@ -252,7 +262,7 @@ func NewTxSink(c SinkConfig) (*TxSink, error) {
 			c.TransactionalID = "eddy." + c.Pipeline + "." + c.Topic
 		}
 	}
-	s, err := newSink(c, kgo.TransactionalID(c.TransactionalID), kgo.TransactionTimeout(time.Minute))
+	s, err := newSink(c, txOpts(c.TransactionalID)...)
 	if err != nil {
 		return nil, err
 	}
@@ -364,13 +374,16 @@ func (t *TxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
 	}
 	t.cl.Produce(ctx, &kgo.Record{Topic: t.marker, Key: []byte(t.txnID), Value: v}, t.promise)
 	if err := t.Flush(ctx); err != nil {
-		return err
+		return t.refused(cp, err)
 	}
 	if err := t.commitSourceOffsets(ctx, cp); err != nil {
 		return fmt.Errorf("kafka sink %s: checkpoint %d: %w", t.cfg.Topic, cp.ID, err)
 	}
+	if beforeEndTxn != nil {
+		beforeEndTxn(t.txnID)
+	}
 	if err := t.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return fmt.Errorf("kafka sink %s: commit checkpoint %d: %w", t.cfg.Topic, cp.ID, err)
+		return fmt.Errorf("kafka sink %s: commit checkpoint %d: %w", t.cfg.Topic, cp.ID, t.refused(cp, err))
 	}
 	t.inTxn = false
 	for _, f := range t.afterCommit {
@@ -380,24 +393,72 @@ func (t *TxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
 	return nil
 }
 
-// Abort drops what was written since the last commit.
+// refused says why the commit of cp failed: with
+// connectors.ErrNotMember when the source group's member in this process
+// no longer holds cp's partitions (they moved while the commit was under
+// way, and their next owner fenced this transaction: see fencePrevious),
+// else err as it is.
+func (t *TxSink) refused(cp connectors.Checkpoint, err error) error {
+	if src := sourceOf(t.cfg.SourceGroup); src != nil && t.cfg.SourceGroup != "" {
+		if _, _, herr := src.holder(cp.Positions); herr != nil {
+			return fmt.Errorf("%w (the transaction: %v)", herr, err)
+		}
+	}
+	return err
+}
+
+// Abort drops what was written since the last commit. A producer that
+// can't abort (another producer of its transactional id fenced it: a
+// node that took over its partitions) is replaced by a fresh one.
 func (t *TxSink) Abort(ctx context.Context) error {
 	t.txMu.Lock()
 	defer t.txMu.Unlock()
 	if !t.inTxn {
 		return nil
 	}
-	if err := t.cl.AbortBufferedRecords(ctx); err != nil {
-		return fmt.Errorf("kafka sink %s: abort: %w", t.cfg.Topic, err)
+	err := t.endAbort(ctx)
+	if err == nil {
+		_, _, err = t.cl.ProducerID(ctx) // (fenced, it aborts but can't go on)
 	}
-	if err := t.cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
-		return fmt.Errorf("kafka sink %s: abort: %w", t.cfg.Topic, err)
+	if err != nil {
+		if err := t.renew(ctx, err); err != nil {
+			return err
+		}
 	}
 	t.inTxn = false
 	t.afterCommit = nil
 	t.mu.Lock()
 	t.err = nil
 	t.mu.Unlock()
+	return nil
+}
+
+// endAbort aborts the open transaction; txMu is held.
+func (t *TxSink) endAbort(ctx context.Context) error {
+	if err := t.cl.AbortBufferedRecords(ctx); err != nil {
+		return fmt.Errorf("kafka sink %s: abort: %w", t.cfg.Topic, err)
+	}
+	if err := t.cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		return fmt.Errorf("kafka sink %s: abort: %w", t.cfg.Topic, err)
+	}
+	return nil
+}
+
+// renew replaces the producer by a fresh one of the same transactional
+// id, which aborts what the old one had open; txMu is held.
+func (t *TxSink) renew(ctx context.Context, cause error) error {
+	t.cfg.Logger.Warn("kafka: the exactly-once sink's producer is replaced by a fresh one", "topic", t.cfg.Topic, "txn", t.txnID, "cause", cause)
+	t.cl.Close()
+	cl, err := t.cfg.NewClient(sinkOpts(t.cfg.Topic, txOpts(t.txnID)...)...)
+	if err == nil {
+		if _, _, err = cl.ProducerID(ctx); err != nil {
+			cl.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("kafka sink %s: a fresh producer for transactional id %s after %v: %w", t.cfg.Topic, t.txnID, cause, err)
+	}
+	t.cl = cl
 	return nil
 }
 
