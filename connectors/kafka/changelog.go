@@ -610,17 +610,26 @@ func notMember(err error) error {
 func (c *changelog) Abort(ctx context.Context) error {
 	c.txMu.Lock()
 	defer c.txMu.Unlock()
-	return c.abort(ctx)
+	return c.abort(ctx, true)
 }
 
-func (c *changelog) abort(ctx context.Context) error {
+// abort ends the own transaction; renew allows a fresh producer when the
+// old one can't (not at Close: a fresh producer would fence a newer
+// process of the same transactional id). txMu is held.
+func (c *changelog) abort(ctx context.Context, renew bool) error {
 	c.wrote.Store(false)
 	if c.shared == nil && (c.inTxn.Load() || c.prod == nil) {
 		err := c.endAbort(ctx)
-		if err == nil {
+		if err == nil && renew {
 			_, _, err = c.prod.ProducerID(ctx) // (fenced, it aborts but can't go on)
 		}
-		if err != nil {
+		if err != nil && !renew {
+			if c.prod != nil && !errors.Is(lost(err), connectors.ErrTxnLost) && !errors.Is(err, kerr.ProducerFenced) {
+				return err
+			}
+			// Nothing of its own is open: the broker aborted it, or
+			// whoever fenced the producer did.
+		} else if err != nil {
 			// The broker dropped the transaction already (or the
 			// producer is unusable): a fresh producer fences the old
 			// one, which aborts whatever it still has open.
@@ -836,7 +845,7 @@ func (c *changelog) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		c.txMu.Lock()
-		err = c.abort(ctx)
+		err = c.abort(ctx, false)
 		if c.prod != c.cl && c.prod != nil {
 			c.prod.Close()
 		}

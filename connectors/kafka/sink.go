@@ -249,6 +249,10 @@ type TxSink struct {
 	// changelog waits there until readers see its markers).
 	afterCommit []func(context.Context)
 	topicIDs    map[string][16]byte // source topics, for TxnOffsetCommit v6+
+	// fencedOut: the last commit failed after the source lost its
+	// partitions, so the producer may have been fenced by their next
+	// owner (fencePrevious), and Abort replaces it.
+	fencedOut bool
 }
 
 var _ connectors.Transactional = (*TxSink)(nil)
@@ -401,30 +405,41 @@ func (t *TxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
 func (t *TxSink) refused(cp connectors.Checkpoint, err error) error {
 	if src := sourceOf(t.cfg.SourceGroup); src != nil && t.cfg.SourceGroup != "" {
 		if _, _, herr := src.holder(cp.Positions); herr != nil {
+			t.fencedOut = true
 			return fmt.Errorf("%w (the transaction: %v)", herr, err)
 		}
 	}
 	return err
 }
 
-// Abort drops what was written since the last commit. A producer that
-// can't abort (another producer of its transactional id fenced it: a
-// node that took over its partitions) is replaced by a fresh one.
+// Abort drops what was written since the last commit. After a commit
+// refused because the partitions moved, a producer that can't go on (the
+// partitions' next owner fenced it) is replaced by a fresh one.
 func (t *TxSink) Abort(ctx context.Context) error {
 	t.txMu.Lock()
 	defer t.txMu.Unlock()
+	return t.abort(ctx, t.fencedOut)
+}
+
+// abort ends the open transaction; renew allows a fresh producer when the
+// old one can't. txMu is held.
+func (t *TxSink) abort(ctx context.Context, renew bool) error {
 	if !t.inTxn {
 		return nil
 	}
 	err := t.endAbort(ctx)
-	if err == nil {
+	if err == nil && renew {
 		_, _, err = t.cl.ProducerID(ctx) // (fenced, it aborts but can't go on)
 	}
 	if err != nil {
+		if !renew {
+			return err
+		}
 		if err := t.renew(ctx, err); err != nil {
 			return err
 		}
 	}
+	t.fencedOut = false
 	t.inTxn = false
 	t.afterCommit = nil
 	t.mu.Lock()
@@ -517,7 +532,12 @@ func (t *TxSink) Committed(ctx context.Context) (connectors.Checkpoint, error) {
 func (t *TxSink) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := t.Abort(ctx)
+	t.txMu.Lock()
+	err := t.abort(ctx, false)
+	t.txMu.Unlock()
+	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
+		err = nil // what it had open was aborted when it was fenced
+	}
 	t.cl.Close()
 	return err
 }
