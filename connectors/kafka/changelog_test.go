@@ -106,21 +106,6 @@ func end(t *testing.T, cl connectors.Changelog, partition string) int64 {
 	return e
 }
 
-// waitEnd waits until partition's changelog ends at want.
-func waitEnd(t *testing.T, cl connectors.Changelog, partition string, want int64) {
-	t.Helper()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(30 * time.Second)
-	for e := end(t, cl, partition); e != want; e = end(t, cl, partition) {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("the changelog of %s ends at %d after 30s, want %d", partition, e, want)
-		}
-	}
-}
-
 // uncommittedOffset waits until a record with key is in the topic's
 // partition, committed or not, and returns its offset.
 func uncommittedOffset(t *testing.T, brokers []string, topic string, part int32, key string) int64 {
