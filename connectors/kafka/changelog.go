@@ -102,6 +102,7 @@ type changelog struct {
 	err   error // the first failed write since the last Commit or Abort
 
 	topicIDs  map[string][16]byte // source topics, for TxnOffsetCommit
+	txnLosses atomic.Int64        // the source's losses when the own transaction began
 	closeOnce sync.Once
 }
 
@@ -399,6 +400,7 @@ func (c *changelog) begin() error {
 	if c.prod == nil {
 		return fmt.Errorf("kafka changelog of %s: no producer (a fresh one failed)", c.what())
 	}
+	c.txnLosses.Store(c.src.losses.Load())
 	if err := c.prod.BeginTransaction(); err != nil {
 		return fmt.Errorf("kafka changelog of %s: begin transaction: %w", c.what(), err)
 	}
@@ -495,10 +497,10 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 			return nil, err
 		}
 		if err := sh.cl.Flush(ctx); err != nil {
-			return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), c.refused(positions, err))
+			return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), c.refused(ctx, positions, err))
 		}
 		if err := c.failed(); err != nil {
-			return nil, c.refused(positions, err)
+			return nil, c.refused(ctx, positions, err)
 		}
 		if fence && sh.cfg.SourceGroup != c.group {
 			if err := commitGroupOffsetsInTxn(ctx, sh.cl, sh.txnID, c.group, positions, &c.topicIDs); err != nil {
@@ -509,16 +511,16 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 		return offsets, nil
 	}
 	if err := c.begin(); err != nil {
-		return nil, c.refused(positions, err)
+		return nil, c.refused(ctx, positions, err)
 	}
 	for _, r := range recs {
 		c.prod.Produce(ctx, r, promise)
 	}
 	if err := c.prod.Flush(ctx); err != nil {
-		return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), c.refused(positions, err))
+		return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), c.refused(ctx, positions, err))
 	}
 	if err := c.failed(); err != nil {
-		return nil, c.refused(positions, err)
+		return nil, c.refused(ctx, positions, err)
 	}
 	if fence {
 		if err := commitGroupOffsetsInTxn(ctx, c.prod, c.txnID, c.group, positions, &c.topicIDs); err != nil {
@@ -529,7 +531,7 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 		}
 	}
 	if err := c.prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return nil, fmt.Errorf("kafka changelog of %s: commit: %w", c.what(), c.refused(positions, err))
+		return nil, fmt.Errorf("kafka changelog of %s: commit: %w", c.what(), c.refused(ctx, positions, err))
 	}
 	c.inTxn.Store(false)
 	c.wrote.Store(false)
@@ -584,13 +586,16 @@ func (c *changelog) waitVisible(ctx context.Context, offsets map[string]int64) {
 }
 
 // refused says why the commit of positions failed: with
-// connectors.ErrNotMember when this node's member no longer holds their
-// partitions (they moved while the commit was under way, and their next
-// owner fenced this transaction: see fencePrevious), else as lost says.
-func (c *changelog) refused(positions map[string]connectors.Position, err error) error {
+// connectors.ErrNotMember when this node's partitions moved while the
+// transaction was open (Source.refusal), else as lost says.
+func (c *changelog) refused(ctx context.Context, positions map[string]connectors.Position, err error) error {
 	if c.src != nil && sourceOf(c.group) == c.src {
-		if _, _, herr := c.src.holder(positions); herr != nil {
-			return fmt.Errorf("%w (the transaction: %v)", herr, err)
+		since := c.txnLosses.Load()
+		if c.shared != nil {
+			since = c.shared.txnLosses.Load()
+		}
+		if r := c.src.refusal(ctx, err, since, positions); r != nil {
+			return r
 		}
 	}
 	return lost(err)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -249,10 +250,13 @@ type TxSink struct {
 	// changelog waits there until readers see its markers).
 	afterCommit []func(context.Context)
 	topicIDs    map[string][16]byte // source topics, for TxnOffsetCommit v6+
-	// fencedOut: the last commit failed after the source lost its
+	// fencedOut: a flush or commit failed after the source lost
 	// partitions, so the producer may have been fenced by their next
 	// owner (fencePrevious), and Abort replaces it.
-	fencedOut bool
+	fencedOut atomic.Bool
+	// txnLosses is the source's loss count when the open transaction
+	// began (Source.refusal).
+	txnLosses atomic.Int64
 }
 
 var _ connectors.Transactional = (*TxSink)(nil)
@@ -324,10 +328,23 @@ func (t *TxSink) begin() error {
 	if t.inTxn {
 		return nil
 	}
+	if src := sourceOf(t.cfg.SourceGroup); src != nil && t.cfg.SourceGroup != "" {
+		t.txnLosses.Store(src.losses.Load())
+	}
 	if err := t.cl.BeginTransaction(); err != nil {
 		return fmt.Errorf("kafka sink %s: begin transaction: %w", t.cfg.Topic, err)
 	}
 	t.inTxn = true
+	return nil
+}
+
+// Flush waits until every row written is acknowledged; a failure because
+// the source's partitions moved is reported as connectors.ErrNotMember
+// (see refused).
+func (t *TxSink) Flush(ctx context.Context) error {
+	if err := t.Sink.Flush(ctx); err != nil {
+		return t.refused(ctx, nil, err)
+	}
 	return nil
 }
 
@@ -377,8 +394,8 @@ func (t *TxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
 		return err
 	}
 	t.cl.Produce(ctx, &kgo.Record{Topic: t.marker, Key: []byte(t.txnID), Value: v}, t.promise)
-	if err := t.Flush(ctx); err != nil {
-		return t.refused(cp, err)
+	if err := t.Sink.Flush(ctx); err != nil {
+		return t.refused(ctx, cp.Positions, err)
 	}
 	if err := t.commitSourceOffsets(ctx, cp); err != nil {
 		return fmt.Errorf("kafka sink %s: checkpoint %d: %w", t.cfg.Topic, cp.ID, err)
@@ -387,7 +404,7 @@ func (t *TxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
 		beforeEndTxn(t.txnID)
 	}
 	if err := t.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return fmt.Errorf("kafka sink %s: commit checkpoint %d: %w", t.cfg.Topic, cp.ID, t.refused(cp, err))
+		return fmt.Errorf("kafka sink %s: commit checkpoint %d: %w", t.cfg.Topic, cp.ID, t.refused(ctx, cp.Positions, err))
 	}
 	t.inTxn = false
 	for _, f := range t.afterCommit {
@@ -397,17 +414,16 @@ func (t *TxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
 	return nil
 }
 
-// refused says why the commit of cp failed: with
-// connectors.ErrNotMember when the source group's member in this process
-// no longer holds cp's partitions (they moved while the commit was under
-// way, and their next owner fenced this transaction: see fencePrevious),
-// else err as it is.
-func (t *TxSink) refused(cp connectors.Checkpoint, err error) error {
-	if src := sourceOf(t.cfg.SourceGroup); src != nil && t.cfg.SourceGroup != "" {
-		if _, _, herr := src.holder(cp.Positions); herr != nil {
-			t.fencedOut = true
-			return fmt.Errorf("%w (the transaction: %v)", herr, err)
-		}
+// refused says why a flush or the commit of positions failed: with
+// connectors.ErrNotMember when the source group's partitions moved while
+// the transaction was open (Source.refusal), else err as it is.
+func (t *TxSink) refused(ctx context.Context, positions map[string]connectors.Position, err error) error {
+	if t.cfg.SourceGroup == "" {
+		return err
+	}
+	if r := sourceOf(t.cfg.SourceGroup).refusal(ctx, err, t.txnLosses.Load(), positions); r != nil {
+		t.fencedOut.Store(true)
+		return r
 	}
 	return err
 }
@@ -418,7 +434,7 @@ func (t *TxSink) refused(cp connectors.Checkpoint, err error) error {
 func (t *TxSink) Abort(ctx context.Context) error {
 	t.txMu.Lock()
 	defer t.txMu.Unlock()
-	return t.abort(ctx, t.fencedOut)
+	return t.abort(ctx, t.fencedOut.Load())
 }
 
 // abort ends the open transaction; renew allows a fresh producer when the
@@ -439,7 +455,7 @@ func (t *TxSink) abort(ctx context.Context, renew bool) error {
 			return err
 		}
 	}
-	t.fencedOut = false
+	t.fencedOut.Store(false)
 	t.inTxn = false
 	t.afterCommit = nil
 	t.mu.Lock()

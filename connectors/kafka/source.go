@@ -189,6 +189,11 @@ type Source struct {
 	joined     chan struct{} // closed at the first assignment
 	joinedOnce sync.Once
 
+	// losses counts the partitions lost so far (dropped by the group, not
+	// handed over): a transaction open across a loss may be fenced by
+	// their next owner (see refusal).
+	losses atomic.Int64
+
 	closeOnce sync.Once
 	closed    chan struct{}
 	stopLoop  context.CancelFunc
@@ -368,6 +373,9 @@ func (s *Source) handOver(m map[string][]int32, lost bool) {
 		}
 	}
 	s.mu.Unlock()
+	if lost {
+		s.losses.Add(int64(len(ps)))
+	}
 	if !lost {
 		// Let a checkpoint cover everything read before the engine stops
 		// the partitions. The barrier that settles a revoke may be a mere

@@ -2,12 +2,16 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-stream/eddy/connectors"
 )
 
 // Taking over a partition. The group's fence (the member and generation
@@ -141,6 +145,35 @@ func (c *changelog) openTxns(ctx context.Context, topic string, part int32, own 
 		}
 	}
 	return open, nil
+}
+
+// refusal says, for a transaction of s's member that failed with err,
+// whether that is because s's partitions moved: with
+// connectors.ErrNotMember when s no longer holds a partition of positions,
+// or when the producer was fenced and s lost partitions since the
+// transaction began (losses was since then), their next owner having
+// fenced it (fencePrevious). A fenced producer waits up to 30 s for the
+// group to tell of the loss (a node resumed after a pause may hear it
+// after its commit failed). nil: err is not that.
+func (s *Source) refusal(ctx context.Context, err error, since int64, positions map[string]connectors.Position) error {
+	if s == nil {
+		return nil
+	}
+	if _, _, herr := s.holder(positions); herr != nil {
+		return fmt.Errorf("%w (the transaction: %v)", herr, err)
+	}
+	if !errors.Is(err, kerr.ProducerFenced) && !errors.Is(err, kerr.InvalidProducerEpoch) {
+		return nil
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if n := s.losses.Load(); n > since {
+			return fmt.Errorf("%w: %d partitions of group %s were lost while the transaction was open, and their next owner fenced it (%v)",
+				connectors.ErrNotMember, n-since, s.cfg.Group, err)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil || s.isClosed() {
+			return nil
+		}
+	}
 }
 
 // fenceTxnID starts a producer with transactional id txnID: the broker
