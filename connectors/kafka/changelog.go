@@ -102,7 +102,7 @@ type changelog struct {
 	err   error // the first failed write since the last Commit or Abort
 
 	topicIDs  map[string][16]byte // source topics, for TxnOffsetCommit
-	txnLosses atomic.Int64        // the source's losses when the own transaction began
+	txnGiven  atomic.Int64        // the source's given count when the own transaction began
 	closeOnce sync.Once
 }
 
@@ -400,7 +400,7 @@ func (c *changelog) begin() error {
 	if c.prod == nil {
 		return fmt.Errorf("kafka changelog of %s: no producer (a fresh one failed)", c.what())
 	}
-	c.txnLosses.Store(c.src.losses.Load())
+	c.txnGiven.Store(c.src.given.Load())
 	if err := c.prod.BeginTransaction(); err != nil {
 		return fmt.Errorf("kafka changelog of %s: begin transaction: %w", c.what(), err)
 	}
@@ -590,9 +590,9 @@ func (c *changelog) waitVisible(ctx context.Context, offsets map[string]int64) {
 // transaction was open (Source.refusal), else as lost says.
 func (c *changelog) refused(ctx context.Context, positions map[string]connectors.Position, err error) error {
 	if c.src != nil && sourceOf(c.group) == c.src {
-		since := c.txnLosses.Load()
+		since := c.txnGiven.Load()
 		if c.shared != nil {
-			since = c.shared.txnLosses.Load()
+			since = c.shared.txnGiven.Load()
 		}
 		if r := c.src.refusal(ctx, err, since, positions); r != nil {
 			return r

@@ -254,9 +254,9 @@ type TxSink struct {
 	// partitions, so the producer may have been fenced by their next
 	// owner (fencePrevious), and Abort replaces it.
 	fencedOut atomic.Bool
-	// txnLosses is the source's loss count when the open transaction
-	// began (Source.refusal).
-	txnLosses atomic.Int64
+	// txnGiven is the source's count of partitions given up when the
+	// open transaction began (Source.refusal).
+	txnGiven atomic.Int64
 }
 
 var _ connectors.Transactional = (*TxSink)(nil)
@@ -329,7 +329,7 @@ func (t *TxSink) begin() error {
 		return nil
 	}
 	if src := sourceOf(t.cfg.SourceGroup); src != nil && t.cfg.SourceGroup != "" {
-		t.txnLosses.Store(src.losses.Load())
+		t.txnGiven.Store(src.given.Load())
 	}
 	if err := t.cl.BeginTransaction(); err != nil {
 		return fmt.Errorf("kafka sink %s: begin transaction: %w", t.cfg.Topic, err)
@@ -421,7 +421,7 @@ func (t *TxSink) refused(ctx context.Context, positions map[string]connectors.Po
 	if t.cfg.SourceGroup == "" {
 		return err
 	}
-	if r := sourceOf(t.cfg.SourceGroup).refusal(ctx, err, t.txnLosses.Load(), positions); r != nil {
+	if r := sourceOf(t.cfg.SourceGroup).refusal(ctx, err, t.txnGiven.Load(), positions); r != nil {
 		t.fencedOut.Store(true)
 		return r
 	}

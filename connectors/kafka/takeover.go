@@ -150,11 +150,12 @@ func (c *changelog) openTxns(ctx context.Context, topic string, part int32, own 
 // refusal says, for a transaction of s's member that failed with err,
 // whether that is because s's partitions moved: with
 // connectors.ErrNotMember when s no longer holds a partition of positions,
-// or when the producer was fenced and s lost partitions since the
-// transaction began (losses was since then), their next owner having
-// fenced it (fencePrevious). A fenced producer waits up to 30 s for the
-// group to tell of the loss (a node resumed after a pause may hear it
-// after its commit failed). nil: err is not that.
+// or when the producer was fenced and s gave partitions up (revoked or
+// lost) since the transaction began (s.given was since then), their next
+// owner having fenced it (fencePrevious: a loss, or a revoke whose
+// checkpoint was slower than the handover). A fenced producer waits up to
+// 30 s for the group to tell of the loss (a node resumed after a pause
+// may hear it after its commit failed). nil: err is not that.
 func (s *Source) refusal(ctx context.Context, err error, since int64, positions map[string]connectors.Position) error {
 	if s == nil {
 		return nil
@@ -166,8 +167,8 @@ func (s *Source) refusal(ctx context.Context, err error, since int64, positions 
 		return nil
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if n := s.losses.Load(); n > since {
-			return fmt.Errorf("%w: %d partitions of group %s were lost while the transaction was open, and their next owner fenced it (%v)",
+		if n := s.given.Load(); n > since {
+			return fmt.Errorf("%w: %d partitions of group %s were given up while the transaction was open, and their next owner fenced it (%v)",
 				connectors.ErrNotMember, n-since, s.cfg.Group, err)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil || s.isClosed() {
