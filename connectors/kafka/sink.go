@@ -398,7 +398,7 @@ func (t *TxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
 		return t.refused(ctx, cp.Positions, err)
 	}
 	if err := t.commitSourceOffsets(ctx, cp); err != nil {
-		return fmt.Errorf("kafka sink %s: checkpoint %d: %w", t.cfg.Topic, cp.ID, err)
+		return fmt.Errorf("kafka sink %s: checkpoint %d: %w", t.cfg.Topic, cp.ID, notMember(err))
 	}
 	if beforeEndTxn != nil {
 		beforeEndTxn(t.txnID)
