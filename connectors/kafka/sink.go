@@ -349,9 +349,15 @@ func (t *TxSink) Flush(ctx context.Context) error {
 }
 
 // Write adds rows to the open transaction, beginning one if needed.
+// Once the transaction's producer was fenced, rows are dropped with the
+// transaction: the next Flush or Commit says why (refused), and the
+// engine aborts the checkpoint.
 func (t *TxSink) Write(ctx context.Context, rows []connectors.Row) error {
 	t.txMu.Lock()
 	defer t.txMu.Unlock()
+	if err := t.failed(); errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
+		return nil
+	}
 	if err := t.begin(); err != nil {
 		return err
 	}
