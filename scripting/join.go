@@ -152,6 +152,8 @@ func (p *Pipeline) readJoinAggregate(pt *lua.LTable) error {
 		return fmt.Errorf("key: a key over joined rows groups them for an aggregate: add aggregate = { … }")
 	case p.keyFunc:
 		return fmt.Errorf("key: a key over joined rows is a list of their columns, not a function")
+	case j.isSession():
+		return fmt.Errorf("aggregate: an aggregate over a session join's rows is not supported yet (they all come when the session closes): use a tumbling or hopping window")
 	case j.Regular:
 		return fmt.Errorf("aggregate: the rows of a regular join have no window to close, so an aggregate over them would never be final: use a window or interval join")
 	case j.Kind != "inner" && j.Kind != "semi":
@@ -321,7 +323,7 @@ func (p *Pipeline) readJoinWindow(j *Join, t *lua.LTable) error {
 	}
 	wt, ok := t.RawGetString("window").(*lua.LTable)
 	if !ok {
-		return fmt.Errorf("window: eddy.join needs window = eddy.tumbling(size) or eddy.hopping(size, slide), or retention = \"forever\" or a time (a regular join, keeping each side's records that long)")
+		return fmt.Errorf("window: eddy.join needs window = eddy.tumbling(size), eddy.hopping(size, slide) or eddy.session(gap), or retention = \"forever\" or a time (a regular join, keeping each side's records that long)")
 	}
 	w := &Window{Kind: lua.LVAsString(wt.RawGetString(specKind))}
 	var err error
@@ -336,9 +338,9 @@ func (p *Pipeline) readJoinWindow(j *Join, t *lua.LTable) error {
 			err = fmt.Errorf("window: a hopping window's size (%v) must be a whole multiple of its slide (%v)", w.Size, w.Slide)
 		}
 	case "session":
-		err = fmt.Errorf("window: session windows are not supported in joins yet: use eddy.tumbling or eddy.hopping")
+		w.Gap, err = duration("join session gap", wt.RawGetString("gap"), false)
 	default:
-		err = fmt.Errorf("window: want eddy.tumbling(size) or eddy.hopping(size, slide)")
+		err = fmt.Errorf("window: want eddy.tumbling(size), eddy.hopping(size, slide) or eddy.session(gap)")
 	}
 	j.Window = w
 	return err
@@ -504,6 +506,9 @@ func (j *Join) window(s int, r, o *JoinRec) [2]int64 {
 	if s == 1 {
 		left = o
 	}
+	if left == nil {
+		return [2]int64{} // (a lone right record of an interval join: no interval)
+	}
 	if j.EndsAt != "" {
 		return [2]int64{left.T - j.Before.Milliseconds(), left.W}
 	}
@@ -577,6 +582,9 @@ func fieldMillis(rec map[string]any, field string) (int64, error) {
 // error (an ends_at field that is not a time) leaves the state as it was.
 func (rt *Runtime) JoinRecord(ks *KeyState, key string, rec map[string]any, ms, watermark int64) (res HookResult, late int, err error) {
 	j := rt.p.Join
+	if j.isSession() {
+		return rt.joinSessionRecord(ks, rec, ms, watermark)
+	}
 	lateness := rt.p.AllowedLateness.Milliseconds()
 	s := j.side(rec)
 	news, late, err := j.newJoinRecs(s, rec, ms, lateness, watermark)
@@ -599,10 +607,12 @@ func (rt *Runtime) JoinRecord(ks *KeyState, key string, rec map[string]any, ms, 
 					left = &other[i]
 				}
 				if !left.Matched {
-					res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, 0, left, nil), Window: j.window(0, left, nil)})
+					win := j.window(0, left, nil)
+					res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, 0, left, nil, win), Window: win})
 				}
 			} else {
-				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, &other[i]), Window: j.window(s, &r, &other[i])})
+				win := j.window(s, &r, &other[i])
+				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, &other[i], win), Window: win})
 			}
 			r.Matched, other[i].Matched = true, true
 		}
@@ -638,6 +648,9 @@ func (rt *Runtime) joinTimer(ks *KeyState, key string, at int64) HookResult {
 		return res
 	}
 	j := rt.p.Join
+	if j.isSession() {
+		return rt.sessionTimer(ks, key, at)
+	}
 	lateness := rt.p.AllowedLateness.Milliseconds()
 	for s := range ks.Join.Sides {
 		kept := ks.Join.Sides[s][:0]
@@ -647,7 +660,7 @@ func (rt *Runtime) joinTimer(ks *KeyState, key string, at int64) HookResult {
 				continue
 			}
 			if !r.Matched && j.outer(s) {
-				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, nil)})
+				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, nil, j.window(s, &r, nil))})
 			}
 		}
 		ks.Join.Sides[s] = kept
@@ -665,8 +678,9 @@ func (rt *Runtime) joinTimer(ks *KeyState, key string, at int64) HookResult {
 
 // joined makes the output row of r (side s) and its partner o (nil for a
 // record of an outer side without one, whose row has only its own side's
-// columns).
-func (rt *Runtime) joined(key string, s int, r, o *JoinRec) connectors.Row {
+// columns) in the window win (its start and end columns, for a window
+// join).
+func (rt *Runtime) joined(key string, s int, r, o *JoinRec, win [2]int64) connectors.Row {
 	j := rt.p.Join
 	var left, right *JoinRec = r, o
 	if s == 1 {
@@ -679,9 +693,9 @@ func (rt *Runtime) joined(key string, s int, r, o *JoinRec) connectors.Row {
 			var v any
 			switch {
 			case c.Side == "" && c.Field == "window_start":
-				v = FormatTime(r.W)
+				v = FormatTime(win[0])
 			case c.Side == "" && c.Field == "window_end":
-				v = FormatTime(r.W + j.Window.Size.Milliseconds())
+				v = FormatTime(win[1])
 			case c.Side == j.Left && left != nil:
 				v = left.Rec[c.Field]
 			case c.Side == j.Right && right != nil:
@@ -707,8 +721,8 @@ func (rt *Runtime) joined(key string, s int, r, o *JoinRec) connectors.Row {
 		row.Fields = appendSide(row.Fields, j.Right, rightRec, leftRec)
 	}
 	if j.Window != nil {
-		row.Fields = append(row.Fields, connectors.Field{Name: "window_start", Value: FormatTime(r.W)},
-			connectors.Field{Name: "window_end", Value: FormatTime(r.W + j.Window.Size.Milliseconds())})
+		row.Fields = append(row.Fields, connectors.Field{Name: "window_start", Value: FormatTime(win[0])},
+			connectors.Field{Name: "window_end", Value: FormatTime(win[1])})
 	}
 	return row
 }
