@@ -15,8 +15,10 @@ import (
 // A record may still join two sessions into one until the watermark has
 // passed its last record by gap, so a session's rows all come out when it
 // closes: the watermark past its end (plus allowed_lateness). A record
-// behind the watermark by more than allowed_lateness is late, as for an
-// interval join: a session a late record could have reached has closed.
+// behind the watermark by more than allowed_lateness is late: a session it
+// could have reached may have closed. (A record at the watermark is on
+// time, as for windows; so a session closes only once the watermark is
+// past its end, not at it.)
 // Each key's waiting records are the join state's two sides, as for the
 // other joins (JoinRec.T their time; W unused); its one expiry timer is
 // at the earliest end of its open sessions, or sooner.
@@ -28,7 +30,7 @@ func (j *Join) isSession() bool { return j.Window != nil && j.Window.Kind == "se
 func (rt *Runtime) joinSessionRecord(ks *KeyState, rec map[string]any, ms, watermark int64) (res HookResult, late int, err error) {
 	j := rt.p.Join
 	lateness := rt.p.AllowedLateness.Milliseconds()
-	if ms+lateness <= watermark {
+	if ms+lateness < watermark {
 		return res, 1, nil
 	}
 	if ks.Join == nil {
@@ -38,9 +40,14 @@ func (rt *Runtime) joinSessionRecord(ks *KeyState, rec map[string]any, ms, water
 	ks.Join.Sides[s] = append(ks.Join.Sides[s], JoinRec{T: ms, Rec: rec})
 	// The record's session ends at ms+gap at the earliest (later if it
 	// joins a session that goes on after it).
-	res.TimersChanged = setExpiryTimer(ks, ms+j.Window.Gap.Milliseconds()+lateness)
+	res.TimersChanged = setExpiryTimer(ks, closesAt(ms+j.Window.Gap.Milliseconds(), lateness))
 	return res, 0, nil
 }
+
+// closesAt is the watermark that closes a session ending at end: past it
+// by more than lateness, so that a record that could still reach it is
+// late.
+func closesAt(end, lateness int64) int64 { return end + lateness + 1 }
 
 // session is one session of a key's waiting records: its bounds and its
 // records of each side, in the order they came.
@@ -94,13 +101,13 @@ func (rt *Runtime) sessionTimer(ks *KeyState, key string, at int64) HookResult {
 	lateness := rt.p.AllowedLateness.Milliseconds()
 	var kept JoinState
 	for _, ses := range j.sessions(ks.Join) {
-		if ses.end+lateness > at {
+		if closesAt(ses.end, lateness) > at {
 			for s := range ses.sides {
 				for _, r := range ses.sides[s] {
 					kept.Sides[s] = append(kept.Sides[s], *r)
 				}
 			}
-			setExpiryTimer(ks, ses.end+lateness)
+			setExpiryTimer(ks, closesAt(ses.end, lateness))
 			continue
 		}
 		res.Emits = rt.sessionRows(res.Emits, key, ses)

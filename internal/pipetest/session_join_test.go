@@ -175,3 +175,31 @@ func sessionInputs(recs []sessionRec) map[string][]string {
 	}
 	return in
 }
+
+// A record behind the watermark is late for a session join, never paired;
+// one at the watermark is on time. The auctions reach 30s first and the
+// bids' own time then holds the watermark: the bid at 1s, behind 20s, is
+// late (on time, it would have made a session with the auction at 0s);
+// the second bid at 20s is at the watermark. The bids at 20s and 25s and
+// the auction at 30s make one session (5s apart is within the gap); the
+// auction at 0s is alone in its own.
+func TestSessionJoinLateRecords(t *testing.T) {
+	runInline(t, "session_late.lua", `return {`+auctionBidSources+`
+  join = eddy.join{ left = "auction", right = "bid", on = { "id", "auction" }, window = eddy.session("5s"),
+                    select = { "auction.t", "bid.price", "window_start", "window_end" } },
+  tests = { {
+      name = "late bid",
+      input = {
+        auction = { '{"id":1,"t":0}', '{"id":1,"t":30}' },
+        bid = { '{"auction":1,"price":1,"t":20}', '{"auction":1,"price":2,"t":1}', '{"auction":1,"price":4,"t":20}',
+                '{"auction":1,"price":3,"t":25}' },
+      },
+      want_records = {
+        { t = 30, price = 1, window_start = "1970-01-01T00:00:20.000Z", window_end = "1970-01-01T00:00:35.000Z" },
+        { t = 30, price = 4, window_start = "1970-01-01T00:00:20.000Z", window_end = "1970-01-01T00:00:35.000Z" },
+        { t = 30, price = 3, window_start = "1970-01-01T00:00:20.000Z", window_end = "1970-01-01T00:00:35.000Z" },
+      },
+      late = 1,
+  } },
+}`)
+}
