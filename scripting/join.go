@@ -130,11 +130,15 @@ func (p *Pipeline) readJoin(pt *lua.LTable) error {
 }
 
 // readJoinAggregate checks a key and aggregate over a join's rows. They
-// are aggregated per join window (a window join's window, an interval
-// join's left record's interval) in the actor that holds the join key's
-// state, so the key starts with the left side's join key and goes on with
-// other columns of the left side; each window's row is emitted once, when
-// the watermark passes its end (as emit = "final"), and may feed stages.
+// are aggregated in the actor that holds the join key's state, so the key
+// starts with the left side's join key and goes on with other columns of
+// the left side. A window or interval join's rows are aggregated per join
+// window (a window join's window, an interval join's left record's
+// interval), each window's row emitted once, when the watermark passes its
+// end (as emit = "final"), and may feed stages; a regular join's have no
+// window, and are aggregated as a plain aggregate's records are, emitted
+// as its emit mode says. A left join's lone left rows count in their
+// window (or, for a regular join, at their expiry) with no right columns.
 func (p *Pipeline) readJoinAggregate(pt *lua.LTable) error {
 	j := p.Join
 	var col *JoinColumn
@@ -154,19 +158,35 @@ func (p *Pipeline) readJoinAggregate(pt *lua.LTable) error {
 		return fmt.Errorf("key: a key over joined rows is a list of their columns, not a function")
 	case j.isSession():
 		return fmt.Errorf("aggregate: an aggregate over a session join's rows is not supported yet (they all come when the session closes): use a tumbling or hopping window")
-	case j.Regular:
-		return fmt.Errorf("aggregate: the rows of a regular join have no window to close, so an aggregate over them would never be final: use a window or interval join")
-	case j.Kind != "inner" && j.Kind != "semi":
-		return fmt.Errorf("aggregate: an aggregate over a %s join's rows is not supported yet (its lone rows come when the window has closed): use kind = \"inner\"", j.Kind)
-	case p.AllowedLateness > 0:
-		return fmt.Errorf("allowed_lateness: an aggregate over joined rows emits each window once, when the watermark passes it: late pairs are not supported yet")
+	case j.Kind == "right" || j.Kind == "full":
+		return fmt.Errorf("aggregate: an aggregate over a %s join's rows is not supported: its lone right rows have no left columns to key them by; swap left and right and use kind = \"left\"", j.Kind)
 	case j.Select == nil || col == nil:
 		return fmt.Errorf("join: select: an aggregate over joined rows reads their columns: name them in select, the join key %s.%s among them", j.Left, j.LeftKey)
-	case p.KeyColumns[0] != col.Name:
-		return fmt.Errorf("key: an aggregate over joined rows is keyed first by the join key (%q), so one key's rows stay together; got %q", col.Name, p.KeyColumns[0])
+	case j.Regular && pt.RawGetString("stages") != lua.LNil:
+		return fmt.Errorf("stages: an aggregate over a regular join's rows has no window to close, so its rows change with every pair and a next stage would count each version: use a window or interval join")
+	case j.Regular:
+		return p.checkJoinAggregateKey(col)
+	case p.AllowedLateness > 0:
+		return fmt.Errorf("allowed_lateness: an aggregate over joined rows emits each window once, when the watermark passes it: late pairs are not supported yet")
+	}
+	if err := p.checkJoinAggregateKey(col); err != nil {
+		return err
 	}
 	if v := pt.RawGetString("emit"); v != lua.LNil && lua.LVAsString(v) != EmitFinal {
 		return fmt.Errorf("emit: an aggregate over joined rows emits each window once, when the watermark passes its end: emit = \"final\" (or leave it out), got %q", lua.LVAsString(v))
+	}
+	p.Window = &Window{Kind: "join"}
+	p.Emit = EmitFinal
+	return nil
+}
+
+// checkJoinAggregateKey checks the key and aggregates over a join's rows
+// name columns the join selects: the join key (col) first, then the left
+// side's.
+func (p *Pipeline) checkJoinAggregateKey(col *JoinColumn) error {
+	j := p.Join
+	if p.KeyColumns[0] != col.Name {
+		return fmt.Errorf("key: an aggregate over joined rows is keyed first by the join key (%q), so one key's rows stay together; got %q", col.Name, p.KeyColumns[0])
 	}
 	side := map[string]string{}
 	for _, c := range j.Select {
@@ -184,8 +204,6 @@ func (p *Pipeline) readJoinAggregate(pt *lua.LTable) error {
 			}
 		}
 	}
-	p.Window = &Window{Kind: "join"}
-	p.Emit = EmitFinal
 	return nil
 }
 
@@ -660,7 +678,8 @@ func (rt *Runtime) joinTimer(ks *KeyState, key string, at int64) HookResult {
 				continue
 			}
 			if !r.Matched && j.outer(s) {
-				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, nil, j.window(s, &r, nil))})
+				win := j.window(s, &r, nil)
+				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, nil, win), Window: win})
 			}
 		}
 		ks.Join.Sides[s] = kept
