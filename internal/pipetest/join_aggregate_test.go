@@ -180,3 +180,35 @@ func TestAggregateOverRegularJoinEqualsReference(t *testing.T) {
   order_by = { "id" },
 }`, auctionBidInputs(as, bs), want)
 }
+
+// The same over a left regular join keeping each record 10s: a bid pairs
+// with its auction when at most 10s apart, and an auction with no such
+// bid counts once, when its retention passes.
+func TestAggregateOverLeftRegularJoinEqualsReference(t *testing.T) {
+	as, bs := auctionsAndBids(rand.New(rand.NewPCG(17, 5)), 400)
+	var want []map[string]any
+	lone := 0
+	for _, a := range as {
+		var in []genBid
+		for _, b := range bs {
+			if b.auction == a.id && max(b.ms-a.ms, a.ms-b.ms) <= 10_000 {
+				in = append(in, b)
+			}
+		}
+		if len(in) == 0 {
+			lone++
+		}
+		want = append(want, bidStats(map[string]any{"id": a.id, "category": a.category}, in, true))
+	}
+	if lone < 20 || lone > len(as)-20 {
+		t.Fatalf("%d of %d auctions have no bid: too few or too many to test a left join", lone, len(as))
+	}
+	slices.SortFunc(want, func(x, y map[string]any) int { return cmp.Compare(x["id"].(int64), y["id"].(int64)) })
+	runAgainst(t, "left_regular_join_agg.lua", `return {`+auctionBidAggSources+`
+  join = eddy.join{ left = "auction", right = "bid", on = { "id", "auction" }, retention = "10s", kind = "left",
+                    select = { "auction.id", "auction.category", "bid.price", "bid.bidder" } },
+  key = { "id", "category" },
+  aggregate = { rows = eddy.count(), top = eddy.max("price"), bidders = eddy.count_distinct("bidder") },
+  order_by = { "id" },
+}`, auctionBidInputs(as, bs), want)
+}
