@@ -17,6 +17,8 @@ import (
 //
 //	join = eddy.join{ left = "auction", right = "person", on = { "seller", "id" },
 //	                  window = eddy.tumbling("10s"), kind = "inner" }
+//	join = eddy.join{ left = "search", right = "purchase", on = "user",
+//	                  window = eddy.session("30s") }
 //	join = eddy.join{ left = "person", right = "auction", on = { "id", "seller" },
 //	                  retention = "forever" }
 //	join = eddy.interval_join{ left = "auction", right = "bid", on = { "id", "auction" },
@@ -24,7 +26,8 @@ import (
 //	join = eddy.interval_join{ left = "auction", right = "bid", on = { "id", "auction" },
 //	                  ends_at = "expires" }
 //
-// A window join pairs the records of one key that fall in the same window;
+// A window join pairs the records of one key that fall in the same window
+// (a session window's pairs come out when it closes: joinsession.go);
 // a regular join (eddy.join with retention, no window) pairs every two
 // records of a key that are both kept: for ever, or while their times are
 // at most retention apart; an interval join pairs a left record at time t
