@@ -18,7 +18,7 @@ func (a *KeyedAggregator) addJoined(k *scripting.Keyed, m *keyedBatch, i int) er
 	res, late, err := a.rt.JoinRecord(st.ks, k.Key, k.Rec, k.Time, a.watermark)
 	var aggErr error
 	if a.p.AggregatesJoin() {
-		res.Emits, aggErr = a.aggregateJoined(k.Key, res.Emits)
+		res.Emits, aggErr = a.aggregateJoined(k.Key, res.Emits, false)
 	}
 	a.afterHook(k.Key, st, res) // (forgets a key left empty)
 	if late > 0 {
@@ -28,11 +28,15 @@ func (a *KeyedAggregator) addJoined(k *scripting.Keyed, m *keyedBatch, i int) er
 }
 
 // aggregateJoined folds the joined rows among emits into the aggregate
-// over the join's rows, each in its window's entry under the join key,
-// and returns the other emits. A window the watermark has passed has
-// fired already: the join never pairs into one (its records would be
-// late), so a pair there is an engine error, not a late row.
-func (a *KeyedAggregator) aggregateJoined(key string, emits []scripting.Emit) ([]scripting.Emit, error) {
+// over the join's rows, each in its window's entry under the join key (a
+// regular join's, without a window, in the join key's entry), and returns
+// the other emits. A window the watermark has passed has fired already:
+// the join never pairs into one (its records would be late), so a pair
+// there is an engine error, not a late row. The lone rows of a left join
+// come atExpiry, once the watermark has reached their window's end: the
+// join's timers fire before the windows (advance), so theirs has not
+// fired yet.
+func (a *KeyedAggregator) aggregateJoined(key string, emits []scripting.Emit, atExpiry bool) ([]scripting.Emit, error) {
 	rest := emits[:0]
 	nk := len(a.p.KeyColumns)
 	for _, em := range emits {
@@ -44,11 +48,17 @@ func (a *KeyedAggregator) aggregateJoined(key string, emits []scripting.Emit) ([
 		if err != nil {
 			return rest, err
 		}
+		if !a.p.IsWindowed() {
+			if err := a.aggregateUnwindowed(key, &k, nk); err != nil {
+				return rest, err
+			}
+			continue
+		}
 		start, end := em.Window[0], em.Window[1]
 		sk := windowKey(key, start)
 		en := a.entries[sk]
 		switch {
-		case en != nil && en.fired || en == nil && end <= a.watermark:
+		case en != nil && en.fired || en == nil && end <= a.watermark && !atExpiry:
 			return rest, fmt.Errorf("join: a pair for the window [%s, %s] the watermark (%s) has closed", scripting.FormatTime(start), scripting.FormatTime(end), scripting.FormatTime(a.watermark))
 		case en != nil && (en.end != end || !slices.EqualFunc(en.keyVals, k.Vals[:nk], sameValue)):
 			return rest, fmt.Errorf("key: join key %s: the window from %s holds the key (%v) to %s, and a joined row has (%v) to %s: the key columns after the join key must be the same for every left record of a join key and window",
@@ -59,6 +69,28 @@ func (a *KeyedAggregator) aggregateJoined(key string, emits []scripting.Emit) ([
 		}
 	}
 	return rest, nil
+}
+
+// aggregateUnwindowed folds a regular join's row into its join key's
+// entry.
+func (a *KeyedAggregator) aggregateUnwindowed(key string, k *scripting.Keyed, nk int) error {
+	en := a.entries[key]
+	if en != nil && !slices.EqualFunc(en.keyVals, k.Vals[:nk], sameValue) {
+		return fmt.Errorf("key: join key %s holds the key (%v), and a joined row has (%v): the key columns after the join key must be the same for every left record of a join key", key, en.keyVals, k.Vals[:nk])
+	}
+	_, err := a.addTo(key, en, k, nk, 0, 0)
+	return err
+}
+
+// joinTimerRows folds the rows a join's timer made (an outer join's lone
+// rows) into the aggregate over the join's rows, when there is one.
+func (a *KeyedAggregator) joinTimerRows(key string, res scripting.HookResult) (scripting.HookResult, error) {
+	if !a.p.AggregatesJoin() {
+		return res, nil
+	}
+	var err error
+	res.Emits, err = a.aggregateJoined(key, res.Emits, true)
+	return res, err
 }
 
 func sameValue(x, y any) bool { return x == y }

@@ -214,13 +214,23 @@ func (a *KeyedAggregator) advance(wm int64, final bool) error {
 		return nil
 	}
 	a.watermark = max(a.watermark, wm)
+	// A join's timers fire first when its rows are aggregated: a left
+	// join's lone rows come at their window's end, into its window.
+	timersFirst := a.p.AggregatesJoin()
+	if timersFirst {
+		if err := a.fireTimers(final); err != nil {
+			return err
+		}
+	}
 	if a.p.IsWindowed() {
 		if err := a.fireWindows(); err != nil {
 			return err
 		}
 	}
-	if err := a.fireTimers(final); err != nil {
-		return err
+	if !timersFirst {
+		if err := a.fireTimers(final); err != nil {
+			return err
+		}
 	}
 	if a.p.IsWindowed() {
 		a.expireWindows()
@@ -329,6 +339,9 @@ func (a *KeyedAggregator) fireDue(h *timerQueue, limit int64, processing bool) e
 			continue // replaced or deleted since it was queued
 		}
 		res, err := a.rt.OnTimer(st.ks, it.key, it.name, a.watermark)
+		if err == nil && !processing {
+			res, err = a.joinTimerRows(it.key, res) // (join.go)
+		}
 		a.afterHook(it.key, st, res)
 		if err != nil {
 			return err

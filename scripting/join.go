@@ -17,6 +17,8 @@ import (
 //
 //	join = eddy.join{ left = "auction", right = "person", on = { "seller", "id" },
 //	                  window = eddy.tumbling("10s"), kind = "inner" }
+//	join = eddy.join{ left = "search", right = "purchase", on = "user",
+//	                  window = eddy.session("30s") }
 //	join = eddy.join{ left = "person", right = "auction", on = { "id", "seller" },
 //	                  retention = "forever" }
 //	join = eddy.interval_join{ left = "auction", right = "bid", on = { "id", "auction" },
@@ -24,7 +26,8 @@ import (
 //	join = eddy.interval_join{ left = "auction", right = "bid", on = { "id", "auction" },
 //	                  ends_at = "expires" }
 //
-// A window join pairs the records of one key that fall in the same window;
+// A window join pairs the records of one key that fall in the same window
+// (a session window's pairs come out when it closes: joinsession.go);
 // a regular join (eddy.join with retention, no window) pairs every two
 // records of a key that are both kept: for ever, or while their times are
 // at most retention apart; an interval join pairs a left record at time t
@@ -130,11 +133,15 @@ func (p *Pipeline) readJoin(pt *lua.LTable) error {
 }
 
 // readJoinAggregate checks a key and aggregate over a join's rows. They
-// are aggregated per join window (a window join's window, an interval
-// join's left record's interval) in the actor that holds the join key's
-// state, so the key starts with the left side's join key and goes on with
-// other columns of the left side; each window's row is emitted once, when
-// the watermark passes its end (as emit = "final"), and may feed stages.
+// are aggregated in the actor that holds the join key's state, so the key
+// starts with the left side's join key and goes on with other columns of
+// the left side. A window or interval join's rows are aggregated per join
+// window (a window join's window, an interval join's left record's
+// interval), each window's row emitted once, when the watermark passes its
+// end (as emit = "final"), and may feed stages; a regular join's have no
+// window, and are aggregated as a plain aggregate's records are, emitted
+// as its emit mode says. A left join's lone left rows count in their
+// window (or, for a regular join, at their expiry) with no right columns.
 func (p *Pipeline) readJoinAggregate(pt *lua.LTable) error {
 	j := p.Join
 	var col *JoinColumn
@@ -152,19 +159,37 @@ func (p *Pipeline) readJoinAggregate(pt *lua.LTable) error {
 		return fmt.Errorf("key: a key over joined rows groups them for an aggregate: add aggregate = { … }")
 	case p.keyFunc:
 		return fmt.Errorf("key: a key over joined rows is a list of their columns, not a function")
-	case j.Regular:
-		return fmt.Errorf("aggregate: the rows of a regular join have no window to close, so an aggregate over them would never be final: use a window or interval join")
-	case j.Kind != "inner" && j.Kind != "semi":
-		return fmt.Errorf("aggregate: an aggregate over a %s join's rows is not supported yet (its lone rows come when the window has closed): use kind = \"inner\"", j.Kind)
-	case p.AllowedLateness > 0:
-		return fmt.Errorf("allowed_lateness: an aggregate over joined rows emits each window once, when the watermark passes it: late pairs are not supported yet")
+	case j.isSession():
+		return fmt.Errorf("aggregate: an aggregate over a session join's rows is not supported yet (they all come when the session closes): use a tumbling or hopping window")
+	case j.Kind == "right" || j.Kind == "full":
+		return fmt.Errorf("aggregate: an aggregate over a %s join's rows is not supported: its lone right rows have no left columns to key them by; swap left and right and use kind = \"left\"", j.Kind)
 	case j.Select == nil || col == nil:
 		return fmt.Errorf("join: select: an aggregate over joined rows reads their columns: name them in select, the join key %s.%s among them", j.Left, j.LeftKey)
-	case p.KeyColumns[0] != col.Name:
-		return fmt.Errorf("key: an aggregate over joined rows is keyed first by the join key (%q), so one key's rows stay together; got %q", col.Name, p.KeyColumns[0])
+	case j.Regular && pt.RawGetString("stages") != lua.LNil:
+		return fmt.Errorf("stages: an aggregate over a regular join's rows has no window to close, so its rows change with every pair and a next stage would count each version: use a window or interval join")
+	case j.Regular:
+		return p.checkJoinAggregateKey(col)
+	case p.AllowedLateness > 0:
+		return fmt.Errorf("allowed_lateness: an aggregate over joined rows emits each window once, when the watermark passes it: late pairs are not supported yet")
+	}
+	if err := p.checkJoinAggregateKey(col); err != nil {
+		return err
 	}
 	if v := pt.RawGetString("emit"); v != lua.LNil && lua.LVAsString(v) != EmitFinal {
 		return fmt.Errorf("emit: an aggregate over joined rows emits each window once, when the watermark passes its end: emit = \"final\" (or leave it out), got %q", lua.LVAsString(v))
+	}
+	p.Window = &Window{Kind: "join"}
+	p.Emit = EmitFinal
+	return nil
+}
+
+// checkJoinAggregateKey checks the key and aggregates over a join's rows
+// name columns the join selects: the join key (col) first, then the left
+// side's.
+func (p *Pipeline) checkJoinAggregateKey(col *JoinColumn) error {
+	j := p.Join
+	if p.KeyColumns[0] != col.Name {
+		return fmt.Errorf("key: an aggregate over joined rows is keyed first by the join key (%q), so one key's rows stay together; got %q", col.Name, p.KeyColumns[0])
 	}
 	side := map[string]string{}
 	for _, c := range j.Select {
@@ -182,8 +207,6 @@ func (p *Pipeline) readJoinAggregate(pt *lua.LTable) error {
 			}
 		}
 	}
-	p.Window = &Window{Kind: "join"}
-	p.Emit = EmitFinal
 	return nil
 }
 
@@ -321,7 +344,7 @@ func (p *Pipeline) readJoinWindow(j *Join, t *lua.LTable) error {
 	}
 	wt, ok := t.RawGetString("window").(*lua.LTable)
 	if !ok {
-		return fmt.Errorf("window: eddy.join needs window = eddy.tumbling(size) or eddy.hopping(size, slide), or retention = \"forever\" or a time (a regular join, keeping each side's records that long)")
+		return fmt.Errorf("window: eddy.join needs window = eddy.tumbling(size), eddy.hopping(size, slide) or eddy.session(gap), or retention = \"forever\" or a time (a regular join, keeping each side's records that long)")
 	}
 	w := &Window{Kind: lua.LVAsString(wt.RawGetString(specKind))}
 	var err error
@@ -336,9 +359,9 @@ func (p *Pipeline) readJoinWindow(j *Join, t *lua.LTable) error {
 			err = fmt.Errorf("window: a hopping window's size (%v) must be a whole multiple of its slide (%v)", w.Size, w.Slide)
 		}
 	case "session":
-		err = fmt.Errorf("window: session windows are not supported in joins yet: use eddy.tumbling or eddy.hopping")
+		w.Gap, err = duration("join session gap", wt.RawGetString("gap"), false)
 	default:
-		err = fmt.Errorf("window: want eddy.tumbling(size) or eddy.hopping(size, slide)")
+		err = fmt.Errorf("window: want eddy.tumbling(size), eddy.hopping(size, slide) or eddy.session(gap)")
 	}
 	j.Window = w
 	return err
@@ -504,6 +527,9 @@ func (j *Join) window(s int, r, o *JoinRec) [2]int64 {
 	if s == 1 {
 		left = o
 	}
+	if left == nil {
+		return [2]int64{} // (a lone right record of an interval join: no interval)
+	}
 	if j.EndsAt != "" {
 		return [2]int64{left.T - j.Before.Milliseconds(), left.W}
 	}
@@ -577,6 +603,9 @@ func fieldMillis(rec map[string]any, field string) (int64, error) {
 // error (an ends_at field that is not a time) leaves the state as it was.
 func (rt *Runtime) JoinRecord(ks *KeyState, key string, rec map[string]any, ms, watermark int64) (res HookResult, late int, err error) {
 	j := rt.p.Join
+	if j.isSession() {
+		return rt.joinSessionRecord(ks, rec, ms, watermark)
+	}
 	lateness := rt.p.AllowedLateness.Milliseconds()
 	s := j.side(rec)
 	news, late, err := j.newJoinRecs(s, rec, ms, lateness, watermark)
@@ -599,10 +628,12 @@ func (rt *Runtime) JoinRecord(ks *KeyState, key string, rec map[string]any, ms, 
 					left = &other[i]
 				}
 				if !left.Matched {
-					res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, 0, left, nil), Window: j.window(0, left, nil)})
+					win := j.window(0, left, nil)
+					res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, 0, left, nil, win), Window: win})
 				}
 			} else {
-				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, &other[i]), Window: j.window(s, &r, &other[i])})
+				win := j.window(s, &r, &other[i])
+				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, &other[i], win), Window: win})
 			}
 			r.Matched, other[i].Matched = true, true
 		}
@@ -638,6 +669,9 @@ func (rt *Runtime) joinTimer(ks *KeyState, key string, at int64) HookResult {
 		return res
 	}
 	j := rt.p.Join
+	if j.isSession() {
+		return rt.sessionTimer(ks, key, at)
+	}
 	lateness := rt.p.AllowedLateness.Milliseconds()
 	for s := range ks.Join.Sides {
 		kept := ks.Join.Sides[s][:0]
@@ -647,7 +681,8 @@ func (rt *Runtime) joinTimer(ks *KeyState, key string, at int64) HookResult {
 				continue
 			}
 			if !r.Matched && j.outer(s) {
-				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, nil)})
+				win := j.window(s, &r, nil)
+				res.Emits = append(res.Emits, Emit{Sink: "records", Row: rt.joined(key, s, &r, nil, win), Window: win})
 			}
 		}
 		ks.Join.Sides[s] = kept
@@ -665,8 +700,9 @@ func (rt *Runtime) joinTimer(ks *KeyState, key string, at int64) HookResult {
 
 // joined makes the output row of r (side s) and its partner o (nil for a
 // record of an outer side without one, whose row has only its own side's
-// columns).
-func (rt *Runtime) joined(key string, s int, r, o *JoinRec) connectors.Row {
+// columns) in the window win (its start and end columns, for a window
+// join).
+func (rt *Runtime) joined(key string, s int, r, o *JoinRec, win [2]int64) connectors.Row {
 	j := rt.p.Join
 	var left, right *JoinRec = r, o
 	if s == 1 {
@@ -679,9 +715,9 @@ func (rt *Runtime) joined(key string, s int, r, o *JoinRec) connectors.Row {
 			var v any
 			switch {
 			case c.Side == "" && c.Field == "window_start":
-				v = FormatTime(r.W)
+				v = FormatTime(win[0])
 			case c.Side == "" && c.Field == "window_end":
-				v = FormatTime(r.W + j.Window.Size.Milliseconds())
+				v = FormatTime(win[1])
 			case c.Side == j.Left && left != nil:
 				v = left.Rec[c.Field]
 			case c.Side == j.Right && right != nil:
@@ -707,8 +743,8 @@ func (rt *Runtime) joined(key string, s int, r, o *JoinRec) connectors.Row {
 		row.Fields = appendSide(row.Fields, j.Right, rightRec, leftRec)
 	}
 	if j.Window != nil {
-		row.Fields = append(row.Fields, connectors.Field{Name: "window_start", Value: FormatTime(r.W)},
-			connectors.Field{Name: "window_end", Value: FormatTime(r.W + j.Window.Size.Milliseconds())})
+		row.Fields = append(row.Fields, connectors.Field{Name: "window_start", Value: FormatTime(win[0])},
+			connectors.Field{Name: "window_end", Value: FormatTime(win[1])})
 	}
 	return row
 }

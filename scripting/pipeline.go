@@ -590,7 +590,7 @@ func readAgg(name string, v lua.LValue) (AggSpec, error) {
 
 func (p *Pipeline) readResultShape(t *lua.LTable) error {
 	p.Emit = EmitUpdate
-	if p.AggregatesJoin() {
+	if p.AggregatesJoin() && p.Window != nil {
 		p.Emit = EmitFinal // (readJoinAggregate refused any other)
 	}
 	if v := t.RawGetString("emit"); v != lua.LNil {

@@ -90,18 +90,18 @@ func TestNexmarkQ5SurvivesKill(t *testing.T) {
 	})
 }
 
-// killTwoStreams runs script on the person and auction streams of events
-// generated events, split into files files each, in trials runs, each
+// killTwoStreams runs script on two streams (sides, "person", "auction"
+// or "bid") of events generated events, split into files files each, in
+// trials runs, each
 // started on the next file of each stream and killed (kill -9) partway
 // through the one after, once it has completed a checkpoint; then a last
 // run reads the rest to the end. It returns the generated streams' files
 // and every run's output together.
-func killTwoStreams(t *testing.T, script string, events, files, trials int, seed uint64) (gen, out string) {
+func killTwoStreams(t *testing.T, script string, sides [2]string, events, files, trials int, seed uint64) (gen, out string) {
 	t.Helper()
 	base := t.TempDir()
 	gen = filepath.Join(base, "gen")
 	genNexmarkFiles(t, gen, events, files)
-	sides := []string{"person", "auction"}
 	in := map[string]string{}
 	var perFile int64
 	for _, side := range sides {
@@ -131,7 +131,7 @@ func killTwoStreams(t *testing.T, script string, events, files, trials int, seed
 			}
 		}
 	}()
-	args := []string{"run", nexmarkScripts + script, "--source", "person=dir:" + in["person"] + "?poll=20ms,auction=dir:" + in["auction"] + "?poll=20ms",
+	args := []string{"run", nexmarkScripts + script, "--source", sides[0] + "=dir:" + in[sides[0]] + "?poll=20ms," + sides[1] + "=dir:" + in[sides[1]] + "?poll=20ms",
 		"--state", filepath.Join(base, "state"), "--checkpoint-interval", "50ms", "--trigger-interval", "50ms"}
 	rng := rand.New(rand.NewPCG(seed, seed+1))
 	var all strings.Builder
@@ -177,7 +177,7 @@ func TestNexmarkQ8SurvivesKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills eddy mid-run several times")
 	}
-	gen, out := killTwoStreams(t, "q8.lua", 240_000, 8, 5, 8)
+	gen, out := killTwoStreams(t, "q8.lua", [2]string{"person", "auction"}, 240_000, 8, 5, 8)
 	type row struct {
 		ID        int64          `json:"id"`
 		Name      string         `json:"name"`
@@ -194,7 +194,7 @@ func TestNexmarkQ3SurvivesKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills eddy mid-run several times")
 	}
-	gen, out := killTwoStreams(t, "q3.lua", 240_000, 8, 5, 3)
+	gen, out := killTwoStreams(t, "q3.lua", [2]string{"person", "auction"}, 240_000, 8, 5, 3)
 	type row struct {
 		Name  string `json:"name"`
 		City  string `json:"city"`
@@ -204,4 +204,37 @@ func TestNexmarkQ3SurvivesKill(t *testing.T) {
 	persons := readNexmark[nexmark.Person](t, filepath.Join(gen, "person"))
 	auctions := readNexmark[nexmark.Auction](t, filepath.Join(gen, "auction"))
 	sameRows(t, nexmark.Q3(persons, auctions), out, func(r row) []any { return []any{nexmark.Q3Row(r)} })
+}
+
+// q4 (an interval join of auctions and their bids to each auction's
+// expiry, the highest price per auction, then the mean per category):
+// each run restores the auctions and bids waiting in the join and the
+// highest prices of the auctions still running.
+func TestNexmarkQ4SurvivesKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills eddy mid-run several times")
+	}
+	gen, out := killTwoStreams(t, "q4.lua", [2]string{"auction", "bid"}, 240_000, 8, 5, 4)
+	auctions := readNexmark[nexmark.Auction](t, filepath.Join(gen, "auction"))
+	bids := readNexmark[nexmark.Bid](t, filepath.Join(gen, "bid"))
+	sameRows(t, nexmark.Q4(auctions, bids), out, func(r nexmark.Q4Out) []any { return []any{r.Row()} })
+}
+
+// q9 (the same interval join, and each auction's winning bid by a Lua
+// aggregate over its rows): each run restores the waiting records and the
+// running auctions' best bids so far.
+func TestNexmarkQ9SurvivesKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills eddy mid-run several times")
+	}
+	gen, out := killTwoStreams(t, "q9.lua", [2]string{"auction", "bid"}, 240_000, 8, 5, 9)
+	auctions := readNexmark[nexmark.Auction](t, filepath.Join(gen, "auction"))
+	bids := readNexmark[nexmark.Bid](t, filepath.Join(gen, "bid"))
+	sameRows(t, nexmark.Q9Selected(auctions, bids), out, func(r nexmark.Q9Out) []any {
+		row, err := r.Row()
+		if err != nil {
+			t.Error(err)
+		}
+		return []any{row}
+	})
 }

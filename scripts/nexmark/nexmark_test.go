@@ -195,46 +195,15 @@ type q3Row struct {
 	ID    int64  `json:"id"`
 }
 
-// q4Row is a row of q4.lua: a category and its mean winning price.
-type q4Row struct {
-	Category int64   `json:"category"`
-	Avg      float64 `json:"avg"`
-}
-
-// q9Row is a row of q9.lua: an auction's columns, its interval (its
-// dateTime and expires again) and its winning bid.
-type q9Row struct {
-	nexmark.Auction
-	WindowStart nexmark.Millis `json:"window_start"`
-	WindowEnd   nexmark.Millis `json:"window_end"`
-	Winner      struct {
-		Auction     int64          `json:"auction"`
-		Bidder      int64          `json:"bidder"`
-		Price       int64          `json:"price"`
-		BidDateTime nexmark.Millis `json:"bid_dateTime"`
-		BidExtra    string         `json:"bid_extra"`
-	} `json:"winner"`
-}
-
-// q9Want is the reference's q9 with the bids' columns the SQL leaves out
-// (channel, url) blank.
-func q9Want(e *events) []any {
-	rows := nexmark.Q9(e.auctions, e.bids)
-	for i := range rows {
-		rows[i].Bid.Channel, rows[i].Bid.URL = "", ""
-	}
-	return all(rows)
-}
-
-// q9Got checks each row's window is its auction's time and expiry, and
-// makes the reference's row of it.
+// q9Got makes the reference's rows of q9.lua's, each checked to have its
+// auction's time and expiry as its window.
 func q9Got(t testing.TB, out []byte) []any {
-	return rows(func(r q9Row) nexmark.Q9Row {
-		if r.WindowStart != r.DateTime || r.WindowEnd != r.Expires {
-			t.Errorf("auction %d: window [%v, %v], want its dateTime and expires [%v, %v]", r.ID, r.WindowStart, r.WindowEnd, r.DateTime, r.Expires)
+	return rows(func(r nexmark.Q9Out) nexmark.Q9Row {
+		row, err := r.Row()
+		if err != nil {
+			t.Error(err)
 		}
-		w := r.Winner
-		return nexmark.Q9Row{Auction: r.Auction, Bid: nexmark.Bid{Auction: w.Auction, Bidder: w.Bidder, Price: w.Price, DateTime: w.BidDateTime, Extra: w.BidExtra}}
+		return row
 	})(t, out)
 }
 
@@ -276,9 +245,7 @@ var queries = []query{
 		// integer at these sums and counts).
 		name: "q4", sources: []string{"auction", "bid"},
 		want: func(e *events) []any { return all(nexmark.Q4(e.auctions, e.bids)) },
-		got: rows(func(r q4Row) nexmark.Q4Row {
-			return nexmark.Q4Row{Category: r.Category, Final: int64(r.Avg), Avg: r.Avg}
-		}),
+		got:  rows(nexmark.Q4Out.Row),
 	},
 	{
 		name: "q5", sources: []string{"bid"},
@@ -297,7 +264,7 @@ var queries = []query{
 	},
 	{
 		name: "q9", sources: []string{"auction", "bid"},
-		want: q9Want,
+		want: func(e *events) []any { return all(nexmark.Q9Selected(e.auctions, e.bids)) },
 		got:  q9Got,
 	},
 	{
