@@ -1,7 +1,9 @@
 package actors
 
 import (
+	"bytes"
 	"container/heap"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -129,6 +131,9 @@ type entry struct {
 	// gone: no longer in the shard's entries (dropped, superseded or
 	// replaced), so a windowSlot holding it looks it up again.
 	gone bool
+	// raw: the entry as the store or the changelog has it, not decoded
+	// yet (keyVals and accs are nil): see lazyEntries.
+	raw []byte
 }
 
 type keyState struct {
@@ -310,6 +315,10 @@ func (a *KeyedAggregator) loadStore(epoch uint64, skipEntries, skipStates map[st
 		if _, skip := skipEntries[sk]; skip {
 			return nil
 		}
+		if a.lazyEntries() {
+			a.loadRaw(sk, bytes.Clone(v)) // (v is the store's only during the call)
+			return nil
+		}
 		return a.loadEntry(sk, v)
 	})
 	if err != nil {
@@ -327,6 +336,49 @@ func (a *KeyedAggregator) loadStore(epoch uint64, skipEntries, skipStates map[st
 		return a.loadState(key, v)
 	})
 }
+
+// lazyEntries: the pipeline's restored entries are kept as encoded (raw)
+// until a record, a query or an emit needs their values. A restore of
+// millions of keys then neither decodes nor allocates each key's values,
+// and the emitter's table holds the same bytes (see resultEntry.raw).
+// Windowed pipelines need each window's bounds to fire it, and joins
+// compare an entry's key values on every record: they decode as they load.
+func (a *KeyedAggregator) lazyEntries() bool {
+	return !a.p.IsWindowed() && !a.p.HasJoin()
+}
+
+// loadRaw puts a checkpointed entry (state key sk, an unwindowed one) in
+// place undecoded; v must not change after.
+func (a *KeyedAggregator) loadRaw(sk string, v []byte) {
+	a.entries[sk] = &entry{key: sk, raw: v}
+}
+
+// decoded decodes entry en (state key sk) in place if it is still raw.
+// An entry that fails to decode is damaged state, not a record's fault:
+// the caller stops the shard with the error.
+func (a *KeyedAggregator) decoded(sk string, en *entry) error {
+	if en.raw == nil {
+		return nil
+	}
+	keyVals, accs, err := a.rt.DecodeEntry(en.raw)
+	if err != nil {
+		return &damagedEntry{key: sk, err: err}
+	}
+	en.keyVals, en.accs, en.raw = keyVals, accs, nil
+	return nil
+}
+
+// damagedEntry is a restored entry that does not decode.
+type damagedEntry struct {
+	key string
+	err error
+}
+
+func (d *damagedEntry) Error() string {
+	return fmt.Sprintf("restored state of key %q does not decode: %v", d.key, d.err)
+}
+
+func (d *damagedEntry) Unwrap() error { return d.err }
 
 // loadEntry puts a checkpointed entry (state key sk) in place.
 func (a *KeyedAggregator) loadEntry(sk string, v []byte) error {
@@ -424,6 +476,10 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 			err = a.onRecord(k)
 		}
 		if err != nil {
+			var damaged *damagedEntry
+			if errors.As(err, &damaged) {
+				panic(fmt.Errorf("shard %d of %s: %w", a.shard, a.partition, err))
+			}
 			a.fail(ctx, m, i, err)
 		}
 	}
@@ -433,6 +489,11 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 // when en is nil; it returns the entry.
 func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int, start, end int64) (*entry, error) {
 	fresh := en == nil
+	if !fresh {
+		if err := a.decoded(sk, en); err != nil {
+			return nil, err
+		}
+	}
 	if fresh {
 		accs, err := a.rt.NewAccs()
 		if err != nil {
@@ -525,6 +586,9 @@ func (a *KeyedAggregator) hookFailed(ctx actor.Context, err error) {
 }
 
 func (a *KeyedAggregator) partial(sk string, en *entry) (partial, error) {
+	if en.raw != nil {
+		return partial{key: sk, raw: en.raw}, nil // (unwindowed: see lazyEntries)
+	}
 	accs, err := a.rt.Portable(en.accs)
 	if err != nil {
 		return partial{}, err
@@ -743,6 +807,14 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		if raw := a.localEntries[sk]; raw != nil {
 			tee.localOnly(true)
 			if err := wb.Set(stateKey(a.partition, sk), raw); err != nil {
+				return err
+			}
+			continue
+		}
+		if en.raw != nil {
+			// as restored (and rewritten by an aborted checkpoint's redo)
+			tee.localOnly(a.isLocalEntry(sk))
+			if err := wb.Set(stateKey(a.partition, sk), en.raw); err != nil {
 				return err
 			}
 			continue

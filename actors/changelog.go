@@ -349,7 +349,9 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 			a.unwritten.deleted = append(a.unwritten.deleted, sk)
 			continue
 		}
-		if err := a.loadEntry(sk, v); err != nil {
+		if a.lazyEntries() {
+			a.loadRaw(sk, v) // (the changelog's slices are not reused)
+		} else if err := a.loadEntry(sk, v); err != nil {
 			return err
 		}
 		en := a.entries[sk]

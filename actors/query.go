@@ -283,8 +283,11 @@ func (em *Emitter) share(ctx actor.Context, q *shareQuery) {
 	}
 	var out []byte
 	for _, k := range matching(em.table, q.key) {
-		en := em.table[k]
-		accs, err := em.merged(en)
+		en, err := em.view(k, em.table[k])
+		var accs []any
+		if err == nil {
+			accs, err = em.merged(en)
+		}
 		if err == nil {
 			out = append(connectors.AppendValue(append(out, '['), k), ',')
 			out, err = em.rt.EncodeEntry(out, en.keyVals, accs)

@@ -1,0 +1,120 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eddy-stream/eddy/internal/memio"
+	"github.com/eddy-stream/eddy/state"
+)
+
+const lazyScript = `
+return {
+  parse = eddy.json { id = "string" },
+  key = "id",
+  aggregate = { count = eddy.count() },
+  emit = "final",
+}`
+
+// countLines is n records of ids k0..k(keys-1), round robin.
+func countLines(n, keys int) []string {
+	lines := make([]string, n)
+	for i := range lines {
+		lines[i] = fmt.Sprintf(`{"id":"k%d"}`, i%keys)
+	}
+	return lines
+}
+
+// A restored entry is decoded only when a record, a query or an emit
+// needs it (lazyEntries); one that does not decode then is damaged state:
+// the partition fails and the run ends naming the key, instead of the
+// record going to the dead letters as a record's own fault would.
+func TestDamagedRestoredEntryStopsTheRun(t *testing.T) {
+	store, err := state.Open("", state.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	p := load(t, lazyScript)
+	lines := countLines(300, 3)
+	if _, err := Run(context.Background(), Config{Pipeline: p, Source: &memio.Source{Lines: lines[:200], BatchSize: 50}, Store: store,
+		Results: &memio.Sink{}, Shards: 2, MaxErrors: -1}); err != nil {
+		t.Fatal(err)
+	}
+	// The last checkpoint again, with k1's entry damaged.
+	cp, err := store.Last()
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch, err := store.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := store.Batch(epoch)
+	if err := b.Set(stateKey("mem", "k1"), []byte(`[["k1"],{not an entry`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	cp.ID = epoch
+	if err := store.Complete(cp); err != nil {
+		t.Fatal(err)
+	}
+	dead := &memio.Sink{}
+	_, err = Run(context.Background(), Config{Pipeline: p, Source: &memio.Source{Lines: lines, BatchSize: 50}, Store: store,
+		Results: &memio.Sink{}, DeadLetters: dead, Shards: 2, MaxErrors: -1, MaxRestarts: 1, RestartBackoff: time.Millisecond})
+	t.Logf("the run ended: %v", err)
+	if err == nil || !strings.Contains(err.Error(), `"k1"`) {
+		t.Errorf("the run with a damaged entry of k1 ended with %v, want an error naming the key", err)
+	}
+	if rows := dead.Rows(); len(rows) > 0 {
+		t.Errorf("dead letters: %s, want none: the records are not at fault", rowsText(rows))
+	}
+}
+
+// Restored entries kept undecoded add up exactly: each key's records
+// before the checkpoint and after it, in the shards' state and in the
+// emitter's table, whether the key gets new records or not.
+func TestRestoredEntriesAddUp(t *testing.T) {
+	store, err := state.Open("", state.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	p := load(t, lazyScript)
+	// k0..k9 before the restart; k0..k4 and k10 after.
+	first := countLines(100, 10)
+	second := append(append([]string{}, first...), `{"id":"k0"}`, `{"id":"k1"}`, `{"id":"k2"}`, `{"id":"k3"}`, `{"id":"k4"}`, `{"id":"k10"}`)
+	if _, err := Run(context.Background(), Config{Pipeline: p, Source: &memio.Source{Lines: first, BatchSize: 10}, Store: store,
+		Results: &memio.Sink{}, Shards: 3, MaxErrors: -1}); err != nil {
+		t.Fatal(err)
+	}
+	results := &memio.Sink{}
+	if _, err := Run(context.Background(), Config{Pipeline: p, Source: &memio.Source{Lines: second, BatchSize: 2}, Store: store,
+		Results: results, Shards: 3, MaxErrors: -1}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range results.Rows() {
+		got[r.Key] = string(fmt.Sprint(r.Fields[1].Value))
+	}
+	for i := range 11 {
+		want := "10"
+		switch {
+		case i < 5:
+			want = "11"
+		case i == 10:
+			want = "1"
+		}
+		if k := fmt.Sprintf("k%d", i); got[k] != want {
+			t.Errorf("count of %s: %q, want %s (all: %v)", k, got[k], want, got)
+		}
+	}
+	if len(got) != 11 {
+		t.Errorf("%d rows, want 11: %v", len(got), got)
+	}
+}
