@@ -743,7 +743,8 @@ func (a *KeyedAggregator) checkpoint(ctx actor.Context, epoch uint64, ack *shard
 // encodeUnwritten encodes what the next checkpoint writes (and sends the
 // changelog its copy).
 func (a *KeyedAggregator) encodeUnwritten() (*recordedWrites, error) {
-	w := &recordedWrites{}
+	u := a.unwritten
+	w := &recordedWrites{ops: make([]recordedOp, 0, len(u.entries)+len(u.deleted)+len(u.states)+len(u.statesDeleted))}
 	return w, a.writeTo(w)
 }
 
@@ -806,7 +807,7 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		}
 		if raw := a.localEntries[sk]; raw != nil {
 			tee.localOnly(true)
-			if err := wb.Set(stateKey(a.partition, sk), raw); err != nil {
+			if err := setKept(wb, stateKey(a.partition, sk), raw); err != nil {
 				return err
 			}
 			continue
@@ -814,7 +815,7 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		if en.raw != nil {
 			// as restored (and rewritten by an aborted checkpoint's redo)
 			tee.localOnly(a.isLocalEntry(sk))
-			if err := wb.Set(stateKey(a.partition, sk), en.raw); err != nil {
+			if err := setKept(wb, stateKey(a.partition, sk), en.raw); err != nil {
 				return err
 			}
 			continue

@@ -70,6 +70,33 @@ func (t *teeWriter) Set(key, value []byte) error {
 	return nil
 }
 
+// keptSetter is a batchWriter that can keep a value that never changes
+// instead of copying it.
+type keptSetter interface {
+	setKept(key, value []byte) error
+}
+
+// setKept writes key = value to wb, value never changing after: a
+// restored entry's bytes, of which a restore of millions of keys would
+// otherwise copy every one at its first checkpoint.
+func setKept(wb batchWriter, key, value []byte) error {
+	if k, ok := wb.(keptSetter); ok {
+		return k.setKept(key, value)
+	}
+	return wb.Set(key, value)
+}
+
+func (t *teeWriter) setKept(key, value []byte) error {
+	if err := setKept(t.wb, key, value); err != nil {
+		return err
+	}
+	if !t.local {
+		t.cl.Write(t.partition, key, value)
+	}
+	t.local = false
+	return nil
+}
+
 func (t *teeWriter) Delete(key []byte) error {
 	if err := t.wb.Delete(key); err != nil {
 		return err
@@ -79,6 +106,27 @@ func (t *teeWriter) Delete(key []byte) error {
 	}
 	t.local = false
 	return nil
+}
+
+// valueSlab keeps values many to an allocation. A nil value stays nil
+// (a deletion).
+type valueSlab struct{ buf []byte }
+
+const valueSlabSize = 256 << 10
+
+func (s *valueSlab) keep(v []byte) []byte {
+	if len(v) == 0 {
+		return v // (nil, a deletion, or empty)
+	}
+	if len(s.buf)+len(v) > cap(s.buf) {
+		if len(v) > valueSlabSize/4 {
+			return bytes.Clone(v)
+		}
+		s.buf = make([]byte, 0, valueSlabSize)
+	}
+	start := len(s.buf)
+	s.buf = append(s.buf, v...)
+	return s.buf[start:len(s.buf):len(s.buf)]
 }
 
 // restorePlan is how a starting partition gets its state back.
@@ -189,9 +237,10 @@ func (s *PartitionSupervisor) readChangelog(ctx context.Context, self *actor.PID
 		batches[i] = nil
 	}
 	var n int64
-	// The changelog hands over slices it doesn't reuse: a value is kept
-	// as it is, and only a key's part after its prefix is copied (one
-	// copy of each change, not two).
+	// A value is copied into slabs of many (a value the changelog hands
+	// over keeps its whole fetched batch alive: about five times the
+	// values' size), and a key's part after its prefix into a string.
+	var slab valueSlab
 	apply := func(k, v []byte) error {
 		var c kv
 		var sh int
@@ -216,7 +265,7 @@ func (s *PartitionSupervisor) readChangelog(ctx context.Context, self *actor.PID
 		if len(shards) == 0 {
 			return nil
 		}
-		c.value = v
+		c.value = slab.keep(v)
 		n++
 		batches[sh] = append(batches[sh], c)
 		if len(batches[sh]) >= 1024 {

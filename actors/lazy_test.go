@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,5 +117,47 @@ func TestRestoredEntriesAddUp(t *testing.T) {
 	}
 	if len(got) != 11 {
 		t.Errorf("%d rows, want 11: %v", len(got), got)
+	}
+}
+
+// An unwindowed pipeline's key is its only state key: a query finds it
+// (or not) by itself, whatever bytes it holds, without reading the table;
+// a windowed one's keys are found by their windows'.
+func TestMatchingKeys(t *testing.T) {
+	table := map[string]*resultEntry{"a": {}, "a" + windowSep + "b": {}, "c": {}}
+	for _, c := range []struct {
+		key      string
+		windowed bool
+		want     []string
+	}{
+		{"a", false, []string{"a"}},
+		{"a" + windowSep + "b", false, []string{"a" + windowSep + "b"}},
+		{"x", false, nil},
+		{"", false, []string{"a", "a" + windowSep + "b", "c"}},
+		{"a", true, []string{"a", "a" + windowSep + "b"}},
+	} {
+		if got := matching(table, c.key, c.windowed); !slices.Equal(got, c.want) {
+			t.Errorf("matching(%q, windowed %v) = %q, want %q", c.key, c.windowed, got, c.want)
+		}
+	}
+}
+
+// A restore keeps the changelog's values in slabs: each as it was, apart
+// from the buffer it came in; a deletion (nil) stays one, an empty value
+// stays empty.
+func TestValueSlab(t *testing.T) {
+	var s valueSlab
+	src := []byte("abcdef")
+	a, b := s.keep(src[:3]), s.keep(src[3:])
+	big := s.keep(make([]byte, valueSlabSize))
+	src[0] = 'x'
+	if string(a) != "abc" || string(b) != "def" || len(big) != valueSlabSize {
+		t.Errorf("kept %q %q (%d bytes), want abc def (%d)", a, b, len(big), valueSlabSize)
+	}
+	if a = append(a, 'z'); string(b) != "def" {
+		t.Errorf("appending to a kept value changed the next: %q", b)
+	}
+	if s.keep(nil) != nil || s.keep([]byte{}) == nil {
+		t.Error("a deletion (nil) or an empty value changed kind")
 	}
 }
