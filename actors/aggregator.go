@@ -134,6 +134,10 @@ type entry struct {
 	// raw: the entry as the store or the changelog has it, not decoded
 	// yet (keyVals and accs are nil): see lazyEntries.
 	raw []byte
+	// local: raw as the changelog brought it, unchanged since: the
+	// checkpoint after the restore writes it to the store only (as
+	// localEntries does for shards that decode as they load)
+	local bool
 }
 
 type keyState struct {
@@ -211,13 +215,13 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 	case *settled:
 		a.out.release(ctx, a.e)
 	case *checkpointDone:
+		if a.localUntil > 0 && m.epoch >= a.localUntil {
+			a.restoreWritten()
+		}
 		for ep := range a.pending {
 			if ep <= m.epoch {
 				delete(a.pending, ep)
 			}
-		}
-		if a.localUntil > 0 && m.epoch >= a.localUntil {
-			a.localEntries, a.localStates, a.localUntil = nil, nil, 0
 		}
 	case *checkpointAborted:
 		a.redo(a.pending[m.epoch])
@@ -248,6 +252,11 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	a.win.lastWindow = map[string]*windowSlot{}
 	a.watermark = math.MinInt64
 	if a.fromLog != nil {
+		if a.fromLog.lazy {
+			// sized for what the changelog brings (collect), so that
+			// millions of keys do not grow the table step by step
+			a.entries = make(map[string]*entry, a.fromLog.size)
+		}
 		return nil // the changelog first: see restored
 	}
 	if a.restore == 0 {
@@ -304,7 +313,7 @@ func (a *KeyedAggregator) restoreWatermark(epoch uint64) error {
 // loadStore loads this shard's keys of the partition as of checkpoint
 // epoch, but for those in skipEntries and skipStates (which the changelog
 // has newer values of).
-func (a *KeyedAggregator) loadStore(epoch uint64, skipEntries, skipStates map[string][]byte) error {
+func (a *KeyedAggregator) loadStore(epoch uint64, skipEntry func(sk string) bool, skipStates map[string][]byte) error {
 	store := a.e.cfg.Store
 	prefix := statePrefix(a.partition)
 	err := store.Scan(epoch, prefix, func(k, v []byte) error {
@@ -312,7 +321,7 @@ func (a *KeyedAggregator) loadStore(epoch uint64, skipEntries, skipStates map[st
 		if scripting.Shard(groupKey(sk), a.shards) != a.shard {
 			return nil
 		}
-		if _, skip := skipEntries[sk]; skip {
+		if skipEntry != nil && skipEntry(sk) {
 			return nil
 		}
 		if a.lazyEntries() {
@@ -430,6 +439,7 @@ func (a *KeyedAggregator) touch(sk string, en *entry) {
 	if a.localEntries != nil {
 		delete(a.localEntries, sk) // changed since the restore
 	}
+	en.local = false
 	if !en.dirty {
 		en.dirty = true
 		a.unwritten.entries = append(a.unwritten.entries, sk)
@@ -782,6 +792,17 @@ func (a *KeyedAggregator) redo(w changeSet) {
 	}
 }
 
+// restoreWritten: the checkpoint that wrote what the changelog brought to
+// the store is complete; from now on every change goes to both.
+func (a *KeyedAggregator) restoreWritten() {
+	for _, sk := range a.pending[a.localUntil].entries {
+		if en := a.entries[sk]; en != nil {
+			en.local = false
+		}
+	}
+	a.localEntries, a.localStates, a.localUntil = nil, nil, 0
+}
+
 // isLocalEntry: the next checkpoint writes entry sk to the store only.
 func (a *KeyedAggregator) isLocalEntry(sk string) bool {
 	_, ok := a.localEntries[sk]
@@ -814,7 +835,7 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		}
 		if en.raw != nil {
 			// as restored (and rewritten by an aborted checkpoint's redo)
-			tee.localOnly(a.isLocalEntry(sk))
+			tee.localOnly(en.local || a.isLocalEntry(sk))
 			if err := setKept(wb, stateKey(a.partition, sk), en.raw); err != nil {
 				return err
 			}

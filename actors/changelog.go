@@ -327,9 +327,15 @@ func (s *PartitionSupervisor) onRestored(ctx actor.Context, m *restoreDone) {
 }
 
 // shardRestore is what a shard restoring from the changelog collects.
+// A shard of lazy entries (lazyEntries) puts the entries in its own
+// table as they come, each local and still raw, and notes here only
+// the keys the changelog deleted: one table of millions, not two.
 type shardRestore struct {
 	load, wipe bool
+	lazy       bool
+	size       int               // the entries expected, for a lazy shard's table
 	entries    map[string][]byte // by state key; nil value: deleted
+	deleted    map[string]bool   // (lazy) by state key
 	states     map[string][]byte // by hook key
 }
 
@@ -340,21 +346,34 @@ const maxPresized = 1 << 22
 // newShardRestore is what one of shards collects of a restore by plan:
 // its maps sized for its share of the changes to read, so that taking
 // millions of them in does not grow (and rehash) the maps step by step.
-func newShardRestore(plan restorePlan, shards int) *shardRestore {
+func newShardRestore(plan restorePlan, shards int, lazy bool) *shardRestore {
 	size := 0
 	if plan.from >= 0 && shards > 0 {
 		size = int(min((plan.end-plan.from)/int64(shards), maxPresized))
 	}
-	return &shardRestore{load: plan.load, wipe: plan.wipe, entries: make(map[string][]byte, size), states: map[string][]byte{}}
+	r := &shardRestore{load: plan.load, wipe: plan.wipe, lazy: lazy, size: size, states: map[string][]byte{}}
+	if lazy {
+		r.deleted = map[string]bool{}
+	} else {
+		r.entries = make(map[string][]byte, size)
+	}
+	return r
 }
 
 func (a *KeyedAggregator) collect(m *restoreKVs) {
 	r := a.fromLog
 	for _, c := range m.kvs {
-		if c.hook {
+		switch {
+		case c.hook:
 			r.states[c.key] = c.value
-		} else {
+		case !r.lazy:
 			r.entries[c.key] = c.value
+		case c.value == nil:
+			delete(a.entries, c.key)
+			r.deleted[c.key] = true
+		default:
+			a.entries[c.key] = &entry{key: c.key, raw: c.value, local: true}
+			delete(r.deleted, c.key)
 		}
 	}
 	m.pending.Add(-int64(len(m.kvs)))
@@ -382,13 +401,66 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 		if err := a.restoreWatermark(cp.ID); err != nil {
 			return err
 		}
-		if err := a.loadStore(cp.ID, r.entries, r.states); err != nil {
+		if err := a.loadStore(cp.ID, r.fromChangelog(a.entries), r.states); err != nil {
 			return err
 		}
 	}
 	if m.watermark > a.watermark && a.p.HasEventTime() {
 		a.watermark = m.watermark
 	}
+	if r.lazy {
+		a.restoredLazy(r)
+	} else if err := a.restoredEntries(r); err != nil {
+		return err
+	}
+	if err := a.restoredStates(r); err != nil {
+		return err
+	}
+	if r.wipe {
+		if err := a.wipeStale(cp.ID); err != nil {
+			return err
+		}
+	}
+	return a.announce(ctx, true)
+}
+
+// fromChangelog tells whether the changelog brought state key sk (a
+// lazy shard's are in entries by then, each local).
+func (r *shardRestore) fromChangelog(entries map[string]*entry) func(sk string) bool {
+	if !r.lazy {
+		return func(sk string) bool {
+			_, ok := r.entries[sk]
+			return ok
+		}
+	}
+	return func(sk string) bool {
+		if en := entries[sk]; en != nil && en.local {
+			return true
+		}
+		return r.deleted[sk]
+	}
+}
+
+// restoredLazy lists what the changelog brought a lazy shard for the
+// next checkpoint, which writes it to the store only.
+func (a *KeyedAggregator) restoredLazy(r *shardRestore) {
+	a.localEntries, a.localStates = map[string][]byte{}, map[string]bool{}
+	a.unwritten.entries = slices.Grow(a.unwritten.entries, len(a.entries))
+	for sk, en := range a.entries {
+		if en.local {
+			en.dirty = true
+			a.unwritten.entries = append(a.unwritten.entries, sk)
+		}
+	}
+	for sk := range r.deleted {
+		a.unwritten.deleted = append(a.unwritten.deleted, sk)
+		a.localEntries[sk] = nil
+	}
+}
+
+// restoredEntries decodes what the changelog brought a shard, for the
+// next checkpoint, which writes it to the store only.
+func (a *KeyedAggregator) restoredEntries(r *shardRestore) error {
 	// What the changelog brought goes to the store as it is: the map it
 	// was collected in is that list (no copy of millions of entries).
 	a.localEntries, a.localStates = r.entries, map[string]bool{}
@@ -398,15 +470,18 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 			a.unwritten.deleted = append(a.unwritten.deleted, sk)
 			continue
 		}
-		if a.lazyEntries() {
-			a.loadRaw(sk, v) // (the changelog's slices are not reused)
-		} else if err := a.loadEntry(sk, v); err != nil {
+		if err := a.loadEntry(sk, v); err != nil {
 			return err
 		}
 		en := a.entries[sk]
 		en.dirty = true
 		a.unwritten.entries = append(a.unwritten.entries, sk)
 	}
+	return nil
+}
+
+// restoredStates takes in the hook states the changelog brought.
+func (a *KeyedAggregator) restoredStates(r *shardRestore) error {
 	for k, v := range r.states {
 		if v == nil {
 			a.unwritten.statesDeleted = append(a.unwritten.statesDeleted, k)
@@ -418,12 +493,7 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 		}
 		a.localStates[k] = true
 	}
-	if r.wipe {
-		if err := a.wipeStale(cp.ID); err != nil {
-			return err
-		}
-	}
-	return a.announce(ctx, true)
+	return nil
 }
 
 // wipeStale deletes, at the next checkpoint, the store's keys of this

@@ -3,11 +3,14 @@ package actors
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/internal/memio"
 	"github.com/eddy-stream/eddy/state"
 )
@@ -154,10 +157,70 @@ func TestValueSlab(t *testing.T) {
 	if string(a) != "abc" || string(b) != "def" || len(big) != valueSlabSize {
 		t.Errorf("kept %q %q (%d bytes), want abc def (%d)", a, b, len(big), valueSlabSize)
 	}
-	if a = append(a, 'z'); string(b) != "def" {
+	if grown := append(a, 'z'); string(grown) != "abcz" || string(b) != "def" {
 		t.Errorf("appending to a kept value changed the next: %q", b)
 	}
 	if s.keep(nil) != nil || s.keep([]byte{}) == nil {
 		t.Error("a deletion (nil) or an empty value changed kind")
+	}
+}
+
+// writeCounter counts a changelog's writes by key.
+type writeCounter struct {
+	*memio.Changelog
+	mu     sync.Mutex
+	writes map[string]int
+}
+
+func (w *writeCounter) Write(partition string, key, value []byte) {
+	w.mu.Lock()
+	w.writes[string(key)]++
+	w.mu.Unlock()
+	w.Changelog.Write(partition, key, value)
+}
+
+// A node that takes a partition over from its changelog writes what it
+// restored to its own store, and to the changelog only what changed
+// since: the keys it restored and left alone are not written to the
+// changelog again (a restore of millions would double it).
+func TestRestoredKeysAreNotWrittenBack(t *testing.T) {
+	p := load(t, lazyScript)
+	lines := countLines(100, 10)
+	more := append(append([]string{}, lines...), `{"id":"k0"}`, `{"id":"k0"}`, `{"id":"k0"}`)
+	cl := &memio.Changelog{}
+	run := func(store *state.Store, cl connectors.Changelog, lines []string, from int) string {
+		t.Helper()
+		results := &memio.Sink{}
+		if _, err := Run(context.Background(), Config{Pipeline: p, Source: &memio.Source{Lines: lines, BatchSize: 10, From: from},
+			Store: store, Results: results, MaxErrors: -1, Shards: 3, Changelog: cl, Node: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		return rowsText(results.Rows())
+	}
+	run(openStore(t), cl, lines, 0)
+	b := openStore(t)
+	w := &writeCounter{Changelog: cl, writes: map[string]int{}}
+	got := run(b, w, more, len(lines))
+	want := map[string]int{}
+	for i := range 10 {
+		want[fmt.Sprintf("k%d", i)] = 10
+	}
+	want["k0"] = 13
+	for k, n := range want {
+		if row := fmt.Sprintf(`{"id":%q,"count":%d}`, k, n); !strings.Contains(got, row) {
+			t.Errorf("results lack %s:\n%s", row, got)
+		}
+	}
+	for k := range w.writes {
+		if k != string(stateKey("mem", "k0")) && strings.HasPrefix(k, "agg/") {
+			t.Errorf("the node wrote restored key %q to the changelog again (writes: %v)", k, w.writes)
+		}
+	}
+	if w.writes[string(stateKey("mem", "k0"))] == 0 {
+		t.Errorf("k0 changed and was not written to the changelog (writes: %v)", w.writes)
+	}
+	clKeys, _ := cl.Keys("mem")
+	if stored := storeKeys(t, b, "agg/"); !maps.Equal(stored, clKeys) {
+		t.Errorf("the node's store:\n%v\nthe changelog:\n%v", stored, clKeys)
 	}
 }
