@@ -285,6 +285,12 @@ func (em *Emitter) share(ctx actor.Context, q *shareQuery) {
 	}
 	var out []byte
 	for _, k := range matching(em.table, q.key, em.e.pipeline().IsWindowed()) {
+		if raw := em.table[k].raw; raw != nil {
+			// a restored row no change has reached: its one part, as
+			// encoded, is the share's entry
+			out = append(append(append(connectors.AppendValue(append(out, '['), k), ','), raw...), "]\n"...)
+			continue
+		}
 		en, err := em.view(k, em.table[k])
 		var accs []any
 		if err == nil {
