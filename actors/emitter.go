@@ -592,11 +592,11 @@ func (em *Emitter) shape(table map[string]*resultEntry, keys []string, limited b
 
 // result merges a key's partials and computes its row values.
 func (em *Emitter) result(key string, en *resultEntry) ([]any, error) {
-	en, err := em.view(key, en)
-	if err != nil {
-		return nil, err
+	keyVals, accs, err := em.raw(key, en)
+	if err == nil && en.raw == nil {
+		keyVals = en.keyVals
+		accs, err = em.merged(en)
 	}
-	accs, err := em.merged(en)
 	if err != nil {
 		return nil, err
 	}
@@ -604,20 +604,20 @@ func (em *Emitter) result(key string, en *resultEntry) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(append([]any(nil), en.keyVals...), res...), nil
+	return append(append(make([]any, 0, len(keyVals)+len(res)), keyVals...), res...), nil
 }
 
-// view is en decoded: en itself, or for a raw entry a decoded copy (the
-// table keeps the raw bytes: reading a key does not grow it).
-func (em *Emitter) view(key string, en *resultEntry) (*resultEntry, error) {
+// raw decodes en's raw part, if it has one, without keeping the result:
+// its key values and its one part's accumulators.
+func (em *Emitter) raw(key string, en *resultEntry) ([]any, []any, error) {
 	if en.raw == nil {
-		return en, nil
+		return nil, nil, nil
 	}
-	c := *en
-	if err := em.decodeRaw(key, &c); err != nil {
-		return nil, err
+	keyVals, accs, err := em.rt.DecodeEntry(en.raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("key %q: the restored state does not decode: %w", key, err)
 	}
-	return &c, nil
+	return keyVals, accs, nil
 }
 
 // merged merges a key's partials, in partition order.

@@ -291,11 +291,8 @@ func (em *Emitter) share(ctx actor.Context, q *shareQuery) {
 			out = append(append(append(connectors.AppendValue(append(out, '['), k), ','), raw...), "]\n"...)
 			continue
 		}
-		en, err := em.view(k, em.table[k])
-		var accs []any
-		if err == nil {
-			accs, err = em.merged(en)
-		}
+		en := em.table[k]
+		accs, err := em.merged(en)
 		if err == nil {
 			out = append(connectors.AppendValue(append(out, '['), k), ',')
 			out, err = em.rt.EncodeEntry(out, en.keyVals, accs)
