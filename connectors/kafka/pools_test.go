@@ -73,4 +73,10 @@ func TestSourceBatchValidUntilReleased(t *testing.T) {
 	}
 	check(first, "the batch not released")
 	first.Release()
+	defer func() {
+		if recover() == nil {
+			t.Error("a second release of a batch did not panic")
+		}
+	}()
+	first.Release()
 }
