@@ -50,6 +50,11 @@ type PartitionSupervisor struct {
 	done               map[uint64]*worked
 	// barriers wait here until every batch read before them is delivered.
 	waiting []pendingBarrier
+	// lent: per shard, the delivered batches sent to it that it has not
+	// processed yet, oldest first; holders counts the shards holding each.
+	// A batch no shard holds goes back to its source (release).
+	lent    [][]*sourceBatch
+	holders map[*sourceBatch]int
 
 	pos      connectors.Position // after the last delivered batch
 	lastSent int64               // the last watermark sent to the shards
@@ -142,6 +147,7 @@ func (s *PartitionSupervisor) Receive(ctx actor.Context) {
 	case *shardProcessed:
 		if m.gen == s.gen {
 			s.inFlight[m.shard]--
+			s.returned(m.shard)
 			s.request()
 		}
 	case *barrier:
@@ -216,6 +222,7 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 		nshards = cfg.Shards
 		s.shards = make([]*actor.PID, nshards)
 		s.inFlight = make([]int, nshards)
+		s.lent, s.holders = make([][]*sourceBatch, nshards), map[*sourceBatch]int{}
 		epoch := uint64(0)
 		if plan.load {
 			epoch = plan.epoch
@@ -428,8 +435,34 @@ func (s *PartitionSupervisor) deliver(ctx actor.Context) {
 		s.count(ctx, w, len(m.batch.Records))
 		s.advance(ctx, &m.batch)
 		s.passBarriers(ctx)
+		if s.holders[m] == 0 {
+			release(m)
+		}
 	}
 	s.request()
+}
+
+// returned: shard has processed the oldest batch it was sent; the batch
+// goes back to its source once no other shard holds it.
+func (s *PartitionSupervisor) returned(shard int) {
+	if len(s.lent[shard]) == 0 {
+		return
+	}
+	m := s.lent[shard][0]
+	s.lent[shard][0] = nil
+	s.lent[shard] = s.lent[shard][1:]
+	if s.holders[m]--; s.holders[m] == 0 {
+		delete(s.holders, m)
+		release(m)
+	}
+}
+
+// release gives a batch's memory back to its source: nothing reads it
+// any more (its worker is done, and so is every shard it was sent to).
+func release(m *sourceBatch) {
+	if m.batch.Release != nil {
+		m.batch.Release()
+	}
 }
 
 // nextInOrder takes the next batch in source order, once its worker is
@@ -473,6 +506,8 @@ func (s *PartitionSupervisor) toShards(ctx actor.Context, m *sourceBatch, w *wor
 	for sh, rows := range w.perShard {
 		if len(rows) > 0 || eventTime && after > s.lastSent {
 			s.inFlight[sh]++
+			s.lent[sh] = append(s.lent[sh], m)
+			s.holders[m]++
 			ctx.Send(s.shards[sh], &keyedBatch{rows: rows, src: &m.batch, idx: w.perIdx[sh], read: m.at, watermark: after})
 		}
 	}

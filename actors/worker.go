@@ -18,6 +18,9 @@ type ParseWorker struct {
 	partition string
 	shards    int
 	rt        *scripting.Runtime
+	// sizes: how many rows each shard got from the last batch, to size
+	// the next batch's slices (growing them cost more than the filling)
+	sizes []int
 }
 
 func newParseWorker(e *engine, partition string, shards int) *ParseWorker {
@@ -48,8 +51,7 @@ func (w *ParseWorker) process(m *work) *worked {
 	b := m.batch
 	out := &worked{gen: m.gen, seq: m.seq}
 	if w.shards > 0 {
-		out.perShard = make([][]scripting.Keyed, w.shards)
-		out.perIdx = make([][]int, w.shards)
+		w.sizeShards(out)
 	}
 	for i := range b.Records {
 		if err := b.Records[i].Err; err != nil {
@@ -97,7 +99,25 @@ func (w *ParseWorker) process(m *work) *worked {
 			out.perIdx[sh] = append(out.perIdx[sh], i)
 		}
 	}
+	for sh := range out.perShard {
+		w.sizes[sh] = len(out.perShard[sh])
+	}
 	return out
+}
+
+// sizeShards makes out's per-shard slices, each a little larger than the
+// last batch needed.
+func (w *ParseWorker) sizeShards(out *worked) {
+	if w.sizes == nil {
+		w.sizes = make([]int, w.shards)
+	}
+	out.perShard = make([][]scripting.Keyed, w.shards)
+	out.perIdx = make([][]int, w.shards)
+	for sh, n := range w.sizes {
+		n += n/8 + 8
+		out.perShard[sh] = make([]scripting.Keyed, 0, n)
+		out.perIdx[sh] = make([]int, 0, n)
+	}
 }
 
 // route files a record under the sinks the script's route function named

@@ -56,6 +56,11 @@ type Batch struct {
 	// (maxFilesPerTrigger): the engine pauses this partition until the next
 	// trigger has passed through it.
 	Boundary bool
+	// Release, when set, gives the batch's memory (its Records and the
+	// bytes of their Values) back to the source to read later batches
+	// into. Whoever holds the batch last calls it once, when nothing reads
+	// the batch any more; a batch never released is simply collected.
+	Release func()
 }
 
 // Locate formats where record i of the batch came from, as

@@ -65,10 +65,11 @@ func (p *Pipeline) canGoDirect(t *lua.LTable) bool {
 // the table path).
 func (rt *Runtime) processDirect(raw []byte, sourceMs int64) (k Keyed, rec connectors.Row, kept, handled bool, err error) {
 	rt.ensureSpans()
-	if !scanJSON(raw, rt.names, rt.spans) {
+	ok, plain := scanJSONText(raw, rt.names, rt.spans)
+	if !ok {
 		return k, rec, false, false, nil
 	}
-	if err := rt.checkSpans(raw); err != nil {
+	if err := rt.checkSpans(raw, plain); err != nil {
 		return k, rec, false, true, err
 	}
 	tbl, kept, err := rt.directSteps()
@@ -130,10 +131,13 @@ func (rt *Runtime) spanRow(key string) connectors.Row {
 }
 
 // checkSpans checks a scanned record's fields against parse's types, as
-// parseJSON does.
-func (rt *Runtime) checkSpans(raw []byte) error {
-	if err := rt.checkJSONStrings(raw); err != nil {
-		return err
+// parseJSON does; plain says the scan found only printable ASCII in the
+// record's strings (nothing checkJSONStrings could refuse).
+func (rt *Runtime) checkSpans(raw []byte, plain bool) error {
+	if !plain {
+		if err := rt.checkJSONStrings(raw); err != nil {
+			return err
+		}
 	}
 	for i := range rt.p.Fields {
 		f, sp := &rt.p.Fields[i], &rt.spans[i]

@@ -40,18 +40,29 @@ const scanMaxDepth = 64
 // top-level field named names[i] (jsonMissing when there is none). ok is
 // false when the record must go to fastjson instead.
 func scanJSON(raw []byte, names []string, out []jsonSpan) (ok bool) {
+	ok, _ = scanJSONText(raw, names, out)
+	return ok
+}
+
+// scanJSONText is scanJSON that also says whether every string of raw
+// (key or value, at any depth) is printable ASCII: then none can hold a
+// byte checkJSONStrings refuses, and its second pass over the record is
+// not needed. (Outside strings a record the scan takes has nothing but
+// ASCII punctuation, digits, letters of literals and whitespace.)
+func scanJSONText(raw []byte, names []string, out []jsonSpan) (ok, plain bool) {
 	for i := range out {
 		out[i] = jsonSpan{}
 	}
 	i := skipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '{' {
-		return false
+		return false, false
 	}
-	i, ok = scanObject(raw, i+1, 1, names, out)
+	odd := false
+	i, ok = scanObject(raw, i+1, 1, names, out, &odd)
 	if !ok {
-		return false
+		return false, false
 	}
-	return skipSpace(raw, i) == len(raw)
+	return skipSpace(raw, i) == len(raw), !odd
 }
 
 func skipSpace(s []byte, i int) int {
@@ -64,7 +75,7 @@ func skipSpace(s []byte, i int) int {
 // scanObject scans an object's members from i (just after its '{') and
 // returns the index after its '}'. names and out are only for the top
 // level (nil below it).
-func scanObject(s []byte, i, depth int, names []string, out []jsonSpan) (int, bool) {
+func scanObject(s []byte, i, depth int, names []string, out []jsonSpan, odd *bool) (int, bool) {
 	i = skipSpace(s, i)
 	if i < len(s) && s[i] == '}' {
 		return i + 1, true
@@ -75,7 +86,7 @@ func scanObject(s []byte, i, depth int, names []string, out []jsonSpan) (int, bo
 			return i, false
 		}
 		kstart := i + 1
-		kend, esc, ok := scanString(s, kstart)
+		kend, esc, ok := scanString(s, kstart, odd)
 		if !ok || esc && names != nil { // an escaped key: fastjson compares it unescaped
 			return i, false
 		}
@@ -89,7 +100,7 @@ func scanObject(s []byte, i, depth int, names []string, out []jsonSpan) (int, bo
 			want = wanted(names, out, s[kstart:kend])
 		}
 		var span jsonSpan
-		if i, span, ok = scanValue(s, i, depth, want >= 0); !ok {
+		if i, span, ok = scanValue(s, i, depth, want >= 0, odd); !ok {
 			return i, false
 		}
 		if want >= 0 {
@@ -127,14 +138,14 @@ func wanted(names []string, out []jsonSpan, key []byte) int {
 
 // scanValue scans the value at i. For a wanted value it returns its span;
 // a wanted object, array or escaped string is left to fastjson (not ok).
-func scanValue(s []byte, i, depth int, want bool) (int, jsonSpan, bool) {
+func scanValue(s []byte, i, depth int, want bool, odd *bool) (int, jsonSpan, bool) {
 	if i >= len(s) {
 		return i, jsonSpan{}, false
 	}
 	c := s[i]
 	switch c {
 	case '"':
-		end, esc, ok := scanString(s, i+1)
+		end, esc, ok := scanString(s, i+1, odd)
 		if !ok || esc && want {
 			return i, jsonSpan{}, false
 		}
@@ -144,10 +155,10 @@ func scanValue(s []byte, i, depth int, want bool) (int, jsonSpan, bool) {
 			return i, jsonSpan{}, false
 		}
 		if c == '{' {
-			end, ok := scanObject(s, i+1, depth+1, nil, nil)
+			end, ok := scanObject(s, i+1, depth+1, nil, nil, odd)
 			return end, jsonSpan{}, ok
 		}
-		end, ok := scanArray(s, i+1, depth+1)
+		end, ok := scanArray(s, i+1, depth+1, odd)
 		return end, jsonSpan{}, ok
 	case 't':
 		return literal(s, i, "true", jsonTrue)
@@ -176,7 +187,7 @@ func literal(s []byte, i int, word string, kind jsonKind) (int, jsonSpan, bool) 
 	return i + len(word), jsonSpan{kind: kind}, true
 }
 
-func scanArray(s []byte, i, depth int) (int, bool) {
+func scanArray(s []byte, i, depth int, odd *bool) (int, bool) {
 	i = skipSpace(s, i)
 	if i < len(s) && s[i] == ']' {
 		return i + 1, true
@@ -184,7 +195,7 @@ func scanArray(s []byte, i, depth int) (int, bool) {
 	for {
 		i = skipSpace(s, i)
 		var ok bool
-		if i, _, ok = scanValue(s, i, depth, false); !ok {
+		if i, _, ok = scanValue(s, i, depth, false, odd); !ok {
 			return i, false
 		}
 		i = skipSpace(s, i)
@@ -206,15 +217,18 @@ func scanArray(s []byte, i, depth int) (int, bool) {
 // at i: the first quote after an even run of backslashes, as fastjson
 // finds it (a backslash takes the byte after it). esc says whether the
 // string holds a backslash. It looks at eight bytes at a time for a quote
-// or a backslash.
-func scanString(s []byte, i int) (end int, esc, ok bool) {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
+// or a backslash, and sets *odd when it meets a byte that is not printable
+// ASCII (a control byte, or one of a multi-byte UTF-8 character).
+func scanString(s []byte, i int, odd *bool) (end int, esc, ok bool) {
+	const ones, highs, spaces = 0x0101010101010101, 0x8080808080808080, 0x2020202020202020
 	for {
 		for len(s)-i >= 8 {
 			w := binary.LittleEndian.Uint64(s[i:])
 			q, b := w^(ones*'"'), w^(ones*'\\')
-			// a zero byte of q or b: a quote or backslash there
-			if ((q-ones)&^q|(b-ones)&^b)&highs != 0 {
+			// a zero byte of q or b: a quote or backslash there; a high
+			// bit of w, or of w-spaces where w's is clear: a byte that
+			// is not printable ASCII
+			if ((q-ones)&^q|(b-ones)&^b|w|(w-spaces)&^w)&highs != 0 {
 				break
 			}
 			i += 8
@@ -224,6 +238,8 @@ func scanString(s []byte, i int) (end int, esc, ok bool) {
 				return i, esc, true
 			} else if c == '\\' {
 				break
+			} else if c < 0x20 || c >= 0x80 {
+				*odd = true
 			}
 		}
 		if i >= len(s)-1 {

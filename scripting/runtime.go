@@ -342,10 +342,11 @@ func (rt *Runtime) parseRecord(raw []byte) (*lua.LTable, error) {
 
 func (rt *Runtime) parseJSON(raw []byte) (*lua.LTable, error) {
 	rt.ensureSpans()
-	if !scanJSON(raw, rt.names, rt.spans) {
+	ok, plain := scanJSONText(raw, rt.names, rt.spans)
+	if !ok {
 		return rt.parseJSONTree(raw)
 	}
-	if err := rt.checkSpans(raw); err != nil {
+	if err := rt.checkSpans(raw, plain); err != nil {
 		return nil, err
 	}
 	return rt.fillRecord(), nil

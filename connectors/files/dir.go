@@ -93,6 +93,7 @@ func NewDir(path string, c DirConfig) (*DirSource, error) {
 		maxRecord: c.MaxRecordSize, warnOnLoss: c.WarnOnLoss,
 		idler: idler{poll: c.Poll, owed: true},
 		done:  map[string]bool{}, doneJSON: []byte("[]"),
+		mems: make(batchMems, spareMems),
 	}
 	return &DirSource{Single: connectors.Single{Partition: p}, p: p}, nil
 }
@@ -134,11 +135,9 @@ type dirPartition struct {
 	doneJSON []byte   // doneList encoded once per completed file, not per batch
 	pending  []string // listed, not done, in lexical order
 	cur      *dirFile
-	arena    []byte // see keep
 	extent   dirExtent
+	mems     batchMems // released batches' memory
 }
-
-const arenaSize = 1 << 20
 
 type dirFile struct {
 	name  string
@@ -370,6 +369,7 @@ func (p *dirPartition) next() (connectors.Batch, bool, error) {
 		if len(b.Records) > 0 || b.Boundary {
 			return b, true, nil
 		}
+		b.Release()
 	}
 }
 
@@ -377,8 +377,8 @@ func (p *dirPartition) next() (connectors.Batch, bool, error) {
 // current file; eof says the file has nothing after them.
 func (p *dirPartition) readBatch() (b connectors.Batch, eof bool, err error) {
 	c := p.cur
-	b = connectors.Batch{Where: c.name, Unit: "line"}
-	b.Records = make([]connectors.Record, 0, maxBatchRecords)
+	mem := p.mems.get()
+	b = connectors.Batch{Where: c.name, Unit: "line", Records: mem.records, Release: mem.release}
 	size := 0
 	for len(b.Records) < maxBatchRecords && size < maxBatchBytes {
 		raw, tooLong, err := connectors.ReadLine(c.r, p.maxRecord)
@@ -386,14 +386,14 @@ func (p *dirPartition) readBatch() (b connectors.Batch, eof bool, err error) {
 		case tooLong > 0:
 			c.line++
 			size += len(raw)
-			b.Records = append(b.Records, p.tooLong(raw, tooLong))
+			b.Records = append(b.Records, p.tooLong(mem, raw, tooLong))
 			c.off += tooLong
 		case len(raw) > 0:
 			c.off += int64(len(raw))
 			c.line++
 			if v := connectors.TrimLineEnd(raw); len(v) > 0 {
 				size += len(v)
-				b.Records = append(b.Records, connectors.Record{Value: p.keep(v), Seq: c.line, Time: c.mtime})
+				b.Records = append(b.Records, connectors.Record{Value: mem.keep(v), Seq: c.line, Time: c.mtime})
 			}
 		}
 		if errors.Is(err, io.EOF) {
@@ -417,13 +417,13 @@ func (p *dirPartition) readBatch() (b connectors.Batch, eof bool, err error) {
 
 // tooLong makes the dead-letter record of a line longer than the maximum
 // record size, from its preview and its size.
-func (p *dirPartition) tooLong(preview []byte, size int64) connectors.Record {
+func (p *dirPartition) tooLong(mem *batchMem, preview []byte, size int64) connectors.Record {
 	c := p.cur
 	at := c.off
 	if c.gz {
 		at = -1 // offsets in the compressed file mean nothing to people
 	}
-	return connectors.Record{Value: p.keep(preview), Seq: c.line, Time: c.mtime,
+	return connectors.Record{Value: mem.keep(preview), Seq: c.line, Time: c.mtime,
 		Err: &connectors.TooLongError{Size: size, Max: int64(p.maxRecord), Offset: at}}
 }
 
@@ -463,19 +463,6 @@ func (p *dirPartition) lost(what string) error {
 		return nil
 	}
 	return fmt.Errorf("%s (add ?on-loss=warn to the URI to go on without them)", what)
-}
-
-// keep copies v into the partition's arena and returns the copy. The
-// arena is only ever appended to, so records handed out earlier stay
-// valid, and one allocation serves many lines (a fresh buffer per batch
-// cost more in GC than the reading itself).
-func (p *dirPartition) keep(v []byte) []byte {
-	if len(p.arena)+len(v) > cap(p.arena) {
-		p.arena = make([]byte, 0, max(arenaSize, len(v)))
-	}
-	start := len(p.arena)
-	p.arena = append(p.arena, v...)
-	return p.arena[start:len(p.arena):len(p.arena)]
 }
 
 func (p *dirPartition) Describe(pos connectors.Position) string {

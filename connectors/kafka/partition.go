@@ -74,6 +74,9 @@ func (p *partition) Seek(pos connectors.Position) error {
 // add routes a fetch to the buffer; s.mu is held.
 func (p *partition) add(fp kgo.FetchPartition) {
 	if !p.seeked || p.gone {
+		for _, r := range fp.Records {
+			r.Recycle()
+		}
 		return
 	}
 	end := fp.HighWatermark
@@ -85,7 +88,8 @@ func (p *partition) add(fp kgo.FetchPartition) {
 	}
 	for _, r := range fp.Records {
 		if r.Offset < p.next {
-			continue // fetched before a seek
+			r.Recycle() // fetched before a seek
+			continue
 		}
 		p.next = r.Offset + 1
 		p.buf = append(p.buf, r)
@@ -205,20 +209,24 @@ func (p *partition) take() (connectors.Batch, bool) {
 		return connectors.Batch{}, false
 	}
 	n := min(s.cfg.Batch, p.bufRecords)
-	recs := make([]connectors.Record, 0, n)
+	mem := newBatchMem(n)
+	recs := mem.recs
 	i := 0
 	for ; i < len(p.buf); i++ {
 		r := p.buf[i]
 		if r.Attrs.IsControl() {
 			p.pos = r.Offset + 1
+			r.Recycle()
 			continue
 		}
 		if len(recs) == n {
 			break
 		}
 		recs = append(recs, connectors.Record{Key: r.Key, Value: r.Value, Time: r.Timestamp, Seq: r.Offset})
+		mem.fetched = append(mem.fetched, r)
 		p.pos = r.Offset + 1
 	}
+	mem.recs = recs
 	clear(p.buf[:i])
 	p.buf = p.buf[i:]
 	p.bufRecords -= len(recs)
@@ -229,11 +237,12 @@ func (p *partition) take() (connectors.Batch, bool) {
 		p.full = false
 		s.cl.ResumeFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.part}})
 	}
-	b := connectors.Batch{Records: recs, Where: p.where, Unit: "offset", End: encodePos(p.pos)}
+	b := connectors.Batch{Records: recs, Where: p.where, Unit: "offset", End: encodePos(p.pos), Release: mem.release}
 	b.CaughtUp = len(p.buf) == 0 && p.end >= 0 && p.pos >= p.end
 	if len(recs) == 0 && !b.CaughtUp {
 		// Only control records: report the new position as caught-up news
 		// would, but keep reading.
+		mem.release()
 		return connectors.Batch{}, false
 	}
 	p.returned = true
@@ -283,10 +292,16 @@ func (p *partition) isGone() bool {
 	return p.gone
 }
 
+// dropBuf empties the buffer, its records unread; s.mu is held.
+func (p *partition) dropBuf() {
+	recycle(p.buf)
+	p.buf, p.bufRecords = nil, 0
+}
+
 // close marks the partition gone; s.mu is held.
 func (p *partition) close() {
 	p.gone = true
-	p.buf = nil
+	p.dropBuf()
 	p.signal()
 }
 

@@ -229,6 +229,7 @@ func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
 	}
+	opts = append(opts, kgo.WithPools(&fetchPools{}))
 	if s.cfg.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(s.cfg.SessionTimeout))
 	}
@@ -568,6 +569,8 @@ func (s *Source) loop(ctx context.Context) {
 		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 			if p := s.parts[tp{fp.Topic, fp.Partition}]; p != nil {
 				p.add(fp.FetchPartition)
+			} else {
+				recycle(fp.Records) // no longer assigned here
 			}
 		})
 		s.mu.Unlock()
@@ -582,7 +585,7 @@ func (s *Source) applySeeks(seeks map[*partition]int64) {
 	resume := map[string][]int32{}
 	s.mu.Lock()
 	for p, off := range seeks {
-		p.buf, p.bufRecords = nil, 0
+		p.dropBuf()
 		p.next, p.pos, p.seeked = off, off, true
 		p.full = false
 		if set[p.tp.topic] == nil {
