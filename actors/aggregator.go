@@ -94,6 +94,8 @@ type openWindows struct {
 	lastWindow map[string]*windowSlot
 	// ends queues open windows by end, expiries fired ones.
 	ends, expiries timerQueue
+	// stamps: the window bounds' texts, shared by the keys' windows
+	stamps windowStamps
 }
 
 // changeSet lists changed state by key: entries (by state key) and hook
@@ -139,7 +141,8 @@ type keyState struct {
 const windowSep = "\x1e"
 
 func windowKey(key string, start int64) string {
-	return key + windowSep + strconv.FormatInt(start, 10)
+	var digits [20]byte // (one allocation: the digits are not a string of their own)
+	return key + windowSep + string(strconv.AppendInt(digits[:0], start, 10))
 }
 
 // groupKey is the grouping key of a state key.
@@ -531,7 +534,7 @@ func (a *KeyedAggregator) partial(sk string, en *entry) (partial, error) {
 	}
 	keyVals := en.keyVals
 	if a.p.IsWindowed() {
-		keyVals = append(append(make([]any, 0, len(keyVals)+2), keyVals...), scripting.FormatTime(en.start), scripting.FormatTime(en.end))
+		keyVals = append(append(make([]any, 0, len(keyVals)+2), keyVals...), a.win.stamps.of(en.start), a.win.stamps.of(en.end))
 	}
 	return partial{key: sk, keyVals: keyVals, accs: accs, start: en.start, end: en.end}, nil
 }
@@ -747,11 +750,12 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 			}
 			continue
 		}
-		keyVals := en.keyVals
 		if a.p.IsWindowed() {
-			keyVals = append(append(make([]any, 0, len(keyVals)+3), keyVals...), en.start, en.end, en.fired)
+			buf, err = a.rt.EncodeWindowEntry(buf[:0], en.keyVals, en.start, en.end, en.fired, en.accs)
+		} else {
+			buf, err = a.rt.EncodeEntry(buf[:0], en.keyVals, en.accs)
 		}
-		if buf, err = a.rt.EncodeEntry(buf[:0], keyVals, en.accs); err != nil {
+		if err != nil {
 			return err
 		}
 		tee.localOnly(a.isLocalEntry(sk))

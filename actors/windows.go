@@ -378,6 +378,27 @@ func (h *timerHeap) pushAll(key string, ks *scripting.KeyState) {
 	}
 }
 
+// windowStamps keeps the texts of recent window bounds: the windows of
+// all keys share a few starts and ends, and formatting each window's
+// anew cost four allocations a window.
+type windowStamps map[int64]any
+
+// stampsKept bounds a windowStamps (session windows' bounds rarely repeat).
+const stampsKept = 256
+
+// of is scripting.FormatTime(ms) as an any.
+func (s *windowStamps) of(ms int64) any {
+	if v, ok := (*s)[ms]; ok {
+		return v
+	}
+	if *s == nil || len(*s) >= stampsKept {
+		*s = windowStamps{}
+	}
+	v := any(scripting.FormatTime(ms))
+	(*s)[ms] = v
+	return v
+}
+
 // heldOutput collects the rows a shard emits (hook rows, late records,
 // dead letters) and sends them to their sinks, holding them back while a
 // barrier the shard passed is not settled.

@@ -465,11 +465,35 @@ func (rt *Runtime) EncodeAccs(dst []byte, accs []any) ([]byte, error) {
 // EncodeEntry appends a key's checkpoint record: its key columns' values
 // and its accumulators.
 func (rt *Runtime) EncodeEntry(dst []byte, keyVals, accs []any) ([]byte, error) {
-	dst = append(dst, '[')
-	dst = connectors.AppendValue(dst, keyVals)
-	dst = append(dst, ',')
+	dst = append(appendValues(append(dst, '[', '['), keyVals), ']', ',')
 	dst, err := rt.EncodeAccs(dst, accs)
 	return append(dst, ']'), err
+}
+
+// EncodeWindowEntry is EncodeEntry of a window's entry, whose key columns'
+// values are followed by the window's start, end and whether it fired.
+func (rt *Runtime) EncodeWindowEntry(dst []byte, keyVals []any, start, end int64, fired bool, accs []any) ([]byte, error) {
+	dst = appendValues(append(dst, '[', '['), keyVals)
+	if len(keyVals) > 0 {
+		dst = append(dst, ',')
+	}
+	dst = append(strconv.AppendInt(dst, start, 10), ',')
+	dst = append(strconv.AppendInt(dst, end, 10), ',')
+	dst = append(strconv.AppendBool(dst, fired), ']', ',')
+	dst, err := rt.EncodeAccs(dst, accs)
+	return append(dst, ']'), err
+}
+
+// appendValues appends vs as AppendValue would the elements of a JSON
+// array, without boxing the slice.
+func appendValues(dst []byte, vs []any) []byte {
+	for i, v := range vs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = connectors.AppendValue(dst, v)
+	}
+	return dst
 }
 
 // DecodeEntry reads what EncodeEntry wrote.

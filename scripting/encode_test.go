@@ -43,3 +43,31 @@ func TestCheckpointEncodingIsStable(t *testing.T) {
 		t.Errorf("encoded %s\n   want %s", enc, want)
 	}
 }
+
+// TestWindowEntryEncoding: a window's entry is its key columns' values
+// then start, end and fired, as EncodeEntry writes them.
+func TestWindowEntryEncoding(t *testing.T) {
+	p, err := LoadSource("enc.lua", []byte(`return { parse = eddy.json { k = "string", v = "number" }, key = "k", aggregate = { n = eddy.count(), s = eddy.sum("v") } }`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := p.NewRuntime(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	accs, _ := rt.NewAccs()
+	for _, kv := range [][]any{nil, {"a"}, {"a", int64(3)}} {
+		want, err := rt.EncodeEntry(nil, append(append([]any(nil), kv...), int64(-60000), int64(0), true), accs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := rt.EncodeWindowEntry(nil, kv, -60000, 0, true, accs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("key %v: window entry %s, want %s", kv, got, want)
+		}
+	}
+}
