@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"container/heap"
 	"fmt"
 	"math"
 	"time"
@@ -41,7 +40,7 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 		slot.en = en
 		if win[1] <= a.watermark && !en.fired {
 			en.fired = true // a late update of a window that fired empty
-			heap.Push(&a.win.expiries, timerItem{at: en.end, key: sk})
+			a.win.expiries.push(timerItem{at: en.end, key: sk})
 		}
 	}
 	if late > 0 {
@@ -231,14 +230,14 @@ func (a *KeyedAggregator) advance(wm int64, final bool) error {
 // fireWindows fires the open windows whose end the watermark has passed.
 func (a *KeyedAggregator) fireWindows() error {
 	for a.win.ends.Len() > 0 && a.win.ends[0].at <= a.watermark {
-		it := heap.Pop(&a.win.ends).(timerItem)
+		it := a.win.ends.pop()
 		en := a.entries[it.key]
 		if en == nil || en.fired || en.end != it.at {
 			continue // gone, fired, or a session that grew since
 		}
 		en.fired = true
 		a.touch(it.key, en)
-		heap.Push(&a.win.expiries, timerItem{at: en.end, key: it.key})
+		a.win.expiries.push(timerItem{at: en.end, key: it.key})
 		if a.p.Window.Kind == "session" {
 			a.removeSession(en)
 		}
@@ -257,7 +256,7 @@ func (a *KeyedAggregator) fireWindows() error {
 
 // opened queues a window's end for firing.
 func (a *KeyedAggregator) opened(sk string, en *entry) {
-	heap.Push(&a.win.ends, timerItem{at: en.end, key: sk})
+	a.win.ends.push(timerItem{at: en.end, key: sk})
 }
 
 func (a *KeyedAggregator) removeSession(en *entry) {
@@ -297,7 +296,7 @@ func (a *KeyedAggregator) onWindow(en *entry, p partial) error {
 func (a *KeyedAggregator) expireWindows() {
 	lateness := a.p.AllowedLateness.Milliseconds()
 	for a.win.expiries.Len() > 0 && (a.watermark == math.MaxInt64 || a.win.expiries[0].at+lateness <= a.watermark) {
-		it := heap.Pop(&a.win.expiries).(timerItem)
+		it := a.win.expiries.pop()
 		if en := a.entries[it.key]; en != nil && en.fired && en.end == it.at {
 			a.drop(it.key)
 		}
@@ -319,7 +318,7 @@ func (a *KeyedAggregator) fireClock() error {
 
 func (a *KeyedAggregator) fireDue(h *timerQueue, limit int64, processing bool) error {
 	for h.Len() > 0 && (*h)[0].at <= limit {
-		it := heap.Pop(h).(timerItem)
+		it := h.pop()
 		st := a.states[it.key]
 		if st == nil {
 			continue
@@ -368,13 +367,51 @@ func (q *timerQueue) Pop() any {
 	return it
 }
 
+// push and pop are container/heap's Push and Pop without boxing the item
+// in an interface (an allocation each: four a window). They keep the
+// same order, so the two can be mixed.
+func (q *timerQueue) push(it timerItem) {
+	*q = append(*q, it)
+	for i := len(*q) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !q.Less(i, parent) {
+			break
+		}
+		q.Swap(i, parent)
+		i = parent
+	}
+}
+
+func (q *timerQueue) pop() timerItem {
+	last := len(*q) - 1
+	q.Swap(0, last)
+	it := (*q)[last]
+	(*q)[last] = timerItem{} // (not to keep its key alive)
+	*q = (*q)[:last]
+	for i := 0; ; {
+		least, l, r := i, 2*i+1, 2*i+2
+		if l < last && q.Less(l, least) {
+			least = l
+		}
+		if r < last && q.Less(r, least) {
+			least = r
+		}
+		if least == i {
+			break
+		}
+		q.Swap(i, least)
+		i = least
+	}
+	return it
+}
+
 func (h *timerHeap) pushAll(key string, ks *scripting.KeyState) {
 	for name, t := range ks.Timers {
 		q := &h.event
 		if t.Processing {
 			q = &h.processing
 		}
-		heap.Push(q, timerItem{at: t.At, key: key, name: name})
+		q.push(timerItem{at: t.At, key: key, name: name})
 	}
 }
 
