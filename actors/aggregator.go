@@ -90,8 +90,9 @@ type toEmit struct {
 // openWindows finds and queues a shard's windows.
 type openWindows struct {
 	sessions map[string][]*entry // open session windows by key
-	// lastWindow remembers each key's latest window (see windowSlot).
-	lastWindow map[string]*windowSlot
+	// lastWindow remembers each key's latest window's entry (see
+	// windowEntry).
+	lastWindow map[string]*entry
 	// ends queues open windows by end, expiries fired ones.
 	ends, expiries timerQueue
 	// stamps: the window bounds' texts, shared by the keys' windows
@@ -107,15 +108,6 @@ func (c changeSet) empty() bool {
 	return len(c.entries)+len(c.deleted)+len(c.states)+len(c.statesDeleted) == 0
 }
 
-// windowSlot is a key's latest window: its start, state key and entry
-// (nil before the window has one). Most records fall in their key's latest
-// window, so finding it costs one map lookup and no allocation.
-type windowSlot struct {
-	start int64
-	sk    string
-	en    *entry
-}
-
 type firedWindow struct {
 	p   partial
 	end int64
@@ -129,8 +121,11 @@ type entry struct {
 	fired          bool
 	dirty, changed bool
 	// gone: no longer in the shard's entries (dropped, superseded or
-	// replaced), so a windowSlot holding it looks it up again.
+	// replaced), so lastWindow holding it looks it up again.
 	gone bool
+	// sk: the state key of a tumbling or hopping window's entry, once
+	// lastWindow has it (see windowEntry)
+	sk string
 }
 
 type keyState struct {
@@ -243,7 +238,7 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	a.pending = map[uint64]changeSet{}
 	a.states = map[string]*keyState{}
 	a.win.sessions = map[string][]*entry{}
-	a.win.lastWindow = map[string]*windowSlot{}
+	a.win.lastWindow = map[string]*entry{}
 	a.watermark = math.MinInt64
 	if a.fromLog != nil {
 		return nil // the changelog first: see restored

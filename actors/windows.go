@@ -25,19 +25,22 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 	var late int
 	var buf [4][2]int64
 	for _, win := range w.Windows(k.Time, buf[:0]) {
-		slot := a.windowSlot(k.Key, win[0])
-		sk, en := slot.sk, slot.en
+		sk, en := a.windowEntry(k.Key, win[0])
 		closed := win[1]+lateness <= a.watermark
 		emitted := (en != nil && en.fired || en == nil && win[1] <= a.watermark) && a.p.Emit == scripting.EmitFinal
 		if closed || emitted {
 			late++
 			continue
 		}
+		fresh := en == nil
 		en, err := a.addTo(sk, en, k, nk, win[0], win[1])
 		if err != nil {
 			return err
 		}
-		slot.en = en
+		if fresh {
+			en.sk = sk
+			a.win.lastWindow[k.Key] = en
+		}
 		if win[1] <= a.watermark && !en.fired {
 			en.fired = true // a late update of a window that fired empty
 			a.win.expiries.push(timerItem{at: en.end, key: sk})
@@ -49,21 +52,21 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 	return nil
 }
 
-// windowSlot returns key's slot for the window starting at start, with
-// the window's entry as the shard has it.
-func (a *KeyedAggregator) windowSlot(key string, start int64) *windowSlot {
-	slot := a.win.lastWindow[key]
-	if slot == nil {
-		slot = &windowSlot{}
-		a.win.lastWindow[key] = slot
+// windowEntry returns the state key of key's window starting at start
+// and its entry (nil before the window has one). Most records fall in
+// their key's latest window, whose entry lastWindow holds, so finding it
+// costs one map lookup, no allocation and no hop through another object.
+func (a *KeyedAggregator) windowEntry(key string, start int64) (string, *entry) {
+	if en := a.win.lastWindow[key]; en != nil && en.start == start && !en.gone && en.sk != "" {
+		return en.sk, en
 	}
-	if slot.sk == "" || slot.start != start {
-		slot.start, slot.sk, slot.en = start, windowKey(key, start), nil
+	sk := windowKey(key, start)
+	en := a.entries[sk]
+	if en != nil {
+		en.sk = sk
+		a.win.lastWindow[key] = en
 	}
-	if slot.en == nil || slot.en.gone {
-		slot.en = a.entries[slot.sk]
-	}
-	return slot
+	return sk, en
 }
 
 // addSession merges the record's session [t, t+gap) with the key's open
