@@ -92,10 +92,13 @@ type toEmit struct {
 // openWindows finds and queues a shard's windows.
 type openWindows struct {
 	sessions map[string][]*entry // open session windows by key
-	// lastWindow remembers each key's latest window (see windowSlot).
-	lastWindow map[string]*windowSlot
+	// lastWindow remembers each key's latest window's entry (see
+	// windowEntry).
+	lastWindow map[string]*entry
 	// ends queues open windows by end, expiries fired ones.
 	ends, expiries timerQueue
+	// stamps: the window bounds' texts, shared by the keys' windows
+	stamps windowStamps
 }
 
 // changeSet lists changed state by key: entries (by state key) and hook
@@ -105,15 +108,6 @@ type changeSet struct{ entries, deleted, states, statesDeleted []string }
 
 func (c changeSet) empty() bool {
 	return len(c.entries)+len(c.deleted)+len(c.states)+len(c.statesDeleted) == 0
-}
-
-// windowSlot is a key's latest window: its start, state key and entry
-// (nil before the window has one). Most records fall in their key's latest
-// window, so finding it costs one map lookup and no allocation.
-type windowSlot struct {
-	start int64
-	sk    string
-	en    *entry
 }
 
 type firedWindow struct {
@@ -129,7 +123,7 @@ type entry struct {
 	fired          bool
 	dirty, changed bool
 	// gone: no longer in the shard's entries (dropped, superseded or
-	// replaced), so a windowSlot holding it looks it up again.
+	// replaced), so lastWindow holding it looks it up again.
 	gone bool
 	// raw: the entry as the store or the changelog has it, not decoded
 	// yet (keyVals and accs are nil): see lazyEntries.
@@ -138,6 +132,9 @@ type entry struct {
 	// checkpoint after the restore writes it to the store only (as
 	// localEntries does for shards that decode as they load)
 	local bool
+	// sk: the state key of a tumbling or hopping window's entry, once
+	// lastWindow has it (see windowEntry)
+	sk string
 }
 
 type keyState struct {
@@ -148,7 +145,8 @@ type keyState struct {
 const windowSep = "\x1e"
 
 func windowKey(key string, start int64) string {
-	return key + windowSep + strconv.FormatInt(start, 10)
+	var digits [20]byte // (one allocation: the digits are not a string of their own)
+	return key + windowSep + string(strconv.AppendInt(digits[:0], start, 10))
 }
 
 // groupKey is the grouping key of a state key.
@@ -249,7 +247,7 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	a.pending = map[uint64]changeSet{}
 	a.states = map[string]*keyState{}
 	a.win.sessions = map[string][]*entry{}
-	a.win.lastWindow = map[string]*windowSlot{}
+	a.win.lastWindow = map[string]*entry{}
 	a.watermark = math.MinInt64
 	if a.fromLog != nil {
 		if a.fromLog.lazy {
@@ -605,7 +603,7 @@ func (a *KeyedAggregator) partial(sk string, en *entry) (partial, error) {
 	}
 	keyVals := en.keyVals
 	if a.p.IsWindowed() {
-		keyVals = append(append(make([]any, 0, len(keyVals)+2), keyVals...), scripting.FormatTime(en.start), scripting.FormatTime(en.end))
+		keyVals = append(append(make([]any, 0, len(keyVals)+2), keyVals...), a.win.stamps.of(en.start), a.win.stamps.of(en.end))
 	}
 	return partial{key: sk, keyVals: keyVals, accs: accs, start: en.start, end: en.end}, nil
 }
@@ -841,11 +839,12 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 			}
 			continue
 		}
-		keyVals := en.keyVals
 		if a.p.IsWindowed() {
-			keyVals = append(append(make([]any, 0, len(keyVals)+3), keyVals...), en.start, en.end, en.fired)
+			buf, err = a.rt.EncodeWindowEntry(buf[:0], en.keyVals, en.start, en.end, en.fired, en.accs)
+		} else {
+			buf, err = a.rt.EncodeEntry(buf[:0], en.keyVals, en.accs)
 		}
-		if buf, err = a.rt.EncodeEntry(buf[:0], keyVals, en.accs); err != nil {
+		if err != nil {
 			return err
 		}
 		tee.localOnly(a.isLocalEntry(sk))

@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"container/heap"
 	"fmt"
 	"math"
 	"time"
@@ -26,22 +25,25 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 	var late int
 	var buf [4][2]int64
 	for _, win := range w.Windows(k.Time, buf[:0]) {
-		slot := a.windowSlot(k.Key, win[0])
-		sk, en := slot.sk, slot.en
+		sk, en := a.windowEntry(k.Key, win[0])
 		closed := win[1]+lateness <= a.watermark
 		emitted := (en != nil && en.fired || en == nil && win[1] <= a.watermark) && a.p.Emit == scripting.EmitFinal
 		if closed || emitted {
 			late++
 			continue
 		}
+		fresh := en == nil
 		en, err := a.addTo(sk, en, k, nk, win[0], win[1])
 		if err != nil {
 			return err
 		}
-		slot.en = en
+		if fresh {
+			en.sk = sk
+			a.win.lastWindow[k.Key] = en
+		}
 		if win[1] <= a.watermark && !en.fired {
 			en.fired = true // a late update of a window that fired empty
-			heap.Push(&a.win.expiries, timerItem{at: en.end, key: sk})
+			a.win.expiries.push(timerItem{at: en.end, key: sk})
 		}
 	}
 	if late > 0 {
@@ -50,21 +52,21 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 	return nil
 }
 
-// windowSlot returns key's slot for the window starting at start, with
-// the window's entry as the shard has it.
-func (a *KeyedAggregator) windowSlot(key string, start int64) *windowSlot {
-	slot := a.win.lastWindow[key]
-	if slot == nil {
-		slot = &windowSlot{}
-		a.win.lastWindow[key] = slot
+// windowEntry returns the state key of key's window starting at start
+// and its entry (nil before the window has one). Most records fall in
+// their key's latest window, whose entry lastWindow holds, so finding it
+// costs one map lookup, no allocation and no hop through another object.
+func (a *KeyedAggregator) windowEntry(key string, start int64) (string, *entry) {
+	if en := a.win.lastWindow[key]; en != nil && en.start == start && !en.gone && en.sk != "" {
+		return en.sk, en
 	}
-	if slot.sk == "" || slot.start != start {
-		slot.start, slot.sk, slot.en = start, windowKey(key, start), nil
+	sk := windowKey(key, start)
+	en := a.entries[sk]
+	if en != nil {
+		en.sk = sk
+		a.win.lastWindow[key] = en
 	}
-	if slot.en == nil || slot.en.gone {
-		slot.en = a.entries[slot.sk]
-	}
-	return slot
+	return sk, en
 }
 
 // addSession merges the record's session [t, t+gap) with the key's open
@@ -241,14 +243,14 @@ func (a *KeyedAggregator) advance(wm int64, final bool) error {
 // fireWindows fires the open windows whose end the watermark has passed.
 func (a *KeyedAggregator) fireWindows() error {
 	for a.win.ends.Len() > 0 && a.win.ends[0].at <= a.watermark {
-		it := heap.Pop(&a.win.ends).(timerItem)
+		it := a.win.ends.pop()
 		en := a.entries[it.key]
 		if en == nil || en.fired || en.end != it.at {
 			continue // gone, fired, or a session that grew since
 		}
 		en.fired = true
 		a.touch(it.key, en)
-		heap.Push(&a.win.expiries, timerItem{at: en.end, key: it.key})
+		a.win.expiries.push(timerItem{at: en.end, key: it.key})
 		if a.p.Window.Kind == "session" {
 			a.removeSession(en)
 		}
@@ -267,7 +269,7 @@ func (a *KeyedAggregator) fireWindows() error {
 
 // opened queues a window's end for firing.
 func (a *KeyedAggregator) opened(sk string, en *entry) {
-	heap.Push(&a.win.ends, timerItem{at: en.end, key: sk})
+	a.win.ends.push(timerItem{at: en.end, key: sk})
 }
 
 func (a *KeyedAggregator) removeSession(en *entry) {
@@ -307,7 +309,7 @@ func (a *KeyedAggregator) onWindow(en *entry, p partial) error {
 func (a *KeyedAggregator) expireWindows() {
 	lateness := a.p.AllowedLateness.Milliseconds()
 	for a.win.expiries.Len() > 0 && (a.watermark == math.MaxInt64 || a.win.expiries[0].at+lateness <= a.watermark) {
-		it := heap.Pop(&a.win.expiries).(timerItem)
+		it := a.win.expiries.pop()
 		if en := a.entries[it.key]; en != nil && en.fired && en.end == it.at {
 			a.drop(it.key)
 		}
@@ -329,7 +331,7 @@ func (a *KeyedAggregator) fireClock() error {
 
 func (a *KeyedAggregator) fireDue(h *timerQueue, limit int64, processing bool) error {
 	for h.Len() > 0 && (*h)[0].at <= limit {
-		it := heap.Pop(h).(timerItem)
+		it := h.pop()
 		st := a.states[it.key]
 		if st == nil {
 			continue
@@ -381,14 +383,73 @@ func (q *timerQueue) Pop() any {
 	return it
 }
 
+// push and pop are container/heap's Push and Pop without boxing the item
+// in an interface (an allocation each: four a window). They keep the
+// same order, so the two can be mixed.
+func (q *timerQueue) push(it timerItem) {
+	*q = append(*q, it)
+	for i := len(*q) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !q.Less(i, parent) {
+			break
+		}
+		q.Swap(i, parent)
+		i = parent
+	}
+}
+
+func (q *timerQueue) pop() timerItem {
+	last := len(*q) - 1
+	q.Swap(0, last)
+	it := (*q)[last]
+	(*q)[last] = timerItem{} // (not to keep its key alive)
+	*q = (*q)[:last]
+	for i := 0; ; {
+		least, l, r := i, 2*i+1, 2*i+2
+		if l < last && q.Less(l, least) {
+			least = l
+		}
+		if r < last && q.Less(r, least) {
+			least = r
+		}
+		if least == i {
+			break
+		}
+		q.Swap(i, least)
+		i = least
+	}
+	return it
+}
+
 func (h *timerHeap) pushAll(key string, ks *scripting.KeyState) {
 	for name, t := range ks.Timers {
 		q := &h.event
 		if t.Processing {
 			q = &h.processing
 		}
-		heap.Push(q, timerItem{at: t.At, key: key, name: name})
+		q.push(timerItem{at: t.At, key: key, name: name})
 	}
+}
+
+// windowStamps keeps the texts of recent window bounds: the windows of
+// all keys share a few starts and ends, and formatting each window's
+// anew cost four allocations a window.
+type windowStamps map[int64]any
+
+// stampsKept bounds a windowStamps (session windows' bounds rarely repeat).
+const stampsKept = 256
+
+// of is scripting.FormatTime(ms) as an any.
+func (s *windowStamps) of(ms int64) any {
+	if v, ok := (*s)[ms]; ok {
+		return v
+	}
+	if *s == nil || len(*s) >= stampsKept {
+		*s = windowStamps{}
+	}
+	v := any(scripting.FormatTime(ms))
+	(*s)[ms] = v
+	return v
 }
 
 // heldOutput collects the rows a shard emits (hook rows, late records,

@@ -116,6 +116,10 @@ func AppendValue(dst []byte, v any) []byte {
 	return append(dst, b...)
 }
 
+// AppendFloat is AppendValue of a float64, without boxing it (AppendValue's
+// argument escapes, so a float passed to it is an allocation).
+func AppendFloat(dst []byte, f float64) []byte { return appendFloat(dst, f, 64) }
+
 // appendFloat prints integral values as integers and everything else in the
 // shortest form that reads back to the same float.
 func appendFloat(dst []byte, f float64, bits int) []byte {

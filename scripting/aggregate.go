@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/eddy-stream/eddy/connectors"
@@ -49,17 +50,17 @@ type goAcc struct{ v any }
 
 // NewAccs returns fresh accumulators for one key.
 func (rt *Runtime) NewAccs() ([]any, error) {
-	accs := make([]any, len(rt.p.Aggregates))
+	accs := rt.accs.accSlots(len(rt.p.Aggregates))
 	for i, a := range rt.p.Aggregates {
 		switch a.Func {
 		case "count":
-			accs[i] = &countAcc{}
+			accs[i] = cut(&rt.accs.counts)
 		case "sum":
-			accs[i] = &sumAcc{}
+			accs[i] = cut(&rt.accs.sums)
 		case "min", "max":
-			accs[i] = &extremeAcc{}
+			accs[i] = cut(&rt.accs.extremes)
 		case "avg":
-			accs[i] = &avgAcc{}
+			accs[i] = cut(&rt.accs.avgs)
 		case "count_distinct":
 			accs[i] = &distinctAcc{seen: map[string]struct{}{}}
 		case "top":
@@ -371,21 +372,21 @@ func (rt *Runtime) Results(accs []any) ([]any, error) {
 // Portable copies accs so another actor (with its own runtime) can use
 // them: built-ins are deep-copied, Lua accumulators become Go values.
 func (rt *Runtime) Portable(accs []any) ([]any, error) {
-	out := make([]any, len(accs))
+	out := rt.accs.accSlots(len(accs))
 	for i, acc := range accs {
 		switch a := acc.(type) {
 		case *countAcc:
-			c := *a
-			out[i] = &c
+			c := cut(&rt.accs.counts)
+			*c, out[i] = *a, c
 		case *sumAcc:
-			c := *a
-			out[i] = &c
+			c := cut(&rt.accs.sums)
+			*c, out[i] = *a, c
 		case *extremeAcc:
-			c := *a
-			out[i] = &c
+			c := cut(&rt.accs.extremes)
+			*c, out[i] = *a, c
 		case *avgAcc:
-			c := *a
-			out[i] = &c
+			c := cut(&rt.accs.avgs)
+			*c, out[i] = *a, c
 		case *distinctAcc:
 			c := &distinctAcc{seen: make(map[string]struct{}, len(a.seen))}
 			for k := range a.seen {
@@ -415,22 +416,26 @@ func (rt *Runtime) EncodeAccs(dst []byte, accs []any) ([]byte, error) {
 			dst = append(dst, ',')
 		}
 		switch a := acc.(type) {
+		// (numbers and the arrays around them are written in place:
+		// boxing them cost allocations per entry at every checkpoint)
 		case *countAcc:
-			dst = connectors.AppendValue(dst, a.n)
+			dst = strconv.AppendInt(dst, a.n, 10)
 		case *sumAcc:
 			if a.float {
-				dst = connectors.AppendValue(dst, []any{a.f})
+				dst = append(connectors.AppendFloat(append(dst, '['), a.f), ']')
 			} else {
-				dst = connectors.AppendValue(dst, a.i)
+				dst = strconv.AppendInt(dst, a.i, 10)
 			}
 		case *extremeAcc:
 			if a.set {
-				dst = connectors.AppendValue(dst, []any{a.v})
+				dst = append(connectors.AppendValue(append(dst, '['), a.v), ']')
 			} else {
 				dst = append(dst, "[]"...)
 			}
 		case *avgAcc:
-			dst = connectors.AppendValue(dst, []any{a.sum, a.n})
+			dst = append(dst, '[')
+			dst = append(connectors.AppendFloat(dst, a.sum), ',')
+			dst = append(strconv.AppendInt(dst, a.n, 10), ']')
 		case *distinctAcc:
 			keys := make([]string, 0, len(a.seen))
 			for k := range a.seen {
@@ -460,11 +465,35 @@ func (rt *Runtime) EncodeAccs(dst []byte, accs []any) ([]byte, error) {
 // EncodeEntry appends a key's checkpoint record: its key columns' values
 // and its accumulators.
 func (rt *Runtime) EncodeEntry(dst []byte, keyVals, accs []any) ([]byte, error) {
-	dst = append(dst, '[')
-	dst = connectors.AppendValue(dst, keyVals)
-	dst = append(dst, ',')
+	dst = append(appendValues(append(dst, '[', '['), keyVals), ']', ',')
 	dst, err := rt.EncodeAccs(dst, accs)
 	return append(dst, ']'), err
+}
+
+// EncodeWindowEntry is EncodeEntry of a window's entry, whose key columns'
+// values are followed by the window's start, end and whether it fired.
+func (rt *Runtime) EncodeWindowEntry(dst []byte, keyVals []any, start, end int64, fired bool, accs []any) ([]byte, error) {
+	dst = appendValues(append(dst, '[', '['), keyVals)
+	if len(keyVals) > 0 {
+		dst = append(dst, ',')
+	}
+	dst = append(strconv.AppendInt(dst, start, 10), ',')
+	dst = append(strconv.AppendInt(dst, end, 10), ',')
+	dst = append(strconv.AppendBool(dst, fired), ']', ',')
+	dst, err := rt.EncodeAccs(dst, accs)
+	return append(dst, ']'), err
+}
+
+// appendValues appends vs as AppendValue would the elements of a JSON
+// array, without boxing the slice.
+func appendValues(dst []byte, vs []any) []byte {
+	for i, v := range vs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = connectors.AppendValue(dst, v)
+	}
+	return dst
 }
 
 // DecodeEntry reads what EncodeEntry wrote.

@@ -17,8 +17,11 @@ import (
 
 // valueCacheMax bounds each map of a field's cache: past it, new texts
 // are converted without being kept (the values seen first stay, which for
-// the skewed values of most streams are the frequent ones).
-const valueCacheMax = 1 << 13
+// the skewed values of most streams are the frequent ones). It holds the
+// keys of ten thousand devices or sensors (at 1<<13, a fifth of such a
+// stream's keys missed it and cost two allocations each); a full map of
+// short texts is about a MiB.
+const valueCacheMax = 1 << 14
 
 // cacheJudge is how many lookups of a full cache decide whether it helps:
 // it stays on while at least half of them hit.

@@ -49,6 +49,8 @@ type Runtime struct {
 	caches []valueCache
 	// vals is the slab newVals cuts Keyed.Vals from.
 	vals []any
+	// accs is the slab NewAccs and Portable cut accumulators from.
+	accs accSlab
 	// dp parses checkpointed entries and key states (DecodeEntry): one
 	// parser reused, as fastjson.ParseBytes allocates one a call.
 	dp fastjson.Parser

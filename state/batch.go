@@ -24,6 +24,7 @@ type Batch struct {
 	ops   []op        // what the batch did to each key, for Checkpoint.Keys and Digest
 	bytes int64       // keys and values written, for the check of free space
 	room  int64       // bytes checked for room so far
+	slab  []byte      // the copies of keys and values, many to an allocation
 }
 
 // op is one write of a batch; key and val share Badger's copy.
@@ -96,8 +97,8 @@ func (b *Batch) Set(key, value []byte) error {
 	if err := b.check(key); err != nil {
 		return err
 	}
-	// One allocation for both; Badger holds them until its transaction commits.
-	buf := make([]byte, len(key)+len(value))
+	// Badger holds both until its transaction commits.
+	buf := b.copySpace(len(key) + len(value))
 	k, v := buf[:len(key):len(key)], buf[len(key):]
 	copy(k, key)
 	copy(v, value)
@@ -109,13 +110,29 @@ func (b *Batch) Set(key, value []byte) error {
 	return b.grow(int64(len(buf)))
 }
 
+// batchSlab is the size of the allocations the batch copies keys and
+// values into: one allocation a write cost more than Badger's own work
+// for a window's small entry.
+const batchSlab = 64 << 10
+
+// copySpace returns n bytes of the batch's slab, capped at n.
+func (b *Batch) copySpace(n int) []byte {
+	if len(b.slab)+n > cap(b.slab) {
+		b.slab = make([]byte, 0, max(batchSlab, n))
+	}
+	start := len(b.slab)
+	b.slab = b.slab[:start+n]
+	return b.slab[start : start+n : start+n]
+}
+
 // Delete removes key at the batch's epoch; checkpoints before it still see it.
 // Keys starting with ReservedPrefix are rejected.
 func (b *Batch) Delete(key []byte) error {
 	if err := b.check(key); err != nil {
 		return err
 	}
-	k := bytes.Clone(key)
+	k := b.copySpace(len(key))
+	copy(k, key)
 	if err := b.wb.Delete(k); err != nil {
 		b.err = fmt.Errorf("state: batch at epoch %d: delete %q: %w", b.epoch, key, err)
 		return b.err
@@ -341,4 +358,5 @@ func (b *Batch) release() {
 		b.prev = nil
 	}
 	b.wb = nil
+	b.slab = nil
 }
