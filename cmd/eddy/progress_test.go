@@ -142,26 +142,10 @@ func render(out []byte) []string {
 // and log line gets a line of its own; nothing of the progress line is
 // left when the run ends.
 func TestProgressOnATerminal(t *testing.T) {
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Skipf("no pseudo-terminal here: %v", err)
-	}
-	defer ptmx.Close()
-	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 50, Cols: 200}); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), runLimit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, eddyBin, "run", netflowScript, "--source", "gen:netflow?count=2500&rate=1000",
+	cmd, out, copied := onTerminal(t, ctx, 200, "run", netflowScript, "--source", "gen:netflow?count=2500&rate=1000",
 		"--emit", "update", "--trigger-interval", "400ms")
-	cmd.Stdout, cmd.Stderr = tty, tty
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tty.Close()
-	var out bytes.Buffer
-	copied := make(chan struct{})
-	go func() { io.Copy(&out, ptmx); close(copied) }() // ends with EIO once eddy exits
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("eddy run: %v\n%s", err, out.String())
 	}
@@ -174,7 +158,7 @@ func TestProgressOnATerminal(t *testing.T) {
 		t.Fatalf("no progress line on the terminal:\n%q", out.String())
 	}
 	results := 0
-	for _, line := range render(out.Bytes()) {
+	for _, line := range render([]byte(out.String())) {
 		if strings.Contains(line, "records") && strings.Contains(line, " · ") {
 			t.Errorf("the progress line is left on the screen: %q", line)
 		}
@@ -185,7 +169,7 @@ func TestProgressOnATerminal(t *testing.T) {
 		}
 	}
 	if results == 0 {
-		t.Fatalf("no results on the terminal:\n%s", strings.Join(render(out.Bytes()), "\n"))
+		t.Fatalf("no results on the terminal:\n%s", strings.Join(render([]byte(out.String())), "\n"))
 	}
 }
 
@@ -204,14 +188,6 @@ func TestNoProgressWhenPiped(t *testing.T) {
 // of those found: a run that has read every file of a directory shows all
 // of them done, their sizes as the files have them.
 func TestProgressShowsFilesOfADir(t *testing.T) {
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Skipf("no pseudo-terminal here: %v", err)
-	}
-	defer ptmx.Close()
-	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 50, Cols: 250}); err != nil {
-		t.Fatal(err)
-	}
 	dir := genFlows(t, 3000, 4, 0)
 	files, err := os.ReadDir(dir)
 	if err != nil || len(files) != 4 {
@@ -230,24 +206,8 @@ func TestProgressShowsFilesOfADir(t *testing.T) {
 	defer cancel()
 	// Without --until-idle the run goes on watching the directory, so the
 	// progress line is drawn until the test has seen it.
-	cmd := exec.CommandContext(ctx, eddyBin, "run", netflowScript, "--source", "dir:"+dir, "--emit", "final")
-	cmd.Stdout, cmd.Stderr = tty, tty
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tty.Close()
-	var out lockedbuf.Buffer
-	go io.Copy(&out, ptmx) // ends with EIO once eddy exits
-	for deadline := time.Now().Add(time.Minute); !strings.Contains(out.String(), want); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("no %q on the terminal within a minute:\n%q", want, out.String())
-		}
-	}
-	cmd.Process.Signal(syscall.SIGINT)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("eddy run after SIGINT: %v\n%q", err, out.String())
-	}
+	cmd, out, _ := onTerminal(t, ctx, 250, "run", netflowScript, "--source", "dir:"+dir, "--emit", "final")
+	stopOnceShown(t, cmd, out, want)
 }
 
 func TestStatusLag(t *testing.T) {
@@ -276,38 +236,51 @@ func TestProgressShowsKafkaLag(t *testing.T) {
 	topic := testenv.NewTopic(t, brokers, 2)
 	lines := readLines(t, genFlows(t, 2000, 1, 0))
 	testenv.Produce(t, brokers, topic, lines)
+	ctx, cancel := context.WithTimeout(context.Background(), runLimit)
+	defer cancel()
+	cmd, out, _ := onTerminal(t, ctx, 200, "run", netflowScript, "--source",
+		"kafka://"+strings.Join(brokers, ",")+"/"+topic+"?group="+topic+"-g", "--changelog=false",
+		"--state", filepath.Join(t.TempDir(), "state"), "--sink", "file:"+filepath.Join(t.TempDir(), "out.jsonl"))
+	stopOnceShown(t, cmd, out, fmt.Sprintf("%s records · caught up", humanize.Comma(int64(len(lines)))))
+}
+
+// onTerminal starts eddy with args, its stdout and stderr a terminal of
+// cols columns; what it writes there gathers in the buffer, and the channel
+// closes once eddy has exited and all of it is read.
+func onTerminal(t *testing.T, ctx context.Context, cols uint16, args ...string) (*exec.Cmd, *lockedbuf.Buffer, <-chan struct{}) {
+	t.Helper()
 	ptmx, tty, err := pty.Open()
 	if err != nil {
 		t.Skipf("no pseudo-terminal here: %v", err)
 	}
-	defer ptmx.Close()
-	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 50, Cols: 200}); err != nil {
+	t.Cleanup(func() { ptmx.Close() })
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 50, Cols: cols}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), runLimit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, eddyBin, "run", netflowScript, "--source",
-		"kafka://"+strings.Join(brokers, ",")+"/"+topic+"?group="+topic+"-g", "--changelog=false",
-		"--state", filepath.Join(t.TempDir(), "state"), "--sink", "file:"+filepath.Join(t.TempDir(), "out.jsonl"))
+	cmd := exec.CommandContext(ctx, eddyBin, args...)
 	cmd.Stdout, cmd.Stderr = tty, tty
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	tty.Close()
-	var out lockedbuf.Buffer
+	out := &lockedbuf.Buffer{}
 	copied := make(chan struct{})
-	go func() { io.Copy(&out, ptmx); close(copied) }() // ends with EIO once eddy exits
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(out.String(), fmt.Sprintf("%s records · caught up", humanize.Comma(int64(len(lines))))) {
+	go func() { io.Copy(out, ptmx); close(copied) }() // ends with EIO once eddy exits
+	return cmd, out, copied
+}
+
+// stopOnceShown waits up to a minute for want on the terminal, then stops
+// eddy with SIGINT and waits for it to exit cleanly.
+func stopOnceShown(t *testing.T, cmd *exec.Cmd, out *lockedbuf.Buffer, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(out.String(), want); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			t.Fatalf("no caught-up progress line within a minute:\n%q", tailOf(&out))
+			t.Fatalf("no %q on the terminal within a minute:\n%q", want, tailOf(out))
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	cmd.Process.Signal(syscall.SIGINT)
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("eddy run: %v\n%s", err, tailOf(&out))
+		t.Fatalf("eddy run after SIGINT: %v\n%q", err, tailOf(out))
 	}
-	<-copied
 }
