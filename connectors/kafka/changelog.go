@@ -102,7 +102,6 @@ type changelog struct {
 	err   error // the first failed write since the last Commit or Abort
 
 	topicIDs  map[string][16]byte // source topics, for TxnOffsetCommit
-	txnGiven  atomic.Int64        // the source's given count when the own transaction began
 	closeOnce sync.Once
 }
 
@@ -400,7 +399,6 @@ func (c *changelog) begin() error {
 	if c.prod == nil {
 		return fmt.Errorf("kafka changelog of %s: no producer (a fresh one failed)", c.what())
 	}
-	c.txnGiven.Store(c.src.given.Load())
 	if err := c.prod.BeginTransaction(); err != nil {
 		return fmt.Errorf("kafka changelog of %s: begin transaction: %w", c.what(), err)
 	}
@@ -497,10 +495,10 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 			return nil, err
 		}
 		if err := sh.cl.Flush(ctx); err != nil {
-			return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), c.refused(ctx, positions, err))
+			return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), err)
 		}
 		if err := c.failed(); err != nil {
-			return nil, c.refused(ctx, positions, err)
+			return nil, err
 		}
 		if fence && sh.cfg.SourceGroup != c.group {
 			if err := commitGroupOffsetsInTxn(ctx, sh.cl, sh.txnID, c.group, positions, &c.topicIDs); err != nil {
@@ -511,27 +509,24 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 		return offsets, nil
 	}
 	if err := c.begin(); err != nil {
-		return nil, c.refused(ctx, positions, err)
+		return nil, err
 	}
 	for _, r := range recs {
 		c.prod.Produce(ctx, r, promise)
 	}
 	if err := c.prod.Flush(ctx); err != nil {
-		return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), c.refused(ctx, positions, err))
+		return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), err)
 	}
 	if err := c.failed(); err != nil {
-		return nil, c.refused(ctx, positions, err)
+		return nil, lost(err)
 	}
 	if fence {
 		if err := commitGroupOffsetsInTxn(ctx, c.prod, c.txnID, c.group, positions, &c.topicIDs); err != nil {
 			return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), lost(notMember(err)))
 		}
-		if beforeEndTxn != nil {
-			beforeEndTxn(c.txnID)
-		}
 	}
 	if err := c.prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return nil, fmt.Errorf("kafka changelog of %s: commit: %w", c.what(), c.refused(ctx, positions, err))
+		return nil, fmt.Errorf("kafka changelog of %s: commit: %w", c.what(), lost(err))
 	}
 	c.inTxn.Store(false)
 	c.wrote.Store(false)
@@ -585,22 +580,6 @@ func (c *changelog) waitVisible(ctx context.Context, offsets map[string]int64) {
 	}
 }
 
-// refused says why the commit of positions failed: with
-// connectors.ErrNotMember when this node's partitions moved while the
-// transaction was open (Source.refusal), else as lost says.
-func (c *changelog) refused(ctx context.Context, positions map[string]connectors.Position, err error) error {
-	if c.src != nil && sourceOf(c.group) == c.src {
-		since := c.txnGiven.Load()
-		if c.shared != nil {
-			since = c.shared.txnGiven.Load()
-		}
-		if r := c.src.refusal(ctx, err, since, positions); r != nil {
-			return r
-		}
-	}
-	return lost(err)
-}
-
 // notMember marks the group's refusals that say this member is out of the
 // group (its partitions have moved) with connectors.ErrNotMember.
 func notMember(err error) error {
@@ -615,26 +594,13 @@ func notMember(err error) error {
 func (c *changelog) Abort(ctx context.Context) error {
 	c.txMu.Lock()
 	defer c.txMu.Unlock()
-	return c.abort(ctx, true)
+	return c.abort(ctx)
 }
 
-// abort ends the own transaction; renew allows a fresh producer when the
-// old one can't (not at Close: a fresh producer would fence a newer
-// process of the same transactional id). txMu is held.
-func (c *changelog) abort(ctx context.Context, renew bool) error {
+func (c *changelog) abort(ctx context.Context) error {
 	c.wrote.Store(false)
 	if c.shared == nil && (c.inTxn.Load() || c.prod == nil) {
-		err := c.endAbort(ctx)
-		if err == nil && renew {
-			_, _, err = c.prod.ProducerID(ctx) // (fenced, it aborts but can't go on)
-		}
-		if err != nil && !renew {
-			if c.prod != nil && !errors.Is(lost(err), connectors.ErrTxnLost) && !errors.Is(err, kerr.ProducerFenced) {
-				return err
-			}
-			// Nothing of its own is open: the broker aborted it, or
-			// whoever fenced the producer did.
-		} else if err != nil {
+		if err := c.endAbort(ctx); err != nil {
 			// The broker dropped the transaction already (or the
 			// producer is unusable): a fresh producer fences the old
 			// one, which aborts whatever it still has open.
@@ -690,15 +656,10 @@ func sameCluster(a, b Conn) bool {
 }
 
 // End is the last stable offset of the partition's changelog partition:
-// the end as read_committed sees it, once no other producer's transaction
-// is open there (fencePrevious: the engine asks for End when it takes the
-// partition over).
+// the end as read_committed sees it.
 func (c *changelog) End(ctx context.Context, partition string) (int64, error) {
 	topic, part, err := c.route(partition)
 	if err != nil {
-		return 0, err
-	}
-	if err := c.fencePrevious(ctx, topic, part); err != nil {
 		return 0, err
 	}
 	return c.end(ctx, topic, part)
@@ -850,7 +811,7 @@ func (c *changelog) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		c.txMu.Lock()
-		err = c.abort(ctx, false)
+		err = c.abort(ctx)
 		if c.prod != c.cl && c.prod != nil {
 			c.prod.Close()
 		}
