@@ -189,6 +189,29 @@ func (s *latencySink) Write(_ context.Context, rows []connectors.Row) error {
 func (s *latencySink) Flush(context.Context) error { return nil }
 func (s *latencySink) Close() error                { return nil }
 
+// waitJoined waits, for a minute at most, until eddy's engine holds all
+// parts partitions of the group's assignment and the plain loop is ready.
+func waitJoined(b *testing.B, stats *actors.Stats, parts int64, plainReady chan struct{}, plainDone chan int64) {
+	b.Helper()
+	deadline := time.After(time.Minute)
+	select {
+	case <-plainReady:
+	case <-plainDone:
+		b.Fatal("the plain loop stopped before it was ready")
+	case <-deadline:
+		b.Fatal("the plain loop has no metadata of the topic after a minute")
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for stats.Partitions.Load() < parts {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			b.Fatalf("eddy holds %d of the topic's %d partitions after a minute", stats.Partitions.Load(), parts)
+		}
+	}
+}
+
 // latency produces rate records/s for secs seconds, each carrying its
 // produce time, while eddy (a records pipeline) and a plain loop consume
 // them; each notes now minus the produce time as records come out.
@@ -210,11 +233,14 @@ func latency(b *testing.B, brokers []string, rate, secs int) (plain, eddy *actor
 	defer cancel()
 	var eddySeen int64
 	sink := &latencySink{lat: eddy, seen: &eddySeen}
+	stats := &actors.Stats{}
 	eddyDone := make(chan struct{})
 	go func() {
 		defer close(eddyDone)
 		conn := kafka.Conn{Brokers: brokers, Topics: []string{topic}}
-		src, err := kafka.NewSource(kafka.SourceConfig{Conn: conn, Group: topic + "-lat", Start: "latest"})
+		// (The topic is new and empty: earliest misses nothing however
+		// late the partitions are seeked.)
+		src, err := kafka.NewSource(kafka.SourceConfig{Conn: conn, Group: topic + "-lat", Start: "earliest"})
 		if err != nil {
 			b.Error(err)
 			return
@@ -226,11 +252,11 @@ func latency(b *testing.B, brokers []string, rate, secs int) (plain, eddy *actor
 			return
 		}
 		defer store.Close()
-		if _, err := actors.Run(ctx, actors.Config{Pipeline: p, Source: src, Store: store, Records: sink, MaxErrors: -1}); err != nil {
+		if _, err := actors.Run(ctx, actors.Config{Pipeline: p, Source: src, Store: store, Records: sink, MaxErrors: -1, Stats: stats}); err != nil {
 			b.Error(err)
 		}
 	}()
-	plainDone := make(chan int64)
+	plainDone, plainReady := make(chan int64), make(chan struct{})
 	go func() {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 		if err != nil {
@@ -239,6 +265,13 @@ func latency(b *testing.B, brokers []string, rate, secs int) (plain, eddy *actor
 			return
 		}
 		defer cl.Close()
+		// Joined: it knows the topic's leaders and has a connection.
+		if _, err := kadm.NewClient(cl).Metadata(ctx, topic); err != nil {
+			b.Error(err)
+			plainDone <- 0
+			return
+		}
+		close(plainReady)
 		var fp fastjson.Parser
 		var n int64
 		for n < total && ctx.Err() == nil {
@@ -261,7 +294,7 @@ func latency(b *testing.B, brokers []string, rate, secs int) (plain, eddy *actor
 		}
 		plainDone <- n
 	}()
-	time.Sleep(3 * time.Second) // both have joined and sit at the end
+	waitJoined(b, stats, 4, plainReady, plainDone)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(0))
 	if err != nil {
 		b.Fatal(err)
