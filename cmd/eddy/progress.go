@@ -255,8 +255,9 @@ type lagProbe struct {
 }
 
 type lagAnswer struct {
-	behind int64
-	known  bool
+	behind     int64
+	known      bool
+	unanswered bool // the status query failed
 }
 
 const lagEvery = time.Second
@@ -265,12 +266,12 @@ const lagEvery = time.Second
 // when that answer is older than lagEvery, so a slow engine never holds up
 // the progress line.
 func (l *lagProbe) behind(now time.Time) (int64, bool) {
-	if l == nil {
-		return 0, false
-	}
 	select {
 	case a := <-l.pending:
-		l.last, l.known, l.pending = a.behind, a.known, nil
+		l.pending = nil
+		if !a.unanswered { // (a busy engine's silence keeps the last answer)
+			l.last, l.known = a.behind, a.known
+		}
 	default:
 	}
 	h := l.h.Load()
@@ -289,7 +290,10 @@ func (l *lagProbe) behind(now time.Time) (int64, bool) {
 
 // statusLag sums the partitions' lag when every partition tells its own.
 func statusLag(st actors.Status, err error) lagAnswer {
-	if err != nil || len(st.Partitions) == 0 {
+	if err != nil {
+		return lagAnswer{unanswered: true}
+	}
+	if len(st.Partitions) == 0 {
 		return lagAnswer{}
 	}
 	var sum int64

@@ -218,10 +218,10 @@ func TestStatusLag(t *testing.T) {
 		err  error
 		want lagAnswer
 	}{
-		{"every partition tells", actors.Status{Partitions: []actors.PartitionStatus{{Lag: lag(3)}, {Lag: lag(4)}}}, nil, lagAnswer{7, true}},
+		{"every partition tells", actors.Status{Partitions: []actors.PartitionStatus{{Lag: lag(3)}, {Lag: lag(4)}}}, nil, lagAnswer{behind: 7, known: true}},
 		{"one does not", actors.Status{Partitions: []actors.PartitionStatus{{Lag: lag(3)}, {}}}, nil, lagAnswer{}},
 		{"no partitions yet", actors.Status{}, nil, lagAnswer{}},
-		{"no answer", actors.Status{}, errors.New("status: timeout"), lagAnswer{}},
+		{"no answer", actors.Status{}, errors.New("status: timeout"), lagAnswer{unanswered: true}},
 	} {
 		if got := statusLag(tc.st, tc.err); got != tc.want {
 			t.Errorf("%s: statusLag = %+v, want %+v", tc.name, got, tc.want)
@@ -282,5 +282,24 @@ func stopOnceShown(t *testing.T, cmd *exec.Cmd, out *lockedbuf.Buffer, want stri
 	cmd.Process.Signal(syscall.SIGINT)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("eddy run after SIGINT: %v\n%q", err, tailOf(out))
+	}
+}
+
+// A status query that fails (a busy engine) keeps the last lag shown; an
+// answer replaces it.
+func TestLagProbeKeepsTheLastAnswer(t *testing.T) {
+	l := &lagProbe{last: 5, known: true}
+	for _, tc := range []struct {
+		answer lagAnswer
+		want   int64
+	}{
+		{lagAnswer{unanswered: true}, 5},
+		{lagAnswer{behind: 3, known: true}, 3},
+	} {
+		l.pending = make(chan lagAnswer, 1)
+		l.pending <- tc.answer
+		if got, known := l.behind(time.Now()); got != tc.want || !known {
+			t.Errorf("after %+v: behind = %d, %v; want %d, true", tc.answer, got, known, tc.want)
+		}
 	}
 }

@@ -261,10 +261,12 @@ func execute(ctx context.Context, cfg actors.Config, f runFlags, srcURI string, 
 	defer stopProfiles()
 	_, lastErr := cfg.Store.Last()
 	lag := &lagProbe{}
-	if ready := cfg.OnReady; ready != nil {
-		cfg.OnReady = func(h *actors.Handle) { lag.h.Store(h); ready(h) }
-	} else {
-		cfg.OnReady = func(h *actors.Handle) { lag.h.Store(h) }
+	ready := cfg.OnReady // (--http's, when given)
+	cfg.OnReady = func(h *actors.Handle) {
+		lag.h.Store(h)
+		if ready != nil {
+			ready(h)
+		}
 	}
 	stopProgress := startProgress(tty, f.progress, cfg.Stats, inputTotal(srcURI, lastErr == nil), src, lag)
 	defer stopProgress()
