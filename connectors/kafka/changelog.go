@@ -46,6 +46,10 @@ const (
 // to force the broker's abort.)
 var changelogTxnTimeout = time.Minute
 
+// beforeEndTxn, when set (by tests), runs in Commit just before the
+// transaction ends.
+var beforeEndTxn atomic.Pointer[func()]
+
 const (
 	// restoreProgressEvery is how many records Restore reads between two
 	// progress calls.
@@ -433,14 +437,15 @@ func (c *changelog) Write(partition string, key, value []byte) {
 }
 
 // Commit writes one marker per partition of markers, then commits the
-// transaction. It returns per partition the offset after the commit's
-// control record, which Kafka writes right after the marker in each
-// partition of the transaction: the marker's offset + 2. (That holds
-// while one node writes the partition's changelog; a zombie's records
-// interleaved there would only make the offset early, so the next
-// Restore reads a few records again.) Shared with a sink, it only writes
-// and flushes: the sink's Commit ends the transaction (and writes that
-// control record).
+// transaction. It returns per partition the offset just after the marker.
+// Not the marker's offset + 2, after the control record that ends the
+// transaction: Kafka writes that record at EndTransaction, and when this
+// node was held up between its marker and its commit (paused past its
+// session) the node that took the partition over may have written records
+// in between; a next Restore from + 2 would skip one of them, and the
+// partition's state would read low. From + 1 it reads them, or only the
+// control record. Shared with a sink, it only writes and flushes: the
+// sink's Commit ends the transaction (and writes that control record).
 func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.ChangelogMarker) (map[string]int64, error) {
 	c.txMu.Lock()
 	defer c.txMu.Unlock()
@@ -475,7 +480,13 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 			return
 		}
 		mu.Lock()
-		offsets[ids[r]] = r.Offset + 2 // after the marker and the commit's control record
+		// Just after the marker, not after the commit's control record
+		// too: that one is written at EndTransaction, and a node that
+		// took the partition over while this commit was held up (a
+		// pause past the session) may have written in between. A
+		// restore from here reads them; with nothing between, it reads
+		// only the control record.
+		offsets[ids[r]] = r.Offset + 1
 		mu.Unlock()
 	}
 	// The generation of this member's group rides along (as Kafka Streams'
@@ -525,6 +536,9 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 			return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), lost(notMember(err)))
 		}
 	}
+	if hold := beforeEndTxn.Load(); hold != nil {
+		(*hold)()
+	}
 	if err := c.prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		return nil, fmt.Errorf("kafka changelog of %s: commit: %w", c.what(), lost(err))
 	}
@@ -536,7 +550,7 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 
 // waitVisible waits, for a few seconds at most, until the control records
 // that end the transaction are in the changelog partitions (their high
-// watermarks reach offsets). EndTransaction returns once the transaction
+// watermarks pass offsets). EndTransaction returns once the transaction
 // coordinator has decided; the control records follow a few milliseconds
 // later, and a node reading End before them would miss the checkpoint.
 // (Not the last stable offset: another node's open transaction, a
@@ -553,7 +567,7 @@ func (c *changelog) waitVisible(ctx context.Context, offsets map[string]int64) {
 			want[topic] = map[int32]int64{}
 			topics = append(topics, topic)
 		}
-		want[topic][part] = off
+		want[topic][part] = off + 1 // the control record after the marker
 	}
 	if len(topics) == 0 {
 		return

@@ -196,13 +196,14 @@ func TestChangelogRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// p0: a b c marker commit → 5; p1: x marker commit → 3.
-	if off1[p0] != 5 || off1[p1] != 3 || len(off1) != 2 {
-		t.Fatalf("commit 1 returned %v, want %s:5 %s:3", off1, p0, p1)
+	// p0: a b c marker commit → 4 (just after the marker), end 5;
+	// p1: x marker commit → 2, end 3.
+	if off1[p0] != 4 || off1[p1] != 2 || len(off1) != 2 {
+		t.Fatalf("commit 1 returned %v, want %s:4 %s:2", off1, p0, p1)
 	}
 	for p, o := range off1 {
-		if e := end(t, cl, p); e != o {
-			t.Errorf("end of %s after commit 1: %d, Commit returned %d", p, e, o)
+		if e := end(t, cl, p); e != o+1 {
+			t.Errorf("end of %s after commit 1: %d, Commit returned %d (want the end before the control record)", p, e, o)
 		}
 	}
 
@@ -213,8 +214,8 @@ func TestChangelogRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := end(t, cl, p0); off2[p0] != e || e != off1[p0]+5 {
-		t.Errorf("commit 2: Commit returned %v, end of %s is %d, want %d", off2, p0, e, off1[p0]+5)
+	if e := end(t, cl, p0); off2[p0]+1 != e || e != off1[p0]+6 {
+		t.Errorf("commit 2: Commit returned %v, end of %s is %d, want %d", off2, p0, e, off1[p0]+6)
 	}
 
 	got, m, next, prog := restore(t, cl, p0, 0)
@@ -222,23 +223,23 @@ func TestChangelogRoundTrip(t *testing.T) {
 		change{key: "a", value: "1"}, change{key: "b", value: "2"}, change{key: "c", value: "3"},
 		change{key: "a", value: "11"}, change{key: "b", del: true}, change{key: "e", value: ""})
 	sameMarker(t, m, marker(2, 150))
-	if next != off2[p0] || prog != [2]int64{off2[p0], off2[p0]} {
-		t.Errorf("restore of p0 stopped at %d with progress %v, want %d", next, prog, off2[p0])
+	if next != off2[p0]+1 || prog != [2]int64{off2[p0] + 1, off2[p0] + 1} {
+		t.Errorf("restore of p0 stopped at %d with progress %v, want %d", next, prog, off2[p0]+1)
 	}
 
 	// From the offset the first commit returned: only what came later.
 	got, m, next, _ = restore(t, cl, p0, off1[p0])
 	sameChanges(t, "restore of p0 from commit 1", got, change{key: "a", value: "11"}, change{key: "b", del: true}, change{key: "e", value: ""})
 	sameMarker(t, m, marker(2, 150))
-	if next != off2[p0] {
-		t.Errorf("incremental restore stopped at %d, want %d", next, off2[p0])
+	if next != off2[p0]+1 {
+		t.Errorf("incremental restore stopped at %d, want %d", next, off2[p0]+1)
 	}
 	got, m, _, _ = restore(t, cl, p1, 0)
 	sameChanges(t, "restore of p1", got, change{key: "x", value: "9"})
 	sameMarker(t, m, marker(2, 200))
 
 	// At the end, and past it (a recreated topic): nothing read.
-	for _, from := range []int64{off2[p0], off2[p0] + 10} {
+	for _, from := range []int64{off2[p0] + 1, off2[p0] + 10} {
 		got, m, next, _ = restore(t, cl, p0, from)
 		if len(got) != 0 || m.Checkpoint != 0 || next != from {
 			t.Errorf("restore from %d (end %d): %v, marker %+v, stopped at %d", from, off2[p0], got, m, next)
@@ -246,7 +247,7 @@ func TestChangelogRoundTrip(t *testing.T) {
 	}
 
 	// A commit with nothing written and no markers is a no-op.
-	if off, err := cl.Commit(t.Context(), nil); err != nil || len(off) != 0 || end(t, cl, p0) != off2[p0] {
+	if off, err := cl.Commit(t.Context(), nil); err != nil || len(off) != 0 || end(t, cl, p0) != off2[p0]+1 {
 		t.Errorf("empty commit: %v %v, end %d", off, err, end(t, cl, p0))
 	}
 
@@ -266,6 +267,54 @@ func TestChangelogRoundTrip(t *testing.T) {
 	if _, err := cl.Commit(t.Context(), map[string]connectors.ChangelogMarker{"kafka:other/1": marker(3, 1)}); err == nil {
 		t.Error("commit of a marker for an unknown partition: no error")
 	}
+}
+
+// A node held up between its checkpoint's marker and its commit (paused
+// past its session) commits after the partition's next owner has written
+// to the changelog: the next owner's records lie between the marker and
+// the control record that ends the held-up transaction. Commit's offset
+// must not pass them, or the held-up node, given the partition back and
+// restoring from its own checkpoint plus the changelog from that offset,
+// misses them (TestClusterHealsAfterAPause read keys low).
+func TestChangelogCommitHeldUpWhileTheNextOwnerWrites(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 1)
+	group := topic + "-g"
+	cl := openChangelog(t, brokers, topic, group)
+	p := "kafka:" + topic + "/0"
+	next, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID("next-owner-"+topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	nextOwnerWrites := func() {
+		if err := next.BeginTransaction(); err != nil {
+			t.Error(err)
+			return
+		}
+		r := &kgo.Record{Topic: kafka.ChangelogTopic(group, topic), Partition: 0, Key: []byte("b"), Value: []byte("2")}
+		if err := next.ProduceSync(t.Context(), r).FirstErr(); err != nil {
+			t.Error(err)
+		}
+		if err := next.EndTransaction(t.Context(), kgo.TryCommit); err != nil {
+			t.Error(err)
+		}
+	}
+
+	cl.Write(p, []byte("a"), []byte("1"))
+	undo := kafka.HoldChangelogCommits(nextOwnerWrites)
+	off, err := cl.Commit(t.Context(), map[string]connectors.ChangelogMarker{p: marker(1, 10)})
+	undo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (Commit waits for the end to pass its own offset, which the next
+	// owner's records already did: wait for its control record.)
+	// a, the marker, the next owner's record and control record, then this one's
+	waitEnd(t, cl, p, 5)
+	got, _, _, _ := restore(t, cl, p, off[p])
+	sameChanges(t, "restore from the held-up commit's offset", got, change{key: "b", value: "2"})
 }
 
 func TestChangelogAbortedCheckpointIsInvisible(t *testing.T) {
@@ -312,9 +361,9 @@ func TestChangelogAbortedCheckpointIsInvisible(t *testing.T) {
 	if err := other.Close(); err != nil { // aborts its transaction
 		t.Fatal(err)
 	}
-	// The end is now past this node's commit and the abort's control
-	// record, which the broker writes shortly after the abort returns.
-	want := off3[p] + 1
+	// The end is now past this node's commit's control record and the
+	// abort's, which the broker writes shortly after the abort returns.
+	want := off3[p] + 2
 	for deadline := time.Now().Add(5 * time.Second); end(t, cl, p) != want && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -354,8 +403,8 @@ func TestChangelogConcurrentWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 		for p, o := range offs {
-			if e := end(t, cl, p); e != o {
-				t.Errorf("checkpoint %d: end of %s %d, Commit returned %d", cp, p, e, o)
+			if e := end(t, cl, p); e != o+1 {
+				t.Errorf("checkpoint %d: end of %s %d, Commit returned %d (want just before the control record)", cp, p, e, o)
 			}
 		}
 	}
@@ -478,8 +527,8 @@ func TestChangelogSharedTransaction(t *testing.T) {
 	if err := sink.Commit(t.Context(), connectors.Checkpoint{ID: 2, Positions: map[string]connectors.Position{p: marker(2, 2).Position}}); err != nil {
 		t.Fatal(err)
 	}
-	if e := end(t, cl, p); e != offs[p] {
-		t.Errorf("end after the sink's commit: %d, Commit returned %d", e, offs[p])
+	if e := end(t, cl, p); e != offs[p]+1 {
+		t.Errorf("end after the sink's commit: %d, Commit returned %d (want just before the control record)", e, offs[p])
 	}
 	got, m, _, _ = restore(t, cl, p, 0)
 	slices.SortFunc(got, func(a, b change) int { return strings.Compare(a.key, b.key) })

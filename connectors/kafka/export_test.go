@@ -9,3 +9,10 @@ func SetChangelogTxnTimeout(d time.Duration) (restore func()) {
 	changelogTxnTimeout = d
 	return func() { changelogTxnTimeout = was }
 }
+
+// HoldChangelogCommits calls hold in every changelog's Commit between its
+// marker and its EndTransaction, until the returned func undoes it.
+func HoldChangelogCommits(hold func()) (restore func()) {
+	beforeEndTxn.Store(&hold)
+	return func() { beforeEndTxn.Store(nil) }
+}
