@@ -294,7 +294,7 @@ func (t *Table) waitFor(ctx context.Context, ends map[int32]int64) error {
 	for {
 		left := t.behind(ends)
 		if left == 0 {
-			t.log.Info("kafka table read", "topic", t.topic, "rows", t.Len(), "took", time.Since(started).Round(time.Millisecond))
+			t.log.Info("kafka table read", "topic", t.topic, "rows", t.Len(), "records", t.RecordsRead(), "took", time.Since(started).Round(time.Millisecond))
 			return nil
 		}
 		if time.Since(lastNote) >= 30*time.Second {
