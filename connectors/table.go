@@ -42,3 +42,11 @@ func IsTable(uri string) bool {
 	defer mu.RUnlock()
 	return tableSchemes[t.Scheme]
 }
+
+// KeptTable is a Table that can keep its rows in the node's state
+// directory instead of in memory, so that a restart reads only what its
+// log gained since. KeepIn is called before Start.
+type KeptTable interface {
+	Table
+	KeepIn(stateDir string)
+}

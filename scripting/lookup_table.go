@@ -22,7 +22,11 @@ type liveTable struct{ t connectors.Table }
 // the first records see every row written before the run. A lookup that
 // can't be opened, or a table topic that does not exist, is an error
 // naming the lookup. close stops the tables' readers.
-func (p *Pipeline) OpenTables(ctx context.Context) (close func(), err error) {
+func (p *Pipeline) OpenTables(ctx context.Context, opts ...TableOption) (close func(), err error) {
+	var cfg tableConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	var started []connectors.Table
 	close = func() {
 		for _, t := range started {
@@ -32,7 +36,7 @@ func (p *Pipeline) OpenTables(ctx context.Context) (close func(), err error) {
 	for _, spec := range p.Lookups() {
 		lt := p.lookups[spec.Name]
 		lt.mu.Lock()
-		tb, err := lt.open(ctx)
+		tb, err := lt.open(ctx, cfg)
 		lt.mu.Unlock()
 		if err != nil {
 			close()
@@ -45,9 +49,20 @@ func (p *Pipeline) OpenTables(ctx context.Context) (close func(), err error) {
 	return close, nil
 }
 
+// TableOption configures OpenTables.
+type TableOption func(*tableConfig)
+
+type tableConfig struct{ stateDir string }
+
+// KeepTablesIn keeps the rows of tables that can keep them (a compacted
+// Kafka topic) under dir, the node's state directory, so a restart reads
+// only what their topics gained since; without it they are read into
+// memory from their topics' starts at each start.
+func KeepTablesIn(dir string) TableOption { return func(c *tableConfig) { c.stateDir = dir } }
+
 // open opens the lookup's source, if it isn't yet, and starts it when it
 // is a table; tb is the table it started. lt.mu is held.
-func (lt *lookupTable) open(ctx context.Context) (tb connectors.Table, err error) {
+func (lt *lookupTable) open(ctx context.Context, cfg tableConfig) (tb connectors.Table, err error) {
 	if lt.openErr != nil {
 		return nil, lt.openErr
 	}
@@ -62,6 +77,9 @@ func (lt *lookupTable) open(ctx context.Context) (tb connectors.Table, err error
 	tb, ok := lt.src.(connectors.Table)
 	if !ok || lt.live.Load() != nil {
 		return nil, nil
+	}
+	if kt, ok := tb.(connectors.KeptTable); ok && cfg.stateDir != "" {
+		kt.KeepIn(cfg.stateDir)
 	}
 	if err := tb.Start(ctx); err != nil {
 		err = fmt.Errorf("lookup %s: %w", lt.spec.Name, err)

@@ -193,7 +193,7 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 	if err != nil {
 		return err
 	}
-	closeTables, err := p.OpenTables(cmd.Context()) // tables read to their end before the first record
+	closeTables, err := p.OpenTables(cmd.Context(), tableOptions(f)...) // tables read to their end before the first record
 	if err != nil {
 		return err
 	}
@@ -451,6 +451,16 @@ func openChangelog(cfg *actors.Config, src connectors.Source, f runFlags, log *s
 		}
 	}
 	return func() { cl.Close() }, nil
+}
+
+// tableOptions keep the pipeline's tables in --state when it is given;
+// without it they are read into memory, as the state is kept only for the
+// run.
+func tableOptions(f runFlags) []scripting.TableOption {
+	if f.stateDir == "" {
+		return nil
+	}
+	return []scripting.TableOption{scripting.KeepTablesIn(f.stateDir)}
 }
 
 // openStore opens --state, or a temporary directory removed when the run

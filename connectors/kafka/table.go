@@ -7,10 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -21,41 +22,51 @@ import (
 
 func init() {
 	connectors.RegisterLookup("kafka", func(t connectors.Target, key string) (connectors.Lookup, error) { return OpenTable(t, key) },
-		append(connParams, "bootstrap", "bootstrap-timeout")...)
+		append(connParams, "bootstrap", "bootstrap-timeout", "cache-rows")...)
 	connectors.DeclareTable("kafka")
 }
 
 // Table is a lookup table read from a compacted Kafka topic, like Kafka
 // Streams' GlobalKTable: every process reads every partition of the topic
-// into memory, from the start, and follows it as it grows. A record's key
-// is the row's key, its value (a JSON object) the row, and a null value
-// (a tombstone) deletes the row.
+// and follows it as it grows. A record's key is the row's key, its value
+// (a JSON object) the row, and a null value (a tombstone) deletes the row.
+//
+// Where the rows are kept: in memory, read from the topic's start at each
+// start, unless KeepIn gave it a directory of the node's state; then in a
+// Badger table there (state.Table) with, in the same transactions, the
+// position read to in each partition, so a restart reads only the topic's
+// tail after them, and memory holds only a cache of decoded rows.
 //
 // Which rows a lookup sees: the table as read at the moment of the lookup.
 // With bootstrap (the default) Start returns only once every record the
 // topic held when it was called has been read, so the run's first records
 // see all of them; later updates apply to the records looked up after the
-// reader took them in. A restart reads the topic again from its start: the
-// table is not kept in the node's state.
+// reader took them in.
 type Table struct {
 	conn      Conn
 	topic     string
 	bootstrap bool
 	// bootstrapTimeout bounds the wait for the table's end at start.
 	bootstrapTimeout time.Duration
+	cacheRows        int    // rows a kept table keeps decoded in memory
+	stateDir         string // from KeepIn; "" keeps the rows in memory
 	log              *slog.Logger
 
-	mu   sync.RWMutex
-	rows map[string]map[string]any
-	bad  map[string]error // keys whose newest value is not a JSON object
-	seen map[int32]int64  // per partition, the offset after the last record read
+	mu     sync.RWMutex // guards rows' content and seen; held to write
+	rows   rows
+	failed error           // why the reader stopped, if it did
+	seen   map[int32]int64 // per partition, the offset after the last record read
+	read   atomic.Int64    // records read from the topic since Start (for tests)
 
 	cl     *kgo.Client
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-var _ connectors.Table = (*Table)(nil)
+var (
+	_ connectors.Table     = (*Table)(nil)
+	_ connectors.KeptTable = (*Table)(nil)
+)
 
 // OpenTable reads the URI kafka://BROKERS/TOPIC of a table lookup. The
 // table's key is the Kafka record key, so key (a column name, for other
@@ -79,30 +90,49 @@ func OpenTable(t connectors.Target, key string) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Table{conn: c, topic: c.Topics[0], bootstrap: bootstrap == "true", bootstrapTimeout: timeout, log: slog.Default(),
-		rows: map[string]map[string]any{}, bad: map[string]error{}, seen: map[int32]int64{}}, nil
+	cache, err := t.IntParam("cache-rows", defaultCacheRows, 1)
+	if err != nil {
+		return nil, err
+	}
+	return &Table{conn: c, topic: c.Topics[0], bootstrap: bootstrap == "true", bootstrapTimeout: timeout, cacheRows: int(cache),
+		log: slog.Default(), seen: map[int32]int64{}}, nil
 }
 
-// Start checks the topic, starts reading it and, with bootstrap, waits
-// until the table holds every record the topic held at the call. A
-// missing topic is refused, naming it; a topic that is not compacted is
-// read, with a warning.
+// defaultCacheRows is how many decoded rows a kept table holds in memory
+// unless the URI's cache-rows says otherwise.
+const defaultCacheRows = 100_000
+
+// KeepIn makes Start keep the table's rows under stateDir (the node's
+// --state directory), in tables/kafka-TOPIC, instead of in memory.
+func (t *Table) KeepIn(stateDir string) { t.stateDir = stateDir }
+
+// Start checks the topic, opens the rows (a kept table checks what it
+// stored against the topic, see openKept), starts reading the topic after
+// the rows' positions and, with bootstrap, waits until the table holds
+// every record the topic held at the call. A missing topic is refused,
+// naming it; a topic that is not compacted is read, with a warning.
 func (t *Table) Start(ctx context.Context) error {
-	cl, err := t.conn.NewClient(
-		kgo.ConsumeTopics(t.topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	adm, err := t.conn.NewClient()
+	if err != nil {
+		return err
+	}
+	info, err := t.check(ctx, kadm.NewClient(adm))
+	adm.Close()
+	if err != nil {
+		return fmt.Errorf("kafka table %q: %w", t.topic, err)
+	}
+	if err := t.openRows(info); err != nil {
+		return fmt.Errorf("kafka table %q: %w", t.topic, err)
+	}
+	cl, err := t.conn.NewClient(append(t.consumeFrom(info),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Control records (transaction markers) take offsets: keeping
 		// them lets the reader see that it reached the end offset.
 		kgo.KeepControlRecords(),
-	)
+	)...)
 	if err != nil {
+		t.rows.close()
 		return err
-	}
-	ends, err := t.check(ctx, kadm.NewClient(cl))
-	if err != nil {
-		cl.Close()
-		return fmt.Errorf("kafka table %q: %w", t.topic, err)
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
 	t.cl, t.cancel, t.done = cl, cancel, make(chan struct{})
@@ -110,66 +140,148 @@ func (t *Table) Start(ctx context.Context) error {
 	if !t.bootstrap {
 		return nil
 	}
-	return t.waitFor(ctx, ends)
+	return t.waitFor(ctx, info.bootstrapEnds())
+}
+
+// openRows opens the table's rows: in memory, or kept under the state
+// directory, in which case seen starts at the positions they were stored
+// with.
+func (t *Table) openRows(info topicInfo) error {
+	if t.stateDir == "" {
+		t.rows = newMemRows(t.topic)
+		return nil
+	}
+	kept, err := t.openKept(info)
+	if err != nil {
+		return err
+	}
+	t.rows = kept
+	t.seen = kept.positions()
+	return nil
+}
+
+// consumeFrom says where to read: from the topic's start, or, for rows
+// kept with positions, from each partition's stored position.
+func (t *Table) consumeFrom(info topicInfo) []kgo.Opt {
+	if len(t.seen) == 0 {
+		return []kgo.Opt{kgo.ConsumeTopics(t.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
+	}
+	at := map[int32]kgo.Offset{}
+	for _, p := range info.partitions {
+		at[p] = kgo.NewOffset().AtStart()
+		if pos, ok := t.seen[p]; ok {
+			at[p] = kgo.NewOffset().At(pos)
+		}
+	}
+	return []kgo.Opt{kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{t.topic: at})}
+}
+
+// topicInfo is what Start learns of the topic before reading it.
+type topicInfo struct {
+	cluster    string
+	id         string // the topic's ID, "" when the broker gives none
+	partitions []int32
+	starts     map[int32]int64 // log start offsets
+	stable     map[int32]int64 // last stable offsets: what bootstrap waits for
+	highs      map[int32]int64 // high watermarks
+	// deleteRetention is how long Kafka keeps a tombstone after
+	// compaction reaches it (delete.retention.ms); 0 when unknown.
+	deleteRetention time.Duration
+}
+
+// bootstrapEnds are the end offsets of the non-empty partitions.
+func (i topicInfo) bootstrapEnds() map[int32]int64 {
+	out := map[int32]int64{}
+	for p, end := range i.stable {
+		if end > i.starts[p] {
+			out[p] = end
+		}
+	}
+	return out
 }
 
 // check refuses a missing topic, warns about one that is not compacted,
-// and returns the end offset of each non-empty partition.
-func (t *Table) check(ctx context.Context, adm *kadm.Client) (map[int32]int64, error) {
+// and learns the topic's offsets and identity.
+func (t *Table) check(ctx context.Context, adm *kadm.Client) (topicInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	var info topicInfo
 	if err := checkTopics(ctx, adm, t.conn); err != nil {
-		return nil, err
+		return info, err
 	}
-	if err := t.checkCompacted(ctx, adm); err != nil {
-		return nil, err
-	}
-	starts, err := adm.ListStartOffsets(ctx, t.topic)
-	if err == nil {
-		err = starts.Error()
-	}
+	retention, err := t.checkCompacted(ctx, adm)
 	if err != nil {
-		return nil, t.conn.Explain(err)
+		return info, err
+	}
+	info.deleteRetention = retention
+	md, err := adm.Metadata(ctx, t.topic)
+	if err != nil {
+		return info, t.conn.Explain(err)
+	}
+	info.cluster = md.Cluster
+	if td := md.Topics[t.topic]; td.ID != (kadm.TopicID{}) {
+		info.id = td.ID.String()
+	}
+	for p := range md.Topics[t.topic].Partitions {
+		info.partitions = append(info.partitions, p)
+	}
+	slices.Sort(info.partitions)
+	if info.starts, err = t.offsets(adm.ListStartOffsets(ctx, t.topic)); err != nil {
+		return info, err
 	}
 	// Committed (last stable) offsets: a read_committed reader can't pass
 	// an open transaction, so waiting for the high watermark could hang.
-	ends, err := adm.ListCommittedOffsets(ctx, t.topic)
+	if info.stable, err = t.offsets(adm.ListCommittedOffsets(ctx, t.topic)); err != nil {
+		return info, err
+	}
+	if info.highs, err = t.offsets(adm.ListEndOffsets(ctx, t.topic)); err != nil {
+		return info, err
+	}
+	return info, nil
+}
+
+// offsets turns a listing of the topic's offsets into a map by partition.
+func (t *Table) offsets(l kadm.ListedOffsets, err error) (map[int32]int64, error) {
 	if err == nil {
-		err = ends.Error()
+		err = l.Error()
 	}
 	if err != nil {
 		return nil, t.conn.Explain(err)
 	}
 	out := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if s, ok := starts.Lookup(o.Topic, o.Partition); !ok || o.Offset > s.Offset {
-			out[o.Partition] = o.Offset
-		}
-	})
+	l.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
 	return out, nil
 }
 
 // checkCompacted warns when the topic's cleanup.policy is not compact:
-// Kafka then deletes rows by age, and a restarted reader loses them.
-func (t *Table) checkCompacted(ctx context.Context, adm *kadm.Client) error {
+// Kafka then deletes rows by age, and a restarted reader loses them. It
+// returns the topic's delete.retention.ms, 0 when it is not given.
+func (t *Table) checkCompacted(ctx context.Context, adm *kadm.Client) (time.Duration, error) {
 	rcs, err := adm.DescribeTopicConfigs(ctx, t.topic)
 	if err != nil {
-		return t.conn.Explain(err)
+		return 0, t.conn.Explain(err)
 	}
 	rc, err := rcs.On(t.topic, nil)
 	if err == nil {
 		err = rc.Err
 	}
 	if err != nil {
-		return t.conn.Explain(err)
+		return 0, t.conn.Explain(err)
 	}
+	var retention time.Duration
 	for _, c := range rc.Configs {
-		if c.Key == "cleanup.policy" && c.Value != nil && !strings.Contains(*c.Value, "compact") {
+		switch {
+		case c.Value == nil:
+		case c.Key == "cleanup.policy" && !strings.Contains(*c.Value, "compact"):
 			t.log.Warn("kafka table: the topic is not compacted: Kafka deletes its rows by age, and a restart reads only what is left (make it with `eddy topics create TOPIC --config cleanup.policy=compact`)",
 				"topic", t.topic, "cleanup.policy", *c.Value)
+		case c.Key == "delete.retention.ms":
+			if ms, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && ms > 0 {
+				retention = time.Duration(ms) * time.Millisecond
+			}
 		}
 	}
-	return nil
+	return retention, nil
 }
 
 // waitFor returns once the reader has passed every offset in ends, or
@@ -182,7 +294,7 @@ func (t *Table) waitFor(ctx context.Context, ends map[int32]int64) error {
 	for {
 		left := t.behind(ends)
 		if left == 0 {
-			t.log.Info("kafka table read", "topic", t.topic, "rows", t.Len(), "took", time.Since(started).Round(time.Millisecond))
+			t.log.Info("kafka table read", "topic", t.topic, "rows", t.Len(), "records", t.RecordsRead(), "took", time.Since(started).Round(time.Millisecond))
 			return nil
 		}
 		if time.Since(lastNote) >= 30*time.Second {
@@ -232,38 +344,65 @@ func (t *Table) follow(ctx context.Context) {
 			lastErr = time.Now()
 			t.log.Warn("kafka table: fetch failed; retrying", "topic", topic, "partition", p, "error", t.conn.Explain(err))
 		})
-		t.apply(fs)
+		if err := t.apply(fs); err != nil {
+			t.stop(err)
+			return
+		}
 	}
 }
 
-// apply puts a fetch's records into the table, in offset order per
-// partition: a row's newest value wins, a tombstone deletes it.
-func (t *Table) apply(fs kgo.Fetches) {
+// stop records why the reader stopped: every later lookup fails with it.
+func (t *Table) stop(err error) {
+	err = fmt.Errorf("kafka table %q: stopped reading its topic: %w", t.topic, err)
+	t.log.Error("kafka table: stopped reading its topic; its lookups fail from now on", "topic", t.topic, "error", err)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.failed = err
+}
+
+// apply puts a fetch's records into the table, in offset order per
+// partition: a row's newest value wins, a tombstone deletes it. An error
+// (a kept table that can't be written) stops the reader: the table would
+// fall behind its topic unseen.
+func (t *Table) apply(fs kgo.Fetches) error {
+	var recs []*kgo.Record
 	fs.EachRecord(func(r *kgo.Record) {
-		t.seen[r.Partition] = r.Offset + 1
-		if r.Attrs.IsControl() {
-			return
-		}
-		if r.Key == nil {
+		if r.Key == nil && !r.Attrs.IsControl() {
 			t.log.Warn("kafka table: a record without a key is no row; skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
-			return
 		}
-		key := string(r.Key)
-		delete(t.bad, key)
-		if r.Value == nil {
-			delete(t.rows, key)
-			return
-		}
-		row, err := parseRow(r.Value)
-		if err != nil {
-			delete(t.rows, key)
-			t.bad[key] = fmt.Errorf("kafka table %q: the row of key %q (partition %d offset %d) is not a JSON object: %w", t.topic, key, r.Partition, r.Offset, err)
-			return
-		}
-		t.rows[key] = row
+		recs = append(recs, r)
 	})
+	if len(recs) == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.rows.apply(recs); err != nil {
+		return err
+	}
+	for _, r := range recs {
+		t.seen[r.Partition] = r.Offset + 1
+	}
+	t.read.Add(int64(len(recs)))
+	return nil
+}
+
+// isRow says whether r writes or deletes a row: control records and
+// records without a key only move the position.
+func isRow(r *kgo.Record) bool { return r.Key != nil && !r.Attrs.IsControl() }
+
+// rowOf is the row a record's value holds, or the error a lookup of its
+// key gives when the value is not a JSON object.
+func rowOf(topic string, r *kgo.Record) (map[string]any, error) {
+	row, err := parseRow(r.Value)
+	if err != nil {
+		return nil, badRow(topic, string(r.Key), r.Partition, r.Offset, err)
+	}
+	return row, nil
+}
+
+func badRow(topic, key string, partition int32, offset int64, err error) error {
+	return fmt.Errorf("kafka table %q: the row of key %q (partition %d offset %d) is not a JSON object: %w", topic, key, partition, offset, err)
 }
 
 // parseRow decodes a JSON object, with whole numbers as int64 and other
@@ -311,33 +450,46 @@ func numbers(v any) any {
 func (t *Table) Get(key string) (map[string]any, bool, error) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	if err := t.bad[key]; err != nil {
-		return nil, false, err
+	switch {
+	case t.failed != nil:
+		return nil, false, t.failed
+	case t.rows == nil:
+		return nil, false, fmt.Errorf("kafka table %q: not started", t.topic)
 	}
-	row, ok := t.rows[key]
-	return row, ok, nil
+	return t.rows.get(key)
 }
 
 // Len is the number of rows.
 func (t *Table) Len() int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return len(t.rows)
+	if t.rows == nil {
+		return 0
+	}
+	return t.rows.len()
 }
 
 // Load returns a copy of the rows (for tools; lookups call Get).
 func (t *Table) Load(context.Context) (map[string]map[string]any, error) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return maps.Clone(t.rows), nil
+	if t.rows == nil {
+		return nil, fmt.Errorf("kafka table %q: not started", t.topic)
+	}
+	return t.rows.load()
 }
+
+// RecordsRead is how many records (control records included) the table
+// has read from its topic since Start: a kept table's restart reads only
+// the topic's tail.
+func (t *Table) RecordsRead() int64 { return t.read.Load() }
 
 // Transient is false: Get does not fail for a broker that is away (the
 // table answers from what it read), so no error of a table passes on its
 // own.
 func (t *Table) Transient(error) bool { return false }
 
-// Close stops the reader.
+// Close stops the reader and closes the rows.
 func (t *Table) Close() error {
 	if t.cl == nil {
 		return nil
@@ -345,5 +497,8 @@ func (t *Table) Close() error {
 	t.cancel()
 	<-t.done
 	t.cl.Close()
-	return nil
+	t.cl = nil
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.rows.close()
 }
