@@ -126,6 +126,11 @@ type entry struct {
 	// sk: the state key of a tumbling or hopping window's entry, once
 	// lastWindow has it (see windowEntry)
 	sk string
+	// unstored: no checkpoint has written this entry (it was created
+	// since the last one), so dropping it needs no delete: a window
+	// that opens and fires between two checkpoints never reaches the
+	// store or the changelog. Restored entries are stored.
+	unstored bool
 }
 
 type keyState struct {
@@ -439,7 +444,7 @@ func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int
 		// a copy: k.Vals is cut from a slab of many records' values
 		// (scripting.Runtime.newVals), which the entry must not keep alive
 		keyVals := append([]any(nil), k.Vals[:nk]...)
-		en = &entry{key: k.Key, keyVals: keyVals, accs: accs, start: start, end: end}
+		en = &entry{key: k.Key, keyVals: keyVals, accs: accs, start: start, end: end, unstored: true}
 	}
 	if err := a.rt.Add(en.accs, k.Vals[nk:]); err != nil {
 		return nil, err
@@ -757,6 +762,7 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		if err := wb.Set(stateKey(a.partition, sk), buf); err != nil {
 			return err
 		}
+		en.unstored = false
 	}
 	for _, sk := range a.unwritten.deleted {
 		if a.entries[sk] != nil {

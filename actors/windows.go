@@ -131,12 +131,12 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 // and from the emitter's table: the merged session covers it, so its own
 // changes are not sent.
 func (a *KeyedAggregator) supersede(sk string) {
-	if en := a.entries[sk]; en != nil {
+	en := a.entries[sk]
+	if en != nil {
 		en.gone = true
 	}
 	delete(a.entries, sk)
-	a.unwritten.deleted = append(a.unwritten.deleted, sk)
-	delete(a.localEntries, sk)
+	a.forget(sk, en)
 	a.emit.superseded = append(a.emit.superseded, sk)
 }
 
@@ -184,9 +184,19 @@ func (a *KeyedAggregator) drop(sk string) {
 	}
 	en.gone = true
 	delete(a.entries, sk)
-	a.unwritten.deleted = append(a.unwritten.deleted, sk)
-	delete(a.localEntries, sk)
+	a.forget(sk, en)
 	a.emit.dropped = append(a.emit.dropped, sk)
+}
+
+// forget deletes entry en, gone from state key sk, from the store and the
+// changelog at the next checkpoint, unless no checkpoint wrote it. (A key
+// some other entry left there has its own delete queued already: every
+// entry that leaves a key it was written at queues one.)
+func (a *KeyedAggregator) forget(sk string, en *entry) {
+	if en == nil || !en.unstored {
+		a.unwritten.deleted = append(a.unwritten.deleted, sk)
+	}
+	delete(a.localEntries, sk)
 }
 
 // late sends record i of m to the late output.
