@@ -57,8 +57,8 @@ func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) (chang
 	limit := 2*time.Minute + time.Duration(keys/20_000)*time.Second
 	var profile []string
 	if dir := os.Getenv("EDDY_BENCH_PROFILE"); dir != "" {
-		profile = []string{"--cpuprofile", filepath.Join(dir, "restore.pprof")}
-		fmt.Printf("  the node's CPU profile: %s\n", profile[1])
+		profile = []string{"--cpuprofile", filepath.Join(dir, "restore.pprof"), "--memprofile", filepath.Join(dir, "restore.heap")}
+		fmt.Printf("  the node's CPU profile: %s, its heap when it stops: %s\n", profile[1], profile[3])
 	}
 	addr := testenv.FreeAddr(b)
 	node := startNode(b, bin, "second", "testdata/count_ids.lua", brokers, topic, group, filepath.Join(b.TempDir(), "state"),
