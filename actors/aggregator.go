@@ -323,8 +323,7 @@ func (a *KeyedAggregator) loadStore(epoch uint64, skipEntry func(sk string) bool
 			return nil
 		}
 		if a.lazyEntries() {
-			a.loadRaw(sk, bytes.Clone(v)) // (v is the store's only during the call)
-			return nil
+			return a.loadRaw(sk, bytes.Clone(v)) // (v is the store's only during the call)
 		}
 		return a.loadEntry(sk, v)
 	})
@@ -356,8 +355,23 @@ func (a *KeyedAggregator) lazyEntries() bool {
 
 // loadRaw puts a checkpointed entry (state key sk, an unwindowed one) in
 // place undecoded; v must not change after.
-func (a *KeyedAggregator) loadRaw(sk string, v []byte) {
+func (a *KeyedAggregator) loadRaw(sk string, v []byte) error {
+	if err := a.checkRaw(sk, v); err != nil {
+		return err
+	}
 	a.entries[sk] = &entry{key: sk, raw: v}
+	return nil
+}
+
+// checkRaw refuses an entry kept encoded that would not decode: damaged
+// state fails the partition as it restores, as it does when restored
+// entries are decoded, and not later where a record, an emit or a query
+// reads it (the emitter can't fail a partition).
+func (a *KeyedAggregator) checkRaw(sk string, v []byte) error {
+	if err := a.rt.CheckEntry(v); err != nil {
+		return &damagedEntry{key: sk, err: err}
+	}
+	return nil
 }
 
 // decoded decodes entry en (state key sk) in place if it is still raw.

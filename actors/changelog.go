@@ -336,6 +336,7 @@ type shardRestore struct {
 	size       int               // the entries expected, for a lazy shard's table
 	entries    map[string][]byte // by state key; nil value: deleted
 	deleted    map[string]bool   // (lazy) by state key
+	damaged    error             // (lazy) the first entry that does not decode
 	states     map[string][]byte // by hook key
 }
 
@@ -372,6 +373,9 @@ func (a *KeyedAggregator) collect(m *restoreKVs) {
 			delete(a.entries, c.key)
 			r.deleted[c.key] = true
 		default:
+			if err := a.checkRaw(c.key, c.value); err != nil && r.damaged == nil {
+				r.damaged = err // (restored fails with it)
+			}
 			a.entries[c.key] = &entry{key: c.key, raw: c.value, local: true}
 			delete(r.deleted, c.key)
 		}
@@ -385,6 +389,9 @@ func (a *KeyedAggregator) collect(m *restoreKVs) {
 func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 	r := a.fromLog
 	a.fromLog = nil
+	if r.damaged != nil {
+		return r.damaged
+	}
 	// No checkpoint of this node wrote the partition's keys since the
 	// plan (it was out of barriers), so the last one holds them as then.
 	cp, err := a.e.cfg.Store.Last()

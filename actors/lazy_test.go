@@ -81,6 +81,58 @@ func TestDamagedRestoredEntryStopsTheRun(t *testing.T) {
 	}
 }
 
+// A damaged entry fails the partition as it restores, even when no record
+// reaches its key and only the emit at the end reads it: the emitter
+// holds restored entries encoded and can't fail a partition, so the shard
+// checks each as it keeps it. The run ends naming the shard and the key,
+// after the partition's restarts, not from the results sink.
+func TestDamagedEntryNoRecordReadsFailsThePartition(t *testing.T) {
+	store, err := state.Open("", state.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	p := load(t, lazyScript)
+	lines := countLines(200, 3)
+	if _, err := Run(context.Background(), Config{Pipeline: p, Source: &memio.Source{Lines: lines, BatchSize: 50}, Store: store,
+		Results: &memio.Sink{}, Shards: 2, MaxErrors: -1}); err != nil {
+		t.Fatal(err)
+	}
+	damage(t, store, "k1")
+	_, err = Run(context.Background(), Config{Pipeline: p, Source: &memio.Source{Lines: lines, BatchSize: 50}, Store: store,
+		Results: &memio.Sink{}, Shards: 2, MaxErrors: -1, MaxRestarts: 2, RestartBackoff: time.Millisecond})
+	t.Logf("the run ended: %v", err)
+	if err == nil || !strings.Contains(err.Error(), `of key "k1" does not decode`) || !strings.Contains(err.Error(), "failed 3 times in a row") ||
+		strings.Contains(err.Error(), "sink") {
+		t.Errorf("the run with a damaged entry of k1 ended with %v, want the partition's failures naming the key", err)
+	}
+}
+
+// damage completes a checkpoint after the last whose entry of key is not
+// an entry.
+func damage(t *testing.T, store *state.Store, key string) {
+	t.Helper()
+	cp, err := store.Last()
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch, err := store.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := store.Batch(epoch)
+	if err := b.Set(stateKey("mem", key), []byte(`[["`+key+`"],{not an entry`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	cp.ID = epoch
+	if err := store.Complete(cp); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Restored entries kept undecoded add up exactly: each key's records
 // before the checkpoint and after it, in the shards' state and in the
 // emitter's table, whether the key gets new records or not.
