@@ -460,7 +460,9 @@ func (em *Emitter) room(rows int) {
 	if rows == 0 || len(em.table)+rows <= em.tableRoom {
 		return
 	}
-	n := len(em.table) + rows*max(em.shards, 1)
+	// an eighth more: the shards' shares differ a little, and one a few
+	// keys over would copy the whole table again
+	n := len(em.table) + rows*max(em.shards, 1)*9/8
 	t := make(map[string]*resultEntry, n)
 	maps.Copy(t, em.table)
 	em.table, em.tableRoom = t, n

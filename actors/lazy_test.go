@@ -387,3 +387,20 @@ func TestLocalCheckpointAndTailAddUp(t *testing.T) {
 		}
 	}
 }
+
+// A restored partition's shards each make room for all of the partition's
+// keys at most once: a shard a little over its even share does not copy
+// the table again; the keys the table held stay in it.
+func TestEmitterRoom(t *testing.T) {
+	em := &Emitter{table: map[string]*resultEntry{"other": {}}, shards: 3}
+	em.room(100) // the first shard
+	grown := em.tableRoom
+	for i := range 200 { // its keys and the second's
+		em.room(100 * min(i, 1))
+		em.table[fmt.Sprint(i)] = &resultEntry{}
+	}
+	em.room(110) // the last shard, over its share
+	if em.tableRoom != grown || grown < 1+3*100 || em.table["other"] == nil || len(em.table) != 201 {
+		t.Errorf("room for 3 shards of 100 keys, then 100 and 110: %d, then %d (%d keys)", grown, em.tableRoom, len(em.table))
+	}
+}
