@@ -84,6 +84,10 @@ func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) (chang
 	rs, ss := (restored - assigned).Seconds(), (serving - assigned).Seconds()
 	fmt.Printf("  the node (empty state dir): start to assigned %v; from the assignment: changelog read %.2f s (%.0f keys/s, %.1f MB/s), %d new records read %.2f s, serving %.2f s (%.0f keys/s, %.1f MB/s of changelog)\n",
 		assigned.Round(time.Millisecond), rs, float64(keys)/rs, float64(size)/1e6/rs, more, (read - assigned).Seconds(), ss, float64(keys)/ss, float64(size)/1e6/ss)
+	if cpu, rss, err := procUsage(node.cmd.Process.Pid); err == nil {
+		fmt.Printf("  the process when serving (before its first checkpoint of the partition, if still under way): CPU %.1f s (%.2f µs a key), peak RSS %.0f MiB\n",
+			cpu.Seconds(), cpu.Seconds()*1e6/float64(keys), float64(rss)/(1<<20))
+	}
 	node.stop(b)
 	n, _ := strconv.ParseInt(m[2], 10, 64)
 	took, _ := time.ParseDuration(m[3])
@@ -218,4 +222,38 @@ func waitLogLine(b *testing.B, n *benchNode, limit time.Duration) []string {
 			b.Fatalf("node %s logged no restore from the changelog\n%s", n.name, n.log.tail())
 		}
 	}
+}
+
+// procUsage is a running process's CPU time so far and its peak resident
+// memory, from /proc (Linux).
+func procUsage(pid int) (cpu time.Duration, rss int64, err error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	// the fields after the command's closing parenthesis: utime and stime
+	// are the 12th and 13th, in clock ticks (100 a second on Linux)
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if len(fields) < 13 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %v %v", pid, err1, err2)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if kb, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(kb), "kB")), 10, 64)
+			if err != nil {
+				return 0, 0, fmt.Errorf("/proc/%d/status: VmHWM: %w", pid, err)
+			}
+			rss = n << 10
+		}
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, rss, nil
 }
