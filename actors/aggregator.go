@@ -1,7 +1,9 @@
 package actors
 
 import (
+	"bytes"
 	"container/heap"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -123,6 +125,13 @@ type entry struct {
 	// gone: no longer in the shard's entries (dropped, superseded or
 	// replaced), so lastWindow holding it looks it up again.
 	gone bool
+	// raw: the entry as the store or the changelog has it, not decoded
+	// yet (keyVals and accs are nil): see lazyEntries.
+	raw []byte
+	// local: raw as the changelog brought it, unchanged since: the
+	// checkpoint after the restore writes it to the store only (as
+	// localEntries does for shards that decode as they load)
+	local bool
 	// sk: the state key of a tumbling or hopping window's entry, once
 	// lastWindow has it (see windowEntry)
 	sk string
@@ -209,13 +218,13 @@ func (a *KeyedAggregator) Receive(ctx actor.Context) {
 	case *settled:
 		a.out.release(ctx, a.e)
 	case *checkpointDone:
+		if a.localUntil > 0 && m.epoch >= a.localUntil {
+			a.restoreWritten()
+		}
 		for ep := range a.pending {
 			if ep <= m.epoch {
 				delete(a.pending, ep)
 			}
-		}
-		if a.localUntil > 0 && m.epoch >= a.localUntil {
-			a.localEntries, a.localStates, a.localUntil = nil, nil, 0
 		}
 	case *checkpointAborted:
 		a.redo(a.pending[m.epoch])
@@ -246,6 +255,11 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	a.win.lastWindow = map[string]*entry{}
 	a.watermark = math.MinInt64
 	if a.fromLog != nil {
+		if a.fromLog.lazy {
+			// sized for what the changelog brings (collect), so that
+			// millions of keys do not grow the table step by step
+			a.entries = make(map[string]*entry, a.fromLog.size)
+		}
 		return nil // the changelog first: see restored
 	}
 	if a.restore == 0 {
@@ -302,7 +316,7 @@ func (a *KeyedAggregator) restoreWatermark(epoch uint64) error {
 // loadStore loads this shard's keys of the partition as of checkpoint
 // epoch, but for those in skipEntries and skipStates (which the changelog
 // has newer values of).
-func (a *KeyedAggregator) loadStore(epoch uint64, skipEntries, skipStates map[string][]byte) error {
+func (a *KeyedAggregator) loadStore(epoch uint64, skipEntry func(sk string) bool, skipStates map[string][]byte) error {
 	store := a.e.cfg.Store
 	prefix := statePrefix(a.partition)
 	err := store.Scan(epoch, prefix, func(k, v []byte) error {
@@ -310,8 +324,11 @@ func (a *KeyedAggregator) loadStore(epoch uint64, skipEntries, skipStates map[st
 		if scripting.Shard(groupKey(sk), a.shards) != a.shard {
 			return nil
 		}
-		if _, skip := skipEntries[sk]; skip {
+		if skipEntry != nil && skipEntry(sk) {
 			return nil
+		}
+		if a.lazyEntries() {
+			return a.loadRaw(sk, bytes.Clone(v)) // (v is the store's only during the call)
 		}
 		return a.loadEntry(sk, v)
 	})
@@ -330,6 +347,64 @@ func (a *KeyedAggregator) loadStore(epoch uint64, skipEntries, skipStates map[st
 		return a.loadState(key, v)
 	})
 }
+
+// lazyEntries: the pipeline's restored entries are kept as encoded (raw)
+// until a record, a query or an emit needs their values. A restore of
+// millions of keys then neither decodes nor allocates each key's values,
+// and the emitter's table holds the same bytes (see resultEntry.raw).
+// Windowed pipelines need each window's bounds to fire it, and joins
+// compare an entry's key values on every record: they decode as they load.
+func (a *KeyedAggregator) lazyEntries() bool {
+	return !a.p.IsWindowed() && !a.p.HasJoin()
+}
+
+// loadRaw puts a checkpointed entry (state key sk, an unwindowed one) in
+// place undecoded; v must not change after.
+func (a *KeyedAggregator) loadRaw(sk string, v []byte) error {
+	if err := a.checkRaw(sk, v); err != nil {
+		return err
+	}
+	a.entries[sk] = &entry{key: sk, raw: v}
+	return nil
+}
+
+// checkRaw refuses an entry kept encoded that would not decode: damaged
+// state fails the partition as it restores, as it does when restored
+// entries are decoded, and not later where a record, an emit or a query
+// reads it (the emitter can't fail a partition).
+func (a *KeyedAggregator) checkRaw(sk string, v []byte) error {
+	if err := a.rt.CheckEntry(v); err != nil {
+		return &damagedEntry{key: sk, err: err}
+	}
+	return nil
+}
+
+// decoded decodes entry en (state key sk) in place if it is still raw.
+// An entry that fails to decode is damaged state, not a record's fault:
+// the caller stops the shard with the error.
+func (a *KeyedAggregator) decoded(sk string, en *entry) error {
+	if en.raw == nil {
+		return nil
+	}
+	keyVals, accs, err := a.rt.DecodeEntry(en.raw)
+	if err != nil {
+		return &damagedEntry{key: sk, err: err}
+	}
+	en.keyVals, en.accs, en.raw = keyVals, accs, nil
+	return nil
+}
+
+// damagedEntry is a restored entry that does not decode.
+type damagedEntry struct {
+	key string
+	err error
+}
+
+func (d *damagedEntry) Error() string {
+	return fmt.Sprintf("restored state of key %q does not decode: %v", d.key, d.err)
+}
+
+func (d *damagedEntry) Unwrap() error { return d.err }
 
 // loadEntry puts a checkpointed entry (state key sk) in place.
 func (a *KeyedAggregator) loadEntry(sk string, v []byte) error {
@@ -381,6 +456,7 @@ func (a *KeyedAggregator) touch(sk string, en *entry) {
 	if a.localEntries != nil {
 		delete(a.localEntries, sk) // changed since the restore
 	}
+	en.local = false
 	if !en.dirty {
 		en.dirty = true
 		a.unwritten.entries = append(a.unwritten.entries, sk)
@@ -427,6 +503,10 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 			err = a.onRecord(k)
 		}
 		if err != nil {
+			var damaged *damagedEntry
+			if errors.As(err, &damaged) {
+				panic(fmt.Errorf("shard %d of %s: %w", a.shard, a.partition, err))
+			}
 			a.fail(ctx, m, i, err)
 		}
 	}
@@ -436,6 +516,11 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 // when en is nil; it returns the entry.
 func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int, start, end int64) (*entry, error) {
 	fresh := en == nil
+	if !fresh {
+		if err := a.decoded(sk, en); err != nil {
+			return nil, err
+		}
+	}
 	if fresh {
 		accs, err := a.rt.NewAccs()
 		if err != nil {
@@ -528,6 +613,9 @@ func (a *KeyedAggregator) hookFailed(ctx actor.Context, err error) {
 }
 
 func (a *KeyedAggregator) partial(sk string, en *entry) (partial, error) {
+	if en.raw != nil {
+		return partial{key: sk, raw: en.raw}, nil // (unwindowed: see lazyEntries)
+	}
 	accs, err := a.rt.Portable(en.accs)
 	if err != nil {
 		return partial{}, err
@@ -682,7 +770,8 @@ func (a *KeyedAggregator) checkpoint(ctx actor.Context, epoch uint64, ack *shard
 // encodeUnwritten encodes what the next checkpoint writes (and sends the
 // changelog its copy).
 func (a *KeyedAggregator) encodeUnwritten() (*recordedWrites, error) {
-	w := &recordedWrites{}
+	u := a.unwritten
+	w := &recordedWrites{ops: make([]recordedOp, 0, len(u.entries)+len(u.deleted)+len(u.states)+len(u.statesDeleted))}
 	return w, a.writeTo(w)
 }
 
@@ -720,6 +809,17 @@ func (a *KeyedAggregator) redo(w changeSet) {
 	}
 }
 
+// restoreWritten: the checkpoint that wrote what the changelog brought to
+// the store is complete; from now on every change goes to both.
+func (a *KeyedAggregator) restoreWritten() {
+	for _, sk := range a.pending[a.localUntil].entries {
+		if en := a.entries[sk]; en != nil {
+			en.local = false
+		}
+	}
+	a.localEntries, a.localStates, a.localUntil = nil, nil, 0
+}
+
 // isLocalEntry: the next checkpoint writes entry sk to the store only.
 func (a *KeyedAggregator) isLocalEntry(sk string) bool {
 	_, ok := a.localEntries[sk]
@@ -745,7 +845,15 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		}
 		if raw := a.localEntries[sk]; raw != nil {
 			tee.localOnly(true)
-			if err := wb.Set(stateKey(a.partition, sk), raw); err != nil {
+			if err := setKept(wb, stateKey(a.partition, sk), raw); err != nil {
+				return err
+			}
+			continue
+		}
+		if en.raw != nil {
+			// as restored (and rewritten by an aborted checkpoint's redo)
+			tee.localOnly(en.local || a.isLocalEntry(sk))
+			if err := setKept(wb, stateKey(a.partition, sk), en.raw); err != nil {
 				return err
 			}
 			continue

@@ -70,6 +70,33 @@ func (t *teeWriter) Set(key, value []byte) error {
 	return nil
 }
 
+// keptSetter is a batchWriter that can keep a value that never changes
+// instead of copying it.
+type keptSetter interface {
+	setKept(key, value []byte) error
+}
+
+// setKept writes key = value to wb, value never changing after: a
+// restored entry's bytes, of which a restore of millions of keys would
+// otherwise copy every one at its first checkpoint.
+func setKept(wb batchWriter, key, value []byte) error {
+	if k, ok := wb.(keptSetter); ok {
+		return k.setKept(key, value)
+	}
+	return wb.Set(key, value)
+}
+
+func (t *teeWriter) setKept(key, value []byte) error {
+	if err := setKept(t.wb, key, value); err != nil {
+		return err
+	}
+	if !t.local {
+		t.cl.Write(t.partition, key, value)
+	}
+	t.local = false
+	return nil
+}
+
 func (t *teeWriter) Delete(key []byte) error {
 	if err := t.wb.Delete(key); err != nil {
 		return err
@@ -79,6 +106,27 @@ func (t *teeWriter) Delete(key []byte) error {
 	}
 	t.local = false
 	return nil
+}
+
+// valueSlab keeps values many to an allocation. A nil value stays nil
+// (a deletion).
+type valueSlab struct{ buf []byte }
+
+const valueSlabSize = 256 << 10
+
+func (s *valueSlab) keep(v []byte) []byte {
+	if len(v) == 0 {
+		return v // (nil, a deletion, or empty)
+	}
+	if len(s.buf)+len(v) > cap(s.buf) {
+		if len(v) > valueSlabSize/4 {
+			return bytes.Clone(v)
+		}
+		s.buf = make([]byte, 0, valueSlabSize)
+	}
+	start := len(s.buf)
+	s.buf = append(s.buf, v...)
+	return s.buf[start:len(s.buf):len(s.buf)]
 }
 
 // restorePlan is how a starting partition gets its state back.
@@ -189,9 +237,10 @@ func (s *PartitionSupervisor) readChangelog(ctx context.Context, self *actor.PID
 		batches[i] = nil
 	}
 	var n int64
-	// The changelog hands over slices it doesn't reuse: a value is kept
-	// as it is, and only a key's part after its prefix is copied (one
-	// copy of each change, not two).
+	// A value is copied into slabs of many (a value the changelog hands
+	// over keeps its whole fetched batch alive: about five times the
+	// values' size), and a key's part after its prefix into a string.
+	var slab valueSlab
 	apply := func(k, v []byte) error {
 		var c kv
 		var sh int
@@ -216,7 +265,7 @@ func (s *PartitionSupervisor) readChangelog(ctx context.Context, self *actor.PID
 		if len(shards) == 0 {
 			return nil
 		}
-		c.value = v
+		c.value = slab.keep(v)
 		n++
 		batches[sh] = append(batches[sh], c)
 		if len(batches[sh]) >= 1024 {
@@ -278,9 +327,16 @@ func (s *PartitionSupervisor) onRestored(ctx actor.Context, m *restoreDone) {
 }
 
 // shardRestore is what a shard restoring from the changelog collects.
+// A shard of lazy entries (lazyEntries) puts the entries in its own
+// table as they come, each local and still raw, and notes here only
+// the keys the changelog deleted: one table of millions, not two.
 type shardRestore struct {
 	load, wipe bool
+	lazy       bool
+	size       int               // the entries expected, for a lazy shard's table
 	entries    map[string][]byte // by state key; nil value: deleted
+	deleted    map[string]bool   // (lazy) by state key
+	damaged    error             // (lazy) the first entry that does not decode
 	states     map[string][]byte // by hook key
 }
 
@@ -291,21 +347,37 @@ const maxPresized = 1 << 22
 // newShardRestore is what one of shards collects of a restore by plan:
 // its maps sized for its share of the changes to read, so that taking
 // millions of them in does not grow (and rehash) the maps step by step.
-func newShardRestore(plan restorePlan, shards int) *shardRestore {
+func newShardRestore(plan restorePlan, shards int, lazy bool) *shardRestore {
 	size := 0
 	if plan.from >= 0 && shards > 0 {
 		size = int(min((plan.end-plan.from)/int64(shards), maxPresized))
 	}
-	return &shardRestore{load: plan.load, wipe: plan.wipe, entries: make(map[string][]byte, size), states: map[string][]byte{}}
+	r := &shardRestore{load: plan.load, wipe: plan.wipe, lazy: lazy, size: size, states: map[string][]byte{}}
+	if lazy {
+		r.deleted = map[string]bool{}
+	} else {
+		r.entries = make(map[string][]byte, size)
+	}
+	return r
 }
 
 func (a *KeyedAggregator) collect(m *restoreKVs) {
 	r := a.fromLog
 	for _, c := range m.kvs {
-		if c.hook {
+		switch {
+		case c.hook:
 			r.states[c.key] = c.value
-		} else {
+		case !r.lazy:
 			r.entries[c.key] = c.value
+		case c.value == nil:
+			delete(a.entries, c.key)
+			r.deleted[c.key] = true
+		default:
+			if err := a.checkRaw(c.key, c.value); err != nil && r.damaged == nil {
+				r.damaged = err // (restored fails with it)
+			}
+			a.entries[c.key] = &entry{key: c.key, raw: c.value, local: true}
+			delete(r.deleted, c.key)
 		}
 	}
 	m.pending.Add(-int64(len(m.kvs)))
@@ -317,6 +389,9 @@ func (a *KeyedAggregator) collect(m *restoreKVs) {
 func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 	r := a.fromLog
 	a.fromLog = nil
+	if r.damaged != nil {
+		return r.damaged
+	}
 	// No checkpoint of this node wrote the partition's keys since the
 	// plan (it was out of barriers), so the last one holds them as then.
 	cp, err := a.e.cfg.Store.Last()
@@ -333,13 +408,66 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 		if err := a.restoreWatermark(cp.ID); err != nil {
 			return err
 		}
-		if err := a.loadStore(cp.ID, r.entries, r.states); err != nil {
+		if err := a.loadStore(cp.ID, r.fromChangelog(a.entries), r.states); err != nil {
 			return err
 		}
 	}
 	if m.watermark > a.watermark && a.p.HasEventTime() {
 		a.watermark = m.watermark
 	}
+	if r.lazy {
+		a.restoredLazy(r)
+	} else if err := a.restoredEntries(r); err != nil {
+		return err
+	}
+	if err := a.restoredStates(r); err != nil {
+		return err
+	}
+	if r.wipe {
+		if err := a.wipeStale(cp.ID); err != nil {
+			return err
+		}
+	}
+	return a.announce(ctx, true)
+}
+
+// fromChangelog tells whether the changelog brought state key sk (a
+// lazy shard's are in entries by then, each local).
+func (r *shardRestore) fromChangelog(entries map[string]*entry) func(sk string) bool {
+	if !r.lazy {
+		return func(sk string) bool {
+			_, ok := r.entries[sk]
+			return ok
+		}
+	}
+	return func(sk string) bool {
+		if en := entries[sk]; en != nil && en.local {
+			return true
+		}
+		return r.deleted[sk]
+	}
+}
+
+// restoredLazy lists what the changelog brought a lazy shard for the
+// next checkpoint, which writes it to the store only.
+func (a *KeyedAggregator) restoredLazy(r *shardRestore) {
+	a.localEntries, a.localStates = map[string][]byte{}, map[string]bool{}
+	a.unwritten.entries = slices.Grow(a.unwritten.entries, len(a.entries))
+	for sk, en := range a.entries {
+		if en.local {
+			en.dirty = true
+			a.unwritten.entries = append(a.unwritten.entries, sk)
+		}
+	}
+	for sk := range r.deleted {
+		a.unwritten.deleted = append(a.unwritten.deleted, sk)
+		a.localEntries[sk] = nil
+	}
+}
+
+// restoredEntries decodes what the changelog brought a shard, for the
+// next checkpoint, which writes it to the store only.
+func (a *KeyedAggregator) restoredEntries(r *shardRestore) error {
 	// What the changelog brought goes to the store as it is: the map it
 	// was collected in is that list (no copy of millions of entries).
 	a.localEntries, a.localStates = r.entries, map[string]bool{}
@@ -356,6 +484,11 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 		en.dirty = true
 		a.unwritten.entries = append(a.unwritten.entries, sk)
 	}
+	return nil
+}
+
+// restoredStates takes in the hook states the changelog brought.
+func (a *KeyedAggregator) restoredStates(r *shardRestore) error {
 	for k, v := range r.states {
 		if v == nil {
 			a.unwritten.statesDeleted = append(a.unwritten.statesDeleted, k)
@@ -367,12 +500,7 @@ func (a *KeyedAggregator) restored(ctx actor.Context, m *restored) error {
 		}
 		a.localStates[k] = true
 	}
-	if r.wipe {
-		if err := a.wipeStale(cp.ID); err != nil {
-			return err
-		}
-	}
-	return a.announce(ctx, true)
+	return nil
 }
 
 // wipeStale deletes, at the next checkpoint, the store's keys of this

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -16,11 +17,13 @@ import (
 // emit mode asks. Its table is derived state: shards resend theirs after a
 // restore, so it is never checkpointed.
 type Emitter struct {
-	e       *engine
-	rt      *scripting.Runtime
-	table   map[string]*resultEntry
-	changed map[string]struct{}
-	shards  int
+	e     *engine
+	rt    *scripting.Runtime
+	table map[string]*resultEntry
+	// tableRoom: the keys table was last made to hold (see room)
+	tableRoom int
+	changed   map[string]struct{}
+	shards    int
 	// saved: the held-window keys the last checkpoint wrote; gone:
 	// those of partitions that left this node with their state, to delete
 	// from the store only (the changelog has them for the next owner)
@@ -75,6 +78,47 @@ type resultEntry struct {
 	// spans: partition → its session's bounds, and whether it fired
 	// (session windows only: partitions' sessions of one start can differ)
 	spans map[string]span
+	// raw: the entry's only part, partition rawPart's, as its shard
+	// restored it and not decoded yet (keyVals and parts are nil): a
+	// restored key costs the table no decoding and no map of its own
+	// until it changes or is read (see KeyedAggregator.lazyEntries)
+	raw     []byte
+	rawPart string
+}
+
+// decodeRaw decodes en's raw part in place.
+func (em *Emitter) decodeRaw(key string, en *resultEntry) error {
+	if en.raw == nil {
+		return nil
+	}
+	keyVals, accs, err := em.rt.DecodeEntry(en.raw)
+	if err != nil {
+		return fmt.Errorf("key %q: the restored state does not decode: %w", key, err)
+	}
+	en.keyVals, en.parts = keyVals, map[string][]any{en.rawPart: accs}
+	en.raw, en.rawPart = nil, ""
+	return nil
+}
+
+// hasPart tells whether partition has a part of en.
+func (en *resultEntry) hasPart(partition string) bool {
+	if en.raw != nil {
+		return en.rawPart == partition
+	}
+	_, ok := en.parts[partition]
+	return ok
+}
+
+// decodedPart is partial p's key values and accumulators, decoded if raw.
+func (em *Emitter) decodedPart(p partial) ([]any, []any, error) {
+	if p.raw == nil {
+		return p.keyVals, p.accs, nil
+	}
+	keyVals, accs, err := em.rt.DecodeEntry(p.raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("key %q: the restored state does not decode: %w", p.key, err)
+	}
+	return keyVals, accs, nil
 }
 
 func newEmitter(e *engine) (*Emitter, error) {
@@ -289,7 +333,9 @@ func (em *Emitter) Receive(ctx actor.Context) {
 	}()
 	switch m := ctx.Message().(type) {
 	case *resultRows:
-		em.update(m)
+		if err := em.update(m); err != nil {
+			ctx.Send(em.e.node, &sinkFailed{name: "results", err: fmt.Errorf("partition %s: %w", m.partition, err)})
+		}
 	case *loadHeld:
 		if err := em.loadHeld(m); err != nil {
 			ctx.Send(em.e.node, &partitionFailed{id: m.partition, err: fmt.Errorf("held windows: %w", err)})
@@ -338,7 +384,7 @@ func (em *Emitter) Receive(ctx actor.Context) {
 	}
 }
 
-func (em *Emitter) update(m *resultRows) {
+func (em *Emitter) update(m *resultRows) error {
 	if m.reset {
 		if em.sent[m.partition] == nil {
 			em.sent[m.partition] = map[int]bool{}
@@ -352,10 +398,10 @@ func (em *Emitter) update(m *resultRows) {
 				continue
 			}
 			if scripting.Shard(groupKey(key), em.shards) == m.shard {
-				if _, ok := en.parts[m.partition]; ok {
+				if en.hasPart(m.partition) {
 					delete(en.parts, m.partition)
 					delete(en.spans, m.partition)
-					if len(en.parts) == 0 {
+					if en.raw != nil || len(en.parts) == 0 {
 						delete(em.table, key)
 					}
 					em.changed[key] = struct{}{}
@@ -379,17 +425,19 @@ func (em *Emitter) update(m *resultRows) {
 	// whole table, and a complete one needs a change to emit the table
 	// with the partition in it; session windows merge by what changed.
 	quiet := m.restored && em.e.cfg.Pipeline.Emit != scripting.EmitComplete && !em.sessionWindows()
+	if m.restored {
+		em.room(len(m.rows))
+	}
 	for i, p := range m.rows {
 		if m.fired {
 			em.fired[p.key] = m.ends[i]
 		}
 		en := em.table[p.key]
 		isNew := en == nil
-		if isNew {
-			en = &resultEntry{keyVals: p.keyVals, parts: make(map[string][]any, 1)}
-			em.table[p.key] = en
+		if err := em.put(m.partition, p, en); err != nil {
+			return err
 		}
-		en.parts[m.partition] = p.accs
+		en = em.table[p.key]
 		if em.sessionWindows() {
 			en.setSpan(m.partition, span{start: p.start, end: p.end, fired: m.fired})
 		}
@@ -400,6 +448,47 @@ func (em *Emitter) update(m *resultRows) {
 			en.firedBy = p.firedBy
 		}
 	}
+	return nil
+}
+
+// room makes the table hold a restored partition's keys without growing,
+// when a shard of it brings rows and they would not fit: each of its
+// shards brings its share (so the room made is for every shard's), and
+// a table of millions grown a doubling at a time rehashes every key at
+// each (a fifth of the CPU time of a million-key restore).
+func (em *Emitter) room(rows int) {
+	if rows == 0 || len(em.table)+rows <= em.tableRoom {
+		return
+	}
+	// an eighth more: the shards' shares differ a little, and one a few
+	// keys over would copy the whole table again
+	n := len(em.table) + rows*max(em.shards, 1)*9/8
+	t := make(map[string]*resultEntry, n)
+	maps.Copy(t, em.table)
+	em.table, em.tableRoom = t, n
+}
+
+// put sets partition's part of p's key in the table to p's, en being the
+// key's entry (nil: none yet). A raw part of a new key stays raw.
+func (em *Emitter) put(partition string, p partial, en *resultEntry) error {
+	if en == nil && p.raw != nil {
+		em.table[p.key] = &resultEntry{raw: p.raw, rawPart: partition}
+		return nil
+	}
+	keyVals, accs, err := em.decodedPart(p)
+	if err != nil {
+		return err
+	}
+	if en == nil {
+		en = &resultEntry{keyVals: keyVals, parts: make(map[string][]any, 1)}
+		em.table[p.key] = en
+	} else if en.raw != nil && en.rawPart == partition {
+		en.raw, en.rawPart, en.keyVals, en.parts = nil, "", keyVals, make(map[string][]any, 1)
+	} else if err := em.decodeRaw(p.key, en); err != nil {
+		return err
+	}
+	en.parts[partition] = accs
+	return nil
 }
 
 // held lists the partitions whose whole state the table holds: every
@@ -498,7 +587,7 @@ func (em *Emitter) shape(table map[string]*resultEntry, keys []string, limited b
 		if en == nil {
 			return nil, fmt.Errorf("key %q: a window to emit has no state (an engine bug: please report it)", k)
 		}
-		vals, err := em.result(en)
+		vals, err := em.result(k, en)
 		if err != nil {
 			return nil, fmt.Errorf("key %q: %w", k, err)
 		}
@@ -525,8 +614,12 @@ func (em *Emitter) shape(table map[string]*resultEntry, keys []string, limited b
 }
 
 // result merges a key's partials and computes its row values.
-func (em *Emitter) result(en *resultEntry) ([]any, error) {
-	accs, err := em.merged(en)
+func (em *Emitter) result(key string, en *resultEntry) ([]any, error) {
+	keyVals, accs, err := em.raw(key, en)
+	if err == nil && en.raw == nil {
+		keyVals = en.keyVals
+		accs, err = em.merged(en)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -534,7 +627,20 @@ func (em *Emitter) result(en *resultEntry) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(append([]any(nil), en.keyVals...), res...), nil
+	return append(append(make([]any, 0, len(keyVals)+len(res)), keyVals...), res...), nil
+}
+
+// raw decodes en's raw part, if it has one, without keeping the result:
+// its key values and its one part's accumulators.
+func (em *Emitter) raw(key string, en *resultEntry) ([]any, []any, error) {
+	if en.raw == nil {
+		return nil, nil, nil
+	}
+	keyVals, accs, err := em.rt.DecodeEntry(en.raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("key %q: the restored state does not decode: %w", key, err)
+	}
+	return keyVals, accs, nil
 }
 
 // merged merges a key's partials, in partition order.

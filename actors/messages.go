@@ -181,6 +181,10 @@ type partial struct {
 	start, end int64
 	// firedBy: when the batch whose watermark fired the window was read
 	firedBy time.Time
+	// raw: a restored entry of an unwindowed pipeline not decoded yet
+	// (keyVals and accs nil): the encoded key values and accumulators,
+	// as the changelog or the store has them
+	raw []byte
 }
 
 // emitTrigger: every partition passed barrier seq; emit what it calls for.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -253,17 +252,20 @@ func (em *Emitter) query(ctx actor.Context, q *stateQuery) {
 // tableRows shapes the entries of table matching key ("" for all) as State
 // answers.
 func (em *Emitter) tableRows(table map[string]*resultEntry, key string) ([]connectors.Row, error) {
-	return em.shape(table, matching(table, key), key == "")
+	return em.shape(table, matching(table, key, em.e.pipeline().IsWindowed()), key == "")
 }
 
 // matching lists the state keys of table whose key is key (every one for
 // ""), sorted: a windowed key has one a window.
-func matching(table map[string]*resultEntry, key string) []string {
-	if _, ok := table[key]; ok && key != "" && !strings.Contains(key, windowSep) {
-		// The key's own entry: an unwindowed pipeline's only one (a
-		// windowed one's state keys all carry their window), found
-		// without reading a table of millions.
-		return []string{key}
+func matching(table map[string]*resultEntry, key string, windowed bool) []string {
+	if key != "" && !windowed {
+		// The key's own entry is an unwindowed pipeline's only one (a
+		// windowed one's state keys all carry their window), found or
+		// not without reading a table of millions.
+		if _, ok := table[key]; ok {
+			return []string{key}
+		}
+		return nil
 	}
 	var keys []string
 	for k := range table {
@@ -282,7 +284,13 @@ func (em *Emitter) share(ctx actor.Context, q *shareQuery) {
 		return
 	}
 	var out []byte
-	for _, k := range matching(em.table, q.key) {
+	for _, k := range matching(em.table, q.key, em.e.pipeline().IsWindowed()) {
+		if raw := em.table[k].raw; raw != nil {
+			// a restored row no change has reached: its one part, as
+			// encoded, is the share's entry
+			out = append(append(append(connectors.AppendValue(append(out, '['), k), ','), raw...), "]\n"...)
+			continue
+		}
 		en := em.table[k]
 		accs, err := em.merged(en)
 		if err == nil {

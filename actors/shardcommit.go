@@ -39,6 +39,13 @@ func (r *recordedWrites) Set(key, value []byte) error {
 	return nil
 }
 
+// setKept records a write of a value that never changes (a restored
+// entry's bytes): kept as it is, not copied.
+func (r *recordedWrites) setKept(key, value []byte) error {
+	r.ops = append(r.ops, recordedOp{key: key, value: value})
+	return nil
+}
+
 func (r *recordedWrites) Delete(key []byte) error {
 	r.ops = append(r.ops, recordedOp{key: key, del: true})
 	return nil

@@ -231,7 +231,7 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 			s.shards[i] = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
 				a := newAggregator(s.e, s.id, i, nshards, epoch, s.gen)
 				if fromLog {
-					a.fromLog = newShardRestore(plan, nshards)
+					a.fromLog = newShardRestore(plan, nshards, a.lazyEntries())
 				}
 				return a
 			}))

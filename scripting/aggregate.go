@@ -498,6 +498,27 @@ func appendValues(dst []byte, vs []any) []byte {
 
 // DecodeEntry reads what EncodeEntry wrote.
 func (rt *Runtime) DecodeEntry(b []byte) (keyVals, accs []any, err error) {
+	keys, accVals, err := rt.entryParts(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, kv := range keys {
+		keyVals = append(keyVals, jsonToGo(kv))
+	}
+	return keyVals, rt.accsOf(accVals), nil
+}
+
+// CheckEntry tells whether DecodeEntry would decode b, without decoding
+// it (and without allocating): a restore that keeps entries encoded
+// finds a damaged one as it loads it, as one that decodes would.
+func (rt *Runtime) CheckEntry(b []byte) error {
+	_, _, err := rt.entryParts(b)
+	return err
+}
+
+// entryParts splits an encoded entry into its key values and its
+// accumulators, checking its shape: everything DecodeEntry can refuse.
+func (rt *Runtime) entryParts(b []byte) (keys, accs []*fastjson.Value, err error) {
 	v, err := rt.dp.ParseBytes(b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("checkpointed entry: %w", err)
@@ -506,11 +527,8 @@ func (rt *Runtime) DecodeEntry(b []byte) (keyVals, accs []any, err error) {
 	if len(parts) != 2 || parts[0].Type() != fastjson.TypeArray {
 		return nil, nil, fmt.Errorf("checkpointed entry: want [keys, accumulators], got %.100s", b)
 	}
-	for _, kv := range parts[0].GetArray() {
-		keyVals = append(keyVals, jsonToGo(kv))
-	}
-	accs, err = rt.decodeAccs(parts[1])
-	return keyVals, accs, err
+	accs, err = rt.accValues(parts[1])
+	return parts[0].GetArray(), accs, err
 }
 
 // DecodeAccs reads what EncodeAccs wrote.
@@ -523,10 +541,25 @@ func (rt *Runtime) DecodeAccs(b []byte) ([]any, error) {
 }
 
 func (rt *Runtime) decodeAccs(v *fastjson.Value) ([]any, error) {
+	arr, err := rt.accValues(v)
+	if err != nil {
+		return nil, err
+	}
+	return rt.accsOf(arr), nil
+}
+
+// accValues is v's accumulators, one a pipeline aggregate.
+func (rt *Runtime) accValues(v *fastjson.Value) ([]*fastjson.Value, error) {
 	arr, err := v.Array()
 	if err != nil || len(arr) != len(rt.p.Aggregates) {
 		return nil, fmt.Errorf("checkpointed accumulators: want %d values, got %.100s (was the pipeline's aggregate changed since the checkpoint?)", len(rt.p.Aggregates), v)
 	}
+	return arr, nil
+}
+
+// accsOf decodes accumulators of the shape accValues checked; it cannot
+// fail (a value of the wrong kind reads as its zero).
+func (rt *Runtime) accsOf(arr []*fastjson.Value) []any {
 	accs := make([]any, len(arr))
 	for i, a := range rt.p.Aggregates {
 		x := arr[i]
@@ -566,7 +599,7 @@ func (rt *Runtime) decodeAccs(v *fastjson.Value) ([]any, error) {
 			accs[i] = &goAcc{v: jsonToGo(x)}
 		}
 	}
-	return accs, nil
+	return accs
 }
 
 // Compare orders two row values: nil first, then numbers, then strings,

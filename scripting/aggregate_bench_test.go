@@ -37,3 +37,37 @@ func BenchmarkAdd(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkCheckEntry checks a count_ids.lua entry as a lazy restore does
+// for each key it keeps encoded; BenchmarkDecodeEntry decodes it, as an
+// eager restore does. Each op is one entry.
+func BenchmarkCheckEntry(b *testing.B)  { benchEntry(b, true) }
+func BenchmarkDecodeEntry(b *testing.B) { benchEntry(b, false) }
+
+func benchEntry(b *testing.B, check bool) {
+	p, err := LoadSource("count_ids.lua", []byte(`return {
+		parse = eddy.json { id = "string" },
+		key = "id",
+		aggregate = { count = eddy.count() },
+	}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt, err := p.NewRuntime(false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	entry := []byte(`[["id-0001234567"],[1]]`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if check {
+			err = rt.CheckEntry(entry)
+		} else {
+			_, _, err = rt.DecodeEntry(entry)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}

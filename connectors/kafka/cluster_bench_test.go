@@ -49,7 +49,8 @@ import (
 //     the changelog read, to the new records read and to serving (GET
 //     /state/KEY answers), keys/s and MB/s, the node's CPU time and peak
 //     memory. EDDY_BENCH_PROFILE=DIR writes the node's CPU profile to
-//     DIR/restore.pprof; EDDY_BENCH_LOGS=DIR a failed node's log. Then the
+//     DIR/restore.pprof and its heap when it stops to DIR/restore.heap;
+//     EDDY_BENCH_LOGS=DIR a failed node's log. Then the
 //     handoff to a --standby copy (a million keys at most).
 func BenchmarkCluster(b *testing.B) {
 	brokers := testenv.Kafka(b)
