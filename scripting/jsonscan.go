@@ -2,6 +2,7 @@ package scripting
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"unsafe"
 )
 
@@ -216,38 +217,55 @@ func scanArray(s []byte, i, depth int, odd *bool) (int, bool) {
 // scanString finds the closing quote of the string whose contents start
 // at i: the first quote after an even run of backslashes, as fastjson
 // finds it (a backslash takes the byte after it). esc says whether the
-// string holds a backslash. It looks at eight bytes at a time for a quote
-// or a backslash, and sets *odd when it meets a byte that is not printable
-// ASCII (a control byte, or one of a multi-byte UTF-8 character).
+// string holds a backslash. It looks at eight bytes at a time for a quote,
+// a backslash or a byte that is not printable ASCII (a control byte, or
+// one of a multi-byte UTF-8 character: it sets *odd), and goes straight to
+// the first such byte.
 func scanString(s []byte, i int, odd *bool) (end int, esc, ok bool) {
-	const ones, highs, spaces = 0x0101010101010101, 0x8080808080808080, 0x2020202020202020
 	for {
-		for len(s)-i >= 8 {
-			w := binary.LittleEndian.Uint64(s[i:])
-			q, b := w^(ones*'"'), w^(ones*'\\')
-			// a zero byte of q or b: a quote or backslash there; a high
-			// bit of w, or of w-spaces where w's is clear: a byte that
-			// is not printable ASCII
-			if ((q-ones)&^q|(b-ones)&^b|w|(w-spaces)&^w)&highs != 0 {
-				break
-			}
-			i += 8
-		}
-		for ; i < len(s); i++ {
-			if c := s[i]; c == '"' {
-				return i, esc, true
-			} else if c == '\\' {
-				break
-			} else if c < 0x20 || c >= 0x80 {
-				*odd = true
-			}
-		}
-		if i >= len(s)-1 {
+		i = nextSpecial(s, i)
+		if i >= len(s) {
 			return 0, false, false
 		}
-		esc = true
-		i += 2
+		switch c := s[i]; {
+		case c == '"':
+			return i, esc, true
+		case c == '\\':
+			if i >= len(s)-1 {
+				return 0, false, false
+			}
+			esc = true
+			i += 2
+		default:
+			*odd = true
+			i++
+		}
 	}
+}
+
+// nextSpecial is the index of the first byte from i that is a quote, a
+// backslash, a control byte or not ASCII; len(s) when there is none.
+func nextSpecial(s []byte, i int) int {
+	const ones, highs, spaces = 0x0101010101010101, 0x8080808080808080, 0x2020202020202020
+	for len(s)-i >= 8 {
+		w := binary.LittleEndian.Uint64(s[i:])
+		q, b := w^(ones*'"'), w^(ones*'\\')
+		// A zero byte of q or b is a quote or backslash there; a high
+		// bit of w, or of w-spaces where w's is clear, a byte that is
+		// not printable ASCII. A borrow of a subtraction only runs
+		// upwards from a byte that is found, so the lowest bit set
+		// marks the first byte found, exactly.
+		if m := ((q-ones)&^q | (b-ones)&^b | w | (w-spaces)&^w) & highs; m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+		i += 8
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
+			return i
+		}
+	}
+	return i
 }
 
 // spanTypeName names a scanned value's JSON type, as typeName does.
