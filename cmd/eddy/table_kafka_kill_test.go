@@ -9,9 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/eddy-stream/eddy/internal/testenv"
 )
 
@@ -24,16 +21,7 @@ import (
 // it to the table of its run.
 func TestKafkaTableJoinSurvivesKill(t *testing.T) {
 	brokers := testenv.Kafka(t)
-	topic := testenv.NewTopic(t, brokers, 3)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	compact := "compact"
-	if res, err := kadm.NewClient(cl).AlterTopicConfigs(t.Context(), []kadm.AlterConfig{{Name: "cleanup.policy", Value: &compact}}, topic); err != nil || res[0].Err != nil {
-		t.Fatalf("compact %s: %v %v", topic, err, res)
-	}
+	topic, cl := tableTopic(t, brokers)
 	before := usersTable{}
 	var keys []string
 	var rows []map[string]any

@@ -21,6 +21,23 @@ import (
 // key, tombstones deleting.
 type usersTable map[string]map[string]any
 
+// tableTopic makes a compacted topic of 3 partitions for a table, and a
+// client to write it.
+func tableTopic(t *testing.T, brokers []string) (string, *kgo.Client) {
+	t.Helper()
+	topic := testenv.NewTopic(t, brokers, 3)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	compact := "compact"
+	if res, err := kadm.NewClient(cl).AlterTopicConfigs(t.Context(), []kadm.AlterConfig{{Name: "cleanup.policy", Value: &compact}}, topic); err != nil || res[0].Err != nil {
+		t.Fatalf("compact %s: %v %v", topic, err, res)
+	}
+	return topic, cl
+}
+
 // write produces rows to the table topic in order (a nil row is a
 // tombstone) and applies them to the model.
 func (u usersTable) write(t *testing.T, cl *kgo.Client, topic string, keys []string, rows []map[string]any) {
@@ -124,16 +141,7 @@ var tableRead = regexp.MustCompile(`kafka table read.* rows=(\d+) records=(\d+) 
 // joins equal the reference; a missing table topic is refused.
 func TestKafkaTableJoin(t *testing.T) {
 	brokers := testenv.Kafka(t)
-	topic := testenv.NewTopic(t, brokers, 3)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	compact := "compact"
-	if res, err := kadm.NewClient(cl).AlterTopicConfigs(t.Context(), []kadm.AlterConfig{{Name: "cleanup.policy", Value: &compact}}, topic); err != nil || res[0].Err != nil {
-		t.Fatalf("compact %s: %v %v", topic, err, res)
-	}
+	topic, cl := tableTopic(t, brokers)
 	users := usersTable{}
 	var keys []string
 	var rows []map[string]any
@@ -213,7 +221,7 @@ func TestKafkaTableJoin(t *testing.T) {
 	}
 
 	missing := topic + "_missing"
-	_, stderr, err = eddy(t, "run", left, "--source", "dir:"+in, "--lookup", "users=kafka://"+strings.Join(brokers, ",")+"/"+missing, "--until-idle")
+	_, stderr, err := eddy(t, "run", left, "--source", "dir:"+in, "--lookup", "users=kafka://"+strings.Join(brokers, ",")+"/"+missing, "--until-idle")
 	if want := fmt.Sprintf("lookup users: kafka table %q: kafka %s: topic %q does not exist", missing, strings.Join(brokers, ","), missing); err == nil || !strings.Contains(stderr, want) {
 		t.Fatalf("a missing table topic: %v, stderr:\n%s\nwant it refused with %q", err, stderr, want)
 	}
