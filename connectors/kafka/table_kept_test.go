@@ -342,15 +342,10 @@ func remake(t *testing.T, adm *kadm.Client, topic string) {
 			t.Fatalf("topic %s not made again within a minute: %v %v", topic, err, res.Err)
 		}
 	}
-	// Wait until the new topic's partitions have leaders.
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
-		ends, err := adm.ListEndOffsets(t.Context(), topic)
-		if err == nil && ends.Error() == nil && len(ends[topic]) == 2 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("topic %s has no leaders within a minute", topic)
-		}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := testenv.WaitForLeaders(ctx, adm, topic, 2); err != nil {
+		t.Fatalf("topic %s made again: %v", topic, err)
 	}
 }
 

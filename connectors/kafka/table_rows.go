@@ -131,19 +131,19 @@ func isObject(v []byte) bool {
 }
 
 func (k *keptRows) get(key string) (map[string]any, bool, error) {
-	if c, ok := k.cache.get(key); ok {
+	c, ok, gen := k.cache.get(key)
+	if ok {
 		return c.row, c.found, c.err
 	}
 	v, found, err := k.store.Get([]byte(key))
 	if err != nil {
 		return nil, false, fmt.Errorf("kafka table %q: %w", k.topic, err) // not cached: it may pass
 	}
-	c := cachedRow{}
 	if found {
 		c.row, c.err = k.decode(key, v)
 		c.found = c.err == nil
 	}
-	k.cache.put(key, c)
+	k.cache.put(key, c, gen)
 	return c.row, c.found, c.err
 }
 
@@ -185,11 +185,14 @@ func (k *keptRows) close() error { return k.store.Close() }
 
 // rowCache holds decoded rows (and misses and errors) by key, up to max
 // of them; when full it drops an arbitrary sixteenth, so a hit takes only
-// a read lock.
+// a read lock. gen counts the writes dropped from it: a row read from the
+// store while a write of its key went in is not cached (it may be the
+// older one).
 type rowCache struct {
 	mu  sync.RWMutex
 	m   map[string]cachedRow
 	max int
+	gen uint64
 }
 
 type cachedRow struct {
@@ -200,16 +203,23 @@ type cachedRow struct {
 
 func newRowCache(max int) *rowCache { return &rowCache{m: map[string]cachedRow{}, max: max} }
 
-func (c *rowCache) get(key string) (cachedRow, bool) {
+// get returns key's row if cached, and the generation to put it with if
+// not.
+func (c *rowCache) get(key string) (cachedRow, bool, uint64) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	r, ok := c.m[key]
-	return r, ok
+	return r, ok, c.gen
 }
 
-func (c *rowCache) put(key string, r cachedRow) {
+// put caches r, read from the store at generation gen, unless a write
+// went in since.
+func (c *rowCache) put(key string, r cachedRow, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
 	if len(c.m) >= c.max {
 		n := max(1, c.max/16)
 		for k := range c.m {
@@ -226,9 +236,7 @@ func (c *rowCache) put(key string, r cachedRow) {
 func (c *rowCache) drop(changes []state.TableChange) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.m) == 0 {
-		return
-	}
+	c.gen++
 	for _, ch := range changes {
 		if ch.Key != nil {
 			delete(c.m, string(ch.Key))

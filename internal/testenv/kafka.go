@@ -44,7 +44,7 @@ func newTopic(t testing.TB, opts []kgo.Opt, brokers []string, partitions int32) 
 			t.Errorf("testenv: delete topic %s: %v", topic, err)
 		}
 	})
-	if err := waitForLeaders(ctx, adm, topic, int(partitions)); err != nil {
+	if err := WaitForLeaders(ctx, adm, topic, int(partitions)); err != nil {
 		t.Fatalf("testenv: topic %s on %v: %v", topic, brokers, err)
 	}
 	return topic
@@ -61,9 +61,9 @@ func newKafkaAdmin(t testing.TB, opts []kgo.Opt, brokers []string) *kadm.Client 
 	return kadm.NewClient(cl)
 }
 
-// waitForLeaders polls the metadata until the topic has n partitions, each
+// WaitForLeaders polls the metadata until the topic has n partitions, each
 // with a leader, so a test's first produce does not race the creation.
-func waitForLeaders(ctx context.Context, adm *kadm.Client, topic string, n int) error {
+func WaitForLeaders(ctx context.Context, adm *kadm.Client, topic string, n int) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
