@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -218,30 +219,40 @@ func badgerOptions(dir string, cfg config) badger.Options {
 		o = badger.DefaultOptions("").WithInMemory(true)
 	}
 	// Memory should grow with keys, not records: small memtables and caches.
-	o = o.WithMemTableSize(16 << 20).
-		WithNumMemtables(2).
-		WithBlockCacheSize(32 << 20).
-		WithIndexCacheSize(16 << 20).
-		WithNumCompactors(2).
-		WithValueLogFileSize(64 << 20).
+	o = smallChecked(o, 16<<20, cfg.logger).
 		// One version at or below the discard timestamp is all a read at the oldest
 		// kept checkpoint needs; versions above it are never discarded.
-		WithNumVersionsToKeep(1).
-		// Batch.Commit, Begin and Complete call db.Sync themselves, once per call
-		// instead of once per internal transaction.
+		WithNumVersionsToKeep(1)
+	if cfg.tune != nil {
+		o = cfg.tune(o)
+	}
+	return o
+}
+
+// smallChecked sets what every Badger database of eddy's shares: two
+// memtables of memtable bytes, a block cache twice that and an index cache
+// as big, two compactors, 64 MiB value log files; no sync per internal
+// transaction (the checkpoint store's Batch.Commit, Begin and Complete call
+// db.Sync themselves, once per call; a table's write lost to a crash is
+// read again from its topic, rows and positions together); every block
+// read checked against its
+// checksum, and so are values in the value log (not OnTableRead: a table
+// failing that at open is dropped with a log line; Open's preflight checks
+// whole tables first, and refuses the directory instead); Badger's log to
+// log, or nowhere.
+func smallChecked(o badger.Options, memtable int64, log *slog.Logger) badger.Options {
+	o = o.WithMemTableSize(memtable).
+		WithNumMemtables(2).
+		WithBlockCacheSize(2 * memtable).
+		WithIndexCacheSize(memtable).
+		WithNumCompactors(2).
+		WithValueLogFileSize(64 << 20).
 		WithSyncWrites(false).
-		// Every block read is checked against its checksum, and so are values
-		// in the value log. (Not OnTableRead: a table failing that at open is
-		// dropped with a log line; Open's preflight checks whole tables first,
-		// and refuses the directory instead.)
 		WithChecksumVerificationMode(options.OnBlockRead).
 		WithVerifyValueChecksum(true).
 		WithLogger(nil)
-	if cfg.logger != nil {
-		o = o.WithLogger(badgerLogger{cfg.logger})
-	}
-	if cfg.tune != nil {
-		o = cfg.tune(o)
+	if log != nil {
+		o = o.WithLogger(badgerLogger{log})
 	}
 	return o
 }

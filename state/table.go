@@ -13,7 +13,6 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
 )
 
 // Table is a table of rows kept on disk for a connector that reads them
@@ -153,24 +152,7 @@ func openTableBadger(dir string, bopts badger.Options) (t *Table, err error) {
 // tableOptions keep a table's memory small whatever its size: rows are
 // read through a small block cache, and the caller caches what it decodes.
 func tableOptions(dir string, log *slog.Logger) badger.Options {
-	o := badger.DefaultOptions(dir).
-		WithMemTableSize(8 << 20).
-		WithNumMemtables(2).
-		WithBlockCacheSize(16 << 20).
-		WithIndexCacheSize(8 << 20).
-		WithNumCompactors(2).
-		WithValueLogFileSize(64 << 20).
-		WithNumVersionsToKeep(1).
-		// A write lost to a crash is read again from the log: the rows and
-		// positions of a Write are one transaction, so they go together.
-		WithSyncWrites(false).
-		WithChecksumVerificationMode(options.OnBlockRead).
-		WithVerifyValueChecksum(true).
-		WithLogger(nil)
-	if log != nil {
-		o = o.WithLogger(badgerLogger{log})
-	}
-	return o
+	return smallChecked(badger.DefaultOptions(dir), 8<<20, log).WithNumVersionsToKeep(1)
 }
 
 // load reads the meta and checks the rows against it.
