@@ -67,14 +67,19 @@ type watcher struct {
 	f    runFlags
 	log  *slog.Logger
 	// seen is the hash of the content last looked at (loaded, refused or
-	// running), so one change is reloaded once; readErr the last error
-	// reading the file, so it is logged once.
-	seen, readErr string
-	out           chan<- actors.Reload
+	// running), so one change is reloaded once; pending the hash of a
+	// change read once and not yet again (see check); readErr the last
+	// error reading the file, so it is logged once.
+	seen, pending, readErr string
+	out                    chan<- actors.Reload
 }
 
 // check reads the script and, when it changed (or always, with force),
-// loads it and hands it, or what is wrong with it, to the engine.
+// loads it and hands it, or what is wrong with it, to the engine. Without
+// force a change is acted on once two reads in a row find it: a writer
+// that truncates the file and then writes it (os.WriteFile, many editors)
+// can be read in between, and that empty or half version would be refused
+// (or, worse, taken over) as if it were a version the user meant.
 func (w *watcher) check(ctx context.Context, why string, force bool) {
 	src, err := os.ReadFile(w.path)
 	if err != nil {
@@ -87,10 +92,17 @@ func (w *watcher) check(ctx context.Context, why string, force bool) {
 	}
 	w.readErr = ""
 	hash := fmt.Sprintf("%x", sha256.Sum256(src))
-	if hash == w.seen && !force {
-		return
+	if !force {
+		if hash == w.seen {
+			w.pending = ""
+			return
+		}
+		if hash != w.pending {
+			w.pending = hash
+			return
+		}
 	}
-	w.seen = hash
+	w.seen, w.pending = hash, ""
 	p, err := loadPipelineSource(w.path, src, w.f, w.log)
 	if err == nil {
 		err = runInlineTests(ctx, p)

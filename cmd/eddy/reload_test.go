@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -240,4 +242,39 @@ func TestSIGHUPReloadsTheScript(t *testing.T) {
 		}
 	}
 	r.stop(t)
+}
+
+// A writer that truncates the script and then writes it can be read in
+// between: --watch acts on a version only once two reads in a row find
+// it, so the empty moment is neither refused nor taken over.
+func TestWatchWaitsForTheFileToSettle(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "settle.lua")
+	if err := os.WriteFile(path, []byte(reloadSrc("[80] = true", countAgg, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan actors.Reload, 4)
+	w := &watcher{path: path, log: slog.New(slog.DiscardHandler), out: out}
+	check := func(content string, want int) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		w.check(context.Background(), "the file changed", false)
+		if len(out) != want {
+			t.Fatalf("after reading %q: %d versions handed over, want %d", content, len(out), want)
+		}
+	}
+	next := reloadSrc("[443] = true", countAgg, "")
+	check("", 0)   // caught between the truncate and the write
+	check(next, 0) // read once
+	check(next, 1) // read again: the new version
+	if r := <-out; r.Err != nil || r.Pipeline == nil {
+		t.Fatalf("the settled version was refused: %v", r.Err)
+	}
+	check(next, 0) // nothing new
+	check("this is not lua", 0)
+	check("this is not lua", 1)
+	if r := <-out; r.Err == nil {
+		t.Fatal("a settled syntax error was not refused")
+	}
 }
