@@ -43,10 +43,11 @@ func IsTable(uri string) bool {
 	return tableSchemes[t.Scheme]
 }
 
-// KeptTable is a Table that can keep its rows in the node's state
-// directory instead of in memory, so that a restart reads only what its
-// log gained since. KeepIn is called before Start.
+// KeptTable is a Table that can keep its rows in a directory of the
+// node's state instead of in memory, so that a restart reads only what its
+// log gained since. KeepIn is called before Start, with a directory that
+// belongs to this table alone.
 type KeptTable interface {
 	Table
-	KeepIn(stateDir string)
+	KeepIn(dir string)
 }

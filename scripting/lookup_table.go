@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 
 	"github.com/eddy-stream/eddy/connectors"
 )
@@ -55,9 +57,11 @@ type TableOption func(*tableConfig)
 type tableConfig struct{ stateDir string }
 
 // KeepTablesIn keeps the rows of tables that can keep them (a compacted
-// Kafka topic) under dir, the node's state directory, so a restart reads
-// only what their topics gained since; without it they are read into
-// memory from their topics' starts at each start.
+// Kafka topic) under dir, the node's state directory, each in
+// dir/tables/LOOKUP (the lookup's name, unique in a pipeline: two lookups
+// of one topic, or of topics of one name in two clusters, keep apart), so
+// a restart reads only what their topics gained since; without it they are
+// read into memory from their topics' starts at each start.
 func KeepTablesIn(dir string) TableOption { return func(c *tableConfig) { c.stateDir = dir } }
 
 // open opens the lookup's source, if it isn't yet, and starts it when it
@@ -79,7 +83,12 @@ func (lt *lookupTable) open(ctx context.Context, cfg tableConfig) (tb connectors
 		return nil, nil
 	}
 	if kt, ok := tb.(connectors.KeptTable); ok && cfg.stateDir != "" {
-		kt.KeepIn(cfg.stateDir)
+		dir, err := keptTableDir(cfg.stateDir, lt.spec.Name)
+		if err != nil {
+			lt.openErr = err
+			return nil, err
+		}
+		kt.KeepIn(dir)
 	}
 	if err := tb.Start(ctx); err != nil {
 		err = fmt.Errorf("lookup %s: %w", lt.spec.Name, err)
@@ -91,6 +100,15 @@ func (lt *lookupTable) open(ctx context.Context, cfg tableConfig) (tb connectors
 	}
 	lt.live.Store(&liveTable{t: tb})
 	return tb, nil
+}
+
+// keptTableDir is where the table of the lookup name is kept under the
+// state directory; a name that is not a plain file name is refused.
+func keptTableDir(stateDir, name string) (string, error) {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") {
+		return "", fmt.Errorf("lookup %q: a table kept in --state is stored under its lookup's name, which must be a plain file name (no /, \\, . or ..)", name)
+	}
+	return filepath.Join(stateDir, "tables", name), nil
 }
 
 // getLive answers from a started table; ok is false when the lookup is

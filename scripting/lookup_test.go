@@ -217,3 +217,16 @@ func TestLookupSpecErrors(t *testing.T) {
 		})
 	}
 }
+
+// A table kept in --state lives under its lookup's name, so the name must
+// be a plain file name: one that could reach outside tables/ is refused.
+func TestKeptTableDirRefusesAPathName(t *testing.T) {
+	if dir, err := keptTableDir("/st", "users"); err != nil || dir != "/st/tables/users" {
+		t.Fatalf("users: %q, %v; want /st/tables/users", dir, err)
+	}
+	for _, name := range []string{"", ".", "..", "../x", "a/b", `a\b`, "a\x00b"} {
+		if dir, err := keptTableDir("/st", name); err == nil || !strings.Contains(err.Error(), "plain file name") {
+			t.Errorf("%q: %q, %v; want it refused", name, dir, err)
+		}
+	}
+}

@@ -226,3 +226,61 @@ func TestKafkaTableJoin(t *testing.T) {
 		t.Fatalf("a missing table topic: %v, stderr:\n%s\nwant it refused with %q", err, stderr, want)
 	}
 }
+
+// Two lookups of one topic each keep their table in --state under their
+// own name, so they don't clash on one directory; the join is exact and
+// a restart reads only the tail for each.
+func TestTwoKafkaTablesOfOneTopic(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic, cl := tableTopic(t, brokers)
+	users := usersTable{}
+	var keys []string
+	var rows []map[string]any
+	for i := range 50 {
+		keys = append(keys, fmt.Sprintf("u%d", i))
+		rows = append(rows, map[string]any{"name": fmt.Sprintf("name%d", i), "tier": "gold"})
+	}
+	users.write(t, cl, topic, keys, rows)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "orders")
+	if err := os.Mkdir(in, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var orders []order
+	for i := range 100 {
+		orders = append(orders, order{ID: i, User: fmt.Sprintf("u%d", i%60), Amount: 1})
+	}
+	writeOrders(t, filepath.Join(in, "part-1.jsonl"), orders)
+	tableURI := "kafka://" + strings.Join(brokers, ",") + "/" + topic
+	script := filepath.Join(dir, "two.lua")
+	src := `return {
+  lookups = { users = { source = "` + tableURI + `" }, users_again = { source = "` + tableURI + `" } },
+  parse = eddy.json { order = "integer", user = "string", amount = "number" },
+  lookup = eddy.lookup { table = "users_again", key = "user", kind = "left", select = { "name", "tier" } },
+}`
+	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	for i, wantRecords := range []string{"50", "0"} {
+		out := filepath.Join(dir, fmt.Sprintf("out%d.jsonl", i))
+		_, stderr, err := eddy(t, "run", script, "--source", "dir:"+in, "--records", "file:"+out, "--state", state, "--until-idle")
+		if err != nil {
+			t.Fatalf("run %d: %v\n%s", i+1, err, stderr)
+		}
+		if i == 0 {
+			if got, want := readJoined(t, out), joinOrders(orders, users, true); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%d joined orders, want %d\ngot  %v\nwant %v", len(got), len(want), got, want)
+			}
+		}
+		reads := tableRead.FindAllStringSubmatch(stderr, -1)
+		if len(reads) != 2 || reads[0][2] != wantRecords || reads[1][2] != wantRecords {
+			t.Fatalf("run %d: want two 'kafka table read ... records=%s' lines, got %v:\n%s", i+1, wantRecords, reads, stderr)
+		}
+	}
+	for _, name := range []string{"users", "users_again"} {
+		if _, err := os.Stat(filepath.Join(state, "tables", name)); err != nil {
+			t.Errorf("the table of lookup %s is not kept under its name: %v", name, err)
+		}
+	}
+}

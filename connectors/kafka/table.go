@@ -49,7 +49,7 @@ type Table struct {
 	// bootstrapTimeout bounds the wait for the table's end at start.
 	bootstrapTimeout time.Duration
 	cacheRows        int    // rows a kept table keeps decoded in memory
-	stateDir         string // from KeepIn; "" keeps the rows in memory
+	dir              string // from KeepIn; "" keeps the rows in memory
 	log              *slog.Logger
 
 	mu     sync.RWMutex // guards rows' content and seen; held to write
@@ -102,9 +102,9 @@ func OpenTable(t connectors.Target, key string) (*Table, error) {
 // unless the URI's cache-rows says otherwise.
 const defaultCacheRows = 100_000
 
-// KeepIn makes Start keep the table's rows under stateDir (the node's
-// --state directory), in tables/kafka-TOPIC, instead of in memory.
-func (t *Table) KeepIn(stateDir string) { t.stateDir = stateDir }
+// KeepIn makes Start keep the table's rows in dir (a Badger database of
+// its own) instead of in memory.
+func (t *Table) KeepIn(dir string) { t.dir = dir }
 
 // Start checks the topic, opens the rows (a kept table checks what it
 // stored against the topic, see openKept), starts reading the topic after
@@ -147,7 +147,7 @@ func (t *Table) Start(ctx context.Context) error {
 // directory, in which case seen starts at the positions they were stored
 // with.
 func (t *Table) openRows(info topicInfo) error {
-	if t.stateDir == "" {
+	if t.dir == "" {
 		t.rows = newMemRows(t.topic)
 		return nil
 	}

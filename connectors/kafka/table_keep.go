@@ -3,13 +3,13 @@ package kafka
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/eddy-stream/eddy/state"
 )
 
-// A kept table lives in STATE/tables/kafka-TOPIC. What it stored is used
+// A kept table lives in the directory KeepIn named (eddy run's is
+// STATE/tables/LOOKUP, see scripting.KeepTablesIn). What it stored is used
 // only when it checks out against the topic as it is now; otherwise it is
 // removed and read again from the topic's start, with a warning saying
 // why (the topic is the table's truth, so starting over loses nothing but
@@ -25,15 +25,10 @@ import (
 //     Kafka may have removed tombstones it never read, and rows they
 //     deleted would stay.
 
-// tableDir is where a kept table of topic lives under the state directory.
-func tableDir(stateDir, topic string) string {
-	return filepath.Join(stateDir, "tables", "kafka-"+topic)
-}
-
 // openKept opens the table's kept rows, read afresh when what is stored
 // does not check out.
 func (t *Table) openKept(info topicInfo) (*keptRows, error) {
-	dir := tableDir(t.stateDir, t.topic)
+	dir := t.dir
 	source := tableSource(info, t.topic)
 	store, err := state.OpenTable(dir, t.log)
 	if err == nil {

@@ -20,9 +20,9 @@ import (
 	"github.com/eddy-stream/eddy/state"
 )
 
-// keptTable opens and starts the table of uri kept under stateDir; the
-// caller closes it (a restart is a Close and another keptTable).
-func keptTable(t *testing.T, uri, stateDir string) connectors.KeptTable {
+// keptTable opens and starts the table of uri kept in dir; the caller
+// closes it (a restart is a Close and another keptTable).
+func keptTable(t *testing.T, uri, dir string) connectors.KeptTable {
 	t.Helper()
 	l, err := connectors.OpenLookup(uri, "")
 	if err != nil {
@@ -32,7 +32,7 @@ func keptTable(t *testing.T, uri, stateDir string) connectors.KeptTable {
 	if !ok {
 		t.Fatalf("%s opened a %T, want a connectors.KeptTable", uri, l)
 	}
-	tb.KeepIn(stateDir)
+	tb.KeepIn(dir)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if err := tb.Start(ctx); err != nil {
@@ -204,7 +204,7 @@ func TestKeptTableDamageIsNotUsed(t *testing.T) {
 		topic := compactedTopic(t, brokers, 2)
 		want := fillTopic(t, brokers, topic, "b", 200)
 		restartAfter(t, brokers, topic, func() tableRows { return want }, func(dir string) {
-			sst, _ := filepath.Glob(filepath.Join(dir, "tables", "*", "*.sst"))
+			sst, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
 			if len(sst) == 0 {
 				t.Fatalf("no table file in %s", dir)
 			}
@@ -229,11 +229,10 @@ func TestKeptTableDamageIsNotUsed(t *testing.T) {
 			// The table of another topic put where this one's lives.
 			odir := t.TempDir()
 			keptTable(t, uri(brokers, other, ""), odir).Close()
-			mine := filepath.Join(dir, "tables", "kafka-"+topic)
-			if err := os.RemoveAll(mine); err != nil {
+			if err := os.RemoveAll(dir); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Rename(filepath.Join(odir, "tables", "kafka-"+other), mine); err != nil {
+			if err := os.Rename(odir, dir); err != nil {
 				t.Fatal(err)
 			}
 		}, "not from cluster")
@@ -359,8 +358,7 @@ func TestKeptTableRefusesABadStoredRow(t *testing.T) {
 	want := fillTopic(t, brokers, topic, "s", 60)
 	dir := t.TempDir()
 	keptTable(t, uri(brokers, topic, ""), dir).Close()
-	tdir := filepath.Join(dir, "tables", "kafka-"+topic)
-	st, err := state.OpenTable(tdir, nil)
+	st, err := state.OpenTable(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,8 +375,8 @@ func TestKeptTableRefusesABadStoredRow(t *testing.T) {
 	tb := keptTable(t, uri(brokers, topic, ""), dir)
 	defer tb.Close()
 	_, _, err = tb.Get(bad)
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("the stored row of key %q is damaged", bad)) || !strings.Contains(err.Error(), tdir) {
-		t.Fatalf("Get(%s) of a damaged stored row: %v; want it refused naming the key and %s", bad, err, tdir)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("the stored row of key %q is damaged", bad)) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("Get(%s) of a damaged stored row: %v; want it refused naming the key and %s", bad, err, dir)
 	}
 	for k, row := range want {
 		if k == bad {
