@@ -639,6 +639,13 @@ func (c *changelog) endAbort(ctx context.Context) error {
 	if err := c.prod.EndTransaction(ctx, kgo.TryAbort); err != nil {
 		return fmt.Errorf("kafka changelog of %s: abort: %w", c.what(), err)
 	}
+	// A commit whose EndTransaction the broker refused (INVALID_TXN_STATE
+	// after it aborted the transaction itself) leaves the client with no
+	// transaction to abort, so the abort above succeeds, and with a producer
+	// ID failed for good: the next BeginTransaction would fail with it.
+	if _, _, err := c.prod.ProducerID(ctx); err != nil {
+		return fmt.Errorf("kafka changelog of %s: the producer after an abort: %w", c.what(), err)
+	}
 	return nil
 }
 

@@ -849,6 +849,52 @@ func TestChangelogTimedOutTransactionIsLostNotFatal(t *testing.T) {
 	sameMarker(t, m, marker(2, 20))
 }
 
+// The broker aborts a checkpoint's transaction (past its timeout) after
+// its marker was written and before its EndTransaction: the commit is
+// refused (ErrTxnLost); the client then holds no transaction, so Abort's
+// EndTransaction has nothing to do, but its producer ID failed for good.
+// Abort must leave a producer the next checkpoint can use.
+func TestChangelogCommitRefusedAtItsEnd(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 1)
+	group := topic + "-g"
+	src, err := kafka.NewSource(kafka.SourceConfig{Conn: kafka.Conn{Brokers: brokers, Topics: []string{topic}}, Group: group})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	deleteTopicsAtEnd(t, clAdmin(t, brokers), kafka.ChangelogTopic(group, topic))
+	defer kafka.SetChangelogTxnTimeout(time.Second)()
+	cl, err := src.Changelog("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	p := "kafka:" + topic + "/0"
+
+	cl.Write(p, []byte("k"), []byte("lost"))
+	undo := kafka.HoldChangelogCommits(func() {
+		// The broker's periodic check (10s by default) aborts the
+		// transaction past its 1s timeout and completes the abort.
+		waitTxnState(t, brokers, src.Member().Txn, func(s string) bool { return s == "CompleteAbort" || s == "Empty" })
+	})
+	_, err = cl.Commit(t.Context(), map[string]connectors.ChangelogMarker{p: marker(1, 10)})
+	undo()
+	if !errors.Is(err, connectors.ErrTxnLost) {
+		t.Fatalf("commit of a transaction the broker aborted before its end: %v, want ErrTxnLost", err)
+	}
+	if err := cl.Abort(t.Context()); err != nil {
+		t.Fatalf("abort after a lost transaction: %v", err)
+	}
+	cl.Write(p, []byte("k"), []byte("kept"))
+	if _, err := cl.Commit(t.Context(), map[string]connectors.ChangelogMarker{p: marker(2, 20)}); err != nil {
+		t.Fatalf("the checkpoint after a lost one: %v", err)
+	}
+	got, m, _, _ := restore(t, cl, p, 0)
+	sameChanges(t, "after a lost transaction and a commit", got, change{key: "k", value: "kept"})
+	sameMarker(t, m, marker(2, 20))
+}
+
 // waitTxnState waits (a minute at most) until the transactional id's state
 // on its coordinator satisfies ok.
 func waitTxnState(t *testing.T, brokers []string, txnID string, ok func(string) bool) {
