@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/eddy-stream/eddy/connectors"
@@ -53,12 +52,7 @@ func (s *Source) fenceChangelog(ctx context.Context, gone connectors.GroupMember
 	if gone.Txn == "" || gone.Instance != "" {
 		return nil
 	}
-	cl, err := s.cfg.NewClient(kgo.TransactionalID(gone.Txn), kgo.TransactionTimeout(changelogTxnTimeout))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if _, _, err := cl.ProducerID(ctx); err != nil {
+	if err := fenceTxnID(ctx, s.cfg.Conn, gone.Txn); err != nil {
 		return fmt.Errorf("kafka: abort the changelog transaction of gone member %s (%s): %w", gone.ID, gone.Txn, err)
 	}
 	return nil

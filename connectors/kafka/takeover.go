@@ -1,0 +1,187 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-stream/eddy/connectors"
+)
+
+// Taking over a partition. The group's fence (the member and generation
+// that ride along with the offsets, see commitGroupOffsetsInTxn) is
+// checked when the offsets join a transaction, not when it commits: a node
+// paused between the two (a few milliseconds, but a GC pause or a VM
+// freeze lands there sometimes) would still commit after its partitions
+// moved, and its output and offsets would join the next owner's. So the
+// next owner, before it reads the partition's changelog, ends every other
+// producer's transaction that wrote into that changelog partition: one
+// still open (Ongoing) is fenced, by starting a producer with its
+// transactional id, which aborts it and bumps the epoch its producer
+// holds, so its EndTransaction fails; one already committing is waited
+// for, and then is in what the next owner restores. Every checkpoint
+// writes a marker into the changelog partition of each partition it
+// covers, before its offsets join the transaction, so such a transaction
+// is always seen there.
+
+// fencePrevious ends the other producers' transactions that are open on
+// changelog partition topic/part (see above), and returns once none is.
+// It fails when an open transaction can't be ended in a minute or its
+// transactional id can't be seen (an ACL without DescribeTransactionalId):
+// reading on would risk state and output the previous owner commits
+// afterwards.
+func (c *changelog) fencePrevious(ctx context.Context, topic string, part int32) error {
+	own := c.ownTxnIDs()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	fenced := map[string]bool{}
+	for pause := 5 * time.Millisecond; ; pause = min(2*pause, 200*time.Millisecond) {
+		open, err := c.openTxns(ctx, topic, part, own)
+		if err != nil {
+			return fmt.Errorf("kafka changelog %s/%d: the previous owner's open transactions: %w", topic, part, err)
+		}
+		if len(open) == 0 {
+			return nil
+		}
+		for _, d := range open {
+			if d.State != "Ongoing" || fenced[d.TxnID] {
+				continue // ending: wait for its markers
+			}
+			c.src.cfg.Logger.Warn("kafka: fencing the previous owner's open transaction on a partition taken over", "changelog", fmt.Sprintf("%s/%d", topic, part), "txn", d.TxnID)
+			if err := fenceTxnID(ctx, c.src.cfg.Conn, d.TxnID); err != nil {
+				return fmt.Errorf("kafka changelog %s/%d: fence transactional id %s: %w", topic, part, d.TxnID, err)
+			}
+			fenced[d.TxnID] = true
+		}
+		select {
+		case <-ctx.Done():
+			ids := make([]string, 0, len(open))
+			for _, d := range open {
+				ids = append(ids, d.TxnID+" ("+d.State+")")
+			}
+			return fmt.Errorf("kafka changelog %s/%d: transactions %v of the previous owner still open: %w", topic, part, ids, ctx.Err())
+		case <-time.After(pause):
+		}
+	}
+}
+
+// ownTxnIDs are the transactional ids this node writes the changelog with.
+func (c *changelog) ownTxnIDs() []string {
+	c.txMu.RLock()
+	defer c.txMu.RUnlock()
+	own := []string{c.txnID}
+	if c.shared != nil {
+		own = append(own, c.shared.txnID)
+	}
+	return own
+}
+
+// openTxns lists the transactions of producers other than own that are
+// open on topic/part: those in the partition (Ongoing) and those ending
+// whose markers are not written yet.
+func (c *changelog) openTxns(ctx context.Context, topic string, part int32, own []string) ([]kadm.DescribedTransaction, error) {
+	described, err := c.adm.DescribeProducers(ctx, kadm.TopicsSet{topic: {part: {}}})
+	if err != nil {
+		return nil, fmt.Errorf("describe producers: %w", err)
+	}
+	dp, ok := described[topic].Partitions[part]
+	if !ok {
+		return nil, fmt.Errorf("describe producers: no answer for the partition")
+	}
+	if dp.Err != nil {
+		return nil, fmt.Errorf("describe producers: %w", dp.Err)
+	}
+	var pids []int64
+	for _, p := range dp.ActiveProducers {
+		if p.CurrentTxnStartOffset >= 0 {
+			pids = append(pids, p.ProducerID)
+		}
+	}
+	if len(pids) == 0 {
+		return nil, nil
+	}
+	listed, err := c.adm.ListTransactions(ctx, pids, nil)
+	if err != nil {
+		return nil, fmt.Errorf("list transactions of producers %v: %w", pids, err)
+	}
+	var ids []string
+	seen := map[int64]bool{}
+	for _, l := range listed {
+		seen[l.ProducerID] = true
+		if !slices.Contains(own, l.TxnID) {
+			ids = append(ids, l.TxnID)
+		}
+	}
+	for _, pid := range pids {
+		if !seen[pid] {
+			return nil, fmt.Errorf("producer id %d has a transaction open in the partition, and its transactional id is not listed (does this node's principal lack DescribeTransactionalId?)", pid)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	txns, err := c.adm.DescribeTransactions(ctx, ids...)
+	if err != nil {
+		return nil, fmt.Errorf("describe transactions %v: %w", ids, err)
+	}
+	var open []kadm.DescribedTransaction
+	for _, d := range txns.Sorted() {
+		switch {
+		case d.Err != nil:
+			return nil, fmt.Errorf("describe transaction %s: %w", d.TxnID, d.Err)
+		case d.State == "Ongoing" && d.Topics.Lookup(topic, part),
+			d.State == "PrepareCommit", d.State == "PrepareAbort", d.State == "PrepareEpochFence":
+			open = append(open, d)
+		}
+	}
+	return open, nil
+}
+
+// refusal says, for a transaction of s's member that failed with err,
+// whether that is because s's partitions moved: with
+// connectors.ErrNotMember when s no longer holds a partition of positions,
+// or when the producer was fenced and s gave partitions up (revoked or
+// lost) since the transaction began (s.given was since then), their next
+// owner having fenced it (fencePrevious: a loss, or a revoke whose
+// checkpoint was slower than the handover). A fenced producer waits up to
+// 30 s for the group to tell of the loss (a node resumed after a pause
+// may hear it after its commit failed). nil: err is not that.
+func (s *Source) refusal(ctx context.Context, err error, since int64, positions map[string]connectors.Position) error {
+	if s == nil {
+		return nil
+	}
+	if _, _, herr := s.holder(positions); herr != nil {
+		return fmt.Errorf("%w (the transaction: %v)", herr, err)
+	}
+	if !errors.Is(err, kerr.ProducerFenced) && !errors.Is(err, kerr.InvalidProducerEpoch) {
+		return nil
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if n := s.given.Load(); n > since {
+			return fmt.Errorf("%w: %d partitions of group %s were given up while the transaction was open, and their next owner fenced it (%v)",
+				connectors.ErrNotMember, n-since, s.cfg.Group, err)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil || s.isClosed() {
+			return nil
+		}
+	}
+}
+
+// fenceTxnID starts a producer with transactional id txnID: the broker
+// aborts what the id's earlier producer has open and refuses that one from
+// then on (its epoch is bumped).
+func fenceTxnID(ctx context.Context, conn Conn, txnID string) error {
+	cl, err := conn.NewClient(kgo.TransactionalID(txnID), kgo.TransactionTimeout(changelogTxnTimeout))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	_, _, err = cl.ProducerID(ctx)
+	return err
+}

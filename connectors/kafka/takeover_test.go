@@ -1,0 +1,391 @@
+package kafka
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/internal/testenv"
+)
+
+// The hole issue 17's last note left: node a's checkpoint has its offsets
+// in the transaction (the group's fence passed) and is about to commit
+// when a is paused; the group gives a's partition to b, which takes it
+// over (reads its changelog), processes and commits; then a resumes. a's
+// commit must be refused, with ErrNotMember (the node aborts the
+// checkpoint and goes on), and nothing of a's transaction may be visible:
+// not its output to a read_committed reader, not its offsets in the
+// group, not its state in the changelog. a's sink can go on after its
+// abort.
+func TestPausedOwnersCommitIsFencedByTheNextOwner(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 1)
+	out := testenv.NewTopic(t, brokers, 1)
+	group := topic + "-g"
+	aTxn, bTxn := out+".a", out+".b"
+	t.Cleanup(func() {
+		deleteChangelogTopic(t, brokers, ChangelogTopic(group, topic))
+		deleteChangelogTopic(t, brokers, markerTopic(aTxn))
+		deleteChangelogTopic(t, brokers, markerTopic(bTxn))
+	})
+	ctx := t.Context()
+	src := func() *Source { return openGroupSource(t, brokers, topic, group) }
+	// node opens a changelog of s sharing an exactly-once sink's
+	// transactions, as --exactly-once does.
+	node := func(s *Source, txnID, sourceGroup string) (connectors.Changelog, *TxSink) {
+		u := "kafka://" + strings.Join(brokers, ",") + "/" + out + "?exactly-once=true&transactional-id=" + txnID
+		if sourceGroup != "" {
+			u += "&source-group=" + sourceGroup
+		}
+		k, err := connectors.OpenSink(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sink := k.(*TxSink)
+		t.Cleanup(func() { sink.Close() })
+		clog, err := s.Changelog("takeover")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { clog.Close() })
+		if !clog.(connectors.ChangelogSharer).ShareTransaction(sink) {
+			t.Fatal("the changelog does not share the sink's transactions")
+		}
+		return clog, sink
+	}
+	rows := func(who string, n int) []connectors.Row {
+		var rs []connectors.Row
+		for i := range n {
+			rs = append(rs, connectors.Row{Key: fmt.Sprintf("%s%d", who, i), Fields: []connectors.Field{{Name: "by", Value: who}}})
+		}
+		return rs
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	a, aEvents := src(), newGroupEvents()
+	must(a.Start(ctx, aEvents))
+	id := waitEvent(t, aEvents.assigned, "assignment of a")
+	aLog, aSink := node(a, aTxn, group)
+
+	// a's checkpoint 1 (records 0-2): state, output and marker written,
+	// then its commit stops right before EndTransaction.
+	paused, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	holdEndTxn(t, func(txnID string) {
+		if txnID == aTxn {
+			once.Do(func() {
+				close(paused)
+				<-resume
+			})
+		}
+	})
+	aLog.Write(id, []byte("state/k"), []byte("a"))
+	must(aSink.Write(ctx, rows("a", 3)))
+	_, err := aLog.Commit(ctx, map[string]connectors.ChangelogMarker{id: {Checkpoint: 1, Position: encodePos(3), Node: "a"}})
+	must(err)
+	committed := make(chan error, 1)
+	go func() {
+		committed <- aSink.Commit(ctx, connectors.Checkpoint{ID: 1, Positions: map[string]connectors.Position{id: encodePos(3)}})
+	}()
+	select {
+	case <-paused:
+	case err := <-committed:
+		t.Fatalf("a's commit ended before EndTransaction: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("a's commit did not reach EndTransaction within a minute")
+	}
+
+	bc := dropForB(t, brokers, topic, group, a, aEvents, id)
+	// b takes the partition over as the engine does (its changelog's
+	// end, then a restore: nothing of a's is committed), processes
+	// records 0-4 and commits them, output and group offset.
+	bLog, bSink := node(src(), bTxn, "")
+	if _, err := bLog.End(ctx, id); err != nil {
+		t.Fatalf("b's takeover of %s: %v", id, err)
+	}
+	state, m := restoreAll(t, bLog, id)
+	if len(state) != 0 || m.Node != "" {
+		t.Fatalf("b restored %v (marker of %q) before a's commit, want nothing", state, m.Node)
+	}
+	bLog.Write(id, []byte("state/k"), []byte("b"))
+	must(bSink.Write(ctx, rows("b", 5)))
+	_, err = bLog.Commit(ctx, map[string]connectors.ChangelogMarker{id: {Checkpoint: 1, Position: encodePos(5), Node: "b"}})
+	must(err)
+	must(bSink.Commit(ctx, connectors.Checkpoint{ID: 1, Positions: map[string]connectors.Position{id: encodePos(5)}}))
+	commitOffset(t, bc, topic, 5)
+
+	// a resumes: its commit is refused as a node's that is out of the group.
+	close(resume)
+	if err := <-committed; !errors.Is(err, connectors.ErrNotMember) {
+		t.Fatalf("a's commit after b took over and committed: %v, want it refused with ErrNotMember", err)
+	}
+	must(aSink.Abort(ctx))
+	must(aLog.Abort(ctx))
+
+	// Only b's work is visible, exactly.
+	if got, want := readCommitted(t, brokers, out), "b0,b1,b2,b3,b4"; got != want {
+		t.Fatalf("read_committed sees %s in the output, want %s (a's commit went through)", got, want)
+	}
+	if o := groupOffset(t, bc, group, topic); o != 5 {
+		t.Fatalf("group %s has offset %d, want b's 5", group, o)
+	}
+	state, m = restoreAll(t, bLog, id)
+	if state["state/k"] != "b" || m.Node != "b" {
+		t.Fatalf("the changelog holds %v with the marker of %q, want b's", state, m.Node)
+	}
+
+	// a's sink goes on with a fresh producer: a transaction of its own
+	// commits.
+	must(aSink.Write(ctx, rows("a-again", 1)))
+	must(aSink.Commit(ctx, connectors.Checkpoint{ID: 2}))
+	if got, want := readCommitted(t, brokers, out), "b0,b1,b2,b3,b4,a-again0"; got != want {
+		t.Fatalf("read_committed sees %s in the output, want %s", got, want)
+	}
+}
+
+// The same without --exactly-once: a's changelog commits its checkpoint
+// (state, marker, the group's offsets) in a transaction of its own, and
+// stops right before EndTransaction. After b took the partition over and
+// committed, a's commit is refused with ErrNotMember and neither its state
+// nor its offsets are seen; a's changelog can go on after its abort.
+func TestPausedOwnersChangelogCommitIsFencedByTheNextOwner(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 1)
+	group := topic + "-g"
+	t.Cleanup(func() { deleteChangelogTopic(t, brokers, ChangelogTopic(group, topic)) })
+	ctx := t.Context()
+	openLog := func(s *Source) connectors.Changelog {
+		clog, err := s.Changelog("takeover")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { clog.Close() })
+		return clog
+	}
+	a, aEvents := openGroupSource(t, brokers, topic, group), newGroupEvents()
+	if err := a.Start(ctx, aEvents); err != nil {
+		t.Fatal(err)
+	}
+	id := waitEvent(t, aEvents.assigned, "assignment of a")
+	aLog := openLog(a)
+	aTxn := a.Member().Txn
+
+	paused, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	holdEndTxn(t, func(txnID string) {
+		if txnID == aTxn {
+			once.Do(func() {
+				close(paused)
+				<-resume
+			})
+		}
+	})
+	aLog.Write(id, []byte("state/k"), []byte("a"))
+	committed := make(chan error, 1)
+	go func() {
+		_, err := aLog.Commit(ctx, map[string]connectors.ChangelogMarker{id: {Checkpoint: 1, Position: encodePos(3), Node: "a"}})
+		committed <- err
+	}()
+	select {
+	case <-paused:
+	case err := <-committed:
+		t.Fatalf("a's commit ended before EndTransaction: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("a's commit did not reach EndTransaction within a minute")
+	}
+
+	bc := dropForB(t, brokers, topic, group, a, aEvents, id)
+	bLog := openLog(openGroupSource(t, brokers, topic, group))
+	if _, err := bLog.End(ctx, id); err != nil {
+		t.Fatalf("b's takeover of %s: %v", id, err)
+	}
+	if state, m := restoreAll(t, bLog, id); len(state) != 0 || m.Node != "" {
+		t.Fatalf("b restored %v (marker of %q) before a's commit, want nothing", state, m.Node)
+	}
+	bLog.Write(id, []byte("state/k"), []byte("b"))
+	if _, err := bLog.Commit(ctx, map[string]connectors.ChangelogMarker{id: {Checkpoint: 1, Position: encodePos(5), Node: "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	commitOffset(t, bc, topic, 5)
+
+	close(resume)
+	if err := <-committed; !errors.Is(err, connectors.ErrNotMember) {
+		t.Fatalf("a's commit after b took over and committed: %v, want it refused with ErrNotMember", err)
+	}
+	if err := aLog.Abort(ctx); err != nil {
+		t.Fatalf("a's abort after its commit was refused: %v", err)
+	}
+	if state, m := restoreAll(t, bLog, id); state["state/k"] != "b" || m.Node != "b" {
+		t.Fatalf("the changelog holds %v with the marker of %q, want b's", state, m.Node)
+	}
+	if o := groupOffset(t, bc, group, topic); o != 5 {
+		t.Fatalf("group %s has offset %d, want b's 5", group, o)
+	}
+	// a's changelog goes on with a fresh producer.
+	aLog.Write(id, []byte("state/other"), []byte("a"))
+	if err := aLog.Abort(ctx); err != nil {
+		t.Fatalf("a's changelog after its fresh producer: %v", err)
+	}
+}
+
+// openGroupSource opens a source of topic in group, closed with the test.
+func openGroupSource(t *testing.T, brokers []string, topic, group string) *Source {
+	t.Helper()
+	target, err := connectors.Parse("kafka://" + strings.Join(brokers, ",") + "/" + topic + "?group=" + group + "&session-timeout=6s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenSource(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// dropForB has b join group (a plain group consumer for the group's
+// part), then drops a's member (as when its session times out), and
+// returns b's client once the group gave it partition id.
+func dropForB(t *testing.T, brokers []string, topic, group string, a *Source, aEvents *groupEvents, id string) *kgo.Client {
+	t.Helper()
+	ctx := t.Context()
+	bAssigned := make(chan string, 16)
+	bc, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.SessionTimeout(6*time.Second), kgo.DisableAutoCommit(),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			for topic, parts := range m {
+				for _, n := range parts {
+					bAssigned <- tp{topic, n}.id()
+				}
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bc.Close)
+	go func() {
+		for ctx.Err() == nil && !bc.PollFetches(ctx).IsClientClosed() {
+		}
+	}()
+	waitGroupStable(t, brokers, group, 2)
+	removeMember(t, brokers, group, a.Member().ID)
+	waitEvent(t, aEvents.lost, "loss of a's partition")
+	if got := waitEvent(t, bAssigned, "assignment of b"); got != id {
+		t.Fatalf("b was assigned %s, want %s", got, id)
+	}
+
+	return bc
+}
+
+// commitOffset commits offset as partition 0 of topic's, as b.
+func commitOffset(t *testing.T, bc *kgo.Client, topic string, offset int64) {
+	t.Helper()
+	bc.CommitOffsetsSync(t.Context(), map[string]map[int32]kgo.EpochOffset{topic: {0: {Epoch: -1, Offset: offset}}},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			for _, rt := range resp.Topics {
+				for _, rp := range rt.Partitions {
+					err = cmp.Or(err, kerr.ErrorForCode(rp.ErrorCode))
+				}
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+}
+
+// groupOffset is group's committed offset of partition 0 of topic, -1 for none.
+func groupOffset(t *testing.T, cl *kgo.Client, group, topic string) int64 {
+	t.Helper()
+	offs, err := kadm.NewClient(cl).FetchOffsets(t.Context(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := offs.Lookup(topic, 0); ok {
+		return o.At
+	}
+	return -1
+}
+
+// restoreAll reads partition's changelog whole: the state and the last
+// marker.
+func restoreAll(t *testing.T, cl connectors.Changelog, partition string) (map[string]string, connectors.ChangelogMarker) {
+	t.Helper()
+	state := map[string]string{}
+	m, _, err := cl.Restore(t.Context(), partition, 0, func(k, v []byte) error {
+		state[string(k)] = string(v)
+		return nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return state, m
+}
+
+// readCommitted reads partition 0 of topic with read_committed up to its
+// last stable offset, once no transaction holds that back, and returns
+// the records' keys joined by commas.
+func readCommitted(t *testing.T, brokers []string, topic string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	var end int64
+	for {
+		stable, err1 := adm.ListCommittedOffsets(ctx, topic)
+		high, err2 := adm.ListEndOffsets(ctx, topic)
+		s, _ := stable.Lookup(topic, 0)
+		h, _ := high.Lookup(topic, 0)
+		if err1 == nil && err2 == nil && s.Err == nil && s.Offset == h.Offset {
+			end = s.Offset
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%s has a transaction open for a minute (stable %d, end %d)", topic, s.Offset, h.Offset)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var keys []string
+	for next := int64(0); next < end; {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %s: %d of %d after a minute", topic, next, end)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			next = r.Offset + 1
+			if !r.Attrs.IsControl() {
+				keys = append(keys, string(r.Key))
+			}
+		})
+	}
+	return strings.Join(keys, ",")
+}
+
+// holdEndTxn runs hold just before each changelog's and kafka sink's
+// transaction ends, until the test ends.
+func holdEndTxn(t *testing.T, hold func(txnID string)) {
+	beforeEndTxn.Store(&hold)
+	t.Cleanup(func() { beforeEndTxn.Store(nil) })
+}
