@@ -177,10 +177,7 @@ func (c *changelog) newProducer() (*kgo.Client, error) {
 // initProducer gets cl its producer id and epoch, which fences every
 // earlier producer of the transactional id and aborts what it left open.
 func (c *changelog) initProducer(ctx context.Context, cl *kgo.Client) error {
-	if _, _, err := cl.ProducerID(ctx); err != nil {
-		return fmt.Errorf("kafka changelog of %s: transactional id %s: %w", c.what(), c.txnID, err)
-	}
-	return nil
+	return retryTransient(ctx, fmt.Sprintf("kafka changelog of %s: transactional id %s", c.what(), c.txnID), initProducerID(cl))
 }
 
 // renew replaces the transactional producer by a fresh one of the same
@@ -523,7 +520,7 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 		}
 		if fence && sh.cfg.SourceGroup != c.group {
 			if err := commitGroupOffsetsInTxn(ctx, sh.cl, sh.txnID, c.group, positions, &c.topicIDs); err != nil {
-				return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), err)
+				return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), c.refused(ctx, positions, notMember(err)))
 			}
 		}
 		c.wrote.Store(false)
@@ -543,7 +540,7 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 	}
 	if fence {
 		if err := commitGroupOffsetsInTxn(ctx, c.prod, c.txnID, c.group, positions, &c.topicIDs); err != nil {
-			return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), lost(notMember(err)))
+			return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), c.refused(ctx, positions, notMember(err)))
 		}
 	}
 	holdBeforeEndTxn(c.txnID)
@@ -606,6 +603,9 @@ func (c *changelog) waitVisible(ctx context.Context, offsets map[string]int64) {
 // connectors.ErrNotMember when this node's partitions moved while the
 // transaction was open (Source.refusal), else as lost says.
 func (c *changelog) refused(ctx context.Context, positions map[string]connectors.Position, err error) error {
+	if errors.Is(err, connectors.ErrNotMember) {
+		return err
+	}
 	if c.src != nil && sourceOf(c.group) == c.src {
 		since := c.txnGiven.Load()
 		if c.shared != nil {
@@ -723,32 +723,23 @@ func (c *changelog) End(ctx context.Context, partition string) (int64, error) {
 
 func (c *changelog) end(ctx context.Context, topic string, part int32) (int64, error) {
 	// Just after the topic is created (or a leader moves) the broker may
-	// answer NOT_LEADER_FOR_PARTITION and the like for a while: retry
-	// those for up to half a minute.
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
+	// answer NOT_LEADER_FOR_PARTITION and the like for a while, and a
+	// connection that timed out while the process was paused (SIGSTOP, a
+	// VM freeze) fails once: retried.
+	var end int64
+	err := retryTransient(ctx, fmt.Sprintf("kafka changelog %s/%d: end offset", topic, part), func(ctx context.Context) error {
 		listed, err := c.adm.ListCommittedOffsets(ctx, topic)
-		if err == nil {
-			o, ok := listed.Lookup(topic, part)
-			switch {
-			case !ok:
-				return 0, fmt.Errorf("kafka changelog %s/%d: end offset: no such partition", topic, part)
-			case o.Err == nil:
-				return o.Offset, nil
-			}
-			err = o.Err
+		if err != nil {
+			return err
 		}
-		// (A connection that timed out while the process was paused, by
-		// SIGSTOP or a VM freeze, is retried too.)
-		if !kerr.IsRetriable(err) && !kgo.IsRetryableBrokerErr(err) || ctx.Err() != nil {
-			return 0, fmt.Errorf("kafka changelog %s/%d: end offset: %w", topic, part, err)
+		o, ok := listed.Lookup(topic, part)
+		if !ok {
+			return errors.New("no such partition")
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		end = o.Offset
+		return o.Err
+	})
+	return end, err
 }
 
 // Restore reads the partition's changelog from offset from to its last

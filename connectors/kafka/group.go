@@ -52,10 +52,8 @@ func (s *Source) fenceChangelog(ctx context.Context, gone connectors.GroupMember
 	if gone.Txn == "" || gone.Instance != "" {
 		return nil
 	}
-	if err := fenceTxnID(ctx, s.cfg.Conn, gone.Txn); err != nil {
-		return fmt.Errorf("kafka: abort the changelog transaction of gone member %s (%s): %w", gone.ID, gone.Txn, err)
-	}
-	return nil
+	return retryTransient(ctx, fmt.Sprintf("kafka: abort the changelog transaction of gone member %s (%s)", gone.ID, gone.Txn),
+		func(ctx context.Context) error { return fenceTxnID(ctx, s.cfg.Conn, gone.Txn) })
 }
 
 // leaveFor sends a LeaveGroup for member id (and instance) of the group,

@@ -281,9 +281,9 @@ func NewTxSink(c SinkConfig) (*TxSink, error) {
 		s.cl.Close()
 		return nil, err
 	}
-	if _, _, err := s.cl.ProducerID(ctx); err != nil {
+	if err := retryTransient(ctx, fmt.Sprintf("kafka sink %s: transactional id %s", c.Topic, c.TransactionalID), initProducerID(s.cl)); err != nil {
 		s.cl.Close()
-		return nil, fmt.Errorf("kafka sink %s: transactional id %s: %w", c.Topic, c.TransactionalID, err)
+		return nil, err
 	}
 	return t, nil
 }
@@ -404,7 +404,7 @@ func (t *TxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
 		return t.refused(ctx, cp.Positions, err)
 	}
 	if err := t.commitSourceOffsets(ctx, cp); err != nil {
-		return fmt.Errorf("kafka sink %s: checkpoint %d: %w", t.cfg.Topic, cp.ID, notMember(err))
+		return fmt.Errorf("kafka sink %s: checkpoint %d: %w", t.cfg.Topic, cp.ID, t.refused(ctx, cp.Positions, notMember(err)))
 	}
 	holdBeforeEndTxn(t.txnID)
 	if err := t.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
@@ -423,6 +423,10 @@ func (t *TxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
 // the transaction was open (Source.refusal), else err as it is.
 func (t *TxSink) refused(ctx context.Context, positions map[string]connectors.Position, err error) error {
 	if t.cfg.SourceGroup == "" {
+		return err
+	}
+	if errors.Is(err, connectors.ErrNotMember) {
+		t.fencedOut.Store(true)
 		return err
 	}
 	if r := sourceOf(t.cfg.SourceGroup).refusal(ctx, err, t.txnGiven.Load(), positions); r != nil {
@@ -486,7 +490,7 @@ func (t *TxSink) renew(ctx context.Context, cause error) error {
 	t.cl.Close()
 	cl, err := t.cfg.NewClient(sinkOpts(t.cfg.Topic, txOpts(t.txnID)...)...)
 	if err == nil {
-		if _, _, err = cl.ProducerID(ctx); err != nil {
+		if err = retryTransient(ctx, "its producer id", initProducerID(cl)); err != nil {
 			cl.Close()
 		}
 	}
@@ -512,11 +516,21 @@ func (t *TxSink) Committed(ctx context.Context) (connectors.Checkpoint, error) {
 		return connectors.Checkpoint{}, err
 	}
 	defer cl.Close()
-	listed, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, t.marker)
+	var end kadm.ListedOffset
+	err = retryTransient(ctx, "kafka: read "+t.marker+": its end", func(ctx context.Context) error {
+		listed, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, t.marker)
+		if err != nil {
+			return err
+		}
+		var ok bool
+		if end, ok = listed.Lookup(t.marker, 0); !ok {
+			return fmt.Errorf("partition 0 not listed: %w", kerr.UnknownTopicOrPartition)
+		}
+		return end.Err
+	})
 	if err != nil {
-		return connectors.Checkpoint{}, fmt.Errorf("kafka: read %s: %w", t.marker, err)
+		return connectors.Checkpoint{}, err
 	}
-	end, _ := listed.Lookup(t.marker, 0)
 	var last marker
 	next := int64(0)
 	for next < end.Offset {
@@ -629,57 +643,59 @@ func commitGroupOffsetsInTxn(ctx context.Context, cl *kgo.Client, txnID, group s
 	if _, _, err := meta(); err != nil {
 		return err // (before the offsets join the transaction)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	retry := func() bool {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		time.Sleep(200 * time.Millisecond)
-		return true
+	if beforeAddOffsets != nil {
+		beforeAddOffsets(txnID)
 	}
-	for {
-		add := kmsg.NewPtrAddOffsetsToTxnRequest()
-		add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txnID, pid, epoch, group
-		addResp, err := add.RequestWith(ctx, cl)
-		if err == nil {
-			err = kerr.ErrorForCode(addResp.ErrorCode)
-		}
-		if err == nil {
-			break
-		}
-		// CONCURRENT_TRANSACTIONS: the previous commit is still being
-		// completed.
-		if !kerr.IsRetriable(err) || !retry() {
-			return fmt.Errorf("add the offsets of group %s to the transaction: %w", group, err)
-		}
+	if err := addOffsetsToTxn(ctx, cl, txnID, group, pid, epoch); err != nil {
+		return err
 	}
-	if err := loadTopicIDs(ctx, cl, topicIDs, offsets); err != nil {
+	err = retryTransient(ctx, "the IDs of the source topics", func(ctx context.Context) error {
+		return loadTopicIDs(ctx, cl, topicIDs, offsets)
+	})
+	if err != nil {
 		return err
 	}
 	member, generation, err := meta()
 	if err != nil {
 		return err
 	}
-	for {
+	return retryTransient(ctx, "TxnOffsetCommit", func(ctx context.Context) error {
 		err := txnOffsetCommit(ctx, cl, txnID, group, pid, epoch, member, generation, offsets, *topicIDs)
-		if err == nil {
-			return nil
-		}
-		again := kerr.IsRetriable(err) || errors.Is(err, kerr.RebalanceInProgress)
-		if errors.Is(err, kerr.IllegalGeneration) {
+		switch {
+		case errors.Is(err, kerr.RebalanceInProgress):
+			return passing{err} // (the generation it ends with is asked next)
+		case errors.Is(err, kerr.IllegalGeneration):
 			// Retried only while this member stays the same member: one
 			// the group dropped comes back under a new member id.
 			m, g, herr := meta()
 			if herr != nil {
 				return herr
 			}
-			again = m == member && m != ""
-			generation = g
+			if m == member && m != "" {
+				generation = g
+				return passing{err}
+			}
 		}
-		if !again || !retry() {
+		return err
+	})
+}
+
+// addOffsetsToTxn adds group's offsets to cl's open transaction. Right
+// after a transaction of the id ended (its markers still being written,
+// or a next owner's fence aborting it) the coordinator answers
+// CONCURRENT_TRANSACTIONS for a while: retried, with the broker's other
+// passing states, until the answer is final (a fenced producer's is
+// PRODUCER_FENCED or INVALID_PRODUCER_EPOCH).
+func addOffsetsToTxn(ctx context.Context, cl *kgo.Client, txnID, group string, pid int64, epoch int16) error {
+	return retryTransient(ctx, "add the offsets of group "+group+" to the transaction", func(ctx context.Context) error {
+		add := kmsg.NewPtrAddOffsetsToTxnRequest()
+		add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txnID, pid, epoch, group
+		resp, err := add.RequestWith(ctx, cl)
+		if err != nil {
 			return err
 		}
-	}
+		return kerr.ErrorForCode(resp.ErrorCode)
+	})
 }
 
 func txnOffsetCommit(ctx context.Context, cl *kgo.Client, txnID, group string, pid int64, epoch int16, member string, generation int32,
@@ -739,8 +755,11 @@ func loadTopicIDs(ctx context.Context, cl *kgo.Client, ids *map[string][16]byte,
 	}
 	for _, topic := range missing {
 		td, ok := md.Topics[topic]
-		if !ok || td.Err != nil {
-			return fmt.Errorf("the ID of topic %s: %v", topic, td.Err)
+		switch {
+		case !ok:
+			return fmt.Errorf("the ID of topic %s: not in the metadata: %w", topic, kerr.UnknownTopicOrPartition)
+		case td.Err != nil:
+			return fmt.Errorf("the ID of topic %s: %w", topic, td.Err)
 		}
 		(*ids)[topic] = td.ID
 	}

@@ -30,45 +30,105 @@ import (
 // covers, before its offsets join the transaction, so such a transaction
 // is always seen there.
 
+// beforeAddOffsets, when set (by tests), runs right before group offsets
+// are added to a transaction, once the group's fence let them through.
+var beforeAddOffsets func(txnID string)
+
 // fencePrevious ends the other producers' transactions that are open on
 // changelog partition topic/part (see above), and returns once none is.
-// It fails when an open transaction can't be ended in a minute or its
-// transactional id can't be seen (an ACL without DescribeTransactionalId):
-// reading on would risk state and output the previous owner commits
-// afterwards.
+// The broker's passing states (a new partition's leader not settled, a
+// coordinator loading or moved, a fence's abort still being written) are
+// retried. It fails when an open transaction can't be ended in a minute,
+// when a request fails otherwise, or when a transactional id can't be
+// seen (an ACL without DescribeTransactionalId): reading on would risk
+// state and output the previous owner commits afterwards.
 func (c *changelog) fencePrevious(ctx context.Context, topic string, part int32) error {
+	where := fmt.Sprintf("kafka changelog %s/%d", topic, part)
 	own := c.ownTxnIDs()
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	runCtx := ctx
+	ctx, cancel := context.WithTimeout(ctx, takeoverTimeout)
 	defer cancel()
-	fenced := map[string]bool{}
+	// fenced: the producer epoch each transactional id had when it was
+	// fenced. A transaction seen open again under a newer epoch was begun
+	// since, by a fresh producer of the previous owner (a zombie that
+	// renewed its producer): it is fenced too.
+	fenced := map[string]int16{}
+	var open []kadm.DescribedTransaction // as last seen
+	var last error                       // the last transient failure
+	unlistedTries := 0
 	for pause := 5 * time.Millisecond; ; pause = min(2*pause, 200*time.Millisecond) {
-		open, err := c.openTxns(ctx, topic, part, own)
-		if err != nil {
-			return fmt.Errorf("kafka changelog %s/%d: the previous owner's open transactions: %w", topic, part, err)
-		}
-		if len(open) == 0 {
-			return nil
-		}
-		for _, d := range open {
-			if d.State != "Ongoing" || fenced[d.TxnID] {
-				continue // ending: wait for its markers
+		seen, err := c.openTxns(ctx, topic, part, own)
+		if err == nil {
+			if open = seen; len(open) == 0 {
+				return nil
 			}
-			c.src.cfg.Logger.Warn("kafka: fencing the previous owner's open transaction on a partition taken over", "changelog", fmt.Sprintf("%s/%d", topic, part), "txn", d.TxnID)
-			if err := fenceTxnID(ctx, c.src.cfg.Conn, d.TxnID); err != nil {
-				return fmt.Errorf("kafka changelog %s/%d: fence transactional id %s: %w", topic, part, d.TxnID, err)
+			err = c.fenceOpen(ctx, where, open, fenced)
+		}
+		var unlisted *unlistedError
+		switch {
+		case err == nil:
+		case errors.As(err, &unlisted) && unlistedTries < 5:
+			unlistedTries++ // (a listing that raced the transaction's start)
+			last = err
+		case transient(err):
+			last = err
+			c.src.cfg.Logger.Debug("kafka: a takeover's request met a passing state of the broker; retrying", "changelog", where, "err", err)
+			if onRetry != nil {
+				onRetry(where, err)
 			}
-			fenced[d.TxnID] = true
+		case ctx.Err() == nil:
+			return fmt.Errorf("%s: the previous owner's open transactions: %w", where, err)
 		}
 		select {
 		case <-ctx.Done():
-			ids := make([]string, 0, len(open))
-			for _, d := range open {
-				ids = append(ids, d.TxnID+" ("+d.State+")")
-			}
-			return fmt.Errorf("kafka changelog %s/%d: transactions %v of the previous owner still open: %w", topic, part, ids, ctx.Err())
+			return takeoverStuck(runCtx, where, open, last)
 		case <-time.After(pause):
 		}
 	}
+}
+
+// takeoverStuck says why fencePrevious stopped before the previous
+// owner's transactions ended: the run stopped, some stayed open, or a
+// request kept failing with last.
+func takeoverStuck(runCtx context.Context, where string, open []kadm.DescribedTransaction, last error) error {
+	if err := runCtx.Err(); err != nil {
+		return fmt.Errorf("%s: the previous owner's open transactions: stopped: %w", where, err)
+	}
+	if len(open) > 0 {
+		ids := make([]string, 0, len(open))
+		for _, d := range open {
+			ids = append(ids, d.TxnID+" ("+d.State+")")
+		}
+		if last != nil {
+			return fmt.Errorf("%s: transactions %v of the previous owner still open after %v (the last request failed: %w)", where, ids, takeoverTimeout, last)
+		}
+		return fmt.Errorf("%s: transactions %v of the previous owner still open after %v", where, ids, takeoverTimeout)
+	}
+	if last == nil {
+		return fmt.Errorf("%s: the previous owner's open transactions: no answer within %v", where, takeoverTimeout)
+	}
+	return fmt.Errorf("%s: the previous owner's open transactions: still failing after %v: %w", where, takeoverTimeout, last)
+}
+
+// takeoverTimeout bounds how long a takeover waits for the previous
+// owner's transactions to end, retries included.
+const takeoverTimeout = time.Minute
+
+// fenceOpen fences each transaction of open that is still open for
+// writes (Ongoing) and was not fenced at its epoch yet; one ending is
+// waited for (its markers).
+func (c *changelog) fenceOpen(ctx context.Context, where string, open []kadm.DescribedTransaction, fenced map[string]int16) error {
+	for _, d := range open {
+		if e, ok := fenced[d.TxnID]; d.State != "Ongoing" || ok && d.ProducerEpoch <= e {
+			continue // ending: wait for its markers
+		}
+		c.src.cfg.Logger.Warn("kafka: fencing the previous owner's open transaction on a partition taken over", "changelog", where, "txn", d.TxnID, "epoch", d.ProducerEpoch)
+		if err := fenceTxnID(ctx, c.src.cfg.Conn, d.TxnID); err != nil {
+			return fmt.Errorf("fence transactional id %s: %w", d.TxnID, err)
+		}
+		fenced[d.TxnID] = d.ProducerEpoch
+	}
+	return nil
 }
 
 // ownTxnIDs are the transactional ids this node writes the changelog with.
@@ -82,9 +142,16 @@ func (c *changelog) ownTxnIDs() []string {
 	return own
 }
 
-// openTxns lists the transactions of producers other than own that are
-// open on topic/part: those in the partition (Ongoing) and those ending
-// whose markers are not written yet.
+// openTxns lists the transactions open on topic/part: those of producers
+// other than own still open for writes (Ongoing), which fencePrevious
+// fences, and those ending whose markers are not written yet, own ones
+// included, which it waits for. (This node's own transaction can be
+// ending there when the partition comes back to it while a commit made
+// before it lost the partition completes: read before its markers, the
+// restore would miss a checkpoint that then counts.) An own transaction
+// still open for writes is never fenced: it is this node's checkpoint in
+// progress, which the group's fence and Source.holder keep from
+// committing a partition this node lost.
 func (c *changelog) openTxns(ctx context.Context, topic string, part int32, own []string) ([]kadm.DescribedTransaction, error) {
 	described, err := c.adm.DescribeProducers(ctx, kadm.TopicsSet{topic: {part: {}}})
 	if err != nil {
@@ -114,13 +181,11 @@ func (c *changelog) openTxns(ctx context.Context, topic string, part int32, own 
 	seen := map[int64]bool{}
 	for _, l := range listed {
 		seen[l.ProducerID] = true
-		if !slices.Contains(own, l.TxnID) {
-			ids = append(ids, l.TxnID)
-		}
+		ids = append(ids, l.TxnID)
 	}
 	for _, pid := range pids {
 		if !seen[pid] {
-			return nil, fmt.Errorf("producer id %d has a transaction open in the partition, and its transactional id is not listed (does this node's principal lack DescribeTransactionalId?)", pid)
+			return nil, &unlistedError{pid}
 		}
 	}
 	if len(ids) == 0 {
@@ -133,14 +198,25 @@ func (c *changelog) openTxns(ctx context.Context, topic string, part int32, own 
 	var open []kadm.DescribedTransaction
 	for _, d := range txns.Sorted() {
 		switch {
+		case errors.Is(d.Err, kerr.TransactionalIDNotFound):
+			// Expired since it was listed: nothing of it is open.
 		case d.Err != nil:
 			return nil, fmt.Errorf("describe transaction %s: %w", d.TxnID, d.Err)
-		case d.State == "Ongoing" && d.Topics.Lookup(topic, part),
-			d.State == "PrepareCommit", d.State == "PrepareAbort", d.State == "PrepareEpochFence":
+		case d.State == "PrepareCommit", d.State == "PrepareAbort", d.State == "PrepareEpochFence":
+			open = append(open, d) // ending, this node's own too: wait for it
+		case d.State == "Ongoing" && d.Topics.Lookup(topic, part) && !slices.Contains(own, d.TxnID):
 			open = append(open, d)
 		}
 	}
 	return open, nil
+}
+
+// unlistedError: a producer has a transaction open in a partition and
+// ListTransactions does not list its transactional id.
+type unlistedError struct{ pid int64 }
+
+func (e *unlistedError) Error() string {
+	return fmt.Sprintf("producer id %d has a transaction open in the partition, and its transactional id is not listed (does this node's principal lack DescribeTransactionalId?)", e.pid)
 }
 
 // refusal says, for a transaction of s's member that failed with err,

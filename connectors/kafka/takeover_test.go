@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -242,6 +243,211 @@ func TestPausedOwnersChangelogCommitIsFencedByTheNextOwner(t *testing.T) {
 	if err := aLog.Abort(ctx); err != nil {
 		t.Fatalf("a's changelog after its fresh producer: %v", err)
 	}
+}
+
+// A partition taken over right after its changelog topic was created:
+// the broker answers UNKNOWN_TOPIC_OR_PARTITION or NOT_LEADER_OR_FOLLOWER
+// for a moment (a CI rehearsal's run ended on the latter, in
+// DescribeProducers). The takeover waits that out, finds nothing open and
+// goes on. The broker's passing state is met on one new topic in ten or
+// so; the test makes topics, eight at a time, until it was met twice
+// (forty at most).
+func TestTakeoverRightAfterTheTopicIsCreated(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 1)
+	group := topic + "-g"
+	t.Cleanup(func() { deleteChangelogTopic(t, brokers, ChangelogTopic(group, topic)) })
+	clog, err := openGroupSource(t, brokers, topic, group).Changelog("takeover")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { clog.Close() })
+	c := clog.(*changelog)
+	var mu sync.Mutex
+	retried := map[string]bool{} // by topic
+	onRetry = func(where string, _ error) {
+		mu.Lock()
+		defer mu.Unlock()
+		retried[strings.Fields(where)[2]] = true // "kafka changelog TOPIC/N"
+	}
+	t.Cleanup(func() { onRetry = nil })
+	made := 0
+	for ; made < 40 && len(retried) < 2; made += 8 {
+		var wg sync.WaitGroup
+		for i := made; i < made+8; i++ {
+			name := fmt.Sprintf("%s-new%d", topic, i)
+			t.Cleanup(func() { deleteChangelogTopic(t, brokers, name) })
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				takeOverNewTopic(t, c, name)
+			}()
+		}
+		wg.Wait()
+	}
+	t.Logf("%d of %d new topics answered with a passing state first (retried)", len(retried), made)
+}
+
+// takeOverNewTopic creates topic name with 4 partitions and, at once,
+// takes each over.
+func takeOverNewTopic(t *testing.T, c *changelog, name string) {
+	res, err := c.adm.CreateTopic(t.Context(), 4, -1, nil, name)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		t.Errorf("create %s: %v", name, err)
+		return
+	}
+	for part := range int32(4) {
+		if err := c.fencePrevious(t.Context(), name, part); err != nil {
+			t.Errorf("the takeover of partition %d of %s, just created: %v", part, name, err)
+		}
+	}
+}
+
+// A paused node resumes while the next owner of its partition is fencing
+// its transaction, before it has heard that the group dropped it: its
+// AddOffsetsToTxn meets CONCURRENT_TRANSACTIONS until the fence's abort is
+// written (a CI rehearsal's run ended on that), then PRODUCER_FENCED. Its
+// commit is refused with ErrNotMember once it hears of its loss, and
+// nothing of it counts: the next owner restores nothing of it, the group
+// has no offset from it. The test resumes the node as soon as the
+// fence is seen under way, which meets that answer most times; it tries
+// up to five times until it has.
+func TestCommitResumedDuringTheNextOwnersFence(t *testing.T) {
+	tries, met := 0, false
+	for tries < 5 && !met {
+		tries++
+		met = resumeDuringFence(t)
+	}
+	if met {
+		t.Logf("CONCURRENT_TRANSACTIONS met (and retried) in attempt %d", tries)
+	} else {
+		t.Logf("the fence's abort was never under way when the node resumed, in %d attempts: what was tested is a commit after a fence", tries)
+	}
+}
+
+// resumeDuringFence is one attempt of
+// TestCommitResumedDuringTheNextOwnersFence; it says whether the commit
+// met CONCURRENT_TRANSACTIONS.
+func resumeDuringFence(t *testing.T) bool {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 1)
+	group := topic + "-g"
+	t.Cleanup(func() { deleteChangelogTopic(t, brokers, ChangelogTopic(group, topic)) })
+	ctx := t.Context()
+	openLog := func(s *Source) connectors.Changelog {
+		clog, err := s.Changelog("takeover")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { clog.Close() })
+		return clog
+	}
+	a, aEvents := openGroupSource(t, brokers, topic, group), newGroupEvents()
+	if err := a.Start(ctx, aEvents); err != nil {
+		t.Fatal(err)
+	}
+	id := waitEvent(t, aEvents.assigned, "assignment of a")
+	aLog := openLog(a)
+	aTxn := a.Member().Txn
+
+	var concurrent atomic.Bool
+	onRetry = func(what string, err error) {
+		if strings.Contains(what, "add the offsets") && errors.Is(err, kerr.ConcurrentTransactions) {
+			concurrent.Store(true)
+		}
+	}
+	paused, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	beforeAddOffsets = func(txnID string) {
+		if txnID == aTxn {
+			once.Do(func() {
+				close(paused)
+				<-resume
+			})
+		}
+	}
+	t.Cleanup(func() { beforeAddOffsets, onRetry = nil, nil })
+	aLog.Write(id, []byte("state/k"), []byte("a"))
+	committed := make(chan error, 1)
+	go func() {
+		_, err := aLog.Commit(ctx, map[string]connectors.ChangelogMarker{id: {Checkpoint: 1, Position: encodePos(3), Node: "a"}})
+		committed <- err
+	}()
+	select {
+	case <-paused:
+	case err := <-committed:
+		t.Fatalf("a's commit ended before its offsets joined the transaction: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("a's commit did not reach AddOffsetsToTxn within a minute")
+	}
+
+	// b takes the partition over while a is paused, and a resumes as
+	// soon as b's fence is seen under way. Only then does a hear that the
+	// group dropped it (a paused node's session times out while it is
+	// paused, but it hears so at its next heartbeat): its commit must
+	// neither end the run on the coordinator's CONCURRENT_TRANSACTIONS
+	// nor go through.
+	bLog := openLog(openGroupSource(t, brokers, topic, group))
+	tookOver := make(chan error, 1)
+	go func() {
+		_, err := bLog.End(ctx, id)
+		tookOver <- err
+	}()
+	state := waitFenceUnderWay(t, aLog.(*changelog).prod, aTxn, group, tookOver)
+	close(resume)
+	removeMember(t, brokers, group, a.Member().ID)
+	if err := <-committed; !errors.Is(err, connectors.ErrNotMember) {
+		t.Fatalf("a's commit resumed as b fenced it (%s): %v, want it refused with ErrNotMember", state, err)
+	}
+	if err := <-tookOver; err != nil {
+		t.Fatalf("b's takeover of %s: %v", id, err)
+	}
+	if err := aLog.Abort(ctx); err != nil {
+		t.Fatalf("a's abort after its commit was refused: %v", err)
+	}
+	if state, m := restoreAll(t, bLog, id); len(state) != 0 || m.Node != "" {
+		t.Fatalf("b restored %v (marker of %q), want nothing of a's", state, m.Node)
+	}
+	if o := groupOffset(t, aLog.(*changelog).cl, group, topic); o != -1 {
+		t.Fatalf("group %s has offset %d, want none (a's commit went through)", group, o)
+	}
+	return concurrent.Load()
+}
+
+// waitFenceUnderWay waits until the fence of transaction txn of
+// producer prod is under way, or over, or the takeover ended, and says
+// which. It asks the coordinator what a's resumed commit will ask first,
+// AddOffsetsToTxn for group (what a's commit does anyway, so its answer
+// is the same): CONCURRENT_TRANSACTIONS says the fence's abort is under
+// way.
+func waitFenceUnderWay(t *testing.T, prod *kgo.Client, txn, group string, tookOver chan error) string {
+	t.Helper()
+	pid, epoch, err := prod.ProducerID(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		select {
+		case err := <-tookOver:
+			tookOver <- err
+			return "the takeover ended"
+		default:
+		}
+		add := kmsg.NewPtrAddOffsetsToTxnRequest()
+		add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txn, pid, epoch, group
+		resp, err := add.RequestWith(t.Context(), prod)
+		if err == nil {
+			err = kerr.ErrorForCode(resp.ErrorCode)
+		}
+		if err != nil {
+			return err.Error()
+		}
+	}
+	t.Fatalf("transaction %s not fenced a minute after the takeover began", txn)
+	return ""
 }
 
 // openGroupSource opens a source of topic in group, closed with the test.
