@@ -82,6 +82,11 @@ func rollingRestart(t *testing.T, brokers []string, exactlyOnce, kill bool) {
 		}
 		return sb.String()
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(logs())
+		}
+	})
 	waitMembers(t, brokers, group, 3)
 	load := startLoad(t, brokers, in)
 	for i, n := range nodes {
