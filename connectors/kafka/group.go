@@ -42,12 +42,13 @@ func (s *Source) Remove(ctx context.Context, gone connectors.GroupMember) error 
 }
 
 // fenceChangelog aborts the transaction a gone member's changelog producer
-// left open, by starting a producer with its transactional id: until it
-// is aborted (when it times out, after 20 s), its offsets in the group
-// are pending, and the next owner of its partitions waits for them. Only
-// a random transactional id is fenced: one made from a group instance id
-// is also the next process's of that instance, which fences its
-// predecessor itself, and which this must never fence.
+// left open, by starting a producer with its transactional id, sooner
+// than the next owner of its partitions would (fencePrevious); left open,
+// its offsets in the group stay pending until it times out
+// (changelogTxnTimeout). Only a random transactional id is fenced: one
+// made from a group instance id is also the next process's of that
+// instance, which fences its predecessor itself, and which this must
+// never fence.
 func (s *Source) fenceChangelog(ctx context.Context, gone connectors.GroupMember) error {
 	if gone.Txn == "" || gone.Instance != "" {
 		return nil
