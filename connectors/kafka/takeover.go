@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/eddy-stream/eddy/connectors"
 )
@@ -48,11 +49,7 @@ func (c *changelog) fencePrevious(ctx context.Context, topic string, part int32)
 	runCtx := ctx
 	ctx, cancel := context.WithTimeout(ctx, takeoverTimeout)
 	defer cancel()
-	// fenced: the producer epoch each transactional id had when it was
-	// fenced. A transaction seen open again under a newer epoch was begun
-	// since, by a fresh producer of the previous owner (a zombie that
-	// renewed its producer): it is fenced too.
-	fenced := map[string]int16{}
+	warned := map[string]int16{}
 	var open []kadm.DescribedTransaction // as last seen
 	var last error                       // the last transient failure
 	unlistedTries := 0
@@ -62,7 +59,7 @@ func (c *changelog) fencePrevious(ctx context.Context, topic string, part int32)
 			if open = seen; len(open) == 0 {
 				return nil
 			}
-			err = c.fenceOpen(ctx, where, open, fenced)
+			err = c.fenceOpen(ctx, where, open, warned)
 		}
 		var unlisted *unlistedError
 		switch {
@@ -115,20 +112,56 @@ func takeoverStuck(runCtx context.Context, where string, open []kadm.DescribedTr
 const takeoverTimeout = time.Minute
 
 // fenceOpen fences each transaction of open that is still open for
-// writes (Ongoing) and was not fenced at its epoch yet; one ending is
-// waited for (its markers).
-func (c *changelog) fenceOpen(ctx context.Context, where string, open []kadm.DescribedTransaction, fenced map[string]int16) error {
+// writes (Ongoing), as the incarnation of its producer that was described
+// (fenceIncarnation); one ending is waited for (its markers). warned
+// holds the transactions (id and epoch) already logged.
+func (c *changelog) fenceOpen(ctx context.Context, where string, open []kadm.DescribedTransaction, warned map[string]int16) error {
 	for _, d := range open {
-		if e, ok := fenced[d.TxnID]; d.State != "Ongoing" || ok && d.ProducerEpoch <= e {
+		if d.State != "Ongoing" {
 			continue // ending: wait for its markers
 		}
-		c.src.cfg.Logger.Warn("kafka: fencing the previous owner's open transaction on a partition taken over", "changelog", where, "txn", d.TxnID, "epoch", d.ProducerEpoch)
-		if err := fenceTxnID(ctx, c.src.cfg.Conn, d.TxnID); err != nil {
-			return fmt.Errorf("fence transactional id %s: %w", d.TxnID, err)
+		if e, ok := warned[d.TxnID]; !ok || e != d.ProducerEpoch {
+			warned[d.TxnID] = d.ProducerEpoch
+			c.src.cfg.Logger.Warn("kafka: fencing the previous owner's open transaction on a partition taken over", "changelog", where, "txn", d.TxnID, "epoch", d.ProducerEpoch)
 		}
-		fenced[d.TxnID] = d.ProducerEpoch
+		if err := fenceIncarnation(ctx, c.cl, d); err != nil {
+			return fmt.Errorf("fence transactional id %s (producer %d, epoch %d): %w", d.TxnID, d.ProducerID, d.ProducerEpoch, err)
+		}
 	}
 	return nil
+}
+
+// fenceIncarnation fences the producer of transaction d as described, not
+// a later one of the same transactional id: an InitProducerID that names
+// d's producer id and epoch (KIP-360). An instance's transactional id is
+// its next process's too: a node restarted after kill -9 may have taken
+// the id up (and aborted what its predecessor left open) by the time the
+// fence is sent; the broker then answers PRODUCER_FENCED or
+// INVALID_PRODUCER_EPOCH to the stale epoch instead of fencing the new
+// process. (The broker checks only the producer id while a transaction is
+// open: a new process that has opened one within the round trip since d
+// was described would still be fenced, and its next commit refused.)
+// CONCURRENT_TRANSACTIONS: the abort is under way, or the transaction was
+// ending already; fencePrevious looks again either way.
+func fenceIncarnation(ctx context.Context, cl *kgo.Client, d kadm.DescribedTransaction) error {
+	req := kmsg.NewPtrInitProducerIDRequest()
+	req.TransactionalID = kmsg.StringPtr(d.TxnID)
+	req.TransactionTimeoutMillis = d.TimeoutMillis
+	if req.TransactionTimeoutMillis <= 0 {
+		req.TransactionTimeoutMillis = int32(changelogTxnTimeout.Milliseconds())
+	}
+	req.ProducerID, req.ProducerEpoch = d.ProducerID, d.ProducerEpoch
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return err
+	}
+	switch err := kerr.ErrorForCode(resp.ErrorCode); {
+	case err == nil, errors.Is(err, kerr.ConcurrentTransactions),
+		errors.Is(err, kerr.ProducerFenced), errors.Is(err, kerr.InvalidProducerEpoch):
+		return nil
+	default:
+		return err
+	}
 }
 
 // ownTxnIDs are the transactional ids this node writes the changelog with.

@@ -450,6 +450,92 @@ func waitFenceUnderWay(t *testing.T, prod *kgo.Client, txn, group string, tookOv
 	return ""
 }
 
+// A node killed with kill -9 leaves a transaction open; a node taking one
+// of its partitions over sees it and fences it, while the killed node's
+// next process (the same instance: the same transactional id) starts. The
+// fence must end the dead process's transaction, not the new process's
+// producer: a TestRollingRestart run had the restarted node exit on
+// INVALID_PRODUCER_EPOCH when the fence went out after it had taken the
+// id up. Here the new process takes the id up between the takeover's look
+// and its fence; it then commits a transaction of its own.
+func TestFenceSparesTheNextProcessOfAnInstance(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 1)
+	txn := topic + ".instance-a"
+	ctx := t.Context()
+	producer := func() *kgo.Client {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(txn), kgo.DefaultProduceTopic(topic),
+			kgo.TransactionTimeout(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		return cl
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	dead := producer()
+	must(dead.BeginTransaction())
+	must(dead.ProduceSync(ctx, &kgo.Record{Value: []byte("dead")}).FirstErr())
+	adm := kadm.NewClient(dead)
+	described, err := adm.DescribeTransactions(ctx, txn)
+	must(err)
+	d := described[txn]
+	if d.State != "Ongoing" {
+		t.Fatalf("the dead process's transaction is %s, want Ongoing", d.State)
+	}
+
+	next := producer() // the instance's next process: aborts what the dead one left open
+	if _, _, err := next.ProducerID(ctx); err != nil {
+		t.Fatal(err)
+	}
+	must(fenceIncarnation(ctx, dead, d)) // the takeover's fence, sent late
+
+	must(next.BeginTransaction())
+	must(next.ProduceSync(ctx, &kgo.Record{Value: []byte("next")}).FirstErr())
+	if err := next.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatalf("the instance's next process could not commit after the late fence: %v", err)
+	}
+	if got, want := readCommittedValues(t, brokers, topic), "next"; got != want {
+		t.Fatalf("read_committed sees %q, want %q", got, want)
+	}
+}
+
+// readCommittedValues is readCommitted's values instead of keys.
+func readCommittedValues(t *testing.T, brokers []string, topic string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	stable, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := stable.Lookup(topic, 0)
+	var vals []string
+	for polled := int64(0); ctx.Err() == nil; {
+		fs := cl.PollFetches(ctx)
+		fs.EachRecord(func(r *kgo.Record) {
+			vals = append(vals, string(r.Value))
+			polled = r.Offset + 1
+		})
+		if polled >= s.Offset-1 { // (the commit's control record is last)
+			break
+		}
+	}
+	return strings.Join(vals, ",")
+}
+
 // openGroupSource opens a source of topic in group, closed with the test.
 func openGroupSource(t *testing.T, brokers []string, topic, group string) *Source {
 	t.Helper()
