@@ -255,7 +255,7 @@ func (e *unlistedError) Error() string {
 // refusal says, for a transaction of s's member that failed with err,
 // whether that is because s's partitions moved: with
 // connectors.ErrNotMember when s no longer holds a partition of positions,
-// or when the producer was fenced and s gave partitions up (revoked or
+// or when the producer was fenced (fencedTxn) and s gave partitions up (revoked or
 // lost) since the transaction began (s.given was since then), their next
 // owner having fenced it (fencePrevious: a loss, or a revoke whose
 // checkpoint was slower than the handover). A fenced producer waits up to
@@ -268,7 +268,7 @@ func (s *Source) refusal(ctx context.Context, err error, since int64, positions 
 	if _, _, herr := s.holder(positions); herr != nil {
 		return fmt.Errorf("%w (the transaction: %v)", herr, err)
 	}
-	if !errors.Is(err, kerr.ProducerFenced) && !errors.Is(err, kerr.InvalidProducerEpoch) {
+	if !fencedTxn(err) {
 		return nil
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -280,6 +280,16 @@ func (s *Source) refusal(ctx context.Context, err error, since int64, positions 
 			return nil
 		}
 	}
+}
+
+// fencedTxn says whether err is how the broker refuses a transaction that
+// another producer of its transactional id fenced: PRODUCER_FENCED or
+// INVALID_PRODUCER_EPOCH, or INVALID_TXN_STATE, which a commit gets when
+// the fence's abort ended the transaction while the commit was held up
+// between its offsets and its EndTransaction (seen in
+// TestClusterHealsAfterAPause: the resumed node's run ended on it).
+func fencedTxn(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.InvalidTxnState)
 }
 
 // fenceTxnID starts a producer with transactional id txnID: the broker

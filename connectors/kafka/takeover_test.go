@@ -681,3 +681,36 @@ func holdEndTxn(t *testing.T, hold func(txnID string)) {
 	beforeEndTxn.Store(&hold)
 	t.Cleanup(func() { beforeEndTxn.Store(nil) })
 }
+
+// A node held up in a commit between its group offsets and its
+// EndTransaction, whose transaction the partition's next owner fenced,
+// may get INVALID_TXN_STATE from EndTransaction (the fence's abort ended
+// the transaction) rather than PRODUCER_FENCED. That too is a refusal
+// once the node gave the partition up: its checkpoint is aborted and it
+// goes on, rather than ending its run on a lost transaction (which the
+// heal test's resumed node did).
+func TestInvalidTxnStateAfterAHandoverIsARefusal(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 1)
+	ctx := t.Context()
+	a, events := openGroupSource(t, brokers, topic, topic+"-g"), newGroupEvents()
+	if err := a.Start(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	id := waitEvent(t, events.assigned, "assignment of a")
+	positions := map[string]connectors.Position{id: encodePos(3)}
+	endTxn := fmt.Errorf("commit: %w", kerr.InvalidTxnState)
+
+	since := a.given.Load()
+	a.given.Add(1) // the group took a partition from a since the transaction began
+	err := a.refusal(ctx, endTxn, since, positions)
+	if !errors.Is(err, connectors.ErrNotMember) || !strings.Contains(err.Error(), "INVALID_TXN_STATE") {
+		t.Fatalf("INVALID_TXN_STATE after a partition was given up: %v, want ErrNotMember naming it", err)
+	}
+	// Nothing given up since: the node's own transaction failed, not a refusal.
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := a.refusal(short, endTxn, a.given.Load(), positions); err != nil {
+		t.Fatalf("INVALID_TXN_STATE with nothing given up: %v, want no refusal", err)
+	}
+}
