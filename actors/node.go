@@ -534,12 +534,14 @@ func (n *node) sinkFlushed(ctx actor.Context, m *sinkFlushed) {
 	if in == nil || m.seq != in.b.seq {
 		return
 	}
-	if m.err != nil && in.committing && len(n.e.transactional) == 1 && errors.Is(m.err, connectors.ErrNotMember) {
-		// The one transactional sink's commit was refused before it
-		// committed: the group dropped this node (a broker restart, a
-		// pause) and its partitions were lost. As for a changelog's
-		// refusal, the checkpoint is aborted and the run goes on with the
-		// partitions the group assigns next, from their committed offsets.
+	if m.err != nil && (!in.committing || len(n.e.transactional) == 1) && errors.Is(m.err, connectors.ErrNotMember) {
+		// A flush, or the one transactional sink's commit, was refused
+		// before anything committed: the group dropped this node (a
+		// broker restart, a pause) and its partitions were lost (their
+		// next owner may have fenced the transaction). As for a
+		// changelog's refusal, the checkpoint is aborted and the run goes
+		// on with the partitions the group assigns next, from their
+		// committed offsets.
 		n.outOfGroup(ctx, m.err)
 		return
 	}

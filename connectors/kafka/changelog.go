@@ -46,9 +46,17 @@ const (
 // to force the broker's abort.)
 var changelogTxnTimeout = time.Minute
 
-// beforeEndTxn, when set (by tests), runs in Commit just before the
-// transaction ends.
-var beforeEndTxn atomic.Pointer[func()]
+// beforeEndTxn, when set (by tests), runs just before a changelog's or a
+// kafka sink's transaction ends (its marker, and its group offsets under
+// exactly-once, joined it), with the transaction's id.
+var beforeEndTxn atomic.Pointer[func(txnID string)]
+
+// holdBeforeEndTxn runs beforeEndTxn, when set, for txnID.
+func holdBeforeEndTxn(txnID string) {
+	if hold := beforeEndTxn.Load(); hold != nil {
+		(*hold)(txnID)
+	}
+}
 
 const (
 	// restoreProgressEvery is how many records Restore reads between two
@@ -106,6 +114,7 @@ type changelog struct {
 	err   error // the first failed write since the last Commit or Abort
 
 	topicIDs  map[string][16]byte // source topics, for TxnOffsetCommit
+	txnGiven  atomic.Int64        // the source's given count when the own transaction began
 	closeOnce sync.Once
 }
 
@@ -168,10 +177,7 @@ func (c *changelog) newProducer() (*kgo.Client, error) {
 // initProducer gets cl its producer id and epoch, which fences every
 // earlier producer of the transactional id and aborts what it left open.
 func (c *changelog) initProducer(ctx context.Context, cl *kgo.Client) error {
-	if _, _, err := cl.ProducerID(ctx); err != nil {
-		return fmt.Errorf("kafka changelog of %s: transactional id %s: %w", c.what(), c.txnID, err)
-	}
-	return nil
+	return retryTransient(ctx, fmt.Sprintf("kafka changelog of %s: transactional id %s", c.what(), c.txnID), initProducerID(cl))
 }
 
 // renew replaces the transactional producer by a fresh one of the same
@@ -403,6 +409,7 @@ func (c *changelog) begin() error {
 	if c.prod == nil {
 		return fmt.Errorf("kafka changelog of %s: no producer (a fresh one failed)", c.what())
 	}
+	c.txnGiven.Store(c.src.given.Load())
 	if err := c.prod.BeginTransaction(); err != nil {
 		return fmt.Errorf("kafka changelog of %s: begin transaction: %w", c.what(), err)
 	}
@@ -506,41 +513,39 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 			return nil, err
 		}
 		if err := sh.cl.Flush(ctx); err != nil {
-			return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), err)
+			return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), c.refused(ctx, positions, err))
 		}
 		if err := c.failed(); err != nil {
-			return nil, err
+			return nil, c.refused(ctx, positions, err)
 		}
 		if fence && sh.cfg.SourceGroup != c.group {
 			if err := commitGroupOffsetsInTxn(ctx, sh.cl, sh.txnID, c.group, positions, &c.topicIDs); err != nil {
-				return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), err)
+				return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), c.refused(ctx, positions, notMember(err)))
 			}
 		}
 		c.wrote.Store(false)
 		return offsets, nil
 	}
 	if err := c.begin(); err != nil {
-		return nil, err
+		return nil, c.refused(ctx, positions, err)
 	}
 	for _, r := range recs {
 		c.prod.Produce(ctx, r, promise)
 	}
 	if err := c.prod.Flush(ctx); err != nil {
-		return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), err)
+		return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), c.refused(ctx, positions, err))
 	}
 	if err := c.failed(); err != nil {
-		return nil, lost(err)
+		return nil, c.refused(ctx, positions, err)
 	}
 	if fence {
 		if err := commitGroupOffsetsInTxn(ctx, c.prod, c.txnID, c.group, positions, &c.topicIDs); err != nil {
-			return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), lost(notMember(err)))
+			return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), c.refused(ctx, positions, notMember(err)))
 		}
 	}
-	if hold := beforeEndTxn.Load(); hold != nil {
-		(*hold)()
-	}
+	holdBeforeEndTxn(c.txnID)
 	if err := c.prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return nil, fmt.Errorf("kafka changelog of %s: commit: %w", c.what(), lost(err))
+		return nil, fmt.Errorf("kafka changelog of %s: commit: %w", c.what(), c.refused(ctx, positions, err))
 	}
 	c.inTxn.Store(false)
 	c.wrote.Store(false)
@@ -594,6 +599,25 @@ func (c *changelog) waitVisible(ctx context.Context, offsets map[string]int64) {
 	}
 }
 
+// refused says why the commit of positions failed: with
+// connectors.ErrNotMember when this node's partitions moved while the
+// transaction was open (Source.refusal), else as lost says.
+func (c *changelog) refused(ctx context.Context, positions map[string]connectors.Position, err error) error {
+	if errors.Is(err, connectors.ErrNotMember) {
+		return err
+	}
+	if c.src != nil && sourceOf(c.group) == c.src {
+		since := c.txnGiven.Load()
+		if c.shared != nil {
+			since = c.shared.txnGiven.Load()
+		}
+		if r := c.src.refusal(ctx, err, since, positions); r != nil {
+			return r
+		}
+	}
+	return lost(err)
+}
+
 // notMember marks the group's refusals that say this member is out of the
 // group (its partitions have moved) with connectors.ErrNotMember.
 func notMember(err error) error {
@@ -608,13 +632,26 @@ func notMember(err error) error {
 func (c *changelog) Abort(ctx context.Context) error {
 	c.txMu.Lock()
 	defer c.txMu.Unlock()
-	return c.abort(ctx)
+	return c.abort(ctx, true)
 }
 
-func (c *changelog) abort(ctx context.Context) error {
+// abort ends the own transaction; renew allows a fresh producer when the
+// old one can't (not at Close: a fresh producer would fence a newer
+// process of the same transactional id). txMu is held.
+func (c *changelog) abort(ctx context.Context, renew bool) error {
 	c.wrote.Store(false)
 	if c.shared == nil && (c.inTxn.Load() || c.prod == nil) {
-		if err := c.endAbort(ctx); err != nil {
+		err := c.endAbort(ctx)
+		if err == nil && renew {
+			_, _, err = c.prod.ProducerID(ctx) // (fenced, it aborts but can't go on)
+		}
+		if err != nil && !renew {
+			if c.prod != nil && !errors.Is(lost(err), connectors.ErrTxnLost) && !errors.Is(err, kerr.ProducerFenced) {
+				return err
+			}
+			// Nothing of its own is open: the broker aborted it, or
+			// whoever fenced the producer did.
+		} else if err != nil {
 			// The broker dropped the transaction already (or the
 			// producer is unusable): a fresh producer fences the old
 			// one, which aborts whatever it still has open.
@@ -677,10 +714,15 @@ func sameCluster(a, b Conn) bool {
 }
 
 // End is the last stable offset of the partition's changelog partition:
-// the end as read_committed sees it.
+// the end as read_committed sees it, once no other producer's transaction
+// is open there (fencePrevious: the engine asks for End when it takes the
+// partition over).
 func (c *changelog) End(ctx context.Context, partition string) (int64, error) {
 	topic, part, err := c.route(partition)
 	if err != nil {
+		return 0, err
+	}
+	if err := c.fencePrevious(ctx, topic, part); err != nil {
 		return 0, err
 	}
 	return c.end(ctx, topic, part)
@@ -688,32 +730,23 @@ func (c *changelog) End(ctx context.Context, partition string) (int64, error) {
 
 func (c *changelog) end(ctx context.Context, topic string, part int32) (int64, error) {
 	// Just after the topic is created (or a leader moves) the broker may
-	// answer NOT_LEADER_FOR_PARTITION and the like for a while: retry
-	// those for up to half a minute.
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
+	// answer NOT_LEADER_FOR_PARTITION and the like for a while, and a
+	// connection that timed out while the process was paused (SIGSTOP, a
+	// VM freeze) fails once: retried.
+	var end int64
+	err := retryTransient(ctx, fmt.Sprintf("kafka changelog %s/%d: end offset", topic, part), func(ctx context.Context) error {
 		listed, err := c.adm.ListCommittedOffsets(ctx, topic)
-		if err == nil {
-			o, ok := listed.Lookup(topic, part)
-			switch {
-			case !ok:
-				return 0, fmt.Errorf("kafka changelog %s/%d: end offset: no such partition", topic, part)
-			case o.Err == nil:
-				return o.Offset, nil
-			}
-			err = o.Err
+		if err != nil {
+			return err
 		}
-		// (A connection that timed out while the process was paused, by
-		// SIGSTOP or a VM freeze, is retried too.)
-		if !kerr.IsRetriable(err) && !kgo.IsRetryableBrokerErr(err) || ctx.Err() != nil {
-			return 0, fmt.Errorf("kafka changelog %s/%d: end offset: %w", topic, part, err)
+		o, ok := listed.Lookup(topic, part)
+		if !ok {
+			return errors.New("no such partition")
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		end = o.Offset
+		return o.Err
+	})
+	return end, err
 }
 
 // Restore reads the partition's changelog from offset from to its last
@@ -832,7 +865,7 @@ func (c *changelog) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		c.txMu.Lock()
-		err = c.abort(ctx)
+		err = c.abort(ctx, false)
 		if c.prod != c.cl && c.prod != nil {
 			c.prod.Close()
 		}

@@ -106,21 +106,6 @@ func end(t *testing.T, cl connectors.Changelog, partition string) int64 {
 	return e
 }
 
-// waitEnd waits until partition's changelog ends at want.
-func waitEnd(t *testing.T, cl connectors.Changelog, partition string, want int64) {
-	t.Helper()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(30 * time.Second)
-	for e := end(t, cl, partition); e != want; e = end(t, cl, partition) {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("the changelog of %s ends at %d after 30s, want %d", partition, e, want)
-		}
-	}
-}
-
 // uncommittedOffset waits until a record with key is in the topic's
 // partition, committed or not, and returns its offset.
 func uncommittedOffset(t *testing.T, brokers []string, topic string, part int32, key string) int64 {
@@ -312,7 +297,7 @@ func TestChangelogCommitHeldUpWhileTheNextOwnerWrites(t *testing.T) {
 	// (Commit waits for the end to pass its own offset, which the next
 	// owner's records already did: wait for its control record.)
 	// a, the marker, the next owner's record and control record, then this one's
-	waitEnd(t, cl, p, 5)
+	waitStable(t, brokers, kafka.ChangelogTopic(group, topic), 5)
 	got, _, _, _ := restore(t, cl, p, off[p])
 	sameChanges(t, "restore from the held-up commit's offset", got, change{key: "b", value: "2"})
 }
@@ -339,43 +324,56 @@ func TestChangelogAbortedCheckpointIsInvisible(t *testing.T) {
 	sameMarker(t, m, marker(1, 10))
 
 	// Another node's transaction left open (a node that died): it holds
-	// the end back and is never read.
+	// the last stable offset back, and a restore reads only up to it.
 	other := openChangelog(t, brokers, topic, group)
 	other.Write(p, []byte("zombie"), []byte("z"))
 	// Once it is on the broker, the open transaction holds the end at it.
-	before := uncommittedOffset(t, brokers, kafka.ChangelogTopic(group, topic), 0, "zombie")
-	waitEnd(t, cl, p, before)
+	clogTopic := kafka.ChangelogTopic(group, topic)
+	before := uncommittedOffset(t, brokers, clogTopic, 0, "zombie")
+	waitStable(t, brokers, clogTopic, before)
 
 	cl.Write(p, []byte("k"), []byte("3"))
 	off3, err := cl.Commit(t.Context(), map[string]connectors.ChangelogMarker{p: marker(3, 30)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := end(t, cl, p); e != before {
-		t.Errorf("end moved past an open transaction: %d, was %d", e, before)
-	}
 	got, m, _, _ = restore(t, cl, p, off1[p])
 	sameChanges(t, "behind an open transaction", got)
 	sameMarker(t, m, connectors.ChangelogMarker{})
 
-	if err := other.Close(); err != nil { // aborts its transaction
-		t.Fatal(err)
-	}
-	// The end is now past this node's commit's control record and the
-	// abort's, which the broker writes shortly after the abort returns.
+	// End, which a node asks for when it takes the partition over, fences
+	// the other producer and returns once its abort is written: the end is
+	// past this node's commit's control record (off3 is just after its
+	// marker) and the abort's.
 	want := off3[p] + 2
-	for deadline := time.Now().Add(5 * time.Second); end(t, cl, p) != want && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
 	if e := end(t, cl, p); e != want {
-		t.Errorf("end after the other node aborted: %d, want %d", e, want)
+		t.Errorf("end once the other node's transaction is fenced: %d, want %d", e, want)
 	}
 	got, m, next, _ := restore(t, cl, p, 0)
-	sameChanges(t, "after the other node aborted", got, change{key: "k", value: "1"}, change{key: "k", value: "3"})
+	sameChanges(t, "after the other node was fenced", got, change{key: "k", value: "1"}, change{key: "k", value: "3"})
 	sameMarker(t, m, marker(3, 30))
 	if next != want {
 		t.Errorf("restore stopped at %d, want %d", next, want)
 	}
+	if err := other.Close(); err != nil { // nothing left to abort
+		t.Fatal(err)
+	}
+}
+
+// waitStable waits until partition 0 of topic's last stable offset is want.
+func waitStable(t *testing.T, brokers []string, topic string, want int64) {
+	t.Helper()
+	adm := clAdmin(t, brokers)
+	var o kadm.ListedOffset
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		listed, err := adm.ListCommittedOffsets(t.Context(), topic)
+		if err == nil {
+			if o, _ = listed.Lookup(topic, 0); o.Err == nil && o.Offset == want {
+				return
+			}
+		}
+	}
+	t.Fatalf("the last stable offset of %s/0 is %d after 30s (%v), want %d", topic, o.Offset, o.Err, want)
 }
 
 func TestChangelogConcurrentWrites(t *testing.T) {

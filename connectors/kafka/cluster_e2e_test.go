@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -22,6 +23,19 @@ type clusterNode struct {
 	name, http string
 	cmd        *exec.Cmd
 	out, err   *syncBuffer // written by the process's copying goroutines while the test reads them
+}
+
+// keepLog writes a node's whole log to $EDDY_TEST_LOG_DIR/TEST-TIME-NAME.log
+// when that is set: the log a failure prints is the tail of it, filtered.
+func keepLog(t *testing.T, name, log string) {
+	dir := os.Getenv("EDDY_TEST_LOG_DIR")
+	if dir == "" {
+		return
+	}
+	file := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-"+time.Now().Format("150405.000")+"-"+name+".log")
+	if err := os.WriteFile(file, []byte(log), 0o644); err != nil {
+		t.Errorf("keeping %s's log: %v", name, err)
+	}
 }
 
 func freePort(t *testing.T) string { return testenv.FreeAddr(t) }
@@ -43,7 +57,11 @@ func startClusterNode(t *testing.T, bin, script, stateDir string, brokers []stri
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { n.cmd.Process.Kill(); n.cmd.Wait() })
+	t.Cleanup(func() {
+		n.cmd.Process.Kill()
+		n.cmd.Wait()
+		keepLog(t, name, n.err.String())
+	})
 	return n
 }
 

@@ -13,6 +13,7 @@ func SetChangelogTxnTimeout(d time.Duration) (restore func()) {
 // HoldChangelogCommits calls hold in every changelog's Commit between its
 // marker and its EndTransaction, until the returned func undoes it.
 func HoldChangelogCommits(hold func()) (restore func()) {
-	beforeEndTxn.Store(&hold)
+	f := func(string) { hold() }
+	beforeEndTxn.Store(&f)
 	return func() { beforeEndTxn.Store(nil) }
 }

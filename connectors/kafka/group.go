@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/eddy-stream/eddy/connectors"
@@ -43,25 +42,19 @@ func (s *Source) Remove(ctx context.Context, gone connectors.GroupMember) error 
 }
 
 // fenceChangelog aborts the transaction a gone member's changelog producer
-// left open, by starting a producer with its transactional id: until it
-// is aborted (when it times out, after 20 s), its offsets in the group
-// are pending, and the next owner of its partitions waits for them. Only
-// a random transactional id is fenced: one made from a group instance id
-// is also the next process's of that instance, which fences its
-// predecessor itself, and which this must never fence.
+// left open, by starting a producer with its transactional id, sooner
+// than the next owner of its partitions would (fencePrevious); left open,
+// its offsets in the group stay pending until it times out
+// (changelogTxnTimeout). Only a random transactional id is fenced: one
+// made from a group instance id is also the next process's of that
+// instance, which fences its predecessor itself, and which this must
+// never fence.
 func (s *Source) fenceChangelog(ctx context.Context, gone connectors.GroupMember) error {
 	if gone.Txn == "" || gone.Instance != "" {
 		return nil
 	}
-	cl, err := s.cfg.NewClient(kgo.TransactionalID(gone.Txn), kgo.TransactionTimeout(changelogTxnTimeout))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if _, _, err := cl.ProducerID(ctx); err != nil {
-		return fmt.Errorf("kafka: abort the changelog transaction of gone member %s (%s): %w", gone.ID, gone.Txn, err)
-	}
-	return nil
+	return retryTransient(ctx, fmt.Sprintf("kafka: abort the changelog transaction of gone member %s (%s)", gone.ID, gone.Txn),
+		func(ctx context.Context) error { return fenceTxnID(ctx, s.cfg.Conn, gone.Txn) })
 }
 
 // leaveFor sends a LeaveGroup for member id (and instance) of the group,

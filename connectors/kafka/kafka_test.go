@@ -350,4 +350,49 @@ func TestTxSinkCommitAbortCommitted(t *testing.T) {
 	}
 }
 
+// A sink that can't read the end of its marker topic says so: it does not
+// take the missing end for an empty topic, "no checkpoint", from which a
+// restart would read its source from the group's start and write again
+// what its last checkpoint had committed.
+func TestTxSinkCommittedRefusesAnUnreadableMarkerTopic(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 1)
+	markers := "__eddy_checkpoints." + topic
+	u := uri(brokers, topic, "exactly-once=true&transactional-id="+topic+"&source-group="+topic+"-g")
+	t.Cleanup(func() { deleteTopics(brokers, markers) })
+	s, err := connectors.OpenSink(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tx := s.(connectors.Transactional)
+	ctx := t.Context()
+	if err := tx.Commit(ctx, connectors.Checkpoint{ID: 3}); err != nil {
+		t.Fatal(err)
+	}
+	// The marker topic gone (its partition's end unknown to the broker).
+	adm := admin(t, brokers)
+	if _, err := adm.DeleteTopics(ctx, markers); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		md, err := adm.Metadata(ctx, markers)
+		if err == nil && md.Topics[markers].Err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still listed a minute after its deletion (%v)", markers, err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cp, err := tx.Committed(short)
+	if err == nil {
+		t.Fatalf("committed checkpoint %d read from a deleted marker topic, want an error", cp.ID)
+	}
+	if !strings.Contains(err.Error(), markers) {
+		t.Errorf("the error does not name %s: %v", markers, err)
+	}
+}
+
 var _ = kafka.ParseConn

@@ -72,8 +72,10 @@ func rollingRestart(t *testing.T, brokers []string, exactlyOnce, kill bool) {
 		return startRolling(t, name, append(args, "--source", brokerURI(brokers, in, params)))
 	}
 	nodes := make([]*rollingNode, len(names))
+	var every []*rollingNode // every process started, for the logs
 	for i, name := range names {
 		nodes[i] = start(name)
+		every = append(every, nodes[i])
 	}
 	logs := func() string {
 		var sb strings.Builder
@@ -82,6 +84,15 @@ func rollingRestart(t *testing.T, brokers []string, exactlyOnce, kill bool) {
 		}
 		return sb.String()
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			// Every process's warnings and errors: a node's debug lines
+			// crowd them out of its tail.
+			for _, n := range every {
+				t.Logf("--- %s (started %s), warnings and errors:\n%s", n.name, n.started.Format("15:04:05.000"), n.err.warnings())
+			}
+		}
+	})
 	waitMembers(t, brokers, group, 3)
 	load := startLoad(t, brokers, in)
 	for i, n := range nodes {
@@ -98,6 +109,7 @@ func rollingRestart(t *testing.T, brokers []string, exactlyOnce, kill bool) {
 		}
 		at := load.produced()
 		nodes[i] = start(n.name)
+		every = append(every, nodes[i])
 		waitMembers(t, brokers, group, 3)
 		nodes[i].waitWorking(t, logs)
 		t.Logf("%s restarted (%d records produced by then)", n.name, at)
@@ -126,6 +138,18 @@ type rollingNode struct {
 	started time.Time
 	done    chan struct{}
 	exit    error
+}
+
+// warnings are the lines of a process's log at WARN or ERROR, and those
+// that are not log records (its last words).
+func (s *syncBuffer) warnings() string {
+	var keep []string
+	for _, l := range strings.Split(s.String(), "\n") {
+		if !strings.HasPrefix(l, "time=") || strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
 }
 
 func startRolling(t *testing.T, name string, args []string) *rollingNode {

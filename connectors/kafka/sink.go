@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -100,17 +101,27 @@ func newSink(c SinkConfig, opts ...kgo.Opt) (*Sink, error) {
 	if err := conn.Check(context.Background()); err != nil {
 		return nil, err
 	}
-	cl, err := c.NewClient(append([]kgo.Opt{
-		kgo.DefaultProduceTopic(c.Topic),
-		kgo.ProducerLinger(5 * time.Millisecond),
-		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
-		kgo.RecordDeliveryTimeout(2 * time.Minute),
-		kgo.RecordPartitioner(newSinkPartitioner()),
-	}, opts...)...)
+	cl, err := c.NewClient(sinkOpts(c.Topic, opts...)...)
 	if err != nil {
 		return nil, err
 	}
 	return &Sink{cfg: c, cl: cl}, nil
+}
+
+// sinkOpts are the producer options of a sink writing topic.
+func sinkOpts(topic string, opts ...kgo.Opt) []kgo.Opt {
+	return append([]kgo.Opt{
+		kgo.DefaultProduceTopic(topic),
+		kgo.ProducerLinger(5 * time.Millisecond),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+		kgo.RecordDeliveryTimeout(2 * time.Minute),
+		kgo.RecordPartitioner(newSinkPartitioner()),
+	}, opts...)
+}
+
+// txOpts are the options of a transactional sink's producer.
+func txOpts(txnID string) []kgo.Opt {
+	return []kgo.Opt{kgo.TransactionalID(txnID), kgo.TransactionTimeout(time.Minute)}
 }
 
 func (s *Sink) promise(_ *kgo.Record, err error) {
@@ -239,6 +250,13 @@ type TxSink struct {
 	// changelog waits there until readers see its markers).
 	afterCommit []func(context.Context)
 	topicIDs    map[string][16]byte // source topics, for TxnOffsetCommit v6+
+	// fencedOut: a flush or commit failed after the source lost
+	// partitions, so the producer may have been fenced by their next
+	// owner (fencePrevious), and Abort replaces it.
+	fencedOut atomic.Bool
+	// txnGiven is the source's count of partitions given up when the
+	// open transaction began (Source.refusal).
+	txnGiven atomic.Int64
 }
 
 var _ connectors.Transactional = (*TxSink)(nil)
@@ -252,7 +270,7 @@ func NewTxSink(c SinkConfig) (*TxSink, error) {
 			c.TransactionalID = "eddy." + c.Pipeline + "." + c.Topic
 		}
 	}
-	s, err := newSink(c, kgo.TransactionalID(c.TransactionalID), kgo.TransactionTimeout(time.Minute))
+	s, err := newSink(c, txOpts(c.TransactionalID)...)
 	if err != nil {
 		return nil, err
 	}
@@ -263,9 +281,9 @@ func NewTxSink(c SinkConfig) (*TxSink, error) {
 		s.cl.Close()
 		return nil, err
 	}
-	if _, _, err := s.cl.ProducerID(ctx); err != nil {
+	if err := retryTransient(ctx, fmt.Sprintf("kafka sink %s: transactional id %s", c.Topic, c.TransactionalID), initProducerID(s.cl)); err != nil {
 		s.cl.Close()
-		return nil, fmt.Errorf("kafka sink %s: transactional id %s: %w", c.Topic, c.TransactionalID, err)
+		return nil, err
 	}
 	return t, nil
 }
@@ -310,6 +328,9 @@ func (t *TxSink) begin() error {
 	if t.inTxn {
 		return nil
 	}
+	if src := sourceOf(t.cfg.SourceGroup); src != nil && t.cfg.SourceGroup != "" {
+		t.txnGiven.Store(src.given.Load())
+	}
 	if err := t.cl.BeginTransaction(); err != nil {
 		return fmt.Errorf("kafka sink %s: begin transaction: %w", t.cfg.Topic, err)
 	}
@@ -317,10 +338,26 @@ func (t *TxSink) begin() error {
 	return nil
 }
 
+// Flush waits until every row written is acknowledged; a failure because
+// the source's partitions moved is reported as connectors.ErrNotMember
+// (see refused).
+func (t *TxSink) Flush(ctx context.Context) error {
+	if err := t.Sink.Flush(ctx); err != nil {
+		return t.refused(ctx, nil, err)
+	}
+	return nil
+}
+
 // Write adds rows to the open transaction, beginning one if needed.
+// Once the transaction's producer was fenced, rows are dropped with the
+// transaction: the next Flush or Commit says why (refused), and the
+// engine aborts the checkpoint.
 func (t *TxSink) Write(ctx context.Context, rows []connectors.Row) error {
 	t.txMu.Lock()
 	defer t.txMu.Unlock()
+	if err := t.failed(); errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
+		return nil
+	}
 	if err := t.begin(); err != nil {
 		return err
 	}
@@ -363,14 +400,15 @@ func (t *TxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
 		return err
 	}
 	t.cl.Produce(ctx, &kgo.Record{Topic: t.marker, Key: []byte(t.txnID), Value: v}, t.promise)
-	if err := t.Flush(ctx); err != nil {
-		return err
+	if err := t.Sink.Flush(ctx); err != nil {
+		return t.refused(ctx, cp.Positions, err)
 	}
 	if err := t.commitSourceOffsets(ctx, cp); err != nil {
-		return fmt.Errorf("kafka sink %s: checkpoint %d: %w", t.cfg.Topic, cp.ID, err)
+		return fmt.Errorf("kafka sink %s: checkpoint %d: %w", t.cfg.Topic, cp.ID, t.refused(ctx, cp.Positions, notMember(err)))
 	}
+	holdBeforeEndTxn(t.txnID)
 	if err := t.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return fmt.Errorf("kafka sink %s: commit checkpoint %d: %w", t.cfg.Topic, cp.ID, err)
+		return fmt.Errorf("kafka sink %s: commit checkpoint %d: %w", t.cfg.Topic, cp.ID, t.refused(ctx, cp.Positions, err))
 	}
 	t.inTxn = false
 	for _, f := range t.afterCommit {
@@ -380,24 +418,86 @@ func (t *TxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
 	return nil
 }
 
-// Abort drops what was written since the last commit.
+// refused says why a flush or the commit of positions failed: with
+// connectors.ErrNotMember when the source group's partitions moved while
+// the transaction was open (Source.refusal), else err as it is.
+func (t *TxSink) refused(ctx context.Context, positions map[string]connectors.Position, err error) error {
+	if t.cfg.SourceGroup == "" {
+		return err
+	}
+	if errors.Is(err, connectors.ErrNotMember) {
+		t.fencedOut.Store(true)
+		return err
+	}
+	if r := sourceOf(t.cfg.SourceGroup).refusal(ctx, err, t.txnGiven.Load(), positions); r != nil {
+		t.fencedOut.Store(true)
+		return r
+	}
+	return err
+}
+
+// Abort drops what was written since the last commit. After a commit
+// refused because the partitions moved, a producer that can't go on (the
+// partitions' next owner fenced it) is replaced by a fresh one.
 func (t *TxSink) Abort(ctx context.Context) error {
 	t.txMu.Lock()
 	defer t.txMu.Unlock()
+	return t.abort(ctx, t.fencedOut.Load())
+}
+
+// abort ends the open transaction; renew allows a fresh producer when the
+// old one can't. txMu is held.
+func (t *TxSink) abort(ctx context.Context, renew bool) error {
 	if !t.inTxn {
 		return nil
 	}
+	err := t.endAbort(ctx)
+	if err == nil && renew {
+		_, _, err = t.cl.ProducerID(ctx) // (fenced, it aborts but can't go on)
+	}
+	if err != nil {
+		if !renew {
+			return err
+		}
+		if err := t.renew(ctx, err); err != nil {
+			return err
+		}
+	}
+	t.fencedOut.Store(false)
+	t.inTxn = false
+	t.afterCommit = nil
+	t.mu.Lock()
+	t.err = nil
+	t.mu.Unlock()
+	return nil
+}
+
+// endAbort aborts the open transaction; txMu is held.
+func (t *TxSink) endAbort(ctx context.Context) error {
 	if err := t.cl.AbortBufferedRecords(ctx); err != nil {
 		return fmt.Errorf("kafka sink %s: abort: %w", t.cfg.Topic, err)
 	}
 	if err := t.cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
 		return fmt.Errorf("kafka sink %s: abort: %w", t.cfg.Topic, err)
 	}
-	t.inTxn = false
-	t.afterCommit = nil
-	t.mu.Lock()
-	t.err = nil
-	t.mu.Unlock()
+	return nil
+}
+
+// renew replaces the producer by a fresh one of the same transactional
+// id, which aborts what the old one had open; txMu is held.
+func (t *TxSink) renew(ctx context.Context, cause error) error {
+	t.cfg.Logger.Warn("kafka: the exactly-once sink's producer is replaced by a fresh one", "topic", t.cfg.Topic, "txn", t.txnID, "cause", cause)
+	t.cl.Close()
+	cl, err := t.cfg.NewClient(sinkOpts(t.cfg.Topic, txOpts(t.txnID)...)...)
+	if err == nil {
+		if err = retryTransient(ctx, "its producer id", initProducerID(cl)); err != nil {
+			cl.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("kafka sink %s: a fresh producer for transactional id %s after %v: %w", t.cfg.Topic, t.txnID, cause, err)
+	}
+	t.cl = cl
 	return nil
 }
 
@@ -416,11 +516,21 @@ func (t *TxSink) Committed(ctx context.Context) (connectors.Checkpoint, error) {
 		return connectors.Checkpoint{}, err
 	}
 	defer cl.Close()
-	listed, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, t.marker)
+	var end kadm.ListedOffset
+	err = retryTransient(ctx, "kafka: read "+t.marker+": its end", func(ctx context.Context) error {
+		listed, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, t.marker)
+		if err != nil {
+			return err
+		}
+		var ok bool
+		if end, ok = listed.Lookup(t.marker, 0); !ok {
+			return fmt.Errorf("partition 0 not listed: %w", kerr.UnknownTopicOrPartition)
+		}
+		return end.Err
+	})
 	if err != nil {
-		return connectors.Checkpoint{}, fmt.Errorf("kafka: read %s: %w", t.marker, err)
+		return connectors.Checkpoint{}, err
 	}
-	end, _ := listed.Lookup(t.marker, 0)
 	var last marker
 	next := int64(0)
 	for next < end.Offset {
@@ -456,7 +566,12 @@ func (t *TxSink) Committed(ctx context.Context) (connectors.Checkpoint, error) {
 func (t *TxSink) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := t.Abort(ctx)
+	t.txMu.Lock()
+	err := t.abort(ctx, false)
+	t.txMu.Unlock()
+	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
+		err = nil // what it had open was aborted when it was fenced
+	}
 	t.cl.Close()
 	return err
 }
@@ -528,57 +643,59 @@ func commitGroupOffsetsInTxn(ctx context.Context, cl *kgo.Client, txnID, group s
 	if _, _, err := meta(); err != nil {
 		return err // (before the offsets join the transaction)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	retry := func() bool {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		time.Sleep(200 * time.Millisecond)
-		return true
+	if beforeAddOffsets != nil {
+		beforeAddOffsets(txnID)
 	}
-	for {
-		add := kmsg.NewPtrAddOffsetsToTxnRequest()
-		add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txnID, pid, epoch, group
-		addResp, err := add.RequestWith(ctx, cl)
-		if err == nil {
-			err = kerr.ErrorForCode(addResp.ErrorCode)
-		}
-		if err == nil {
-			break
-		}
-		// CONCURRENT_TRANSACTIONS: the previous commit is still being
-		// completed.
-		if !kerr.IsRetriable(err) || !retry() {
-			return fmt.Errorf("add the offsets of group %s to the transaction: %w", group, err)
-		}
+	if err := addOffsetsToTxn(ctx, cl, txnID, group, pid, epoch); err != nil {
+		return err
 	}
-	if err := loadTopicIDs(ctx, cl, topicIDs, offsets); err != nil {
+	err = retryTransient(ctx, "the IDs of the source topics", func(ctx context.Context) error {
+		return loadTopicIDs(ctx, cl, topicIDs, offsets)
+	})
+	if err != nil {
 		return err
 	}
 	member, generation, err := meta()
 	if err != nil {
 		return err
 	}
-	for {
+	return retryTransient(ctx, "TxnOffsetCommit", func(ctx context.Context) error {
 		err := txnOffsetCommit(ctx, cl, txnID, group, pid, epoch, member, generation, offsets, *topicIDs)
-		if err == nil {
-			return nil
-		}
-		again := kerr.IsRetriable(err) || errors.Is(err, kerr.RebalanceInProgress)
-		if errors.Is(err, kerr.IllegalGeneration) {
+		switch {
+		case errors.Is(err, kerr.RebalanceInProgress):
+			return passing{err} // (the generation it ends with is asked next)
+		case errors.Is(err, kerr.IllegalGeneration):
 			// Retried only while this member stays the same member: one
 			// the group dropped comes back under a new member id.
 			m, g, herr := meta()
 			if herr != nil {
 				return herr
 			}
-			again = m == member && m != ""
-			generation = g
+			if m == member && m != "" {
+				generation = g
+				return passing{err}
+			}
 		}
-		if !again || !retry() {
+		return err
+	})
+}
+
+// addOffsetsToTxn adds group's offsets to cl's open transaction. Right
+// after a transaction of the id ended (its markers still being written,
+// or a next owner's fence aborting it) the coordinator answers
+// CONCURRENT_TRANSACTIONS for a while: retried, with the broker's other
+// passing states, until the answer is final (a fenced producer's is
+// PRODUCER_FENCED or INVALID_PRODUCER_EPOCH).
+func addOffsetsToTxn(ctx context.Context, cl *kgo.Client, txnID, group string, pid int64, epoch int16) error {
+	return retryTransient(ctx, "add the offsets of group "+group+" to the transaction", func(ctx context.Context) error {
+		add := kmsg.NewPtrAddOffsetsToTxnRequest()
+		add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txnID, pid, epoch, group
+		resp, err := add.RequestWith(ctx, cl)
+		if err != nil {
 			return err
 		}
-	}
+		return kerr.ErrorForCode(resp.ErrorCode)
+	})
 }
 
 func txnOffsetCommit(ctx context.Context, cl *kgo.Client, txnID, group string, pid int64, epoch int16, member string, generation int32,
@@ -638,8 +755,11 @@ func loadTopicIDs(ctx context.Context, cl *kgo.Client, ids *map[string][16]byte,
 	}
 	for _, topic := range missing {
 		td, ok := md.Topics[topic]
-		if !ok || td.Err != nil {
-			return fmt.Errorf("the ID of topic %s: %v", topic, td.Err)
+		switch {
+		case !ok:
+			return fmt.Errorf("the ID of topic %s: not in the metadata: %w", topic, kerr.UnknownTopicOrPartition)
+		case td.Err != nil:
+			return fmt.Errorf("the ID of topic %s: %w", topic, td.Err)
 		}
 		(*ids)[topic] = td.ID
 	}

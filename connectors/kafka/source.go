@@ -189,6 +189,11 @@ type Source struct {
 	joined     chan struct{} // closed at the first assignment
 	joinedOnce sync.Once
 
+	// given counts the partitions given up so far, revoked or lost: a
+	// transaction open when one was given up may be fenced by its next
+	// owner (see refusal).
+	given atomic.Int64
+
 	closeOnce sync.Once
 	closed    chan struct{}
 	stopLoop  context.CancelFunc
@@ -369,6 +374,7 @@ func (s *Source) handOver(m map[string][]int32, lost bool) {
 		}
 	}
 	s.mu.Unlock()
+	s.given.Add(int64(len(ps))) // before the next owner can have them
 	if !lost {
 		// Let a checkpoint cover everything read before the engine stops
 		// the partitions. The barrier that settles a revoke may be a mere
