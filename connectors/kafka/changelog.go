@@ -643,7 +643,11 @@ func (c *changelog) abort(ctx context.Context, renew bool) error {
 	if c.shared == nil && (c.inTxn.Load() || c.prod == nil) {
 		err := c.endAbort(ctx)
 		if err == nil && renew {
-			_, _, err = c.prod.ProducerID(ctx) // (fenced, it aborts but can't go on)
+			// A fenced producer aborts but can't go on; nor can one whose
+			// commit the broker refused at its end (INVALID_TXN_STATE: it
+			// had aborted the transaction itself), which leaves the client
+			// no transaction to abort, so endAbort succeeds.
+			_, _, err = c.prod.ProducerID(ctx)
 		}
 		if err != nil && !renew {
 			if c.prod != nil && !errors.Is(lost(err), connectors.ErrTxnLost) && !errors.Is(err, kerr.ProducerFenced) {
@@ -675,13 +679,6 @@ func (c *changelog) endAbort(ctx context.Context) error {
 	}
 	if err := c.prod.EndTransaction(ctx, kgo.TryAbort); err != nil {
 		return fmt.Errorf("kafka changelog of %s: abort: %w", c.what(), err)
-	}
-	// A commit whose EndTransaction the broker refused (INVALID_TXN_STATE
-	// after it aborted the transaction itself) leaves the client with no
-	// transaction to abort, so the abort above succeeds, and with a producer
-	// ID failed for good: the next BeginTransaction would fail with it.
-	if _, _, err := c.prod.ProducerID(ctx); err != nil {
-		return fmt.Errorf("kafka changelog of %s: the producer after an abort: %w", c.what(), err)
 	}
 	return nil
 }
