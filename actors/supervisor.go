@@ -425,7 +425,7 @@ func (s *PartitionSupervisor) deliver(ctx actor.Context) {
 			break
 		}
 		var after int64
-		if (m.batch.Source != "" || m.batch.Stream != "") && s.e.cfg.Pipeline.HasEventTime() {
+		if (m.batch.Source != "" || m.batch.Stream != "" || m.batch.Marks != nil) && s.e.cfg.Pipeline.HasEventTime() {
 			after = s.stampSources(w, &m.batch) // (sources.go)
 		} else {
 			after = s.watermarkAfter(w, len(m.batch.Records))
