@@ -141,6 +141,9 @@ type RepartitionRecord struct {
 	// Source the pipeline's source it belongs to (several sources).
 	From, Source string
 	Seq          Seq
+	// Time is the record's time at its source (the Kafka timestamp), which
+	// the reader sees as its own.
+	Time time.Time
 }
 
 // RepartitionWriter writes a repartition topic: records by key, and
@@ -168,7 +171,7 @@ func NewRepartitionWriter(conn Conn, topic string, partitions int32) (*Repartiti
 // Write sends recs; Flush waits for them.
 func (w *RepartitionWriter) Write(ctx context.Context, recs []RepartitionRecord) {
 	for _, r := range recs {
-		kr := &kgo.Record{Key: []byte(r.Key), Value: r.Value, Partition: RepartitionPartition(r.Key, w.parts),
+		kr := &kgo.Record{Key: []byte(r.Key), Value: r.Value, Partition: RepartitionPartition(r.Key, w.parts), Timestamp: r.Time,
 			Headers: []kgo.RecordHeader{{Key: headerFrom, Value: []byte(r.From)}, {Key: headerSeq, Value: []byte(r.Seq.String())}}}
 		if r.Source != "" {
 			kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: headerSource, Value: []byte(r.Source)})
