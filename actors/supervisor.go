@@ -634,14 +634,31 @@ func (s *PartitionSupervisor) passBarriers(ctx actor.Context) {
 		s.status.boundary = false
 		s.barrier, s.bpos, s.acked = b, s.pos, map[int]*shardBarrierAck{}
 		s.holding = len(s.e.outputs) > 0 || s.e.deadLetters != nil
+		toShards := s.ownWatermark(b)
 		for _, sh := range s.shards {
-			ctx.Send(sh, b)
+			ctx.Send(sh, toShards)
 		}
 		if len(s.shards) == 0 {
 			s.ackBarrier(ctx)
 		}
 	}
 	s.request()
+}
+
+// ownWatermark is the barrier b as this partition's shards get it. The
+// barrier carries the node's watermark, which moves an idle partition's
+// windows on; but a partition whose streams are marked (a repartition
+// topic's, sources.go) is never idle, and may have come to this node
+// behind it (moved from another node, its upstreams slower): its shards go
+// by its own watermark, or its records would be late here and on time on
+// the node it came from.
+func (s *PartitionSupervisor) ownWatermark(b *barrier) *barrier {
+	if b.final || b.watermark <= s.lastSent || !s.marked() {
+		return b
+	}
+	own := *b
+	own.watermark = s.lastSent
+	return &own
 }
 
 func (s *PartitionSupervisor) onShardAck(ctx actor.Context, m *shardBarrierAck) {

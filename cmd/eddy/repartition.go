@@ -329,16 +329,20 @@ func (sh *shuffler) shuffle(ctx context.Context, part connectors.Partition) erro
 			recs = append(recs, kafka.RepartitionRecord{Key: k.Key, Value: r.Value, From: id, Source: source,
 				Seq: kafka.Seq{Hi: r.Seq}, Time: r.Time})
 		}
-		sh.w.Write(ctx, recs)
+		// Written under the shuffler's context, not the partition's: a
+		// revoke mid-batch must not fail writes the writer shares with
+		// the other partitions (what it cuts short is read again by the
+		// next owner, and skipped downstream where it got through).
+		sh.w.Write(sh.ctx, recs)
 		if moved || (timed && !marked) {
-			sh.w.Mark(ctx, id, latest)
+			sh.w.Mark(sh.ctx, id, latest)
 			marked = true
 		}
-		if err := sh.w.Flush(ctx); err != nil {
+		if err := sh.w.Flush(sh.ctx); err != nil {
 			return err
 		}
 		if b.End != nil {
-			if err := sh.checkpoint(ctx, id, b.End); err != nil {
+			if err := sh.checkpoint(sh.ctx, id, b.End); err != nil {
 				return err
 			}
 		}

@@ -97,15 +97,13 @@ func EnsureRepartitionTopic(ctx context.Context, conn Conn, topic string, partit
 	if err == nil {
 		err = res.Err
 	}
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, kerr.TopicAlreadyExists) {
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("kafka %s: create the repartition topic %s: %w", brokers, topic, err)
 	}
 	for {
-		// Another node may have just created it: wait until its partitions
-		// show before judging their count.
+		// Just created, here or by another node: wait until its partitions
+		// show (a reader's metadata check would find no topic before) and
+		// judge their count.
 		md, err := adm.Metadata(ctx, topic)
 		if err != nil {
 			return fmt.Errorf("kafka %s: repartition topic %s: metadata: %w", brokers, topic, err)
