@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -117,6 +119,9 @@ func openRepartitioned(ctx context.Context, p *scripting.Pipeline, f runFlags, l
 		v[k] = append([]string(nil), vals...)
 	}
 	v.Set("group", sh.group+repartitionGroupSuffix)
+	// Only committed transactions: an aborted or fenced shuffler's writes
+	// never reach the engine, whatever the sources read.
+	v.Set("isolation", "read_committed")
 	v.Set("streams", strings.Join(sh.streams, ","))
 	uri := "kafka://" + kt.first.Host + "/" + sh.topic + "?" + v.Encode()
 	src, err := connectors.OpenSource(uri, connectors.Params{})
@@ -133,7 +138,8 @@ type shuffler struct {
 	p       *scripting.Pipeline
 	kt      *kafkaTopics
 	src     *kafka.Source
-	w       *kafka.RepartitionWriter
+	conn    kafka.Conn
+	nOut    int32 // the repartition topic's partitions
 	log     *slog.Logger
 	group   string
 	topic   string
@@ -199,8 +205,8 @@ func (sh *shuffler) prepare(ctx context.Context, n int) error {
 	if err := kafka.EnsureRepartitionTopic(lctx, conn, sh.topic, int32(n)); err != nil {
 		return err
 	}
-	sh.w, err = kafka.NewRepartitionWriter(conn, sh.topic, int32(n))
-	return err
+	sh.conn, sh.nOut = conn, int32(n)
+	return nil
 }
 
 // maxPartitions is the most partitions any one topic of ids has (ids
@@ -246,9 +252,6 @@ func (sh *shuffler) Close() {
 		sp.cancel()
 		<-sp.done
 	}
-	if sh.w != nil {
-		sh.w.Close()
-	}
 }
 
 // Assign implements connectors.Listener: the partition is shuffled on a
@@ -262,7 +265,20 @@ func (sh *shuffler) Assign(part connectors.Partition) {
 	sh.mu.Unlock()
 	go func() {
 		defer close(sp.done)
-		if err := sh.shuffle(ctx, part); err != nil && ctx.Err() == nil {
+		err := sh.shuffle(ctx, part)
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case kafka.Fenced(err):
+			// The partition has a new owner (this node was dropped from
+			// the group, paused or cut off): what this writer left open is
+			// aborted, and the group takes the partition from it.
+			sh.log.Warn("--repartition: a source partition's writer was fenced by its next owner; it stops here", "partition", part.ID(), "err", err)
+		case errors.Is(err, scripting.ErrInterrupted):
+			// The run is stopping (the engine interrupts the pipeline's
+			// every runtime): the batch cut short was neither written
+			// nor committed, and the next owner reads it again.
+			sh.log.Debug("--repartition: shuffling stopped by the run's stop", "partition", part.ID(), "err", err)
+		default:
 			sh.cancel(fmt.Errorf("--repartition: %s: %w", part.ID(), err))
 		}
 	}()
@@ -290,8 +306,22 @@ func (sh *shuffler) stop(id string) {
 }
 
 // shuffle reads part from the group's committed offset and writes each
-// batch's kept records, then its watermark marker, then commits its end.
+// batch's kept records, then its watermark marker, in a transaction that
+// commits the batch's end as the partition's offset in the group.
 func (sh *shuffler) shuffle(ctx context.Context, part connectors.Partition) error {
+	id, source := part.ID(), sh.kt.nameOf(part.ID())
+	if !sh.p.HasSources() {
+		source = ""
+	}
+	// The writer first: it fences the partition's previous writer and
+	// settles what that one left open, so the offset read next is final.
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	w, err := kafka.NewRepartitionWriter(wctx, sh.conn, sh.topic, sh.nOut, kafka.RepartitionTxnID(sh.group, id))
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
 	rt, err := sh.p.NewRuntime(false)
 	if err != nil {
 		return err
@@ -300,11 +330,9 @@ func (sh *shuffler) shuffle(ctx context.Context, part connectors.Partition) erro
 	if err := part.Seek(nil); err != nil {
 		return err
 	}
-	id, source := part.ID(), sh.kt.nameOf(part.ID())
-	if !sh.p.HasSources() {
-		source = ""
-	}
-	latest, timed, marked := int64(0), false, false
+	var latest int64
+	timed, marked := false, false
+	var committed connectors.Position
 	for {
 		b, err := part.Read(ctx)
 		if ctx.Err() != nil {
@@ -313,47 +341,75 @@ func (sh *shuffler) shuffle(ctx context.Context, part connectors.Partition) erro
 		if err != nil {
 			return err
 		}
-		recs := make([]kafka.RepartitionRecord, 0, len(b.Records))
-		moved := false
-		for _, r := range b.Records {
-			k, kept, err := shuffleKey(rt, source, r)
-			if err == nil && !kept {
-				continue // the filter drops it: downstream would too
-			}
-			if err == nil && sh.p.HasEventTime() && (!timed || k.Time > latest) {
-				latest, timed, moved = k.Time, true, true
-			}
-			// A record the pipeline can't take goes on with an empty key:
-			// the engine downstream sends it to the dead letters as a run in
-			// one process would.
-			recs = append(recs, kafka.RepartitionRecord{Key: k.Key, Value: r.Value, From: id, Source: source,
-				Seq: kafka.Seq{Hi: r.Seq}, Time: r.Time})
-		}
-		// Written under the shuffler's context, not the partition's: a
-		// revoke mid-batch must not fail writes the writer shares with
-		// the other partitions (what it cuts short is read again by the
-		// next owner, and skipped downstream where it got through).
-		sh.w.Write(sh.ctx, recs)
-		if moved || (timed && !marked) {
-			sh.w.Mark(sh.ctx, id, latest)
-			marked = true
-		}
-		if err := sh.w.Flush(sh.ctx); err != nil {
+		recs, moved, err := sh.keyBatch(rt, id, source, b, &latest, &timed)
+		if err != nil {
 			return err
 		}
-		if b.End != nil {
-			if err := sh.checkpoint(sh.ctx, id, b.End); err != nil {
+		if len(recs) == 0 && !moved && (!timed || marked) && bytes.Equal(b.End, committed) {
+			sh.noteCaughtUp(id, b)
+			continue // nothing new: no transaction
+		}
+		// Under the shuffler's context, not the partition's: a revoke
+		// mid-batch lets the batch commit (the revoke waits for it).
+		if err := w.Write(sh.ctx, recs); err != nil {
+			return err
+		}
+		if moved || (timed && !marked) {
+			if err := w.Mark(sh.ctx, id, latest); err != nil {
 				return err
 			}
+			marked = true
 		}
-		if b.CaughtUp {
-			sh.mu.Lock()
-			if _, ok := sh.caughtUp[id]; ok {
-				sh.caughtUp[id] = true
-			}
-			sh.mu.Unlock()
+		if err := w.Commit(sh.ctx, sh.group, map[string]connectors.Position{id: b.End}); err != nil {
+			return err
 		}
+		committed = b.End
+		if b.Release != nil {
+			b.Release() // the writes are committed: their values are no longer read
+		}
+		sh.checkpoint(id, b.End)
+		sh.noteCaughtUp(id, b)
 	}
+}
+
+// keyBatch keys b's records for the repartition topic, dropping what the
+// filter drops, and moves latest, the partition's event time, on.
+func (sh *shuffler) keyBatch(rt *scripting.Runtime, id, source string, b connectors.Batch, latest *int64, timed *bool) ([]kafka.RepartitionRecord, bool, error) {
+	recs := make([]kafka.RepartitionRecord, 0, len(b.Records))
+	moved := false
+	for _, r := range b.Records {
+		k, kept, err := shuffleKey(rt, source, r)
+		if errors.Is(err, scripting.ErrInterrupted) {
+			// Not the record's fault: routed by an empty key it would
+			// reach a partition that may not own its key.
+			return nil, false, err
+		}
+		if err == nil && !kept {
+			continue // the filter drops it: downstream would too
+		}
+		if err == nil && sh.p.HasEventTime() && (!*timed || k.Time > *latest) {
+			*latest, *timed, moved = k.Time, true, true
+		}
+		// A record the pipeline can't take goes on with an empty key:
+		// the engine downstream sends it to the dead letters as a run in
+		// one process would.
+		recs = append(recs, kafka.RepartitionRecord{Key: k.Key, Value: r.Value, From: id, Source: source,
+			Seq: kafka.Seq{Hi: r.Seq}, Time: r.Time})
+	}
+	return recs, moved, nil
+}
+
+// noteCaughtUp notes a batch that reached the partition's end
+// (--until-idle waits for every partition's).
+func (sh *shuffler) noteCaughtUp(id string, b connectors.Batch) {
+	if !b.CaughtUp {
+		return
+	}
+	sh.mu.Lock()
+	if _, ok := sh.caughtUp[id]; ok {
+		sh.caughtUp[id] = true
+	}
+	sh.mu.Unlock()
 }
 
 // shuffleKey runs the pipeline's parse, filter, map and key over r.
@@ -376,14 +432,17 @@ func shuffleKey(rt *scripting.Runtime, source string, r connectors.Record) (scri
 	return k, kept, nil
 }
 
-// checkpoint commits the positions written so far to the group.
-func (sh *shuffler) checkpoint(ctx context.Context, id string, end connectors.Position) error {
+// checkpoint tells the source the partition's new committed position:
+// the transaction committed it already, and the source's own commit of
+// it (monotonic, and under this member's generation) only lets a revoke
+// see that the partition's reads are covered.
+func (sh *shuffler) checkpoint(id string, end connectors.Position) {
 	sh.ckMu.Lock()
 	defer sh.ckMu.Unlock()
 	sh.mu.Lock()
 	if _, ok := sh.parts[id]; !ok {
 		sh.mu.Unlock()
-		return nil
+		return
 	}
 	sh.positions[id] = end
 	sh.cpID++
@@ -392,7 +451,9 @@ func (sh *shuffler) checkpoint(ctx context.Context, id string, end connectors.Po
 		cp.Positions[k] = v
 	}
 	sh.mu.Unlock()
-	return sh.src.Checkpointed(ctx, cp)
+	if err := sh.src.Checkpointed(sh.ctx, cp); err != nil {
+		sh.log.Debug("--repartition: the plain offset commit after the transaction's failed", "err", err)
+	}
 }
 
 // waitCaughtUp waits until the shuffler holds every source partition and

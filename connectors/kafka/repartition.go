@@ -144,30 +144,73 @@ type RepartitionRecord struct {
 	Time time.Time
 }
 
-// RepartitionWriter writes a repartition topic: records by key, and
-// markers to every partition. It is at-least-once (a replay writes
-// repeats, which readers skip by their sequence).
+// RepartitionWriter writes one upstream partition's records to a
+// repartition topic: records by key, and markers to every partition, in
+// transactions that also commit the upstream's offset in its group, as
+// Kafka Streams' exactly-once does. Its transactional id names the
+// upstream partition, so the partition's next owner fences this writer
+// (its later writes fail) and aborts what it left open: a reader
+// (read_committed) sees each upstream record once, in its offset order,
+// whatever node wrote it, killed, paused or revoked mid-batch.
 type RepartitionWriter struct {
-	cl    *kgo.Client
-	topic string
-	parts int32
+	cl       *kgo.Client
+	topic    string
+	parts    int32
+	txnID    string
+	inTxn    bool
+	topicIDs map[string][16]byte // the upstream topics, for TxnOffsetCommit
 
 	mu  sync.Mutex
-	err error // the first failed write, reported by Flush
+	err error // the first failed write of the open transaction
+}
+
+// RepartitionTxnID is the transactional id of the writer of upstream
+// partition id ("kafka:TOPIC/N") in group: one per upstream partition, the
+// same on every node, so that its next owner fences the one before.
+func RepartitionTxnID(group, id string) string {
+	return "eddy-shuffle." + group + "." + strings.TrimPrefix(id, "kafka:")
 }
 
 // NewRepartitionWriter writes topic, of partitions partitions, on conn's
-// cluster.
-func NewRepartitionWriter(conn Conn, topic string, partitions int32) (*RepartitionWriter, error) {
-	cl, err := conn.NewClient(kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.DefaultProduceTopic(topic))
+// cluster, under transactional id txnID. It fences the id's previous
+// writer and waits until what that one left open is aborted (or its
+// commit completed), so the group's offset it then reads is final.
+func NewRepartitionWriter(ctx context.Context, conn Conn, topic string, partitions int32, txnID string) (*RepartitionWriter, error) {
+	cl, err := conn.NewClient(kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.DefaultProduceTopic(topic),
+		kgo.TransactionalID(txnID), kgo.TransactionTimeout(repartitionTxnTimeout))
 	if err != nil {
 		return nil, err
 	}
-	return &RepartitionWriter{cl: cl, topic: topic, parts: partitions}, nil
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("repartition topic %s: transactional id %s: %w", topic, txnID, err)
+	}
+	return &RepartitionWriter{cl: cl, topic: topic, parts: partitions, txnID: txnID}, nil
 }
 
-// Write sends recs; Flush waits for them.
-func (w *RepartitionWriter) Write(ctx context.Context, recs []RepartitionRecord) {
+// repartitionTxnTimeout bounds how long an open transaction of a writer
+// that vanished (and whose partition nobody takes over) holds back the
+// repartition topic's readers.
+const repartitionTxnTimeout = 30 * time.Second
+
+// begin opens a transaction unless one is open.
+func (w *RepartitionWriter) begin() error {
+	if w.inTxn {
+		return nil
+	}
+	if err := w.cl.BeginTransaction(); err != nil {
+		return fmt.Errorf("repartition topic %s: begin a transaction: %w", w.topic, err)
+	}
+	w.inTxn = true
+	return nil
+}
+
+// Write sends recs in the open transaction (opening one); Commit
+// completes it.
+func (w *RepartitionWriter) Write(ctx context.Context, recs []RepartitionRecord) error {
+	if err := w.begin(); err != nil {
+		return err
+	}
 	for _, r := range recs {
 		kr := &kgo.Record{Key: []byte(r.Key), Value: r.Value, Partition: RepartitionPartition(r.Key, w.parts), Timestamp: r.Time,
 			Headers: []kgo.RecordHeader{{Key: headerFrom, Value: []byte(r.From)}, {Key: headerSeq, Value: []byte(r.Seq.String())}}}
@@ -176,16 +219,21 @@ func (w *RepartitionWriter) Write(ctx context.Context, recs []RepartitionRecord)
 		}
 		w.cl.Produce(ctx, kr, w.promise)
 	}
+	return nil
 }
 
-// Mark tells every partition that stream from's event time has reached
-// at (Unix ms): no record of from older than that is still to come but
-// as a replay's repeat.
-func (w *RepartitionWriter) Mark(ctx context.Context, from string, at int64) {
+// Mark tells every partition, in the open transaction, that stream
+// from's event time has reached at (Unix ms): no record of from older
+// than that is still to come.
+func (w *RepartitionWriter) Mark(ctx context.Context, from string, at int64) error {
+	if err := w.begin(); err != nil {
+		return err
+	}
 	for p := range w.parts {
 		w.cl.Produce(ctx, &kgo.Record{Partition: p, Headers: []kgo.RecordHeader{
 			{Key: headerFrom, Value: []byte(from)}, {Key: headerMark, Value: []byte(strconv.FormatInt(at, 10))}}}, w.promise)
 	}
+	return nil
 }
 
 func (w *RepartitionWriter) promise(_ *kgo.Record, err error) {
@@ -199,8 +247,31 @@ func (w *RepartitionWriter) promise(_ *kgo.Record, err error) {
 	}
 }
 
-// Flush waits until everything written is acknowledged, and reports the
-// first write that failed.
+// Commit commits the open transaction with pos as the upstream's offset
+// in group (its member and generation checked, as the sinks' are): the
+// records written since the last commit and the offset after them become
+// visible together, or not at all. A writer fenced by the partition's
+// next owner fails with an error wrapping kerr.ProducerFenced (or
+// InvalidProducerEpoch).
+func (w *RepartitionWriter) Commit(ctx context.Context, group string, positions map[string]connectors.Position) error {
+	if err := w.begin(); err != nil {
+		return err
+	}
+	if err := w.Flush(ctx); err != nil {
+		return err
+	}
+	if err := commitGroupOffsetsInTxn(ctx, w.cl, w.txnID, group, positions, &w.topicIDs); err != nil {
+		return fmt.Errorf("repartition topic %s: %w", w.topic, err)
+	}
+	if err := w.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return fmt.Errorf("repartition topic %s: commit: %w", w.topic, err)
+	}
+	w.inTxn = false
+	return nil
+}
+
+// Flush waits until the open transaction's writes are acknowledged (not
+// committed), and reports the first that failed.
 func (w *RepartitionWriter) Flush(ctx context.Context) error {
 	if err := w.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("repartition topic %s: flush: %w", w.topic, err)
@@ -210,8 +281,24 @@ func (w *RepartitionWriter) Flush(ctx context.Context) error {
 	return w.err
 }
 
-// Close closes the writer's client.
-func (w *RepartitionWriter) Close() { w.cl.Close() }
+// Fenced says whether err means another writer took this one's
+// transactional id over: the upstream partition has a new owner.
+func Fenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, connectors.ErrNotMember)
+}
+
+// Close aborts the open transaction, if any (its records are never
+// seen), and disconnects.
+func (w *RepartitionWriter) Close() {
+	if w.inTxn {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if w.cl.AbortBufferedRecords(ctx) == nil {
+			w.cl.EndTransaction(ctx, kgo.TryAbort)
+		}
+		cancel()
+	}
+	w.cl.Close()
+}
 
 // repartitionIn is a repartition partition's reading state: the highest
 // sequence applied per upstream stream.
@@ -306,7 +393,6 @@ func (p *partition) takeRepartition() (connectors.Batch, bool) {
 	clear(p.buf[:i])
 	p.buf = p.buf[i:]
 	p.bufRecords -= taken
-	p.read += int64(len(b.Records))
 	if len(p.buf) == 0 {
 		p.buf = nil
 	}

@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"fmt"
+	"sort"
 	"testing"
 	"time"
 
@@ -44,18 +45,90 @@ func newRepartitionTopic(t *testing.T, brokers []string, n int32) (kafka.Conn, s
 	return conn, topic
 }
 
+// newWriter is a repartition writer of topic under transactional id
+// txnID, closed when the test ends.
+func newWriter(t *testing.T, conn kafka.Conn, topic string, n int32, txnID string) *kafka.RepartitionWriter {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	w, err := kafka.NewRepartitionWriter(ctx, conn, topic, n, txnID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	return w
+}
+
 // writeRange writes records seq from..to-1 of stream from, keyed k(seq%5),
-// and flushes.
+// valued STREAM-SEQ, and commits them.
 func writeRange(t *testing.T, w *kafka.RepartitionWriter, stream string, from, to int) {
+	t.Helper()
+	writeOpen(t, w, stream, "", from, to)
+	if err := w.Commit(t.Context(), "", nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeOpen writes records as writeRange does, their values ending in
+// tag, into the writer's open transaction, and waits for their
+// acknowledgement without committing.
+func writeOpen(t *testing.T, w *kafka.RepartitionWriter, stream, tag string, from, to int) {
 	t.Helper()
 	var recs []kafka.RepartitionRecord
 	for i := from; i < to; i++ {
-		recs = append(recs, kafka.RepartitionRecord{Key: fmt.Sprintf("k%d", i%5), Value: fmt.Appendf(nil, "%s-%d", stream, i),
+		recs = append(recs, kafka.RepartitionRecord{Key: fmt.Sprintf("k%d", i%5), Value: fmt.Appendf(nil, "%s-%d%s", stream, i, tag),
 			From: stream, Source: "bids", Seq: kafka.Seq{Hi: int64(i)}})
 	}
-	w.Write(t.Context(), recs)
+	if err := w.Write(t.Context(), recs); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.Flush(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A source partition's next owner fences its previous writer: what that
+// one left open is aborted (a reader never sees it), and its later
+// writes fail as fenced instead of landing after the new owner's. Without
+// the transactions, the old owner's records of 10–19 would be read, and
+// its late 20 would follow the new owner's.
+func TestRepartitionWriterFencesThePreviousOwner(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	conn, topic := newRepartitionTopic(t, brokers, 2)
+	txnID := topic + "-txn"
+	old := newWriter(t, conn, topic, 2, txnID)
+	writeRange(t, old, "u0", 0, 10)
+	writeOpen(t, old, "u0", "-old", 10, 20) // then paused, or killed
+	next := newWriter(t, conn, topic, 2, txnID)
+	writeRange(t, next, "u0", 10, 30)
+	late := []kafka.RepartitionRecord{{Key: "k0", Value: []byte("u0-20-old"), From: "u0", Seq: kafka.Seq{Hi: 20}}}
+	if err := old.Write(t.Context(), late); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Commit(t.Context(), "", nil); !kafka.Fenced(err) {
+		t.Fatalf("the fenced writer's commit: %v, want fenced", err)
+	}
+
+	src, err := connectors.OpenSource(uri(brokers, topic, "group="+topic+"-g&streams=u0"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := connectortest.Start(t, src)
+	waitParts(t, l, 2)
+	var got []string
+	for _, p := range l.Partitions() {
+		for _, r := range connectortest.ReadAll(t, p, 0, 30*time.Second).Records() {
+			got = append(got, string(r.Value))
+		}
+	}
+	sort.Strings(got)
+	var want []string
+	for i := range 30 {
+		want = append(want, fmt.Sprintf("u0-%d", i))
+	}
+	sort.Strings(want)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("read %v\nwant %v", got, want)
 	}
 }
 
@@ -65,16 +138,14 @@ func writeRange(t *testing.T, w *kafka.RepartitionWriter, stream string, from, t
 func TestRepartitionTopicSkipsRepeatsAndCarriesMarks(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	conn, topic := newRepartitionTopic(t, brokers, 2)
-	w, err := kafka.NewRepartitionWriter(conn, topic, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := newWriter(t, conn, topic, 2, topic+"-txn")
 	writeRange(t, w, "u0", 0, 60)
 	writeRange(t, w, "u1", 0, 40)
 	writeRange(t, w, "u0", 30, 80) // u0 crashed after 60 and replays from 30
-	w.Mark(t.Context(), "u1", 1234)
-	if err := w.Flush(t.Context()); err != nil {
+	if err := w.Mark(t.Context(), "u1", 1234); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(t.Context(), "", nil); err != nil {
 		t.Fatal(err)
 	}
 
