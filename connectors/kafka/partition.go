@@ -40,6 +40,8 @@ type partition struct {
 	failed error
 	// in: a repartition topic's reading state (nil for other topics)
 	in *repartitionIn
+	// seekTo: what a repartition partition's pending seek sets in.applied
+	seekTo map[string]Seq
 
 	notify chan struct{}
 	owed   bool      // records were returned since the last CaughtUp

@@ -436,25 +436,33 @@ func encodeRepartitionPos(off int64, applied map[string]Seq) connectors.Position
 	return b
 }
 
-// seekApplied sets what a repartition partition has applied to what pos
-// says (nothing for nil: the start, or the group's offset without a
-// checkpoint), and clears a read failure.
+// seekApplied notes what a repartition partition has applied as of pos
+// (nothing for nil: the start, or the group's offset without a
+// checkpoint), for the seek to pos to set (seeked) together with the
+// offset: a Read between the two would apply the old buffer's records
+// over the checkpoint's sequences, and then skip them after the seek.
 func (p *partition) seekApplied(pos connectors.Position) error {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	p.failed = nil
-	if p.in == nil {
-		return nil
-	}
 	var rp repartitionPos
-	if pos != nil {
+	if p.in != nil && pos != nil {
 		if err := json.Unmarshal(pos, &rp); err != nil {
 			return fmt.Errorf("kafka: bad position %q: %w", pos, err)
 		}
 	}
-	p.in.applied = map[string]Seq{}
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	p.seekTo = map[string]Seq{}
 	for k, v := range rp.Applied {
-		p.in.applied[k] = v
+		p.seekTo[k] = v
 	}
 	return nil
+}
+
+// seekedTo applies what seekApplied noted, as the seek points the partition
+// at its new offset; s.mu is held. It also clears a read failure.
+func (p *partition) seekedTo() {
+	p.failed = nil
+	if p.in != nil && p.seekTo != nil {
+		p.in.applied = p.seekTo
+	}
+	p.seekTo = nil
 }

@@ -594,6 +594,7 @@ func (s *Source) applySeeks(seeks map[*partition]int64) {
 	for p, off := range seeks {
 		p.dropBuf()
 		p.next, p.pos, p.seeked = off, off, true
+		p.seekedTo()
 		p.full = false
 		if set[p.tp.topic] == nil {
 			set[p.tp.topic] = map[int32]kgo.EpochOffset{}
