@@ -30,13 +30,14 @@ func TestRepartitionedJoinsOnTwoNodesSurviveKill(t *testing.T) {
 		t.Skip("runs two nodes and kills one")
 	}
 	if os.Getenv("EDDY_TEST_REPARTITION_CLUSTER") == "" {
-		// On the loaded test machine q8 passed 8 of 14 runs; of the
-		// others, one missed 10 rows of the first window, one had node b
-		// read nothing new for 2 minutes, and the rest ended a node early
-		// (once because the new repartition topic was not visible yet,
-		// fixed since). Not found yet (issue 15); q3 was run once and
-		// stalled the same way.
-		t.Skip("fails intermittently (issue 15, --repartition on two nodes): set EDDY_TEST_REPARTITION_CLUSTER=1 to run it")
+		// With the shuffler's transactions (fencing and read_committed),
+		// q8 and q3 still lost rows in 4 of 9 runs on the loaded test
+		// machine (17 to 51 rows, none reported late; the missing keys on
+		// the repartition partitions that changed hands), and a node
+		// once ended with "its reader did not return within 5s". Not
+		// found yet (issue 15): EDDY_TEST_LOG_DIR=DIR keeps every node's
+		// log and rows for the post-mortem.
+		t.Skip("loses rows intermittently (issue 15, --repartition on two nodes): set EDDY_TEST_REPARTITION_CLUSTER=1 to run it")
 	}
 	brokers := testenv.Kafka(t)
 	const events, files = 60_000, 4
@@ -112,6 +113,10 @@ func twoNodesKilled(t *testing.T, brokers []string, gen, q string, files int, pe
 	produceNext()
 	a := startLive(t, args(0)...)
 	b := startLive(t, args(1)...)
+	if dir := os.Getenv("EDDY_TEST_LOG_DIR"); dir != "" {
+		// For a post-mortem: every node's log and rows, however the test ends.
+		t.Cleanup(func() { keepLogs(dir, q, outs, a, b) })
+	}
 	a.checkpointWith(t)
 	b.checkpointWith(t)
 	read := b.waitRead(t, 0)
@@ -136,7 +141,11 @@ func twoNodesKilled(t *testing.T, brokers []string, gen, q string, files int, pe
 		t.Fatalf("node a ended %v\n%s", a.cmd.ProcessState, a.tail())
 	}
 	produceNext()
-	if _, stderr, err := eddy(t, append(args(2), "--until-idle")...); err != nil {
+	_, stderr, err := eddy(t, append(args(2), "--until-idle", "-v")...)
+	if dir := os.Getenv("EDDY_TEST_LOG_DIR"); dir != "" {
+		os.WriteFile(filepath.Join(dir, q+"-last.log"), []byte(stderr), 0o644)
+	}
+	if err != nil {
 		t.Fatalf("last run: %v\n%s", err, stderr)
 	}
 	var all []byte
@@ -161,5 +170,15 @@ func deleteRepartitionTopicsAfter(t *testing.T, brokers []string, group string) 
 	repart := "eddy-repartition." + group + ".1"
 	for _, topic := range []string{repart, "eddy-changelog." + group + ".repartition.1." + repart} {
 		t.Cleanup(func() { eddy(t, "topics", "delete", "kafka://"+strings.Join(brokers, ",")+"/"+topic) })
+	}
+}
+
+// keepLogs writes the nodes' logs and every run's rows into dir.
+func keepLogs(dir, q string, outs []string, a, b *liveRun) {
+	os.WriteFile(filepath.Join(dir, q+"-a.log"), []byte(a.log()), 0o644)
+	os.WriteFile(filepath.Join(dir, q+"-b.log"), []byte(b.log()), 0o644)
+	for i, f := range outs {
+		data, _ := os.ReadFile(f)
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-out%d.jsonl", q, i)), data, 0o644)
 	}
 }
