@@ -58,9 +58,14 @@ type PartitionSupervisor struct {
 
 	pos      connectors.Position // after the last delivered batch
 	lastSent int64               // the last watermark sent to the shards
-	inFlight []int               // per shard
-	paused   bool                // at a trigger boundary
-	status   partitionStatus
+	bwm      int64               // the watermark the barrier in flight took to the shards
+	// restoredWM: the watermark the partition's state was restored with,
+	// if restored; a marked partition's own watermark starts there
+	restoredWM int64
+	wmRestored bool
+	inFlight   []int // per shard
+	paused     bool  // at a trigger boundary
+	status     partitionStatus
 	// stopping: the run stops; nothing more is read or delivered, and
 	// barriers pass at once, at what was delivered.
 	stopping bool
@@ -269,6 +274,7 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 		for _, sh := range s.shards {
 			ctx.Send(sh, &restored{gen: s.gen, watermark: plan.watermark})
 		}
+		s.restoredWM, s.wmRestored = plan.watermark, true
 	}
 	s.run(ctx)
 	return nil
@@ -279,6 +285,9 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 func (s *PartitionSupervisor) run(ctx actor.Context) {
 	s.status = partitionStatus{id: s.id, active: time.Now()}
 	s.lastSent = math.MinInt64
+	if s.marked() && s.wmRestored {
+		s.lastSent = s.restoredWM
+	}
 	if s.e.stopping.Load() {
 		s.stopping = true
 	} else {
@@ -635,6 +644,7 @@ func (s *PartitionSupervisor) passBarriers(ctx actor.Context) {
 		s.barrier, s.bpos, s.acked = b, s.pos, map[int]*shardBarrierAck{}
 		s.holding = len(s.e.outputs) > 0 || s.e.deadLetters != nil
 		toShards := s.ownWatermark(b)
+		s.bwm = max(toShards.watermark, s.lastSent) // what the shards have seen
 		for _, sh := range s.shards {
 			ctx.Send(sh, toShards)
 		}
@@ -673,7 +683,7 @@ func (s *PartitionSupervisor) onShardAck(ctx actor.Context, m *shardBarrierAck) 
 }
 
 func (s *PartitionSupervisor) ackBarrier(ctx actor.Context) {
-	a := &partitionAck{seq: s.barrier.seq, id: s.id, pos: s.bpos}
+	a := &partitionAck{seq: s.barrier.seq, id: s.id, pos: s.bpos, own: s.marked(), watermark: s.bwm}
 	var errs []error
 	for _, sa := range s.acked {
 		if sa.err != nil {
