@@ -173,6 +173,11 @@ func (s *PartitionSupervisor) plan() (restorePlan, error) {
 					// the partition's when it left, at that marker.
 					p.pos, p.load = local.Position, true
 				}
+				if s.marked() {
+					// Its own watermark, kept with its state (the
+					// checkpoint's is the node's, which may be ahead).
+					p.watermark = local.Watermark
+				}
 			}
 		}
 		// A checkpoint without the partition's position has no state of
@@ -206,6 +211,9 @@ func (s *PartitionSupervisor) plan() (restorePlan, error) {
 	}
 	if p.from >= 0 && p.from >= end {
 		p.from = -1 // nothing to read
+	}
+	if !p.load {
+		p.watermark = math.MinInt64 // the local state's watermark, with it
 	}
 	return p, nil
 }

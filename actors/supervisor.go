@@ -238,6 +238,9 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 				if fromLog {
 					a.fromLog = newShardRestore(plan, nshards, a.lazyEntries())
 				}
+				if s.marked() {
+					a.ownWatermark = &plan.watermark
+				}
 				return a
 			}))
 		}
@@ -274,6 +277,8 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 		for _, sh := range s.shards {
 			ctx.Send(sh, &restored{gen: s.gen, watermark: plan.watermark})
 		}
+		s.restoredWM, s.wmRestored = plan.watermark, true
+	} else if plan.load {
 		s.restoredWM, s.wmRestored = plan.watermark, true
 	}
 	s.run(ctx)
