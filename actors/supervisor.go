@@ -646,7 +646,7 @@ func (s *PartitionSupervisor) passBarriers(ctx actor.Context) {
 		// The trigger a boundary waited for: read on.
 		s.paused = false
 		s.status.boundary = false
-		s.barrier, s.bpos, s.acked = b, s.pos, map[int]*shardBarrierAck{}
+		s.barrier, s.bpos, s.acked = b, s.barrierPos(), map[int]*shardBarrierAck{}
 		s.holding = len(s.e.outputs) > 0 || s.e.deadLetters != nil
 		toShards := s.ownWatermark(b)
 		s.bwm = max(toShards.watermark, s.lastSent) // what the shards have seen
@@ -658,6 +658,23 @@ func (s *PartitionSupervisor) passBarriers(ctx actor.Context) {
 		}
 	}
 	s.request()
+}
+
+// barrierPos is where the partition's state stands at a barrier: after
+// its last delivered batch, else (nothing delivered since it started)
+// where its source started it, if the source can say. A marker without a
+// position sends the partition's next owner to where the source starts
+// it then (a Kafka partition: the group's offset), which a later
+// checkpoint, whose marker that owner may not see yet, can have moved
+// past this state.
+func (s *PartitionSupervisor) barrierPos() connectors.Position {
+	if s.pos != nil {
+		return s.pos
+	}
+	if st, ok := s.part.(interface{ Start() connectors.Position }); ok {
+		return st.Start()
+	}
+	return nil
 }
 
 // ownWatermark is the barrier b as this partition's shards get it. The

@@ -193,6 +193,19 @@ func (p *partition) idle() connectors.Batch {
 	return connectors.Batch{Where: p.where, Unit: "offset", End: p.position(), CaughtUp: true}
 }
 
+// Start is where the partition was started (Seek), while Read has handed
+// out nothing since: the position the engine's state of it stands at
+// before its first batch. nil before the seek, or once a batch was handed
+// out (the engine's own position counts then).
+func (p *partition) Start() connectors.Position {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	if !p.seeked || p.returned {
+		return nil
+	}
+	return p.position()
+}
+
 // position is where the partition stands: its offset and, on a
 // repartition topic, what it has applied; s.mu is held.
 func (p *partition) position() connectors.Position {
