@@ -30,18 +30,14 @@ func TestRepartitionedJoinsOnTwoNodesSurviveKill(t *testing.T) {
 		t.Skip("runs two nodes and kills one")
 	}
 	if os.Getenv("EDDY_TEST_REPARTITION_CLUSTER") == "" {
-		// The late rows of earlier runs are fixed (a partition handed
-		// back to a node took the node's watermark from its checkpoint).
-		// Still open: with b killed early (within a second of its first
-		// checkpoints, before it checkpointed any state of its
-		// partitions), q8 with file sinks lost 18-38 of 322 rows in 2 of
-		// 4 runs, none reported late: the last run restored those
-		// partitions from b's marker without state or position (the
-		// changelog's read_committed end stayed at b's open transaction,
-		// hiding a's newer markers), and without a position read from the
-		// group's offset, which a had moved on (docs/cluster.md, issue
-		// 15). EDDY_TEST_LOG_DIR=DIR keeps every node's log and rows.
-		t.Skip("loses rows intermittently (issue 15, --repartition on two nodes): set EDDY_TEST_REPARTITION_CLUSTER=1 to run it")
+		// Fixed: late rows (a partition handed back took the node's
+		// watermark) and rows lost after an early kill (a marker without
+		// a position sent the next owner to the group's offset). Still
+		// open: in some q3 runs neither node reads anything of the
+		// repartition topic after the second file, and b never reaches
+		// its kill point (docs/cluster.md, issue 15). EDDY_TEST_LOG_DIR=DIR
+		// keeps every node's log and rows for the post-mortem.
+		t.Skip("stalls intermittently (issue 15, --repartition on two nodes): set EDDY_TEST_REPARTITION_CLUSTER=1 to run it")
 	}
 	brokers := testenv.Kafka(t)
 	const events, files = 60_000, 4
