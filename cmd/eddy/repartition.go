@@ -266,6 +266,7 @@ func (sh *shuffler) Assign(part connectors.Partition) {
 	go func() {
 		defer close(sp.done)
 		err := sh.shuffle(ctx, part)
+		sh.log.Debug("--repartition: shuffling of a source partition ended", "partition", part.ID(), "err", err, "revoked", ctx.Err() != nil)
 		switch {
 		case err == nil || ctx.Err() != nil:
 		case kafka.Fenced(err):
@@ -364,6 +365,8 @@ func (sh *shuffler) shuffle(ctx context.Context, part connectors.Partition) erro
 			return err
 		}
 		committed = b.End
+		// (For a post-mortem of a stalled repartition topic, with -v.)
+		sh.log.Debug("--repartition: a batch committed", "partition", id, "records", len(recs), "to", part.Describe(b.End))
 		if b.Release != nil {
 			b.Release() // the writes are committed: their values are no longer read
 		}
