@@ -327,6 +327,9 @@ func (s *PartitionSupervisor) onRestored(ctx actor.Context, m *restoreDone) {
 			ctx.Send(s.e.node, &partitionFailed{id: s.id, err: fmt.Errorf("restore: seek to the changelog's position: %w", err)})
 			return
 		}
+	} else if err := s.seekStart(); err != nil {
+		ctx.Send(s.e.node, &partitionFailed{id: s.id, err: fmt.Errorf("restore: seek to the partition's start: %w", err)})
+		return
 	}
 	for _, sh := range s.shards {
 		ctx.Send(sh, &restored{gen: s.gen, watermark: wm})

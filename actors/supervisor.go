@@ -220,6 +220,10 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 		if err := s.part.Seek(nil); err != nil {
 			return fmt.Errorf("restart: rewind: %w", err)
 		}
+	} else if s.pos == nil && plan.from < 0 {
+		if err := s.seekStart(); err != nil {
+			return fmt.Errorf("start: %w", err)
+		}
 	}
 	fromLog := plan.from >= 0 || plan.wipe
 	nshards := 0
@@ -658,6 +662,18 @@ func (s *PartitionSupervisor) passBarriers(ctx actor.Context) {
 		}
 	}
 	s.request()
+}
+
+// seekStart points a partition without a position at where its source
+// starts it (a Kafka partition: the group's offset) now, before any
+// barrier, if the source can say where that was (Start): a marker then
+// keeps that place, not "nowhere" (barrierPos). Other partitions start
+// on their first Read, as before.
+func (s *PartitionSupervisor) seekStart() error {
+	if _, ok := s.part.(interface{ Start() connectors.Position }); !ok {
+		return nil
+	}
+	return s.part.Seek(nil)
 }
 
 // barrierPos is where the partition's state stands at a barrier: after
