@@ -48,8 +48,12 @@ type KeyedAggregator struct {
 	// watermark: records behind it are late; readAt: when the batch that
 	// last moved it was read (for FireLatency).
 	watermark int64
-	readAt    time.Time
-	out       heldOutput
+	// ownWatermark: the partition goes by its own watermark (a repartition
+	// topic's, which may be behind the node's): a restore from the local
+	// checkpoint starts there, not at the checkpoint's node watermark
+	ownWatermark *int64
+	readAt       time.Time
+	out          heldOutput
 
 	// fromLog: the partition's state comes from the changelog (on top of
 	// the local checkpoint, or instead of it); nil once restored.
@@ -303,6 +307,10 @@ func (a *KeyedAggregator) restoreState() error {
 }
 
 func (a *KeyedAggregator) restoreWatermark(epoch uint64) error {
+	if a.ownWatermark != nil {
+		a.watermark = *a.ownWatermark
+		return nil
+	}
 	wm, ok, err := a.e.cfg.Store.Get(epoch, watermarkKey)
 	if err != nil {
 		return err

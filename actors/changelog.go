@@ -173,6 +173,11 @@ func (s *PartitionSupervisor) plan() (restorePlan, error) {
 					// the partition's when it left, at that marker.
 					p.pos, p.load = local.Position, true
 				}
+				if s.marked() {
+					// Its own watermark, kept with its state (the
+					// checkpoint's is the node's, which may be ahead).
+					p.watermark = local.Watermark
+				}
 			}
 		}
 		// A checkpoint without the partition's position has no state of
@@ -218,6 +223,9 @@ func (s *PartitionSupervisor) plan() (restorePlan, error) {
 	}
 	if p.from >= 0 && p.from >= end {
 		p.from = -1 // nothing to read
+	}
+	if !p.load {
+		p.watermark = math.MinInt64 // the local state's watermark, with it
 	}
 	return p, nil
 }
@@ -331,10 +339,14 @@ func (s *PartitionSupervisor) onRestored(ctx actor.Context, m *restoreDone) {
 			ctx.Send(s.e.node, &partitionFailed{id: s.id, err: fmt.Errorf("restore: seek to the changelog's position: %w", err)})
 			return
 		}
+	} else if err := s.seekStart(); err != nil {
+		ctx.Send(s.e.node, &partitionFailed{id: s.id, err: fmt.Errorf("restore: seek to the partition's start: %w", err)})
+		return
 	}
 	for _, sh := range s.shards {
 		ctx.Send(sh, &restored{gen: s.gen, watermark: wm})
 	}
+	s.restoredWM, s.wmRestored = wm, true
 	s.run(ctx)
 }
 

@@ -108,7 +108,23 @@ type partitionAck struct {
 	seq uint64
 	id  string
 	pos connectors.Position
-	err error
+	// own: the partition goes by its own watermark (a repartition
+	// topic's), which was watermark at the barrier: its changelog marker
+	// keeps that, not the node's, which may be ahead of it
+	own       bool
+	watermark int64
+	err       error
+}
+
+// markerWatermark is the watermark a changelog marker keeps for the
+// partition that sent a: its own where it goes by its own (restored with
+// the node's, a partition behind the node would find its next records
+// late), else the node's, the barrier's.
+func (a *partitionAck) markerWatermark(node int64) int64 {
+	if a != nil && a.own {
+		return a.watermark
+	}
+	return node
 }
 
 // partitionStatus: what a partition's reader is doing.

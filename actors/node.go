@@ -567,7 +567,7 @@ func (n *node) flushed(ctx actor.Context) {
 		for id, a := range in.acks {
 			m := connectors.ChangelogMarker{Checkpoint: in.b.epoch, Position: a.pos, Node: n.e.cfg.Node}
 			if n.e.cfg.Pipeline.HasEventTime() {
-				m.Watermark = in.b.watermark
+				m.Watermark = a.markerWatermark(in.b.watermark)
 			}
 			markers[id] = m
 		}
@@ -700,8 +700,9 @@ func (n *node) writeMeta(in *inflight) error {
 		wb.Set(watermarkKey, []byte(strconv.FormatInt(in.b.watermark, 10)))
 	}
 	for id, off := range in.clog {
-		ce := clogEntry{Offset: off, Watermark: in.b.watermark}
-		if a := in.acks[id]; a != nil {
+		a := in.acks[id]
+		ce := clogEntry{Offset: off, Watermark: a.markerWatermark(in.b.watermark)}
+		if a != nil {
 			ce.Position = a.pos
 		}
 		v, _ := json.Marshal(ce)

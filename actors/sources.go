@@ -25,6 +25,8 @@ type sourceTimes struct {
 	// idle: the streams quiet for the idle timeout, as of the last batch
 	active map[string]time.Time
 	idle   map[string]bool
+	// marked: the streams' time moves by markers, never by idleness
+	marked bool
 }
 
 func newSourceTimes(names []string) *sourceTimes {
@@ -43,8 +45,23 @@ func (st *sourceTimes) delivered(stream string, n int, now time.Time, timeout ti
 	if n > 0 {
 		st.active[stream] = now
 	}
+	if st.marked {
+		return
+	}
 	for _, name := range st.names {
 		st.idle[name] = now.Sub(st.active[name]) > timeout
+	}
+}
+
+// mark applies a batch's event-time markers (connectors.Batch.Marks): a
+// marker is news from its stream, as a record is.
+func (st *sourceTimes) mark(marks map[string]int64, now time.Time) {
+	for stream, t := range marks {
+		if l, ok := st.latest[stream]; !ok || t > l {
+			st.latest[stream] = t
+		}
+		st.active[stream] = now
+		st.idle[stream] = false
 	}
 }
 
@@ -72,6 +89,7 @@ func (st *sourceTimes) now() (int64, bool) {
 func (s *PartitionSupervisor) stampSources(w *worked, b *connectors.Batch) int64 {
 	if s.srcTimes == nil {
 		s.srcTimes = newSourceTimes(s.streams())
+		s.srcTimes.marked = s.marked()
 	}
 	st := s.srcTimes
 	ooo := s.e.cfg.Pipeline.Watermark.OutOfOrder.Milliseconds()
@@ -106,6 +124,7 @@ func (s *PartitionSupervisor) stampSources(w *worked, b *connectors.Batch) int64
 			rows[j].Watermark = marks[w.perIdx[sh][j]]
 		}
 	}
+	st.mark(b.Marks, time.Now())
 	mt, ok := st.now()
 	w.maxTime, w.timed = mt, ok
 	if !ok {
@@ -117,8 +136,17 @@ func (s *PartitionSupervisor) stampSources(w *worked, b *connectors.Batch) int64
 // streams names the partition's streams: a Merged's, else the pipeline's
 // sources.
 func (s *PartitionSupervisor) streams() []string {
-	if m, ok := s.part.(interface{ Streams() []string }); ok {
+	if m, ok := s.part.(interface{ Streams() []string }); ok && len(m.Streams()) > 0 {
 		return m.Streams()
 	}
 	return s.e.cfg.Pipeline.SourceNames()
+}
+
+// marked says the partition's streams move their event time by markers
+// (a repartition topic's: connectors.Batch.Marks): none of them is ever
+// idle, since a quiet one may be an upstream partition moving to another
+// node, whose records would be late if the event time went on without it.
+func (s *PartitionSupervisor) marked() bool {
+	m, ok := s.part.(interface{ Marked() bool })
+	return ok && m.Marked()
 }

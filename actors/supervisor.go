@@ -58,9 +58,14 @@ type PartitionSupervisor struct {
 
 	pos      connectors.Position // after the last delivered batch
 	lastSent int64               // the last watermark sent to the shards
-	inFlight []int               // per shard
-	paused   bool                // at a trigger boundary
-	status   partitionStatus
+	bwm      int64               // the watermark the barrier in flight took to the shards
+	// restoredWM: the watermark the partition's state was restored with,
+	// if restored; a marked partition's own watermark starts there
+	restoredWM int64
+	wmRestored bool
+	inFlight   []int // per shard
+	paused     bool  // at a trigger boundary
+	status     partitionStatus
 	// stopping: the run stops; nothing more is read or delivered, and
 	// barriers pass at once, at what was delivered.
 	stopping bool
@@ -215,6 +220,10 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 		if err := s.part.Seek(nil); err != nil {
 			return fmt.Errorf("restart: rewind: %w", err)
 		}
+	} else if s.pos == nil && plan.from < 0 {
+		if err := s.seekStart(); err != nil {
+			return fmt.Errorf("start: %w", err)
+		}
 	}
 	fromLog := plan.from >= 0 || plan.wipe
 	nshards := 0
@@ -232,6 +241,9 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 				a := newAggregator(s.e, s.id, i, nshards, epoch, s.gen)
 				if fromLog {
 					a.fromLog = newShardRestore(plan, nshards, a.lazyEntries())
+				}
+				if s.marked() {
+					a.ownWatermark = &plan.watermark
 				}
 				return a
 			}))
@@ -269,6 +281,9 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 		for _, sh := range s.shards {
 			ctx.Send(sh, &restored{gen: s.gen, watermark: plan.watermark})
 		}
+		s.restoredWM, s.wmRestored = plan.watermark, true
+	} else if plan.load {
+		s.restoredWM, s.wmRestored = plan.watermark, true
 	}
 	s.run(ctx)
 	return nil
@@ -279,6 +294,9 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 func (s *PartitionSupervisor) run(ctx actor.Context) {
 	s.status = partitionStatus{id: s.id, active: time.Now()}
 	s.lastSent = math.MinInt64
+	if s.marked() && s.wmRestored {
+		s.lastSent = s.restoredWM
+	}
 	if s.e.stopping.Load() {
 		s.stopping = true
 	} else {
@@ -425,7 +443,7 @@ func (s *PartitionSupervisor) deliver(ctx actor.Context) {
 			break
 		}
 		var after int64
-		if (m.batch.Source != "" || m.batch.Stream != "") && s.e.cfg.Pipeline.HasEventTime() {
+		if (m.batch.Source != "" || m.batch.Stream != "" || m.batch.Marks != nil) && s.e.cfg.Pipeline.HasEventTime() {
 			after = s.stampSources(w, &m.batch) // (sources.go)
 		} else {
 			after = s.watermarkAfter(w, len(m.batch.Records))
@@ -632,16 +650,63 @@ func (s *PartitionSupervisor) passBarriers(ctx actor.Context) {
 		// The trigger a boundary waited for: read on.
 		s.paused = false
 		s.status.boundary = false
-		s.barrier, s.bpos, s.acked = b, s.pos, map[int]*shardBarrierAck{}
+		s.barrier, s.bpos, s.acked = b, s.barrierPos(), map[int]*shardBarrierAck{}
 		s.holding = len(s.e.outputs) > 0 || s.e.deadLetters != nil
+		toShards := s.ownWatermark(b)
+		s.bwm = max(toShards.watermark, s.lastSent) // what the shards have seen
 		for _, sh := range s.shards {
-			ctx.Send(sh, b)
+			ctx.Send(sh, toShards)
 		}
 		if len(s.shards) == 0 {
 			s.ackBarrier(ctx)
 		}
 	}
 	s.request()
+}
+
+// seekStart points a partition without a position at where its source
+// starts it (a Kafka partition: the group's offset) now, before any
+// barrier, if the source can say where that was (Start): a marker then
+// keeps that place, not "nowhere" (barrierPos). Other partitions start
+// on their first Read, as before.
+func (s *PartitionSupervisor) seekStart() error {
+	if _, ok := s.part.(interface{ Start() connectors.Position }); !ok {
+		return nil
+	}
+	return s.part.Seek(nil)
+}
+
+// barrierPos is where the partition's state stands at a barrier: after
+// its last delivered batch, else (nothing delivered since it started)
+// where its source started it, if the source can say. A marker without a
+// position sends the partition's next owner to where the source starts
+// it then (a Kafka partition: the group's offset), which a later
+// checkpoint, whose marker that owner may not see yet, can have moved
+// past this state.
+func (s *PartitionSupervisor) barrierPos() connectors.Position {
+	if s.pos != nil {
+		return s.pos
+	}
+	if st, ok := s.part.(interface{ Start() connectors.Position }); ok {
+		return st.Start()
+	}
+	return nil
+}
+
+// ownWatermark is the barrier b as this partition's shards get it. The
+// barrier carries the node's watermark, which moves an idle partition's
+// windows on; but a partition whose streams are marked (a repartition
+// topic's, sources.go) is never idle, and may have come to this node
+// behind it (moved from another node, its upstreams slower): its shards go
+// by its own watermark, or its records would be late here and on time on
+// the node it came from.
+func (s *PartitionSupervisor) ownWatermark(b *barrier) *barrier {
+	if b.final || b.watermark <= s.lastSent || !s.marked() {
+		return b
+	}
+	own := *b
+	own.watermark = s.lastSent
+	return &own
 }
 
 func (s *PartitionSupervisor) onShardAck(ctx actor.Context, m *shardBarrierAck) {
@@ -656,7 +721,7 @@ func (s *PartitionSupervisor) onShardAck(ctx actor.Context, m *shardBarrierAck) 
 }
 
 func (s *PartitionSupervisor) ackBarrier(ctx actor.Context) {
-	a := &partitionAck{seq: s.barrier.seq, id: s.id, pos: s.bpos}
+	a := &partitionAck{seq: s.barrier.seq, id: s.id, pos: s.bpos, own: s.marked(), watermark: s.bwm}
 	var errs []error
 	for _, sa := range s.acked {
 		if sa.err != nil {

@@ -52,6 +52,12 @@ type Batch struct {
 	// Stream names the partition of a Merged the batch came from: each
 	// has its own event time, the partition's is their minimum.
 	Stream string
+	// Marks are event-time markers: each named stream's event time is at
+	// least its mark, as if a record of that time had come (a repartition
+	// topic's watermark markers, written by the upstream partitions so a
+	// downstream partition's event time moves on while an upstream sends
+	// it no records).
+	Marks map[string]int64
 	// Boundary asks for a trigger after this batch before more is read
 	// (maxFilesPerTrigger): the engine pauses this partition until the next
 	// trigger has passed through it.

@@ -49,6 +49,8 @@ type runFlags struct {
 	luaMemory                                         string
 	luaTimeout                                        string
 	watch                                             bool
+	repartition                                       bool
+	repartitionPartitions                             int
 	security                                          securityFlags
 	// set holds the flags given on the command line, for the checks
 	// that treat an explicit value apart from a default.
@@ -114,6 +116,8 @@ status 1.`,
 	fl.StringVar(&f.luaMemory, "lua-memory", "", "memory each Lua state may hold, such as 128MiB, overriding the script's memory_limit (default 64MiB)")
 	fl.StringVar(&f.luaTimeout, "lua-timeout", "", "how long one call into the script may run, overriding the script's call_timeout (default 2s)")
 	fl.BoolVar(&f.watch, "watch", false, "reload the script when its file changes (SIGHUP reloads it in any case); a new version with the same key, aggregates and windows takes over at the next checkpoint, any other is refused and the running one goes on")
+	fl.BoolVar(&f.repartition, "repartition", false, "kafka:// sources: re-key the records through a repartition topic (eddy-repartition.GROUP.1), so a join or an aggregate over topics not partitioned by its key runs on several nodes, each key's state on one (see docs/cluster.md)")
+	fl.IntVar(&f.repartitionPartitions, "repartition-partitions", 0, "with --repartition, the repartition topic's partitions when eddy creates it (default: the most of any source topic)")
 	addClusterFlags(fl, &f.cluster)
 	addSecurityFlags(fl, &f.security)
 	return cmd
@@ -140,6 +144,7 @@ func (f runFlags) validate() error {
 		{f.keep < 1, "--keep", strconv.Itoa(f.keep), "1 or more"},
 		{f.standby < 0, "--standby", strconv.Itoa(f.standby), "0 or more"},
 		{f.cluster.port < 0 || f.cluster.port > 65535, "--cluster-port", strconv.Itoa(f.cluster.port), "0 to 65535"},
+		{f.repartitionPartitions < 0, "--repartition-partitions", strconv.Itoa(f.repartitionPartitions), "1 or more (0: the most of any source topic)"},
 	}
 	for _, c := range checks {
 		if c.bad {
@@ -198,8 +203,25 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 		return err
 	}
 	defer closeTables()
-	srcURI, src, err := openSource(p, f)
-	if err != nil {
+	ctx := cmd.Context()
+	var srcURI string
+	var src connectors.Source
+	if f.repartition {
+		var sh *shuffler
+		srcURI, src, sh, err = openRepartitioned(ctx, p, f, log) // (repartition.go)
+		if err != nil {
+			return err
+		}
+		defer sh.Close()
+		var stop context.CancelFunc
+		ctx, stop = shufflerStops(ctx, sh)
+		defer stop()
+		defer func() {
+			if serr := sh.Err(); serr != nil {
+				err = serr
+			}
+		}()
+	} else if srcURI, src, err = openSource(p, f); err != nil {
 		return err
 	}
 	defer src.Close()
@@ -244,7 +266,7 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 			err = cerr
 		}
 	}()
-	sum, err := execute(cmd.Context(), cfg, f, srcURI, src, sinks)
+	sum, err := execute(ctx, cfg, f, srcURI, src, sinks)
 	if err != nil {
 		return err
 	}

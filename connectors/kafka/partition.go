@@ -36,6 +36,13 @@ type partition struct {
 	member   string
 	returned bool // Read returned a batch since the assignment
 
+	// failed: a record the partition can't read (Read returns it)
+	failed error
+	// in: a repartition topic's reading state (nil for other topics)
+	in *repartitionIn
+	// seekTo: what a repartition partition's pending seek sets in.applied
+	seekTo map[string]Seq
+
 	notify chan struct{}
 	owed   bool      // records were returned since the last CaughtUp
 	endAt  time.Time // when end was last listed
@@ -47,7 +54,11 @@ var (
 )
 
 func newPartition(s *Source, t tp) *partition {
-	return &partition{s: s, tp: t, id: t.id(), where: t.topic + "/" + strconv.Itoa(int(t.part)), end: -1, notify: make(chan struct{}, 1), owed: true}
+	p := &partition{s: s, tp: t, id: t.id(), where: t.topic + "/" + strconv.Itoa(int(t.part)), end: -1, notify: make(chan struct{}, 1), owed: true}
+	if IsRepartitionTopic(t.topic) {
+		p.in = &repartitionIn{applied: map[string]Seq{}}
+	}
+	return p
 }
 
 func (p *partition) ID() string { return p.id }
@@ -66,6 +77,9 @@ func (p *partition) Seek(pos connectors.Position) error {
 		off, err = decodePos(pos)
 	}
 	if err != nil {
+		return err
+	}
+	if err := p.seekApplied(pos); err != nil {
 		return err
 	}
 	return p.s.requestSeek(ctx, p, off)
@@ -147,6 +161,9 @@ func (p *partition) Read(ctx context.Context) (connectors.Batch, error) {
 			return connectors.Batch{}, ctx.Err()
 		}
 		b, ok := p.take()
+		if err := p.readErr(); err != nil {
+			return connectors.Batch{}, err
+		}
 		if ok {
 			p.owed = true
 			return b, nil
@@ -173,7 +190,29 @@ func (p *partition) idle() connectors.Batch {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
 	p.returned = true
-	return connectors.Batch{Where: p.where, Unit: "offset", End: encodePos(p.pos), CaughtUp: true}
+	return connectors.Batch{Where: p.where, Unit: "offset", End: p.position(), CaughtUp: true}
+}
+
+// Start is where the partition was started (Seek), while Read has handed
+// out nothing since: the position the engine's state of it stands at
+// before its first batch. nil before the seek, or once a batch was handed
+// out (the engine's own position counts then).
+func (p *partition) Start() connectors.Position {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	if !p.seeked || p.returned {
+		return nil
+	}
+	return p.position()
+}
+
+// position is where the partition stands: its offset and, on a
+// repartition topic, what it has applied; s.mu is held.
+func (p *partition) position() connectors.Position {
+	if p.in != nil {
+		return encodeRepartitionPos(p.pos, p.in.applied)
+	}
+	return encodePos(p.pos)
 }
 
 // caughtUp says whether everything up to the partition's end was read;
@@ -205,8 +244,11 @@ func (p *partition) take() (connectors.Batch, bool) {
 	s := p.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(p.buf) == 0 || p.frozen {
+	if len(p.buf) == 0 || p.frozen || p.failed != nil {
 		return connectors.Batch{}, false
+	}
+	if p.in != nil {
+		return p.takeRepartition()
 	}
 	n := min(s.cfg.Batch, p.bufRecords)
 	mem := newBatchMem(n)
@@ -284,6 +326,12 @@ func (p *partition) Lag(pos connectors.Position) (int64, bool) {
 		return 0, false
 	}
 	return max(end-off, 0), true
+}
+
+func (p *partition) readErr() error {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	return p.failed
 }
 
 func (p *partition) isGone() bool {

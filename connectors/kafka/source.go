@@ -23,7 +23,7 @@ import (
 func init() {
 	connectors.RegisterSource("kafka", func(t connectors.Target) (connectors.Source, error) { return OpenSource(t) },
 		append(connParams, "group", "start", "start-time", "ignore-committed", "isolation", "instance",
-			"batch", "buffer", "poll", "session-timeout")...)
+			"batch", "buffer", "poll", "session-timeout", "streams")...)
 	connectors.RegisterSink("kafka", func(t connectors.Target) (connectors.Sink, error) { return OpenSink(t) },
 		append(connParams, "exactly-once", "transactional-id", "pipeline", "source-group", "format")...)
 	connectors.DeclareReach("kafka", connectors.Reach{PathParams: []string{"tls-ca"}})
@@ -60,7 +60,11 @@ type SourceConfig struct {
 	// heartbeating (killed, cut off) before it hands its partitions to the
 	// others; 0 keeps Kafka's default, 45s.
 	SessionTimeout time.Duration
-	Logger         *slog.Logger
+	// Upstreams names the streams that write the source's repartition
+	// topics (RepartitionWriter's From): a partition's event time waits
+	// for each of them.
+	Upstreams []string
+	Logger    *slog.Logger
 }
 
 func (c *SourceConfig) defaults() error {
@@ -69,6 +73,11 @@ func (c *SourceConfig) defaults() error {
 	}
 	if c.Group == "" {
 		c.Group = "eddy." + strings.Join(c.Topics, "+")
+	}
+	for _, t := range c.Topics {
+		if IsRepartitionTopic(t) && len(c.Upstreams) == 0 {
+			return fmt.Errorf("topic %s is a repartition topic: name the streams that write it with streams=ID,… (each partition's event time waits for all of them)", t)
+		}
 	}
 	if c.Start == "" {
 		c.Start = "earliest"
@@ -96,7 +105,8 @@ func (c *SourceConfig) defaults() error {
 // OpenSource opens the source a kafka:// target names. Parameters: group,
 // start=earliest|latest|OFFSET, start-time=RFC3339, ignore-committed=true,
 // isolation=read_committed|read_uncommitted, instance (static membership),
-// session-timeout, batch, buffer, poll, and the connection's (see ParseConn).
+// session-timeout, batch, buffer, poll, streams (a repartition topic's
+// upstream streams) and the connection's (see ParseConn).
 func OpenSource(t connectors.Target) (*Source, error) {
 	conn, err := ParseConn(t)
 	if err != nil {
@@ -128,6 +138,9 @@ func OpenSource(t connectors.Target) (*Source, error) {
 	}
 	if c.SessionTimeout, err = t.DurationParam("session-timeout", 0); err != nil {
 		return nil, err
+	}
+	if v := t.Params.Get("streams"); v != "" {
+		c.Upstreams = strings.Split(v, ",")
 	}
 	return NewSource(c)
 }
@@ -587,6 +600,7 @@ func (s *Source) applySeeks(seeks map[*partition]int64) {
 	for p, off := range seeks {
 		p.dropBuf()
 		p.next, p.pos, p.seeked = off, off, true
+		p.seekedTo()
 		p.full = false
 		if set[p.tp.topic] == nil {
 			set[p.tp.topic] = map[int32]kgo.EpochOffset{}

@@ -76,3 +76,48 @@ func TestQueriesOnKafka(t *testing.T) {
 		})
 	}
 }
+
+// TestQueriesOnKafkaRepartitioned: the queries that re-key once (joins,
+// and aggregates over topics not partitioned by their key) give the
+// reference's rows through a repartition topic (--repartition), as a
+// cluster runs them: each key's records in one partition of the
+// repartition topic, the engine reading it partition by partition.
+func TestQueriesOnKafkaRepartitioned(t *testing.T) {
+	brokers := strings.Join(testenv.Kafka(t), ",")
+	prefix, e := kafkaEvents(t, brokers, "nexmark?event-rate=2000", 50000)
+	for _, q := range queries {
+		if !repartitions[q.name] {
+			continue
+		}
+		t.Run(q.name, func(t *testing.T) {
+			want := q.want(e)
+			if len(want) == 0 {
+				t.Fatalf("the reference has no rows: the test would prove nothing")
+			}
+			out := filepath.Join(t.TempDir(), q.name+".jsonl")
+			deleteRepartitionTopics(t, brokers, prefix+q.name)
+			eddy(t, "run", q.name+".lua", "--source", kafkaSource(q, brokers, prefix), "--repartition",
+				"--sink", "file:"+out, "--until-idle", "--progress=false")
+			got, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := nexmark.Compare(want, q.got(t, got), false); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d rows equal the reference's", len(want))
+		})
+	}
+}
+
+// repartitions are the queries --repartition runs: one re-key, no stages.
+var repartitions = map[string]bool{"q3": true, "q7": true, "q8": true, "q9": true, "q11": true}
+
+// deleteRepartitionTopics deletes, when the test ends, the repartition
+// topic eddy makes for group and its engine's changelog topic.
+func deleteRepartitionTopics(t *testing.T, brokers, group string) {
+	repart := "eddy-repartition." + group + ".1"
+	for _, topic := range []string{repart, "eddy-changelog." + group + ".repartition.1." + repart} {
+		t.Cleanup(func() { tryEddy("topics", "delete", "kafka://"+brokers+"/"+topic) })
+	}
+}
