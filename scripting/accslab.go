@@ -1,5 +1,10 @@
 package scripting
 
+import (
+	"reflect"
+	"strconv"
+)
+
 // accSlab hands out a runtime's built-in accumulators and the slices that
 // hold them many to an allocation: a window (or a partial sent to the
 // emitter) costs one allocation in accSlabSize rather than one for each
@@ -37,4 +42,56 @@ func (s *accSlab) accSlots(n int) []any {
 	out := s.slots[:n:n]
 	s.slots = s.slots[n:]
 	return out
+}
+
+// entryBlocks hands out a whole key's accumulators at once, for a
+// pipeline whose aggregates are all counts, sums, mins, maxes and
+// averages: one block holds the key's slots and its accumulators side by
+// side (a struct made for the pipeline's aggregates), so a record folded
+// into the key touches a line or two of memory rather than one in each
+// kind's slab. Blocks come accSlabSize to an allocation.
+type entryBlocks struct {
+	typ  reflect.Type  // struct { Slots [n]any; A0 …; A1 …; … }
+	slab reflect.Value // the current allocation's array of blocks
+	next int           // the slab's next fresh block
+}
+
+// newEntryBlocks is nil when some aggregate is not one blocks can hold.
+func newEntryBlocks(aggs []AggSpec) *entryBlocks {
+	if len(aggs) == 0 {
+		return nil
+	}
+	fields := []reflect.StructField{{Name: "Slots", Type: reflect.ArrayOf(len(aggs), reflect.TypeFor[any]())}}
+	for i, a := range aggs {
+		var t reflect.Type
+		switch a.Func {
+		case "count":
+			t = reflect.TypeFor[countAcc]()
+		case "sum":
+			t = reflect.TypeFor[sumAcc]()
+		case "min", "max":
+			t = reflect.TypeFor[extremeAcc]()
+		case "avg":
+			t = reflect.TypeFor[avgAcc]()
+		default:
+			return nil
+		}
+		fields = append(fields, reflect.StructField{Name: "A" + strconv.Itoa(i), Type: t})
+	}
+	return &entryBlocks{typ: reflect.StructOf(fields)}
+}
+
+// cut returns a fresh block's slots, each holding its zero accumulator.
+func (b *entryBlocks) cut() []any {
+	if !b.slab.IsValid() || b.next == accSlabSize {
+		b.slab, b.next = reflect.New(reflect.ArrayOf(accSlabSize, b.typ)).Elem(), 0
+	}
+	blk := b.slab.Index(b.next)
+	b.next++
+	n := b.typ.NumField() - 1
+	slots := blk.Field(0).Slice3(0, n, n).Interface().([]any)
+	for i := range slots {
+		slots[i] = blk.Field(1 + i).Addr().Interface()
+	}
+	return slots
 }

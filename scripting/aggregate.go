@@ -50,6 +50,9 @@ type goAcc struct{ v any }
 
 // NewAccs returns fresh accumulators for one key.
 func (rt *Runtime) NewAccs() ([]any, error) {
+	if rt.blocks != nil {
+		return rt.blocks.cut(), nil
+	}
 	accs := rt.accs.accSlots(len(rt.p.Aggregates))
 	for i, a := range rt.p.Aggregates {
 		switch a.Func {

@@ -49,8 +49,12 @@ type Runtime struct {
 	caches []valueCache
 	// vals is the slab newVals cuts Keyed.Vals from.
 	vals []any
-	// accs is the slab NewAccs and Portable cut accumulators from.
+	// accs is the slab Portable cut accumulators from, and NewAccs when
+	// blocks can't hold the pipeline's aggregates.
 	accs accSlab
+	// blocks: where NewAccs cuts a key's accumulators, nil when some
+	// aggregate is not a built-in one of a field
+	blocks *entryBlocks
 	// dp parses checkpointed entries and key states (DecodeEntry): one
 	// parser reused, as fastjson.ParseBytes allocates one a call.
 	dp fastjson.Parser
@@ -110,6 +114,7 @@ func (rt *Runtime) bind(sb *sandbox, tbl *lua.LTable) {
 		rt.bindSources(tbl)
 	}
 	rt.aggs = make([]luaAgg, len(p.Aggregates))
+	rt.blocks = newEntryBlocks(p.Aggregates)
 	if at, ok := tbl.RawGetString("aggregate").(*lua.LTable); ok {
 		for i, a := range p.Aggregates {
 			if a.Func != "lua" {
