@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"container/heap"
 	"fmt"
 	"maps"
 	"sort"
@@ -603,9 +604,10 @@ func (em *Emitter) shape(table map[string]*resultEntry, keys []string, limited b
 		}
 		rows = append(rows, row)
 	}
-	sortTable(rows, p.OrderBy)
-	if limited && p.Limit > 0 && len(rows) > p.Limit {
-		rows = rows[:p.Limit]
+	if limited && p.Limit > 0 {
+		rows = firstRows(rows, p.OrderBy, p.Limit)
+	} else {
+		sortTable(rows, p.OrderBy)
 	}
 	for i := range rows {
 		rows[i].Key = groupKey(rows[i].Key)
@@ -681,6 +683,47 @@ func sortRows(rows []connectors.Row, order []scripting.Order) {
 func sortTable(rows []connectors.Row, order []scripting.Order) {
 	sort.Slice(rows, rowOrder(rows, order))
 }
+
+// firstRows is the first n rows of the emitter's table rows in sortTable's
+// order. A limit of 20 over a table of 10k keys was a sort of the whole
+// table on the emitter's one goroutine, at the end of the input when
+// nothing else runs: a heap of the n best seen keeps that to one pass.
+func firstRows(rows []connectors.Row, order []scripting.Order, n int) []connectors.Row {
+	if len(rows) <= n {
+		sortTable(rows, order)
+		return rows
+	}
+	h := &bestRows{before: rowOrder(rows, order), idx: make([]int, n)}
+	for i := range h.idx {
+		h.idx[i] = i
+	}
+	heap.Init(h)
+	for i := n; i < len(rows); i++ {
+		if h.before(i, h.idx[0]) {
+			h.idx[0] = i
+			heap.Fix(h, 0)
+		}
+	}
+	first := make([]connectors.Row, n)
+	for j, i := range h.idx {
+		first[j] = rows[i]
+	}
+	sortTable(first, order)
+	return first
+}
+
+// bestRows is a heap of row indexes whose top is the row that comes last
+// in the table's order (before says whether row i comes before row j).
+type bestRows struct {
+	before func(i, j int) bool
+	idx    []int
+}
+
+func (h *bestRows) Len() int           { return len(h.idx) }
+func (h *bestRows) Less(a, b int) bool { return h.before(h.idx[b], h.idx[a]) }
+func (h *bestRows) Swap(a, b int)      { h.idx[a], h.idx[b] = h.idx[b], h.idx[a] }
+func (h *bestRows) Push(any)           { panic("bestRows: fixed size") }
+func (h *bestRows) Pop() any           { panic("bestRows: fixed size") }
 
 func rowOrder(rows []connectors.Row, order []scripting.Order) func(i, j int) bool {
 	idx := map[string]int{}
