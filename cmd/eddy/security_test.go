@@ -441,18 +441,24 @@ func TestWebPageWithToken(t *testing.T) {
 	loaded(`location.pathname === "/"`, "the page after the login")
 	p.waitFor(`location.pathname === "/" && document.getElementById("pipeline-name").textContent === "netflow_webservers" &&
 		document.querySelector("#partitions tbody").textContent.includes("gen:netflow")`, "the page, logged in, to show the pipeline and its partition")
-	first, err := chromedp.Run(ctx, chromedp.Evaluate[int64](recordsRead))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var first int64
+	waitFor(t, "the records count", log, func() bool {
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int64](recordsRead))
+		first = n
+		return err == nil
+	})
 	p.waitFor(recordsRead+" > "+strconv.FormatInt(first, 10), "the records count to move")
 	if cookie, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie`)); err != nil || cookie != "" {
 		t.Fatalf("the page's script reads the session cookie %q (%v): want it HttpOnly", cookie, err)
 	}
 	// Once the session ends, the page's next poll is refused and takes it
 	// back to the login form.
+	// The page's own poll, refused once the logout is through, may take it
+	// to the login form before the fetch's answer reaches the test (the
+	// evaluation's context is gone then): what counts is where the page
+	// goes next.
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`fetch("/logout", {method: "POST"}).then(() => true)`, chromedp.EvalAwaitPromise)); err != nil {
-		t.Fatalf("log out: %v", err)
+		t.Logf("log out: %v (the page went on before the answer)", err)
 	}
 	loaded(`location.pathname === "/login"`, "the page to go back to the login form once logged out")
 }
