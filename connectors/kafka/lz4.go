@@ -49,7 +49,9 @@ func (d *decompressor) Decompress(src []byte, codec kgo.CompressionCodecType) ([
 	if codec != kgo.CodecLz4 {
 		return d.fallback.Decompress(src, codec)
 	}
-	guess := len(src)*int(d.ratio.Load())>>4 + len(src)>>3 + 256
+	// At most 16 times the frame at first: a batch after one of zeros
+	// would otherwise start with a buffer hundreds of times its size.
+	guess := len(src)*int(min(d.ratio.Load(), 16<<4))>>4 + len(src)>>3 + 256
 	out, err := decodeLZ4Frame(src, d.pool.get(min(guess, maxBatchBytes)), d.pool)
 	if err != nil {
 		d.pool.put(out)
