@@ -67,7 +67,7 @@ bench-nexmark:
 bench-spark:
     bash bench/spark/bench.sh
 
-# the netflow pipeline on a pre-filled 1M-record topic beside a plain franz-go loop, then latency at 20k records/s (starts Kafka if needed)
+# the netflow pipeline on a pre-filled 1M-record topic beside a plain franz-go loop, then latency at 20k records/s (starts Kafka if needed); EDDY_BENCH_ROUNDS=N measures both sides N times in turn
 bench-kafka: kafka-up
     source services/env.sh && go test ./connectors/kafka -run '^$' -bench BenchmarkKafkaNetflow -benchtime 1x -timeout 30m -v
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -37,7 +38,9 @@ import (
 // beside the same plain loop. Both top 20s must be equal row by row; the
 // table gives each side's CPU, cores, allocations and peak memory
 // (internal/benchrun). Run it with `just bench-kafka`
-// (EDDY_BENCH_RECORDS overrides the million records).
+// (EDDY_BENCH_RECORDS overrides the million records; EDDY_BENCH_ROUNDS=N
+// reads the topic N times with each, in turn, and prints the ratios'
+// range: on a loaded machine one round says little).
 func BenchmarkKafkaNetflow(b *testing.B) {
 	brokers := testenv.Kafka(b)
 	records := int64(testenv.BenchSize(b, "EDDY_BENCH_RECORDS", 1_000_000))
@@ -46,13 +49,24 @@ func BenchmarkKafkaNetflow(b *testing.B) {
 	fill(b, brokers, topic, records)
 	fmt.Printf("\nfilled %s with %d netflow records in %v\n", topic, records, time.Since(t0).Round(time.Millisecond))
 
-	var baseTop, eddyTop string
-	base := benchrun.Measure("plain franz-go loop (fastjson + map)", records, func() { baseTop = plainCount(b, brokers, topic) })
-	eddy := benchrun.Measure("eddy (kafka:// source, Lua, actors, Badger)", records, func() { eddyTop = eddyCount(b, brokers, topic) })
-	if err := reference.DiffRows(baseTop, eddyTop); err != nil {
-		b.Fatalf("eddy and the plain loop disagree on the top 20: %v", err)
+	rounds := testenv.BenchSize(b, "EDDY_BENCH_ROUNDS", 1)
+	var rates, cpus []float64
+	var base, eddy benchrun.Run
+	for round := 1; round <= rounds; round++ {
+		var baseTop, eddyTop string
+		base = benchrun.Measure("plain franz-go loop (fastjson + map)", records, func() { baseTop = plainCount(b, brokers, topic) })
+		eddy = benchrun.Measure("eddy (kafka:// source, Lua, actors, Badger)", records, func() { eddyTop = eddyCount(b, brokers, topic) })
+		if err := reference.DiffRows(baseTop, eddyTop); err != nil {
+			b.Fatalf("eddy and the plain loop disagree on the top 20: %v", err)
+		}
+		benchrun.Print(fmt.Sprintf("netflow top 20 over a pre-filled topic, 4 partitions, both top 20s equal row by row, round %d of %d", round, rounds), base, eddy)
+		rates = append(rates, eddy.Rate()/base.Rate())
+		cpus = append(cpus, eddy.CPU.Seconds()/max(base.CPU.Seconds(), 1e-9))
 	}
-	benchrun.Print("netflow top 20 over a pre-filled topic, 4 partitions, both top 20s equal row by row", base, eddy)
+	if rounds > 1 {
+		fmt.Printf("  over %d rounds, eddy/baseline: %.2f-%.2f records/s, %.2f-%.2f CPU per record\n",
+			rounds, slices.Min(rates), slices.Max(rates), slices.Min(cpus), slices.Max(cpus))
+	}
 	b.ReportMetric(eddy.Rate(), "eddy-rec/s")
 	b.ReportMetric(base.Rate(), "plain-rec/s")
 

@@ -242,7 +242,8 @@ func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
 	}
-	opts = append(opts, kgo.WithPools(&fetchPools{}))
+	pools := &fetchPools{}
+	opts = append(opts, kgo.WithPools(pools), kgo.WithDecompressor(newDecompressor(pools)))
 	if s.cfg.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(s.cfg.SessionTimeout))
 	}
