@@ -77,6 +77,16 @@ func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) (chang
 	}
 	serving := time.Since(node.started())
 	cpuServing, _, _ := procUsage(node.cmd.Process.Pid)
+	// The times so far first: a node that ends in its first checkpoint
+	// of the partition (its changelog transaction outlived on a loaded
+	// machine) still shows them.
+	rs, ss := (restored - assigned).Seconds(), (serving - assigned).Seconds()
+	fmt.Printf("  the node (empty state dir): start to assigned %v; from the assignment: changelog read %.2f s (%.0f keys/s, %.1f MB/s), %d new records read %.2f s, serving %.2f s (%.0f keys/s, %.1f MB/s of changelog); CPU when serving %.1f s (%.2f µs a key)\n",
+		assigned.Round(time.Millisecond), rs, float64(keys)/rs, float64(size)/1e6/rs, more, (read - assigned).Seconds(), ss, float64(keys)/ss, float64(size)/1e6/ss,
+		cpuServing.Seconds(), cpuServing.Seconds()*1e6/float64(keys))
+	if waitedOn != "" {
+		fmt.Printf("  GET /state answered, until serving: %s\n", waitedOn)
+	}
 	// The first checkpoint holding every restored key: the node's store
 	// then has the partition (a restart reads none of the changelog).
 	stored := waitNodeStatus(b, node, addr, limit, "the restored keys checkpointed", func(st actors.Status) bool {
@@ -87,18 +97,11 @@ func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) (chang
 	if st, err := nodeStatus(addr); err == nil {
 		peak = st.StateBytes
 	}
-	// The times first: a stop that fails (its checkpoint of every
-	// restored key outlasting the stop's bound on a loaded machine) still
-	// shows them.
-	rs, ss := (restored - assigned).Seconds(), (serving - assigned).Seconds()
-	fmt.Printf("  the node (empty state dir): start to assigned %v; from the assignment: changelog read %.2f s (%.0f keys/s, %.1f MB/s), %d new records read %.2f s, serving %.2f s (%.0f keys/s, %.1f MB/s of changelog)\n",
-		assigned.Round(time.Millisecond), rs, float64(keys)/rs, float64(size)/1e6/rs, more, (read - assigned).Seconds(), ss, float64(keys)/ss, float64(size)/1e6/ss)
-	if waitedOn != "" {
-		fmt.Printf("  GET /state answered, until serving: %s\n", waitedOn)
-	}
+	// (Before the stop: a stop that fails, its checkpoint outlasting the
+	// stop's bound on a loaded machine, still shows them.)
 	if cpu, rss, err := procUsage(node.cmd.Process.Pid); err == nil {
-		fmt.Printf("  the process when serving: CPU %.1f s (%.2f µs a key); when its first checkpoint of the partition was complete (%.2f s after the assignment): CPU %.1f s (%.2f µs a key), peak RSS %.0f MiB\n",
-			cpuServing.Seconds(), cpuServing.Seconds()*1e6/float64(keys), (stored - assigned).Seconds(), cpu.Seconds(), cpu.Seconds()*1e6/float64(keys), float64(rss)/(1<<20))
+		fmt.Printf("  its first checkpoint of the partition complete %.2f s after the assignment: CPU %.1f s (%.2f µs a key), peak RSS %.0f MiB\n",
+			(stored - assigned).Seconds(), cpu.Seconds(), cpu.Seconds()*1e6/float64(keys), float64(rss)/(1<<20))
 	}
 	node.stop(b)
 	n, _ := strconv.ParseInt(m[2], 10, 64)
