@@ -166,13 +166,26 @@ func groupKey(stateKey string) string {
 	return stateKey
 }
 
+// groupKeyBytes is groupKey of a state key's bytes.
+func groupKeyBytes(stateKey []byte) []byte {
+	if i := bytes.LastIndex(stateKey, []byte(windowSep)); i >= 0 {
+		return stateKey[:i]
+	}
+	return stateKey
+}
+
+// appendStateKey appends stateKey(partition, key) to dst.
+func appendStateKey(dst []byte, partition, key string) []byte {
+	return append(append(append(append(dst, "agg/"...), partition...), 0), key...)
+}
+
 func newAggregator(e *engine, partition string, shard, shards int, restore, gen uint64) *KeyedAggregator {
 	return &KeyedAggregator{e: e, p: e.pipeline(), partition: partition, shard: shard, shards: shards, restore: restore, gen: gen}
 }
 
 // Store keys: one prefix per partition and kind, so a partition's state can
 // be restored (or moved) alone.
-func stateKey(partition, key string) []byte     { return []byte("agg/" + partition + "\x00" + key) }
+func stateKey(partition, key string) []byte     { return appendStateKey(nil, partition, key) }
 func statePrefix(partition string) []byte       { return []byte("agg/" + partition + "\x00") }
 func hookStateKey(partition, key string) []byte { return []byte("key/" + partition + "\x00" + key) }
 func hookStatePrefix(partition string) []byte   { return []byte("key/" + partition + "\x00") }
@@ -846,6 +859,14 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		wb = &teeWriter{wb: wb, cl: cl, partition: a.partition}
 	}
 	tee, _ := wb.(*teeWriter)
+	// The entries' keys go in slabs of many: the first checkpoint after a
+	// restore writes millions. (A key is never changed once made.)
+	var keys valueSlab
+	var kb []byte
+	entryKey := func(sk string) []byte {
+		kb = appendStateKey(kb[:0], a.partition, sk)
+		return keys.keep(kb)
+	}
 	for _, sk := range a.unwritten.entries {
 		en := a.entries[sk]
 		if en == nil {
@@ -853,7 +874,7 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		}
 		if raw := a.localEntries[sk]; raw != nil {
 			tee.localOnly(true)
-			if err := setKept(wb, stateKey(a.partition, sk), raw); err != nil {
+			if err := setKept(wb, entryKey(sk), raw); err != nil {
 				return err
 			}
 			continue
@@ -861,7 +882,7 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 		if en.raw != nil {
 			// as restored (and rewritten by an aborted checkpoint's redo)
 			tee.localOnly(en.local || a.isLocalEntry(sk))
-			if err := setKept(wb, stateKey(a.partition, sk), en.raw); err != nil {
+			if err := setKept(wb, entryKey(sk), en.raw); err != nil {
 				return err
 			}
 			continue
@@ -875,7 +896,7 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 			return err
 		}
 		tee.localOnly(a.isLocalEntry(sk))
-		if err := wb.Set(stateKey(a.partition, sk), buf); err != nil {
+		if err := wb.Set(entryKey(sk), buf); err != nil {
 			return err
 		}
 		en.unstored = false

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -248,29 +249,33 @@ func (s *PartitionSupervisor) readChangelog(ctx context.Context, self *actor.PID
 	}
 	var pending atomic.Int64
 	batches := make([][]kv, len(shards))
+	keys := make([][][]byte, len(shards)) // the batch's keys, made strings as it is sent
 	flush := func(i int) {
 		if len(batches[i]) == 0 {
 			return
 		}
+		setKeys(batches[i], keys[i])
 		pending.Add(int64(len(batches[i])))
 		root.Send(shards[i], &restoreKVs{gen: gen, kvs: batches[i], pending: &pending})
-		batches[i] = nil
+		batches[i], keys[i] = nil, keys[i][:0]
 	}
 	var n int64
 	// A value is copied into slabs of many (a value the changelog hands
 	// over keeps its whole fetched batch alive: about five times the
-	// values' size), and a key's part after its prefix into a string.
+	// values' size), and a key's part after its prefix into a string of
+	// its batch's keys.
 	var slab valueSlab
 	apply := func(k, v []byte) error {
 		var c kv
 		var sh int
+		var key []byte
 		switch {
 		case bytes.HasPrefix(k, aggP):
-			c = kv{key: string(k[len(aggP):])}
-			sh = scripting.Shard(groupKey(c.key), len(shards))
+			key = k[len(aggP):]
+			sh = scripting.Shard(groupKeyBytes(key), len(shards))
 		case bytes.HasPrefix(k, keyP):
-			c = kv{key: string(k[len(keyP):]), hook: true}
-			sh = scripting.Shard(c.key, len(shards))
+			key, c.hook = k[len(keyP):], true
+			sh = scripting.Shard(key, len(shards))
 		case bytes.HasPrefix(k, heldP) && e.emitter != nil:
 			// a window that fired here and waits for the watermark
 			held.keys = append(held.keys, string(k))
@@ -288,6 +293,7 @@ func (s *PartitionSupervisor) readChangelog(ctx context.Context, self *actor.PID
 		c.value = slab.keep(v)
 		n++
 		batches[sh] = append(batches[sh], c)
+		keys[sh] = append(keys[sh], key)
 		if len(batches[sh]) >= 1024 {
 			flush(sh)
 			for pending.Load() > maxPendingRestore && ctx.Err() == nil {
@@ -311,6 +317,26 @@ func (s *PartitionSupervisor) readChangelog(ctx context.Context, self *actor.PID
 		return
 	}
 	root.Send(self, &restoreDone{gen: gen, marker: m, n: n, took: time.Since(started), err: err})
+}
+
+// setKeys sets the key of each of kvs to its bytes in keys, every one a
+// part of one string of them all: a restore of millions of keys makes one
+// string a batch, not one a key.
+func setKeys(kvs []kv, keys [][]byte) {
+	size := 0
+	for _, k := range keys {
+		size += len(k)
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for _, k := range keys {
+		b.Write(k)
+	}
+	all, at := b.String(), 0
+	for i, k := range keys {
+		kvs[i].key = all[at : at+len(k)]
+		at += len(k)
+	}
 }
 
 // onRestored: the changelog is read; the shards build their state, and
@@ -362,7 +388,23 @@ type shardRestore struct {
 	deleted    map[string]bool   // (lazy) by state key
 	damaged    error             // (lazy) the first entry that does not decode
 	states     map[string][]byte // by hook key
+	chunk      []entry           // (lazy) where newEntry takes the next entry from
 }
+
+// newEntry is a lazy shard's entry of key, restored as raw: entries are
+// made many to an allocation (a restore of millions made each alone).
+func (r *shardRestore) newEntry(key string, raw []byte) *entry {
+	if len(r.chunk) == 0 {
+		r.chunk = make([]entry, entryChunk)
+	}
+	en := &r.chunk[0]
+	r.chunk = r.chunk[1:]
+	*en = entry{key: key, raw: raw, local: true}
+	return en
+}
+
+// entryChunk is how many restored entries newEntry makes at a time.
+const entryChunk = 512
 
 // maxPresized bounds the entries a shard's restore maps are sized for up
 // front (a changelog not yet compacted has more changes than keys).
@@ -400,7 +442,7 @@ func (a *KeyedAggregator) collect(m *restoreKVs) {
 			if err := a.checkRaw(c.key, c.value); err != nil && r.damaged == nil {
 				r.damaged = err // (restored fails with it)
 			}
-			a.entries[c.key] = &entry{key: c.key, raw: c.value, local: true}
+			a.entries[c.key] = r.newEntry(c.key, c.value)
 			delete(r.deleted, c.key)
 		}
 	}

@@ -23,8 +23,10 @@ type Emitter struct {
 	table map[string]*resultEntry
 	// tableRoom: the keys table was last made to hold (see room)
 	tableRoom int
-	changed   map[string]struct{}
-	shards    int
+	// rawChunk: where newRaw takes the next raw entry from
+	rawChunk []resultEntry
+	changed  map[string]struct{}
+	shards   int
 	// saved: the held-window keys the last checkpoint wrote; gone:
 	// those of partitions that left this node with their state, to delete
 	// from the store only (the changelog has them for the next owner)
@@ -469,11 +471,23 @@ func (em *Emitter) room(rows int) {
 	em.table, em.tableRoom = t, n
 }
 
+// newRaw is a new entry of partition's raw part: entries are made many to
+// an allocation (a restored partition brings millions at once).
+func (em *Emitter) newRaw(raw []byte, partition string) *resultEntry {
+	if len(em.rawChunk) == 0 {
+		em.rawChunk = make([]resultEntry, entryChunk)
+	}
+	en := &em.rawChunk[0]
+	em.rawChunk = em.rawChunk[1:]
+	*en = resultEntry{raw: raw, rawPart: partition}
+	return en
+}
+
 // put sets partition's part of p's key in the table to p's, en being the
 // key's entry (nil: none yet). A raw part of a new key stays raw.
 func (em *Emitter) put(partition string, p partial, en *resultEntry) error {
 	if en == nil && p.raw != nil {
-		em.table[p.key] = &resultEntry{raw: p.raw, rawPart: partition}
+		em.table[p.key] = em.newRaw(p.raw, partition)
 		return nil
 	}
 	keyVals, accs, err := em.decodedPart(p)

@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"bytes"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,24 +32,25 @@ type recordedWrites struct {
 type recordedOp struct {
 	key, value []byte
 	del        bool
+	seq        int32 // its place among the writes: the later of a key's wins
 }
 
 var _ batchWriter = (*recordedWrites)(nil)
 
 func (r *recordedWrites) Set(key, value []byte) error {
-	r.ops = append(r.ops, recordedOp{key: key, value: r.keep(value)})
+	r.ops = append(r.ops, recordedOp{key: key, value: r.keep(value), seq: int32(len(r.ops))})
 	return nil
 }
 
 // setKept records a write of a value that never changes (a restored
 // entry's bytes): kept as it is, not copied.
 func (r *recordedWrites) setKept(key, value []byte) error {
-	r.ops = append(r.ops, recordedOp{key: key, value: value})
+	r.ops = append(r.ops, recordedOp{key: key, value: value, seq: int32(len(r.ops))})
 	return nil
 }
 
 func (r *recordedWrites) Delete(key []byte) error {
-	r.ops = append(r.ops, recordedOp{key: key, del: true})
+	r.ops = append(r.ops, recordedOp{key: key, del: true, seq: int32(len(r.ops))})
 	return nil
 }
 
@@ -62,8 +65,18 @@ func (r *recordedWrites) keep(v []byte) []byte {
 	return r.slab[start:len(r.slab):len(r.slab)]
 }
 
-// commit writes the recorded writes to b and commits it.
+// commit writes the recorded writes to b in key order and commits it.
+// In order, because Badger's memtable takes keys in order at half the
+// CPU time of the same keys unordered (a million restored keys: 6.9-8.6 s
+// against 14.0-15.9 s, the sort included, on the loaded test machine),
+// and the batch then has no sort of its own to do.
 func (r *recordedWrites) commit(b *state.Batch) error {
+	slices.SortFunc(r.ops, func(x, y recordedOp) int {
+		if c := bytes.Compare(x.key, y.key); c != 0 {
+			return c
+		}
+		return int(x.seq - y.seq)
+	})
 	for _, o := range r.ops {
 		var err error
 		if o.del {

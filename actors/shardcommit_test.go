@@ -75,3 +75,45 @@ func setTestHookCommit(t *testing.T, hook func(partition string, shard int, epoc
 	testHookCommit.Store(&hook)
 	t.Cleanup(func() { testHookCommit.Store(nil) })
 }
+
+// A checkpoint's commit writes in key order, and a key written twice in
+// one checkpoint keeps its later value.
+func TestRecordedWritesKeepTheLaterWriteOfAKey(t *testing.T) {
+	store, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	epoch, err := store.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &recordedWrites{}
+	const keys = 2000
+	for round, v := range []string{"first", "second", "last"} {
+		for i := range keys {
+			k := []byte(fmt.Sprintf("agg/p\x00k%05d", (i*7919)%keys))
+			if round == 1 && i%2 == 0 {
+				if err := w.Delete(k); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			if err := w.Set(k, []byte(v)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.commit(store.Batch(epoch)); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Complete(state.Checkpoint{ID: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range keys {
+		k := []byte(fmt.Sprintf("agg/p\x00k%05d", i))
+		if v, ok, err := store.Get(epoch, k); err != nil || !ok || string(v) != "last" {
+			t.Fatalf("%s: %q %v %v, want \"last\"", k, v, ok, err)
+		}
+	}
+}

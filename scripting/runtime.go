@@ -189,9 +189,10 @@ type Keyed struct {
 	Rec map[string]any
 }
 
-// Shard maps a key to one of n shards. The hash (FNV-1a) is fixed, so every
-// process and every run agrees on it.
-func Shard(key string, n int) int {
+// Shard maps a key (as a string or its bytes, the same shard for both) to
+// one of n shards. The hash (FNV-1a) is fixed, so every process and every
+// run agrees on it.
+func Shard[K string | []byte](key K, n int) int {
 	if n <= 1 {
 		return 0
 	}

@@ -46,9 +46,10 @@ import (
 //     (testdata/count_ids.lua) in one partition, written directly; a node
 //     with an empty state directory gets the partition, restores it and
 //     takes in 1,000 more ids. It prints the times from the assignment to
-//     the changelog read, to the new records read and to serving (GET
-//     /state/KEY answers), keys/s and MB/s, the node's CPU time and peak
-//     memory. EDDY_BENCH_PROFILE=DIR writes the node's CPU profile to
+//     the changelog read, to the new records read, to serving (GET
+//     /state/KEY answers) and to its first checkpoint holding every
+//     restored key, keys/s and MB/s, the node's CPU time at each of the
+//     last two and its peak memory. EDDY_BENCH_PROFILE=DIR writes the node's CPU profile to
 //     DIR/restore.pprof and its heap when it stops to DIR/restore.heap;
 //     EDDY_BENCH_LOGS=DIR a failed node's log. Then the
 //     handoff to a --standby copy (a million keys at most).

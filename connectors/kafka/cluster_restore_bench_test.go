@@ -69,24 +69,39 @@ func restoreMoved(b *testing.B, bin string, brokers []string, keys int64) (chang
 	})
 	read := waitNodeStatus(b, node, addr, limit, "the new records read", func(st actors.Status) bool { return st.Read >= more })
 	// Serving: a restored key's row, and a new one's.
+	var waitedOn string
 	for _, id := range []int64{keys / 2, keys + more - 1} {
-		wantRow(b, node, addr, fmt.Sprintf("id-%09d", id), limit)
+		if w := wantRow(b, node, addr, fmt.Sprintf("id-%09d", id), limit); w != "" {
+			waitedOn = w
+		}
 	}
 	serving := time.Since(node.started())
+	cpuServing, _, _ := procUsage(node.cmd.Process.Pid)
+	// The times so far first: a node that ends in its first checkpoint
+	// of the partition (its changelog transaction outlived on a loaded
+	// machine) still shows them.
+	rs, ss := (restored - assigned).Seconds(), (serving - assigned).Seconds()
+	fmt.Printf("  the node (empty state dir): start to assigned %v; from the assignment: changelog read %.2f s (%.0f keys/s, %.1f MB/s), %d new records read %.2f s, serving %.2f s (%.0f keys/s, %.1f MB/s of changelog); CPU when serving %.1f s (%.2f µs a key)\n",
+		assigned.Round(time.Millisecond), rs, float64(keys)/rs, float64(size)/1e6/rs, more, (read - assigned).Seconds(), ss, float64(keys)/ss, float64(size)/1e6/ss,
+		cpuServing.Seconds(), cpuServing.Seconds()*1e6/float64(keys))
+	if waitedOn != "" {
+		fmt.Printf("  GET /state answered, until serving: %s\n", waitedOn)
+	}
+	// The first checkpoint holding every restored key: the node's store
+	// then has the partition (a restart reads none of the changelog).
+	stored := waitNodeStatus(b, node, addr, limit, "the restored keys checkpointed", func(st actors.Status) bool {
+		return st.Checkpoint != nil && st.Checkpoint.Keys >= keys
+	})
 	m := waitLogLine(b, node, 10*time.Second)
 	var peak int64
 	if st, err := nodeStatus(addr); err == nil {
 		peak = st.StateBytes
 	}
-	// The times first: a stop that fails (its checkpoint of every
-	// restored key outlasting the stop's bound on a loaded machine) still
-	// shows them.
-	rs, ss := (restored - assigned).Seconds(), (serving - assigned).Seconds()
-	fmt.Printf("  the node (empty state dir): start to assigned %v; from the assignment: changelog read %.2f s (%.0f keys/s, %.1f MB/s), %d new records read %.2f s, serving %.2f s (%.0f keys/s, %.1f MB/s of changelog)\n",
-		assigned.Round(time.Millisecond), rs, float64(keys)/rs, float64(size)/1e6/rs, more, (read - assigned).Seconds(), ss, float64(keys)/ss, float64(size)/1e6/ss)
+	// (Before the stop: a stop that fails, its checkpoint outlasting the
+	// stop's bound on a loaded machine, still shows them.)
 	if cpu, rss, err := procUsage(node.cmd.Process.Pid); err == nil {
-		fmt.Printf("  the process when serving (before its first checkpoint of the partition, if still under way): CPU %.1f s (%.2f µs a key), peak RSS %.0f MiB\n",
-			cpu.Seconds(), cpu.Seconds()*1e6/float64(keys), float64(rss)/(1<<20))
+		fmt.Printf("  its first checkpoint of the partition complete %.2f s after the assignment: CPU %.1f s (%.2f µs a key), peak RSS %.0f MiB\n",
+			(stored - assigned).Seconds(), cpu.Seconds(), cpu.Seconds()*1e6/float64(keys), float64(rss)/(1<<20))
 	}
 	node.stop(b)
 	n, _ := strconv.ParseInt(m[2], 10, 64)
@@ -190,11 +205,13 @@ func waitNodeStatus(b *testing.B, n *benchNode, addr string, limit time.Duration
 }
 
 // wantRow waits until GET /state/ID on the node answers id's row with a
-// count of 1.
-func wantRow(b *testing.B, n *benchNode, addr, id string, limit time.Duration) {
+// count of 1. It returns the last refusal before that (and how many there
+// were), "" for none.
+func wantRow(b *testing.B, n *benchNode, addr, id string, limit time.Duration) (waitedOn string) {
 	b.Helper()
 	var body []byte
 	var err error
+	refused := 0
 	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		// Longer than the node waits for its result table (30 s), so
 		// that a busy table's answer is not thrown away.
@@ -204,11 +221,14 @@ func wantRow(b *testing.B, n *benchNode, addr, id string, limit time.Duration) {
 		if err == nil {
 			break
 		}
+		refused++
+		waitedOn = fmt.Sprintf("%d refusals, the last: %v", refused, err)
 	}
 	want := `{"id":"` + id + `","count":1}`
 	if err != nil || strings.TrimSpace(string(body)) != want {
 		b.Fatalf("GET /state/%s: %v %q, want %s\n%s", id, err, body, want, n.log.tail())
 	}
+	return waitedOn
 }
 
 // waitLogLine waits for the node's "restored a partition" log line.
