@@ -142,13 +142,6 @@ func (r *liveRun) scan(stderr interface{ Read([]byte) (int, error) }) {
 	}
 }
 
-// log is everything the run wrote on stderr so far.
-func (r *liveRun) log() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.stderr.String()
-}
-
 // tail is the end of what the run wrote on stderr so far.
 func (r *liveRun) tail() string {
 	r.mu.Lock()

@@ -272,3 +272,10 @@ func keepLogs(dir, q string, outs []string, a, b *liveRun) {
 		os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-out%d.jsonl", q, i)), data, 0o644)
 	}
 }
+
+// log is everything the run wrote on stderr so far.
+func (r *liveRun) log() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stderr.String()
+}
