@@ -809,42 +809,12 @@ func (c *committer) overlapping(from, to time.Time) int {
 // fails with ErrTxnLost (nothing of it visible), Abort readies a fresh
 // producer, and the next checkpoint commits.
 func TestChangelogTimedOutTransactionIsLostNotFatal(t *testing.T) {
-	brokers := testenv.Kafka(t)
-	topic := testenv.NewTopic(t, brokers, 1)
-	group := topic + "-g"
-	src, err := kafka.NewSource(kafka.SourceConfig{Conn: kafka.Conn{Brokers: brokers, Topics: []string{topic}}, Group: group})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { src.Close() })
-	deleteTopicsAtEnd(t, clAdmin(t, brokers), kafka.ChangelogTopic(group, topic))
-	defer kafka.SetChangelogTxnTimeout(time.Second)()
-	cl, err := src.Changelog("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	p := "kafka:" + topic + "/0"
-
-	cl.Write(p, []byte("k"), []byte("lost"))
+	lc := newLostCheckpoint(t)
 	// Once on the broker, the transaction is open until the broker's
 	// periodic check (10s by default) aborts it past its 1s timeout.
-	uncommittedOffset(t, brokers, kafka.ChangelogTopic(group, topic), 0, "k")
-	waitTxnState(t, brokers, src.Member().Txn, func(s string) bool { return s != "Ongoing" })
-	_, err = cl.Commit(t.Context(), map[string]connectors.ChangelogMarker{p: marker(1, 10)})
-	if !errors.Is(err, connectors.ErrTxnLost) {
-		t.Fatalf("commit of a transaction the broker aborted: %v, want ErrTxnLost", err)
-	}
-	if err := cl.Abort(t.Context()); err != nil {
-		t.Fatalf("abort after a lost transaction: %v", err)
-	}
-	cl.Write(p, []byte("k"), []byte("kept"))
-	if _, err := cl.Commit(t.Context(), map[string]connectors.ChangelogMarker{p: marker(2, 20)}); err != nil {
-		t.Fatalf("the checkpoint after a lost one: %v", err)
-	}
-	got, m, _, _ := restore(t, cl, p, 0)
-	sameChanges(t, "after a lost transaction and a commit", got, change{key: "k", value: "kept"})
-	sameMarker(t, m, marker(2, 20))
+	uncommittedOffset(t, lc.brokers, lc.topic, 0, "k")
+	waitTxnState(t, lc.brokers, lc.txn, func(s string) bool { return s != "Ongoing" })
+	lc.commitLostThenNext(t)
 }
 
 // The broker aborts a checkpoint's transaction (past its timeout) after
@@ -853,6 +823,29 @@ func TestChangelogTimedOutTransactionIsLostNotFatal(t *testing.T) {
 // EndTransaction has nothing to do, but its producer ID failed for good.
 // Abort must leave a producer the next checkpoint can use.
 func TestChangelogCommitRefusedAtItsEnd(t *testing.T) {
+	lc := newLostCheckpoint(t)
+	var once sync.Once // (the lost checkpoint's commit only, not the next's)
+	undo := kafka.HoldChangelogCommits(func() {
+		once.Do(func() {
+			// The broker's periodic check (10s by default) aborts the
+			// transaction past its 1s timeout and completes the abort.
+			waitTxnState(t, lc.brokers, lc.txn, func(s string) bool { return s == "CompleteAbort" || s == "Empty" })
+		})
+	})
+	defer undo()
+	lc.commitLostThenNext(t)
+}
+
+// lostCheckpoint is a changelog whose transactions time out after a
+// second, with a checkpoint's write ("k" = "lost") under way.
+type lostCheckpoint struct {
+	brokers    []string
+	cl         connectors.Changelog
+	partition  string // the source partition
+	topic, txn string // the changelog topic, its transactional id
+}
+
+func newLostCheckpoint(t *testing.T) lostCheckpoint {
 	brokers := testenv.Kafka(t)
 	topic := testenv.NewTopic(t, brokers, 1)
 	group := topic + "-g"
@@ -862,33 +855,35 @@ func TestChangelogCommitRefusedAtItsEnd(t *testing.T) {
 	}
 	t.Cleanup(func() { src.Close() })
 	deleteTopicsAtEnd(t, clAdmin(t, brokers), kafka.ChangelogTopic(group, topic))
-	defer kafka.SetChangelogTxnTimeout(time.Second)()
+	t.Cleanup(kafka.SetChangelogTxnTimeout(time.Second))
 	cl, err := src.Changelog("test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cl.Close() })
-	p := "kafka:" + topic + "/0"
+	lc := lostCheckpoint{brokers: brokers, cl: cl, partition: "kafka:" + topic + "/0", topic: kafka.ChangelogTopic(group, topic), txn: src.Member().Txn}
+	cl.Write(lc.partition, []byte("k"), []byte("lost"))
+	return lc
+}
 
-	cl.Write(p, []byte("k"), []byte("lost"))
-	undo := kafka.HoldChangelogCommits(func() {
-		// The broker's periodic check (10s by default) aborts the
-		// transaction past its 1s timeout and completes the abort.
-		waitTxnState(t, brokers, src.Member().Txn, func(s string) bool { return s == "CompleteAbort" || s == "Empty" })
-	})
-	_, err = cl.Commit(t.Context(), map[string]connectors.ChangelogMarker{p: marker(1, 10)})
-	undo()
+// commitLostThenNext commits the checkpoint the broker aborted (refused
+// with ErrTxnLost), aborts, and checks that the next checkpoint commits
+// and is all a restore reads.
+func (lc lostCheckpoint) commitLostThenNext(t *testing.T) {
+	t.Helper()
+	p := lc.partition
+	_, err := lc.cl.Commit(t.Context(), map[string]connectors.ChangelogMarker{p: marker(1, 10)})
 	if !errors.Is(err, connectors.ErrTxnLost) {
-		t.Fatalf("commit of a transaction the broker aborted before its end: %v, want ErrTxnLost", err)
+		t.Fatalf("commit of a transaction the broker aborted: %v, want ErrTxnLost", err)
 	}
-	if err := cl.Abort(t.Context()); err != nil {
+	if err := lc.cl.Abort(t.Context()); err != nil {
 		t.Fatalf("abort after a lost transaction: %v", err)
 	}
-	cl.Write(p, []byte("k"), []byte("kept"))
-	if _, err := cl.Commit(t.Context(), map[string]connectors.ChangelogMarker{p: marker(2, 20)}); err != nil {
+	lc.cl.Write(p, []byte("k"), []byte("kept"))
+	if _, err := lc.cl.Commit(t.Context(), map[string]connectors.ChangelogMarker{p: marker(2, 20)}); err != nil {
 		t.Fatalf("the checkpoint after a lost one: %v", err)
 	}
-	got, m, _, _ := restore(t, cl, p, 0)
+	got, m, _, _ := restore(t, lc.cl, p, 0)
 	sameChanges(t, "after a lost transaction and a commit", got, change{key: "k", value: "kept"})
 	sameMarker(t, m, marker(2, 20))
 }
