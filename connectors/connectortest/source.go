@@ -57,16 +57,16 @@ type Located struct {
 
 // Listener collects the partitions a source assigns, for tests.
 type Listener struct {
-	mu       sync.Mutex
-	parts    map[string]connectors.Partition
-	order    []string
-	revoked  []string
-	assigned chan string
+	mu      sync.Mutex
+	parts   map[string]connectors.Partition
+	order   []string
+	revoked []string
+	changed chan struct{} // closed (and replaced) at every Assign and Revoke
 }
 
 // NewListener returns an empty Listener.
 func NewListener() *Listener {
-	return &Listener{parts: map[string]connectors.Partition{}, assigned: make(chan string, 1024)}
+	return &Listener{parts: map[string]connectors.Partition{}, changed: make(chan struct{})}
 }
 
 // Assign records p.
@@ -77,9 +77,33 @@ func (l *Listener) Assign(p connectors.Partition) {
 		l.order = append(l.order, p.ID())
 	}
 	l.parts[p.ID()] = p
-	select {
-	case l.assigned <- p.ID():
-	default:
+	l.notify()
+}
+
+// notify wakes WaitPartitions; l.mu is held.
+func (l *Listener) notify() {
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// WaitPartitions waits until at least n partitions are assigned, and fails
+// t if that takes longer than timeout.
+func (l *Listener) WaitPartitions(t testing.TB, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		have, changed := len(l.parts), l.changed
+		l.mu.Unlock()
+		if have >= n {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			t.Fatalf("%d of %d partitions assigned after %s", have, n, timeout)
+		}
 	}
 }
 
@@ -89,6 +113,7 @@ func (l *Listener) Revoke(id string) {
 	defer l.mu.Unlock()
 	l.revoked = append(l.revoked, id)
 	delete(l.parts, id)
+	l.notify()
 }
 
 // Lose implements connectors.Listener; the suite treats it as Revoke.

@@ -553,7 +553,7 @@ func TestChangelogCommitsGroupOffsets(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := connectortest.Start(t, src)
-	waitParts(t, l, 1)
+	l.WaitPartitions(t, 1, 30*time.Second)
 	adm := clAdmin(t, brokers)
 	deleteTopicsAtEnd(t, adm, kafka.ChangelogTopic(group, topic))
 	cl, err := src.(connectors.ChangelogSource).Changelog("test")
@@ -669,7 +669,7 @@ func TestChangelogCommitsThroughARebalance(t *testing.T) {
 	if err := src.Start(ctx, l); err != nil {
 		t.Fatal(err)
 	}
-	waitParts(t, l, 1)
+	l.WaitPartitions(t, 1, 30*time.Second)
 	deleteTopicsAtEnd(t, clAdmin(t, brokers), kafka.ChangelogTopic(group, topic))
 	cl, err := src.(connectors.ChangelogSource).Changelog("test")
 	if err != nil {
@@ -682,7 +682,7 @@ func TestChangelogCommitsThroughARebalance(t *testing.T) {
 	c.wait(1, "before the rebalance")
 	start := time.Now()
 	other.Close() // leaves: a rebalance gives this member both partitions
-	waitParts(t, l, 2)
+	l.WaitPartitions(t, 2, 30*time.Second)
 	rebalanced := time.Now()
 	// Commits go on with the new generation.
 	after := c.wait(0, "")

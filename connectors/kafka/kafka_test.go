@@ -71,7 +71,7 @@ func TestSourceReadsSeeksAndCatchesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := connectortest.Start(t, src)
-	waitParts(t, l, 2)
+	l.WaitPartitions(t, 2, 30*time.Second)
 	total := 0
 	var seen []string
 	for _, p := range l.Partitions() {
@@ -197,17 +197,6 @@ func decodeRow(t *testing.T, v []byte) connectors.Row {
 		r.Fields = append(r.Fields, connectors.Field{Name: k.(string), Value: val})
 	}
 	return r
-}
-
-func waitParts(t *testing.T, l *connectortest.Listener, n int) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for len(l.Partitions()) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d partitions assigned after 30s", len(l.Partitions()), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestSourceErrors(t *testing.T) {

@@ -44,7 +44,7 @@ func TestSourceBatchValidUntilReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := connectortest.Start(t, src)
-	waitParts(t, l, 1)
+	l.WaitPartitions(t, 1, 30*time.Second)
 	p := l.Partitions()[0]
 	check := func(b connectors.Batch, what string) {
 		t.Helper()

@@ -114,7 +114,7 @@ func TestRepartitionWriterFencesThePreviousOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := connectortest.Start(t, src)
-	waitParts(t, l, 2)
+	l.WaitPartitions(t, 2, 30*time.Second)
 	var got []string
 	for _, p := range l.Partitions() {
 		for _, r := range connectortest.ReadAll(t, p, 0, 30*time.Second).Records() {
@@ -154,7 +154,7 @@ func TestRepartitionTopicSkipsRepeatsAndCarriesMarks(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := connectortest.Start(t, src)
-	waitParts(t, l, 2)
+	l.WaitPartitions(t, 2, 30*time.Second)
 	seen := map[string]int{}
 	var mid connectors.Position
 	var midSeen map[string]int

@@ -129,7 +129,7 @@ func TestSecureSinkAndSource(t *testing.T) {
 				t.Fatal(err)
 			}
 			lis := connectortest.Start(t, src)
-			waitParts(t, lis, 2)
+			lis.WaitPartitions(t, 2, 30*time.Second)
 			var seen []string
 			for _, p := range lis.Partitions() {
 				for _, r := range connectortest.ReadAll(t, p, 0, 20*time.Second).Records() {

@@ -166,26 +166,9 @@ func TestPausedOwnersCommitIsFencedByTheNextOwner(t *testing.T) {
 // committed, a's commit is refused with ErrNotMember and neither its state
 // nor its offsets are seen; a's changelog can go on after its abort.
 func TestPausedOwnersChangelogCommitIsFencedByTheNextOwner(t *testing.T) {
-	brokers := testenv.Kafka(t)
-	topic := testenv.NewTopic(t, brokers, 1)
-	group := topic + "-g"
-	t.Cleanup(func() { deleteChangelogTopic(t, brokers, ChangelogTopic(group, topic)) })
+	o := newChangelogOwner(t)
+	brokers, topic, group, a, aEvents, id, aLog, aTxn := o.brokers, o.topic, o.group, o.src, o.events, o.id, o.log, o.txn
 	ctx := t.Context()
-	openLog := func(s *Source) connectors.Changelog {
-		clog, err := s.Changelog("takeover")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { clog.Close() })
-		return clog
-	}
-	a, aEvents := openGroupSource(t, brokers, topic, group), newGroupEvents()
-	if err := a.Start(ctx, aEvents); err != nil {
-		t.Fatal(err)
-	}
-	id := waitEvent(t, aEvents.assigned, "assignment of a")
-	aLog := openLog(a)
-	aTxn := a.Member().Txn
 
 	paused, resume := make(chan struct{}), make(chan struct{})
 	var once sync.Once
@@ -212,7 +195,7 @@ func TestPausedOwnersChangelogCommitIsFencedByTheNextOwner(t *testing.T) {
 	}
 
 	bc := dropForB(t, brokers, topic, group, a, aEvents, id)
-	bLog := openLog(openGroupSource(t, brokers, topic, group))
+	bLog := openLog(t, openGroupSource(t, brokers, topic, group))
 	if _, err := bLog.End(ctx, id); err != nil {
 		t.Fatalf("b's takeover of %s: %v", id, err)
 	}
@@ -332,26 +315,9 @@ func TestCommitResumedDuringTheNextOwnersFence(t *testing.T) {
 // TestCommitResumedDuringTheNextOwnersFence; it says whether the commit
 // met CONCURRENT_TRANSACTIONS.
 func resumeDuringFence(t *testing.T) bool {
-	brokers := testenv.Kafka(t)
-	topic := testenv.NewTopic(t, brokers, 1)
-	group := topic + "-g"
-	t.Cleanup(func() { deleteChangelogTopic(t, brokers, ChangelogTopic(group, topic)) })
+	o := newChangelogOwner(t)
+	brokers, topic, group, a, id, aLog, aTxn := o.brokers, o.topic, o.group, o.src, o.id, o.log, o.txn
 	ctx := t.Context()
-	openLog := func(s *Source) connectors.Changelog {
-		clog, err := s.Changelog("takeover")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { clog.Close() })
-		return clog
-	}
-	a, aEvents := openGroupSource(t, brokers, topic, group), newGroupEvents()
-	if err := a.Start(ctx, aEvents); err != nil {
-		t.Fatal(err)
-	}
-	id := waitEvent(t, aEvents.assigned, "assignment of a")
-	aLog := openLog(a)
-	aTxn := a.Member().Txn
 
 	var concurrent atomic.Bool
 	onRetry = func(what string, err error) {
@@ -390,7 +356,7 @@ func resumeDuringFence(t *testing.T) bool {
 	// paused, but it hears so at its next heartbeat): its commit must
 	// neither end the run on the coordinator's CONCURRENT_TRANSACTIONS
 	// nor go through.
-	bLog := openLog(openGroupSource(t, brokers, topic, group))
+	bLog := openLog(t, openGroupSource(t, brokers, topic, group))
 	tookOver := make(chan error, 1)
 	go func() {
 		_, err := bLog.End(ctx, id)
@@ -537,6 +503,44 @@ func readCommittedValues(t *testing.T, brokers []string, topic string) string {
 }
 
 // openGroupSource opens a source of topic in group, closed with the test.
+// changelogOwner is node a of a changelog takeover test: a group source
+// holding the one partition of a new topic, and its changelog.
+type changelogOwner struct {
+	brokers          []string
+	topic, group, id string
+	txn              string // the changelog's transactional id
+	src              *Source
+	events           *groupEvents
+	log              connectors.Changelog
+}
+
+func newChangelogOwner(t *testing.T) changelogOwner {
+	t.Helper()
+	o := changelogOwner{brokers: testenv.Kafka(t)}
+	o.topic = testenv.NewTopic(t, o.brokers, 1)
+	o.group = o.topic + "-g"
+	t.Cleanup(func() { deleteChangelogTopic(t, o.brokers, ChangelogTopic(o.group, o.topic)) })
+	o.src, o.events = openGroupSource(t, o.brokers, o.topic, o.group), newGroupEvents()
+	if err := o.src.Start(t.Context(), o.events); err != nil {
+		t.Fatal(err)
+	}
+	o.id = waitEvent(t, o.events.assigned, "assignment of a")
+	o.log = openLog(t, o.src)
+	o.txn = o.src.Member().Txn
+	return o
+}
+
+// openLog opens s's changelog, closed when the test ends.
+func openLog(t *testing.T, s *Source) connectors.Changelog {
+	t.Helper()
+	clog, err := s.Changelog("takeover")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { clog.Close() })
+	return clog
+}
+
 func openGroupSource(t *testing.T, brokers []string, topic, group string) *Source {
 	t.Helper()
 	target, err := connectors.Parse("kafka://" + strings.Join(brokers, ",") + "/" + topic + "?group=" + group + "&session-timeout=6s")
