@@ -146,10 +146,11 @@ func (a *KeyedAggregator) sessionWindows() bool {
 	return a.p.IsWindowed() && a.p.Window.Kind == "session"
 }
 
-// sendOpenSessions sends the emitter the open sessions that changed, and
-// those superseded, in a final emit: it needs every partition's sessions
-// of a key, open ones too, to merge those that overlap or touch, and fires
-// a merged session only once all of it has fired.
+// sendOpenSessions sends the emitter the open sessions that changed, in a
+// final emit (after the fired ones and those superseded: sendFired): it
+// needs every partition's sessions of a key, open ones too, to merge those
+// that overlap or touch, and fires a merged session only once all of it
+// has fired.
 func (a *KeyedAggregator) sendOpenSessions(ctx actor.Context) error {
 	var rows []partial
 	for _, sk := range a.emit.changed {
@@ -163,10 +164,9 @@ func (a *KeyedAggregator) sendOpenSessions(ctx actor.Context) error {
 		}
 		rows = append(rows, p)
 	}
-	if len(rows) > 0 || len(a.emit.superseded) > 0 {
-		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, superseded: a.emit.superseded})
+	if len(rows) > 0 {
+		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows})
 	}
-	a.emit.superseded = nil
 	return nil
 }
 
