@@ -446,6 +446,9 @@ func (a *KeyedAggregator) loadEntry(sk string, v []byte) error {
 		en.keyVals = keyVals[:n:n]
 		if old := a.entries[sk]; old != nil {
 			old.gone = true
+			if a.p.Window.Kind == "session" {
+				a.removeSession(old) // (a record must not merge into it)
+			}
 		}
 		if a.p.Window.Kind == "session" && !en.fired {
 			a.win.sessions[en.key] = append(a.win.sessions[en.key], en)
