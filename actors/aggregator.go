@@ -446,6 +446,9 @@ func (a *KeyedAggregator) loadEntry(sk string, v []byte) error {
 		en.keyVals = keyVals[:n:n]
 		if old := a.entries[sk]; old != nil {
 			old.gone = true
+			if a.p.Window.Kind == "session" {
+				a.removeSession(old) // (a record must not merge into it)
+			}
 		}
 		if a.p.Window.Kind == "session" && !en.fired {
 			a.win.sessions[en.key] = append(a.win.sessions[en.key], en)
@@ -722,14 +725,23 @@ func (a *KeyedAggregator) sendEmitter(ctx actor.Context) error {
 
 // sendFired sends the emitter the windows fired (and, of sessions, the
 // open ones that changed).
+//
+// The sessions superseded since the last trigger go in the message of the
+// fired rows, and the emitter forgets them before it takes the rows: a
+// merged session takes the state key of the earliest session it absorbed,
+// superseded just before, and can fire under that key in the same
+// trigger. Sent in a later message, the key made the emitter forget the
+// session it had just been given (a lost row: issue 15).
 func (a *KeyedAggregator) sendFired(ctx actor.Context) error {
-	if len(a.emit.fired) > 0 {
+	superseded := a.emit.superseded
+	a.emit.superseded = nil
+	if len(a.emit.fired) > 0 || len(superseded) > 0 {
 		rows := make([]partial, len(a.emit.fired))
 		ends := make([]int64, len(a.emit.fired))
 		for i, f := range a.emit.fired {
 			rows[i], ends[i] = f.p, f.end
 		}
-		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, fired: true, rows: rows, ends: ends})
+		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, fired: true, rows: rows, ends: ends, superseded: superseded})
 		a.emit.fired = nil
 	}
 	if a.sessionWindows() {

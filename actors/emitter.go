@@ -412,8 +412,8 @@ func (em *Emitter) update(m *resultRows) error {
 			}
 		}
 	}
-	for _, key := range m.superseded {
-		em.forgetPart(key, m.partition)
+	if err := em.supersede(m.partition, m.superseded); err != nil {
+		return err
 	}
 	for _, key := range m.drop {
 		em.drops = append(em.drops, dropped{key: key, partition: m.partition})
@@ -450,6 +450,20 @@ func (em *Emitter) update(m *resultRows) error {
 		if !p.firedBy.IsZero() && (en.firedBy.IsZero() || p.firedBy.Before(en.firedBy)) {
 			en.firedBy = p.firedBy
 		}
+	}
+	return nil
+}
+
+// supersede forgets partition's sessions under keys, merged into others
+// of their key. A session that fired is never merged (a record that would
+// touch it is late), so one held here means the shard and the emitter
+// disagree: forgetting it would drop a result unseen.
+func (em *Emitter) supersede(partition string, keys []string) error {
+	for _, key := range keys {
+		if en := em.table[key]; en != nil && en.hasPart(partition) && em.isHeld(key, en, partition) {
+			return fmt.Errorf("session %q fired and was then superseded by a merge (an engine bug: please report it)", key)
+		}
+		em.forgetPart(key, partition)
 	}
 	return nil
 }

@@ -181,7 +181,9 @@ type resultRows struct {
 	ends  []int64 // with fired: each window's end
 	drop  []string
 	// superseded: session windows merged into another of their key since
-	// the last trigger, to forget before building rows
+	// the last trigger, to forget before taking this message's rows,
+	// which may be sessions that took one of those keys since (in a
+	// final emit they come with the fired rows)
 	superseded []string
 	// read: when the oldest batch folded into rows left its source (zero
 	// for fired windows, which FireLatency measures)

@@ -79,6 +79,7 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 		return nil
 	}
 	var merged *entry
+	var old string // merged's state key: a session's is its start's
 	var keep []*entry
 	for _, s := range a.win.sessions[k.Key] {
 		if s.start > end || s.end < start {
@@ -86,7 +87,10 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 			continue
 		}
 		if merged == nil {
-			merged = s
+			merged, old = s, windowKey(k.Key, s.start)
+			if a.entries[old] != s {
+				return fmt.Errorf("open session of key %q from %s: not under its state key (an engine bug: please report it)", k.Key, scripting.FormatTime(s.start))
+			}
 			continue
 		}
 		if err := a.rt.Merge(merged.accs, s.accs); err != nil {
@@ -100,15 +104,6 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 		sk := windowKey(k.Key, start)
 		_, err := a.addTo(sk, a.entries[sk], k, nk, start, end)
 		return err
-	}
-	old := windowKey(k.Key, merged.start)
-	if a.entries[old] != merged {
-		// merged.start moved while absorbing another session: find its key.
-		for sk, en := range a.entries {
-			if en == merged {
-				old = sk
-			}
-		}
 	}
 	merged.start, merged.end = min(merged.start, start), max(merged.end, end)
 	if err := a.rt.Add(merged.accs, k.Vals[nk:]); err != nil {
@@ -146,10 +141,11 @@ func (a *KeyedAggregator) sessionWindows() bool {
 	return a.p.IsWindowed() && a.p.Window.Kind == "session"
 }
 
-// sendOpenSessions sends the emitter the open sessions that changed, and
-// those superseded, in a final emit: it needs every partition's sessions
-// of a key, open ones too, to merge those that overlap or touch, and fires
-// a merged session only once all of it has fired.
+// sendOpenSessions sends the emitter the open sessions that changed, in a
+// final emit (after the fired ones and those superseded: sendFired): it
+// needs every partition's sessions of a key, open ones too, to merge those
+// that overlap or touch, and fires a merged session only once all of it
+// has fired.
 func (a *KeyedAggregator) sendOpenSessions(ctx actor.Context) error {
 	var rows []partial
 	for _, sk := range a.emit.changed {
@@ -163,10 +159,9 @@ func (a *KeyedAggregator) sendOpenSessions(ctx actor.Context) error {
 		}
 		rows = append(rows, p)
 	}
-	if len(rows) > 0 || len(a.emit.superseded) > 0 {
-		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows, superseded: a.emit.superseded})
+	if len(rows) > 0 {
+		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, rows: rows})
 	}
-	a.emit.superseded = nil
 	return nil
 }
 

@@ -89,15 +89,6 @@ func TestQueriesOnKafkaRepartitioned(t *testing.T) {
 		if !repartitions[q.name] {
 			continue
 		}
-		if q.name == "q11" {
-			t.Run("q11 refused", func(t *testing.T) {
-				stderr, err := tryEddy("run", q.name+".lua", "--source", kafkaSource(q, brokers, prefix), "--repartition", "--until-idle", "--progress=false")
-				if want := "aggregates in session windows, which can lose a session through the repartition topic"; err == nil || !strings.Contains(stderr, want) {
-					t.Fatalf("--repartition with session windows: %v, stderr:\n%s\nwant it refused with %q", err, stderr, want)
-				}
-			})
-			continue
-		}
 		t.Run(q.name, func(t *testing.T) {
 			want := q.want(e)
 			if len(want) == 0 {
