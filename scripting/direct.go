@@ -65,7 +65,7 @@ func (p *Pipeline) canGoDirect(t *lua.LTable) bool {
 // the table path).
 func (rt *Runtime) processDirect(raw []byte, sourceMs int64) (k Keyed, rec connectors.Row, kept, handled bool, err error) {
 	rt.ensureSpans()
-	ok, plain := scanJSONText(raw, rt.names, rt.spans)
+	ok, plain := scanJSONText(raw, rt.names, rt.spans, &rt.shape)
 	if !ok {
 		return k, rec, false, false, nil
 	}
