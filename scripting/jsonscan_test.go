@@ -245,3 +245,54 @@ func TestDirectAgreesWithTable(t *testing.T) {
 		}
 	}
 }
+
+// A field's kinds take a scanned value when one of its types does, as
+// spanTypeOK (below) reads the types one by one.
+func TestSpanKindsAsTypes(t *testing.T) {
+	types := []string{"any", "string", "number", "integer", "boolean", "table"}
+	spans := []jsonSpan{{kind: jsonNull}, {kind: jsonTrue}, {kind: jsonFalse}, {kind: jsonString, raw: []byte("7")},
+		{kind: jsonNumber, raw: []byte("7")}, {kind: jsonNumber, raw: []byte("7.5")}, {kind: jsonNumber, raw: []byte("-1e3")}}
+	for set := 1; set < 1<<len(types); set++ {
+		var ts []string
+		for i, ty := range types {
+			if set&(1<<i) != 0 {
+				ts = append(ts, ty)
+			}
+		}
+		k := kindsOf(ts)
+		for _, sp := range spans {
+			if got, want := k.ok(&sp), spanTypeOK(&sp, ts); got != want {
+				t.Errorf("types %v, %s %q: kinds say %v, the types %v", ts, spanTypeName(sp.kind), sp.raw, got, want)
+			}
+		}
+	}
+}
+
+// spanTypeOK is typeOK for a scanned value, a type at a time.
+func spanTypeOK(sp *jsonSpan, types []string) bool {
+	for _, t := range types {
+		switch t {
+		case "any":
+			return true
+		case "string":
+			if sp.kind == jsonString {
+				return true
+			}
+		case "number":
+			if sp.kind == jsonNumber {
+				return true
+			}
+		case "integer":
+			if sp.kind == jsonNumber {
+				if f := parseNumber(sp.raw); f == float64(int64(f)) {
+					return true
+				}
+			}
+		case "boolean":
+			if sp.kind == jsonTrue || sp.kind == jsonFalse {
+				return true
+			}
+		}
+	}
+	return false
+}

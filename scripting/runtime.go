@@ -38,7 +38,8 @@ type Runtime struct {
 	// parse names, and where the last record had them.
 	names []string
 	spans []jsonSpan
-	shape jsonShape // the keys of the records scanned before
+	shape jsonShape   // the keys of the records scanned before
+	kinds []spanKinds // each field's types (checkSpans)
 	// byName lists the indexes of names in name order (a record's row).
 	byName []int
 	// goVals are the direct path's fields in Go, converted on first use
