@@ -203,10 +203,11 @@ func BenchmarkJSONScan(b *testing.B) {
 	names := []string{"dstdevice", "dstport"}
 	spans := make([]jsonSpan, len(names))
 	b.Run("scan", func(b *testing.B) {
+		var shape jsonShape
 		b.ReportAllocs()
 		for b.Loop() {
 			for _, l := range lines {
-				if ok, _ := scanJSONText(l, names, spans); !ok {
+				if ok, _ := scanJSONText(l, names, spans, &shape); !ok {
 					b.Fatal("not scanned")
 				}
 			}

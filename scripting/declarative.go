@@ -121,10 +121,17 @@ func luaLess(a, b lua.LValue, orEqual bool, x expr) (bool, error) {
 type membership struct {
 	x       expr
 	strings map[string]struct{}
+	// few is strings' members when they are few (fewMembers at most): a
+	// span is looked for among them, not hashed for the map
+	few     []string
 	numbers map[float64]struct{}
 	bools   [2]bool
 	list    string
 }
+
+// fewMembers bounds the string members a set looks through one by one:
+// a short list beats hashing, most of all when lengths differ.
+const fewMembers = 8
 
 func (m *membership) test(r fields) (bool, error) {
 	v, err := m.x.eval(r)
@@ -321,7 +328,26 @@ func readMembership(x expr, values *lua.LTable) (predicate, error) {
 	})
 	sort.Strings(list)
 	m.list = "{" + strings.Join(list, ", ") + "}"
+	if len(m.strings) <= fewMembers {
+		for s := range m.strings {
+			m.few = append(m.few, s)
+		}
+	}
 	return m, err
+}
+
+// hasString says whether s is one of the set's strings.
+func (m *membership) hasString(s string) bool {
+	if len(m.strings) > fewMembers {
+		_, ok := m.strings[s]
+		return ok
+	}
+	for _, f := range m.few {
+		if len(f) == len(s) && f == s {
+			return true
+		}
+	}
+	return false
 }
 
 func boolIndex(b bool) int {

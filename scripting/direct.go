@@ -65,7 +65,7 @@ func (p *Pipeline) canGoDirect(t *lua.LTable) bool {
 // the table path).
 func (rt *Runtime) processDirect(raw []byte, sourceMs int64) (k Keyed, rec connectors.Row, kept, handled bool, err error) {
 	rt.ensureSpans()
-	ok, plain := scanJSONText(raw, rt.names, rt.spans)
+	ok, plain := scanJSONText(raw, rt.names, rt.spans, &rt.shape)
 	if !ok {
 		return k, rec, false, false, nil
 	}
@@ -149,7 +149,7 @@ func (rt *Runtime) checkSpans(raw []byte, plain bool) error {
 			sp.kind = jsonMissing // a null reads as nil, as in Lua
 			continue
 		}
-		if !spanTypeOK(sp, f.Types) {
+		if !rt.kinds[i].ok(sp) {
 			return fmt.Errorf("parse: field %q is a %s, want %s", f.Name, spanTypeName(sp.kind), strings.Join(f.Types, " or "))
 		}
 	}
@@ -225,8 +225,10 @@ func (rt *Runtime) ensureSpans() {
 	rt.names, rt.spans = make([]string, n), make([]jsonSpan, n)
 	rt.goVals, rt.goValid = make([]any, n), make([]bool, n)
 	rt.caches = make([]valueCache, n+1)
+	rt.kinds = make([]spanKinds, n)
 	for i, f := range rt.p.Fields {
 		rt.names[i] = f.Name
+		rt.kinds[i] = kindsOf(f.Types)
 	}
 	rt.byName = make([]int, n)
 	for i := range rt.byName {
@@ -235,31 +237,42 @@ func (rt *Runtime) ensureSpans() {
 	sort.Slice(rt.byName, func(a, b int) bool { return rt.names[rt.byName[a]] < rt.names[rt.byName[b]] })
 }
 
-// spanTypeOK is typeOK for a scanned value.
-func spanTypeOK(sp *jsonSpan, types []string) bool {
+// spanKinds is a parsed field's types as the scan's kinds they take:
+// typeOK's answer for a scanned value without comparing type names for
+// every record.
+type spanKinds struct {
+	set     uint8 // 1<<kind for each kind a type takes whatever its value
+	integer bool  // and numbers that are integers
+}
+
+func kindsOf(types []string) spanKinds {
+	var k spanKinds
 	for _, t := range types {
 		switch t {
 		case "any":
-			return true
+			k.set |= 1<<jsonNull | 1<<jsonTrue | 1<<jsonFalse | 1<<jsonString | 1<<jsonNumber
 		case "string":
-			if sp.kind == jsonString {
-				return true
-			}
+			k.set |= 1 << jsonString
 		case "number":
-			if sp.kind == jsonNumber {
-				return true
-			}
+			k.set |= 1 << jsonNumber
 		case "integer":
-			if sp.kind == jsonNumber {
-				if f := parseNumber(sp.raw); f == float64(int64(f)) {
-					return true
-				}
-			}
+			k.integer = true
 		case "boolean":
-			if sp.kind == jsonTrue || sp.kind == jsonFalse {
-				return true
-			}
+			k.set |= 1<<jsonTrue | 1<<jsonFalse
 		}
+	}
+	return k
+}
+
+// ok says whether the present value sp is of one of the types k was
+// made of.
+func (k spanKinds) ok(sp *jsonSpan) bool {
+	if k.set&(1<<sp.kind) != 0 {
+		return true
+	}
+	if k.integer && sp.kind == jsonNumber {
+		f := parseNumber(sp.raw)
+		return f == float64(int64(f))
 	}
 	return false
 }

@@ -39,8 +39,7 @@ func (rt *Runtime) spanTest(pred predicate) (ok, done bool) {
 		}
 		switch sp.kind {
 		case jsonString:
-			_, ok = p.strings[spanString(sp)]
-			return ok, true
+			return p.hasString(spanString(sp)), true
 		case jsonNumber:
 			_, ok = p.numbers[parseNumber(sp.raw)]
 			return ok, true

@@ -41,7 +41,7 @@ const scanMaxDepth = 64
 // top-level field named names[i] (jsonMissing when there is none). ok is
 // false when the record must go to fastjson instead.
 func scanJSON(raw []byte, names []string, out []jsonSpan) (ok bool) {
-	ok, _ = scanJSONText(raw, names, out)
+	ok, _ = scanJSONText(raw, names, out, nil)
 	return ok
 }
 
@@ -49,8 +49,10 @@ func scanJSON(raw []byte, names []string, out []jsonSpan) (ok bool) {
 // (key or value, at any depth) is printable ASCII: then none can hold a
 // byte checkJSONStrings refuses, and its second pass over the record is
 // not needed. (Outside strings a record the scan takes has nothing but
-// ASCII punctuation, digits, letters of literals and whitespace.)
-func scanJSONText(raw []byte, names []string, out []jsonSpan) (ok, plain bool) {
+// ASCII punctuation, digits, letters of literals and whitespace.) shape,
+// when not nil, is the top-level keys of the records scanned before
+// (jsonShape); the scan checks raw's keys against them and keeps raw's.
+func scanJSONText(raw []byte, names []string, out []jsonSpan, shape *jsonShape) (ok, plain bool) {
 	for i := range out {
 		out[i] = jsonSpan{}
 	}
@@ -59,53 +61,55 @@ func scanJSONText(raw []byte, names []string, out []jsonSpan) (ok, plain bool) {
 		return false, false
 	}
 	odd := false
-	i, ok = scanObject(raw, i+1, 1, names, out, &odd)
+	i, ok = scanObject(raw, i+1, 1, names, out, shape, &odd)
 	if !ok {
 		return false, false
 	}
 	return skipSpace(raw, i) == len(raw), !odd
 }
 
+// skipSpace is the index of the first byte from i that is not JSON
+// whitespace (all four are at most ' ': one comparison passes any other).
 func skipSpace(s []byte, i int) int {
-	for i < len(s) && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r') {
+	for i < len(s) && s[i] <= ' ' && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r') {
 		i++
 	}
 	return i
 }
 
 // scanObject scans an object's members from i (just after its '{') and
-// returns the index after its '}'. names and out are only for the top
-// level (nil below it).
-func scanObject(s []byte, i, depth int, names []string, out []jsonSpan, odd *bool) (int, bool) {
+// returns the index after its '}'. names, out and shape are only for the
+// top level (nil below it).
+func scanObject(s []byte, i, depth int, names []string, out []jsonSpan, shape *jsonShape, odd *bool) (int, bool) {
 	i = skipSpace(s, i)
 	if i < len(s) && s[i] == '}' {
 		return i + 1, true
 	}
-	for {
+	left := len(names) // wanted fields not found yet: none once all are
+	for member := 0; ; member++ {
 		i = skipSpace(s, i)
 		if i >= len(s) || s[i] != '"' {
 			return i, false
 		}
-		kstart := i + 1
-		kend, esc, ok := scanString(s, kstart, odd)
-		if !ok || esc && names != nil { // an escaped key: fastjson compares it unescaped
+		next, want, ok := scanKey(s, i+1, member, names, shape, odd)
+		if !ok {
 			return i, false
 		}
-		i = skipSpace(s, kend+1)
+		if want >= 0 && (left == 0 || out[want].kind != jsonMissing) {
+			want = -1 // the first occurrence counts, as with fastjson's Get
+		}
+		i = skipSpace(s, next)
 		if i >= len(s) || s[i] != ':' {
 			return i, false
 		}
 		i = skipSpace(s, i+1)
-		want := -1
-		if names != nil {
-			want = wanted(names, out, s[kstart:kend])
-		}
 		var span jsonSpan
 		if i, span, ok = scanValue(s, i, depth, want >= 0, odd); !ok {
 			return i, false
 		}
 		if want >= 0 {
 			out[want] = span
+			left--
 		}
 		i = skipSpace(s, i)
 		if i >= len(s) {
@@ -122,19 +126,115 @@ func scanObject(s []byte, i, depth int, names []string, out []jsonSpan, odd *boo
 	}
 }
 
-// wanted is the index of the name key has, unless that field was found
-// already (the first occurrence counts, as with fastjson's Get); -1 for
-// none.
-func wanted(names []string, out []jsonSpan, key []byte) int {
+// scanKey scans the key of an object's member whose text starts at
+// kstart: the index after the key's closing quote, and at the top level
+// (names not nil) the index of the name it is (-1 for none). The top
+// level's keys are checked against shape's first, and learnt into it when
+// they differ. Not ok for a key the scan leaves to fastjson: an escaped
+// one at the top level, which fastjson compares unescaped.
+func scanKey(s []byte, kstart, member int, names []string, shape *jsonShape, odd *bool) (next, want int, ok bool) {
+	if names == nil {
+		kend, _, ok := scanString(s, kstart, odd)
+		return kend + 1, -1, ok
+	}
+	if next, want, ok = shape.match(s, kstart, member); ok {
+		return next, want, true
+	}
+	keyOdd := false
+	kend, esc, ok := scanString(s, kstart, &keyOdd)
+	if !ok || esc {
+		return 0, -1, false
+	}
+	*odd = *odd || keyOdd
+	key := s[kstart:kend]
+	want = nameIndex(names, key)
+	shape.learn(member, key, want, !keyOdd)
+	return kend + 1, want, true
+}
+
+// nameIndex is the index of key in names, -1 for none.
+func nameIndex(names []string, key []byte) int {
 	for j, n := range names {
 		if len(n) == len(key) && n == unsafe.String(unsafe.SliceData(key), len(key)) {
-			if out[j].kind != jsonMissing {
-				return -1
-			}
 			return j
 		}
 	}
 	return -1
+}
+
+// jsonShape is the top-level keys of the last records one runtime
+// scanned, in order, each with the index of its name in the scan's names.
+// Line-delimited JSON mostly repeats its keys from record to record, so a
+// key is checked against the one at its place before (a comparison of a
+// word or two) instead of scanned and looked up. Only keys of printable
+// ASCII without a backslash are kept: a record's key equal to one of them
+// is such a key too, and the scan would have found the same end and the
+// same name for it.
+type jsonShape struct {
+	keys []shapeKey
+	text []byte // the keys' bytes with their closing quotes, one after the other
+}
+
+type shapeKey struct {
+	start, n int // the key and its closing quote: text[start:start+n]
+	want     int
+	// head is the first 8 bytes of the key and quote (fewer for a
+	// shorter key, the rest of head and mask zero); tail their last 8
+	// when there are 9 to 16
+	head, mask, tail uint64
+}
+
+// match checks the key at kstart against the shape's key number member:
+// ok when s holds that key there, followed by its closing quote; next is
+// the index after the quote.
+func (sh *jsonShape) match(s []byte, kstart, member int) (next, want int, ok bool) {
+	if sh == nil || member >= len(sh.keys) {
+		return 0, -1, false
+	}
+	k := &sh.keys[member]
+	next = kstart + k.n
+	if len(s)-kstart < max(k.n, 8) || binary.LittleEndian.Uint64(s[kstart:])&k.mask != k.head {
+		return 0, -1, false
+	}
+	switch {
+	case k.n <= 8:
+	case k.n <= 16: // the last 8 bytes, overlapping the first
+		if binary.LittleEndian.Uint64(s[next-8:]) != k.tail {
+			return 0, -1, false
+		}
+	default:
+		if string(s[kstart:next]) != string(sh.text[k.start:k.start+k.n]) {
+			return 0, -1, false
+		}
+	}
+	return next, k.want, true
+}
+
+// learn makes key (its name's index want) the shape's key number member,
+// forgetting those after it; a key that is not printable ASCII (clean
+// false) is not kept, nor any after it in this record.
+func (sh *jsonShape) learn(member int, key []byte, want int, clean bool) {
+	if sh == nil || member > len(sh.keys) {
+		return
+	}
+	if member < len(sh.keys) {
+		sh.text = sh.text[:sh.keys[member].start]
+		sh.keys = sh.keys[:member]
+	}
+	if !clean {
+		return
+	}
+	start := len(sh.text)
+	sh.text = append(append(sh.text, key...), '"')
+	k := shapeKey{start: start, n: len(sh.text) - start, want: want}
+	for j, c := range sh.text[start:min(start+8, len(sh.text))] {
+		k.head |= uint64(c) << (8 * j)
+		k.mask |= 0xff << (8 * j)
+	}
+	if k.n > 8 {
+		k.tail = binary.LittleEndian.Uint64(sh.text[len(sh.text)-8:])
+	}
+	sh.keys = append(sh.keys, k)
 }
 
 // scanValue scans the value at i. For a wanted value it returns its span;
@@ -156,7 +256,7 @@ func scanValue(s []byte, i, depth int, want bool, odd *bool) (int, jsonSpan, boo
 			return i, jsonSpan{}, false
 		}
 		if c == '{' {
-			end, ok := scanObject(s, i+1, depth+1, nil, nil, odd)
+			end, ok := scanObject(s, i+1, depth+1, nil, nil, nil, odd)
 			return end, jsonSpan{}, ok
 		}
 		end, ok := scanArray(s, i+1, depth+1, odd)

@@ -41,6 +41,54 @@ func TestJSONScanAgreesWithTree(t *testing.T) {
 	}
 }
 
+// A scan that checks keys against the shape of the records before gives
+// what a scan without one gives: each mutated line scanned right after
+// the line it was mutated from (whose keys it mostly repeats, or nearly),
+// and after the line before it.
+func TestJSONScanShapeAgrees(t *testing.T) {
+	names := []string{"dev", "port", "n", "ok", "x", "t", "a_longer_key_name", "eight_ch"}
+	seeds := mutatedSeeds()
+	seeds = append(seeds,
+		`{"a_longer_key_name":"v","eight_ch":1,"dev":"a","port":"80"}`,
+		`{"a_longer_key_nbme":"v","eight_cH":1,"dev":"a","port":"80"}`,
+		`{"eight_ch":1,"a_longer_key_name":"v","dev":"a","port":"80"}`,
+		"{\"d\xe9v\":\"a\",\"dev\":\"b\",\"port\":\"80\"}",
+		`{"dev":"a","dev":"b","port":"80","port":"81"}`,
+		`{"de":"a","dev":"b","port":"80"}`,
+		`{"devx":"a","dev":"b","port":"80"}`,
+		`{"dev" :"a","port":"80"}`,
+	)
+	var shape jsonShape
+	withShape, without := make([]jsonSpan, len(names)), make([]jsonSpan, len(names))
+	lines, hits := mutate(seeds, 20000), 0
+	for i, line := range lines {
+		for _, before := range []string{seeds[i%len(seeds)], lines[max(i-1, 0)]} {
+			scanJSONText([]byte(before), names, withShape, &shape)
+			keys := len(shape.keys)
+			gotOK, gotPlain := scanJSONText([]byte(line), names, withShape, &shape)
+			wantOK, wantPlain := scanJSONText([]byte(line), names, without, nil)
+			got, want := fmt.Sprint(gotOK, gotPlain, spansString(withShape)), fmt.Sprint(wantOK, wantPlain, spansString(without))
+			if got != want {
+				t.Fatalf("line %q after %q: with the shape %s, without %s", line, before, got, want)
+			}
+			if keys > 0 {
+				hits++
+			}
+		}
+	}
+	if hits < len(lines) {
+		t.Fatalf("a shape was there for only %d of %d scans: the test compares too little", hits, 2*len(lines))
+	}
+}
+
+func spansString(spans []jsonSpan) string {
+	var sb strings.Builder
+	for _, sp := range spans {
+		fmt.Fprintf(&sb, "%d:%q ", sp.kind, sp.raw)
+	}
+	return sb.String()
+}
+
 // decodeString writes a decoded record (or its error) in one comparable
 // line.
 func decodeString(t *lua.LTable, err error) string {
@@ -74,7 +122,12 @@ func luaString(v lua.LValue) string {
 // mutations of them (bytes dropped, doubled, swapped for JSON's own
 // punctuation).
 func mutatedJSON() []string {
-	seeds := []string{
+	return mutate(mutatedSeeds(), 20000)
+}
+
+// mutatedSeeds is mutatedJSON's hand-made edge cases.
+func mutatedSeeds() []string {
+	return []string{
 		`{"dev":"a","port":"80","n":4,"ts":"2024-05-01T10:00:00Z"}`,
 		`{"dev":"a","port":"80","ts":1714557600.5}`,
 		`{"dev":"a","port":"80","ts":"yesterday"}`,
@@ -112,10 +165,15 @@ func mutatedJSON() []string {
 		"{\"dev\":\"a\",\"port\":\"80\",\"o\":\"\x01\"}",
 		`{"dev":"a","port":"80","deep":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}`,
 	}
+}
+
+// mutate is seeds and n random mutations of them (bytes dropped, doubled,
+// swapped for JSON's own punctuation).
+func mutate(seeds []string, n int) []string {
 	punct := []byte(`{}[]:,"\ 0e-.tnu`)
 	rnd := rand.New(rand.NewPCG(1, 2))
 	lines := append([]string(nil), seeds...)
-	for range 20000 {
+	for range n {
 		b := []byte(seeds[rnd.IntN(len(seeds))])
 		for range 1 + rnd.IntN(3) {
 			if len(b) == 0 {
@@ -186,4 +244,55 @@ func TestDirectAgreesWithTable(t *testing.T) {
 			t.Fatalf("only %d records kept: the test compares too little", kept)
 		}
 	}
+}
+
+// A field's kinds take a scanned value when one of its types does, as
+// spanTypeOK (below) reads the types one by one.
+func TestSpanKindsAsTypes(t *testing.T) {
+	types := []string{"any", "string", "number", "integer", "boolean", "table"}
+	spans := []jsonSpan{{kind: jsonNull}, {kind: jsonTrue}, {kind: jsonFalse}, {kind: jsonString, raw: []byte("7")},
+		{kind: jsonNumber, raw: []byte("7")}, {kind: jsonNumber, raw: []byte("7.5")}, {kind: jsonNumber, raw: []byte("-1e3")}}
+	for set := 1; set < 1<<len(types); set++ {
+		var ts []string
+		for i, ty := range types {
+			if set&(1<<i) != 0 {
+				ts = append(ts, ty)
+			}
+		}
+		k := kindsOf(ts)
+		for _, sp := range spans {
+			if got, want := k.ok(&sp), spanTypeOK(&sp, ts); got != want {
+				t.Errorf("types %v, %s %q: kinds say %v, the types %v", ts, spanTypeName(sp.kind), sp.raw, got, want)
+			}
+		}
+	}
+}
+
+// spanTypeOK is typeOK for a scanned value, a type at a time.
+func spanTypeOK(sp *jsonSpan, types []string) bool {
+	for _, t := range types {
+		switch t {
+		case "any":
+			return true
+		case "string":
+			if sp.kind == jsonString {
+				return true
+			}
+		case "number":
+			if sp.kind == jsonNumber {
+				return true
+			}
+		case "integer":
+			if sp.kind == jsonNumber {
+				if f := parseNumber(sp.raw); f == float64(int64(f)) {
+					return true
+				}
+			}
+		case "boolean":
+			if sp.kind == jsonTrue || sp.kind == jsonFalse {
+				return true
+			}
+		}
+	}
+	return false
 }

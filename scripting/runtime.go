@@ -38,6 +38,8 @@ type Runtime struct {
 	// parse names, and where the last record had them.
 	names []string
 	spans []jsonSpan
+	shape jsonShape   // the keys of the records scanned before
+	kinds []spanKinds // each field's types (checkSpans)
 	// byName lists the indexes of names in name order (a record's row).
 	byName []int
 	// goVals are the direct path's fields in Go, converted on first use
@@ -350,7 +352,7 @@ func (rt *Runtime) parseRecord(raw []byte) (*lua.LTable, error) {
 
 func (rt *Runtime) parseJSON(raw []byte) (*lua.LTable, error) {
 	rt.ensureSpans()
-	ok, plain := scanJSONText(raw, rt.names, rt.spans)
+	ok, plain := scanJSONText(raw, rt.names, rt.spans, &rt.shape)
 	if !ok {
 		return rt.parseJSONTree(raw)
 	}

@@ -2,12 +2,15 @@ package files
 
 import "github.com/eddy-stream/eddy/connectors"
 
-// batchMem is the memory of one dir: batch: its records and the bytes of
-// their values. The engine gives it back (Batch.Release) once it has
-// processed the batch, and a later batch is read into it: a fresh buffer
-// per batch, zeroed and collected, cost more than the reading itself.
+// batchMem is the memory of one dir: batch: its records, the blocks its
+// lines were read into (lineBlocks) and the bytes of values copied (lines
+// of .gz files, previews of lines too long). The engine gives it back
+// (Batch.Release) once it has processed the batch, and a later batch is
+// read into it: a fresh buffer per batch, zeroed and collected, cost more
+// than the reading itself.
 type batchMem struct {
 	records []connectors.Record
+	blocks  []*block // held: let go of at release
 	chunks  [][]byte // chunks[used] is being filled; the rest are spare
 	used    int
 	lent    bool // handed out with a batch, not yet released
@@ -60,6 +63,15 @@ func (m *batchMem) keep(v []byte) []byte {
 	return c[start:len(c):len(c)]
 }
 
+// hold keeps b for the batch's lines in it until the batch is released.
+func (m *batchMem) hold(b *block) {
+	if n := len(m.blocks); n > 0 && m.blocks[n-1] == b {
+		return
+	}
+	b.refs.Add(1)
+	m.blocks = append(m.blocks, b)
+}
+
 // release empties m and keeps it for a later batch of its partition
 // (called from the engine's goroutine, while the reader reads on).
 // Releasing a batch twice would hand its memory to two batches at once:
@@ -74,6 +86,11 @@ func (m *batchMem) release() {
 		m.chunks[i] = m.chunks[i][:0]
 	}
 	m.used = 0
+	for i, b := range m.blocks {
+		b.unref()
+		m.blocks[i] = nil
+	}
+	m.blocks = m.blocks[:0]
 	select {
 	case m.spare <- m:
 	default: // enough spares: collected

@@ -93,7 +93,7 @@ func NewDir(path string, c DirConfig) (*DirSource, error) {
 		maxRecord: c.MaxRecordSize, warnOnLoss: c.WarnOnLoss,
 		idler: idler{poll: c.Poll, owed: true},
 		done:  map[string]bool{}, doneJSON: []byte("[]"),
-		mems: make(batchMems, spareMems),
+		mems: make(batchMems, spareMems), blocks: newBlockPool(),
 	}
 	return &DirSource{Single: connectors.Single{Partition: p}, p: p}, nil
 }
@@ -137,11 +137,14 @@ type dirPartition struct {
 	cur      *dirFile
 	extent   dirExtent
 	mems     batchMems // released batches' memory
+	blocks   *blockPool
 }
 
 type dirFile struct {
-	name  string
-	f     *os.File
+	name string
+	f    *os.File
+	// lines reads a plain file; r a .gz file's text
+	lines *lineBlocks
 	r     *bufio.Reader
 	gz    bool
 	off   int64
@@ -253,7 +256,7 @@ func (p *dirPartition) open(name string, off, line int64) error {
 			return err
 		}
 		p.extent.read(int(off))
-		c.r = bufio.NewReaderSize(counted{f, &p.extent}, 64<<10)
+		c.lines = newLineBlocks(counted{f, &p.extent}, p.blocks)
 	}
 	p.cur = c
 	return nil
@@ -358,7 +361,7 @@ func (p *dirPartition) next() (connectors.Batch, bool, error) {
 			if err := p.checkLoss(); err != nil {
 				return connectors.Batch{}, false, err
 			}
-			p.cur.f.Close()
+			p.cur.close()
 			p.done[p.cur.name] = true
 			p.setDone()
 			p.extent.fileDone()
@@ -381,19 +384,19 @@ func (p *dirPartition) readBatch() (b connectors.Batch, eof bool, err error) {
 	b = connectors.Batch{Where: c.name, Unit: "line", Records: mem.records, Release: mem.release}
 	size := 0
 	for len(b.Records) < maxBatchRecords && size < maxBatchBytes {
-		raw, tooLong, err := connectors.ReadLine(c.r, p.maxRecord)
+		raw, tooLong, err := c.readLine(mem, p.maxRecord)
 		switch {
 		case tooLong > 0:
 			c.line++
 			size += len(raw)
-			b.Records = append(b.Records, p.tooLong(mem, raw, tooLong))
+			b.Records = append(b.Records, p.tooLong(raw, tooLong))
 			c.off += tooLong
 		case len(raw) > 0:
 			c.off += int64(len(raw))
 			c.line++
 			if v := connectors.TrimLineEnd(raw); len(v) > 0 {
 				size += len(v)
-				b.Records = append(b.Records, connectors.Record{Value: mem.keep(v), Seq: c.line, Time: c.mtime})
+				b.Records = append(b.Records, connectors.Record{Value: v, Seq: c.line, Time: c.mtime})
 			}
 		}
 		if errors.Is(err, io.EOF) {
@@ -405,9 +408,7 @@ func (p *dirPartition) readBatch() (b connectors.Batch, eof bool, err error) {
 		}
 	}
 	if !eof {
-		if _, err := c.r.Peek(1); errors.Is(err, io.EOF) {
-			eof = true
-		} else if err != nil {
+		if eof, err = c.atEnd(); err != nil {
 			return b, false, fmt.Errorf("%s: %s line %d: %w", p.id, c.name, c.line+1, err)
 		}
 	}
@@ -416,14 +417,14 @@ func (p *dirPartition) readBatch() (b connectors.Batch, eof bool, err error) {
 }
 
 // tooLong makes the dead-letter record of a line longer than the maximum
-// record size, from its preview and its size.
-func (p *dirPartition) tooLong(mem *batchMem, preview []byte, size int64) connectors.Record {
+// record size, from its preview (kept in the batch's memory) and its size.
+func (p *dirPartition) tooLong(preview []byte, size int64) connectors.Record {
 	c := p.cur
 	at := c.off
 	if c.gz {
 		at = -1 // offsets in the compressed file mean nothing to people
 	}
-	return connectors.Record{Value: mem.keep(preview), Seq: c.line, Time: c.mtime,
+	return connectors.Record{Value: preview, Seq: c.line, Time: c.mtime,
 		Err: &connectors.TooLongError{Size: size, Max: int64(p.maxRecord), Offset: at}}
 }
 
@@ -482,9 +483,41 @@ func (p *dirPartition) Describe(pos connectors.Position) string {
 
 func (p *dirPartition) Close() error {
 	if p.cur != nil {
-		err := p.cur.f.Close()
+		err := p.cur.close()
 		p.cur = nil
 		return err
 	}
 	return nil
+}
+
+// close closes the file and lets go of its block.
+func (c *dirFile) close() error {
+	if c.lines != nil {
+		c.lines.close()
+	}
+	return c.f.Close()
+}
+
+// readLine returns the next line with its line end, valid until mem is
+// released, as connectors.ReadLine does (a preview and the size of a line
+// longer than max).
+func (c *dirFile) readLine(mem *batchMem, max int) (line []byte, tooLong int64, err error) {
+	if c.lines != nil {
+		return c.lines.next(mem, max)
+	}
+	line, tooLong, err = connectors.ReadLine(c.r, max)
+	return mem.keep(line), tooLong, err
+}
+
+// atEnd says whether the file has nothing after the lines read.
+func (c *dirFile) atEnd() (bool, error) {
+	if c.lines != nil {
+		return c.lines.atEnd()
+	}
+	if _, err := c.r.Peek(1); errors.Is(err, io.EOF) {
+		return true, nil
+	} else if err != nil {
+		return false, err
+	}
+	return false, nil
 }
