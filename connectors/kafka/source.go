@@ -182,9 +182,10 @@ type tp struct {
 func (t tp) id() string { return "kafka:" + t.topic + "/" + strconv.Itoa(int(t.part)) }
 
 // Source is a kafka:// source: a member of a consumer group whose assigned
-// partitions become the engine's partitions. One poll loop fetches for
-// all of them and routes records to per-partition buffers; a partition
-// whose buffer is full is paused until its reader catches up.
+// partitions become the engine's partitions. Its fetchers (fetcher.go)
+// share the partitions; each fetcher's poll loop routes its records to
+// per-partition buffers, and a partition whose buffer is full is paused
+// until its reader catches up.
 type Source struct {
 	cfg   SourceConfig
 	admCl *kgo.Client
