@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"sync"
@@ -40,7 +42,8 @@ import (
 // (internal/benchrun). Run it with `just bench-kafka`
 // (EDDY_BENCH_RECORDS overrides the million records; EDDY_BENCH_ROUNDS=N
 // reads the topic N times with each, in turn, and prints the ratios'
-// range: on a loaded machine one round says little).
+// range: on a loaded machine one round says little; EDDY_BENCH_FETCHERS=N
+// gives eddy's source N fetching clients instead of one per core).
 func BenchmarkKafkaNetflow(b *testing.B) {
 	brokers := testenv.Kafka(b)
 	records := int64(testenv.BenchSize(b, "EDDY_BENCH_RECORDS", 1_000_000))
@@ -54,8 +57,20 @@ func BenchmarkKafkaNetflow(b *testing.B) {
 	var base, eddy benchrun.Run
 	for round := 1; round <= rounds; round++ {
 		var baseTop, eddyTop string
-		base = benchrun.Measure("plain franz-go loop (fastjson + map)", records, func() { baseTop = plainCount(b, brokers, topic) })
-		eddy = benchrun.Measure("eddy (kafka:// source, Lua, actors, Badger)", records, func() { eddyTop = eddyCount(b, brokers, topic) })
+		// The labels let a -cpuprofile of the bench be cut by side
+		// (pprof -tagfocus side=eddy): goroutines inherit them, franz-go's
+		// fetch goroutines included. The regions mark each side's span in
+		// a -trace.
+		base = benchrun.Measure("plain franz-go loop (fastjson + map)", records, func() {
+			pprof.Do(context.Background(), pprof.Labels("side", "plain"), func(ctx context.Context) {
+				trace.WithRegion(ctx, "plain", func() { baseTop = plainCount(b, brokers, topic) })
+			})
+		})
+		eddy = benchrun.Measure("eddy (kafka:// source, Lua, actors, Badger)", records, func() {
+			pprof.Do(context.Background(), pprof.Labels("side", "eddy"), func(ctx context.Context) {
+				trace.WithRegion(ctx, "eddy", func() { eddyTop = eddyCount(b, brokers, topic) })
+			})
+		})
 		if err := reference.DiffRows(baseTop, eddyTop); err != nil {
 			b.Fatalf("eddy and the plain loop disagree on the top 20: %v", err)
 		}
@@ -152,7 +167,8 @@ func eddyCount(b *testing.B, brokers []string, topic string) string {
 
 func runPipeline(b *testing.B, p *scripting.Pipeline, brokers []string, topic string, out *memio.Sink, ctx context.Context) *memio.Sink {
 	conn := kafka.Conn{Brokers: brokers, Topics: []string{topic}}
-	src, err := kafka.NewSource(kafka.SourceConfig{Conn: conn, Group: topic + "-bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)})
+	fetchers := testenv.BenchSize(b, "EDDY_BENCH_FETCHERS", 0) // 0: the source's default
+	src, err := kafka.NewSource(kafka.SourceConfig{Conn: conn, Fetchers: fetchers, Group: topic + "-bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)})
 	if err != nil {
 		b.Fatal(err)
 	}

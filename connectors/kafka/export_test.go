@@ -17,3 +17,18 @@ func HoldChangelogCommits(hold func()) (restore func()) {
 	beforeEndTxn.Store(&f)
 	return func() { beforeEndTxn.Store(nil) }
 }
+
+// FetcherOf is the index of the fetcher that fetches p's records (the
+// group's client is 0).
+func FetcherOf(p interface{ ID() string }) int {
+	part := p.(*partition)
+	s := part.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, f := range s.fetchers {
+		if f == part.f {
+			return i
+		}
+	}
+	return -1
+}

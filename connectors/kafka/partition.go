@@ -18,7 +18,11 @@ type partition struct {
 	id    string
 	where string
 
+	// f fetches the partition's records; set at its assignment.
+	f *fetcher
+
 	// Guarded by s.mu.
+	added      bool          // added to f's client (a direct fetcher)
 	buf        []*kgo.Record // data and control records, in offset order
 	bufRecords int           // data records in buf
 	next       int64         // the offset the next fetched record must have at least
@@ -113,7 +117,7 @@ func (p *partition) add(fp kgo.FetchPartition) {
 	}
 	if len(p.buf) >= p.s.cfg.Buffer && !p.full {
 		p.full = true
-		p.s.cl.PauseFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.part}})
+		p.f.pause(p)
 	}
 	p.signal()
 }
@@ -277,7 +281,7 @@ func (p *partition) take() (connectors.Batch, bool) {
 	}
 	if p.full && len(p.buf) <= s.cfg.Buffer/2 {
 		p.full = false
-		s.cl.ResumeFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.part}})
+		p.f.resume(p)
 	}
 	b := connectors.Batch{Records: recs, Where: p.where, Unit: "offset", End: encodePos(p.pos), Release: mem.release}
 	b.CaughtUp = len(p.buf) == 0 && p.end >= 0 && p.pos >= p.end

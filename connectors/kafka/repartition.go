@@ -398,7 +398,7 @@ func (p *partition) takeRepartition() (connectors.Batch, bool) {
 	}
 	if p.full && len(p.buf) <= s.cfg.Buffer/2 {
 		p.full = false
-		s.cl.ResumeFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.part}})
+		p.f.resume(p)
 	}
 	b.End = p.position()
 	b.CaughtUp = len(p.buf) == 0 && p.end >= 0 && p.pos >= p.end

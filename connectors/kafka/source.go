@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,7 +24,7 @@ import (
 func init() {
 	connectors.RegisterSource("kafka", func(t connectors.Target) (connectors.Source, error) { return OpenSource(t) },
 		append(connParams, "group", "start", "start-time", "ignore-committed", "isolation", "instance",
-			"batch", "buffer", "poll", "session-timeout", "streams")...)
+			"batch", "buffer", "poll", "session-timeout", "streams", "fetchers")...)
 	connectors.RegisterSink("kafka", func(t connectors.Target) (connectors.Sink, error) { return OpenSink(t) },
 		append(connParams, "exactly-once", "transactional-id", "pipeline", "source-group", "format")...)
 	connectors.DeclareReach("kafka", connectors.Reach{PathParams: []string{"tls-ca"}})
@@ -64,7 +65,11 @@ type SourceConfig struct {
 	// topics (RepartitionWriter's From): a partition's event time waits
 	// for each of them.
 	Upstreams []string
-	Logger    *slog.Logger
+	// Fetchers is how many franz-go clients fetch the assigned partitions,
+	// each on goroutines of its own (default: GOMAXPROCS, at most 4);
+	// a partition is fetched by one of them.
+	Fetchers int
+	Logger   *slog.Logger
 }
 
 func (c *SourceConfig) defaults() error {
@@ -96,6 +101,9 @@ func (c *SourceConfig) defaults() error {
 	if c.Poll <= 0 {
 		c.Poll = 200 * time.Millisecond
 	}
+	if c.Fetchers <= 0 {
+		c.Fetchers = min(runtime.GOMAXPROCS(0), 4)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -106,7 +114,7 @@ func (c *SourceConfig) defaults() error {
 // start=earliest|latest|OFFSET, start-time=RFC3339, ignore-committed=true,
 // isolation=read_committed|read_uncommitted, instance (static membership),
 // session-timeout, batch, buffer, poll, streams (a repartition topic's
-// upstream streams) and the connection's (see ParseConn).
+// upstream streams), fetchers and the connection's (see ParseConn).
 func OpenSource(t connectors.Target) (*Source, error) {
 	conn, err := ParseConn(t)
 	if err != nil {
@@ -132,7 +140,11 @@ func OpenSource(t connectors.Target) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.Batch, c.Buffer = int(batch), int(buffer)
+	fetchers, err := t.IntParam("fetchers", 0, 1)
+	if err != nil {
+		return nil, err
+	}
+	c.Batch, c.Buffer, c.Fetchers = int(batch), int(buffer), int(fetchers)
 	if c.Poll, err = t.DurationParam("poll", 0); err != nil {
 		return nil, err
 	}
@@ -170,9 +182,10 @@ type tp struct {
 func (t tp) id() string { return "kafka:" + t.topic + "/" + strconv.Itoa(int(t.part)) }
 
 // Source is a kafka:// source: a member of a consumer group whose assigned
-// partitions become the engine's partitions. One poll loop fetches for
-// all of them and routes records to per-partition buffers; a partition
-// whose buffer is full is paused until its reader catches up.
+// partitions become the engine's partitions. Its fetchers (fetcher.go)
+// share the partitions; each fetcher's poll loop routes its records to
+// per-partition buffers, and a partition whose buffer is full is paused
+// until its reader catches up.
 type Source struct {
 	cfg   SourceConfig
 	admCl *kgo.Client
@@ -187,10 +200,9 @@ type Source struct {
 	l            connectors.Listener
 	ctx          context.Context
 
-	mu    sync.Mutex
-	parts map[tp]*partition
-	seeks map[*partition]int64 // for the poll loop to apply
-	wake  context.CancelFunc   // interrupts the current poll
+	mu       sync.Mutex
+	parts    map[tp]*partition
+	fetchers []*fetcher // the group's client first
 
 	obsMu   sync.Mutex
 	obsCond *sync.Cond
@@ -210,7 +222,7 @@ type Source struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	stopLoop  context.CancelFunc
-	loopDone  chan struct{}
+	loops     sync.WaitGroup // the fetchers' poll loops
 }
 
 var (
@@ -225,41 +237,55 @@ func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
 		return err
 	}
 	s.l, s.ctx = l, ctx
-	iso := kgo.ReadCommitted()
-	if s.cfg.ReadUncommitted {
-		iso = kgo.ReadUncommitted()
-	}
-	opts := []kgo.Opt{
+	opts := append(s.fetchOpts(),
 		kgo.ConsumerGroup(s.cfg.Group),
 		kgo.ConsumeTopics(s.cfg.Topics...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
-		kgo.FetchIsolationLevel(iso),
-		kgo.KeepControlRecords(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.OnPartitionsAssigned(s.onAssigned),
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
-	}
-	pools := &fetchPools{}
-	opts = append(opts, kgo.WithPools(pools), kgo.WithDecompressor(newDecompressor(pools)))
+	)
 	if s.cfg.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(s.cfg.SessionTimeout))
 	}
 	if s.cfg.Instance != "" {
 		opts = append(opts, kgo.InstanceID(s.cfg.Instance))
 	}
+	// The direct fetchers first: the group's client hands out partitions
+	// as soon as it exists.
+	fs := []*fetcher{{s: s}}
+	for range s.cfg.Fetchers - 1 {
+		f, err := s.newDirectFetcher()
+		if err != nil {
+			closeFetchers(fs[1:])
+			return err
+		}
+		fs = append(fs, f)
+	}
+	s.mu.Lock()
+	s.fetchers = fs
+	s.mu.Unlock()
 	cl, err := s.cfg.NewClient(opts...)
 	if err != nil {
+		closeFetchers(fs[1:])
 		return err
 	}
+	s.mu.Lock()
+	fs[0].cl = cl
+	s.mu.Unlock()
 	s.cl = cl
 	s.groupCl.Store(cl)
 	running.Store(s.cfg.Group, s)
 	lctx, stop := context.WithCancel(context.Background())
-	s.stopLoop, s.loopDone = stop, make(chan struct{})
-	go s.loop(lctx)
+	s.stopLoop = stop
+	for _, f := range fs {
+		s.loops.Add(1)
+		go func() {
+			defer s.loops.Done()
+			f.loop(lctx)
+		}()
+	}
 	// Hand over the first assignment before returning, as Start promises
 	// for the partitions it knows; a member the group gives nothing to
 	// goes on after a while.
@@ -324,6 +350,7 @@ func (s *Source) onAssigned(_ context.Context, cl *kgo.Client, assigned map[stri
 		for _, n := range parts {
 			p := newPartition(s, tp{topic, n})
 			p.member = member
+			p.f = s.pickFetcher()
 			s.parts[p.tp] = p
 			ps = append(ps, p)
 		}
@@ -433,6 +460,7 @@ func (s *Source) handOver(m map[string][]int32, lost bool) {
 		p.close()
 	}
 	s.mu.Unlock()
+	s.unfetch(ps)
 	s.cfg.Logger.Debug("kafka partitions handed over", "n", len(ps), "lost", lost)
 }
 
@@ -550,74 +578,6 @@ func (s *Source) commit(ps []*partition) error {
 	return cerr
 }
 
-// loop is the one poll loop: it applies seeks between polls and routes
-// fetched records to their partitions' buffers.
-func (s *Source) loop(ctx context.Context) {
-	defer close(s.loopDone)
-	var lastErr time.Time
-	for {
-		s.mu.Lock()
-		seeks := s.seeks
-		s.seeks = nil
-		pctx, cancel := context.WithCancel(ctx)
-		s.wake = cancel
-		s.mu.Unlock()
-		if len(seeks) > 0 {
-			s.applySeeks(seeks)
-		}
-		fs := s.cl.PollRecords(pctx, 10000)
-		cancel()
-		if ctx.Err() != nil || fs.IsClientClosed() {
-			return
-		}
-		fs.EachError(func(topic string, part int32, err error) {
-			if errors.Is(err, context.Canceled) {
-				return
-			}
-			if time.Since(lastErr) > 5*time.Second {
-				lastErr = time.Now()
-				s.cfg.Logger.Warn("kafka: fetch failed; retrying with backoff", "topic", topic, "partition", part, "err", err)
-			}
-		})
-		s.mu.Lock()
-		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
-			if p := s.parts[tp{fp.Topic, fp.Partition}]; p != nil {
-				p.add(fp.FetchPartition)
-			} else {
-				recycle(fp.Records) // no longer assigned here
-			}
-		})
-		s.mu.Unlock()
-	}
-}
-
-// applySeeks points the fetches of the partitions at their new offsets.
-// It runs between polls, and SetOffsets drops what was buffered for the
-// old ones, so nothing fetched before a seek reaches a partition after it.
-func (s *Source) applySeeks(seeks map[*partition]int64) {
-	set := map[string]map[int32]kgo.EpochOffset{}
-	resume := map[string][]int32{}
-	s.mu.Lock()
-	for p, off := range seeks {
-		p.dropBuf()
-		p.next, p.pos, p.seeked = off, off, true
-		p.seekedTo()
-		p.full = false
-		if set[p.tp.topic] == nil {
-			set[p.tp.topic] = map[int32]kgo.EpochOffset{}
-		}
-		set[p.tp.topic][p.tp.part] = kgo.EpochOffset{Epoch: -1, Offset: off}
-		resume[p.tp.topic] = append(resume[p.tp.topic], p.tp.part)
-	}
-	s.mu.Unlock()
-	s.cl.SetOffsets(set)
-	s.cl.ResumeFetchPartitions(resume)
-	for p := range seeks {
-		p.signal()
-		p.seekDone()
-	}
-}
-
 // Close leaves the group. The positions of the last checkpoint are
 // committed first, so the group's offsets match Badger's.
 func (s *Source) Close() error {
@@ -639,7 +599,7 @@ func (s *Source) Close() error {
 		close(s.closed)
 		if s.stopLoop != nil {
 			s.stopLoop()
-			<-s.loopDone
+			s.loops.Wait()
 		}
 		s.mu.Lock()
 		for _, p := range s.parts {
@@ -649,6 +609,10 @@ func (s *Source) Close() error {
 		if s.cl != nil {
 			running.CompareAndDelete(s.cfg.Group, s)
 			s.cl.Close()
+			s.mu.Lock()
+			fs := s.fetchers[1:]
+			s.mu.Unlock()
+			closeFetchers(fs)
 		}
 		s.admCl.Close()
 	})
@@ -659,12 +623,13 @@ func (s *Source) Close() error {
 func (s *Source) requestSeek(ctx context.Context, p *partition, off int64) error {
 	done := make(chan struct{})
 	s.mu.Lock()
-	if s.seeks == nil {
-		s.seeks = map[*partition]int64{}
+	f := p.f
+	if f.seeks == nil {
+		f.seeks = map[*partition]int64{}
 	}
-	s.seeks[p] = off
+	f.seeks[p] = off
 	p.seekWait = append(p.seekWait, done)
-	wake := s.wake
+	wake := f.wake
 	s.mu.Unlock()
 	if wake != nil {
 		wake()

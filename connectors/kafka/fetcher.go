@@ -1,0 +1,196 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// fetcher is one franz-go client fetching records for some of the
+// source's partitions, with a poll loop of its own that routes them to
+// their partitions' buffers. franz-go fetches, decompresses and splits
+// the records of every partition it consumes from one broker on a single
+// goroutine; on bench-kafka (one broker) that goroutine was a third of
+// eddy's CPU, serial, and the run could not use both cores. Each fetcher
+// has its own goroutine per broker, so a source's partitions are
+// decompressed on as many cores as it has fetchers.
+//
+// The first fetcher is the group's client: its partitions are fetched as
+// before. The others consume partitions directly (AddConsumePartitions)
+// at the offsets the engine seeks to; the group's client keeps those
+// paused (onAssigned pauses every new partition and only the group
+// fetcher resumes its own), and its offsets are committed by the group's
+// client as every partition's are.
+type fetcher struct {
+	s      *Source
+	cl     *kgo.Client
+	direct bool // partitions are added to cl one by one (not the group's client)
+
+	// Guarded by s.mu.
+	n     int                  // partitions fetched here
+	seeks map[*partition]int64 // for the poll loop to apply
+	wake  context.CancelFunc   // interrupts the current poll
+}
+
+// fetchOpts are the fetching options every fetcher's client shares.
+func (s *Source) fetchOpts() []kgo.Opt {
+	iso := kgo.ReadCommitted()
+	if s.cfg.ReadUncommitted {
+		iso = kgo.ReadUncommitted()
+	}
+	pools := &fetchPools{}
+	return []kgo.Opt{
+		kgo.FetchIsolationLevel(iso),
+		kgo.KeepControlRecords(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(500 * time.Millisecond),
+		kgo.WithPools(pools), kgo.WithDecompressor(newDecompressor(pools)),
+	}
+}
+
+// newDirectFetcher makes a fetcher of its own client, which consumes no
+// partition until one is added.
+func (s *Source) newDirectFetcher() (*fetcher, error) {
+	cl, err := s.cfg.NewClient(append(s.fetchOpts(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{}))...)
+	if err != nil {
+		return nil, err
+	}
+	return &fetcher{s: s, cl: cl, direct: true}, nil
+}
+
+// pickFetcher is the fetcher with the fewest partitions; s.mu is held.
+func (s *Source) pickFetcher() *fetcher {
+	f := s.fetchers[0]
+	for _, g := range s.fetchers[1:] {
+		if g.n < f.n {
+			f = g
+		}
+	}
+	f.n++
+	return f
+}
+
+// loop is the fetcher's poll loop: it applies seeks between polls and
+// routes fetched records to their partitions' buffers.
+func (f *fetcher) loop(ctx context.Context) {
+	s := f.s
+	var lastErr time.Time
+	for {
+		s.mu.Lock()
+		seeks := f.seeks
+		f.seeks = nil
+		pctx, cancel := context.WithCancel(ctx)
+		f.wake = cancel
+		s.mu.Unlock()
+		if len(seeks) > 0 {
+			f.applySeeks(seeks)
+		}
+		fs := f.cl.PollRecords(pctx, 10000)
+		cancel()
+		if ctx.Err() != nil || fs.IsClientClosed() {
+			return
+		}
+		fs.EachError(func(topic string, part int32, err error) {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			if time.Since(lastErr) > 5*time.Second {
+				lastErr = time.Now()
+				s.cfg.Logger.Warn("kafka: fetch failed; retrying with backoff", "topic", topic, "partition", part, "err", err)
+			}
+		})
+		s.mu.Lock()
+		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+			// A partition fetched here before it was revoked may have been
+			// assigned again since, to another fetcher: its records are
+			// that fetcher's to bring.
+			if p := s.parts[tp{fp.Topic, fp.Partition}]; p != nil && p.f == f {
+				p.add(fp.FetchPartition)
+			} else {
+				recycle(fp.Records) // no longer assigned here
+			}
+		})
+		s.mu.Unlock()
+	}
+}
+
+// applySeeks points the fetches of the partitions at their new offsets.
+// It runs between polls, and SetOffsets drops what was buffered for the
+// old ones, so nothing fetched before a seek reaches a partition after it.
+// A direct fetcher's partition is added at its first seek.
+func (f *fetcher) applySeeks(seeks map[*partition]int64) {
+	set := map[string]map[int32]kgo.EpochOffset{}
+	add := map[string]map[int32]kgo.Offset{}
+	resume := map[string][]int32{}
+	f.s.mu.Lock()
+	for p, off := range seeks {
+		if p.gone {
+			continue // revoked before its seek applied: fetch nothing more
+		}
+		p.dropBuf()
+		p.next, p.pos, p.seeked = off, off, true
+		p.seekedTo()
+		p.full = false
+		t := p.tp
+		if f.direct && !p.added {
+			p.added = true
+			if add[t.topic] == nil {
+				add[t.topic] = map[int32]kgo.Offset{}
+			}
+			add[t.topic][t.part] = kgo.NewOffset().At(off)
+		} else {
+			if set[t.topic] == nil {
+				set[t.topic] = map[int32]kgo.EpochOffset{}
+			}
+			set[t.topic][t.part] = kgo.EpochOffset{Epoch: -1, Offset: off}
+		}
+		resume[t.topic] = append(resume[t.topic], t.part)
+	}
+	f.s.mu.Unlock()
+	if len(add) > 0 {
+		f.cl.AddConsumePartitions(add)
+	}
+	f.cl.SetOffsets(set)
+	f.cl.ResumeFetchPartitions(resume)
+	for p := range seeks {
+		p.signal()
+		p.seekDone()
+	}
+}
+
+// pause and resume stop and restart fetching a partition whose buffer
+// filled up; s.mu is held.
+func (f *fetcher) pause(p *partition) {
+	f.cl.PauseFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.part}})
+}
+
+func (f *fetcher) resume(p *partition) {
+	f.cl.ResumeFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.part}})
+}
+
+// unfetch stops a direct fetcher's fetching of partitions that are gone
+// (closed: applySeeks adds them no more); s.mu is not held.
+func (s *Source) unfetch(ps []*partition) {
+	s.mu.Lock()
+	var rm []*partition
+	for _, p := range ps {
+		if p.f != nil && p.f.direct && p.added {
+			rm = append(rm, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range rm {
+		p.f.cl.RemoveConsumePartitions(map[string][]int32{p.tp.topic: {p.tp.part}})
+	}
+}
+
+// closeFetchers closes the clients of direct fetchers.
+func closeFetchers(fs []*fetcher) {
+	for _, f := range fs {
+		if f != nil && f.cl != nil {
+			f.cl.Close()
+		}
+	}
+}

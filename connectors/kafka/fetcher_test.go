@@ -1,0 +1,102 @@
+package kafka_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/connectors/connectortest"
+	"github.com/eddy-stream/eddy/connectors/kafka"
+	"github.com/eddy-stream/eddy/internal/testenv"
+)
+
+// A source's partitions are spread over its fetchers (franz-go clients
+// with a fetch goroutine each), and every partition reads each of its
+// records once, in offset order, from the start and again after a seek,
+// whichever fetcher brings it.
+func TestSourceFetchersShareThePartitions(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 4)
+	const n = 4000
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n && err == nil; i += 500 {
+		var recs []*kgo.Record
+		for j := i; j < i+500; j++ {
+			recs = append(recs, &kgo.Record{Value: fmt.Appendf(nil, `{"i":%d}`, j)})
+		}
+		err = cl.ProduceSync(t.Context(), recs...).FirstErr()
+	}
+	cl.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fetchers := range []int{1, 2, 3} {
+		t.Run(fmt.Sprintf("fetchers=%d", fetchers), func(t *testing.T) {
+			src, err := connectors.OpenSource(uri(brokers, topic, fmt.Sprintf("group=%s-%d&batch=300&fetchers=%d", topic, fetchers, fetchers)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := connectortest.Start(t, src)
+			l.WaitPartitions(t, 4, 30*time.Second)
+			perFetcher := make([]int, fetchers)
+			var all []string
+			for _, p := range l.Partitions() {
+				f := kafka.FetcherOf(p)
+				if f < 0 || f >= fetchers {
+					t.Fatalf("%s: fetched by fetcher %d of %d", p.ID(), f, fetchers)
+				}
+				perFetcher[f]++
+				recs := readInOrder(t, p)
+				for _, r := range recs {
+					all = append(all, string(r.Value))
+				}
+				// Back to the middle: the second half again, from the
+				// fetcher's client.
+				mid := recs[len(recs)/2]
+				if err := p.Seek(fmt.Appendf(nil, `{"offset":%d}`, mid.Seq)); err != nil {
+					t.Fatal(err)
+				}
+				again := readInOrder(t, p)
+				if !slices.EqualFunc(again, recs[len(recs)/2:], func(a, b connectortest.Located) bool { return a.Seq == b.Seq && string(a.Value) == string(b.Value) }) {
+					t.Fatalf("%s: after a seek to offset %d read %d records, want the %d from there", p.ID(), mid.Seq, len(again), len(recs)-len(recs)/2)
+				}
+			}
+			// 4 partitions over the fetchers: 4, 2+2, 2+1+1.
+			if slices.Max(perFetcher)-slices.Min(perFetcher) > 1 {
+				t.Fatalf("partitions per fetcher %v: not spread evenly", perFetcher)
+			}
+			slices.Sort(all)
+			want := make([]string, n)
+			for i := range want {
+				want[i] = fmt.Sprintf(`{"i":%d}`, i)
+			}
+			slices.Sort(want)
+			if !slices.Equal(all, want) {
+				t.Fatalf("read %d records, want each of the %d once", len(all), n)
+			}
+		})
+	}
+}
+
+// readInOrder reads p to its end and checks that its offsets rise.
+func readInOrder(t *testing.T, p connectors.Partition) []connectortest.Located {
+	t.Helper()
+	recs := connectortest.ReadAll(t, p, 0, 30*time.Second).Records()
+	if len(recs) == 0 {
+		t.Fatalf("%s: no records", p.ID())
+	}
+	for i := 1; i < len(recs); i++ {
+		if recs[i].Seq <= recs[i-1].Seq {
+			t.Fatalf("%s: offset %d after %d", p.ID(), recs[i].Seq, recs[i-1].Seq)
+		}
+	}
+	return recs
+}
