@@ -518,8 +518,12 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 		if err := c.failed(); err != nil {
 			return nil, c.refused(ctx, positions, err)
 		}
-		if fence && sh.cfg.SourceGroup != c.group {
-			if err := commitGroupOffsetsInTxn(ctx, sh.cl, sh.txnID, c.group, positions, &c.topicIDs); err != nil {
+		if fence {
+			own := positions
+			if sh.cfg.SourceGroup == c.group {
+				own = unread(positions) // the sink's Commit adds the others
+			}
+			if err := commitGroupOffsetsInTxn(ctx, sh.cl, sh.txnID, c.group, own, &c.topicIDs); err != nil {
 				return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), c.refused(ctx, positions, notMember(err)))
 			}
 		}
@@ -551,6 +555,18 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 	c.wrote.Store(false)
 	c.waitVisible(ctx, offsets)
 	return offsets, nil
+}
+
+// unread picks the partitions of positions that have no position: the
+// sink's checkpoint leaves them out of its offsets.
+func unread(positions map[string]connectors.Position) map[string]connectors.Position {
+	m := map[string]connectors.Position{}
+	for id, pos := range positions {
+		if pos == nil {
+			m[id] = nil
+		}
+	}
+	return m
 }
 
 // waitVisible waits, for a few seconds at most, until the control records
