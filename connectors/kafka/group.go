@@ -160,8 +160,10 @@ func (s *Source) addUnread(ctx context.Context, positions map[string]connectors.
 		// waited for (UNSTABLE_OFFSET_COMMIT is retried), not read past.
 		var err error
 		committed, err = s.adm.FetchOffsetsForTopics(kadm.RequireStable(ctx), s.cfg.Group, slices.Collect(maps.Keys(topics))...)
-		if err == nil {
-			err = committed.Error()
+		for _, t := range unread {
+			if o, ok := committed.Lookup(t.topic, t.part); err == nil && ok {
+				err = o.Err // (only the unread ones: the others' may be settling)
+			}
 		}
 		return err
 	})
