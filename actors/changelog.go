@@ -372,7 +372,7 @@ func (s *PartitionSupervisor) onRestored(ctx actor.Context, m *restoreDone) {
 	for _, sh := range s.shards {
 		ctx.Send(sh, &restored{gen: s.gen, watermark: wm})
 	}
-	s.restoredWM, s.wmRestored = wm, true
+	s.restoredWM = &wm
 	s.run(ctx)
 }
 

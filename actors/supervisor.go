@@ -59,10 +59,9 @@ type PartitionSupervisor struct {
 	pos      connectors.Position // after the last delivered batch
 	lastSent int64               // the last watermark sent to the shards
 	bwm      int64               // the watermark the barrier in flight took to the shards
-	// restoredWM: the watermark the partition's state was restored with,
-	// if restored; a marked partition's own watermark starts there
-	restoredWM int64
-	wmRestored bool
+	// restoredWM: the watermark the partition's state was restored with
+	// (nil: not restored); a marked partition's own watermark starts there
+	restoredWM *int64
 	inFlight   []int // per shard
 	paused     bool  // at a trigger boundary
 	status     partitionStatus
@@ -201,7 +200,6 @@ func isLifecycle(m any) bool {
 func (s *PartitionSupervisor) start(ctx actor.Context) error {
 	s.gen = generations.Add(1)
 	s.batches, s.done = map[uint64]*sourceBatch{}, map[uint64]*worked{}
-	cfg := s.e.cfg
 	// Restore: the last complete checkpoint's position and state, and with
 	// a changelog what it has that the checkpoint lacks.
 	plan, err := s.plan()
@@ -210,83 +208,115 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 	}
 	s.plan0 = plan
 	s.pos = plan.pos
-	if plan.from < 0 && plan.pos != nil {
+	if err := s.seekPlanned(plan); err != nil {
+		return err
+	}
+	s.spawnWorkers(ctx, s.spawnShards(ctx, plan))
+	if s.restart { // the node drops the barrier in flight
+		ctx.Send(s.e.node, &partitionRestarted{id: s.id})
+	}
+	cfg := s.e.cfg
+	holds := s.e.emitter != nil && cfg.Changelog != nil && cfg.Pipeline.IsWindowed() && cfg.Pipeline.Emit == scripting.EmitFinal
+	if plan.from >= 0 {
+		s.restoreFromChangelog(plan, ctx.Self(), holds)
+		return nil
+	}
+	if holds {
+		ctx.Send(s.e.emitter, &loadHeld{partition: s.id, load: plan.load})
+	}
+	if plan.wipe {
+		for _, sh := range s.shards {
+			ctx.Send(sh, &restored{gen: s.gen, watermark: plan.watermark})
+		}
+	}
+	if plan.wipe || plan.load {
+		wm := plan.watermark
+		s.restoredWM = &wm
+	}
+	s.run(ctx)
+	return nil
+}
+
+// seekPlanned points the partition where its restore plan starts it:
+// after the checkpoint's position, else where its source starts it. One
+// restored from the changelog is pointed when that is read (onRestored).
+func (s *PartitionSupervisor) seekPlanned(plan restorePlan) error {
+	switch {
+	case plan.from >= 0:
+	case plan.pos != nil:
 		if err := s.part.Seek(plan.pos); err != nil {
 			return fmt.Errorf("restore: seek to checkpoint %d: %w", plan.epoch, err)
 		}
-	}
-	if s.restart && s.pos == nil && plan.from < 0 {
+	case s.restart:
 		// No checkpoint has this partition: read it again from its start.
 		if err := s.part.Seek(nil); err != nil {
 			return fmt.Errorf("restart: rewind: %w", err)
 		}
-	} else if s.pos == nil && plan.from < 0 {
+	default:
 		if err := s.seekStart(); err != nil {
 			return fmt.Errorf("start: %w", err)
 		}
 	}
-	fromLog := plan.from >= 0 || plan.wipe
-	nshards := 0
-	if cfg.Pipeline.HasAggregate() || cfg.Pipeline.HasKeyHooks() {
-		nshards = cfg.Shards
-		s.shards = make([]*actor.PID, nshards)
-		s.inFlight = make([]int, nshards)
-		s.lent, s.holders = make([][]*sourceBatch, nshards), map[*sourceBatch]int{}
-		epoch := uint64(0)
-		if plan.load {
-			epoch = plan.epoch
-		}
-		for i := range s.shards {
-			s.shards[i] = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-				a := newAggregator(s.e, s.id, i, nshards, epoch, s.gen)
-				if fromLog {
-					a.fromLog = newShardRestore(plan, nshards, a.lazyEntries())
-				}
-				if s.marked() {
-					a.ownWatermark = &plan.watermark
-				}
-				return a
-			}))
-		}
+	return nil
+}
+
+// spawnShards starts the partition's shards, when its pipeline keeps
+// state, each restoring as plan says, and returns how many.
+func (s *PartitionSupervisor) spawnShards(ctx actor.Context, plan restorePlan) int {
+	cfg := s.e.cfg
+	if !cfg.Pipeline.HasAggregate() && !cfg.Pipeline.HasKeyHooks() {
+		return 0
 	}
-	s.workers = make([]*actor.PID, cfg.Workers)
+	nshards := cfg.Shards
+	s.shards = make([]*actor.PID, nshards)
+	s.inFlight = make([]int, nshards)
+	s.lent, s.holders = make([][]*sourceBatch, nshards), map[*sourceBatch]int{}
+	epoch := uint64(0)
+	if plan.load {
+		epoch = plan.epoch
+	}
+	fromLog := plan.from >= 0 || plan.wipe
+	for i := range s.shards {
+		s.shards[i] = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
+			a := newAggregator(s.e, s.id, i, nshards, epoch, s.gen)
+			if fromLog {
+				a.fromLog = newShardRestore(plan, nshards, a.lazyEntries())
+			}
+			if s.marked() {
+				a.ownWatermark = &plan.watermark
+			}
+			return a
+		}))
+	}
+	return nshards
+}
+
+// spawnWorkers starts the partition's parse workers, which hand their
+// records to nshards shards.
+func (s *PartitionSupervisor) spawnWorkers(ctx actor.Context, nshards int) {
+	s.workers = make([]*actor.PID, s.e.cfg.Workers)
 	for i := range s.workers {
 		s.workers[i] = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return newParseWorker(s.e, s.id, nshards) }))
 	}
-	if s.restart { // the node drops the barrier in flight
-		ctx.Send(s.e.node, &partitionRestarted{id: s.id})
-	}
-	holds := s.e.emitter != nil && cfg.Changelog != nil && cfg.Pipeline.IsWindowed() && cfg.Pipeline.Emit == scripting.EmitFinal
-	if holds && plan.from < 0 {
-		ctx.Send(s.e.emitter, &loadHeld{partition: s.id, load: plan.load})
-	}
-	if plan.from >= 0 {
-		cfg.Logger.Info("restoring a partition from the changelog", "partition", s.id, "from", plan.from, "to", plan.end, "local_checkpoint", plan.load)
-		rctx, cancel := context.WithCancel(s.e.ctx)
-		s.stopRestore = cancel
-		self := ctx.Self()
-		s.readerDone.Add(1)
-		go func() {
-			defer s.readerDone.Done()
-			if holds {
-				// from this goroutine, so it reaches the emitter before
-				// the changelog's held windows
-				s.e.system.Root.Send(s.e.emitter, &loadHeld{partition: s.id, load: plan.load, restoring: true})
-			}
-			s.readChangelog(rctx, self, plan.from)
-		}()
-		return nil
-	}
-	if fromLog {
-		for _, sh := range s.shards {
-			ctx.Send(sh, &restored{gen: s.gen, watermark: plan.watermark})
+}
+
+// restoreFromChangelog reads the partition's changelog from plan.from on
+// a goroutine of its own, which tells self when it is done (onRestored);
+// holds: the emitter keeps the partition's held windows, which come first.
+func (s *PartitionSupervisor) restoreFromChangelog(plan restorePlan, self *actor.PID, holds bool) {
+	s.e.cfg.Logger.Info("restoring a partition from the changelog", "partition", s.id, "from", plan.from, "to", plan.end, "local_checkpoint", plan.load)
+	rctx, cancel := context.WithCancel(s.e.ctx)
+	s.stopRestore = cancel
+	s.readerDone.Add(1)
+	go func() {
+		defer s.readerDone.Done()
+		if holds {
+			// from this goroutine, so it reaches the emitter before
+			// the changelog's held windows
+			s.e.system.Root.Send(s.e.emitter, &loadHeld{partition: s.id, load: plan.load, restoring: true})
 		}
-		s.restoredWM, s.wmRestored = plan.watermark, true
-	} else if plan.load {
-		s.restoredWM, s.wmRestored = plan.watermark, true
-	}
-	s.run(ctx)
-	return nil
+		s.readChangelog(rctx, self, plan.from)
+	}()
 }
 
 // run starts reading once the partition's state is in place (unless the
@@ -294,8 +324,8 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 func (s *PartitionSupervisor) run(ctx actor.Context) {
 	s.status = partitionStatus{id: s.id, active: time.Now()}
 	s.lastSent = math.MinInt64
-	if s.marked() && s.wmRestored {
-		s.lastSent = s.restoredWM
+	if s.marked() && s.restoredWM != nil {
+		s.lastSent = *s.restoredWM
 	}
 	if s.e.stopping.Load() {
 		s.stopping = true

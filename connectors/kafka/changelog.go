@@ -456,16 +456,106 @@ func (c *changelog) Write(partition string, key, value []byte) {
 func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.ChangelogMarker) (map[string]int64, error) {
 	c.txMu.Lock()
 	defer c.txMu.Unlock()
-	offsets := map[string]int64{}
 	if len(markers) == 0 && !c.wrote.Load() {
-		return offsets, nil
+		return map[string]int64{}, nil
 	}
 	if err := c.failed(); err != nil {
 		return nil, lost(err)
 	}
-	recs := make([]*kgo.Record, 0, len(markers))
-	ids := make(map[*kgo.Record]string, len(markers))
-	positions := map[string]connectors.Position{}
+	ms, err := c.markerRecords(markers)
+	if err != nil {
+		return nil, err
+	}
+	if c.shared != nil {
+		return c.commitShared(ctx, ms)
+	}
+	return c.commitOwn(ctx, ms)
+}
+
+// commitOwn commits markers in the changelog's own transaction.
+func (c *changelog) commitOwn(ctx context.Context, ms *markerRecs) (map[string]int64, error) {
+	if err := c.begin(); err != nil {
+		return nil, c.refused(ctx, ms.positions, err)
+	}
+	for _, r := range ms.recs {
+		c.prod.Produce(ctx, r, ms.wrote)
+	}
+	if err := c.prod.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), c.refused(ctx, ms.positions, err))
+	}
+	if err := c.failed(); err != nil {
+		return nil, c.refused(ctx, ms.positions, err)
+	}
+	if c.fenced() {
+		if err := commitGroupOffsetsInTxn(ctx, c.prod, c.txnID, c.group, ms.positions, &c.topicIDs); err != nil {
+			return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), c.refused(ctx, ms.positions, notMember(err)))
+		}
+	}
+	holdBeforeEndTxn(c.txnID)
+	if err := c.prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return nil, fmt.Errorf("kafka changelog of %s: commit: %w", c.what(), c.refused(ctx, ms.positions, err))
+	}
+	c.inTxn.Store(false)
+	c.wrote.Store(false)
+	offsets := ms.written()
+	c.waitVisible(ctx, offsets)
+	return offsets, nil
+}
+
+// commitShared writes markers into the shared sink's open transaction,
+// which the sink's Commit ends.
+func (c *changelog) commitShared(ctx context.Context, ms *markerRecs) (map[string]int64, error) {
+	sh := c.shared
+	// The sink's Commit waits, after its EndTransaction, until the
+	// markers are visible (see waitVisible).
+	wait := func(ctx context.Context) { c.waitVisible(ctx, ms.written()) }
+	if err := sh.produceInTxn(ctx, ms.wrote, wait, ms.recs...); err != nil {
+		return nil, err
+	}
+	if err := sh.cl.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), c.refused(ctx, ms.positions, err))
+	}
+	if err := c.failed(); err != nil {
+		return nil, c.refused(ctx, ms.positions, err)
+	}
+	if c.fenced() {
+		own := ms.positions
+		if sh.cfg.SourceGroup == c.group {
+			own = unread(ms.positions) // the sink's Commit adds the others
+		}
+		if err := commitGroupOffsetsInTxn(ctx, sh.cl, sh.txnID, c.group, own, &c.topicIDs); err != nil {
+			return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), c.refused(ctx, ms.positions, notMember(err)))
+		}
+	}
+	c.wrote.Store(false)
+	return ms.written(), nil
+}
+
+// fenced says whether this changelog's commits carry its group's offsets,
+// with the member and generation that hold them (as Kafka Streams'
+// sendOffsetsToTransaction does): a node the group has dropped, whose
+// partitions moved on, can't commit a checkpoint into their changelog.
+// They do when the group's source runs in this process.
+func (c *changelog) fenced() bool {
+	return sourceOf(c.group) == c.src && c.src != nil && c.src.cl != nil
+}
+
+// markerRecs are a commit's marker records, one per partition, and the
+// offsets their writes tell.
+type markerRecs struct {
+	recs      []*kgo.Record
+	ids       map[*kgo.Record]string
+	positions map[string]connectors.Position // by partition, nil: none read
+	failed    func(*kgo.Record, error)       // a write that failed
+
+	mu      sync.Mutex
+	offsets map[string]int64 // by partition, just after its marker
+}
+
+// markerRecords makes the marker records of markers.
+func (c *changelog) markerRecords(markers map[string]connectors.ChangelogMarker) (*markerRecs, error) {
+	ms := &markerRecs{recs: make([]*kgo.Record, 0, len(markers)), ids: make(map[*kgo.Record]string, len(markers)),
+		positions: map[string]connectors.Position{}, offsets: map[string]int64{}, failed: c.promise}
 	for id, m := range markers {
 		topic, part, err := c.route(id)
 		if err != nil {
@@ -476,81 +566,47 @@ func (c *changelog) Commit(ctx context.Context, markers map[string]connectors.Ch
 			return nil, err
 		}
 		r := &kgo.Record{Topic: topic, Partition: part, Key: []byte(changelogMarkerKey), Value: v}
-		recs = append(recs, r)
-		ids[r] = id
-		positions[id] = m.Position
+		ms.recs = append(ms.recs, r)
+		ms.ids[r] = id
+		ms.positions[id] = m.Position
 	}
-	var mu sync.Mutex
-	promise := func(r *kgo.Record, err error) {
-		if err != nil {
-			c.promise(r, err)
-			return
-		}
-		mu.Lock()
-		// Just after the marker, not after the commit's control record
-		// too: that one is written at EndTransaction, and a node that
-		// took the partition over while this commit was held up (a
-		// pause past the session) may have written in between. A
-		// restore from here reads them; with nothing between, it reads
-		// only the control record.
-		offsets[ids[r]] = r.Offset + 1
-		mu.Unlock()
+	return ms, nil
+}
+
+// wrote is a marker's promise: it notes where the marker was written,
+// or fails the commit.
+func (ms *markerRecs) wrote(r *kgo.Record, err error) {
+	if err != nil {
+		ms.failed(r, err)
+		return
 	}
-	// The generation of this member's group rides along (as Kafka Streams'
-	// sendOffsetsToTransaction does): a node the group has dropped, whose
-	// partitions moved on, can't commit a checkpoint into their changelog.
-	fence := sourceOf(c.group) == c.src && c.src != nil && c.src.cl != nil
-	if sh := c.shared; sh != nil {
-		// The sink's Commit waits, after its EndTransaction, until the
-		// markers are visible (see waitVisible).
-		wait := func(ctx context.Context) {
-			mu.Lock()
-			offs := maps.Clone(offsets)
-			mu.Unlock()
-			c.waitVisible(ctx, offs)
-		}
-		if err := sh.produceInTxn(ctx, promise, wait, recs...); err != nil {
-			return nil, err
-		}
-		if err := sh.cl.Flush(ctx); err != nil {
-			return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), c.refused(ctx, positions, err))
-		}
-		if err := c.failed(); err != nil {
-			return nil, c.refused(ctx, positions, err)
-		}
-		if fence && sh.cfg.SourceGroup != c.group {
-			if err := commitGroupOffsetsInTxn(ctx, sh.cl, sh.txnID, c.group, positions, &c.topicIDs); err != nil {
-				return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), c.refused(ctx, positions, notMember(err)))
-			}
-		}
-		c.wrote.Store(false)
-		return offsets, nil
-	}
-	if err := c.begin(); err != nil {
-		return nil, c.refused(ctx, positions, err)
-	}
-	for _, r := range recs {
-		c.prod.Produce(ctx, r, promise)
-	}
-	if err := c.prod.Flush(ctx); err != nil {
-		return nil, fmt.Errorf("kafka changelog of %s: flush: %w", c.what(), c.refused(ctx, positions, err))
-	}
-	if err := c.failed(); err != nil {
-		return nil, c.refused(ctx, positions, err)
-	}
-	if fence {
-		if err := commitGroupOffsetsInTxn(ctx, c.prod, c.txnID, c.group, positions, &c.topicIDs); err != nil {
-			return nil, fmt.Errorf("kafka changelog of %s: %w", c.what(), c.refused(ctx, positions, notMember(err)))
+	ms.mu.Lock()
+	// Just after the marker, not after the commit's control record too:
+	// that one is written at EndTransaction, and a node that took the
+	// partition over while this commit was held up (a pause past the
+	// session) may have written in between. A restore from here reads
+	// them; with nothing between, it reads only the control record.
+	ms.offsets[ms.ids[r]] = r.Offset + 1
+	ms.mu.Unlock()
+}
+
+// written is a copy of the offsets noted so far.
+func (ms *markerRecs) written() map[string]int64 {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return maps.Clone(ms.offsets)
+}
+
+// unread picks the partitions of positions that have no position: the
+// sink's checkpoint leaves them out of its offsets.
+func unread(positions map[string]connectors.Position) map[string]connectors.Position {
+	m := map[string]connectors.Position{}
+	for id, pos := range positions {
+		if pos == nil {
+			m[id] = nil
 		}
 	}
-	holdBeforeEndTxn(c.txnID)
-	if err := c.prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return nil, fmt.Errorf("kafka changelog of %s: commit: %w", c.what(), c.refused(ctx, positions, err))
-	}
-	c.inTxn.Store(false)
-	c.wrote.Store(false)
-	c.waitVisible(ctx, offsets)
-	return offsets, nil
+	return m
 }
 
 // waitVisible waits, for a few seconds at most, until the control records

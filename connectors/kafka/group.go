@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -127,4 +130,55 @@ func (s *Source) holder(positions map[string]connectors.Position) (string, int32
 		}
 	}
 	return member, generation, nil
+}
+
+// addUnread adds to offsets, for each of this group's partitions that
+// positions names without a position (a checkpoint that read none of it:
+// it was being restored, or had just been assigned), the group's committed
+// offset now, or -1, Kafka's "no offset", when it has none. Committed
+// again, it changes nothing; what it adds is the fence: without an offset
+// the commit would carry no member or generation for the group to check,
+// and a node the group had dropped (paused before it heard) could commit
+// its marker into a changelog partition whose next owner writes there.
+// Not the offset the partition was sought to when it was assigned: a
+// partition restored again after a restart was checkpointed further since.
+func (s *Source) addUnread(ctx context.Context, positions map[string]connectors.Position, offsets map[string]map[int32]int64) error {
+	var unread []tp
+	topics := map[string]bool{}
+	for id, pos := range positions {
+		if t, ok := kafkaPartition(id); ok && pos == nil && slices.Contains(s.cfg.Topics, t.topic) {
+			unread = append(unread, t)
+			topics[t.topic] = true
+		}
+	}
+	if len(unread) == 0 {
+		return nil
+	}
+	var committed kadm.OffsetResponses
+	err := retryTransient(ctx, fmt.Sprintf("kafka: committed offsets of group %s", s.cfg.Group), func(ctx context.Context) error {
+		// Stable: an offset still pending in another transaction is
+		// waited for (UNSTABLE_OFFSET_COMMIT is retried), not read past.
+		var err error
+		committed, err = s.adm.FetchOffsetsForTopics(kadm.RequireStable(ctx), s.cfg.Group, slices.Collect(maps.Keys(topics))...)
+		for _, t := range unread {
+			if o, ok := committed.Lookup(t.topic, t.part); err == nil && ok {
+				err = o.Err // (only the unread ones: the others' may be settling)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, t := range unread {
+		off := int64(-1)
+		if o, ok := committed.Lookup(t.topic, t.part); ok && o.At >= 0 {
+			off = o.At
+		}
+		if offsets[t.topic] == nil {
+			offsets[t.topic] = map[int32]int64{}
+		}
+		offsets[t.topic][t.part] = off
+	}
+	return nil
 }

@@ -588,30 +588,39 @@ func (t *TxSink) commitSourceOffsets(ctx context.Context, cp connectors.Checkpoi
 	return commitGroupOffsetsInTxn(ctx, t.cl, t.txnID, t.cfg.SourceGroup, cp.Positions, &t.topicIDs)
 }
 
-// groupOffsets picks the Kafka partitions ("kafka:TOPIC/N") out of
-// positions, as offsets by topic and partition.
+// groupOffsets picks the Kafka partitions ("kafka:TOPIC/N") with a
+// position out of positions, as offsets by topic and partition.
 func groupOffsets(positions map[string]connectors.Position) (map[string]map[int32]int64, error) {
 	offsets := map[string]map[int32]int64{}
 	for id, pos := range positions {
-		rest, ok := strings.CutPrefix(id, "kafka:")
-		i := strings.LastIndexByte(rest, '/')
-		if !ok || i < 0 || pos == nil {
-			continue
-		}
-		n, err := strconv.ParseInt(rest[i+1:], 10, 32)
-		if err != nil {
+		t, ok := kafkaPartition(id)
+		if !ok || pos == nil {
 			continue
 		}
 		off, err := decodePos(pos)
 		if err != nil {
 			return nil, err
 		}
-		if offsets[rest[:i]] == nil {
-			offsets[rest[:i]] = map[int32]int64{}
+		if offsets[t.topic] == nil {
+			offsets[t.topic] = map[int32]int64{}
 		}
-		offsets[rest[:i]][int32(n)] = off
+		offsets[t.topic][t.part] = off
 	}
 	return offsets, nil
+}
+
+// kafkaPartition reads an engine partition id, "kafka:TOPIC/N".
+func kafkaPartition(id string) (tp, bool) {
+	rest, ok := strings.CutPrefix(id, "kafka:")
+	i := strings.LastIndexByte(rest, '/')
+	if !ok || i < 0 {
+		return tp{}, false
+	}
+	n, err := strconv.ParseInt(rest[i+1:], 10, 32)
+	if err != nil {
+		return tp{}, false
+	}
+	return tp{rest[:i], int32(n)}, true
 }
 
 // commitGroupOffsetsInTxn adds the Kafka positions among positions to
@@ -622,18 +631,28 @@ func groupOffsets(positions map[string]connectors.Position) (map[string]map[int3
 // a new member id (Source.holder refuses then, with ErrNotMember). A
 // rebalance this member survives (same member id, cooperative) only
 // delays the commit: it is retried with the new generation for a while.
+// A partition of positions without a position (nothing of it read yet)
+// rides along with the group's own offset (Source.addUnread).
 func commitGroupOffsetsInTxn(ctx context.Context, cl *kgo.Client, txnID, group string, positions map[string]connectors.Position, topicIDs *map[string][16]byte) error {
 	offsets, err := groupOffsets(positions)
-	if err != nil || len(offsets) == 0 {
-		return err
-	}
-	pid, epoch, err := cl.ProducerID(ctx)
 	if err != nil {
 		return err
 	}
 	// The member that holds the partitions, not merely the source's
 	// member now (see Source.holder).
 	src := sourceOf(group)
+	if src != nil {
+		if err := src.addUnread(ctx, positions, offsets); err != nil {
+			return err
+		}
+	}
+	if len(offsets) == 0 {
+		return nil
+	}
+	pid, epoch, err := cl.ProducerID(ctx)
+	if err != nil {
+		return err
+	}
 	meta := func() (string, int32, error) {
 		if src != nil {
 			return src.holder(positions)

@@ -42,28 +42,9 @@ func TestPausedOwnersCommitIsFencedByTheNextOwner(t *testing.T) {
 	})
 	ctx := t.Context()
 	src := func() *Source { return openGroupSource(t, brokers, topic, group) }
-	// node opens a changelog of s sharing an exactly-once sink's
-	// transactions, as --exactly-once does.
 	node := func(s *Source, txnID, sourceGroup string) (connectors.Changelog, *TxSink) {
-		u := "kafka://" + strings.Join(brokers, ",") + "/" + out + "?exactly-once=true&transactional-id=" + txnID
-		if sourceGroup != "" {
-			u += "&source-group=" + sourceGroup
-		}
-		k, err := connectors.OpenSink(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sink := k.(*TxSink)
-		t.Cleanup(func() { sink.Close() })
-		clog, err := s.Changelog("takeover")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { clog.Close() })
-		if !clog.(connectors.ChangelogSharer).ShareTransaction(sink) {
-			t.Fatal("the changelog does not share the sink's transactions")
-		}
-		return clog, sink
+		clog := openLog(t, s)
+		return clog, shareWithSink(t, brokers, clog, out, txnID, sourceGroup)
 	}
 	rows := func(who string, n int) []connectors.Row {
 		var rs []connectors.Row
@@ -112,7 +93,7 @@ func TestPausedOwnersCommitIsFencedByTheNextOwner(t *testing.T) {
 		t.Fatal("a's commit did not reach EndTransaction within a minute")
 	}
 
-	bc := dropForB(t, brokers, topic, group, a, aEvents, id)
+	bc := dropForB(t, brokers, topic, group, a, aEvents.lost, id)
 	// b takes the partition over as the engine does (its changelog's
 	// end, then a restore: nothing of a's is committed), processes
 	// records 0-4 and commits them, output and group offset.
@@ -194,7 +175,7 @@ func TestPausedOwnersChangelogCommitIsFencedByTheNextOwner(t *testing.T) {
 		t.Fatal("a's commit did not reach EndTransaction within a minute")
 	}
 
-	bc := dropForB(t, brokers, topic, group, a, aEvents, id)
+	bc := dropForB(t, brokers, topic, group, a, aEvents.lost, id)
 	bLog := openLog(t, openGroupSource(t, brokers, topic, group))
 	if _, err := bLog.End(ctx, id); err != nil {
 		t.Fatalf("b's takeover of %s: %v", id, err)
@@ -225,6 +206,109 @@ func TestPausedOwnersChangelogCommitIsFencedByTheNextOwner(t *testing.T) {
 	aLog.Write(id, []byte("state/other"), []byte("a"))
 	if err := aLog.Abort(ctx); err != nil {
 		t.Fatalf("a's changelog after its fresh producer: %v", err)
+	}
+}
+
+// Node a, paused before it heard that the group dropped it, commits a
+// checkpoint of a partition it read none of (it was restoring it, or had
+// just been given it): its marker there has no position, after b took
+// the partition over and committed. The commit carries the group's own
+// offset of the partition all the same, so the group's fence refuses it
+// (before, no offset went with it, the group had nothing to check, and
+// a's marker landed after b's). The heal test met this: a checkpoint
+// with no read position is no restore base since, but it must not be
+// committed at all.
+// Under --exactly-once the changelog writes into the sink's transaction,
+// and the sink commits the offsets of the partitions read; the changelog
+// adds those of the unread ones.
+func TestPausedOwnersCommitOfAnUnreadPartitionIsFenced(t *testing.T) {
+	t.Run("own transaction", func(t *testing.T) { unreadCommitFenced(t, false) })
+	t.Run("shared with an exactly-once sink", func(t *testing.T) { unreadCommitFenced(t, true) })
+}
+
+func unreadCommitFenced(t *testing.T, shared bool) {
+	o := newChangelogOwner(t)
+	ctx := t.Context()
+	commitA := func(m connectors.ChangelogMarker) error {
+		_, err := o.log.Commit(ctx, map[string]connectors.ChangelogMarker{o.id: m})
+		return err
+	}
+	if shared {
+		out := testenv.NewTopic(t, o.brokers, 1)
+		txn := out + ".a"
+		t.Cleanup(func() { deleteChangelogTopic(t, o.brokers, markerTopic(txn)) })
+		sink := shareWithSink(t, o.brokers, o.log, out, txn, o.group)
+		commitA = func(m connectors.ChangelogMarker) error {
+			if _, err := o.log.Commit(ctx, map[string]connectors.ChangelogMarker{o.id: m}); err != nil {
+				return err
+			}
+			// (The checkpoint's positions leave an unread partition out.)
+			return sink.Commit(ctx, connectors.Checkpoint{ID: m.Checkpoint})
+		}
+	}
+	heard, resume := make(chan string, 1), make(chan struct{})
+	var resumed sync.Once
+	hold := func() {
+		heard <- "a's group client heard of the loss"
+		<-resume
+	}
+	holdLost.Store(&hold)
+	t.Cleanup(func() { // before a's source closes
+		holdLost.Store(nil)
+		resumed.Do(func() { close(resume) })
+	})
+
+	bc := dropForB(t, o.brokers, o.topic, o.group, o.src, heard, o.id)
+	bLog := openLog(t, openGroupSource(t, o.brokers, o.topic, o.group))
+	if _, err := bLog.End(ctx, o.id); err != nil {
+		t.Fatalf("b's takeover of %s: %v", o.id, err)
+	}
+	bLog.Write(o.id, []byte("state/k"), []byte("b"))
+	if _, err := bLog.Commit(ctx, map[string]connectors.ChangelogMarker{o.id: {Checkpoint: 1, Position: encodePos(5), Node: "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	commitOffset(t, bc, o.topic, 5)
+
+	if err := commitA(connectors.ChangelogMarker{Checkpoint: 7, Node: "a"}); !errors.Is(err, connectors.ErrNotMember) {
+		t.Fatalf("a's commit of a partition it read none of, after b took it over: %v, want it refused with ErrNotMember", err)
+	}
+	if err := o.log.Abort(ctx); err != nil {
+		t.Fatalf("a's abort after its commit was refused: %v", err)
+	}
+	if state, m := restoreAll(t, bLog, o.id); state["state/k"] != "b" || m.Node != "b" {
+		t.Fatalf("the changelog holds %v with the marker of %q last, want b's", state, m.Node)
+	}
+	if off := groupOffset(t, bc, o.group, o.topic); off != 5 {
+		t.Fatalf("group %s has offset %d, want b's 5", o.group, off)
+	}
+}
+
+// The offset a commit of an unread partition carries for the group's
+// fence is the group's own: committed, it moves nothing, and where the
+// group has none it leaves none (-1), so the next owner still starts
+// where the source's start policy says.
+func TestCommitOfAnUnreadPartitionKeepsTheGroupsOffset(t *testing.T) {
+	o := newChangelogOwner(t)
+	ctx := t.Context()
+	unread := map[string]connectors.ChangelogMarker{o.id: {Checkpoint: 1, Node: "a"}}
+	if _, err := o.log.Commit(ctx, unread); err != nil {
+		t.Fatal(err)
+	}
+	if off := groupOffset(t, o.src.cl, o.group, o.topic); off != -1 {
+		t.Fatalf("group %s has offset %d after a commit of a partition read from nowhere, want none (-1)", o.group, off)
+	}
+	if off, err := o.src.startOffset(ctx, tp{o.topic, 0}); err != nil || off != 0 {
+		t.Fatalf("the partition starts at %d (%v) after that commit, want the start policy's 0", off, err)
+	}
+	if _, err := o.log.Commit(ctx, map[string]connectors.ChangelogMarker{o.id: {Checkpoint: 2, Position: encodePos(3), Node: "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	unread[o.id] = connectors.ChangelogMarker{Checkpoint: 3, Node: "a"}
+	if _, err := o.log.Commit(ctx, unread); err != nil {
+		t.Fatal(err)
+	}
+	if off := groupOffset(t, o.src.cl, o.group, o.topic); off != 3 {
+		t.Fatalf("group %s has offset %d after a commit of the partition unread, want the 3 committed before", o.group, off)
 	}
 }
 
@@ -530,6 +614,27 @@ func newChangelogOwner(t *testing.T) changelogOwner {
 	return o
 }
 
+// shareWithSink opens an exactly-once sink to topic out and has clog
+// write into its transactions, as --exactly-once does; the sink commits
+// sourceGroup's offsets.
+func shareWithSink(t *testing.T, brokers []string, clog connectors.Changelog, out, txnID, sourceGroup string) *TxSink {
+	t.Helper()
+	u := "kafka://" + strings.Join(brokers, ",") + "/" + out + "?exactly-once=true&transactional-id=" + txnID
+	if sourceGroup != "" {
+		u += "&source-group=" + sourceGroup
+	}
+	k, err := connectors.OpenSink(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := k.(*TxSink)
+	t.Cleanup(func() { sink.Close() })
+	if !clog.(connectors.ChangelogSharer).ShareTransaction(sink) {
+		t.Fatal("the changelog does not share the sink's transactions")
+	}
+	return sink
+}
+
 // openLog opens s's changelog, closed when the test ends.
 func openLog(t *testing.T, s *Source) connectors.Changelog {
 	t.Helper()
@@ -557,8 +662,9 @@ func openGroupSource(t *testing.T, brokers []string, topic, group string) *Sourc
 
 // dropForB has b join group (a plain group consumer for the group's
 // part), then drops a's member (as when its session times out), and
-// returns b's client once the group gave it partition id.
-func dropForB(t *testing.T, brokers []string, topic, group string, a *Source, aEvents *groupEvents, id string) *kgo.Client {
+// returns b's client once aLost told of a's loss and the group gave b
+// partition id.
+func dropForB(t *testing.T, brokers []string, topic, group string, a *Source, aLost chan string, id string) *kgo.Client {
 	t.Helper()
 	ctx := t.Context()
 	bAssigned := make(chan string, 16)
@@ -581,7 +687,7 @@ func dropForB(t *testing.T, brokers []string, topic, group string, a *Source, aE
 	}()
 	waitGroupStable(t, brokers, group, 2)
 	removeMember(t, brokers, group, a.Member().ID)
-	waitEvent(t, aEvents.lost, "loss of a's partition")
+	waitEvent(t, aLost, "loss of a's partition")
 	if got := waitEvent(t, bAssigned, "assignment of b"); got != id {
 		t.Fatalf("b was assigned %s, want %s", got, id)
 	}
