@@ -26,6 +26,7 @@ type Batch struct {
 	epoch uint64
 	err   error       // sticky: the first error, returned by every later call
 	prev  *badger.Txn // read at the previous checkpoint, to count created/deleted keys
+	known []op        // what the previous checkpoint wrote, if it is known (see knownKeys)
 	ops   []op        // what the batch did to each key, for Checkpoint.Keys and Digest
 	bytes int64       // keys and values written, for the check of free space
 	room  int64       // bytes checked for room so far
@@ -38,6 +39,9 @@ type op struct {
 	val []byte
 	del bool
 	seq int32 // its place in the batch: of two writes of a key, the later wins
+	// hash: a write's share of its checkpoint's digest (0 for a delete),
+	// set by count
+	hash uint64
 }
 
 // Batch returns a batch writing at version epoch, which must have been returned by
@@ -60,6 +64,7 @@ func (s *Store) Batch(epoch uint64) *Batch {
 	default:
 		if last > 0 {
 			b.prev = s.db.NewTransactionAt(last, false)
+			b.known = s.known.of(last)
 		}
 	}
 	return b
@@ -210,6 +215,7 @@ func (b *Batch) Commit() (err error) {
 		sum.created += c.created
 		sum.deleted += c.deleted
 		sum.digest ^= c.digest
+		sum.know(b.ops)
 	}
 	b.s.mu.Unlock()
 	b.err = fmt.Errorf("state: batch at epoch %d: already committed", b.epoch)
@@ -254,7 +260,8 @@ func (b *Batch) sortOps() {
 func (b *Batch) write() error {
 	l := b.s.db.NewKVLoader(loaderPending)
 	kv := pb.KV{Version: b.epoch}
-	for _, o := range b.ops {
+	for i := range b.ops {
+		o := &b.ops[i] // (not a copy: count sets o.hash meanwhile)
 		kv.Key, kv.Value, kv.Meta = o.key, o.val, nil
 		if o.del {
 			kv.Meta = deletedMeta
@@ -285,11 +292,15 @@ func (b *Batch) count() (epochCounts, error) {
 		defer prev.close()
 	}
 	h := xxhash.New()
-	for _, o := range b.ops {
+	known := knownCursor{ops: b.known}
+	for i := range b.ops {
+		o := &b.ops[i]
 		c.changed++
 		var old uint64
 		existed := false
-		if prev != nil {
+		if k, ok := known.find(o.key); ok {
+			old, existed = k.hash, !k.del
+		} else if prev != nil {
 			var err error
 			if old, existed, err = prev.hash(h, o.key); err != nil {
 				return c, fmt.Errorf("read %q: %w", o.key, err)
@@ -297,7 +308,8 @@ func (b *Batch) count() (epochCounts, error) {
 		}
 		c.digest ^= old
 		if !o.del {
-			c.digest ^= entryHash(h, o.key, o.val)
+			o.hash = entryHash(h, o.key, o.val)
+			c.digest ^= o.hash
 		}
 		switch {
 		case !o.del && !existed:
