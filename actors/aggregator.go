@@ -922,7 +922,7 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 			continue // recreated since
 		}
 		tee.localOnly(a.isLocalEntry(sk))
-		if err := wb.Delete(stateKey(a.partition, sk)); err != nil {
+		if err := wb.Delete(entryKey(sk)); err != nil {
 			return err
 		}
 	}
