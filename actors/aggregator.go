@@ -97,8 +97,11 @@ type toEmit struct {
 type openWindows struct {
 	sessions map[string][]*entry // open session windows by key
 	// lastWindow remembers each key's latest window's entry (see
-	// windowEntry).
+	// windowEntry); latest: its entries for the records of the batch
+	// being folded (see latestWindows), warm what loading them counted
 	lastWindow map[string]*entry
+	latest     []*entry
+	warm       uintptr
 	// ends queues open windows by end, expiries fired ones.
 	ends, expiries timerQueue
 	// stamps: the window bounds' texts, shared by the keys' windows
@@ -119,31 +122,38 @@ type firedWindow struct {
 	end int64
 }
 
+// entry is one key's accumulators, or one window's. Its fields are
+// ordered so that what folding a record reads and writes (start, accs,
+// sk, the flags, raw) lies in its first 64 bytes, and it is 128 bytes in
+// all: entries are then aligned to cache lines, and a record folded into
+// its window misses one line of its entry, not two (a window's start and
+// its flags lay past the first line). TestEntryLayout holds it there.
 type entry struct {
-	key            string // the grouping key
-	keyVals        []any
-	accs           []any
-	start, end     int64 // the window, Unix ms; zero without windows
+	start int64 // the window, Unix ms (with end); zero without windows
+	accs  []any
+	// sk: the state key of a tumbling or hopping window's entry, once
+	// lastWindow has it (see windowEntry)
+	sk             string
 	fired          bool
 	dirty, changed bool
 	// gone: no longer in the shard's entries (dropped, superseded or
 	// replaced), so lastWindow holding it looks it up again.
 	gone bool
-	// raw: the entry as the store or the changelog has it, not decoded
-	// yet (keyVals and accs are nil): see lazyEntries.
-	raw []byte
 	// local: raw as the changelog brought it, unchanged since: the
 	// checkpoint after the restore writes it to the store only (as
 	// localEntries does for shards that decode as they load)
 	local bool
-	// sk: the state key of a tumbling or hopping window's entry, once
-	// lastWindow has it (see windowEntry)
-	sk string
 	// unstored: no checkpoint has written this entry (it was created
 	// since the last one), so dropping it needs no delete: a window
 	// that opens and fires between two checkpoints never reaches the
 	// store or the changelog. Restored entries are stored.
 	unstored bool
+	// raw: the entry as the store or the changelog has it, not decoded
+	// yet (keyVals and accs are nil): see lazyEntries.
+	raw     []byte
+	end     int64
+	key     string // the grouping key
+	keyVals []any
 }
 
 type keyState struct {
@@ -503,6 +513,8 @@ func (a *KeyedAggregator) touchState(key string, st *keyState) {
 
 func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 	nk := len(a.p.KeyColumns)
+	latest := a.latestWindows(m)
+	defer clear(latest) // (not to keep dropped windows alive)
 	for i := range m.rows {
 		k := &m.rows[i]
 		if k.Watermark > a.watermark {
@@ -519,7 +531,11 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 		}
 		var err error
 		if a.p.IsWindowed() {
-			err = a.addWindowed(k, nk, m, i)
+			var en *entry
+			if latest != nil {
+				en = latest[i]
+			}
+			err = a.addWindowed(k, nk, m, i, en)
 		} else {
 			_, err = a.addTo(k.Key, a.entries[k.Key], k, nk, 0, 0)
 		}
@@ -918,7 +934,7 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 			continue // recreated since
 		}
 		tee.localOnly(a.isLocalEntry(sk))
-		if err := wb.Delete(stateKey(a.partition, sk)); err != nil {
+		if err := wb.Delete(entryKey(sk)); err != nil {
 			return err
 		}
 	}

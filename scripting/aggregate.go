@@ -27,8 +27,19 @@ type sumAcc struct {
 }
 
 type extremeAcc struct {
-	v   any
-	set bool
+	v any
+	// f is v when v is a float64 (fv), the usual case: a record's number
+	// is compared with f, not with what v's box holds. The box is the
+	// value of the record that set it, long out of cache (a miss a record
+	// for each min and max). hold keeps the two together.
+	f       float64
+	set, fv bool
+}
+
+// hold makes v the accumulator's value.
+func (e *extremeAcc) hold(v any) {
+	e.v, e.set = v, true
+	e.f, e.fv = v.(float64)
 }
 
 type avgAcc struct {
@@ -201,7 +212,7 @@ func numeric(acc any) bool {
 	case *countAcc, *sumAcc, *avgAcc:
 		return true
 	case *extremeAcc:
-		if !acc.set {
+		if !acc.set || acc.fv {
 			return true
 		}
 		_, num := toFloat(acc.v)
@@ -240,8 +251,15 @@ func (s *sumAcc) add(v any) error {
 }
 
 func (e *extremeAcc) add(v any, max bool) error {
+	if f, ok := v.(float64); ok && e.fv {
+		// (as compare does: neither is NaN, which check refuses)
+		if max && f > e.f || !max && f < e.f {
+			e.v, e.f = v, f
+		}
+		return nil
+	}
 	if !e.set {
-		e.v, e.set = v, true
+		e.hold(v)
 		return nil
 	}
 	c, ok := compare(v, e.v)
@@ -249,7 +267,7 @@ func (e *extremeAcc) add(v any, max bool) error {
 		return fmt.Errorf("is a %s, earlier values were a %s", goType(v), goType(e.v))
 	}
 	if (max && c > 0) || (!max && c < 0) {
-		e.v = v
+		e.hold(v)
 	}
 	return nil
 }
@@ -578,7 +596,7 @@ func (rt *Runtime) accsOf(arr []*fastjson.Value) []any {
 		case "min", "max":
 			e := &extremeAcc{}
 			if vs := x.GetArray(); len(vs) == 1 {
-				e.v, e.set = jsonToGo(vs[0]), true
+				e.hold(jsonToGo(vs[0]))
 			}
 			accs[i] = e
 		case "avg":

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/pb"
 )
 
 // entryOverhead is what Badger's log adds to each entry, about.
@@ -15,12 +16,17 @@ const entryOverhead = 32
 
 // Batch writes one actor's dirty keys at one epoch. It is not safe for concurrent
 // use; give each actor its own. A Batch must end with Commit or Cancel.
+//
+// It keeps its writes until Commit, which hands them to Badger in key
+// order. Badger's own write batch applies a transaction's writes in the
+// order of a Go map, whatever order they came in, so its memtable (a
+// skiplist) took each at a random place, and every insert missed the cache.
 type Batch struct {
 	s     *Store
 	epoch uint64
-	err   error // sticky: the first error, returned by every later call
-	wb    *badger.WriteBatch
+	err   error       // sticky: the first error, returned by every later call
 	prev  *badger.Txn // read at the previous checkpoint, to count created/deleted keys
+	known []op        // what the previous checkpoint wrote, if it is known (see knownKeys)
 	ops   []op        // what the batch did to each key, for Checkpoint.Keys and Digest
 	bytes int64       // keys and values written, for the check of free space
 	room  int64       // bytes checked for room so far
@@ -33,6 +39,9 @@ type op struct {
 	val []byte
 	del bool
 	seq int32 // its place in the batch: of two writes of a key, the later wins
+	// hash: a write's share of its checkpoint's digest (0 for a delete),
+	// set by count
+	hash uint64
 }
 
 // Batch returns a batch writing at version epoch, which must have been returned by
@@ -53,16 +62,16 @@ func (s *Store) Batch(epoch uint64) *Batch {
 	case epoch <= last:
 		b.err = fmt.Errorf("state: batch at epoch %d: checkpoint %d is already complete", epoch, last)
 	default:
-		b.wb = s.db.NewWriteBatchAt(epoch)
 		if last > 0 {
 			b.prev = s.db.NewTransactionAt(last, false)
+			b.known = s.known.of(last)
 		}
 	}
 	return b
 }
 
-// grow counts n more bytes of keys and values. Badger writes a large batch
-// out in parts as it grows, so each MiB is checked for room as it comes.
+// grow counts n more bytes of keys and values, checking each MiB for room
+// as it comes (a batch too large for the disk fails before its commit).
 func (b *Batch) grow(n int64) error {
 	b.bytes += n + entryOverhead
 	if b.bytes-b.room < batchRoomStep {
@@ -88,7 +97,28 @@ func (b *Batch) check(key []byte) error {
 	if bytes.HasPrefix(key, []byte(ReservedPrefix)) {
 		return fmt.Errorf("state: batch at epoch %d: key %q uses the reserved prefix %q", b.epoch, key, ReservedPrefix)
 	}
+	if len(key) > maxKeySize {
+		return fmt.Errorf("state: batch at epoch %d: key %.64q... is %d bytes, more than the %d a key may have", b.epoch, key, len(key), maxKeySize)
+	}
+	if bytes.HasPrefix(key, badgerPrefix) {
+		return fmt.Errorf("state: batch at epoch %d: key %q uses Badger's reserved prefix %q", b.epoch, key, badgerPrefix)
+	}
 	return nil
+}
+
+// Badger's own limits, which its transactions check and its loader (which
+// Commit writes through) does not: a key's size, a value's (one that fits a
+// value log file; in memory, one small enough to sit in the LSM tree) and
+// the prefix of its internal keys.
+const maxKeySize = 65000
+
+var badgerPrefix = []byte("!badger!")
+
+func (s *Store) maxValue() int64 {
+	if s.db.Opts().InMemory {
+		return s.db.Opts().ValueThreshold
+	}
+	return s.db.Opts().ValueLogFileSize
 }
 
 // Set writes key = value at the batch's epoch. Both are copied. Keys starting with
@@ -97,15 +127,14 @@ func (b *Batch) Set(key, value []byte) error {
 	if err := b.check(key); err != nil {
 		return err
 	}
-	// Badger holds both until its transaction commits.
+	if int64(len(value)) > b.s.maxValue() {
+		b.err = fmt.Errorf("state: batch at epoch %d: set %q: the value's %d bytes are more than Badger takes (%d)", b.epoch, key, len(value), b.s.maxValue())
+		return b.err
+	}
 	buf := b.copySpace(len(key) + len(value))
 	k, v := buf[:len(key):len(key)], buf[len(key):]
 	copy(k, key)
 	copy(v, value)
-	if err := b.wb.Set(k, v); err != nil {
-		b.err = fmt.Errorf("state: batch at epoch %d: set %q: %w", b.epoch, key, err)
-		return b.err
-	}
 	b.ops = append(b.ops, op{key: k, val: v, seq: int32(len(b.ops))})
 	return b.grow(int64(len(buf)))
 }
@@ -133,10 +162,6 @@ func (b *Batch) Delete(key []byte) error {
 	}
 	k := b.copySpace(len(key))
 	copy(k, key)
-	if err := b.wb.Delete(k); err != nil {
-		b.err = fmt.Errorf("state: batch at epoch %d: delete %q: %w", b.epoch, key, err)
-		return b.err
-	}
 	b.ops = append(b.ops, op{key: k, del: true, seq: int32(len(b.ops))})
 	return b.grow(int64(len(k)))
 }
@@ -151,11 +176,11 @@ func (b *Batch) Commit() (err error) {
 	defer b.release()
 	defer b.s.recoverBadger(&err)
 	if err := b.s.room(b.bytes - b.room); err != nil {
-		b.wb.Cancel()
 		b.err = fmt.Errorf("state: commit batch at epoch %d: %w", b.epoch, err)
 		return b.err
 	}
-	// Counting reads the previous checkpoint and the flush writes a newer version,
+	b.sortOps()
+	// Counting reads the previous checkpoint and the write a newer version,
 	// so they run side by side.
 	type counted struct {
 		c   epochCounts
@@ -168,7 +193,7 @@ func (b *Batch) Commit() (err error) {
 		defer b.s.recoverBadger(&cnt.err)
 		cnt.c, cnt.err = b.count()
 	}()
-	ferr := b.wb.Flush()
+	ferr := b.write()
 	if ferr == nil {
 		if err := b.s.db.Sync(); err != nil {
 			ferr = fmt.Errorf("sync: %w", err)
@@ -190,6 +215,7 @@ func (b *Batch) Commit() (err error) {
 		sum.created += c.created
 		sum.deleted += c.deleted
 		sum.digest ^= c.digest
+		sum.know(b.ops)
 	}
 	b.s.mu.Unlock()
 	b.err = fmt.Errorf("state: batch at epoch %d: already committed", b.epoch)
@@ -200,39 +226,81 @@ func (b *Batch) Commit() (err error) {
 // written part of its changes; an epoch with a cancelled batch should not be
 // completed. Begin a new one: its Complete hides the abandoned writes.
 func (b *Batch) Cancel() {
-	if b.wb != nil {
-		b.wb.Cancel()
-	}
 	b.release()
 	if b.err == nil {
 		b.err = fmt.Errorf("state: batch at epoch %d: cancelled", b.epoch)
 	}
 }
 
-// count works out how many keys the batch wrote, created and deleted relative to
-// the previous checkpoint, and how it changes the digest. The last write of a
-// key in the batch wins.
-func (b *Batch) count() (epochCounts, error) {
-	var c epochCounts
+// sortOps puts the batch's writes in key order and keeps only the last
+// write of each key.
+func (b *Batch) sortOps() {
 	if !slices.IsSortedFunc(b.ops, cmpOp) {
 		// (Not a stable sort: seq orders the writes of a key, and pdqsort
 		// is twice as fast on a million keys.)
 		slices.SortFunc(b.ops, cmpOp)
 	}
+	kept := b.ops[:0]
+	for i, o := range b.ops {
+		if i+1 < len(b.ops) && bytes.Equal(o.key, b.ops[i+1].key) {
+			continue // a later write of the same key decides
+		}
+		kept = append(kept, o)
+	}
+	clear(b.ops[len(kept):])
+	b.ops = kept
+}
+
+// write hands the batch's writes to Badger in key order at the batch's
+// epoch and waits until they are in its memtables. Badger's loader (made
+// for its backups) is its one way to write at a version in a given order;
+// a delete is an entry marked deleted (Badger's bitDelete, which its
+// transactions' Delete sets and its backups keep in the same field).
+// TestCountStaysExact reads every checkpoint back, deletes included.
+func (b *Batch) write() error {
+	l := b.s.db.NewKVLoader(loaderPending)
+	kv := pb.KV{Version: b.epoch}
+	for i := range b.ops {
+		o := &b.ops[i] // (not a copy: count sets o.hash meanwhile)
+		kv.Key, kv.Value, kv.Meta = o.key, o.val, nil
+		if o.del {
+			kv.Meta = deletedMeta
+		}
+		if err := l.Set(&kv); err != nil {
+			_ = l.Finish() // (waits for what it sent; the first error is Set's)
+			return err
+		}
+	}
+	return l.Finish()
+}
+
+// loaderPending bounds how many parts of a large batch Badger applies at
+// once.
+const loaderPending = 16
+
+// deletedMeta marks an entry deleted: Badger's bitDelete (its value.go).
+var deletedMeta = []byte{1 << 0}
+
+// count works out how many keys the batch wrote, created and deleted relative to
+// the previous checkpoint, and how it changes the digest. The ops are in key
+// order, one a key (sortOps).
+func (b *Batch) count() (epochCounts, error) {
+	var c epochCounts
 	var prev *prevReader
 	if b.prev != nil {
 		prev = newPrevReader(b.prev)
 		defer prev.close()
 	}
 	h := xxhash.New()
-	for i, o := range b.ops {
-		if i+1 < len(b.ops) && bytes.Equal(o.key, b.ops[i+1].key) {
-			continue // a later write of the same key decides
-		}
+	known := knownCursor{ops: b.known}
+	for i := range b.ops {
+		o := &b.ops[i]
 		c.changed++
 		var old uint64
 		existed := false
-		if prev != nil {
+		if k, ok := known.find(o.key); ok {
+			old, existed = k.hash, !k.del
+		} else if prev != nil {
 			var err error
 			if old, existed, err = prev.hash(h, o.key); err != nil {
 				return c, fmt.Errorf("read %q: %w", o.key, err)
@@ -240,7 +308,8 @@ func (b *Batch) count() (epochCounts, error) {
 		}
 		c.digest ^= old
 		if !o.del {
-			c.digest ^= entryHash(h, o.key, o.val)
+			o.hash = entryHash(h, o.key, o.val)
+			c.digest ^= o.hash
 		}
 		switch {
 		case !o.del && !existed:
@@ -357,6 +426,5 @@ func (b *Batch) release() {
 		b.prev.Discard()
 		b.prev = nil
 	}
-	b.wb = nil
-	b.slab = nil
+	b.ops, b.slab = nil, nil
 }

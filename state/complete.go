@@ -85,6 +85,10 @@ func (s *Store) Complete(cp Checkpoint) (err error) {
 		return fmt.Errorf("state: complete epoch %d: sync: %w", e, err)
 	}
 	s.cps = kept
+	s.known = knownKeys{}
+	if c := s.counts[e]; c != nil && !c.tooMany {
+		s.known = newKnownKeys(e, c.known)
+	}
 	for id := range s.counts {
 		if id <= e {
 			delete(s.counts, id)

@@ -63,6 +63,9 @@ func (c Checkpoint) clone() Checkpoint {
 type epochCounts struct {
 	changed, created, deleted int64
 	digest                    uint64 // XOR of the batches' changes to the digest
+	// known: the batches' writes, while there are at most knownMax
+	known   []op
+	tooMany bool
 }
 
 // Store is eddy's checkpointed state: a Badger database in managed mode where each
@@ -77,6 +80,7 @@ type Store struct {
 	begun  uint64                  // highest epoch ever begun, durable
 	cps    []Checkpoint            // kept complete checkpoints, oldest first
 	counts map[uint64]*epochCounts // per open epoch, this process only
+	known  knownKeys               // what the last complete checkpoint wrote
 }
 
 // Open opens or creates the store in dir, creating dir if needed. It fails

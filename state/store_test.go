@@ -353,6 +353,32 @@ func TestErrors(t *testing.T) {
 			defer b.Cancel()
 			return b.Delete([]byte(ReservedPrefix + "cp/x"))
 		}, "reserved prefix"},
+		// Badger's own limits: its loader, which a batch writes through,
+		// does not check them
+		{"set badger prefix", func(s *Store) error {
+			e, _ := s.Begin()
+			b := s.Batch(e)
+			defer b.Cancel()
+			return b.Set([]byte("!badger!head"), []byte("x"))
+		}, "Badger's reserved prefix"},
+		{"set key too long", func(s *Store) error {
+			e, _ := s.Begin()
+			b := s.Batch(e)
+			defer b.Cancel()
+			return b.Set(bytes.Repeat([]byte("k"), maxKeySize+1), []byte("x"))
+		}, "65001 bytes, more than the 65000 a key may have"},
+		{"delete key too long", func(s *Store) error {
+			e, _ := s.Begin()
+			b := s.Batch(e)
+			defer b.Cancel()
+			return b.Delete(bytes.Repeat([]byte("k"), maxKeySize+1))
+		}, "65001 bytes, more than the 65000 a key may have"},
+		{"set value too large", func(s *Store) error {
+			e, _ := s.Begin()
+			b := s.Batch(e)
+			defer b.Cancel()
+			return b.Set([]byte("k"), make([]byte, s.maxValue()+1))
+		}, "more than Badger takes"},
 		{"get reserved prefix", func(s *Store) error { _, _, err := s.Get(1, []byte(ReservedPrefix)); return err }, "reserved prefix"},
 		{"scan reserved prefix", func(s *Store) error {
 			return s.Scan(1, []byte(ReservedPrefix+"cp"), func(k, v []byte) error { return nil })
