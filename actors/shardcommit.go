@@ -27,6 +27,10 @@ import (
 type recordedWrites struct {
 	ops  []recordedOp
 	slab []byte // values, many to an allocation
+	// storeFirst: the changelog's writes wait in clog, to go with the
+	// ack once the store has the checkpoint (barrier.storeFirst)
+	storeFirst bool
+	clog       []clogWrite
 }
 
 type recordedOp struct {
@@ -113,6 +117,7 @@ func (c *shardCommits) start(a *KeyedAggregator, supervisor *actor.PID, epoch ui
 			(*hook)(partition, shard, epoch)
 		}
 		ack.err = w.commit(store.Batch(epoch))
+		ack.clog = w.clog
 		root.Send(supervisor, ack)
 	}()
 }

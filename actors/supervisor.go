@@ -285,13 +285,14 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 	} else if plan.load {
 		s.restoredWM, s.wmRestored = plan.watermark, true
 	}
-	s.run(ctx)
+	s.run(ctx, false)
 	return nil
 }
 
 // run starts reading once the partition's state is in place (unless the
-// run is stopping).
-func (s *PartitionSupervisor) run(ctx actor.Context) {
+// run is stopping). fresh: the state came from the changelog and is not
+// in the store yet (partitionReady).
+func (s *PartitionSupervisor) run(ctx actor.Context, fresh bool) {
 	s.status = partitionStatus{id: s.id, active: time.Now()}
 	s.lastSent = math.MinInt64
 	if s.marked() && s.wmRestored {
@@ -304,7 +305,7 @@ func (s *PartitionSupervisor) run(ctx actor.Context) {
 	}
 	s.report(ctx, 0) // where it starts, for status
 	if s.e.cfg.Changelog != nil {
-		ctx.Send(s.e.node, &partitionReady{id: s.id})
+		ctx.Send(s.e.node, &partitionReady{id: s.id, fresh: fresh})
 	}
 }
 
@@ -727,6 +728,7 @@ func (s *PartitionSupervisor) ackBarrier(ctx actor.Context) {
 		if sa.err != nil {
 			errs = append(errs, sa.err)
 		}
+		a.clog = append(a.clog, sa.clog...)
 	}
 	a.err = errors.Join(errs...)
 	s.barrier = nil
