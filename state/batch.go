@@ -110,6 +110,26 @@ func (b *Batch) Set(key, value []byte) error {
 	return b.grow(int64(len(buf)))
 }
 
+// SetOwned is Set without the copies: key and value must stay unchanged
+// until Commit or Cancel returns.
+func (b *Batch) SetOwned(key, value []byte) error {
+	if err := b.check(key); err != nil {
+		return err
+	}
+	if err := b.wb.Set(key, value); err != nil {
+		b.err = fmt.Errorf("state: batch at epoch %d: set %q: %w", b.epoch, key, err)
+		return b.err
+	}
+	b.ops = append(b.ops, op{key: key, val: value, seq: int32(len(b.ops))})
+	return b.grow(int64(len(key) + len(value)))
+}
+
+// Grow makes room for n more writes, so that a large batch does not grow
+// its record of them step by step.
+func (b *Batch) Grow(n int) {
+	b.ops = slices.Grow(b.ops, n)
+}
+
 // batchSlab is the size of the allocations the batch copies keys and
 // values into: one allocation a write cost more than Badger's own work
 // for a window's small entry.
@@ -272,10 +292,15 @@ const (
 	lookupsAfter = 64 // keys read by lookup when it needs more
 )
 
+// newPrevReader starts with a seek to the batch's first key, not at the
+// store's first: between the two may lie versions newer than the previous
+// checkpoint that a walk steps over one by one (a checkpoint written in
+// several batches, each after the last, would walk over all of the
+// earlier batches' keys: at a million keys, that took longer than the
+// write).
 func newPrevReader(txn *badger.Txn) *prevReader {
 	it := txn.NewIterator(badger.IteratorOptions{AllVersions: true})
-	it.Rewind()
-	return &prevReader{txn: txn, it: it}
+	return &prevReader{txn: txn, it: it, stale: true}
 }
 
 func (r *prevReader) close() { r.it.Close() }
