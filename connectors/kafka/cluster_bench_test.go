@@ -125,6 +125,12 @@ func startNodeOn(b *testing.B, cpus, bin, name, script string, brokers []string,
 	}
 	n.cmd = exec.Command(bin, args...)
 	n.cmd.Stderr = n.log
+	if limit := os.Getenv("EDDY_BENCH_GOMEMLIMIT"); limit != "" {
+		// Go's soft memory limit for the nodes only: the garbage
+		// collector then runs more often instead of letting the heap
+		// grow to twice what is live.
+		n.cmd.Env = append(os.Environ(), "GOMEMLIMIT="+limit)
+	}
 	n.at = time.Now()
 	if err := n.cmd.Start(); err != nil {
 		b.Fatal(err)
