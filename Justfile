@@ -71,7 +71,7 @@ bench-spark:
 bench-kafka: kafka-up
     source services/env.sh && go test ./connectors/kafka -run '^$' -bench BenchmarkKafkaNetflow -benchtime 1x -timeout 30m -v
 
-# the netflow pipeline on 1 and 2 `eddy run` processes, each pinned to a core of its own (taskset), over an 8-partition topic (1M records): records/s, CPU s, cores used; a partition's cost at rest and the changelog's bytes per record (the sizing inputs of docs/cluster.md); then the restore of a moved 10M-key partition from its changelog; EDDY_BENCH_RECORDS / EDDY_BENCH_KEYS / EDDY_BENCH_ROUNDS (3) set the sizes, EDDY_BENCH_BROKER_PID pins a broker of your own to the cores left (starts Kafka if needed)
+# the netflow pipeline on 1 and 2 `eddy run` processes, each pinned to a core of its own (taskset), over an 8-partition topic (1M records): records/s, CPU s, cores used; a partition's cost at rest and the changelog's bytes per record (the sizing inputs of docs/cluster.md); then the restore of a moved 10M-key partition from its changelog; EDDY_BENCH_RECORDS / EDDY_BENCH_KEYS / EDDY_BENCH_ROUNDS (3) set the sizes, EDDY_BENCH_GOMEMLIMIT the nodes' GOMEMLIMIT (10M keys need ~13 GiB without one), EDDY_BENCH_BROKER_PID pins a broker of your own to the cores left (starts Kafka if needed)
 bench-cluster: kafka-up
     source services/env.sh && go test ./connectors/kafka -run '^$' -bench BenchmarkCluster -benchtime 1x -timeout 45m -v
 

@@ -703,7 +703,7 @@ func (a *KeyedAggregator) onBarrier(ctx actor.Context, b *barrier) *shardBarrier
 	if b.epoch == 0 || a.unwritten.empty() {
 		return ack
 	}
-	return a.checkpoint(ctx, b.epoch, ack)
+	return a.checkpoint(ctx, b, ack)
 }
 
 // fireAt fires the windows and timers the barrier's watermark has passed,
@@ -802,11 +802,12 @@ func (a *KeyedAggregator) sendChanged(ctx actor.Context, drops []string) error {
 // it at epoch off the shard's goroutine (shardcommit.go), which then
 // acknowledges the barrier; it returns the ack only when there is
 // nothing to commit.
-func (a *KeyedAggregator) checkpoint(ctx actor.Context, epoch uint64, ack *shardBarrierAck) *shardBarrierAck {
+func (a *KeyedAggregator) checkpoint(ctx actor.Context, b *barrier, ack *shardBarrierAck) *shardBarrierAck {
+	epoch := b.epoch
 	if a.localEntries != nil || a.localStates != nil {
 		a.localUntil = epoch // the restored entries are kept until it completes
 	}
-	w, err := a.encodeUnwritten()
+	w, err := a.encodeUnwritten(b.storeFirst)
 	a.markWritten(epoch)
 	if err != nil {
 		ack.err = err
@@ -818,9 +819,9 @@ func (a *KeyedAggregator) checkpoint(ctx actor.Context, epoch uint64, ack *shard
 
 // encodeUnwritten encodes what the next checkpoint writes (and sends the
 // changelog its copy).
-func (a *KeyedAggregator) encodeUnwritten() (*recordedWrites, error) {
+func (a *KeyedAggregator) encodeUnwritten(storeFirst bool) (*recordedWrites, error) {
 	u := a.unwritten
-	w := &recordedWrites{ops: make([]recordedOp, 0, len(u.entries)+len(u.deleted)+len(u.states)+len(u.statesDeleted))}
+	w := &recordedWrites{ops: make([]recordedOp, 0, len(u.entries)+len(u.deleted)+len(u.states)+len(u.statesDeleted)), storeFirst: storeFirst}
 	return w, a.writeTo(w)
 }
 
@@ -884,7 +885,11 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 	var buf []byte
 	var err error
 	if cl := a.e.cfg.Changelog; cl != nil {
-		wb = &teeWriter{wb: wb, cl: cl, partition: a.partition}
+		tee := &teeWriter{wb: wb, cl: cl, partition: a.partition}
+		if r, ok := wb.(*recordedWrites); ok && r.storeFirst {
+			tee.later = r
+		}
+		wb = tee
 	}
 	tee, _ := wb.(*teeWriter)
 	// The entries' keys go in slabs of many: the first checkpoint after a

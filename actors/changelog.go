@@ -52,6 +52,18 @@ type teeWriter struct {
 	cl        connectors.Changelog
 	partition string
 	local     bool // the next write goes to the store only
+	// later, when set, keeps the changelog's writes to go with the
+	// shard's ack (barrier.storeFirst)
+	later *recordedWrites
+}
+
+// log writes key = value to the changelog, or keeps it for later.
+func (t *teeWriter) log(key, value []byte) {
+	if t.later != nil {
+		t.later.clog = append(t.later.clog, clogWrite{key: key, value: value})
+		return
+	}
+	t.cl.Write(t.partition, key, value)
 }
 
 func (t *teeWriter) localOnly(b bool) {
@@ -65,7 +77,7 @@ func (t *teeWriter) Set(key, value []byte) error {
 		return err
 	}
 	if !t.local {
-		t.cl.Write(t.partition, key, bytes.Clone(value)) // (the caller reuses value)
+		t.log(key, bytes.Clone(value)) // (the caller reuses value)
 	}
 	t.local = false
 	return nil
@@ -92,7 +104,7 @@ func (t *teeWriter) setKept(key, value []byte) error {
 		return err
 	}
 	if !t.local {
-		t.cl.Write(t.partition, key, value)
+		t.log(key, value)
 	}
 	t.local = false
 	return nil
@@ -103,7 +115,7 @@ func (t *teeWriter) Delete(key []byte) error {
 		return err
 	}
 	if !t.local {
-		t.cl.Write(t.partition, key, nil)
+		t.log(key, nil)
 	}
 	t.local = false
 	return nil
@@ -373,8 +385,14 @@ func (s *PartitionSupervisor) onRestored(ctx actor.Context, m *restoreDone) {
 		ctx.Send(sh, &restored{gen: s.gen, watermark: wm})
 	}
 	s.restoredWM = &wm
-	s.run(ctx)
+	s.run(ctx, m.n >= storeFirstAbove)
 }
+
+// storeFirstAbove is how many changes a restore brings at least for the
+// partition to read only once they are in the store (partitionReady): a
+// few thousand keys go to the store in well under a second, a million
+// took up to 80 s on a loaded machine. (A var: tests lower it.)
+var storeFirstAbove int64 = 10_000
 
 // shardRestore is what a shard restoring from the changelog collects.
 // A shard of lazy entries (lazyEntries) puts the entries in its own

@@ -74,6 +74,10 @@ type barrier struct {
 	// watermark is the pipeline's event-time watermark (Unix ms) as of this
 	// barrier: windows and timers it has passed fire here.
 	watermark int64
+	// storeFirst: the partition is fresh (restored, and what it restored
+	// not in the store yet); its shards write to the store first and hand
+	// their changelog writes to the node with their acks (node.trigger).
+	storeFirst bool
 }
 
 // keyedBatch: processed records for one shard.
@@ -101,7 +105,12 @@ type shardBarrierAck struct {
 	seq   uint64
 	shard int
 	err   error
+	clog  []clogWrite // at a storeFirst barrier: the changelog's writes
 }
+
+// clogWrite is a changelog write held back (barrier.storeFirst); value
+// nil deletes.
+type clogWrite struct{ key, value []byte }
 
 // partitionAck: a partition passed a barrier; pos is where it stood.
 type partitionAck struct {
@@ -114,6 +123,7 @@ type partitionAck struct {
 	own       bool
 	watermark int64
 	err       error
+	clog      []clogWrite // its shards' (barrier.storeFirst)
 }
 
 // markerWatermark is the watermark a changelog marker keeps for the
@@ -334,9 +344,15 @@ type restoreDone struct {
 	err    error
 }
 
-// partitionReady: a partition restored its state and reads; the node
-// includes it in barriers from now on.
-type partitionReady struct{ id string }
+// partitionReady: a partition restored its state; the node includes it
+// in barriers from now on. A fresh one does not read yet: its restored
+// state is not in the store, and the next checkpoint writes it before
+// the other partitions get their barrier (node.trigger); it reads once
+// that checkpoint is complete.
+type partitionReady struct {
+	id    string
+	fresh bool
+}
 
 // restoreProgress reports a partition's restore to the node.
 type restoreProgress struct {

@@ -58,6 +58,9 @@ type partState struct {
 	// restored and toRestore are its progress
 	restoring           bool
 	restored, toRestore int64
+	// fresh: restored, but what it restored is not in the store yet
+	// (partitionReady)
+	fresh bool
 	// down: it failed and waits for its restart; restarts counts its
 	// restarts since a failure more than restartWindow after the one
 	// before, lastFailure is when it last failed.
@@ -74,6 +77,10 @@ type inflight struct {
 	started time.Time
 	// standby: the standby keeper has not passed the barrier
 	standby bool
+	// held: partitions (and the standby keeper) that get the barrier once
+	// the fresh partitions have passed it (trigger)
+	held        []string
+	heldStandby bool
 	// committing: transactional sinks are committing the checkpoint;
 	// logged: the changelog is committing (or committed) it, and clog are
 	// the changelog offsets after each partition's marker.
@@ -180,6 +187,7 @@ func (n *node) partitionRestarted(ctx actor.Context, m *partitionRestarted) {
 func (n *node) partitionReady(ctx actor.Context, m *partitionReady) {
 	if p := n.parts[m.id]; p != nil {
 		n.setRestoring(p, false)
+		p.fresh = m.fresh
 		n.maybeTrigger(ctx, false)
 	}
 }
@@ -208,6 +216,7 @@ func (n *node) setRestoring(p *partState, on bool) {
 	}
 	st := n.e.cfg.Stats
 	p.restoring = on
+	p.fresh = false
 	if on {
 		st.Restoring.Add(1)
 		return
@@ -377,7 +386,7 @@ func (n *node) maybeTrigger(ctx actor.Context, timer bool) {
 	if len(n.parts) == 0 {
 		allQuiet, allDone, allEnded = false, false, false
 	}
-	checkpointDue := time.Since(n.lastCheckpoint) >= n.e.cfg.CheckpointInterval
+	checkpointDue := time.Since(n.lastCheckpoint) >= n.e.cfg.CheckpointInterval || n.anyFresh()
 	n.advanceWatermark()
 	advanced := n.watermark > n.lastWatermark
 	switch {
@@ -448,22 +457,74 @@ func (n *node) trigger(ctx actor.Context, persist, final bool) {
 	}
 	n.e.cfg.Logger.Debug("barrier", "seq", b.seq, "epoch", b.epoch, "final", b.final, "watermark", b.watermark)
 	in := &inflight{b: b, waiting: map[string]bool{}, sinks: map[string]bool{}, acks: map[string]*partitionAck{}, started: time.Now()}
+	// A fresh partition's first checkpoint writes what it restored to the
+	// store (millions of keys may take a minute on a loaded machine), and
+	// the others get the barrier only after it: their changelog writes
+	// open the checkpoint's transaction, which must not wait through that
+	// write (the broker aborts a transaction past its timeout).
+	fresh := b.epoch > 0 && n.anyFresh()
 	for id, p := range n.parts {
-		if p.restoring {
-			continue // not reading yet: in the next barrier after it's ready
+		if p.restoring || p.fresh && b.epoch == 0 {
+			continue // not reading yet: in the next checkpoint after it's ready
 		}
 		in.waiting[id] = true
 		p.since = 0
-		ctx.Send(p.pid, &b)
+		switch {
+		case !fresh:
+			ctx.Send(p.pid, &b)
+		case p.fresh:
+			first := b
+			first.storeFirst = true
+			ctx.Send(p.pid, &first)
+		default:
+			in.held = append(in.held, id)
+		}
 	}
 	if n.e.standby != nil && b.epoch > 0 {
 		in.standby = true
-		ctx.Send(n.e.standby, &b)
+		if in.heldStandby = fresh; !fresh {
+			ctx.Send(n.e.standby, &b)
+		}
 	}
 	n.inflight = in
+	n.sendHeld(ctx, in)
 	if len(in.waiting) == 0 && !in.standby {
 		n.allAcked(ctx)
 	}
+}
+
+// anyFresh: a partition waits for the checkpoint that stores what it
+// restored.
+func (n *node) anyFresh() bool {
+	for _, p := range n.parts {
+		if p.fresh && !p.restoring {
+			return true
+		}
+	}
+	return false
+}
+
+// sendHeld sends the barrier in flight to the partitions (and the standby
+// keeper) it was held back from, once no fresh partition has yet to pass
+// it.
+func (n *node) sendHeld(ctx actor.Context, in *inflight) {
+	if len(in.held) == 0 && !in.heldStandby {
+		return
+	}
+	for id := range in.waiting {
+		if p := n.parts[id]; p != nil && p.fresh {
+			return
+		}
+	}
+	for _, id := range in.held {
+		if p := n.parts[id]; p != nil && in.waiting[id] {
+			ctx.Send(p.pid, &in.b)
+		}
+	}
+	if in.heldStandby {
+		ctx.Send(n.e.standby, &in.b)
+	}
+	in.held, in.heldStandby = nil, false
 }
 
 func (n *node) partitionAck(ctx actor.Context, m *partitionAck) {
@@ -477,7 +538,13 @@ func (n *node) partitionAck(ctx actor.Context, m *partitionAck) {
 	}
 	delete(in.waiting, m.id)
 	in.acks[m.id] = m
+	for _, w := range m.clog {
+		// (here, not on the shards' goroutines: an ack of a checkpoint
+		// aborted meanwhile must not write into the next transaction)
+		n.e.cfg.Changelog.Write(m.id, w.key, w.value)
+	}
 	n.e.cfg.Logger.Debug("partition passed barrier", "seq", m.seq, "partition", m.id)
+	n.sendHeld(ctx, in)
 	if len(in.waiting) == 0 && !in.standby {
 		n.allAcked(ctx)
 	}
@@ -645,6 +712,11 @@ func (n *node) settle(ctx actor.Context) {
 			return
 		}
 		n.announce(ctx, in)
+		for id := range in.acks {
+			if p := n.parts[id]; p != nil {
+				p.fresh = false // what it restored is in the store now
+			}
+		}
 	}
 	if n.reloadDue(in) {
 		n.applyReload(ctx, in)

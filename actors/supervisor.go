@@ -233,7 +233,7 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 		wm := plan.watermark
 		s.restoredWM = &wm
 	}
-	s.run(ctx)
+	s.run(ctx, false)
 	return nil
 }
 
@@ -320,8 +320,9 @@ func (s *PartitionSupervisor) restoreFromChangelog(plan restorePlan, self *actor
 }
 
 // run starts reading once the partition's state is in place (unless the
-// run is stopping).
-func (s *PartitionSupervisor) run(ctx actor.Context) {
+// run is stopping). fresh: the state came from the changelog and is not
+// in the store yet (partitionReady).
+func (s *PartitionSupervisor) run(ctx actor.Context, fresh bool) {
 	s.status = partitionStatus{id: s.id, active: time.Now()}
 	s.lastSent = math.MinInt64
 	if s.marked() && s.restoredWM != nil {
@@ -334,7 +335,7 @@ func (s *PartitionSupervisor) run(ctx actor.Context) {
 	}
 	s.report(ctx, 0) // where it starts, for status
 	if s.e.cfg.Changelog != nil {
-		ctx.Send(s.e.node, &partitionReady{id: s.id})
+		ctx.Send(s.e.node, &partitionReady{id: s.id, fresh: fresh})
 	}
 }
 
@@ -757,6 +758,7 @@ func (s *PartitionSupervisor) ackBarrier(ctx actor.Context) {
 		if sa.err != nil {
 			errs = append(errs, sa.err)
 		}
+		a.clog = append(a.clog, sa.clog...)
 	}
 	a.err = errors.Join(errs...)
 	s.barrier = nil

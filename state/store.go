@@ -226,7 +226,11 @@ func badgerOptions(dir string, cfg config) badger.Options {
 	o = smallChecked(o, 16<<20, cfg.logger).
 		// One version at or below the discard timestamp is all a read at the oldest
 		// kept checkpoint needs; versions above it are never discarded.
-		WithNumVersionsToKeep(1)
+		WithNumVersionsToKeep(1).
+		// No transaction of the store reads what it then writes, so none
+		// can conflict: the map of each write's key for the check (a
+		// million entries at a restore's first checkpoint) is not kept.
+		WithDetectConflicts(false)
 	if cfg.tune != nil {
 		o = cfg.tune(o)
 	}

@@ -452,3 +452,52 @@ func TestBadgerLogger(t *testing.T) {
 	s := openT(t, t.TempDir(), WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
 	checkpoint(t, s, change{"a": val("1")})
 }
+
+// A checkpoint written in several batches, some uncopied (SetOwned), each
+// after the last in key order, reads and counts as one: each batch counts
+// against the previous checkpoint, whatever the earlier batches wrote.
+func TestCheckpointInSeveralBatches(t *testing.T) {
+	s := openT(t, t.TempDir())
+	key := func(i int) []byte { return fmt.Appendf(nil, "k%05d", i) }
+	write := func(epoch uint64, from, to int, value string) {
+		b := s.Batch(epoch)
+		b.Grow(to - from)
+		for i := from; i < to; i++ {
+			if err := b.SetOwned(key(i), []byte(value)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e1, _ := s.Begin()
+	write(e1, 0, 1000, "a")
+	if err := s.Complete(Checkpoint{ID: e1}); err != nil {
+		t.Fatal(err)
+	}
+	e2, _ := s.Begin()
+	for from := 500; from < 2000; from += 300 {
+		write(e2, from, from+300, "b")
+	}
+	if err := s.Complete(Checkpoint{ID: e2}); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := s.Last()
+	if err != nil || cp.Keys != 2000 || cp.Changed != 1500 {
+		t.Fatalf("checkpoint %+v (%v): want 2000 keys, 1500 changed", cp, err)
+	}
+	keys, digest, err := s.tally(e2)
+	if err != nil || keys != 2000 || digest != cp.Digest {
+		t.Fatalf("read back: %d keys, digest %x (%v); the checkpoint says %d, %x", keys, digest, err, cp.Keys, cp.Digest)
+	}
+	for _, i := range []int{0, 499, 500, 1999} {
+		want := "a"
+		if i >= 500 {
+			want = "b"
+		}
+		if v, ok, err := s.Get(e2, key(i)); err != nil || !ok || string(v) != want {
+			t.Fatalf("%s: %q %v %v, want %q", key(i), v, ok, err, want)
+		}
+	}
+}

@@ -818,17 +818,37 @@ func (c *changelog) Restore(ctx context.Context, partition string, from int64, a
 	if err != nil {
 		return last, from, err
 	}
-	if from < 0 {
-		from = 0
-	}
+	from = max(from, 0)
 	if from >= end {
 		if from == end && progress != nil {
 			progress(0, 0)
 		}
 		return last, from, nil
 	}
-	where := fmt.Sprintf("kafka changelog %s/%d", topic, part)
-	cl, err := c.conn.NewClient(
+	cl, err := c.conn.NewClient(restoreOpts(topic, part, from)...)
+	if err != nil {
+		return last, from, err
+	}
+	defer cl.Close()
+	r := &restoreRead{where: fmt.Sprintf("kafka changelog %s/%d", topic, part), from: from, next: from, end: end, apply: apply, progress: progress}
+	if err := r.read(ctx, cl); err != nil {
+		return last, r.next, err
+	}
+	if r.marker != nil {
+		if err := json.Unmarshal(r.marker, &last); err != nil {
+			return connectors.ChangelogMarker{}, r.next, fmt.Errorf("%s: restore: bad marker %q: %w", r.where, r.marker, err)
+		}
+	}
+	if progress != nil {
+		progress(end-from, end-from)
+	}
+	return last, r.next, nil
+}
+
+// restoreOpts are the options of a client that reads a changelog
+// partition from offset from.
+func restoreOpts(topic string, part int32, from int64) []kgo.Opt {
+	return []kgo.Opt{
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {part: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(), // they carry the offset forward past aborted transactions
@@ -836,23 +856,31 @@ func (c *changelog) Restore(ctx context.Context, partition string, from int64, a
 		// broker (BenchmarkChangelogRestore), 1-2 MiB fetches restore
 		// fastest, as the next fetch overlaps applying this one, while
 		// 8-64 MiB ones were up to 2x slower.
-		kgo.FetchMaxPartitionBytes(2<<20),
-		kgo.FetchMaxBytes(16<<20),
-		kgo.FetchMaxWait(200*time.Millisecond),
-	)
-	if err != nil {
-		return last, from, err
+		kgo.FetchMaxPartitionBytes(2 << 20),
+		kgo.FetchMaxBytes(16 << 20),
+		kgo.FetchMaxWait(200 * time.Millisecond),
 	}
-	defer cl.Close()
-	total := end - from
-	next, n, lastMarker := from, 0, []byte(nil)
+}
+
+// restoreRead is one Restore's reading of a changelog partition.
+type restoreRead struct {
+	where           string
+	from, next, end int64
+	n               int    // data records applied
+	marker          []byte // the newest marker read
+	apply           func(key, value []byte) error
+	progress        func(done, total int64)
+}
+
+// read polls cl until the reading reaches end.
+func (r *restoreRead) read(ctx context.Context, cl *kgo.Client) error {
 	stalled := time.Now()
-	for next < end {
+	for r.next < r.end {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if err := ctx.Err(); err != nil {
-			return last, next, fmt.Errorf("%s: restore stopped at offset %d of %d: %w", where, next, end, err)
+			return fmt.Errorf("%s: restore stopped at offset %d of %d: %w", r.where, r.next, r.end, err)
 		}
 		var ferr error
 		fs.EachError(func(_ string, _ int32, err error) {
@@ -861,54 +889,57 @@ func (c *changelog) Restore(ctx context.Context, partition string, from int64, a
 			}
 		})
 		if ferr != nil {
-			return last, next, fmt.Errorf("%s: restore at offset %d: %w", where, next, ferr)
+			return fmt.Errorf("%s: restore at offset %d: %w", r.where, r.next, ferr)
 		}
-		before := next
-		var aerr error
-		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
-			for _, r := range fp.Records {
-				if aerr != nil || r.Offset >= end || r.Offset < next {
-					continue
-				}
-				next = r.Offset + 1
-				if r.Attrs.IsControl() {
-					continue
-				}
-				if string(r.Key) == changelogMarkerKey {
-					lastMarker = r.Value
-					continue
-				}
-				if aerr = apply(r.Key, r.Value); aerr != nil {
-					aerr = fmt.Errorf("%s: restore: apply the record at offset %d: %w", where, r.Offset, aerr)
-					return
-				}
-				if n++; n%restoreProgressEvery == 0 && progress != nil {
-					progress(next-from, total)
-				}
-			}
-		})
-		if aerr != nil {
-			return last, next, aerr
+		before := r.next
+		if err := r.applyFetches(fs); err != nil {
+			return err
 		}
-		if next > before {
+		if r.next > before {
 			stalled = time.Now()
 		} else if time.Since(stalled) > 30*time.Second {
 			// The last records before the end are never compacted away
 			// (the cleaner keeps each producer's last batch and every
 			// transaction marker for a while), so this is a broker that
 			// does not answer.
-			return last, next, fmt.Errorf("%s: restore: no record between offset %d and the end %d for 30s", where, next, end)
+			return fmt.Errorf("%s: restore: no record between offset %d and the end %d for 30s", r.where, r.next, r.end)
 		}
 	}
-	if lastMarker != nil {
-		if err := json.Unmarshal(lastMarker, &last); err != nil {
-			return connectors.ChangelogMarker{}, next, fmt.Errorf("%s: restore: bad marker %q: %w", where, lastMarker, err)
+	return nil
+}
+
+// applyFetches applies the data records of fs below the end, keeps the
+// newest marker and moves next past every record it passes.
+func (r *restoreRead) applyFetches(fs kgo.Fetches) error {
+	var aerr error
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		for _, rec := range fp.Records {
+			if aerr != nil || rec.Offset >= r.end || rec.Offset < r.next {
+				continue
+			}
+			r.next = rec.Offset + 1
+			switch {
+			case rec.Attrs.IsControl():
+			case string(rec.Key) == changelogMarkerKey:
+				r.marker = rec.Value
+			default:
+				aerr = r.applyOne(rec)
+			}
 		}
+	})
+	return aerr
+}
+
+// applyOne applies a data record, with a progress call every
+// restoreProgressEvery.
+func (r *restoreRead) applyOne(rec *kgo.Record) error {
+	if err := r.apply(rec.Key, rec.Value); err != nil {
+		return fmt.Errorf("%s: restore: apply the record at offset %d: %w", r.where, rec.Offset, err)
 	}
-	if progress != nil {
-		progress(total, total)
+	if r.n++; r.n%restoreProgressEvery == 0 && r.progress != nil {
+		r.progress(r.next-r.from, r.end-r.from)
 	}
-	return last, next, nil
+	return nil
 }
 
 // Close aborts an open transaction of its own and disconnects.
