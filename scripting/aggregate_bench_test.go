@@ -8,21 +8,14 @@ import (
 // BenchmarkAdd folds readings into 10k windows' count, avg, min and max, as
 // the windows benchmark's script does. Each op is one record.
 func BenchmarkAdd(b *testing.B) {
-	p, err := LoadSource("add.lua", []byte(`return {
+	_, rt := loadRuntime(b, "add.lua", `return {
 		parse = eddy.json { sensor = "string", temp = "number" },
 		key = "sensor",
 		aggregate = { n = eddy.count(), avg = eddy.avg("temp"), min = eddy.min("temp"), max = eddy.max("temp") },
-	}`))
-	if err != nil {
-		b.Fatal(err)
-	}
-	rt, err := p.NewRuntime(false)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rt.Close()
+	}`)
 	windows := make([][]any, 10_000)
 	for i := range windows {
+		var err error
 		if windows[i], err = rt.NewAccs(); err != nil {
 			b.Fatal(err)
 		}
@@ -48,22 +41,15 @@ func BenchmarkCheckEntry(b *testing.B)  { benchEntry(b, true) }
 func BenchmarkDecodeEntry(b *testing.B) { benchEntry(b, false) }
 
 func benchEntry(b *testing.B, check bool) {
-	p, err := LoadSource("count_ids.lua", []byte(`return {
+	_, rt := loadRuntime(b, "count_ids.lua", `return {
 		parse = eddy.json { id = "string" },
 		key = "id",
 		aggregate = { count = eddy.count() },
-	}`))
-	if err != nil {
-		b.Fatal(err)
-	}
-	rt, err := p.NewRuntime(false)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rt.Close()
+	}`)
 	entry := []byte(`[["id-0001234567"],[1]]`)
 	b.ReportAllocs()
 	for b.Loop() {
+		var err error
 		if check {
 			err = rt.CheckEntry(entry)
 		} else {
@@ -79,24 +65,17 @@ func benchEntry(b *testing.B, check bool) {
 // records into one key leaves its neighbours in the block slab at zero,
 // and a key's slots can't be appended into the next key's.
 func TestEntryBlocksAreSeparate(t *testing.T) {
-	p, err := LoadSource("blocks.lua", []byte(`return {
+	p, rt := loadRuntime(t, "blocks.lua", `return {
 		parse = eddy.json { sensor = "string", temp = "number" },
 		key = "sensor",
 		aggregate = { n = eddy.count(), avg = eddy.avg("temp"), lo = eddy.min("temp"), hi = eddy.max("temp"), total = eddy.sum("temp") },
-	}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := p.NewRuntime(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	}`)
 	if rt.blocks == nil {
 		t.Fatal("built-in aggregates do not take entry blocks")
 	}
 	keys := make([][]any, 3*accSlabSize)
 	for i := range keys {
+		var err error
 		if keys[i], err = rt.NewAccs(); err != nil {
 			t.Fatal(err)
 		}

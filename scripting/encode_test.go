@@ -12,15 +12,7 @@ func TestCheckpointEncodingIsStable(t *testing.T) {
 		aggregate = { n = eddy.count(), total = eddy.sum("v"), whole = eddy.sum("w"), lo = eddy.min("v"), hi = eddy.max("s"),
 			mean = eddy.avg("v"), none = eddy.min("u") },
 	}`
-	p, err := LoadSource("enc.lua", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := p.NewRuntime(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	p, rt := loadRuntime(t, "enc.lua", src)
 	accs, err := rt.NewAccs()
 	if err != nil {
 		t.Fatal(err)
@@ -47,15 +39,7 @@ func TestCheckpointEncodingIsStable(t *testing.T) {
 // TestWindowEntryEncoding: a window's entry is its key columns' values
 // then start, end and fired, as EncodeEntry writes them.
 func TestWindowEntryEncoding(t *testing.T) {
-	p, err := LoadSource("enc.lua", []byte(`return { parse = eddy.json { k = "string", v = "number" }, key = "k", aggregate = { n = eddy.count(), s = eddy.sum("v") } }`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := p.NewRuntime(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	_, rt := loadRuntime(t, "enc.lua", `return { parse = eddy.json { k = "string", v = "number" }, key = "k", aggregate = { n = eddy.count(), s = eddy.sum("v") } }`)
 	accs, _ := rt.NewAccs()
 	for _, kv := range [][]any{nil, {"a"}, {"a", int64(3)}} {
 		want, err := rt.EncodeEntry(nil, append(append([]any(nil), kv...), int64(-60000), int64(0), true), accs)

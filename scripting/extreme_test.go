@@ -12,18 +12,10 @@ import (
 // copy of it, not with the value it holds: the copy must follow every
 // change, whatever type set it.)
 func TestExtremesAcrossTypesAndCheckpoints(t *testing.T) {
-	p, err := LoadSource("ext.lua", []byte(`return {
+	p, rt := loadRuntime(t, "ext.lua", `return {
 		parse = eddy.json { k = "string", v = "number" }, key = "k",
 		aggregate = { lo = eddy.min("v"), hi = eddy.max("v") },
-	}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := p.NewRuntime(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	}`)
 	lo, hi := -1, -1
 	for i, a := range p.Aggregates {
 		switch a.Name {

@@ -14,16 +14,8 @@ import (
 // cases and random mutations of them (bytes dropped, doubled, swapped for
 // JSON's own punctuation), both paths agree line by line.
 func TestJSONScanAgreesWithTree(t *testing.T) {
-	p, err := LoadSource("scan.lua", []byte(`return { parse = eddy.json {
-		dev = "string", port = "string|number", n = "integer?", ok = "boolean?", x = "any?", t = "table?" } }`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := p.NewRuntime(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	_, rt := loadRuntime(t, "scan.lua", `return { parse = eddy.json {
+		dev = "string", port = "string|number", n = "integer?", ok = "boolean?", x = "any?", t = "table?" } }`)
 	lines := mutatedJSON()
 	scanned := 0
 	for _, line := range lines {

@@ -5,21 +5,13 @@ import "testing"
 // TestLuaTime: the time of a script's hooks adds up under their names, and
 // hooks the script doesn't have stay at zero.
 func TestLuaTime(t *testing.T) {
-	p, err := LoadSource("t.lua", []byte(`return {
+	p, rt := loadRuntime(t, "t.lua", `return {
   name = "t",
   parse = function(line) return { dev = line } end,
   filter = function(r) return #r.dev > 0 end,
   key = function(r) return r.dev end,
   aggregate = { n = eddy.count() },
-}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := p.NewRuntime(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+}`)
 	for i := 0; i < 20*luaSample; i++ {
 		if _, _, _, err := rt.Process([]byte("Comp1")); err != nil {
 			t.Fatal(err)

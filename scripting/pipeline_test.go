@@ -50,15 +50,7 @@ func TestProcessErrors(t *testing.T) {
 		key = "device",
 		aggregate = { n = eddy.count(), b = eddy.sum("bytes") },
 	}`
-	p, err := LoadSource("flows.lua", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := p.NewRuntime(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	_, rt := loadRuntime(t, "flows.lua", src)
 	tests := []struct{ name, line, errContains string }{
 		{"ok", `{"device":"a","port":"80","bytes":3}`, ""},
 		{"optional missing", `{"device":"a","port":80}`, ""},
@@ -100,15 +92,7 @@ func TestAccumulatorsRoundTripAndMerge(t *testing.T) {
 			         result = function(acc) table.sort(acc); return table.concat(acc, "+") end },
 		},
 	}`
-	p, err := LoadSource("acc.lua", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := p.NewRuntime(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	p, rt := loadRuntime(t, "acc.lua", src)
 	lines := []string{`{"k":"a","v":3,"s":"x"}`, `{"k":"a","v":1.5,"s":"y"}`, `{"k":"a","v":7,"s":"x"}`, `{"k":"a","v":-2,"s":"z"}`}
 	all, _ := rt.NewAccs()
 	left, _ := rt.NewAccs()
@@ -174,4 +158,20 @@ func TestAccumulatorsRoundTripAndMerge(t *testing.T) {
 	if g := string(connectors.AppendValue(nil, more)); g != `[[10,7],"z",4,"w+x+x+y+z",-2,3.9,5,19.5]` {
 		t.Errorf("added to after decode: %s", g)
 	}
+}
+
+// loadRuntime loads a script from its source and starts a runtime of it,
+// closed when the test ends.
+func loadRuntime(tb testing.TB, name, src string) (*Pipeline, *Runtime) {
+	tb.Helper()
+	p, err := LoadSource(name, []byte(src))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rt, err := p.NewRuntime(false)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(rt.Close)
+	return p, rt
 }
