@@ -47,7 +47,7 @@ func TestUnknownParams(t *testing.T) {
 		{"file", "file:" + dir + "/x.log?wait=true&form=end", false, "unknown parameter form (file: knows from, max-record-size, poll, wait)"},
 		{"stdin", "stdin?poll=1s", false, "unknown parameter poll (stdin: knows max-record-size)"},
 		{"gen", "gen:netflow?cuont=5", false, "unknown parameter cuont (gen: knows bad, count,"},
-		{"kafka source", "kafka://127.0.0.1:9092/t?gruop=g", false, "unknown parameter gruop (kafka: knows batch, buffer, group,"},
+		{"kafka source", "kafka://127.0.0.1:9092/t?gruop=g", false, "unknown parameter gruop (kafka: knows batch, buffer, fetchers, group,"},
 		{"dir bad on-loss", "dir:" + dir + "?on-loss=maybe", false, `on-loss="maybe" is not one of fail, warn`},
 		{"dir bad max-record-size", "dir:" + dir + "?max-record-size=0", false, "parameter max-record-size 0 is outside the allowed range 1 B to 1.0 GiB"},
 		{"file missing", "file:" + dir + "/nope.log", false, "file " + dir + "/nope.log does not exist (add ?wait=true to wait for it to appear, as tail -F does)"},
