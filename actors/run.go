@@ -312,10 +312,13 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		g.name(pid, name)
 		return pid
 	}
-	if err := e.spawnOutputs(spawn); err != nil {
+	// Before anything restores from the store's last checkpoint (the
+	// emitter and the later stages do as they are made, in spawnOutputs):
+	// each part must resume from the same one.
+	if err := recoverCommitted(ctx, cfg); err != nil {
 		return Summary{}, err
 	}
-	if err := recoverCommitted(ctx, cfg); err != nil {
+	if err := e.spawnOutputs(spawn); err != nil {
 		return Summary{}, err
 	}
 	done := make(chan result, 1)

@@ -69,6 +69,9 @@ func TestNexmarkOnKafkaSurvivesKill(t *testing.T) {
 	})
 }
 
+// EDDY_TEST_LOG_DIR=DIR keeps each run's log and the committed rows
+// (keepTestLog).
+//
 // killOnKafka runs the Nexmark script q (pipeline name) on topics of
 // four partitions of streams, exactly-once into a topic, trials times killed with kill -9, then
 // once to the end, and returns what a read_committed reader of the output
@@ -129,6 +132,7 @@ func killOnKafka(t *testing.T, brokers []string, gen, q, name string, streams []
 		target := read + 1 + rng.Int64N(perFile*9/10)
 		at := r.waitRead(t, target)
 		r.kill(t)
+		keepTestLog(t, fmt.Sprintf("%s-trial%d.log", out, i), r.log())
 		prev = r.lastCheckpoint()
 		t.Logf("trial %d: checkpoint %d wrote %d keys; killed after %d records read (target %d), last checkpoint %d",
 			i, cp.id, cp.changed, at, target, prev)
@@ -136,13 +140,16 @@ func killOnKafka(t *testing.T, brokers []string, gen, q, name string, streams []
 	for produced < files {
 		produceNext()
 	}
-	if _, stderr, err := eddy(t, append(args, "--until-idle")...); err != nil {
+	_, stderr, err := eddy(t, append(args, "-v", "--until-idle")...)
+	keepTestLog(t, out+"-last.log", stderr)
+	if err != nil {
 		t.Fatalf("last run: %v\n%s", err, stderr)
 	}
 	stdout, stderr, err := eddy(t, "consume", outURI, "--from-beginning", "--read-committed", "--until-idle")
 	if err != nil {
 		t.Fatalf("consume: %v\n%s", err, stderr)
 	}
+	keepTestLog(t, out+"-rows.jsonl", stdout)
 	seen := map[string]bool{}
 	for _, l := range strings.Split(strings.TrimSpace(stdout), "\n") {
 		if seen[l] {
@@ -151,6 +158,20 @@ func killOnKafka(t *testing.T, brokers []string, gen, q, name string, streams []
 		seen[l] = true
 	}
 	return stdout
+}
+
+// keepTestLog writes data to name in EDDY_TEST_LOG_DIR, when it is set,
+// for a post-mortem of a run that went wrong: each killed run's log, the
+// last run's and the rows it committed.
+func keepTestLog(t *testing.T, name, data string) {
+	t.Helper()
+	dir := os.Getenv("EDDY_TEST_LOG_DIR")
+	if dir == "" {
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+		t.Error(err)
+	}
 }
 
 // readLinesOf reads a file's lines.
