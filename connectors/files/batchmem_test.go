@@ -5,8 +5,8 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
-	"strings"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/eddy-stream/eddy/connectors"
