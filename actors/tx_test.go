@@ -38,13 +38,14 @@ func (s *txSink) Close() error                { return nil }
 func (s *txSink) Commit(_ context.Context, cp connectors.Checkpoint) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.pending) > 0 {
+	rows := len(s.pending) > 0
+	if rows {
 		s.rowCommits++
 	}
 	s.committed = append(s.committed, s.pending...)
 	s.pending, s.last = nil, cp
 	s.commits++
-	if s.commits == s.failAt || s.rowCommits > 0 && s.rowCommits == s.failAtRows {
+	if s.commits == s.failAt || rows && s.rowCommits == s.failAtRows {
 		return errors.New("injected: died after the commit")
 	}
 	return nil
