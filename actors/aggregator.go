@@ -97,11 +97,8 @@ type toEmit struct {
 type openWindows struct {
 	sessions map[string][]*entry // open session windows by key
 	// lastWindow remembers each key's latest window's entry (see
-	// windowEntry); latest: its entries for the records of the batch
-	// being folded (see latestWindows), warm what loading them counted
+	// windowEntry).
 	lastWindow map[string]*entry
-	latest     []*entry
-	warm       uintptr
 	// ends queues open windows by end, expiries fired ones.
 	ends, expiries timerQueue
 	// stamps: the window bounds' texts, shared by the keys' windows
@@ -513,8 +510,6 @@ func (a *KeyedAggregator) touchState(key string, st *keyState) {
 
 func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 	nk := len(a.p.KeyColumns)
-	latest := a.latestWindows(m)
-	defer clear(latest) // (not to keep dropped windows alive)
 	for i := range m.rows {
 		k := &m.rows[i]
 		if k.Watermark > a.watermark {
@@ -531,11 +526,7 @@ func (a *KeyedAggregator) add(ctx actor.Context, m *keyedBatch) {
 		}
 		var err error
 		if a.p.IsWindowed() {
-			var en *entry
-			if latest != nil {
-				en = latest[i]
-			}
-			err = a.addWindowed(k, nk, m, i, en)
+			err = a.addWindowed(k, nk, m, i)
 		} else {
 			_, err = a.addTo(k.Key, a.entries[k.Key], k, nk, 0, 0)
 		}

@@ -16,7 +16,7 @@ import (
 
 // addWindowed adds record i of m to its windows; a window the watermark has
 // closed sends the record to the late output instead.
-func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch, i int, latest *entry) error {
+func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch, i int) error {
 	w := a.p.Window
 	lateness := a.p.AllowedLateness.Milliseconds()
 	if w.Kind == "session" {
@@ -25,7 +25,7 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 	var late int
 	var buf [4][2]int64
 	for _, win := range w.Windows(k.Time, buf[:0]) {
-		sk, en := a.windowEntry(k.Key, win[0], latest)
+		sk, en := a.windowEntry(k.Key, win[0])
 		closed := win[1]+lateness <= a.watermark
 		emitted := (en != nil && en.fired || en == nil && win[1] <= a.watermark) && a.p.Emit == scripting.EmitFinal
 		if closed || emitted {
@@ -54,15 +54,11 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 
 // windowEntry returns the state key of key's window starting at start
 // and its entry (nil before the window has one). Most records fall in
-// their key's latest window, which latestWindows found for the record
-// (latest, nil if none) and lastWindow holds, so finding it costs no
-// lookup of its own, no allocation and no hop through another object.
-func (a *KeyedAggregator) windowEntry(key string, start int64, latest *entry) (string, *entry) {
-	if en := latest; en != nil && en.start == start && !en.gone && en.sk != "" {
-		return en.sk, en
-	}
+// their key's latest window, whose entry lastWindow holds, so finding it
+// costs one map lookup, no allocation and no hop through another object.
+func (a *KeyedAggregator) windowEntry(key string, start int64) (string, *entry) {
 	if en := a.win.lastWindow[key]; en != nil && en.start == start && !en.gone && en.sk != "" {
-		return en.sk, en // (a window the batch opened since)
+		return en.sk, en
 	}
 	sk := windowKey(key, start)
 	en := a.entries[sk]
@@ -71,34 +67,6 @@ func (a *KeyedAggregator) windowEntry(key string, start int64, latest *entry) (s
 		a.win.lastWindow[key] = en
 	}
 	return sk, en
-}
-
-// latestWindows looks up the latest window of each record's key in m
-// (lastWindow: nil if none) before any record of the batch is folded in.
-// The lookups do not depend on one another, so the processor overlaps
-// their cache misses, where folding record after record waited out the
-// misses of each (a key's map slot, its entry, its accumulators: ten
-// thousand keys' windows do not stay in cache between two records of a
-// key). They are hints: windowEntry checks each against the record's
-// window, which the batch may have opened or dropped since.
-func (a *KeyedAggregator) latestWindows(m *keyedBatch) []*entry {
-	if !a.p.IsWindowed() || a.p.Window.Kind == "session" || a.p.HasJoin() {
-		return nil
-	}
-	latest := a.win.latest[:0]
-	var warm uintptr
-	for i := range m.rows {
-		en := a.win.lastWindow[m.rows[i].Key]
-		if en != nil && len(en.accs) > 0 {
-			// load the entry and its accumulators' first line now
-			if en.accs[0] != nil {
-				warm++
-			}
-		}
-		latest = append(latest, en)
-	}
-	a.win.latest, a.win.warm = latest, warm
-	return latest
 }
 
 // addSession merges the record's session [t, t+gap) with the key's open

@@ -75,10 +75,9 @@ func TestWindowsBetweenCheckpointsAreNotWritten(t *testing.T) {
 
 // Within a batch a key's records open windows, fire them, come late into
 // one that fired and go on into the next ones, in tumbling and in hopping
-// windows. The shard looks up each record's latest window before it folds
-// the batch in (latestWindows), so those lookups are stale for every
-// record after a window changed in the batch: the windows must still
-// equal a plain-Go reference's, and the late record must be the late
+// windows. The shard remembers each key's latest window (lastWindow),
+// which the batch opens, fires and drops as it goes: the windows must
+// still equal a plain-Go reference's, and the late record must be the late
 // output's. (Batches of 7 records, so that most cross a window's end.)
 func TestWindowsChangingWithinABatch(t *testing.T) {
 	for _, tc := range []struct {

@@ -343,7 +343,7 @@ func (m *membership) hasString(s string) bool {
 		return ok
 	}
 	for _, f := range m.few {
-		if len(f) == len(s) && f == s {
+		if f == s {
 			return true
 		}
 	}
