@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,25 +26,34 @@ func tmpfs(t *testing.T, size string) string {
 }
 
 // fill takes all but keep bytes of the free space of dir's file system,
-// with a file it returns.
-func fill(t *testing.T, dir string, keep int64) string {
-	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
+// with a file it returns. A process writing to the file system at the same
+// time can take space between the free-space check and the allocation, so
+// an allocation refused for want of space is retried against the space
+// then free (tmpfs undoes a refused fallocate), a bounded number of times.
+func fill(dir string, keep int64) (string, error) {
 	path := filepath.Join(dir, "fill")
 	f, err := os.Create(path)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer f.Close()
-	if n := int64(st.Bavail)*int64(st.Bsize) - keep; n > 0 {
-		if err := syscall.Fallocate(int(f.Fd()), 0, 0, n); err != nil {
-			t.Fatal(err)
+	for try := 0; ; try++ {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil {
+			return "", err
+		}
+		n := int64(st.Bavail)*int64(st.Bsize) - keep
+		if n <= 0 {
+			return path, nil
+		}
+		err := syscall.Fallocate(int(f.Fd()), 0, 0, n)
+		if err == nil {
+			return path, nil
+		}
+		if err != syscall.ENOSPC || try == 20 {
+			return "", fmt.Errorf("filling %s to %d bytes free: %w", dir, keep, err)
 		}
 	}
-	return path
 }
 
 // The state directory's file system fills up during a run: the run stops
@@ -57,9 +67,16 @@ func TestStateDiskFull(t *testing.T) {
 	args := []string{"run", netflowScript, "--source", "dir:" + flows, "--until-idle", "--emit", "final", "--state", dir}
 
 	// Fill the disk once the second checkpoint is in; later ones find it full.
-	filler := ""
+	filler, fillErr := "", error(nil)
 	exit, stderr := atCheckpoint(t, append(args, "--checkpoint-interval", "50ms", "--trigger-interval", "50ms"), 2,
-		func(*os.Process) { filler = fill(t, mnt, 64<<10) })
+		func(p *os.Process) {
+			if filler, fillErr = fill(mnt, 64<<10); fillErr != nil {
+				p.Kill() // the run must not outlive the test's tmpfs
+			}
+		})
+	if fillErr != nil {
+		t.Fatal(fillErr)
+	}
 	noStack(t, stderr)
 	if exit == 0 || !strings.Contains(stderr, "state dir "+dir+": no space left on device") {
 		t.Fatalf("on a full disk: exit %d\n%s", exit, stderr)
@@ -77,7 +94,9 @@ func TestStateDiskFull(t *testing.T) {
 func TestFileSinkDiskFull(t *testing.T) {
 	mnt := tmpfs(t, "4m")
 	flows := genFlows(t, 20_000, 2, 0)
-	fill(t, mnt, 0)
+	if _, err := fill(mnt, 0); err != nil {
+		t.Fatal(err)
+	}
 	sink := filepath.Join(mnt, "top.jsonl")
 	_, stderr, exit := runBounded(t, damagedRunLimit, "run", netflowScript, "--source", "dir:"+flows, "--until-idle", "--emit", "final", "--sink", "file:"+sink, "-q")
 	noStack(t, stderr)
