@@ -318,6 +318,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err := recoverCommitted(ctx, cfg); err != nil {
 		return Summary{}, err
 	}
+	if cp, err := cfg.Store.Last(); err == nil {
+		cfg.Logger.Info("resuming from checkpoint", "id", cp.ID, "time", cp.Time.Format(time.RFC3339), "keys", cp.Keys)
+	}
 	if err := e.spawnOutputs(spawn); err != nil {
 		return Summary{}, err
 	}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/internal/lockedbuf"
 	"github.com/eddy-stream/eddy/internal/memio"
 	"github.com/eddy-stream/eddy/state"
 )
@@ -127,6 +130,7 @@ func TestStagesResumeFromTheCheckpointTheSinkCommitted(t *testing.T) {
 	}
 	dir := t.TempDir()
 	sink := &txSink{failAtRows: 1}
+	logs := &lockedbuf.Buffer{}
 	run := func() error {
 		store, err := state.Open(dir)
 		if err != nil {
@@ -136,6 +140,7 @@ func TestStagesResumeFromTheCheckpointTheSinkCommitted(t *testing.T) {
 		_, err = runWithin(t, context.Background(), time.Minute, Config{
 			Pipeline: load(t, script), Source: &memio.Source{Lines: lines, BatchSize: 10}, Store: store,
 			Results: sink, MaxErrors: -1, TriggerInterval: 2 * time.Millisecond, CheckpointInterval: 2 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(logs, nil)),
 		})
 		return err
 	}
@@ -143,8 +148,15 @@ func TestStagesResumeFromTheCheckpointTheSinkCommitted(t *testing.T) {
 		t.Fatalf("first run: err=%v after %d commits with rows, want the injected failure at the first", err, sink.rowCommits)
 	}
 	sink.pending = nil // a new process: nothing uncommitted survives
+	logs = &lockedbuf.Buffer{}
+	committed := sink.last.ID
 	if err := run(); err != nil {
 		t.Fatal(err)
+	}
+	// The log names the checkpoint the run resumed from: the one the sink
+	// committed, not the store's last before recovering it.
+	if want := fmt.Sprintf(`msg="resuming from checkpoint" id=%d `, committed); !strings.Contains(logs.String(), want) {
+		t.Fatalf("the restart's log lacks %q:\n%s", want, logs.String())
 	}
 	if len(sink.committed) == 0 {
 		t.Fatal("nothing committed")

@@ -513,9 +513,6 @@ func openStore(cfg *actors.Config, f runFlags, log *slog.Logger) (closeIt func()
 		return nil, err
 	}
 	cfg.Store = store
-	if cp, err := store.Last(); err == nil {
-		log.Info("resuming from checkpoint", "id", cp.ID, "time", cp.Time.Format(time.RFC3339), "keys", cp.Keys)
-	}
 	return func() error { defer cleanup(); return store.Close() }, nil
 }
 
