@@ -28,7 +28,7 @@ type Emitter struct {
 	// changed: the keys whose rows changed since the last trigger, for
 	// the emit modes that read them (markChanged)
 	changed map[string]struct{}
-	shards   int
+	shards  int
 	// saved: the held-window keys the last checkpoint wrote; gone:
 	// those of partitions that left this node with their state, to delete
 	// from the store only (the changelog has them for the next owner)
