@@ -790,9 +790,14 @@ func (a *KeyedAggregator) sendChanged(ctx actor.Context, drops []string) error {
 }
 
 // checkpoint encodes what changed since the last checkpoint and commits
-// it at epoch off the shard's goroutine (shardcommit.go), which then
-// acknowledges the barrier; it returns the ack only when there is
-// nothing to commit.
+// it at epoch off the shard's goroutine (shardcommit.go). The shard has
+// passed the barrier once its changes are encoded and sent: it
+// acknowledges it at once, and the commit tells the node when the write
+// is in the store, so the emit and the sinks' flush of the checkpoint
+// run beside its write. (At the end of the input they waited for it, with
+// a core idle.) But at a storeFirst barrier the commit acknowledges it,
+// with the changelog's writes, which must wait for the store's. It
+// returns the ack to send now, or nil when the commit sends it.
 func (a *KeyedAggregator) checkpoint(ctx actor.Context, b *barrier, ack *shardBarrierAck) *shardBarrierAck {
 	epoch := b.epoch
 	if a.localEntries != nil || a.localStates != nil {
@@ -804,8 +809,21 @@ func (a *KeyedAggregator) checkpoint(ctx actor.Context, b *barrier, ack *shardBa
 		ack.err = err
 		return ack
 	}
-	a.commits.start(a, ctx.Parent(), epoch, w, ack)
-	return nil
+	if b.storeFirst {
+		supervisor := ctx.Parent()
+		a.commits.start(a, epoch, w, func(err error) (*actor.PID, any) {
+			ack.err, ack.clog = err, w.clog
+			return supervisor, ack
+		})
+		return nil
+	}
+	ack.writing = true
+	written := &shardWritten{seq: b.seq, partition: a.partition, shard: a.shard}
+	a.commits.start(a, epoch, w, func(err error) (*actor.PID, any) {
+		written.err = err
+		return a.e.node, written
+	})
+	return ack
 }
 
 // encodeUnwritten encodes what the next checkpoint writes (and sends the

@@ -25,8 +25,10 @@ type Emitter struct {
 	tableRoom int
 	// rawChunk: where newRaw takes the next raw entry from
 	rawChunk []resultEntry
-	changed  map[string]struct{}
-	shards   int
+	// changed: the keys whose rows changed since the last trigger, for
+	// the emit modes that read them (markChanged)
+	changed map[string]struct{}
+	shards  int
 	// saved: the held-window keys the last checkpoint wrote; gone:
 	// those of partitions that left this node with their state, to delete
 	// from the store only (the changelog has them for the next owner)
@@ -63,7 +65,7 @@ type dropped struct{ key, partition string }
 func (em *Emitter) forget() {
 	for _, d := range em.drops {
 		if en := em.table[d.key]; en != nil {
-			em.changed[d.key] = struct{}{} // the next complete table lacks it
+			em.markChanged(d.key) // the next complete table lacks it
 			delete(en.parts, d.partition)
 			delete(en.spans, d.partition)
 			if len(en.parts) == 0 {
@@ -407,7 +409,7 @@ func (em *Emitter) update(m *resultRows) error {
 					if en.raw != nil || len(en.parts) == 0 {
 						delete(em.table, key)
 					}
-					em.changed[key] = struct{}{}
+					em.markChanged(key)
 				}
 			}
 		}
@@ -445,13 +447,25 @@ func (em *Emitter) update(m *resultRows) error {
 			en.setSpan(m.partition, span{start: p.start, end: p.end, fired: m.fired})
 		}
 		if !(isNew && quiet) {
-			em.changed[p.key] = struct{}{}
+			em.markChanged(p.key)
 		}
 		if !p.firedBy.IsZero() && (en.firedBy.IsZero() || p.firedBy.Before(en.firedBy)) {
 			en.firedBy = p.firedBy
 		}
 	}
 	return nil
+}
+
+// markChanged notes that key's row changed since the last trigger. A
+// final emit of aggregates or of fixed windows never asks which did (it
+// takes the whole table, or the windows fired): there the set is not kept,
+// which cost a map insert a changed key (ten thousand of them at the end
+// of the netflow input, on the emitter's one goroutine).
+func (em *Emitter) markChanged(key string) {
+	if em.e.cfg.Pipeline.Emit == scripting.EmitFinal && !em.sessionWindows() {
+		return
+	}
+	em.changed[key] = struct{}{}
 }
 
 // supersede forgets partition's sessions under keys, merged into others

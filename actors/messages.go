@@ -106,6 +106,20 @@ type shardBarrierAck struct {
 	shard int
 	err   error
 	clog  []clogWrite // at a storeFirst barrier: the changelog's writes
+	// writing: the shard's checkpoint write goes on after this ack, and a
+	// shardWritten tells the node when it is in the store
+	writing bool
+}
+
+// shardWritten: a shard's checkpoint write, begun when it passed barrier
+// seq, is in the store (err when it is not). It goes to the node, which
+// makes nothing of the checkpoint durable elsewhere (changelog, sinks'
+// commits, the store's marker) before every write of it is in.
+type shardWritten struct {
+	seq       uint64
+	partition string
+	shard     int
+	err       error
 }
 
 // clogWrite is a changelog write held back (barrier.storeFirst); value
@@ -124,6 +138,9 @@ type partitionAck struct {
 	watermark int64
 	err       error
 	clog      []clogWrite // its shards' (barrier.storeFirst)
+	// writing counts its shards whose checkpoint write is still going
+	// on (each sends the node a shardWritten)
+	writing int
 }
 
 // markerWatermark is the watermark a changelog marker keeps for the

@@ -8,6 +8,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -86,6 +87,22 @@ type inflight struct {
 	// the changelog offsets after each partition's marker.
 	committing, logged bool
 	clog               map[string]int64
+	// written counts, by partition, its shards' checkpoint writes in the
+	// store (a shardWritten may come before its partition's ack, which
+	// says how many to wait for); afterWrites is what waits for them.
+	written     map[string]int
+	afterWrites func(actor.Context)
+}
+
+// writesDone: every partition that passed the barrier has its shards'
+// writes in the store.
+func (in *inflight) writesDone() bool {
+	for id, a := range in.acks {
+		if in.written[id] < a.writing {
+			return false
+		}
+	}
+	return true
 }
 
 func newNode(e *engine, done chan<- result) *node {
@@ -125,6 +142,8 @@ func (n *node) Receive(ctx actor.Context) {
 		n.maybeTrigger(ctx, true)
 	case *partitionAck:
 		n.partitionAck(ctx, m)
+	case *shardWritten:
+		n.shardWritten(ctx, m)
 	case *standbyAck:
 		n.standbyAck(ctx, m)
 	case *sinkFlushed:
@@ -456,7 +475,7 @@ func (n *node) trigger(ctx actor.Context, persist, final bool) {
 		n.lastCheckpoint = time.Now()
 	}
 	n.e.cfg.Logger.Debug("barrier", "seq", b.seq, "epoch", b.epoch, "final", b.final, "watermark", b.watermark)
-	in := &inflight{b: b, waiting: map[string]bool{}, sinks: map[string]bool{}, acks: map[string]*partitionAck{}, started: time.Now()}
+	in := &inflight{b: b, waiting: map[string]bool{}, sinks: map[string]bool{}, acks: map[string]*partitionAck{}, written: map[string]int{}, started: time.Now()}
 	// A fresh partition's first checkpoint writes what it restored to the
 	// store (millions of keys may take a minute on a loaded machine), and
 	// the others get the barrier only after it: their changelog writes
@@ -550,6 +569,43 @@ func (n *node) partitionAck(ctx actor.Context, m *partitionAck) {
 	}
 }
 
+// shardWritten: a shard's write of the checkpoint in flight is in the
+// store; after the last, what waited for them goes on.
+func (n *node) shardWritten(ctx actor.Context, m *shardWritten) {
+	in := n.inflight
+	if in == nil || m.seq != in.b.seq {
+		return
+	}
+	if m.err != nil {
+		n.fail(fmt.Errorf("checkpoint of %s: shard %d: %w", m.partition, m.shard, m.err))
+		return
+	}
+	in.written[m.partition]++
+	if next := in.afterWrites; next != nil && in.writesDone() {
+		in.afterWrites = nil
+		next(ctx)
+	}
+}
+
+// whenWritten runs next once every shard's write of the checkpoint in
+// flight is in the store (at once when they are): nothing makes the
+// checkpoint durable elsewhere or complete before.
+func (n *node) whenWritten(ctx actor.Context, next func(actor.Context)) {
+	in := n.inflight
+	if !in.writesDone() {
+		in.afterWrites = next
+		if hook := testHookAwaitWrites.Load(); hook != nil {
+			(*hook)(in.b.epoch)
+		}
+		return
+	}
+	next(ctx)
+}
+
+// testHookAwaitWrites, when a test sets it, runs when the node has
+// flushed the sinks of checkpoint epoch and waits for its shards' writes.
+var testHookAwaitWrites atomic.Pointer[func(epoch uint64)]
+
 func (n *node) standbyAck(ctx actor.Context, m *standbyAck) {
 	in := n.inflight
 	if in == nil || m.seq != in.b.seq || !in.standby {
@@ -592,7 +648,7 @@ func (n *node) allAcked(ctx actor.Context) {
 		ctx.Send(e.writer(name), &flush{seq: in.b.seq})
 	}
 	if len(in.sinks) == 0 {
-		n.settle(ctx)
+		n.whenWritten(ctx, n.settle)
 	}
 }
 
@@ -621,11 +677,12 @@ func (n *node) sinkFlushed(ctx actor.Context, m *sinkFlushed) {
 	if len(in.sinks) > 0 {
 		return
 	}
-	n.flushed(ctx)
+	n.whenWritten(ctx, n.flushed)
 }
 
-// flushed: every sink has flushed the barrier in flight. A checkpoint
-// commits the changelog, then the transactional sinks, then settles.
+// flushed: every sink has flushed the barrier in flight, and every
+// shard's write of it is in the store. A checkpoint commits the
+// changelog, then the transactional sinks, then settles.
 func (n *node) flushed(ctx actor.Context) {
 	in := n.inflight
 	if cl := n.e.cfg.Changelog; cl != nil && in.b.epoch > 0 && !in.logged {

@@ -15,9 +15,10 @@ import (
 // it encodes its dirty state (which must not change under the encoding)
 // into recordedWrites, and the changelog gets its copy in the same order
 // as before. A goroutine of the checkpoint's own then writes those bytes
-// to the store, syncs them and acknowledges the barrier to the
-// supervisor, while the shard goes on folding the records after the
-// barrier into the next checkpoint's changes. The store's write and sync
+// to the store, syncs them and tells the node (or, at a storeFirst
+// barrier, acknowledges the barrier to the supervisor), while the shard
+// goes on folding the records after the barrier into the next
+// checkpoint's changes. The store's write and sync
 // took most of a checkpoint's time, and the shard used to wait through
 // them with every record of its partition queued behind it.
 
@@ -139,8 +140,9 @@ type shardCommits struct{ running sync.WaitGroup }
 var testHookCommit atomic.Pointer[func(partition string, shard int, epoch uint64)]
 
 // start commits w, shard a's writes at epoch, on a goroutine of its own,
-// then sends ack (carrying the commit's error) to the supervisor.
-func (c *shardCommits) start(a *KeyedAggregator, supervisor *actor.PID, epoch uint64, w *recordedWrites, ack *shardBarrierAck) {
+// then sends the message report makes of the commit's error to the actor
+// it names.
+func (c *shardCommits) start(a *KeyedAggregator, epoch uint64, w *recordedWrites, report func(error) (*actor.PID, any)) {
 	store, root, partition, shard := a.e.cfg.Store, a.e.system.Root, a.partition, a.shard
 	c.running.Add(1)
 	go func() {
@@ -148,9 +150,8 @@ func (c *shardCommits) start(a *KeyedAggregator, supervisor *actor.PID, epoch ui
 		if hook := testHookCommit.Load(); hook != nil {
 			(*hook)(partition, shard, epoch)
 		}
-		ack.err = w.commit(store, epoch)
-		ack.clog = w.clog
-		root.Send(supervisor, ack)
+		to, msg := report(w.commit(store, epoch))
+		root.Send(to, msg)
 	}()
 }
 

@@ -69,6 +69,79 @@ func TestShardFoldsWhileItsCheckpointCommits(t *testing.T) {
 	}
 }
 
+// At the end of the input the emit and the sinks' flush run while the
+// final checkpoint's shards still write to the store, but the checkpoint
+// is complete only once every write is in: while shard 0's write is held,
+// the results arrive, the node waits for the write, and no checkpoint is
+// complete yet; after it, the checkpoint holds every key.
+func TestEmitRunsBesideTheFinalCheckpointsWrites(t *testing.T) {
+	var lines []string
+	want := map[string]int{}
+	for i := 0; i < 20000; i++ {
+		dev := fmt.Sprintf("C%d", (i*7919)%101)
+		lines = append(lines, fmt.Sprintf(`{"dstdevice":%q,"dstport":"80"}`, dev))
+		want[dev]++
+	}
+	store, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	results := &memio.Sink{}
+	var awaited atomic.Bool // the node waits for the held write
+	setTestHookAwaitWrites(t, func(uint64) { awaited.Store(true) })
+	var held sync.Once
+	var emitted, waited, completeEarly atomic.Bool
+	setTestHookCommit(t, func(_ string, shard int, _ uint64) {
+		if shard != 0 {
+			return
+		}
+		held.Do(func() {
+			deadline := time.Now().Add(time.Minute)
+			for time.Now().Before(deadline) && !(len(results.Rows()) > 0 && awaited.Load()) {
+				time.Sleep(time.Millisecond)
+			}
+			emitted.Store(len(results.Rows()) > 0)
+			waited.Store(awaited.Load())
+			_, err := store.Last()
+			completeEarly.Store(err == nil)
+		})
+	})
+	_, err = Run(context.Background(), Config{
+		Pipeline: load(t, countScript), Source: &memio.Source{Lines: lines, BatchSize: 500}, Store: store,
+		Results: results, Shards: 2, UntilIdle: true, TriggerInterval: time.Hour, CheckpointInterval: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !emitted.Load() {
+		t.Error("no result was emitted while shard 0 wrote the final checkpoint")
+	}
+	if !waited.Load() {
+		t.Error("the node did not wait for shard 0's write after the sinks' flush")
+	}
+	if completeEarly.Load() {
+		t.Error("the checkpoint was complete before shard 0's write was in the store")
+	}
+	if got, wantText := rowsText(results.Rows()), top(want, 3); got != wantText {
+		t.Errorf("got\n%swant\n%s", got, wantText)
+	}
+	cp, err := store.Last()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Keys != int64(len(want))+1 { // (and the pipeline's owner: ownerKey)
+		t.Errorf("the checkpoint holds %d keys, want %d", cp.Keys, len(want)+1)
+	}
+}
+
+// setTestHookAwaitWrites sets testHookAwaitWrites until the test ends.
+func setTestHookAwaitWrites(t *testing.T, hook func(epoch uint64)) {
+	t.Helper()
+	testHookAwaitWrites.Store(&hook)
+	t.Cleanup(func() { testHookAwaitWrites.Store(nil) })
+}
+
 // setTestHookCommit sets testHookCommit until the test ends.
 func setTestHookCommit(t *testing.T, hook func(partition string, shard int, epoch uint64)) {
 	t.Helper()

@@ -759,6 +759,9 @@ func (s *PartitionSupervisor) ackBarrier(ctx actor.Context) {
 			errs = append(errs, sa.err)
 		}
 		a.clog = append(a.clog, sa.clog...)
+		if sa.writing {
+			a.writing++
+		}
 	}
 	a.err = errors.Join(errs...)
 	s.barrier = nil

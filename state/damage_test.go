@@ -216,6 +216,42 @@ func TestOpenNeverCompleted(t *testing.T) {
 	}
 }
 
+// Open writes the record only when it changes: reopening a closed store
+// leaves the file as it was (a write replaces it with a new file), and a
+// store reopened after a crash in its first checkpoint's Complete
+// (record "completing", no checkpoint) gets the record of none again.
+func TestOpenKeepsAnUnchangedRecord(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir)
+	checkpoint(t, s, change{"k": val("v")})
+	s.Close()
+	before, err := os.Stat(filepath.Join(dir, recordName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, dir)
+	s.Close()
+	after, err := os.Stat(filepath.Join(dir, recordName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, after) {
+		t.Error("reopening a closed store wrote its unchanged record again")
+	}
+
+	fresh := t.TempDir()
+	s = openT(t, fresh)
+	s.Close()
+	if err := writeRecord(fresh, record{Completing: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, fresh)
+	s.Close()
+	if rec, _, err := readRecord(fresh); err != nil || rec != (record{}) {
+		t.Errorf("after reopening, the record is %+v (%v), want %+v", rec, err, record{})
+	}
+}
+
 // Verify reports what Open would refuse, without changing the directory.
 func TestVerify(t *testing.T) {
 	img := buildImage(t, false)

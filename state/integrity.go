@@ -148,6 +148,15 @@ func (s *Store) settle(rec record, hasRecord bool) error {
 			return s.fallBack(n-2, err)
 		}
 	}
+	if hasRecord && rec == s.lastRecord() {
+		// The record says so already (a new directory's, which prepare
+		// has just written, or a closed store's): writing it again cost
+		// two fsyncs and a rename before the first record could be read.
+		// (Were its rename not durable yet, a crash would bring back
+		// the record before it, which lags the store: what Open takes
+		// after a crash between Complete's sync and its record.)
+		return nil
+	}
 	return s.recordLast()
 }
 
@@ -177,9 +186,14 @@ func (s *Store) fallBack(from int, problem error) error {
 
 // recordLast writes the record of the last complete checkpoint.
 func (s *Store) recordLast() error {
-	var r record
-	if n := len(s.cps); n > 0 {
-		r = record{Last: s.cps[n-1].ID, Keys: s.cps[n-1].Keys, Digest: s.cps[n-1].Digest}
+	return writeRecord(s.dir, s.lastRecord())
+}
+
+// lastRecord is the record of the last complete checkpoint.
+func (s *Store) lastRecord() record {
+	n := len(s.cps)
+	if n == 0 {
+		return record{}
 	}
-	return writeRecord(s.dir, r)
+	return record{Last: s.cps[n-1].ID, Keys: s.cps[n-1].Keys, Digest: s.cps[n-1].Digest}
 }
