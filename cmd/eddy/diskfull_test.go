@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // tmpfs mounts a tmpfs of size (as mount's size=, "32m") on a new
@@ -66,17 +72,9 @@ func TestStateDiskFull(t *testing.T) {
 	dir := filepath.Join(mnt, "state")
 	args := []string{"run", netflowScript, "--source", "dir:" + flows, "--until-idle", "--emit", "final", "--state", dir}
 
-	// Fill the disk once the second checkpoint is in; later ones find it full.
-	filler, fillErr := "", error(nil)
-	exit, stderr := atCheckpoint(t, append(args, "--checkpoint-interval", "50ms", "--trigger-interval", "50ms"), 2,
-		func(p *os.Process) {
-			if filler, fillErr = fill(mnt, 64<<10); fillErr != nil {
-				p.Kill() // the run must not outlive the test's tmpfs
-			}
-		})
-	if fillErr != nil {
-		t.Fatal(fillErr)
-	}
+	// Fill the disk between two checkpoints (from the second on); the next
+	// one finds it full.
+	exit, stderr, filler := fillBetweenCheckpoints(t, mnt, append(args, "--checkpoint-interval", "50ms", "--trigger-interval", "50ms", "-v"))
 	noStack(t, stderr)
 	if exit == 0 || !strings.Contains(stderr, "state dir "+dir+": no space left on device") {
 		t.Fatalf("on a full disk: exit %d\n%s", exit, stderr)
@@ -103,4 +101,121 @@ func TestFileSinkDiskFull(t *testing.T) {
 	if exit == 0 || !strings.Contains(stderr, "file sink "+sink+": write "+sink+": no space left on device") {
 		t.Fatalf("file sink on a full disk: exit %d\n%s", exit, stderr)
 	}
+}
+
+// fillBetweenCheckpoints runs args (with -v) and fills mnt's file system
+// once a checkpoint from the second on is complete and the next has not
+// begun: the run stopped (SIGSTOP) and its log read to its last line, no
+// barrier of a later checkpoint in it. A write the store checked for room
+// before the disk filled would meet the full tmpfs as a SIGBUS (the limit
+// state/space.go states), which is not what this test is about. Between
+// checkpoints the run writes nothing to the store; if the next had begun,
+// the run goes on to the next checkpoint. It returns the run's exit code,
+// its log and the file that fills the disk.
+func fillBetweenCheckpoints(t *testing.T, mnt string, args []string) (exit int, log, filler string) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command(eddyBin, args...)
+	cmd.Stderr = w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	deadline := time.AfterFunc(runLimit, func() { cmd.Process.Kill() })
+	defer deadline.Stop()
+	var b strings.Builder
+	br := bufio.NewReader(r)
+	line := func() (string, bool) {
+		l, err := br.ReadString('\n')
+		b.WriteString(l)
+		return l, err == nil
+	}
+	completes := 0
+	for filler == "" {
+		l, ok := line()
+		if !ok {
+			cmd.Wait()
+			t.Fatalf("the run ended before the disk could be filled between two checkpoints\n%s", b.String())
+		}
+		if !strings.Contains(l, `msg="checkpoint complete"`) {
+			continue
+		}
+		if completes++; completes < 2 {
+			continue
+		}
+		stopped(t, cmd.Process)
+		// What the stopped run has logged is in the pipe: read it all
+		// (TIOCINQ is FIONREAD, the bytes a pipe holds).
+		n, err := unix.IoctlGetInt(int(r.Fd()), unix.TIOCINQ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += br.Buffered()
+		begun := false
+		for n > 0 {
+			l, _ := line()
+			n -= len(l)
+			begun = begun || strings.Contains(l, "msg=barrier") && !strings.Contains(l, " epoch=0 ")
+		}
+		if !begun {
+			if filler, err = fill(mnt, 64<<10); err != nil {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatal(err)
+			}
+		}
+		if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rest, _ := io.ReadAll(br)
+	b.Write(rest)
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		exit = ee.ExitCode()
+	}
+	return exit, b.String(), filler
+}
+
+// stopped stops p with SIGSTOP and returns once each of its threads is
+// stopped (a minute at most).
+func stopped(t *testing.T, p *os.Process) {
+	t.Helper()
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	tasks := fmt.Sprintf("/proc/%d/task", p.Pid)
+	for end := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+		if allStopped(tasks) {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("pid %d did not stop within a minute of SIGSTOP", p.Pid)
+		}
+	}
+}
+
+// allStopped: every thread listed in tasks (/proc/PID/task) is stopped.
+func allStopped(tasks string) bool {
+	ents, err := os.ReadDir(tasks)
+	if err != nil || len(ents) == 0 {
+		return false
+	}
+	for _, e := range ents {
+		st, err := os.ReadFile(filepath.Join(tasks, e.Name(), "stat"))
+		if err != nil {
+			return false
+		}
+		// the state follows the command's closing parenthesis
+		i := strings.LastIndexByte(string(st), ')')
+		if i < 0 || i+2 >= len(st) || st[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
 }
