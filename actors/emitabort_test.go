@@ -1,0 +1,227 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/internal/memio"
+)
+
+// The emitter checkpoints the windows it holds (fired in a partition,
+// waiting for the pipeline's watermark) and deletes them from the store
+// and the changelog once they are out. A checkpoint aborted after the
+// emitter wrote it (here: the changelog's commit refused, as when the
+// group drops the node) takes those deletes with it; the next checkpoint
+// must make them again, or the windows stay held in the store and the
+// changelog and a restart emits them a second time.
+
+const heldAbortScript = `return {
+	parse = eddy.json { k = "string", t = "number" },
+	event_time = "t",
+	watermark = { out_of_order = "0s", idle_timeout = "1h" },
+	key = "k",
+	window = eddy.tumbling("60s"),
+	aggregate = { n = eddy.count() },
+	emit = "final",
+}`
+
+// heldAbortLines: "busy" fires three windows of "a" and ends with a
+// fourth open; "slow", once let go, moves the watermark past them.
+func heldAbortLines() (busy, slow []string) {
+	for ts := 0; ts < 200; ts += 10 {
+		busy = append(busy, fmt.Sprintf(`{"k":"a","t":%d}`, ts))
+	}
+	return busy, []string{`{"k":"b","t":1000}`}
+}
+
+// wantWindowCounts is every window's row, counted from the lines by plain
+// Go, sorted.
+func wantWindowCounts(t *testing.T, lines ...[]string) []string {
+	t.Helper()
+	type win struct {
+		k     string
+		start int64
+	}
+	counts := map[win]int{}
+	for _, ls := range lines {
+		for _, l := range ls {
+			var k string
+			var ts int64
+			if _, err := fmt.Sscanf(l, `{"k":%q,"t":%d}`, &k, &ts); err != nil {
+				t.Fatalf("line %s: %v", l, err)
+			}
+			counts[win{k, ts - ts%60}]++
+		}
+	}
+	stamp := func(s int64) string { return time.Unix(s, 0).UTC().Format("2006-01-02T15:04:05.000Z") }
+	var rows []string
+	for w, n := range counts {
+		rows = append(rows, fmt.Sprintf(`{"k":%q,"window_start":%q,"window_end":%q,"n":%d}`, w.k, stamp(w.start), stamp(w.start+60), n))
+	}
+	sort.Strings(rows)
+	return rows
+}
+
+func sortedRows(rows []connectors.Row) []string {
+	out := strings.Split(strings.TrimSuffix(rowsText(rows), "\n"), "\n")
+	if len(rows) == 0 {
+		out = nil
+	}
+	sort.Strings(out)
+	return out
+}
+
+// gatedSource assigns "busy", which reads its lines and ends, and "slow",
+// which reads nothing (and holds the watermark back) until gate is
+// closed, then reads its lines and ends.
+type gatedSource struct {
+	busy, slow []string
+	gate       chan struct{}
+}
+
+func (s *gatedSource) Start(_ context.Context, l connectors.Listener) error {
+	l.Assign(&gatedPart{id: "busy", lines: s.busy})
+	l.Assign(&gatedPart{id: "slow", lines: s.slow, gate: s.gate})
+	return nil
+}
+func (s *gatedSource) Close() error { return nil }
+
+type gatedPart struct {
+	id    string
+	lines []string
+	next  int
+	gate  chan struct{}
+}
+
+func (p *gatedPart) ID() string { return p.id }
+func (p *gatedPart) Seek(pos connectors.Position) error {
+	p.next = 0
+	if pos != nil {
+		p.next, _ = strconv.Atoi(string(pos))
+	}
+	return nil
+}
+func (p *gatedPart) Read(ctx context.Context) (connectors.Batch, error) {
+	if p.gate != nil {
+		select {
+		case <-p.gate:
+		case <-ctx.Done():
+			return connectors.Batch{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+			// not caught up: the run goes on waiting for it
+			return connectors.Batch{End: connectors.Position(strconv.Itoa(p.next))}, nil
+		}
+	}
+	if p.next >= len(p.lines) {
+		return connectors.Batch{}, connectors.ErrEndOfInput
+	}
+	b := connectors.Batch{Where: p.id, Unit: "line", Records: []connectors.Record{{Value: []byte(p.lines[p.next]), Seq: int64(p.next)}}}
+	p.next++
+	b.End = connectors.Position(strconv.Itoa(p.next))
+	return b, nil
+}
+func (p *gatedPart) Describe(pos connectors.Position) string { return string(pos) }
+func (p *gatedPart) Close() error                            { return nil }
+
+// refusingChangelog refuses, as a group that dropped the node does, the
+// first commit whose transaction deletes a held window.
+type refusingChangelog struct {
+	*memio.Changelog
+	mu               sync.Mutex
+	heldDelete, done bool
+	refused          chan struct{}
+}
+
+func (c *refusingChangelog) Write(partition string, key, value []byte) {
+	c.mu.Lock()
+	if value == nil && strings.HasPrefix(string(key), "held/") {
+		c.heldDelete = true
+	}
+	c.mu.Unlock()
+	c.Changelog.Write(partition, key, value)
+}
+
+func (c *refusingChangelog) Commit(ctx context.Context, markers map[string]connectors.ChangelogMarker) (map[string]int64, error) {
+	c.mu.Lock()
+	refuse := c.heldDelete && !c.done
+	c.done = c.done || refuse
+	c.mu.Unlock()
+	if refuse {
+		c.Changelog.Abort(ctx)
+		close(c.refused)
+		return nil, fmt.Errorf("injected: %w", connectors.ErrNotMember)
+	}
+	return c.Changelog.Commit(ctx, markers)
+}
+
+func heldKeys(keys map[string]string) []string {
+	var held []string
+	for k := range keys {
+		if strings.HasPrefix(k, "held/") {
+			held = append(held, k)
+		}
+	}
+	sort.Strings(held)
+	return held
+}
+
+func TestHeldWindowDeletesRedoneAfterAnAbortedCheckpoint(t *testing.T) {
+	busy, slow := heldAbortLines()
+	want := wantWindowCounts(t, busy, slow)
+	cl := &refusingChangelog{Changelog: &memio.Changelog{}, refused: make(chan struct{})}
+	store := openStore(t)
+	gate := make(chan struct{})
+	src := &gatedSource{busy: busy, slow: slow, gate: gate}
+	run := func() []connectors.Row {
+		t.Helper()
+		results := &memio.Sink{}
+		_, err := runWithin(t, context.Background(), time.Minute, Config{Pipeline: load(t, heldAbortScript), Source: src,
+			Store: store, Results: results, MaxErrors: -1, Shards: 2, Changelog: cl, Node: "test", Stats: &Stats{},
+			CheckpointInterval: 20 * time.Millisecond, TriggerInterval: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return results.Rows()
+	}
+	go func() {
+		// Let "slow" go once the changelog holds busy's three fired
+		// windows: then they are out, and the checkpoint that deletes
+		// them is refused.
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			keys, _ := cl.Keys("busy")
+			if len(heldKeys(keys)) == 3 {
+				break
+			}
+		}
+		close(gate)
+	}()
+	first := run()
+	select {
+	case <-cl.refused:
+	default:
+		t.Fatal("no changelog commit was refused: the test did not abort the checkpoint that deletes the held windows")
+	}
+	if got := sortedRows(first); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("the run emitted\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if held := heldKeys(storeKeys(t, store, "held/")); len(held) > 0 {
+		t.Errorf("the store's last checkpoint still holds windows emitted before it: %q", held)
+	}
+	for _, p := range []string{"busy", "slow"} {
+		keys, _ := cl.Keys(p)
+		if held := heldKeys(keys); len(held) > 0 {
+			t.Errorf("the changelog of %s still holds windows emitted before its last marker: %q", p, held)
+		}
+	}
+	// A restart has nothing left to read, and nothing left to emit.
+	if again := sortedRows(run()); len(again) > 0 {
+		t.Errorf("the restart emitted again:\n%s", strings.Join(again, "\n"))
+	}
+}
