@@ -225,3 +225,105 @@ func TestHeldWindowDeletesRedoneAfterAnAbortedCheckpoint(t *testing.T) {
 		t.Errorf("the restart emitted again:\n%s", strings.Join(again, "\n"))
 	}
 }
+
+// rejoinSource is gatedSource whose listener the test holds: it can take
+// the partitions away (Lose) and assign them again, as a Kafka group does
+// with a node it dropped and then let back in.
+type rejoinSource struct {
+	gatedSource
+	listener chan connectors.Listener
+}
+
+func (s *rejoinSource) Start(ctx context.Context, l connectors.Listener) error {
+	s.listener <- l
+	return s.gatedSource.Start(ctx, l)
+}
+
+// refusingTxSink is txSink refusing, as Kafka does once the group dropped
+// the node, the first commit that carries rows: nothing of it commits.
+type refusingTxSink struct {
+	txSink
+	refusedOnce bool
+	refused     chan struct{}
+}
+
+func (s *refusingTxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
+	s.mu.Lock()
+	refuse := !s.refusedOnce && len(s.pending) > 0
+	s.refusedOnce = s.refusedOnce || refuse
+	s.mu.Unlock()
+	if refuse {
+		close(s.refused)
+		return fmt.Errorf("injected: %w", connectors.ErrNotMember)
+	}
+	return s.txSink.Commit(ctx, cp)
+}
+
+// With a transactional sink and no changelog, a checkpoint aborted after
+// the emitter emitted held windows drops their rows with the transaction;
+// the partitions start again from the last complete checkpoint, whose
+// shards count those windows as fired: the emitter must hold them again,
+// or no one ever emits them.
+func TestHeldWindowsEmittedAgainAfterTheirOutputIsAborted(t *testing.T) {
+	busy, slow := heldAbortLines()
+	want := wantWindowCounts(t, busy, slow)
+	store := openStore(t)
+	gate := make(chan struct{})
+	src := &rejoinSource{gatedSource: gatedSource{busy: busy, slow: slow, gate: gate}, listener: make(chan connectors.Listener, 1)}
+	sink := &refusingTxSink{refused: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(context.Background(), Config{Pipeline: load(t, heldAbortScript), Source: src,
+			Store: store, Results: sink, MaxErrors: -1, Shards: 2, Node: "test", Stats: &Stats{},
+			CheckpointInterval: 20 * time.Millisecond, TriggerInterval: 10 * time.Millisecond})
+		done <- err
+	}()
+	var l connectors.Listener
+	select {
+	case l = <-src.listener:
+	case <-time.After(time.Minute):
+		t.Fatal("the source did not start within a minute")
+	}
+	// busy's three windows fired and are held, in a complete checkpoint;
+	// then slow lets them out, and the commit of their rows is refused.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := store.Last(); err == nil && len(heldKeys(storeKeys(t, store, "held/"))) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the store held no three windows of busy within a minute")
+		}
+	}
+	close(gate)
+	waitClosed(t, sink.refused, "the refused commit")
+	// The group dropped the node: its partitions are lost, then it is let
+	// back in and gets them again.
+	waitClosed(t, loseID(l, "busy"), "Lose busy")
+	waitClosed(t, loseID(l, "slow"), "Lose slow")
+	l.Assign(&gatedPart{id: "busy", lines: busy})
+	l.Assign(&gatedPart{id: "slow", lines: slow, gate: gate})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the run did not end within a minute")
+	}
+	sink.mu.Lock()
+	got := sortedRows(sink.committed)
+	sink.mu.Unlock()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("committed\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// loseID calls l.Lose(id) and closes the returned channel when it returns.
+func loseID(l connectors.Listener, id string) chan struct{} {
+	returned := make(chan struct{})
+	go func() {
+		l.Lose(id)
+		close(returned)
+	}()
+	return returned
+}

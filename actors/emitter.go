@@ -151,6 +151,22 @@ func newEmitter(e *engine) (*Emitter, error) {
 func heldKey(partition, key string) []byte { return []byte("held/" + partition + "\x00" + key) }
 func heldPrefix(partition string) []byte   { return []byte("held/" + partition + "\x00") }
 
+// emitsResults says whether the emitter writes the results sink's rows
+// itself (a multi-stage pipeline's go through its later stages).
+func (e *engine) emitsResults() bool {
+	return e.emitter != nil && e.firstStage.pids == nil
+}
+
+// resultsAborted: the results sink drops the rows of the windows emitted
+// since the last complete checkpoint; those it held are held again (the
+// shards, starting again from it, count them as fired). With a changelog
+// each partition's come back as it starts again (loadHeld). The sink's
+// abort follows the rows sent before it.
+func (em *Emitter) resultsAborted(ctx actor.Context) error {
+	ctx.Send(em.e.results, &abortTx{})
+	return em.restore()
+}
+
 // restore reads the held windows of the last checkpoint.
 func (em *Emitter) restore() error {
 	if !em.holds() || em.e.cfg.Changelog != nil {
@@ -433,6 +449,10 @@ func (em *Emitter) Receive(ctx actor.Context) {
 	case *heldKVs:
 		if err := em.heldKVs(m); err != nil {
 			ctx.Send(em.e.node, &partitionFailed{id: m.partition, err: fmt.Errorf("held windows from the changelog: %w", err)})
+		}
+	case *resultsAborted:
+		if err := em.resultsAborted(ctx); err != nil {
+			ctx.Send(em.e.node, &sinkFailed{name: "results", err: fmt.Errorf("held windows of the last checkpoint: %w", err)})
 		}
 	case *heldRestored:
 		delete(em.restoring, m.partition)

@@ -273,6 +273,13 @@ type commit struct {
 // abortTx: a transactional sink drops what it wrote since its last commit.
 type abortTx struct{}
 
+// resultsAborted (node → emitter): the checkpoint in flight is aborted,
+// and the results sink's transaction with it. The emitter holds again the
+// windows the last complete checkpoint holds (their rows emitted since
+// are dropped, and the partitions start again from it), then passes the
+// sink its abortTx after the rows it sent.
+type resultsAborted struct{}
+
 // settled: the barrier seq is done (or dropped); supervisors release the
 // sink rows they held back since passing it.
 type settled struct{ seq uint64 }

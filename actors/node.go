@@ -854,9 +854,13 @@ func (n *node) abort(ctx actor.Context, why string) {
 	if in.b.epoch > 0 {
 		n.e.cfg.Stats.CheckpointsFailed.Add(1)
 	}
-	for _, pid := range n.e.transactional {
+	for name, pid := range n.e.transactional {
 		// Every partition restarts from the last checkpoint (the node
 		// supervises them all-for-one then): drop the uncommitted output.
+		if name == "results" && n.e.emitsResults() {
+			ctx.Send(n.e.emitter, &resultsAborted{})
+			continue
+		}
 		ctx.Send(pid, &abortTx{})
 	}
 	if cl := n.e.cfg.Changelog; cl != nil && !n.e.cfg.ChangelogShared && in.b.epoch > 0 && !in.logged {
