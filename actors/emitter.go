@@ -266,17 +266,22 @@ func (em *Emitter) heldKVs(m *heldKVs) error {
 }
 
 // moved: a partition left this node with its state (a changelog): its
-// held windows go too, and leave the local store.
+// held windows go too, those fired since the last checkpoint with them
+// (the next owner fires them again), and leave the local store.
 func (em *Emitter) moved(partition string) {
 	prefix := string(heldPrefix(partition))
 	for k := range em.saved {
 		if strings.HasPrefix(k, prefix) {
-			em.unhold(k)
 			delete(em.saved, k)
 			em.gone[k] = true
 		}
 	}
 	em.unlogDeletes(prefix)
+	for key := range em.fired {
+		if en := em.table[key]; en != nil && en.hasPart(partition) {
+			em.forgetPart(key, partition)
+		}
+	}
 }
 
 // save writes the held windows at checkpoint epoch, and deletes those the
