@@ -161,6 +161,10 @@ type partitionFailed struct {
 // partitionRestarted: a supervisor restarted from the last checkpoint.
 type partitionRestarted struct{ id string }
 
+// restartNoted (node → supervisor): the node has heard of the restart;
+// the barriers before this were its predecessor's.
+type restartNoted struct{}
+
 // failed: a record failed; the node counts them against --max-errors.
 type failed struct {
 	n    int64
