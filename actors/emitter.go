@@ -33,6 +33,11 @@ type Emitter struct {
 	// those of partitions that left this node with their state, to delete
 	// from the store only (the changelog has them for the next owner)
 	saved, gone map[string]bool
+	// unsettled: the held-window keys each save deleted, by epoch, until
+	// a checkpoint at or after it completes. A checkpoint aborted after
+	// the save loses them (completing the next hides its writes:
+	// state.Complete), so the next save deletes them again.
+	unsettled map[uint64]heldDeletes
 	// restoring: partitions whose held windows are still coming from their
 	// changelog
 	restoring map[string]bool
@@ -132,7 +137,7 @@ func newEmitter(e *engine) (*Emitter, error) {
 		return nil, err
 	}
 	em := &Emitter{e: e, rt: rt, table: map[string]*resultEntry{}, changed: map[string]struct{}{}, fired: map[string]int64{},
-		shards: e.cfg.Shards, saved: map[string]bool{}, gone: map[string]bool{},
+		shards: e.cfg.Shards, saved: map[string]bool{}, gone: map[string]bool{}, unsettled: map[uint64]heldDeletes{},
 		restoring: map[string]bool{}, sent: map[string]map[int]bool{}}
 	if err := em.restore(); err != nil {
 		rt.Close()
@@ -147,6 +152,22 @@ func newEmitter(e *engine) (*Emitter, error) {
 
 func heldKey(partition, key string) []byte { return []byte("held/" + partition + "\x00" + key) }
 func heldPrefix(partition string) []byte   { return []byte("held/" + partition + "\x00") }
+
+// emitsResults says whether the emitter writes the results sink's rows
+// itself (a multi-stage pipeline's go through its later stages).
+func (e *engine) emitsResults() bool {
+	return e.emitter != nil && e.firstStage.pids == nil
+}
+
+// resultsAborted: the results sink drops the rows of the windows emitted
+// since the last complete checkpoint; those it held are held again (the
+// shards, starting again from it, count them as fired). With a changelog
+// each partition's come back as it starts again (loadHeld). The sink's
+// abort follows the rows sent before it.
+func (em *Emitter) resultsAborted(ctx actor.Context) error {
+	ctx.Send(em.e.results, &abortTx{})
+	return em.restore()
+}
 
 // restore reads the held windows of the last checkpoint.
 func (em *Emitter) restore() error {
@@ -214,6 +235,7 @@ func (em *Emitter) loadHeld(m *loadHeld) error {
 			em.gone[k] = true
 		}
 	}
+	em.unlogDeletes(string(prefix))
 	cp, err := em.e.cfg.Store.Last()
 	if err != nil {
 		return nil
@@ -246,29 +268,53 @@ func (em *Emitter) heldKVs(m *heldKVs) error {
 }
 
 // moved: a partition left this node with its state (a changelog): its
-// held windows go too, and leave the local store.
+// held windows go too, those fired since the last checkpoint with them
+// (the next owner fires them again), and leave the local store.
 func (em *Emitter) moved(partition string) {
 	prefix := string(heldPrefix(partition))
 	for k := range em.saved {
 		if strings.HasPrefix(k, prefix) {
-			em.unhold(k)
 			delete(em.saved, k)
 			em.gone[k] = true
 		}
 	}
+	em.unlogDeletes(prefix)
+	for key := range em.fired {
+		if en := em.table[key]; en != nil && en.hasPart(partition) {
+			em.forgetPart(key, partition)
+		}
+	}
 }
 
-// save writes the held windows at checkpoint epoch, and deletes those of
-// the last checkpoint that are out.
+// save writes the held windows at checkpoint epoch, and deletes those the
+// store or the changelog may hold that are out (see deletes).
 func (em *Emitter) save(epoch uint64) error {
-	var wb batchWriter
 	sb := em.e.cfg.Store.Batch(epoch)
-	wb = sb
+	var wb batchWriter = sb
 	var tee *teeWriter
 	if cl := em.e.cfg.Changelog; cl != nil {
 		tee = &teeWriter{wb: sb, cl: cl}
 		wb = tee
 	}
+	now, err := em.writeHeld(wb, tee)
+	if err != nil {
+		sb.Cancel()
+		return err
+	}
+	d := em.deletes(now)
+	if err := em.deleteOut(wb, tee, d); err != nil {
+		sb.Cancel()
+		return err
+	}
+	if len(d.logged)+len(d.local) > 0 {
+		em.unsettled[epoch] = d
+	}
+	em.saved, em.gone = now, map[string]bool{}
+	return sb.Commit()
+}
+
+// writeHeld writes every held window to wb, and returns their keys.
+func (em *Emitter) writeHeld(wb batchWriter, tee *teeWriter) (map[string]bool, error) {
 	now := map[string]bool{}
 	var buf []byte
 	var err error
@@ -289,42 +335,104 @@ func (em *Emitter) save(epoch uint64) error {
 			now[string(k)] = true
 			vals := append(append([]any(nil), en.keyVals...), end)
 			if buf, err = em.rt.EncodeEntry(buf[:0], vals, accs); err != nil {
-				sb.Cancel()
-				return err
+				return nil, err
 			}
 			if tee != nil {
 				tee.partition = partition
 				tee.localOnly(em.restoring[partition])
 			}
 			if err := wb.Set(k, buf); err != nil {
-				sb.Cancel()
-				return err
+				return nil, err
 			}
 		}
 	}
+	return now, nil
+}
+
+// deleteOut writes d's deletes to wb.
+func (em *Emitter) deleteOut(wb batchWriter, tee *teeWriter, d heldDeletes) error {
+	for _, k := range d.logged {
+		if tee != nil {
+			tee.partition, _, _ = strings.Cut(k[len("held/"):], "\x00")
+			tee.localOnly(em.restoring[tee.partition])
+		}
+		if err := wb.Delete([]byte(k)); err != nil {
+			return err
+		}
+	}
+	for _, k := range d.local {
+		tee.localOnly(true)
+		if err := wb.Delete([]byte(k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// heldDeletes are held-window keys a save deletes: logged, from the store
+// and (with a changelog) the partition's changelog; local, from the store
+// only (partitions that left this node, or whose stored state is stale).
+type heldDeletes struct{ logged, local []string }
+
+// deletes lists what a save of the held windows now deletes: the windows
+// the last save wrote that are out, those of partitions gone, and again
+// the deletes of saves whose checkpoint did not complete. Checkpoints are
+// one at a time, so a save before this one whose epoch is not complete
+// was aborted.
+func (em *Emitter) deletes(now map[string]bool) heldDeletes {
+	var last uint64
+	if cp, err := em.e.cfg.Store.Last(); err == nil {
+		last = cp.ID
+	}
+	logged, local := map[string]bool{}, map[string]bool{}
 	for k := range em.saved {
-		if !now[k] {
-			if tee != nil {
-				tee.partition, _, _ = strings.Cut(k[len("held/"):], "\x00")
-				tee.localOnly(em.restoring[tee.partition])
-			}
-			if err := wb.Delete([]byte(k)); err != nil {
-				sb.Cancel()
-				return err
-			}
+		logged[k] = true
+	}
+	for ep, d := range em.unsettled {
+		if ep <= last {
+			delete(em.unsettled, ep)
+			continue
+		}
+		for _, k := range d.logged {
+			logged[k] = true
+		}
+		for _, k := range d.local {
+			local[k] = true
 		}
 	}
 	for k := range em.gone {
+		local[k] = true
+	}
+	var d heldDeletes
+	for k := range local {
 		if !now[k] {
-			tee.localOnly(true)
-			if err := wb.Delete([]byte(k)); err != nil {
-				sb.Cancel()
-				return err
-			}
+			d.local = append(d.local, k)
 		}
 	}
-	em.saved, em.gone = now, map[string]bool{}
-	return sb.Commit()
+	for k := range logged {
+		if !now[k] && !local[k] {
+			d.logged = append(d.logged, k)
+		}
+	}
+	return d
+}
+
+// unlogDeletes makes the unsettled deletes of keys under prefix (a
+// partition's held windows) local: the partition's changelog is no longer
+// this node's to write, or its state comes anew from it.
+func (em *Emitter) unlogDeletes(prefix string) {
+	for ep, d := range em.unsettled {
+		logged := d.logged[:0]
+		for _, k := range d.logged {
+			if strings.HasPrefix(k, prefix) {
+				d.local = append(d.local, k)
+			} else {
+				logged = append(logged, k)
+			}
+		}
+		d.logged = logged
+		em.unsettled[ep] = d
+	}
 }
 
 // Receive implements actor.Actor.
@@ -349,6 +457,10 @@ func (em *Emitter) Receive(ctx actor.Context) {
 		if err := em.heldKVs(m); err != nil {
 			ctx.Send(em.e.node, &partitionFailed{id: m.partition, err: fmt.Errorf("held windows from the changelog: %w", err)})
 		}
+	case *resultsAborted:
+		if err := em.resultsAborted(ctx); err != nil {
+			ctx.Send(em.e.node, &sinkFailed{name: "results", err: fmt.Errorf("held windows of the last checkpoint: %w", err)})
+		}
 	case *heldRestored:
 		delete(em.restoring, m.partition)
 	case *partitionMoved:
@@ -368,7 +480,7 @@ func (em *Emitter) Receive(ctx actor.Context) {
 			return
 		}
 		em.forget()
-		if m.epoch > 0 && (len(em.fired) > 0 || len(em.saved) > 0 || len(em.gone) > 0) {
+		if m.epoch > 0 && (len(em.fired) > 0 || len(em.saved) > 0 || len(em.gone) > 0 || len(em.unsettled) > 0) {
 			if err := em.save(m.epoch); err != nil {
 				ctx.Send(em.e.node, &sinkFailed{name: "results", err: fmt.Errorf("checkpoint %d: held windows: %w", m.epoch, err)})
 				return

@@ -178,6 +178,10 @@ type partitionFailed struct {
 // partitionRestarted: a supervisor restarted from the last checkpoint.
 type partitionRestarted struct{ id string }
 
+// restartNoted (node → supervisor): the node has heard of the restart;
+// the barriers before this were its predecessor's.
+type restartNoted struct{}
+
 // failed: a record failed; the node counts them against --max-errors.
 type failed struct {
 	n    int64
@@ -289,6 +293,13 @@ type commit struct {
 
 // abortTx: a transactional sink drops what it wrote since its last commit.
 type abortTx struct{}
+
+// resultsAborted (node → emitter): the checkpoint in flight is aborted,
+// and the results sink's transaction with it. The emitter holds again the
+// windows the last complete checkpoint holds (their rows emitted since
+// are dropped, and the partitions start again from it), then passes the
+// sink its abortTx after the rows it sent.
+type resultsAborted struct{}
 
 // settled: the barrier seq is done (or dropped); supervisors release the
 // sink rows they held back since passing it.

@@ -40,7 +40,8 @@ type node struct {
 	ownerWritten bool
 	// watermark is the pipeline's event-time watermark (Unix ms): the
 	// minimum over active partitions of their latest event time less the
-	// allowed disorder; it never goes back. lastWatermark is the one the
+	// allowed disorder; it goes back only to the last checkpoint's when a
+	// partition restarts from it (rewindWatermark). lastWatermark is the one the
 	// last barrier carried.
 	watermark, lastWatermark int64
 	stopping                 bool // shutdown asked: stop at the next barrier
@@ -194,12 +195,49 @@ func (n *node) partitionStatus(ctx actor.Context, m *partitionStatus) {
 // checkpoint, so the barrier in flight can't complete; with a changelog it
 // restores first.
 func (n *node) partitionRestarted(ctx actor.Context, m *partitionRestarted) {
-	if p := n.parts[m.id]; p != nil && n.e.cfg.Changelog != nil {
-		n.setRestoring(p, true)
+	if p := n.parts[m.id]; p != nil {
+		if n.e.cfg.Changelog != nil {
+			n.setRestoring(p, true)
+		}
+		if err := n.rewindWatermark(p); err != nil {
+			n.finish(fmt.Errorf("partition %s restarted: %w", m.id, err))
+			return
+		}
+		ctx.Send(p.pid, &restartNoted{})
 	}
 	if n.inflight != nil {
 		n.abort(ctx, fmt.Sprintf("partition %s restarted", m.id))
 	}
+}
+
+// rewindWatermark: a restarted partition reads again from the last
+// checkpoint, and its shards start from that checkpoint's watermark. The
+// pipeline's goes back there: the barriers carry it to the shards, which
+// would otherwise count the records read again as late, and fire their
+// windows without them. Until it reports, the partition holds the
+// watermark back as a new one does.
+func (n *node) rewindWatermark(p *partState) error {
+	if !n.e.cfg.Pipeline.HasEventTime() {
+		return nil
+	}
+	wm := int64(math.MinInt64)
+	if cp, err := n.e.cfg.Store.Last(); err == nil {
+		v, ok, err := n.e.cfg.Store.Get(cp.ID, watermarkKey)
+		if err != nil {
+			return fmt.Errorf("the watermark of checkpoint %d: %w", cp.ID, err)
+		}
+		if ok {
+			if wm, err = strconv.ParseInt(string(v), 10, 64); err != nil {
+				return fmt.Errorf("the watermark of checkpoint %d: %w", cp.ID, err)
+			}
+		}
+	}
+	if wm < n.watermark {
+		n.watermark, n.lastWatermark = wm, wm
+		n.e.cfg.Stats.Watermark.Store(wm)
+	}
+	p.status = newPartState(p.part).status
+	return nil
 }
 
 // partitionReady: a partition restored its state; barriers include it.
@@ -911,9 +949,13 @@ func (n *node) abort(ctx actor.Context, why string) {
 	if in.b.epoch > 0 {
 		n.e.cfg.Stats.CheckpointsFailed.Add(1)
 	}
-	for _, pid := range n.e.transactional {
+	for name, pid := range n.e.transactional {
 		// Every partition restarts from the last checkpoint (the node
 		// supervises them all-for-one then): drop the uncommitted output.
+		if name == "results" && n.e.emitsResults() {
+			ctx.Send(n.e.emitter, &resultsAborted{})
+			continue
+		}
 		ctx.Send(pid, &abortTx{})
 	}
 	if cl := n.e.cfg.Changelog; cl != nil && !n.e.cfg.ChangelogShared && in.b.epoch > 0 && !in.logged {

@@ -26,8 +26,10 @@ type PartitionSupervisor struct {
 	e    *engine
 	part connectors.Partition
 	id   string
-	// restart is set on every incarnation after the first.
-	restart bool
+	// restart is set on every incarnation after the first; stale, until
+	// the node has heard of the restart (restartNoted): barriers before
+	// it were sent to the predecessor, and the node aborted them.
+	restart, stale bool
 	// retired is set once this incarnation is restarting or stopping
 	// (retire).
 	retired bool
@@ -102,7 +104,7 @@ type pendingBarrier struct {
 var generations atomic.Uint64
 
 func newSupervisor(e *engine, p connectors.Partition, restart bool) *PartitionSupervisor {
-	return &PartitionSupervisor{e: e, part: p, id: p.ID(), restart: restart}
+	return &PartitionSupervisor{e: e, part: p, id: p.ID(), restart: restart, stale: restart}
 }
 
 // Receive implements actor.Actor.
@@ -155,8 +157,16 @@ func (s *PartitionSupervisor) Receive(ctx actor.Context) {
 			s.request()
 		}
 	case *barrier:
+		if s.stale {
+			// Its watermark is where the predecessor had read to: the
+			// shards, reading again from the checkpoint, would count
+			// what they read as late.
+			return
+		}
 		s.waiting = append(s.waiting, pendingBarrier{b: m, after: s.nextSeq})
 		s.passBarriers(ctx)
+	case *restartNoted:
+		s.stale = false
 	case *shardBarrierAck:
 		if m.gen == s.gen {
 			s.onShardAck(ctx, m)
