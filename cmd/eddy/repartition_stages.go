@@ -130,15 +130,9 @@ func openStageOne(cmd *cobra.Command, p1, p2 *scripting.Pipeline, f runFlags, lo
 		return r, err
 	}
 	r.closes = append(r.closes, closeStore)
-	writer, err := stageWriterID(f, srcURI)
+	out, err := openStageOut(f, srcURI, sh, topic, p2, log)
 	if err != nil {
 		return r, err
-	}
-	out, err := kafka.NewTxSink(kafka.SinkConfig{Conn: sh.conn, Topic: topic, ExactlyOnce: true, Format: "json",
-		TransactionalID: topic + "." + writer, SourceGroup: sh.group + repartitionGroupSuffix,
-		RowKey: stageKeyOf(p2), Logger: log})
-	if err != nil {
-		return r, fmt.Errorf("--repartition: stage 2's topic %s: %w", topic, err)
 	}
 	r.cfg.Results = out
 	r.sinks.byURI = map[string]connectors.Sink{"stage:" + topic: out}
@@ -152,20 +146,37 @@ func openStageOne(cmd *cobra.Command, p1, p2 *scripting.Pipeline, f runFlags, lo
 	}
 	info := describe(p1, r.cfg, srcURI, r.sinks)
 	local.info.Store(&info)
-	// The rows to stage 2 commit with the changelog, whatever
-	// --exactly-once says: a row repeated after a crash would count twice
-	// there.
 	fo := f
-	fo.exactlyOnce = true
+	fo.exactlyOnce = false // (the changelog shares out's transactions, below)
 	closeChangelog, err := openChangelog(&r.cfg, src, fo, log)
 	if err != nil {
 		return r, err
 	}
 	r.closes = append(r.closes, func() error { closeChangelog(); return nil })
-	if !r.cfg.ChangelogShared {
+	// The rows to stage 2 commit with the changelog, whatever
+	// --exactly-once says: a row repeated after a crash would count twice
+	// there.
+	if cs, ok := r.cfg.Changelog.(connectors.ChangelogSharer); !ok || !cs.ShareTransaction(out) {
 		return r, fmt.Errorf("--repartition: stage 1's changelog can't share the transactions of its rows to %s (is the changelog off?): a row repeated after a crash would count twice in stage 2", topic)
 	}
+	r.cfg.ChangelogShared = true
 	return r, nil
+}
+
+// openStageOut opens the transactional writer of stage 1's rows to topic,
+// each keyed by stage 2's key.
+func openStageOut(f runFlags, srcURI string, sh *shuffler, topic string, p2 *scripting.Pipeline, log *slog.Logger) (*kafka.TxSink, error) {
+	writer, err := stageWriterID(f, srcURI)
+	if err != nil {
+		return nil, err
+	}
+	out, err := kafka.NewTxSink(kafka.SinkConfig{Conn: sh.conn, Topic: topic, ExactlyOnce: true, Format: "json",
+		TransactionalID: topic + "." + writer, SourceGroup: sh.group + repartitionGroupSuffix,
+		RowKey: stageKeyOf(p2), Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("--repartition: stage 2's topic %s: %w", topic, err)
+	}
+	return out, nil
 }
 
 // stageKeyOf keys a stage 1 row by stage 2's key (a row without its
