@@ -85,6 +85,12 @@ func runStages(cmd *cobra.Command, p *scripting.Pipeline, f runFlags, log *slog.
 			return fmt.Errorf("stage 1: %w", err)
 		}
 		log.Info("stage 1 reached the end of its input; stage 2 reads its rows", "read", sum.Read)
+		// A killed node's rows written since its last checkpoint are in a
+		// transaction no takeover ended: stage 2 would take the offset it
+		// holds back for the end.
+		if err := kafka.FenceStageWriters(ctx, one.cfg.Changelog, topic, sh.nOut); err != nil {
+			return fmt.Errorf("--repartition: %w", err)
+		}
 		return runStageTwo(ctx, two, log)
 	}
 	return runBoth(ctx, one, two, f, srcURI, src, log)
