@@ -69,7 +69,18 @@ func runStages(cmd *cobra.Command, p *scripting.Pipeline, f runFlags, log *slog.
 	if err != nil {
 		return err
 	}
-	one, err := openStageOne(cmd, p1, p2, f, log, srcURI, src, sh, topic)
+	writer, err := stageWriterID(f, srcURI)
+	if err != nil {
+		return err
+	}
+	ks, ok := src.(*kafka.Source)
+	if !ok {
+		return fmt.Errorf("--repartition: stage 1's source is a %T, not a Kafka group's (an eddy bug: please report it)", src)
+	}
+	// The group's members name the live writers of the stage topic: a
+	// takeover ends the open transactions of the others.
+	ks.SetClientID(kafka.StageWriterClientID(writer))
+	one, err := openStageOne(cmd, p1, p2, f, log, srcURI, src, sh, topic, writer)
 	if err != nil {
 		return err
 	}
@@ -112,7 +123,7 @@ func (r *stageRun) close() {
 
 // openStageOne opens stage 1's engine on the repartition topic src: its
 // results go to topic by stage 2's key, in its changelog's transactions.
-func openStageOne(cmd *cobra.Command, p1, p2 *scripting.Pipeline, f runFlags, log *slog.Logger, srcURI string, src connectors.Source, sh *shuffler, topic string) (r *stageRun, err error) {
+func openStageOne(cmd *cobra.Command, p1, p2 *scripting.Pipeline, f runFlags, log *slog.Logger, srcURI string, src connectors.Source, sh *shuffler, topic, writer string) (r *stageRun, err error) {
 	r = &stageRun{src: src, sinks: &sinkSet{exactlyOnce: f.exactlyOnce, pipeline: p1.Name, source: srcURI}}
 	defer func() {
 		if err != nil {
@@ -136,7 +147,7 @@ func openStageOne(cmd *cobra.Command, p1, p2 *scripting.Pipeline, f runFlags, lo
 		return r, err
 	}
 	r.closes = append(r.closes, closeStore)
-	out, err := openStageOut(f, srcURI, sh, topic, p2, log)
+	out, err := openStageOut(sh, topic, writer, p2, log)
 	if err != nil {
 		return r, err
 	}
@@ -165,17 +176,16 @@ func openStageOne(cmd *cobra.Command, p1, p2 *scripting.Pipeline, f runFlags, lo
 	if cs, ok := r.cfg.Changelog.(connectors.ChangelogSharer); !ok || !cs.ShareTransaction(out) {
 		return r, fmt.Errorf("--repartition: stage 1's changelog can't share the transactions of its rows to %s (is the changelog off?): a row repeated after a crash would count twice in stage 2", topic)
 	}
+	if err := kafka.FenceDeadWritersAtTakeover(r.cfg.Changelog, topic, sh.nOut); err != nil {
+		return r, fmt.Errorf("--repartition: %w", err)
+	}
 	r.cfg.ChangelogShared = true
 	return r, nil
 }
 
-// openStageOut opens the transactional writer of stage 1's rows to topic,
-// each keyed by stage 2's key.
-func openStageOut(f runFlags, srcURI string, sh *shuffler, topic string, p2 *scripting.Pipeline, log *slog.Logger) (*kafka.TxSink, error) {
-	writer, err := stageWriterID(f, srcURI)
-	if err != nil {
-		return nil, err
-	}
+// openStageOut opens this node's transactional writer of stage 1's rows
+// to topic, each keyed by stage 2's key.
+func openStageOut(sh *shuffler, topic, writer string, p2 *scripting.Pipeline, log *slog.Logger) (*kafka.TxSink, error) {
 	out, err := kafka.NewTxSink(kafka.SinkConfig{Conn: sh.conn, Topic: topic, ExactlyOnce: true, Format: "json",
 		TransactionalID: topic + "." + writer, SourceGroup: sh.group + repartitionGroupSuffix,
 		RowKey: stageKeyOf(p2), Logger: log})
@@ -309,6 +319,9 @@ func stageWriterID(f runFlags, srcURI string) (string, error) {
 		return strings.TrimSpace(string(kept)), nil
 	} else if !os.IsNotExist(err) {
 		return "", fmt.Errorf("--repartition: %w", err)
+	}
+	if err := os.MkdirAll(f.stateDir, 0o755); err != nil {
+		return "", fmt.Errorf("--repartition: keep stage 1's writer id: %w", err)
 	}
 	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
 		return "", fmt.Errorf("--repartition: keep stage 1's writer id: %w", err)
