@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/eddy-stream/eddy/internal/nexmark"
 	"github.com/eddy-stream/eddy/internal/statusapi"
 	"github.com/eddy-stream/eddy/internal/testenv"
@@ -97,11 +100,23 @@ func TestStagesOnTwoNodesSurviveKill(t *testing.T) {
 		st, ok := a.status()
 		return ok && len(st.Partitions) == 4
 	})
+	before := a.lastCheckpoint()
+	a.waitFor(t, "a checkpoint of node a after the takeover", func() bool { return a.lastCheckpoint() > before })
+	// The takeover ended b's open transaction on the stage topic: it
+	// does not hold stage 2's readers back until it times out.
+	bWriter, err := os.ReadFile(filepath.Join(dir, "state1", "stage-writer-id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stageTopic := "eddy-stages." + group + ".2"
+	if open := openTxnsOf(t, brokers, stageTopic, stageTopic+"."+strings.TrimSpace(string(bWriter))); len(open) > 0 {
+		t.Fatalf("node b's transaction on the stage topic is still %v after node a took its partitions over and checkpointed", open)
+	}
 	for produced < files { // the reference counts every file's events
 		produceNext()
 	}
-	before := a.lastCheckpoint()
-	a.waitFor(t, "a checkpoint of node a after the kill", func() bool { return a.lastCheckpoint() > before })
+	before = a.lastCheckpoint()
+	a.waitFor(t, "a checkpoint of node a after the last file", func() bool { return a.lastCheckpoint() > before })
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	<-a.exited
 	if !a.cmd.ProcessState.Success() {
@@ -268,4 +283,46 @@ func deleteStageTopicsAfter(t *testing.T, brokers []string, group string) {
 			}
 		}
 	})
+}
+
+// openTxnsOf lists the states of transactional id txnID's transactions
+// open (not yet ended) on topic's partitions.
+func openTxnsOf(t *testing.T, brokers []string, topic, txnID string) []string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	parts := map[int32]struct{}{0: {}, 1: {}, 2: {}, 3: {}} // (four, as the test's topics)
+	described, err := adm.DescribeProducers(t.Context(), kadm.TopicsSet{topic: parts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int64
+	for _, dp := range described[topic].Partitions {
+		if dp.Err != nil {
+			t.Fatalf("describe producers of %s/%d: %v", topic, dp.Partition, dp.Err)
+		}
+		for _, p := range dp.ActiveProducers {
+			if p.CurrentTxnStartOffset >= 0 {
+				pids = append(pids, p.ProducerID)
+			}
+		}
+	}
+	if len(pids) == 0 {
+		return nil
+	}
+	listed, err := adm.ListTransactions(t.Context(), pids, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open []string
+	for _, l := range listed {
+		if l.TxnID == txnID && l.State != "CompleteCommit" && l.State != "CompleteAbort" && l.State != "Empty" {
+			open = append(open, l.State)
+		}
+	}
+	return open
 }
