@@ -73,8 +73,8 @@ func TestStagesOnTwoNodesSurviveKill(t *testing.T) {
 	a := startLive(t, args(0, "100ms")...)
 	b := startLive(t, args(1, "3s")...)
 	t.Cleanup(func() {
-		keepTestLog(t, "stageskill-a.log", a.allLog())
-		keepTestLog(t, "stageskill-b.log", b.allLog())
+		keepTestLog(t, "stagekill-a.log", a.allLog())
+		keepTestLog(t, "stagekill-b.log", b.allLog())
 	})
 	b.waitFor(t, "the repartition partitions split between the nodes", func() bool {
 		sa, okA := a.status()
@@ -123,7 +123,7 @@ func TestStagesOnTwoNodesSurviveKill(t *testing.T) {
 		t.Fatalf("node a ended %v\n%s", a.cmd.ProcessState, a.tail())
 	}
 	_, stderr, err := eddy(t, append(args(2, "100ms"), "--until-idle", "-v")...)
-	keepTestLog(t, "stageskill-last.log", stderr)
+	keepTestLog(t, "stagekill-last.log", stderr)
 	if err != nil {
 		t.Fatalf("last run: %v\n%s", err, stderr)
 	}
@@ -133,7 +133,7 @@ func TestStagesOnTwoNodesSurviveKill(t *testing.T) {
 		if err != nil && !os.IsNotExist(err) {
 			t.Fatal(err)
 		}
-		keepTestLog(t, "stageskill-"+filepath.Base(f), string(out))
+		keepTestLog(t, "stagekill-"+filepath.Base(f), string(out))
 		all = append(all, out...)
 	}
 	got, err := nexmark.Decode(all, func(r nexmark.Q4Out) []any { return []any{r.Row()} })
@@ -155,7 +155,7 @@ func stageRowsDiff(t *testing.T, brokers []string, group string, auctions []nexm
 	if err != nil {
 		return fmt.Sprintf("consume %s: %v\n%s", topic, err, stderr)
 	}
-	keepTestLog(t, "stageskill-stagetopic.jsonl", out)
+	keepTestLog(t, "stagekill-stagetopic.jsonl", out)
 	want := map[int64]int64{}
 	for _, r := range nexmark.Q9(auctions, bids) {
 		want[r.Auction.ID] = r.Bid.Price

@@ -32,12 +32,9 @@ import (
 // emits only at the end of its input). The three runs' rows together are
 // the reference's, each once.
 //
-// The queries that re-key (joins, aggregates, and q4 and q5 again between
-// their stages) run with --repartition; q0, q1 and q2 keep each record
-// where it is read. q11 is skipped: --repartition refuses an aggregate in
-// session windows ("aggregates in session windows, which can lose a
-// session through the repartition topic", issue 15), and without it each
-// node would see part of a bidder's bids.
+// The queries that re-key (joins, aggregates, q11's sessions, and q4 and
+// q5 again between their stages) run with --repartition; q0, q1 and q2
+// keep each record where it is read.
 func TestQueriesOnTwoNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs two nodes and a last run for each query")
@@ -45,9 +42,6 @@ func TestQueriesOnTwoNodes(t *testing.T) {
 	brokers := strings.Join(testenv.Kafka(t), ",")
 	e := generate(t, t.TempDir(), "nexmark?event-rate=2000", twoNodeEvents)
 	for _, q := range queries {
-		if q.name == "q11" {
-			continue // refused by --repartition: see above
-		}
 		t.Run(q.name, func(t *testing.T) {
 			want := q.want(e)
 			if len(want) == 0 {
