@@ -169,7 +169,8 @@ type failed struct {
 
 // A barrier's outcome (node → partitions → shards).
 
-// checkpointDone / checkpointAborted settle a checkpoint's pending writes.
+// checkpointDone / checkpointAborted settle a checkpoint's pending writes
+// (node → partitions → shards, and node → emitter).
 type checkpointDone struct{ epoch uint64 }
 type checkpointAborted struct{ epoch uint64 }
 
