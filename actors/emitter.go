@@ -31,11 +31,6 @@ type Emitter struct {
 	// those of partitions that left this node with their state, to delete
 	// from the store only (the changelog has them for the next owner)
 	saved, gone map[string]bool
-	// unsettled: saved and gone as they were before the last save, until
-	// its checkpoint completes; if it is aborted, the store (and the
-	// changelog) drop that save's writes, its deletes among them, and the
-	// next save must make them again (settle)
-	unsettled *heldSets
 	// restoring: partitions whose held windows are still coming from their
 	// changelog
 	restoring map[string]bool
@@ -63,9 +58,6 @@ type Emitter struct {
 const TriggerColumn = "trigger"
 
 type dropped struct{ key, partition string }
-
-// heldSets are the emitter's saved and gone keys at one time.
-type heldSets struct{ saved, gone map[string]bool }
 
 // forget applies the drops of windows whose last rows are out.
 func (em *Emitter) forget() {
@@ -216,7 +208,8 @@ func (em *Emitter) loadHeld(m *loadHeld) error {
 	for k := range em.saved {
 		if strings.HasPrefix(k, string(prefix)) {
 			em.unhold(k)
-			em.leave(k)
+			delete(em.saved, k)
+			em.gone[k] = true
 		}
 	}
 	cp, err := em.e.cfg.Store.Last()
@@ -238,7 +231,8 @@ func (em *Emitter) heldKVs(m *heldKVs) error {
 		if m.values[i] == nil {
 			em.unhold(k)
 			if em.saved[k] {
-				em.leave(k)
+				delete(em.saved, k)
+				em.gone[k] = true
 			}
 			continue
 		}
@@ -256,7 +250,8 @@ func (em *Emitter) moved(partition string) {
 	for k := range em.saved {
 		if strings.HasPrefix(k, prefix) {
 			em.unhold(k)
-			em.leave(k)
+			delete(em.saved, k)
+			em.gone[k] = true
 		}
 	}
 }
@@ -326,44 +321,8 @@ func (em *Emitter) save(epoch uint64) error {
 			}
 		}
 	}
-	before := &heldSets{saved: em.saved, gone: em.gone}
-	if u := em.unsettled; u != nil { // (an earlier save not settled yet)
-		maps.Copy(before.saved, u.saved)
-		maps.Copy(before.gone, u.gone)
-	}
-	em.saved, em.gone, em.unsettled = now, map[string]bool{}, before
+	em.saved, em.gone = now, map[string]bool{}
 	return sb.Commit()
-}
-
-// settle: the checkpoint of the last save completed (aborted false), or
-// was aborted: its writes are dropped, so the keys the store held before
-// it are saved again (deleted at the next save unless still held), and
-// the partitions' keys that were gone still are.
-func (em *Emitter) settle(aborted bool) {
-	u := em.unsettled
-	em.unsettled = nil
-	if u == nil || !aborted {
-		return
-	}
-	maps.Copy(em.saved, u.saved)
-	for k := range u.gone {
-		if !em.saved[k] {
-			em.gone[k] = true
-		}
-	}
-}
-
-// leave: store key k of a held window is no longer this node's to keep
-// (its partition left, or its changelog deleted it): delete it from the
-// store only, at the next save, whether or not the last save's
-// checkpoint completes.
-func (em *Emitter) leave(k string) {
-	delete(em.saved, k)
-	em.gone[k] = true
-	if u := em.unsettled; u != nil && u.saved[k] {
-		delete(u.saved, k)
-		u.gone[k] = true
-	}
 }
 
 // Receive implements actor.Actor.
@@ -388,10 +347,6 @@ func (em *Emitter) Receive(ctx actor.Context) {
 		if err := em.heldKVs(m); err != nil {
 			ctx.Send(em.e.node, &partitionFailed{id: m.partition, err: fmt.Errorf("held windows from the changelog: %w", err)})
 		}
-	case *checkpointDone:
-		em.settle(false)
-	case *checkpointAborted:
-		em.settle(true)
 	case *heldRestored:
 		delete(em.restoring, m.partition)
 	case *partitionMoved:

@@ -169,8 +169,7 @@ type failed struct {
 
 // A barrier's outcome (node → partitions → shards).
 
-// checkpointDone / checkpointAborted settle a checkpoint's pending writes
-// (node → partitions → shards, and node → emitter).
+// checkpointDone / checkpointAborted settle a checkpoint's pending writes.
 type checkpointDone struct{ epoch uint64 }
 type checkpointAborted struct{ epoch uint64 }
 

@@ -811,9 +811,6 @@ func (n *node) announce(ctx actor.Context, in *inflight) {
 	if n.e.standby != nil {
 		ctx.Send(n.e.standby, &checkpointDone{epoch: id})
 	}
-	if n.e.emitter != nil {
-		ctx.Send(n.e.emitter, &checkpointDone{epoch: id})
-	}
 }
 
 // settleRevokes hands back the partitions revoked before checkpoint in:
@@ -871,11 +868,6 @@ func (n *node) abort(ctx actor.Context, why string) {
 	}
 	if n.e.standby != nil && in.b.epoch > 0 {
 		ctx.Send(n.e.standby, &checkpointAborted{epoch: in.b.epoch})
-	}
-	if n.e.emitter != nil && in.b.epoch > 0 {
-		// (before the partitions, which may restart and load their held
-		// windows again)
-		ctx.Send(n.e.emitter, &checkpointAborted{epoch: in.b.epoch})
 	}
 	for _, p := range n.parts {
 		if in.b.epoch > 0 {
