@@ -410,15 +410,16 @@ func (s *StageAggregator) shape(keys []string) ([]connectors.Row, error) {
 // CheckStages refuses a multi-stage pipeline where its later stages would
 // see part of the input: on a Kafka consumer group each node reads some
 // partitions, and the rows of one stage would have to reach the node that
-// owns their key in the next through a repartition topic, which eddy does
-// not have yet. eddy run reads such a source as one partition of all
-// (connectors.Merged), which this accepts: the stages run in one process.
+// owns their key in the next through a repartition topic (eddy run
+// --repartition runs each stage as an engine of its own for that). eddy
+// run reads such a source as one partition of all (connectors.Merged),
+// which this accepts: the stages run in one process.
 func (c *Config) CheckStages() error {
 	if len(c.Pipeline.Stages) == 0 {
 		return nil
 	}
 	if _, group := c.Source.(connectors.ChangelogSource); group || c.Changelog != nil {
-		return fmt.Errorf("pipeline %s has %d stages: multi-stage pipelines read a Kafka consumer group's partitions as one (connectors.Merged) in one process; over the group's partitions one by one each node would aggregate stages[2] over its own partitions only (the repartition topic that would bring each key's rows together is not built yet)",
+		return fmt.Errorf("pipeline %s has %d stages: multi-stage pipelines read a Kafka consumer group's partitions as one (connectors.Merged) in one process; over the group's partitions one by one each node would aggregate stages[2] over its own partitions only; run it with --repartition to bring each key's rows together through repartition topics",
 			c.Pipeline.Name, len(c.Pipeline.Stages)+1)
 	}
 	return nil

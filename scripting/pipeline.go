@@ -75,6 +75,7 @@ type Pipeline struct {
 
 	stage                        int      // a later stage's number in stages; 0 otherwise
 	input                        []string // a later stage's input columns
+	rowInput                     bool     // a later stage run on its own, over rows as JSON (stageinput.go)
 	hasFilter, keyFunc, hasRoute bool
 	steps                        steps // declarative filter, map and having (mapstep.go)
 	direct                       bool  // records take the direct path (direct.go)

@@ -217,6 +217,9 @@ func (rt *Runtime) Process(raw []byte) (k Keyed, rec connectors.Row, kept bool, 
 // ProcessAt is Process for a record the source timestamped at sourceMs
 // (Unix milliseconds; 0 for none), which eddy.source_time() event times use.
 func (rt *Runtime) ProcessAt(raw []byte, sourceMs int64) (k Keyed, rec connectors.Row, kept bool, err error) {
+	if rt.p.rowInput {
+		return rt.processRow(raw)
+	}
 	if rt.subs != nil {
 		return k, rec, false, fmt.Errorf("%s reads several sources: a record must say which (ProcessSource)", rt.p.Script)
 	}

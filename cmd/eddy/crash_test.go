@@ -143,6 +143,13 @@ func (r *liveRun) scan(stderr interface{ Read([]byte) (int, error) }) {
 }
 
 // tail is the end of what the run wrote on stderr so far.
+// allLog is the run's whole stderr so far.
+func (r *liveRun) allLog() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stderr.String()
+}
+
 func (r *liveRun) tail() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -32,7 +32,8 @@ import (
 //     partition with its state, changelog and checkpoints, each key's
 //     records all in one partition.
 //
-// Stages (a second re-key) are not built yet: such pipelines are refused.
+// A pipeline with stages re-keys again between them: runStages
+// (repartition_stages.go) runs each stage as an engine of its own.
 
 // repartitionGroupSuffix names the engine's group on boundary 1's topic.
 const repartitionGroupSuffix = ".repartition.1"
@@ -90,7 +91,8 @@ func shuffleTopics(srcs []shuffleSource) (kt *kafkaTopics, err error) {
 // first waits until the shuffler has written everything there is.
 func openRepartitioned(ctx context.Context, p *scripting.Pipeline, f runFlags, log *slog.Logger) (string, connectors.Source, *shuffler, error) {
 	if len(p.Stages) > 0 {
-		return "", nil, nil, fmt.Errorf("--repartition: %s has %d stages: the re-key between stages (a second repartition topic) is not built yet; run it without --repartition, in one process", p.Script, len(p.Stages)+1)
+		// (runStages splits them: each stage is a pipeline of its own.)
+		return "", nil, nil, fmt.Errorf("--repartition: %s has %d stages: its stages run as engines of their own (an eddy bug: please report it)", p.Script, len(p.Stages)+1)
 	}
 	if !p.HasAggregate() && !p.HasJoin() {
 		return "", nil, nil, fmt.Errorf("--repartition: %s neither aggregates nor joins: its records need no re-key", p.Script)

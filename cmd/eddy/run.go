@@ -203,6 +203,9 @@ func run(cmd *cobra.Command, path string, f runFlags) (err error) {
 		return err
 	}
 	defer closeTables()
+	if f.repartition && len(p.Stages) > 0 {
+		return runStages(cmd, p, f, log) // (repartition_stages.go)
+	}
 	ctx := cmd.Context()
 	var srcURI string
 	var src connectors.Source

@@ -109,6 +109,7 @@ type changelog struct {
 	inTxn   atomic.Bool // own transaction open
 	wrote   atomic.Bool // written since the last Commit or Abort
 	shared  *TxSink     // writing into this sink's transactions
+	stage   *stageFence // a stage topic whose dead writers End fences (stagefence.go)
 
 	errMu sync.Mutex
 	err   error // the first failed write since the last Commit or Abort
@@ -777,6 +778,14 @@ func (c *changelog) End(ctx context.Context, partition string) (int64, error) {
 	}
 	if err := c.fencePrevious(ctx, topic, part); err != nil {
 		return 0, err
+	}
+	c.txMu.RLock()
+	sf := c.stage
+	c.txMu.RUnlock()
+	if sf != nil {
+		if err := c.fenceDeadWriters(ctx, sf); err != nil {
+			return 0, err
+		}
 	}
 	return c.end(ctx, topic, part)
 }

@@ -466,3 +466,15 @@ func (p *partition) seekedTo() {
 	}
 	p.seekTo = nil
 }
+
+// StageTopic is the topic that carries the rows of stage n-1 of the
+// pipeline run in group to the owners of stage n's keys:
+// eddy-stages.GROUP.N. Its rows are written in the writing engine's
+// changelog transactions (each row once, read_committed) and keyed by the
+// next stage's key, so it is read as a plain topic: no sequences, no
+// markers (its reader, an unwindowed stage, needs no watermark).
+func StageTopic(group string, n int) string {
+	return stagePrefix + strings.TrimPrefix(RepartitionTopic(group, n), repartitionPrefix)
+}
+
+const stagePrefix = "eddy-stages."

@@ -43,6 +43,10 @@ type SinkConfig struct {
 	// where it came from and why in headers) or "auto" (default: a row
 	// shaped as a dead letter is written as one).
 	Format string
+	// RowKey, when set, is each row's record key in place of the row's
+	// own: a stage's rows written to a repartition topic go to the
+	// partition of the next stage's key.
+	RowKey func(connectors.Row) string
 	Logger *slog.Logger
 }
 
@@ -162,6 +166,9 @@ func (s *Sink) record(r connectors.Row) *kgo.Record {
 		return deadLetterRecord(r)
 	}
 	rec := &kgo.Record{Value: connectors.AppendJSON(nil, r)}
+	if s.cfg.RowKey != nil {
+		r.Key = s.cfg.RowKey(r)
+	}
 	if r.Key != "" {
 		rec.Key = []byte(r.Key)
 	}

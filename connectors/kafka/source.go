@@ -69,6 +69,10 @@ type SourceConfig struct {
 	// each on goroutines of its own (default: GOMAXPROCS, at most 4);
 	// a partition is fetched by one of them.
 	Fetchers int
+	// ClientID, when set, is the group client's client id, which the
+	// group's description lists with each member (a stage topic's writer
+	// names itself so: StageWriterClientID).
+	ClientID string
 	Logger   *slog.Logger
 }
 
@@ -251,6 +255,9 @@ func (s *Source) Start(ctx context.Context, l connectors.Listener) error {
 	}
 	if s.cfg.Instance != "" {
 		opts = append(opts, kgo.InstanceID(s.cfg.Instance))
+	}
+	if s.cfg.ClientID != "" {
+		opts = append(opts, kgo.ClientID(s.cfg.ClientID))
 	}
 	// The direct fetchers first: the group's client hands out partitions
 	// as soon as it exists.

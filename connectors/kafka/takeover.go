@@ -44,8 +44,13 @@ var beforeAddOffsets func(txnID string)
 // seen (an ACL without DescribeTransactionalId): reading on would risk
 // state and output the previous owner commits afterwards.
 func (c *changelog) fencePrevious(ctx context.Context, topic string, part int32) error {
-	where := fmt.Sprintf("kafka changelog %s/%d", topic, part)
-	own := c.ownTxnIDs()
+	return c.fenceExcept(ctx, fmt.Sprintf("kafka changelog %s/%d", topic, part), topic, part, c.ownTxnIDs())
+}
+
+// fenceExcept is fencePrevious sparing the open transactions of the
+// transactional ids own (still waiting for those ending); where names
+// the partition in errors.
+func (c *changelog) fenceExcept(ctx context.Context, where, topic string, part int32, own []string) error {
 	runCtx := ctx
 	ctx, cancel := context.WithTimeout(ctx, takeoverTimeout)
 	defer cancel()

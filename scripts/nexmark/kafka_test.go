@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,11 +78,13 @@ func TestQueriesOnKafka(t *testing.T) {
 	}
 }
 
-// TestQueriesOnKafkaRepartitioned: the queries that re-key once (joins,
-// and aggregates over topics not partitioned by their key) give the
+// TestQueriesOnKafkaRepartitioned: the queries that re-key (joins, and
+// aggregates over topics not partitioned by their key) give the
 // reference's rows through a repartition topic (--repartition), as a
 // cluster runs them: each key's records in one partition of the
-// repartition topic, the engine reading it partition by partition.
+// repartition topic, the engine reading it partition by partition. q4 and
+// q5 re-key again between their stages: stage 1's rows reach stage 2's
+// engine through eddy-stages.GROUP.2 by stage 2's key.
 func TestQueriesOnKafkaRepartitioned(t *testing.T) {
 	brokers := strings.Join(testenv.Kafka(t), ",")
 	prefix, e := kafkaEvents(t, brokers, "nexmark?event-rate=2000", 50000)
@@ -95,7 +98,7 @@ func TestQueriesOnKafkaRepartitioned(t *testing.T) {
 				t.Fatalf("the reference has no rows: the test would prove nothing")
 			}
 			out := filepath.Join(t.TempDir(), q.name+".jsonl")
-			deleteRepartitionTopics(t, brokers, prefix+q.name)
+			deleteGroupTopics(t, brokers, prefix+q.name)
 			eddy(t, "run", q.name+".lua", "--source", kafkaSource(q, brokers, prefix), "--repartition",
 				"--sink", "file:"+out, "--until-idle", "--progress=false")
 			got, err := os.ReadFile(out)
@@ -110,14 +113,25 @@ func TestQueriesOnKafkaRepartitioned(t *testing.T) {
 	}
 }
 
-// repartitions are the queries --repartition runs: one re-key, no stages.
-var repartitions = map[string]bool{"q3": true, "q7": true, "q8": true, "q9": true, "q11": true}
+// repartitions are the queries --repartition runs: one re-key, or two
+// (q4 and q5, between their stages).
+var repartitions = map[string]bool{"q3": true, "q4": true, "q5": true, "q7": true, "q8": true, "q9": true, "q11": true}
 
-// deleteRepartitionTopics deletes, when the test ends, the repartition
-// topic eddy makes for group and its engine's changelog topic.
-func deleteRepartitionTopics(t *testing.T, brokers, group string) {
-	repart := "eddy-repartition." + group + ".1"
-	for _, topic := range []string{repart, "eddy-changelog." + group + ".repartition.1." + repart} {
-		t.Cleanup(func() { tryEddy("topics", "delete", "kafka://"+brokers+"/"+topic) })
-	}
+// deleteGroupTopics deletes, when the test ends, the topics eddy makes for
+// a run in group: the repartition and stage topics, their engines'
+// changelogs and the stage writers' checkpoint markers (each named with
+// ".GROUP.").
+func deleteGroupTopics(t *testing.T, brokers, group string) {
+	t.Cleanup(func() {
+		out, err := exec.Command(eddyBin, "topics", "list", "--brokers", brokers).Output()
+		if err != nil {
+			t.Logf("topics list: %v", err)
+			return
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && strings.Contains(f[0], "."+group+".") {
+				tryEddy("topics", "delete", "kafka://"+brokers+"/"+f[0])
+			}
+		}
+	})
 }
