@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 	"unsafe"
 
 	"github.com/eddy-stream/eddy/connectors"
@@ -300,11 +299,11 @@ func (rt *Runtime) directTime(sourceMs int64) (int64, error) {
 		// parsed in place: the text outlives the call only in an error,
 		// which copies it
 		s := unsafe.String(unsafe.SliceData(sp.raw), len(sp.raw))
-		t, err := time.Parse(time.RFC3339Nano, s)
+		ms, err := rfc3339Millis(s)
 		if err != nil {
 			return 0, fmt.Errorf("event time: field %q is %q, not an RFC 3339 time", et.Field, shorten(strings.Clone(s)))
 		}
-		return t.UnixMilli(), nil
+		return ms, nil
 	case jsonNumber:
 		return secondsToMillis(parseNumber(sp.raw))
 	case jsonMissing:
