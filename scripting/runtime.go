@@ -501,8 +501,17 @@ func (rt *Runtime) newVals(n int) []any {
 	}
 	start := len(rt.vals)
 	rt.vals = rt.vals[:start+n]
-	return rt.vals[start : start+n : start+n]
+	vals := rt.vals[start : start+n : start+n]
+	clear(vals) // (a slab given to UseVals holds an earlier batch's)
+	return vals
 }
+
+// UseVals has the records processed next cut their Vals from slab (its
+// whole capacity) rather than from the runtime's own slabs, for a caller
+// that reuses a batch's memory once nothing reads its records; nil goes
+// back to the runtime's own. Those records' Vals are the caller's to keep
+// alive and to reuse.
+func (rt *Runtime) UseVals(slab []any) { rt.vals = slab[:0] }
 
 // valsSlab is the records one newVals slab serves.
 const valsSlab = 256
