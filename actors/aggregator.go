@@ -560,10 +560,10 @@ func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int
 		// copies: k.Key and k.Vals are cut from slabs many records
 		// share (scripting.Keyed), which the entry must not keep alive
 		key := strings.Clone(k.Key)
-		if sk == k.Key {
-			sk = key
-		}
 		en = &entry{key: key, keyVals: k.KeyVals(nk, key), accs: accs, start: start, end: end, unstored: true}
+	}
+	if sk == k.Key {
+		sk = en.key // (an unwindowed entry's: the lists touch adds to keep it)
 	}
 	if err := a.rt.Add(en.accs, k.Vals[nk:]); err != nil {
 		return nil, err
