@@ -557,10 +557,13 @@ func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int
 		if err != nil {
 			return nil, err
 		}
-		// a copy: k.Vals is cut from a slab of many records' values
-		// (scripting.Runtime.newVals), which the entry must not keep alive
-		keyVals := append([]any(nil), k.Vals[:nk]...)
-		en = &entry{key: k.Key, keyVals: keyVals, accs: accs, start: start, end: end, unstored: true}
+		// copies: k.Key and k.Vals are cut from slabs many records
+		// share (scripting.Keyed), which the entry must not keep alive
+		key := strings.Clone(k.Key)
+		en = &entry{key: key, keyVals: k.KeyVals(nk, key), accs: accs, start: start, end: end, unstored: true}
+	}
+	if sk == k.Key {
+		sk = en.key // (an unwindowed entry's: the lists touch adds to keep it)
 	}
 	if err := a.rt.Add(en.accs, k.Vals[nk:]); err != nil {
 		return nil, err
@@ -570,7 +573,7 @@ func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int
 		if a.p.IsWindowed() {
 			a.opened(sk, en)
 			if a.p.Window.Kind == "session" {
-				a.win.sessions[k.Key] = append(a.win.sessions[k.Key], en)
+				a.win.sessions[en.key] = append(a.win.sessions[en.key], en)
 			}
 		}
 	}

@@ -63,6 +63,9 @@ type sourceBatch struct {
 	batch connectors.Batch
 	err   error
 	at    time.Time // when Read returned it
+	// bufs: the memory its worker filled (the supervisor's, once
+	// delivered), reused when the batch is released
+	bufs *batchBufs
 }
 
 // barrier: a trigger, and a checkpoint when epoch > 0. final marks the
@@ -321,6 +324,9 @@ type work struct {
 	gen   uint64
 	seq   uint64
 	batch *connectors.Batch
+	// bufs: an earlier batch's memory, which nothing reads any more, for
+	// the worker to fill again; nil: it allocates its own
+	bufs *batchBufs
 }
 
 // worked carries its supervisor incarnation: a restarted supervisor keeps
@@ -338,6 +344,9 @@ type worked struct {
 	// interrupted: the run stopped a script call; the batch is not
 	// processed and must not be delivered.
 	interrupted bool
+	// bufs holds perShard, perIdx and their records' values, for reuse
+	// once the shards have folded them
+	bufs *batchBufs
 }
 
 // Restoring a partition from its changelog (supervisor → shards, node).

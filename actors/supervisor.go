@@ -57,6 +57,13 @@ type PartitionSupervisor struct {
 	// A batch no shard holds goes back to its source (release).
 	lent    [][]*sourceBatch
 	holders map[*sourceBatch]int
+	// spare: released batches' worker memory, for the workers to reuse
+	spare spareBufs
+	// stamps: stampWatermarks' scratch, by record of a batch
+	stamps struct {
+		times, marks []int64
+		has          []bool
+	}
 
 	pos      connectors.Position // after the last delivered batch
 	lastSent int64               // the last watermark sent to the shards
@@ -467,7 +474,7 @@ func (s *PartitionSupervisor) onBatch(ctx actor.Context, m *sourceBatch) {
 		s.done[seq] = &worked{gen: s.gen, seq: seq}
 		s.deliver(ctx)
 	} else {
-		ctx.Send(s.workers[seq%uint64(len(s.workers))], &work{gen: s.gen, seq: seq, batch: &m.batch})
+		ctx.Send(s.workers[seq%uint64(len(s.workers))], &work{gen: s.gen, seq: seq, batch: &m.batch, bufs: s.spare.take()})
 	}
 	s.request()
 }
@@ -489,13 +496,14 @@ func (s *PartitionSupervisor) deliver(ctx actor.Context) {
 		} else {
 			after = s.watermarkAfter(w, len(m.batch.Records))
 		}
+		m.bufs = w.bufs
 		s.toShards(ctx, m, w, after)
 		s.output(ctx, w.outputs, w.dead, m.at)
 		s.count(ctx, w, len(m.batch.Records))
 		s.advance(ctx, &m.batch)
 		s.passBarriers(ctx)
 		if s.holders[m] == 0 {
-			release(m)
+			s.giveBack(m)
 		}
 	}
 	s.request()
@@ -512,16 +520,19 @@ func (s *PartitionSupervisor) returned(shard int) {
 	s.lent[shard] = s.lent[shard][1:]
 	if s.holders[m]--; s.holders[m] == 0 {
 		delete(s.holders, m)
-		release(m)
+		s.giveBack(m)
 	}
 }
 
-// release gives a batch's memory back to its source: nothing reads it
-// any more (its worker is done, and so is every shard it was sent to).
-func release(m *sourceBatch) {
+// giveBack gives a batch's memory back to its source, and its worker's
+// memory to the spares: nothing reads either any more (its worker is
+// done, and so is every shard it was sent to).
+func (s *PartitionSupervisor) giveBack(m *sourceBatch) {
 	if m.batch.Release != nil {
 		m.batch.Release()
 	}
+	s.spare.put(m.bufs)
+	m.bufs = nil
 }
 
 // nextInOrder takes the next batch in source order, once its worker is
@@ -649,15 +660,17 @@ func (s *PartitionSupervisor) release(ctx actor.Context) {
 // stood just before that record in source order: the latest event time
 // before it, less the allowed disorder.
 func (s *PartitionSupervisor) stampWatermarks(w *worked, n int) {
-	times := make([]int64, n)
-	has := make([]bool, n)
+	if cap(s.stamps.times) < n {
+		s.stamps.times, s.stamps.has, s.stamps.marks = make([]int64, n), make([]bool, n), make([]int64, n)
+	}
+	times, has, marks := s.stamps.times[:n], s.stamps.has[:n], s.stamps.marks[:n]
+	clear(has)
 	for sh, rows := range w.perShard {
 		for j := range rows {
 			times[w.perIdx[sh][j]], has[w.perIdx[sh][j]] = rows[j].Time, true
 		}
 	}
 	ooo := s.e.cfg.Pipeline.Watermark.OutOfOrder.Milliseconds()
-	marks := make([]int64, n)
 	latest, timed := s.status.maxTime, s.status.timed
 	for i, t := range times {
 		marks[i] = math.MinInt64

@@ -2,11 +2,10 @@ package actors
 
 import (
 	"fmt"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/internal/benchrun"
 	"github.com/eddy-stream/eddy/scripting"
 )
 
@@ -67,7 +66,7 @@ func BenchmarkWindowFold(b *testing.B) {
 		ctx := &sends{}
 		rows := make([]scripting.Keyed, batch)
 		b.ReportAllocs()
-		defer reportCPU(b)()
+		defer benchrun.ReportCPU(b)()
 		for n, seq := 0, uint64(0); n < b.N; n += batch {
 			rows = rows[:min(batch, b.N-n)]
 			for j := range rows {
@@ -91,7 +90,7 @@ func BenchmarkWindowFold(b *testing.B) {
 		var k scripting.Keyed
 		fired := 0
 		b.ReportAllocs()
-		defer reportCPU(b)()
+		defer benchrun.ReportCPU(b)()
 		for n := range b.N {
 			s := record(n, &k)
 			start := k.Time / 60_000 * 60_000
@@ -116,18 +115,4 @@ func BenchmarkWindowFold(b *testing.B) {
 		}
 		_ = fired
 	})
-}
-
-// reportCPU starts measuring the process's CPU time; the function it
-// returns reports it as cpu-ns/op.
-func reportCPU(b *testing.B) func() {
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			b.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	start := cpu()
-	return func() { b.ReportMetric(float64(cpu()-start)/float64(b.N), "cpu-ns/op") }
 }

@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -39,7 +40,7 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 		}
 		if fresh {
 			en.sk = sk
-			a.win.lastWindow[k.Key] = en
+			a.win.lastWindow[en.key] = en
 		}
 		if win[1] <= a.watermark && !en.fired {
 			en.fired = true // a late update of a window that fired empty
@@ -64,7 +65,7 @@ func (a *KeyedAggregator) windowEntry(key string, start int64) (string, *entry) 
 	en := a.entries[sk]
 	if en != nil {
 		en.sk = sk
-		a.win.lastWindow[key] = en
+		a.win.lastWindow[en.key] = en
 	}
 	return sk, en
 }
@@ -100,7 +101,11 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 		a.supersede(windowKey(k.Key, s.start))
 	}
 	if merged == nil {
-		a.win.sessions[k.Key] = keep
+		if len(keep) == 0 {
+			delete(a.win.sessions, k.Key) // (addTo adds the new one)
+		} else {
+			a.win.sessions[keep[0].key] = keep
+		}
 		sk := windowKey(k.Key, start)
 		_, err := a.addTo(sk, a.entries[sk], k, nk, start, end)
 		return err
@@ -109,7 +114,7 @@ func (a *KeyedAggregator) addSession(k *scripting.Keyed, nk int, m *keyedBatch, 
 	if err := a.rt.Add(merged.accs, k.Vals[nk:]); err != nil {
 		return err
 	}
-	a.win.sessions[k.Key] = append(keep, merged)
+	a.win.sessions[merged.key] = append(keep, merged)
 	sk := windowKey(k.Key, merged.start)
 	if sk != old {
 		a.supersede(old)
@@ -197,7 +202,7 @@ func (a *KeyedAggregator) forget(sk string, en *entry) {
 // late sends record i of m to the late output.
 func (a *KeyedAggregator) late(m *keyedBatch, i int, t int64, windows int) {
 	wm := scripting.FormatTime(a.watermark)
-	row := connectors.Row{Key: m.rows[i].Key, Fields: []connectors.Field{
+	row := connectors.Row{Key: strings.Clone(m.rows[i].Key), Fields: []connectors.Field{
 		{Name: "reason", Value: fmt.Sprintf("late: event time %s is behind the watermark %s by more than allowed_lateness (%v) for %d window(s)",
 			scripting.FormatTime(t), wm, a.p.AllowedLateness, windows)},
 		{Name: "event_time", Value: scripting.FormatTime(t)},

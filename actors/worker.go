@@ -51,7 +51,8 @@ func (w *ParseWorker) process(m *work) *worked {
 	b := m.batch
 	out := &worked{gen: m.gen, seq: m.seq}
 	if w.shards > 0 {
-		w.sizeShards(out)
+		w.useBufs(out, m.bufs, len(b.Records))
+		defer w.rt.UseVals(nil) // (the batch's slab is not the runtime's)
 	}
 	for i := range b.Records {
 		if err := b.Records[i].Err; err != nil {
@@ -105,19 +106,17 @@ func (w *ParseWorker) process(m *work) *worked {
 	return out
 }
 
-// sizeShards makes out's per-shard slices, each a little larger than the
-// last batch needed.
-func (w *ParseWorker) sizeShards(out *worked) {
+// useBufs fills out's per-shard slices and its records' values into bufs,
+// an earlier batch's (or new ones, each shard's a little larger than the
+// last batch needed), for a batch of n records.
+func (w *ParseWorker) useBufs(out *worked, bufs *batchBufs, n int) {
 	if w.sizes == nil {
 		w.sizes = make([]int, w.shards)
 	}
-	out.perShard = make([][]scripting.Keyed, w.shards)
-	out.perIdx = make([][]int, w.shards)
-	for sh, n := range w.sizes {
-		n += n/8 + 8
-		out.perShard[sh] = make([]scripting.Keyed, 0, n)
-		out.perIdx[sh] = make([]int, 0, n)
-	}
+	p := w.e.cfg.Pipeline
+	out.bufs = bufs.prepare(n, len(p.KeyColumns)+len(p.Aggregates), w.shards, w.sizes)
+	out.perShard, out.perIdx = out.bufs.perShard, out.bufs.perIdx
+	w.rt.UseVals(out.bufs.vals)
 }
 
 // route files a record under the sinks the script's route function named

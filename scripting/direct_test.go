@@ -16,7 +16,14 @@ func keyedOutcome(rt *Runtime, line string) string {
 	case !kept:
 		return "dropped"
 	}
-	return fmt.Sprintf("%q %#v %d %#v", k.Key, k.Vals, k.Time, rec)
+	return fmt.Sprintf("%q %#v %d %#v", k.Key, keyedVals(rt, k), k.Time, rec)
+}
+
+// keyedVals is k.Vals with the key value the direct path leaves out put
+// back, as the shard does (Keyed.KeyVals).
+func keyedVals(rt *Runtime, k Keyed) []any {
+	nk := min(len(rt.p.KeyColumns), len(k.Vals))
+	return append(k.KeyVals(nk, k.Key), k.Vals[nk:]...)
 }
 
 // pathRuntime loads src on the direct path (direct) or the table path.

@@ -214,11 +214,11 @@ func (rt *Runtime) eventTime(r *lua.LTable, sourceTime int64) (int64, error) {
 	}
 	switch v := r.RawGetString(et.Field).(type) {
 	case lua.LString:
-		t, err := time.Parse(time.RFC3339Nano, string(v))
+		ms, err := rfc3339Millis(string(v))
 		if err != nil {
 			return 0, fmt.Errorf("event time: field %q is %q, not an RFC 3339 time", et.Field, shorten(string(v)))
 		}
-		return t.UnixMilli(), nil
+		return ms, nil
 	case lua.LNumber:
 		return secondsToMillis(float64(v))
 	case *lua.LNilType:

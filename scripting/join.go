@@ -581,11 +581,11 @@ func (j *Join) newJoinRecs(s int, rec map[string]any, ms, lateness, watermark in
 func fieldMillis(rec map[string]any, field string) (int64, error) {
 	switch v := rec[field].(type) {
 	case string:
-		t, err := time.Parse(time.RFC3339Nano, v)
+		ms, err := rfc3339Millis(v)
 		if err != nil {
 			return 0, fmt.Errorf("field %q is %q, not an RFC 3339 time", field, shorten(v))
 		}
-		return t.UnixMilli(), nil
+		return ms, nil
 	case float64:
 		return secondsToMillis(v)
 	case int64:

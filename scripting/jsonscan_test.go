@@ -222,8 +222,8 @@ func TestDirectAgreesWithTable(t *testing.T) {
 		for _, line := range mutatedJSON() {
 			dk, _, dok, derr := drt.ProcessAt([]byte(line), 1)
 			tk, _, tok, terr := trt.ProcessAt([]byte(line), 1)
-			got := fmt.Sprintf("%v %q %#v %d %v", dok, dk.Key, dk.Vals, dk.Time, derr)
-			want := fmt.Sprintf("%v %q %#v %d %v", tok, tk.Key, tk.Vals, tk.Time, terr)
+			got := fmt.Sprintf("%v %q %#v %d %v", dok, dk.Key, keyedVals(drt, dk), dk.Time, derr)
+			want := fmt.Sprintf("%v %q %#v %d %v", tok, tk.Key, keyedVals(trt, tk), tk.Time, terr)
 			if got != want {
 				t.Fatalf("%s\nline %q: the direct path gives\n%s\nthe table path\n%s", src, line, got, want)
 			}

@@ -49,8 +49,10 @@ type Runtime struct {
 	// caches keep the Lua and Go values of field texts seen before, one
 	// per parsed field and one for the rest (intern.go).
 	caches []valueCache
-	// vals is the slab newVals cuts Keyed.Vals from.
-	vals []any
+	// vals is the slab newVals cuts Keyed.Vals from, keyText the one
+	// keyString cuts keys from.
+	vals    []any
+	keyText []byte
 	// accs is the slab Portable cut accumulators from, and NewAccs when
 	// blocks can't hold the pipeline's aggregates.
 	accs accSlab
@@ -179,7 +181,10 @@ type Keyed struct {
 	Key string
 	// Vals holds the key columns' values then one argument per aggregate.
 	// Many records' Vals share one allocation (Runtime.newVals): keeping
-	// them past the record's batch means copying them.
+	// them past the record's batch means copying them (KeyVals). A single
+	// key column whose value is a string read from the record's JSON is
+	// nil here: its value is Key, which lies in memory many records'
+	// keys share (Runtime.keyString): a key kept past its batch is cloned.
 	Vals []any
 	// Time is the record's event time in Unix milliseconds, 0 without
 	// event time. Watermark is its partition's watermark just before it,
@@ -189,6 +194,17 @@ type Keyed struct {
 	Time, Watermark int64
 	// Rec is the whole record, for on_record; nil without it.
 	Rec map[string]any
+}
+
+// KeyVals returns a copy of the record's n key columns' values, key
+// standing for the value Vals leaves out (the Key, as the caller keeps
+// it).
+func (k *Keyed) KeyVals(n int, key string) []any {
+	vals := append([]any(nil), k.Vals[:n]...)
+	if n == 1 && vals[0] == nil {
+		vals[0] = key
+	}
+	return vals
 }
 
 // Shard maps a key (as a string or its bytes, the same shard for both) to
@@ -504,8 +520,17 @@ func (rt *Runtime) newVals(n int) []any {
 	}
 	start := len(rt.vals)
 	rt.vals = rt.vals[:start+n]
-	return rt.vals[start : start+n : start+n]
+	vals := rt.vals[start : start+n : start+n]
+	clear(vals) // (a slab given to UseVals holds an earlier batch's)
+	return vals
 }
+
+// UseVals has the records processed next cut their Vals from slab (its
+// whole capacity) rather than from the runtime's own slabs, for a caller
+// that reuses a batch's memory once nothing reads its records; nil goes
+// back to the runtime's own. Those records' Vals are the caller's to keep
+// alive and to reuse.
+func (rt *Runtime) UseVals(slab []any) { rt.vals = slab[:0] }
 
 // valsSlab is the records one newVals slab serves.
 const valsSlab = 256
@@ -515,6 +540,12 @@ func (rt *Runtime) keyedBy(fs recordFields) (Keyed, error) {
 	p := rt.p
 	k := Keyed{Vals: rt.newVals(len(p.KeyColumns) + len(p.Aggregates))}
 	if len(p.KeyColumns) == 1 {
+		if sf, ok := fs.(spanFields); ok {
+			if key, ok := sf.keyString(p.KeyColumns[0]); ok {
+				k.Key = key // (and Vals[0] left nil: see Keyed.Vals)
+				return k, rt.aggregateArgs(&k, fs, nil)
+			}
+		}
 		v, err := fs.scalar(p.KeyColumns[0])
 		if err != nil {
 			return k, fmt.Errorf("key: field %q %w", p.KeyColumns[0], err)
