@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -812,6 +813,13 @@ func (a *KeyedAggregator) checkpoint(ctx actor.Context, b *barrier, ack *shardBa
 // changelog its copy).
 func (a *KeyedAggregator) encodeUnwritten(storeFirst bool) (*recordedWrites, error) {
 	u := a.unwritten
+	if storeFirst {
+		// What a restore of many keys brought, in its table's random
+		// order: sorted here as strings, in about half the CPU time of the
+		// commit's sort of the same writes (recordedWrites.commit), which
+		// then finds them in order and passes over them once.
+		slices.Sort(u.entries)
+	}
 	w := &recordedWrites{ops: make([]recordedOp, 0, len(u.entries)+len(u.deleted)+len(u.states)+len(u.statesDeleted)), storeFirst: storeFirst}
 	return w, a.writeTo(w)
 }
