@@ -388,11 +388,17 @@ func (em *Emitter) Receive(ctx actor.Context) {
 }
 
 func (em *Emitter) update(m *resultRows) error {
-	if m.reset {
+	switch {
+	case (m.reset || m.part) && m.more:
+		// a table in parts: the shard has sent it with its last part
+		delete(em.sent[m.partition], m.shard)
+	case m.reset || m.part:
 		if em.sent[m.partition] == nil {
 			em.sent[m.partition] = map[int]bool{}
 		}
 		em.sent[m.partition][m.shard] = true
+	}
+	if m.reset {
 		// A shard (re)started: forget what it sent before. Windows held for
 		// a final emit stay: the shard's state, restored from a checkpoint,
 		// counts them as fired, and the emitter checkpointed them.
@@ -429,7 +435,7 @@ func (em *Emitter) update(m *resultRows) error {
 	// with the partition in it; session windows merge by what changed.
 	quiet := m.restored && em.e.cfg.Pipeline.Emit != scripting.EmitComplete && !em.sessionWindows()
 	if m.restored {
-		em.room(len(m.rows))
+		em.room(max(m.total, len(m.rows)))
 	}
 	for i, p := range m.rows {
 		if m.fired {
