@@ -502,11 +502,17 @@ func (em *Emitter) Receive(ctx actor.Context) {
 }
 
 func (em *Emitter) update(m *resultRows) error {
-	if m.reset {
+	switch {
+	case (m.reset || m.part) && m.more:
+		// a table in parts: the shard has sent it with its last part
+		delete(em.sent[m.partition], m.shard)
+	case m.reset || m.part:
 		if em.sent[m.partition] == nil {
 			em.sent[m.partition] = map[int]bool{}
 		}
 		em.sent[m.partition][m.shard] = true
+	}
+	if m.reset {
 		// A shard (re)started: forget what it sent before. Windows held for
 		// a final emit stay: the shard's state, restored from a checkpoint,
 		// counts them as fired, and the emitter checkpointed them.
@@ -543,7 +549,7 @@ func (em *Emitter) update(m *resultRows) error {
 	// with the partition in it; session windows merge by what changed.
 	quiet := m.restored && em.e.cfg.Pipeline.Emit != scripting.EmitComplete && !em.sessionWindows()
 	if m.restored {
-		em.room(len(m.rows))
+		em.room(max(m.total, len(m.rows)))
 	}
 	for i, p := range m.rows {
 		if m.fired {
@@ -551,10 +557,10 @@ func (em *Emitter) update(m *resultRows) error {
 		}
 		en := em.table[p.key]
 		isNew := en == nil
-		if err := em.put(m.partition, p, en); err != nil {
+		en, err := em.put(m.partition, p, en)
+		if err != nil {
 			return err
 		}
-		en = em.table[p.key]
 		if em.sessionWindows() {
 			en.setSpan(m.partition, span{start: p.start, end: p.end, fired: m.fired})
 		}
@@ -624,15 +630,18 @@ func (em *Emitter) newRaw(raw []byte, partition string) *resultEntry {
 }
 
 // put sets partition's part of p's key in the table to p's, en being the
-// key's entry (nil: none yet). A raw part of a new key stays raw.
-func (em *Emitter) put(partition string, p partial, en *resultEntry) error {
+// key's entry (nil: none yet), and returns the key's entry (a restore of
+// millions looked each key up again for it). A raw part of a new key
+// stays raw.
+func (em *Emitter) put(partition string, p partial, en *resultEntry) (*resultEntry, error) {
 	if en == nil && p.raw != nil {
-		em.table[p.key] = em.newRaw(p.raw, partition)
-		return nil
+		en = em.newRaw(p.raw, partition)
+		em.table[p.key] = en
+		return en, nil
 	}
 	keyVals, accs, err := em.decodedPart(p)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if en == nil {
 		en = &resultEntry{keyVals: keyVals, parts: make(map[string][]any, 1)}
@@ -640,10 +649,10 @@ func (em *Emitter) put(partition string, p partial, en *resultEntry) error {
 	} else if en.raw != nil && en.rawPart == partition {
 		en.raw, en.rawPart, en.keyVals, en.parts = nil, "", keyVals, make(map[string][]any, 1)
 	} else if err := em.decodeRaw(p.key, en); err != nil {
-		return err
+		return nil, err
 	}
 	en.parts[partition] = accs
-	return nil
+	return en, nil
 }
 
 // held lists the partitions whose whole state the table holds: every

@@ -209,6 +209,13 @@ type resultRows struct {
 	// changelog brought it: rows the previous owner emitted already,
 	// which an update emit does not repeat
 	restored bool
+	// more: with reset (or part), more of the shard's table follows in
+	// the next message, with part set; the shard has sent its table (its
+	// partition can count as held) only with the last. total: the rows
+	// of this message and the rest of its table's, to make room for at
+	// once.
+	more, part bool
+	total      int
 	// fired: rows of windows that fired at this trigger (final mode);
 	// drop: state keys of windows to forget.
 	fired bool
