@@ -40,7 +40,7 @@ func (s *Source) fetchOpts() []kgo.Opt {
 	if s.cfg.ReadUncommitted {
 		iso = kgo.ReadUncommitted()
 	}
-	pools := &fetchPools{}
+	pools := newFetchPools()
 	return []kgo.Opt{
 		kgo.FetchIsolationLevel(iso),
 		kgo.KeepControlRecords(),
