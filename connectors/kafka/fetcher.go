@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -40,7 +41,7 @@ func (s *Source) fetchOpts() []kgo.Opt {
 	if s.cfg.ReadUncommitted {
 		iso = kgo.ReadUncommitted()
 	}
-	pools := &fetchPools{}
+	pools := newFetchPools()
 	return []kgo.Opt{
 		kgo.FetchIsolationLevel(iso),
 		kgo.KeepControlRecords(),
@@ -186,11 +187,29 @@ func (s *Source) unfetch(ps []*partition) {
 	}
 }
 
-// closeFetchers closes the clients of direct fetchers.
+// closeFetchers closes the fetchers' clients.
 func closeFetchers(fs []*fetcher) {
+	var cls []*kgo.Client
 	for _, f := range fs {
-		if f != nil && f.cl != nil {
-			f.cl.Close()
+		if f != nil {
+			cls = append(cls, f.cl)
 		}
 	}
+	closeClients(cls...)
+}
+
+// closeClients closes the clients all at once: a group's client leaves
+// the group (a round trip), and each client closes its connections.
+func closeClients(cls ...*kgo.Client) {
+	var wg sync.WaitGroup
+	for _, cl := range cls {
+		if cl != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cl.Close()
+			}()
+		}
+	}
+	wg.Wait()
 }

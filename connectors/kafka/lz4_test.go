@@ -78,7 +78,7 @@ func TestLZ4FramesDecodeAsWritten(t *testing.T) {
 func TestLZ4DamageIsRefused(t *testing.T) {
 	content := lz4Content(100 << 10)
 	src := writeLZ4Frame(t, content, lz4.BlockChecksumOption(true), lz4.ChecksumOption(true))
-	d := newDecompressor(&fetchPools{})
+	d := newDecompressor(newFetchPools())
 	for _, at := range []int{5, 7, 11, 30, len(src) / 2, len(src) - 3} {
 		bad := bytes.Clone(src)
 		bad[at] ^= 0x20
@@ -103,7 +103,7 @@ func TestLZ4UnhandledFramesFallBack(t *testing.T) {
 	one := writeLZ4Frame(t, content)
 	two := append(bytes.Clone(one), one...)
 	legacy := writeLZ4Frame(t, content, lz4.LegacyOption(true))
-	d := newDecompressor(&fetchPools{})
+	d := newDecompressor(newFetchPools())
 	for name, c := range map[string]struct {
 		src  []byte
 		want []byte

@@ -25,6 +25,7 @@ type partition struct {
 	added      bool          // added to f's client (a direct fetcher)
 	buf        []*kgo.Record // data and control records, in offset order
 	bufRecords int           // data records in buf
+	bufArr     []*kgo.Record // buf's array from its first element (see took)
 	next       int64         // the offset the next fetched record must have at least
 	pos        int64         // after the last record Read returned
 	end        int64         // the partition's end (LSO or high watermark), -1 unknown
@@ -104,6 +105,7 @@ func (p *partition) add(fp kgo.FetchPartition) {
 	if end >= 0 {
 		p.end, p.endAt = end, time.Now()
 	}
+	was := cap(p.buf)
 	for _, r := range fp.Records {
 		if r.Offset < p.next {
 			r.Recycle() // fetched before a seek
@@ -114,6 +116,9 @@ func (p *partition) add(fp kgo.FetchPartition) {
 		if !r.Attrs.IsControl() {
 			p.bufRecords++
 		}
+	}
+	if cap(p.buf) != was {
+		p.bufArr = p.buf[:0] // a new array, which buf starts at
 	}
 	if len(p.buf) >= p.s.cfg.Buffer && !p.full {
 		p.full = true
@@ -273,12 +278,8 @@ func (p *partition) take() (connectors.Batch, bool) {
 		p.pos = r.Offset + 1
 	}
 	mem.recs = recs
-	clear(p.buf[:i])
-	p.buf = p.buf[i:]
+	p.took(i)
 	p.bufRecords -= len(recs)
-	if len(p.buf) == 0 {
-		p.buf = nil
-	}
 	if p.full && len(p.buf) <= s.cfg.Buffer/2 {
 		p.full = false
 		p.f.resume(p)
@@ -344,16 +345,28 @@ func (p *partition) isGone() bool {
 	return p.gone
 }
 
+// took removes the buffer's first n records, taken; s.mu is held. An
+// emptied buffer starts over at the start of its array (bufArr) instead of
+// growing a new one, of up to Buffer pointers, each time it empties.
+func (p *partition) took(n int) {
+	clear(p.buf[:n])
+	p.buf = p.buf[n:]
+	if len(p.buf) == 0 {
+		p.buf = p.bufArr[:0] // every element was cleared as it was taken
+	}
+}
+
 // dropBuf empties the buffer, its records unread; s.mu is held.
 func (p *partition) dropBuf() {
 	recycle(p.buf)
-	p.buf, p.bufRecords = nil, 0
+	p.buf, p.bufRecords = p.bufArr[:0], 0
 }
 
-// close marks the partition gone; s.mu is held.
+// close marks the partition gone and lets go of its buffer; s.mu is held.
 func (p *partition) close() {
 	p.gone = true
 	p.dropBuf()
+	p.buf, p.bufArr = nil, nil
 	p.signal()
 }
 

@@ -21,8 +21,14 @@ import (
 // buffers' sizes step by at most a quarter, so little more than the batch
 // is zeroed.)
 type fetchPools struct {
-	recs  sync.Pool
+	recs  classPool[kgo.Record]
 	bytes bytePool
+}
+
+// newFetchPools keeps record slices of 16 to 256k records (a batch of
+// 256k records is more than 40 MiB of kgo.Record).
+func newFetchPools() *fetchPools {
+	return &fetchPools{recs: classPool[kgo.Record]{min: 16, max: 256 << 10}}
 }
 
 var (
@@ -40,19 +46,17 @@ func (p *fetchPools) GetDecompressBytes(compressed []byte, _ kgo.CompressionCode
 // PutDecompressBytes implements kgo.PoolDecompressBytes.
 func (p *fetchPools) PutDecompressBytes(b []byte) { p.bytes.put(b) }
 
-// GetRecords implements kgo.PoolRecords.
+// GetRecords implements kgo.PoolRecords. The slices are kept by size
+// class, as buffers are: with one pool for all, a slice too short for the
+// batch that got it was dropped, and a third of the batches of a
+// bench-kafka run allocated their records anew. (franz-go clears each
+// record as it is recycled, so a slice comes back zeroed.)
 func (p *fetchPools) GetRecords(n int) []kgo.Record {
-	if r, ok := p.recs.Get().([]kgo.Record); ok && cap(r) >= n {
-		return r[:n]
-	}
-	return make([]kgo.Record, n)
+	return p.recs.get(n)[:n]
 }
 
 // PutRecords implements kgo.PoolRecords.
-func (p *fetchPools) PutRecords(r []kgo.Record) {
-	//lint:ignore SA6002 franz-go hands a slice back: boxing its header is one small allocation per fetched batch
-	p.recs.Put(r)
-}
+func (p *fetchPools) PutRecords(r []kgo.Record) { p.recs.put(r) }
 
 // batchMem is one Read batch's memory: its records, and the fetched
 // records their keys and values point into, recycled at Release.
@@ -98,14 +102,27 @@ func recycle(rs []*kgo.Record) {
 	}
 }
 
-// bytePool keeps buffers by size class: for each power of two, four
-// classes a quarter of it apart, so a buffer is at most a quarter larger
-// than asked for. Buffers under 4 KiB or over 64 MiB are not kept.
-type bytePool struct {
-	classes [4 * 27]sync.Pool
+// classPool keeps slices by size class: for each power of two, four
+// classes a quarter of it apart, so a slice is at most a quarter larger
+// than asked for. Slices shorter than min or longer than max elements
+// are not kept.
+type classPool[T any] struct {
+	classes  [4 * 27]sync.Pool
+	min, max int // 0: minPooled, maxPooled
 }
 
+// bytePool keeps buffers of 4 KiB to 64 MiB.
+type bytePool = classPool[byte]
+
 const minPooled, maxPooled = 4 << 10, 64 << 20
+
+// bounds are the shortest and longest slices kept.
+func (cp *classPool[T]) bounds() (int, int) {
+	if cp.min == 0 {
+		return minPooled, maxPooled
+	}
+	return cp.min, cp.max
+}
 
 // classUp is the smallest class whose buffers hold n bytes, and their size.
 func classUp(n int) (int, int) {
@@ -124,31 +141,31 @@ func classDown(c int) int {
 	return 4*(p-1) + 3 // 2^(p-1), the top class of the power below
 }
 
-// get returns an empty buffer of capacity n at least.
-func (bp *bytePool) get(n int) []byte {
-	if n < minPooled || n > maxPooled {
-		return make([]byte, 0, max(n, 0))
+// get returns an empty slice of capacity n at least.
+func (cp *classPool[T]) get(n int) []T {
+	if lo, hi := cp.bounds(); n < lo || n > hi {
+		return make([]T, 0, max(n, 0))
 	}
 	c, size := classUp(n)
-	if b, ok := bp.classes[c].Get().([]byte); ok {
+	if b, ok := cp.classes[c].Get().([]T); ok {
 		return b[:0]
 	}
-	return make([]byte, 0, size)
+	return make([]T, 0, size)
 }
 
 // put keeps b for a later get.
-func (bp *bytePool) put(b []byte) {
-	if cap(b) < minPooled || cap(b) > maxPooled {
+func (cp *classPool[T]) put(b []T) {
+	if lo, hi := cp.bounds(); cap(b) < lo || cap(b) > hi {
 		return
 	}
 	//lint:ignore SA6002 franz-go hands a slice back: boxing its header is one small allocation per fetched batch
-	bp.classes[classDown(cap(b))].Put(b[:0])
+	cp.classes[classDown(cap(b))].Put(b[:0])
 }
 
-// grow returns a buffer of capacity n at least holding b's bytes, and
+// grow returns a slice of capacity n at least holding b's elements, and
 // keeps b.
-func (bp *bytePool) grow(b []byte, n int) []byte {
-	nb := append(bp.get(n), b...)
-	bp.put(b)
+func (cp *classPool[T]) grow(b []T, n int) []T {
+	nb := append(cp.get(n), b...)
+	cp.put(b)
 	return nb
 }

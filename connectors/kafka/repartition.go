@@ -390,12 +390,8 @@ func (p *partition) takeRepartition() (connectors.Batch, bool) {
 			b.Stream, b.Source = from, source
 		}
 	}
-	clear(p.buf[:i])
-	p.buf = p.buf[i:]
+	p.took(i)
 	p.bufRecords -= taken
-	if len(p.buf) == 0 {
-		p.buf = nil
-	}
 	if p.full && len(p.buf) <= s.cfg.Buffer/2 {
 		p.full = false
 		p.f.resume(p)

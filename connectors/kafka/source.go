@@ -622,15 +622,16 @@ func (s *Source) Close() error {
 			p.close()
 		}
 		s.mu.Unlock()
+		cls := []*kgo.Client{s.admCl}
 		if s.cl != nil {
 			running.CompareAndDelete(s.cfg.Group, s)
-			s.cl.Close()
 			s.mu.Lock()
-			fs := s.fetchers[1:]
+			for _, f := range s.fetchers { // the group's client among them
+				cls = append(cls, f.cl)
+			}
 			s.mu.Unlock()
-			closeFetchers(fs)
 		}
-		s.admCl.Close()
+		closeClients(cls...)
 	})
 	return nil
 }
