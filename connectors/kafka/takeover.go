@@ -244,6 +244,12 @@ func (c *changelog) openTxns(ctx context.Context, topic string, part int32, own 
 			open = append(open, d) // ending, this node's own too: wait for it
 		case d.State == "Ongoing" && d.Topics.Lookup(topic, part) && !slices.Contains(own, d.TxnID):
 			open = append(open, d)
+		case d.State != "Ongoing":
+			// Ended (CompleteAbort, CompleteCommit, Empty) by the
+			// coordinator's account, while the partition still listed
+			// it open a moment before: wait until the partition's own
+			// account agrees, so the end read next is past its marker.
+			open = append(open, d)
 		}
 	}
 	return open, nil
