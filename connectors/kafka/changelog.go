@@ -787,7 +787,74 @@ func (c *changelog) End(ctx context.Context, partition string) (int64, error) {
 			return 0, err
 		}
 	}
-	return c.end(ctx, topic, part)
+	return c.settledEnd(ctx, topic, part)
+}
+
+// settledEnd is the partition's last stable offset once the broker's
+// account of it has caught up with the fenced transactions' ends: it
+// equals the partition's end (nothing open), or the start of a
+// transaction the partition still lists open (this node's own). Just
+// after a fenced transaction's abort, the partition may list no open
+// transaction while its last stable offset is still at the aborted one's
+// start (seen once on a loaded machine): a restore to it would stop short
+// of the commits after. Bounded by takeoverTimeout.
+func (c *changelog) settledEnd(ctx context.Context, topic string, part int32) (int64, error) {
+	where := fmt.Sprintf("kafka changelog %s/%d", topic, part)
+	deadline := time.Now().Add(takeoverTimeout)
+	for pause := 5 * time.Millisecond; ; pause = min(2*pause, 200*time.Millisecond) {
+		lso, err := c.end(ctx, topic, part)
+		if err != nil {
+			return 0, err
+		}
+		settled, why, err := c.lsoSettled(ctx, topic, part, lso)
+		switch {
+		case err != nil && !transient(err):
+			return 0, fmt.Errorf("%s: %w", where, err)
+		case err != nil:
+			why = err.Error() // (a passing state of the broker: again)
+		}
+		if settled {
+			return lso, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%s: the last stable offset stayed at %d for %v: %s", where, lso, takeoverTimeout, why)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(pause):
+		}
+	}
+}
+
+// lsoSettled says whether lso is the partition's end or the start of a
+// transaction the partition lists open; why says what it is not.
+func (c *changelog) lsoSettled(ctx context.Context, topic string, part int32, lso int64) (bool, string, error) {
+	described, err := c.adm.DescribeProducers(ctx, kadm.TopicsSet{topic: {part: {}}})
+	if err != nil {
+		return false, "", fmt.Errorf("describe producers: %w", err)
+	}
+	dp, ok := described[topic].Partitions[part]
+	if !ok || dp.Err != nil {
+		return false, "", fmt.Errorf("describe producers: no answer for the partition (%v)", dp.Err)
+	}
+	for _, p := range dp.ActiveProducers {
+		if p.CurrentTxnStartOffset == lso {
+			return true, "", nil
+		}
+	}
+	ends, err := c.adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return false, "", fmt.Errorf("end offsets: %w", err)
+	}
+	o, ok := ends.Lookup(topic, part)
+	if !ok || o.Err != nil {
+		return false, "", fmt.Errorf("end offsets: no answer for the partition (%v)", o.Err)
+	}
+	if o.Offset == lso {
+		return true, "", nil
+	}
+	return false, fmt.Sprintf("the end is %d and no open transaction starts there", o.Offset), nil
 }
 
 func (c *changelog) end(ctx context.Context, topic string, part int32) (int64, error) {
