@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/internal/memio"
 	"github.com/eddy-stream/eddy/state"
 )
@@ -69,27 +70,43 @@ func TestPartitionCrashWithATransactionalSinkEndsTheRun(t *testing.T) {
 				t.Fatalf("the run ended with %q, want it to contain %q", err, want)
 			}
 		}
-		records.pending, results.pending = nil, nil // a new process: nothing uncommitted survives
+		records.newProcess()
+		results.newProcess()
 		if err := run(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Every record once, in order (one partition).
-	if len(records.committed) != n {
-		t.Fatalf("committed %d records for %d lines", len(records.committed), n)
+	recs, wins := records.committedRows(), results.committedRows()
+	if len(recs) != n {
+		t.Fatalf("committed %d records for %d lines", len(recs), n)
 	}
-	for i, r := range records.committed {
+	for i, r := range recs {
 		if v, _ := r.Get("t"); fmt.Sprint(v) != fmt.Sprint(i) {
 			t.Fatalf("committed record %d has t=%v, want %d", i, v, i)
 		}
 	}
 	// Every window once, with its 10 records, counted in plain Go.
-	if len(results.committed) != n/10 {
-		t.Fatalf("committed %d windows, want %d:\n%s", len(results.committed), n/10, rowsText(results.committed))
+	if len(wins) != n/10 {
+		t.Fatalf("committed %d windows, want %d:\n%s", len(wins), n/10, rowsText(wins))
 	}
-	for i, r := range results.committed {
+	for i, r := range wins {
 		if c, _ := r.Get("n"); c != int64(10) {
-			t.Fatalf("window %d counted %v records, want 10:\n%s", i, c, rowsText(results.committed))
+			t.Fatalf("window %d counted %v records, want 10:\n%s", i, c, rowsText(wins))
 		}
 	}
+}
+
+// newProcess drops what is uncommitted, as a new process's start does.
+func (s *txSink) newProcess() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending = nil
+}
+
+// committedRows is a copy of the rows committed so far.
+func (s *txSink) committedRows() []connectors.Row {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]connectors.Row(nil), s.committed...)
 }
