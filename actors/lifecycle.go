@@ -36,7 +36,8 @@ func (n *node) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *
 }
 
 // partitionCrashed restarts a failed partition from the last checkpoint
-// after a backoff, or, past Config.MaxRestarts, ends the run with the cause.
+// after a backoff, or ends the run with the cause: past Config.MaxRestarts,
+// in a multi-stage pipeline, or with a transactional sink.
 func (n *node) partitionCrashed(ctx actor.Context, m *partitionCrashed) {
 	p := n.partOf(m.pid)
 	switch {
@@ -55,6 +56,11 @@ func (n *node) partitionCrashed(ctx actor.Context, m *partitionCrashed) {
 		n.finish(stagesNoRestart(p.part.ID(), m.cause))
 		return
 	}
+	if len(n.e.transactional) > 0 {
+		m.sup.StopChildren(m.pid)
+		n.finish(transactionalNoRestart(p.part.ID(), m.cause))
+		return
+	}
 	id, log, max := p.part.ID(), n.e.cfg.Logger, n.e.cfg.MaxRestarts
 	if time.Since(p.lastFailure) > restartWindow {
 		p.restarts = 0
@@ -71,16 +77,21 @@ func (n *node) partitionCrashed(ctx actor.Context, m *partitionCrashed) {
 	p.down = true
 	wait := restartBackoff(n.e.cfg.RestartBackoff, p.restarts)
 	log.Error(fmt.Sprintf("partition %s failed (restart %d of %d, next in %v): %v", id, p.restarts, max, wait, m.cause))
-	pids := []*actor.PID{m.pid}
-	if len(n.e.transactional) > 0 {
-		// A transaction spans every partition: when one rewinds, all must.
-		pids = pids[:0]
-		for _, q := range n.parts {
-			pids = append(pids, q.pid)
-		}
-	}
-	root, self := n.e.system.Root, ctx.Self()
+	root, self, pids := n.e.system.Root, ctx.Self(), []*actor.PID{m.pid}
 	time.AfterFunc(wait, func() { root.Send(self, &restartPartitions{sup: m.sup, pids: pids}) })
+}
+
+// transactionalNoRestart is why a run with a transactional sink ends when
+// a partition fails rather than restarting it. The sinks' open
+// transaction holds what every partition wrote since the last checkpoint,
+// and a commit may be under way: rewinding in-process would need that
+// transaction aborted after the last row the failed incarnation sent (rows
+// still in a writer's or the producer's queue would land in the next one)
+// and a commit already made completed in the store first. A new process
+// does both at its start: it aborts (fences) the open transaction and
+// completes a checkpoint the sinks committed (recoverCommitted).
+func transactionalNoRestart(id string, cause error) error {
+	return fmt.Errorf("partition %s failed: %w; with a transactional sink a failed partition is not restarted in-process (the open transaction holds rows it would write again): run it again to resume from the last checkpoint", id, cause)
 }
 
 // restartPartitions restarts partitions whose backoff has passed.

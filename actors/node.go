@@ -950,8 +950,7 @@ func (n *node) abort(ctx actor.Context, why string) {
 		n.e.cfg.Stats.CheckpointsFailed.Add(1)
 	}
 	for name, pid := range n.e.transactional {
-		// Every partition restarts from the last checkpoint (the node
-		// supervises them all-for-one then): drop the uncommitted output.
+		// The checkpoint does not commit: drop the uncommitted output.
 		if name == "results" && n.e.emitsResults() {
 			ctx.Send(n.e.emitter, &resultsAborted{})
 			continue
