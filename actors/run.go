@@ -252,6 +252,10 @@ func (c *Config) validate() error {
 type engine struct {
 	cfg    Config
 	system *actor.ActorSystem
+	// storeWrites are the shards' checkpoint writes in flight: a run that
+	// ends (on a failure too, when no shard stops first) returns only once
+	// they have, for the store is closed after it (state.Store.Close).
+	storeWrites shardCommits
 	// ctx ends when the run does (or a stop gives up); cancel ends it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -343,6 +347,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	sum, err := e.wait(ctx, nodePID, done, g.failed)
 	cancel()
+	if !e.storeWrites.wait() && err == nil {
+		err = fmt.Errorf("a shard's checkpoint write to the store did not end within %v of the run's end", commitStopTimeout)
+	}
 	if closeErr := closeSinks(cfg); err == nil {
 		err = closeErr
 	}

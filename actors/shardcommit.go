@@ -144,8 +144,11 @@ var testHookCommit atomic.Pointer[func(partition string, shard int, epoch uint64
 // it names.
 func (c *shardCommits) start(a *KeyedAggregator, epoch uint64, w *recordedWrites, report func(error) (*actor.PID, any)) {
 	store, root, partition, shard := a.e.cfg.Store, a.e.system.Root, a.partition, a.shard
+	all := &a.e.storeWrites
 	c.running.Add(1)
+	all.running.Add(1)
 	go func() {
+		defer all.running.Done()
 		defer c.running.Done()
 		if hook := testHookCommit.Load(); hook != nil {
 			(*hook)(partition, shard, epoch)
@@ -155,7 +158,8 @@ func (c *shardCommits) start(a *KeyedAggregator, epoch uint64, w *recordedWrites
 	}()
 }
 
-// commitStopTimeout bounds a stopping shard's wait for its commit.
+// commitStopTimeout bounds a stopping shard's (or an ending run's) wait for
+// its commits.
 const commitStopTimeout = time.Minute
 
 // wait waits for the commit in flight, if any, so that no write of a
