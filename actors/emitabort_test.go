@@ -137,6 +137,7 @@ type refusingChangelog struct {
 	mu               sync.Mutex
 	heldDelete, done bool
 	refused          chan struct{}
+	committed        pulse // fired after each commit it passes on
 }
 
 func (c *refusingChangelog) Write(partition string, key, value []byte) {
@@ -158,6 +159,7 @@ func (c *refusingChangelog) Commit(ctx context.Context, markers map[string]conne
 		close(c.refused)
 		return nil, fmt.Errorf("injected: %w", connectors.ErrNotMember)
 	}
+	defer c.committed.fire()
 	return c.Changelog.Commit(ctx, markers)
 }
 
@@ -175,7 +177,7 @@ func heldKeys(keys map[string]string) []string {
 func TestHeldWindowDeletesRedoneAfterAnAbortedCheckpoint(t *testing.T) {
 	busy, slow := heldAbortLines()
 	want := wantWindowCounts(t, busy, slow)
-	cl := &refusingChangelog{Changelog: &memio.Changelog{}, refused: make(chan struct{})}
+	cl := &refusingChangelog{Changelog: &memio.Changelog{}, refused: make(chan struct{}), committed: newPulse()}
 	store := openStore(t)
 	gate := make(chan struct{})
 	src := &gatedSource{busy: busy, slow: slow, gate: gate}
@@ -194,12 +196,10 @@ func TestHeldWindowDeletesRedoneAfterAnAbortedCheckpoint(t *testing.T) {
 		// Let "slow" go once the changelog holds busy's three fired
 		// windows: then they are out, and the checkpoint that deletes
 		// them is refused.
-		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		cl.committed.until(func() bool {
 			keys, _ := cl.Keys("busy")
-			if len(heldKeys(keys)) == 3 {
-				break
-			}
-		}
+			return len(heldKeys(keys)) == 3
+		})
 		close(gate)
 	}()
 	first := run()
@@ -245,6 +245,7 @@ type refusingTxSink struct {
 	txSink
 	refusedOnce bool
 	refused     chan struct{}
+	afterCommit pulse // fired after each commit it passes on
 }
 
 func (s *refusingTxSink) Commit(ctx context.Context, cp connectors.Checkpoint) error {
@@ -256,6 +257,7 @@ func (s *refusingTxSink) Commit(ctx context.Context, cp connectors.Checkpoint) e
 		close(s.refused)
 		return fmt.Errorf("injected: %w", connectors.ErrNotMember)
 	}
+	defer s.afterCommit.fire()
 	return s.txSink.Commit(ctx, cp)
 }
 
@@ -270,7 +272,7 @@ func TestHeldWindowsEmittedAgainAfterTheirOutputIsAborted(t *testing.T) {
 	store := openStore(t)
 	gate := make(chan struct{})
 	src := &rejoinSource{gatedSource: gatedSource{busy: busy, slow: slow, gate: gate}, listener: make(chan connectors.Listener, 1)}
-	sink := &refusingTxSink{refused: make(chan struct{})}
+	sink := &refusingTxSink{refused: make(chan struct{}), afterCommit: newPulse()}
 	done := make(chan error, 1)
 	go func() {
 		_, err := Run(context.Background(), Config{Pipeline: load(t, heldAbortScript), Source: src,
@@ -286,13 +288,13 @@ func TestHeldWindowsEmittedAgainAfterTheirOutputIsAborted(t *testing.T) {
 	}
 	// busy's three windows fired and are held, in a complete checkpoint;
 	// then slow lets them out, and the commit of their rows is refused.
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := store.Last(); err == nil && len(heldKeys(storeKeys(t, store, "held/"))) == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the store held no three windows of busy within a minute")
-		}
+	// (Checkpoints go on while the gate is shut: each commit is followed
+	// by the store's, which the next commit's pulse finds done.)
+	if !sink.afterCommit.until(func() bool {
+		_, err := store.Last()
+		return err == nil && len(heldKeys(storeKeys(t, store, "held/"))) == 3
+	}) {
+		t.Fatal("the store held no three windows of busy within a minute")
 	}
 	close(gate)
 	waitClosed(t, sink.refused, "the refused commit")

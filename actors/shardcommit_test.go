@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-stream/eddy/connectors"
 	"github.com/eddy-stream/eddy/internal/memio"
 	"github.com/eddy-stream/eddy/state"
 )
@@ -24,9 +25,11 @@ func TestShardFoldsWhileItsCheckpointCommits(t *testing.T) {
 		want[dev]++
 	}
 	var added atomic.Int64 // batches shard 0 has begun to add
+	addedMore := newPulse()
 	setTestHookAdd(t, func(_ string, shard int) {
 		if shard == 0 {
 			added.Add(1)
+			addedMore.fire()
 		}
 	})
 	// The first commit of shard 0 holds until the shard has added three
@@ -38,14 +41,8 @@ func TestShardFoldsWhileItsCheckpointCommits(t *testing.T) {
 			return
 		}
 		first.Do(func() {
-			from, deadline := added.Load(), time.Now().Add(time.Minute)
-			for time.Now().Before(deadline) {
-				if added.Load() >= from+3 {
-					folded.Store(true)
-					return
-				}
-				time.Sleep(time.Millisecond)
-			}
+			from := added.Load()
+			folded.Store(addedMore.until(func() bool { return added.Load() >= from+3 }))
 		})
 	})
 	store, err := state.Open("", state.WithInMemory())
@@ -87,9 +84,10 @@ func TestEmitRunsBesideTheFinalCheckpointsWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	results := &memio.Sink{}
+	changed := newPulse()
+	results := &pulsingSink{changed: changed}
 	var awaited atomic.Bool // the node waits for the held write
-	setTestHookAwaitWrites(t, func(uint64) { awaited.Store(true) })
+	setTestHookAwaitWrites(t, func(uint64) { awaited.Store(true); changed.fire() })
 	var held sync.Once
 	var emitted, waited, completeEarly atomic.Bool
 	setTestHookCommit(t, func(_ string, shard int, _ uint64) {
@@ -97,10 +95,7 @@ func TestEmitRunsBesideTheFinalCheckpointsWrites(t *testing.T) {
 			return
 		}
 		held.Do(func() {
-			deadline := time.Now().Add(time.Minute)
-			for time.Now().Before(deadline) && !(len(results.Rows()) > 0 && awaited.Load()) {
-				time.Sleep(time.Millisecond)
-			}
+			changed.until(func() bool { return len(results.Rows()) > 0 && awaited.Load() })
 			emitted.Store(len(results.Rows()) > 0)
 			waited.Store(awaited.Load())
 			_, err := store.Last()
@@ -199,4 +194,15 @@ func TestRecordedWritesKeepTheLaterWriteOfAKey(t *testing.T) {
 			t.Fatalf("%s: %q %v %v, want \"last\"", k, v, ok, err)
 		}
 	}
+}
+
+// pulsingSink is a memio.Sink that fires changed after each write.
+type pulsingSink struct {
+	memio.Sink
+	changed pulse
+}
+
+func (s *pulsingSink) Write(ctx context.Context, rows []connectors.Row) error {
+	defer s.changed.fire()
+	return s.Sink.Write(ctx, rows)
 }

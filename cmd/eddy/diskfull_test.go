@@ -182,40 +182,30 @@ func fillBetweenCheckpoints(t *testing.T, mnt string, args []string) (exit int, 
 	return exit, b.String(), filler
 }
 
-// stopped stops p with SIGSTOP and returns once each of its threads is
-// stopped (a minute at most).
+// stopped stops p, a child of the test, with SIGSTOP and returns once the
+// kernel reports it stopped (waitid WSTOPPED: every thread has stopped).
+// The report is left for no one (WNOWAIT); an exit is reported as well,
+// so the run's deadline, which kills it, bounds the wait.
 func stopped(t *testing.T, p *os.Process) {
 	t.Helper()
 	if err := p.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	tasks := fmt.Sprintf("/proc/%d/task", p.Pid)
-	for end := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
-		if allStopped(tasks) {
-			return
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, p.Pid, &info, unix.WSTOPPED|unix.WEXITED|unix.WNOWAIT, nil)
+		if err == syscall.EINTR {
+			continue
 		}
-		if time.Now().After(end) {
-			t.Fatalf("pid %d did not stop within a minute of SIGSTOP", p.Pid)
+		if err != nil {
+			t.Fatalf("waiting for pid %d to stop: %v", p.Pid, err)
 		}
+		break
+	}
+	if info.Code != cldStopped {
+		t.Fatalf("pid %d ended (si_code %d) instead of stopping", p.Pid, info.Code)
 	}
 }
 
-// allStopped: every thread listed in tasks (/proc/PID/task) is stopped.
-func allStopped(tasks string) bool {
-	ents, err := os.ReadDir(tasks)
-	if err != nil || len(ents) == 0 {
-		return false
-	}
-	for _, e := range ents {
-		st, err := os.ReadFile(filepath.Join(tasks, e.Name(), "stat"))
-		if err != nil {
-			return false
-		}
-		// the state follows the command's closing parenthesis
-		i := strings.LastIndexByte(string(st), ')')
-		if i < 0 || i+2 >= len(st) || st[i+2] != 'T' {
-			return false
-		}
-	}
-	return true
-}
+// cldStopped is si_code CLD_STOPPED: the child stopped on a signal.
+const cldStopped = 5
