@@ -35,6 +35,10 @@ type node struct {
 	// losses waiting for the answer to the commit of the checkpoint in
 	// flight, which covers their partitions (see lose).
 	losses []*revoke
+	// tainted: partitions whose rows since the last checkpoint an abort
+	// dropped from a transactional sink that can't redo them, while they
+	// read on (taint.go); the value says which abort.
+	tainted map[string]string
 
 	failedTotal  int64
 	ownerWritten bool
@@ -107,7 +111,7 @@ func (in *inflight) writesDone() bool {
 }
 
 func newNode(e *engine, done chan<- result) *node {
-	return &node{e: e, done: done, parts: map[string]*partState{}, positions: map[string]connectors.Position{}, lastCheckpoint: time.Now(),
+	return &node{e: e, done: done, parts: map[string]*partState{}, positions: map[string]connectors.Position{}, lastCheckpoint: time.Now(), tainted: map[string]string{},
 		watermark: math.MinInt64, lastWatermark: math.MinInt64, script: scriptState{loadedAt: time.Now()}}
 }
 
@@ -346,8 +350,13 @@ func (l listener) Lose(id string) {
 // abort ends it): Lose returns only then, and the source rejoins the
 // group only after Lose, so the group judges the commit by the member
 // the node was, which it dropped.
+//
+// With a transactional sink that can't redo rows (taint.go) any barrier
+// in flight is dropped, covering the partition or not: the open
+// transaction loses the partition's rows, and no checkpoint may commit
+// the others' that stayed in it.
 func (n *node) lose(ctx actor.Context, r *revoke) {
-	if in := n.inflight; in != nil && in.covers(r.id) {
+	if in := n.inflight; in != nil && (in.covers(r.id) || len(n.rowSinks()) > 0) {
 		if in.logged || in.committing {
 			n.losses = append(n.losses, r)
 			return
@@ -365,6 +374,7 @@ func (n *node) dropLost(ctx actor.Context, r *revoke) {
 		delete(n.parts, r.id)
 		n.owns(ctx, r.id, false)
 		n.e.cfg.Stats.Partitions.Add(-1)
+		n.dropRowsOf(ctx, r.id)
 	}
 	close(r.done)
 }
@@ -723,6 +733,13 @@ func (n *node) sinkFlushed(ctx actor.Context, m *sinkFlushed) {
 // changelog, then the transactional sinks, then settles.
 func (n *node) flushed(ctx actor.Context) {
 	in := n.inflight
+	if in.b.epoch > 0 && !in.logged && !in.committing {
+		if err := n.taintErr(); err != nil {
+			n.e.cfg.Stats.CheckpointsFailed.Add(1)
+			n.finish(fmt.Errorf("checkpoint %d: %w", in.b.epoch, err))
+			return
+		}
+	}
 	if cl := n.e.cfg.Changelog; cl != nil && in.b.epoch > 0 && !in.logged {
 		in.logged = true
 		markers := map[string]connectors.ChangelogMarker{}
@@ -957,6 +974,7 @@ func (n *node) abort(ctx actor.Context, why string) {
 		}
 		ctx.Send(pid, &abortTx{})
 	}
+	n.taint("checkpoint aborted: " + why)
 	if cl := n.e.cfg.Changelog; cl != nil && !n.e.cfg.ChangelogShared && in.b.epoch > 0 && !in.logged {
 		// The shards redo what they wrote at the next checkpoint, whose
 		// writes must not land in the aborted transaction: wait for it.
