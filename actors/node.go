@@ -35,6 +35,9 @@ type node struct {
 	// losses waiting for the answer to the commit of the checkpoint in
 	// flight, which covers their partitions (see lose).
 	losses []*revoke
+	// restarts waiting for the answer to the commit of the checkpoint in
+	// flight (see partitionRestarted).
+	restarts []*partitionRestarted
 	// tainted: partitions whose rows since the last checkpoint an abort
 	// dropped from a transactional sink that can't redo them, while they
 	// read on (taint.go); the value says which abort.
@@ -198,8 +201,24 @@ func (n *node) partitionStatus(ctx actor.Context, m *partitionStatus) {
 // partitionRestarted: a restarted partition rewound to the last
 // checkpoint, so the barrier in flight can't complete; with a changelog it
 // restores first.
+//
+// When that barrier's commit is under way already, it may land (an abort
+// does not undo the changelog's commit): the barrier waits for its
+// answer, as for a loss. If the checkpoint completes, the partition, which
+// planned its start from the one before, starts again from it; a refused
+// one is aborted. Aborted while its changelog commit went on, the
+// checkpoint landed there with the partition's state at its position,
+// and the partition's next owner restored that state with a later marker
+// behind it, where the new incarnation stood: it counted the records in
+// between twice.
 func (n *node) partitionRestarted(ctx actor.Context, m *partitionRestarted) {
-	if p := n.parts[m.id]; p != nil {
+	p := n.parts[m.id]
+	if p != nil && n.completedSince(m.epoch) {
+		// (A checkpoint completed while it planned its start.)
+		ctx.(actor.Supervisor).RestartChildren(p.pid) // its successor reports again
+		return
+	}
+	if p != nil {
 		if n.e.cfg.Changelog != nil {
 			n.setRestoring(p, true)
 		}
@@ -209,9 +228,33 @@ func (n *node) partitionRestarted(ctx actor.Context, m *partitionRestarted) {
 		}
 		ctx.Send(p.pid, &restartNoted{})
 	}
-	if n.inflight != nil {
+	switch in := n.inflight; {
+	case in == nil:
+	case in.logged || in.committing:
+		n.e.cfg.Logger.Info(fmt.Sprintf("partition %s restarted while checkpoint %d commits: the checkpoint waits for the commit's answer", m.id, in.b.epoch))
+		n.restarts = append(n.restarts, m)
+	default:
 		n.abort(ctx, fmt.Sprintf("partition %s restarted", m.id))
 	}
+}
+
+// completedSince says whether a checkpoint later than epoch is complete in
+// the store.
+func (n *node) completedSince(epoch uint64) bool {
+	cp, err := n.e.cfg.Store.Last()
+	return err == nil && cp.ID > epoch
+}
+
+// restartAgain restarts the partitions that restarted while the commit of
+// the checkpoint just completed was under way: they started from the one
+// before.
+func (n *node) restartAgain(ctx actor.Context) {
+	for _, m := range n.restarts {
+		if p := n.parts[m.id]; p != nil && n.completedSince(m.epoch) {
+			ctx.(actor.Supervisor).RestartChildren(p.pid)
+		}
+	}
+	n.restarts = nil
 }
 
 // rewindWatermark: a restarted partition reads again from the last
@@ -832,6 +875,7 @@ func (n *node) settle(ctx actor.Context) {
 	}
 	if n.reloadDue(in) {
 		n.applyReload(ctx, in)
+		n.restarts = nil // (every partition starts again from in)
 	} else {
 		for _, p := range n.parts {
 			ctx.Send(p.pid, &settled{seq: in.b.seq})
@@ -849,6 +893,7 @@ func (n *node) settle(ctx actor.Context) {
 		n.finish(nil)
 		return
 	}
+	n.restartAgain(ctx)
 	n.maybeTrigger(ctx, false) // (stopping after a plain trigger: the stop checkpoint)
 }
 
@@ -992,6 +1037,7 @@ func (n *node) abort(ctx actor.Context, why string) {
 		ctx.Send(p.pid, &settled{seq: in.b.seq})
 	}
 	n.dropLosses(ctx)
+	n.restarts = nil // (they started from the last complete checkpoint)
 }
 
 // stopPartition stops a partition's supervisor and waits (protoactor's
