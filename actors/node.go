@@ -249,8 +249,10 @@ func (n *node) completedSince(epoch uint64) bool {
 // the checkpoint just completed was under way: they started from the one
 // before.
 func (n *node) restartAgain(ctx actor.Context) {
+	again := map[string]bool{}
 	for _, m := range n.restarts {
-		if p := n.parts[m.id]; p != nil && n.completedSince(m.epoch) {
+		if p := n.parts[m.id]; p != nil && !again[m.id] && n.completedSince(m.epoch) {
+			again[m.id] = true
 			ctx.(actor.Supervisor).RestartChildren(p.pid)
 		}
 	}
