@@ -341,7 +341,7 @@ func TestHeldWindowsLeaveWithTheirLostPartition(t *testing.T) {
 	cl := &memio.Changelog{}
 	gate := make(chan struct{})
 	src := &rejoinSource{gatedSource: gatedSource{busy: busy, slow: slow, gate: gate}, listener: make(chan connectors.Listener, 1)}
-	results := &memio.Sink{}
+	results := &flushPulseSink{Sink: &memio.Sink{}, flushed: newPulse()}
 	stats := &Stats{}
 	handles := make(chan *Handle, 1)
 	done := make(chan error, 1)
@@ -362,15 +362,15 @@ func TestHeldWindowsLeaveWithTheirLostPartition(t *testing.T) {
 		}
 	}
 	// In a final emit the emitter's table holds the windows that fired:
-	// wait for busy's three.
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
-		rows, err := h.State(context.Background(), "a")
-		if err == nil && len(rows) == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the emitter did not hold busy's three windows within a minute: %v, %v", rowsText(rows), err)
-		}
+	// wait for busy's three, looking after each trigger's flush of the
+	// results (the emitter has taken the trigger's rows then).
+	var rows []connectors.Row
+	var err error
+	if !results.flushed.until(func() bool {
+		rows, err = h.State(context.Background(), "a")
+		return err == nil && len(rows) == 3
+	}) {
+		t.Fatalf("the emitter did not hold busy's three windows within a minute: %v, %v", rowsText(rows), err)
 	}
 	if n := stats.Checkpoints.Load(); n > 0 {
 		t.Fatalf("%d checkpoints before the loss: the test needs windows fired since the last", n)
@@ -399,4 +399,15 @@ func TestHeldWindowsLeaveWithTheirLostPartition(t *testing.T) {
 		t.Fatalf("node a emitted\n%s\nnode b\n%s\nwant each window once\n%s", strings.Join(first, "\n"),
 			rowsText(results2.Rows()), strings.Join(want, "\n"))
 	}
+}
+
+// flushPulseSink is memio.Sink firing flushed after each flush.
+type flushPulseSink struct {
+	*memio.Sink
+	flushed pulse
+}
+
+func (s *flushPulseSink) Flush(ctx context.Context) error {
+	defer s.flushed.fire()
+	return s.Sink.Flush(ctx)
 }

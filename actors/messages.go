@@ -178,8 +178,12 @@ type partitionFailed struct {
 	err error
 }
 
-// partitionRestarted: a supervisor restarted from the last checkpoint.
-type partitionRestarted struct{ id string }
+// partitionRestarted: a supervisor restarted from the last checkpoint,
+// epoch: the one complete in the store when it planned its start.
+type partitionRestarted struct {
+	id    string
+	epoch uint64
+}
 
 // restartNoted (node → supervisor): the node has heard of the restart;
 // the barriers before this were its predecessor's.

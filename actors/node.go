@@ -35,6 +35,13 @@ type node struct {
 	// losses waiting for the answer to the commit of the checkpoint in
 	// flight, which covers their partitions (see lose).
 	losses []*revoke
+	// restarts waiting for the answer to the commit of the checkpoint in
+	// flight (see partitionRestarted).
+	restarts []*partitionRestarted
+	// tainted: partitions whose rows since the last checkpoint an abort
+	// dropped from a transactional sink that can't redo them, while they
+	// read on (taint.go); the value says which abort.
+	tainted map[string]string
 
 	failedTotal  int64
 	ownerWritten bool
@@ -107,7 +114,7 @@ func (in *inflight) writesDone() bool {
 }
 
 func newNode(e *engine, done chan<- result) *node {
-	return &node{e: e, done: done, parts: map[string]*partState{}, positions: map[string]connectors.Position{}, lastCheckpoint: time.Now(),
+	return &node{e: e, done: done, parts: map[string]*partState{}, positions: map[string]connectors.Position{}, lastCheckpoint: time.Now(), tainted: map[string]string{},
 		watermark: math.MinInt64, lastWatermark: math.MinInt64, script: scriptState{loadedAt: time.Now()}}
 }
 
@@ -194,8 +201,24 @@ func (n *node) partitionStatus(ctx actor.Context, m *partitionStatus) {
 // partitionRestarted: a restarted partition rewound to the last
 // checkpoint, so the barrier in flight can't complete; with a changelog it
 // restores first.
+//
+// When that barrier's commit is under way already, it may land (an abort
+// does not undo the changelog's commit): the barrier waits for its
+// answer, as for a loss. If the checkpoint completes, the partition, which
+// planned its start from the one before, starts again from it; a refused
+// one is aborted. Aborted while its changelog commit went on, the
+// checkpoint landed there with the partition's state at its position,
+// and the partition's next owner restored that state with a later marker
+// behind it, where the new incarnation stood: it counted the records in
+// between twice.
 func (n *node) partitionRestarted(ctx actor.Context, m *partitionRestarted) {
-	if p := n.parts[m.id]; p != nil {
+	p := n.parts[m.id]
+	if p != nil && n.completedSince(m.epoch) {
+		// (A checkpoint completed while it planned its start.)
+		ctx.(actor.Supervisor).RestartChildren(p.pid) // its successor reports again
+		return
+	}
+	if p != nil {
 		if n.e.cfg.Changelog != nil {
 			n.setRestoring(p, true)
 		}
@@ -205,9 +228,35 @@ func (n *node) partitionRestarted(ctx actor.Context, m *partitionRestarted) {
 		}
 		ctx.Send(p.pid, &restartNoted{})
 	}
-	if n.inflight != nil {
+	switch in := n.inflight; {
+	case in == nil:
+	case in.logged || in.committing:
+		n.e.cfg.Logger.Info(fmt.Sprintf("partition %s restarted while checkpoint %d commits: the checkpoint waits for the commit's answer", m.id, in.b.epoch))
+		n.restarts = append(n.restarts, m)
+	default:
 		n.abort(ctx, fmt.Sprintf("partition %s restarted", m.id))
 	}
+}
+
+// completedSince says whether a checkpoint later than epoch is complete in
+// the store.
+func (n *node) completedSince(epoch uint64) bool {
+	cp, err := n.e.cfg.Store.Last()
+	return err == nil && cp.ID > epoch
+}
+
+// restartAgain restarts the partitions that restarted while the commit of
+// the checkpoint just completed was under way: they started from the one
+// before.
+func (n *node) restartAgain(ctx actor.Context) {
+	again := map[string]bool{}
+	for _, m := range n.restarts {
+		if p := n.parts[m.id]; p != nil && !again[m.id] && n.completedSince(m.epoch) {
+			again[m.id] = true
+			ctx.(actor.Supervisor).RestartChildren(p.pid)
+		}
+	}
+	n.restarts = nil
 }
 
 // rewindWatermark: a restarted partition reads again from the last
@@ -346,8 +395,13 @@ func (l listener) Lose(id string) {
 // abort ends it): Lose returns only then, and the source rejoins the
 // group only after Lose, so the group judges the commit by the member
 // the node was, which it dropped.
+//
+// With a transactional sink that can't redo rows (taint.go) any barrier
+// in flight is dropped, covering the partition or not: the open
+// transaction loses the partition's rows, and no checkpoint may commit
+// the others' that stayed in it.
 func (n *node) lose(ctx actor.Context, r *revoke) {
-	if in := n.inflight; in != nil && in.covers(r.id) {
+	if in := n.inflight; in != nil && (in.covers(r.id) || len(n.rowSinks()) > 0) {
 		if in.logged || in.committing {
 			n.losses = append(n.losses, r)
 			return
@@ -365,6 +419,7 @@ func (n *node) dropLost(ctx actor.Context, r *revoke) {
 		delete(n.parts, r.id)
 		n.owns(ctx, r.id, false)
 		n.e.cfg.Stats.Partitions.Add(-1)
+		n.dropRowsOf(ctx, r.id)
 	}
 	close(r.done)
 }
@@ -723,6 +778,13 @@ func (n *node) sinkFlushed(ctx actor.Context, m *sinkFlushed) {
 // changelog, then the transactional sinks, then settles.
 func (n *node) flushed(ctx actor.Context) {
 	in := n.inflight
+	if in.b.epoch > 0 && !in.logged && !in.committing {
+		if err := n.taintErr(); err != nil {
+			n.e.cfg.Stats.CheckpointsFailed.Add(1)
+			n.finish(fmt.Errorf("checkpoint %d: %w", in.b.epoch, err))
+			return
+		}
+	}
 	if cl := n.e.cfg.Changelog; cl != nil && in.b.epoch > 0 && !in.logged {
 		in.logged = true
 		markers := map[string]connectors.ChangelogMarker{}
@@ -815,6 +877,7 @@ func (n *node) settle(ctx actor.Context) {
 	}
 	if n.reloadDue(in) {
 		n.applyReload(ctx, in)
+		n.restarts = nil // (every partition starts again from in)
 	} else {
 		for _, p := range n.parts {
 			ctx.Send(p.pid, &settled{seq: in.b.seq})
@@ -832,6 +895,7 @@ func (n *node) settle(ctx actor.Context) {
 		n.finish(nil)
 		return
 	}
+	n.restartAgain(ctx)
 	n.maybeTrigger(ctx, false) // (stopping after a plain trigger: the stop checkpoint)
 }
 
@@ -957,6 +1021,7 @@ func (n *node) abort(ctx actor.Context, why string) {
 		}
 		ctx.Send(pid, &abortTx{})
 	}
+	n.taint("checkpoint aborted: " + why)
 	if cl := n.e.cfg.Changelog; cl != nil && !n.e.cfg.ChangelogShared && in.b.epoch > 0 && !in.logged {
 		// The shards redo what they wrote at the next checkpoint, whose
 		// writes must not land in the aborted transaction: wait for it.
@@ -974,6 +1039,7 @@ func (n *node) abort(ctx actor.Context, why string) {
 		ctx.Send(p.pid, &settled{seq: in.b.seq})
 	}
 	n.dropLosses(ctx)
+	n.restarts = nil // (they started from the last complete checkpoint)
 }
 
 // stopPartition stops a partition's supervisor and waits (protoactor's

@@ -230,7 +230,7 @@ func (s *PartitionSupervisor) start(ctx actor.Context) error {
 	}
 	s.spawnWorkers(ctx, s.spawnShards(ctx, plan))
 	if s.restart { // the node drops the barrier in flight
-		ctx.Send(s.e.node, &partitionRestarted{id: s.id})
+		ctx.Send(s.e.node, &partitionRestarted{id: s.id, epoch: plan.epoch})
 	}
 	cfg := s.e.cfg
 	holds := s.e.emitter != nil && cfg.Changelog != nil && cfg.Pipeline.IsWindowed() && cfg.Pipeline.Emit == scripting.EmitFinal
