@@ -100,3 +100,63 @@ func readInOrder(t *testing.T, p connectors.Partition) []connectortest.Located {
 	}
 	return recs
 }
+
+// A partition whose buffer filled up is paused; when its reader has
+// drained half of it, it is resumed while its fetcher's other partition is
+// at its end, so the fetch in flight is one the broker holds for up to
+// FetchMaxWait. The fetcher restarts its fetches then, from where each
+// partition's records were fetched to, and the partition reads every
+// record once, in order.
+func TestSourceResumeRestartsALongPoll(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 2)
+	// Uncompressed 16 KiB values: a fetch (1 MiB a partition) brings ~64,
+	// more than the buffer's 60, so partition 1 pauses at each fetch.
+	const few, many, size = 5, 600, 16 << 10
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for i := range few + many {
+		part := int32(1)
+		if i < few {
+			part = 0
+		}
+		v := make([]byte, size)
+		copy(v, fmt.Sprintf("%d/%d", part, i))
+		recs = append(recs, &kgo.Record{Partition: part, Value: v})
+	}
+	err = cl.ProduceSync(t.Context(), recs...).FirstErr()
+	cl.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := connectors.OpenSource(uri(brokers, topic, "group="+topic+"&fetchers=1&batch=20&buffer=60"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := connectortest.Start(t, src)
+	l.WaitPartitions(t, 2, 30*time.Second)
+	ps := map[string]connectors.Partition{}
+	for _, p := range l.Partitions() {
+		ps[p.ID()] = p
+	}
+	p0, p1 := ps["kafka:"+topic+"/0"], ps["kafka:"+topic+"/1"]
+	if got := readInOrder(t, p0); len(got) != few {
+		t.Fatalf("partition 0: read %d records, want %d", len(got), few)
+	}
+	got := readInOrder(t, p1)
+	if len(got) != many || got[0].Seq != 0 || got[len(got)-1].Seq != many-1 {
+		t.Fatalf("partition 1: read %d records, offsets %d to %d; want offsets 0 to %d", len(got), got[0].Seq, got[len(got)-1].Seq, many-1)
+	}
+	for i, r := range got {
+		if want := fmt.Sprintf("1/%d", few+i); string(r.Value[:len(want)]) != want {
+			t.Fatalf("partition 1, offset %d: value starts %q, want %q", r.Seq, r.Value[:len(want)], want)
+		}
+	}
+	if kafka.FetchRestarts(src) == 0 {
+		t.Fatal("partition 1 was resumed while partition 0 was at its end, and its fetcher did not restart its fetches")
+	}
+}

@@ -223,6 +223,10 @@ type Source struct {
 	// owner (see refusal).
 	given atomic.Int64
 
+	// fetchRestarts counts the fetchers' restarts of their fetches for a
+	// resumed partition (fetcher.resume).
+	fetchRestarts atomic.Int64
+
 	closeOnce sync.Once
 	closed    chan struct{}
 	stopLoop  context.CancelFunc
