@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-stream/eddy/connectors"
@@ -158,5 +159,52 @@ func TestSourceResumeRestartsALongPoll(t *testing.T) {
 	}
 	if kafka.FetchRestarts(src) == 0 {
 		t.Fatal("partition 1 was resumed while partition 0 was at its end, and its fetcher did not restart its fetches")
+	}
+}
+
+// Where the partitions of an assignment start without a checkpoint is
+// listed once for them all, as they are assigned: the group's committed
+// offset where it has one, else the start policy (earliest here).
+func TestSourceListsTheStartsOfAnAssignmentOnce(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.NewTopic(t, brokers, 4)
+	group := topic + "-g"
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for part := range int32(4) {
+		for i := range 10 {
+			recs = append(recs, &kgo.Record{Partition: part, Value: fmt.Appendf(nil, "%d/%d", part, i)})
+		}
+	}
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	// The group committed offsets 3 and 7 for partitions 1 and 2.
+	offs := kadm.Offsets{}
+	offs.AddOffset(topic, 1, 3, -1)
+	offs.AddOffset(topic, 2, 7, -1)
+	if err := kadm.NewClient(cl).CommitAllOffsets(t.Context(), group, offs); err != nil {
+		t.Fatal(err)
+	}
+	src, err := connectors.OpenSource(uri(brokers, topic, "group="+group), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := connectortest.Start(t, src)
+	l.WaitPartitions(t, 4, 30*time.Second)
+	want := map[string]int64{"0": 0, "1": 3, "2": 7, "3": 0}
+	for _, p := range l.Partitions() {
+		part := p.ID()[len(p.ID())-1:]
+		got := readInOrder(t, p)
+		if got[0].Seq != want[part] || len(got) != 10-int(want[part]) {
+			t.Fatalf("%s: read offsets %d to %d, want %d to 9", p.ID(), got[0].Seq, got[len(got)-1].Seq, want[part])
+		}
+	}
+	if n := kafka.StartListings(src); n != 1 {
+		t.Fatalf("the starts of 4 partitions assigned together were listed %d times, want once", n)
 	}
 }
