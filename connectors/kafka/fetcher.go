@@ -32,7 +32,7 @@ type fetcher struct {
 	// Guarded by s.mu.
 	n     int                  // partitions fetched here
 	seeks map[*partition]int64 // for the poll loop to apply
-	kick  bool                 // restart the fetches before the next poll (see resume)
+	kicks []*partition         // resumed: restart the fetches before the next poll (see resume)
 	wake  context.CancelFunc   // interrupts the current poll
 }
 
@@ -81,15 +81,16 @@ func (f *fetcher) loop(ctx context.Context) {
 	var lastErr time.Time
 	for {
 		s.mu.Lock()
-		seeks, kick := f.seeks, f.kick
-		f.seeks, f.kick = nil, false
+		seeks, kicks := f.seeks, f.kicks
+		f.seeks, f.kicks = nil, nil
 		pctx, cancel := context.WithCancel(ctx)
 		f.wake = cancel
 		s.mu.Unlock()
 		if len(seeks) > 0 {
-			f.applySeeks(seeks) // (a seek restarts the fetches too)
-		} else if kick {
-			f.restartFetches()
+			f.applySeeks(seeks)
+		}
+		if len(kicks) > 0 {
+			f.restartFetches(kicks)
 		}
 		fs := f.cl.PollRecords(pctx, 10000)
 		cancel()
@@ -181,7 +182,7 @@ func (f *fetcher) pause(p *partition) {
 func (f *fetcher) resume(p *partition) {
 	f.cl.ResumeFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.part}})
 	if f.longPolling(p) {
-		f.kick = true
+		f.kicks = append(f.kicks, p)
 		if f.wake != nil {
 			f.wake()
 		}
@@ -205,16 +206,16 @@ func (f *fetcher) longPolling(p *partition) bool {
 	return any
 }
 
-// restartFetches points the fetcher's partitions at the offsets they are
+// restartFetches points the resumed partitions ps at the offsets they are
 // fetched from already, p.next: SetOffsets ends the fetches in flight
-// (and drops what the client buffered, fetched again from p.next), so
-// the next fetch names every fetchable partition.
-func (f *fetcher) restartFetches() {
+// (and drops what the client buffered, fetched again from where it was),
+// so the next fetch names every fetchable partition.
+func (f *fetcher) restartFetches(ps []*partition) {
 	set := map[string]map[int32]kgo.EpochOffset{}
 	f.s.mu.Lock()
-	for _, p := range f.s.parts {
-		if p.f != f || p.gone || !p.seeked || (f.direct && !p.added) {
-			continue
+	for _, p := range ps {
+		if p.gone || p.f != f || !p.seeked || (f.direct && !p.added) {
+			continue // revoked or sought since: fetched as that left it
 		}
 		if set[p.tp.topic] == nil {
 			set[p.tp.topic] = map[int32]kgo.EpochOffset{}
@@ -222,6 +223,9 @@ func (f *fetcher) restartFetches() {
 		set[p.tp.topic][p.tp.part] = kgo.EpochOffset{Epoch: -1, Offset: p.next}
 	}
 	f.s.mu.Unlock()
+	if len(set) == 0 {
+		return
+	}
 	f.cl.SetOffsets(set)
 	f.s.fetchRestarts.Add(1)
 }
