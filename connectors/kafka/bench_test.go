@@ -43,7 +43,8 @@ import (
 // (EDDY_BENCH_RECORDS overrides the million records; EDDY_BENCH_ROUNDS=N
 // reads the topic N times with each, in turn, and prints the ratios'
 // range: on a loaded machine one round says little; EDDY_BENCH_FETCHERS=N
-// gives eddy's source N fetching clients instead of one per core).
+// gives eddy's source N fetching clients instead of one per core;
+// EDDY_BENCH_TIMELINE=1 prints where each eddy run's wall time went).
 func BenchmarkKafkaNetflow(b *testing.B) {
 	brokers := testenv.Kafka(b)
 	records := int64(testenv.BenchSize(b, "EDDY_BENCH_RECORDS", 1_000_000))
@@ -203,9 +204,10 @@ func runPipeline(b *testing.B, p *scripting.Pipeline, brokers []string, topic st
 }
 
 // timeline notes when a bench run of eddy passed its milestones (joined,
-// first record, last record, checkpoints, run returned, store and source
-// closed), for a wall time breakdown: EDDY_BENCH_TIMELINE=1 prints it.
-// The milestones seen from Stats are polled every millisecond.
+// first record, each stall of reads of 50ms or more, last record,
+// checkpoints, run returned, store and source closed), for a wall time
+// breakdown: EDDY_BENCH_TIMELINE=1 prints it. The milestones seen from
+// Stats are polled every millisecond.
 type timeline struct {
 	on     bool
 	start  time.Time
@@ -249,11 +251,11 @@ func (t *timeline) watch(stats *actors.Stats) (stop func()) {
 				parts = n
 				t.mark(fmt.Sprintf("%d partitions", n))
 			}
-			// The first record, and every stall of reads of 20ms or more.
+			// The first record, and every stall of reads of 50ms or more.
 			if n := stats.Read.Load(); n != read {
 				if read == 0 {
 					t.mark("first records read")
-				} else if gap := time.Since(moved); gap >= 20*time.Millisecond {
+				} else if gap := time.Since(moved); gap >= 50*time.Millisecond {
 					t.mark(fmt.Sprintf("reads resume after %v at %d records", gap.Round(time.Millisecond), read))
 				}
 				read, moved = n, time.Now()
