@@ -196,7 +196,7 @@ func runPipeline(b *testing.B, p *scripting.Pipeline, brokers []string, topic st
 	stop := tl.watch(stats)
 	_, err = actors.Run(ctx, cfg)
 	stop()
-	tl.mark("run returned")
+	tl.mark(fmt.Sprintf("run returned (the source restarted its fetches for a resumed partition %d times)", kafka.FetchRestarts(src)))
 	if err != nil {
 		b.Fatal(err)
 	}
