@@ -43,7 +43,8 @@ import (
 // (EDDY_BENCH_RECORDS overrides the million records; EDDY_BENCH_ROUNDS=N
 // reads the topic N times with each, in turn, and prints the ratios'
 // range: on a loaded machine one round says little; EDDY_BENCH_FETCHERS=N
-// gives eddy's source N fetching clients instead of one per core).
+// gives eddy's source N fetching clients instead of one per core;
+// EDDY_BENCH_TIMELINE=1 prints where each eddy run's wall time went).
 func BenchmarkKafkaNetflow(b *testing.B) {
 	brokers := testenv.Kafka(b)
 	records := int64(testenv.BenchSize(b, "EDDY_BENCH_RECORDS", 1_000_000))
@@ -172,13 +173,18 @@ func runPipeline(b *testing.B, p *scripting.Pipeline, brokers []string, topic st
 	if err != nil {
 		b.Fatal(err)
 	}
+	tl := newTimeline(os.Getenv("EDDY_BENCH_TIMELINE") != "")
+	defer tl.print()
+	defer tl.mark("source closed")
 	defer src.Close()
 	store, err := state.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer tl.mark("store closed")
 	defer store.Close()
-	cfg := actors.Config{Pipeline: p, Source: src, Store: store, UntilIdle: ctx == nil, MaxErrors: -1}
+	stats := &actors.Stats{}
+	cfg := actors.Config{Pipeline: p, Source: src, Store: store, UntilIdle: ctx == nil, MaxErrors: -1, Stats: stats}
 	if p.HasAggregate() {
 		cfg.Results = out
 	} else {
@@ -187,10 +193,93 @@ func runPipeline(b *testing.B, p *scripting.Pipeline, brokers []string, topic st
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if _, err := actors.Run(ctx, cfg); err != nil {
+	stop := tl.watch(stats)
+	_, err = actors.Run(ctx, cfg)
+	stop()
+	tl.mark(fmt.Sprintf("run returned (the source restarted its fetches for a resumed partition %d times)", kafka.FetchRestarts(src)))
+	if err != nil {
 		b.Fatal(err)
 	}
 	return out
+}
+
+// timeline notes when a bench run of eddy passed its milestones (joined,
+// first record, each stall of reads of 50ms or more, last record,
+// checkpoints, run returned, store and source closed), for a wall time
+// breakdown: EDDY_BENCH_TIMELINE=1 prints it. The milestones seen from
+// Stats are polled every millisecond.
+type timeline struct {
+	on     bool
+	start  time.Time
+	mu     sync.Mutex
+	events []string
+}
+
+func newTimeline(on bool) *timeline { return &timeline{on: on, start: time.Now()} }
+
+func (t *timeline) mark(what string) {
+	if !t.on {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.events = append(t.events, fmt.Sprintf("%8.1f ms  %s", float64(time.Since(t.start).Microseconds())/1000, what))
+}
+
+// watch polls stats until the returned stop is called.
+func (t *timeline) watch(stats *actors.Stats) (stop func()) {
+	if !t.on {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		var parts, cps, read int64
+		var moved time.Time // when read last changed
+		for {
+			select {
+			case <-done:
+				t.mark(fmt.Sprintf("(%d records read, the last %.1f ms after the start)", stats.Read.Load(), float64(moved.Sub(t.start).Microseconds())/1000))
+				return
+			case <-tick.C:
+			}
+			if n := stats.Partitions.Load(); n != parts {
+				parts = n
+				t.mark(fmt.Sprintf("%d partitions", n))
+			}
+			// The first record, and every stall of reads of 50ms or more.
+			if n := stats.Read.Load(); n != read {
+				if read == 0 {
+					t.mark("first records read")
+				} else if gap := time.Since(moved); gap >= 50*time.Millisecond {
+					t.mark(fmt.Sprintf("reads resume after %v at %d records", gap.Round(time.Millisecond), read))
+				}
+				read, moved = n, time.Now()
+			}
+			if n := stats.Checkpoints.Load(); n != cps {
+				cps = n
+				t.mark(fmt.Sprintf("checkpoint %d complete", n))
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+func (t *timeline) print() {
+	if !t.on {
+		return
+	}
+	t.mark("runPipeline returns")
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fmt.Println("  eddy's timeline from the source's creation:")
+	for _, e := range t.events {
+		fmt.Println("   ", e)
+	}
 }
 
 // latencySink records, for each row, now minus the row's "sent" field.

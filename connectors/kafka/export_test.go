@@ -32,3 +32,10 @@ func FetcherOf(p interface{ ID() string }) int {
 	}
 	return -1
 }
+
+// FetchRestarts counts the restarts of src's fetches for a resumed
+// partition (fetcher.resume).
+func FetchRestarts(src any) int64 { return src.(*Source).fetchRestarts.Load() }
+
+// StartListings counts src's listings of where partitions start.
+func StartListings(src any) int64 { return src.(*Source).startListings.Load() }

@@ -32,6 +32,7 @@ type fetcher struct {
 	// Guarded by s.mu.
 	n     int                  // partitions fetched here
 	seeks map[*partition]int64 // for the poll loop to apply
+	kicks []*partition         // resumed: restart the fetches before the next poll (see resume)
 	wake  context.CancelFunc   // interrupts the current poll
 }
 
@@ -80,13 +81,16 @@ func (f *fetcher) loop(ctx context.Context) {
 	var lastErr time.Time
 	for {
 		s.mu.Lock()
-		seeks := f.seeks
-		f.seeks = nil
+		seeks, kicks := f.seeks, f.kicks
+		f.seeks, f.kicks = nil, nil
 		pctx, cancel := context.WithCancel(ctx)
 		f.wake = cancel
 		s.mu.Unlock()
 		if len(seeks) > 0 {
 			f.applySeeks(seeks)
+		}
+		if len(kicks) > 0 {
+			f.restartFetches(kicks)
 		}
 		fs := f.cl.PollRecords(pctx, 10000)
 		cancel()
@@ -167,8 +171,63 @@ func (f *fetcher) pause(p *partition) {
 	f.cl.PauseFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.part}})
 }
 
+// A fetch request names the partitions that were fetchable when it went
+// out, and the broker holds it for up to FetchMaxWait when none of them
+// has records (each at its end). A partition resumed meanwhile is fetched
+// only after that fetch returns: its reader, its buffer drained, waited
+// up to 500ms (bench-kafka's runs, near their end, when a partition was
+// paused with a full buffer while its fetcher's other one had reached
+// its end). So a resume while every other partition the fetcher fetches
+// is at its end has the poll loop restart the fetches (kick).
 func (f *fetcher) resume(p *partition) {
 	f.cl.ResumeFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.part}})
+	if f.longPolling(p) {
+		f.kicks = append(f.kicks, p)
+		if f.wake != nil {
+			f.wake()
+		}
+	}
+}
+
+// longPolling says whether the fetcher's current fetch may be one the
+// broker holds: every partition it fetches other than p is at its end as
+// last fetched or listed (and there is one); s.mu is held.
+func (f *fetcher) longPolling(p *partition) bool {
+	any := false
+	for _, q := range f.s.parts {
+		if q == p || q.f != f || q.gone || !q.seeked || q.full {
+			continue
+		}
+		if q.end < 0 || q.next < q.end {
+			return false
+		}
+		any = true
+	}
+	return any
+}
+
+// restartFetches points the resumed partitions ps at the offsets they are
+// fetched from already, p.next: SetOffsets ends the fetches in flight
+// (and drops what the client buffered, fetched again from where it was),
+// so the next fetch names every fetchable partition.
+func (f *fetcher) restartFetches(ps []*partition) {
+	set := map[string]map[int32]kgo.EpochOffset{}
+	f.s.mu.Lock()
+	for _, p := range ps {
+		if p.gone || p.f != f || !p.seeked || (f.direct && !p.added) {
+			continue // revoked or sought since: fetched as that left it
+		}
+		if set[p.tp.topic] == nil {
+			set[p.tp.topic] = map[int32]kgo.EpochOffset{}
+		}
+		set[p.tp.topic][p.tp.part] = kgo.EpochOffset{Epoch: -1, Offset: p.next}
+	}
+	f.s.mu.Unlock()
+	if len(set) == 0 {
+		return
+	}
+	f.cl.SetOffsets(set)
+	f.s.fetchRestarts.Add(1)
 }
 
 // unfetch stops a direct fetcher's fetching of partitions that are gone

@@ -40,6 +40,9 @@ type partition struct {
 	// member (see Source.holder).
 	member   string
 	returned bool // Read returned a batch since the assignment
+	// starts: where the partition starts, listed at its assignment, for
+	// its first seek (nil once it was seeked)
+	starts *starts
 
 	// failed: a record the partition can't read (Read returns it)
 	failed error
@@ -76,8 +79,9 @@ func (p *partition) Seek(pos connectors.Position) error {
 	defer cancel()
 	var off int64
 	var err error
+	st := p.takeStarts() // (only the first seek reads it)
 	if pos == nil {
-		off, err = p.s.startOffset(ctx, p.tp)
+		off, err = p.startOffset(ctx, st)
 	} else {
 		off, err = decodePos(pos)
 	}
@@ -88,6 +92,34 @@ func (p *partition) Seek(pos connectors.Position) error {
 		return err
 	}
 	return p.s.requestSeek(ctx, p, off)
+}
+
+// takeStarts returns the listing of where the partition starts begun at
+// its assignment, and drops it: a later seek lists again.
+func (p *partition) takeStarts() *starts {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	st := p.starts
+	p.starts = nil
+	return st
+}
+
+// startOffset is where the partition starts without a checkpoint: as
+// listed at its assignment (st, on its first seek), else as listed now.
+func (p *partition) startOffset(ctx context.Context, st *starts) (int64, error) {
+	if st != nil {
+		select {
+		case <-st.done:
+			if off, ok := st.offs[p.tp]; ok && st.err == nil {
+				return off, nil
+			}
+			// (A failed listing is done again for this partition alone,
+			// which reports its own failure.)
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	return p.s.startOffset(ctx, p.tp)
 }
 
 // add routes a fetch to the buffer; s.mu is held.

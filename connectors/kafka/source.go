@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -223,6 +225,13 @@ type Source struct {
 	// owner (see refusal).
 	given atomic.Int64
 
+	// startListings counts the listings of where partitions start
+	// (startOffsets).
+	startListings atomic.Int64
+	// fetchRestarts counts the fetchers' restarts of their fetches for a
+	// resumed partition (fetcher.resume).
+	fetchRestarts atomic.Int64
+
 	closeOnce sync.Once
 	closed    chan struct{}
 	stopLoop  context.CancelFunc
@@ -362,6 +371,7 @@ func (s *Source) onAssigned(_ context.Context, cl *kgo.Client, assigned map[stri
 			ps = append(ps, p)
 		}
 	}
+	s.listStarts(ps)
 	s.mu.Unlock()
 	for _, p := range ps {
 		s.cfg.Logger.Debug("kafka partition assigned", "partition", p.id)
@@ -664,14 +674,60 @@ func (s *Source) requestSeek(ctx context.Context, p *partition, off int64) error
 // startOffset is where a partition begins without a checkpoint: the
 // group's committed offset, else the start policy.
 func (s *Source) startOffset(ctx context.Context, t tp) (int64, error) {
+	offs, err := s.startOffsets(ctx, []tp{t}, false)
+	return offs[t], err
+}
+
+// startOffsets is startOffset for several partitions, with one request
+// for the committed offsets and one listing per topic. Stable reads the
+// committed offsets only when no transaction is committing some (else
+// it fails), and fails on a partition's error instead of taking the start
+// policy for it.
+func (s *Source) startOffsets(ctx context.Context, ts []tp, stable bool) (map[tp]int64, error) {
+	s.startListings.Add(1)
+	offs := make(map[tp]int64, len(ts))
+	topics := map[string]bool{}
+	for _, t := range ts {
+		topics[t.topic] = true
+	}
 	if !s.cfg.IgnoreCommitted {
-		offs, err := s.adm.FetchOffsetsForTopics(ctx, s.cfg.Group, t.topic)
+		fctx := ctx
+		if stable {
+			fctx = kadm.RequireStable(ctx)
+		}
+		committed, err := s.adm.FetchOffsetsForTopics(fctx, s.cfg.Group, slices.Collect(maps.Keys(topics))...)
 		if err != nil {
-			return 0, fmt.Errorf("kafka: committed offsets of group %s: %w", s.cfg.Group, err)
+			return nil, fmt.Errorf("kafka: committed offsets of group %s: %w", s.cfg.Group, err)
 		}
-		if o, ok := offs.Lookup(t.topic, t.part); ok && o.Err == nil && o.At >= 0 {
-			return o.At, nil
+		for _, t := range ts {
+			o, ok := committed.Lookup(t.topic, t.part)
+			if stable && ok && o.Err != nil {
+				return nil, fmt.Errorf("kafka: committed offset of group %s, %s/%d: %w", s.cfg.Group, t.topic, t.part, o.Err)
+			}
+			if ok && o.Err == nil && o.At >= 0 {
+				offs[t] = o.At
+			}
 		}
+	}
+	for topic := range topics {
+		if err := s.listStart(ctx, topic, ts, offs); err != nil {
+			return nil, err
+		}
+	}
+	return offs, nil
+}
+
+// listStart adds to offs, for each partition of topic in ts that has no
+// offset there yet, where the start policy begins it.
+func (s *Source) listStart(ctx context.Context, topic string, ts []tp, offs map[tp]int64) error {
+	var left []int32
+	for _, t := range ts {
+		if _, ok := offs[t]; !ok && t.topic == topic {
+			left = append(left, t.part)
+		}
+	}
+	if len(left) == 0 {
+		return nil
 	}
 	var (
 		listed kadm.ListedOffsets
@@ -679,31 +735,74 @@ func (s *Source) startOffset(ctx context.Context, t tp) (int64, error) {
 	)
 	switch {
 	case !s.cfg.StartTime.IsZero():
-		listed, err = s.adm.ListOffsetsAfterMilli(ctx, s.cfg.StartTime.UnixMilli(), t.topic)
+		listed, err = s.adm.ListOffsetsAfterMilli(ctx, s.cfg.StartTime.UnixMilli(), topic)
 	case s.cfg.Start == "earliest":
-		listed, err = s.adm.ListStartOffsets(ctx, t.topic)
+		listed, err = s.adm.ListStartOffsets(ctx, topic)
 	case s.cfg.Start == "latest":
-		listed, err = s.adm.ListEndOffsets(ctx, t.topic)
+		listed, err = s.adm.ListEndOffsets(ctx, topic)
 	default:
 		n, _ := strconv.ParseInt(s.cfg.Start, 10, 64)
-		return n, nil
+		for _, part := range left {
+			offs[tp{topic, part}] = n
+		}
+		return nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("kafka: list offsets of %s: %w", t.topic, err)
+		return fmt.Errorf("kafka: list offsets of %s: %w", topic, err)
 	}
-	o, ok := listed.Lookup(t.topic, t.part)
-	if !ok || o.Err != nil {
-		return 0, fmt.Errorf("kafka: list offsets of %s/%d: %v", t.topic, t.part, o.Err)
-	}
-	if o.Offset < 0 { // no record at or after the time: the end
-		end, err := s.adm.ListEndOffsets(ctx, t.topic)
-		if err != nil {
-			return 0, err
+	var ends kadm.ListedOffsets
+	for _, part := range left {
+		o, ok := listed.Lookup(topic, part)
+		if !ok || o.Err != nil {
+			return fmt.Errorf("kafka: list offsets of %s/%d: %v", topic, part, o.Err)
 		}
-		e, _ := end.Lookup(t.topic, t.part)
-		return e.Offset, nil
+		if o.Offset < 0 { // no record at or after the time: the end
+			if ends == nil {
+				if ends, err = s.adm.ListEndOffsets(ctx, topic); err != nil {
+					return err
+				}
+			}
+			e, _ := ends.Lookup(topic, part)
+			o.Offset = e.Offset
+		}
+		offs[tp{topic, part}] = o.Offset
 	}
-	return o.Offset, nil
+	return nil
+}
+
+// starts is a listing of where partitions start without a checkpoint
+// (startOffsets), begun as they were assigned.
+type starts struct {
+	done chan struct{}
+	offs map[tp]int64
+	err  error
+}
+
+// listStarts begins, for the newly assigned partitions ps, the listing of
+// where they start, which their first Seek(nil) then reads (p.starts):
+// one request for the group's offsets and one listing per topic at the
+// assignment, instead of each partition's own pair when the engine seeks
+// it, which made the seeks, and the fetches each of them restarts, come
+// one by one. The group's offsets are read stable: one that a transaction
+// (an exactly-once sink's, the previous owner's) is still committing
+// fails the listing, and the seek lists on its own, as before. s.mu is
+// held.
+func (s *Source) listStarts(ps []*partition) {
+	if len(ps) == 0 {
+		return
+	}
+	st := &starts{done: make(chan struct{})}
+	ts := make([]tp, len(ps))
+	for i, p := range ps {
+		ts[i] = p.tp
+		p.starts = st
+	}
+	go func() {
+		defer close(st.done)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		st.offs, st.err = s.startOffsets(ctx, ts, true)
+	}()
 }
 
 // endOffset is where the partition ends now: the last stable offset with
