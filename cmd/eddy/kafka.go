@@ -481,7 +481,10 @@ which may carry TLS and SASL parameters as a source's does (docs/kafka.md).`,
 					errs = append(errs, fmt.Errorf("delete topic %s: %w", r.Topic, r.Err))
 				}
 			}
-			return errors.Join(errs...)
+			if len(errs) > 0 {
+				return errors.Join(errs...)
+			}
+			return waitForTopicsGone(cmd.Context(), adm, conn.Topics)
 		},
 	}
 	cmd.AddCommand(list, create, describe, del)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -43,4 +44,31 @@ func ledPartitions(md kadm.Metadata, topic string) int {
 		}
 	}
 	return n
+}
+
+// waitForTopicsGone waits until no broker's metadata lists topics any more:
+// a delete is acknowledged by the controller before the brokers' metadata
+// follows, and a create or a list right after would still meet the topics.
+func waitForTopicsGone(ctx context.Context, adm *kadm.Client, topics []string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		md, err := adm.Metadata(ctx, topics...)
+		var left []string
+		for _, t := range topics {
+			if td, ok := md.Topics[t]; err != nil || ok && td.Err == nil {
+				left = append(left, t)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topics %s were deleted but metadata still lists them after 30s (last error: %v)", strings.Join(left, ","), err)
+		case <-tick.C:
+		}
+	}
 }
