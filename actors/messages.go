@@ -125,6 +125,14 @@ type shardWritten struct {
 	err       error
 }
 
+// epochBegun: the record of the epoch of checkpoint seq is durable (err
+// when its write failed). Until then the node makes nothing of the
+// checkpoint durable (node.trigger).
+type epochBegun struct {
+	seq uint64
+	err error
+}
+
 // clogWrite is a changelog write held back (barrier.storeFirst); value
 // nil deletes.
 type clogWrite struct{ key, value []byte }
