@@ -133,6 +133,13 @@ type epochBegun struct {
 	err error
 }
 
+// ownerStored: the pipeline's name is in the store at the epoch of
+// checkpoint seq (err when it is not).
+type ownerStored struct {
+	seq uint64
+	err error
+}
+
 // clogWrite is a changelog write held back (barrier.storeFirst); value
 // nil deletes.
 type clogWrite struct{ key, value []byte }

@@ -95,12 +95,15 @@ type inflight struct {
 	afterWrites func(actor.Context)
 	// begun: the checkpoint's epoch is durably begun (or it has none)
 	begun bool
+	// owner: the pipeline's name (ownerKey) is being written at the
+	// checkpoint's epoch (writeOwner)
+	owner bool
 }
 
 // writesDone: the epoch is durably begun and every partition that passed
 // the barrier has its shards' writes in the store.
 func (in *inflight) writesDone() bool {
-	if !in.begun {
+	if !in.begun || in.owner {
 		return false
 	}
 	for id, a := range in.acks {
@@ -152,6 +155,8 @@ func (n *node) Receive(ctx actor.Context) {
 		n.shardWritten(ctx, m)
 	case *epochBegun:
 		n.epochBegun(ctx, m)
+	case *ownerStored:
+		n.ownerStored(ctx, m)
 	case *standbyAck:
 		n.standbyAck(ctx, m)
 	case *sinkFlushed:
@@ -556,6 +561,9 @@ func (n *node) trigger(ctx actor.Context, persist, final bool) {
 		}
 	}
 	n.inflight = in
+	if b.epoch > 0 && !n.ownerWritten {
+		n.writeOwner(ctx, in)
+	}
 	n.sendHeld(ctx, in)
 	if len(in.waiting) == 0 && !in.standby {
 		n.allAcked(ctx)
@@ -631,6 +639,48 @@ func (n *node) shardWritten(ctx actor.Context, m *shardWritten) {
 		return
 	}
 	in.written[m.partition]++
+	n.writesIn(ctx, in)
+}
+
+// writeOwner writes the pipeline's name (ownerKey) at the epoch of
+// checkpoint in, the first this process makes, beside the shards' writes
+// (written after them, it was one more commit and sync between the end
+// of the input and the final checkpoint's completion); ownerStored
+// tells the node it is in. It counts as one of the checkpoint's writes
+// (writesDone). The name is known written once the checkpoint completes:
+// an aborted checkpoint's writes are hidden, and the next one writes it
+// again.
+func (n *node) writeOwner(ctx actor.Context, in *inflight) {
+	in.owner = true
+	store, name, epoch := n.e.cfg.Store, n.e.cfg.Pipeline.Name, in.b.epoch
+	root, self, seq := n.e.system.Root, ctx.Self(), in.b.seq
+	writes := &n.e.storeWrites.running // (the run ends once it has)
+	writes.Add(1)
+	go func() {
+		defer writes.Done()
+		wb := store.Batch(epoch)
+		err := wb.Set(ownerKey, []byte(name))
+		if err == nil {
+			err = wb.Commit()
+		} else {
+			wb.Cancel()
+		}
+		root.Send(self, &ownerStored{seq: seq, err: err})
+	}()
+}
+
+// ownerStored: the pipeline's name is in the store at the epoch of the
+// checkpoint in flight.
+func (n *node) ownerStored(ctx actor.Context, m *ownerStored) {
+	in := n.inflight
+	if in == nil || m.seq != in.b.seq {
+		return
+	}
+	if m.err != nil {
+		n.fail(fmt.Errorf("checkpoint %d: the pipeline's name: %w", in.b.epoch, m.err))
+		return
+	}
+	in.owner = false
 	n.writesIn(ctx, in)
 }
 
@@ -847,6 +897,7 @@ func (n *node) settle(ctx actor.Context) {
 			n.finish(fmt.Errorf("checkpoint %d: %w", in.b.epoch, err))
 			return
 		}
+		n.ownerWritten = true // (writeOwner wrote it in this checkpoint, or one before)
 		n.announce(ctx, in)
 		for id := range in.acks {
 			if p := n.parts[id]; p != nil {
@@ -891,14 +942,6 @@ func (n *node) complete(in *inflight) error {
 }
 
 func (n *node) writeMeta(in *inflight) error {
-	if !n.ownerWritten {
-		wb := n.e.cfg.Store.Batch(in.b.epoch)
-		wb.Set(ownerKey, []byte(n.e.cfg.Pipeline.Name))
-		if err := wb.Commit(); err != nil {
-			return err
-		}
-		n.ownerWritten = true
-	}
 	eventTime := n.e.cfg.Pipeline.HasEventTime()
 	if !eventTime && len(in.clog) == 0 {
 		return nil
