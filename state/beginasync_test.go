@@ -104,3 +104,57 @@ func TestBeginAsyncFailureFailsTheEpoch(t *testing.T) {
 		t.Fatalf("the next Begin: %d (%v), want %d", next, err, e+1)
 	}
 }
+
+// A write that comes late at an epoch whose record failed (an aborted
+// checkpoint's shard), once a newer epoch has begun, waits for the newer
+// epoch's record, which covers it: were it written while that record was
+// held, a crash could leave it durable at an epoch the next process
+// begins again.
+func TestLateWriteAtAFailedEpochWaitsForTheNewerRecord(t *testing.T) {
+	injected := errors.New("injected record failure")
+	var recorded, writtenEarly atomic.Bool
+	decided := make(chan struct{}, 2)
+	first := true
+	setBeginHooks(t,
+		func(uint64) error {
+			if first {
+				first = false
+				return injected
+			}
+			select {
+			case <-decided:
+			case <-time.After(time.Minute):
+				t.Error("the late commit neither waited for the newer record nor wrote within a minute")
+			}
+			recorded.Store(true)
+			return nil
+		},
+		func(uint64) { decided <- struct{}{} },
+		func(uint64) {
+			if !recorded.Load() {
+				writtenEarly.Store(true)
+				decided <- struct{}{}
+			}
+		})
+	s := openT(t, t.TempDir())
+	e, err := s.BeginAsync()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Begun(e); !errors.Is(err, injected) {
+		t.Fatalf("Begun: %v, want the record's error", err)
+	}
+	b := s.Batch(e) // (made before the next epoch begins, as a shard's is)
+	if _, err := s.BeginAsync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Set([]byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatalf("the late commit at epoch %d: %v", e, err)
+	}
+	if writtenEarly.Load() {
+		t.Fatal("the late commit wrote at the failed epoch before the newer epoch's record was durable")
+	}
+}

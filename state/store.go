@@ -393,13 +393,17 @@ func (s *Store) BeginAsync() (_ uint64, err error) {
 }
 
 // Begun waits until epoch's record, if BeginAsync wrote it, is durable,
-// and returns the error of its write.
+// and returns the error of its write. An epoch older than the last
+// BeginAsync's waits for that one's record instead, and fails with its
+// error: the older epoch's record may have failed (a write at an
+// aborted checkpoint's epoch can come late), and a newer record covers
+// it (the begun record is the highest epoch begun).
 func (s *Store) Begun(epoch uint64) error {
 	s.mu.Lock()
 	b := s.beginning
 	s.mu.Unlock()
-	if b == nil || b.epoch != epoch {
-		return nil // (an earlier epoch's record was durable before b's began)
+	if b == nil || b.epoch < epoch {
+		return nil // (not begun asynchronously: Begin's record was durable when it returned)
 	}
 	if hook := testHookAwaitBegun; hook != nil {
 		select {
