@@ -125,6 +125,21 @@ type shardWritten struct {
 	err       error
 }
 
+// epochBegun: the record of the epoch of checkpoint seq is durable (err
+// when its write failed). Until then the node makes nothing of the
+// checkpoint durable (node.trigger).
+type epochBegun struct {
+	seq uint64
+	err error
+}
+
+// ownerStored: the pipeline's name is in the store at the epoch of
+// checkpoint seq (err when it is not).
+type ownerStored struct {
+	seq uint64
+	err error
+}
+
 // clogWrite is a changelog write held back (barrier.storeFirst); value
 // nil deletes.
 type clogWrite struct{ key, value []byte }

@@ -100,11 +100,19 @@ type inflight struct {
 	// says how many to wait for); afterWrites is what waits for them.
 	written     map[string]int
 	afterWrites func(actor.Context)
+	// begun: the checkpoint's epoch is durably begun (or it has none)
+	begun bool
+	// owner: the pipeline's name (ownerKey) is being written at the
+	// checkpoint's epoch (writeOwner)
+	owner bool
 }
 
-// writesDone: every partition that passed the barrier has its shards'
-// writes in the store.
+// writesDone: the epoch is durably begun and every partition that passed
+// the barrier has its shards' writes in the store.
 func (in *inflight) writesDone() bool {
+	if !in.begun || in.owner {
+		return false
+	}
 	for id, a := range in.acks {
 		if in.written[id] < a.writing {
 			return false
@@ -152,6 +160,10 @@ func (n *node) Receive(ctx actor.Context) {
 		n.partitionAck(ctx, m)
 	case *shardWritten:
 		n.shardWritten(ctx, m)
+	case *epochBegun:
+		n.epochBegun(ctx, m)
+	case *ownerStored:
+		n.ownerStored(ctx, m)
 	case *standbyAck:
 		n.standbyAck(ctx, m)
 	case *sinkFlushed:
@@ -557,18 +569,23 @@ func (n *node) trigger(ctx actor.Context, persist, final bool) {
 	}
 	n.lastWatermark = b.watermark
 	if persist {
-		// A small synchronous write: it must be durable before any shard
-		// writes at this version.
-		epoch, err := n.e.cfg.Store.Begin()
+		// The epoch's record must be durable before anything is written
+		// at its version: the store holds the epoch's batches until it
+		// is, and the node waits for it (epochBegun) before it makes the
+		// checkpoint durable anywhere else. Meanwhile the barrier passes
+		// and the shards encode their changes.
+		epoch, err := n.e.cfg.Store.BeginAsync()
 		if err != nil {
 			n.finish(fmt.Errorf("checkpoint: %w", err))
 			return
 		}
 		b.epoch = epoch
 		n.lastCheckpoint = time.Now()
+		n.awaitBegun(ctx, b.seq, epoch)
 	}
 	n.e.cfg.Logger.Debug("barrier", "seq", b.seq, "epoch", b.epoch, "final", b.final, "watermark", b.watermark)
-	in := &inflight{b: b, waiting: map[string]bool{}, sinks: map[string]bool{}, acks: map[string]*partitionAck{}, written: map[string]int{}, started: time.Now()}
+	in := &inflight{b: b, waiting: map[string]bool{}, sinks: map[string]bool{}, acks: map[string]*partitionAck{}, written: map[string]int{}, started: time.Now(),
+		begun: b.epoch == 0}
 	// A fresh partition's first checkpoint writes what it restored to the
 	// store (millions of keys may take a minute on a loaded machine), and
 	// the others get the barrier only after it: their changelog writes
@@ -599,6 +616,9 @@ func (n *node) trigger(ctx actor.Context, persist, final bool) {
 		}
 	}
 	n.inflight = in
+	if b.epoch > 0 && !n.ownerWritten {
+		n.writeOwner(ctx, in)
+	}
 	n.sendHeld(ctx, in)
 	if len(in.waiting) == 0 && !in.standby {
 		n.allAcked(ctx)
@@ -674,15 +694,86 @@ func (n *node) shardWritten(ctx actor.Context, m *shardWritten) {
 		return
 	}
 	in.written[m.partition]++
+	n.writesIn(ctx, in)
+}
+
+// writeOwner writes the pipeline's name (ownerKey) at the epoch of
+// checkpoint in, the first this process makes, beside the shards' writes
+// (written after them, it was one more commit and sync between the end
+// of the input and the final checkpoint's completion); ownerStored
+// tells the node it is in. It counts as one of the checkpoint's writes
+// (writesDone). The name is known written once the checkpoint completes:
+// an aborted checkpoint's writes are hidden, and the next one writes it
+// again.
+func (n *node) writeOwner(ctx actor.Context, in *inflight) {
+	in.owner = true
+	store, name, epoch := n.e.cfg.Store, n.e.cfg.Pipeline.Name, in.b.epoch
+	root, self, seq := n.e.system.Root, ctx.Self(), in.b.seq
+	writes := &n.e.storeWrites.running // (the run ends once it has)
+	writes.Add(1)
+	go func() {
+		defer writes.Done()
+		wb := store.Batch(epoch)
+		err := wb.Set(ownerKey, []byte(name))
+		if err == nil {
+			err = wb.Commit()
+		} else {
+			wb.Cancel()
+		}
+		root.Send(self, &ownerStored{seq: seq, err: err})
+	}()
+}
+
+// ownerStored: the pipeline's name is in the store at the epoch of the
+// checkpoint in flight.
+func (n *node) ownerStored(ctx actor.Context, m *ownerStored) {
+	in := n.inflight
+	if in == nil || m.seq != in.b.seq {
+		return
+	}
+	if m.err != nil {
+		n.fail(fmt.Errorf("checkpoint %d: the pipeline's name: %w", in.b.epoch, m.err))
+		return
+	}
+	in.owner = false
+	n.writesIn(ctx, in)
+}
+
+// awaitBegun tells the node (epochBegun) once the record of checkpoint
+// seq's epoch is durable.
+func (n *node) awaitBegun(ctx actor.Context, seq, epoch uint64) {
+	root, self, store := n.e.system.Root, ctx.Self(), n.e.cfg.Store
+	go func() { root.Send(self, &epochBegun{seq: seq, err: store.Begun(epoch)}) }()
+}
+
+// epochBegun: the epoch of the checkpoint in flight is durably begun, or
+// failed to be (which ends the run, as a failed Begin always has).
+func (n *node) epochBegun(ctx actor.Context, m *epochBegun) {
+	in := n.inflight
+	if in == nil || m.seq != in.b.seq {
+		return
+	}
+	if m.err != nil {
+		n.finish(fmt.Errorf("checkpoint: %w", m.err))
+		return
+	}
+	in.begun = true
+	n.writesIn(ctx, in)
+}
+
+// writesIn runs what waited for the checkpoint's writes once they are all
+// in (writesDone).
+func (n *node) writesIn(ctx actor.Context, in *inflight) {
 	if next := in.afterWrites; next != nil && in.writesDone() {
 		in.afterWrites = nil
 		next(ctx)
 	}
 }
 
-// whenWritten runs next once every shard's write of the checkpoint in
-// flight is in the store (at once when they are): nothing makes the
-// checkpoint durable elsewhere or complete before.
+// whenWritten runs next once the epoch of the checkpoint in flight is
+// durably begun and every shard's write of it is in the store (at once
+// when they are): nothing makes the checkpoint durable elsewhere or
+// complete before.
 func (n *node) whenWritten(ctx actor.Context, next func(actor.Context)) {
 	in := n.inflight
 	if !in.writesDone() {
@@ -868,6 +959,7 @@ func (n *node) settle(ctx actor.Context) {
 			n.finish(fmt.Errorf("checkpoint %d: %w", in.b.epoch, err))
 			return
 		}
+		n.ownerWritten = true // (writeOwner wrote it in this checkpoint, or one before)
 		n.announce(ctx, in)
 		for id := range in.acks {
 			if p := n.parts[id]; p != nil {
@@ -914,14 +1006,6 @@ func (n *node) complete(in *inflight) error {
 }
 
 func (n *node) writeMeta(in *inflight) error {
-	if !n.ownerWritten {
-		wb := n.e.cfg.Store.Batch(in.b.epoch)
-		wb.Set(ownerKey, []byte(n.e.cfg.Pipeline.Name))
-		if err := wb.Commit(); err != nil {
-			return err
-		}
-		n.ownerWritten = true
-	}
 	eventTime := n.e.cfg.Pipeline.HasEventTime()
 	if !eventTime && len(in.clog) == 0 {
 		return nil

@@ -70,7 +70,7 @@ func (w *ParseWorker) process(m *work) *worked {
 		if b.Source != "" {
 			k, rec, ok, err = w.rt.ProcessSource(b.Source, b.Records[i].Value, srcMs)
 		} else {
-			k, rec, ok, err = w.rt.ProcessAt(b.Records[i].Value, srcMs)
+			ok, err = w.rt.ProcessInto(b.Records[i].Value, srcMs, &k, &rec)
 		}
 		if interrupted(err) {
 			// Not the record's fault: it stays unprocessed (and

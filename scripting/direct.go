@@ -59,45 +59,45 @@ func (p *Pipeline) canGoDirect(t *lua.LTable) bool {
 	return ok
 }
 
-// processDirect is ProcessAt for a direct pipeline's record; handled is
-// false when the scan left the record to fastjson (ProcessAt then takes
-// the table path).
-func (rt *Runtime) processDirect(raw []byte, sourceMs int64) (k Keyed, rec connectors.Row, kept, handled bool, err error) {
+// processDirect is ProcessAt for a direct pipeline's record, setting *k
+// and *rec; handled is false when the scan left the record to fastjson
+// (ProcessAt then takes the table path).
+func (rt *Runtime) processDirect(raw []byte, sourceMs int64, k *Keyed, rec *connectors.Row) (kept, handled bool, err error) {
 	rt.ensureSpans()
 	ok, plain := scanJSONText(raw, rt.names, rt.spans, &rt.shape)
 	if !ok {
-		return k, rec, false, false, nil
+		return false, false, nil
 	}
 	if err := rt.checkSpans(raw, plain); err != nil {
-		return k, rec, false, true, err
+		return false, true, err
 	}
 	tbl, kept, err := rt.directSteps()
 	if err != nil || !kept {
-		return k, rec, false, true, err
+		return false, true, err
 	}
-	if k, err = rt.directKeyed(tbl, sourceMs); err != nil {
-		return k, rec, false, true, err
+	if err = rt.directKeyed(tbl, sourceMs, k); err != nil {
+		return false, true, err
 	}
 	if rt.records {
 		if tbl == nil {
-			rec = rt.spanRow(k.Key)
-		} else if rec, err = rowOf(tbl, k.Key); err != nil {
-			return k, rec, false, true, fmt.Errorf("record: %w", err)
+			*rec = rt.spanRow(k.Key)
+		} else if *rec, err = rowOf(tbl, k.Key); err != nil {
+			return false, true, fmt.Errorf("record: %w", err)
 		}
 	}
-	return k, rec, true, true, nil
+	return true, true, nil
 }
 
-// directKeyed keys the record and reads its event time, from the record
-// table tbl or, when nil, the spans.
-func (rt *Runtime) directKeyed(tbl *lua.LTable, sourceMs int64) (k Keyed, err error) {
+// directKeyed keys the record and reads its event time into *k, from the
+// record table tbl or, when nil, the spans.
+func (rt *Runtime) directKeyed(tbl *lua.LTable, sourceMs int64, k *Keyed) (err error) {
 	if rt.p.HasAggregate() || len(rt.p.KeyColumns) > 0 {
 		var fs recordFields = spanFields{rt}
 		if tbl != nil {
 			fs = tableFields{rt, tbl}
 		}
-		if k, err = rt.keyedBy(fs); err != nil {
-			return k, err
+		if *k, err = rt.keyedBy(fs); err != nil {
+			return err
 		}
 	}
 	if rt.p.EventTime != nil {
@@ -107,13 +107,13 @@ func (rt *Runtime) directKeyed(tbl *lua.LTable, sourceMs int64) (k Keyed, err er
 			k.Time, err = rt.directTime(sourceMs)
 		}
 		if err != nil {
-			return k, err
+			return err
 		}
 		if limit := rt.futureLimit(); k.Time > limit {
-			return k, fmt.Errorf("event time %s is more than watermark.max_future (%v) ahead of the clock", FormatTime(k.Time), rt.p.Watermark.MaxFuture)
+			return fmt.Errorf("event time %s is more than watermark.max_future (%v) ahead of the clock", FormatTime(k.Time), rt.p.Watermark.MaxFuture)
 		}
 	}
-	return k, nil
+	return nil
 }
 
 // spanRow is rowOf for the spans: the present fields in name order.

@@ -45,7 +45,8 @@ type op struct {
 }
 
 // Batch returns a batch writing at version epoch, which must have been returned by
-// Begin and not completed yet; otherwise every call on the batch fails.
+// Begin (or BeginAsync) and not completed yet; otherwise every call on the batch
+// fails. Its Commit waits for a BeginAsync's record of the epoch.
 //
 // Write each key in at most one batch per epoch (actors own disjoint keys);
 // Checkpoint.Keys counts on it.
@@ -203,6 +204,10 @@ func (b *Batch) Commit() (err error) {
 	}
 	defer b.release()
 	defer b.s.recoverBadger(&err)
+	if err := b.s.Begun(b.epoch); err != nil {
+		b.err = fmt.Errorf("state: commit batch at epoch %d: %w", b.epoch, err)
+		return b.err
+	}
 	if err := b.s.room(b.bytes - b.room); err != nil {
 		b.err = fmt.Errorf("state: commit batch at epoch %d: %w", b.epoch, err)
 		return b.err
@@ -221,6 +226,9 @@ func (b *Batch) Commit() (err error) {
 		defer b.s.recoverBadger(&cnt.err)
 		cnt.c, cnt.err = b.count()
 	}()
+	if hook := testHookBatchWrite; hook != nil {
+		hook(b.epoch)
+	}
 	ferr := b.write()
 	if ferr == nil {
 		if err := b.s.db.Sync(); err != nil {

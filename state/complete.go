@@ -26,6 +26,9 @@ import (
 // List, and Badger may discard versions older than the oldest kept checkpoint.
 // Savepoints are kept and hold back that discard; see the package doc.
 func (s *Store) Complete(cp Checkpoint) (err error) {
+	if err := s.Begun(cp.ID); err != nil {
+		return fmt.Errorf("state: complete epoch %d: %w", cp.ID, err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

@@ -8,6 +8,8 @@
 //
 //  1. E := store.Begin() durably records that epoch E was begun, so E is greater
 //     than every version ever written, even by a checkpoint that crashed half-way.
+//     (BeginAsync returns E while the record is written; every write at E
+//     waits for it.)
 //  2. Each actor writes its dirty keys with store.Batch(E) and commits.
 //  3. The coordinator calls store.Complete(cp) with cp.ID == E. Complete writes the
 //     source positions and the checkpoint's metadata at version E; that record is

@@ -81,6 +81,17 @@ type Store struct {
 	cps    []Checkpoint            // kept complete checkpoints, oldest first
 	counts map[uint64]*epochCounts // per open epoch, this process only
 	known  knownKeys               // what the last complete checkpoint wrote
+	// beginning: the last BeginAsync's epoch, whose record may still be
+	// being written (nil: none since the store opened)
+	beginning *beginning
+}
+
+// beginning is an epoch BeginAsync handed out: done closes once its
+// record is durable, or its write failed with err.
+type beginning struct {
+	epoch uint64
+	done  chan struct{}
+	err   error
 }
 
 // Open opens or creates the store in dir, creating dir if needed. It fails
@@ -306,6 +317,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.awaitBeginning() // (nothing may write once Badger closes)
 	if !s.cfg.inMemory {
 		// Close writes the memtable out as a table; on a full disk that is a
 		// crash. Left open, the memtable's log replays at the next Open.
@@ -329,24 +341,114 @@ func (s *Store) Begin() (_ uint64, err error) {
 		return 0, errClosed
 	}
 	defer s.recoverBadger(&err)
+	s.awaitBeginning()
 	if err := s.room(0); err != nil {
 		return 0, err
 	}
 	e := s.begun + 1
-	txn := s.db.NewTransactionAt(e, true)
-	defer txn.Discard()
-	if err := txn.Set(begunKey, binary.BigEndian.AppendUint64(nil, e)); err != nil {
-		return 0, fmt.Errorf("state: begin epoch %d: %w", e, err)
-	}
-	if err := txn.CommitAt(e, nil); err != nil {
-		return 0, fmt.Errorf("state: begin epoch %d: %w", e, err)
-	}
-	if err := s.db.Sync(); err != nil {
-		return 0, fmt.Errorf("state: begin epoch %d: sync: %w", e, err)
+	if err := s.recordBegun(e); err != nil {
+		return 0, err
 	}
 	s.begun = e
 	s.counts[e] = &epochCounts{}
 	return e, nil
+}
+
+// BeginAsync is Begin that returns the epoch before its record is durable:
+// a goroutine of its own writes and syncs the record meanwhile. Nothing
+// is written at the epoch before that: its batches' commits and its
+// Complete wait for the record, and fail with its error; so does Begun,
+// which callers that commit elsewhere at the epoch (a sink's transaction)
+// wait for first. The next Begin waits for it too. The record's write was
+// the one step between the end of a run's input and its final
+// checkpoint's writes that no other work overlapped.
+func (s *Store) BeginAsync() (_ uint64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, errClosed
+	}
+	defer s.recoverBadger(&err)
+	s.awaitBeginning()
+	if err := s.room(0); err != nil {
+		return 0, err
+	}
+	e := s.begun + 1
+	b := &beginning{epoch: e, done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		if hook := testHookRecordBegun; hook != nil {
+			if b.err = hook(e); b.err != nil {
+				return
+			}
+		}
+		b.err = s.recordBegun(e)
+	}()
+	s.beginning = b
+	// (Counted as begun at once: were the record's write to fail, the
+	// next Begin's epoch is still a new one.)
+	s.begun = e
+	s.counts[e] = &epochCounts{}
+	return e, nil
+}
+
+// Begun waits until epoch's record, if BeginAsync wrote it, is durable,
+// and returns the error of its write. An epoch older than the last
+// BeginAsync's waits for that one's record instead, and fails with its
+// error: the older epoch's record may have failed (a write at an
+// aborted checkpoint's epoch can come late), and a newer record covers
+// it (the begun record is the highest epoch begun).
+func (s *Store) Begun(epoch uint64) error {
+	s.mu.Lock()
+	b := s.beginning
+	s.mu.Unlock()
+	if b == nil || b.epoch < epoch {
+		return nil // (not begun asynchronously: Begin's record was durable when it returned)
+	}
+	if hook := testHookAwaitBegun; hook != nil {
+		select {
+		case <-b.done:
+		default:
+			hook(epoch)
+		}
+	}
+	<-b.done
+	return b.err
+}
+
+// Test hooks, nil outside tests: testHookRecordBegun runs before a
+// BeginAsync's record is written (its error fails the write),
+// testHookAwaitBegun when a write at an epoch waits for its record, and
+// testHookBatchWrite when a batch's writes go to Badger.
+var (
+	testHookRecordBegun func(epoch uint64) error
+	testHookAwaitBegun  func(epoch uint64)
+	testHookBatchWrite  func(epoch uint64)
+)
+
+// awaitBeginning waits for the record of the last BeginAsync, if it is
+// being written. (Its goroutine takes no lock: s.mu may be held.)
+func (s *Store) awaitBeginning() {
+	if b := s.beginning; b != nil {
+		<-b.done
+	}
+}
+
+// recordBegun durably records that epoch e was begun.
+func (s *Store) recordBegun(e uint64) (err error) {
+	defer s.recoverBadger(&err)
+	txn := s.db.NewTransactionAt(e, true)
+	defer txn.Discard()
+	if err := txn.Set(begunKey, binary.BigEndian.AppendUint64(nil, e)); err != nil {
+		return fmt.Errorf("state: begin epoch %d: %w", e, err)
+	}
+	if err := txn.CommitAt(e, nil); err != nil {
+		return fmt.Errorf("state: begin epoch %d: %w", e, err)
+	}
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("state: begin epoch %d: sync: %w", e, err)
+	}
+	return nil
 }
 
 // Last returns the newest complete checkpoint, or ErrNoCheckpoint when none was
