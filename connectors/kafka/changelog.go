@@ -1036,8 +1036,9 @@ func (c *changelog) Close() error {
 }
 
 // sinkPartitioner is franz-go's default partitioner, except that records
-// to changelog topics go to the partition they name: a changelog sharing
-// a TxSink's transaction writes through the sink's client.
+// to changelog topics go to the partition they name (a changelog sharing
+// a TxSink's transaction writes through the sink's client), and so do
+// those to stage topics (the sink names its key's: stageRecord).
 type sinkPartitioner struct{ def, manual kgo.Partitioner }
 
 func newSinkPartitioner() kgo.Partitioner {
@@ -1045,7 +1046,7 @@ func newSinkPartitioner() kgo.Partitioner {
 }
 
 func (p sinkPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
-	if strings.HasPrefix(topic, changelogPrefix) {
+	if strings.HasPrefix(topic, changelogPrefix) || IsStageTopic(topic) {
 		return p.manual.ForTopic(topic)
 	}
 	return p.def.ForTopic(topic)
