@@ -142,7 +142,7 @@ type partitionAck struct {
 	// fired: the watermark its shards fired windows by at the barrier
 	fired int64
 	err   error
-	clog      []clogWrite // its shards' (barrier.storeFirst)
+	clog  []clogWrite // its shards' (barrier.storeFirst)
 	// writing counts its shards whose checkpoint write is still going
 	// on (each sends the node a shardWritten)
 	writing int
