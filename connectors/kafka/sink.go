@@ -47,9 +47,8 @@ type SinkConfig struct {
 	// own: a stage's rows written to a repartition topic go to the
 	// partition of the next stage's key.
 	RowKey func(connectors.Row) string
-	// Partitions is a stage topic's partition count: each row goes to its
-	// key's partition (RepartitionPartition), and MarkWatermarks writes
-	// to every one.
+	// Partitions is a stage topic's partition count, for MarkWatermarks
+	// to write to every one.
 	Partitions int32
 	Logger     *slog.Logger
 }
@@ -178,9 +177,6 @@ func (s *Sink) record(r connectors.Row) *kgo.Record {
 	}
 	if r.Key != "" {
 		rec.Key = []byte(r.Key)
-	}
-	if IsStageTopic(s.cfg.Topic) {
-		rec.Partition = RepartitionPartition(r.Key, s.cfg.Partitions)
 	}
 	return rec
 }

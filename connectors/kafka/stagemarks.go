@@ -54,6 +54,36 @@ func (t *TxSink) MarkWatermarks(ctx context.Context, marks map[string]int64) err
 	return t.produceInTxn(ctx, t.promise, nil, recs...)
 }
 
+// stagePartitioner sends a stage topic's rows where the default
+// partitioner sends keyed records (by the key's murmur2, as Kafka's own
+// clients: the same partition for a key on every node and version) and
+// its markers to the partition each names.
+type stagePartitioner struct{ rows kgo.TopicPartitioner }
+
+// OnNewBatch lets an unkeyed row (a stage row without the next key's
+// columns, a dead letter there) move on to another partition.
+func (p stagePartitioner) OnNewBatch() {
+	if nb, ok := p.rows.(kgo.TopicPartitionerOnNewBatch); ok {
+		nb.OnNewBatch()
+	}
+}
+
+func (p stagePartitioner) RequiresConsistency(r *kgo.Record) bool {
+	return isMarker(r) || p.rows.RequiresConsistency(r)
+}
+
+func (p stagePartitioner) Partition(r *kgo.Record, n int) int {
+	if isMarker(r) {
+		return int(r.Partition)
+	}
+	return p.rows.Partition(r, n)
+}
+
+func isMarker(r *kgo.Record) bool {
+	_, ok := header(r, headerMark)
+	return ok
+}
+
 // takeStage is take for a stage topic: its rows are plain records (of
 // the stream stageRows), its markers go in Marks; s.mu is held.
 func (p *partition) takeStage() (connectors.Batch, bool) {
