@@ -2,6 +2,8 @@ package scripting
 
 import (
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/valyala/fastjson"
@@ -29,20 +31,25 @@ func (p *Pipeline) FirstStage() *Pipeline {
 // event time is each row's window_end less a millisecond (its window's
 // last instant, as in-process), and its watermark is the one the stage
 // topic's markers carry (stagemarks.go in connectors/kafka): nothing out
-// of order beyond it, so no allowance. A stage after a join's stage 1
-// (whose windows are the join's) runs unwindowed only.
+// of order beyond it, so no allowance, and no partition is ever idle.
+// After a join's stage 1 (whose windows are the join's) a later stage runs
+// unwindowed only, so far.
 func (p *Pipeline) LaterStage(n int) (*Pipeline, error) {
 	if n < 2 || n > len(p.Stages)+1 {
 		return nil, fmt.Errorf("%s has no stages[%d] (an eddy bug: please report it)", p.Script, n)
 	}
 	s := *p.Stages[n-2]
-	if s.Window != nil && p.Window == nil {
-		return nil, fmt.Errorf("%s: stages[%d] has a window and stage 1 aggregates a join's windows: through stage topics eddy carries the watermark of a windowed stage 1 only, so far", p.Script, n)
+	if s.Window != nil && p.HasJoin() {
+		return nil, fmt.Errorf("%s: stages[%d] has a window and stage 1 aggregates a join's windows: on a cluster (--repartition) a windowed later stage runs after a windowed aggregate's stage 1 only, so far (the markers of a join's stage 1 on the stage topic are not verified yet); run it in one process, without --repartition", p.Script, n)
 	}
 	s.rowInput = true
 	if s.Window != nil {
 		s.EventTime = &EventTime{Field: WindowColumns[1]}
-		s.Watermark = Watermark{IdleTimeout: DefaultIdleTimeout, MaxFuture: DefaultMaxFuture}
+		// Never idle: every partition of a stage topic gets every marker,
+		// rows or not, so none lags the others; one that stopped counting
+		// after a minute without rows would, once all had, leave the
+		// node's watermark standing still while the markers went on.
+		s.Watermark = Watermark{IdleTimeout: time.Duration(math.MaxInt64), MaxFuture: DefaultMaxFuture}
 		s.AllowedLateness = 0
 	}
 	return &s, nil

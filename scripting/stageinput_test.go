@@ -3,6 +3,7 @@ package scripting
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
 )
@@ -66,8 +67,8 @@ func TestWindowedLaterStageTimesRowsByWindowEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !second.HasEventTime() || second.Watermark.OutOfOrder != 0 || second.AllowedLateness != 0 {
-		t.Fatalf("stages[2] on its own: event time %v, out of order %v, lateness %v: want event time, no allowance", second.EventTime, second.Watermark.OutOfOrder, second.AllowedLateness)
+	if w := second.Watermark; !second.HasEventTime() || w.OutOfOrder != 0 || second.AllowedLateness != 0 || w.IdleTimeout < 100*365*24*time.Hour {
+		t.Fatalf("stages[2] on its own: event time %v, out of order %v, lateness %v, idle after %v: want event time, no allowance, never idle", second.EventTime, w.OutOfOrder, second.AllowedLateness, w.IdleTimeout)
 	}
 	rt, err := second.NewRuntime(false)
 	if err != nil {
@@ -89,5 +90,28 @@ func TestWindowedLaterStageTimesRowsByWindowEnd(t *testing.T) {
 	}
 	if _, err := p.LaterStage(4); err == nil {
 		t.Errorf("stages[4] of three: no error")
+	}
+}
+
+// A windowed later stage after a join's stage 1 (aggregating in the
+// join's windows) is refused on a cluster, saying why: that stage 1 marks
+// no watermark on the stage topic.
+func TestLaterStageAfterAJoinsWindowsIsRefused(t *testing.T) {
+	p, err := LoadSource("st.lua", []byte(`return {
+		sources = {
+			person = { parse = eddy.json { id = "integer", t = "number" }, event_time = "t" },
+			auction = { parse = eddy.json { seller = "integer", t = "number" }, event_time = "t" },
+		},
+		join = eddy.join { left = "person", right = "auction", on = { "id", "seller" }, window = eddy.tumbling("10s"),
+			select = { "person.id", "window_start", "window_end" } },
+		stages = {
+			{ key = "id", aggregate = { n = eddy.count() } },
+			{ key = "id", window = eddy.tumbling("1m"), aggregate = { m = eddy.max("n") } },
+		} }`))
+	if err != nil {
+		t.Skipf("the join and stages of this test no longer load (%v): write another windowed-join stage 1", err)
+	}
+	if _, err := p.LaterStage(2); err == nil || !strings.Contains(err.Error(), "join's windows") {
+		t.Fatalf("LaterStage(2): %v, want a refusal naming the join's windows", err)
 	}
 }
