@@ -32,16 +32,11 @@ func (p *Pipeline) FirstStage() *Pipeline {
 // last instant, as in-process), and its watermark is the one the stage
 // topic's markers carry (stagemarks.go in connectors/kafka): nothing out
 // of order beyond it, so no allowance, and no partition is ever idle.
-// After a join's stage 1 (whose windows are the join's) a later stage runs
-// unwindowed only, so far.
 func (p *Pipeline) LaterStage(n int) (*Pipeline, error) {
 	if n < 2 || n > len(p.Stages)+1 {
 		return nil, fmt.Errorf("%s has no stages[%d] (an eddy bug: please report it)", p.Script, n)
 	}
 	s := *p.Stages[n-2]
-	if s.Window != nil && p.HasJoin() {
-		return nil, fmt.Errorf("%s: stages[%d] has a window and stage 1 aggregates a join's windows: on a cluster (--repartition) a windowed later stage runs after a windowed aggregate's stage 1 only, so far (the markers of a join's stage 1 on the stage topic are not verified yet); run it in one process, without --repartition", p.Script, n)
-	}
 	s.rowInput = true
 	if s.Window != nil {
 		s.EventTime = &EventTime{Field: WindowColumns[1]}

@@ -92,26 +92,3 @@ func TestWindowedLaterStageTimesRowsByWindowEnd(t *testing.T) {
 		t.Errorf("stages[4] of three: no error")
 	}
 }
-
-// A windowed later stage after a join's stage 1 (aggregating in the
-// join's windows) is refused on a cluster, saying why: that stage 1 marks
-// no watermark on the stage topic.
-func TestLaterStageAfterAJoinsWindowsIsRefused(t *testing.T) {
-	p, err := LoadSource("st.lua", []byte(`return {
-		sources = {
-			person = { parse = eddy.json { id = "integer", t = "number" }, event_time = "t" },
-			auction = { parse = eddy.json { seller = "integer", t = "number" }, event_time = "t" },
-		},
-		join = eddy.join { left = "person", right = "auction", on = { "id", "seller" }, window = eddy.tumbling("10s"),
-			select = { "person.id", "window_start", "window_end" } },
-		stages = {
-			{ key = "id", aggregate = { n = eddy.count() } },
-			{ key = "id", window = eddy.tumbling("1m"), aggregate = { m = eddy.max("n") } },
-		} }`))
-	if err != nil {
-		t.Skipf("the join and stages of this test no longer load (%v): write another windowed-join stage 1", err)
-	}
-	if _, err := p.LaterStage(2); err == nil || !strings.Contains(err.Error(), "join's windows") {
-		t.Fatalf("LaterStage(2): %v, want a refusal naming the join's windows", err)
-	}
-}
