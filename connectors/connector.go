@@ -201,6 +201,9 @@ type Transactional interface {
 // The markers commit with the rows, or not at all.
 type WatermarkMarker interface {
 	Transactional
+	// CarriesWatermarks says whether the sink's reader takes markers (a
+	// Kafka sink writes them to stage topics only).
+	CarriesWatermarks() bool
 	MarkWatermarks(ctx context.Context, marks map[string]int64) error
 }
 

@@ -37,6 +37,10 @@ func IsStageTopic(topic string) bool { return strings.HasPrefix(topic, stagePref
 
 var _ connectors.WatermarkMarker = (*TxSink)(nil)
 
+// CarriesWatermarks says whether the sink writes a stage topic, whose
+// reader takes watermark markers.
+func (t *TxSink) CarriesWatermarks() bool { return IsStageTopic(t.cfg.Topic) }
+
 // MarkWatermarks writes, in the open transaction (opening one), a marker
 // of each upstream partition's watermark to every partition of the
 // sink's stage topic.
