@@ -768,7 +768,7 @@ func (n *node) flushed(ctx actor.Context) {
 // barrier, the watermark up to which its windows are all out.
 func (n *node) stageMarks(in *inflight) (connectors.WatermarkMarker, map[string]int64) {
 	marker, ok := n.e.cfg.Results.(connectors.WatermarkMarker)
-	if !ok || !n.e.cfg.Pipeline.IsWindowed() || in.b.final {
+	if !ok || !marker.CarriesWatermarks() || !n.e.cfg.Pipeline.IsWindowed() || in.b.final {
 		// (The end of the input fires every window, and the next stage,
 		// run to its end too, fires all of its own: a marker at the end of
 		// time would make any later input's rows late there.)
