@@ -154,8 +154,10 @@ type partitionAck struct {
 	// keeps that, not the node's, which may be ahead of it
 	own       bool
 	watermark int64
-	err       error
-	clog      []clogWrite // its shards' (barrier.storeFirst)
+	// fired: the watermark its shards fired windows by at the barrier
+	fired int64
+	err   error
+	clog  []clogWrite // its shards' (barrier.storeFirst)
 	// writing counts its shards whose checkpoint write is still going
 	// on (each sends the node a shardWritten)
 	writing int
@@ -171,6 +173,12 @@ func (a *partitionAck) markerWatermark(node int64) int64 {
 	}
 	return node
 }
+
+// stageMark is the watermark up to which the partition that sent a has
+// emitted all its windows, once the barrier's emit (at watermark node) is
+// out: those its shards fired, that the emitter emits once node passes
+// their end. Its rows still to come are of windows ending after it.
+func (a *partitionAck) stageMark(node int64) int64 { return min(node, a.fired) }
 
 // partitionStatus: what a partition's reader is doing.
 type partitionStatus struct {

@@ -886,9 +886,16 @@ func (n *node) flushed(ctx actor.Context) {
 			}
 			markers[id] = m
 		}
+		marker, marks := n.stageMarks(in)
 		// Off the node's goroutine: a commit is a round trip or two.
 		root, self, seq, ectx := n.e.system.Root, ctx.Self(), in.b.seq, n.e.ctx
 		go func() {
+			if len(marks) > 0 {
+				if err := marker.MarkWatermarks(ectx, marks); err != nil {
+					root.Send(self, &changelogCommitted{seq: seq, err: fmt.Errorf("watermark markers: %w", err)})
+					return
+				}
+			}
 			offsets, err := cl.Commit(ectx, markers)
 			root.Send(self, &changelogCommitted{seq: seq, offsets: offsets, err: err})
 		}()
@@ -906,6 +913,30 @@ func (n *node) flushed(ctx actor.Context) {
 		return
 	}
 	n.settle(ctx)
+}
+
+// stageMarks are the watermark markers a checkpoint adds to its
+// transaction, after its rows, when the results go on to another stage
+// (connectors.WatermarkMarker): for each partition that passed the
+// barrier, the watermark up to which its windows are all out.
+func (n *node) stageMarks(in *inflight) (connectors.WatermarkMarker, map[string]int64) {
+	marker, ok := n.e.cfg.Results.(connectors.WatermarkMarker)
+	if !ok || !marker.CarriesWatermarks() || !n.e.cfg.Pipeline.IsWindowed() || in.b.final {
+		// (The end of the input fires every window, and the next stage,
+		// run to its end too, fires all of its own: a marker at the end of
+		// time would make any later input's rows late there.)
+		return nil, nil
+	}
+	marks := map[string]int64{}
+	for id, a := range in.acks {
+		if a == nil {
+			continue
+		}
+		if m := a.stageMark(in.b.watermark); m > math.MinInt64 {
+			marks[id] = m
+		}
+	}
+	return marker, marks
 }
 
 func (n *node) changelogCommitted(ctx actor.Context, m *changelogCommitted) {

@@ -68,6 +68,9 @@ type PartitionSupervisor struct {
 	pos      connectors.Position // after the last delivered batch
 	lastSent int64               // the last watermark sent to the shards
 	bwm      int64               // the watermark the barrier in flight took to the shards
+	// bfired: the watermark the shards fire windows by at the barrier in
+	// flight (a marked partition's own, when behind the node's)
+	bfired int64
 	// restoredWM: the watermark the partition's state was restored with
 	// (nil: not restored); a marked partition's own watermark starts there
 	restoredWM *int64
@@ -708,6 +711,7 @@ func (s *PartitionSupervisor) passBarriers(ctx actor.Context) {
 		s.holding = len(s.e.outputs) > 0 || s.e.deadLetters != nil
 		toShards := s.ownWatermark(b)
 		s.bwm = max(toShards.watermark, s.lastSent) // what the shards have seen
+		s.bfired = toShards.watermark
 		for _, sh := range s.shards {
 			ctx.Send(sh, toShards)
 		}
@@ -775,7 +779,7 @@ func (s *PartitionSupervisor) onShardAck(ctx actor.Context, m *shardBarrierAck) 
 }
 
 func (s *PartitionSupervisor) ackBarrier(ctx actor.Context) {
-	a := &partitionAck{seq: s.barrier.seq, id: s.id, pos: s.bpos, own: s.marked(), watermark: s.bwm}
+	a := &partitionAck{seq: s.barrier.seq, id: s.id, pos: s.bpos, own: s.marked(), watermark: s.bwm, fired: s.bfired}
 	var errs []error
 	for _, sa := range s.acked {
 		if sa.err != nil {

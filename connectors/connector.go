@@ -193,6 +193,20 @@ type Transactional interface {
 	Abort(ctx context.Context) error
 }
 
+// WatermarkMarker is a transactional results sink that carries the
+// engine's watermark on to the next reader (a stage topic): at each
+// checkpoint, before the commit, the engine tells it, for each partition
+// it holds, the watermark up to which that partition's windows have all
+// been written (its rows still to come are of windows ending after it).
+// The markers commit with the rows, or not at all.
+type WatermarkMarker interface {
+	Transactional
+	// CarriesWatermarks says whether the sink's reader takes markers (a
+	// Kafka sink writes them to stage topics only).
+	CarriesWatermarks() bool
+	MarkWatermarks(ctx context.Context, marks map[string]int64) error
+}
+
 // Single is a Source of exactly one partition, assigned when it starts:
 // a directory, a followed file, stdin, a generator. Sources of that kind
 // embed it.

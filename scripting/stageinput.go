@@ -2,17 +2,20 @@ package scripting
 
 import (
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
 	"github.com/valyala/fastjson"
 )
 
 // Stages on a cluster (eddy run --repartition): the first stage runs as a
-// pipeline of its own (FirstStage), its rows written as JSON to a second
-// repartition topic by the next stage's key, and the next stage runs as a
-// pipeline of its own over that topic (LaterStage): each record is one
-// row of the stage before, keyed and aggregated as the in-process stage
-// would (KeyRow).
+// pipeline of its own (FirstStage), its rows written as JSON to a stage
+// topic by the next stage's key, and each later stage runs as a pipeline
+// of its own over its stage topic (LaterStage): each record is one row of
+// the stage before, keyed and aggregated as the in-process stage would
+// (KeyRow), and a stage that feeds another writes its rows to the next
+// stage topic in turn.
 
 // FirstStage is p without its later stages: its parse, filter, join, key,
 // window and aggregate, emitting each window once when it closes, as it
@@ -23,20 +26,27 @@ func (p *Pipeline) FirstStage() *Pipeline {
 	return &c
 }
 
-// LaterStage is p's stages[2] run as a pipeline of its own whose records
-// are stage 1's rows as JSON objects. It refuses what that can't run yet:
-// a third stage, and a windowed second stage (its event time would be its
-// input rows' window ends, which the repartition topic does not carry as
-// a watermark yet).
-func (p *Pipeline) LaterStage() (*Pipeline, error) {
-	if len(p.Stages) != 1 {
-		return nil, fmt.Errorf("%s has %d stages: through repartition topics eddy runs two stages yet, not more", p.Script, len(p.Stages)+1)
+// LaterStage is p's stages[n] (n ≥ 2) run as a pipeline of its own whose
+// records are the rows of stages[n-1] as JSON objects. A windowed stage's
+// event time is each row's window_end less a millisecond (its window's
+// last instant, as in-process), and its watermark is the one the stage
+// topic's markers carry (stagemarks.go in connectors/kafka): nothing out
+// of order beyond it, so no allowance, and no partition is ever idle.
+func (p *Pipeline) LaterStage(n int) (*Pipeline, error) {
+	if n < 2 || n > len(p.Stages)+1 {
+		return nil, fmt.Errorf("%s has no stages[%d] (an eddy bug: please report it)", p.Script, n)
 	}
-	s := *p.Stages[0]
-	if s.Window != nil {
-		return nil, fmt.Errorf("%s: stages[2] has a window: through a repartition topic a later stage runs unwindowed yet (its watermark, its input rows' window ends, does not cross the topic)", p.Script)
-	}
+	s := *p.Stages[n-2]
 	s.rowInput = true
+	if s.Window != nil {
+		s.EventTime = &EventTime{Field: WindowColumns[1]}
+		// Never idle: every partition of a stage topic gets every marker,
+		// rows or not, so none lags the others; one that stopped counting
+		// after a minute without rows would, once all had, leave the
+		// node's watermark standing still while the markers went on.
+		s.Watermark = Watermark{IdleTimeout: time.Duration(math.MaxInt64), MaxFuture: DefaultMaxFuture}
+		s.AllowedLateness = 0
+	}
 	return &s, nil
 }
 
@@ -56,6 +66,14 @@ func (rt *Runtime) processRow(raw []byte) (k Keyed, rec connectors.Row, kept boo
 	k, err = rt.KeyRow(row)
 	if err != nil {
 		return k, rec, false, err
+	}
+	if rt.p.Window != nil {
+		end, _ := row.Get(WindowColumns[1])
+		at, err := ParseTime(end)
+		if err != nil {
+			return k, rec, false, fmt.Errorf("stages[%d]: the input row's window_end: %w", rt.p.Stage(), err)
+		}
+		k.Time = at - 1 // the input window's last instant
 	}
 	return k, rec, true, nil
 }

@@ -3,6 +3,7 @@ package scripting
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eddy-stream/eddy/connectors"
 )
@@ -19,7 +20,7 @@ func TestLaterStageReadsRowsAsJSON(t *testing.T) {
 	if first := p.FirstStage(); len(first.Stages) != 0 || first.Emit != EmitFinal || len(p.Stages) != 1 {
 		t.Fatalf("FirstStage: %d stages, emit %q (the pipeline's stages: %d): want none, final, and p unchanged", len(first.Stages), first.Emit, len(p.Stages))
 	}
-	second, err := p.LaterStage()
+	second, err := p.LaterStage(2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,23 +51,44 @@ func TestLaterStageReadsRowsAsJSON(t *testing.T) {
 	}
 }
 
-func TestLaterStageRefusals(t *testing.T) {
-	tests := []struct{ name, src, errContains string }{
-		{"windowed second stage", stagesSrc("", "", `key = "auction", window = eddy.tumbling("1m")`), "stages[2] has a window"},
-		{"three stages", `return { parse = eddy.json { a = "string", t = "string" }, event_time = "t", stages = {
+// A windowed later stage run on its own takes each row at its window's
+// last instant (window_end less a millisecond), as the in-process stage
+// does, with no out-of-order allowance (the stage topic's markers are its
+// watermark); a third stage runs on its own too.
+func TestWindowedLaterStageTimesRowsByWindowEnd(t *testing.T) {
+	p, err := LoadSource("st.lua", []byte(`return { parse = eddy.json { a = "string", t = "string" }, event_time = "t", stages = {
 			{ key = "a", window = eddy.tumbling("1s"), aggregate = { n = eddy.count() } },
 			{ key = "a", window = eddy.tumbling("1m"), aggregate = { m = eddy.max("n") } },
-			{ aggregate = { x = eddy.max("m") } } } }`, "has 3 stages"},
+			{ aggregate = { x = eddy.max("m") } } } }`))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			p, err := LoadSource("st.lua", []byte(tc.src))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := p.LaterStage(); err == nil || !strings.Contains(err.Error(), tc.errContains) {
-				t.Fatalf("LaterStage: %v, want an error containing %q", err, tc.errContains)
-			}
-		})
+	second, err := p.LaterStage(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := second.Watermark; !second.HasEventTime() || w.OutOfOrder != 0 || second.AllowedLateness != 0 || w.IdleTimeout < 100*365*24*time.Hour {
+		t.Fatalf("stages[2] on its own: event time %v, out of order %v, lateness %v, idle after %v: want event time, no allowance, never idle", second.EventTime, w.OutOfOrder, second.AllowedLateness, w.IdleTimeout)
+	}
+	rt, err := second.NewRuntime(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	row := connectors.Row{Fields: []connectors.Field{{Name: "a", Value: "x"},
+		{Name: "window_start", Value: "2024-01-01T00:00:09.000Z"}, {Name: "window_end", Value: "2024-01-01T00:00:10.000Z"}, {Name: "n", Value: int64(3)}}}
+	k, _, kept, err := rt.ProcessAt(connectors.AppendJSON(nil, row), 0)
+	if err != nil || !kept {
+		t.Fatalf("ProcessAt: kept %v, %v", kept, err)
+	}
+	if want := int64(1704067210000 - 1); k.Time != want {
+		t.Errorf("event time %d: want %d (window_end less 1 ms)", k.Time, want)
+	}
+	third, err := p.LaterStage(3)
+	if err != nil || third.IsWindowed() || third.Stage() != 3 {
+		t.Fatalf("stages[3] on its own: %v (windowed %v)", err, third != nil && third.IsWindowed())
+	}
+	if _, err := p.LaterStage(4); err == nil {
+		t.Errorf("stages[4] of three: no error")
 	}
 }

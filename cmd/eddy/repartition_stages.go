@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,7 +22,8 @@ import (
 )
 
 // --repartition with stages (q4, q5): each stage's key is a re-key, so
-// each node runs two engines (docs/cluster.md, "Stages on a cluster"):
+// each node runs one engine per stage (docs/cluster.md, "Stages and joins
+// on a cluster"):
 //
 //   - stage 1, as any --repartition pipeline: the shuffler writes the
 //     sources' records to eddy-repartition.GROUP.1 by the first stage's
@@ -30,22 +32,30 @@ import (
 //     eddy-stages.GROUP.2, keyed by stage 2's key, in the transactions
 //     that commit its changelog and positions: a row is visible once its
 //     checkpoint is, and never twice, with or without --exactly-once.
-//   - stage 2, an engine in GROUP.repartition.2 on eddy-stages.GROUP.2
-//     (read_committed): each row of stage 1 is a record it keys and
-//     aggregates, with its state, changelog and checkpoints per
-//     partition, writing the pipeline's sinks.
+//     Each checkpoint also marks, in the same transaction, the watermark
+//     up to which each of its partitions' windows are out.
+//   - stage N (2, 3, …), an engine in GROUP.repartition.N on
+//     eddy-stages.GROUP.N (read_committed): each row of stage N-1 is a
+//     record it keys and aggregates, with its state, changelog and
+//     checkpoints per partition; its event time (a windowed stage's) is
+//     the minimum of the markers of stage N-1's partitions. The last
+//     stage writes the pipeline's sinks; one before it writes
+//     eddy-stages.GROUP.N+1 as stage 1 writes its topic.
 //
-// With --until-idle stage 1 runs to its end first, then stage 2 reads
-// what it wrote to the end.
+// With --until-idle each stage runs to its end in turn, then the next
+// reads what it wrote to the end.
 
-// stage2GroupSuffix names stage 2's engine's group.
-const stage2GroupSuffix = ".repartition.2"
+// stageGroupSuffix names stage n's engine's group (n ≥ 2).
+func stageGroupSuffix(n int) string { return ".repartition." + strconv.Itoa(n) }
 
-// runStages runs p's two stages through the repartition topics.
+// runStages runs p's stages through the repartition and stage topics.
 func runStages(cmd *cobra.Command, p *scripting.Pipeline, f runFlags, log *slog.Logger) (err error) {
-	p2, err := p.LaterStage()
-	if err != nil {
-		return fmt.Errorf("--repartition: %w", err)
+	n := len(p.Stages) + 1
+	later := make([]*scripting.Pipeline, n+2) // later[k]: stages[k] on its own; later[n+1] nil
+	for k := 2; k <= n; k++ {
+		if later[k], err = p.LaterStage(k); err != nil {
+			return fmt.Errorf("--repartition: %w", err)
+		}
 	}
 	p1 := p.FirstStage()
 	ctx := cmd.Context()
@@ -62,12 +72,15 @@ func runStages(cmd *cobra.Command, p *scripting.Pipeline, f runFlags, log *slog.
 		}
 	}()
 	defer src.Close()
-	topic := kafka.StageTopic(sh.group, 2)
-	ectx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = kafka.EnsureRepartitionTopic(ectx, sh.conn, topic, sh.nOut)
-	cancel()
-	if err != nil {
-		return err
+	topics := make([]string, n+2) // topics[k]: stage k's input; topics[n+1] ""
+	for k := 2; k <= n; k++ {
+		topics[k] = kafka.StageTopic(sh.group, k)
+		ectx, cancel := context.WithTimeout(ctx, time.Minute)
+		err = kafka.EnsureRepartitionTopic(ectx, sh.conn, topics[k], sh.nOut)
+		cancel()
+		if err != nil {
+			return err
+		}
 	}
 	writer, err := stageWriterID(f, srcURI)
 	if err != nil {
@@ -80,31 +93,54 @@ func runStages(cmd *cobra.Command, p *scripting.Pipeline, f runFlags, log *slog.
 	// The group's members name the live writers of the stage topic: a
 	// takeover ends the open transactions of the others.
 	ks.SetClientID(kafka.StageWriterClientID(writer))
-	one, err := openStageOne(cmd, p1, p2, f, log, srcURI, src, sh, topic, writer)
+	one, err := openStageOne(cmd, p1, later[2], f, log, srcURI, src, sh, topics[2], writer)
 	if err != nil {
 		return err
 	}
 	defer one.close()
-	two, err := openStageTwo(p2, f, log, sh, topic)
-	if err != nil {
-		return err
-	}
-	defer two.close()
-	if f.untilIdle {
-		sum, err := execute(ctx, one.cfg, f, srcURI, src, one.sinks)
+	var rest []*stageRun
+	upstream := sh.topic
+	for k := 2; k <= n; k++ {
+		r, err := openLaterStage(stageSpec{n: k, p: later[k], next: later[k+1], in: topics[k], out: topics[k+1], upstream: upstream, writer: writer}, f, log, sh)
 		if err != nil {
-			return fmt.Errorf("stage 1: %w", err)
+			return err
 		}
-		log.Info("stage 1 reached the end of its input; stage 2 reads its rows", "read", sum.Read)
-		// A killed node's rows written since its last checkpoint are in a
-		// transaction no takeover ended: stage 2 would take the offset it
-		// holds back for the end.
-		if err := kafka.FenceStageWriters(ctx, one.cfg.Changelog, topic, sh.nOut); err != nil {
-			return fmt.Errorf("--repartition: %w", err)
-		}
-		return runStageTwo(ctx, two, log)
+		defer r.close()
+		rest = append(rest, r)
+		upstream = topics[k]
 	}
-	return runBoth(ctx, one, two, f, srcURI, src, log)
+	if f.untilIdle {
+		return runStagesInTurn(ctx, one, rest, topics, f, srcURI, src, sh, log)
+	}
+	return runAll(ctx, one, rest, f, srcURI, src, log)
+}
+
+// runStagesInTurn runs each stage to the end of its input, then the next
+// (--until-idle).
+func runStagesInTurn(ctx context.Context, one *stageRun, rest []*stageRun, topics []string, f runFlags, srcURI string, src connectors.Source, sh *shuffler, log *slog.Logger) error {
+	sum, err := execute(ctx, one.cfg, f, srcURI, src, one.sinks)
+	if err != nil {
+		return fmt.Errorf("stage 1: %w", err)
+	}
+	log.Info("stage 1 reached the end of its input; stage 2 reads its rows", "read", sum.Read)
+	// A killed node's rows written since its last checkpoint are in a
+	// transaction no takeover ended: the next stage would take the offset
+	// it holds back for the end.
+	if err := kafka.FenceStageWriters(ctx, one.cfg.Changelog, topics[2], sh.nOut); err != nil {
+		return fmt.Errorf("--repartition: %w", err)
+	}
+	for i, r := range rest {
+		k := i + 2
+		if err := runLaterStage(ctx, r, k, log); err != nil {
+			return err
+		}
+		if k+1 < len(topics) && topics[k+1] != "" {
+			if err := kafka.FenceStageWriters(ctx, r.cfg.Changelog, topics[k+1], sh.nOut); err != nil {
+				return fmt.Errorf("--repartition: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // stageRun is one stage's engine, opened, with what closes it.
@@ -147,7 +183,7 @@ func openStageOne(cmd *cobra.Command, p1, p2 *scripting.Pipeline, f runFlags, lo
 		return r, err
 	}
 	r.closes = append(r.closes, closeStore)
-	out, err := openStageOut(sh, topic, writer, p2, log)
+	out, err := openStageOut(sh, topic, writer, p2, sh.group+repartitionGroupSuffix, log)
 	if err != nil {
 		return r, err
 	}
@@ -183,14 +219,15 @@ func openStageOne(cmd *cobra.Command, p1, p2 *scripting.Pipeline, f runFlags, lo
 	return r, nil
 }
 
-// openStageOut opens this node's transactional writer of stage 1's rows
-// to topic, each keyed by stage 2's key.
-func openStageOut(sh *shuffler, topic, writer string, p2 *scripting.Pipeline, log *slog.Logger) (*kafka.TxSink, error) {
+// openStageOut opens this node's transactional writer of a stage's rows
+// to topic, each keyed by the next stage's (next's) key; group is the
+// writing engine's.
+func openStageOut(sh *shuffler, topic, writer string, next *scripting.Pipeline, group string, log *slog.Logger) (*kafka.TxSink, error) {
 	out, err := kafka.NewTxSink(kafka.SinkConfig{Conn: sh.conn, Topic: topic, ExactlyOnce: true, Format: "json",
-		TransactionalID: topic + "." + writer, SourceGroup: sh.group + repartitionGroupSuffix,
-		RowKey: stageKeyOf(p2), Logger: log})
+		TransactionalID: topic + "." + writer, SourceGroup: group, Partitions: sh.nOut,
+		RowKey: stageKeyOf(next), Logger: log})
 	if err != nil {
-		return nil, fmt.Errorf("--repartition: stage 2's topic %s: %w", topic, err)
+		return nil, fmt.Errorf("--repartition: stage %s: %w", topic, err)
 	}
 	return out, nil
 }
@@ -207,21 +244,34 @@ func stageKeyOf(p2 *scripting.Pipeline) func(connectors.Row) string {
 	}
 }
 
-// openStageTwo opens stage 2's engine on topic, writing the pipeline's
-// sinks; its state is in --state's stage2 directory.
-func openStageTwo(p2 *scripting.Pipeline, f runFlags, log *slog.Logger, sh *shuffler, topic string) (r *stageRun, err error) {
+// stageSpec is a later stage's engine: stage n, pipeline p, reading
+// topic in (written by the partitions of topic upstream), writing topic
+// out by next's key, or the pipeline's sinks when it is the last (next
+// nil, out "").
+type stageSpec struct {
+	n                 int
+	p, next           *scripting.Pipeline
+	in, out, upstream string
+	writer            string
+}
+
+// openLaterStage opens a later stage's engine on its topic; its state is
+// in --state's stageN directory.
+func openLaterStage(spec stageSpec, f runFlags, log *slog.Logger, sh *shuffler) (r *stageRun, err error) {
 	v := url.Values{}
 	for k, vals := range sh.kt.first.Params {
 		v[k] = append([]string(nil), vals...)
 	}
-	v.Set("group", sh.group+stage2GroupSuffix)
-	v.Set("isolation", "read_committed") // stage 1's rows once their checkpoint commits
-	uri := "kafka://" + sh.kt.first.Host + "/" + topic + "?" + v.Encode()
+	group := sh.group + stageGroupSuffix(spec.n)
+	v.Set("group", group)
+	v.Set("isolation", "read_committed") // the stage before's rows once their checkpoint commits
+	v.Set("streams", strings.Join(partitionIDs(spec.upstream, sh.nOut), ","))
+	uri := "kafka://" + sh.kt.first.Host + "/" + spec.in + "?" + v.Encode()
 	src, err := connectors.OpenSource(uri, connectors.Params{})
 	if err != nil {
-		return nil, fmt.Errorf("--repartition: stage 2: %w", err)
+		return nil, fmt.Errorf("--repartition: stage %d: %w", spec.n, err)
 	}
-	r = &stageRun{src: src, sinks: &sinkSet{exactlyOnce: f.exactlyOnce, pipeline: p2.Name, source: uri}}
+	r = &stageRun{src: src, sinks: &sinkSet{exactlyOnce: f.exactlyOnce, pipeline: spec.p.Name, source: uri}}
 	r.closes = append(r.closes, func() error { return src.Close() })
 	defer func() {
 		if err != nil {
@@ -229,23 +279,23 @@ func openStageTwo(p2 *scripting.Pipeline, f runFlags, log *slog.Logger, sh *shuf
 		}
 	}()
 	r.closes = append(r.closes, func() error { r.sinks.closeUnused(); return nil })
-	log = log.With("stage", 2)
+	log = log.With("stage", spec.n)
 	r.cfg = actors.Config{
-		Pipeline: p2, Source: src, UntilIdle: f.untilIdle, MaxErrors: f.maxErrors, Shards: f.shards, Workers: f.workers,
+		Pipeline: spec.p, Source: src, UntilIdle: f.untilIdle, MaxErrors: f.maxErrors, Shards: f.shards, Workers: f.workers,
 		TriggerInterval: f.trigger, CheckpointInterval: f.checkpoint, Logger: log, Stats: &actors.Stats{},
 		Node: nodeName(f.node, uri),
 	}
-	if err := openSinks(&r.cfg, p2, f, r.sinks); err != nil {
-		return r, err
+	if spec.next == nil {
+		err = openLastStageSinks(r, spec, f, log)
+	} else {
+		err = openStageWriter(r, spec, f, log, sh, group)
 	}
-	closeChangelog, err := openChangelog(&r.cfg, src, f, log)
 	if err != nil {
 		return r, err
 	}
-	r.closes = append(r.closes, func() error { closeChangelog(); return nil })
 	fs := f
 	if f.stateDir != "" {
-		fs.stateDir = filepath.Join(f.stateDir, "stage2")
+		fs.stateDir = filepath.Join(f.stateDir, "stage"+strconv.Itoa(spec.n))
 	}
 	closeStore, err := openStore(&r.cfg, fs, log)
 	if err != nil {
@@ -255,41 +305,107 @@ func openStageTwo(p2 *scripting.Pipeline, f runFlags, log *slog.Logger, sh *shuf
 	return r, nil
 }
 
-// runStageTwo runs stage 2's engine to its end.
-func runStageTwo(ctx context.Context, two *stageRun, log *slog.Logger) error {
-	sum, err := actors.Run(ctx, two.cfg)
-	two.sinks.closed = true // Run closed them
+// openLastStageSinks opens the last stage's sinks (the pipeline's) and
+// its changelog.
+func openLastStageSinks(r *stageRun, spec stageSpec, f runFlags, log *slog.Logger) error {
+	if err := openSinks(&r.cfg, spec.p, f, r.sinks); err != nil {
+		return err
+	}
+	closeChangelog, err := openChangelog(&r.cfg, r.src, f, log)
 	if err != nil {
-		return fmt.Errorf("stage 2: %w", err)
+		return err
+	}
+	r.closes = append(r.closes, func() error { closeChangelog(); return nil })
+	return nil
+}
+
+// openStageWriter opens what a stage that feeds another writes: its rows
+// to spec.out by the next stage's key, in the transactions of its
+// changelog (as stage 1's: openStageOne), with its late rows and dead
+// letters to the pipeline's.
+func openStageWriter(r *stageRun, spec stageSpec, f runFlags, log *slog.Logger, sh *shuffler, group string) error {
+	ks, ok := r.src.(*kafka.Source)
+	if !ok {
+		return fmt.Errorf("--repartition: stage %d's source is a %T, not a Kafka group's (an eddy bug: please report it)", spec.n, r.src)
+	}
+	ks.SetClientID(kafka.StageWriterClientID(spec.writer))
+	out, err := openStageOut(sh, spec.out, spec.writer, spec.next, group, log)
+	if err != nil {
+		return err
+	}
+	r.cfg.Results = out
+	r.sinks.byURI = map[string]connectors.Sink{"stage:" + spec.out: out}
+	if r.cfg.Late, err = r.sinks.open(first(f.to["late"], spec.p.Sinks["late"], "stderr")); err != nil {
+		return err
+	}
+	if r.cfg.DeadLetters, err = r.sinks.open(first(f.to["dead_letter"], f.deadLetter, spec.p.Sinks["dead_letter"], "stderr")); err != nil {
+		return err
+	}
+	fo := f
+	fo.exactlyOnce = false // (the changelog shares out's transactions, below)
+	closeChangelog, err := openChangelog(&r.cfg, r.src, fo, log)
+	if err != nil {
+		return err
+	}
+	r.closes = append(r.closes, func() error { closeChangelog(); return nil })
+	if cs, ok := r.cfg.Changelog.(connectors.ChangelogSharer); !ok || !cs.ShareTransaction(out) {
+		return fmt.Errorf("--repartition: stage %d's changelog can't share the transactions of its rows to %s (is the changelog off?): a row repeated after a crash would count twice in stage %d", spec.n, spec.out, spec.n+1)
+	}
+	if err := kafka.FenceDeadWritersAtTakeover(r.cfg.Changelog, spec.out, sh.nOut); err != nil {
+		return fmt.Errorf("--repartition: %w", err)
+	}
+	r.cfg.ChangelogShared = true
+	return nil
+}
+
+// partitionIDs are the engine's ids of topic's n partitions: the streams
+// of the stage topic they write.
+func partitionIDs(topic string, n int32) []string {
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = "kafka:" + topic + "/" + strconv.Itoa(int(i))
+	}
+	return ids
+}
+
+// runLaterStage runs stage n's engine to its end.
+func runLaterStage(ctx context.Context, r *stageRun, n int, log *slog.Logger) error {
+	sum, err := actors.Run(ctx, r.cfg)
+	r.sinks.closed = true // Run closed them
+	if err != nil {
+		return fmt.Errorf("stage %d: %w", n, err)
 	}
 	return report(log, sum)
 }
 
-// runBoth runs the two engines side by side until the run stops; either
-// one's failure stops the other.
-func runBoth(ctx context.Context, one, two *stageRun, f runFlags, srcURI string, src connectors.Source, log *slog.Logger) error {
+// runAll runs the engines side by side until the run stops; one's
+// failure stops the others.
+func runAll(ctx context.Context, one *stageRun, rest []*stageRun, f runFlags, srcURI string, src connectors.Source, log *slog.Logger) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	done := make(chan error, 1)
-	go func() {
-		err := runStageTwo(ctx, two, log)
-		if err != nil {
-			cancel(err)
-		}
-		done <- err
-	}()
-	sum, err := execute(ctx, one.cfg, f, srcURI, src, one.sinks)
-	if err != nil {
-		cancel(err)
-	} else {
-		cancel(nil)
+	done := make(chan error, len(rest))
+	for i, r := range rest {
+		go func() {
+			err := runLaterStage(ctx, r, i+2, log)
+			if err != nil {
+				cancel(err)
+			}
+			done <- err
+		}()
 	}
-	errTwo := <-done
+	sum, err := execute(ctx, one.cfg, f, srcURI, src, one.sinks)
+	cancel(err)
+	var errLater error
+	for range rest {
+		if e := <-done; e != nil && errLater == nil && !strings.Contains(e.Error(), context.Canceled.Error()) {
+			errLater = e
+		}
+	}
 	switch {
 	case err != nil:
 		return fmt.Errorf("stage 1: %w", err)
-	case errTwo != nil && !strings.Contains(errTwo.Error(), context.Canceled.Error()):
-		return errTwo
+	case errLater != nil:
+		return errLater
 	}
 	return report(log, sum)
 }

@@ -277,7 +277,7 @@ func (r *liveRun) rowsSince(t *testing.T, base rowsMark) (rows int64, written bo
 // deleteStageTopicsAfter deletes, when the test ends, the topics a run
 // with stages makes in group besides the first repartition topic's: the
 // stage topic, its engine's changelog and the stage writers' checkpoint
-// markers (each named with ".GROUP.2").
+// markers (each named with ".GROUP.2", or ".GROUP.3" for a third stage).
 func deleteStageTopicsAfter(t *testing.T, brokers []string, group string) {
 	hosts := strings.Join(brokers, ",")
 	t.Cleanup(func() {
@@ -286,7 +286,7 @@ func deleteStageTopicsAfter(t *testing.T, brokers []string, group string) {
 			return
 		}
 		for _, line := range strings.Split(list, "\n") {
-			if f := strings.Fields(line); len(f) > 0 && strings.Contains(f[0], "."+group+".2") {
+			if f := strings.Fields(line); len(f) > 0 && (strings.Contains(f[0], "."+group+".2") || strings.Contains(f[0], "."+group+".3")) {
 				eddy(t, "topics", "delete", "kafka://"+hosts+"/"+f[0])
 			}
 		}

@@ -1036,8 +1036,9 @@ func (c *changelog) Close() error {
 }
 
 // sinkPartitioner is franz-go's default partitioner, except that records
-// to changelog topics go to the partition they name: a changelog sharing
-// a TxSink's transaction writes through the sink's client.
+// to changelog topics go to the partition they name (a changelog sharing
+// a TxSink's transaction writes through the sink's client), and so do
+// watermark markers to stage topics (stagePartitioner).
 type sinkPartitioner struct{ def, manual kgo.Partitioner }
 
 func newSinkPartitioner() kgo.Partitioner {
@@ -1047,6 +1048,9 @@ func newSinkPartitioner() kgo.Partitioner {
 func (p sinkPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
 	if strings.HasPrefix(topic, changelogPrefix) {
 		return p.manual.ForTopic(topic)
+	}
+	if IsStageTopic(topic) {
+		return stagePartitioner{rows: kgo.StickyKeyPartitioner(nil).ForTopic(topic)}
 	}
 	return p.def.ForTopic(topic)
 }

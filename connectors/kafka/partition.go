@@ -48,6 +48,9 @@ type partition struct {
 	failed error
 	// in: a repartition topic's reading state (nil for other topics)
 	in *repartitionIn
+	// staged: a stage topic's partition, whose markers move its event
+	// time (stagemarks.go)
+	staged bool
 	// seekTo: what a repartition partition's pending seek sets in.applied
 	seekTo map[string]Seq
 
@@ -66,6 +69,7 @@ func newPartition(s *Source, t tp) *partition {
 	if IsRepartitionTopic(t.topic) {
 		p.in = &repartitionIn{applied: map[string]Seq{}}
 	}
+	p.staged = IsStageTopic(t.topic)
 	return p
 }
 
@@ -290,6 +294,9 @@ func (p *partition) take() (connectors.Batch, bool) {
 	}
 	if p.in != nil {
 		return p.takeRepartition()
+	}
+	if p.staged {
+		return p.takeStage()
 	}
 	n := min(s.cfg.Batch, p.bufRecords)
 	mem := newBatchMem(n)

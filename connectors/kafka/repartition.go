@@ -405,11 +405,11 @@ func (p *partition) takeRepartition() (connectors.Batch, bool) {
 	return b, true
 }
 
-// Streams names a repartition partition's upstream streams (the source's
-// streams= parameter): its event time is their minimum. Other partitions
-// have none.
+// Streams names a repartition or stage partition's upstream streams (the
+// source's streams= parameter): its event time is their minimum. Other
+// partitions have none.
 func (p *partition) Streams() []string {
-	if p.in == nil {
+	if p.in == nil && !p.staged {
 		return nil
 	}
 	return p.s.cfg.Upstreams
@@ -418,7 +418,7 @@ func (p *partition) Streams() []string {
 // Marked says the partition's streams move their event time by markers:
 // a stream quiet for a while is not idle (its upstream may be moving to
 // another node), it holds the event time back until its marker comes.
-func (p *partition) Marked() bool { return p.in != nil }
+func (p *partition) Marked() bool { return p.in != nil || (p.staged && len(p.s.cfg.Upstreams) > 0) }
 
 // repartitionPos is a repartition partition's position: its offset and the
 // highest sequence applied from each upstream stream.
@@ -466,9 +466,9 @@ func (p *partition) seekedTo() {
 // StageTopic is the topic that carries the rows of stage n-1 of the
 // pipeline run in group to the owners of stage n's keys:
 // eddy-stages.GROUP.N. Its rows are written in the writing engine's
-// changelog transactions (each row once, read_committed) and keyed by the
-// next stage's key, so it is read as a plain topic: no sequences, no
-// markers (its reader, an unwindowed stage, needs no watermark).
+// changelog transactions (each row once, read_committed: no sequences),
+// each to the partition of the next stage's key, with watermark markers
+// (stagemarks.go).
 func StageTopic(group string, n int) string {
 	return stagePrefix + strings.TrimPrefix(RepartitionTopic(group, n), repartitionPrefix)
 }

@@ -47,7 +47,10 @@ type SinkConfig struct {
 	// own: a stage's rows written to a repartition topic go to the
 	// partition of the next stage's key.
 	RowKey func(connectors.Row) string
-	Logger *slog.Logger
+	// Partitions is a stage topic's partition count, for MarkWatermarks
+	// to write to every one.
+	Partitions int32
+	Logger     *slog.Logger
 }
 
 // OpenSink opens the sink a kafka:// target names. Parameters:
@@ -99,6 +102,9 @@ func newSink(c SinkConfig, opts ...kgo.Opt) (*Sink, error) {
 	}
 	if err := validTopic(c.Topic); err != nil {
 		return nil, err
+	}
+	if IsStageTopic(c.Topic) && c.Partitions < 1 {
+		return nil, fmt.Errorf("kafka sink %s: a stage topic's writer needs its partition count (an eddy bug: please report it)", c.Topic)
 	}
 	conn := c.Conn
 	conn.Topics = []string{c.Topic}
