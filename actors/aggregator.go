@@ -867,6 +867,11 @@ func (a *KeyedAggregator) encodeUnwritten(storeFirst bool) (*recordedWrites, err
 		slices.Sort(u.entries)
 	}
 	w := &recordedWrites{ops: make([]recordedOp, 0, len(u.entries)+len(u.deleted)+len(u.states)+len(u.statesDeleted)), storeFirst: storeFirst}
+	if storeFirst {
+		// After a restore with no local state, the store has none of the
+		// partition's keys: it checks that once, then counts each as new.
+		w.fresh = [][]byte{statePrefix(a.partition), hookStatePrefix(a.partition)}
+	}
 	return w, a.writeTo(w)
 }
 

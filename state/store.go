@@ -81,6 +81,8 @@ type Store struct {
 	cps    []Checkpoint            // kept complete checkpoints, oldest first
 	counts map[uint64]*epochCounts // per open epoch, this process only
 	known  knownKeys               // what the last complete checkpoint wrote
+	// freshness: prefixes found empty at the last checkpoint (Batch.Fresh)
+	freshness freshness
 }
 
 // Open opens or creates the store in dir, creating dir if needed. It fails
