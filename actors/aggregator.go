@@ -69,6 +69,10 @@ type KeyedAggregator struct {
 	// completes, so that an aborted one's redo writes them to the store
 	// only again, not millions of them to the changelog
 	localUntil uint64
+	// restoredRaw: the changes a lazy shard's restore brought, in the
+	// changelog's order (a nil value: deleted), kept until the checkpoint
+	// that writes them to the store completes (see changeSet.restored)
+	restoredRaw [][]kv
 	// interrupted: the run interrupted a script call of this shard, whose
 	// state is no longer a whole number of batches: no checkpoint may
 	// have it.
@@ -109,10 +113,15 @@ type openWindows struct {
 // changeSet lists changed state by key: entries (by state key) and hook
 // states (by key) written, and those deleted (a hook state deleted is a
 // stale one a restore from the changelog replaced).
-type changeSet struct{ entries, deleted, states, statesDeleted []string }
+type changeSet struct {
+	entries, deleted, states, statesDeleted []string
+	// restored: the changes a lazy shard's restore brought (restoredRaw),
+	// written to the store as the changelog had them
+	restored bool
+}
 
 func (c changeSet) empty() bool {
-	return len(c.entries)+len(c.deleted)+len(c.states)+len(c.statesDeleted) == 0
+	return len(c.entries)+len(c.deleted)+len(c.states)+len(c.statesDeleted) == 0 && !c.restored
 }
 
 type firedWindow struct {
@@ -137,9 +146,11 @@ type entry struct {
 	// gone: no longer in the shard's entries (dropped, superseded or
 	// replaced), so lastWindow holding it looks it up again.
 	gone bool
-	// local: raw as the changelog brought it, unchanged since: the
-	// checkpoint after the restore writes it to the store only (as
-	// localEntries does for shards that decode as they load)
+	// local: raw as the changelog brought it, unchanged since, so still
+	// the changelog's last value of its key: a write of it goes to the
+	// store only (the checkpoint after the restore writes every such
+	// entry, see writeRestored; localEntries does the same for shards
+	// that decode as they load)
 	local bool
 	// unstored: no checkpoint has written this entry (it was created
 	// since the last one), so dropping it needs no delete: a window
@@ -866,7 +877,18 @@ func (a *KeyedAggregator) encodeUnwritten(storeFirst bool) (*recordedWrites, err
 		// then finds them in order and passes over them once.
 		slices.Sort(u.entries)
 	}
-	w := &recordedWrites{ops: make([]recordedOp, 0, len(u.entries)+len(u.deleted)+len(u.states)+len(u.statesDeleted)), storeFirst: storeFirst}
+	n := len(u.entries) + len(u.deleted) + len(u.states) + len(u.statesDeleted)
+	if u.restored {
+		for _, kvs := range a.restoredRaw {
+			n += len(kvs)
+		}
+	}
+	w := &recordedWrites{ops: make([]recordedOp, 0, n), storeFirst: storeFirst}
+	if storeFirst {
+		// After a restore with no local state, the store has none of the
+		// partition's keys: it checks that once, then counts each as new.
+		w.fresh = [][]byte{statePrefix(a.partition), hookStatePrefix(a.partition)}
+	}
 	return w, a.writeTo(w)
 }
 
@@ -895,6 +917,7 @@ func (a *KeyedAggregator) redo(w changeSet) {
 			a.unwritten.entries = append(a.unwritten.entries, sk)
 		}
 	}
+	a.unwritten.restored = a.unwritten.restored || w.restored
 	a.unwritten.deleted = append(a.unwritten.deleted, w.deleted...)
 	a.unwritten.statesDeleted = append(a.unwritten.statesDeleted, w.statesDeleted...)
 	for _, k := range w.states {
@@ -912,7 +935,7 @@ func (a *KeyedAggregator) restoreWritten() {
 			en.local = false
 		}
 	}
-	a.localEntries, a.localStates, a.localUntil = nil, nil, 0
+	a.localEntries, a.localStates, a.localUntil, a.restoredRaw = nil, nil, 0, nil
 }
 
 // isLocalEntry: the next checkpoint writes entry sk to the store only.
@@ -944,6 +967,11 @@ func (a *KeyedAggregator) writeTo(wb batchWriter) error {
 	entryKey := func(sk string) []byte {
 		kb = appendStateKey(kb[:0], a.partition, sk)
 		return keys.keep(kb)
+	}
+	if a.unwritten.restored {
+		if err := a.writeRestored(wb, tee, entryKey); err != nil {
+			return err
+		}
 	}
 	for _, sk := range a.unwritten.entries {
 		en := a.entries[sk]

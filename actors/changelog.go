@@ -403,6 +403,7 @@ type shardRestore struct {
 	lazy       bool
 	size       int               // the entries expected, for a lazy shard's table
 	entries    map[string][]byte // by state key; nil value: deleted
+	raw        [][]kv            // (lazy) the changes, as they came
 	deleted    map[string]bool   // (lazy) by state key
 	damaged    error             // (lazy) the first entry that does not decode
 	states     map[string][]byte // by hook key
@@ -447,6 +448,9 @@ func newShardRestore(plan restorePlan, shards int, lazy bool) *shardRestore {
 
 func (a *KeyedAggregator) collect(m *restoreKVs) {
 	r := a.fromLog
+	if r.lazy {
+		r.raw = append(r.raw, m.kvs)
+	}
 	for _, c := range m.kvs {
 		switch {
 		case c.hook:
@@ -532,21 +536,38 @@ func (r *shardRestore) fromChangelog(entries map[string]*entry) func(sk string) 
 	}
 }
 
-// restoredLazy lists what the changelog brought a lazy shard for the
-// next checkpoint, which writes it to the store only.
+// restoredLazy keeps what the changelog brought a lazy shard for the
+// next checkpoint, which writes it to the store only, as the changelog had
+// it (writeRestored): its entries are not listed one by one, nor looked
+// up again to be encoded. An entry changed since is listed as any other,
+// and written after (the later write of a key wins).
 func (a *KeyedAggregator) restoredLazy(r *shardRestore) {
 	a.localEntries, a.localStates = map[string][]byte{}, map[string]bool{}
-	a.unwritten.entries = slices.Grow(a.unwritten.entries, len(a.entries))
-	for sk, en := range a.entries {
-		if en.local {
-			en.dirty = true
-			a.unwritten.entries = append(a.unwritten.entries, sk)
+	a.restoredRaw = r.raw
+	a.unwritten.restored = true
+}
+
+// writeRestored writes the changes a lazy shard's restore brought to wb,
+// to the store only, in the changelog's order.
+func (a *KeyedAggregator) writeRestored(wb batchWriter, tee *teeWriter, entryKey func(sk string) []byte) error {
+	for _, kvs := range a.restoredRaw {
+		for _, c := range kvs {
+			if c.hook {
+				continue // (restoredStates lists them)
+			}
+			tee.localOnly(true)
+			var err error
+			if c.value == nil {
+				err = wb.Delete(entryKey(c.key))
+			} else {
+				err = setKept(wb, entryKey(c.key), c.value)
+			}
+			if err != nil {
+				return err
+			}
 		}
 	}
-	for sk := range r.deleted {
-		a.unwritten.deleted = append(a.unwritten.deleted, sk)
-		a.localEntries[sk] = nil
-	}
+	return nil
 }
 
 // restoredEntries decodes what the changelog brought a shard, for the

@@ -32,6 +32,10 @@ type recordedWrites struct {
 	// ack once the store has the checkpoint (barrier.storeFirst)
 	storeFirst bool
 	clog       []clogWrite
+	// fresh: key prefixes the writes likely create every key under (a
+	// restored partition's first checkpoint): each batch tells the store,
+	// which then reads none of them back to count them (state.Batch.Fresh)
+	fresh [][]byte
 }
 
 type recordedOp struct {
@@ -88,12 +92,21 @@ func (r *recordedWrites) commit(store *state.Store, epoch uint64) error {
 	})
 	for ops := r.ops; len(ops) > 0; {
 		n := chunkEnd(ops, commitChunk)
-		if err := commitOps(store.Batch(epoch), ops[:n]); err != nil {
+		if err := commitOps(r.batch(store, epoch), ops[:n]); err != nil {
 			return err
 		}
 		ops = ops[n:]
 	}
 	return nil
+}
+
+// batch is a batch at epoch, told the prefixes likely fresh.
+func (r *recordedWrites) batch(store *state.Store, epoch uint64) *state.Batch {
+	b := store.Batch(epoch)
+	for _, p := range r.fresh {
+		b.Fresh(p)
+	}
+	return b
 }
 
 // commitChunk is about how many writes one batch of a commit takes. (A

@@ -26,11 +26,15 @@ type Batch struct {
 	epoch uint64
 	err   error       // sticky: the first error, returned by every later call
 	prev  *badger.Txn // read at the previous checkpoint, to count created/deleted keys
+	last  uint64      // the previous checkpoint, 0 for none
 	known []op        // what the previous checkpoint wrote, if it is known (see knownKeys)
-	ops   []op        // what the batch did to each key, for Checkpoint.Keys and Digest
-	bytes int64       // keys and values written, for the check of free space
-	room  int64       // bytes checked for room so far
-	slab  []byte      // the copies of keys and values, many to an allocation
+	// fresh: prefixes under which the previous checkpoint held no live
+	// key (see Fresh): count reads none of their keys back
+	fresh [][]byte
+	ops   []op   // what the batch did to each key, for Checkpoint.Keys and Digest
+	bytes int64  // keys and values written, for the check of free space
+	room  int64  // bytes checked for room so far
+	slab  []byte // the copies of keys and values, many to an allocation
 }
 
 // op is one write of a batch; key and val share Badger's copy.
@@ -64,7 +68,7 @@ func (s *Store) Batch(epoch uint64) *Batch {
 		b.err = fmt.Errorf("state: batch at epoch %d: checkpoint %d is already complete", epoch, last)
 	default:
 		if last > 0 {
-			b.prev = s.db.NewTransactionAt(last, false)
+			b.prev, b.last = s.db.NewTransactionAt(last, false), last
 			b.known = s.known.of(last)
 		}
 	}
@@ -334,7 +338,9 @@ func (b *Batch) count() (epochCounts, error) {
 		c.changed++
 		var old uint64
 		existed := false
-		if k, ok := known.find(o.key); ok {
+		if b.isFresh(o.key) {
+			// (none of the previous checkpoint's keys: not existed)
+		} else if k, ok := known.find(o.key); ok {
 			old, existed = k.hash, !k.del
 		} else if prev != nil {
 			var err error

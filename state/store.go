@@ -84,6 +84,8 @@ type Store struct {
 	// beginning: the last BeginAsync's epoch, whose record may still be
 	// being written (nil: none since the store opened)
 	beginning *beginning
+	// freshness: prefixes found empty at the last checkpoint (Batch.Fresh)
+	freshness freshness
 }
 
 // beginning is an epoch BeginAsync handed out: done closes once its
