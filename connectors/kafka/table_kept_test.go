@@ -257,13 +257,15 @@ func TestKeptTableDamageIsNotUsed(t *testing.T) {
 			// Any pause is longer than 1ms: tombstones written meanwhile
 			// may have been removed unread.
 			ms := "1"
-			res, err := tableAdmin(t, brokers).AlterTopicConfigs(t.Context(), []kadm.AlterConfig{{Name: "delete.retention.ms", Value: &ms}}, topic)
+			adm := tableAdmin(t, brokers)
+			res, err := adm.AlterTopicConfigs(t.Context(), []kadm.AlterConfig{{Name: "delete.retention.ms", Value: &ms}}, topic)
 			if err == nil {
 				_, err = res.On(topic, nil)
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
+			waitForTopicConfig(t, adm, topic, "delete.retention.ms", ms)
 		}, "longer than the topic's delete.retention.ms")
 	})
 	t.Run("records deleted unread", func(t *testing.T) {
@@ -308,12 +310,39 @@ func TestKeptTableDamageIsNotUsed(t *testing.T) {
 
 func setPolicy(t *testing.T, brokers []string, topic, policy string) {
 	t.Helper()
-	res, err := tableAdmin(t, brokers).AlterTopicConfigs(t.Context(), []kadm.AlterConfig{{Name: "cleanup.policy", Value: &policy}}, topic)
+	adm := tableAdmin(t, brokers)
+	res, err := adm.AlterTopicConfigs(t.Context(), []kadm.AlterConfig{{Name: "cleanup.policy", Value: &policy}}, topic)
 	if err == nil {
 		_, err = res.On(topic, nil)
 	}
 	if err != nil {
 		t.Fatalf("cleanup.policy=%s on %s: %v", policy, topic, err)
+	}
+	waitForTopicConfig(t, adm, topic, "cleanup.policy", policy)
+}
+
+// waitForTopicConfig returns once the broker describes topic's key as value:
+// the controller acknowledges an alteration before the broker's metadata
+// follows, and a table opened meanwhile would read the old value.
+func waitForTopicConfig(t *testing.T, adm *kadm.Client, topic, key, value string) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if rcs, err := adm.DescribeTopicConfigs(t.Context(), topic); err == nil {
+			if rc, err := rcs.On(topic, nil); err == nil && rc.Err == nil {
+				for _, c := range rc.Configs {
+					if c.Key == key && c.Value != nil {
+						last = *c.Value
+					}
+				}
+			}
+		}
+		if last == value {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s of %s still %q a minute after it was set to %q", key, topic, last, value)
+		}
 	}
 }
 
