@@ -101,7 +101,7 @@ type openWindows struct {
 	sessions map[string][]*entry // open session windows by key
 	// lastWindow remembers each key's latest window's entry (see
 	// windowEntry).
-	lastWindow map[string]*entry
+	lastWindow latestWindows
 	// ends queues open windows by end, expiries fired ones.
 	ends, expiries timerQueue
 	// stamps: the window bounds' texts, shared by the keys' windows
@@ -279,7 +279,7 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	a.pending = map[uint64]changeSet{}
 	a.states = map[string]*keyState{}
 	a.win.sessions = map[string][]*entry{}
-	a.win.lastWindow = map[string]*entry{}
+	a.win.lastWindow = latestWindows{}
 	a.watermark = math.MinInt64
 	if a.fromLog != nil {
 		if a.fromLog.lazy {
