@@ -615,25 +615,38 @@ func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int
 // waits for the one before it.
 func (a *KeyedAggregator) newEntry(k *scripting.Keyed, nk int) (*entry, error) {
 	// copies: k.Key and k.Vals are cut from slabs many records share
-	// (scripting.Keyed), which the entry must not keep alive. keyVals has
-	// a copy of its own: emitted rows keep it, and the entry's inline
-	// bytes would keep the entry's whole allocation alive with them.
-	kept := strings.Clone(k.Key)
-	if p, accs, ok := a.rt.NewAccsAfter(keyedEntryType); ok {
-		h := (*keyedEntry)(p)
-		h.en.accs, h.en.keyVals = accs, k.KeyVals(nk, kept)
-		h.en.key = kept
-		if n := len(k.Key); n > 0 && n <= inlineKey {
-			copy(h.key[:], k.Key)
-			h.en.key = unsafe.String(&h.key[0], n)
+	// (scripting.Keyed), which the entry must not keep alive.
+	p, accs, ok := a.rt.NewAccsAfter(keyedEntryType)
+	if !ok {
+		accs, err := a.rt.NewAccs()
+		if err != nil {
+			return nil, err
 		}
-		return &h.en, nil
+		key := strings.Clone(k.Key)
+		return &entry{key: key, keyVals: k.KeyVals(nk, key), accs: accs}, nil
 	}
-	accs, err := a.rt.NewAccs()
-	if err != nil {
-		return nil, err
+	h := (*keyedEntry)(p)
+	h.en.accs = accs
+	h.en.key = h.keep(k.Key)
+	valKey := h.en.key
+	if a.p.IsWindowed() && len(k.Key) <= inlineKey {
+		// A window's emitted rows outlive it, and its inline key would
+		// keep its whole allocation alive in them: they get a copy.
+		// (An unwindowed entry lives as long as its key's rows anyway.)
+		valKey = strings.Clone(k.Key)
 	}
-	return &entry{key: kept, keyVals: k.KeyVals(nk, kept), accs: accs}, nil
+	h.en.keyVals = k.KeyVals(nk, valKey)
+	return &h.en, nil
+}
+
+// keep returns key as the entry keeps it: in its room for the key, or a
+// copy of its own if longer.
+func (h *keyedEntry) keep(key string) string {
+	if len(key) == 0 || len(key) > inlineKey {
+		return strings.Clone(key)
+	}
+	copy(h.key[:], key)
+	return unsafe.String(&h.key[0], len(key))
 }
 
 // keyedEntry is an entry with room for its key's bytes, the head of its
