@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/eddy-stream/eddy/connectors"
@@ -103,7 +105,7 @@ type openWindows struct {
 	sessions map[string][]*entry // open session windows by key
 	// lastWindow remembers each key's latest window's entry (see
 	// windowEntry).
-	lastWindow map[string]*entry
+	lastWindow latestWindows
 	// ends queues open windows by end, expiries fired ones.
 	ends, expiries timerQueue
 	// stamps: the window bounds' texts, shared by the keys' windows
@@ -288,7 +290,7 @@ func (a *KeyedAggregator) start(ctx actor.Context) error {
 	a.pending = map[uint64]changeSet{}
 	a.states = map[string]*keyState{}
 	a.win.sessions = map[string][]*entry{}
-	a.win.lastWindow = map[string]*entry{}
+	a.win.lastWindow = latestWindows{}
 	a.watermark = math.MinInt64
 	if a.fromLog != nil {
 		if a.fromLog.lazy {
@@ -590,14 +592,11 @@ func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int
 		}
 	}
 	if fresh {
-		accs, err := a.rt.NewAccs()
-		if err != nil {
+		var err error
+		if en, err = a.newEntry(k, nk); err != nil {
 			return nil, err
 		}
-		// copies: k.Key and k.Vals are cut from slabs many records
-		// share (scripting.Keyed), which the entry must not keep alive
-		key := strings.Clone(k.Key)
-		en = &entry{key: key, keyVals: k.KeyVals(nk, key), accs: accs, start: start, end: end, unstored: true}
+		en.start, en.end, en.unstored = start, end, true
 	}
 	if sk == k.Key {
 		sk = en.key // (an unwindowed entry's: the lists touch adds to keep it)
@@ -617,6 +616,65 @@ func (a *KeyedAggregator) addTo(sk string, en *entry, k *scripting.Keyed, nk int
 	a.touch(sk, en)
 	return en, nil
 }
+
+// newEntry makes the entry of record k's key (nk key columns), with fresh
+// accumulators. The entry, its key's bytes (up to inlineKey of them) and
+// its accumulators lie in one allocation where the runtime can make them
+// so (scripting.Runtime.NewAccsAfter): folding a record finds the key a
+// map compares, the entry and the accumulators side by side, not in
+// three places of a shard's megabytes of state, each a cache miss that
+// waits for the one before it.
+func (a *KeyedAggregator) newEntry(k *scripting.Keyed, nk int) (*entry, error) {
+	// copies: k.Key and k.Vals are cut from slabs many records share
+	// (scripting.Keyed), which the entry must not keep alive.
+	p, accs, ok := a.rt.NewAccsAfter(keyedEntryType)
+	if !ok {
+		accs, err := a.rt.NewAccs()
+		if err != nil {
+			return nil, err
+		}
+		key := strings.Clone(k.Key)
+		return &entry{key: key, keyVals: k.KeyVals(nk, key), accs: accs}, nil
+	}
+	h := (*keyedEntry)(p)
+	h.en.accs = accs
+	h.en.key = h.keep(k.Key)
+	valKey := h.en.key
+	if a.p.IsWindowed() && len(k.Key) <= inlineKey {
+		// A window's emitted rows outlive it, and its inline key would
+		// keep its whole allocation alive in them: they get a copy.
+		// (An unwindowed entry lives as long as its key's rows anyway.)
+		valKey = strings.Clone(k.Key)
+	}
+	h.en.keyVals = k.KeyVals(nk, valKey)
+	return &h.en, nil
+}
+
+// keep returns key as the entry keeps it: in its room for the key, or a
+// copy of its own if longer.
+func (h *keyedEntry) keep(key string) string {
+	if len(key) == 0 || len(key) > inlineKey {
+		return strings.Clone(key)
+	}
+	copy(h.key[:], key)
+	return unsafe.String(&h.key[0], len(key))
+}
+
+// keyedEntry is an entry with room for its key's bytes, the head of its
+// accumulators' block (see newEntry). The key comes first: a lookup reads
+// it first, and the line pair it lies in (the unit an x86 core's
+// adjacent-line prefetch fetches) then holds the entry's fields a record
+// reads (entry: its first 64 bytes).
+type keyedEntry struct {
+	key [inlineKey]byte
+	en  entry
+}
+
+// inlineKey is how long a key keyedEntry holds can be; a longer one is
+// the entry's own copy, elsewhere.
+const inlineKey = 16
+
+var keyedEntryType = reflect.TypeFor[keyedEntry]()
 
 func (a *KeyedAggregator) onRecord(k *scripting.Keyed) error {
 	st := a.state(k.Key)

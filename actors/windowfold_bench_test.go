@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/eddy-stream/eddy/connectors"
@@ -10,8 +11,9 @@ import (
 )
 
 // BenchmarkWindowFold folds records into a shard's event-time windows the
-// way bench-windows does (10,000 sensors reading each second in turn,
-// one-minute tumbling windows, a count, avg, min and max; batches of 512;
+// way bench-windows does (10,000 sensors reading each second, in an order
+// shuffled anew each second as the generator's are, so that neither side
+// finds its state in the order it was made; one-minute tumbling windows, a count, avg, min and max; batches of 512;
 // a barrier, which fires and emits, every 200 batches), without parsing,
 // actors or checkpoints: the shard's own cost a record, beside a plain-Go
 // fold of the same records into maps (one map of windows by start, one of
@@ -48,8 +50,13 @@ func BenchmarkWindowFold(b *testing.B) {
 		}
 		tmpl[s] = k
 	}
+	var orders [16][]int // the sensors' order in each second, in turn
+	rng := rand.New(rand.NewPCG(7, 16))
+	for i := range orders {
+		orders[i] = rng.Perm(sensors)
+	}
 	record := func(n int, k *scripting.Keyed) int {
-		s := n % sensors
+		s := orders[(n/sensors)%len(orders)][n%sensors]
 		*k = tmpl[s]
 		k.Time = int64(n/sensors) * 1000
 		k.Watermark = k.Time - 10_000

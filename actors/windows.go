@@ -40,7 +40,7 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 		}
 		if fresh {
 			en.sk = sk
-			a.win.lastWindow[en.key] = en
+			a.win.lastWindow.put(en)
 		}
 		if win[1] <= a.watermark && !en.fired {
 			en.fired = true // a late update of a window that fired empty
@@ -58,14 +58,14 @@ func (a *KeyedAggregator) addWindowed(k *scripting.Keyed, nk int, m *keyedBatch,
 // their key's latest window, whose entry lastWindow holds, so finding it
 // costs one map lookup, no allocation and no hop through another object.
 func (a *KeyedAggregator) windowEntry(key string, start int64) (string, *entry) {
-	if en := a.win.lastWindow[key]; en != nil && en.start == start && !en.gone && en.sk != "" {
+	if en := a.win.lastWindow.get(key); en != nil && en.start == start && !en.gone && en.sk != "" {
 		return en.sk, en
 	}
 	sk := windowKey(key, start)
 	en := a.entries[sk]
 	if en != nil {
 		en.sk = sk
-		a.win.lastWindow[en.key] = en
+		a.win.lastWindow.put(en)
 	}
 	return sk, en
 }

@@ -3,6 +3,7 @@ package scripting
 import (
 	"reflect"
 	"strconv"
+	"unsafe"
 )
 
 // accSlab hands out a runtime's built-in accumulators and the slices that
@@ -54,6 +55,9 @@ type entryBlocks struct {
 	typ  reflect.Type  // struct { Slots [n]any; A0 …; A1 …; … }
 	slab reflect.Value // the current allocation's array of blocks
 	next int           // the slab's next fresh block
+	// headed: by head type, struct { Head head; Slots …; A0 …; … } (see
+	// NewAccsAfter)
+	headed map[reflect.Type]reflect.Type
 }
 
 // newEntryBlocks is nil when some aggregate is not one blocks can hold.
@@ -88,10 +92,44 @@ func (b *entryBlocks) cut() []any {
 	}
 	blk := b.slab.Index(b.next)
 	b.next++
-	n := b.typ.NumField() - 1
-	slots := blk.Field(0).Slice3(0, n, n).Interface().([]any)
+	return fill(blk, 0)
+}
+
+// fill points the slots of block blk, whose fields from the from'th are
+// a block's (Slots, A0, …), at their accumulators, and returns them.
+func fill(blk reflect.Value, from int) []any {
+	n := blk.NumField() - from - 1
+	slots := blk.Field(from).Slice3(0, n, n).Interface().([]any)
 	for i := range slots {
-		slots[i] = blk.Field(1 + i).Addr().Interface()
+		slots[i] = blk.Field(from + 1 + i).Addr().Interface()
 	}
 	return slots
+}
+
+// NewAccsAfter returns fresh accumulators for one key in one allocation
+// with a zero value of type head before them, and a pointer to that value
+// (the caller's record of the key: see actors' entry). A record folded
+// into the key then finds its accumulators beside that record, not in a
+// cache line of their own elsewhere. ok is false, and nothing made, when
+// the pipeline's aggregates are not all built-ins a block holds (NewAccs
+// makes those).
+func (rt *Runtime) NewAccsAfter(head reflect.Type) (h unsafe.Pointer, accs []any, ok bool) {
+	b := rt.blocks
+	if b == nil {
+		return nil, nil, false
+	}
+	t := b.headed[head]
+	if t == nil {
+		fields := []reflect.StructField{{Name: "Head", Type: head}}
+		for i := range b.typ.NumField() {
+			fields = append(fields, b.typ.Field(i))
+		}
+		t = reflect.StructOf(fields)
+		if b.headed == nil {
+			b.headed = map[reflect.Type]reflect.Type{}
+		}
+		b.headed[head] = t
+	}
+	blk := reflect.New(t)
+	return blk.UnsafePointer(), fill(blk.Elem(), 1), true
 }

@@ -1,6 +1,8 @@
 package scripting
 
 import (
+	"math"
+
 	lua "github.com/yuin/gopher-lua"
 )
 
@@ -30,9 +32,10 @@ const cacheJudge = 1 << 12
 // valueCache is one field's cache; its maps are made on first use.
 type valueCache struct {
 	luaStrings, luaNumbers map[string]lua.LValue
-	goStrings, goNumbers   map[string]any
-	tries, hits            int  // lookups and hits since the last judgement of a full map
-	off                    bool // the field's values rarely repeat: no lookups
+	goStrings              map[string]any
+	goNumbers              *[numberSlots]numberSlot // by value: see goNumber
+	tries, hits            int                      // lookups and hits since the last judgement of a full map
+	off                    bool                     // the field's values rarely repeat: no lookups
 }
 
 // fieldCache is the cache of the record field name: one per parsed field,
@@ -101,17 +104,40 @@ func (c *valueCache) goBytes(raw []byte) any {
 	return v
 }
 
-// goNumber is number() of a scanned number's text raw.
+// goNumber is number() of a scanned number's text raw. Go numbers are
+// kept by value, not by text, in a table of numberSlots indexed by the
+// value's bits: a number's text parses in about the time a map takes to
+// hash it, and the table is one read of a small array where the map's
+// lookup read its control word, its slot and the key's bytes (a fifth of
+// a parse worker's CPU in bench-windows, where temperatures repeat). A
+// value in its slot is the one number() gives for those bits; a value
+// whose slot another holds is made anew (an allocation, as with no
+// cache) and takes the slot.
 func (c *valueCache) goNumber(raw []byte) any {
-	if !c.off {
-		v, ok := c.goNumbers[string(raw)]
-		if c.judge(ok, len(c.goNumbers)) {
-			return v
-		}
+	f := parseNumber(raw)
+	if c.goNumbers == nil {
+		c.goNumbers = new([numberSlots]numberSlot)
 	}
-	v := number(parseNumber(raw))
-	c.goNumbers = keep(c, c.goNumbers, string(raw), v)
+	bits := math.Float64bits(f)
+	s := &c.goNumbers[bits*0x9e3779b97f4a7c15>>(64-numberSlotBits)]
+	if s.bits == bits && s.v != nil {
+		return s.v
+	}
+	v := number(f)
+	*s = numberSlot{bits: bits, v: v}
 	return v
+}
+
+// numberSlots is how many numbers a field's cache holds: 96 KiB, less
+// than its map of texts held when full.
+const (
+	numberSlotBits = 12
+	numberSlots    = 1 << numberSlotBits
+)
+
+type numberSlot struct {
+	bits uint64 // math.Float64bits of the value
+	v    any    // number() of it; nil: the slot is empty
 }
 
 // judge passes on a lookup's hit, and turns the cache off when a full

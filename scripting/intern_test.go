@@ -38,3 +38,29 @@ func TestValueCache(t *testing.T) {
 		t.Errorf("the full cache holds %d values, want %d", n, valueCacheMax)
 	}
 }
+
+// goNumber keeps numbers by value: texts of one value give it (an int64
+// when integral, as number does), and of many more values than the cache
+// holds each gives its own, on every pass.
+func TestGoNumberByValue(t *testing.T) {
+	var c valueCache
+	for _, s := range []string{"21.5", "21.50", "2.15e1", "215e-1"} {
+		if got := c.goNumber([]byte(s)); got != 21.5 {
+			t.Fatalf("goNumber(%q) = %#v, want 21.5", s, got)
+		}
+	}
+	for _, s := range []string{"7", "7.0", "0.7e1"} {
+		if got := c.goNumber([]byte(s)); got != int64(7) {
+			t.Fatalf("goNumber(%q) = %#v, want int64 7", s, got)
+		}
+	}
+	for pass := range 3 {
+		for i := range 4 * numberSlots {
+			s := strconv.FormatFloat(float64(i)/100+float64(pass%2), 'f', -1, 64)
+			want := number(float64(i)/100 + float64(pass%2))
+			if got := c.goNumber([]byte(s)); got != want {
+				t.Fatalf("pass %d: goNumber(%q) = %#v, want %#v", pass, s, got, want)
+			}
+		}
+	}
+}
