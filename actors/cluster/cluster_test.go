@@ -16,19 +16,28 @@ import (
 
 	"github.com/eddy-stream/eddy/actors/cluster/clustertest"
 	"github.com/eddy-stream/eddy/connectors"
+	"github.com/eddy-stream/eddy/internal/testenv"
 )
 
-// freePorts returns n distinct ports free now.
+// freePorts returns n distinct ports free now, below the ephemeral range
+// (testenv.FreeAddr says why).
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", ":0")
+	seen := map[int]bool{}
+	for len(ports) < n {
+		_, p, err := net.SplitHostPort(testenv.FreeAddr(t))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		port, err := strconv.Atoi(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !seen[port] {
+			seen[port] = true
+			ports = append(ports, port)
+		}
 	}
 	return ports
 }

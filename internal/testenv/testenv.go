@@ -3,7 +3,6 @@ package testenv
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -117,10 +116,14 @@ func sanitize(s string, n int) string {
 	return out
 }
 
-// FreeAddr returns a 127.0.0.1:PORT address nothing listens on now.
+// FreeAddr returns a 127.0.0.1:PORT address nothing listens on now, the
+// port below the kernel's ephemeral range: a port the kernel handed out
+// (":0") and the test closed is taken back for the local end of the next
+// outgoing connection (a Kafka client's, in a test beside), and a process
+// the test starts on it fails with "address already in use".
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := listenBelowEphemeral()
 	if err != nil {
 		t.Fatal(err)
 	}
