@@ -181,6 +181,7 @@ func runPipeline(b *testing.B, p *scripting.Pipeline, brokers []string, topic st
 	if err != nil {
 		b.Fatal(err)
 	}
+	tl.mark("store opened")
 	defer tl.mark("store closed")
 	defer store.Close()
 	stats := &actors.Stats{}
