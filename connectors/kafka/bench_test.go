@@ -227,6 +227,9 @@ func (t *timeline) mark(what string) {
 	t.events = append(t.events, fmt.Sprintf("%8.1f ms  %s", float64(time.Since(t.start).Microseconds())/1000, what))
 }
 
+// since is the time from the start to at, in ms.
+func (t *timeline) since(at time.Time) float64 { return float64(at.Sub(t.start).Microseconds()) / 1000 }
+
 // watch polls stats until the returned stop is called.
 func (t *timeline) watch(stats *actors.Stats) (stop func()) {
 	if !t.on {
@@ -239,14 +242,18 @@ func (t *timeline) watch(stats *actors.Stats) (stop func()) {
 		defer wg.Done()
 		tick := time.NewTicker(time.Millisecond)
 		defer tick.Stop()
-		var parts, cps, read int64
-		var moved time.Time // when read last changed
+		var parts, cps, read, kept int64
+		var moved, keptAt time.Time // when read, and kept, last changed
 		for {
 			select {
 			case <-done:
-				t.mark(fmt.Sprintf("(%d records read, the last %.1f ms after the start)", stats.Read.Load(), float64(moved.Sub(t.start).Microseconds())/1000))
+				t.mark(fmt.Sprintf("(%d records read, the last %.1f ms after the start; %d kept by the filter, the last %.1f ms after the start; checkpoints took %v in all)",
+					stats.Read.Load(), t.since(moved), stats.Kept.Load(), t.since(keptAt), stats.CheckpointLatency.Sum().Round(100*time.Microsecond)))
 				return
 			case <-tick.C:
+			}
+			if n := stats.Kept.Load(); n != kept {
+				kept, keptAt = n, time.Now()
 			}
 			if n := stats.Partitions.Load(); n != parts {
 				parts = n
