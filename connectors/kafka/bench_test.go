@@ -120,12 +120,18 @@ func fill(b *testing.B, brokers []string, topic string, count int64) {
 	}
 }
 
-// plainCount is the netflow count with franz-go and fastjson alone.
+// plainCount is the netflow count with franz-go and fastjson alone. Its
+// timeline (EDDY_BENCH_TIMELINE=1) has the same milestones as eddy's
+// where it has them, for a comparison phase by phase.
 func plainCount(b *testing.B, brokers []string, topic string) string {
+	tl := newTimeline(os.Getenv("EDDY_BENCH_TIMELINE") != "")
+	tl.title = "the plain loop's timeline from its client's creation:"
+	defer tl.print()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer tl.mark("client closed")
 	defer cl.Close()
 	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), topic)
 	if err != nil {
@@ -137,10 +143,15 @@ func plainCount(b *testing.B, brokers []string, topic string) string {
 			left[o.Partition] = o.Offset
 		}
 	})
+	tl.mark("end offsets listed")
 	counts := map[string]int64{}
 	var p fastjson.Parser
-	for len(left) > 0 {
+	for first := true; len(left) > 0; {
 		fs := cl.PollFetches(context.Background())
+		if first && fs.NumRecords() > 0 {
+			tl.mark("first records read")
+			first = false
+		}
 		fs.EachRecord(func(r *kgo.Record) {
 			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
 				delete(left, r.Partition)
@@ -150,6 +161,7 @@ func plainCount(b *testing.B, brokers []string, topic string) string {
 			}
 		})
 	}
+	tl.mark("last record read")
 	return reference.Top(counts, 20)
 }
 
@@ -211,12 +223,15 @@ func runPipeline(b *testing.B, p *scripting.Pipeline, brokers []string, topic st
 // Stats are polled every millisecond.
 type timeline struct {
 	on     bool
+	title  string
 	start  time.Time
 	mu     sync.Mutex
 	events []string
 }
 
-func newTimeline(on bool) *timeline { return &timeline{on: on, start: time.Now()} }
+func newTimeline(on bool) *timeline {
+	return &timeline{on: on, start: time.Now(), title: "eddy's timeline from the source's creation:"}
+}
 
 func (t *timeline) mark(what string) {
 	if !t.on {
@@ -281,10 +296,10 @@ func (t *timeline) print() {
 	if !t.on {
 		return
 	}
-	t.mark("runPipeline returns")
+	t.mark("returns")
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	fmt.Println("  eddy's timeline from the source's creation:")
+	fmt.Println(" ", t.title)
 	for _, e := range t.events {
 		fmt.Println("   ", e)
 	}
