@@ -120,12 +120,18 @@ func fill(b *testing.B, brokers []string, topic string, count int64) {
 	}
 }
 
-// plainCount is the netflow count with franz-go and fastjson alone.
+// plainCount is the netflow count with franz-go and fastjson alone. Its
+// timeline (EDDY_BENCH_TIMELINE=1) has the same milestones as eddy's
+// where it has them, for a comparison phase by phase.
 func plainCount(b *testing.B, brokers []string, topic string) string {
+	tl := newTimeline(os.Getenv("EDDY_BENCH_TIMELINE") != "")
+	tl.title = "the plain loop's timeline from its client's creation:"
+	defer tl.print()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer tl.mark("client closed")
 	defer cl.Close()
 	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), topic)
 	if err != nil {
@@ -137,10 +143,15 @@ func plainCount(b *testing.B, brokers []string, topic string) string {
 			left[o.Partition] = o.Offset
 		}
 	})
+	tl.mark("end offsets listed")
 	counts := map[string]int64{}
 	var p fastjson.Parser
-	for len(left) > 0 {
+	for first := true; len(left) > 0; {
 		fs := cl.PollFetches(context.Background())
+		if first && fs.NumRecords() > 0 {
+			tl.mark("first records read")
+			first = false
+		}
 		fs.EachRecord(func(r *kgo.Record) {
 			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
 				delete(left, r.Partition)
@@ -150,6 +161,7 @@ func plainCount(b *testing.B, brokers []string, topic string) string {
 			}
 		})
 	}
+	tl.mark("last record read")
 	return reference.Top(counts, 20)
 }
 
@@ -181,6 +193,7 @@ func runPipeline(b *testing.B, p *scripting.Pipeline, brokers []string, topic st
 	if err != nil {
 		b.Fatal(err)
 	}
+	tl.mark("store opened")
 	defer tl.mark("store closed")
 	defer store.Close()
 	stats := &actors.Stats{}
@@ -210,12 +223,15 @@ func runPipeline(b *testing.B, p *scripting.Pipeline, brokers []string, topic st
 // Stats are polled every millisecond.
 type timeline struct {
 	on     bool
+	title  string
 	start  time.Time
 	mu     sync.Mutex
 	events []string
 }
 
-func newTimeline(on bool) *timeline { return &timeline{on: on, start: time.Now()} }
+func newTimeline(on bool) *timeline {
+	return &timeline{on: on, start: time.Now(), title: "eddy's timeline from the source's creation:"}
+}
 
 func (t *timeline) mark(what string) {
 	if !t.on {
@@ -225,6 +241,9 @@ func (t *timeline) mark(what string) {
 	defer t.mu.Unlock()
 	t.events = append(t.events, fmt.Sprintf("%8.1f ms  %s", float64(time.Since(t.start).Microseconds())/1000, what))
 }
+
+// since is the time from the start to at, in ms.
+func (t *timeline) since(at time.Time) float64 { return float64(at.Sub(t.start).Microseconds()) / 1000 }
 
 // watch polls stats until the returned stop is called.
 func (t *timeline) watch(stats *actors.Stats) (stop func()) {
@@ -238,14 +257,18 @@ func (t *timeline) watch(stats *actors.Stats) (stop func()) {
 		defer wg.Done()
 		tick := time.NewTicker(time.Millisecond)
 		defer tick.Stop()
-		var parts, cps, read int64
-		var moved time.Time // when read last changed
+		var parts, cps, read, kept int64
+		var moved, keptAt time.Time // when read, and kept, last changed
 		for {
 			select {
 			case <-done:
-				t.mark(fmt.Sprintf("(%d records read, the last %.1f ms after the start)", stats.Read.Load(), float64(moved.Sub(t.start).Microseconds())/1000))
+				t.mark(fmt.Sprintf("(%d records read, the last %.1f ms after the start; %d kept by the filter, the last %.1f ms after the start; checkpoints took %v in all)",
+					stats.Read.Load(), t.since(moved), stats.Kept.Load(), t.since(keptAt), stats.CheckpointLatency.Sum().Round(100*time.Microsecond)))
 				return
 			case <-tick.C:
+			}
+			if n := stats.Kept.Load(); n != kept {
+				kept, keptAt = n, time.Now()
 			}
 			if n := stats.Partitions.Load(); n != parts {
 				parts = n
@@ -273,10 +296,10 @@ func (t *timeline) print() {
 	if !t.on {
 		return
 	}
-	t.mark("runPipeline returns")
+	t.mark("returns")
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	fmt.Println("  eddy's timeline from the source's creation:")
+	fmt.Println(" ", t.title)
 	for _, e := range t.events {
 		fmt.Println("   ", e)
 	}
