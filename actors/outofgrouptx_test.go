@@ -29,9 +29,10 @@ func TestRefusedCheckpointWithATransactionalSinkEndsTheRun(t *testing.T) {
 // refuseOnce runs 100 lines from memio, 5 a batch with a barrier after
 // each, to a transactional records sink refusing (at its flush or its
 // commit) the first checkpoint with rows after one committed some. The
-// partition waits at line 10 until a commit carried rows, and at line 50
-// until the refusal: lines 10-49 are read after the last commit and
-// before the refusal, so the open transaction it aborts holds some.
+// partition waits at line 10 until a commit carried rows and its
+// position, and at line 50 until the refusal: lines 10-49 are read after
+// the last commit and before the refusal, so the open transaction it
+// aborts holds some.
 func refuseOnce(t *testing.T, at string) {
 	lines := numbered("line", 100)
 	sink := &notMemberTxSink{at: at, rowsCommitted: make(chan struct{}), refused: make(chan struct{})}
@@ -127,11 +128,13 @@ func rowLines(rows []connectors.Row) []string {
 
 // notMemberTxSink is txSink refusing, as a group that dropped the node
 // does, its first flush or commit (at) with rows pending after a commit
-// carried rows; a refused commit commits nothing.
+// carried rows and mem's position (a checkpoint started before mem was
+// assigned commits the rows mem wrote meanwhile without its position);
+// a refused commit commits nothing.
 type notMemberTxSink struct {
 	txSink
 	at            string
-	rowsCommitted chan struct{} // closed at the first commit with rows
+	rowsCommitted chan struct{} // closed at the first commit with rows and a position of mem
 	refused       chan struct{} // closed at the refusal
 	done          bool
 }
@@ -147,19 +150,20 @@ func (s *notMemberTxSink) Commit(ctx context.Context, cp connectors.Checkpoint) 
 	if s.at == "commit" && s.refuseNow() {
 		return fmt.Errorf("injected: commit: %w", connectors.ErrNotMember)
 	}
-	err := s.txSink.Commit(ctx, cp)
 	s.mu.Lock()
-	if s.rowCommits == 1 && !isClosed(s.rowsCommitted) {
+	rows := len(s.pending) > 0
+	s.mu.Unlock()
+	err := s.txSink.Commit(ctx, cp)
+	if rows && cp.Positions["mem"] != nil && !isClosed(s.rowsCommitted) {
 		close(s.rowsCommitted)
 	}
-	s.mu.Unlock()
 	return err
 }
 
 func (s *notMemberTxSink) refuseNow() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.done || s.rowCommits == 0 || len(s.pending) == 0 {
+	if s.done || !isClosed(s.rowsCommitted) || len(s.pending) == 0 {
 		return false
 	}
 	s.done = true
