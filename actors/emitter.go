@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -71,7 +72,7 @@ func (em *Emitter) forget() {
 	for _, d := range em.drops {
 		if en := em.table[d.key]; en != nil {
 			em.markChanged(d.key) // the next complete table lacks it
-			delete(en.parts, d.partition)
+			en.parts.del(d.partition)
 			delete(en.spans, d.partition)
 			if len(en.parts) == 0 {
 				delete(em.table, d.key)
@@ -83,7 +84,7 @@ func (em *Emitter) forget() {
 
 type resultEntry struct {
 	keyVals []any
-	parts   map[string][]any // partition → portable accumulators
+	parts   parts // partition → portable accumulators
 	firedBy time.Time        // the earliest read that fired it, for FireLatency
 	// spans: partition → its session's bounds, and whether it fired
 	// (session windows only: partitions' sessions of one start can differ)
@@ -105,7 +106,7 @@ func (em *Emitter) decodeRaw(key string, en *resultEntry) error {
 	if err != nil {
 		return fmt.Errorf("key %q: the restored state does not decode: %w", key, err)
 	}
-	en.keyVals, en.parts = keyVals, map[string][]any{en.rawPart: accs}
+	en.keyVals, en.parts = keyVals, parts{{partition: en.rawPart, accs: accs}}
 	en.raw, en.rawPart = nil, ""
 	return nil
 }
@@ -115,7 +116,7 @@ func (en *resultEntry) hasPart(partition string) bool {
 	if en.raw != nil {
 		return en.rawPart == partition
 	}
-	_, ok := en.parts[partition]
+	_, ok := en.parts.get(partition)
 	return ok
 }
 
@@ -201,10 +202,10 @@ func (em *Emitter) hold(k, v []byte) error {
 	end, _ := vals[len(vals)-1].(int64)
 	en := em.table[key]
 	if en == nil {
-		en = &resultEntry{keyVals: vals[: len(vals)-1 : len(vals)-1], parts: map[string][]any{}}
+		en = &resultEntry{keyVals: vals[: len(vals)-1 : len(vals)-1]}
 		em.table[key] = en
 	}
-	en.parts[partition] = accs
+	en.parts.set(partition, accs)
 	em.fired[key] = end
 	if em.sessionWindows() {
 		en.setSpan(partition, span{start: windowStart(key), end: end, fired: true})
@@ -323,7 +324,8 @@ func (em *Emitter) writeHeld(wb batchWriter, tee *teeWriter) (map[string]bool, e
 		if en == nil {
 			continue
 		}
-		for partition, accs := range en.parts {
+		for _, pa := range en.parts {
+			partition, accs := pa.partition, pa.accs
 			end := end
 			if sp, ok := en.spans[partition]; ok {
 				if !sp.fired {
@@ -522,7 +524,7 @@ func (em *Emitter) update(m *resultRows) error {
 			}
 			if scripting.Shard(groupKey(key), em.shards) == m.shard {
 				if en.hasPart(m.partition) {
-					delete(en.parts, m.partition)
+					en.parts.del(m.partition)
 					delete(en.spans, m.partition)
 					if en.raw != nil || len(en.parts) == 0 {
 						delete(em.table, key)
@@ -644,14 +646,14 @@ func (em *Emitter) put(partition string, p partial, en *resultEntry) (*resultEnt
 		return nil, err
 	}
 	if en == nil {
-		en = &resultEntry{keyVals: keyVals, parts: make(map[string][]any, 1)}
+		en = &resultEntry{keyVals: keyVals}
 		em.table[p.key] = en
 	} else if en.raw != nil && en.rawPart == partition {
-		en.raw, en.rawPart, en.keyVals, en.parts = nil, "", keyVals, make(map[string][]any, 1)
+		en.raw, en.rawPart, en.keyVals, en.parts = nil, "", keyVals, nil
 	} else if err := em.decodeRaw(p.key, en); err != nil {
 		return nil, err
 	}
-	en.parts[partition] = accs
+	en.parts.set(partition, accs)
 	return en, nil
 }
 
@@ -810,25 +812,16 @@ func (em *Emitter) raw(key string, en *resultEntry) ([]any, []any, error) {
 
 // merged merges a key's partials, in partition order.
 func (em *Emitter) merged(en *resultEntry) ([]any, error) {
-	var accs []any
 	if len(en.parts) == 1 {
-		for _, a := range en.parts {
-			accs = a
-		}
-	} else {
-		ids := make([]string, 0, len(en.parts))
-		for id := range en.parts {
-			ids = append(ids, id)
-		}
-		sort.Strings(ids)
-		var err error
-		if accs, err = em.rt.Portable(en.parts[ids[0]]); err != nil {
+		return en.parts[0].accs, nil
+	}
+	accs, err := em.rt.Portable(en.parts[0].accs)
+	if err != nil {
+		return nil, err
+	}
+	for _, pa := range en.parts[1:] {
+		if err := em.rt.Merge(accs, pa.accs); err != nil {
 			return nil, err
-		}
-		for _, id := range ids[1:] {
-			if err := em.rt.Merge(accs, en.parts[id]); err != nil {
-				return nil, err
-			}
 		}
 	}
 	return accs, nil
@@ -909,5 +902,49 @@ func rowOrder(rows []connectors.Row, order []scripting.Order) func(i, j int) boo
 			}
 		}
 		return rows[i].Key < rows[j].Key
+	}
+}
+
+// partAccs is one partition's part of a table entry: its portable
+// accumulators.
+type partAccs struct {
+	partition string
+	accs      []any
+}
+
+// parts are a table entry's parts, ordered by partition: most entries
+// have one, and a map of its own for each (a window fired every few
+// microseconds at the end of the input) cost an allocation and a sort of
+// its partitions at each merge.
+type parts []partAccs
+
+// find is where partition's part is, or would go, and whether it is there.
+func (ps parts) find(partition string) (int, bool) {
+	i := sort.Search(len(ps), func(i int) bool { return ps[i].partition >= partition })
+	return i, i < len(ps) && ps[i].partition == partition
+}
+
+// get is partition's accumulators, and whether it has a part.
+func (ps parts) get(partition string) ([]any, bool) {
+	if i, ok := ps.find(partition); ok {
+		return ps[i].accs, true
+	}
+	return nil, false
+}
+
+// set makes partition's part accs.
+func (ps *parts) set(partition string, accs []any) {
+	i, ok := ps.find(partition)
+	if ok {
+		(*ps)[i].accs = accs
+		return
+	}
+	*ps = slices.Insert(*ps, i, partAccs{partition: partition, accs: accs})
+}
+
+// del removes partition's part, if it has one.
+func (ps *parts) del(partition string) {
+	if i, ok := ps.find(partition); ok {
+		*ps = slices.Delete(*ps, i, i+1)
 	}
 }
