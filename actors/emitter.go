@@ -84,8 +84,8 @@ func (em *Emitter) forget() {
 
 type resultEntry struct {
 	keyVals []any
-	parts   parts // partition → portable accumulators
-	firedBy time.Time        // the earliest read that fired it, for FireLatency
+	parts   parts     // partition → portable accumulators
+	firedBy time.Time // the earliest read that fired it, for FireLatency
 	// spans: partition → its session's bounds, and whether it fired
 	// (session windows only: partitions' sessions of one start can differ)
 	spans map[string]span
