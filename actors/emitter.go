@@ -553,9 +553,9 @@ func (em *Emitter) update(m *resultRows) error {
 	if m.restored {
 		em.room(max(m.total, len(m.rows)))
 	}
-	for i, p := range m.rows {
+	for _, p := range m.rows {
 		if m.fired {
-			em.fired[p.key] = m.ends[i]
+			em.fired[p.key] = p.end
 		}
 		en := em.table[p.key]
 		isNew := en == nil
