@@ -748,18 +748,22 @@ func (em *Emitter) shape(table map[string]*resultEntry, keys []string, limited b
 	p := em.e.cfg.Pipeline
 	rows := make([]connectors.Row, 0, len(keys))
 	cols := p.Columns()
-	for _, k := range keys {
+	// The rows' fields, many rows' to an allocation; but a limit keeps
+	// few rows, which would keep the chunk of all alive.
+	cut := limited && p.Limit > 0
+	var chunk []connectors.Field
+	for j, k := range keys {
 		en := table[k]
 		if en == nil {
 			return nil, fmt.Errorf("key %q: a window to emit has no state (an engine bug: please report it)", k)
 		}
-		vals, err := em.result(k, en)
-		if err != nil {
-			return nil, fmt.Errorf("key %q: %w", k, err)
+		if len(chunk) < len(cols) {
+			chunk = make([]connectors.Field, len(cols)*fieldsChunk(cut, len(keys)-j))
 		}
-		row := connectors.Row{Key: k, Fields: make([]connectors.Field, len(cols))}
-		for i, c := range cols {
-			row.Fields[i] = connectors.Field{Name: c, Value: vals[i]}
+		row := connectors.Row{Key: k, Fields: chunk[:len(cols):len(cols)]}
+		chunk = chunk[len(cols):]
+		if err := em.result(k, en, cols, row.Fields); err != nil {
+			return nil, fmt.Errorf("key %q: %w", k, err)
 		}
 		if keep, err := em.rt.Having(row); err != nil || !keep {
 			if err != nil {
@@ -769,7 +773,7 @@ func (em *Emitter) shape(table map[string]*resultEntry, keys []string, limited b
 		}
 		rows = append(rows, row)
 	}
-	if limited && p.Limit > 0 {
+	if cut {
 		rows = firstRows(rows, p.OrderBy, p.Limit)
 	} else {
 		sortTable(rows, p.OrderBy)
@@ -780,21 +784,43 @@ func (em *Emitter) shape(table map[string]*resultEntry, keys []string, limited b
 	return rows, nil
 }
 
-// result merges a key's partials and computes its row values.
-func (em *Emitter) result(key string, en *resultEntry) ([]any, error) {
+// fieldsChunk is how many rows' fields shape allocates at once, left rows
+// still to build: one at a time when a limit cuts the table.
+func fieldsChunk(cut bool, left int) int {
+	if cut {
+		return 1
+	}
+	return max(left, 1)
+}
+
+// result merges a key's partials and sets fields, named by cols, to its
+// row values: its key values, then its results.
+func (em *Emitter) result(key string, en *resultEntry, cols []string, fields []connectors.Field) error {
 	keyVals, accs, err := em.raw(key, en)
 	if err == nil && en.raw == nil {
 		keyVals = en.keyVals
 		accs, err = em.merged(en)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	res, err := em.rt.Results(accs)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return append(append(make([]any, 0, len(keyVals)+len(res)), keyVals...), res...), nil
+	if len(keyVals)+len(res) < len(cols) {
+		return fmt.Errorf("%d key values and %d results for %d columns (an engine bug: please report it)", len(keyVals), len(res), len(cols))
+	}
+	for i, c := range cols {
+		v := any(nil)
+		if i < len(keyVals) {
+			v = keyVals[i]
+		} else {
+			v = res[i-len(keyVals)]
+		}
+		fields[i] = connectors.Field{Name: c, Value: v}
+	}
+	return nil
 }
 
 // raw decodes en's raw part, if it has one, without keeping the result:
