@@ -631,6 +631,20 @@ func (em *Emitter) newRaw(raw []byte, partition string) *resultEntry {
 	return en
 }
 
+// entryOfOne is a table entry of one part and its part, allocated at once.
+type entryOfOne struct {
+	en   resultEntry
+	part [1]partAccs
+}
+
+// newEntry is a table entry of key values keyVals and partition's part
+// accs: a key of one part (most) costs one allocation.
+func newEntry(keyVals []any, partition string, accs []any) *resultEntry {
+	e := &entryOfOne{en: resultEntry{keyVals: keyVals}, part: [1]partAccs{{partition: partition, accs: accs}}}
+	e.en.parts = e.part[:1:1]
+	return &e.en
+}
+
 // put sets partition's part of p's key in the table to p's, en being the
 // key's entry (nil: none yet), and returns the key's entry (a restore of
 // millions looked each key up again for it). A raw part of a new key
@@ -646,8 +660,9 @@ func (em *Emitter) put(partition string, p partial, en *resultEntry) (*resultEnt
 		return nil, err
 	}
 	if en == nil {
-		en = &resultEntry{keyVals: keyVals}
+		en = newEntry(keyVals, partition, accs)
 		em.table[p.key] = en
+		return en, nil
 	} else if en.raw != nil && en.rawPart == partition {
 		en.raw, en.rawPart, en.keyVals, en.parts = nil, "", keyVals, nil
 	} else if err := em.decodeRaw(p.key, en); err != nil {
