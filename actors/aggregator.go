@@ -87,8 +87,8 @@ type KeyedAggregator struct {
 type toEmit struct {
 	// changed: entries changed since (each listed once: see entry.changed)
 	changed []string
-	// fired: the windows fired since
-	fired []firedWindow
+	// fired: the windows fired since (each partial's end is its window's)
+	fired []partial
 	// dropped: window entries the emitter should forget, after it has
 	// emitted lastChanges, their final changes; superseded: sessions
 	// merged into another, to forget before it builds rows
@@ -124,11 +124,6 @@ type changeSet struct {
 
 func (c changeSet) empty() bool {
 	return len(c.entries)+len(c.deleted)+len(c.states)+len(c.statesDeleted) == 0 && !c.restored
-}
-
-type firedWindow struct {
-	p   partial
-	end int64
 }
 
 // entry is one key's accumulators, or one window's. Its fields are
@@ -841,12 +836,8 @@ func (a *KeyedAggregator) sendFired(ctx actor.Context) error {
 	superseded := a.emit.superseded
 	a.emit.superseded = nil
 	if len(a.emit.fired) > 0 || len(superseded) > 0 {
-		rows := make([]partial, len(a.emit.fired))
-		ends := make([]int64, len(a.emit.fired))
-		for i, f := range a.emit.fired {
-			rows[i], ends[i] = f.p, f.end
-		}
-		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, fired: true, rows: rows, ends: ends, superseded: superseded})
+		// the emitter takes the slice: the next fired windows go in a new one
+		a.toEmitter(ctx, &resultRows{partition: a.partition, shard: a.shard, fired: true, rows: a.emit.fired, superseded: superseded})
 		a.emit.fired = nil
 	}
 	if a.sessionWindows() {

@@ -66,7 +66,7 @@ func (em *Emitter) forgetPart(key, partition string) {
 	if en == nil {
 		return
 	}
-	delete(en.parts, partition)
+	en.parts.del(partition)
 	delete(en.spans, partition)
 	em.changed[key] = struct{}{}
 	if len(en.parts) == 0 {
@@ -154,8 +154,8 @@ func (em *Emitter) sessionParts(want map[string]bool) map[string][]sessionPart {
 		if want != nil && !want[group] {
 			continue
 		}
-		for partition := range en.parts {
-			out[group] = append(out[group], sessionPart{key: key, partition: partition, span: en.spans[partition]})
+		for _, pa := range en.parts {
+			out[group] = append(out[group], sessionPart{key: key, partition: pa.partition, span: en.spans[pa.partition]})
 		}
 	}
 	return out
@@ -208,14 +208,16 @@ func sessionEnd(c []sessionPart) int64 {
 func (em *Emitter) mergedSession(group string, c []sessionPart) (string, *resultEntry, error) {
 	start, end := c[0].start, sessionEnd(c)
 	first := em.table[c[0].key]
-	accs, err := em.rt.Portable(first.parts[c[0].partition])
+	firstAccs, _ := first.parts.get(c[0].partition)
+	accs, err := em.rt.Portable(firstAccs)
 	if err != nil {
 		return "", nil, err
 	}
 	firedBy := first.firedBy
 	for _, s := range c[1:] {
 		en := em.table[s.key]
-		if err := em.rt.Merge(accs, en.parts[s.partition]); err != nil {
+		part, _ := en.parts.get(s.partition)
+		if err := em.rt.Merge(accs, part); err != nil {
 			return "", nil, err
 		}
 		if !en.firedBy.IsZero() && (firedBy.IsZero() || en.firedBy.Before(firedBy)) {
@@ -224,5 +226,5 @@ func (em *Emitter) mergedSession(group string, c []sessionPart) (string, *result
 	}
 	n := len(first.keyVals) - len(scripting.WindowColumns)
 	keyVals := append(first.keyVals[:n:n], scripting.FormatTime(start), scripting.FormatTime(end))
-	return windowKey(group, start), &resultEntry{keyVals: keyVals, parts: map[string][]any{"": accs}, firedBy: firedBy}, nil
+	return windowKey(group, start), &resultEntry{keyVals: keyVals, parts: parts{{accs: accs}}, firedBy: firedBy}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -71,7 +72,7 @@ func (em *Emitter) forget() {
 	for _, d := range em.drops {
 		if en := em.table[d.key]; en != nil {
 			em.markChanged(d.key) // the next complete table lacks it
-			delete(en.parts, d.partition)
+			en.parts.del(d.partition)
 			delete(en.spans, d.partition)
 			if len(en.parts) == 0 {
 				delete(em.table, d.key)
@@ -83,8 +84,8 @@ func (em *Emitter) forget() {
 
 type resultEntry struct {
 	keyVals []any
-	parts   map[string][]any // partition → portable accumulators
-	firedBy time.Time        // the earliest read that fired it, for FireLatency
+	parts   parts     // partition → portable accumulators
+	firedBy time.Time // the earliest read that fired it, for FireLatency
 	// spans: partition → its session's bounds, and whether it fired
 	// (session windows only: partitions' sessions of one start can differ)
 	spans map[string]span
@@ -105,7 +106,7 @@ func (em *Emitter) decodeRaw(key string, en *resultEntry) error {
 	if err != nil {
 		return fmt.Errorf("key %q: the restored state does not decode: %w", key, err)
 	}
-	en.keyVals, en.parts = keyVals, map[string][]any{en.rawPart: accs}
+	en.keyVals, en.parts = keyVals, parts{{partition: en.rawPart, accs: accs}}
 	en.raw, en.rawPart = nil, ""
 	return nil
 }
@@ -115,7 +116,7 @@ func (en *resultEntry) hasPart(partition string) bool {
 	if en.raw != nil {
 		return en.rawPart == partition
 	}
-	_, ok := en.parts[partition]
+	_, ok := en.parts.get(partition)
 	return ok
 }
 
@@ -201,10 +202,10 @@ func (em *Emitter) hold(k, v []byte) error {
 	end, _ := vals[len(vals)-1].(int64)
 	en := em.table[key]
 	if en == nil {
-		en = &resultEntry{keyVals: vals[: len(vals)-1 : len(vals)-1], parts: map[string][]any{}}
+		en = &resultEntry{keyVals: vals[: len(vals)-1 : len(vals)-1]}
 		em.table[key] = en
 	}
-	en.parts[partition] = accs
+	en.parts.set(partition, accs)
 	em.fired[key] = end
 	if em.sessionWindows() {
 		en.setSpan(partition, span{start: windowStart(key), end: end, fired: true})
@@ -323,7 +324,8 @@ func (em *Emitter) writeHeld(wb batchWriter, tee *teeWriter) (map[string]bool, e
 		if en == nil {
 			continue
 		}
-		for partition, accs := range en.parts {
+		for _, pa := range en.parts {
+			partition, accs := pa.partition, pa.accs
 			end := end
 			if sp, ok := en.spans[partition]; ok {
 				if !sp.fired {
@@ -522,7 +524,7 @@ func (em *Emitter) update(m *resultRows) error {
 			}
 			if scripting.Shard(groupKey(key), em.shards) == m.shard {
 				if en.hasPart(m.partition) {
-					delete(en.parts, m.partition)
+					en.parts.del(m.partition)
 					delete(en.spans, m.partition)
 					if en.raw != nil || len(en.parts) == 0 {
 						delete(em.table, key)
@@ -551,9 +553,9 @@ func (em *Emitter) update(m *resultRows) error {
 	if m.restored {
 		em.room(max(m.total, len(m.rows)))
 	}
-	for i, p := range m.rows {
+	for _, p := range m.rows {
 		if m.fired {
-			em.fired[p.key] = m.ends[i]
+			em.fired[p.key] = p.end
 		}
 		en := em.table[p.key]
 		isNew := en == nil
@@ -629,6 +631,20 @@ func (em *Emitter) newRaw(raw []byte, partition string) *resultEntry {
 	return en
 }
 
+// entryOfOne is a table entry of one part and its part, allocated at once.
+type entryOfOne struct {
+	en   resultEntry
+	part [1]partAccs
+}
+
+// newEntry is a table entry of key values keyVals and partition's part
+// accs: a key of one part (most) costs one allocation.
+func newEntry(keyVals []any, partition string, accs []any) *resultEntry {
+	e := &entryOfOne{en: resultEntry{keyVals: keyVals}, part: [1]partAccs{{partition: partition, accs: accs}}}
+	e.en.parts = e.part[:1:1]
+	return &e.en
+}
+
 // put sets partition's part of p's key in the table to p's, en being the
 // key's entry (nil: none yet), and returns the key's entry (a restore of
 // millions looked each key up again for it). A raw part of a new key
@@ -644,14 +660,15 @@ func (em *Emitter) put(partition string, p partial, en *resultEntry) (*resultEnt
 		return nil, err
 	}
 	if en == nil {
-		en = &resultEntry{keyVals: keyVals, parts: make(map[string][]any, 1)}
+		en = newEntry(keyVals, partition, accs)
 		em.table[p.key] = en
+		return en, nil
 	} else if en.raw != nil && en.rawPart == partition {
-		en.raw, en.rawPart, en.keyVals, en.parts = nil, "", keyVals, make(map[string][]any, 1)
+		en.raw, en.rawPart, en.keyVals, en.parts = nil, "", keyVals, nil
 	} else if err := em.decodeRaw(p.key, en); err != nil {
 		return nil, err
 	}
-	en.parts[partition] = accs
+	en.parts.set(partition, accs)
 	return en, nil
 }
 
@@ -746,18 +763,22 @@ func (em *Emitter) shape(table map[string]*resultEntry, keys []string, limited b
 	p := em.e.cfg.Pipeline
 	rows := make([]connectors.Row, 0, len(keys))
 	cols := p.Columns()
-	for _, k := range keys {
+	// The rows' fields, many rows' to an allocation; but a limit keeps
+	// few rows, which would keep the chunk of all alive.
+	cut := limited && p.Limit > 0
+	var chunk []connectors.Field
+	for j, k := range keys {
 		en := table[k]
 		if en == nil {
 			return nil, fmt.Errorf("key %q: a window to emit has no state (an engine bug: please report it)", k)
 		}
-		vals, err := em.result(k, en)
-		if err != nil {
-			return nil, fmt.Errorf("key %q: %w", k, err)
+		if len(chunk) < len(cols) {
+			chunk = make([]connectors.Field, len(cols)*fieldsChunk(cut, len(keys)-j))
 		}
-		row := connectors.Row{Key: k, Fields: make([]connectors.Field, len(cols))}
-		for i, c := range cols {
-			row.Fields[i] = connectors.Field{Name: c, Value: vals[i]}
+		row := connectors.Row{Key: k, Fields: chunk[:len(cols):len(cols)]}
+		chunk = chunk[len(cols):]
+		if err := em.result(k, en, cols, row.Fields); err != nil {
+			return nil, fmt.Errorf("key %q: %w", k, err)
 		}
 		if keep, err := em.rt.Having(row); err != nil || !keep {
 			if err != nil {
@@ -767,7 +788,7 @@ func (em *Emitter) shape(table map[string]*resultEntry, keys []string, limited b
 		}
 		rows = append(rows, row)
 	}
-	if limited && p.Limit > 0 {
+	if cut {
 		rows = firstRows(rows, p.OrderBy, p.Limit)
 	} else {
 		sortTable(rows, p.OrderBy)
@@ -778,21 +799,43 @@ func (em *Emitter) shape(table map[string]*resultEntry, keys []string, limited b
 	return rows, nil
 }
 
-// result merges a key's partials and computes its row values.
-func (em *Emitter) result(key string, en *resultEntry) ([]any, error) {
+// fieldsChunk is how many rows' fields shape allocates at once, left rows
+// still to build: one at a time when a limit cuts the table.
+func fieldsChunk(cut bool, left int) int {
+	if cut {
+		return 1
+	}
+	return max(left, 1)
+}
+
+// result merges a key's partials and sets fields, named by cols, to its
+// row values: its key values, then its results.
+func (em *Emitter) result(key string, en *resultEntry, cols []string, fields []connectors.Field) error {
 	keyVals, accs, err := em.raw(key, en)
 	if err == nil && en.raw == nil {
 		keyVals = en.keyVals
 		accs, err = em.merged(en)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	res, err := em.rt.Results(accs)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return append(append(make([]any, 0, len(keyVals)+len(res)), keyVals...), res...), nil
+	if len(keyVals)+len(res) < len(cols) {
+		return fmt.Errorf("%d key values and %d results for %d columns (an engine bug: please report it)", len(keyVals), len(res), len(cols))
+	}
+	for i, c := range cols {
+		v := any(nil)
+		if i < len(keyVals) {
+			v = keyVals[i]
+		} else {
+			v = res[i-len(keyVals)]
+		}
+		fields[i] = connectors.Field{Name: c, Value: v}
+	}
+	return nil
 }
 
 // raw decodes en's raw part, if it has one, without keeping the result:
@@ -810,25 +853,16 @@ func (em *Emitter) raw(key string, en *resultEntry) ([]any, []any, error) {
 
 // merged merges a key's partials, in partition order.
 func (em *Emitter) merged(en *resultEntry) ([]any, error) {
-	var accs []any
 	if len(en.parts) == 1 {
-		for _, a := range en.parts {
-			accs = a
-		}
-	} else {
-		ids := make([]string, 0, len(en.parts))
-		for id := range en.parts {
-			ids = append(ids, id)
-		}
-		sort.Strings(ids)
-		var err error
-		if accs, err = em.rt.Portable(en.parts[ids[0]]); err != nil {
+		return en.parts[0].accs, nil
+	}
+	accs, err := em.rt.Portable(en.parts[0].accs)
+	if err != nil {
+		return nil, err
+	}
+	for _, pa := range en.parts[1:] {
+		if err := em.rt.Merge(accs, pa.accs); err != nil {
 			return nil, err
-		}
-		for _, id := range ids[1:] {
-			if err := em.rt.Merge(accs, en.parts[id]); err != nil {
-				return nil, err
-			}
 		}
 	}
 	return accs, nil
@@ -844,7 +878,42 @@ func sortRows(rows []connectors.Row, order []scripting.Order) {
 // (state keys) differ: the order is total, and an unstable sort of a few
 // hundred thousand rows is several times faster than a stable one.
 func sortTable(rows []connectors.Row, order []scripting.Order) {
+	if len(order) == 0 && sortByStart(rows) {
+		return
+	}
 	sort.Slice(rows, rowOrder(rows, order))
+}
+
+// sortByStart sorts windows' rows in rowOrder's order when there is no
+// order_by and every window start is a string: by start, then key, the
+// strings compared directly. (Through rowOrder each comparison went by
+// scripting.Compare's type tests, a few times for each of the thousands of
+// windows a trigger fires.) It says whether it sorted.
+func sortByStart(rows []connectors.Row) bool {
+	if len(rows) == 0 {
+		return false
+	}
+	ws := -1
+	for i, f := range rows[0].Fields {
+		if f.Name == scripting.WindowColumns[0] {
+			ws = i // the last of the name, as rowOrder's
+		}
+	}
+	if ws < 0 {
+		return false
+	}
+	for _, r := range rows {
+		if _, ok := r.Fields[ws].Value.(string); !ok {
+			return false
+		}
+	}
+	slices.SortFunc(rows, func(a, b connectors.Row) int {
+		if c := strings.Compare(a.Fields[ws].Value.(string), b.Fields[ws].Value.(string)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return true
 }
 
 // firstRows is the first n rows of the emitter's table rows in sortTable's
@@ -909,5 +978,49 @@ func rowOrder(rows []connectors.Row, order []scripting.Order) func(i, j int) boo
 			}
 		}
 		return rows[i].Key < rows[j].Key
+	}
+}
+
+// partAccs is one partition's part of a table entry: its portable
+// accumulators.
+type partAccs struct {
+	partition string
+	accs      []any
+}
+
+// parts are a table entry's parts, ordered by partition: most entries
+// have one, and a map of its own for each (a window fired every few
+// microseconds at the end of the input) cost an allocation and a sort of
+// its partitions at each merge.
+type parts []partAccs
+
+// find is where partition's part is, or would go, and whether it is there.
+func (ps parts) find(partition string) (int, bool) {
+	i := sort.Search(len(ps), func(i int) bool { return ps[i].partition >= partition })
+	return i, i < len(ps) && ps[i].partition == partition
+}
+
+// get is partition's accumulators, and whether it has a part.
+func (ps parts) get(partition string) ([]any, bool) {
+	if i, ok := ps.find(partition); ok {
+		return ps[i].accs, true
+	}
+	return nil, false
+}
+
+// set makes partition's part accs.
+func (ps *parts) set(partition string, accs []any) {
+	i, ok := ps.find(partition)
+	if ok {
+		(*ps)[i].accs = accs
+		return
+	}
+	*ps = slices.Insert(*ps, i, partAccs{partition: partition, accs: accs})
+}
+
+// del removes partition's part, if it has one.
+func (ps *parts) del(partition string) {
+	if i, ok := ps.find(partition); ok {
+		*ps = slices.Delete(*ps, i, i+1)
 	}
 }

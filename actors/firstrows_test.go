@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 	"reflect"
+	"sort"
 	"testing"
 
 	"github.com/eddy-stream/eddy/connectors"
@@ -56,4 +57,44 @@ func keys(rows []connectors.Row) []string {
 		k[i] = r.Key
 	}
 	return k
+}
+
+// TestSortByStartAgreesWithRowOrder: windows' rows with no order_by sort
+// the same by sortTable (strings compared directly) as by rowOrder (by
+// scripting.Compare): by start, then key, many rows sharing a start. A
+// table whose starts are not all strings is rowOrder's too.
+func TestSortByStartAgreesWithRowOrder(t *testing.T) {
+	r := rand.New(rand.NewSource(5))
+	for _, size := range []int{0, 1, 2, 50, 3000} {
+		for _, numeric := range []bool{false, true} {
+			rows := randomWindows(r, size, numeric)
+			want := append([]connectors.Row(nil), rows...)
+			sort.Slice(want, rowOrder(want, nil))
+			got := append([]connectors.Row(nil), rows...)
+			sortTable(got, nil)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%d rows (a numeric start: %v):\n got %v\nwant %v", size, numeric, keys(got), keys(want))
+			}
+		}
+	}
+}
+
+// randomWindows are windows' rows of a few starts; with numeric, one row's
+// start is a number.
+func randomWindows(r *rand.Rand, n int, numeric bool) []connectors.Row {
+	rows := make([]connectors.Row, n)
+	for i := range rows {
+		start := fmt.Sprintf("2026-12-01T07:%02d:00Z", r.Intn(5))
+		key := fmt.Sprintf("sensor-%05d%s%s", r.Intn(1_000_000)*n+i, windowSep, start)
+		rows[i] = connectors.Row{Key: key, Fields: []connectors.Field{
+			{Name: "sensor", Value: key[:12]},
+			{Name: scripting.WindowColumns[0], Value: start},
+			{Name: scripting.WindowColumns[1], Value: "end"},
+			{Name: "readings", Value: int64(r.Intn(60))},
+		}}
+	}
+	if numeric && n > 0 {
+		rows[n/2].Fields[1].Value = int64(7)
+	}
+	return rows
 }

@@ -243,10 +243,10 @@ type resultRows struct {
 	// once.
 	more, part bool
 	total      int
-	// fired: rows of windows that fired at this trigger (final mode);
-	// drop: state keys of windows to forget.
+	// fired: rows of windows that fired at this trigger (final mode),
+	// each partial's end its window's; drop: state keys of windows to
+	// forget.
 	fired bool
-	ends  []int64 // with fired: each window's end
 	drop  []string
 	// superseded: session windows merged into another of their key since
 	// the last trigger, to forget before taking this message's rows,

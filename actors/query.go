@@ -337,10 +337,10 @@ func (em *Emitter) mergeShares(ctx actor.Context, q *mergeQuery) {
 			}
 			en := table[k]
 			if en == nil {
-				en = &resultEntry{keyVals: keyVals, parts: map[string][]any{}}
+				en = &resultEntry{keyVals: keyVals}
 				table[k] = en
 			}
-			en.parts[node] = accs
+			en.parts.set(node, accs)
 		}
 	}
 	rows, err := em.tableRows(table, q.key)

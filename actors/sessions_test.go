@@ -94,7 +94,7 @@ func TestTheEmitterRefusesToForgetAFiredSession(t *testing.T) {
 	em := &Emitter{e: &engine{cfg: Config{Pipeline: load(t, sessionsScript("final"))}}, table: map[string]*resultEntry{},
 		changed: map[string]struct{}{}, fired: map[string]int64{}}
 	key := windowKey("a", 0)
-	fired := &resultRows{partition: "p1", fired: true, ends: []int64{40_000},
+	fired := &resultRows{partition: "p1", fired: true,
 		rows: []partial{{key: key, keyVals: []any{"a"}, accs: []any{int64(4)}, start: 0, end: 40_000}}}
 	fired.superseded = []string{key, windowKey("a", 30_000)}
 	if err := em.update(fired); err != nil {

@@ -269,7 +269,7 @@ func (a *KeyedAggregator) fireWindows() error {
 			return err
 		}
 		p.firedBy = a.readAt
-		a.emit.fired = append(a.emit.fired, firedWindow{p: p, end: en.end})
+		a.emit.fired = append(a.emit.fired, p)
 		if err := a.onWindow(en, p); err != nil {
 			return err
 		}
