@@ -514,7 +514,10 @@ func (n *node) maybeTrigger(ctx actor.Context, timer bool) {
 	n.advanceWatermark()
 	advanced := n.watermark > n.lastWatermark
 	switch {
-	case n.stopping || len(n.revokes) > 0 || n.script.pending != nil && !n.anyDown():
+	case n.stopping && n.nothingToCheckpoint():
+		n.summary.Interrupted = true
+		n.finish(nil)
+	case n.stopping || len(n.revokes) > 0 || n.script.pending != nil && !n.anyDown() && !n.nothingToCheckpoint():
 		// (A reload waits for a checkpoint, and takes over with a restart
 		// of every partition: not while one waits for its own restart.)
 		n.trigger(ctx, true, false)
@@ -527,6 +530,16 @@ func (n *node) maybeTrigger(ctx actor.Context, timer bool) {
 		// barriers: a quiet pipeline with hooks still gets its triggers.)
 		n.trigger(ctx, checkpointDue, false)
 	}
+}
+
+// nothingToCheckpoint: no partition is assigned and there is no
+// changelog. Without one a checkpoint is the only record of where each
+// partition stands, and one taken before the source assigned any (a
+// group join slower than the checkpoint interval, a stop in a run's first
+// seconds) would be the last: the partitions, finding no position in it,
+// would start afresh, their state wiped and their input read again.
+func (n *node) nothingToCheckpoint() bool {
+	return len(n.parts) == 0 && n.e.cfg.Changelog == nil
 }
 
 // advanceWatermark recomputes the watermark from the partitions' latest
@@ -568,6 +581,9 @@ func (n *node) trigger(ctx actor.Context, persist, final bool) {
 		b.watermark = math.MaxInt64 // the input is over: every window fires
 	}
 	n.lastWatermark = b.watermark
+	if persist && n.nothingToCheckpoint() {
+		persist = false
+	}
 	if persist {
 		// The epoch's record must be durable before anything is written
 		// at its version: the store holds the epoch's batches until it
