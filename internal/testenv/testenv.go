@@ -3,9 +3,13 @@ package testenv
 import (
 	"crypto/rand"
 	"encoding/hex"
+	mrand "math/rand/v2"
+	"net"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -116,20 +120,38 @@ func sanitize(s string, n int) string {
 	return out
 }
 
-// FreeAddr returns a 127.0.0.1:PORT address nothing listens on now, the
-// port below the kernel's ephemeral range: a port the kernel handed out
-// (":0") and the test closed is taken back for the local end of the next
-// outgoing connection (a Kafka client's, in a test beside), and a process
-// the test starts on it fails with "address already in use".
+// FreeAddr returns a 127.0.0.1:PORT address nothing listens on now, for a
+// process the test starts to bind. The port is below the kernel's
+// ephemeral range: one the kernel handed out (":0") and the test closed
+// went to the local end of the next outgoing connection (a Kafka client's,
+// in a test beside), and the process failed with "address already in
+// use". The ports of one test binary follow each other from a random
+// start, so its parallel tests never get the same one, and another
+// binary's (each starting elsewhere) rarely.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := listenBelowEphemeral()
-	if err != nil {
-		t.Fatal(err)
+	low := ephemeralLow()
+	const first = 10000
+	if low <= first+100 {
+		t.Fatalf("the kernel's ephemeral ports start at %d: no room below them for a test's ports", low)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	portOnce.Do(func() { nextPort.Store(int64(mrand.IntN(low - first))) })
+	for range 1000 {
+		port := first + int(nextPort.Add(1)%int64(low-first))
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	t.Fatalf("no free port below %d in 1000 tries", low)
+	return ""
 }
+
+var (
+	portOnce sync.Once
+	nextPort atomic.Int64
+)
 
 // BenchSize reads a benchmark's size from the environment variable name
 // (EDDY_BENCH_ROWS and the like), def when it is unset; anything but a
