@@ -321,31 +321,6 @@ func setPolicy(t *testing.T, brokers []string, topic, policy string) {
 	waitForTopicConfig(t, adm, topic, "cleanup.policy", policy)
 }
 
-// waitForTopicConfig returns once the broker describes topic's key as value:
-// the controller acknowledges an alteration before the broker's metadata
-// follows, and a table opened meanwhile would read the old value.
-func waitForTopicConfig(t *testing.T, adm *kadm.Client, topic, key, value string) {
-	t.Helper()
-	var last string
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
-		if rcs, err := adm.DescribeTopicConfigs(t.Context(), topic); err == nil {
-			if rc, err := rcs.On(topic, nil); err == nil && rc.Err == nil {
-				for _, c := range rc.Configs {
-					if c.Key == key && c.Value != nil {
-						last = *c.Value
-					}
-				}
-			}
-		}
-		if last == value {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s of %s still %q a minute after it was set to %q", key, topic, last, value)
-		}
-	}
-}
-
 func tableAdmin(t *testing.T, brokers []string) *kadm.Client {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
@@ -414,5 +389,16 @@ func TestKeptTableRefusesABadStoredRow(t *testing.T) {
 		if r, found, err := tb.Get(k); err != nil || !found || !reflect.DeepEqual(r, row) {
 			t.Fatalf("Get(%s) = %v, %v, %v; want %v", k, r, found, err, row)
 		}
+	}
+}
+
+// waitForTopicConfig fails t unless the broker describes topic's key as
+// value within a minute (testenv.WaitForTopicConfig).
+func waitForTopicConfig(t *testing.T, adm *kadm.Client, topic, key, value string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := testenv.WaitForTopicConfig(ctx, adm, topic, key, value); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -81,6 +81,34 @@ func WaitForLeaders(ctx context.Context, adm *kadm.Client, topic string, n int) 
 	}
 }
 
+// WaitForTopicConfig polls the topic's described configs until key reads
+// value: a broker acknowledges AlterConfigs before its metadata follows,
+// and a client that reads the config meanwhile gets the old value.
+func WaitForTopicConfig(ctx context.Context, adm *kadm.Client, topic, key, value string) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	last := "(not described)"
+	for {
+		if rcs, err := adm.DescribeTopicConfigs(ctx, topic); err == nil {
+			if rc, err := rcs.On(topic, nil); err == nil && rc.Err == nil {
+				for _, c := range rc.Configs {
+					if c.Key == key && c.Value != nil {
+						last = *c.Value
+					}
+				}
+			}
+		}
+		if last == value {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s of %s still %q, want %q: %w", key, topic, last, value, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
 func ready(md kadm.Metadata, topic string, n int) error {
 	td, ok := md.Topics[topic]
 	if !ok {
