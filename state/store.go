@@ -336,25 +336,7 @@ func (s *Store) Close() error {
 // Begin starts the next checkpoint and returns its epoch: one more than every epoch
 // ever begun, including by a process that crashed. The epoch is durably recorded
 // before Begin returns, so no later Begin can hand it out again.
-func (s *Store) Begin() (_ uint64, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return 0, errClosed
-	}
-	defer s.recoverBadger(&err)
-	s.awaitBeginning()
-	if err := s.room(0); err != nil {
-		return 0, err
-	}
-	e := s.begun + 1
-	if err := s.recordBegun(e); err != nil {
-		return 0, err
-	}
-	s.begun = e
-	s.counts[e] = &epochCounts{}
-	return e, nil
-}
+func (s *Store) Begin() (uint64, error) { return s.begin(false) }
 
 // BeginAsync is Begin that returns the epoch before its record is durable:
 // a goroutine of its own writes and syncs the record meanwhile. Nothing
@@ -364,7 +346,9 @@ func (s *Store) Begin() (_ uint64, err error) {
 // wait for first. The next Begin waits for it too. The record's write was
 // the one step between the end of a run's input and its final
 // checkpoint's writes that no other work overlapped.
-func (s *Store) BeginAsync() (_ uint64, err error) {
+func (s *Store) BeginAsync() (uint64, error) { return s.begin(true) }
+
+func (s *Store) begin(async bool) (_ uint64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -376,19 +360,23 @@ func (s *Store) BeginAsync() (_ uint64, err error) {
 		return 0, err
 	}
 	e := s.begun + 1
-	b := &beginning{epoch: e, done: make(chan struct{})}
-	go func() {
-		defer close(b.done)
-		if hook := testHookRecordBegun; hook != nil {
-			if b.err = hook(e); b.err != nil {
-				return
+	if async {
+		b := &beginning{epoch: e, done: make(chan struct{})}
+		go func() {
+			defer close(b.done)
+			if hook := testHookRecordBegun; hook != nil {
+				if b.err = hook(e); b.err != nil {
+					return
+				}
 			}
-		}
-		b.err = s.recordBegun(e)
-	}()
-	s.beginning = b
-	// (Counted as begun at once: were the record's write to fail, the
-	// next Begin's epoch is still a new one.)
+			b.err = s.recordBegun(e)
+		}()
+		s.beginning = b
+		// (Counted as begun at once: were the record's write to fail, the
+		// next Begin's epoch is still a new one.)
+	} else if err := s.recordBegun(e); err != nil {
+		return 0, err
+	}
 	s.begun = e
 	s.counts[e] = &epochCounts{}
 	return e, nil
